@@ -1,0 +1,126 @@
+// Typed, tracked reads from a config mapping (see config_reader.h).
+#include "runtime/config_reader.h"
+
+#include <cmath>
+#include <iostream>
+
+#include "runtime/error.h"
+
+namespace mlarun {
+
+ConfigReader::ConfigReader(const json::Value& tree, std::string source, std::string prefix)
+    : tree_(tree), source_(std::move(source)), prefix_(std::move(prefix)) {
+  if (!tree_.is_object())
+    fail(source_, ": ", prefix_.empty() ? "the config" : "key '" + prefix_ + "'", " must be a mapping, got a ",
+         json::kind_name(tree_.kind()));
+}
+
+bool ConfigReader::is_null(const std::string& key) const {
+  const json::Value* v = tree_.find(key);
+  return v && v->is_null();
+}
+
+const json::Value* ConfigReader::lookup(const std::string& key) {
+  used_.insert(key);
+  return tree_.find(key);
+}
+
+void ConfigReader::bad_value(const std::string& key, const std::string& value, const std::string& problem) const {
+  fail(source_, ": key '", path(key), "': value ", value, ": ", problem);
+}
+
+void ConfigReader::wrong_type(const std::string& key, const json::Value& v, const char* expected) const {
+  fail(source_, ": key '", path(key), "': expected ", expected, ", got ", json::kind_name(v.kind()), " ", v.dump());
+}
+
+int64_t ConfigReader::require_int(const std::string& key) {
+  const json::Value* v = lookup(key);
+  if (!v || v->is_null()) fail(source_, ": missing required key '", path(key), "'");
+  return get_int(key, 0);
+}
+
+int64_t ConfigReader::get_int(const std::string& key, int64_t def) {
+  const json::Value* v = lookup(key);
+  if (!v) return def;
+  if (v->is_int()) return v->as_int();
+  // 2048.0 is accepted as an integer (some tools write floats); 2048.5 is not.
+  if (v->is_number() && std::floor(v->as_double()) == v->as_double() && std::fabs(v->as_double()) < 9e15)
+    return int64_t(v->as_double());
+  wrong_type(key, *v, "an integer");
+}
+
+int64_t ConfigReader::get_int_or_null(const std::string& key, int64_t def) {
+  if (is_null(key)) {
+    used_.insert(key);
+    return def;
+  }
+  return get_int(key, def);
+}
+
+double ConfigReader::require_double(const std::string& key) {
+  const json::Value* v = lookup(key);
+  if (!v || v->is_null()) fail(source_, ": missing required key '", path(key), "'");
+  return get_double(key, 0);
+}
+
+double ConfigReader::get_double(const std::string& key, double def) {
+  const json::Value* v = lookup(key);
+  if (!v) return def;
+  if (!v->is_number()) wrong_type(key, *v, "a number");
+  return v->as_double();
+}
+
+double ConfigReader::get_double_or_null(const std::string& key, double def) {
+  if (is_null(key)) {
+    used_.insert(key);
+    return def;
+  }
+  return get_double(key, def);
+}
+
+bool ConfigReader::get_bool(const std::string& key, bool def) {
+  const json::Value* v = lookup(key);
+  if (!v || v->is_null()) return def;
+  if (!v->is_bool()) wrong_type(key, *v, "true or false");
+  return v->as_bool();
+}
+
+std::string ConfigReader::get_string(const std::string& key, const std::string& def) {
+  const json::Value* v = lookup(key);
+  if (!v) return def;
+  if (!v->is_string()) wrong_type(key, *v, "a string");
+  return v->as_string();
+}
+
+std::string ConfigReader::get_string_or_null(const std::string& key, const std::string& def) {
+  if (is_null(key)) {
+    used_.insert(key);
+    return def;
+  }
+  return get_string(key, def);
+}
+
+ConfigReader ConfigReader::child(const std::string& key) {
+  const json::Value* v = lookup(key);
+  if (!v) fail(source_, ": missing required key '", path(key), "'");
+  if (!v->is_object()) wrong_type(key, *v, "a mapping");
+  return ConfigReader(*v, source_, path(key));
+}
+
+void ConfigReader::ignore_keys(std::initializer_list<const char*> keys) {
+  for (const char* k : keys) used_.insert(k);
+}
+
+void ConfigReader::reject_unknown_keys() const {
+  for (const auto& kv : tree_.members())
+    if (!used_.count(kv.first))
+      fail(source_, ": unknown key '", path(kv.first), "' (value ", kv.second.dump(), ")");
+}
+
+void ConfigReader::warn_unknown_keys() const {
+  for (const auto& kv : tree_.members())
+    if (!used_.count(kv.first))
+      std::cerr << "warning: " << source_ << ": ignoring unknown key '" << path(kv.first) << "'\n";
+}
+
+}  // namespace mlarun
