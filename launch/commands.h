@@ -1,0 +1,18 @@
+// The subcommands of `mlarun`. Each registers its options on the CLI11 app and returns the function that runs
+// it, so main.cpp stays a list of commands.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+
+namespace mlarun::cli {
+
+using Runner = std::function<int()>;
+struct Command {
+  CLI::App* app;  // the subcommand, to ask whether it was chosen
+  Runner run;
+};
+
+Command add_info_command(CLI::App& app);
+
+}  // namespace mlarun::cli

@@ -1,0 +1,60 @@
+// Small helpers shared by the tests: a per-test scratch directory, file writing, and error-message capture.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "runtime/error.h"
+
+namespace mlarun::testing {
+
+inline std::string data_dir() { return MLARUN_TEST_DATA_DIR; }
+inline std::string source_dir() { return MLARUN_SOURCE_DIR; }
+
+// A fresh directory under /tmp, removed when the object goes.
+class ScratchDir {
+ public:
+  ScratchDir() {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    path_ = std::filesystem::temp_directory_path() /
+            ("mlarun_" + std::string(info ? info->name() : "test") + "_" + std::to_string(::getpid()));
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~ScratchDir() { std::filesystem::remove_all(path_); }
+  std::string file(const std::string& name) const { return (path_ / name).string(); }
+  std::string write(const std::string& name, const std::string& content) const {
+    std::ofstream(file(name), std::ios::binary) << content;
+    return file(name);
+  }
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+// Runs `fn` and returns the mlarun::Error message it throws ("" when it does not throw).
+template <typename Fn>
+std::string error_message(Fn&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace mlarun::testing
+
+// Asserts that `stmt` throws mlarun::Error whose message contains every one of the given substrings.
+#define EXPECT_ERROR_MENTIONS(stmt, ...)                                                   \
+  do {                                                                                     \
+    std::string _msg = ::mlarun::testing::error_message([&] { stmt; });                   \
+    EXPECT_FALSE(_msg.empty()) << #stmt " did not throw";                                  \
+    for (const char* _part : {__VA_ARGS__})                                                \
+      EXPECT_NE(_msg.find(_part), std::string::npos) << "message: " << _msg << "\nmissing: " << _part; \
+  } while (0)
