@@ -134,6 +134,37 @@ void read_hf_rope(ConfigReader& r, ModelConfig& c) {
   rs.reject_unknown_keys();
 }
 
+
+// Routing as Hugging Face's native classes compute it (the fixtures' ground truth), which is narrower than
+// what the config keys can say: DeepseekV2 always scores with softmax, picks greedy or group-limited greedy and
+// never renormalises; DeepseekV3 always scores with sigmoid + e_score_correction_bias (noaux_tc) and
+// renormalises iff norm_topk_prob. A key that asks for something else is followed the HF way, with a warning.
+void read_hf_routing(ConfigReader& r, ModelConfig& c, bool v3) {
+  auto warn = [&](const std::string& key, const std::string& value, const std::string& used) {
+    std::cerr << "warning: " << r.source() << ": key '" << key << "': value " << value << " is not what Hugging Face's "
+              << (v3 ? "DeepseekV3" : "DeepseekV2") << " computes; using " << used << "\n";
+  };
+  ScoreFunc asked = parse_score_func(r, "scoring_func", v3 ? ScoreFunc::Sigmoid : ScoreFunc::Softmax);
+  c.score_func = v3 ? ScoreFunc::Sigmoid : ScoreFunc::Softmax;
+  if (asked != c.score_func) warn("scoring_func", score_func_name(asked), score_func_name(c.score_func));
+  std::string method = r.get_string("topk_method", v3 ? "noaux_tc" : "greedy");
+  if (method != "greedy" && method != "group_limited_greedy" && method != "noaux_tc")
+    r.bad_value("topk_method", "\"" + method + "\"", "expected greedy, group_limited_greedy or noaux_tc");
+  bool norm = r.get_bool("norm_topk_prob", v3);
+  if (v3) {
+    c.topk_method = TopkMethod::NoauxTc;
+    if (method != "noaux_tc") warn("topk_method", "\"" + method + "\"", "noaux_tc");
+    c.norm_topk_prob = norm;
+  } else {
+    if (method == "noaux_tc")
+      r.bad_value("topk_method", "\"noaux_tc\"", "DeepseekV2 supports greedy and group_limited_greedy only");
+    c.topk_method = method == "greedy" ? TopkMethod::Greedy : TopkMethod::GroupLimitedGreedy;
+    if (norm) warn("norm_topk_prob", "true", "no renormalisation (weights scaled by routed_scaling_factor)");
+    c.norm_topk_prob = false;
+  }
+  c.has_gate_bias = c.topk_method == TopkMethod::NoauxTc;
+}
+
 }  // namespace
 
 ModelConfig model_config_from_hf(const json::Value& tree, const std::string& source) {
@@ -173,14 +204,7 @@ ModelConfig model_config_from_hf(const json::Value& tree, const std::string& sou
   c.n_shared_experts = r.get_int_or_null("n_shared_experts", 0);
   c.n_expert_groups = r.get_int_or_null("n_group", 1);
   c.n_limited_groups = r.get_int_or_null("topk_group", 1);
-  c.score_func = parse_score_func(r, "scoring_func", v3 ? ScoreFunc::Sigmoid : ScoreFunc::Softmax);
-  std::string method = r.get_string("topk_method", v3 ? "noaux_tc" : "greedy");
-  if (method == "greedy") c.topk_method = TopkMethod::Greedy;
-  else if (method == "group_limited_greedy") c.topk_method = TopkMethod::GroupLimitedGreedy;
-  else if (method == "noaux_tc") c.topk_method = TopkMethod::NoauxTc;
-  else r.bad_value("topk_method", "\"" + method + "\"", "expected greedy, group_limited_greedy or noaux_tc");
-  c.has_gate_bias = c.topk_method == TopkMethod::NoauxTc;
-  c.norm_topk_prob = r.get_bool("norm_topk_prob", v3);
+  read_hf_routing(r, c, v3);
   c.route_scale = r.get_double_or_null("routed_scaling_factor", 1.0);
   c.rms_norm_eps = r.get_double("rms_norm_eps", 1e-6);
   c.bos_token_id = r.get_int_or_null("bos_token_id", -1);

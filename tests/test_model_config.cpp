@@ -153,6 +153,10 @@ TEST(ModelConfig, BadConfigsNameFileKeyAndValue) {
            "num_hidden_layers": 1, "num_attention_heads": 4, "kv_lora_rank": 16, "qk_nope_head_dim": 8,
            "qk_rope_head_dim": 4, "v_head_dim": 8, "rope_scaling": {"type": "longrope", "factor": 2}})",
        {"hf_rope.json", "rope_scaling.type", "longrope"}},
+      {"hf_v2_noaux.json", R"({"model_type": "deepseek_v2", "vocab_size": 64, "hidden_size": 32, "intermediate_size": 48,
+           "num_hidden_layers": 1, "num_attention_heads": 4, "kv_lora_rank": 16, "qk_nope_head_dim": 8,
+           "qk_rope_head_dim": 4, "v_head_dim": 8, "topk_method": "noaux_tc"})",
+       {"hf_v2_noaux.json", "topk_method", "noaux_tc"}},
       {"hf_type.json", R"({"model_type": "llama", "hidden_size": 4})", {"hf_type.json", "model_type", "llama"}},
   };
   for (const BadConfig& bc : cases) {

@@ -2,37 +2,21 @@
 // (style_ecosystem.md B4), and the error must name the file and the offending tensor, because that message is
 // all a user sees when a download is truncated or a converter wrote something odd.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <cstring>
-#include <filesystem>
 #include <fstream>
-#include <functional>
 
 #include "runtime/error.h"
 #include "runtime/safetensors.h"
+#include "test_util.h"
 
 namespace mlarun {
 namespace {
 
-namespace fs = std::filesystem;
-
 class SafetensorsTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    const auto* test = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::temp_directory_path() / ("mlarun_st_" + std::to_string(::getpid()) + "_" + test->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-
   // Writes raw bytes as `name` and returns the path.
-  std::string write_bytes(const std::string& name, const std::string& bytes) {
-    std::string path = (dir_ / name).string();
-    std::ofstream(path, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
-    return path;
-  }
+  std::string write_bytes(const std::string& name, const std::string& bytes) { return dir_.write(name, bytes); }
   // A file whose 8-byte length prefix is `header_len`, followed by `header` and `data_len` zero bytes.
   std::string write_file(const std::string& name, uint64_t header_len, const std::string& header,
                          size_t data_len) {
@@ -44,20 +28,16 @@ class SafetensorsTest : public ::testing::Test {
     return write_file(name, header.size(), header, data_len);
   }
 
-  fs::path dir_;
+  testing::ScratchDir dir_;
 };
 
-// Runs `open`, expects an mlarun::Error, and checks that its message contains every one of `parts`.
-void expect_error(const std::function<void()>& open, const std::vector<std::string>& parts) {
-  try {
-    open();
-  } catch (const Error& e) {
-    std::string message = e.what();
-    for (const std::string& part : parts)
-      EXPECT_NE(message.find(part), std::string::npos) << "'" << part << "' missing from: " << message;
-    return;
-  }
-  ADD_FAILURE() << "no mlarun::Error thrown";
+// Runs `fn`, expects an mlarun::Error, and checks that its message contains every one of `parts`.
+template <typename Fn>
+void expect_error(Fn&& fn, const std::vector<std::string>& parts) {
+  std::string message = testing::error_message(fn);
+  ASSERT_FALSE(message.empty()) << "no mlarun::Error thrown";
+  for (const std::string& part : parts)
+    EXPECT_NE(message.find(part), std::string::npos) << "'" << part << "' missing from: " << message;
 }
 
 void expect_open_error(const std::string& path, std::vector<std::string> parts) {
@@ -231,7 +211,7 @@ TEST_F(SafetensorsTest, RoundTripsEveryRuntimeDType) {
   std::vector<std::pair<std::string, Tensor>> tensors = {
       {"f32", f32}, {"bf16", f32.to_dtype(DType::BF16)}, {"f16", f32.to_dtype(DType::F16)},
       {"fp8", f32.to_dtype(DType::F8_E4M3)}, {"i32", i32}, {"i64", i64}};
-  std::string path = (dir_ / "roundtrip.safetensors").string();
+  std::string path = dir_.file("roundtrip.safetensors");
   write_safetensors(path, tensors, {{"format", "pt"}, {"note", "round trip"}});
 
   std::ifstream in(path, std::ios::binary);
@@ -285,7 +265,7 @@ TEST_F(SafetensorsTest, LoadSliceMatchesFullLoad) {
   for (size_t i = 0; i < values.size(); ++i) values[i] = float(i) * 0.5f - 7.0f;
   Tensor matrix = Tensor::from_f32({4, 6}, std::vector<float>(values.begin(), values.begin() + 24));
   Tensor cube = Tensor::from_f32({4, 6, 5}, values);
-  std::string path = (dir_ / "slices.safetensors").string();
+  std::string path = dir_.file("slices.safetensors");
   write_safetensors(path, {{"m", matrix.to_dtype(DType::BF16)}, {"c", cube}});
   SafetensorsFile file(path);
 
@@ -315,7 +295,7 @@ TEST_F(SafetensorsTest, LoadSliceMatchesFullLoad) {
 TEST_F(SafetensorsTest, ReadsReferenceOutputFixtures) {
   for (const char* model : {"deepseek-v2-tiny", "deepseek-v3-tiny"}) {
     SCOPED_TRACE(model);
-    SafetensorsFile file(std::string(MLARUN_TEST_DATA_DIR) + "/" + model + "/reference.safetensors");
+    SafetensorsFile file(testing::data_dir() + "/" + model + "/reference.safetensors");
     EXPECT_EQ(file.metadata().at("fixture"), model);
     bool saw_f32 = false, saw_i64 = false;
     for (const TensorInfo& t : file.tensors()) {
@@ -330,7 +310,7 @@ TEST_F(SafetensorsTest, ReadsReferenceOutputFixtures) {
 
 TEST_F(SafetensorsTest, WriterRejectsDuplicateNames) {
   Tensor t = Tensor::from_f32({1}, {1.0f});
-  std::string path = (dir_ / "dup_write.safetensors").string();
+  std::string path = dir_.file("dup_write.safetensors");
   expect_error([&] { write_safetensors(path, {{"w", t}, {"w", t}}); }, {path, "tensor 'w'"});
 }
 

@@ -1,0 +1,90 @@
+// MoE gate routing (spec 5.1) with Hugging Face's semantics: scores by softmax or sigmoid, optional
+// group-limited selection (group max, or sum of the top two bias-corrected scores for noaux_tc), top-k, weights
+// from the unbiased scores, optional renormalisation, then the routed scaling factor.
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "kernels/ops.h"
+#include "runtime/error.h"
+
+namespace mlarun::ops {
+
+RoutingParams RoutingParams::from(const ModelConfig& c) {
+  RoutingParams p;
+  p.score_func = c.score_func;
+  p.method = c.topk_method;
+  p.n_groups = c.n_expert_groups;
+  p.topk_groups = c.n_limited_groups;
+  p.top_k = c.n_activated_experts;
+  p.normalize = c.norm_topk_prob;
+  p.scale = float(c.route_scale);
+  return p;
+}
+
+namespace {
+// Indices of the k largest values, largest first; ties go to the lower index.
+std::vector<int64_t> top_indices(const std::vector<float>& v, int64_t k) {
+  std::vector<int64_t> idx(v.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int64_t a, int64_t b) {
+    return v[size_t(a)] > v[size_t(b)] || (v[size_t(a)] == v[size_t(b)] && a < b);
+  });
+  idx.resize(size_t(k));
+  return idx;
+}
+}  // namespace
+
+Routing route(const Tensor& logits, const Tensor& bias, const RoutingParams& p) {
+  MLARUN_CHECK(logits.device() == Device::CPU && logits.dtype() == DType::F32 && logits.ndim() == 2,
+               "route: logits must be CPU f32 [tokens, experts], got ", logits.describe());
+  const int64_t T = logits.dim(0), E = logits.dim(1);
+  MLARUN_CHECK(p.top_k >= 1 && p.top_k <= E && p.n_groups >= 1 && E % p.n_groups == 0 && p.topk_groups >= 1 &&
+                   p.topk_groups <= p.n_groups,
+               "route: top_k ", p.top_k, ", groups ", p.n_groups, " (keep ", p.topk_groups, ") do not fit ", E,
+               " experts");
+  const bool use_bias = p.method == TopkMethod::NoauxTc;
+  if (use_bias)
+    MLARUN_CHECK(bias.defined() && bias.numel() == E, "route: noaux_tc needs a gate bias of ", E, " values");
+  const bool grouped = p.method != TopkMethod::Greedy && p.n_groups > 1;
+  const int64_t per_group = E / p.n_groups;
+  Routing r{Tensor::empty({T, p.top_k}, DType::I32), Tensor::empty({T, p.top_k}, DType::F32)};
+  std::vector<float> scores(size_t(E)), choice(size_t(E));
+  for (int64_t t = 0; t < T; ++t) {
+    const float* row = logits.data<float>() + t * E;
+    if (p.score_func == ScoreFunc::Softmax) {
+      float mx = *std::max_element(row, row + E);
+      double sum = 0;
+      for (int64_t e = 0; e < E; ++e) sum += (scores[size_t(e)] = std::exp(row[e] - mx));
+      for (auto& s : scores) s = float(s / sum);
+    } else {
+      for (int64_t e = 0; e < E; ++e) scores[size_t(e)] = 1.0f / (1.0f + std::exp(-row[e]));
+    }
+    for (int64_t e = 0; e < E; ++e) choice[size_t(e)] = scores[size_t(e)] + (use_bias ? bias.data<float>()[e] : 0.0f);
+    if (grouped || use_bias) {
+      std::vector<float> group_score(size_t(p.n_groups));
+      for (int64_t g = 0; g < p.n_groups; ++g) {
+        std::vector<float> members(choice.begin() + g * per_group, choice.begin() + (g + 1) * per_group);
+        std::sort(members.begin(), members.end(), std::greater<float>());
+        group_score[size_t(g)] = use_bias ? members[0] + (per_group > 1 ? members[1] : 0.0f) : members[0];
+      }
+      std::vector<int64_t> kept = top_indices(group_score, p.topk_groups);
+      std::vector<bool> keep(size_t(p.n_groups), false);
+      for (int64_t g : kept) keep[size_t(g)] = true;
+      for (int64_t e = 0; e < E; ++e)
+        if (!keep[size_t(e / per_group)]) choice[size_t(e)] = -INFINITY;
+    }
+    std::vector<int64_t> chosen = top_indices(choice, p.top_k);
+    float sum = 0;
+    for (int64_t j = 0; j < p.top_k; ++j) sum += scores[size_t(chosen[size_t(j)])];
+    for (int64_t j = 0; j < p.top_k; ++j) {
+      float w = scores[size_t(chosen[size_t(j)])];
+      if (p.normalize) w /= (sum + 1e-20f);
+      r.experts.data<int32_t>()[t * p.top_k + j] = int32_t(chosen[size_t(j)]);
+      r.weights.data<float>()[t * p.top_k + j] = w * p.scale;
+    }
+  }
+  return r;
+}
+
+}  // namespace mlarun::ops
