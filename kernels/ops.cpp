@@ -1,6 +1,7 @@
 // Shape checks and device dispatch for the dense ops; the CPU reference does the work (kernels/cpu/).
 #include "kernels/ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -30,6 +31,20 @@ Tensor linear(const Tensor& x, const Tensor& w) {
   out_shape.back() = N;
   Tensor y = Tensor::empty(out_shape, DType::F32);
   cpu::linear(x.data<float>(), w.data<float>(), y.data<float>(), M, N, K);
+  return y;
+}
+
+Tensor head_linear(const Tensor& x, const Tensor& w) {
+  require_cpu_f32("head_linear", x, "x");
+  require_cpu_f32("head_linear", w, "w");
+  MLARUN_CHECK(x.ndim() == 3 && w.ndim() == 3 && x.dim(1) == w.dim(0) && x.dim(2) == w.dim(2),
+               "head_linear: x ", x.describe(), " does not match per-head weights ", w.describe());
+  const int64_t T = x.dim(0), H = x.dim(1), K = x.dim(2), N = w.dim(1);
+  Tensor y = Tensor::empty({T, H, N}, DType::F32);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t h = 0; h < H; ++h)
+      cpu::linear(x.data<float>() + (t * H + h) * K, w.data<float>() + h * N * K, y.data<float>() + (t * H + h) * N,
+                  1, N, K);
   return y;
 }
 
@@ -84,7 +99,7 @@ RopeTable make_rope_table(const ModelConfig& c) {
   const int64_t dim = c.qk_rope_head_dim, half = dim / 2;
   RopeTable t;
   t.inv_freq.resize(size_t(half));
-  std::vector<float> pos_freq(size_t(half));
+  std::vector<float> pos_freq(static_cast<size_t>(half));
   for (int64_t i = 0; i < half; ++i) pos_freq[size_t(i)] = std::pow(float(c.rope_theta), float(2 * i) / float(dim));
   if (!c.use_yarn) {
     for (int64_t i = 0; i < half; ++i) t.inv_freq[size_t(i)] = 1.0f / pos_freq[size_t(i)];
@@ -132,7 +147,7 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
                q_offset + Tq, ") need that many keys, have ", Tk);
   Tensor o = Tensor::empty({Tq, H, Dv}, DType::F32);
   if (lse) *lse = Tensor::empty({Tq, H}, DType::F32);
-  std::vector<float> scratch(size_t(Tk));
+  std::vector<float> scratch(static_cast<size_t>(Tk));
   const int64_t group = H / Hkv;
   for (int64_t i = 0; i < Tq; ++i)
     for (int64_t h = 0; h < H; ++h) {
@@ -184,7 +199,7 @@ Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const std::vecto
   Tensor rows = gather_cache(pool, block_table, q_offset + Tq);  // [ctx, Dc + Dr]: keys, and values in [:Dc]
   Tensor o = Tensor::empty({Tq, H, kv_lora_rank}, DType::F32);
   if (lse) *lse = Tensor::empty({Tq, H}, DType::F32);
-  std::vector<float> scratch(size_t(q_offset + Tq));
+  std::vector<float> scratch(static_cast<size_t>(q_offset + Tq));
   for (int64_t i = 0; i < Tq; ++i)
     for (int64_t h = 0; h < H; ++h) {
       float l = cpu::attend_one(q.data<float>() + (i * H + h) * D, rows.data<float>(), D, rows.data<float>(), D,

@@ -14,6 +14,8 @@ namespace mlarun::ops {
 
 // y[M, N] = x[M, K] . w[N, K]^T  (checkpoint weights are [out, in]).
 Tensor linear(const Tensor& x, const Tensor& w);
+// Per-head products: y[T, H, N] = x[T, H, K] . w[H, N, K]^T (the absorbed MLA weights, one matrix per head).
+Tensor head_linear(const Tensor& x, const Tensor& w);
 // out[i] = a[i] + b[i], same shapes.
 Tensor add(const Tensor& a, const Tensor& b);
 void add_inplace(Tensor& a, const Tensor& b);

@@ -49,7 +49,7 @@ Routing route(const Tensor& logits, const Tensor& bias, const RoutingParams& p) 
   const bool grouped = p.method != TopkMethod::Greedy && p.n_groups > 1;
   const int64_t per_group = E / p.n_groups;
   Routing r{Tensor::empty({T, p.top_k}, DType::I32), Tensor::empty({T, p.top_k}, DType::F32)};
-  std::vector<float> scores(size_t(E)), choice(size_t(E));
+  std::vector<float> scores(static_cast<size_t>(E)), choice(static_cast<size_t>(E));
   for (int64_t t = 0; t < T; ++t) {
     const float* row = logits.data<float>() + t * E;
     if (p.score_func == ScoreFunc::Softmax) {
@@ -62,7 +62,7 @@ Routing route(const Tensor& logits, const Tensor& bias, const RoutingParams& p) 
     }
     for (int64_t e = 0; e < E; ++e) choice[size_t(e)] = scores[size_t(e)] + (use_bias ? bias.data<float>()[e] : 0.0f);
     if (grouped || use_bias) {
-      std::vector<float> group_score(size_t(p.n_groups));
+      std::vector<float> group_score(static_cast<size_t>(p.n_groups));
       for (int64_t g = 0; g < p.n_groups; ++g) {
         std::vector<float> members(choice.begin() + g * per_group, choice.begin() + (g + 1) * per_group);
         std::sort(members.begin(), members.end(), std::greater<float>());

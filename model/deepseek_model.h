@@ -1,0 +1,48 @@
+// DeepSeek-V2/V3 for causal LM, as the math reads (spec section 2): embed, then per layer
+// h += MLA(RMSNorm(h)); h += FFN(RMSNorm(h)) with FFN dense for the first layers and MoE after, then the final
+// norm and the LM head. Loaded from a Hugging Face checkpoint; every rank loads only its own slices.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model/mla_attention.h"
+#include "model/mlp.h"
+#include "runtime/forward_batch.h"
+
+namespace mlarun {
+
+class DecoderLayer {
+ public:
+  DecoderLayer(const ModelConfig& c, const Checkpoint& ckpt, int64_t layer, Communicator& comm);
+  Tensor forward(const Tensor& h, const ForwardBatch& batch, Tensor& cache, const ops::RopeTable& rope) const;
+
+ private:
+  float eps_;
+  Tensor input_norm_, post_attention_norm_;
+  MLAttention attn_;
+  std::unique_ptr<ParallelMLP> mlp_;  // dense layers
+  std::unique_ptr<MoE> moe_;          // MoE layers
+};
+
+class DeepseekModel {
+ public:
+  DeepseekModel(ModelConfig config, const Checkpoint& ckpt, Communicator& comm);
+  // Loads config.json and the safetensors of `dir`.
+  static std::unique_ptr<DeepseekModel> load(const std::string& dir, Communicator& comm);
+
+  const ModelConfig& config() const { return config_; }
+  // Runs one step over `batch` with `cache` (one pool per layer); returns logits [logit_rows, vocab].
+  Tensor forward(const ForwardBatch& batch, std::vector<Tensor>& cache) const;
+
+ private:
+  ModelConfig config_;
+  ops::RopeTable rope_;
+  VocabParallelEmbedding embed_;
+  std::vector<DecoderLayer> layers_;
+  Tensor final_norm_;
+  ParallelLMHead lm_head_;
+};
+
+}  // namespace mlarun

@@ -1,0 +1,84 @@
+// Parallel linear layers and vocab-parallel embedding/head (see parallel_layers.h).
+#include "parallel/parallel_layers.h"
+
+#include <iostream>
+
+#include "kernels/ops.h"
+#include "runtime/error.h"
+
+namespace mlarun {
+
+void SingleCommunicator::abort_all(const std::string& message, int code) {
+  std::cerr << "error: " << message << "\n";
+  std::exit(code);
+}
+
+ShardRange shard_range(int64_t n, const Communicator& comm, const std::string& what) {
+  const int64_t world = comm.world_size();
+  if (n % world != 0) fail("cannot split ", what, " (", n, ") over ", world, " ranks: not divisible");
+  int64_t part = n / world;
+  return {comm.rank() * part, (comm.rank() + 1) * part};
+}
+
+Tensor load_checked(const Checkpoint& ckpt, const std::string& name, const Shape& expected) {
+  if (!ckpt.contains(name)) fail(ckpt.dir(), ": checkpoint has no tensor '", name, "'");
+  const TensorInfo& info = ckpt.info(name);
+  if (info.shape != expected)
+    fail(ckpt.dir(), ": tensor '", name, "' has shape ", shape_str(info.shape), ", the config implies ",
+         shape_str(expected));
+  return ckpt.load(name, DType::F32);
+}
+
+Tensor load_shard_checked(const Checkpoint& ckpt, const std::string& name, const Shape& full, int dim, ShardRange r) {
+  if (!ckpt.contains(name)) fail(ckpt.dir(), ": checkpoint has no tensor '", name, "'");
+  const TensorInfo& info = ckpt.info(name);
+  if (info.shape != full)
+    fail(ckpt.dir(), ": tensor '", name, "' has shape ", shape_str(info.shape), ", the config implies ",
+         shape_str(full));
+  return ckpt.load_slice(name, dim, r.begin, r.end, DType::F32);
+}
+
+ReplicatedLinear::ReplicatedLinear(const Checkpoint& ckpt, const std::string& name, int64_t in, int64_t out)
+    : weight_(load_checked(ckpt, name, {out, in})) {}
+
+Tensor ReplicatedLinear::forward(const Tensor& x) const { return ops::linear(x, weight_); }
+
+ColumnParallelLinear::ColumnParallelLinear(const Checkpoint& ckpt, const std::string& name, int64_t in, int64_t out,
+                                           const Communicator& comm)
+    : weight_(load_shard_checked(ckpt, name, {out, in}, 0, shard_range(out, comm, "output features of " + name))) {}
+
+Tensor ColumnParallelLinear::forward(const Tensor& x) const { return ops::linear(x, weight_); }
+
+RowParallelLinear::RowParallelLinear(const Checkpoint& ckpt, const std::string& name, int64_t in, int64_t out,
+                                     Communicator& comm)
+    : weight_(load_shard_checked(ckpt, name, {out, in}, 1, shard_range(in, comm, "input features of " + name))),
+      comm_(&comm) {}
+
+Tensor RowParallelLinear::forward(const Tensor& x) const {
+  Tensor y = ops::linear(x, weight_);
+  comm_->all_reduce_sum(y);
+  return y;
+}
+
+VocabParallelEmbedding::VocabParallelEmbedding(const Checkpoint& ckpt, const std::string& name, int64_t vocab,
+                                               int64_t dim, Communicator& comm)
+    : range_(shard_range(vocab, comm, "the vocabulary of " + name)), vocab_(vocab), comm_(&comm) {
+  table_ = load_shard_checked(ckpt, name, {vocab, dim}, 0, range_);
+}
+
+Tensor VocabParallelEmbedding::forward(const std::vector<int32_t>& ids) const {
+  for (int32_t id : ids)
+    MLARUN_CHECK(id >= 0 && id < vocab_, "token id ", id, " is outside the vocabulary [0, ", vocab_, ")");
+  Tensor out = ops::embedding(ids, table_, range_.begin);
+  comm_->all_reduce_sum(out);
+  return out;
+}
+
+ParallelLMHead::ParallelLMHead(const Checkpoint& ckpt, const std::string& name, int64_t dim, int64_t vocab,
+                               Communicator& comm)
+    : weight_(load_shard_checked(ckpt, name, {vocab, dim}, 0, shard_range(vocab, comm, "the vocabulary of " + name))),
+      comm_(&comm) {}
+
+Tensor ParallelLMHead::forward(const Tensor& x) const { return comm_->all_gather_last_dim(ops::linear(x, weight_)); }
+
+}  // namespace mlarun

@@ -1,0 +1,89 @@
+// Tensor-parallel layers in the Megatron/DeepSeek way (spec section 6): each layer loads only its own slice of
+// the checkpoint tensor and does its own communication, so the model code reads like the single-GPU model.
+//   ColumnParallelLinear: splits output features; no communication (the next layer consumes the shard).
+//   RowParallelLinear:    splits input features; all-reduce (sum) of the output.
+//   ReplicatedLinear:     the whole weight on every rank.
+//   VocabParallelEmbedding / ParallelLMHead: split by vocabulary; all-reduce / all-gather.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "parallel/communicator.h"
+#include "runtime/safetensors.h"
+
+namespace mlarun {
+
+// Rows [rank * n / world, (rank + 1) * n / world) of a dimension of size n; throws unless world divides n.
+struct ShardRange {
+  int64_t begin = 0;
+  int64_t end = 0;
+  int64_t size() const { return end - begin; }
+};
+ShardRange shard_range(int64_t n, const Communicator& comm, const std::string& what);
+
+class ReplicatedLinear {
+ public:
+  ReplicatedLinear() = default;
+  ReplicatedLinear(const Checkpoint& ckpt, const std::string& name, int64_t in, int64_t out);
+  Tensor forward(const Tensor& x) const;
+  const Tensor& weight() const { return weight_; }
+
+ private:
+  Tensor weight_;  // [out, in]
+};
+
+class ColumnParallelLinear {
+ public:
+  ColumnParallelLinear() = default;
+  ColumnParallelLinear(const Checkpoint& ckpt, const std::string& name, int64_t in, int64_t out,
+                       const Communicator& comm);
+  Tensor forward(const Tensor& x) const;  // [..., in] -> [..., out / world]
+  const Tensor& weight() const { return weight_; }
+
+ private:
+  Tensor weight_;  // [out / world, in]
+};
+
+class RowParallelLinear {
+ public:
+  RowParallelLinear() = default;
+  RowParallelLinear(const Checkpoint& ckpt, const std::string& name, int64_t in, int64_t out, Communicator& comm);
+  Tensor forward(const Tensor& x) const;  // [..., in / world] -> [..., out], summed over ranks
+
+ private:
+  Tensor weight_;  // [out, in / world]
+  Communicator* comm_ = nullptr;
+};
+
+class VocabParallelEmbedding {
+ public:
+  VocabParallelEmbedding() = default;
+  VocabParallelEmbedding(const Checkpoint& ckpt, const std::string& name, int64_t vocab, int64_t dim,
+                         Communicator& comm);
+  Tensor forward(const std::vector<int32_t>& ids) const;  // [T, dim], ids outside the vocabulary are an error
+
+ private:
+  Tensor table_;  // [vocab / world, dim]
+  ShardRange range_;
+  int64_t vocab_ = 0;
+  Communicator* comm_ = nullptr;
+};
+
+class ParallelLMHead {
+ public:
+  ParallelLMHead() = default;
+  ParallelLMHead(const Checkpoint& ckpt, const std::string& name, int64_t dim, int64_t vocab, Communicator& comm);
+  Tensor forward(const Tensor& x) const;  // [T, dim] -> [T, vocab] on every rank
+
+ private:
+  Tensor weight_;  // [vocab / world, dim]
+  Communicator* comm_ = nullptr;
+};
+
+// Loads `name` and checks its shape, with an error naming the checkpoint, the tensor and both shapes.
+Tensor load_checked(const Checkpoint& ckpt, const std::string& name, const Shape& expected);
+// Loads rows or columns [range) of a 2-D tensor whose full shape must be `full`.
+Tensor load_shard_checked(const Checkpoint& ckpt, const std::string& name, const Shape& full, int dim, ShardRange r);
+
+}  // namespace mlarun

@@ -1,0 +1,32 @@
+// ForwardBatch: everything one model step needs, as explicit data (no globals): the new tokens of every
+// scheduled sequence laid end to end, where each goes in the paged cache, and which rows need logits.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace mlarun {
+
+// Which MLA formulation attention uses. Auto: naive (up-projected K/V) for multi-token chunks, absorbed for
+// single-token decode, as DeepSeek serves it. Both compute the same function.
+enum class MlaPath { Auto, Naive, Absorbed };
+
+struct BatchSequence {
+  int64_t token_start = 0;  // index of this sequence's first new token in the flat arrays
+  int64_t num_tokens = 0;   // new tokens this step (a prefill chunk, or 1 when decoding)
+  int64_t start_pos = 0;    // position of the first new token = tokens already in the cache
+  std::vector<int32_t> block_table;  // cache blocks holding positions [0, start_pos + num_tokens)
+};
+
+struct ForwardBatch {
+  std::vector<int32_t> token_ids;     // [T]
+  std::vector<int64_t> positions;     // [T]
+  std::vector<int64_t> slot_mapping;  // [T] cache slot per token (block * block_size + offset); -1: do not write
+  std::vector<BatchSequence> sequences;
+  std::vector<int64_t> logit_rows;    // flat token indices whose logits are returned, in this order
+  MlaPath mla_path = MlaPath::Auto;
+
+  int64_t num_tokens() const { return int64_t(token_ids.size()); }
+};
+
+}  // namespace mlarun
