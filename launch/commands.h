@@ -14,5 +14,7 @@ struct Command {
 };
 
 Command add_info_command(CLI::App& app);
+Command add_score_command(CLI::App& app);
+Command add_generate_command(CLI::App& app);
 
 }  // namespace mlarun::cli

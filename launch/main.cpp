@@ -11,6 +11,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   std::vector<mlarun::cli::Command> commands = {
       mlarun::cli::add_info_command(app),
+      mlarun::cli::add_score_command(app),
+      mlarun::cli::add_generate_command(app),
   };
   try {
     app.parse(argc, argv);

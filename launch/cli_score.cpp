@@ -1,0 +1,44 @@
+// `mlarun score`: logits at every position of a prompt (one full forward through the engine, prefix caching
+// off), written as tensor `logits` [L, vocab] F32 to a safetensors file.
+#include <cstdio>
+#include <memory>
+
+#include "launch/cli_common.h"
+#include "launch/commands.h"
+#include "runtime/engine.h"
+#include "runtime/error.h"
+#include "runtime/safetensors.h"
+
+namespace mlarun::cli {
+
+Command add_score_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("score", "Logits of every prompt position, written to a safetensors file");
+  auto o = std::make_shared<ModelOptions>();
+  auto tokens = std::make_shared<std::string>();
+  auto out = std::make_shared<std::string>();
+  add_model_options(*cmd, *o);
+  cmd->add_option("--tokens", *tokens, "Prompt token ids, comma-separated (e.g. 5,17,42)")->required();
+  cmd->add_option("--out", *out, "Output safetensors file (tensor 'logits', F32 [L, vocab])")->required();
+  return {cmd, [=]() {
+            std::vector<int32_t> prompt = parse_id_list(*tokens, "--tokens");
+            Session s = open_session(*o, /*prefix_caching=*/false);
+            Engine engine(s.scheduler, *s.runner);
+            SamplingParams params;
+            params.max_tokens = 1;
+            engine.add_request(prompt, params, RequestOptions{false, true});
+            std::vector<RequestOutput> results = engine.run();
+            const RequestOutput& r = results.at(0);
+            if (r.finish_reason == FinishReason::Abort) fail(r.error);
+            const int64_t L = int64_t(r.prompt_logits.size()), V = s.runner->vocab_size();
+            MLARUN_CHECK(L == int64_t(prompt.size()), "score: got logits for ", L, " of ", prompt.size(), " positions");
+            if (!s.is_driver()) return 0;
+            Tensor logits = Tensor::empty({L, V}, DType::F32);
+            for (int64_t i = 0; i < L; ++i)
+              std::copy(r.prompt_logits[size_t(i)].begin(), r.prompt_logits[size_t(i)].end(), logits.data<float>() + i * V);
+            write_safetensors(*out, {{"logits", logits}}, {{"format", "pt"}, {"producer", "mlarun score"}});
+            std::fprintf(stderr, "mlarun: wrote logits [%lld, %lld] to %s\n", (long long)L, (long long)V, out->c_str());
+            return 0;
+          }};
+}
+
+}  // namespace mlarun::cli

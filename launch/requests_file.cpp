@@ -1,0 +1,63 @@
+// JSONL request parsing (see requests_file.h).
+#include "launch/requests_file.h"
+
+#include <fstream>
+
+#include "runtime/config_reader.h"
+#include "runtime/error.h"
+#include "runtime/json.h"
+
+namespace mlarun::cli {
+
+namespace {
+
+std::vector<int32_t> id_array(const json::Value* v, const std::string& where, const char* key) {
+  std::vector<int32_t> ids;
+  if (!v) return ids;
+  if (!v->is_array()) fail(where, ": key '", key, "': expected an array of token ids, got ", v->dump());
+  for (const json::Value& x : v->items()) {
+    if (!x.is_int() || x.as_int() < 0 || x.as_int() > INT32_MAX)
+      fail(where, ": key '", key, "': ", x.dump(), " is not a token id");
+    ids.push_back(int32_t(x.as_int()));
+  }
+  return ids;
+}
+
+}  // namespace
+
+std::vector<RequestSpec> read_requests_file(const std::string& path, const SamplingParams& defaults) {
+  std::ifstream in(path);
+  if (!in) fail("cannot open requests file '", path, "'");
+  std::vector<RequestSpec> specs;
+  std::string line;
+  for (int64_t line_no = 1; std::getline(in, line); ++line_no) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    std::string where = path + ":" + std::to_string(line_no);
+    json::Value j = json::parse(line, where);
+    ConfigReader r(j, where);
+    RequestSpec spec;
+    if (!j.find("prompt_ids")) fail(where, ": missing required key 'prompt_ids'");
+    spec.prompt = id_array(j.find("prompt_ids"), where, "prompt_ids");
+    r.ignore_keys({"prompt_ids", "stop_token_ids", "id"});
+    spec.params = defaults;
+    spec.params.max_tokens = r.get_int("max_tokens", defaults.max_tokens);
+    spec.params.temperature = r.get_double("temperature", defaults.temperature);
+    spec.params.top_p = r.get_double("top_p", defaults.top_p);
+    spec.params.top_k = r.get_int("top_k", defaults.top_k);
+    int64_t seed = r.get_int("seed", int64_t(defaults.seed));
+    spec.params.seed = uint64_t(seed);
+    spec.params.ignore_eos = r.get_bool("ignore_eos", defaults.ignore_eos);
+    if (j.find("stop_token_ids")) spec.params.stop_token_ids = id_array(j.find("stop_token_ids"), where, "stop_token_ids");
+    r.reject_unknown_keys();
+    try {
+      spec.params.validate();
+    } catch (const Error& e) {
+      fail(where, ": ", e.what());
+    }
+    specs.push_back(std::move(spec));
+  }
+  if (specs.empty()) fail(path, ": no requests in the file");
+  return specs;
+}
+
+}  // namespace mlarun::cli

@@ -1,0 +1,46 @@
+// DeepseekRunner (see deepseek_runner.h).
+#include "model/deepseek_runner.h"
+
+#include "runtime/error.h"
+
+namespace mlarun {
+
+namespace {
+constexpr int64_t kCpuCacheBudgetBytes = int64_t(1) << 30;  // CPU default, like vLLM's CPU KV-cache space
+}
+
+CacheCapacity DeepseekRunner::plan_cache(const ModelConfig& c, const RuntimeOptions& o, int64_t budget_bytes) {
+  CacheCapacity cap;
+  cap.block_size = o.block_size;
+  cap.bytes_per_block = c.n_layers * o.block_size * c.latent_dim() * int64_t(sizeof(float));
+  if (o.num_blocks > 0) {
+    cap.num_blocks = o.num_blocks;
+    return cap;
+  }
+  int64_t wanted = (o.max_seq_len + o.block_size - 1) / o.block_size * o.max_batch_size;
+  int64_t affordable = budget_bytes / cap.bytes_per_block;
+  MLARUN_CHECK(affordable >= 1, "the cache budget of ", budget_bytes, " bytes holds no block of ", cap.bytes_per_block,
+               " bytes");
+  cap.num_blocks = std::min(wanted, affordable);
+  return cap;
+}
+
+DeepseekRunner::DeepseekRunner(const std::string& model_dir, const RuntimeOptions& options, Communicator& comm)
+    : comm_(comm) {
+  options.validate();
+  ModelConfig config = load_model_config_from_dir(model_dir);
+  options.validate_for(config);
+  MLARUN_CHECK(options.tp == comm.world_size(), "option --tp: value ", options.tp, ": the job runs ",
+               comm.world_size(), " ranks (start it with mpirun -np ", options.tp, ")");
+  Checkpoint ckpt(model_dir);
+  model_ = std::make_unique<DeepseekModel>(std::move(config), ckpt, comm);
+  capacity_ = plan_cache(model_->config(), options, kCpuCacheBudgetBytes);
+  cache_ = CachePool::allocate(model_->config().n_layers, capacity_.num_blocks, capacity_.block_size,
+                               model_->config().latent_dim(), DType::F32, Device::CPU);
+}
+
+Tensor DeepseekRunner::execute(const ForwardBatch& batch) { return model_->forward(batch, cache_.layers); }
+
+void DeepseekRunner::sync_sampled(std::vector<int32_t>& tokens) { comm_.broadcast_vector(tokens, 0); }
+
+}  // namespace mlarun
