@@ -4,10 +4,11 @@
 #include <cstring>
 
 #include "runtime/error.h"
+#include "runtime/safetensors.h"
 
 namespace mlarun {
 
-DecoderLayer::DecoderLayer(const ModelConfig& c, const Checkpoint& ckpt, int64_t layer, Communicator& comm)
+DecoderLayer::DecoderLayer(const ModelConfig& c, const WeightSource& ckpt, int64_t layer, Communicator& comm)
     : eps_(float(c.rms_norm_eps)),
       attn_(c, ckpt, "model.layers." + std::to_string(layer) + ".self_attn.", comm) {
   const std::string p = "model.layers." + std::to_string(layer) + ".";
@@ -27,7 +28,7 @@ Tensor DecoderLayer::forward(const Tensor& h, const ForwardBatch& batch, Tensor&
   return x;
 }
 
-DeepseekModel::DeepseekModel(ModelConfig config, const Checkpoint& ckpt, Communicator& comm)
+DeepseekModel::DeepseekModel(ModelConfig config, const WeightSource& ckpt, Communicator& comm)
     : config_(std::move(config)), rope_(ops::make_rope_table(config_)) {
   config_.validate_for_tp(comm.world_size());
   embed_ = VocabParallelEmbedding(ckpt, "model.embed_tokens.weight", config_.vocab_size, config_.dim, comm);

@@ -15,7 +15,7 @@ namespace mlarun {
 
 class DecoderLayer {
  public:
-  DecoderLayer(const ModelConfig& c, const Checkpoint& ckpt, int64_t layer, Communicator& comm);
+  DecoderLayer(const ModelConfig& c, const WeightSource& ckpt, int64_t layer, Communicator& comm);
   Tensor forward(const Tensor& h, const ForwardBatch& batch, Tensor& cache, const ops::RopeTable& rope) const;
 
  private:
@@ -28,7 +28,7 @@ class DecoderLayer {
 
 class DeepseekModel {
  public:
-  DeepseekModel(ModelConfig config, const Checkpoint& ckpt, Communicator& comm);
+  DeepseekModel(ModelConfig config, const WeightSource& ckpt, Communicator& comm);
   // Loads config.json and the safetensors of `dir`.
   static std::unique_ptr<DeepseekModel> load(const std::string& dir, Communicator& comm);
 

@@ -2,6 +2,7 @@
 #include "model/deepseek_runner.h"
 
 #include "runtime/error.h"
+#include "runtime/safetensors.h"
 
 namespace mlarun {
 

@@ -7,7 +7,7 @@
 
 namespace mlarun {
 
-MLAttention::MLAttention(const ModelConfig& c, const Checkpoint& ckpt, const std::string& prefix, Communicator& comm)
+MLAttention::MLAttention(const ModelConfig& c, const WeightSource& ckpt, const std::string& prefix, Communicator& comm)
     : c_(c),
       local_heads_(c.n_heads / comm.world_size()),
       softmax_scale_(float(c.softmax_scale())),

@@ -15,7 +15,7 @@ namespace mlarun {
 
 class MLAttention {
  public:
-  MLAttention(const ModelConfig& c, const Checkpoint& ckpt, const std::string& prefix, Communicator& comm);
+  MLAttention(const ModelConfig& c, const WeightSource& ckpt, const std::string& prefix, Communicator& comm);
 
   // x [T, dim] (normalised) -> [T, dim]; writes this step's latents into `cache` [blocks, block_size, latent].
   Tensor forward(const Tensor& x, const ForwardBatch& batch, Tensor& cache, const ops::RopeTable& rope) const;

@@ -7,7 +7,7 @@
 
 namespace mlarun {
 
-ParallelMLP::ParallelMLP(const Checkpoint& ckpt, const std::string& prefix, int64_t dim, int64_t inter,
+ParallelMLP::ParallelMLP(const WeightSource& ckpt, const std::string& prefix, int64_t dim, int64_t inter,
                          Communicator& comm)
     : gate_(ckpt, prefix + "gate_proj.weight", dim, inter, comm),
       up_(ckpt, prefix + "up_proj.weight", dim, inter, comm),
@@ -17,14 +17,14 @@ Tensor ParallelMLP::forward(const Tensor& x) const {
   return down_.forward(ops::silu_mul(gate_.forward(x), up_.forward(x)));
 }
 
-Expert::Expert(const Checkpoint& ckpt, const std::string& prefix, int64_t dim, int64_t inter)
+Expert::Expert(const WeightSource& ckpt, const std::string& prefix, int64_t dim, int64_t inter)
     : gate_(ckpt, prefix + "gate_proj.weight", dim, inter),
       up_(ckpt, prefix + "up_proj.weight", dim, inter),
       down_(ckpt, prefix + "down_proj.weight", inter, dim) {}
 
 Tensor Expert::forward(const Tensor& x) const { return down_.forward(ops::silu_mul(gate_.forward(x), up_.forward(x))); }
 
-MoE::MoE(const ModelConfig& c, const Checkpoint& ckpt, const std::string& prefix, Communicator& comm)
+MoE::MoE(const ModelConfig& c, const WeightSource& ckpt, const std::string& prefix, Communicator& comm)
     : c_(c), routing_(ops::RoutingParams::from(c)), comm_(&comm) {
   gate_ = load_checked(ckpt, prefix + "gate.weight", {c.n_routed_experts, c.dim});
   if (c.has_gate_bias) gate_bias_ = load_checked(ckpt, prefix + "gate.e_score_correction_bias", {c.n_routed_experts});

@@ -15,7 +15,7 @@ namespace mlarun {
 // down(silu(gate(x)) * up(x)); tensor-parallel over the intermediate dimension (w2 all-reduces).
 class ParallelMLP {
  public:
-  ParallelMLP(const Checkpoint& ckpt, const std::string& prefix, int64_t dim, int64_t inter, Communicator& comm);
+  ParallelMLP(const WeightSource& ckpt, const std::string& prefix, int64_t dim, int64_t inter, Communicator& comm);
   Tensor forward(const Tensor& x) const;
 
  private:
@@ -26,7 +26,7 @@ class ParallelMLP {
 // One routed expert, whole on the rank that owns it.
 class Expert {
  public:
-  Expert(const Checkpoint& ckpt, const std::string& prefix, int64_t dim, int64_t inter);
+  Expert(const WeightSource& ckpt, const std::string& prefix, int64_t dim, int64_t inter);
   Tensor forward(const Tensor& x) const;
 
  private:
@@ -35,7 +35,7 @@ class Expert {
 
 class MoE {
  public:
-  MoE(const ModelConfig& c, const Checkpoint& ckpt, const std::string& prefix, Communicator& comm);
+  MoE(const ModelConfig& c, const WeightSource& ckpt, const std::string& prefix, Communicator& comm);
   Tensor forward(const Tensor& x) const;  // [T, dim] -> [T, dim]
 
  private:

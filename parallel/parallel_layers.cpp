@@ -20,36 +20,38 @@ ShardRange shard_range(int64_t n, const Communicator& comm, const std::string& w
   return {comm.rank() * part, (comm.rank() + 1) * part};
 }
 
-Tensor load_checked(const Checkpoint& ckpt, const std::string& name, const Shape& expected) {
-  if (!ckpt.contains(name)) fail(ckpt.dir(), ": checkpoint has no tensor '", name, "'");
-  const TensorInfo& info = ckpt.info(name);
-  if (info.shape != expected)
-    fail(ckpt.dir(), ": tensor '", name, "' has shape ", shape_str(info.shape), ", the config implies ",
+namespace {
+void check_shape(const WeightSource& ckpt, const std::string& name, const Shape& expected) {
+  if (!ckpt.contains(name)) fail(ckpt.source_name(), ": checkpoint has no tensor '", name, "'");
+  Shape actual = ckpt.shape_of(name);
+  if (actual != expected)
+    fail(ckpt.source_name(), ": tensor '", name, "' has shape ", shape_str(actual), ", the config implies ",
          shape_str(expected));
+}
+}  // namespace
+
+Tensor load_checked(const WeightSource& ckpt, const std::string& name, const Shape& expected) {
+  check_shape(ckpt, name, expected);
   return ckpt.load(name, DType::F32);
 }
 
-Tensor load_shard_checked(const Checkpoint& ckpt, const std::string& name, const Shape& full, int dim, ShardRange r) {
-  if (!ckpt.contains(name)) fail(ckpt.dir(), ": checkpoint has no tensor '", name, "'");
-  const TensorInfo& info = ckpt.info(name);
-  if (info.shape != full)
-    fail(ckpt.dir(), ": tensor '", name, "' has shape ", shape_str(info.shape), ", the config implies ",
-         shape_str(full));
+Tensor load_shard_checked(const WeightSource& ckpt, const std::string& name, const Shape& full, int dim, ShardRange r) {
+  check_shape(ckpt, name, full);
   return ckpt.load_slice(name, dim, r.begin, r.end, DType::F32);
 }
 
-ReplicatedLinear::ReplicatedLinear(const Checkpoint& ckpt, const std::string& name, int64_t in, int64_t out)
+ReplicatedLinear::ReplicatedLinear(const WeightSource& ckpt, const std::string& name, int64_t in, int64_t out)
     : weight_(load_checked(ckpt, name, {out, in})) {}
 
 Tensor ReplicatedLinear::forward(const Tensor& x) const { return ops::linear(x, weight_); }
 
-ColumnParallelLinear::ColumnParallelLinear(const Checkpoint& ckpt, const std::string& name, int64_t in, int64_t out,
+ColumnParallelLinear::ColumnParallelLinear(const WeightSource& ckpt, const std::string& name, int64_t in, int64_t out,
                                            const Communicator& comm)
     : weight_(load_shard_checked(ckpt, name, {out, in}, 0, shard_range(out, comm, "output features of " + name))) {}
 
 Tensor ColumnParallelLinear::forward(const Tensor& x) const { return ops::linear(x, weight_); }
 
-RowParallelLinear::RowParallelLinear(const Checkpoint& ckpt, const std::string& name, int64_t in, int64_t out,
+RowParallelLinear::RowParallelLinear(const WeightSource& ckpt, const std::string& name, int64_t in, int64_t out,
                                      Communicator& comm)
     : weight_(load_shard_checked(ckpt, name, {out, in}, 1, shard_range(in, comm, "input features of " + name))),
       comm_(&comm) {}
@@ -60,7 +62,7 @@ Tensor RowParallelLinear::forward(const Tensor& x) const {
   return y;
 }
 
-VocabParallelEmbedding::VocabParallelEmbedding(const Checkpoint& ckpt, const std::string& name, int64_t vocab,
+VocabParallelEmbedding::VocabParallelEmbedding(const WeightSource& ckpt, const std::string& name, int64_t vocab,
                                                int64_t dim, Communicator& comm)
     : range_(shard_range(vocab, comm, "the vocabulary of " + name)), vocab_(vocab), comm_(&comm) {
   table_ = load_shard_checked(ckpt, name, {vocab, dim}, 0, range_);
@@ -74,7 +76,7 @@ Tensor VocabParallelEmbedding::forward(const std::vector<int32_t>& ids) const {
   return out;
 }
 
-ParallelLMHead::ParallelLMHead(const Checkpoint& ckpt, const std::string& name, int64_t dim, int64_t vocab,
+ParallelLMHead::ParallelLMHead(const WeightSource& ckpt, const std::string& name, int64_t dim, int64_t vocab,
                                Communicator& comm)
     : weight_(load_shard_checked(ckpt, name, {vocab, dim}, 0, shard_range(vocab, comm, "the vocabulary of " + name))),
       comm_(&comm) {}

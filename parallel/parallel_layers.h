@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "parallel/communicator.h"
-#include "runtime/safetensors.h"
+#include "runtime/weight_source.h"
 
 namespace mlarun {
 
@@ -25,7 +25,7 @@ ShardRange shard_range(int64_t n, const Communicator& comm, const std::string& w
 class ReplicatedLinear {
  public:
   ReplicatedLinear() = default;
-  ReplicatedLinear(const Checkpoint& ckpt, const std::string& name, int64_t in, int64_t out);
+  ReplicatedLinear(const WeightSource& ckpt, const std::string& name, int64_t in, int64_t out);
   Tensor forward(const Tensor& x) const;
   const Tensor& weight() const { return weight_; }
 
@@ -36,7 +36,7 @@ class ReplicatedLinear {
 class ColumnParallelLinear {
  public:
   ColumnParallelLinear() = default;
-  ColumnParallelLinear(const Checkpoint& ckpt, const std::string& name, int64_t in, int64_t out,
+  ColumnParallelLinear(const WeightSource& ckpt, const std::string& name, int64_t in, int64_t out,
                        const Communicator& comm);
   Tensor forward(const Tensor& x) const;  // [..., in] -> [..., out / world]
   const Tensor& weight() const { return weight_; }
@@ -48,7 +48,7 @@ class ColumnParallelLinear {
 class RowParallelLinear {
  public:
   RowParallelLinear() = default;
-  RowParallelLinear(const Checkpoint& ckpt, const std::string& name, int64_t in, int64_t out, Communicator& comm);
+  RowParallelLinear(const WeightSource& ckpt, const std::string& name, int64_t in, int64_t out, Communicator& comm);
   Tensor forward(const Tensor& x) const;  // [..., in / world] -> [..., out], summed over ranks
 
  private:
@@ -59,7 +59,7 @@ class RowParallelLinear {
 class VocabParallelEmbedding {
  public:
   VocabParallelEmbedding() = default;
-  VocabParallelEmbedding(const Checkpoint& ckpt, const std::string& name, int64_t vocab, int64_t dim,
+  VocabParallelEmbedding(const WeightSource& ckpt, const std::string& name, int64_t vocab, int64_t dim,
                          Communicator& comm);
   Tensor forward(const std::vector<int32_t>& ids) const;  // [T, dim], ids outside the vocabulary are an error
 
@@ -73,7 +73,7 @@ class VocabParallelEmbedding {
 class ParallelLMHead {
  public:
   ParallelLMHead() = default;
-  ParallelLMHead(const Checkpoint& ckpt, const std::string& name, int64_t dim, int64_t vocab, Communicator& comm);
+  ParallelLMHead(const WeightSource& ckpt, const std::string& name, int64_t dim, int64_t vocab, Communicator& comm);
   Tensor forward(const Tensor& x) const;  // [T, dim] -> [T, vocab] on every rank
 
  private:
@@ -82,8 +82,8 @@ class ParallelLMHead {
 };
 
 // Loads `name` and checks its shape, with an error naming the checkpoint, the tensor and both shapes.
-Tensor load_checked(const Checkpoint& ckpt, const std::string& name, const Shape& expected);
+Tensor load_checked(const WeightSource& ckpt, const std::string& name, const Shape& expected);
 // Loads rows or columns [range) of a 2-D tensor whose full shape must be `full`.
-Tensor load_shard_checked(const Checkpoint& ckpt, const std::string& name, const Shape& full, int dim, ShardRange r);
+Tensor load_shard_checked(const WeightSource& ckpt, const std::string& name, const Shape& full, int dim, ShardRange r);
 
 }  // namespace mlarun

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "runtime/tensor.h"
+#include "runtime/weight_source.h"
 
 namespace mlarun {
 
@@ -78,17 +79,20 @@ const char* safetensors_dtype_name(DType t);
 // A Hugging Face checkpoint directory: `model.safetensors`, or `model.safetensors.index.json` and its shards,
 // or (without an index) every `*.safetensors` file in it. Validates that every shard named by the index exists,
 // every tensor sits in the shard the index names, and no tensor appears twice.
-class Checkpoint {
+class Checkpoint final : public WeightSource {
  public:
   explicit Checkpoint(const std::string& dir);
   const std::string& dir() const { return dir_; }
   size_t num_files() const { return files_.size(); }
   std::vector<std::string> tensor_names() const;  // sorted
-  bool contains(const std::string& name) const { return where_.count(name) != 0; }
+  bool contains(const std::string& name) const override { return where_.count(name) != 0; }
+  std::string source_name() const override { return dir_; }
+  Shape shape_of(const std::string& name) const override { return info(name).shape; }
   const TensorInfo& info(const std::string& name) const;
   const SafetensorsFile& file_of(const std::string& name) const;  // throws "<dir>: no tensor '<name>'"
-  Tensor load(const std::string& name, DType dtype = DType::F32) const;
-  Tensor load_slice(const std::string& name, int dim, int64_t begin, int64_t end, DType dtype = DType::F32) const;
+  Tensor load(const std::string& name, DType dtype = DType::F32) const override;
+  Tensor load_slice(const std::string& name, int dim, int64_t begin, int64_t end,
+                    DType dtype = DType::F32) const override;
   // Sum of element counts over all tensors.
   int64_t total_values() const;
 
