@@ -8,6 +8,7 @@
 
 #include "model/deepseek_runner.h"
 #include "runtime/engine.h"
+#include "runtime/safetensors.h"
 #include "test_util.h"
 
 using namespace mlarun;

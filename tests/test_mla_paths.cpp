@@ -8,6 +8,7 @@
 
 #include "model/mla_attention.h"
 #include "runtime/cache_pool.h"
+#include "runtime/safetensors.h"
 #include "test_util.h"
 
 using namespace mlarun;

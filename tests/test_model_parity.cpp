@@ -6,6 +6,7 @@
 
 #include "model/deepseek_model.h"
 #include "runtime/cache_pool.h"
+#include "runtime/safetensors.h"
 #include "test_util.h"
 
 using namespace mlarun;
