@@ -28,16 +28,37 @@ void check_shape(const WeightSource& ckpt, const std::string& name, const Shape&
     fail(ckpt.source_name(), ": tensor '", name, "' has shape ", shape_str(actual), ", the config implies ",
          shape_str(expected));
 }
+
+// DeepSeek-V3's FP8 weights carry `<name>_scale_inv` [ceil(out/128), ceil(in/128)] (spec section 8):
+// W[i, j] = Wq[i, j] * scale_inv[i / 128, j / 128]. `w` holds rows/columns [r) of dimension `dim` of the weight.
+void apply_block_scales(const WeightSource& ckpt, const std::string& name, const Shape& full, int dim, ShardRange r,
+                        Tensor& w) {
+  const std::string scale_name = name + "_scale_inv";
+  if (full.size() != 2 || !ckpt.contains(scale_name)) return;
+  constexpr int64_t kBlock = 128;
+  const Shape want = {(full[0] + kBlock - 1) / kBlock, (full[1] + kBlock - 1) / kBlock};
+  if (ckpt.shape_of(scale_name) != want)
+    fail(ckpt.source_name(), ": tensor '", scale_name, "' has shape ", shape_str(ckpt.shape_of(scale_name)),
+         ", expected ", shape_str(want), " (128x128 blocks of ", shape_str(full), ")");
+  Tensor scale = ckpt.load(scale_name, DType::F32);
+  const int64_t rows = w.dim(0), cols = w.dim(1);
+  const int64_t row0 = dim == 0 ? r.begin : 0, col0 = dim == 1 ? r.begin : 0;
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j)
+      w.data<float>()[i * cols + j] *= scale.data<float>()[((row0 + i) / kBlock) * want[1] + (col0 + j) / kBlock];
+}
 }  // namespace
 
 Tensor load_checked(const WeightSource& ckpt, const std::string& name, const Shape& expected) {
-  check_shape(ckpt, name, expected);
-  return ckpt.load(name, DType::F32);
+  return load_shard_checked(ckpt, name, expected, 0, {0, expected.empty() ? 1 : expected[0]});
 }
 
 Tensor load_shard_checked(const WeightSource& ckpt, const std::string& name, const Shape& full, int dim, ShardRange r) {
   check_shape(ckpt, name, full);
-  return ckpt.load_slice(name, dim, r.begin, r.end, DType::F32);
+  Tensor w = full.empty() || (dim == 0 && r.begin == 0 && r.end == full[0]) ? ckpt.load(name, DType::F32)
+                                                                             : ckpt.load_slice(name, dim, r.begin, r.end, DType::F32);
+  apply_block_scales(ckpt, name, full, dim, r, w);
+  return w;
 }
 
 ReplicatedLinear::ReplicatedLinear(const WeightSource& ckpt, const std::string& name, int64_t in, int64_t out)
