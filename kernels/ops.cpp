@@ -98,6 +98,7 @@ Tensor embedding(const std::vector<int32_t>& ids, const Tensor& table, int64_t v
 RopeTable make_rope_table(const ModelConfig& c) {
   const int64_t dim = c.qk_rope_head_dim, half = dim / 2;
   RopeTable t;
+  t.interleaved = c.rope_interleaved;
   t.inv_freq.resize(size_t(half));
   std::vector<float> pos_freq(static_cast<size_t>(half));
   for (int64_t i = 0; i < half; ++i) pos_freq[size_t(i)] = std::pow(float(c.rope_theta), float(2 * i) / float(dim));
@@ -131,8 +132,8 @@ void apply_rope(Tensor& x, const std::vector<int64_t>& positions, const RopeTabl
                x.describe());
   MLARUN_CHECK(x.dim(2) >= table.rotary_dim(), "apply_rope: rotary dim ", table.rotary_dim(), " exceeds ",
                x.describe());
-  cpu::rope_interleaved(x.data<float>(), x.dim(0), x.dim(1), x.dim(2), positions.data(), table.inv_freq.data(),
-                        int64_t(table.inv_freq.size()), table.attention_factor);
+  cpu::rope(x.data<float>(), x.dim(0), x.dim(1), x.dim(2), positions.data(), table.inv_freq.data(),
+            int64_t(table.inv_freq.size()), table.attention_factor, table.interleaved);
 }
 
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, int64_t q_offset, Tensor* lse) {

@@ -31,11 +31,13 @@ Tensor embedding(const std::vector<int32_t>& ids, const Tensor& table, int64_t v
 struct RopeTable {
   std::vector<float> inv_freq;        // [rotary_dim / 2]
   float attention_factor = 1.0f;      // cos/sin multiplier (1 for every official config)
+  bool interleaved = true;            // pairs (2i, 2i+1); false: (i, i + rotary_dim / 2)
   int64_t rotary_dim() const { return int64_t(inv_freq.size()) * 2; }
 };
 RopeTable make_rope_table(const ModelConfig& c);
-// Rotates the last `rotary_dim` values of every row of x[T, H, D] in place, adjacent pairs (2i, 2i+1) by angle
-// positions[t] * inv_freq[i] (DeepSeek's interleaved layout; q.k products equal HF's de-interleaved form).
+// Rotates the last `rotary_dim` values of every row of x[T, H, D] in place by angle positions[t] * inv_freq[i]:
+// pairs (2i, 2i+1) when interleaved (DeepSeek's layout; q.k products equal HF's de-interleaved form), else
+// (i, i + rotary_dim / 2).
 void apply_rope(Tensor& x, const std::vector<int64_t>& positions, const RopeTable& table);
 
 // MoE gate: which experts each token goes to and with what weight (spec 5.1, HF semantics).

@@ -191,7 +191,13 @@ ModelConfig model_config_from_hf(const json::Value& tree, const std::string& sou
                 "MLA shares one latent across heads; it must equal num_attention_heads (" + std::to_string(c.n_heads) + ")");
   c.n_routed_experts = r.get_int_or_null("n_routed_experts", 0);
   c.n_dense_layers = r.get_int_or_null("first_k_dense_replace", 0);
-  c.moe_layer_freq = r.get_int_or_null("moe_layer_freq", 1);
+  // HF's native classes make every layer from first_k_dense_replace on MoE, whatever moe_layer_freq says.
+  if (int64_t freq = r.get_int_or_null("moe_layer_freq", 1); freq != 1)
+    std::cerr << "warning: " << source << ": key 'moe_layer_freq': value " << freq
+              << " is ignored, as Hugging Face's DeepSeek classes do (every layer after the dense ones is MoE)\n";
+  // DeepseekV3 de-interleaves the rope dims before rotating (rope_interleave, default true), which equals rotating
+  // adjacent pairs; with false it rotates the halves of the stored layout.
+  c.rope_interleaved = !v3 || r.get_bool("rope_interleave", true);
   if (c.n_routed_experts > 0) {
     c.moe_inter_dim = r.require_int("moe_intermediate_size");
     c.n_activated_experts = r.require_int("num_experts_per_tok");
@@ -222,7 +228,7 @@ ModelConfig model_config_from_hf(const json::Value& tree, const std::string& sou
   r.ignore_keys({"architectures", "auto_map", "transformers_version", "torch_dtype", "dtype", "use_cache",
                  "initializer_range", "attention_dropout", "aux_loss_alpha", "seq_aux", "ep_size",
                  "num_nextn_predict_layers", "pretraining_tp", "quantization_config", "head_dim", "pad_token_id",
-                 "rope_interleave", "mlp_bias", "output_router_logits", "router_aux_loss_coef", "_name_or_path",
+                 "mlp_bias", "output_router_logits", "router_aux_loss_coef", "_name_or_path",
                  "tokenizer_class", "max_window_layers", "use_sliding_window", "sliding_window"});
   r.warn_unknown_keys();  // HF configs carry tooling keys; an unfamiliar one is worth a warning, not a failure
   c.validate();

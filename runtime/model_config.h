@@ -60,6 +60,7 @@ struct ModelConfig {
   bool use_yarn = true;          // YaRN frequencies and softmax mscale
   double rope_attention_factor = 1.0;  // HF scales cos/sin by this (1 for every official config)
   int64_t moe_layer_freq = 1;
+  bool rope_interleaved = true;  // rotate adjacent pairs (2i, 2i+1); false: halves (i, i + d/2), NeoX style
   double rms_norm_eps = 1e-6;
   int64_t bos_token_id = -1;
   int64_t eos_token_id = -1;

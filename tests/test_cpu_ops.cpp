@@ -217,3 +217,22 @@ TEST(CpuOps, RoutingVariants) {
   EXPECT_NEAR(tc.weights.data<float>()[2], 2.5 * sig(2.5) / sum, 1e-6);
   EXPECT_ERROR_MENTIONS(ops::route(logits, Tensor(), p), "noaux_tc", "bias");
 }
+
+TEST(CpuOps, RopeHalvesLayoutWhenNotInterleaved) {
+  ModelConfig c;
+  c.qk_rope_head_dim = 4;
+  c.use_yarn = false;
+  c.rope_interleaved = false;
+  ops::RopeTable table = ops::make_rope_table(c);
+  EXPECT_FALSE(table.interleaved);
+  Tensor x = Tensor::from_f32({1, 1, 5}, {9, 1, 2, 3, 4});  // one untouched value, then [x0 x1 | y0 y1]
+  ops::apply_rope(x, {7}, table);
+  const float* o = x.data<float>();
+  EXPECT_EQ(o[0], 9.0f);
+  for (int i = 0; i < 2; ++i) {
+    double ang = 7.0 * table.inv_freq[size_t(i)];
+    double a = 1 + i, b = 3 + i;  // pair (i, i + 2)
+    EXPECT_NEAR(o[1 + i], a * std::cos(ang) - b * std::sin(ang), 1e-5);
+    EXPECT_NEAR(o[3 + i], a * std::sin(ang) + b * std::cos(ang), 1e-5);
+  }
+}

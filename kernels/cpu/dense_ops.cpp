@@ -44,18 +44,20 @@ void silu_mul(const float* gate, const float* up, float* out, int64_t n) {
   }
 }
 
-void rope_interleaved(float* x, int64_t tokens, int64_t rows_per_token, int64_t width, const int64_t* positions,
-                      const float* inv_freq, int64_t half, float attention_factor) {
+void rope(float* x, int64_t tokens, int64_t rows_per_token, int64_t width, const int64_t* positions,
+          const float* inv_freq, int64_t half, float attention_factor, bool interleaved) {
   for (int64_t t = 0; t < tokens; ++t) {
     for (int64_t i = 0; i < half; ++i) {
       float angle = float(positions[t]) * inv_freq[i];  // f32 product, as HF's f32 matmul of positions x inv_freq
       float c = float(std::cos(double(angle))) * attention_factor;
       float s = float(std::sin(double(angle))) * attention_factor;
       for (int64_t r = 0; r < rows_per_token; ++r) {
-        float* pair = x + (t * rows_per_token + r) * width + (width - 2 * half) + 2 * i;
-        float a = pair[0], b = pair[1];
-        pair[0] = a * c - b * s;
-        pair[1] = a * s + b * c;
+        float* tail = x + (t * rows_per_token + r) * width + (width - 2 * half);
+        float* first = interleaved ? tail + 2 * i : tail + i;
+        float* second = interleaved ? first + 1 : tail + half + i;
+        float a = *first, b = *second;
+        *first = a * c - b * s;
+        *second = a * s + b * c;
       }
     }
   }
