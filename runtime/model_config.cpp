@@ -100,6 +100,7 @@ namespace {
 void read_hf_rope(ConfigReader& r, ModelConfig& c) {
   c.rope_theta = r.get_double("rope_theta", 10000.0);
   const char* key = r.has("rope_parameters") ? "rope_parameters" : "rope_scaling";
+  r.ignore_keys({"rope_scaling", "rope_parameters"});  // only `key` is read; the other is a leftover twin
   if (!r.has(key) || r.is_null(key)) {
     c.use_yarn = false;
     return;

@@ -99,3 +99,13 @@ TEST(ModelParity, DeepseekV2TinyBlockSize16) { check_fixture("deepseek-v2-tiny",
 TEST(ModelParity, DeepseekV3TinyBlockSize16) { check_fixture("deepseek-v3-tiny", 16, MlaPath::Naive); }
 TEST(ModelParity, DeepseekV2TinyBlockSize1AbsorbedPrefill) { check_fixture("deepseek-v2-tiny", 1, MlaPath::Absorbed); }
 TEST(ModelParity, DeepseekV3TinyBlockSize256) { check_fixture("deepseek-v3-tiny", 256, MlaPath::Naive); }
+
+// Shapes the shared fixtures do not cover (made by tests/tools/make_shape_fixtures.py with transformers on the
+// CPU): no q compression, v dim != nope dim, odd head counts, every routing variant, plain RoPE, no shared experts.
+TEST(ModelParity, ShapeVariants) {
+  for (const char* name : {"v2-noqlora-greedy-vdim", "v2-grouped-norope", "v3-nonorm-onegroup", "v3-grouped-noshared"}) {
+    SCOPED_TRACE(name);
+    check_fixture(std::string("shapes/") + name, 4, MlaPath::Naive);
+    check_fixture(std::string("shapes/") + name, 1, MlaPath::Absorbed);
+  }
+}
