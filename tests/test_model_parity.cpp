@@ -103,7 +103,8 @@ TEST(ModelParity, DeepseekV3TinyBlockSize256) { check_fixture("deepseek-v3-tiny"
 // Shapes the shared fixtures do not cover (made by tests/tools/make_shape_fixtures.py with transformers on the
 // CPU): no q compression, v dim != nope dim, odd head counts, every routing variant, plain RoPE, no shared experts.
 TEST(ModelParity, ShapeVariants) {
-  for (const char* name : {"v2-noqlora-greedy-vdim", "v2-grouped-norope", "v3-nonorm-onegroup", "v3-grouped-noshared"}) {
+  for (const char* name : {"v2-noqlora-greedy-vdim", "v2-grouped-norope", "v3-nonorm-onegroup", "v3-grouped-noshared",
+                           "v3-rope-halves"}) {
     SCOPED_TRACE(name);
     check_fixture(std::string("shapes/") + name, 4, MlaPath::Naive);
     check_fixture(std::string("shapes/") + name, 1, MlaPath::Absorbed);

@@ -40,6 +40,9 @@ VARIANTS = {
                                        qk_rope_head_dim=16, v_head_dim=8,
                                        rope_scaling=dict(type="yarn", factor=2.0, original_max_position_embeddings=64)),
                             "noaux_tc 4 groups keep 3, no shared experts, rope 16 > nope 8, yarn without mscale keys"),
+    "v3-rope-halves": ("v3", dict(topk_method="noaux_tc", scoring_func="sigmoid", norm_topk_prob=True, n_group=2,
+                                  topk_group=1, rope_interleave=False),
+                       "rope_interleave false: RoPE rotates the halves of the stored layout (NeoX style)"),
 }
 
 def classic_config(kind, c):
@@ -47,7 +50,7 @@ def classic_config(kind, c):
             "num_attention_heads", "n_shared_experts", "n_routed_experts", "num_experts_per_tok",
             "routed_scaling_factor", "kv_lora_rank", "q_lora_rank", "qk_rope_head_dim", "qk_nope_head_dim",
             "v_head_dim", "topk_method", "n_group", "topk_group", "first_k_dense_replace", "norm_topk_prob",
-            "scoring_func", "max_position_embeddings", "rope_scaling"]
+            "scoring_func", "max_position_embeddings", "rope_scaling", "rope_interleave"]
     cfg = dict(architectures=[f"Deepseek{kind.upper()}ForCausalLM"], model_type=f"deepseek_{kind}")
     cfg.update({k: c[k] for k in keys if k in c})
     cfg.update(num_key_value_heads=c["num_attention_heads"], moe_layer_freq=1, hidden_act="silu", rms_norm_eps=1e-6,
