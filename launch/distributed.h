@@ -1,4 +1,6 @@
-// Creating the communicator a command runs with, from --comm and --tp (see parallel/ for the backends).
+// How a command joins the job: under an MPI launcher (mpirun sets OMPI_COMM_WORLD_SIZE, PMI_SIZE or
+// PMIX_RANK) every rank brings MPI up first thing and builds the communicator --comm asks for; started on its
+// own, a command runs as a single rank without touching MPI.
 #pragma once
 
 #include <memory>
@@ -8,6 +10,14 @@
 
 namespace mlarun::cli {
 
+bool launched_by_mpi();
+// Called at the top of main, before anything touches CUDA: initialises MPI when launched by mpirun.
+void join_job(int* argc, char*** argv);
+// The communicator of --comm, checked against --tp (which must equal the number of ranks).
 std::unique_ptr<Communicator> make_session_communicator(const std::string& kind, int64_t tp);
+// Ends the command after an error: alone, print and return 1; in a job of several ranks, bring every rank down
+// (rank 0 reports; another rank reports only if rank 0 did not end the job first, i.e. the error was its own).
+[[noreturn]] void fail_job(const std::string& message);
+int world_size();
 
 }  // namespace mlarun::cli

@@ -4,15 +4,21 @@
 #include <vector>
 
 #include "launch/commands.h"
+#include "launch/distributed.h"
 #include "runtime/error.h"
 
 int main(int argc, char** argv) {
+  mlarun::cli::join_job(&argc, &argv);  // under mpirun: MPI up and this rank's GPU bound before any CUDA call
   CLI::App app{"mlarun: DeepSeek-V2/V3 (MLA + DeepSeekMoE) inference runtime"};
   app.require_subcommand(1);
+  CLI::App* bench = app.add_subcommand("bench", "Benchmarks: cache (MLA vs MHA/GQA/MQA capacity), decode (step time)");
+  bench->require_subcommand(1);
   std::vector<mlarun::cli::Command> commands = {
       mlarun::cli::add_info_command(app),
       mlarun::cli::add_score_command(app),
       mlarun::cli::add_generate_command(app),
+      mlarun::cli::add_bench_cache_command(*bench),
+      mlarun::cli::add_bench_decode_command(*bench),
   };
   try {
     app.parse(argc, argv);
@@ -23,11 +29,9 @@ int main(int argc, char** argv) {
     for (auto& cmd : commands)
       if (cmd.app->parsed()) return cmd.run();
   } catch (const mlarun::Error& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 1;
+    mlarun::cli::fail_job(e.what());
   } catch (const std::exception& e) {
-    std::cerr << "internal error: " << e.what() << "\n";
-    return 2;
+    mlarun::cli::fail_job(std::string("internal error: ") + e.what());
   }
   return 0;
 }

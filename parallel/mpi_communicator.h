@@ -1,0 +1,50 @@
+// The `mpi` backend: collectives over MPI on host memory. It is the portable path: it needs no GPU, works
+// across nodes with whatever transport Open MPI picks, and, because device tensors are staged through host
+// memory, lets several ranks share one GPU (which NCCL refuses). Every call blocks until the collective is done.
+#pragma once
+
+#include <climits>
+#include <cstdint>
+#include <string>
+
+#include <mpi.h>
+
+#include "parallel/communicator.h"
+
+namespace mlarun {
+
+class MpiCommunicator final : public Communicator {
+ public:
+  // Works on a private duplicate of `comm` (collective over `comm`), so its messages never mix with anyone
+  // else's. Messages longer than `max_chunk_elements` are sent in pieces (MPI counts are `int`); tests lower
+  // it to exercise the chunking.
+  explicit MpiCommunicator(MPI_Comm comm = MPI_COMM_WORLD, int64_t max_chunk_elements = INT_MAX);
+  ~MpiCommunicator() override;
+  MpiCommunicator(const MpiCommunicator&) = delete;
+  MpiCommunicator& operator=(const MpiCommunicator&) = delete;
+
+  int rank() const override { return rank_; }
+  int world_size() const override { return world_size_; }
+  const char* backend() const override { return "mpi"; }
+  // f32 only (CPU or CUDA; a CUDA tensor is copied to the host, reduced, and copied back into place).
+  void all_reduce_sum(Tensor& t) override;
+  // Any dtype; the result lives on the device `local` lives on.
+  Tensor all_gather_last_dim(const Tensor& local) override;
+  // Host memory only.
+  void broadcast(void* data, size_t nbytes, int root) override;
+  void barrier() override;
+  [[noreturn]] void abort_all(const std::string& message, int code) override;
+
+ private:
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = 0;
+  int world_size_ = 1;
+  int64_t max_chunk_ = INT_MAX;
+};
+
+// Re-lays out `world` blocks of [rows, cols] elements, stored one block after another (rank order), as one
+// [rows, world * cols] matrix: row r is block 0's row r, then block 1's row r, and so on. Host memory.
+void interleave_rank_blocks(const void* rank_major, void* out, int64_t world, int64_t rows, int64_t cols,
+                            size_t element_size);
+
+}  // namespace mlarun
