@@ -3,15 +3,21 @@
 
 #include <cstring>
 
+#include "model/baseline_attention.h"
+#include "model/mla_attention.h"
 #include "runtime/error.h"
 #include "runtime/safetensors.h"
 
 namespace mlarun {
 
-DecoderLayer::DecoderLayer(const ModelConfig& c, const WeightSource& ckpt, int64_t layer, Communicator& comm)
-    : eps_(float(c.rms_norm_eps)),
-      attn_(c, ckpt, "model.layers." + std::to_string(layer) + ".self_attn.", comm) {
+DecoderLayer::DecoderLayer(const ModelConfig& c, const WeightSource& ckpt, int64_t layer, Communicator& comm,
+                           AttentionKind attention)
+    : eps_(float(c.rms_norm_eps)) {
   const std::string p = "model.layers." + std::to_string(layer) + ".";
+  if (attention.is_mla())
+    attn_ = std::make_unique<MLAttention>(c, ckpt, p + "self_attn.", comm);
+  else
+    attn_ = std::make_unique<BaselineAttention>(c, attention, ckpt, p + "self_attn.", comm);
   input_norm_ = load_checked(ckpt, p + "input_layernorm.weight", {c.dim});
   post_attention_norm_ = load_checked(ckpt, p + "post_attention_layernorm.weight", {c.dim});
   if (c.is_moe_layer(layer))
@@ -22,18 +28,18 @@ DecoderLayer::DecoderLayer(const ModelConfig& c, const WeightSource& ckpt, int64
 
 Tensor DecoderLayer::forward(const Tensor& h, const ForwardBatch& batch, Tensor& cache,
                              const ops::RopeTable& rope) const {
-  Tensor x = ops::add(h, attn_.forward(ops::rms_norm(h, input_norm_, eps_), batch, cache, rope));
+  Tensor x = ops::add(h, attn_->forward(ops::rms_norm(h, input_norm_, eps_), batch, cache, rope));
   Tensor normed = ops::rms_norm(x, post_attention_norm_, eps_);
   ops::add_inplace(x, moe_ ? moe_->forward(normed) : mlp_->forward(normed));
   return x;
 }
 
-DeepseekModel::DeepseekModel(ModelConfig config, const WeightSource& ckpt, Communicator& comm)
-    : config_(std::move(config)), rope_(ops::make_rope_table(config_)) {
+DeepseekModel::DeepseekModel(ModelConfig config, const WeightSource& ckpt, Communicator& comm, AttentionKind attention)
+    : config_(std::move(config)), attention_(attention), rope_(ops::make_rope_table(config_)) {
   config_.validate_for_tp(comm.world_size());
   embed_ = VocabParallelEmbedding(ckpt, "model.embed_tokens.weight", config_.vocab_size, config_.dim, comm);
   layers_.reserve(size_t(config_.n_layers));
-  for (int64_t l = 0; l < config_.n_layers; ++l) layers_.emplace_back(config_, ckpt, l, comm);
+  for (int64_t l = 0; l < config_.n_layers; ++l) layers_.emplace_back(config_, ckpt, l, comm, attention_);
   final_norm_ = load_checked(ckpt, "model.norm.weight", {config_.dim});
   lm_head_ = ParallelLMHead(ckpt, "lm_head.weight", config_.dim, config_.vocab_size, comm);
 }

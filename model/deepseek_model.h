@@ -1,13 +1,16 @@
 // DeepSeek-V2/V3 for causal LM, as the math reads (spec section 2): embed, then per layer
 // h += MLA(RMSNorm(h)); h += FFN(RMSNorm(h)) with FFN dense for the first layers and MoE after, then the final
 // norm and the LM head. Loaded from a Hugging Face checkpoint; every rank loads only its own slices.
+// For benchmarks the attention may instead be an MHA/GQA/MQA baseline of the same heads (AttentionKind,
+// default MLA); the layer then decides the cache row width.
 #pragma once
 
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "model/mla_attention.h"
+#include "model/attention_kind.h"
+#include "model/attention_layer.h"
 #include "model/mlp.h"
 #include "runtime/forward_batch.h"
 
@@ -15,29 +18,36 @@ namespace mlarun {
 
 class DecoderLayer {
  public:
-  DecoderLayer(const ModelConfig& c, const WeightSource& ckpt, int64_t layer, Communicator& comm);
+  DecoderLayer(const ModelConfig& c, const WeightSource& ckpt, int64_t layer, Communicator& comm,
+               AttentionKind attention = AttentionKind::mla());
   Tensor forward(const Tensor& h, const ForwardBatch& batch, Tensor& cache, const ops::RopeTable& rope) const;
+  int64_t cache_width() const { return attn_->cache_width(); }
 
  private:
   float eps_;
   Tensor input_norm_, post_attention_norm_;
-  MLAttention attn_;
+  std::unique_ptr<AttentionLayer> attn_;  // MLA, or a baseline
   std::unique_ptr<ParallelMLP> mlp_;  // dense layers
   std::unique_ptr<MoE> moe_;          // MoE layers
 };
 
 class DeepseekModel {
  public:
-  DeepseekModel(ModelConfig config, const WeightSource& ckpt, Communicator& comm);
+  DeepseekModel(ModelConfig config, const WeightSource& ckpt, Communicator& comm,
+                AttentionKind attention = AttentionKind::mla());
   // Loads config.json and the safetensors of `dir`.
   static std::unique_ptr<DeepseekModel> load(const std::string& dir, Communicator& comm);
 
   const ModelConfig& config() const { return config_; }
+  const AttentionKind& attention() const { return attention_; }
+  // Values per token per layer in this rank's cache pools (the latent for MLA, K|V heads for a baseline).
+  int64_t cache_width() const { return layers_.front().cache_width(); }
   // Runs one step over `batch` with `cache` (one pool per layer); returns logits [logit_rows, vocab].
   Tensor forward(const ForwardBatch& batch, std::vector<Tensor>& cache) const;
 
  private:
   ModelConfig config_;
+  AttentionKind attention_;
   ops::RopeTable rope_;
   VocabParallelEmbedding embed_;
   std::vector<DecoderLayer> layers_;

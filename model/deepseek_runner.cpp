@@ -37,7 +37,7 @@ DeepseekRunner::DeepseekRunner(const std::string& model_dir, const RuntimeOption
   model_ = std::make_unique<DeepseekModel>(std::move(config), ckpt, comm);
   capacity_ = plan_cache(model_->config(), options, kCpuCacheBudgetBytes);
   cache_ = CachePool::allocate(model_->config().n_layers, capacity_.num_blocks, capacity_.block_size,
-                               model_->config().latent_dim(), DType::F32, Device::CPU);
+                               model_->cache_width(), DType::F32, Device::CPU);
 }
 
 Tensor DeepseekRunner::execute(const ForwardBatch& batch) { return model_->forward(batch, cache_.layers); }

@@ -7,18 +7,21 @@
 #include <string>
 
 #include "kernels/ops.h"
+#include "model/attention_layer.h"
 #include "parallel/parallel_layers.h"
 #include "runtime/forward_batch.h"
 #include "runtime/model_config.h"
 
 namespace mlarun {
 
-class MLAttention {
+class MLAttention final : public AttentionLayer {
  public:
   MLAttention(const ModelConfig& c, const WeightSource& ckpt, const std::string& prefix, Communicator& comm);
 
   // x [T, dim] (normalised) -> [T, dim]; writes this step's latents into `cache` [blocks, block_size, latent].
-  Tensor forward(const Tensor& x, const ForwardBatch& batch, Tensor& cache, const ops::RopeTable& rope) const;
+  Tensor forward(const Tensor& x, const ForwardBatch& batch, Tensor& cache, const ops::RopeTable& rope) const override;
+  // The latent row [c | k_pe], the same on every rank (the latent has no head axis).
+  int64_t cache_width() const override { return c_.latent_dim(); }
 
  private:
   Tensor project_queries(const Tensor& x) const;  // [T, H_local, qk_head_dim]

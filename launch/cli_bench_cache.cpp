@@ -1,0 +1,142 @@
+// `mlarun bench cache`: what MLA's latent cache buys against MHA, GQA and MQA for a real config. Per token (per
+// layer and for the model) in each kv dtype; per rank under each TP degree; tokens and sequences that fit in a
+// memory budget; and the same pools allocated and filled for real through the BlockManager, whose measured
+// capacity must match the computed one. Prints tables, and writes JSON (--json) and an SVG chart (--chart).
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <tuple>
+#include <unistd.h>
+
+#include "launch/bench_common.h"
+#include "launch/cache_report.h"
+#include "launch/commands.h"
+#include "launch/text_table.h"
+#include "runtime/device.h"
+#include "runtime/error.h"
+#include "runtime/runtime_options.h"
+
+namespace mlarun::cli {
+
+namespace {
+
+constexpr double kGiB = double(int64_t(1) << 30);
+
+std::vector<AttentionKind> kinds_to_compare(const ModelConfig& c, const std::string& gqa_groups) {
+  std::vector<AttentionKind> kinds = {AttentionKind::mla(), AttentionKind::mha()};
+  for (int64_t g : parse_int_list(gqa_groups, "--gqa-groups")) {
+    AttentionKind k = parse_attention_kind("gqa:" + std::to_string(g), c.n_heads, "--gqa-groups");
+    if (std::find(kinds.begin(), kinds.end(), k) != kinds.end())
+      fail("option --gqa-groups: value '", gqa_groups, "': ", g, " is listed twice");
+    kinds.push_back(k);
+  }
+  kinds.push_back(AttentionKind::mqa());
+  return kinds;
+}
+
+std::vector<CacheRecord> build_records(const ModelConfig& c, const CacheBenchSettings& s,
+                                       const std::vector<AttentionKind>& kinds) {
+  std::vector<CacheRecord> records;
+  std::map<std::tuple<int64_t, DType, int64_t>, CacheMeasurement> measured;  // same pool geometry, same result
+  for (int64_t tp : s.tp_degrees)
+    for (const AttentionKind& kind : kinds)
+      for (DType dtype : s.kv_dtypes) {
+        CacheRecord r;
+        try {
+          r.footprint = cache_footprint(c, kind, dtype, tp);
+        } catch (const Error& e) {
+          fail("option --tp: value ", tp, ": ", e.what());
+        }
+        r.capacity = capacity_in_budget(r.footprint, s.memory_bytes, weight_bytes_per_rank(c, tp), s.block_size);
+        int64_t budget = s.measure_bytes > 0 ? s.measure_bytes : r.capacity.cache_budget_bytes;
+        if (s.measure_enabled && budget > 0) {
+          auto key = std::make_tuple(cache_row_width(c, kind, tp), dtype, budget);
+          auto it = measured.find(key);
+          if (it == measured.end())
+            it = measured.emplace(key, measure_cache_capacity(c, r.footprint, budget, s.block_size, s.seq_len,
+                                                              s.measure_device)).first;
+          r.measurement = it->second;
+          r.measured = true;
+        }
+        records.push_back(r);
+      }
+  return records;
+}
+
+}  // namespace
+
+Command add_bench_cache_command(CLI::App& bench) {
+  auto* cmd = bench.add_subcommand("cache", "Cache bytes and capacity of MLA against MHA, GQA and MQA for a config");
+  auto config_path = std::make_shared<std::string>();
+  auto tp = std::make_shared<std::string>("1,2,4,8");
+  auto kv_dtypes = std::make_shared<std::string>("bf16,fp8");
+  auto gqa_groups = std::make_shared<std::string>("8");
+  auto json_out = std::make_shared<std::string>();
+  auto chart_out = std::make_shared<std::string>();
+  auto memory_gib = std::make_shared<double>(80.0);
+  auto measure_gib = std::make_shared<double>(-1.0);
+  auto seq_len = std::make_shared<int64_t>(4096);
+  auto block_size = std::make_shared<int64_t>(64);
+  cmd->add_option("--config", *config_path, "DeepSeek (JSON/YAML) or Hugging Face config")->required();
+  cmd->add_option("--tp", *tp, "Tensor-parallel degrees, comma-separated (default 1,2,4,8)");
+  cmd->add_option("--memory-gib", *memory_gib, "Memory per GPU in GiB, before this rank's bf16 weights (default 80)");
+  cmd->add_option("--seq-len,--max-model-len", *seq_len, "Tokens per sequence for the concurrency figure (default 4096)");
+  cmd->add_option("--kv-dtype", *kv_dtypes, "Cache dtypes, comma-separated (default bf16,fp8)");
+  cmd->add_option("--gqa-groups", *gqa_groups, "GQA key/value group counts to compare, comma-separated (default 8)");
+  cmd->add_option("--block-size", *block_size, "Tokens per cache block, 1 to 256 (default 64)");
+  auto* measure_option = cmd->add_option("--measure-gib", *measure_gib,
+                  "Budget of the real allocation in GiB (default: 1 on the host, the real budget on a GPU; 0: skip)");
+  cmd->add_option("--json", *json_out, "Write the records as JSON here");
+  cmd->add_option("--chart", *chart_out, "Write a chart here (.svg; .png through rsvg-convert when installed)");
+  return {cmd, [=]() {
+            ModelConfig c = load_model_config(*config_path);
+            CacheBenchSettings s;
+            s.config_path = *config_path;
+            s.tp_degrees = parse_int_list(*tp, "--tp");
+            for (int64_t t : s.tp_degrees) {
+              try {
+                c.validate_for_tp(t);
+              } catch (const Error& e) {
+                fail("option --tp: value ", t, ": ", e.what());
+              }
+            }
+            s.kv_dtypes = parse_kv_dtypes(*kv_dtypes, "--kv-dtype");
+            if (!(*memory_gib > 0)) fail("option --memory-gib: value ", *memory_gib, ": must be positive");
+            if (*seq_len < 1) fail("option --seq-len: value ", *seq_len, ": must be at least 1");
+            if (*block_size < 1 || *block_size > RuntimeOptions::kMaxBlockSize)
+              fail("option --block-size: value ", *block_size, ": must lie in [1, ", RuntimeOptions::kMaxBlockSize, "]");
+            s.memory_bytes = int64_t(*memory_gib * kGiB);
+            s.seq_len = *seq_len;
+            s.block_size = *block_size;
+            s.measure_device = gpu_available() ? Device::CUDA : Device::CPU;
+            // Without a GPU the 80 GiB budget cannot be allocated here: measure at a scaled budget instead.
+            double measure = *measure_gib >= 0 ? *measure_gib : (s.measure_device == Device::CPU ? 1.0 : 0.0);
+            if (measure_option->count() > 0 && *measure_gib < 0)
+              fail("option --measure-gib: value ", *measure_gib, ": must be 0 (skip) or positive");
+            const double host_bytes = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
+            if (s.measure_device == Device::CPU && host_bytes > 0 && measure * kGiB > 0.5 * host_bytes)
+              fail("option --measure-gib: value ", measure, ": more than half of this machine's ",
+                   fixed(host_bytes / kGiB, 1), " GiB of memory");
+            s.measure_enabled = *measure_gib != 0;
+            s.measure_bytes = int64_t(measure * kGiB);  // 0 on a GPU: each record's real budget
+            std::vector<AttentionKind> kinds = kinds_to_compare(c, *gqa_groups);
+            if (s.measure_enabled)
+              std::fprintf(stderr, "mlarun: allocating and filling the cache pools for real (%s, %s)...\n",
+                           s.measure_device == Device::CPU ? "host memory" : "GPU memory",
+                           s.measure_bytes > 0 ? (fixed(measure, 2) + " GiB per pool set").c_str()
+                                               : "the real budget per rank");
+            std::vector<CacheRecord> records = build_records(c, s, kinds);
+            std::cout << per_token_table(c, s, kinds) << "\n" << per_rank_table(c, s, records) << "\n"
+                      << cache_notes(c, s, records);
+            if (!json_out->empty()) {
+              write_text_file(*json_out, cache_records_json(c, s, records).dump(2) + "\n", "--json");
+              std::cout << "JSON:  " << *json_out << "\n";
+            }
+            if (!chart_out->empty())
+              std::cout << "chart: " << write_chart(*chart_out, cache_chart_svg(c, s, kinds, records), "--chart") << "\n";
+            return 0;
+          }};
+}
+
+}  // namespace mlarun::cli

@@ -1,0 +1,227 @@
+// `mlarun bench decode`: the time of one decode step of a config's model cut to K layers, with random weights,
+// for MLA and the MHA/GQA/MQA baselines. Caches are pre-filled with random rows written straight into the pools
+// through the sequences' block tables (no prefill through the model), then B sequences decode one token each:
+// warm-up, then the median of N steps. Runs on this machine's CPU (the f32 reference ops, one thread); reports
+// tokens/s and the cache bytes each step reads.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <unistd.h>
+
+#include "launch/bench_common.h"
+#include "launch/commands.h"
+#include "launch/text_table.h"
+#include "model/deepseek_model.h"
+#include "model/random_weights.h"
+#include "runtime/block_manager.h"
+#include "runtime/cache_pool.h"
+#include "runtime/error.h"
+#include "runtime/json.h"
+#include "runtime/runtime_options.h"
+
+namespace mlarun::cli {
+
+namespace {
+
+struct DecodeSettings {
+  std::string config_path;
+  int64_t layers = 2, batch = 8, seq_len = 1024, iters = 5, warmup = 1, block_size = 64;
+  uint64_t seed = 0;
+};
+
+struct DecodeResult {
+  AttentionKind kind;
+  int64_t kv_heads = 0;
+  int64_t cache_width = 0;
+  int64_t weight_values = 0;
+  int64_t cache_values_read = 0;  // per step, all layers and sequences
+  std::vector<double> latencies;  // seconds, timed steps only
+  double median() const;
+};
+
+double DecodeResult::median() const {
+  std::vector<double> v = latencies;
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+std::string cpu_name() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos) return line.substr(line.find(':') + 2);
+  return "unknown CPU";
+}
+
+void check_fits_in_host_memory(const ModelConfig& c, const AttentionKind& kind, const DecodeSettings& s) {
+  const double need = double(RandomWeights(c, kind).total_values()) * 4;
+  const double have = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
+  if (have > 0 && need > 0.7 * have)
+    fail("option --layers: value ", s.layers, ": ", s.config_path, " cut to ", s.layers, " layers needs ",
+         fixed(need / double(int64_t(1) << 30), 1), " GiB of f32 weights (", kind.name(), "), this machine has ",
+         fixed(have / double(int64_t(1) << 30), 1), " GiB; use fewer layers or a smaller config (configs/config_small.json)");
+}
+
+DecodeResult run_one(const ModelConfig& c, const AttentionKind& kind, const DecodeSettings& s) {
+  check_fits_in_host_memory(c, kind, s);
+  SingleCommunicator comm;
+  RandomWeights weights(c, kind, s.seed);
+  DeepseekModel model(c, weights, comm, kind);
+  DecodeResult r;
+  r.kind = kind;
+  r.kv_heads = kind.kv_heads(c);
+  r.cache_width = model.cache_width();
+  r.weight_values = weights.total_values();
+
+  const int64_t bs = s.block_size, L = s.seq_len;
+  const int64_t num_blocks = s.batch * ((L + 1 + bs - 1) / bs);
+  CachePool pool = CachePool::allocate(c.n_layers, num_blocks, bs, r.cache_width, DType::F32, Device::CPU);
+  BlockManager blocks(num_blocks, bs, /*enable_prefix_caching=*/false);
+  ForwardBatch batch;
+  for (int64_t b = 0; b < s.batch; ++b) {
+    std::vector<int32_t> prompt(static_cast<size_t>(L));
+    for (int64_t i = 0; i < L; ++i) prompt[size_t(i)] = int32_t((b * 7919 + i * 104729) % c.vocab_size);
+    Sequence seq(b, prompt);
+    blocks.allocate(seq);
+    // The cache as if the prompt had been prefilled: random rows at positions [0, L) of every layer.
+    std::vector<int64_t> slots(static_cast<size_t>(L));
+    for (int64_t p = 0; p < L; ++p) slots[size_t(p)] = seq.slot(p, bs);
+    Tensor rows = Tensor::empty({L, r.cache_width}, DType::F32);
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+      random_normal_values(s.seed * 1000003 + uint64_t(l * s.batch + b), 0, rows.data<float>(), rows.numel());
+      ops::write_cache(pool.layers[size_t(l)], slots, rows);
+    }
+    seq.append_token(int32_t((b * 31 + 1) % c.vocab_size));
+    blocks.may_append(seq);
+    batch.token_ids.push_back(seq.last_token());
+    batch.positions.push_back(L);
+    batch.slot_mapping.push_back(seq.slot(L, bs));
+    batch.sequences.push_back({b, 1, L, seq.block_table});
+    batch.logit_rows.push_back(b);
+  }
+  r.cache_values_read = s.batch * c.n_layers * (L + 1) * r.cache_width;
+
+  for (int64_t i = 0; i < s.warmup + s.iters; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    Tensor logits = model.forward(batch, pool.layers);
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    for (int64_t j = 0; j < logits.numel(); ++j)
+      if (!std::isfinite(logits.data<float>()[j]))
+        fail("bench decode: ", kind.name(), " produced a non-finite logit (", logits.data<float>()[j], ") at step ", i);
+    if (i >= s.warmup) r.latencies.push_back(seconds);
+  }
+  return r;
+}
+
+std::string results_table(const std::vector<DecodeResult>& results, const DecodeSettings& s) {
+  TextTable t({"attention", "kv heads", "cache values/token/layer", "cache read/step (f32, as run)",
+               "same in bf16", "median ms", "min ms", "tokens/s", "x MLA tokens/s"});
+  double mla_rate = 0;
+  for (const DecodeResult& r : results)
+    if (r.kind.is_mla()) mla_rate = double(s.batch) / r.median();
+  for (const DecodeResult& r : results) {
+    double rate = double(s.batch) / r.median();
+    t.add_row({r.kind.name(), r.kind.is_mla() ? "latent" : std::to_string(r.kv_heads), with_commas(r.cache_width),
+               fixed(double(r.cache_values_read) * 4 / (1 << 20), 1) + " MiB",
+               fixed(double(r.cache_values_read) * 2 / (1 << 20), 1) + " MiB", fixed(1e3 * r.median(), 2),
+               fixed(1e3 * *std::min_element(r.latencies.begin(), r.latencies.end()), 2), fixed(rate, 1),
+               mla_rate > 0 ? fixed(rate / mla_rate, 2) : "-"});
+  }
+  return t.render();
+}
+
+json::Value results_json(const std::vector<DecodeResult>& results, const DecodeSettings& s, const ModelConfig& full) {
+  json::Value list = json::Value::array();
+  for (const DecodeResult& r : results) {
+    json::Value lat = json::Value::array();
+    double sum = 0;
+    for (double x : r.latencies) lat.push_back(x), sum += x;
+    json::Value j = json::Value::object();
+    j.set("attention", r.kind.name());
+    j.set("num_kv_heads", r.kv_heads);
+    j.set("kv_cache_width", r.cache_width);
+    j.set("weights_bytes_f32", r.weight_values * 4);
+    j.set("cache_bytes_read_per_step", r.cache_values_read * 4);
+    j.set("cache_bytes_read_per_step_bf16", r.cache_values_read * 2);
+    j.set("avg_latency", sum / double(r.latencies.size()));
+    j.set("median_latency", r.median());
+    j.set("min_latency", *std::min_element(r.latencies.begin(), r.latencies.end()));
+    j.set("latencies", lat);
+    j.set("tokens_per_second", double(s.batch) / r.median());
+    list.push_back(j);
+  }
+  json::Value out = json::Value::object();
+  out.set("benchmark", "decode");
+  out.set("config", s.config_path);
+  out.set("device", "cpu");
+  out.set("cpu", cpu_name());
+  out.set("num_layers", s.layers);
+  out.set("model_num_layers", full.n_layers);
+  out.set("batch_size", s.batch);
+  out.set("input_len", s.seq_len);
+  out.set("output_len", int64_t(1));
+  out.set("block_size", s.block_size);
+  out.set("num_iters_warmup", s.warmup);
+  out.set("num_iters", s.iters);
+  out.set("records", list);
+  return out;
+}
+
+}  // namespace
+
+Command add_bench_decode_command(CLI::App& bench) {
+  auto* cmd = bench.add_subcommand("decode", "Time one decode step, MLA against MHA/GQA/MQA, with random weights");
+  auto s = std::make_shared<DecodeSettings>();
+  auto attention = std::make_shared<std::string>("mla,mha,gqa:8,mqa");
+  auto json_out = std::make_shared<std::string>();
+  cmd->add_option("--config", s->config_path, "DeepSeek (JSON/YAML) or Hugging Face config")->required();
+  cmd->add_option("--layers", s->layers, "Keep the first K layers (default 2)");
+  cmd->add_option("--batch,--batch-size", s->batch, "Sequences decoding together (default 8)");
+  cmd->add_option("--seq-len,--input-len", s->seq_len, "Tokens already cached per sequence (default 1024)");
+  cmd->add_option("--attention", *attention, "Kinds to compare: mla, mha, gqa:G, mqa, comma-separated");
+  cmd->add_option("--iters,--num-iters", s->iters, "Timed steps (default 5)");
+  cmd->add_option("--warmup,--num-iters-warmup", s->warmup, "Untimed steps first (default 1)");
+  cmd->add_option("--block-size", s->block_size, "Tokens per cache block, 1 to 256 (default 64)");
+  cmd->add_option("--seed", s->seed, "Seed of the random weights and cache rows");
+  cmd->add_option("--json", *json_out, "Write the results as JSON here");
+  return {cmd, [=]() {
+            ModelConfig full = load_model_config(s->config_path);
+            if (s->layers < 1 || s->layers > full.n_layers)
+              fail("option --layers: value ", s->layers, ": must lie in [1, ", full.n_layers, "] for ", s->config_path);
+            if (s->batch < 1) fail("option --batch: value ", s->batch, ": must be at least 1");
+            if (s->seq_len < 1) fail("option --seq-len: value ", s->seq_len, ": must be at least 1");
+            if (s->iters < 1) fail("option --iters: value ", s->iters, ": must be at least 1");
+            if (s->warmup < 0) fail("option --warmup: value ", s->warmup, ": must not be negative");
+            if (s->block_size < 1 || s->block_size > RuntimeOptions::kMaxBlockSize)
+              fail("option --block-size: value ", s->block_size, ": must lie in [1, ", RuntimeOptions::kMaxBlockSize, "]");
+            std::vector<AttentionKind> kinds = parse_attention_kinds(*attention, full.n_heads, "--attention");
+            ModelConfig c = full;
+            c.n_layers = s->layers;
+            c.n_dense_layers = std::min(c.n_dense_layers, c.n_layers);
+            std::printf("== bench decode: %s cut to %lld of %lld layers (%lld dense, %lld MoE), random weights; "
+                        "batch %lld, %lld cached tokens per sequence, block size %lld\n",
+                        s->config_path.c_str(), (long long)c.n_layers, (long long)full.n_layers,
+                        (long long)(c.n_layers - c.num_moe_layers()), (long long)c.num_moe_layers(),
+                        (long long)s->batch, (long long)s->seq_len, (long long)s->block_size);
+            std::printf("device: this machine's CPU (%s), f32 reference ops, one thread; median of %lld steps after "
+                        "%lld warm-up\n",
+                        cpu_name().c_str(), (long long)s->iters, (long long)s->warmup);
+            std::fflush(stdout);
+            std::vector<DecodeResult> results;
+            for (const AttentionKind& k : kinds) {
+              std::fprintf(stderr, "mlarun: %s: building the model and filling the cache...\n", k.name().c_str());
+              results.push_back(run_one(c, k, *s));
+            }
+            std::cout << results_table(results, *s);
+            if (!json_out->empty()) {
+              write_text_file(*json_out, results_json(results, *s, full).dump(2) + "\n", "--json");
+              std::cout << "JSON: " << *json_out << "\n";
+            }
+            return 0;
+          }};
+}
+
+}  // namespace mlarun::cli

@@ -1,0 +1,80 @@
+// MHA/GQA/MQA forward over the paged K/V cache (see baseline_attention.h).
+#include "model/baseline_attention.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "runtime/error.h"
+
+namespace mlarun {
+
+BaselineAttention::BaselineAttention(const ModelConfig& c, AttentionKind kind, const WeightSource& weights,
+                                     const std::string& prefix, Communicator& comm)
+    : kind_(kind),
+      layout_(kv_head_layout(c, kind, comm.world_size(), comm.rank())),
+      head_dim_(baseline_head_dim(c)),
+      // The same YaRN mscale^2 factor as MLA's scale, over this head dimension.
+      softmax_scale_(float(c.softmax_scale() * std::sqrt(double(c.qk_head_dim()) / double(baseline_head_dim(c))))) {
+  MLARUN_CHECK(!kind.is_mla(), "BaselineAttention built for mla (use MLAttention)");
+  MLARUN_CHECK(head_dim_ >= c.qk_rope_head_dim, kind.name(), " attention: head dim ", head_dim_,
+               " (v_head_dim) is smaller than the RoPE dim ", c.qk_rope_head_dim);
+  const int64_t H = c.n_heads, G = layout_.kv_heads, d = head_dim_;
+  wq_ = ColumnParallelLinear(weights, prefix + "q_proj.weight", c.dim, H * d, comm);
+  ShardRange kv_rows{layout_.first_kv_head * d, (layout_.first_kv_head + layout_.local_kv_heads) * d};
+  wk_ = load_shard_checked(weights, prefix + "k_proj.weight", {G * d, c.dim}, 0, kv_rows);
+  wv_ = load_shard_checked(weights, prefix + "v_proj.weight", {G * d, c.dim}, 0, kv_rows);
+  wo_ = RowParallelLinear(weights, prefix + "o_proj.weight", H * d, c.dim, comm);
+}
+
+int64_t BaselineAttention::cache_width_for(const ModelConfig& c, const AttentionKind& kind, int64_t tp, int64_t rank) {
+  MLARUN_CHECK(!kind.is_mla(), "BaselineAttention::cache_width_for: mla caches the latent (ModelConfig::latent_dim)");
+  return 2 * kv_head_layout(c, kind, tp, rank).local_kv_heads * baseline_head_dim(c);
+}
+
+Tensor BaselineAttention::forward(const Tensor& x, const ForwardBatch& batch, Tensor& cache,
+                                  const ops::RopeTable& rope) const {
+  const int64_t T = x.dim(0), Hl = layout_.local_q_heads, Gl = layout_.local_kv_heads, d = head_dim_;
+  MLARUN_CHECK(cache.ndim() == 3 && cache.dim(2) == cache_width(), kind_.name(), " attention: cache ",
+               cache.describe(), " does not hold rows of ", cache_width(), " values");
+  Tensor q = wq_.forward(x).view({T, Hl, d});
+  ops::apply_rope(q, batch.positions, rope);  // the last qk_rope_head_dim values of each head
+  Tensor k = ops::linear(x, wk_).view({T, Gl, d});
+  ops::apply_rope(k, batch.positions, rope);
+  Tensor v = ops::linear(x, wv_);  // [T, Gl * d]
+
+  Tensor rows = Tensor::empty({T, 2 * Gl * d}, DType::F32);  // [K heads | V heads] per token
+  for (int64_t t = 0; t < T; ++t) {
+    float* row = rows.data<float>() + t * 2 * Gl * d;
+    std::memcpy(row, k.data<float>() + t * Gl * d, size_t(Gl * d) * 4);
+    std::memcpy(row + Gl * d, v.data<float>() + t * Gl * d, size_t(Gl * d) * 4);
+  }
+  ops::write_cache(cache, batch.slot_mapping, rows);
+
+  Tensor o = Tensor::empty({T, Hl * d}, DType::F32);
+  for (const BatchSequence& s : batch.sequences) {
+    Tensor os = attend(q.rows(s.token_start, s.num_tokens), s, cache);
+    std::memcpy(o.data<float>() + s.token_start * Hl * d, os.data<float>(), os.nbytes());
+  }
+  return wo_.forward(o);
+}
+
+Tensor BaselineAttention::attend(const Tensor& q, const BatchSequence& s, const Tensor& cache) const {
+  const int64_t ctx = s.start_pos + s.num_tokens, Gl = layout_.local_kv_heads, d = head_dim_;
+  const int64_t num_blocks = cache.dim(0), bs = cache.dim(1), width = cache.dim(2);
+  MLARUN_CHECK(ctx <= int64_t(s.block_table.size()) * bs, kind_.name(), " attention: ", ctx,
+               " tokens but the block table covers ", int64_t(s.block_table.size()) * bs);
+  // One pass over the pages: K and V of every cached token, each [ctx, Gl, d].
+  Tensor k = Tensor::empty({ctx, Gl, d}, DType::F32);
+  Tensor v = Tensor::empty({ctx, Gl, d}, DType::F32);
+  for (int64_t t = 0; t < ctx; ++t) {
+    int64_t block = s.block_table[size_t(t / bs)];
+    MLARUN_CHECK(block >= 0 && block < num_blocks, kind_.name(), " attention: block ", block,
+                 " outside the pool of ", num_blocks, " blocks");
+    const float* row = cache.data<float>() + (block * bs + t % bs) * width;
+    std::memcpy(k.data<float>() + t * Gl * d, row, size_t(Gl * d) * 4);
+    std::memcpy(v.data<float>() + t * Gl * d, row + Gl * d, size_t(Gl * d) * 4);
+  }
+  return ops::attention(q, k, v, softmax_scale_, s.start_pos);
+}
+
+}  // namespace mlarun
