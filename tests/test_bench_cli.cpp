@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "runtime/json.h"
+#include "cli_runner.h"
 #include "test_util.h"
 
 using namespace mlarun;
@@ -18,21 +19,8 @@ using mlarun::testing::ScratchDir;
 
 namespace {
 
-struct RunResult {
-  int exit_code;
-  std::string output;  // stdout and stderr together
-};
-
-RunResult run_mlarun(const std::string& args) {
-  std::string cmd = std::string(MLARUN_BINARY) + " " + args + " 2>&1";
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(popen(cmd.c_str(), "r"), pclose);
-  std::string out;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe.get())) > 0) out.append(buf.data(), n);
-  int status = pclose(pipe.release());
-  return {WEXITSTATUS(status), out};
-}
+using mlarun::testing::run_mlarun;
+using mlarun::testing::RunResult;
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

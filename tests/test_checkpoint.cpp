@@ -13,14 +13,7 @@ namespace {
 
 std::string fixture(const std::string& model) { return testing::data_dir() + "/" + model; }
 
-// Runs `fn`, expects an mlarun::Error, and checks that its message contains every one of `parts`.
-template <typename Fn>
-void expect_error(Fn&& fn, const std::vector<std::string>& parts) {
-  std::string message = testing::error_message(fn);
-  ASSERT_FALSE(message.empty()) << "no mlarun::Error thrown";
-  for (const std::string& part : parts)
-    EXPECT_NE(message.find(part), std::string::npos) << "'" << part << "' missing from: " << message;
-}
+using testing::expect_error;
 
 // Writes a small f32 shard holding one 2-element tensor per name.
 void write_shard(const testing::ScratchDir& dir, const std::string& file, const std::vector<std::string>& names) {

@@ -23,11 +23,7 @@ using namespace mlarun;
 
 namespace {
 
-float max_abs_diff(const float* a, const float* b, int64_t n) {
-  float m = 0;
-  for (int64_t i = 0; i < n; ++i) m = std::max(m, std::fabs(a[i] - b[i]));
-  return m;
-}
+using mlarun::testing::max_abs_diff;
 
 int64_t argmax(const float* v, int64_t n) { return std::max_element(v, v + n) - v; }
 

@@ -31,14 +31,7 @@ class SafetensorsTest : public ::testing::Test {
   testing::ScratchDir dir_;
 };
 
-// Runs `fn`, expects an mlarun::Error, and checks that its message contains every one of `parts`.
-template <typename Fn>
-void expect_error(Fn&& fn, const std::vector<std::string>& parts) {
-  std::string message = testing::error_message(fn);
-  ASSERT_FALSE(message.empty()) << "no mlarun::Error thrown";
-  for (const std::string& part : parts)
-    EXPECT_NE(message.find(part), std::string::npos) << "'" << part << "' missing from: " << message;
-}
+using testing::expect_error;
 
 void expect_open_error(const std::string& path, std::vector<std::string> parts) {
   parts.push_back(path);

@@ -4,9 +4,13 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "runtime/error.h"
 
@@ -46,6 +50,21 @@ std::string error_message(Fn&& fn) {
     return e.what();
   }
   return "";
+}
+
+// Runs `fn`, expects an mlarun::Error, and checks that its message contains every one of `parts`.
+template <typename Fn>
+void expect_error(Fn&& fn, const std::vector<std::string>& parts) {
+  std::string message = error_message(fn);
+  ASSERT_FALSE(message.empty()) << "no mlarun::Error thrown";
+  for (const std::string& part : parts)
+    EXPECT_NE(message.find(part), std::string::npos) << "'" << part << "' missing from: " << message;
+}
+
+inline float max_abs_diff(const float* a, const float* b, int64_t n) {
+  float m = 0;
+  for (int64_t i = 0; i < n; ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+  return m;
 }
 
 }  // namespace mlarun::testing
