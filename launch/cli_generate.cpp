@@ -33,8 +33,7 @@ json::Value result_json(const RequestOutput& r) {
   return j;
 }
 
-json::Value summary_json(const Engine& engine, int64_t num_requests, int64_t failed) {
-  BlockManagerStats st = engine.scheduler().block_manager().stats();
+json::Value cache_json(const BlockManagerStats& st) {
   json::Value cache = json::Value::object();
   cache.set("blocks_total", st.num_blocks);
   cache.set("blocks_used", st.used);
@@ -45,6 +44,13 @@ json::Value summary_json(const Engine& engine, int64_t num_requests, int64_t fai
   cache.set("prefix_cache_hit_rate", st.hit_rate());
   cache.set("tokens_stored", st.tokens_stored);
   cache.set("slots_reserved", st.slots_reserved);
+  return cache;
+}
+
+json::Value summary_json(const Engine& engine, int64_t num_requests, int64_t failed) {
+  // The cache at the end (every block back in the pool, prefix counters for the whole run) and at its fullest.
+  json::Value cache = cache_json(engine.scheduler().block_manager().stats());
+  cache.set("peak", cache_json(engine.stats().peak_cache));
   const EngineStats& es = engine.stats();
   json::Value s = json::Value::object();
   s.set("num_requests", num_requests);
@@ -55,6 +61,7 @@ json::Value summary_json(const Engine& engine, int64_t num_requests, int64_t fai
   s.set("elapsed_s", es.seconds);
   s.set("output_throughput_tok_s", es.seconds > 0 ? double(es.generated_tokens) / es.seconds : 0.0);
   s.set("num_preemptions", engine.scheduler().num_preemptions());
+  s.set("peak_running_sequences", es.peak_running);
   s.set("cache", cache);
   return s;
 }

@@ -100,6 +100,9 @@ std::vector<RequestOutput> Engine::step() {
     stats_.generated_tokens += int64_t(sampled.size());
     for (const ScheduledSequence& s : scheduled.seqs)
       if (s.is_prefill) stats_.prompt_tokens_computed += s.num_new_tokens;
+    BlockManagerStats now = scheduler_.block_manager().stats();  // before postprocess frees finished sequences
+    if (now.used > stats_.peak_cache.used) stats_.peak_cache = now;
+    stats_.peak_running = std::max<int64_t>(stats_.peak_running, int64_t(scheduled.seqs.size()));
     scheduler_.postprocess(scheduled, sampled);
     ++stats_.steps;
   }

@@ -32,6 +32,8 @@ struct RequestOptions {
 };
 
 struct EngineStats {
+  BlockManagerStats peak_cache;  // the cache at the step that held the most blocks
+  int64_t peak_running = 0;      // most sequences in one step
   int64_t steps = 0;
   int64_t prompt_tokens_computed = 0;
   int64_t generated_tokens = 0;

@@ -5,6 +5,7 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <memory>
 
 #include "runtime/json.h"
@@ -91,4 +92,52 @@ TEST(Cli, BadInputFailsWithAClearMessage) {
   r = run_mlarun("info --config " + mlarun::testing::source_dir() + "/configs/config_236B.json");
   EXPECT_NE(r.output.find("(235.74B)"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("69,120 bytes"), std::string::npos) << r.output;
+}
+
+TEST(Cli, RequestsFileRunsEveryRequestAndReportsTheCache) {
+  ScratchDir tmp;
+  std::string v3 = mlarun::testing::data_dir() + "/deepseek-v3-tiny";
+  std::string shared = "\"prompt_ids\": [5, 17, 42, 9, 100, 3, 77, 12, 8, 61, 300, 2, 44, 90, 31, 7, 6]";
+  std::string requests = tmp.write("reqs.jsonl",
+      "{" + shared + ", \"max_tokens\": 4, \"ignore_eos\": true}\n"
+      "{\"prompt_ids\": [1, 2, 3], \"max_tokens\": 3, \"temperature\": 0.8, \"top_p\": 0.9, \"seed\": 7}\n"
+      "\n"
+      "{" + shared + ", \"max_tokens\": 4, \"ignore_eos\": true}\n"
+      "{\"prompt_ids\": [9, 9], \"max_tokens\": 5, \"stop_token_ids\": [600], \"top_k\": 3, \"seed\": 1}\n");
+  RunResult r = run_mlarun("generate --model " + v3 + " --requests " + requests + " --out " + tmp.file("out.jsonl") +
+                           " --block-size 4 --max-batch-size 1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("latent cache:"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("maximum concurrency for"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("4/4 requests done"), std::string::npos) << r.output;
+  std::ifstream out(tmp.file("out.jsonl"));
+  std::vector<json::Value> results;
+  for (std::string line; std::getline(out, line);) results.push_back(json::parse(line, "out.jsonl"));
+  ASSERT_EQ(results.size(), 4u);
+  EXPECT_EQ(results[0].find("tokens")->dump(), results[2].find("tokens")->dump()) << "same greedy request, same tokens";
+  EXPECT_EQ(results[0].find("tokens")->items().size(), 4u);
+  EXPECT_EQ(results[1].find("tokens")->items().size(), 3u);
+  for (const json::Value& res : results) EXPECT_EQ(res.find("finish_reason")->as_string(), "length");
+  json::Value summary = json::parse(r.output.substr(r.output.find("summary ") + 8, r.output.find('\n', r.output.find("summary ")) - r.output.find("summary ") - 8), "summary");
+  const json::Value* cache = summary.find("cache");
+  ASSERT_NE(cache, nullptr) << r.output;
+  EXPECT_GT(cache->find("prefix_cache_hit_rate")->as_double(), 0.0) << "the repeated prompt reuses its blocks";
+  EXPECT_GT(cache->find("peak")->find("blocks_used")->as_int(), 0);
+  EXPECT_GE(cache->find("peak")->find("slots_reserved")->as_int(), cache->find("peak")->find("tokens_stored")->as_int());
+  EXPECT_EQ(cache->find("blocks_used")->as_int(), 0) << "every block is back in the pool at the end";
+
+  // A malformed line names the file, the line and the key; an impossible request fails alone.
+  std::string bad = tmp.write("bad.jsonl", "{\"prompt_ids\": [1, 2]}\n{\"prompt_ids\": [1, \"x\"]}\n");
+  r = run_mlarun("generate --model " + v3 + " --requests " + bad);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("bad.jsonl:2"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("prompt_ids"), std::string::npos) << r.output;
+  std::string hundred_ones = "1";
+  for (int i = 1; i < 100; ++i) hundred_ones += ",1";
+  std::string big = tmp.write("big.jsonl", "{\"prompt_ids\": [1, 2], \"max_tokens\": 2}\n{\"prompt_ids\": [" +
+                                               hundred_ones + "], \"max_tokens\": 2}\n");  // 100 tokens > 10 blocks x 4
+  r = run_mlarun("generate --model " + v3 + " --requests " + big + " --num-blocks 10 --block-size 4 --out " + tmp.file("o2.jsonl"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("request 1 failed"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("10 blocks"), std::string::npos) << r.output;
 }
