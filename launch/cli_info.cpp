@@ -60,9 +60,12 @@ void print_checkpoint(const Checkpoint& ckpt) {
       ++bias_tensors;
     }
   }
-  std::printf("checkpoint      %s: %zu file%s, %zu tensors, %s values", ckpt.dir().c_str(), ckpt.num_files(),
-              ckpt.num_files() == 1 ? "" : "s", ckpt.tensor_names().size(), with_commas(ckpt.total_values()).c_str());
-  if (bias_tensors) std::printf(", of which %s in %lld gate biases", with_commas(bias_values).c_str(), (long long)bias_tensors);
+  std::printf("checkpoint      %s: %zu %s, %zu tensors, %s values", ckpt.dir().c_str(), ckpt.num_files(),
+              ckpt.num_files() == 1 ? "file" : "shards", ckpt.tensor_names().size(),
+              with_commas(ckpt.total_values()).c_str());
+  if (bias_tensors)
+    std::printf(", of which %s are gate biases (%lld e_score_correction_bias tensors)", with_commas(bias_values).c_str(),
+                (long long)bias_tensors);
   std::printf("\n");
 }
 
