@@ -41,7 +41,10 @@ void print_config(const ModelConfig& c) {
                 c.route_scale, c.norm_topk_prob ? ", renormalised" : "", (long long)c.n_shared_experts,
                 (long long)c.moe_inter_dim);
   int64_t params = c.num_params();
-  std::printf("parameters      %s (%.2fB)\n", with_commas(params).c_str(), double(params) / 1e9);
+  if (params >= 1'000'000'000)
+    std::printf("parameters      %s (%.2fB)\n", with_commas(params).c_str(), double(params) / 1e9);
+  else
+    std::printf("parameters      %s (%.2fM)\n", with_commas(params).c_str(), double(params) / 1e6);
   int64_t mla = c.latent_cache_bytes_per_token(DType::BF16);
   int64_t mha = c.mha_cache_bytes_per_token(DType::BF16);
   std::printf("cache/token     MLA latent %s bytes in bf16 (%lld layers x (%lld + %lld) x 2)\n",
