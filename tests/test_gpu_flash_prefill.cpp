@@ -1,0 +1,297 @@
+// Flash prefill on the GPU against the CPU reference, and its argument checks without one.
+// Why the 2x rule: a bf16/fp16 kernel cannot match an fp32 reference exactly, so (as FlashAttention's tests do)
+// its error against the fp32 reference (ops::attention on the same rounded inputs) may be at most twice the
+// error of a plain low-precision implementation (scores and probabilities rounded to the dtype) plus one output
+// rounding. Outputs and lse are poisoned with NaN first, so an unwritten element fails. The boundary tests need
+// no GPU: every check runs before the first CUDA call.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/flash_prefill.h"
+#include "kernels/ops.h"
+#include "runtime/device.h"
+#include "runtime/error.h"
+#include "runtime/tensor.h"
+
+using namespace mlarun;
+using mlarun::cuda::FlashPrefillParams;
+
+namespace {
+
+struct Case {
+  std::string name;
+  int dqk, dv, hq, hkv;
+  DType dtype;
+  bool causal;
+  int window;
+  std::vector<int> len_q, len_k;
+};
+
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }  // test names, not bytes, in ctest's list
+
+float round_to(float x, DType t) {
+  return t == DType::BF16 ? bf16_to_float(float_to_bf16(x)) : f16_to_float(float_to_f16(x));
+}
+
+// Keys [lo, hi) visible to query i of a sequence (the kernel's contract, flash_prefill.h).
+std::pair<int, int> visible_keys(const Case& c, int i, int lq, int lk) {
+  const int off = lk - lq;
+  const int hi = c.causal ? std::min(lk, off + i + 1) : lk;
+  const int lo = c.window >= 0 ? std::max(0, off + i - c.window) : 0;
+  return {lo, std::max(lo, hi)};
+}
+
+// Runs fn(i) for i in [0, n) on all cores (the references are O(n^2) and the GPU machine has many cores).
+template <typename Fn>
+void parallel_for(int n, Fn fn) {
+  const int workers = std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::thread> pool;
+  for (int w = 0; w < workers; ++w)
+    pool.emplace_back([&, w] {
+      for (int i = w; i < n; i += workers) fn(i);
+    });
+  for (auto& t : pool) t.join();
+}
+
+struct Errors {
+  double kernel = 0, plain = 0, rounding = 0, lse = 0;
+  int64_t unwritten = 0;
+};
+
+void run_case(const Case& c) {
+  const int batch = int(c.len_q.size());
+  std::vector<int32_t> cu_q(1, 0), cu_k(1, 0);
+  for (int b = 0; b < batch; ++b) {
+    cu_q.push_back(cu_q.back() + c.len_q[b]);
+    cu_k.push_back(cu_k.back() + c.len_k[b]);
+  }
+  const int64_t tq = cu_q.back(), tk = cu_k.back();
+  const float scale = 1.0f / std::sqrt(float(c.dqk));
+
+  // Fresh normal inputs rounded to the dtype; the references read the rounded values as f32.
+  std::mt19937 rng(std::hash<std::string>{}(c.name));
+  std::normal_distribution<float> dist(0.f, 1.f);
+  auto make = [&](int64_t rows, int heads, int dim) {
+    Tensor t = Tensor::empty({rows, heads, dim}, DType::F32);
+    for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(rng);
+    return t.to_dtype(c.dtype);
+  };
+  Tensor q16 = make(tq, c.hq, c.dqk), k16 = make(tk, c.hkv, c.dqk), v16 = make(tk, c.hkv, c.dv);
+  Tensor q = q16.to_dtype(DType::F32), k = k16.to_dtype(DType::F32), v = v16.to_dtype(DType::F32);
+
+  Tensor out_poison = Tensor::empty({tq, c.hq, c.dv}, c.dtype);
+  std::memset(out_poison.raw(), 0xff, out_poison.nbytes());  // NaN in bf16 and fp16
+  Tensor lse_poison = Tensor::empty({tq, c.hq}, DType::F32);
+  std::fill_n(lse_poison.data<float>(), lse_poison.numel(), NAN);
+  Tensor dq = q16.to(Device::CUDA), dk = k16.to(Device::CUDA), dv = v16.to(Device::CUDA);
+  Tensor dout = out_poison.to(Device::CUDA), dlse = lse_poison.to(Device::CUDA);
+  Tensor dcu_q = Tensor::empty({batch + 1}, DType::I32), dcu_k = Tensor::empty({batch + 1}, DType::I32);
+  std::copy(cu_q.begin(), cu_q.end(), dcu_q.data<int32_t>());
+  std::copy(cu_k.begin(), cu_k.end(), dcu_k.data<int32_t>());
+  dcu_q = dcu_q.to(Device::CUDA);
+  dcu_k = dcu_k.to(Device::CUDA);
+
+  FlashPrefillParams p;
+  p.q = dq.raw(), p.k = dk.raw(), p.v = dv.raw(), p.out = dout.raw(), p.lse = dlse.data<float>();
+  p.cu_seqlens_q = dcu_q.data<int32_t>(), p.cu_seqlens_k = dcu_k.data<int32_t>();
+  p.cu_seqlens_q_host = cu_q.data(), p.cu_seqlens_k_host = cu_k.data();
+  p.batch = batch, p.total_q = tq, p.total_k = tk;
+  p.num_heads_q = c.hq, p.num_heads_kv = c.hkv, p.head_dim_qk = c.dqk, p.head_dim_v = c.dv;
+  p.dtype = c.dtype, p.softmax_scale = scale, p.causal = c.causal, p.window_left = c.window;
+  cuda::flash_prefill(p, nullptr);
+  MLARUN_CUDA_CHECK(cudaDeviceSynchronize());
+  Tensor out = dout.to(Device::CPU).to_dtype(DType::F32), lse = dlse.to(Device::CPU);
+
+  // Per query row (all heads): fp32 reference through ops::attention on the visible keys, and the plain one.
+  const int group = c.hq / c.hkv;
+  std::vector<Errors> per_row(static_cast<size_t>(tq));
+  std::vector<int> seq_of(static_cast<size_t>(tq));
+  for (int b = 0; b < batch; ++b) std::fill(seq_of.begin() + cu_q[b], seq_of.begin() + cu_q[b + 1], b);
+  parallel_for(int(tq), [&](int row) {
+    const int b = seq_of[size_t(row)], i = row - cu_q[b];
+    const auto [lo, hi] = visible_keys(c, i, c.len_q[b], c.len_k[b]);
+    Errors& e = per_row[size_t(row)];
+    Tensor ref_o, ref_lse;
+    if (hi > lo)
+      ref_o = ops::attention(q.rows(row, 1), k.rows(cu_k[b] + lo, hi - lo), v.rows(cu_k[b] + lo, hi - lo), scale,
+                             hi - lo - 1, &ref_lse);
+    std::vector<float> s(size_t(std::max(hi - lo, 1))), plain(size_t(c.dv));
+    for (int h = 0; h < c.hq; ++h) {
+      // Plain low-precision attention: scores and probabilities rounded to the dtype, fp32 sums.
+      const float* qr = q.data<float>() + (int64_t(row) * c.hq + h) * c.dqk;
+      const int64_t kv_head = h / group;
+      float mx = -INFINITY, sum = 0;
+      for (int j = lo; j < hi; ++j) {
+        const float* kr = k.data<float>() + ((cu_k[b] + j) * int64_t(c.hkv) + kv_head) * c.dqk;
+        float dot = 0;
+        for (int t = 0; t < c.dqk; ++t) dot += qr[t] * kr[t];
+        s[size_t(j - lo)] = round_to(dot * scale, c.dtype);
+        mx = std::max(mx, s[size_t(j - lo)]);
+      }
+      for (int j = lo; j < hi; ++j) sum += (s[size_t(j - lo)] = std::exp(s[size_t(j - lo)] - mx));
+      std::fill(plain.begin(), plain.end(), 0.f);
+      for (int j = lo; j < hi; ++j) {
+        const float pj = round_to(s[size_t(j - lo)] / sum, c.dtype);
+        const float* vr = v.data<float>() + ((cu_k[b] + j) * int64_t(c.hkv) + kv_head) * c.dv;
+        for (int d = 0; d < c.dv; ++d) plain[size_t(d)] += pj * vr[d];
+      }
+      for (int d = 0; d < c.dv; ++d) {
+        const float ref = hi > lo ? ref_o.data<float>()[int64_t(h) * c.dv + d] : 0.f;
+        const float got = out.data<float>()[(int64_t(row) * c.hq + h) * c.dv + d];
+        if (std::isnan(got)) ++e.unwritten;
+        e.kernel = std::max(e.kernel, double(std::fabs(got - ref)));
+        e.plain = std::max(e.plain, double(std::fabs(round_to(plain[size_t(d)], c.dtype) - ref)));
+        e.rounding = std::max(e.rounding, double(std::fabs(round_to(ref, c.dtype) - ref)));
+      }
+      const float got_lse = lse.data<float>()[int64_t(row) * c.hq + h];
+      const float ref_l = hi > lo ? ref_lse.data<float>()[h] : -INFINITY;
+      if (std::isnan(got_lse)) ++e.unwritten;
+      e.lse = std::max(e.lse, got_lse == ref_l ? 0.0 : double(std::fabs(got_lse - ref_l)));
+    }
+  });
+  Errors all;
+  for (const Errors& e : per_row) {
+    all.kernel = std::max(all.kernel, e.kernel), all.plain = std::max(all.plain, e.plain);
+    all.rounding = std::max(all.rounding, e.rounding), all.lse = std::max(all.lse, e.lse);
+    all.unwritten += e.unwritten;
+  }
+  EXPECT_EQ(all.unwritten, 0) << "elements of out/lse left as NaN poison";
+  EXPECT_LE(all.kernel, 2 * all.plain + all.rounding)
+      << "max |kernel - fp32 ref| = " << all.kernel << ", plain " << dtype_name(c.dtype) << " = " << all.plain;
+  EXPECT_LE(all.lse, 2e-3) << "max |lse - ref|";
+  std::printf("[ %s ] max err %.3g, plain %s %.3g, lse %.3g\n", c.name.c_str(), all.kernel, dtype_name(c.dtype),
+              all.plain, all.lse);
+}
+
+const std::vector<int> kMixed = {1, 17, 128, 1000};
+
+std::vector<Case> cases() {
+  std::vector<Case> v;
+  const int dims[4][2] = {{192, 128}, {128, 128}, {64, 64}, {256, 256}};
+  for (auto& d : dims)
+    for (DType t : {DType::BF16, DType::F16}) {
+      const std::string tag = std::to_string(d[0]) + "_" + std::to_string(d[1]) + "_" + dtype_name(t);
+      v.push_back({"gqa_causal_" + tag, d[0], d[1], 8, 2, t, true, -1, kMixed, kMixed});
+      v.push_back({"mha_noncausal_" + tag, d[0], d[1], 3, 3, t, false, -1, {1, 17, 128, 1000}, {5, 17, 300, 1000}});
+      v.push_back({"mqa_chunked_window_" + tag, d[0], d[1], 5, 1, t, true, 200, kMixed, {65, 317, 129, 1077}});
+    }
+  v.push_back({"mla_128_heads", 192, 128, 128, 128, DType::BF16, true, -1, kMixed, kMixed});
+  v.push_back({"one_head_long", 192, 128, 1, 1, DType::BF16, true, -1, {1, 17, 128, 1000, 4096},
+               {1, 17, 128, 1000, 4096}});
+  v.push_back({"gqa_long_fp16", 128, 128, 4, 2, DType::F16, true, -1, {4096, 17}, {4096, 17}});
+  v.push_back({"window_0_sees_only_itself", 128, 128, 2, 2, DType::BF16, true, 0, kMixed, kMixed});
+  v.push_back({"window_noncausal", 64, 64, 4, 2, DType::BF16, false, 100, kMixed, {1, 40, 128, 900}});
+  v.push_back({"fewer_keys_than_queries", 192, 128, 2, 1, DType::BF16, true, -1, {17, 128, 33}, {5, 128, 0}});
+  v.push_back({"zero_length_sequences", 128, 128, 2, 2, DType::F16, false, -1, {0, 17, 0, 70}, {3, 17, 0, 70}});
+  return v;
+}
+
+class FlashPrefillGpu : public ::testing::TestWithParam<Case> {};
+
+TEST_P(FlashPrefillGpu, MatchesCpuReferenceWithinTwiceThePlainError) {
+  if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
+  run_case(GetParam());
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, FlashPrefillGpu, ::testing::ValuesIn(cases()),
+                         [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
+
+// ---- API boundary: no GPU needed ----------------------------------------------------------------------------
+
+struct FlashPrefillBoundary : ::testing::Test {
+  alignas(16) char fake[64] = {};  // stands in for device buffers: no test gets past the checks
+  std::vector<int32_t> cu_q = {0, 3, 10}, cu_k = {0, 5, 12};
+  FlashPrefillParams p;
+  void SetUp() override {
+    p.q = p.k = p.v = fake;
+    p.out = fake;
+    p.lse = reinterpret_cast<float*>(fake);
+    p.cu_seqlens_q = p.cu_seqlens_k = reinterpret_cast<const int32_t*>(fake);
+    p.cu_seqlens_q_host = cu_q.data(), p.cu_seqlens_k_host = cu_k.data();
+    p.batch = 2, p.total_q = 10, p.total_k = 12;
+    p.num_heads_q = 8, p.num_heads_kv = 2, p.head_dim_qk = 192, p.head_dim_v = 128;
+    p.dtype = DType::BF16, p.softmax_scale = 0.07f;
+  }
+  void expect_error(const std::string& needle) {
+    try {
+      cuda::flash_prefill(p, nullptr);
+      ADD_FAILURE() << "no error; expected one naming: " << needle;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << "message: " << e.what();
+    }
+  }
+};
+
+TEST_F(FlashPrefillBoundary, ValidParamsPassTheChecks) { EXPECT_NO_THROW(cuda::check_flash_prefill(p)); }
+
+TEST_F(FlashPrefillBoundary, RejectsUnsupportedHeadDims) {
+  p.head_dim_qk = 96, p.head_dim_v = 96;
+  expect_error("head dims (qk 96, v 96) are not supported; supported (qk, v): (192, 128), (128, 128)");
+  p.head_dim_qk = 192, p.head_dim_v = 192;
+  expect_error("(qk 192, v 192)");
+}
+
+TEST_F(FlashPrefillBoundary, RejectsHeadRatios) {
+  p.num_heads_q = 6, p.num_heads_kv = 4;
+  expect_error("num_heads_q = 6 is not a multiple of num_heads_kv = 4");
+  p.num_heads_kv = 0;
+  expect_error("num_heads_kv = 0");
+}
+
+TEST_F(FlashPrefillBoundary, RejectsOtherDtypes) {
+  p.dtype = DType::F32;
+  expect_error("dtype f32 is not supported");
+  p.dtype = DType::F8_E4M3;
+  expect_error("is not supported (bf16 or f16)");
+}
+
+TEST_F(FlashPrefillBoundary, RejectsNullPointers) {
+  p.q = nullptr;
+  expect_error("q is null");
+  SetUp();
+  p.out = nullptr;
+  expect_error("out is null");
+  SetUp();
+  p.cu_seqlens_k = nullptr;
+  expect_error("cu_seqlens_k is null");
+  SetUp();
+  p.cu_seqlens_q_host = nullptr;
+  expect_error("cu_seqlens_q_host is null");
+}
+
+TEST_F(FlashPrefillBoundary, RejectsBadCuSeqlens) {
+  cu_q = {0, 5, 3};
+  expect_error("cu_seqlens_q must be non-decreasing, but cu_seqlens_q[1] = 5 > cu_seqlens_q[2] = 3");
+  cu_q = {2, 3, 10};
+  expect_error("cu_seqlens_q[0] must be 0, got 2");
+  cu_q = {0, 3, 10}, cu_k = {0, 5, 13};
+  expect_error("cu_seqlens_k[2] = 13 exceeds total_k = 12");
+}
+
+TEST_F(FlashPrefillBoundary, RejectsScalarsOutOfRange) {
+  p.softmax_scale = 0.f;
+  expect_error("softmax_scale = 0 must be positive and finite");
+  p.softmax_scale = NAN;
+  expect_error("softmax_scale = nan");
+  p.softmax_scale = 1.f, p.window_left = -2;
+  expect_error("window_left = -2");
+  p.window_left = -1, p.batch = 0;
+  expect_error("batch = 0 must be in [1, 65535]");
+}
+
+TEST_F(FlashPrefillBoundary, RejectsMisalignedBuffers) {
+  p.k = fake + 2;
+  expect_error("must be 16-byte aligned (address mod 16 = 2)");
+}
+
+}  // namespace
