@@ -1,32 +1,67 @@
 // The op API the model calls. Every op takes and returns Tensors and dispatches on their device: the CPU
-// reference (kernels/cpu/, f32 with f32 accumulation, the ground truth) or CUDA (kernels/cuda/, not built yet:
-// an op on a CUDA tensor is an error naming the op until its kernel lands). Shapes are checked here, at the
-// boundary, with messages built from the checked values.
+// reference (kernels/cpu/ and the loops of ops_*.cpp, f32 with f32 accumulation, the ground truth) or CUDA
+// (kernels/cuda/, bf16 storage with f32 accumulation and f32 softmax; f32 where an op says so). All tensors of
+// one call live on one device; outputs land there too. Shapes are checked here, at the boundary, with messages
+// built from the checked values, the same on every device. Host-side index lists (ids, positions, slots, block
+// tables, rows) stay std::vectors: the CUDA path uploads them.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "runtime/forward_batch.h"
 #include "runtime/model_config.h"
+#include "runtime/sequence.h"
 #include "runtime/tensor.h"
 
 namespace mlarun::ops {
 
-// y[M, N] = x[M, K] . w[N, K]^T  (checkpoint weights are [out, in]).
+// ---- Dense math ------------------------------------------------------------------------------------------
+// y[M, N] = x[M, K] . w[N, K]^T  (checkpoint weights are [out, in]); y has x's dtype. CUDA: bf16 x bf16 or
+// f32 x f32 through cuBLAS with f32 accumulation.
 Tensor linear(const Tensor& x, const Tensor& w);
+// The same with the output in `out_dtype`: F32 from bf16 operands keeps the f32 accumulator (router logits,
+// LM head); on the CPU only F32 exists.
+Tensor linear(const Tensor& x, const Tensor& w, DType out_dtype);
 // Per-head products: y[T, H, N] = x[T, H, K] . w[H, N, K]^T (the absorbed MLA weights, one matrix per head).
+// CUDA: one strided-batched GEMM.
 Tensor head_linear(const Tensor& x, const Tensor& w);
-// out[i] = a[i] + b[i], same shapes.
+// out[i] = a[i] + b[i], same element count and dtype.
 Tensor add(const Tensor& a, const Tensor& b);
 void add_inplace(Tensor& a, const Tensor& b);
-// y[M, D] = x / sqrt(mean(x^2) + eps) * weight[D], per row.
+// y[M, D] = x / sqrt(mean(x^2) + eps) * weight[D], per row. bf16: normalised in f32, rounded, then scaled.
 Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps);
-// out[M, I] = silu(gate_up[M, :I]) * gate_up[M, I:] when given one [M, 2I] tensor; or silu(gate) * up.
+// The residual step of a decoder layer in one pass: residual += delta (in place, rounded to its dtype), then
+// returns rms_norm(residual, weight, eps).
+Tensor add_rms_norm(Tensor& residual, const Tensor& delta, const Tensor& weight, float eps);
+// out = silu(gate) * up, element-wise.
 Tensor silu_mul(const Tensor& gate, const Tensor& up);
 // out[T, D] = table[ids[t] - vocab_start] for ids inside [vocab_start, vocab_start + rows); zero rows otherwise
-// (the vocab-parallel embedding of one rank; vocab_start = 0 for the whole table).
+// (the vocab-parallel embedding of one rank; vocab_start = 0 for the whole table). out has the table's dtype.
 Tensor embedding(const std::vector<int32_t>& ids, const Tensor& table, int64_t vocab_start = 0);
 
+// ---- Data movement (exact copies; no arithmetic) -------------------------------------------------------------
+// x in `dtype` (f32 <-> bf16, f16 on the CPU); x itself when it already is.
+Tensor convert(const Tensor& x, DType dtype);
+// A CPU f32 copy of x (x itself when it already is one): what leaves the model for the host.
+Tensor to_host_f32(const Tensor& x);
+// Columns [start, start + len) of the last dimension: [..., D] -> [..., len].
+Tensor narrow_last_dim(const Tensor& x, int64_t start, int64_t len);
+// [..., Da] and [..., Db] -> [..., Da + Db]. b may have 1 where a has H in the second-to-last dimension: its
+// rows then repeat for every head (MLA's k_pe, shared by all heads).
+Tensor concat_last_dim(const Tensor& a, const Tensor& b);
+// [..., P, Q] -> [..., Q, P].
+Tensor transpose_last_two(const Tensor& x);
+// out[i] = x[rows[i]] along dimension 0.
+Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& rows);
+// dst[rows[i]] += weights[i] * src[i] along dimension 0, for i in order (so each destination row sums its
+// contributions in a fixed order on every device). dst f32 or src's dtype; sums in f32.
+void scatter_add_rows(Tensor& dst, const std::vector<int64_t>& rows, const Tensor& src,
+                      const std::vector<float>& weights);
+// Copies src into dst (same shape and dtype, same device); dst may be a view such as t.rows(start, n).
+void copy_into(const Tensor& dst, const Tensor& src);
+
+// ---- RoPE --------------------------------------------------------------------------------------------------
 // YaRN/plain RoPE frequencies of one model (spec 4.1), computed as Hugging Face does in f32.
 struct RopeTable {
   std::vector<float> inv_freq;        // [rotary_dim / 2]
@@ -37,9 +72,10 @@ struct RopeTable {
 RopeTable make_rope_table(const ModelConfig& c);
 // Rotates the last `rotary_dim` values of every row of x[T, H, D] in place by angle positions[t] * inv_freq[i]:
 // pairs (2i, 2i+1) when interleaved (DeepSeek's layout; q.k products equal HF's de-interleaved form), else
-// (i, i + rotary_dim / 2).
+// (i, i + rotary_dim / 2). Angles in f32, cos/sin in double, rotation in f32.
 void apply_rope(Tensor& x, const std::vector<int64_t>& positions, const RopeTable& table);
 
+// ---- MoE routing -------------------------------------------------------------------------------------------
 // MoE gate: which experts each token goes to and with what weight (spec 5.1, HF semantics).
 struct RoutingParams {
   ScoreFunc score_func = ScoreFunc::Softmax;
@@ -52,19 +88,28 @@ struct RoutingParams {
   static RoutingParams from(const ModelConfig& c);
 };
 struct Routing {
-  Tensor experts;  // i32 [T, top_k]
+  Tensor experts;  // i32 [T, top_k], on the logits' device
   Tensor weights;  // f32 [T, top_k]
 };
-// logits f32 [T, E]; bias f32 [E] (noaux_tc only) or undefined.
+// logits f32 [T, E]; bias f32 [E] (noaux_tc only) or undefined. Ties go to the lower expert index.
 Routing route(const Tensor& logits, const Tensor& bias, const RoutingParams& p);
+// The token permutation for this rank's experts [first_expert, first_expert + num_experts): assignments sorted
+// by (expert, token); expert j's run is [offsets[j], offsets[j + 1]). Host lists whatever the routing's device.
+struct ExpertGroups {
+  std::vector<int64_t> tokens;   // token index of each assignment
+  std::vector<float> weights;    // its routing weight
+  std::vector<int64_t> offsets;  // [num_experts + 1]
+};
+ExpertGroups group_by_expert(const Routing& r, int64_t first_expert, int64_t num_experts);
 
+// ---- Attention and the paged cache ---------------------------------------------------------------------------
 // Dense causal attention for one sequence: q[Tq, H, Dqk], k[Tk, Hkv, Dqk], v[Tk, Hkv, Dv] -> o[Tq, H, Dv].
 // Query i sits at position q_offset + i and sees keys 0..q_offset + i (H % Hkv == 0: GQA/MQA head mapping).
-// Softmax in f32. If lse is given it receives the log-sum-exp of the scaled scores, [Tq, H].
+// Softmax in f32. If lse is given it receives the log-sum-exp of the scaled scores, f32 [Tq, H].
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, int64_t q_offset,
                  Tensor* lse = nullptr);
 
-// Paged latent cache of one layer: pool[num_blocks, block_size, width].
+// Paged cache of one layer: pool[num_blocks, block_size, width].
 // Writes rows[T, width] to pool slots (slot = block * block_size + offset); slot -1 means "skip".
 void write_cache(Tensor& pool, const std::vector<int64_t>& slot_mapping, const Tensor& rows);
 // Gathers the first `len` tokens of one sequence from the pool through its block table -> [len, width].
@@ -75,5 +120,18 @@ Tensor gather_cache(const Tensor& pool, const std::vector<int32_t>& block_table,
 // o[Tq, H, Dc] = sum_t p_t * c_t. Query i at position q_offset + i sees cached tokens 0..q_offset + i.
 Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const std::vector<int32_t>& block_table,
                            int64_t kv_lora_rank, float scale, int64_t q_offset, Tensor* lse = nullptr);
+// The same for several sequences in one call: sequence s owns q rows [token_start, token_start + num_tokens),
+// its first at position start_pos. Rows of q that no sequence owns come out as zeros.
+Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const std::vector<BatchSequence>& sequences,
+                           int64_t kv_lora_rank, float scale, Tensor* lse = nullptr);
+
+// ---- Sampling ----------------------------------------------------------------------------------------------
+// Index of the largest logit of each row of logits[R, V] (lowest index among equals).
+std::vector<int32_t> argmax_rows(const Tensor& logits);
+// One token per row of logits[R, V] with params[r] and uniforms[r] in [0, 1): the choice runtime/sampler.h's
+// sample_with_uniform makes (greedy rows ignore the uniform). On the GPU sums run in another order, so a uniform
+// within rounding of a boundary between two tokens may pick the neighbour.
+std::vector<int32_t> sample_rows(const Tensor& logits, const std::vector<SamplingParams>& params,
+                                 const std::vector<double>& uniforms);
 
 }  // namespace mlarun::ops

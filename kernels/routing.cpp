@@ -1,10 +1,12 @@
 // MoE gate routing (spec 5.1) with Hugging Face's semantics: scores by softmax or sigmoid, optional
 // group-limited selection (group max, or sum of the top two bias-corrected scores for noaux_tc), top-k, weights
-// from the unbiased scores, optional renormalisation, then the routed scaling factor.
+// from the unbiased scores, optional renormalisation, then the routed scaling factor. CUDA runs the same
+// selection in kernels/cuda/moe_routing.cu. Then the token permutation: assignments grouped by expert.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 
+#include "kernels/cuda/cuda_ops.h"
 #include "kernels/ops.h"
 #include "runtime/error.h"
 
@@ -36,16 +38,20 @@ std::vector<int64_t> top_indices(const std::vector<float>& v, int64_t k) {
 }  // namespace
 
 Routing route(const Tensor& logits, const Tensor& bias, const RoutingParams& p) {
-  MLARUN_CHECK(logits.device() == Device::CPU && logits.dtype() == DType::F32 && logits.ndim() == 2,
-               "route: logits must be CPU f32 [tokens, experts], got ", logits.describe());
+  MLARUN_CHECK(logits.defined() && logits.dtype() == DType::F32 && logits.ndim() == 2,
+               "route: logits must be f32 [tokens, experts], got ", logits.describe());
   const int64_t T = logits.dim(0), E = logits.dim(1);
   MLARUN_CHECK(p.top_k >= 1 && p.top_k <= E && p.n_groups >= 1 && E % p.n_groups == 0 && p.topk_groups >= 1 &&
                    p.topk_groups <= p.n_groups,
                "route: top_k ", p.top_k, ", groups ", p.n_groups, " (keep ", p.topk_groups, ") do not fit ", E,
                " experts");
   const bool use_bias = p.method == TopkMethod::NoauxTc;
-  if (use_bias)
+  if (use_bias) {
     MLARUN_CHECK(bias.defined() && bias.numel() == E, "route: noaux_tc needs a gate bias of ", E, " values");
+    MLARUN_CHECK(bias.dtype() == DType::F32 && bias.device() == logits.device(), "route: the gate bias ",
+                 bias.describe(), " must be f32 on the logits' device (", logits.describe(), ")");
+  }
+  if (logits.device() == Device::CUDA) return cuda_ops::route(logits, use_bias ? bias : Tensor(), p);
   const bool grouped = p.method != TopkMethod::Greedy && p.n_groups > 1;
   const int64_t per_group = E / p.n_groups;
   Routing r{Tensor::empty({T, p.top_k}, DType::I32), Tensor::empty({T, p.top_k}, DType::F32)};
@@ -85,6 +91,36 @@ Routing route(const Tensor& logits, const Tensor& bias, const RoutingParams& p) 
     }
   }
   return r;
+}
+
+ExpertGroups group_by_expert(const Routing& r, int64_t first_expert, int64_t num_experts) {
+  MLARUN_CHECK(r.experts.defined() && r.weights.defined() && r.experts.shape() == r.weights.shape() &&
+                   r.experts.ndim() == 2 && r.experts.dtype() == DType::I32 && r.weights.dtype() == DType::F32,
+               "group_by_expert: routing experts ", r.experts.describe(), " and weights ", r.weights.describe(),
+               " are not i32 and f32 [tokens, top_k]");
+  MLARUN_CHECK(first_expert >= 0 && num_experts >= 0, "group_by_expert: experts [", first_expert, ", ",
+               first_expert + num_experts, ")");
+  const Tensor experts = r.experts.device() == Device::CPU ? r.experts : r.experts.to(Device::CPU);
+  const Tensor weights = r.weights.device() == Device::CPU ? r.weights : r.weights.to(Device::CPU);
+  const int64_t T = experts.dim(0), K = experts.dim(1);
+  ExpertGroups g;
+  g.offsets.assign(size_t(num_experts + 1), 0);
+  for (int64_t i = 0; i < T * K; ++i) {  // counting sort by local expert; tokens stay in order within an expert
+    int64_t local = int64_t(experts.data<int32_t>()[i]) - first_expert;
+    if (local >= 0 && local < num_experts) ++g.offsets[size_t(local + 1)];
+  }
+  for (int64_t j = 0; j < num_experts; ++j) g.offsets[size_t(j + 1)] += g.offsets[size_t(j)];
+  g.tokens.resize(size_t(g.offsets.back()));
+  g.weights.resize(size_t(g.offsets.back()));
+  std::vector<int64_t> fill(g.offsets.begin(), g.offsets.end() - 1);
+  for (int64_t i = 0; i < T * K; ++i) {
+    int64_t local = int64_t(experts.data<int32_t>()[i]) - first_expert;
+    if (local < 0 || local >= num_experts) continue;
+    size_t at = size_t(fill[size_t(local)]++);
+    g.tokens[at] = i / K;
+    g.weights[at] = weights.data<float>()[i];
+  }
+  return g;
 }
 
 }  // namespace mlarun::ops

@@ -1,8 +1,9 @@
 // `mlarun bench decode`: the time of one decode step of a config's model cut to K layers, with random weights,
 // for MLA and the MHA/GQA/MQA baselines. Caches are pre-filled with random rows written straight into the pools
 // through the sequences' block tables (no prefill through the model), then B sequences decode one token each:
-// warm-up, then the median of N steps. Runs on this machine's CPU (the f32 reference ops, one thread); reports
-// tokens/s and the cache bytes each step reads.
+// warm-up, then the median of N steps. Runs on the CPU (the f32 reference ops, one thread) or, with --device cuda,
+// on the GPU with bf16 weights and cache (random weights made on the host one tensor at a time, converted and
+// uploaded; steps timed to the end of their GPU work); reports tokens/s and the cache bytes each step reads.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -12,12 +13,15 @@
 #include <unistd.h>
 
 #include "launch/bench_common.h"
+#include "launch/cli_common.h"
 #include "launch/commands.h"
 #include "launch/text_table.h"
+#include "model/cache_measurement.h"
 #include "model/deepseek_model.h"
 #include "model/random_weights.h"
 #include "runtime/block_manager.h"
 #include "runtime/cache_pool.h"
+#include "runtime/device.h"
 #include "runtime/error.h"
 #include "runtime/json.h"
 #include "runtime/runtime_options.h"
@@ -28,6 +32,8 @@ namespace {
 
 struct DecodeSettings {
   std::string config_path;
+  std::string device_name = "cpu";  // explicit: a benchmark's numbers must not change meaning with the machine
+  Device device = Device::CPU;
   int64_t layers = 2, batch = 8, seq_len = 1024, iters = 5, warmup = 1, block_size = 64;
   uint64_t seed = 0;
 };
@@ -38,6 +44,7 @@ struct DecodeResult {
   int64_t cache_width = 0;
   int64_t weight_values = 0;
   int64_t cache_values_read = 0;  // per step, all layers and sequences
+  int64_t element_bytes = 4;      // of the cache and weights as run: 4 (CPU f32) or 2 (GPU bf16)
   std::vector<double> latencies;  // seconds, timed steps only
   double median() const;
 };
@@ -56,6 +63,18 @@ std::string cpu_name() {
   return "unknown CPU";
 }
 
+// The GPU must hold the bf16 weights and cache with some room for activations.
+void check_fits_in_gpu_memory(const ModelConfig& c, const AttentionKind& kind, const DecodeSettings& s,
+                              int64_t cache_values) {
+  const double need = (double(RandomWeights(c, kind).total_values()) + double(cache_values)) * 2;
+  const double have = double(device_memory_info().free_bytes);
+  if (need > 0.9 * have)
+    fail("option --layers: value ", s.layers, ": ", s.config_path, " cut to ", s.layers, " layers (", kind.name(),
+         ") needs ", fixed(need / double(int64_t(1) << 30), 1), " GiB of bf16 weights and cache at batch ", s.batch,
+         " x ", s.seq_len, " tokens; the GPU has ", fixed(have / double(int64_t(1) << 30), 1),
+         " GiB free; use fewer layers, a smaller batch or shorter sequences");
+}
+
 void check_fits_in_host_memory(const ModelConfig& c, const AttentionKind& kind, const DecodeSettings& s) {
   const double need = double(RandomWeights(c, kind).total_values()) * 4;
   const double have = double(sysconf(_SC_PHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
@@ -66,19 +85,24 @@ void check_fits_in_host_memory(const ModelConfig& c, const AttentionKind& kind, 
 }
 
 DecodeResult run_one(const ModelConfig& c, const AttentionKind& kind, const DecodeSettings& s) {
-  check_fits_in_host_memory(c, kind, s);
+  const Placement placement = Placement::for_device(s.device);
+  const int64_t bs = s.block_size, L = s.seq_len;
+  const int64_t num_blocks = s.batch * ((L + 1 + bs - 1) / bs);
+  if (s.device == Device::CUDA)
+    check_fits_in_gpu_memory(c, kind, s, c.n_layers * num_blocks * bs * cache_row_width(c, kind, 1));
+  else
+    check_fits_in_host_memory(c, kind, s);
   SingleCommunicator comm;
   RandomWeights weights(c, kind, s.seed);
-  DeepseekModel model(c, weights, comm, kind);
+  DeepseekModel model(c, weights, comm, kind, placement);
   DecodeResult r;
   r.kind = kind;
   r.kv_heads = kind.kv_heads(c);
   r.cache_width = model.cache_width();
   r.weight_values = weights.total_values();
+  r.element_bytes = int64_t(dtype_size(placement.dtype));
 
-  const int64_t bs = s.block_size, L = s.seq_len;
-  const int64_t num_blocks = s.batch * ((L + 1 + bs - 1) / bs);
-  CachePool pool = CachePool::allocate(c.n_layers, num_blocks, bs, r.cache_width, DType::F32, Device::CPU);
+  CachePool pool = CachePool::allocate(c.n_layers, num_blocks, bs, r.cache_width, placement.dtype, placement.device);
   BlockManager blocks(num_blocks, bs, /*enable_prefix_caching=*/false);
   ForwardBatch batch;
   for (int64_t b = 0; b < s.batch; ++b) {
@@ -92,7 +116,7 @@ DecodeResult run_one(const ModelConfig& c, const AttentionKind& kind, const Deco
     Tensor rows = Tensor::empty({L, r.cache_width}, DType::F32);
     for (int64_t l = 0; l < c.n_layers; ++l) {
       random_normal_values(s.seed * 1000003 + uint64_t(l * s.batch + b), 0, rows.data<float>(), rows.numel());
-      ops::write_cache(pool.layers[size_t(l)], slots, rows);
+      ops::write_cache(pool.layers[size_t(l)], slots, placement.place(rows));
     }
     seq.append_token(int32_t((b * 31 + 1) % c.vocab_size));
     blocks.may_append(seq);
@@ -105,9 +129,12 @@ DecodeResult run_one(const ModelConfig& c, const AttentionKind& kind, const Deco
   r.cache_values_read = s.batch * c.n_layers * (L + 1) * r.cache_width;
 
   for (int64_t i = 0; i < s.warmup + s.iters; ++i) {
+    synchronize_stream();
     auto start = std::chrono::steady_clock::now();
-    Tensor logits = model.forward(batch, pool.layers);
+    Tensor device_logits = model.forward(batch, pool.layers);
+    synchronize_stream();  // the step ends when its GPU work does
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    Tensor logits = ops::to_host_f32(device_logits);
     for (int64_t j = 0; j < logits.numel(); ++j)
       if (!std::isfinite(logits.data<float>()[j]))
         fail("bench decode: ", kind.name(), " produced a non-finite logit (", logits.data<float>()[j], ") at step ", i);
@@ -117,7 +144,8 @@ DecodeResult run_one(const ModelConfig& c, const AttentionKind& kind, const Deco
 }
 
 std::string results_table(const std::vector<DecodeResult>& results, const DecodeSettings& s) {
-  TextTable t({"attention", "kv heads", "cache values/token/layer", "cache read/step (f32, as run)",
+  const std::string as_run = s.device == Device::CUDA ? "bf16" : "f32";
+  TextTable t({"attention", "kv heads", "cache values/token/layer", "cache read/step (" + as_run + ", as run)",
                "same in bf16", "median ms", "min ms", "tokens/s", "x MLA tokens/s"});
   double mla_rate = 0;
   for (const DecodeResult& r : results)
@@ -125,7 +153,7 @@ std::string results_table(const std::vector<DecodeResult>& results, const Decode
   for (const DecodeResult& r : results) {
     double rate = double(s.batch) / r.median();
     t.add_row({r.kind.name(), r.kind.is_mla() ? "latent" : std::to_string(r.kv_heads), with_commas(r.cache_width),
-               fixed(double(r.cache_values_read) * 4 / (1 << 20), 1) + " MiB",
+               fixed(double(r.cache_values_read * r.element_bytes) / (1 << 20), 1) + " MiB",
                fixed(double(r.cache_values_read) * 2 / (1 << 20), 1) + " MiB", fixed(1e3 * r.median(), 2),
                fixed(1e3 * *std::min_element(r.latencies.begin(), r.latencies.end()), 2), fixed(rate, 1),
                mla_rate > 0 ? fixed(rate / mla_rate, 2) : "-"});
@@ -144,7 +172,8 @@ json::Value results_json(const std::vector<DecodeResult>& results, const DecodeS
     j.set("num_kv_heads", r.kv_heads);
     j.set("kv_cache_width", r.cache_width);
     j.set("weights_bytes_f32", r.weight_values * 4);
-    j.set("cache_bytes_read_per_step", r.cache_values_read * 4);
+    j.set("weights_bytes_as_run", r.weight_values * r.element_bytes);
+    j.set("cache_bytes_read_per_step", r.cache_values_read * r.element_bytes);
     j.set("cache_bytes_read_per_step_bf16", r.cache_values_read * 2);
     j.set("avg_latency", sum / double(r.latencies.size()));
     j.set("median_latency", r.median());
@@ -156,8 +185,10 @@ json::Value results_json(const std::vector<DecodeResult>& results, const DecodeS
   json::Value out = json::Value::object();
   out.set("benchmark", "decode");
   out.set("config", s.config_path);
-  out.set("device", "cpu");
+  out.set("device", device_name(s.device));
+  out.set("dtype", s.device == Device::CUDA ? "bf16" : "f32");
   out.set("cpu", cpu_name());
+  if (s.device == Device::CUDA) out.set("gpu", gpu_name());
   out.set("num_layers", s.layers);
   out.set("model_num_layers", full.n_layers);
   out.set("batch_size", s.batch);
@@ -186,6 +217,7 @@ Command add_bench_decode_command(CLI::App& bench) {
   cmd->add_option("--warmup,--num-iters-warmup", s->warmup, "Untimed steps first (default 1)");
   cmd->add_option("--block-size", s->block_size, "Tokens per cache block, 1 to 256 (default 64)");
   cmd->add_option("--seed", s->seed, "Seed of the random weights and cache rows");
+  cmd->add_option("--device", s->device_name, "cpu (default), cuda (bf16) or auto (cuda when a GPU exists)");
   cmd->add_option("--json", *json_out, "Write the results as JSON here");
   return {cmd, [=]() {
             ModelConfig full = load_model_config(s->config_path);
@@ -198,6 +230,7 @@ Command add_bench_decode_command(CLI::App& bench) {
             if (s->block_size < 1 || s->block_size > RuntimeOptions::kMaxBlockSize)
               fail("option --block-size: value ", s->block_size, ": must lie in [1, ", RuntimeOptions::kMaxBlockSize, "]");
             std::vector<AttentionKind> kinds = parse_attention_kinds(*attention, full.n_heads, "--attention");
+            s->device = resolve_device(s->device_name);
             ModelConfig c = full;
             c.n_layers = s->layers;
             c.n_dense_layers = std::min(c.n_dense_layers, c.n_layers);
@@ -206,9 +239,14 @@ Command add_bench_decode_command(CLI::App& bench) {
                         s->config_path.c_str(), (long long)c.n_layers, (long long)full.n_layers,
                         (long long)(c.n_layers - c.num_moe_layers()), (long long)c.num_moe_layers(),
                         (long long)s->batch, (long long)s->seq_len, (long long)s->block_size);
-            std::printf("device: this machine's CPU (%s), f32 reference ops, one thread; median of %lld steps after "
-                        "%lld warm-up\n",
-                        cpu_name().c_str(), (long long)s->iters, (long long)s->warmup);
+            if (s->device == Device::CUDA)
+              std::printf("device: cuda (%s), bf16 weights and cache, f32 accumulation; median of %lld steps after "
+                          "%lld warm-up, each timed to the end of its GPU work\n",
+                          gpu_name().c_str(), (long long)s->iters, (long long)s->warmup);
+            else
+              std::printf("device: this machine's CPU (%s), f32 reference ops, one thread; median of %lld steps after "
+                          "%lld warm-up\n",
+                          cpu_name().c_str(), (long long)s->iters, (long long)s->warmup);
             std::fflush(stdout);
             std::vector<DecodeResult> results;
             for (const AttentionKind& k : kinds) {

@@ -12,7 +12,7 @@ namespace mlarun::cli {
 
 void add_model_options(CLI::App& cmd, ModelOptions& o) {
   cmd.add_option("--model", o.model_dir, "Hugging Face checkpoint directory (config.json + safetensors)")->required();
-  cmd.add_option("--device", o.device, "auto, cpu or cuda (auto: cuda when a GPU exists)");
+  cmd.add_option("--device", o.device, "auto, cpu or cuda (auto: cuda when a GPU exists; cuda runs in bf16)");
   cmd.add_option("--tp,--tensor-parallel-size", o.runtime.tp, "Tensor-parallel ranks (run under mpirun -np N)");
   cmd.add_option("--comm", o.comm, "Communicator: auto, nccl, mpi or single");
   cmd.add_option("--block-size", o.runtime.block_size, "Tokens per cache block, 1 to 256");
@@ -43,10 +43,18 @@ std::vector<int32_t> parse_id_list(const std::string& text, const std::string& o
   return ids;
 }
 
+Device resolve_device(const std::string& device) {
+  if (device != "auto" && device != "cpu" && device != "cuda")
+    fail("option --device: value '", device, "': expected auto, cpu or cuda");
+  if (device == "cpu") return Device::CPU;
+  if (device == "auto") return gpu_available() ? Device::CUDA : Device::CPU;
+  MLARUN_CHECK(gpu_available(), "option --device: value cuda: no usable GPU (", gpu_info().reason,
+               "); use --device cpu");
+  return Device::CUDA;
+}
+
 Session open_session(ModelOptions& o, bool prefix_caching) {
-  if (o.device != "auto" && o.device != "cpu" && o.device != "cuda")
-    fail("option --device: value '", o.device, "': expected auto, cpu or cuda");
-  if (o.device == "cuda") fail("option --device: value cuda: the CUDA model backend is not built yet (use --device cpu)");
+  o.runtime.device = resolve_device(o.device);
   Session s;
   s.comm = make_session_communicator(o.comm, o.runtime.tp);
   ModelConfig config = load_model_config_from_dir(o.model_dir);
@@ -61,8 +69,9 @@ Session open_session(ModelOptions& o, bool prefix_caching) {
   s.scheduler.enable_prefix_caching = prefix_caching && !o.no_prefix_caching;
   s.scheduler.eos_token_id = int32_t(config.eos_token_id);
   if (s.is_driver()) {
+    const std::string where = o.runtime.device == Device::CUDA ? "cuda (" + gpu_name() + ", bf16)" : "cpu (f32)";
     std::fprintf(stderr, "mlarun: %s on %s, tp %d (%s); latent cache: %lld blocks x %lld tokens = %lld tokens (%.1f MiB)\n",
-                 o.model_dir.c_str(), "cpu", s.comm->world_size(), s.comm->backend(), (long long)cap.num_blocks,
+                 o.model_dir.c_str(), where.c_str(), s.comm->world_size(), s.comm->backend(), (long long)cap.num_blocks,
                  (long long)cap.block_size, (long long)cap.tokens(),
                  double(cap.num_blocks * cap.bytes_per_block) / (1 << 20));
     std::fprintf(stderr, "mlarun: maximum concurrency for %lld tokens per request: %.2fx\n",

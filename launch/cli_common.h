@@ -25,6 +25,10 @@ struct ModelOptions {
 
 void add_model_options(CLI::App& cmd, ModelOptions& o);
 
+// "cpu", "cuda" or "auto" (cuda when a GPU is usable, else cpu) -> the device; "cuda" without a GPU is an error
+// naming the option and why there is none.
+Device resolve_device(const std::string& device);
+
 // Parses "5,17,42" into token ids; an error names the option and the bad item.
 std::vector<int32_t> parse_id_list(const std::string& text, const std::string& option);
 

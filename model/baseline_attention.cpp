@@ -2,14 +2,13 @@
 #include "model/baseline_attention.h"
 
 #include <cmath>
-#include <cstring>
 
 #include "runtime/error.h"
 
 namespace mlarun {
 
 BaselineAttention::BaselineAttention(const ModelConfig& c, AttentionKind kind, const WeightSource& weights,
-                                     const std::string& prefix, Communicator& comm)
+                                     const std::string& prefix, Communicator& comm, const Placement& placement)
     : kind_(kind),
       layout_(kv_head_layout(c, kind, comm.world_size(), comm.rank())),
       head_dim_(baseline_head_dim(c)),
@@ -19,11 +18,11 @@ BaselineAttention::BaselineAttention(const ModelConfig& c, AttentionKind kind, c
   MLARUN_CHECK(head_dim_ >= c.qk_rope_head_dim, kind.name(), " attention: head dim ", head_dim_,
                " (v_head_dim) is smaller than the RoPE dim ", c.qk_rope_head_dim);
   const int64_t H = c.n_heads, G = layout_.kv_heads, d = head_dim_;
-  wq_ = ColumnParallelLinear(weights, prefix + "q_proj.weight", c.dim, H * d, comm);
+  wq_ = ColumnParallelLinear(weights, prefix + "q_proj.weight", c.dim, H * d, comm, placement);
   ShardRange kv_rows{layout_.first_kv_head * d, (layout_.first_kv_head + layout_.local_kv_heads) * d};
-  wk_ = load_shard_checked(weights, prefix + "k_proj.weight", {G * d, c.dim}, 0, kv_rows);
-  wv_ = load_shard_checked(weights, prefix + "v_proj.weight", {G * d, c.dim}, 0, kv_rows);
-  wo_ = RowParallelLinear(weights, prefix + "o_proj.weight", H * d, c.dim, comm);
+  wk_ = load_shard_checked(weights, prefix + "k_proj.weight", {G * d, c.dim}, 0, kv_rows, placement);
+  wv_ = load_shard_checked(weights, prefix + "v_proj.weight", {G * d, c.dim}, 0, kv_rows, placement);
+  wo_ = RowParallelLinear(weights, prefix + "o_proj.weight", H * d, c.dim, comm, placement);
 }
 
 int64_t BaselineAttention::cache_width_for(const ModelConfig& c, const AttentionKind& kind, int64_t tp, int64_t rank) {
@@ -41,39 +40,23 @@ Tensor BaselineAttention::forward(const Tensor& x, const ForwardBatch& batch, Te
   Tensor k = ops::linear(x, wk_).view({T, Gl, d});
   ops::apply_rope(k, batch.positions, rope);
   Tensor v = ops::linear(x, wv_);  // [T, Gl * d]
+  ops::write_cache(cache, batch.slot_mapping, ops::concat_last_dim(k.view({T, Gl * d}), v));  // [K heads | V heads]
 
-  Tensor rows = Tensor::empty({T, 2 * Gl * d}, DType::F32);  // [K heads | V heads] per token
-  for (int64_t t = 0; t < T; ++t) {
-    float* row = rows.data<float>() + t * 2 * Gl * d;
-    std::memcpy(row, k.data<float>() + t * Gl * d, size_t(Gl * d) * 4);
-    std::memcpy(row + Gl * d, v.data<float>() + t * Gl * d, size_t(Gl * d) * 4);
-  }
-  ops::write_cache(cache, batch.slot_mapping, rows);
-
-  Tensor o = Tensor::empty({T, Hl * d}, DType::F32);
-  for (const BatchSequence& s : batch.sequences) {
-    Tensor os = attend(q.rows(s.token_start, s.num_tokens), s, cache);
-    std::memcpy(o.data<float>() + s.token_start * Hl * d, os.data<float>(), os.nbytes());
-  }
-  return wo_.forward(o);
+  Tensor o = Tensor::empty({T, Hl, d}, q.dtype(), q.device());
+  for (const BatchSequence& s : batch.sequences)
+    ops::copy_into(o.rows(s.token_start, s.num_tokens), attend(q.rows(s.token_start, s.num_tokens), s, cache));
+  return wo_.forward(o.view({T, Hl * d}));
 }
 
 Tensor BaselineAttention::attend(const Tensor& q, const BatchSequence& s, const Tensor& cache) const {
   const int64_t ctx = s.start_pos + s.num_tokens, Gl = layout_.local_kv_heads, d = head_dim_;
-  const int64_t num_blocks = cache.dim(0), bs = cache.dim(1), width = cache.dim(2);
+  const int64_t bs = cache.dim(1);
   MLARUN_CHECK(ctx <= int64_t(s.block_table.size()) * bs, kind_.name(), " attention: ", ctx,
                " tokens but the block table covers ", int64_t(s.block_table.size()) * bs);
   // One pass over the pages: K and V of every cached token, each [ctx, Gl, d].
-  Tensor k = Tensor::empty({ctx, Gl, d}, DType::F32);
-  Tensor v = Tensor::empty({ctx, Gl, d}, DType::F32);
-  for (int64_t t = 0; t < ctx; ++t) {
-    int64_t block = s.block_table[size_t(t / bs)];
-    MLARUN_CHECK(block >= 0 && block < num_blocks, kind_.name(), " attention: block ", block,
-                 " outside the pool of ", num_blocks, " blocks");
-    const float* row = cache.data<float>() + (block * bs + t % bs) * width;
-    std::memcpy(k.data<float>() + t * Gl * d, row, size_t(Gl * d) * 4);
-    std::memcpy(v.data<float>() + t * Gl * d, row + Gl * d, size_t(Gl * d) * 4);
-  }
+  Tensor rows = ops::gather_cache(cache, s.block_table, ctx);
+  Tensor k = ops::narrow_last_dim(rows, 0, Gl * d).view({ctx, Gl, d});
+  Tensor v = ops::narrow_last_dim(rows, Gl * d, Gl * d).view({ctx, Gl, d});
   return ops::attention(q, k, v, softmax_scale_, s.start_pos);
 }
 

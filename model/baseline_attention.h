@@ -19,7 +19,7 @@ namespace mlarun {
 class BaselineAttention final : public AttentionLayer {
  public:
   BaselineAttention(const ModelConfig& c, AttentionKind kind, const WeightSource& weights, const std::string& prefix,
-                    Communicator& comm);
+                    Communicator& comm, const Placement& placement = {});
 
   Tensor forward(const Tensor& x, const ForwardBatch& batch, Tensor& cache, const ops::RopeTable& rope) const override;
   int64_t cache_width() const override { return 2 * layout_.local_kv_heads * head_dim_; }

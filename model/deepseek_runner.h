@@ -1,5 +1,7 @@
 // DeepseekRunner: the ModelRunner the engine drives. Owns the model (this rank's slices), the paged latent
-// cache pools and the communicator that keeps ranks in step; sizes the cache from the runtime options.
+// cache pools and the communicator that keeps ranks in step; sizes the cache from the runtime options. On the CPU
+// the model and cache are f32 within a fixed budget; on the GPU (options.device) they are bf16 and the cache takes
+// what a warm-up step leaves of --gpu-memory-utilization (gpu_memory_profile.h). Logits come back as CPU f32.
 #pragma once
 
 #include <memory>
@@ -16,13 +18,14 @@ struct CacheCapacity {
   int64_t num_blocks = 0;
   int64_t block_size = 0;
   int64_t bytes_per_block = 0;  // all layers
+  int64_t budget_bytes = 0;     // what the cache was allowed (0 when --num-blocks fixed it)
   int64_t tokens() const { return num_blocks * block_size; }
   double max_concurrency(int64_t seq_len) const { return double(tokens()) / double(seq_len); }
 };
 
 class DeepseekRunner final : public ModelRunner {
  public:
-  // Loads the checkpoint in `model_dir` and allocates the cache (CPU f32 for now).
+  // Loads the checkpoint in `model_dir` onto options.device and allocates the cache there.
   DeepseekRunner(const std::string& model_dir, const RuntimeOptions& options, Communicator& comm);
 
   Tensor execute(const ForwardBatch& batch) override;
@@ -34,8 +37,11 @@ class DeepseekRunner final : public ModelRunner {
 
   const ModelConfig& config() const { return model_->config(); }
   const CacheCapacity& capacity() const { return capacity_; }
-  // Without --num-blocks: room for max_batch_size sequences of max_seq_len, within `budget_bytes`.
-  static CacheCapacity plan_cache(const ModelConfig& c, const RuntimeOptions& o, int64_t budget_bytes);
+  const Placement& placement() const { return model_->placement(); }
+  // Without --num-blocks: room for max_batch_size sequences of max_seq_len, within `budget_bytes`, for a cache
+  // of `cache_dtype` values.
+  static CacheCapacity plan_cache(const ModelConfig& c, const RuntimeOptions& o, int64_t budget_bytes,
+                                  DType cache_dtype = DType::F32);
 
  private:
   Communicator& comm_;

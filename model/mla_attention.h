@@ -1,7 +1,8 @@
 // Multi-head Latent Attention (spec section 3), one layer, tensor-parallel by head. Each token's attention state
 // is the RMS-normalised latent c (kv_lora_rank) plus one RoPE key k_pe shared by all heads, written to the paged
 // latent cache. Prefill up-projects the latents to per-head K/V (naive path); decode absorbs W_UK into the query
-// and W_UV into the output so it reads only the cache (absorbed path). Both compute the same function.
+// and W_UV into the output so it reads only the cache (absorbed path). Both compute the same function. Written
+// with ops only, so it runs wherever its Placement put the weights (CPU f32 or GPU bf16).
 #pragma once
 
 #include <string>
@@ -16,7 +17,8 @@ namespace mlarun {
 
 class MLAttention final : public AttentionLayer {
  public:
-  MLAttention(const ModelConfig& c, const WeightSource& ckpt, const std::string& prefix, Communicator& comm);
+  MLAttention(const ModelConfig& c, const WeightSource& ckpt, const std::string& prefix, Communicator& comm,
+              const Placement& placement = {});
 
   // x [T, dim] (normalised) -> [T, dim]; writes this step's latents into `cache` [blocks, block_size, latent].
   Tensor forward(const Tensor& x, const ForwardBatch& batch, Tensor& cache, const ops::RopeTable& rope) const override;
@@ -25,8 +27,10 @@ class MLAttention final : public AttentionLayer {
 
  private:
   Tensor project_queries(const Tensor& x) const;  // [T, H_local, qk_head_dim]
-  Tensor attend_naive(const Tensor& q, const BatchSequence& s, const Tensor& cache) const;     // [n, H, v]
-  Tensor attend_absorbed(const Tensor& q, const BatchSequence& s, const Tensor& cache) const;  // [n, H, v]
+  Tensor attend(const Tensor& q, const ForwardBatch& batch, const Tensor& cache) const;      // [T, H, v]
+  Tensor attend_naive(const Tensor& q, const BatchSequence& s, const Tensor& cache) const;  // [n, H, v]
+  // q rows as `sequences` lay them out (token_start indexes q) -> [rows of q, H, v]; one batched call for all.
+  Tensor attend_absorbed(const Tensor& q, const std::vector<BatchSequence>& sequences, const Tensor& cache) const;
 
   const ModelConfig& c_;
   int64_t local_heads_;

@@ -1,6 +1,6 @@
 // The feed-forward blocks (spec section 5): the SwiGLU MLP (dense layers and shared experts, split
 // column/row over ranks) and DeepSeekMoE (a replicated gate, routed experts split across ranks whole, shared
-// experts applied to every token).
+// experts applied to every token). Written with ops only: the same code runs on either device.
 #pragma once
 
 #include <string>
@@ -15,7 +15,8 @@ namespace mlarun {
 // down(silu(gate(x)) * up(x)); tensor-parallel over the intermediate dimension (w2 all-reduces).
 class ParallelMLP {
  public:
-  ParallelMLP(const WeightSource& ckpt, const std::string& prefix, int64_t dim, int64_t inter, Communicator& comm);
+  ParallelMLP(const WeightSource& ckpt, const std::string& prefix, int64_t dim, int64_t inter, Communicator& comm,
+              const Placement& placement = {});
   Tensor forward(const Tensor& x) const;
 
  private:
@@ -26,7 +27,8 @@ class ParallelMLP {
 // One routed expert, whole on the rank that owns it.
 class Expert {
  public:
-  Expert(const WeightSource& ckpt, const std::string& prefix, int64_t dim, int64_t inter);
+  Expert(const WeightSource& ckpt, const std::string& prefix, int64_t dim, int64_t inter,
+         const Placement& placement = {});
   Tensor forward(const Tensor& x) const;
 
  private:
@@ -35,14 +37,17 @@ class Expert {
 
 class MoE {
  public:
-  MoE(const ModelConfig& c, const WeightSource& ckpt, const std::string& prefix, Communicator& comm);
-  Tensor forward(const Tensor& x) const;  // [T, dim] -> [T, dim]
+  MoE(const ModelConfig& c, const WeightSource& ckpt, const std::string& prefix, Communicator& comm,
+      const Placement& placement = {});
+  // [T, dim] -> [T, dim]. Router logits in f32; routed outputs summed in f32 (in a fixed order), then cast to the
+  // activation dtype once and the shared experts added (spec 11, items 5 and 6).
+  Tensor forward(const Tensor& x) const;
 
  private:
   const ModelConfig& c_;
   ops::RoutingParams routing_;
-  Tensor gate_;       // [E, dim], replicated
-  Tensor gate_bias_;  // [E] e_score_correction_bias (noaux_tc), or undefined
+  Tensor gate_;       // [E, dim], replicated, in the activation dtype (bf16 x bf16 accumulates exactly in f32)
+  Tensor gate_bias_;  // f32 [E] e_score_correction_bias (noaux_tc), or undefined
   int64_t first_local_expert_ = 0;
   std::vector<Expert> experts_;  // this rank's experts [first, first + E / world)
   std::vector<ParallelMLP> shared_;  // zero or one

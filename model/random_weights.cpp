@@ -1,7 +1,10 @@
 // Deterministic random weights of a config's shapes (see random_weights.h).
 #include "model/random_weights.h"
 
+#include <algorithm>
 #include <cmath>
+#include <thread>
+#include <vector>
 
 #include "runtime/error.h"
 
@@ -22,15 +25,32 @@ uint64_t name_hash(const std::string& s) {
   return h;
 }
 
+// Runs fn(begin, end) over [0, n) on several threads when n is large (each value depends only on its index, so
+// the split changes nothing); a model of real dimensions has billions of values to make.
+template <typename Fn>
+void parallel_ranges(int64_t n, Fn fn) {
+  constexpr int64_t kMinPerThread = int64_t(1) << 20;
+  const int64_t threads = std::min<int64_t>({int64_t(std::max(1u, std::thread::hardware_concurrency())), 16,
+                                             std::max<int64_t>(1, n / kMinPerThread)});
+  if (threads <= 1) return fn(int64_t(0), n);
+  std::vector<std::thread> pool;
+  const int64_t part = (n + threads - 1) / threads;
+  for (int64_t t = 0; t < threads; ++t)
+    pool.emplace_back([=] { fn(std::min(n, t * part), std::min(n, (t + 1) * part)); });
+  for (std::thread& th : pool) th.join();
+}
+
 }  // namespace
 
 void random_normal_values(uint64_t stream, int64_t first_index, float* out, int64_t n) {
   const float k = std::sqrt(3.0f) / 65536.0f;  // sum of four U[0,1) has mean 2 and variance 1/3
-  for (int64_t i = 0; i < n; ++i) {
-    uint64_t r = splitmix64(stream ^ splitmix64(uint64_t(first_index + i)));
-    float sum = float((r & 0xffff) + ((r >> 16) & 0xffff) + ((r >> 32) & 0xffff) + (r >> 48)) + 2.0f;  // + 4 * 0.5
-    out[i] = (sum - 2.0f * 65536.0f) * k;
-  }
+  parallel_ranges(n, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      uint64_t r = splitmix64(stream ^ splitmix64(uint64_t(first_index + i)));
+      float sum = float((r & 0xffff) + ((r >> 16) & 0xffff) + ((r >> 32) & 0xffff) + (r >> 48)) + 2.0f;  // + 4 * 0.5
+      out[i] = (sum - 2.0f * 65536.0f) * k;
+    }
+  });
 }
 
 RandomWeights::RandomWeights(const ModelConfig& c, AttentionKind attention, uint64_t seed)
@@ -130,7 +150,9 @@ Tensor RandomWeights::load_slice(const std::string& tensor, int dim, int64_t beg
     case Init::Embedding: break;
     case Init::Bias: scale = 0.01f; break;
   }
-  for (int64_t i = 0; i < out.numel(); ++i) dst[i] = dst[i] * scale + offset;
+  parallel_ranges(out.numel(), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) dst[i] = dst[i] * scale + offset;
+  });
   return dtype == DType::F32 ? out : out.to_dtype(dtype);
 }
 

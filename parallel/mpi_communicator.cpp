@@ -66,16 +66,21 @@ MpiCommunicator::~MpiCommunicator() {
 }
 
 void MpiCommunicator::all_reduce_sum(Tensor& t) {
-  MLARUN_CHECK(t.dtype() == DType::F32, "mpi all_reduce_sum sums f32 tensors, got ", t.describe());
+  MLARUN_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::BF16, "mpi all_reduce_sum sums f32 or bf16 tensors, got ",
+               t.describe());
   if (world_size_ == 1 || t.numel() == 0) return;
-  const bool on_host = t.device() == Device::CPU;
-  Tensor host = on_host ? t : t.to(Device::CPU);
+  // bf16 (the GPU's activations) is summed in f32 on the host and rounded once, like a reduction in f32 would.
+  const bool in_place = t.device() == Device::CPU && t.dtype() == DType::F32;
+  Tensor host = t.device() == Device::CPU ? t : t.to(Device::CPU);
+  if (host.dtype() != DType::F32) host = host.to_dtype(DType::F32);
   float* values = host.data<float>();
   for (int64_t offset = 0; offset < host.numel(); offset += max_chunk_) {
     int count = int(std::min(max_chunk_, host.numel() - offset));
     check_mpi(MPI_Allreduce(MPI_IN_PLACE, values + offset, count, MPI_FLOAT, MPI_SUM, comm_), "MPI_Allreduce");
   }
-  if (!on_host) copy_bytes(t.raw(), t.device(), host.raw(), Device::CPU, t.nbytes());
+  if (in_place) return;
+  if (t.dtype() != DType::F32) host = host.to_dtype(t.dtype());
+  copy_bytes(t.raw(), t.device(), host.raw(), Device::CPU, t.nbytes());
 }
 
 Tensor MpiCommunicator::all_gather_last_dim(const Tensor& local) {

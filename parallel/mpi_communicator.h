@@ -26,7 +26,8 @@ class MpiCommunicator final : public Communicator {
   int rank() const override { return rank_; }
   int world_size() const override { return world_size_; }
   const char* backend() const override { return "mpi"; }
-  // f32 only (CPU or CUDA; a CUDA tensor is copied to the host, reduced, and copied back into place).
+  // f32 or bf16 (CPU or CUDA; a CUDA tensor is copied to the host, reduced, and copied back into place). bf16 is
+  // summed in f32 and rounded once.
   void all_reduce_sum(Tensor& t) override;
   // Any dtype; the result lives on the device `local` lives on.
   Tensor all_gather_last_dim(const Tensor& local) override;

@@ -7,32 +7,9 @@
 #include <climits>
 
 #include "parallel/bootstrap.h"
+#include "runtime/cuda_check.h"
 #include "runtime/device.h"
 #include "runtime/error.h"
-
-// Error checks naming the file, the line, the call and the library's own explanation.
-#define MLARUN_NCCL_CHECK(call)                                                                           \
-  do {                                                                                                    \
-    ncclResult_t nccl_status_ = (call);                                                                   \
-    if (nccl_status_ != ncclSuccess)                                                                      \
-      ::mlarun::fail(__FILE__, ":", __LINE__, ": ", #call, " failed: ", ncclGetErrorString(nccl_status_)); \
-  } while (0)
-
-#define MLARUN_CUDA_CHECK(call)                                                                       \
-  do {                                                                                                \
-    cudaError_t cuda_status_ = (call);                                                                \
-    if (cuda_status_ != cudaSuccess)                                                                  \
-      ::mlarun::fail(__FILE__, ":", __LINE__, ": ", #call, " failed: ", cudaGetErrorName(cuda_status_), \
-                     " (", cudaGetErrorString(cuda_status_), ")");                                    \
-  } while (0)
-
-#define MLARUN_MPI_CHECK(call)                                                  \
-  do {                                                                          \
-    int mpi_status_ = (call);                                                   \
-    if (mpi_status_ != MPI_SUCCESS)                                             \
-      ::mlarun::fail(__FILE__, ":", __LINE__, ": ", #call, " failed (MPI error ", \
-                     mpi_status_, ")");                                         \
-  } while (0)
 
 namespace mlarun {
 

@@ -49,32 +49,37 @@ void apply_block_scales(const WeightSource& ckpt, const std::string& name, const
 }
 }  // namespace
 
-Tensor load_checked(const WeightSource& ckpt, const std::string& name, const Shape& expected) {
-  return load_shard_checked(ckpt, name, expected, 0, {0, expected.empty() ? 1 : expected[0]});
+Tensor load_checked(const WeightSource& ckpt, const std::string& name, const Shape& expected,
+                    const Placement& placement) {
+  return load_shard_checked(ckpt, name, expected, 0, {0, expected.empty() ? 1 : expected[0]}, placement);
 }
 
-Tensor load_shard_checked(const WeightSource& ckpt, const std::string& name, const Shape& full, int dim, ShardRange r) {
+Tensor load_shard_checked(const WeightSource& ckpt, const std::string& name, const Shape& full, int dim, ShardRange r,
+                          const Placement& placement) {
   check_shape(ckpt, name, full);
   Tensor w = full.empty() || (dim == 0 && r.begin == 0 && r.end == full[0]) ? ckpt.load(name, DType::F32)
                                                                              : ckpt.load_slice(name, dim, r.begin, r.end, DType::F32);
   apply_block_scales(ckpt, name, full, dim, r, w);
-  return w;
+  return placement.place(w);
 }
 
-ReplicatedLinear::ReplicatedLinear(const WeightSource& ckpt, const std::string& name, int64_t in, int64_t out)
-    : weight_(load_checked(ckpt, name, {out, in})) {}
+ReplicatedLinear::ReplicatedLinear(const WeightSource& ckpt, const std::string& name, int64_t in, int64_t out,
+                                   const Placement& placement)
+    : weight_(load_checked(ckpt, name, {out, in}, placement)) {}
 
 Tensor ReplicatedLinear::forward(const Tensor& x) const { return ops::linear(x, weight_); }
 
 ColumnParallelLinear::ColumnParallelLinear(const WeightSource& ckpt, const std::string& name, int64_t in, int64_t out,
-                                           const Communicator& comm)
-    : weight_(load_shard_checked(ckpt, name, {out, in}, 0, shard_range(out, comm, "output features of " + name))) {}
+                                           const Communicator& comm, const Placement& placement)
+    : weight_(load_shard_checked(ckpt, name, {out, in}, 0, shard_range(out, comm, "output features of " + name),
+                                 placement)) {}
 
 Tensor ColumnParallelLinear::forward(const Tensor& x) const { return ops::linear(x, weight_); }
 
 RowParallelLinear::RowParallelLinear(const WeightSource& ckpt, const std::string& name, int64_t in, int64_t out,
-                                     Communicator& comm)
-    : weight_(load_shard_checked(ckpt, name, {out, in}, 1, shard_range(in, comm, "input features of " + name))),
+                                     Communicator& comm, const Placement& placement)
+    : weight_(load_shard_checked(ckpt, name, {out, in}, 1, shard_range(in, comm, "input features of " + name),
+                                 placement)),
       comm_(&comm) {}
 
 Tensor RowParallelLinear::forward(const Tensor& x) const {
@@ -84,9 +89,9 @@ Tensor RowParallelLinear::forward(const Tensor& x) const {
 }
 
 VocabParallelEmbedding::VocabParallelEmbedding(const WeightSource& ckpt, const std::string& name, int64_t vocab,
-                                               int64_t dim, Communicator& comm)
+                                               int64_t dim, Communicator& comm, const Placement& placement)
     : range_(shard_range(vocab, comm, "the vocabulary of " + name)), vocab_(vocab), comm_(&comm) {
-  table_ = load_shard_checked(ckpt, name, {vocab, dim}, 0, range_);
+  table_ = load_shard_checked(ckpt, name, {vocab, dim}, 0, range_, placement);
 }
 
 Tensor VocabParallelEmbedding::forward(const std::vector<int32_t>& ids) const {
@@ -98,10 +103,13 @@ Tensor VocabParallelEmbedding::forward(const std::vector<int32_t>& ids) const {
 }
 
 ParallelLMHead::ParallelLMHead(const WeightSource& ckpt, const std::string& name, int64_t dim, int64_t vocab,
-                               Communicator& comm)
-    : weight_(load_shard_checked(ckpt, name, {vocab, dim}, 0, shard_range(vocab, comm, "the vocabulary of " + name))),
+                               Communicator& comm, const Placement& placement)
+    : weight_(load_shard_checked(ckpt, name, {vocab, dim}, 0, shard_range(vocab, comm, "the vocabulary of " + name),
+                                 placement)),
       comm_(&comm) {}
 
-Tensor ParallelLMHead::forward(const Tensor& x) const { return comm_->all_gather_last_dim(ops::linear(x, weight_)); }
+Tensor ParallelLMHead::forward(const Tensor& x) const {
+  return comm_->all_gather_last_dim(ops::linear(x, weight_, DType::F32));
+}
 
 }  // namespace mlarun

@@ -4,12 +4,15 @@
 //   RowParallelLinear:    splits input features; all-reduce (sum) of the output.
 //   ReplicatedLinear:     the whole weight on every rank.
 //   VocabParallelEmbedding / ParallelLMHead: split by vocabulary; all-reduce / all-gather.
+// Every layer takes a Placement (runtime/placement.h, default: CPU f32): its slice is loaded as host f32, then
+// converted and uploaded on its own, so no layer ever holds more than one host copy of one tensor.
 #pragma once
 
 #include <string>
 #include <vector>
 
 #include "parallel/communicator.h"
+#include "runtime/placement.h"
 #include "runtime/weight_source.h"
 
 namespace mlarun {
@@ -25,7 +28,8 @@ ShardRange shard_range(int64_t n, const Communicator& comm, const std::string& w
 class ReplicatedLinear {
  public:
   ReplicatedLinear() = default;
-  ReplicatedLinear(const WeightSource& ckpt, const std::string& name, int64_t in, int64_t out);
+  ReplicatedLinear(const WeightSource& ckpt, const std::string& name, int64_t in, int64_t out,
+                   const Placement& placement = {});
   Tensor forward(const Tensor& x) const;
   const Tensor& weight() const { return weight_; }
 
@@ -37,7 +41,7 @@ class ColumnParallelLinear {
  public:
   ColumnParallelLinear() = default;
   ColumnParallelLinear(const WeightSource& ckpt, const std::string& name, int64_t in, int64_t out,
-                       const Communicator& comm);
+                       const Communicator& comm, const Placement& placement = {});
   Tensor forward(const Tensor& x) const;  // [..., in] -> [..., out / world]
   const Tensor& weight() const { return weight_; }
 
@@ -48,7 +52,8 @@ class ColumnParallelLinear {
 class RowParallelLinear {
  public:
   RowParallelLinear() = default;
-  RowParallelLinear(const WeightSource& ckpt, const std::string& name, int64_t in, int64_t out, Communicator& comm);
+  RowParallelLinear(const WeightSource& ckpt, const std::string& name, int64_t in, int64_t out, Communicator& comm,
+                    const Placement& placement = {});
   Tensor forward(const Tensor& x) const;  // [..., in / world] -> [..., out], summed over ranks
 
  private:
@@ -60,8 +65,9 @@ class VocabParallelEmbedding {
  public:
   VocabParallelEmbedding() = default;
   VocabParallelEmbedding(const WeightSource& ckpt, const std::string& name, int64_t vocab, int64_t dim,
-                         Communicator& comm);
-  Tensor forward(const std::vector<int32_t>& ids) const;  // [T, dim], ids outside the vocabulary are an error
+                         Communicator& comm, const Placement& placement = {});
+  // [T, dim] in the placement's dtype; ids outside the vocabulary are an error.
+  Tensor forward(const std::vector<int32_t>& ids) const;
 
  private:
   Tensor table_;  // [vocab / world, dim]
@@ -73,17 +79,21 @@ class VocabParallelEmbedding {
 class ParallelLMHead {
  public:
   ParallelLMHead() = default;
-  ParallelLMHead(const WeightSource& ckpt, const std::string& name, int64_t dim, int64_t vocab, Communicator& comm);
-  Tensor forward(const Tensor& x) const;  // [T, dim] -> [T, vocab] on every rank
+  ParallelLMHead(const WeightSource& ckpt, const std::string& name, int64_t dim, int64_t vocab, Communicator& comm,
+                 const Placement& placement = {});
+  Tensor forward(const Tensor& x) const;  // [T, dim] -> f32 [T, vocab] on every rank (f32 from the accumulator)
 
  private:
   Tensor weight_;  // [vocab / world, dim]
   Communicator* comm_ = nullptr;
 };
 
-// Loads `name` and checks its shape, with an error naming the checkpoint, the tensor and both shapes.
-Tensor load_checked(const WeightSource& ckpt, const std::string& name, const Shape& expected);
-// Loads rows or columns [range) of a 2-D tensor whose full shape must be `full`.
-Tensor load_shard_checked(const WeightSource& ckpt, const std::string& name, const Shape& full, int dim, ShardRange r);
+// Loads `name` and checks its shape, with an error naming the checkpoint, the tensor and both shapes; then places
+// it (host f32 by default).
+Tensor load_checked(const WeightSource& ckpt, const std::string& name, const Shape& expected,
+                    const Placement& placement = {});
+// Loads rows or columns [range) of a 2-D tensor whose full shape must be `full`, then places it.
+Tensor load_shard_checked(const WeightSource& ckpt, const std::string& name, const Shape& full, int dim, ShardRange r,
+                          const Placement& placement = {});
 
 }  // namespace mlarun

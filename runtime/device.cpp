@@ -1,16 +1,25 @@
-// CUDA runtime calls for memory and device discovery, compiled to "no GPU" answers in CPU-only builds.
+// CUDA runtime calls for memory, streams and device discovery, compiled to "no GPU" answers in CPU-only builds.
 #include "runtime/device.h"
 
 #include <cstring>
 #include <mutex>
 
+#include "runtime/device_allocator.h"
 #include "runtime/error.h"
 
 #ifdef MLARUN_WITH_CUDA
 #include <cuda_runtime_api.h>
+
+#include "runtime/cuda_check.h"
 #endif
 
 namespace mlarun {
+
+namespace {
+thread_local StreamHandle g_current_stream = nullptr;  // per thread; nullptr = legacy default stream
+
+[[noreturn]] void no_cuda(const char* what) { fail("cannot ", what, ": ", gpu_info().reason); }
+}  // namespace
 
 const GpuInfo& gpu_info() {
   static GpuInfo info;
@@ -36,23 +45,87 @@ const GpuInfo& gpu_info() {
 
 bool gpu_available() { return gpu_info().available; }
 
-void* device_malloc(size_t nbytes) {
+std::string gpu_name() {
+  if (!gpu_available()) return "";
 #ifdef MLARUN_WITH_CUDA
-  void* p = nullptr;
-  cudaError_t err = cudaMalloc(&p, nbytes);
-  if (err != cudaSuccess)
-    fail("cudaMalloc of ", nbytes, " bytes failed: ", cudaGetErrorName(err), " (", cudaGetErrorString(err), ")");
-  return p;
+  int device = 0;
+  cudaDeviceProp prop{};
+  if (cudaGetDevice(&device) != cudaSuccess || cudaGetDeviceProperties(&prop, device) != cudaSuccess) {
+    cudaGetLastError();
+    return "unknown GPU";
+  }
+  return prop.name;
 #else
-  fail("cannot allocate ", nbytes, " bytes on the GPU: ", gpu_info().reason);
+  return "";
 #endif
 }
 
-void device_free(void* p) {
+DeviceMemoryInfo device_memory_info() {
+  if (!gpu_available()) no_cuda("read the GPU's memory");
 #ifdef MLARUN_WITH_CUDA
-  if (p) cudaFree(p);
+  size_t free_bytes = 0, total_bytes = 0;
+  MLARUN_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  return {int64_t(free_bytes), int64_t(total_bytes)};
+#else
+  return {};
+#endif
+}
+
+StreamHandle current_stream() { return g_current_stream; }
+
+StreamGuard::StreamGuard(StreamHandle stream) : previous_(g_current_stream) { g_current_stream = stream; }
+StreamGuard::~StreamGuard() { g_current_stream = previous_; }
+
+CudaStream::CudaStream() {
+  if (!gpu_available()) no_cuda("create a CUDA stream");
+#ifdef MLARUN_WITH_CUDA
+  MLARUN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+#endif
+}
+
+CudaStream::~CudaStream() {
+#ifdef MLARUN_WITH_CUDA
+  if (stream_) {
+    cudaStreamSynchronize(stream_);
+    cudaStreamDestroy(stream_);
+  }
+#endif
+}
+
+void CudaStream::synchronize() const { synchronize_stream(stream_); }
+
+void synchronize_stream(StreamHandle stream) {
+#ifdef MLARUN_WITH_CUDA
+  if (!gpu_available()) return;
+  MLARUN_CUDA_CHECK(cudaStreamSynchronize(stream));
+#else
+  (void)stream;
+#endif
+}
+
+void device_synchronize() {
+#ifdef MLARUN_WITH_CUDA
+  if (!gpu_available()) return;
+  MLARUN_CUDA_CHECK(cudaDeviceSynchronize());
+#endif
+}
+
+void* device_malloc(size_t nbytes) {
+  if (!gpu_available()) fail("cannot allocate ", nbytes, " bytes on the GPU: ", gpu_info().reason);
+  return DeviceAllocator::instance().allocate(nbytes, current_stream());
+}
+
+void device_free(void* p) {
+  if (p) DeviceAllocator::instance().release(p);
+}
+
+void device_memset_zero(void* p, size_t nbytes) {
+  if (nbytes == 0) return;
+#ifdef MLARUN_WITH_CUDA
+  MLARUN_CUDA_CHECK(cudaMemsetAsync(p, 0, nbytes, current_stream()));
 #else
   (void)p;
+  no_cuda("zero GPU memory");
 #endif
 }
 
@@ -66,10 +139,10 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
   cudaMemcpyKind kind = dst_device == Device::CPU   ? cudaMemcpyDeviceToHost
                         : src_device == Device::CPU ? cudaMemcpyHostToDevice
                                                     : cudaMemcpyDeviceToDevice;
-  cudaError_t err = cudaMemcpy(dst, src, nbytes, kind);
-  if (err != cudaSuccess) fail("cudaMemcpy of ", nbytes, " bytes failed: ", cudaGetErrorName(err));
+  MLARUN_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, kind, current_stream()));
+  if (kind == cudaMemcpyDeviceToHost) MLARUN_CUDA_CHECK(cudaStreamSynchronize(current_stream()));
 #else
-  fail("cannot copy to or from the GPU: ", gpu_info().reason);
+  no_cuda("copy to or from the GPU");
 #endif
 }
 

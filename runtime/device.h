@@ -1,14 +1,24 @@
 // The device layer: the only place the runtime core talks to the CUDA runtime. Without a CUDA build every
 // query answers "no GPU"; with one, "insufficient driver" (35) and "no device" (100) also mean "no GPU", so
 // GPU tests skip on machines without one. Nothing here runs at static initialisation.
+//
+// Streams: all device work of a thread (ops, copies, memsets) goes to its current stream, by default the
+// legacy default stream, which orders itself with every blocking stream (the NCCL communicator's included).
+// A StreamGuard points the thread at another stream for a scope. Device memory comes from the caching
+// allocator (device_allocator.h), tied to the stream current at allocation.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "runtime/tensor.h"
 
+struct CUstream_st;  // cudaStream_t is CUstream_st*; declared here so this header needs no CUDA headers
+
 namespace mlarun {
+
+using StreamHandle = ::CUstream_st*;  // nullptr: the legacy default stream
 
 struct GpuInfo {
   bool available = false;
@@ -19,9 +29,52 @@ struct GpuInfo {
 // Probes the CUDA runtime once (thread-safe) and caches the answer.
 const GpuInfo& gpu_info();
 bool gpu_available();
+// The current device's name ("NVIDIA H100 80GB HBM3"); "" without a GPU.
+std::string gpu_name();
 
-void* device_malloc(size_t nbytes);  // throws mlarun::Error on failure or when there is no CUDA build
+struct DeviceMemoryInfo {
+  int64_t free_bytes = 0;
+  int64_t total_bytes = 0;
+};
+// cudaMemGetInfo of the current device; throws without a GPU.
+DeviceMemoryInfo device_memory_info();
+
+StreamHandle current_stream();
+// Makes `stream` this thread's current stream until the guard goes.
+class StreamGuard {
+ public:
+  explicit StreamGuard(StreamHandle stream);
+  ~StreamGuard();
+  StreamGuard(const StreamGuard&) = delete;
+  StreamGuard& operator=(const StreamGuard&) = delete;
+
+ private:
+  StreamHandle previous_;
+};
+// An owned, non-blocking CUDA stream (for work that must not order itself after the default stream).
+class CudaStream {
+ public:
+  CudaStream();  // throws without a GPU
+  ~CudaStream();
+  CudaStream(const CudaStream&) = delete;
+  CudaStream& operator=(const CudaStream&) = delete;
+  StreamHandle handle() const { return stream_; }
+  void synchronize() const;
+
+ private:
+  StreamHandle stream_ = nullptr;
+};
+// Waits for the work queued on `stream` (the current one by default); throws with the CUDA error if any
+// earlier asynchronous work failed.
+void synchronize_stream(StreamHandle stream = current_stream());
+void device_synchronize();
+
+void* device_malloc(size_t nbytes);  // through the caching allocator; throws on failure or without CUDA
 void device_free(void* p);
+// Zeroes `nbytes` at device pointer `p`, in order on the current stream.
+void device_memset_zero(void* p, size_t nbytes);
+// Copies on the current stream. Returns once the data is usable where it landed: a copy to the host waits for
+// the stream; a copy from (pageable) host memory returns once the source has been read, so the caller may free it.
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes);
 
 }  // namespace mlarun

@@ -1,11 +1,12 @@
-// RuntimeOptions: how a model is run (not what it is): tensor-parallel size, cache block size, memory fraction,
-// batch and sequence limits. Validated like the model config, with errors naming the option and the value.
+// RuntimeOptions: how a model is run (not what it is): device, tensor-parallel size, cache block size, memory
+// fraction, batch and sequence limits. Validated like the model config, with errors naming the option and the value.
 #pragma once
 
 #include <cstdint>
 #include <string>
 
 #include "runtime/dtype.h"
+#include "runtime/tensor.h"
 
 namespace mlarun {
 
@@ -20,6 +21,7 @@ struct RuntimeOptions {
   int64_t max_num_batched_tokens = 8192;   // --max-num-batched-tokens: tokens per step
   int64_t num_blocks = -1;                 // --num-blocks: cache blocks per layer; -1 sizes from memory
   DType kv_dtype = DType::BF16;            // --kv-dtype
+  Device device = Device::CPU;             // --device: cpu (the f32 reference) or cuda (bf16 weights and cache)
 
   static constexpr int64_t kMaxBlockSize = 256;
 

@@ -34,11 +34,28 @@ void check_logits(const float* logits, int64_t vocab) {
 }
 }  // namespace
 
+namespace {
+// Temperature, top-k and top-p over checked logits and params, with the uniform already drawn.
+int32_t pick(const float* logits, int64_t vocab, const SamplingParams& params, double uniform);
+}  // namespace
+
 int32_t sample(const float* logits, int64_t vocab, const SamplingParams& params, std::mt19937_64& rng) {
   check_logits(logits, vocab);
   params.validate();
   if (params.temperature == 0 || params.top_k == 1) return argmax_token(logits, vocab);
+  return pick(logits, vocab, params, uniform_unit(rng));
+}
 
+int32_t sample_with_uniform(const float* logits, int64_t vocab, const SamplingParams& params, double uniform) {
+  check_logits(logits, vocab);
+  params.validate();
+  if (params.temperature == 0 || params.top_k == 1) return argmax_token(logits, vocab);
+  MLARUN_CHECK(uniform >= 0 && uniform < 1, "sample: uniform ", uniform, " is outside [0, 1)");
+  return pick(logits, vocab, params, uniform);
+}
+
+namespace {
+int32_t pick(const float* logits, int64_t vocab, const SamplingParams& params, double uniform) {
   // Candidates, most likely first when an order is needed (ties broken by the lower index).
   std::vector<int32_t> candidates(static_cast<size_t>(vocab));
   std::iota(candidates.begin(), candidates.end(), 0);
@@ -76,7 +93,7 @@ int32_t sample(const float* logits, int64_t vocab, const SamplingParams& params,
     total = kept;
   }
 
-  const double target = uniform_unit(rng) * total;
+  const double target = uniform * total;
   double acc = 0;
   for (size_t j = 0; j < candidates.size(); ++j) {
     acc += weights[j];
@@ -84,5 +101,6 @@ int32_t sample(const float* logits, int64_t vocab, const SamplingParams& params,
   }
   return candidates.back();  // rounding left target at the very top of the range
 }
+}  // namespace
 
 }  // namespace mlarun

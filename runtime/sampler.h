@@ -22,5 +22,8 @@ int32_t argmax_token(const float* logits, int64_t vocab);
 // prefix whose probability reaches top_p, renormalised, and sampled with exactly one draw from `rng`.
 // Throws on NaN or +inf logits, or when every logit is -inf.
 int32_t sample(const float* logits, int64_t vocab, const SamplingParams& params, std::mt19937_64& rng);
+// The same choice with the uniform in [0, 1) given instead of drawn (what sample() does after its one draw);
+// the device sampler (ops::sample_rows) is held to this. Greedy params ignore `uniform`.
+int32_t sample_with_uniform(const float* logits, int64_t vocab, const SamplingParams& params, double uniform);
 
 }  // namespace mlarun

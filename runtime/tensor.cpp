@@ -1,4 +1,5 @@
-// Tensor bookkeeping: shapes with checked arithmetic, 64-byte aligned host storage, views and copies.
+// Tensor bookkeeping: shapes with checked arithmetic, 64-byte aligned host storage (device storage comes from the
+// caching allocator through runtime/device.h), views and copies.
 #include "runtime/tensor.h"
 
 #include <cstdlib>
@@ -65,8 +66,7 @@ Tensor Tensor::zeros(const Shape& shape, DType dtype, Device device) {
   if (device == Device::CPU) {
     if (t.nbytes()) std::memset(t.raw(), 0, t.nbytes());
   } else {
-    std::vector<char> host(t.nbytes(), 0);
-    copy_bytes(t.raw(), device, host.data(), Device::CPU, t.nbytes());
+    device_memset_zero(t.raw(), t.nbytes());
   }
   return t;
 }

@@ -1,0 +1,43 @@
+// Builds without CUDA kernels (no nvcc, or MLARUN_CUDA=OFF) link these instead of kernels/cuda/*.cu: every entry
+// point fails with one clear message. They are unreachable in practice, since no CUDA tensor can be made in such
+// a build (device_malloc refuses), but the dispatch in kernels/ops*.cpp needs the symbols.
+#include "kernels/cuda/cuda_ops.h"
+#include "runtime/error.h"
+
+namespace mlarun::cuda_ops {
+
+namespace {
+[[noreturn]] void unavailable(const char* op) {
+  fail(op, ": this build has no CUDA kernels (configure with nvcc and NCCL available, MLARUN_CUDA=AUTO or ON)");
+}
+}  // namespace
+
+Tensor linear(const Tensor&, const Tensor&, DType) { unavailable("linear"); }
+Tensor head_linear(const Tensor&, const Tensor&) { unavailable("head_linear"); }
+void add(const Tensor&, const Tensor&, const Tensor&) { unavailable("add"); }
+Tensor silu_mul(const Tensor&, const Tensor&) { unavailable("silu_mul"); }
+Tensor embedding(const std::vector<int32_t>&, const Tensor&, int64_t) { unavailable("embedding"); }
+Tensor convert(const Tensor&, DType) { unavailable("convert"); }
+Tensor rms_norm(const Tensor&, const Tensor&, float) { unavailable("rms_norm"); }
+Tensor add_rms_norm(const Tensor&, const Tensor&, const Tensor&, float) { unavailable("add_rms_norm"); }
+Tensor narrow_last_dim(const Tensor&, int64_t, int64_t) { unavailable("narrow_last_dim"); }
+Tensor concat_last_dim(const Tensor&, const Tensor&, int64_t) { unavailable("concat_last_dim"); }
+Tensor transpose_last_two(const Tensor&) { unavailable("transpose_last_two"); }
+Tensor gather_rows(const Tensor&, const std::vector<int64_t>&) { unavailable("gather_rows"); }
+void scatter_add_rows(const Tensor&, const std::vector<int64_t>&, const Tensor&, const std::vector<float>&) {
+  unavailable("scatter_add_rows");
+}
+void apply_rope(const Tensor&, const std::vector<int64_t>&, const ops::RopeTable&) { unavailable("apply_rope"); }
+ops::Routing route(const Tensor&, const Tensor&, const ops::RoutingParams&) { unavailable("route"); }
+void write_cache(const Tensor&, const std::vector<int64_t>&, const Tensor&) { unavailable("write_cache"); }
+Tensor gather_cache(const Tensor&, const std::vector<int32_t>&, int64_t) { unavailable("gather_cache"); }
+Tensor attention(const Tensor&, const Tensor&, const Tensor&, float, int64_t, Tensor*) { unavailable("attention"); }
+Tensor mla_paged_attention(const Tensor&, const Tensor&, const std::vector<BatchSequence>&, int64_t, float, Tensor*) {
+  unavailable("mla_paged_attention");
+}
+std::vector<int32_t> argmax_rows(const Tensor&) { unavailable("argmax_rows"); }
+std::vector<int32_t> sample_rows(const Tensor&, const std::vector<SamplingParams>&, const std::vector<double>&) {
+  unavailable("sample_rows");
+}
+
+}  // namespace mlarun::cuda_ops
