@@ -79,9 +79,10 @@ void check_fixture(const std::string& name, int64_t block_size, MlaPath prefill_
     for (int64_t step = 0; step < N; ++step) {
       ASSERT_EQ(next, greedy.data<int64_t>()[step]) << name << " prompt " << i << " greedy step " << step;
       Tensor step_logits = model->forward(make_step({next}, L + step, seq, false, MlaPath::Auto), pool.layers);
-      if (step + 1 < N)
+      if (step + 1 < N) {
         EXPECT_LT(max_abs_diff(step_logits.data<float>(), greedy_logits.data<float>() + (step + 1) * V, V), 1e-4f)
             << name << " prompt " << i << " decode step " << step + 1;
+      }
       next = argmax(step_logits.data<float>(), V);
     }
     // The first greedy logits are the prompt's last row.
