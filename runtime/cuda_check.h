@@ -2,8 +2,7 @@
 // failed call into mlarun::Error naming the file, the line, the call as written and the library's own
 // explanation, so a GPU failure reads like every other error of the runtime. The macros expand where they are
 // used: include the library's header (cuda_runtime_api.h, cublas_v2.h, nccl.h, mpi.h) in that file; this header
-// itself needs none of them, so it is safe in any translation unit. Guarded, because kernels/cuda/cuda_check.h
-// may define MLARUN_CUDA_CHECK with the same meaning.
+// itself needs none of them, so it is safe in any translation unit.
 #pragma once
 
 #include <string>

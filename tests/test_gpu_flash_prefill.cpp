@@ -16,7 +16,9 @@
 #include <thread>
 #include <vector>
 
-#include "kernels/cuda/cuda_check.h"
+#include <cuda_runtime_api.h>
+
+#include "runtime/cuda_check.h"
 #include "kernels/cuda/flash_prefill.h"
 #include "kernels/ops.h"
 #include "runtime/device.h"

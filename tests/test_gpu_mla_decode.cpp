@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "kernels/cuda/mla_decode.h"
+#include "kernels/cuda/mla_decode_reference.h"
 #include "kernels/ops.h"
 #include "runtime/device.h"
 #include "runtime/dtype.h"
@@ -204,22 +205,6 @@ struct DeviceRun {
   }
 };
 
-// CPU reference of one sequence whose n query rows start at q_bf16. When len < n the first n - len rows see no
-// token: o = 0 and lse = -inf by the kernel's contract (ops::mla_paged_attention wants q_offset >= 0).
-void reference_one(const uint16_t* q_bf16, int n, int heads, int len, const Tensor& pool,
-                   const std::vector<int32_t>& table, Tensor& o, Tensor& lse) {
-  o = Tensor::zeros({n, heads, kDv}, DType::F32);
-  lse = Tensor::from_f32({n, heads}, std::vector<float>(size_t(n) * heads, -INFINITY));
-  const int k0 = std::max(0, n - len);
-  if (k0 == n) return;
-  Tensor q = Tensor::empty({n - k0, heads, kD}, DType::F32);
-  convert_to_f32(q_bf16 + size_t(k0) * heads * kD, DType::BF16, q.data<float>(), size_t(n - k0) * heads * kD);
-  Tensor part_lse;
-  const Tensor part = ops::mla_paged_attention(q, pool, table, kDv, kScale, len - n + k0, &part_lse);
-  std::memcpy(o.data<float>() + size_t(k0) * heads * kDv, part.data<float>(), part.nbytes());
-  std::memcpy(lse.data<float>() + size_t(k0) * heads, part_lse.data<float>(), part_lse.nbytes());
-}
-
 // Compares the GPU results of sequences `check` with the CPU reference; returns how many elements failed.
 int compare_with_reference(const Inputs& in, const Case& c, const DeviceRun& run, const std::vector<int>& check) {
   const std::vector<float> out = DeviceRun::flat(run.out), lse = DeviceRun::flat(run.lse);
@@ -232,7 +217,8 @@ int compare_with_reference(const Inputs& in, const Case& c, const DeviceRun& run
     std::vector<int32_t> table(in.tables.begin() + size_t(b) * in.max_blocks,
                                in.tables.begin() + size_t(b) * in.max_blocks + (len + c.block_size - 1) / c.block_size);
     Tensor ref, ref_lse;
-    reference_one(in.q.data() + size_t(q0) * c.heads * kD, n, c.heads, len, pool, table, ref, ref_lse);
+    cuda::mla_decode_reference_one(in.q.data() + size_t(q0) * c.heads * kD, n, c.heads, len, pool, table, kScale,
+                                   ref, ref_lse);
     for (int64_t r = 0; r < int64_t(n) * c.heads; ++r) {
       const float* want = ref.data<float>() + r * kDv;
       const float* got = out.data() + (int64_t(q0) * c.heads + r) * kDv;

@@ -22,7 +22,7 @@
 #include <thread>
 #include <vector>
 
-#include "kernels/cuda/cuda_check.h"
+#include "runtime/cuda_check.h"
 #include "kernels/cuda/flash_prefill.h"
 #include "kernels/ops.h"
 #include "runtime/device.h"

@@ -21,8 +21,9 @@
 #include <string>
 #include <vector>
 
-#include "kernels/cuda/cuda_check.h"
+#include "runtime/cuda_check.h"
 #include "kernels/cuda/mla_decode.h"
+#include "kernels/cuda/mla_decode_reference.h"
 #include "kernels/ops.h"
 #include "runtime/device.h"
 #include "runtime/dtype.h"
@@ -129,22 +130,6 @@ struct Check {
   bool ok() const { return bad == 0 && rel_l2 < 5e-3; }
 };
 
-// CPU reference of one sequence whose n query rows start at q_bf16. When len < n the first n - len rows see no
-// token: o = 0 and lse = -inf by the kernel's contract (ops::mla_paged_attention wants q_offset >= 0).
-void reference_one(const uint16_t* q_bf16, int n, int heads, int len, const Tensor& pool,
-                   const std::vector<int32_t>& table, Tensor& o, Tensor& lse) {
-  o = Tensor::zeros({n, heads, kDv}, DType::F32);
-  lse = Tensor::from_f32({n, heads}, std::vector<float>(size_t(n) * heads, -INFINITY));
-  const int k0 = std::max(0, n - len);
-  if (k0 == n) return;
-  Tensor q = Tensor::empty({n - k0, heads, kD}, DType::F32);
-  convert_to_f32(q_bf16 + size_t(k0) * heads * kD, DType::BF16, q.data<float>(), size_t(n - k0) * heads * kD);
-  Tensor part_lse;
-  const Tensor part = ops::mla_paged_attention(q, pool, table, kDv, kScale, len - n + k0, &part_lse);
-  std::memcpy(o.data<float>() + size_t(k0) * heads * kDv, part.data<float>(), part.nbytes());
-  std::memcpy(lse.data<float>() + size_t(k0) * heads, part_lse.data<float>(), part_lse.nbytes());
-}
-
 // Poisons the outputs, runs the whole call and compares sequences `seqs` with the CPU reference.
 Check validate(const HostCase& c, DeviceCase& d, const std::vector<int>& seqs) {
   MLARUN_CUDA_CHECK(cudaMemset(d.out->p, 0xff, size_t(c.num_tokens) * c.heads * kDv * 2));
@@ -173,7 +158,8 @@ Check validate(const HostCase& c, DeviceCase& d, const std::vector<int>& seqs) {
     std::vector<int32_t> table(nblk);
     std::iota(table.begin(), table.end(), 0);
     Tensor ref, ref_lse;
-    reference_one(c.q.data() + size_t(q0) * c.heads * kD, n, c.heads, len, pool, table, ref, ref_lse);
+    cuda::mla_decode_reference_one(c.q.data() + size_t(q0) * c.heads * kD, n, c.heads, len, pool, table, kScale,
+                                   ref, ref_lse);
     for (int64_t i = 0; i < ref.numel(); ++i) {
       const double want = ref.data<float>()[i], got = bf16_to_float(out[size_t(q0) * c.heads * kDv + i]);
       const double e = std::fabs(got - want);

@@ -16,7 +16,9 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "kernels/cuda/cuda_check.h"
+#include <cuda_runtime_api.h>
+
+#include "runtime/cuda_check.h"
 #include "kernels/cuda/flash_prefill.h"
 #include "kernels/cuda/flash_prefill_config.h"
 

@@ -7,7 +7,9 @@
 #include <cstdint>
 #include <limits>
 
-#include "kernels/cuda/cuda_check.h"
+#include <cuda_runtime_api.h>
+
+#include "runtime/cuda_check.h"
 #include "runtime/error.h"
 
 namespace mlarun::cuda {

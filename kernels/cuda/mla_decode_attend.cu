@@ -14,7 +14,9 @@
 #include <atomic>
 #include <cmath>
 
-#include "kernels/cuda/cuda_check.h"
+#include <cuda_runtime_api.h>
+
+#include "runtime/cuda_check.h"
 #include "kernels/cuda/mla_decode.h"
 
 namespace mlarun::cuda {

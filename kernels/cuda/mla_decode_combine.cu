@@ -8,7 +8,9 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#include "kernels/cuda/cuda_check.h"
+#include <cuda_runtime_api.h>
+
+#include "runtime/cuda_check.h"
 #include "kernels/cuda/mla_decode.h"
 
 namespace mlarun::cuda {

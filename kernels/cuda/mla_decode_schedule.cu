@@ -11,7 +11,9 @@
 // ever opened. Every part holds at most payload. The last part takes any remainder anyway, as a safety net.
 #include <cuda_runtime.h>
 
-#include "kernels/cuda/cuda_check.h"
+#include <cuda_runtime_api.h>
+
+#include "runtime/cuda_check.h"
 #include "kernels/cuda/mla_decode.h"
 
 namespace mlarun::cuda {
