@@ -82,6 +82,9 @@ TEST(Cli, BadInputFailsWithAClearMessage) {
   r = run_mlarun("score --model " + v2 + " --tokens 1,2 --out /tmp/x.safetensors --block-size 300");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("--block-size"), std::string::npos) << r.output;
+  r = run_mlarun("generate --model " + v2 + " --prompt-ids 1,2 --num-blocks 100000000000");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("cannot allocate the cache"), std::string::npos) << r.output;
   r = run_mlarun("info --model /nonexistent/dir");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("/nonexistent/dir"), std::string::npos) << r.output;
