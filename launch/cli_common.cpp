@@ -1,6 +1,7 @@
 // Shared model options and session set-up (see cli_common.h).
 #include "launch/cli_common.h"
 
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 
@@ -59,7 +60,18 @@ Session open_session(ModelOptions& o, bool prefix_caching) {
   s.comm = make_session_communicator(o.comm, o.runtime.tp);
   ModelConfig config = load_model_config_from_dir(o.model_dir);
   if (o.max_seq_len_option->count() == 0) o.runtime.max_seq_len = std::min<int64_t>(4096, config.max_seq_len);
-  s.runner = std::make_unique<DeepseekRunner>(o.model_dir, o.runtime, *s.comm);
+  const auto load_start = std::chrono::steady_clock::now();
+  LoadProgress progress;
+  if (s.is_driver())
+    progress = [load_start, last = load_start](int64_t done, int64_t total) mutable {
+      // One line, rewritten at most twice a second, and the final count.
+      auto now = std::chrono::steady_clock::now();
+      if (done < total && now - last < std::chrono::milliseconds(500)) return;
+      last = now;
+      std::fprintf(stderr, "\rmlarun: loading weights: layer %lld/%lld (%.1f s)%s", (long long)done, (long long)total,
+                   std::chrono::duration<double>(now - load_start).count(), done == total ? "\n" : "");
+    };
+  s.runner = std::make_unique<DeepseekRunner>(o.model_dir, o.runtime, *s.comm, progress);
   const CacheCapacity& cap = s.runner->capacity();
   s.scheduler.max_num_seqs = o.runtime.max_batch_size;
   s.scheduler.max_num_batched_tokens = o.runtime.max_num_batched_tokens;

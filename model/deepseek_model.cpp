@@ -32,12 +32,15 @@ Tensor DecoderLayer::forward(Tensor& h, const ForwardBatch& batch, Tensor& cache
 }
 
 DeepseekModel::DeepseekModel(ModelConfig config, const WeightSource& ckpt, Communicator& comm, AttentionKind attention,
-                             const Placement& placement)
+                             const Placement& placement, const LoadProgress& progress)
     : config_(std::move(config)), attention_(attention), placement_(placement), rope_(ops::make_rope_table(config_)) {
   config_.validate_for_tp(comm.world_size());
   embed_ = VocabParallelEmbedding(ckpt, "model.embed_tokens.weight", config_.vocab_size, config_.dim, comm, placement_);
   layers_.reserve(size_t(config_.n_layers));
-  for (int64_t l = 0; l < config_.n_layers; ++l) layers_.emplace_back(config_, ckpt, l, comm, attention_, placement_);
+  for (int64_t l = 0; l < config_.n_layers; ++l) {
+    layers_.emplace_back(config_, ckpt, l, comm, attention_, placement_);
+    if (progress) progress(l + 1, config_.n_layers);
+  }
   final_norm_ = load_checked(ckpt, "model.norm.weight", {config_.dim}, placement_);
   lm_head_ = ParallelLMHead(ckpt, "lm_head.weight", config_.dim, config_.vocab_size, comm, placement_);
 }

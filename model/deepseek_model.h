@@ -6,6 +6,7 @@
 // weights and activations live; the model code is the same for every device (it calls only ops).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -33,10 +34,15 @@ class DecoderLayer {
   std::unique_ptr<MoE> moe_;          // MoE layers
 };
 
+// Called after each decoder layer is loaded: (layers loaded, layers in the model). Loading a large checkpoint
+// takes minutes; the CLI shows it.
+using LoadProgress = std::function<void(int64_t, int64_t)>;
+
 class DeepseekModel {
  public:
   DeepseekModel(ModelConfig config, const WeightSource& ckpt, Communicator& comm,
-                AttentionKind attention = AttentionKind::mla(), const Placement& placement = {});
+                AttentionKind attention = AttentionKind::mla(), const Placement& placement = {},
+                const LoadProgress& progress = {});
   // Loads config.json and the safetensors of `dir`.
   static std::unique_ptr<DeepseekModel> load(const std::string& dir, Communicator& comm,
                                              const Placement& placement = {});

@@ -43,7 +43,8 @@ CacheCapacity DeepseekRunner::plan_cache(const ModelConfig& c, const RuntimeOpti
   return cap;
 }
 
-DeepseekRunner::DeepseekRunner(const std::string& model_dir, const RuntimeOptions& options, Communicator& comm)
+DeepseekRunner::DeepseekRunner(const std::string& model_dir, const RuntimeOptions& options, Communicator& comm,
+                               const LoadProgress& progress)
     : comm_(comm) {
   options.validate();
   ModelConfig config = load_model_config_from_dir(model_dir);
@@ -53,7 +54,7 @@ DeepseekRunner::DeepseekRunner(const std::string& model_dir, const RuntimeOption
   const Placement placement = Placement::for_device(options.device);
   {
     Checkpoint ckpt(model_dir);
-    model_ = std::make_unique<DeepseekModel>(std::move(config), ckpt, comm, AttentionKind::mla(), placement);
+    model_ = std::make_unique<DeepseekModel>(std::move(config), ckpt, comm, AttentionKind::mla(), placement, progress);
   }
   int64_t budget = kCpuCacheBudgetBytes;
   if (placement.device == Device::CUDA && options.num_blocks <= 0) {

@@ -26,7 +26,8 @@ struct CacheCapacity {
 class DeepseekRunner final : public ModelRunner {
  public:
   // Loads the checkpoint in `model_dir` onto options.device and allocates the cache there.
-  DeepseekRunner(const std::string& model_dir, const RuntimeOptions& options, Communicator& comm);
+  DeepseekRunner(const std::string& model_dir, const RuntimeOptions& options, Communicator& comm,
+                 const LoadProgress& progress = {});
 
   Tensor execute(const ForwardBatch& batch) override;
   int64_t vocab_size() const override { return model_->config().vocab_size; }
