@@ -20,6 +20,7 @@
 
 #include "runtime/cuda_check.h"
 #include "kernels/cuda/flash_prefill.h"
+#include "kernels/cuda/flash_prefill_reference.h"
 #include "kernels/ops.h"
 #include "runtime/device.h"
 #include "runtime/error.h"
@@ -41,18 +42,6 @@ struct Case {
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }  // test names, not bytes, in ctest's list
 
-float round_to(float x, DType t) {
-  return t == DType::BF16 ? bf16_to_float(float_to_bf16(x)) : f16_to_float(float_to_f16(x));
-}
-
-// Keys [lo, hi) visible to query i of a sequence (the kernel's contract, flash_prefill.h).
-std::pair<int, int> visible_keys(const Case& c, int i, int lq, int lk) {
-  const int off = lk - lq;
-  const int hi = c.causal ? std::min(lk, off + i + 1) : lk;
-  const int lo = c.window >= 0 ? std::max(0, off + i - c.window) : 0;
-  return {lo, std::max(lo, hi)};
-}
-
 // Runs fn(i) for i in [0, n) on all cores (the references are O(n^2) and the GPU machine has many cores).
 template <typename Fn>
 void parallel_for(int n, Fn fn) {
@@ -64,11 +53,6 @@ void parallel_for(int n, Fn fn) {
     });
   for (auto& t : pool) t.join();
 }
-
-struct Errors {
-  double kernel = 0, plain = 0, rounding = 0, lse = 0;
-  int64_t unwritten = 0;
-};
 
 void run_case(const Case& c) {
   const int batch = int(c.len_q.size());
@@ -114,61 +98,20 @@ void run_case(const Case& c) {
   MLARUN_CUDA_CHECK(cudaDeviceSynchronize());
   Tensor out = dout.to(Device::CPU).to_dtype(DType::F32), lse = dlse.to(Device::CPU);
 
-  // Per query row (all heads): fp32 reference through ops::attention on the visible keys, and the plain one.
-  const int group = c.hq / c.hkv;
-  std::vector<Errors> per_row(static_cast<size_t>(tq));
+  // Per query row (all heads): the fp32 reference and the plain low-precision one.
+  const cuda::FlashPrefillShape shape{c.dqk, c.dv, c.hq, c.hkv, c.dtype, c.causal, c.window, scale};
+  std::vector<cuda::FlashPrefillErrors> per_row(static_cast<size_t>(tq));
   std::vector<int> seq_of(static_cast<size_t>(tq));
   for (int b = 0; b < batch; ++b) std::fill(seq_of.begin() + cu_q[b], seq_of.begin() + cu_q[b + 1], b);
   parallel_for(int(tq), [&](int row) {
-    const int b = seq_of[size_t(row)], i = row - cu_q[b];
-    const auto [lo, hi] = visible_keys(c, i, c.len_q[b], c.len_k[b]);
-    Errors& e = per_row[size_t(row)];
-    Tensor ref_o, ref_lse;
-    if (hi > lo)
-      ref_o = ops::attention(q.rows(row, 1), k.rows(cu_k[b] + lo, hi - lo), v.rows(cu_k[b] + lo, hi - lo), scale,
-                             hi - lo - 1, &ref_lse);
-    std::vector<float> s(size_t(std::max(hi - lo, 1))), plain(size_t(c.dv));
-    for (int h = 0; h < c.hq; ++h) {
-      // Plain low-precision attention: scores and probabilities rounded to the dtype, fp32 sums.
-      const float* qr = q.data<float>() + (int64_t(row) * c.hq + h) * c.dqk;
-      const int64_t kv_head = h / group;
-      float mx = -INFINITY, sum = 0;
-      for (int j = lo; j < hi; ++j) {
-        const float* kr = k.data<float>() + ((cu_k[b] + j) * int64_t(c.hkv) + kv_head) * c.dqk;
-        float dot = 0;
-        for (int t = 0; t < c.dqk; ++t) dot += qr[t] * kr[t];
-        s[size_t(j - lo)] = round_to(dot * scale, c.dtype);
-        mx = std::max(mx, s[size_t(j - lo)]);
-      }
-      for (int j = lo; j < hi; ++j) sum += (s[size_t(j - lo)] = std::exp(s[size_t(j - lo)] - mx));
-      std::fill(plain.begin(), plain.end(), 0.f);
-      for (int j = lo; j < hi; ++j) {
-        const float pj = round_to(s[size_t(j - lo)] / sum, c.dtype);
-        const float* vr = v.data<float>() + ((cu_k[b] + j) * int64_t(c.hkv) + kv_head) * c.dv;
-        for (int d = 0; d < c.dv; ++d) plain[size_t(d)] += pj * vr[d];
-      }
-      for (int d = 0; d < c.dv; ++d) {
-        const float ref = hi > lo ? ref_o.data<float>()[int64_t(h) * c.dv + d] : 0.f;
-        const float got = out.data<float>()[(int64_t(row) * c.hq + h) * c.dv + d];
-        if (std::isnan(got)) ++e.unwritten;
-        e.kernel = std::max(e.kernel, double(std::fabs(got - ref)));
-        e.plain = std::max(e.plain, double(std::fabs(round_to(plain[size_t(d)], c.dtype) - ref)));
-        e.rounding = std::max(e.rounding, double(std::fabs(round_to(ref, c.dtype) - ref)));
-      }
-      const float got_lse = lse.data<float>()[int64_t(row) * c.hq + h];
-      const float ref_l = hi > lo ? ref_lse.data<float>()[h] : -INFINITY;
-      if (std::isnan(got_lse)) ++e.unwritten;
-      e.lse = std::max(e.lse, got_lse == ref_l ? 0.0 : double(std::fabs(got_lse - ref_l)));
-    }
+    const int b = seq_of[size_t(row)];
+    per_row[size_t(row)] =
+        cuda::flash_prefill_check_row(shape, q, k, v, out, lse, row, row - cu_q[b], cu_k[b], c.len_q[b], c.len_k[b]);
   });
-  Errors all;
-  for (const Errors& e : per_row) {
-    all.kernel = std::max(all.kernel, e.kernel), all.plain = std::max(all.plain, e.plain);
-    all.rounding = std::max(all.rounding, e.rounding), all.lse = std::max(all.lse, e.lse);
-    all.unwritten += e.unwritten;
-  }
+  cuda::FlashPrefillErrors all;
+  for (const cuda::FlashPrefillErrors& e : per_row) all.merge(e);
   EXPECT_EQ(all.unwritten, 0) << "elements of out/lse left as NaN poison";
-  EXPECT_LE(all.kernel, 2 * all.plain + all.rounding)
+  EXPECT_TRUE(all.within_twice_plain())
       << "max |kernel - fp32 ref| = " << all.kernel << ", plain " << dtype_name(c.dtype) << " = " << all.plain;
   EXPECT_LE(all.lse, 2e-3) << "max |lse - ref|";
   std::printf("[ %s ] max err %.3g, plain %s %.3g, lse %.3g\n", c.name.c_str(), all.kernel, dtype_name(c.dtype),
@@ -297,3 +240,31 @@ TEST_F(FlashPrefillBoundary, RejectsMisalignedBuffers) {
 }
 
 }  // namespace
+
+// The shared row check itself (host code, runs everywhere): an output equal to the fp32 reference scores zero,
+// the plain bf16 implementation does not, and NaN poison is counted.
+TEST(FlashPrefillReference, ExactOutputScoresZeroAndPoisonIsCounted) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> dist(0.f, 1.f);
+  auto make = [&](int64_t rows, int heads, int dim) {
+    Tensor t = Tensor::empty({rows, heads, dim}, DType::F32);
+    for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(rng);
+    return t;
+  };
+  const int lq = 5, lk = 9, hq = 4, hkv = 2, d = 16;
+  const cuda::FlashPrefillShape shape{d, d, hq, hkv, DType::BF16, true, -1, 0.25f};
+  Tensor q = make(lq, hq, d), k = make(lk, hkv, d), v = make(lk, hkv, d);
+  Tensor lse;
+  Tensor out = ops::attention(q, k, v, shape.scale, lk - lq, &lse);  // the fp32 reference, all rows at once
+  cuda::FlashPrefillErrors all;
+  for (int i = 0; i < lq; ++i) all.merge(cuda::flash_prefill_check_row(shape, q, k, v, out, lse, i, i, 0, lq, lk));
+  EXPECT_EQ(all.rows, lq);
+  EXPECT_EQ(all.unwritten, 0);
+  EXPECT_LT(all.kernel, 1e-5);
+  EXPECT_LT(all.lse, 1e-5);
+  EXPECT_GT(all.plain, 1e-4) << "the plain bf16 yardstick must carry bf16 error";
+  EXPECT_TRUE(all.within_twice_plain());
+  out.data<float>()[3] = NAN;
+  EXPECT_EQ(cuda::flash_prefill_check_row(shape, q, k, v, out, lse, 0, 0, 0, lq, lk).unwritten, 1);
+  EXPECT_EQ(cuda::flash_prefill_visible_keys(true, 2, 4, lq, lk), std::make_pair(6, 9));
+}

@@ -24,6 +24,7 @@
 
 #include "runtime/cuda_check.h"
 #include "kernels/cuda/flash_prefill.h"
+#include "kernels/cuda/flash_prefill_reference.h"
 #include "kernels/ops.h"
 #include "runtime/device.h"
 #include "runtime/json.h"
@@ -54,10 +55,6 @@ struct Problem {
   int window;
   std::vector<int> len_q, len_k;
 };
-
-float round_to(float x, DType t) {
-  return t == DType::BF16 ? bf16_to_float(float_to_bf16(x)) : f16_to_float(float_to_f16(x));
-}
 
 struct Run {
   Problem pb;
@@ -100,10 +97,8 @@ struct Run {
   void launch() { cuda::flash_prefill(p, nullptr); }
 };
 
-struct Check {
-  double err = 0, plain = 0, rounding = 0, lse = 0;
-  int64_t unwritten = 0, rows = 0;
-  bool ok() const { return unwritten == 0 && err <= 2 * plain + rounding && lse <= 2e-3; }
+struct Check : cuda::FlashPrefillErrors {
+  bool ok() const { return unwritten == 0 && within_twice_plain() && lse <= 2e-3; }
 };
 
 // Poisons out/lse, runs once, counts NaN left anywhere, and compares the given rows (every head) with the
@@ -131,66 +126,29 @@ Check validate(Run& run, int rows_per_seq, std::mt19937& rng) {
       for (int r = 5; r < rows_per_seq; ++r) rows.push_back({int(b), int(rng() % uint32_t(n))});
     }
   }
-  const int workers = std::max(1u, std::thread::hardware_concurrency()), group = pb.hq / pb.hkv;
-  std::vector<Check> part(static_cast<size_t>(workers));
+  const cuda::FlashPrefillShape shape{pb.dqk, pb.dv, pb.hq, pb.hkv, pb.dtype, pb.causal, pb.window,
+                                      run.p.softmax_scale};
+  const int workers = std::max(1u, std::thread::hardware_concurrency());
+  std::vector<cuda::FlashPrefillErrors> part(static_cast<size_t>(workers));
   std::vector<std::thread> pool;
   for (int w = 0; w < workers; ++w)
     pool.emplace_back([&, w] {
-      Check& c = part[size_t(w)];
-      std::vector<float> s, plain(size_t(pb.dv));
       for (size_t idx = size_t(w); idx < rows.size(); idx += size_t(workers)) {
-        const int b = rows[idx].first, i = rows[idx].second, row = run.cu_q[b] + i, k0 = run.cu_k[b];
-        const int off = pb.len_k[b] - pb.len_q[b];
-        const int hi = std::max(0, pb.causal ? std::min(pb.len_k[b], off + i + 1) : pb.len_k[b]);
-        const int lo = std::min(hi, pb.window >= 0 ? std::max(0, off + i - pb.window) : 0);
-        Tensor ref, ref_lse;
-        if (hi > lo)
-          ref = ops::attention(q.rows(row, 1), k.rows(k0 + lo, hi - lo), v.rows(k0 + lo, hi - lo),
-                               run.p.softmax_scale, hi - lo - 1, &ref_lse);
-        s.assign(size_t(std::max(hi - lo, 1)), 0.f);
-        for (int h = 0; h < pb.hq; ++h) {
-          const float* qr = q.data<float>() + (int64_t(row) * pb.hq + h) * pb.dqk;
-          const int64_t kvh = h / group;
-          float mx = -INFINITY, sum = 0;
-          for (int j = lo; j < hi; ++j) {
-            const float* kr = k.data<float>() + ((k0 + j) * int64_t(pb.hkv) + kvh) * pb.dqk;
-            float dot = 0;
-            for (int t = 0; t < pb.dqk; ++t) dot += qr[t] * kr[t];
-            mx = std::max(mx, s[size_t(j - lo)] = round_to(dot * run.p.softmax_scale, pb.dtype));
-          }
-          for (int j = lo; j < hi; ++j) sum += (s[size_t(j - lo)] = std::exp(s[size_t(j - lo)] - mx));
-          std::fill(plain.begin(), plain.end(), 0.f);
-          for (int j = lo; j < hi; ++j) {
-            const float pj = round_to(s[size_t(j - lo)] / sum, pb.dtype);
-            const float* vr = v.data<float>() + ((k0 + j) * int64_t(pb.hkv) + kvh) * pb.dv;
-            for (int d = 0; d < pb.dv; ++d) plain[size_t(d)] += pj * vr[d];
-          }
-          for (int d = 0; d < pb.dv; ++d) {
-            const float r = hi > lo ? ref.data<float>()[int64_t(h) * pb.dv + d] : 0.f;
-            const float got = out.data<float>()[(int64_t(row) * pb.hq + h) * pb.dv + d];
-            c.err = std::max(c.err, double(std::fabs(got - r)));
-            c.plain = std::max(c.plain, double(std::fabs(round_to(plain[size_t(d)], pb.dtype) - r)));
-            c.rounding = std::max(c.rounding, double(std::fabs(round_to(r, pb.dtype) - r)));
-          }
-          const float got_lse = lse.data<float>()[int64_t(row) * pb.hq + h];
-          const float ref_l = hi > lo ? ref_lse.data<float>()[h] : -INFINITY;
-          c.lse = std::max(c.lse, got_lse == ref_l ? 0.0 : double(std::fabs(got_lse - ref_l)));
-        }
-        ++c.rows;
+        const int b = rows[idx].first, i = rows[idx].second;
+        part[size_t(w)].merge(cuda::flash_prefill_check_row(shape, q, k, v, out, lse, run.cu_q[b] + i, i,
+                                                            run.cu_k[b], pb.len_q[b], pb.len_k[b]));
       }
     });
   for (auto& t : pool) t.join();
-  for (const Check& c : part) {
-    total.err = std::max(total.err, c.err), total.plain = std::max(total.plain, c.plain);
-    total.rounding = std::max(total.rounding, c.rounding), total.lse = std::max(total.lse, c.lse);
-    total.rows += c.rows;
-  }
+  const int64_t unwritten = total.unwritten;  // counted over every element above; the rows recount some
+  for (const cuda::FlashPrefillErrors& c : part) total.merge(c);
+  total.unwritten = unwritten;
   return total;
 }
 
 bool report(const char* what, const Problem& pb, const Check& c) {
   std::printf("%-6s %-34s rows %6lld  err %.3e  plain %s %.3e  lse %.1e  unwritten %lld  %s\n", what,
-              pb.name.c_str(), (long long)c.rows, c.err, dtype_name(pb.dtype), c.plain, c.lse,
+              pb.name.c_str(), (long long)c.rows, c.kernel, dtype_name(pb.dtype), c.plain, c.lse,
               (long long)c.unwritten, c.ok() ? "ok" : "FAIL");
   return c.ok();
 }
@@ -309,7 +267,7 @@ int main(int argc, char** argv) {
       json::Value r = json::Value::object();
       r.set("kind", "prefill"), r.set("backend", "mlarun"), r.set("B", t.b), r.set("H", t.h), r.set("S", t.s);
       r.set("D", t.d), r.set("DV", t.dv), r.set("causal", t.causal), r.set("ms", double(ms));
-      r.set("tflops", tflops), r.set("max_err", c.err), r.set("plain_err", c.plain), r.set("valid", c.ok());
+      r.set("tflops", tflops), r.set("max_err", c.kernel), r.set("plain_err", c.plain), r.set("valid", c.ok());
       results.push_back(r);
     }
     if (!json_path.empty()) {
