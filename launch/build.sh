@@ -3,7 +3,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${MLARUN_BUILD_DIR:-$root/build}
-if [[ -z "${CUDACXX:-}" && ! $(command -v nvcc) && -x /usr/local/cuda/bin/nvcc ]]; then
+if [[ -z "${CUDACXX:-}" && -x /usr/local/cuda/bin/nvcc ]] && ! command -v nvcc >/dev/null; then
   export CUDACXX=/usr/local/cuda/bin/nvcc
 fi
 generator=()
