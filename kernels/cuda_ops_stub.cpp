@@ -4,7 +4,7 @@
 #include "kernels/cuda/cuda_ops.h"
 #include "runtime/error.h"
 
-namespace mlarun::cuda_ops {
+namespace mlarun::ops::cuda {
 
 namespace {
 [[noreturn]] void unavailable(const char* op) {
@@ -27,8 +27,8 @@ Tensor gather_rows(const Tensor&, const std::vector<int64_t>&) { unavailable("ga
 void scatter_add_rows(const Tensor&, const std::vector<int64_t>&, const Tensor&, const std::vector<float>&) {
   unavailable("scatter_add_rows");
 }
-void apply_rope(const Tensor&, const std::vector<int64_t>&, const ops::RopeTable&) { unavailable("apply_rope"); }
-ops::Routing route(const Tensor&, const Tensor&, const ops::RoutingParams&) { unavailable("route"); }
+void apply_rope(const Tensor&, const std::vector<int64_t>&, const RopeTable&) { unavailable("apply_rope"); }
+Routing route(const Tensor&, const Tensor&, const RoutingParams&) { unavailable("route"); }
 void write_cache(const Tensor&, const std::vector<int64_t>&, const Tensor&) { unavailable("write_cache"); }
 Tensor gather_cache(const Tensor&, const std::vector<int32_t>&, int64_t) { unavailable("gather_cache"); }
 Tensor attention(const Tensor&, const Tensor&, const Tensor&, float, int64_t, Tensor*) { unavailable("attention"); }
@@ -40,4 +40,4 @@ std::vector<int32_t> sample_rows(const Tensor&, const std::vector<SamplingParams
   unavailable("sample_rows");
 }
 
-}  // namespace mlarun::cuda_ops
+}  // namespace mlarun::ops::cuda

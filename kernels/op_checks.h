@@ -1,5 +1,6 @@
 // Argument checks every op shares: tensors defined and on one device (which picks the implementation), and the
 // dtypes each implementation computes in (CPU: f32; CUDA: f32 or bf16). Messages name the op and the argument.
+// Also the little shape arithmetic both backends share.
 #pragma once
 
 #include <initializer_list>
@@ -44,6 +45,13 @@ inline void require_float_or_bf16(const char* op, std::initializer_list<Arg> arg
 inline void require_same_dtype(const char* op, const Arg& a, const Arg& b) {
   MLARUN_CHECK(a.tensor.dtype() == b.tensor.dtype(), op, ": '", a.name, "' is ", a.tensor.describe(), " but '",
                b.name, "' is ", b.tensor.describe(), "; they must have one dtype");
+}
+
+// Rows of x seen as [rows, last dimension].
+inline int64_t leading_rows(const Tensor& x) {
+  int64_t n = 1;
+  for (int i = 0; i + 1 < x.ndim(); ++i) n *= x.dim(i);
+  return n;
 }
 
 }  // namespace mlarun::ops::detail

@@ -1,17 +1,19 @@
 // The op API the model calls. Every op takes and returns Tensors and dispatches on their device: the CPU
-// reference (kernels/cpu/ and the loops of ops_*.cpp, f32 with f32 accumulation, the ground truth) or CUDA
-// (kernels/cuda/, bf16 storage with f32 accumulation and f32 softmax; f32 where an op says so). All tensors of
-// one call live on one device; outputs land there too. Shapes are checked here, at the boundary, with messages
-// built from the checked values, the same on every device. Host-side index lists (ids, positions, slots, block
-// tables, rows) stay std::vectors: the CUDA path uploads them.
+// reference (kernels/cpu/, f32 with f32 accumulation, the ground truth) or CUDA (kernels/cuda/, bf16 storage
+// with f32 accumulation and f32 softmax; f32 where an op says so). The ops*.cpp files hold only the checks and
+// that dispatch; docs/kernels.md states the contract in brief. All tensors of one call live on one device;
+// outputs land there too. Shapes are checked at the boundary, with messages built from the checked values, the
+// same on every device. Host-side index lists (ids, positions, slots, block tables, rows) stay std::vectors:
+// the CUDA path uploads them.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
+#include "kernels/op_types.h"
 #include "runtime/forward_batch.h"
 #include "runtime/model_config.h"
-#include "runtime/sequence.h"
+#include "runtime/sampling_params.h"
 #include "runtime/tensor.h"
 
 namespace mlarun::ops {
@@ -62,44 +64,17 @@ void scatter_add_rows(Tensor& dst, const std::vector<int64_t>& rows, const Tenso
 void copy_into(const Tensor& dst, const Tensor& src);
 
 // ---- RoPE --------------------------------------------------------------------------------------------------
-// YaRN/plain RoPE frequencies of one model (spec 4.1), computed as Hugging Face does in f32.
-struct RopeTable {
-  std::vector<float> inv_freq;        // [rotary_dim / 2]
-  float attention_factor = 1.0f;      // cos/sin multiplier (1 for every official config)
-  bool interleaved = true;            // pairs (2i, 2i+1); false: (i, i + rotary_dim / 2)
-  int64_t rotary_dim() const { return int64_t(inv_freq.size()) * 2; }
-};
-RopeTable make_rope_table(const ModelConfig& c);
+// RopeTable and make_rope_table: kernels/op_types.h.
 // Rotates the last `rotary_dim` values of every row of x[T, H, D] in place by angle positions[t] * inv_freq[i]:
 // pairs (2i, 2i+1) when interleaved (DeepSeek's layout; q.k products equal HF's de-interleaved form), else
 // (i, i + rotary_dim / 2). Angles in f32, cos/sin in double, rotation in f32.
 void apply_rope(Tensor& x, const std::vector<int64_t>& positions, const RopeTable& table);
 
 // ---- MoE routing -------------------------------------------------------------------------------------------
-// MoE gate: which experts each token goes to and with what weight (spec 5.1, HF semantics).
-struct RoutingParams {
-  ScoreFunc score_func = ScoreFunc::Softmax;
-  TopkMethod method = TopkMethod::Greedy;
-  int64_t n_groups = 1;
-  int64_t topk_groups = 1;
-  int64_t top_k = 1;
-  bool normalize = false;
-  float scale = 1.0f;
-  static RoutingParams from(const ModelConfig& c);
-};
-struct Routing {
-  Tensor experts;  // i32 [T, top_k], on the logits' device
-  Tensor weights;  // f32 [T, top_k]
-};
+// RoutingParams, Routing and ExpertGroups: kernels/op_types.h.
 // logits f32 [T, E]; bias f32 [E] (noaux_tc only) or undefined. Ties go to the lower expert index.
 Routing route(const Tensor& logits, const Tensor& bias, const RoutingParams& p);
-// The token permutation for this rank's experts [first_expert, first_expert + num_experts): assignments sorted
-// by (expert, token); expert j's run is [offsets[j], offsets[j + 1]). Host lists whatever the routing's device.
-struct ExpertGroups {
-  std::vector<int64_t> tokens;   // token index of each assignment
-  std::vector<float> weights;    // its routing weight
-  std::vector<int64_t> offsets;  // [num_experts + 1]
-};
+// The token permutation for this rank's experts [first_expert, first_expert + num_experts) (ExpertGroups).
 ExpertGroups group_by_expert(const Routing& r, int64_t first_expert, int64_t num_experts);
 
 // ---- Attention and the paged cache ---------------------------------------------------------------------------
@@ -115,7 +90,7 @@ void write_cache(Tensor& pool, const std::vector<int64_t>& slot_mapping, const T
 // Gathers the first `len` tokens of one sequence from the pool through its block table -> [len, width].
 Tensor gather_cache(const Tensor& pool, const std::vector<int32_t>& block_table, int64_t len);
 
-// Absorbed MLA attention over the paged latent cache for one sequence (spec 3.4):
+// Absorbed MLA attention over the paged latent cache for one sequence (contract: docs/kernels.md):
 // q[Tq, H, Dc + Dr] = [q_nope . W_UK | q_pe], cached rows [c (Dc) | k_pe (Dr)], scores = q . row * scale,
 // o[Tq, H, Dc] = sum_t p_t * c_t. Query i at position q_offset + i sees cached tokens 0..q_offset + i.
 Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const std::vector<int32_t>& block_table,
@@ -128,7 +103,7 @@ Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const std::vecto
 // ---- Sampling ----------------------------------------------------------------------------------------------
 // Index of the largest logit of each row of logits[R, V] (lowest index among equals).
 std::vector<int32_t> argmax_rows(const Tensor& logits);
-// One token per row of logits[R, V] with params[r] and uniforms[r] in [0, 1): the choice runtime/sampler.h's
+// One token per row of logits[R, V] with params[r] and uniforms[r] in [0, 1): the choice kernels/cpu/sampling.h's
 // sample_with_uniform makes (greedy rows ignore the uniform). On the GPU sums run in another order, so a uniform
 // within rounding of a boundary between two tokens may pick the neighbour.
 std::vector<int32_t> sample_rows(const Tensor& logits, const std::vector<SamplingParams>& params,

@@ -1,8 +1,7 @@
 // Shape checks and device dispatch for attention and the paged cache: dense causal attention (prefill, the
 // baselines), cache writes and gathers, absorbed MLA attention over the paged latent cache (one sequence or a
-// batch of them). The CPU loops here are the reference; CUDA runs kernels/cuda/{simple_attention,paged_cache}.cu.
-#include <cstring>
-
+// batch of them). The CPU backend runs kernels/cpu/{simple_attention,paged_cache}.cpp (the reference), CUDA its
+// twins kernels/cuda/{simple_attention,paged_cache}.cu.
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/op_checks.h"
@@ -17,26 +16,14 @@ using detail::require_f32;
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, int64_t q_offset, Tensor* lse) {
   const Device dev = device_of("attention", {{"q", q}, {"k", k}, {"v", v}});
   MLARUN_CHECK(q.ndim() == 3 && k.ndim() == 3 && v.ndim() == 3, "attention: q, k, v must be [tokens, heads, dim]");
-  const int64_t Tq = q.dim(0), H = q.dim(1), D = q.dim(2), Tk = k.dim(0), Hkv = k.dim(1), Dv = v.dim(2);
+  const int64_t Tq = q.dim(0), H = q.dim(1), D = q.dim(2), Tk = k.dim(0), Hkv = k.dim(1);
   MLARUN_CHECK(k.dim(2) == D && v.dim(0) == Tk && v.dim(1) == Hkv && Hkv > 0 && H % Hkv == 0,
                "attention: q ", q.describe(), ", k ", k.describe(), ", v ", v.describe(), " do not fit together");
   MLARUN_CHECK(q_offset >= 0 && q_offset + Tq <= Tk, "attention: queries at positions [", q_offset, ", ",
                q_offset + Tq, ") need that many keys, have ", Tk);
-  if (dev == Device::CUDA) return cuda_ops::attention(q, k, v, scale, q_offset, lse);
+  if (dev == Device::CUDA) return cuda::attention(q, k, v, scale, q_offset, lse);
   require_f32("attention", {{"q", q}, {"k", k}, {"v", v}});
-  Tensor o = Tensor::empty({Tq, H, Dv}, DType::F32);
-  if (lse) *lse = Tensor::empty({Tq, H}, DType::F32);
-  std::vector<float> scratch(static_cast<size_t>(Tk));
-  const int64_t group = H / Hkv;
-  for (int64_t i = 0; i < Tq; ++i)
-    for (int64_t h = 0; h < H; ++h) {
-      int64_t kh = h / group;
-      float l = cpu::attend_one(q.data<float>() + (i * H + h) * D, k.data<float>() + kh * D, Hkv * D,
-                                v.data<float>() + kh * Dv, Hkv * Dv, q_offset + i + 1, D, Dv, scale,
-                                o.data<float>() + (i * H + h) * Dv, scratch.data());
-      if (lse) lse->data<float>()[i * H + h] = l;
-    }
-  return o;
+  return cpu::attention(q, k, v, scale, q_offset, lse);
 }
 
 void write_cache(Tensor& pool, const std::vector<int64_t>& slot_mapping, const Tensor& rows) {
@@ -49,13 +36,9 @@ void write_cache(Tensor& pool, const std::vector<int64_t>& slot_mapping, const T
                pool.describe());
   for (int64_t slot : slot_mapping)
     MLARUN_CHECK(slot < slots, "write_cache: slot ", slot, " outside the pool of ", slots, " slots");
-  if (dev == Device::CUDA) return cuda_ops::write_cache(pool, slot_mapping, rows);
+  if (dev == Device::CUDA) return cuda::write_cache(pool, slot_mapping, rows);
   require_f32("write_cache", {{"pool", pool}, {"rows", rows}});
-  for (size_t t = 0; t < slot_mapping.size(); ++t) {
-    int64_t slot = slot_mapping[t];
-    if (slot < 0) continue;
-    std::memcpy(pool.data<float>() + slot * width, rows.data<float>() + int64_t(t) * width, size_t(width) * 4);
-  }
+  cpu::write_cache(pool, slot_mapping, rows);
 }
 
 namespace {
@@ -75,15 +58,9 @@ Tensor gather_cache(const Tensor& pool, const std::vector<int32_t>& block_table,
   const Device dev = device_of("gather_cache", {{"pool", pool}});
   MLARUN_CHECK(pool.ndim() == 3, "gather_cache: pool must be [blocks, block_size, width], got ", pool.describe());
   check_block_table("gather_cache", pool, block_table, len);
-  if (dev == Device::CUDA) return cuda_ops::gather_cache(pool, block_table, len);
+  if (dev == Device::CUDA) return cuda::gather_cache(pool, block_table, len);
   require_f32("gather_cache", {{"pool", pool}});
-  const int64_t bs = pool.dim(1), width = pool.dim(2);
-  Tensor out = Tensor::empty({len, width}, DType::F32);
-  for (int64_t t = 0; t < len; ++t) {
-    int64_t block = block_table[size_t(t / bs)];
-    std::memcpy(out.data<float>() + t * width, pool.data<float>() + (block * bs + t % bs) * width, size_t(width) * 4);
-  }
-  return out;
+  return cpu::gather_cache(pool, block_table, len);
 }
 
 Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const std::vector<int32_t>& block_table,
@@ -107,25 +84,9 @@ Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const std::vecto
                  ") from position ", s.start_pos, "; q has ", q.dim(0), " rows");
     check_block_table("mla_paged_attention", pool, s.block_table, s.start_pos + s.num_tokens);
   }
-  if (dev == Device::CUDA) return cuda_ops::mla_paged_attention(q, pool, sequences, kv_lora_rank, scale, lse);
+  if (dev == Device::CUDA) return cuda::mla_paged_attention(q, pool, sequences, kv_lora_rank, scale, lse);
   require_f32("mla_paged_attention", {{"q", q}, {"pool", pool}});
-  const int64_t T = q.dim(0), H = q.dim(1), D = q.dim(2);
-  Tensor o = Tensor::zeros({T, H, kv_lora_rank}, DType::F32);
-  if (lse) *lse = Tensor::zeros({T, H}, DType::F32);
-  for (const BatchSequence& s : sequences) {
-    const int64_t ctx = s.start_pos + s.num_tokens;
-    Tensor rows = gather_cache(pool, s.block_table, ctx);  // [ctx, Dc + Dr]: keys, and values in [:Dc]
-    std::vector<float> scratch(static_cast<size_t>(ctx));
-    for (int64_t i = 0; i < s.num_tokens; ++i)
-      for (int64_t h = 0; h < H; ++h) {
-        const int64_t row = (s.token_start + i) * H + h;
-        float l = cpu::attend_one(q.data<float>() + row * D, rows.data<float>(), D, rows.data<float>(), D,
-                                  s.start_pos + i + 1, D, kv_lora_rank, scale,
-                                  o.data<float>() + row * kv_lora_rank, scratch.data());
-        if (lse) lse->data<float>()[row] = l;
-      }
-  }
-  return o;
+  return cpu::mla_paged_attention(q, pool, sequences, kv_lora_rank, scale, lse);
 }
 
 }  // namespace mlarun::ops

@@ -1,9 +1,8 @@
-// Shape checks and device dispatch for the data-movement ops the model uses instead of touching memory itself:
-// dtype conversion, column slices, concatenation, transposes, row gathers and weighted scatter-adds, copies
-// into views. On the CPU the copies move bytes of any dtype; scatter_add sums in f32.
-#include <algorithm>
-#include <cstring>
-
+// Argument checks and device dispatch for the data-movement ops the model uses instead of touching memory
+// itself: dtype conversion, column slices, concatenation, transposes, row gathers and weighted scatter-adds,
+// copies into views. The CPU backend (kernels/cpu/data_movement.cpp) moves bytes of any dtype; scatter_add sums
+// in f32.
+#include "kernels/cpu/cpu_ops.h"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/op_checks.h"
 #include "kernels/ops.h"
@@ -14,20 +13,11 @@ namespace mlarun::ops {
 
 using detail::device_of;
 
-namespace {
-// Rows of x seen as [rows, last dimension].
-int64_t leading_rows(const Tensor& x) {
-  int64_t n = 1;
-  for (int i = 0; i + 1 < x.ndim(); ++i) n *= x.dim(i);
-  return n;
-}
-}  // namespace
-
 Tensor convert(const Tensor& x, DType dtype) {
   const Device dev = device_of("convert", {{"x", x}});
   if (x.dtype() == dtype) return x;
-  if (dev == Device::CUDA) return cuda_ops::convert(x, dtype);
-  return x.to_dtype(dtype);
+  if (dev == Device::CUDA) return cuda::convert(x, dtype);
+  return cpu::convert(x, dtype);
 }
 
 Tensor to_host_f32(const Tensor& x) {
@@ -39,17 +29,8 @@ Tensor narrow_last_dim(const Tensor& x, int64_t start, int64_t len) {
   const Device dev = device_of("narrow_last_dim", {{"x", x}});
   MLARUN_CHECK(x.ndim() >= 1 && start >= 0 && len >= 0 && start + len <= x.dim(-1), "narrow_last_dim: columns [",
                start, ", ", start + len, ") of ", x.describe());
-  if (dev == Device::CUDA) return cuda_ops::narrow_last_dim(x, start, len);
-  Shape shape = x.shape();
-  const int64_t cols = shape.back(), rows = leading_rows(x);
-  shape.back() = len;
-  Tensor out = Tensor::empty(shape, x.dtype());
-  const size_t es = dtype_size(x.dtype());
-  const auto* src = static_cast<const char*>(x.raw());
-  auto* dst = static_cast<char*>(out.raw());
-  for (int64_t r = 0; r < rows; ++r)
-    std::memcpy(dst + size_t(r * len) * es, src + size_t(r * cols + start) * es, size_t(len) * es);
-  return out;
+  if (dev == Device::CUDA) return cuda::narrow_last_dim(x, start, len);
+  return cpu::narrow_last_dim(x, start, len);
 }
 
 Tensor concat_last_dim(const Tensor& a, const Tensor& b) {
@@ -62,38 +43,15 @@ Tensor concat_last_dim(const Tensor& a, const Tensor& b) {
   MLARUN_CHECK(same_rows, "concat_last_dim: ", a.describe(), " and ", b.describe(),
                " differ before the last dimension (b may have 1 where a has heads)");
   const int64_t repeat = broadcast ? a.dim(-2) : 1;
-  if (dev == Device::CUDA) return cuda_ops::concat_last_dim(a, b, repeat);
-  Shape shape = a.shape();
-  const int64_t da = a.dim(-1), db = b.dim(-1), n_rows = leading_rows(a);
-  shape.back() = da + db;
-  Tensor out = Tensor::empty(shape, a.dtype());
-  const size_t es = dtype_size(a.dtype());
-  const auto* pa = static_cast<const char*>(a.raw());
-  const auto* pb = static_cast<const char*>(b.raw());
-  auto* dst = static_cast<char*>(out.raw());
-  for (int64_t r = 0; r < n_rows; ++r) {
-    std::memcpy(dst + size_t(r * (da + db)) * es, pa + size_t(r * da) * es, size_t(da) * es);
-    std::memcpy(dst + size_t(r * (da + db) + da) * es, pb + size_t((r / repeat) * db) * es, size_t(db) * es);
-  }
-  return out;
+  if (dev == Device::CUDA) return cuda::concat_last_dim(a, b, repeat);
+  return cpu::concat_last_dim(a, b, repeat);
 }
 
 Tensor transpose_last_two(const Tensor& x) {
   const Device dev = device_of("transpose_last_two", {{"x", x}});
   MLARUN_CHECK(x.ndim() >= 2, "transpose_last_two: x must have two dimensions or more, got ", x.describe());
-  if (dev == Device::CUDA) return cuda_ops::transpose_last_two(x);
-  Shape shape = x.shape();
-  const int64_t P = shape[shape.size() - 2], Q = shape.back(), batch = P != 0 && Q != 0 ? x.numel() / (P * Q) : 0;
-  std::swap(shape[shape.size() - 2], shape.back());
-  Tensor out = Tensor::empty(shape, x.dtype());
-  const size_t es = dtype_size(x.dtype());
-  const auto* src = static_cast<const char*>(x.raw());
-  auto* dst = static_cast<char*>(out.raw());
-  for (int64_t b = 0; b < batch; ++b)
-    for (int64_t p = 0; p < P; ++p)
-      for (int64_t q = 0; q < Q; ++q)
-        std::memcpy(dst + size_t((b * Q + q) * P + p) * es, src + size_t((b * P + p) * Q + q) * es, es);
-  return out;
+  if (dev == Device::CUDA) return cuda::transpose_last_two(x);
+  return cpu::transpose_last_two(x);
 }
 
 Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& rows) {
@@ -101,15 +59,8 @@ Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& rows) {
   MLARUN_CHECK(x.ndim() >= 1, "gather_rows: x must have rows, got ", x.describe());
   for (int64_t r : rows)
     MLARUN_CHECK(r >= 0 && r < x.dim(0), "gather_rows: row ", r, " outside the ", x.dim(0), " rows of ", x.describe());
-  if (dev == Device::CUDA) return cuda_ops::gather_rows(x, rows);
-  Shape shape = x.shape();
-  shape[0] = int64_t(rows.size());
-  Tensor out = Tensor::empty(shape, x.dtype());
-  const size_t row_bytes = x.dim(0) ? x.nbytes() / size_t(x.dim(0)) : 0;
-  for (size_t i = 0; i < rows.size(); ++i)
-    std::memcpy(static_cast<char*>(out.raw()) + i * row_bytes,
-                static_cast<const char*>(x.raw()) + size_t(rows[i]) * row_bytes, row_bytes);
-  return out;
+  if (dev == Device::CUDA) return cuda::gather_rows(x, rows);
+  return cpu::gather_rows(x, rows);
 }
 
 void scatter_add_rows(Tensor& dst, const std::vector<int64_t>& rows, const Tensor& src,
@@ -123,14 +74,9 @@ void scatter_add_rows(Tensor& dst, const std::vector<int64_t>& rows, const Tenso
   for (int64_t r : rows)
     MLARUN_CHECK(r >= 0 && r < dst.dim(0), "scatter_add_rows: row ", r, " outside the ", dst.dim(0), " rows of ",
                  dst.describe());
-  if (dev == Device::CUDA) return cuda_ops::scatter_add_rows(dst, rows, src, weights);
+  if (dev == Device::CUDA) return cuda::scatter_add_rows(dst, rows, src, weights);
   detail::require_f32("scatter_add_rows", {{"dst", dst}, {"src", src}});
-  const int64_t D = dst.dim(0) ? dst.numel() / dst.dim(0) : 0;
-  for (size_t i = 0; i < rows.size(); ++i) {
-    float* out = dst.data<float>() + rows[i] * D;
-    const float* in = src.data<float>() + int64_t(i) * D;
-    for (int64_t d = 0; d < D; ++d) out[d] += weights[i] * in[d];
-  }
+  cpu::scatter_add_rows(dst, rows, src, weights);
 }
 
 void copy_into(const Tensor& dst, const Tensor& src) {

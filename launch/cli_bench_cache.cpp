@@ -9,15 +9,18 @@
 #include <tuple>
 #include <unistd.h>
 
-#include "launch/bench_common.h"
-#include "launch/cache_report.h"
+#include "bench/bench_common.h"
+#include "bench/cache_report.h"
+#include "bench/text_table.h"
 #include "launch/commands.h"
-#include "launch/text_table.h"
 #include "runtime/device.h"
 #include "runtime/error.h"
+#include "runtime/json.h"
 #include "runtime/runtime_options.h"
 
 namespace mlarun::cli {
+
+using namespace mlarun::bench;  // the report writers and table helpers
 
 namespace {
 
@@ -79,12 +82,12 @@ Command add_bench_cache_command(CLI::App& bench) {
   auto seq_len = std::make_shared<int64_t>(4096);
   auto block_size = std::make_shared<int64_t>(64);
   cmd->add_option("--config", *config_path, "DeepSeek (JSON/YAML) or Hugging Face config")->required();
-  cmd->add_option("--tp", *tp, "Tensor-parallel degrees, comma-separated (default 1,2,4,8)");
-  cmd->add_option("--memory-gib", *memory_gib, "Memory per GPU in GiB, before this rank's bf16 weights (default 80)");
-  cmd->add_option("--seq-len,--max-model-len", *seq_len, "Tokens per sequence for the concurrency figure (default 4096)");
-  cmd->add_option("--kv-dtype", *kv_dtypes, "Cache dtypes, comma-separated (default bf16,fp8)");
-  cmd->add_option("--gqa-groups", *gqa_groups, "GQA key/value group counts to compare, comma-separated (default 8)");
-  cmd->add_option("--block-size", *block_size, "Tokens per cache block, 1 to 256 (default 64)");
+  cmd->add_option("--tp", *tp, "Tensor-parallel degrees, comma-separated");
+  cmd->add_option("--memory-gib", *memory_gib, "Memory per GPU in GiB, before this rank's bf16 weights");
+  cmd->add_option("--seq-len,--max-model-len", *seq_len, "Tokens per sequence for the concurrency figure");
+  cmd->add_option("--kv-dtype", *kv_dtypes, "Cache dtypes, comma-separated");
+  cmd->add_option("--gqa-groups", *gqa_groups, "GQA key/value group counts to compare, comma-separated");
+  cmd->add_option("--block-size", *block_size, "Tokens per cache block, 1 to 256");
   auto* measure_option = cmd->add_option("--measure-gib", *measure_gib,
                   "Budget of the real allocation in GiB (default: 1 on the host, the real budget on a GPU; 0: skip)");
   cmd->add_option("--json", *json_out, "Write the records as JSON here");
@@ -104,8 +107,9 @@ Command add_bench_cache_command(CLI::App& bench) {
             s.kv_dtypes = parse_kv_dtypes(*kv_dtypes, "--kv-dtype");
             if (!(*memory_gib > 0)) fail("option --memory-gib: value ", *memory_gib, ": must be positive");
             if (*seq_len < 1) fail("option --seq-len: value ", *seq_len, ": must be at least 1");
-            if (*block_size < 1 || *block_size > RuntimeOptions::kMaxBlockSize)
-              fail("option --block-size: value ", *block_size, ": must lie in [1, ", RuntimeOptions::kMaxBlockSize, "]");
+            RuntimeOptions runtime;  // the block size a real run would take, checked by the same rules
+            runtime.block_size = *block_size;
+            runtime.validate();
             s.memory_bytes = int64_t(*memory_gib * kGiB);
             s.seq_len = *seq_len;
             s.block_size = *block_size;
@@ -130,7 +134,7 @@ Command add_bench_cache_command(CLI::App& bench) {
             std::cout << per_token_table(c, s, kinds) << "\n" << per_rank_table(c, s, records) << "\n"
                       << cache_notes(c, s, records);
             if (!json_out->empty()) {
-              write_text_file(*json_out, cache_records_json(c, s, records).dump(2) + "\n", "--json");
+              write_text_file(*json_out, json::dump(cache_records_json(c, s, records), 2) + "\n", "--json");
               std::cout << "JSON:  " << *json_out << "\n";
             }
             if (!chart_out->empty())

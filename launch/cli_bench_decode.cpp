@@ -12,14 +12,15 @@
 #include <iostream>
 #include <unistd.h>
 
-#include "launch/bench_common.h"
+#include "bench/baseline_attention.h"
+#include "bench/bench_common.h"
+#include "bench/cache_measurement.h"
+#include "bench/random_weights.h"
+#include "bench/text_table.h"
+#include "engine/block_manager.h"
 #include "launch/cli_common.h"
 #include "launch/commands.h"
-#include "launch/text_table.h"
-#include "model/cache_measurement.h"
 #include "model/deepseek_model.h"
-#include "model/random_weights.h"
-#include "runtime/block_manager.h"
 #include "runtime/cache_pool.h"
 #include "runtime/device.h"
 #include "runtime/error.h"
@@ -27,6 +28,8 @@
 #include "runtime/runtime_options.h"
 
 namespace mlarun::cli {
+
+using namespace mlarun::bench;  // the report writers and table helpers
 
 namespace {
 
@@ -94,7 +97,7 @@ DecodeResult run_one(const ModelConfig& c, const AttentionKind& kind, const Deco
     check_fits_in_host_memory(c, kind, s);
   SingleCommunicator comm;
   RandomWeights weights(c, kind, s.seed);
-  DeepseekModel model(c, weights, comm, kind, placement);
+  DeepseekModel model(c, weights, comm, placement, {}, attention_factory(kind));
   DecodeResult r;
   r.kind = kind;
   r.kv_heads = kind.kv_heads(c);
@@ -120,11 +123,7 @@ DecodeResult run_one(const ModelConfig& c, const AttentionKind& kind, const Deco
     }
     seq.append_token(int32_t((b * 31 + 1) % c.vocab_size));
     blocks.may_append(seq);
-    batch.token_ids.push_back(seq.last_token());
-    batch.positions.push_back(L);
-    batch.slot_mapping.push_back(seq.slot(L, bs));
-    batch.sequences.push_back({b, 1, L, seq.block_table});
-    batch.logit_rows.push_back(b);
+    batch.logit_rows.push_back(batch.add_sequence({seq.last_token()}, L, seq.block_table, bs));
   }
   r.cache_values_read = s.batch * c.n_layers * (L + 1) * r.cache_width;
 
@@ -168,36 +167,36 @@ json::Value results_json(const std::vector<DecodeResult>& results, const DecodeS
     double sum = 0;
     for (double x : r.latencies) lat.push_back(x), sum += x;
     json::Value j = json::Value::object();
-    j.set("attention", r.kind.name());
-    j.set("num_kv_heads", r.kv_heads);
-    j.set("kv_cache_width", r.cache_width);
-    j.set("weights_bytes_f32", r.weight_values * 4);
-    j.set("weights_bytes_as_run", r.weight_values * r.element_bytes);
-    j.set("cache_bytes_read_per_step", r.cache_values_read * r.element_bytes);
-    j.set("cache_bytes_read_per_step_bf16", r.cache_values_read * 2);
-    j.set("avg_latency", sum / double(r.latencies.size()));
-    j.set("median_latency", r.median());
-    j.set("min_latency", *std::min_element(r.latencies.begin(), r.latencies.end()));
-    j.set("latencies", lat);
-    j.set("tokens_per_second", double(s.batch) / r.median());
+    j["attention"] = r.kind.name();
+    j["num_kv_heads"] = r.kv_heads;
+    j["kv_cache_width"] = r.cache_width;
+    j["weights_bytes_f32"] = r.weight_values * 4;
+    j["weights_bytes_as_run"] = r.weight_values * r.element_bytes;
+    j["cache_bytes_read_per_step"] = r.cache_values_read * r.element_bytes;
+    j["cache_bytes_read_per_step_bf16"] = r.cache_values_read * 2;
+    j["avg_latency"] = sum / double(r.latencies.size());
+    j["median_latency"] = r.median();
+    j["min_latency"] = *std::min_element(r.latencies.begin(), r.latencies.end());
+    j["latencies"] = lat;
+    j["tokens_per_second"] = double(s.batch) / r.median();
     list.push_back(j);
   }
   json::Value out = json::Value::object();
-  out.set("benchmark", "decode");
-  out.set("config", s.config_path);
-  out.set("device", device_name(s.device));
-  out.set("dtype", s.device == Device::CUDA ? "bf16" : "f32");
-  out.set("cpu", cpu_name());
-  if (s.device == Device::CUDA) out.set("gpu", gpu_name());
-  out.set("num_layers", s.layers);
-  out.set("model_num_layers", full.n_layers);
-  out.set("batch_size", s.batch);
-  out.set("input_len", s.seq_len);
-  out.set("output_len", int64_t(1));
-  out.set("block_size", s.block_size);
-  out.set("num_iters_warmup", s.warmup);
-  out.set("num_iters", s.iters);
-  out.set("records", list);
+  out["benchmark"] = "decode";
+  out["config"] = s.config_path;
+  out["device"] = device_name(s.device);
+  out["dtype"] = s.device == Device::CUDA ? "bf16" : "f32";
+  out["cpu"] = cpu_name();
+  if (s.device == Device::CUDA) out["gpu"] = gpu_name();
+  out["num_layers"] = s.layers;
+  out["model_num_layers"] = full.n_layers;
+  out["batch_size"] = s.batch;
+  out["input_len"] = s.seq_len;
+  out["output_len"] = int64_t(1);
+  out["block_size"] = s.block_size;
+  out["num_iters_warmup"] = s.warmup;
+  out["num_iters"] = s.iters;
+  out["records"] = list;
   return out;
 }
 
@@ -209,15 +208,15 @@ Command add_bench_decode_command(CLI::App& bench) {
   auto attention = std::make_shared<std::string>("mla,mha,gqa:8,mqa");
   auto json_out = std::make_shared<std::string>();
   cmd->add_option("--config", s->config_path, "DeepSeek (JSON/YAML) or Hugging Face config")->required();
-  cmd->add_option("--layers", s->layers, "Keep the first K layers (default 2)");
-  cmd->add_option("--batch,--batch-size", s->batch, "Sequences decoding together (default 8)");
-  cmd->add_option("--seq-len,--input-len", s->seq_len, "Tokens already cached per sequence (default 1024)");
+  cmd->add_option("--layers", s->layers, "Keep the first K layers");
+  cmd->add_option("--batch,--batch-size", s->batch, "Sequences decoding together");
+  cmd->add_option("--seq-len,--input-len", s->seq_len, "Tokens already cached per sequence");
   cmd->add_option("--attention", *attention, "Kinds to compare: mla, mha, gqa:G, mqa, comma-separated");
-  cmd->add_option("--iters,--num-iters", s->iters, "Timed steps (default 5)");
-  cmd->add_option("--warmup,--num-iters-warmup", s->warmup, "Untimed steps first (default 1)");
-  cmd->add_option("--block-size", s->block_size, "Tokens per cache block, 1 to 256 (default 64)");
+  cmd->add_option("--iters,--num-iters", s->iters, "Timed steps");
+  cmd->add_option("--warmup,--num-iters-warmup", s->warmup, "Untimed steps first");
+  cmd->add_option("--block-size", s->block_size, "Tokens per cache block, 1 to 256");
   cmd->add_option("--seed", s->seed, "Seed of the random weights and cache rows");
-  cmd->add_option("--device", s->device_name, "cpu (default), cuda (bf16) or auto (cuda when a GPU exists)");
+  cmd->add_option("--device", s->device_name, "cpu, cuda (bf16) or auto (cuda when a GPU exists)");
   cmd->add_option("--json", *json_out, "Write the results as JSON here");
   return {cmd, [=]() {
             ModelConfig full = load_model_config(s->config_path);
@@ -227,8 +226,11 @@ Command add_bench_decode_command(CLI::App& bench) {
             if (s->seq_len < 1) fail("option --seq-len: value ", s->seq_len, ": must be at least 1");
             if (s->iters < 1) fail("option --iters: value ", s->iters, ": must be at least 1");
             if (s->warmup < 0) fail("option --warmup: value ", s->warmup, ": must not be negative");
-            if (s->block_size < 1 || s->block_size > RuntimeOptions::kMaxBlockSize)
-              fail("option --block-size: value ", s->block_size, ": must lie in [1, ", RuntimeOptions::kMaxBlockSize, "]");
+            RuntimeOptions runtime;  // the options a real run would take, checked by the same rules
+            runtime.block_size = s->block_size;
+            runtime.max_num_seqs = s->batch;
+            runtime.max_model_len = s->seq_len + 1;
+            runtime.validate_for(full);
             std::vector<AttentionKind> kinds = parse_attention_kinds(*attention, full.n_heads, "--attention");
             s->device = resolve_device(s->device_name);
             ModelConfig c = full;
@@ -255,7 +257,7 @@ Command add_bench_decode_command(CLI::App& bench) {
             }
             std::cout << results_table(results, *s);
             if (!json_out->empty()) {
-              write_text_file(*json_out, results_json(results, *s, full).dump(2) + "\n", "--json");
+              write_text_file(*json_out, json::dump(results_json(results, *s, full), 2) + "\n", "--json");
               std::cout << "JSON: " << *json_out << "\n";
             }
             return 0;

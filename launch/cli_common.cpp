@@ -1,10 +1,13 @@
 // Shared model options and session set-up (see cli_common.h).
 #include "launch/cli_common.h"
 
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <iostream>
 
+#include "bench/text_table.h"
 #include "launch/distributed.h"
 #include "runtime/device.h"
 #include "runtime/error.h"
@@ -12,18 +15,35 @@
 namespace mlarun::cli {
 
 void add_model_options(CLI::App& cmd, ModelOptions& o) {
+  RuntimeOptions& r = o.runtime;
   cmd.add_option("--model", o.model_dir, "Hugging Face checkpoint directory (config.json + safetensors)")->required();
   cmd.add_option("--device", o.device, "auto, cpu or cuda (auto: cuda when a GPU exists; cuda runs in bf16)");
-  cmd.add_option("--tp,--tensor-parallel-size", o.runtime.tp, "Tensor-parallel ranks (run under mpirun -np N)");
+  cmd.add_option("--tensor-parallel-size,--tp", r.tp, "Tensor-parallel ranks (run under mpirun -np N)");
   cmd.add_option("--comm", o.comm, "Communicator: auto, nccl, mpi or single");
-  cmd.add_option("--block-size", o.runtime.block_size, "Tokens per cache block, 1 to 256");
-  cmd.add_option("--num-blocks", o.runtime.num_blocks, "Cache blocks per layer (default: sized from memory)");
-  o.max_seq_len_option = cmd.add_option("--max-seq-len,--max-model-len", o.runtime.max_seq_len,
-                                        "Longest prompt + generation (default: min(4096, the model's))");
-  cmd.add_option("--max-batch-size,--max-num-seqs", o.runtime.max_batch_size, "Sequences per step");
-  cmd.add_option("--max-num-batched-tokens", o.runtime.max_num_batched_tokens, "Tokens per step (prefill chunks)");
-  cmd.add_option("--gpu-memory-utilization", o.runtime.gpu_memory_utilization, "Fraction of GPU memory to use");
-  cmd.add_flag("--no-prefix-caching", o.no_prefix_caching, "Do not share cached prompt prefixes between requests");
+  cmd.add_option("--block-size", r.block_size, "Tokens per cache block, 1 to 256");
+  cmd.add_option("--num-gpu-blocks-override,--num-blocks", r.num_blocks,
+                 "Cache blocks per layer; -1 sizes the cache from memory");
+  cmd.add_option("--kv-cache-dtype", o.kv_cache_dtype,
+                 "Cache dtype: auto (the model's: f32 on the CPU, bf16 on a GPU)");
+  o.max_model_len_option =
+      cmd.add_option("--max-model-len,--max-seq-len", r.max_model_len,
+                     "Longest prompt + generation; when not given: min(4096, the model's max_seq_len)");
+  cmd.add_option("--max-num-seqs,--max-batch-size", r.max_num_seqs, "Sequences per step");
+  cmd.add_option("--max-num-batched-tokens", r.max_num_batched_tokens, "Tokens per step (prefill chunks and decodes)");
+  cmd.add_option("--gpu-memory-utilization", r.gpu_memory_utilization, "Fraction of GPU memory to use, (0, 1]");
+  cmd.add_flag("--enable-prefix-caching,!--no-enable-prefix-caching,!--no-prefix-caching", r.enable_prefix_caching,
+               "Share the cache of common prompt prefixes between requests (default: on)");
+}
+
+void ProgressLine::update(const std::string& text, bool final) {
+  static const bool terminal = isatty(fileno(stderr)) != 0;
+  const double now = std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  if (!final && now - last_ < (terminal ? 0.5 : 5.0)) return;
+  last_ = now;
+  if (terminal)
+    std::fprintf(stderr, "\rmlarun: %s%s", text.c_str(), final ? "\n" : "");
+  else
+    std::fprintf(stderr, "mlarun: %s\n", text.c_str());
 }
 
 std::vector<int32_t> parse_id_list(const std::string& text, const std::string& option) {
@@ -54,40 +74,36 @@ Device resolve_device(const std::string& device) {
   return Device::CUDA;
 }
 
-Session open_session(ModelOptions& o, bool prefix_caching) {
-  o.runtime.device = resolve_device(o.device);
+Session open_session(ModelOptions& o) {
   Session s;
-  s.comm = make_session_communicator(o.comm, o.runtime.tp);
-  ModelConfig config = load_model_config_from_dir(o.model_dir);
-  if (o.max_seq_len_option->count() == 0) o.runtime.max_seq_len = std::min<int64_t>(4096, config.max_seq_len);
+  RuntimeOptions& r = s.options;
+  r = o.runtime;
+  r.device = resolve_device(o.device);
+  r.kv_cache_dtype = parse_kv_cache_dtype(o.kv_cache_dtype);
+  s.comm = make_session_communicator(o.comm, r.tp);
+  s.config = load_model_config_from_dir(o.model_dir);
+  if (o.max_model_len_option->count() == 0) r.max_model_len = std::min<int64_t>(4096, s.config.max_seq_len);
+  r.eos_token_id = int32_t(s.config.eos_token_id);
+  r.validate_for(s.config);
   const auto load_start = std::chrono::steady_clock::now();
   LoadProgress progress;
   if (s.is_driver())
-    progress = [load_start, last = load_start](int64_t done, int64_t total) mutable {
-      // One line, rewritten at most twice a second, and the final count.
-      auto now = std::chrono::steady_clock::now();
-      if (done < total && now - last < std::chrono::milliseconds(500)) return;
-      last = now;
-      std::fprintf(stderr, "\rmlarun: loading weights: layer %lld/%lld (%.1f s)%s", (long long)done, (long long)total,
-                   std::chrono::duration<double>(now - load_start).count(), done == total ? "\n" : "");
+    progress = [load_start, line = std::make_shared<ProgressLine>()](int64_t done, int64_t total) {
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - load_start).count();
+      line->update(detail::concat("loading weights: layer ", done, "/", total, " (", bench::fixed(seconds, 1), " s)"),
+                   done == total);
     };
-  s.runner = std::make_unique<DeepseekRunner>(o.model_dir, o.runtime, *s.comm, progress);
+  s.runner = std::make_unique<DeepseekRunner>(s.config, o.model_dir, r, *s.comm, progress);
   const CacheCapacity& cap = s.runner->capacity();
-  s.scheduler.max_num_seqs = o.runtime.max_batch_size;
-  s.scheduler.max_num_batched_tokens = o.runtime.max_num_batched_tokens;
-  s.scheduler.max_model_len = o.runtime.max_seq_len;
-  s.scheduler.block_size = cap.block_size;
-  s.scheduler.num_blocks = cap.num_blocks;
-  s.scheduler.enable_prefix_caching = prefix_caching && !o.no_prefix_caching;
-  s.scheduler.eos_token_id = int32_t(config.eos_token_id);
+  r.num_blocks = cap.num_blocks;  // the scheduler uses the whole cache the runner sized
   if (s.is_driver()) {
-    const std::string where = o.runtime.device == Device::CUDA ? "cuda (" + gpu_name() + ", bf16)" : "cpu (f32)";
+    const std::string where = r.device == Device::CUDA ? "cuda (" + gpu_name() + ", bf16)" : "cpu (f32)";
     std::fprintf(stderr, "mlarun: %s on %s, tp %d (%s); latent cache: %lld blocks x %lld tokens = %lld tokens (%.1f MiB)\n",
                  o.model_dir.c_str(), where.c_str(), s.comm->world_size(), s.comm->backend(), (long long)cap.num_blocks,
                  (long long)cap.block_size, (long long)cap.tokens(),
                  double(cap.num_blocks * cap.bytes_per_block) / (1 << 20));
     std::fprintf(stderr, "mlarun: maximum concurrency for %lld tokens per request: %.2fx\n",
-                 (long long)o.runtime.max_seq_len, cap.max_concurrency(o.runtime.max_seq_len));
+                 (long long)r.max_model_len, cap.max_concurrency(r.max_model_len));
   }
   return s;
 }

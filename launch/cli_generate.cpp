@@ -6,10 +6,10 @@
 #include <iostream>
 #include <memory>
 
+#include "engine/engine.h"
 #include "launch/cli_common.h"
 #include "launch/commands.h"
 #include "launch/requests_file.h"
-#include "runtime/engine.h"
 #include "runtime/error.h"
 #include "runtime/json.h"
 #include "runtime/safetensors.h"
@@ -20,60 +20,59 @@ namespace {
 
 json::Value ids_json(const std::vector<int32_t>& ids) {
   json::Value a = json::Value::array();
-  for (int32_t t : ids) a.push_back(json::Value(int64_t(t)));
+  for (int32_t t : ids) a.push_back(int64_t(t));
   return a;
 }
 
 json::Value result_json(const RequestOutput& r) {
   json::Value j = json::Value::object();
-  j.set("id", r.id);
-  j.set("tokens", ids_json(r.token_ids));
-  j.set("finish_reason", finish_reason_name(r.finish_reason));
-  if (!r.error.empty()) j.set("error", r.error);
+  j["id"] = r.id;
+  j["tokens"] = ids_json(r.token_ids);
+  j["finish_reason"] = finish_reason_name(r.finish_reason);
+  if (!r.error.empty()) j["error"] = r.error;
   return j;
 }
 
 json::Value cache_json(const BlockManagerStats& st) {
   json::Value cache = json::Value::object();
-  cache.set("blocks_total", st.num_blocks);
-  cache.set("blocks_used", st.used);
-  cache.set("blocks_free", st.free);
-  cache.set("blocks_shared", st.shared);
-  cache.set("prefix_queries", st.prefix_queries);
-  cache.set("prefix_hits", st.prefix_hits);
-  cache.set("prefix_cache_hit_rate", st.hit_rate());
-  cache.set("tokens_stored", st.tokens_stored);
-  cache.set("slots_reserved", st.slots_reserved);
+  cache["blocks_total"] = st.num_blocks;
+  cache["blocks_used"] = st.used;
+  cache["blocks_free"] = st.free;
+  cache["blocks_shared"] = st.shared;
+  cache["prefix_queries"] = st.prefix_queries;
+  cache["prefix_hits"] = st.prefix_hits;
+  cache["prefix_cache_hit_rate"] = st.hit_rate();
+  cache["tokens_stored"] = st.tokens_stored;
+  cache["slots_reserved"] = st.slots_reserved;
   return cache;
 }
 
 json::Value summary_json(const Engine& engine, int64_t num_requests, int64_t failed) {
   // The cache at the end (every block back in the pool, prefix counters for the whole run) and at its fullest.
   json::Value cache = cache_json(engine.scheduler().block_manager().stats());
-  cache.set("peak", cache_json(engine.stats().peak_cache));
+  cache["peak"] = cache_json(engine.stats().peak_cache);
   const EngineStats& es = engine.stats();
   json::Value s = json::Value::object();
-  s.set("num_requests", num_requests);
-  s.set("num_failed", failed);
-  s.set("steps", es.steps);
-  s.set("prompt_tokens_computed", es.prompt_tokens_computed);
-  s.set("generated_tokens", es.generated_tokens);
-  s.set("elapsed_s", es.seconds);
-  s.set("output_throughput_tok_s", es.seconds > 0 ? double(es.generated_tokens) / es.seconds : 0.0);
-  s.set("num_preemptions", engine.scheduler().num_preemptions());
-  s.set("peak_running_sequences", es.peak_running);
-  s.set("cache", cache);
+  s["num_requests"] = num_requests;
+  s["num_failed"] = failed;
+  s["steps"] = es.steps;
+  s["prompt_tokens_computed"] = es.prompt_tokens_computed;
+  s["generated_tokens"] = es.generated_tokens;
+  s["elapsed_s"] = es.seconds;
+  s["output_throughput_tok_s"] = es.seconds > 0 ? double(es.generated_tokens) / es.seconds : 0.0;
+  s["num_preemptions"] = engine.scheduler().num_preemptions();
+  s["peak_running_sequences"] = es.peak_running;
+  s["cache"] = cache;
   return s;
 }
 
 void print_progress(int64_t done, int64_t total, const EngineStats& st) {
-  static auto last = std::chrono::steady_clock::time_point();
-  auto now = std::chrono::steady_clock::now();
-  if (done < total && now - last < std::chrono::milliseconds(500)) return;
-  last = now;
-  std::fprintf(stderr, "\rmlarun: %lld/%lld requests done, %lld tokens generated, %.1f tok/s%s", (long long)done,
-               (long long)total, (long long)st.generated_tokens, st.seconds > 0 ? st.generated_tokens / st.seconds : 0.0,
-               done == total ? "\n" : "");
+  static ProgressLine line;
+  char rate[32];
+  std::snprintf(rate, sizeof rate, "%.1f", st.seconds > 0 ? double(st.generated_tokens) / st.seconds : 0.0);
+  line.update(detail::concat(done, "/", total, " requests done, ", st.generated_tokens, " tokens generated, ", rate,
+                             " tok/s"),
+              done == total);
 }
 
 }  // namespace
@@ -88,13 +87,13 @@ Command add_generate_command(CLI::App& app) {
   auto json_out = std::make_shared<bool>(false);
   auto params = std::make_shared<SamplingParams>();
   add_model_options(*cmd, *o);
-  auto* p = cmd->add_option("--prompt-ids", *prompt_ids, "Prompt token ids, comma-separated");
+  auto* p = cmd->add_option("--prompt-ids,--tokens", *prompt_ids, "Prompt token ids, comma-separated");
   auto* r = cmd->add_option("--requests", *requests, "JSONL file, one request a line (prompt_ids, max_tokens, ...)");
   p->excludes(r);
   cmd->add_option("--out", *out, "Write one JSON result a line here (default: stdout)");
   cmd->add_option("--logits-out", *logits_out, "With --prompt-ids: write each step's logits (tensor 'logits')");
   cmd->add_flag("--json", *json_out, "With --prompt-ids: print the result as JSON");
-  cmd->add_option("--max-new-tokens,--max-tokens", params->max_tokens, "Tokens to generate (default 16)");
+  cmd->add_option("--max-new-tokens,--max-tokens", params->max_tokens, "Tokens to generate");
   cmd->add_option("--temperature", params->temperature, "0 = greedy");
   cmd->add_option("--top-p", params->top_p, "Nucleus sampling mass, (0, 1]");
   cmd->add_option("--top-k", params->top_k, "Keep the k most likely tokens (0 = all)");
@@ -107,8 +106,8 @@ Command add_generate_command(CLI::App& app) {
               specs.push_back({parse_id_list(*prompt_ids, "--prompt-ids"), *params});
             else
               specs = read_requests_file(*requests, *params);
-            Session s = open_session(*o, /*prefix_caching=*/true);
-            Engine engine(s.scheduler, *s.runner);
+            Session s = open_session(*o);
+            Engine engine(s.options, *s.runner);
             RequestOptions options{!logits_out->empty(), false};
             for (RequestSpec& spec : specs) engine.add_request(std::move(spec.prompt), spec.params, options);
             std::vector<RequestOutput> results =
@@ -127,8 +126,8 @@ Command add_generate_command(CLI::App& app) {
               }
               if (*json_out) {
                 json::Value j = result_json(res);
-                j.set("stats", summary_json(engine, 1, failed));
-                std::cout << j.dump() << "\n";
+                j["stats"] = summary_json(engine, 1, failed);
+                std::cout << json::dump(j) << "\n";
               } else {
                 for (size_t i = 0; i < res.token_ids.size(); ++i) std::cout << (i ? "," : "") << res.token_ids[i];
                 std::cout << "\n";
@@ -141,11 +140,11 @@ Command add_generate_command(CLI::App& app) {
               if (!file) fail("cannot write --out file '", *out, "'");
             }
             std::ostream& sink = out->empty() ? std::cout : file;
-            for (const RequestOutput& res : results) sink << result_json(res).dump() << "\n";
+            for (const RequestOutput& res : results) sink << json::dump(result_json(res)) << "\n";
             for (const RequestOutput& res : results)
               if (res.finish_reason == FinishReason::Abort)
                 std::fprintf(stderr, "mlarun: request %lld failed: %s\n", (long long)res.id, res.error.c_str());
-            std::cerr << "mlarun: summary " << summary_json(engine, int64_t(results.size()), failed).dump() << "\n";
+            std::cerr << "mlarun: summary " << json::dump(summary_json(engine, int64_t(results.size()), failed)) << "\n";
             return failed == int64_t(results.size()) ? 1 : 0;
           }};
 }

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "launch/commands.h"
+#include "runtime/json.h"
 #include "runtime/model_config.h"
 #include "runtime/safetensors.h"
 
@@ -90,7 +91,7 @@ Command add_info_command(CLI::App& app) {
     }
     ModelConfig cfg = config->empty() ? load_model_config_from_dir(*model) : load_model_config(*config);
     if (*json_out) {
-      std::cout << cfg.to_json().dump(2) << "\n";
+      std::cout << json::dump(cfg.to_json(), 2) << "\n";
       return 0;
     }
     print_config(cfg);

@@ -1,11 +1,11 @@
 // `mlarun score`: logits at every position of a prompt (one full forward through the engine, prefix caching
-// off), written as tensor `logits` [L, vocab] F32 to a safetensors file.
+// always off), written as tensor `logits` [L, vocab] F32 to a safetensors file.
 #include <cstdio>
 #include <memory>
 
+#include "engine/engine.h"
 #include "launch/cli_common.h"
 #include "launch/commands.h"
-#include "runtime/engine.h"
 #include "runtime/error.h"
 #include "runtime/safetensors.h"
 
@@ -17,12 +17,13 @@ Command add_score_command(CLI::App& app) {
   auto tokens = std::make_shared<std::string>();
   auto out = std::make_shared<std::string>();
   add_model_options(*cmd, *o);
-  cmd->add_option("--tokens", *tokens, "Prompt token ids, comma-separated (e.g. 5,17,42)")->required();
+  cmd->add_option("--prompt-ids,--tokens", *tokens, "Prompt token ids, comma-separated (e.g. 5,17,42)")->required();
   cmd->add_option("--out", *out, "Output safetensors file (tensor 'logits', F32 [L, vocab])")->required();
   return {cmd, [=]() {
-            std::vector<int32_t> prompt = parse_id_list(*tokens, "--tokens");
-            Session s = open_session(*o, /*prefix_caching=*/false);
-            Engine engine(s.scheduler, *s.runner);
+            std::vector<int32_t> prompt = parse_id_list(*tokens, "--prompt-ids");
+            o->runtime.enable_prefix_caching = false;  // every position's logits: nothing may come from the cache
+            Session s = open_session(*o);
+            Engine engine(s.options, *s.runner);
             SamplingParams params;
             params.max_tokens = 1;
             engine.add_request(prompt, params, RequestOptions{false, true});

@@ -3,18 +3,29 @@
 # compute-sanitizer memcheck, check both fixtures on the GPU (mlarun score/generate --device cuda against the fp32
 # references; tensor parallelism on one GPU through the mpi communicator; NCCL at world size 1), run the kernel
 # workbenches, and time `mlarun bench decode` on config_236B cut to 2 layers at batch 64 and batch 1. Logs and
-# JSON go to $OUT (./gpu_out when unset), at most 8 files (what the device tool brings back); a table ends the run.
+# JSON go to $OUT (./gpu_out when unset), at most 8 files, so the results are quick to copy off the machine; a
+# table ends the run.
+#
+# What the GPU machine needs: an sm_90a GPU (H100/H200) and its driver; the CUDA toolkit (nvcc, cuBLAS,
+# compute-sanitizer); CMake, ninja and a C++ compiler; OpenMPI (mpirun) and NCCL (in the CUDA toolkit or under
+# /usr, see cmake/FindNCCL.cmake); the libraries launch/install_deps.sh installs (yaml-cpp, GoogleTest,
+# nlohmann-json, CLI11); python3 to read the benchmark JSON. PyTorch and transformers are needed only for the
+# reference checks (regenerating the fixtures, timing PyTorch beside our kernels), never by this script.
+# A machine with internet access gets what it lacks from launch/install_deps.sh. A machine without internet
+# usually lacks CLI11 (a header-only library): run `prepare-carry` on a machine that has it, then copy the
+# git-ignored .carry/ folder along with the source tree; the build uses .carry/cli11 whenever it exists.
 #
 #   launch/gpu_check.sh                 every phase: build test memcheck parity tp bench
-#   launch/gpu_check.sh build test      only those phases (a device call runs 10 minutes at most: split there)
-#   launch/gpu_check.sh prepare-carry   on a machine WITH CLI11 (this workstation): copy its headers and CMake
-#                                       package into .carry/cli11 (git-ignored) for a GPU machine without CLI11
+#   launch/gpu_check.sh build test      only those phases, in that order
+#   launch/gpu_check.sh prepare-carry   on a machine WITH CLI11: copy its headers and CMake package into
+#                                       .carry/cli11 for a GPU machine without it
 #
-# The device tool sends the working tree but not ignored folders: name ".carry" in the run's `carry` list, e.g.
-#   run(command="launch/gpu_check.sh build test parity tp", carry=[".carry"], timeout_s=600)
-#   run(command="launch/gpu_check.sh memcheck", carry=[".carry"])      # reuses the build while the machine is warm
-#   run(command="launch/gpu_check.sh bench", carry=[".carry"])
-# The script uses .carry/cli11 whenever it exists. Environment: OUT, MLARUN_BUILD_DIR (default build).
+# When each command on the GPU machine runs under a time limit (memcheck alone may take many minutes), run the
+# phases in separate invocations on the same machine; later phases reuse the build directory:
+#   launch/gpu_check.sh build test parity tp
+#   launch/gpu_check.sh memcheck
+#   launch/gpu_check.sh bench
+# Environment: OUT (where logs go), MLARUN_BUILD_DIR (default build).
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,7 +43,7 @@ prepare_carry() {
   rm -rf "$dest" && mkdir -p "$dest/include" "$dest/share/cmake"
   cp -r /usr/include/CLI "$dest/include/"
   cp -r /usr/share/cmake/CLI11 "$dest/share/cmake/" 2>/dev/null || cp -r /usr/lib/cmake/CLI11 "$dest/share/cmake/"
-  echo "CLI11 copied to $dest ($(du -sh "$dest" | cut -f1)); carry it with carry=[\".carry\"]"
+  echo "CLI11 copied to $dest ($(du -sh "$dest" | cut -f1)); copy .carry/ to the GPU machine with the source tree"
 }
 
 phase_build() {
@@ -40,7 +51,7 @@ phase_build() {
   if [ -f .carry/cli11/share/cmake/CLI11/CLI11Config.cmake ]; then
     extra+=("-DCLI11_DIR=$root/.carry/cli11/share/cmake/CLI11")
   elif [ ! -f /usr/include/CLI/CLI.hpp ]; then
-    echo "CLI11 is missing here: run 'launch/gpu_check.sh prepare-carry' where it exists and carry .carry" | tee "$out/build.log"
+    echo "CLI11 is missing: run 'launch/gpu_check.sh prepare-carry' where it exists, copy .carry/ here" | tee "$out/build.log"
     row build FAIL "CLI11 missing (see build.log)"
     return 1
   fi

@@ -10,6 +10,8 @@
 int main(int argc, char** argv) {
   mlarun::cli::join_job(&argc, &argv);  // under mpirun: MPI up and this rank's GPU bound before any CUDA call
   CLI::App app{"mlarun: DeepSeek-V2/V3 (MLA + DeepSeekMoE) inference runtime"};
+  app.option_defaults()->always_capture_default();  // every --help shows each option's default
+  app.set_version_flag("--version", std::string("mlarun ") + MLARUN_VERSION);
   app.require_subcommand(1);
   CLI::App* bench = app.add_subcommand("bench", "Benchmarks: cache (MLA vs MHA/GQA/MQA capacity), decode (step time)");
   bench->require_subcommand(1);

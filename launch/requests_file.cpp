@@ -1,4 +1,5 @@
-// JSONL request parsing (see requests_file.h).
+// JSONL request parsing (see requests_file.h): each line through the strict JSON parse (nlohmann-json underneath),
+// named FILE:LINE so a syntax error, a duplicate key or a bad value points at its line.
 #include "launch/requests_file.h"
 
 #include <fstream>
@@ -14,11 +15,11 @@ namespace {
 std::vector<int32_t> id_array(const json::Value* v, const std::string& where, const char* key) {
   std::vector<int32_t> ids;
   if (!v) return ids;
-  if (!v->is_array()) fail(where, ": key '", key, "': expected an array of token ids, got ", v->dump());
-  for (const json::Value& x : v->items()) {
-    if (!x.is_int() || x.as_int() < 0 || x.as_int() > INT32_MAX)
-      fail(where, ": key '", key, "': ", x.dump(), " is not a token id");
-    ids.push_back(int32_t(x.as_int()));
+  if (!v->is_array()) fail(where, ": key '", key, "': expected an array of token ids, got ", json::show(*v));
+  for (const json::Value& x : *v) {
+    std::optional<int64_t> id = json::to_int64(x);
+    if (!id || *id < 0 || *id > INT32_MAX) fail(where, ": key '", key, "': ", json::show(x), " is not a token id");
+    ids.push_back(int32_t(*id));
   }
   return ids;
 }
@@ -36,8 +37,9 @@ std::vector<RequestSpec> read_requests_file(const std::string& path, const Sampl
     json::Value j = json::parse(line, where);
     ConfigReader r(j, where);
     RequestSpec spec;
-    if (!j.find("prompt_ids")) fail(where, ": missing required key 'prompt_ids'");
-    spec.prompt = id_array(j.find("prompt_ids"), where, "prompt_ids");
+    const json::Value* prompt = json::find(j, "prompt_ids");
+    if (!prompt) fail(where, ": missing required key 'prompt_ids'");
+    spec.prompt = id_array(prompt, where, "prompt_ids");
     r.ignore_keys({"prompt_ids", "stop_token_ids", "id"});
     spec.params = defaults;
     spec.params.max_tokens = r.get_int("max_tokens", defaults.max_tokens);
@@ -47,7 +49,8 @@ std::vector<RequestSpec> read_requests_file(const std::string& path, const Sampl
     int64_t seed = r.get_int("seed", int64_t(defaults.seed));
     spec.params.seed = uint64_t(seed);
     spec.params.ignore_eos = r.get_bool("ignore_eos", defaults.ignore_eos);
-    if (j.find("stop_token_ids")) spec.params.stop_token_ids = id_array(j.find("stop_token_ids"), where, "stop_token_ids");
+    if (const json::Value* stop = json::find(j, "stop_token_ids"))
+      spec.params.stop_token_ids = id_array(stop, where, "stop_token_ids");
     r.reject_unknown_keys();
     try {
       spec.params.validate();

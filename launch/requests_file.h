@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/sequence.h"
+#include "engine/sequence.h"
 
 namespace mlarun::cli {
 

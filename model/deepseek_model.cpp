@@ -1,21 +1,24 @@
 // Decoder layers and the whole model (see deepseek_model.h).
 #include "model/deepseek_model.h"
 
-#include "model/baseline_attention.h"
 #include "model/mla_attention.h"
 #include "runtime/error.h"
 #include "runtime/safetensors.h"
 
 namespace mlarun {
 
+AttentionFactory mla_attention_factory() {
+  return [](const ModelConfig& c, const WeightSource& weights, const std::string& prefix, Communicator& comm,
+            const Placement& placement) -> std::unique_ptr<AttentionLayer> {
+    return std::make_unique<MLAttention>(c, weights, prefix, comm, placement);
+  };
+}
+
 DecoderLayer::DecoderLayer(const ModelConfig& c, const WeightSource& ckpt, int64_t layer, Communicator& comm,
-                           AttentionKind attention, const Placement& placement)
+                           const AttentionFactory& attention, const Placement& placement)
     : eps_(float(c.rms_norm_eps)) {
   const std::string p = "model.layers." + std::to_string(layer) + ".";
-  if (attention.is_mla())
-    attn_ = std::make_unique<MLAttention>(c, ckpt, p + "self_attn.", comm, placement);
-  else
-    attn_ = std::make_unique<BaselineAttention>(c, attention, ckpt, p + "self_attn.", comm, placement);
+  attn_ = attention(c, ckpt, p + "self_attn.", comm, placement);
   input_norm_ = load_checked(ckpt, p + "input_layernorm.weight", {c.dim}, placement);
   post_attention_norm_ = load_checked(ckpt, p + "post_attention_layernorm.weight", {c.dim}, placement);
   if (c.is_moe_layer(layer))
@@ -31,14 +34,15 @@ Tensor DecoderLayer::forward(Tensor& h, const ForwardBatch& batch, Tensor& cache
   return h;
 }
 
-DeepseekModel::DeepseekModel(ModelConfig config, const WeightSource& ckpt, Communicator& comm, AttentionKind attention,
-                             const Placement& placement, const LoadProgress& progress)
-    : config_(std::move(config)), attention_(attention), placement_(placement), rope_(ops::make_rope_table(config_)) {
+DeepseekModel::DeepseekModel(ModelConfig config, const WeightSource& ckpt, Communicator& comm,
+                             const Placement& placement, const LoadProgress& progress,
+                             const AttentionFactory& attention)
+    : config_(std::move(config)), placement_(placement), rope_(ops::make_rope_table(config_)) {
   config_.validate_for_tp(comm.world_size());
   embed_ = VocabParallelEmbedding(ckpt, "model.embed_tokens.weight", config_.vocab_size, config_.dim, comm, placement_);
   layers_.reserve(size_t(config_.n_layers));
   for (int64_t l = 0; l < config_.n_layers; ++l) {
-    layers_.emplace_back(config_, ckpt, l, comm, attention_, placement_);
+    layers_.emplace_back(config_, ckpt, l, comm, attention, placement_);
     if (progress) progress(l + 1, config_.n_layers);
   }
   final_norm_ = load_checked(ckpt, "model.norm.weight", {config_.dim}, placement_);
@@ -46,10 +50,14 @@ DeepseekModel::DeepseekModel(ModelConfig config, const WeightSource& ckpt, Commu
 }
 
 std::unique_ptr<DeepseekModel> DeepseekModel::load(const std::string& dir, Communicator& comm,
-                                                   const Placement& placement) {
-  ModelConfig config = load_model_config_from_dir(dir);
+                                                   const Placement& placement, const LoadProgress& progress) {
+  return load(load_model_config_from_dir(dir), dir, comm, placement, progress);
+}
+
+std::unique_ptr<DeepseekModel> DeepseekModel::load(ModelConfig config, const std::string& dir, Communicator& comm,
+                                                   const Placement& placement, const LoadProgress& progress) {
   Checkpoint ckpt(dir);
-  return std::make_unique<DeepseekModel>(std::move(config), ckpt, comm, AttentionKind::mla(), placement);
+  return std::make_unique<DeepseekModel>(std::move(config), ckpt, comm, placement, progress);
 }
 
 Tensor DeepseekModel::forward(const ForwardBatch& batch, std::vector<Tensor>& cache) const {

@@ -1,9 +1,9 @@
-// DeepSeek-V2/V3 for causal LM, as the math reads (spec section 2): embed, then per layer
+// DeepSeek-V2/V3 for causal LM, as the math reads (docs/model.md §1): embed, then per layer
 // h += MLA(RMSNorm(h)); h += FFN(RMSNorm(h)) with FFN dense for the first layers and MoE after, then the final
 // norm and the LM head. Loaded from a Hugging Face checkpoint; every rank loads only its own slices.
-// For benchmarks the attention may instead be an MHA/GQA/MQA baseline of the same heads (AttentionKind,
-// default MLA); the layer then decides the cache row width. The Placement (default CPU f32) decides where the
-// weights and activations live; the model code is the same for every device (it calls only ops).
+// Each layer's attention comes from an AttentionFactory (MLA by default); a benchmark may hand in another kind
+// of the same heads, and the layer then decides the cache row width. The Placement (default CPU f32) decides
+// where the weights and activations live; the model code is the same for every device (it calls only ops).
 #pragma once
 
 #include <functional>
@@ -11,17 +11,23 @@
 #include <string>
 #include <vector>
 
-#include "model/attention_kind.h"
 #include "model/attention_layer.h"
 #include "model/mlp.h"
 #include "runtime/forward_batch.h"
 
 namespace mlarun {
 
+// Builds one layer's attention from the weights under `prefix` ("model.layers.N.self_attn.").
+using AttentionFactory = std::function<std::unique_ptr<AttentionLayer>(
+    const ModelConfig& c, const WeightSource& weights, const std::string& prefix, Communicator& comm,
+    const Placement& placement)>;
+// Multi-head Latent Attention, the model as trained.
+AttentionFactory mla_attention_factory();
+
 class DecoderLayer {
  public:
   DecoderLayer(const ModelConfig& c, const WeightSource& ckpt, int64_t layer, Communicator& comm,
-               AttentionKind attention = AttentionKind::mla(), const Placement& placement = {});
+               const AttentionFactory& attention, const Placement& placement = {});
   // Updates the residual stream `h` in place and returns it.
   Tensor forward(Tensor& h, const ForwardBatch& batch, Tensor& cache, const ops::RopeTable& rope) const;
   int64_t cache_width() const { return attn_->cache_width(); }
@@ -40,15 +46,16 @@ using LoadProgress = std::function<void(int64_t, int64_t)>;
 
 class DeepseekModel {
  public:
-  DeepseekModel(ModelConfig config, const WeightSource& ckpt, Communicator& comm,
-                AttentionKind attention = AttentionKind::mla(), const Placement& placement = {},
-                const LoadProgress& progress = {});
+  DeepseekModel(ModelConfig config, const WeightSource& ckpt, Communicator& comm, const Placement& placement = {},
+                const LoadProgress& progress = {}, const AttentionFactory& attention = mla_attention_factory());
   // Loads config.json and the safetensors of `dir`.
   static std::unique_ptr<DeepseekModel> load(const std::string& dir, Communicator& comm,
-                                             const Placement& placement = {});
+                                             const Placement& placement = {}, const LoadProgress& progress = {});
+  // The same with a config already read (the process reads it once).
+  static std::unique_ptr<DeepseekModel> load(ModelConfig config, const std::string& dir, Communicator& comm,
+                                             const Placement& placement = {}, const LoadProgress& progress = {});
 
   const ModelConfig& config() const { return config_; }
-  const AttentionKind& attention() const { return attention_; }
   // Where the weights live; cache pools go there too, in its dtype.
   const Placement& placement() const { return placement_; }
   // Values per token per layer in this rank's cache pools (the latent for MLA, K|V heads for a baseline).
@@ -59,7 +66,6 @@ class DeepseekModel {
 
  private:
   ModelConfig config_;
-  AttentionKind attention_;
   Placement placement_;
   ops::RopeTable rope_;
   VocabParallelEmbedding embed_;

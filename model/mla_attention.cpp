@@ -1,4 +1,4 @@
-// MLA forward, both paths (see mla_attention.h and spec 3.2-3.4).
+// MLA forward, both paths (see mla_attention.h and docs/model.md §2.2-2.6).
 #include "model/mla_attention.h"
 
 #include "runtime/error.h"

@@ -1,4 +1,4 @@
-// Multi-head Latent Attention (spec section 3), one layer, tensor-parallel by head. Each token's attention state
+// Multi-head Latent Attention (docs/model.md §2), one layer, tensor-parallel by head. Each token's attention state
 // is the RMS-normalised latent c (kv_lora_rank) plus one RoPE key k_pe shared by all heads, written to the paged
 // latent cache. Prefill up-projects the latents to per-head K/V (naive path); decode absorbs W_UK into the query
 // and W_UV into the output so it reads only the cache (absorbed path). Both compute the same function. Written
@@ -32,7 +32,7 @@ class MLAttention final : public AttentionLayer {
   // q rows as `sequences` lay them out (token_start indexes q) -> [rows of q, H, v]; one batched call for all.
   Tensor attend_absorbed(const Tensor& q, const std::vector<BatchSequence>& sequences, const Tensor& cache) const;
 
-  const ModelConfig& c_;
+  ModelConfig c_;  // a copy: the layer outlives no one and survives its model being moved
   int64_t local_heads_;
   float softmax_scale_;
   float eps_;

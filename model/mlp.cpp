@@ -25,7 +25,7 @@ Tensor Expert::forward(const Tensor& x) const { return down_.forward(ops::silu_m
 
 MoE::MoE(const ModelConfig& c, const WeightSource& ckpt, const std::string& prefix, Communicator& comm,
          const Placement& placement)
-    : c_(c), routing_(ops::RoutingParams::from(c)), comm_(&comm) {
+    : dim_(c.dim), routing_(ops::RoutingParams::from(c)), comm_(&comm) {
   gate_ = load_checked(ckpt, prefix + "gate.weight", {c.n_routed_experts, c.dim}, placement);
   if (c.has_gate_bias)
     gate_bias_ = load_checked(ckpt, prefix + "gate.e_score_correction_bias", {c.n_routed_experts},
@@ -36,12 +36,12 @@ MoE::MoE(const ModelConfig& c, const WeightSource& ckpt, const std::string& pref
   for (int64_t e = mine.begin; e < mine.end; ++e)
     experts_.emplace_back(ckpt, prefix + "experts." + std::to_string(e) + ".", c.dim, c.moe_inter_dim, placement);
   if (c.n_shared_experts > 0)
-    shared_.emplace_back(ckpt, prefix + "shared_experts.", c.dim, c.n_shared_experts * c.moe_inter_dim, comm,
+    shared_.emplace(ckpt, prefix + "shared_experts.", c.dim, c.n_shared_experts * c.moe_inter_dim, comm,
                          placement);
 }
 
 Tensor MoE::forward(const Tensor& x) const {
-  const int64_t T = x.dim(0), D = c_.dim;
+  const int64_t T = x.dim(0), D = dim_;
   ops::Routing r = ops::route(ops::linear(x, gate_, DType::F32), gate_bias_, routing_);
   ops::ExpertGroups g = ops::group_by_expert(r, first_local_expert_, int64_t(experts_.size()));
   Tensor y = Tensor::zeros({T, D}, DType::F32, x.device());
@@ -59,7 +59,7 @@ Tensor MoE::forward(const Tensor& x) const {
   }
   comm_->all_reduce_sum(y);  // every rank routed all tokens; each contributed its own experts
   y = ops::convert(y, x.dtype());
-  if (!shared_.empty()) ops::add_inplace(y, shared_[0].forward(x));
+  if (shared_) ops::add_inplace(y, shared_->forward(x));
   return y;
 }
 

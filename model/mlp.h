@@ -1,8 +1,9 @@
-// The feed-forward blocks (spec section 5): the SwiGLU MLP (dense layers and shared experts, split
+// The feed-forward blocks (docs/model.md §1.3, §4): the SwiGLU MLP (dense layers and shared experts, split
 // column/row over ranks) and DeepSeekMoE (a replicated gate, routed experts split across ranks whole, shared
 // experts applied to every token). Written with ops only: the same code runs on either device.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -40,17 +41,17 @@ class MoE {
   MoE(const ModelConfig& c, const WeightSource& ckpt, const std::string& prefix, Communicator& comm,
       const Placement& placement = {});
   // [T, dim] -> [T, dim]. Router logits in f32; routed outputs summed in f32 (in a fixed order), then cast to the
-  // activation dtype once and the shared experts added (spec 11, items 5 and 6).
+  // activation dtype once and the shared experts added (docs/model.md §4.1, §4.4).
   Tensor forward(const Tensor& x) const;
 
  private:
-  const ModelConfig& c_;
+  int64_t dim_;
   ops::RoutingParams routing_;
   Tensor gate_;       // [E, dim], replicated, in the activation dtype (bf16 x bf16 accumulates exactly in f32)
   Tensor gate_bias_;  // f32 [E] e_score_correction_bias (noaux_tc), or undefined
   int64_t first_local_expert_ = 0;
   std::vector<Expert> experts_;  // this rank's experts [first, first + E / world)
-  std::vector<ParallelMLP> shared_;  // zero or one
+  std::optional<ParallelMLP> shared_;  // the shared experts as one MLP, when the config has any
   Communicator* comm_;
 };
 

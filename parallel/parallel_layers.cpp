@@ -29,7 +29,7 @@ void check_shape(const WeightSource& ckpt, const std::string& name, const Shape&
          shape_str(expected));
 }
 
-// DeepSeek-V3's FP8 weights carry `<name>_scale_inv` [ceil(out/128), ceil(in/128)] (spec section 8):
+// DeepSeek-V3's FP8 weights carry `<name>_scale_inv` [ceil(out/128), ceil(in/128)] (docs/model.md §5):
 // W[i, j] = Wq[i, j] * scale_inv[i / 128, j / 128]. `w` holds rows/columns [r) of dimension `dim` of the weight.
 void apply_block_scales(const WeightSource& ckpt, const std::string& name, const Shape& full, int dim, ShardRange r,
                         Tensor& w) {

@@ -1,4 +1,4 @@
-// Tensor-parallel layers in the Megatron/DeepSeek way (spec section 6): each layer loads only its own slice of
+// Tensor-parallel layers in the Megatron/DeepSeek way (docs/layouts.md §2): each layer loads only its own slice of
 // the checkpoint tensor and does its own communication, so the model code reads like the single-GPU model.
 //   ColumnParallelLinear: splits output features; no communication (the next layer consumes the shard).
 //   RowParallelLinear:    splits input features; all-reduce (sum) of the output.

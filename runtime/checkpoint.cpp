@@ -41,21 +41,22 @@ void check_shard_name(const std::string& index_path, const std::string& tensor, 
 void open_indexed(const fs::path& dir, const fs::path& index_file, FileList& files, TensorLocations& where) {
   const std::string index_path = index_file.string();
   json::Value root = json::parse_file(index_path);
-  if (!root.is_object()) fail(index_path, ": expected a JSON object, found a ", json::kind_name(root.kind()));
-  const json::Value* weight_map = root.find("weight_map");
+  if (!root.is_object()) fail(index_path, ": expected a JSON object, found a ", json::kind_name(root));
+  const json::Value* weight_map = json::find(root, "weight_map");
   if (!weight_map) fail(index_path, ": missing 'weight_map'");
   if (!weight_map->is_object())
-    fail(index_path, ": 'weight_map' must be an object, found a ", json::kind_name(weight_map->kind()));
+    fail(index_path, ": 'weight_map' must be an object, found a ", json::kind_name(*weight_map));
 
   std::map<std::string, std::string> shard_of;  // tensor -> shard file name, as the index says
   std::map<std::string, size_t> file_of_shard;  // shard file name -> index into files, sorted by name
-  for (const auto& [tensor, shard] : weight_map->members()) {
-    if (!shard.is_string())
+  for (const auto& [tensor, value] : weight_map->items()) {
+    if (!value.is_string())
       fail(index_path, ": weight_map value for tensor '", tensor, "' must be a string, found a ",
-           json::kind_name(shard.kind()));
-    check_shard_name(index_path, tensor, shard.as_string());
-    shard_of[tensor] = shard.as_string();
-    file_of_shard.emplace(shard.as_string(), 0);
+           json::kind_name(value));
+    const std::string& shard = value.get_ref<const std::string&>();
+    check_shard_name(index_path, tensor, shard);
+    shard_of[tensor] = shard;
+    file_of_shard.emplace(shard, 0);
   }
 
   for (auto& [shard, file_index] : file_of_shard) {

@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "runtime/error.h"
+#include "runtime/json.h"
 
 namespace mlarun {
 
@@ -12,17 +13,19 @@ ConfigReader::ConfigReader(const json::Value& tree, std::string source, std::str
     : tree_(tree), source_(std::move(source)), prefix_(std::move(prefix)) {
   if (!tree_.is_object())
     fail(source_, ": ", prefix_.empty() ? "the config" : "key '" + prefix_ + "'", " must be a mapping, got a ",
-         json::kind_name(tree_.kind()));
+         json::kind_name(tree_));
 }
 
+bool ConfigReader::has(const std::string& key) const { return json::find(tree_, key) != nullptr; }
+
 bool ConfigReader::is_null(const std::string& key) const {
-  const json::Value* v = tree_.find(key);
+  const json::Value* v = json::find(tree_, key);
   return v && v->is_null();
 }
 
 const json::Value* ConfigReader::lookup(const std::string& key) {
   used_.insert(key);
-  return tree_.find(key);
+  return json::find(tree_, key);
 }
 
 void ConfigReader::bad_value(const std::string& key, const std::string& value, const std::string& problem) const {
@@ -30,7 +33,7 @@ void ConfigReader::bad_value(const std::string& key, const std::string& value, c
 }
 
 void ConfigReader::wrong_type(const std::string& key, const json::Value& v, const char* expected) const {
-  fail(source_, ": key '", path(key), "': expected ", expected, ", got ", json::kind_name(v.kind()), " ", v.dump());
+  fail(source_, ": key '", path(key), "': expected ", expected, ", got ", json::kind_name(v), " ", json::show(v));
 }
 
 int64_t ConfigReader::require_int(const std::string& key) {
@@ -42,10 +45,13 @@ int64_t ConfigReader::require_int(const std::string& key) {
 int64_t ConfigReader::get_int(const std::string& key, int64_t def) {
   const json::Value* v = lookup(key);
   if (!v) return def;
-  if (v->is_int()) return v->as_int();
+  if (std::optional<int64_t> i = json::to_int64(*v)) return *i;
+  if (v->is_number_integer()) bad_value(key, json::show(*v), "does not fit in a signed 64-bit integer");
   // 2048.0 is accepted as an integer (some tools write floats); 2048.5 is not.
-  if (v->is_number() && std::floor(v->as_double()) == v->as_double() && std::fabs(v->as_double()) < 9e15)
-    return int64_t(v->as_double());
+  if (v->is_number_float()) {
+    double d = v->get<double>();
+    if (std::floor(d) == d && std::fabs(d) < 9e15) return int64_t(d);
+  }
   wrong_type(key, *v, "an integer");
 }
 
@@ -67,7 +73,7 @@ double ConfigReader::get_double(const std::string& key, double def) {
   const json::Value* v = lookup(key);
   if (!v) return def;
   if (!v->is_number()) wrong_type(key, *v, "a number");
-  return v->as_double();
+  return v->get<double>();
 }
 
 double ConfigReader::get_double_or_null(const std::string& key, double def) {
@@ -81,15 +87,15 @@ double ConfigReader::get_double_or_null(const std::string& key, double def) {
 bool ConfigReader::get_bool(const std::string& key, bool def) {
   const json::Value* v = lookup(key);
   if (!v || v->is_null()) return def;
-  if (!v->is_bool()) wrong_type(key, *v, "true or false");
-  return v->as_bool();
+  if (!v->is_boolean()) wrong_type(key, *v, "true or false");
+  return v->get<bool>();
 }
 
 std::string ConfigReader::get_string(const std::string& key, const std::string& def) {
   const json::Value* v = lookup(key);
   if (!v) return def;
   if (!v->is_string()) wrong_type(key, *v, "a string");
-  return v->as_string();
+  return v->get<std::string>();
 }
 
 std::string ConfigReader::get_string_or_null(const std::string& key, const std::string& def) {
@@ -112,15 +118,13 @@ void ConfigReader::ignore_keys(std::initializer_list<const char*> keys) {
 }
 
 void ConfigReader::reject_unknown_keys() const {
-  for (const auto& kv : tree_.members())
-    if (!used_.count(kv.first))
-      fail(source_, ": unknown key '", path(kv.first), "' (value ", kv.second.dump(), ")");
+  for (const auto& [key, value] : tree_.items())
+    if (!used_.count(key)) fail(source_, ": unknown key '", path(key), "' (value ", json::show(value), ")");
 }
 
 void ConfigReader::warn_unknown_keys() const {
-  for (const auto& kv : tree_.members())
-    if (!used_.count(kv.first))
-      std::cerr << "warning: " << source_ << ": ignoring unknown key '" << path(kv.first) << "'\n";
+  for (const auto& [key, value] : tree_.items())
+    if (!used_.count(key)) std::cerr << "warning: " << source_ << ": ignoring unknown key '" << path(key) << "'\n";
 }
 
 }  // namespace mlarun

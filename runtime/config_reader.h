@@ -7,7 +7,7 @@
 #include <set>
 #include <string>
 
-#include "runtime/json.h"
+#include "runtime/json_fwd.h"
 
 namespace mlarun {
 
@@ -15,7 +15,7 @@ class ConfigReader {
  public:
   ConfigReader(const json::Value& tree, std::string source, std::string prefix = "");
 
-  bool has(const std::string& key) const { return tree_.find(key) != nullptr; }
+  bool has(const std::string& key) const;
   bool is_null(const std::string& key) const;
 
   int64_t require_int(const std::string& key);

@@ -1,14 +1,16 @@
-// YAML -> json::Value conversion with the core-schema scalar rules (see config_value.h).
+// YAML -> json::Value (nlohmann) conversion with the core-schema scalar rules (see config_value.h).
 #include "runtime/config_value.h"
 
 #include <yaml-cpp/yaml.h>
 
+#include <cmath>
 #include <fstream>
 #include <regex>
 #include <set>
 #include <sstream>
 
 #include "runtime/error.h"
+#include "runtime/json.h"
 
 namespace mlarun {
 
@@ -18,30 +20,34 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-json::Value resolve_plain_scalar(const std::string& s) {
+json::Value resolve_plain_scalar(const std::string& s, const std::string& source, const std::string& where) {
   static const std::regex int_re("[-+]?[0-9]+");
   static const std::regex float_re("[-+]?(\\.[0-9]+|[0-9]+(\\.[0-9]*)?)([eE][-+]?[0-9]+)?");
-  if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return json::Value();
+  if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return json::Value(nullptr);
   if (s == "true" || s == "True" || s == "TRUE") return json::Value(true);
   if (s == "false" || s == "False" || s == "FALSE") return json::Value(false);
   if (std::regex_match(s, int_re)) {
     errno = 0;
     long long v = std::strtoll(s.c_str(), nullptr, 10);
     if (errno == 0) return json::Value(int64_t(v));
-    return json::Value(std::strtod(s.c_str(), nullptr));
+    fail(source, ": key '", where, "': integer ", s, " does not fit in a signed 64-bit integer");
   }
-  if (std::regex_match(s, float_re)) return json::Value(std::strtod(s.c_str(), nullptr));
+  if (std::regex_match(s, float_re)) {
+    double d = std::strtod(s.c_str(), nullptr);
+    if (!std::isfinite(d)) fail(source, ": key '", where, "': number ", s, " is out of range for a double");
+    return json::Value(d);
+  }
   return json::Value(s);
 }
 
 json::Value convert(const YAML::Node& node, const std::string& source, const std::string& where) {
   switch (node.Type()) {
     case YAML::NodeType::Undefined:
-    case YAML::NodeType::Null: return json::Value();
+    case YAML::NodeType::Null: return json::Value(nullptr);
     case YAML::NodeType::Scalar:
       // yaml-cpp tags plain scalars "?" and quoted ones "!".
       if (node.Tag() == "!") return json::Value(node.Scalar());
-      return resolve_plain_scalar(node.Scalar());
+      return resolve_plain_scalar(node.Scalar(), source, where.empty() ? "<root>" : where);
     case YAML::NodeType::Sequence: {
       json::Value arr = json::Value::array();
       for (size_t i = 0; i < node.size(); ++i)
@@ -55,12 +61,12 @@ json::Value convert(const YAML::Node& node, const std::string& source, const std
         if (!kv.first.IsScalar()) fail(source, ": non-scalar key in mapping ", where.empty() ? "<root>" : where);
         std::string key = kv.first.Scalar();
         if (!seen.insert(key).second) fail(source, ": duplicate key '", key, "'");
-        obj.set(key, convert(kv.second, source, where.empty() ? key : where + "." + key));
+        obj[key] = convert(kv.second, source, where.empty() ? key : where + "." + key);
       }
       return obj;
     }
   }
-  return json::Value();
+  return json::Value(nullptr);
 }
 
 }  // namespace

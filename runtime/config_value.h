@@ -1,11 +1,11 @@
-// Reading config files into one typed tree, whatever their format: JSON goes through the strict parser in
-// json.h, YAML through yaml-cpp with each plain scalar resolved by the YAML 1.2 core schema (quoted scalars stay
+// Reading config files into one typed tree, whatever their format: JSON goes through the strict parse in
+// json.h (nlohmann-json underneath), YAML through yaml-cpp with each plain scalar resolved by the YAML 1.2 core schema (quoted scalars stay
 // strings), so "dim: 2048" and "dim: '2048'" are told apart exactly as in JSON. Duplicate keys are errors.
 #pragma once
 
 #include <string>
 
-#include "runtime/json.h"
+#include "runtime/json_fwd.h"
 
 namespace mlarun {
 

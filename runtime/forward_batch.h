@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace mlarun {
@@ -27,6 +28,21 @@ struct ForwardBatch {
   MlaPath mla_path = MlaPath::Auto;
 
   int64_t num_tokens() const { return int64_t(token_ids.size()); }
+
+  // Appends one sequence's new tokens: `tokens[i]` at position start_pos + i, written to the cache slot of that
+  // position through `block_table`. Returns the flat index of its first token (for logit_rows).
+  int64_t add_sequence(const int32_t* tokens, int64_t count, int64_t start_pos, std::vector<int32_t> block_table,
+                       int64_t block_size);
+  int64_t add_sequence(const std::vector<int32_t>& tokens, int64_t start_pos, std::vector<int32_t> block_table,
+                       int64_t block_size) {
+    return add_sequence(tokens.data(), int64_t(tokens.size()), start_pos, std::move(block_table), block_size);
+  }
 };
+
+// The paged cache's one address formula: the slot of token `position` of a sequence whose cache blocks are
+// `block_table`, block_table[position / block_size] * block_size + position % block_size. Throws, naming `who`,
+// when the position has no block.
+int64_t cache_slot(const std::vector<int32_t>& block_table, int64_t position, int64_t block_size,
+                   const std::string& who = "sequence");
 
 }  // namespace mlarun

@@ -1,77 +1,49 @@
-// A small strict JSON value, parser and writer. We parse safetensors headers, checkpoint indexes and configs
-// with it because they must be checked strictly: valid UTF-8, no duplicate keys, integers kept apart from
-// floats, and no reads past the text. YAML configs are converted into the same tree (config_value.h).
+// JSON through nlohmann-json, with the strictness our files need. The tree is the library's (json::Value, an
+// nlohmann::ordered_json); reading goes through parse(), which adds the rules the library leaves open: a duplicate
+// key is an error (the library would keep the last one), an integer too large for 64 bits is an error (the
+// library would round it to a float), nesting is bounded, and every error names the file and the position.
+// Integers stay apart from floats in the tree (is_number_integer / is_number_float), so "2048", 2048 and 2048.0
+// remain three different things. Writing goes through dump(), never Value::dump: the library writes NaN and
+// infinity as null, and we would rather fail naming the field.
 #pragma once
 
 #include <cstdint>
-#include <map>
-#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
-#include <utility>
-#include <vector>
+
+#include "runtime/json_fwd.h"
 
 namespace mlarun::json {
 
-class Value {
- public:
-  enum class Kind { Null, Bool, Int, Float, String, Array, Object };
-  using Array = std::vector<Value>;
-  using Object = std::vector<std::pair<std::string, Value>>;  // keeps file order
+inline constexpr int kMaxDepth = 128;  // nested arrays/objects; deeper text is rejected
 
-  Value() = default;
-  static Value null() { return Value(); }
-  Value(bool b) : kind_(Kind::Bool), bool_(b) {}
-  Value(int v) : kind_(Kind::Int), int_(v) {}
-  Value(int64_t v) : kind_(Kind::Int), int_(v) {}
-  Value(uint64_t v) : kind_(Kind::Int), int_(int64_t(v)) {}
-  Value(double v) : kind_(Kind::Float), float_(v) {}
-  Value(const char* s) : kind_(Kind::String), string_(s) {}
-  Value(std::string s) : kind_(Kind::String), string_(std::move(s)) {}
-  static Value array(Array a = {});
-  static Value object(Object o = {});
-
-  Kind kind() const { return kind_; }
-  bool is_null() const { return kind_ == Kind::Null; }
-  bool is_bool() const { return kind_ == Kind::Bool; }
-  bool is_int() const { return kind_ == Kind::Int; }
-  bool is_number() const { return kind_ == Kind::Int || kind_ == Kind::Float; }
-  bool is_string() const { return kind_ == Kind::String; }
-  bool is_array() const { return kind_ == Kind::Array; }
-  bool is_object() const { return kind_ == Kind::Object; }
-
-  bool as_bool() const { return bool_; }
-  int64_t as_int() const { return int_; }
-  double as_double() const { return kind_ == Kind::Int ? double(int_) : float_; }
-  const std::string& as_string() const { return string_; }
-  const Array& items() const { return array_; }
-  const Object& members() const { return object_; }
-
-  const Value* find(const std::string& key) const;  // nullptr if absent or not an object
-  Value& push_back(Value v);                         // arrays
-  Value& set(const std::string& key, Value v);       // objects: replaces an existing key
-
-  // Compact or indented (indent > 0) text; floats print with enough digits to round-trip.
-  std::string dump(int indent = 0) const;
-
- private:
-  void dump_to(std::string& out, int indent, int depth) const;
-  Kind kind_ = Kind::Null;
-  bool bool_ = false;
-  int64_t int_ = 0;
-  double float_ = 0;
-  std::string string_;
-  Array array_;
-  Object object_;
-};
-
-const char* kind_name(Value::Kind k);  // "integer", "string", ...
-
-// Parses exactly one JSON value from `text` (trailing whitespace allowed). Throws mlarun::Error whose message
-// starts with `source` (a file name) and gives the byte offset. Rejects invalid UTF-8 and duplicate keys.
+// Parses exactly one JSON value from `text` (whitespace around it allowed). Throws mlarun::Error
+// "<source>: invalid JSON at line L, column C (byte B): <what>" for bad syntax, invalid UTF-8, a duplicate key
+// (named), an integer outside int64/uint64, a float outside double, or nesting deeper than kMaxDepth.
 Value parse(const std::string& text, const std::string& source);
 Value parse_file(const std::string& path);
 
-// Checks that `bytes` is well-formed UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF).
+// The text of `v`: compact when indent < 0, else one member per line indented by `indent` spaces. Throws
+// mlarun::Error naming the field path ("records[2].deviation") for a NaN or infinite number, or for a string or
+// key that is not valid UTF-8.
+std::string dump(const Value& v, int indent = -1);
+
+// Compact text of `v` for error messages; never throws (bytes that are not UTF-8 show as U+FFFD).
+std::string show(const Value& v);
+
+// Member `key` of an object; nullptr when it is absent or `v` is not an object.
+const Value* find(const Value& v, const std::string& key);
+
+// The value of an integer that fits int64_t; nullopt for anything else (floats, unsigned integers above
+// INT64_MAX, non-numbers).
+std::optional<int64_t> to_int64(const Value& v);
+
+// For messages: "integer", "number" (a float), "string", "boolean", "null", "array" or "object".
+const char* kind_name(const Value& v);
+
+// Checks that `bytes` is well-formed UTF-8 (no overlongs, no surrogates, nothing above U+10FFFF). The parser
+// checks strings itself; this is for whole texts (a safetensors header) and for what we are about to write.
 bool is_valid_utf8(const std::string& bytes);
 
 }  // namespace mlarun::json

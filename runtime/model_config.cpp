@@ -1,5 +1,5 @@
-// Loading ModelConfig from the three formats, its validation and its derived quantities (spec sections 1, 3.5,
-// 4.1 and 7.3).
+// Loading ModelConfig from the three formats, its validation and its derived quantities (docs/config.md; the
+// math the fields feed is docs/model.md).
 #include "runtime/model_config.h"
 
 #include <cmath>
@@ -10,6 +10,7 @@
 #include "runtime/config_value.h"
 #include "runtime/config_reader.h"
 #include "runtime/error.h"
+#include "runtime/json.h"
 
 namespace mlarun {
 
@@ -240,8 +241,8 @@ ModelConfig load_model_config(const std::string& path) {
   struct stat st {};
   if (stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode)) return load_model_config_from_dir(path);
   json::Value tree = load_config_tree(path);
-  if (!tree.is_object()) fail(path, ": a config must be a mapping of keys to values, got a ", json::kind_name(tree.kind()));
-  if (tree.find("hidden_size") || tree.find("model_type")) return model_config_from_hf(tree, path);
+  if (!tree.is_object()) fail(path, ": a config must be a mapping of keys to values, got a ", json::kind_name(tree));
+  if (tree.contains("hidden_size") || tree.contains("model_type")) return model_config_from_hf(tree, path);
   return model_config_from_deepseek(tree, path);
 }
 

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "runtime/dtype.h"
-#include "runtime/json.h"
+#include "runtime/json_fwd.h"
 
 namespace mlarun {
 

@@ -1,8 +1,9 @@
-// ModelConfig's validation and derived quantities: parameter count from the shapes (spec 1.2), softmax scale
-// with the YaRN mscale (spec 3.5), cache bytes per token.
+// ModelConfig's validation and derived quantities (docs/config.md §5-6): parameter count from the shapes
+// (docs/model.md §6.1), softmax scale with the YaRN mscale (§2.7), cache bytes per token (§6.2).
 #include <cmath>
 
 #include "runtime/error.h"
+#include "runtime/json.h"
 #include "runtime/model_config.h"
 
 namespace mlarun {
@@ -135,43 +136,43 @@ void ModelConfig::validate_for_tp(int64_t tp) const {
 
 json::Value ModelConfig::to_json() const {
   json::Value j = json::Value::object();
-  j.set("format", format);
-  j.set("source", source);
-  j.set("vocab_size", vocab_size);
-  j.set("dim", dim);
-  j.set("inter_dim", inter_dim);
-  j.set("moe_inter_dim", moe_inter_dim);
-  j.set("n_layers", n_layers);
-  j.set("n_dense_layers", n_dense_layers);
-  j.set("n_heads", n_heads);
-  j.set("n_routed_experts", n_routed_experts);
-  j.set("n_shared_experts", n_shared_experts);
-  j.set("n_activated_experts", n_activated_experts);
-  j.set("n_expert_groups", n_expert_groups);
-  j.set("n_limited_groups", n_limited_groups);
-  j.set("score_func", score_func_name(score_func));
-  j.set("topk_method", topk_method_name(topk_method));
-  j.set("norm_topk_prob", norm_topk_prob);
-  j.set("route_scale", route_scale);
-  j.set("q_lora_rank", q_lora_rank);
-  j.set("kv_lora_rank", kv_lora_rank);
-  j.set("qk_nope_head_dim", qk_nope_head_dim);
-  j.set("qk_rope_head_dim", qk_rope_head_dim);
-  j.set("v_head_dim", v_head_dim);
-  j.set("max_seq_len", max_seq_len);
-  j.set("original_seq_len", original_seq_len);
-  j.set("rope_theta", rope_theta);
-  j.set("rope_factor", rope_factor);
-  j.set("beta_fast", beta_fast);
-  j.set("beta_slow", beta_slow);
-  j.set("mscale", mscale);
-  j.set("use_yarn", use_yarn);
-  j.set("dtype", dtype);
-  j.set("qk_head_dim", qk_head_dim());
-  j.set("softmax_scale", softmax_scale());
-  j.set("num_params", num_params());
-  j.set("latent_cache_bytes_per_token_bf16", latent_cache_bytes_per_token(DType::BF16));
-  j.set("mha_cache_bytes_per_token_bf16", mha_cache_bytes_per_token(DType::BF16));
+  j["format"] = format;
+  j["source"] = source;
+  j["vocab_size"] = vocab_size;
+  j["dim"] = dim;
+  j["inter_dim"] = inter_dim;
+  j["moe_inter_dim"] = moe_inter_dim;
+  j["n_layers"] = n_layers;
+  j["n_dense_layers"] = n_dense_layers;
+  j["n_heads"] = n_heads;
+  j["n_routed_experts"] = n_routed_experts;
+  j["n_shared_experts"] = n_shared_experts;
+  j["n_activated_experts"] = n_activated_experts;
+  j["n_expert_groups"] = n_expert_groups;
+  j["n_limited_groups"] = n_limited_groups;
+  j["score_func"] = score_func_name(score_func);
+  j["topk_method"] = topk_method_name(topk_method);
+  j["norm_topk_prob"] = norm_topk_prob;
+  j["route_scale"] = route_scale;
+  j["q_lora_rank"] = q_lora_rank;
+  j["kv_lora_rank"] = kv_lora_rank;
+  j["qk_nope_head_dim"] = qk_nope_head_dim;
+  j["qk_rope_head_dim"] = qk_rope_head_dim;
+  j["v_head_dim"] = v_head_dim;
+  j["max_seq_len"] = max_seq_len;
+  j["original_seq_len"] = original_seq_len;
+  j["rope_theta"] = rope_theta;
+  j["rope_factor"] = rope_factor;
+  j["beta_fast"] = beta_fast;
+  j["beta_slow"] = beta_slow;
+  j["mscale"] = mscale;
+  j["use_yarn"] = use_yarn;
+  j["dtype"] = dtype;
+  j["qk_head_dim"] = qk_head_dim();
+  j["softmax_scale"] = softmax_scale();
+  j["num_params"] = num_params();
+  j["latent_cache_bytes_per_token_bf16"] = latent_cache_bytes_per_token(DType::BF16);
+  j["mha_cache_bytes_per_token_bf16"] = mha_cache_bytes_per_token(DType::BF16);
   return j;
 }
 

@@ -1,26 +1,43 @@
-// Validation of RuntimeOptions (see runtime_options.h).
+// Validation of RuntimeOptions (see runtime_options.h): one place, used by every command and by the scheduler.
 #include "runtime/runtime_options.h"
+
+#include <cmath>
 
 #include "runtime/error.h"
 #include "runtime/model_config.h"
 
 namespace mlarun {
 
+KvCacheDtype parse_kv_cache_dtype(const std::string& text) {
+  if (text == "auto") return KvCacheDtype::Auto;
+  if (text == "bf16" || text == "fp8" || text == "int8" || text == "fp8_e4m3")
+    fail("option --kv-cache-dtype: value '", text, "' is not supported yet: only 'auto' (the model's dtype: f32 on "
+         "the CPU, bf16 on a GPU)");
+  fail("option --kv-cache-dtype: value '", text, "': expected auto");
+}
+
+const char* kv_cache_dtype_name(KvCacheDtype t) {
+  switch (t) {
+    case KvCacheDtype::Auto: return "auto";
+  }
+  return "unknown";
+}
+
 void RuntimeOptions::validate() const {
-  MLARUN_CHECK(tp >= 1, "option --tp: value ", tp, ": must be at least 1");
+  MLARUN_CHECK(tp >= 1, "option --tensor-parallel-size (--tp): value ", tp, ": must be at least 1");
   MLARUN_CHECK(block_size >= 1 && block_size <= kMaxBlockSize, "option --block-size: value ", block_size,
                ": must lie in [1, ", kMaxBlockSize, "]");
-  MLARUN_CHECK(gpu_memory_utilization > 0 && gpu_memory_utilization <= 1, "option --gpu-memory-utilization: value ",
-               gpu_memory_utilization, ": must lie in (0, 1]");
-  MLARUN_CHECK(max_batch_size >= 1, "option --max-batch-size: value ", max_batch_size, ": must be at least 1");
-  MLARUN_CHECK(max_seq_len >= 1, "option --max-seq-len: value ", max_seq_len, ": must be at least 1");
+  MLARUN_CHECK(num_blocks == -1 || num_blocks >= 1, "option --num-gpu-blocks-override (--num-blocks): value ",
+               num_blocks, ": must be at least 1 (or -1 to size the cache from memory)");
+  MLARUN_CHECK(std::isfinite(gpu_memory_utilization) && gpu_memory_utilization > 0 && gpu_memory_utilization <= 1,
+               "option --gpu-memory-utilization: value ", gpu_memory_utilization, ": must lie in (0, 1]");
+  MLARUN_CHECK(max_num_seqs >= 1, "option --max-num-seqs (--max-batch-size): value ", max_num_seqs,
+               ": must be at least 1");
   MLARUN_CHECK(max_num_batched_tokens >= 1, "option --max-num-batched-tokens: value ", max_num_batched_tokens,
                ": must be at least 1");
-  MLARUN_CHECK(num_blocks == -1 || num_blocks >= 1, "option --num-blocks: value ", num_blocks,
-               ": must be at least 1 (or -1 to size the cache from memory)");
-  MLARUN_CHECK(kv_dtype == DType::BF16 || kv_dtype == DType::F16 || kv_dtype == DType::F32 ||
-                   kv_dtype == DType::F8_E4M3,
-               "option --kv-dtype: value ", dtype_name(kv_dtype), ": the cache holds bf16, f16, f32 or fp8 values");
+  MLARUN_CHECK(max_model_len >= 1, "option --max-model-len (--max-seq-len): value ", max_model_len,
+               ": must be at least 1");
+  MLARUN_CHECK(eos_token_id >= -1, "eos_token_id: value ", eos_token_id, ": must be a token id or -1 (none)");
 }
 
 void RuntimeOptions::validate_for(const ModelConfig& m) const {

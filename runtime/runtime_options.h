@@ -1,27 +1,37 @@
-// RuntimeOptions: how a model is run (not what it is): device, tensor-parallel size, cache block size, memory
-// fraction, batch and sequence limits. Validated like the model config, with errors naming the option and the value.
+// RuntimeOptions: how a model is run (not what it is), in one struct built once per process and read by every
+// layer that needs it: the device and tensor-parallel size, the paged cache (block size, block count, memory
+// fraction, cache dtype), the scheduler's budgets (sequences and tokens per step, longest request), prefix
+// caching and the end-of-sequence token. Field and option names follow vLLM's engine arguments. Validated like
+// the model config, with errors naming the command-line option and the value.
 #pragma once
 
 #include <cstdint>
 #include <string>
 
-#include "runtime/dtype.h"
 #include "runtime/tensor.h"
 
 namespace mlarun {
 
 struct ModelConfig;
 
+// --kv-cache-dtype. Auto: the model's activation dtype (f32 on the CPU, bf16 on a GPU). The quantized caches
+// (fp8, int8) are not implemented yet and are refused by name.
+enum class KvCacheDtype { Auto };
+KvCacheDtype parse_kv_cache_dtype(const std::string& text);  // throws naming --kv-cache-dtype and the value
+const char* kv_cache_dtype_name(KvCacheDtype t);
+
 struct RuntimeOptions {
-  int64_t tp = 1;                          // --tp: tensor-parallel ranks
-  int64_t block_size = 64;                 // --block-size: tokens per cache block, 1..256
-  double gpu_memory_utilization = 0.9;     // --gpu-memory-utilization: fraction of GPU memory to use, (0, 1]
-  int64_t max_batch_size = 256;            // --max-batch-size: sequences per step
-  int64_t max_seq_len = 4096;              // --max-seq-len: longest prompt + generation
-  int64_t max_num_batched_tokens = 8192;   // --max-num-batched-tokens: tokens per step
-  int64_t num_blocks = -1;                 // --num-blocks: cache blocks per layer; -1 sizes from memory
-  DType kv_dtype = DType::BF16;            // --kv-dtype
   Device device = Device::CPU;             // --device: cpu (the f32 reference) or cuda (bf16 weights and cache)
+  int64_t tp = 1;                          // --tensor-parallel-size (--tp): ranks
+  int64_t block_size = 64;                 // --block-size: tokens per cache block, 1..256
+  int64_t num_blocks = -1;                 // --num-gpu-blocks-override (--num-blocks): cache blocks; -1: from memory
+  double gpu_memory_utilization = 0.9;     // --gpu-memory-utilization: fraction of GPU memory to use, (0, 1]
+  KvCacheDtype kv_cache_dtype = KvCacheDtype::Auto;  // --kv-cache-dtype
+  int64_t max_num_seqs = 256;              // --max-num-seqs (--max-batch-size): sequences per step
+  int64_t max_num_batched_tokens = 8192;   // --max-num-batched-tokens: tokens per step, prefill chunks and decodes
+  int64_t max_model_len = 4096;            // --max-model-len (--max-seq-len): prompt + completion tokens at most
+  bool enable_prefix_caching = true;       // --enable-prefix-caching / --no-enable-prefix-caching
+  int32_t eos_token_id = -1;               // the model's end-of-sequence token (set from its config); -1: none
 
   static constexpr int64_t kMaxBlockSize = 256;
 

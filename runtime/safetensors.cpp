@@ -1,6 +1,7 @@
 // Safetensors reader and writer. The whole header is validated at open, in the order of the reference Rust
-// reader (style_ecosystem.md B4), so that afterwards every tensor's bytes are known to lie inside the mapping.
+// reader (docs/layouts.md §3.2), so that afterwards every tensor's bytes are known to lie inside the mapping.
 // Tensor bytes are only ever memcpy'd out of the mapping: the format does not promise aligned data.
+// nlohmann-json parses the header text (strictly: see json.h); the format's rules on the tree are checked here.
 #include "runtime/safetensors.h"
 
 #include <fcntl.h>
@@ -40,25 +41,28 @@ uint64_t read_u64_le(const uint8_t* p) {
   return v;
 }
 
-// A JSON integer that is >= 0, or an error naming the file, the tensor and the field.
+// A JSON integer in [0, 2^63), or an error naming the file, the tensor and the field. No file holds 2^63 bytes;
+// the bound keeps dimensions in int64_t and sums of offsets from wrapping.
 uint64_t non_negative_int(const json::Value& v, const std::string& path, const std::string& tensor,
                           const char* field) {
-  if (!v.is_int() || v.as_int() < 0)
-    fail(path, ": tensor '", tensor, "': ", field, " must hold non-negative integers, found a ",
-         v.is_int() ? "negative integer" : json::kind_name(v.kind()));
-  return uint64_t(v.as_int());
+  std::optional<int64_t> i = json::to_int64(v);
+  if (i && *i >= 0) return uint64_t(*i);
+  std::string found = i                        ? std::string("a negative integer")
+                      : v.is_number_integer() ? json::show(v) + ", above 2^63 - 1"
+                                              : std::string("a ") + json::kind_name(v);
+  fail(path, ": tensor '", tensor, "': ", field, " must hold non-negative integers, found ", found);
 }
 
 TensorInfo parse_tensor_entry(const std::string& path, const std::string& name, const json::Value& entry) {
   if (!entry.is_object())
     fail(path, ": tensor '", name, "': expected an object with dtype, shape and data_offsets, found a ",
-         json::kind_name(entry.kind()));
-  for (const auto& [key, value] : entry.members())
+         json::kind_name(entry));
+  for (const auto& [key, value] : entry.items())
     if (key != "dtype" && key != "shape" && key != "data_offsets")
       fail(path, ": tensor '", name, "': unexpected field '", key, "'");
-  const json::Value* dtype = entry.find("dtype");
-  const json::Value* shape = entry.find("shape");
-  const json::Value* offsets = entry.find("data_offsets");
+  const json::Value* dtype = json::find(entry, "dtype");
+  const json::Value* shape = json::find(entry, "shape");
+  const json::Value* offsets = json::find(entry, "data_offsets");
   const std::pair<const char*, const json::Value*> fields[] = {
       {"dtype", dtype}, {"shape", shape}, {"data_offsets", offsets}};
   for (const auto& [field, value] : fields)
@@ -67,20 +71,17 @@ TensorInfo parse_tensor_entry(const std::string& path, const std::string& name, 
   TensorInfo info;
   info.name = name;
   if (!dtype->is_string())
-    fail(path, ": tensor '", name, "': dtype must be a string, found a ", json::kind_name(dtype->kind()));
-  info.dtype = dtype->as_string();
+    fail(path, ": tensor '", name, "': dtype must be a string, found a ", json::kind_name(*dtype));
+  info.dtype = dtype->get<std::string>();
   if (!find_safetensors_dtype(info.dtype))
     fail(path, ": tensor '", name, "': unknown dtype '", info.dtype, "'");
   if (!shape->is_array())
-    fail(path, ": tensor '", name, "': shape must be an array, found a ", json::kind_name(shape->kind()));
-  for (const json::Value& d : shape->items()) {
-    uint64_t dim = non_negative_int(d, path, name, "shape");
-    info.shape.push_back(int64_t(dim));  // parsed from an int64, so it fits
-  }
-  if (!offsets->is_array() || offsets->items().size() != 2)
+    fail(path, ": tensor '", name, "': shape must be an array, found a ", json::kind_name(*shape));
+  for (const json::Value& d : *shape) info.shape.push_back(int64_t(non_negative_int(d, path, name, "shape")));
+  if (!offsets->is_array() || offsets->size() != 2)
     fail(path, ": tensor '", name, "': data_offsets must be an array of 2 integers [BEGIN, END]");
-  info.begin = non_negative_int(offsets->items()[0], path, name, "data_offsets");
-  info.end = non_negative_int(offsets->items()[1], path, name, "data_offsets");
+  info.begin = non_negative_int((*offsets)[0], path, name, "data_offsets");
+  info.end = non_negative_int((*offsets)[1], path, name, "data_offsets");
   return info;
 }
 
@@ -226,15 +227,13 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     json::Value root = json::parse(header, path + " (safetensors header)");
     if (!root.is_object()) fail(path, ": header is not a JSON object");
 
-    for (const auto& [key, value] : root.members()) {
+    for (const auto& [key, value] : root.items()) {
       if (key == "__metadata__") {
-        if (!value.is_object())
-          fail(path, ": __metadata__ must be an object, found a ", json::kind_name(value.kind()));
-        for (const auto& [mkey, mvalue] : value.members()) {
+        if (!value.is_object()) fail(path, ": __metadata__ must be an object, found a ", json::kind_name(value));
+        for (const auto& [mkey, mvalue] : value.items()) {
           if (!mvalue.is_string())
-            fail(path, ": __metadata__ value of '", mkey, "' must be a string, found a ",
-                 json::kind_name(mvalue.kind()));
-          metadata_[mkey] = mvalue.as_string();
+            fail(path, ": __metadata__ value of '", mkey, "' must be a string, found a ", json::kind_name(mvalue));
+          metadata_[mkey] = mvalue.get<std::string>();
         }
         continue;
       }
@@ -314,11 +313,10 @@ Tensor SafetensorsFile::load_slice(const std::string& name, int dim, int64_t beg
 
 void write_safetensors(const std::string& path, const std::vector<std::pair<std::string, Tensor>>& tensors,
                        const std::map<std::string, std::string>& metadata) {
-  json::Value::Object header;
+  json::Value header = json::Value::object();
   if (!metadata.empty()) {
-    json::Value::Object meta;
-    for (const auto& [key, value] : metadata) meta.emplace_back(key, json::Value(value));
-    header.emplace_back("__metadata__", json::Value::object(std::move(meta)));
+    json::Value& meta = header["__metadata__"] = json::Value::object();
+    for (const auto& [key, value] : metadata) meta[key] = value;
   }
   std::map<std::string, bool> seen;
   uint64_t offset = 0;
@@ -327,16 +325,14 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
     if (!seen.emplace(name, true).second) fail(path, ": tensor '", name, "' given twice");
     if (!t.defined()) fail(path, ": tensor '", name, "' is undefined");
     if (t.device() != Device::CPU) fail(path, ": tensor '", name, "' must be on the CPU to be written");
-    json::Value::Array shape;
-    for (int64_t d : t.shape()) shape.emplace_back(d);
-    json::Value::Object entry;
-    entry.emplace_back("dtype", json::Value(safetensors_dtype_name(t.dtype())));
-    entry.emplace_back("shape", json::Value::array(std::move(shape)));
-    entry.emplace_back("data_offsets", json::Value::array({json::Value(offset), json::Value(offset + t.nbytes())}));
-    header.emplace_back(name, json::Value::object(std::move(entry)));
+    json::Value& entry = header[name] = json::Value::object();
+    entry["dtype"] = safetensors_dtype_name(t.dtype());
+    entry["shape"] = json::Value::array();
+    for (int64_t d : t.shape()) entry["shape"].push_back(d);
+    entry["data_offsets"] = json::Value::array({offset, offset + t.nbytes()});
     offset += t.nbytes();
   }
-  std::string text = json::Value::object(std::move(header)).dump();
+  std::string text = json::dump(header);
   text.append((8 - text.size() % 8) % 8, ' ');  // the data buffer starts 8-byte aligned
 
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

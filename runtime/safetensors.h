@@ -1,5 +1,5 @@
 // Reading Hugging Face safetensors files and sharded checkpoints. Files are memory-mapped and every rule of
-// the format is checked before any tensor byte is touched (see style_ecosystem.md B4), so a malformed file is
+// the format is checked before any tensor byte is touched (docs/layouts.md §3), so a malformed file is
 // an mlarun::Error naming the file and the tensor, never a crash or an out-of-bounds read.
 #pragma once
 

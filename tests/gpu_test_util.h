@@ -1,6 +1,6 @@
 // Helpers for the GPU tests (label gpu): skip without a usable GPU (never fail for lack of one), fresh random
 // inputs (never zeros), bf16 rounding of host values so the CPU reference sees exactly what the GPU sees, and the
-// error measure METHOD.md asks for: ||out - ref|| / ||ref||, with NaN never passing.
+// error measure: the relative L2 error ||out - ref|| / ||ref|| over all elements, with NaN never passing.
 #pragma once
 
 #include <gtest/gtest.h>

@@ -2,35 +2,37 @@
 // Why: a kernel number means nothing unless the same binary just showed the output right, on data it had never
 // seen. Every run (1) fills q/k/v with new random values (seed printed), poisons out/lse with NaN and checks that
 // every element was written; (2) checks rows against the CPU reference (ops::attention, fp32, on the same
-// rounded inputs) with the rule "error <= 2 x the error of a plain bf16/fp16 attention + one output rounding";
-// (3) times the shapes of shared/reference/h100_torch_anchors.json (CUDA events, warm-up, median) and prints
-// TFLOP/s with FlashAttention's FLOP count (2*b*h*s_q*s_k*(d_qk+d_v), halved when causal), beside PyTorch's
-// numbers when --anchors gives that file. Exit 1 on a validation failure; "no GPU" exits 0.
-// Usage: bench_flash_prefill [--json FILE] [--anchors h100_torch_anchors.json] [--reps N] [--quick]
+// rounded inputs) with the rule "error <= 2 x the error of a plain bf16/fp16 attention + one output rounding"
+// (the case, its buffers and that check are kernels/cuda/flash_prefill/cases.h, shared with the GPU test);
+// (3) times a fixed list of prefill shapes (bench/timing.h: CUDA events, warm-up, median) and prints TFLOP/s with
+// FlashAttention's FLOP count (2*b*h*s_q*s_k*(d_qk+d_v), halved when causal), beside PyTorch's numbers for the
+// same shapes when --anchors names a file of them (no file, no such column). Exit 1 on a validation failure;
+// "no GPU" exits 0. Ceilings and contract: docs/kernels.md.
+// Usage: bench_flash_prefill [--json FILE] [--anchors FILE] [--reps N] [--quick]
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <string>
-#include <thread>
 #include <vector>
 
+#include "kernels/bench/timing.h"
+#include "kernels/cuda/flash_prefill/cases.h"
 #include "runtime/cuda_check.h"
-#include "kernels/cuda/flash_prefill.h"
-#include "kernels/cuda/flash_prefill_reference.h"
-#include "kernels/ops.h"
 #include "runtime/device.h"
 #include "runtime/json.h"
 #include "runtime/tensor.h"
 
 using namespace mlarun;
+namespace cuda = mlarun::ops::cuda;
+using cuda::flash::Case;
+using cuda::flash::DeviceRun;
 
 namespace {
 
@@ -47,78 +49,23 @@ __global__ void fill_normal(uint16_t* dst, int64_t n, uint64_t seed, bool bf16) 
   }
 }
 
-struct Problem {
-  std::string name;
-  int dqk, dv, hq, hkv;
-  DType dtype;
-  bool causal;
-  int window;
-  std::vector<int> len_q, len_k;
-};
-
-struct Run {
-  Problem pb;
-  std::vector<int32_t> cu_q{0}, cu_k{0};
-  Tensor q, k, v, out, lse, dcu_q, dcu_k;  // device
-  cuda::FlashPrefillParams p;
-
-  Run(const Problem& problem, uint64_t seed) : pb(problem) {
-    for (size_t b = 0; b < pb.len_q.size(); ++b) {
-      cu_q.push_back(cu_q.back() + pb.len_q[b]);
-      cu_k.push_back(cu_k.back() + pb.len_k[b]);
-    }
-    const int64_t tq = cu_q.back(), tk = cu_k.back();
-    q = random_tensor({tq, pb.hq, pb.dqk}, seed);
-    k = random_tensor({tk, pb.hkv, pb.dqk}, seed + 1);
-    v = random_tensor({tk, pb.hkv, pb.dv}, seed + 2);
-    out = Tensor::empty({tq, pb.hq, pb.dv}, pb.dtype, Device::CUDA);
-    lse = Tensor::empty({tq, pb.hq}, DType::F32, Device::CUDA);
-    dcu_q = int_tensor(cu_q), dcu_k = int_tensor(cu_k);
-    p.q = q.raw(), p.k = k.raw(), p.v = v.raw(), p.out = out.raw(), p.lse = lse.data<float>();
-    p.cu_seqlens_q = dcu_q.data<int32_t>(), p.cu_seqlens_k = dcu_k.data<int32_t>();
-    p.cu_seqlens_q_host = cu_q.data(), p.cu_seqlens_k_host = cu_k.data();
-    p.batch = int(pb.len_q.size()), p.total_q = tq, p.total_k = tk;
-    p.num_heads_q = pb.hq, p.num_heads_kv = pb.hkv, p.head_dim_qk = pb.dqk, p.head_dim_v = pb.dv;
-    p.dtype = pb.dtype, p.softmax_scale = 1.0f / std::sqrt(float(pb.dqk)), p.causal = pb.causal;
-    p.window_left = pb.window;
-  }
-  Tensor random_tensor(const Shape& shape, uint64_t seed) const {
-    Tensor t = Tensor::empty(shape, pb.dtype, Device::CUDA);
-    fill_normal<<<1024, 256>>>(static_cast<uint16_t*>(t.raw()), t.numel(), seed * 0x2545f4914f6cdd1dull,
-                               pb.dtype == DType::BF16);
+// Device normal inputs (fill_normal with a seed derived from `seed`), one fresh seed per tensor.
+DeviceRun make_run(const Case& c, uint64_t seed) {
+  return DeviceRun(c, [&](const Shape& shape) {
+    Tensor t = Tensor::empty(shape, c.dtype, Device::CUDA);
+    fill_normal<<<1024, 256>>>(static_cast<uint16_t*>(t.raw()), t.numel(), seed++ * 0x2545f4914f6cdd1dull,
+                               c.dtype == DType::BF16);
     MLARUN_CUDA_CHECK(cudaGetLastError());
     return t;
-  }
-  static Tensor int_tensor(const std::vector<int32_t>& values) {
-    Tensor t = Tensor::empty({int64_t(values.size())}, DType::I32);
-    std::copy(values.begin(), values.end(), t.data<int32_t>());
-    return t.to(Device::CUDA);
-  }
-  void launch() { cuda::flash_prefill(p, nullptr); }
-};
+  });
+}
 
-struct Check : cuda::FlashPrefillErrors {
-  bool ok() const { return unwritten == 0 && within_twice_plain() && lse <= 2e-3; }
-};
-
-// Poisons out/lse, runs once, counts NaN left anywhere, and compares the given rows (every head) with the
-// fp32 CPU reference and the plain low-precision one. rows_per_seq <= 0: every row.
-Check validate(Run& run, int rows_per_seq, std::mt19937& rng) {
-  const Problem& pb = run.pb;
-  MLARUN_CUDA_CHECK(cudaMemset(run.out.raw(), 0xff, run.out.nbytes()));  // NaN in bf16, fp16 and f32
-  MLARUN_CUDA_CHECK(cudaMemset(run.lse.raw(), 0xff, run.lse.nbytes()));
-  run.launch();
-  MLARUN_CUDA_CHECK(cudaDeviceSynchronize());
-  Tensor out = run.out.to(Device::CPU).to_dtype(DType::F32), lse = run.lse.to(Device::CPU);
-  Tensor q = run.q.to(Device::CPU).to_dtype(DType::F32), k = run.k.to(Device::CPU).to_dtype(DType::F32),
-         v = run.v.to(Device::CPU).to_dtype(DType::F32);
-  Check total;
-  for (int64_t i = 0; i < out.numel(); ++i) total.unwritten += std::isnan(out.data<float>()[i]);
-  for (int64_t i = 0; i < lse.numel(); ++i) total.unwritten += std::isnan(lse.data<float>()[i]);
-
+// Rows to check: every row of a sequence up to rows_per_seq of them (or when rows_per_seq <= 0), else its first
+// two, middle and last two rows and random others up to rows_per_seq.
+std::vector<std::pair<int, int>> rows_to_check(const Case& c, int rows_per_seq, std::mt19937& rng) {
   std::vector<std::pair<int, int>> rows;  // (sequence, row in sequence)
-  for (size_t b = 0; b < pb.len_q.size(); ++b) {
-    const int n = pb.len_q[b];
+  for (size_t b = 0; b < c.len_q.size(); ++b) {
+    const int n = c.len_q[b];
     if (rows_per_seq <= 0 || n <= rows_per_seq) {
       for (int i = 0; i < n; ++i) rows.push_back({int(b), i});
     } else {
@@ -126,62 +73,30 @@ Check validate(Run& run, int rows_per_seq, std::mt19937& rng) {
       for (int r = 5; r < rows_per_seq; ++r) rows.push_back({int(b), int(rng() % uint32_t(n))});
     }
   }
-  const cuda::FlashPrefillShape shape{pb.dqk, pb.dv, pb.hq, pb.hkv, pb.dtype, pb.causal, pb.window,
-                                      run.p.softmax_scale};
-  const int workers = std::max(1u, std::thread::hardware_concurrency());
-  std::vector<cuda::FlashPrefillErrors> part(static_cast<size_t>(workers));
-  std::vector<std::thread> pool;
-  for (int w = 0; w < workers; ++w)
-    pool.emplace_back([&, w] {
-      for (size_t idx = size_t(w); idx < rows.size(); idx += size_t(workers)) {
-        const int b = rows[idx].first, i = rows[idx].second;
-        part[size_t(w)].merge(cuda::flash_prefill_check_row(shape, q, k, v, out, lse, run.cu_q[b] + i, i,
-                                                            run.cu_k[b], pb.len_q[b], pb.len_k[b]));
-      }
-    });
-  for (auto& t : pool) t.join();
-  const int64_t unwritten = total.unwritten;  // counted over every element above; the rows recount some
-  for (const cuda::FlashPrefillErrors& c : part) total.merge(c);
-  total.unwritten = unwritten;
-  return total;
+  return rows;
 }
 
-bool report(const char* what, const Problem& pb, const Check& c) {
+bool report(const char* what, const Case& pb, const cuda::flash::Errors& c) {
   std::printf("%-6s %-34s rows %6lld  err %.3e  plain %s %.3e  lse %.1e  unwritten %lld  %s\n", what,
               pb.name.c_str(), (long long)c.rows, c.kernel, dtype_name(pb.dtype), c.plain, c.lse,
               (long long)c.unwritten, c.ok() ? "ok" : "FAIL");
   return c.ok();
 }
 
-float median_ms(Run& run, int warmup, int reps) {
-  for (int i = 0; i < warmup; ++i) run.launch();
-  cudaEvent_t a, b;
-  MLARUN_CUDA_CHECK(cudaEventCreate(&a));
-  MLARUN_CUDA_CHECK(cudaEventCreate(&b));
-  std::vector<float> ms(static_cast<size_t>(reps));
-  for (int i = 0; i < reps; ++i) {
-    MLARUN_CUDA_CHECK(cudaEventRecord(a));
-    run.launch();
-    MLARUN_CUDA_CHECK(cudaEventRecord(b));
-    MLARUN_CUDA_CHECK(cudaEventSynchronize(b));
-    MLARUN_CUDA_CHECK(cudaEventElapsedTime(&ms[size_t(i)], a, b));
-  }
-  MLARUN_CUDA_CHECK(cudaEventDestroy(a));
-  MLARUN_CUDA_CHECK(cudaEventDestroy(b));
-  std::sort(ms.begin(), ms.end());
-  return ms[ms.size() / 2];
-}
-
-// PyTorch's number for the same shape from torch_anchors.py output (0 when absent).
+// PyTorch's number for the same shape from the --anchors file, a JSON array of records {backend ("flash" or
+// "cudnn"), B, H, S, D, DV, causal, tflops} (0 when absent).
 double anchor_tflops(const json::Value* anchors, const std::string& backend, int b, int h, int s, int d, int dv,
                      bool causal) {
-  if (!anchors) return 0;
-  for (const json::Value& r : anchors->items()) {
-    auto num = [&](const char* key) { const json::Value* x = r.find(key); return x ? x->as_int() : -1; };
-    const json::Value *be = r.find("backend"), *c = r.find("causal"), *tf = r.find("tflops");
-    if (be && be->as_string() == backend && tf && c && c->as_bool() == causal && num("B") == b && num("H") == h &&
-        num("S") == s && num("D") == d && num("DV") == dv)
-      return tf->as_double();
+  if (!anchors || !anchors->is_array()) return 0;
+  for (const json::Value& r : *anchors) {
+    auto num = [&](const char* key) {
+      const json::Value* x = json::find(r, key);
+      return x ? json::to_int64(*x) : std::nullopt;
+    };
+    const json::Value *be = json::find(r, "backend"), *c = json::find(r, "causal"), *tf = json::find(r, "tflops");
+    if (be && be->is_string() && be->get<std::string>() == backend && tf && tf->is_number() && c && c->is_boolean() &&
+        c->get<bool>() == causal && num("B") == b && num("H") == h && num("S") == s && num("D") == d && num("DV") == dv)
+      return tf->get<double>();
   }
   return 0;
 }
@@ -210,7 +125,8 @@ int main(int argc, char** argv) {
   try {
     cudaDeviceProp prop;
     MLARUN_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
-    std::printf("device: %s, %d SMs, %zu KB smem/SM; ceilings (DESIGN.md, H100): ~800 TFLOP/s bf16 dense, 3.0 TB/s\n",
+    std::printf("device: %s, %d SMs, %zu KB smem/SM; H100 SXM ceilings (docs/kernels.md): ~800 TFLOP/s bf16 dense, "
+                "~3.0 TB/s HBM3\n",
                 prop.name, prop.multiProcessorCount, prop.sharedMemPerMultiprocessor / 1024);
     json::Value anchors;
     if (!anchors_path.empty()) anchors = json::parse_file(anchors_path);
@@ -222,7 +138,7 @@ int main(int argc, char** argv) {
     // 1) Every row of mixed-length batches, every dim pair and dtype.
     const std::vector<int> mixed = {1, 17, 128, 1000};
     const int dims[4][2] = {{192, 128}, {128, 128}, {64, 64}, {256, 256}};
-    std::vector<Problem> checks;
+    std::vector<Case> checks;
     for (auto& d : dims)
       for (DType t : {DType::BF16, DType::F16})
         checks.push_back({std::to_string(d[0]) + "/" + std::to_string(d[1]) + " gqa 8:2 causal", d[0], d[1], 8, 2,
@@ -232,9 +148,9 @@ int main(int argc, char** argv) {
     checks.push_back({"192/128 mha 4 noncausal", 192, 128, 4, 4, DType::BF16, false, -1, mixed, {7, 17, 200, 1000}});
     checks.push_back({"128/128 gqa 4:2 window 256", 128, 128, 4, 2, DType::BF16, true, 256, mixed, mixed});
     uint64_t salt = 0;
-    for (const Problem& pb : checks) {
-      Run run(pb, seed + 16 * salt++);
-      all_ok &= report("check", pb, validate(run, quick ? 16 : 0, rng));
+    for (const Case& pb : checks) {
+      DeviceRun run = make_run(pb, seed + 16 * salt++);
+      all_ok &= report("check", pb, cuda::flash::validate(run, rows_to_check(pb, quick ? 16 : 0, rng)));
     }
 
     // 2) The anchor shapes: sampled rows checked, every element checked for writes, then timed.
@@ -251,12 +167,12 @@ int main(int argc, char** argv) {
       char name[96];
       std::snprintf(name, sizeof name, "b%d h%d s%d d%d/%d %s", t.b, t.h, t.s, t.d, t.dv,
                     t.causal ? "causal" : "full");
-      Problem pb{name, t.d, t.dv, t.h, t.h, DType::BF16, t.causal, -1, std::vector<int>(size_t(t.b), t.s),
+      const Case pb{name, t.d, t.dv, t.h, t.h, DType::BF16, t.causal, -1, std::vector<int>(size_t(t.b), t.s),
                  std::vector<int>(size_t(t.b), t.s)};
-      Run run(pb, seed + 16 * salt++);
-      const Check c = validate(run, quick ? 4 : 12, rng);
+      DeviceRun run = make_run(pb, seed + 16 * salt++);
+      const cuda::flash::Errors c = cuda::flash::validate(run, rows_to_check(pb, quick ? 4 : 12, rng));
       all_ok &= report("sample", pb, c);
-      const float ms = median_ms(run, 3, quick ? 5 : reps);
+      const double ms = cuda::bench::median_ms(3, quick ? 5 : reps, [&](int) { run.launch(); });
       const double flops = 2.0 * t.b * t.h * double(t.s) * t.s * (t.d + t.dv) / (t.causal ? 2 : 1);
       const double tflops = flops / (ms * 1e-3) / 1e12;
       const json::Value* anc = anchors_path.empty() ? nullptr : &anchors;
@@ -265,13 +181,13 @@ int main(int argc, char** argv) {
       std::printf("%-34s %9.3f %9.1f %11.1f %11.1f %8.2f\n", name, ms, tflops, fa2, cudnn,
                   cudnn > 0 ? tflops / cudnn : 0.0);
       json::Value r = json::Value::object();
-      r.set("kind", "prefill"), r.set("backend", "mlarun"), r.set("B", t.b), r.set("H", t.h), r.set("S", t.s);
-      r.set("D", t.d), r.set("DV", t.dv), r.set("causal", t.causal), r.set("ms", double(ms));
-      r.set("tflops", tflops), r.set("max_err", c.kernel), r.set("plain_err", c.plain), r.set("valid", c.ok());
+      r["kind"] = "prefill", r["backend"] = "mlarun", r["B"] = t.b, r["H"] = t.h, r["S"] = t.s;
+      r["D"] = t.d, r["DV"] = t.dv, r["causal"] = t.causal, r["ms"] = ms;
+      r["tflops"] = tflops, r["max_err"] = c.kernel, r["plain_err"] = c.plain, r["valid"] = c.ok();
       results.push_back(r);
     }
     if (!json_path.empty()) {
-      std::ofstream(json_path) << results.dump(1) << "\n";
+      std::ofstream(json_path) << json::dump(results, 1) << "\n";
       std::printf("wrote %s\n", json_path.c_str());
     }
     std::printf("%s\n", all_ok ? "all checks passed" : "VALIDATION FAILED");

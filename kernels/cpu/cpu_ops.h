@@ -1,21 +1,63 @@
-// CPU reference kernels on raw f32 buffers (row-major, contiguous). Shapes were checked by kernels/ops.cpp;
-// these loops favour being obviously right, with f32 accumulation in a fixed order so results are repeatable.
+// The CPU backend behind kernels/ops.h, one function per op, twin of kernels/cuda/cuda_ops.h: the dispatch in
+// kernels/ops*.cpp calls these after it has checked shapes, devices and (where an op computes) that the tensors
+// are f32. Loops favour being obviously right, with f32 accumulation in a fixed order so results repeat; they
+// are the reference every CUDA kernel is held to. Each group lives in the file named after its CUDA twin.
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
-namespace mlarun::cpu {
+#include "kernels/op_types.h"
+#include "runtime/forward_batch.h"
+#include "runtime/sampling_params.h"
+#include "runtime/tensor.h"
 
-// y[m, n] = sum_k x[m, k] * w[n, k]
-void linear(const float* x, const float* w, float* y, int64_t M, int64_t N, int64_t K);
-void rms_norm(const float* x, const float* weight, float* y, int64_t rows, int64_t dim, float eps);
-void silu_mul(const float* gate, const float* up, float* out, int64_t n);
-// Rotates the last 2*half values of each row of width `width`: pairs (2i, 2i+1) when interleaved, else (i, i+half).
-void rope(float* x, int64_t tokens, int64_t rows_per_token, int64_t width, const int64_t* positions,
-          const float* inv_freq, int64_t half, float attention_factor, bool interleaved);
-// One query row against keys: o[dv] = softmax(scale * q.k_t for t < n_keys) . v_t; returns the log-sum-exp.
-// k rows are `k_stride` floats apart, v rows `v_stride` apart.
-float attend_one(const float* q, const float* k, int64_t k_stride, const float* v, int64_t v_stride,
-                 int64_t n_keys, int64_t dqk, int64_t dv, float scale, float* o, float* scratch);
+namespace mlarun::ops::cpu {
 
-}  // namespace mlarun::cpu
+// gemm.cpp (twin of cuda/cublas_gemm.cpp); f32 only
+Tensor linear(const Tensor& x, const Tensor& w);       // x [M, K], w [N, K] -> [M, N]
+Tensor head_linear(const Tensor& x, const Tensor& w);  // x [T, H, K], w [H, N, K] -> [T, H, N]
+
+// elementwise_ops.cpp
+void add(const Tensor& a, const Tensor& b, const Tensor& out);  // f32; out may be a
+Tensor silu_mul(const Tensor& gate, const Tensor& up);          // f32
+Tensor embedding(const std::vector<int32_t>& ids, const Tensor& table, int64_t vocab_start);  // f32 table
+Tensor convert(const Tensor& x, DType dtype);                   // any dtype the runtime converts
+
+// rms_norm.cpp; f32 only
+Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps);
+Tensor add_rms_norm(const Tensor& residual, const Tensor& delta, const Tensor& weight, float eps);
+
+// data_movement.cpp: exact copies of any dtype; scatter_add_rows sums in f32
+Tensor narrow_last_dim(const Tensor& x, int64_t start, int64_t len);
+// b_repeat: how many consecutive rows of a share one row of b (1, or the head count when b broadcasts).
+Tensor concat_last_dim(const Tensor& a, const Tensor& b, int64_t b_repeat);
+Tensor transpose_last_two(const Tensor& x);
+Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& rows);
+void scatter_add_rows(const Tensor& dst, const std::vector<int64_t>& rows, const Tensor& src,
+                      const std::vector<float>& weights);
+
+// rope.cpp; f32 only
+void apply_rope(const Tensor& x, const std::vector<int64_t>& positions, const RopeTable& table);
+
+// moe_routing.cpp
+Routing route(const Tensor& logits, const Tensor& bias, const RoutingParams& p);  // bias undefined unless noaux_tc
+// Host tensors (the dispatch copies a device routing back first).
+ExpertGroups group_by_expert(const Tensor& experts, const Tensor& weights, int64_t first_expert,
+                             int64_t num_experts);
+
+// paged_cache.cpp; f32 only
+void write_cache(const Tensor& pool, const std::vector<int64_t>& slot_mapping, const Tensor& rows);
+Tensor gather_cache(const Tensor& pool, const std::vector<int32_t>& block_table, int64_t len);
+
+// simple_attention.cpp; f32 only
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, int64_t q_offset, Tensor* lse);
+Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const std::vector<BatchSequence>& sequences,
+                           int64_t kv_lora_rank, float scale, Tensor* lse);
+
+// sampling.cpp (with the host sampler of cpu/sampling.h, which these call row by row); f32 logits
+std::vector<int32_t> argmax_rows(const Tensor& logits);
+std::vector<int32_t> sample_rows(const Tensor& logits, const std::vector<SamplingParams>& params,
+                                 const std::vector<double>& uniforms);
+
+}  // namespace mlarun::ops::cpu

@@ -10,7 +10,7 @@
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/cuda_ops.h"
 
-namespace mlarun::cuda_ops {
+namespace mlarun::ops::cuda {
 
 namespace {
 
@@ -93,4 +93,4 @@ Tensor head_linear(const Tensor& x, const Tensor& w) {
   return y;
 }
 
-}  // namespace mlarun::cuda_ops
+}  // namespace mlarun::ops::cuda

@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-namespace mlarun::cuda_ops {
+namespace mlarun::ops::cuda {
 
 __device__ __forceinline__ float load_f(const void* p, int64_t i, bool bf16) {
   return bf16 ? __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]) : static_cast<const float*>(p)[i];
@@ -64,4 +64,4 @@ __device__ __forceinline__ float block_max(float v, float* scratch) {
   return m;
 }
 
-}  // namespace mlarun::cuda_ops
+}  // namespace mlarun::ops::cuda

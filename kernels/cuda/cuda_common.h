@@ -15,7 +15,7 @@
 #include "runtime/error.h"
 #include "runtime/tensor.h"
 
-namespace mlarun::cuda_ops {
+namespace mlarun::ops::cuda {
 
 inline cudaStream_t stream() { return current_stream(); }
 
@@ -46,4 +46,4 @@ inline unsigned grid_for(int64_t n, int threads) {
   return unsigned(std::max<int64_t>(1, std::min<int64_t>((n + threads - 1) / threads, int64_t(1) << 16)));
 }
 
-}  // namespace mlarun::cuda_ops
+}  // namespace mlarun::ops::cuda

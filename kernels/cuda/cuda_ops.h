@@ -1,16 +1,21 @@
-// The CUDA implementations behind kernels/ops.h, one function per op, called by the dispatch in kernels/ops*.cpp
-// after it has checked shapes and devices (so these check only what is CUDA-specific: dtypes, limits of the
-// simple kernels). Plain C++ declarations: the .cu files define them; builds without CUDA link
-// kernels/cuda_ops_stub.cpp instead. Work is queued on the current stream (runtime/device.h); outputs come from
-// the caching allocator. Host index lists are uploaded per call (small; a per-step upload is a later step).
+// The CUDA backend behind kernels/ops.h, one function per op, twin of kernels/cpu/cpu_ops.h: called by the
+// dispatch in kernels/ops*.cpp after it has checked shapes and devices (so these check only what is
+// CUDA-specific: dtypes, limits of the simple kernels). Plain C++ declarations: the .cu files define them; builds
+// without CUDA link kernels/cuda_ops_stub.cpp instead. The large kernels (flash_prefill/, mla_decode/) have their
+// own APIs in the same namespace (internals in sub-namespaces flash and mla). Work is queued on the current stream
+// (runtime/device.h); outputs come from the caching allocator. Host index lists are uploaded per call (small; a
+// per-step upload is a later step).
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
-#include "kernels/ops.h"
+#include "kernels/op_types.h"
+#include "runtime/forward_batch.h"
+#include "runtime/sampling_params.h"
+#include "runtime/tensor.h"
 
-namespace mlarun::cuda_ops {
+namespace mlarun::ops::cuda {
 
 // cublas_gemm.cpp
 Tensor linear(const Tensor& x, const Tensor& w, DType out_dtype);  // x [M, K], w [N, K]
@@ -36,10 +41,10 @@ void scatter_add_rows(const Tensor& dst, const std::vector<int64_t>& rows, const
                       const std::vector<float>& weights);
 
 // rope.cu
-void apply_rope(const Tensor& x, const std::vector<int64_t>& positions, const ops::RopeTable& table);
+void apply_rope(const Tensor& x, const std::vector<int64_t>& positions, const RopeTable& table);
 
 // moe_routing.cu
-ops::Routing route(const Tensor& logits, const Tensor& bias, const ops::RoutingParams& p);
+Routing route(const Tensor& logits, const Tensor& bias, const RoutingParams& p);
 
 // paged_cache.cu
 void write_cache(const Tensor& pool, const std::vector<int64_t>& slot_mapping, const Tensor& rows);
@@ -55,4 +60,4 @@ std::vector<int32_t> argmax_rows(const Tensor& logits);
 std::vector<int32_t> sample_rows(const Tensor& logits, const std::vector<SamplingParams>& params,
                                  const std::vector<double>& uniforms);
 
-}  // namespace mlarun::cuda_ops
+}  // namespace mlarun::ops::cuda

@@ -7,8 +7,9 @@
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/op_checks.h"
 
-namespace mlarun::cuda_ops {
+namespace mlarun::ops::cuda {
 
 namespace {
 
@@ -76,13 +77,9 @@ __global__ void scatter_add_kernel(void* dst, bool dst_bf16, const void* src, bo
 
 #undef MLARUN_GRID_STRIDE
 
-int64_t leading_rows(const Tensor& x) {
-  int64_t n = 1;
-  for (int i = 0; i + 1 < x.ndim(); ++i) n *= x.dim(i);
-  return n;
-}
-
 }  // namespace
+
+using detail::leading_rows;
 
 Tensor narrow_last_dim(const Tensor& x, int64_t start, int64_t len) {
   Shape shape = x.shape();
@@ -156,4 +153,4 @@ void scatter_add_rows(const Tensor& dst, const std::vector<int64_t>& rows, const
   MLARUN_CUDA_CHECK_LAUNCH("scatter_add_kernel");
 }
 
-}  // namespace mlarun::cuda_ops
+}  // namespace mlarun::ops::cuda

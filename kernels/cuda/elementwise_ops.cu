@@ -5,7 +5,7 @@
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/cuda_ops.h"
 
-namespace mlarun::cuda_ops {
+namespace mlarun::ops::cuda {
 
 namespace {
 
@@ -88,4 +88,4 @@ Tensor convert(const Tensor& x, DType dtype) {
   return out;
 }
 
-}  // namespace mlarun::cuda_ops
+}  // namespace mlarun::ops::cuda

@@ -1,5 +1,5 @@
-// MoE gate routing on the GPU, the CPU reference's selection step for step (kernels/routing.cpp): softmax (f32
-// exp, double sum) or sigmoid scores; bias-corrected choice scores for noaux_tc; group scores (max, or the sum of
+// MoE gate routing on the GPU, the CPU reference's selection step for step (kernels/cpu/moe_routing.cpp):
+// softmax (f32 exp, double sum) or sigmoid scores; bias-corrected choice scores for noaux_tc; group scores (max, or the sum of
 // the top two for noaux_tc) and the topk_groups best groups kept; top_k experts by repeated block-wide argmax
 // (ties to the lower index); weights from the unbiased scores, optionally renormalised, times the scale.
 // One block per token, the experts spread over its threads.
@@ -7,7 +7,7 @@
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/cuda_ops.h"
 
-namespace mlarun::cuda_ops {
+namespace mlarun::ops::cuda {
 
 namespace {
 
@@ -128,12 +128,12 @@ __global__ void __launch_bounds__(kThreads) route_kernel(const RouteArgs a) {
 
 }  // namespace
 
-ops::Routing route(const Tensor& logits, const Tensor& bias, const ops::RoutingParams& p) {
+Routing route(const Tensor& logits, const Tensor& bias, const RoutingParams& p) {
   const int64_t T = logits.dim(0), E = logits.dim(1);
   MLARUN_CHECK(E <= kMaxExperts && p.n_groups <= kMaxGroups && p.top_k <= kMaxTopK, "route: the CUDA kernel takes up to ",
                kMaxExperts, " experts, ", kMaxGroups, " groups and top_k ", kMaxTopK, "; got ", E, ", ", p.n_groups,
                " and ", p.top_k);
-  ops::Routing r{Tensor::empty({T, p.top_k}, DType::I32, Device::CUDA),
+  Routing r{Tensor::empty({T, p.top_k}, DType::I32, Device::CUDA),
                  Tensor::empty({T, p.top_k}, DType::F32, Device::CUDA)};
   if (T == 0) return r;
   RouteArgs a;
@@ -155,4 +155,4 @@ ops::Routing route(const Tensor& logits, const Tensor& bias, const ops::RoutingP
   return r;
 }
 
-}  // namespace mlarun::cuda_ops
+}  // namespace mlarun::ops::cuda

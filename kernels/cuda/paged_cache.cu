@@ -5,7 +5,7 @@
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/cuda_ops.h"
 
-namespace mlarun::cuda_ops {
+namespace mlarun::ops::cuda {
 
 namespace {
 
@@ -64,4 +64,4 @@ Tensor gather_cache(const Tensor& pool, const std::vector<int32_t>& block_table,
   return out;
 }
 
-}  // namespace mlarun::cuda_ops
+}  // namespace mlarun::ops::cuda

@@ -6,7 +6,7 @@
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/cuda_ops.h"
 
-namespace mlarun::cuda_ops {
+namespace mlarun::ops::cuda {
 
 namespace {
 
@@ -54,4 +54,4 @@ Tensor add_rms_norm(const Tensor& residual, const Tensor& delta, const Tensor& w
   return run(residual, &delta, weight, eps, "add_rms_norm");
 }
 
-}  // namespace mlarun::cuda_ops
+}  // namespace mlarun::ops::cuda

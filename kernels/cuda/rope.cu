@@ -6,7 +6,7 @@
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/cuda_ops.h"
 
-namespace mlarun::cuda_ops {
+namespace mlarun::ops::cuda {
 
 namespace {
 
@@ -32,7 +32,7 @@ __global__ void rope_kernel(void* x, const int64_t* positions, const float* inv_
 
 }  // namespace
 
-void apply_rope(const Tensor& x, const std::vector<int64_t>& positions, const ops::RopeTable& table) {
+void apply_rope(const Tensor& x, const std::vector<int64_t>& positions, const RopeTable& table) {
   const bool bf16 = is_bf16(x, "apply_rope");
   const int64_t T = x.dim(0), rows = x.dim(1), width = x.dim(2), half = int64_t(table.inv_freq.size());
   if (T * rows * half == 0) return;
@@ -43,4 +43,4 @@ void apply_rope(const Tensor& x, const std::vector<int64_t>& positions, const op
   MLARUN_CUDA_CHECK_LAUNCH("rope_kernel");
 }
 
-}  // namespace mlarun::cuda_ops
+}  // namespace mlarun::ops::cuda

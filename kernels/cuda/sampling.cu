@@ -1,18 +1,18 @@
-// Token choice on the GPU, one block per row of logits: argmax, and temperature / top-k / top-p sampling that
-// makes the host sampler's choice (runtime/sampler.cpp) without sorting the vocabulary. The host walks candidates
-// in order (most likely first, ties to the lower index, when top-k or top-p needs an order; index order otherwise)
-// and stops where the running mass passes uniform * total. Give every token a 64-bit key that orders it the way
-// the walk does; then "the mass walked before and including token j" is the mass of keys >= key(j), and every
-// cut (the k-th token, the top-p prefix, the sampled token) is the largest key X whose mass or count of keys >= X
-// passes a threshold: a 64-step binary search of block-wide sums. Weights are exp((l - max) / T) in double as on
-// the host; only the order of the sums differs, so a uniform within rounding of a boundary may pick a neighbour.
+// Token choice on the GPU, one block per row of logits: argmax, and temperature / top-k / top-p sampling that makes the
+// host sampler's choice (kernels/cpu/sampling.cpp) without sorting the vocabulary. The host walks candidates in order
+// (most likely first, ties to the lower index, when top-k or top-p needs an order; index order otherwise) and stops
+// where the running mass passes uniform * total. Give every token a 64-bit key that orders it the way the walk does;
+// then "the mass walked before and including token j" is the mass of keys >= key(j), and every cut (the k-th token, the
+// top-p prefix, the sampled token) is the largest key X whose mass or count of keys >= X passes a threshold: a 64-step
+// binary search of block-wide sums. Weights are exp((l - max) / T) in double as on the host; only the order of the sums
+// differs, so a uniform within rounding of a boundary may pick a neighbour.
 #include <cstdint>
 
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/cuda_ops.h"
 
-namespace mlarun::cuda_ops {
+namespace mlarun::ops::cuda {
 
 namespace {
 
@@ -159,4 +159,4 @@ std::vector<int32_t> sample_rows(const Tensor& logits, const std::vector<Samplin
   return run(logits, &dev, "sample_rows");
 }
 
-}  // namespace mlarun::cuda_ops
+}  // namespace mlarun::ops::cuda

@@ -10,7 +10,7 @@
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/cuda_ops.h"
 
-namespace mlarun::cuda_ops {
+namespace mlarun::ops::cuda {
 
 namespace {
 
@@ -194,4 +194,4 @@ Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const std::vecto
   return o;
 }
 
-}  // namespace mlarun::cuda_ops
+}  // namespace mlarun::ops::cuda

@@ -1,11 +1,19 @@
-"""Tiny DeepSeek-V2/V3 checkpoints of shapes the two shared fixtures do not cover, with Hugging Face reference
-outputs, for the runtime's parity tests. Runs on the CPU in seconds:
+"""Tiny DeepSeek-V2/V3 checkpoints of shapes the fixtures tests/data/deepseek-v2-tiny and deepseek-v3-tiny do not
+cover, with Hugging Face reference outputs, for the runtime's parity tests (tests/model/test_model_parity.cpp).
+Runs on the CPU in seconds:
 
     python tests/tools/make_shape_fixtures.py tests/data/shapes
 
-Each variant folder holds config.json (classic hub names), model.safetensors and reference.safetensors with
-prompt.{i}.input_ids / logits / greedy / greedy_logits, the same layout as the shared fixtures
-(../shared/fixtures/README.md). Needs torch and transformers (pip; never used by the runtime itself).
+Needs Python 3 with torch and a transformers release that has the native DeepseekV2/DeepseekV3 classes (pip; the
+runtime itself never uses them). Each variant folder it writes holds:
+  config.json            the classic hub field names (rope_scaling, scoring_func, topk_method, ...)
+  model.safetensors      random F32 weights from a fixed seed
+  reference.safetensors  per prompt i: prompt.{i}.input_ids (I64 [L]); prompt.{i}.logits (F32 [L, vocab], a full
+                         fp32 forward, every position); prompt.{i}.greedy (I64 [N], the greedy continuation decoded
+                         with the KV cache); prompt.{i}.greedy_logits (F32 [N, vocab], the logits of those steps);
+                         its metadata records the versions and what the variant exercises.
+These are the names the two fixtures' reference.safetensors use (they also hold prompt.{i}.logits_bf16), so the
+same test code reads all of them.
 """
 import json, os, sys
 import torch

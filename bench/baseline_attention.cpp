@@ -1,0 +1,71 @@
+// MHA/GQA/MQA forward over the paged K/V cache (see baseline_attention.h).
+#include "bench/baseline_attention.h"
+
+#include <cmath>
+
+#include "runtime/error.h"
+
+namespace mlarun {
+
+BaselineAttention::BaselineAttention(const ModelConfig& c, AttentionKind kind, const WeightSource& weights,
+                                     const std::string& prefix, Communicator& comm, const Placement& placement)
+    : kind_(kind),
+      layout_(kv_head_layout(c, kind, comm.world_size(), comm.rank())),
+      head_dim_(baseline_head_dim(c)),
+      // The same YaRN mscale^2 factor as MLA's scale, over this head dimension.
+      softmax_scale_(float(c.softmax_scale() * std::sqrt(double(c.qk_head_dim()) / double(baseline_head_dim(c))))) {
+  MLARUN_CHECK(!kind.is_mla(), "BaselineAttention built for mla (use MLAttention)");
+  MLARUN_CHECK(head_dim_ >= c.qk_rope_head_dim, kind.name(), " attention: head dim ", head_dim_,
+               " (v_head_dim) is smaller than the RoPE dim ", c.qk_rope_head_dim);
+  const int64_t H = c.n_heads, G = layout_.kv_heads, d = head_dim_;
+  wq_ = ColumnParallelLinear(weights, prefix + "q_proj.weight", c.dim, H * d, comm, placement);
+  ShardRange kv_rows{layout_.first_kv_head * d, (layout_.first_kv_head + layout_.local_kv_heads) * d};
+  wk_ = load_shard_checked(weights, prefix + "k_proj.weight", {G * d, c.dim}, 0, kv_rows, placement);
+  wv_ = load_shard_checked(weights, prefix + "v_proj.weight", {G * d, c.dim}, 0, kv_rows, placement);
+  wo_ = RowParallelLinear(weights, prefix + "o_proj.weight", H * d, c.dim, comm, placement);
+}
+
+int64_t BaselineAttention::cache_width_for(const ModelConfig& c, const AttentionKind& kind, int64_t tp, int64_t rank) {
+  MLARUN_CHECK(!kind.is_mla(), "BaselineAttention::cache_width_for: mla caches the latent (ModelConfig::latent_dim)");
+  return 2 * kv_head_layout(c, kind, tp, rank).local_kv_heads * baseline_head_dim(c);
+}
+
+Tensor BaselineAttention::forward(const Tensor& x, const ForwardBatch& batch, Tensor& cache,
+                                  const ops::RopeTable& rope) const {
+  const int64_t T = x.dim(0), Hl = layout_.local_q_heads, Gl = layout_.local_kv_heads, d = head_dim_;
+  MLARUN_CHECK(cache.ndim() == 3 && cache.dim(2) == cache_width(), kind_.name(), " attention: cache ",
+               cache.describe(), " does not hold rows of ", cache_width(), " values");
+  Tensor q = wq_.forward(x).view({T, Hl, d});
+  ops::apply_rope(q, batch.positions, rope);  // the last qk_rope_head_dim values of each head
+  Tensor k = ops::linear(x, wk_).view({T, Gl, d});
+  ops::apply_rope(k, batch.positions, rope);
+  Tensor v = ops::linear(x, wv_);  // [T, Gl * d]
+  ops::write_cache(cache, batch.slot_mapping, ops::concat_last_dim(k.view({T, Gl * d}), v));  // [K heads | V heads]
+
+  Tensor o = Tensor::empty({T, Hl, d}, q.dtype(), q.device());
+  for (const BatchSequence& s : batch.sequences)
+    ops::copy_into(o.rows(s.token_start, s.num_tokens), attend(q.rows(s.token_start, s.num_tokens), s, cache));
+  return wo_.forward(o.view({T, Hl * d}));
+}
+
+Tensor BaselineAttention::attend(const Tensor& q, const BatchSequence& s, const Tensor& cache) const {
+  const int64_t ctx = s.start_pos + s.num_tokens, Gl = layout_.local_kv_heads, d = head_dim_;
+  const int64_t bs = cache.dim(1);
+  MLARUN_CHECK(ctx <= int64_t(s.block_table.size()) * bs, kind_.name(), " attention: ", ctx,
+               " tokens but the block table covers ", int64_t(s.block_table.size()) * bs);
+  // One pass over the pages: K and V of every cached token, each [ctx, Gl, d].
+  Tensor rows = ops::gather_cache(cache, s.block_table, ctx);
+  Tensor k = ops::narrow_last_dim(rows, 0, Gl * d).view({ctx, Gl, d});
+  Tensor v = ops::narrow_last_dim(rows, Gl * d, Gl * d).view({ctx, Gl, d});
+  return ops::attention(q, k, v, softmax_scale_, s.start_pos);
+}
+
+AttentionFactory attention_factory(const AttentionKind& kind) {
+  if (kind.is_mla()) return mla_attention_factory();
+  return [kind](const ModelConfig& c, const WeightSource& weights, const std::string& prefix, Communicator& comm,
+                const Placement& placement) -> std::unique_ptr<AttentionLayer> {
+    return std::make_unique<BaselineAttention>(c, kind, weights, prefix, comm, placement);
+  };
+}
+
+}  // namespace mlarun

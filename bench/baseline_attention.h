@@ -1,0 +1,47 @@
+// Standard attention (MHA, GQA, MQA) with a paged K/V cache: the baselines MLA is measured against, built on the
+// same BlockManager/CachePool machinery (one pool per layer, slots from slot_mapping, pages from block tables).
+// Weights as Hugging Face names them under the layer's `self_attn.` prefix: q_proj [H*d, dim], k_proj and
+// v_proj [G*d, dim], o_proj [dim, H*d], with d = v_head_dim. RoPE rotates the last qk_rope_head_dim values of
+// every q and k head (the same tables as MLA). A token's cache row is [K of this rank's kv heads | their V].
+// Tensor-parallel by head: q/o split column/row; kv heads split while G >= tp, else each rank keeps the one
+// group its query heads read (attention_kind.h).
+#pragma once
+
+#include <string>
+
+#include "bench/attention_kind.h"
+#include "model/attention_layer.h"
+#include "model/deepseek_model.h"
+#include "parallel/parallel_layers.h"
+#include "runtime/model_config.h"
+
+namespace mlarun {
+
+class BaselineAttention final : public AttentionLayer {
+ public:
+  BaselineAttention(const ModelConfig& c, AttentionKind kind, const WeightSource& weights, const std::string& prefix,
+                    Communicator& comm, const Placement& placement = {});
+
+  Tensor forward(const Tensor& x, const ForwardBatch& batch, Tensor& cache, const ops::RopeTable& rope) const override;
+  int64_t cache_width() const override { return 2 * layout_.local_kv_heads * head_dim_; }
+
+  // The cache width rank `rank` of `tp` would have, without building the layer.
+  static int64_t cache_width_for(const ModelConfig& c, const AttentionKind& kind, int64_t tp, int64_t rank = 0);
+
+ private:
+  // One sequence's queries q [n, Hl, d] against its cached K/V -> [n, Hl, d].
+  Tensor attend(const Tensor& q, const BatchSequence& s, const Tensor& cache) const;
+
+  AttentionKind kind_;
+  KvHeadLayout layout_;
+  int64_t head_dim_;
+  float softmax_scale_;
+  ColumnParallelLinear wq_;  // [Hl * d, dim]
+  Tensor wk_, wv_;           // [Gl * d, dim]: this rank's kv heads
+  RowParallelLinear wo_;     // [dim, Hl * d]
+};
+
+// What DeepseekModel builds each layer's attention with for `kind`: MLA, or the baseline of that kind.
+AttentionFactory attention_factory(const AttentionKind& kind);
+
+}  // namespace mlarun

@@ -1,0 +1,27 @@
+// What the bench commands share: comma-separated option lists, cache dtype lists, writing the JSON and chart
+// files (a .png path is produced by converting our SVG with rsvg-convert when it exists, never faked).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "runtime/dtype.h"
+
+namespace mlarun::bench {
+
+// "1,2,4,8" -> {1, 2, 4, 8}; every item an integer >= min_value; errors name the option and the item.
+std::vector<int64_t> parse_int_list(const std::string& text, const std::string& option, int64_t min_value = 1);
+// "bf16,fp8" -> {BF16, F8_E4M3}; floating-point cache dtypes only.
+std::vector<DType> parse_kv_dtypes(const std::string& text, const std::string& option);
+// The name a kv dtype goes by in our tables and JSON (vLLM's kv_cache_dtype spelling: "bf16", "fp8").
+std::string kv_dtype_name(DType t);
+
+// Writes `content` to `path`; the error names the option and the path.
+void write_text_file(const std::string& path, const std::string& content, const std::string& option);
+// Writes an SVG chart to `path`. For a .png path: the SVG goes next to it (.svg) and rsvg-convert makes the PNG
+// if it is installed; otherwise a clear message says only the SVG exists. Returns the file(s) written, for the
+// user: "out/cache.svg" or "out/cache.png (from out/cache.svg)".
+std::string write_chart(const std::string& path, const std::string& svg, const std::string& option);
+
+}  // namespace mlarun::bench

@@ -1,0 +1,39 @@
+// Measures the paged cache for real: sizes the pools the way a runner does, from the attention layer's own cache
+// row width (not the footprint formulas), allocates them with CachePool (host memory without a GPU, GPU memory
+// with one), touches every byte, then fills the BlockManager with sequences until it refuses, writes each
+// sequence's mark into its slots through its block table, and reads the marks back. The tokens it holds are the
+// measured capacity, to set against cache_footprint.h's computed one for the same budget.
+#pragma once
+
+#include <cstdint>
+
+#include "bench/cache_footprint.h"
+#include "runtime/tensor.h"
+
+namespace mlarun {
+
+// Values per token per layer in one rank's pool, as the attention layer itself sizes it.
+int64_t cache_row_width(const ModelConfig& c, const AttentionKind& kind, int64_t tp);
+
+struct CacheMeasurement {
+  Device device = Device::CPU;
+  int64_t budget_bytes = 0;
+  int64_t block_size = 0;
+  int64_t row_width = 0;            // from the layer
+  int64_t num_blocks_computed = 0;  // footprint arithmetic: budget / bytes per block
+  int64_t num_blocks = 0;           // allocated
+  int64_t pool_bytes = 0;           // CachePool::bytes()
+  int64_t resident_bytes = -1;      // host: growth of this process's resident memory after touching; -1 unknown
+  int64_t sequences = 0;            // admitted by the BlockManager before it refused
+  int64_t tokens = 0;               // token slots they hold (BlockManager stats)
+  int64_t tokens_computed = 0;      // num_blocks_computed * block_size
+  int64_t tokens_verified = 0;      // slots that read back their owner's mark in every layer
+  double seconds = 0;
+  double deviation() const { return tokens_computed ? double(tokens - tokens_computed) / double(tokens_computed) : 0; }
+};
+
+// One rank's pools for footprint `f` in `budget_bytes`, filled with sequences of up to `seq_len` tokens.
+CacheMeasurement measure_cache_capacity(const ModelConfig& c, const CacheFootprint& f, int64_t budget_bytes,
+                                        int64_t block_size, int64_t seq_len, Device device);
+
+}  // namespace mlarun

@@ -1,0 +1,45 @@
+// How `bench cache` presents its results: the per-token table, the per-rank table with the budget and the
+// measured capacity, the notes under them, the JSON records (vLLM's field names where they exist) and the SVG
+// chart (cache bytes per token per rank, and tokens that fit, against the TP degree; one line per attention kind
+// and dtype).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "bench/cache_footprint.h"
+#include "bench/cache_measurement.h"
+#include "runtime/json_fwd.h"
+
+namespace mlarun::bench {
+
+struct CacheBenchSettings {
+  std::string config_path;
+  std::vector<int64_t> tp_degrees;
+  std::vector<DType> kv_dtypes;
+  int64_t memory_bytes = 0;  // per GPU, before weights
+  int64_t seq_len = 4096;
+  int64_t block_size = 64;
+  bool measure_enabled = true;
+  int64_t measure_bytes = 0;  // budget of the real allocation; 0: each record's real budget
+  Device measure_device = Device::CPU;
+};
+
+// One (attention kind, kv dtype, TP degree).
+struct CacheRecord {
+  CacheFootprint footprint;
+  BudgetCapacity capacity;
+  bool measured = false;
+  CacheMeasurement measurement;
+};
+
+std::string per_token_table(const ModelConfig& c, const CacheBenchSettings& s, const std::vector<AttentionKind>& kinds);
+std::string per_rank_table(const ModelConfig& c, const CacheBenchSettings& s, const std::vector<CacheRecord>& records);
+std::string cache_notes(const ModelConfig& c, const CacheBenchSettings& s, const std::vector<CacheRecord>& records);
+json::Value cache_records_json(const ModelConfig& c, const CacheBenchSettings& s,
+                               const std::vector<CacheRecord>& records);
+std::string cache_chart_svg(const ModelConfig& c, const CacheBenchSettings& s, const std::vector<AttentionKind>& kinds,
+                            const std::vector<CacheRecord>& records);
+
+}  // namespace mlarun::bench

@@ -1,0 +1,171 @@
+// Deterministic random weights of a config's shapes (see random_weights.h).
+#include "bench/random_weights.h"
+
+#include <algorithm>
+#include <cmath>
+#include <thread>
+#include <vector>
+
+#include "runtime/error.h"
+
+namespace mlarun {
+
+namespace {
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+uint64_t name_hash(const std::string& s) {
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a
+  for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ULL;
+  return h;
+}
+
+// Runs fn(begin, end) over [0, n) on several threads when n is large (each value depends only on its index, so
+// the split changes nothing); a model of real dimensions has billions of values to make.
+template <typename Fn>
+void parallel_ranges(int64_t n, Fn fn) {
+  constexpr int64_t kMinPerThread = int64_t(1) << 20;
+  const int64_t threads = std::min<int64_t>({int64_t(std::max(1u, std::thread::hardware_concurrency())), 16,
+                                             std::max<int64_t>(1, n / kMinPerThread)});
+  if (threads <= 1) return fn(int64_t(0), n);
+  std::vector<std::thread> pool;
+  const int64_t part = (n + threads - 1) / threads;
+  for (int64_t t = 0; t < threads; ++t)
+    pool.emplace_back([=] { fn(std::min(n, t * part), std::min(n, (t + 1) * part)); });
+  for (std::thread& th : pool) th.join();
+}
+
+}  // namespace
+
+void random_normal_values(uint64_t stream, int64_t first_index, float* out, int64_t n) {
+  const float k = std::sqrt(3.0f) / 65536.0f;  // sum of four U[0,1) has mean 2 and variance 1/3
+  parallel_ranges(n, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      uint64_t r = splitmix64(stream ^ splitmix64(uint64_t(first_index + i)));
+      float sum = float((r & 0xffff) + ((r >> 16) & 0xffff) + ((r >> 32) & 0xffff) + (r >> 48)) + 2.0f;  // + 4 * 0.5
+      out[i] = (sum - 2.0f * 65536.0f) * k;
+    }
+  });
+}
+
+RandomWeights::RandomWeights(const ModelConfig& c, AttentionKind attention, uint64_t seed)
+    : attention_(attention), seed_(seed), config_source_(c.source) {
+  add("model.embed_tokens.weight", {c.vocab_size, c.dim}, Init::Embedding);
+  add("model.norm.weight", {c.dim}, Init::Norm);
+  add("lm_head.weight", {c.vocab_size, c.dim}, Init::Matrix);
+  for (int64_t l = 0; l < c.n_layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    add(p + "input_layernorm.weight", {c.dim}, Init::Norm);
+    add(p + "post_attention_layernorm.weight", {c.dim}, Init::Norm);
+    add_attention(c, p + "self_attn.");
+    if (!c.is_moe_layer(l)) {
+      add_mlp(p + "mlp.", c.dim, c.inter_dim);
+      continue;
+    }
+    add(p + "mlp.gate.weight", {c.n_routed_experts, c.dim}, Init::Matrix);
+    if (c.has_gate_bias) add(p + "mlp.gate.e_score_correction_bias", {c.n_routed_experts}, Init::Bias);
+    for (int64_t e = 0; e < c.n_routed_experts; ++e)
+      add_mlp(p + "mlp.experts." + std::to_string(e) + ".", c.dim, c.moe_inter_dim);
+    if (c.n_shared_experts > 0) add_mlp(p + "mlp.shared_experts.", c.dim, c.n_shared_experts * c.moe_inter_dim);
+  }
+}
+
+void RandomWeights::add_attention(const ModelConfig& c, const std::string& p) {
+  const int64_t H = c.n_heads;
+  if (!attention_.is_mla()) {
+    const int64_t d = baseline_head_dim(c), G = attention_.kv_heads(c);
+    add(p + "q_proj.weight", {H * d, c.dim}, Init::Matrix);
+    add(p + "k_proj.weight", {G * d, c.dim}, Init::Matrix);
+    add(p + "v_proj.weight", {G * d, c.dim}, Init::Matrix);
+    add(p + "o_proj.weight", {c.dim, H * d}, Init::Matrix);
+    return;
+  }
+  if (c.q_lora_rank > 0) {
+    add(p + "q_a_proj.weight", {c.q_lora_rank, c.dim}, Init::Matrix);
+    add(p + "q_a_layernorm.weight", {c.q_lora_rank}, Init::Norm);
+    add(p + "q_b_proj.weight", {H * c.qk_head_dim(), c.q_lora_rank}, Init::Matrix);
+  } else {
+    add(p + "q_proj.weight", {H * c.qk_head_dim(), c.dim}, Init::Matrix);
+  }
+  add(p + "kv_a_proj_with_mqa.weight", {c.latent_dim(), c.dim}, Init::Matrix);
+  add(p + "kv_a_layernorm.weight", {c.kv_lora_rank}, Init::Norm);
+  add(p + "kv_b_proj.weight", {H * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank}, Init::Matrix);
+  add(p + "o_proj.weight", {c.dim, H * c.v_head_dim}, Init::Matrix);
+}
+
+void RandomWeights::add_mlp(const std::string& p, int64_t dim, int64_t inter) {
+  add(p + "gate_proj.weight", {inter, dim}, Init::Matrix);
+  add(p + "up_proj.weight", {inter, dim}, Init::Matrix);
+  add(p + "down_proj.weight", {dim, inter}, Init::Matrix);
+}
+
+void RandomWeights::add(const std::string& name, const Shape& shape, Init init) {
+  tensors_[name] = Spec{shape, init, splitmix64(seed_ ^ name_hash(name))};
+}
+
+std::string RandomWeights::source_name() const {
+  return "random weights (" + attention_.name() + ", seed " + std::to_string(seed_) + ") for " +
+         (config_source_.empty() ? std::string("a config") : config_source_);
+}
+
+const RandomWeights::Spec& RandomWeights::spec(const std::string& tensor) const {
+  auto it = tensors_.find(tensor);
+  if (it == tensors_.end()) fail(source_name(), ": no tensor '", tensor, "'");
+  return it->second;
+}
+
+Shape RandomWeights::shape_of(const std::string& tensor) const { return spec(tensor).shape; }
+
+Tensor RandomWeights::load(const std::string& tensor, DType dtype) const {
+  const Spec& s = spec(tensor);
+  return load_slice(tensor, 0, 0, s.shape.at(0), dtype);
+}
+
+Tensor RandomWeights::load_slice(const std::string& tensor, int dim, int64_t begin, int64_t end, DType dtype) const {
+  const Spec& s = spec(tensor);
+  const int nd = int(s.shape.size());
+  MLARUN_CHECK(dim >= 0 && dim < nd && begin >= 0 && begin <= end && end <= s.shape[size_t(dim)], source_name(),
+               ": slice [", begin, ", ", end, ") of dimension ", dim, " is outside tensor '", tensor, "' of shape ",
+               shape_str(s.shape));
+  int64_t outer = 1, inner = 1;
+  for (int i = 0; i < dim; ++i) outer *= s.shape[size_t(i)];
+  for (int i = dim + 1; i < nd; ++i) inner *= s.shape[size_t(i)];
+  Shape out_shape = s.shape;
+  out_shape[size_t(dim)] = end - begin;
+  Tensor out = Tensor::empty(out_shape, DType::F32);
+  float* dst = out.data<float>();
+  const int64_t run = (end - begin) * inner, full = s.shape[size_t(dim)];
+  for (int64_t o = 0; o < outer; ++o)  // one contiguous run of the full tensor per outer index
+    random_normal_values(s.stream, (o * full + begin) * inner, dst + o * run, run);
+
+  float scale = 1.0f, offset = 0.0f;
+  switch (s.init) {
+    case Init::Norm: scale = 0.05f, offset = 1.0f; break;
+    case Init::Matrix: scale = 1.0f / std::sqrt(float(s.shape.back())); break;
+    case Init::Embedding: break;
+    case Init::Bias: scale = 0.01f; break;
+  }
+  parallel_ranges(out.numel(), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) dst[i] = dst[i] * scale + offset;
+  });
+  return dtype == DType::F32 ? out : out.to_dtype(dtype);
+}
+
+std::vector<std::string> RandomWeights::tensor_names() const {
+  std::vector<std::string> names;
+  for (const auto& [name, spec] : tensors_) names.push_back(name);
+  return names;
+}
+
+int64_t RandomWeights::total_values() const {
+  int64_t n = 0;
+  for (const auto& [name, spec] : tensors_) n += checked_numel(spec.shape, name);
+  return n;
+}
+
+}  // namespace mlarun

@@ -1,0 +1,76 @@
+// DeepseekRunner (see deepseek_runner.h).
+#include "engine/deepseek_runner.h"
+
+#include <algorithm>
+
+#include "engine/gpu_memory_profile.h"
+#include "kernels/ops.h"
+#include "runtime/error.h"
+#include "runtime/safetensors.h"
+
+namespace mlarun {
+
+namespace {
+constexpr int64_t kCpuCacheBudgetBytes = int64_t(1) << 30;  // CPU default, like vLLM's CPU KV-cache space
+
+// Ranks must agree on the cache size (each runs the same scheduler): everyone takes the smallest budget.
+int64_t min_over_ranks(Communicator& comm, int64_t value) {
+  int64_t smallest = value;
+  for (int r = 0; r < comm.world_size(); ++r) {
+    int64_t v = value;
+    comm.broadcast(&v, sizeof v, r);
+    smallest = std::min(smallest, v);
+  }
+  return smallest;
+}
+}  // namespace
+
+CacheCapacity DeepseekRunner::plan_cache(const ModelConfig& c, const RuntimeOptions& o, int64_t budget_bytes,
+                                         DType cache_dtype) {
+  CacheCapacity cap;
+  cap.block_size = o.block_size;
+  cap.bytes_per_block = c.n_layers * o.block_size * c.latent_dim() * int64_t(dtype_size(cache_dtype));
+  if (o.num_blocks > 0) {
+    cap.num_blocks = o.num_blocks;
+    return cap;
+  }
+  cap.budget_bytes = budget_bytes;
+  int64_t wanted = (o.max_model_len + o.block_size - 1) / o.block_size * o.max_num_seqs;
+  int64_t affordable = budget_bytes / cap.bytes_per_block;
+  MLARUN_CHECK(affordable >= 1, "the cache budget of ", budget_bytes, " bytes holds no block of ", cap.bytes_per_block,
+               " bytes");
+  cap.num_blocks = std::min(wanted, affordable);
+  return cap;
+}
+
+DeepseekRunner::DeepseekRunner(const std::string& model_dir, const RuntimeOptions& options, Communicator& comm,
+                               const LoadProgress& progress)
+    : DeepseekRunner(load_model_config_from_dir(model_dir), model_dir, options, comm, progress) {}
+
+DeepseekRunner::DeepseekRunner(ModelConfig config, const std::string& model_dir, const RuntimeOptions& options,
+                               Communicator& comm, const LoadProgress& progress)
+    : comm_(comm) {
+  options.validate_for(config);
+  MLARUN_CHECK(options.tp == comm.world_size(), "option --tensor-parallel-size (--tp): value ", options.tp,
+               ": the job runs ", comm.world_size(), " ranks (start it with mpirun -np ", options.tp, ")");
+  const Placement placement = Placement::for_device(options.device);
+  model_ = DeepseekModel::load(std::move(config), model_dir, comm, placement, progress);
+  int64_t budget = kCpuCacheBudgetBytes;
+  if (placement.device == Device::CUDA && options.num_blocks <= 0) {
+    GpuMemoryProfile profile = profile_gpu_memory(*model_, options);
+    budget = min_over_ranks(comm, profile.cache_budget_bytes);
+    MLARUN_CHECK(budget > 0, "option --gpu-memory-utilization: value ", options.gpu_memory_utilization,
+                 " leaves no room for the cache: ", profile.describe(options.gpu_memory_utilization));
+  }
+  capacity_ = plan_cache(model_->config(), options, budget, placement.dtype);
+  cache_ = CachePool::allocate(model_->config().n_layers, capacity_.num_blocks, capacity_.block_size,
+                               model_->cache_width(), placement.dtype, placement.device);
+}
+
+Tensor DeepseekRunner::execute(const ForwardBatch& batch) {
+  return ops::to_host_f32(model_->forward(batch, cache_.layers));
+}
+
+void DeepseekRunner::sync_sampled(std::vector<int32_t>& tokens) { comm_.broadcast_vector(tokens, 0); }
+
+}  // namespace mlarun

@@ -1,0 +1,94 @@
+// CPU MoE gate routing (twin of cuda/moe_routing.cu), Hugging Face's semantics: scores by softmax or
+// sigmoid, optional group-limited selection (group max, or sum of the top two bias-corrected scores for
+// noaux_tc), top-k, weights from the unbiased scores, optional renormalisation, then the routed scaling factor.
+// Then the token permutation: assignments grouped by expert with a stable counting sort.
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <numeric>
+
+#include "kernels/cpu/cpu_ops.h"
+
+namespace mlarun::ops::cpu {
+
+namespace {
+// Indices of the k largest values, largest first; ties go to the lower index.
+std::vector<int64_t> top_indices(const std::vector<float>& v, int64_t k) {
+  std::vector<int64_t> idx(v.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int64_t a, int64_t b) {
+    return v[size_t(a)] > v[size_t(b)] || (v[size_t(a)] == v[size_t(b)] && a < b);
+  });
+  idx.resize(size_t(k));
+  return idx;
+}
+}  // namespace
+
+Routing route(const Tensor& logits, const Tensor& bias, const RoutingParams& p) {
+  const int64_t T = logits.dim(0), E = logits.dim(1);
+  const bool use_bias = p.method == TopkMethod::NoauxTc;
+  const bool grouped = p.method != TopkMethod::Greedy && p.n_groups > 1;
+  const int64_t per_group = E / p.n_groups;
+  Routing r{Tensor::empty({T, p.top_k}, DType::I32), Tensor::empty({T, p.top_k}, DType::F32)};
+  std::vector<float> scores(static_cast<size_t>(E)), choice(static_cast<size_t>(E));
+  for (int64_t t = 0; t < T; ++t) {
+    const float* row = logits.data<float>() + t * E;
+    if (p.score_func == ScoreFunc::Softmax) {
+      float mx = *std::max_element(row, row + E);
+      double sum = 0;
+      for (int64_t e = 0; e < E; ++e) sum += (scores[size_t(e)] = std::exp(row[e] - mx));
+      for (auto& s : scores) s = float(s / sum);
+    } else {
+      for (int64_t e = 0; e < E; ++e) scores[size_t(e)] = 1.0f / (1.0f + std::exp(-row[e]));
+    }
+    for (int64_t e = 0; e < E; ++e) choice[size_t(e)] = scores[size_t(e)] + (use_bias ? bias.data<float>()[e] : 0.0f);
+    if (grouped || use_bias) {
+      std::vector<float> group_score(static_cast<size_t>(p.n_groups));
+      for (int64_t g = 0; g < p.n_groups; ++g) {
+        std::vector<float> members(choice.begin() + g * per_group, choice.begin() + (g + 1) * per_group);
+        std::sort(members.begin(), members.end(), std::greater<float>());
+        group_score[size_t(g)] = use_bias ? members[0] + (per_group > 1 ? members[1] : 0.0f) : members[0];
+      }
+      std::vector<int64_t> kept = top_indices(group_score, p.topk_groups);
+      std::vector<bool> keep(size_t(p.n_groups), false);
+      for (int64_t g : kept) keep[size_t(g)] = true;
+      for (int64_t e = 0; e < E; ++e)
+        if (!keep[size_t(e / per_group)]) choice[size_t(e)] = -INFINITY;
+    }
+    std::vector<int64_t> chosen = top_indices(choice, p.top_k);
+    float sum = 0;
+    for (int64_t j = 0; j < p.top_k; ++j) sum += scores[size_t(chosen[size_t(j)])];
+    for (int64_t j = 0; j < p.top_k; ++j) {
+      float w = scores[size_t(chosen[size_t(j)])];
+      if (p.normalize) w /= (sum + 1e-20f);
+      r.experts.data<int32_t>()[t * p.top_k + j] = int32_t(chosen[size_t(j)]);
+      r.weights.data<float>()[t * p.top_k + j] = w * p.scale;
+    }
+  }
+  return r;
+}
+
+ExpertGroups group_by_expert(const Tensor& experts, const Tensor& weights, int64_t first_expert,
+                             int64_t num_experts) {
+  const int64_t T = experts.dim(0), K = experts.dim(1);
+  ExpertGroups g;
+  g.offsets.assign(size_t(num_experts + 1), 0);
+  for (int64_t i = 0; i < T * K; ++i) {  // counting sort by local expert; tokens stay in order within an expert
+    int64_t local = int64_t(experts.data<int32_t>()[i]) - first_expert;
+    if (local >= 0 && local < num_experts) ++g.offsets[size_t(local + 1)];
+  }
+  for (int64_t j = 0; j < num_experts; ++j) g.offsets[size_t(j + 1)] += g.offsets[size_t(j)];
+  g.tokens.resize(size_t(g.offsets.back()));
+  g.weights.resize(size_t(g.offsets.back()));
+  std::vector<int64_t> fill(g.offsets.begin(), g.offsets.end() - 1);
+  for (int64_t i = 0; i < T * K; ++i) {
+    int64_t local = int64_t(experts.data<int32_t>()[i]) - first_expert;
+    if (local < 0 || local >= num_experts) continue;
+    size_t at = size_t(fill[size_t(local)]++);
+    g.tokens[at] = i / K;
+    g.weights[at] = weights.data<float>()[i];
+  }
+  return g;
+}
+
+}  // namespace mlarun::ops::cpu

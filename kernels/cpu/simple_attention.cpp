@@ -1,0 +1,77 @@
+// CPU attention (twin of cuda/simple_attention.cu): dense causal attention with GQA/MQA head mapping, and
+// absorbed MLA attention over the paged latent cache. One query row at a time against its visible keys, softmax
+// in f32 with the sum in double; the log-sum-exp is what the flash and MLA decode kernels are checked against.
+#include <cmath>
+#include <vector>
+
+#include "kernels/cpu/cpu_common.h"
+#include "kernels/cpu/cpu_ops.h"
+
+namespace mlarun::ops::cpu {
+
+namespace {
+// One query row against keys: o[dv] = softmax(scale * q.k_t for t < n_keys) . v_t; returns the log-sum-exp.
+// k rows are `k_stride` floats apart, v rows `v_stride` apart.
+float attend_one(const float* q, const float* k, int64_t k_stride, const float* v, int64_t v_stride, int64_t n_keys,
+                 int64_t dqk, int64_t dv, float scale, float* o, float* scratch) {
+  float max_score = -INFINITY;
+  for (int64_t t = 0; t < n_keys; ++t) {
+    float s = dot(q, k + t * k_stride, dqk) * scale;
+    scratch[t] = s;
+    max_score = std::fmax(max_score, s);
+  }
+  double sum = 0;
+  for (int64_t t = 0; t < n_keys; ++t) {
+    scratch[t] = std::exp(scratch[t] - max_score);
+    sum += scratch[t];
+  }
+  float inv = float(1.0 / sum);
+  for (int64_t d = 0; d < dv; ++d) o[d] = 0;
+  for (int64_t t = 0; t < n_keys; ++t) {
+    float p = scratch[t] * inv;
+    const float* vr = v + t * v_stride;
+    for (int64_t d = 0; d < dv; ++d) o[d] += p * vr[d];
+  }
+  return max_score + float(std::log(sum));
+}
+}  // namespace
+
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, int64_t q_offset, Tensor* lse) {
+  const int64_t Tq = q.dim(0), H = q.dim(1), D = q.dim(2), Tk = k.dim(0), Hkv = k.dim(1), Dv = v.dim(2);
+  Tensor o = Tensor::empty({Tq, H, Dv}, DType::F32);
+  if (lse) *lse = Tensor::empty({Tq, H}, DType::F32);
+  std::vector<float> scratch(static_cast<size_t>(Tk));
+  const int64_t group = H / Hkv;
+  for (int64_t i = 0; i < Tq; ++i)
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t kh = h / group;
+      const float l = attend_one(q.data<float>() + (i * H + h) * D, k.data<float>() + kh * D, Hkv * D,
+                                 v.data<float>() + kh * Dv, Hkv * Dv, q_offset + i + 1, D, Dv, scale,
+                                 o.data<float>() + (i * H + h) * Dv, scratch.data());
+      if (lse) lse->data<float>()[i * H + h] = l;
+    }
+  return o;
+}
+
+Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const std::vector<BatchSequence>& sequences,
+                           int64_t kv_lora_rank, float scale, Tensor* lse) {
+  const int64_t T = q.dim(0), H = q.dim(1), D = q.dim(2);
+  Tensor o = Tensor::zeros({T, H, kv_lora_rank}, DType::F32);
+  if (lse) *lse = Tensor::zeros({T, H}, DType::F32);
+  for (const BatchSequence& s : sequences) {
+    const int64_t ctx = s.start_pos + s.num_tokens;
+    Tensor rows = gather_cache(pool, s.block_table, ctx);  // [ctx, Dc + Dr]: keys, and values in [:Dc]
+    std::vector<float> scratch(static_cast<size_t>(ctx));
+    for (int64_t i = 0; i < s.num_tokens; ++i)
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t row = (s.token_start + i) * H + h;
+        const float l = attend_one(q.data<float>() + row * D, rows.data<float>(), D, rows.data<float>(), D,
+                                   s.start_pos + i + 1, D, kv_lora_rank, scale, o.data<float>() + row * kv_lora_rank,
+                                   scratch.data());
+        if (lse) lse->data<float>()[row] = l;
+      }
+  }
+  return o;
+}
+
+}  // namespace mlarun::ops::cpu

@@ -1,0 +1,55 @@
+// Tile constants of the flash prefill kernel, one row per supported (d_qk, d_v) pair, kept apart from the kernel
+// so a tuning change is a one-line diff (FlashMLA's config.h style). Stage A of the plan in NOTES.md (this
+// folder): mma.sync m16n8k16, one 16-row MMA tile of queries per warp
+// ("split-Q": no cross-warp reduction), a single K and a single V buffer in swizzled shared memory, loaded with
+// cp.async so that V(j) arrives during S = Q K(j)^T and K(j-1) during O += P V(j).
+// Plain C++ (no CUDA types): the host dispatch and the tests include it to name the supported pairs.
+#pragma once
+
+namespace mlarun::ops::cuda::flash {
+
+// kBlockM query rows x kBlockN key rows per iteration; kWarps = kBlockM / 16 (one m16 tile per warp).
+// Shared memory = (kBlockM + kBlockN) * d_qk * 2 B + kBlockN * d_v * 2 B (single stage).
+template <int kHeadDimQK, int kHeadDimV>
+struct TileConfig;
+
+// MLA naive prefill: 128 x 64, 8 warps; smem 48 + 24 + 16 = 88 KB -> 2 CTAs per SM.
+template <> struct TileConfig<192, 128> { static constexpr int kBlockM = 128, kBlockN = 64; };
+// hdim 128: 128 x 64, 8 warps; smem 32 + 16 + 16 = 64 KB -> 3 CTAs per SM.
+template <> struct TileConfig<128, 128> { static constexpr int kBlockM = 128, kBlockN = 64; };
+// hdim 64: 128 x 128, 8 warps; smem 16 + 16 + 16 = 48 KB.
+template <> struct TileConfig<64, 64> { static constexpr int kBlockM = 128, kBlockN = 128; };
+// hdim 256: 64 x 64, 4 warps (the O accumulator is 128 fp32 registers per thread); smem 32 + 32 + 32 = 96 KB.
+template <> struct TileConfig<256, 256> { static constexpr int kBlockM = 64, kBlockN = 64; };
+
+// Derived quantities and the invariants the kernel's index math relies on.
+template <int kHeadDimQK, int kHeadDimV>
+struct Traits : TileConfig<kHeadDimQK, kHeadDimV> {
+  using Tile = TileConfig<kHeadDimQK, kHeadDimV>;
+  static constexpr int kDQK = kHeadDimQK, kDV = kHeadDimV;
+  static constexpr int kWarps = Tile::kBlockM / 16;
+  static constexpr int kThreads = kWarps * 32;
+  static constexpr int kSmemQ = Tile::kBlockM * kDQK;  // elements
+  static constexpr int kSmemK = Tile::kBlockN * kDQK;
+  static constexpr int kSmemV = Tile::kBlockN * kDV;
+  static constexpr int kSmemBytes = (kSmemQ + kSmemK + kSmemV) * 2;
+  // __launch_bounds__ minimum CTAs per SM. 1 lets ptxas use up to 255 registers (182-246 today, no spills);
+  // 2 caps 8-warp CTAs at 128 registers, which spills 40-64 bytes per thread as the code stands (sm_90a, nvcc 13.0).
+  static constexpr int kMinBlocksPerSm = 1;
+
+  // The XOR swizzle permutes the 8 16-byte chunks of every 128-byte row segment: dims must be multiples of 64.
+  static_assert(kDQK % 64 == 0 && kDV % 64 == 0, "head dims must be multiples of 64");
+  // The output is staged through the Q buffer with Q's row stride.
+  static_assert(kDV <= kDQK, "d_v must not exceed d_qk");
+  static_assert(Tile::kBlockM % 16 == 0 && Tile::kBlockN % 16 == 0, "tiles are made of 16x16 MMA blocks");
+  static_assert(kThreads <= 256, "one CTA holds at most 8 warps here");
+  static_assert(kSmemBytes <= 227 * 1024, "shared memory per CTA is limited to 227 KB on H100");
+};
+
+// The (d_qk, d_v) pairs that have an instantiation (one .cu each per dtype).
+struct HeadDims {
+  int qk, v;
+};
+inline constexpr HeadDims kSupportedHeadDims[] = {{192, 128}, {128, 128}, {64, 64}, {256, 256}};
+
+}  // namespace mlarun::ops::cuda::flash

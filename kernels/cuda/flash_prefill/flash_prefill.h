@@ -1,0 +1,62 @@
+// Flash prefill attention: the forward pass of attention over a variable-length batch (cu_seqlens), in bf16 or
+// fp16 with fp32 softmax and accumulation, writing the output and the fp32 log-sum-exp. It is the kernel behind
+// MLA's naive prefill (d_qk 192 = 128 nope + 64 rope, d_v 128) and the MHA/GQA/MQA baselines (64/128/256).
+// Every argument is checked here, before any CUDA call, with messages that name the offending value; so a
+// bad call fails the same way on a machine without a GPU. Plain C++ header: usable from .cpp files.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+#include "runtime/dtype.h"
+
+namespace mlarun::ops::cuda {
+
+struct FlashPrefillParams {
+  // Device tensors, contiguous, 16-byte aligned, all of `dtype` (BF16 or F16) unless noted.
+  const void* q = nullptr;  // [total_q, num_heads_q, head_dim_qk]
+  const void* k = nullptr;  // [total_k, num_heads_kv, head_dim_qk]
+  const void* v = nullptr;  // [total_k, num_heads_kv, head_dim_v]
+  void* out = nullptr;      // [total_q, num_heads_q, head_dim_v]
+  float* lse = nullptr;     // [total_q, num_heads_q] fp32, natural log; optional (nullptr: not written)
+
+  // Sequence b owns query rows [cu_seqlens_q[b], cu_seqlens_q[b+1]) and key rows [cu_seqlens_k[b], ...).
+  const int32_t* cu_seqlens_q = nullptr;       // device, int32 [batch + 1], read by the kernel
+  const int32_t* cu_seqlens_k = nullptr;       // device, int32 [batch + 1]
+  const int32_t* cu_seqlens_q_host = nullptr;  // host copy of the same values: validation and grid size
+  const int32_t* cu_seqlens_k_host = nullptr;  // host copy
+  int batch = 0;
+  int64_t total_q = 0;  // rows allocated in q/out/lse (>= cu_seqlens_q[batch])
+  int64_t total_k = 0;  // rows allocated in k/v (>= cu_seqlens_k[batch])
+
+  int num_heads_q = 0;
+  int num_heads_kv = 0;  // num_heads_q % num_heads_kv == 0; q head h reads kv head h / (num_heads_q / num_heads_kv)
+  int head_dim_qk = 0;   // supported (qk, v): (192, 128), (128, 128), (64, 64), (256, 256)
+  int head_dim_v = 0;
+  DType dtype = DType::BF16;
+
+  float softmax_scale = 0.0f;  // scores = q.k * softmax_scale (DeepSeek: 1/sqrt(192) times YaRN's mscale^2)
+  // Causal masks are bottom-right aligned: with off = len_k - len_q, query i sees keys j <= off + i (the
+  // chunked-prefill convention of ops::attention's q_offset). A row that sees no key (len_k < len_q) writes
+  // zeros and lse = -inf.
+  bool causal = true;
+  // Sliding window: query i also needs j >= off + i - window_left (window_left + 1 keys including its own when
+  // causal); -1 = no window. Without causal the right side stays unbounded.
+  int window_left = -1;
+};
+
+// Checks every field (throws mlarun::Error naming the value) without touching CUDA.
+void check_flash_prefill(const FlashPrefillParams& p);
+
+// Checks, then launches on `stream`. Asynchronous: errors of the launch itself are reported (mlarun::Error),
+// errors during execution surface at the next synchronising call.
+void flash_prefill(const FlashPrefillParams& p, cudaStream_t stream);
+
+namespace flash {
+// One instantiation per (d_qk, d_v, dtype) in instantiations/flash_prefill_<qk>_<v>_<dtype>.cu; `p` is already checked.
+template <int kHeadDimQK, int kHeadDimV, DType kDType>
+void launch_flash_prefill(const FlashPrefillParams& p, int max_seqlen_q, cudaStream_t stream);
+}  // namespace flash
+
+}  // namespace mlarun::ops::cuda

@@ -1,0 +1,7 @@
+// One instantiation of the flash prefill launcher (d_qk 128, d_v 128, fp16): one per file so the variants
+// compile in parallel and a change to one tile config rebuilds one file.
+#include "kernels/cuda/flash_prefill/kernel.cuh"
+
+namespace mlarun::ops::cuda::flash {
+template void launch_flash_prefill<128, 128, DType::F16>(const FlashPrefillParams&, int, cudaStream_t);
+}  // namespace mlarun::ops::cuda::flash

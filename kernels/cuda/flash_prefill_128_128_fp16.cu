@@ -1,7 +1,0 @@
-// One instantiation of the flash prefill launcher (d_qk 128, d_v 128, fp16): one per file so the variants
-// compile in parallel and a change to one tile config rebuilds one file.
-#include "kernels/cuda/flash_prefill_kernel.cuh"
-
-namespace mlarun::cuda::detail {
-template void launch_flash_prefill<128, 128, DType::F16>(const FlashPrefillParams&, int, cudaStream_t);
-}  // namespace mlarun::cuda::detail

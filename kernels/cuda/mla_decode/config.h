@@ -1,0 +1,109 @@
+// Tile constants of the MLA decode kernels and the workspace layout that follows from them, kept apart from the
+// kernels so a tuning change is a one-line diff (FlashMLA's config.h style) and so the host code, the tests and
+// the workbench size buffers from the same numbers. Plain C++ (no CUDA types): .cpp files include it.
+//
+// The present version is the correct-first SIMT one (see NOTES.md in this folder): one CTA takes kRowsPerCta
+// (query token, head) rows of one sequence over a contiguous chunk of its cache, streaming kBlockN cached rows
+// at a time through a two-stage cp.async ring; the tensor-core version replaces the tile body, not this layout.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace mlarun::ops::cuda::mla {
+
+// ---- What the kernels support (absorbed DeepSeek-V2/V3 MLA: one latent "KV head") ------------------------
+constexpr int kKvLoraRank = 512;                    // latent c, also V (the first 512 values of a cached row)
+constexpr int kRopeDim = 64;                        // k_pe
+constexpr int kHeadDimQK = kKvLoraRank + kRopeDim;  // 576 values per cached row and per query row
+constexpr int kHeadDimV = kKvLoraRank;              // 512
+constexpr int kMaxHeads = 128;
+constexpr int kMaxQueriesPerSeq = 4;                // decode + up to 3 speculative (MTP) tokens
+constexpr int kMaxBlockSize = 256;
+constexpr int kMaxBatch = 8192;                     // the scheduler stages one int per sequence in shared memory
+constexpr int kMaxSms = 1024;
+
+// ---- Split-KV attend kernel --------------------------------------------------------------------------------
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+constexpr int kBlockN = 32;                  // cached tokens per tile; the softmax gives one token to each lane
+constexpr int kRowsPerCta = 32;              // M tile: (query token, head) rows, q folded as row = token * H + head
+constexpr int kKvRowStride = kHeadDimQK + 8; // bf16 elements: a 16-byte pad makes lane-per-row reads conflict-free
+constexpr int kKvStages = 2;                 // tile i+1 loads while tile i computes
+constexpr int kCtasPerSm = 1;                // ~150 KB of shared memory per CTA
+constexpr int kScoreRowsPerWarp = kRowsPerCta / kWarps;  // scores/softmax: warp w owns rows w + kWarps * j
+constexpr int kAccCols = 8;                              // P.V: each thread owns kAccRows x kAccCols outputs
+constexpr int kColGroups = kHeadDimV / kAccCols;         // 64
+constexpr int kRowGroups = kThreads / kColGroups;        // 4
+constexpr int kAccRows = kRowsPerCta / kRowGroups;       // 8 -> 64 fp32 accumulators per thread
+
+constexpr size_t kSmemQBytes = size_t(kRowsPerCta) * kHeadDimQK * 4;             // q tile in fp32
+constexpr size_t kSmemKvBytes = size_t(kKvStages) * kBlockN * kKvRowStride * 2;  // bf16 ring
+constexpr size_t kSmemPBytes = size_t(kRowsPerCta) * kBlockN * 4;                // probabilities of one tile
+constexpr size_t kSmemRowBytes = size_t(2) * kRowsPerCta * 4;                    // alpha and 1/l per row
+constexpr size_t kSmemBytes = kSmemQBytes + kSmemKvBytes + kSmemPBytes + kSmemRowBytes;
+
+static_assert(kBlockN == 32, "the softmax maps one cached token to one lane");
+static_assert(kRowsPerCta % kWarps == 0 && kScoreRowsPerWarp >= 1, "score rows split evenly over the warps");
+static_assert(kHeadDimV % kAccCols == 0 && kThreads % kColGroups == 0, "P.V columns split evenly");
+static_assert(kRowsPerCta % kRowGroups == 0, "P.V rows split evenly");
+static_assert(kHeadDimQK % 8 == 0 && (kKvRowStride * 2) % 16 == 0, "rows are moved in 16-byte pieces");
+static_assert((kBlockN * (kHeadDimQK / 8)) % kThreads == 0, "a KV tile is an exact number of 16-byte loads");
+static_assert(kSmemQBytes % 16 == 0 && kSmemKvBytes % 16 == 0 && kSmemPBytes % 16 == 0, "16-byte aligned parts");
+static_assert(kSmemBytes <= 227 * 1024, "shared memory per CTA is limited to 227 KB on H100");
+
+// ---- Scheduler and combine ---------------------------------------------------------------------------------
+constexpr int kSchedThreads = 1024;
+// Cost of one (sequence, chunk) piece beyond its tiles, in tiles: loading q, writing the partial and merging it.
+// The balance target is (tiles + kFixedCostTiles) per piece, the same for every CTA.
+constexpr int kFixedCostTiles = 2;
+constexpr int kCombineWarps = 4;  // one warp per (query token, head) row
+
+// Row tiles a sequence with max_q queries needs: every part is served by this many CTAs (grid.y).
+inline int64_t m_tiles(int64_t num_heads, int64_t max_q) {
+  return (max_q * num_heads + kRowsPerCta - 1) / kRowsPerCta;
+}
+// Parts (grid.x): CTAs along the KV length, chosen so that parts x m_tiles fills the machine once.
+inline int64_t num_parts(int64_t num_heads, int64_t max_q, int64_t num_sms) {
+  const int64_t parts = num_sms * kCtasPerSm / m_tiles(num_heads, max_q);
+  return parts > 0 ? parts : 1;
+}
+
+// Byte offsets of the workspace sections (each 256-byte aligned). A part boundary splits at most one sequence,
+// so there are at most batch + num_parts - 1 pieces, each with one partial (o, lse) per row.
+struct WorkspaceLayout {
+  int64_t num_parts = 0, max_pieces = 0, max_rows = 0;
+  size_t status = 0;            // int32 [4]: code, sequence, value, 0 (first device-side error)
+  size_t part_piece_begin = 0;  // int32 [num_parts + 1]: pieces of part p are [begin[p], begin[p+1])
+  size_t seq_piece_begin = 0;   // int32 [batch + 1]: pieces of sequence b (piece order is sequence order)
+  size_t seq_status = 0;        // int32 [batch]: 0 or the status code that made sequence b invalid
+  size_t pieces = 0;            // int32x4 [max_pieces]: {sequence, first tile, end tile, 0}
+  size_t lse_part = 0;          // f32 [max_pieces, max_rows]: log2-domain lse of each partial row
+  size_t o_part = 0;            // f32 [max_pieces, max_rows, kHeadDimV]: normalised partial outputs
+  size_t total = 0;
+};
+
+inline WorkspaceLayout workspace_layout(int64_t batch, int64_t num_heads, int64_t max_q, int64_t num_sms) {
+  auto align = [](size_t n) { return (n + 255) / 256 * 256; };
+  WorkspaceLayout w;
+  w.num_parts = num_parts(num_heads, max_q, num_sms);
+  w.max_pieces = batch + w.num_parts;
+  w.max_rows = max_q * num_heads;
+  size_t at = 0;
+  auto take = [&](size_t bytes) {
+    size_t off = at;
+    at += align(bytes);
+    return off;
+  };
+  w.status = take(4 * sizeof(int32_t));
+  w.part_piece_begin = take(size_t(w.num_parts + 1) * sizeof(int32_t));
+  w.seq_piece_begin = take(size_t(batch + 1) * sizeof(int32_t));
+  w.seq_status = take(size_t(batch) * sizeof(int32_t));
+  w.pieces = take(size_t(w.max_pieces) * 4 * sizeof(int32_t));
+  w.lse_part = take(size_t(w.max_pieces) * size_t(w.max_rows) * sizeof(float));
+  w.o_part = take(size_t(w.max_pieces) * size_t(w.max_rows) * kHeadDimV * sizeof(float));
+  w.total = at;
+  return w;
+}
+
+}  // namespace mlarun::ops::cuda::mla

@@ -1,0 +1,102 @@
+// Absorbed MLA decode over the paged latent cache: the kernel MLA exists for. Every query row is
+// q = [q_nope . W_UK | q_pe] (576 values); every cached token is one 576-value row [c (512) | k_pe (64)] shared
+// by all heads, so one pass over a sequence's latents serves all of its heads and query tokens:
+//   out[t, h] = sum_j softmax_j(scale * q[t, h] . row_j) * row_j[:512],  lse[t, h] = log sum_j exp(...).
+// Three stages on one stream (mla_decode runs them in order): a device-side scheduler cuts every sequence's
+// cache into chunks balanced by work over the SMs (graph-safe: it reads seq_lens on the device), the attend
+// kernel writes one partial (o, lse) per chunk, and the combine kernel merges the partials by log-sum-exp.
+// Every argument is checked here, before any CUDA call, with messages that name the offending value; so a bad
+// call fails the same way on a machine without a GPU. Plain C++ header: usable from .cpp files.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "kernels/cuda/mla_decode/config.h"
+
+namespace mlarun::ops::cuda {
+
+struct MlaDecodeParams {
+  // Device memory. bf16 tensors are raw 16-bit patterns; q, kv_cache and out are 16-byte aligned.
+  const uint16_t* q = nullptr;            // bf16 [num_tokens, num_heads, kv_lora_rank + rope_dim]
+  const uint16_t* kv_cache = nullptr;     // bf16 [num_blocks, block_size, kv_lora_rank + rope_dim]
+  const int32_t* block_tables = nullptr;  // [batch, max_blocks_per_seq]; token j of b sits in block
+                                          // block_tables[b][j / block_size] at offset j % block_size
+  const int32_t* seq_lens = nullptr;      // [batch]: cached tokens of each sequence, its new tokens included
+  const int32_t* cu_seqlens_q = nullptr;  // [batch + 1]: sequence b owns query rows [cu[b], cu[b+1]),
+                                          // cu[0] = 0, cu[batch] = num_tokens, 1..max_q_per_seq rows each
+  uint16_t* out = nullptr;                // bf16 [num_tokens, num_heads, kv_lora_rank]: o_lat
+  float* lse = nullptr;                   // f32 [num_tokens, num_heads]: natural-log log-sum-exp of the scores
+  void* workspace = nullptr;              // 256-byte aligned, mla_decode_workspace_bytes(...) bytes at least
+  size_t workspace_bytes = 0;
+
+  int num_tokens = 0;          // query rows in q/out/lse
+  int batch = 0;               // sequences, 1..8192
+  int num_heads = 0;           // 1..128
+  int kv_lora_rank = 0;        // must be 512
+  int rope_dim = 0;            // must be 64
+  int num_blocks = 0;          // blocks in the pool
+  int block_size = 0;          // 1..256
+  int max_blocks_per_seq = 0;  // row length of block_tables
+  int max_q_per_seq = 0;       // 1..4: bound on query rows per sequence (sizes the grid and the workspace)
+  int num_sms = 0;             // SMs to balance over (current_device_sm_count()); sizes the workspace
+  float softmax_scale = 0.0f;  // scores = q . row * softmax_scale (DeepSeek: 1/sqrt(192) times mscale^2)
+};
+// Causality: query i (0-based) of a sequence with L cached tokens and n query rows sees tokens 0 .. L - n + i
+// (its own token and everything before it). A query that sees no token (L = 0, or L < n for its first rows)
+// gets out = 0 and lse = -inf. Cache slots past seq_lens and block-table entries past ceil(L / block_size) are
+// never read (they may hold NaN or garbage).
+
+// Checks every field (throws mlarun::Error naming the value) without touching CUDA.
+void check_mla_decode(const MlaDecodeParams& p);
+
+// Workspace bytes for these sizes (pure arithmetic; checks its arguments like check_mla_decode).
+size_t mla_decode_workspace_bytes(int batch, int num_heads, int max_q_per_seq, int num_sms);
+// CTAs along the KV length (the grid is parts x ceil(max_q * H / 32)).
+int mla_decode_num_parts(int num_heads, int max_q_per_seq, int num_sms);
+// Multiprocessors of the current device (a CUDA call; throws mlarun::Error when there is none).
+int current_device_sm_count();
+
+// Checks, then runs schedule, attend and combine on `stream`. Asynchronous: launch errors throw
+// mlarun::Error; errors during execution surface at the next synchronising call. Values the host cannot see
+// (seq_lens, cu_seqlens_q, block ids) are checked on the device: see mla_decode_status.
+void mla_decode(const MlaDecodeParams& p, cudaStream_t stream);
+
+// The three stages alone, each checking `p`: the workbench times them apart, and a caller may build the
+// schedule once per step and reuse it for every layer (it depends only on seq_lens, cu_seqlens_q, batch,
+// num_tokens, num_heads, max_q_per_seq, num_sms, block_size and max_blocks_per_seq, and lives in the workspace).
+void mla_decode_schedule(const MlaDecodeParams& p, cudaStream_t stream);
+void mla_decode_attend(const MlaDecodeParams& p, cudaStream_t stream);
+void mla_decode_combine(const MlaDecodeParams& p, cudaStream_t stream);
+
+// First device-side error of the last schedule/attend (the scheduler clears it). A sequence found invalid on
+// the device gets no work and NaN outputs; a block id outside the pool reads as a NaN row.
+struct MlaDecodeStatus {
+  enum Code : int32_t {
+    kOk = 0,
+    kBadCuSeqlensQ = 1,  // cu_seqlens_q[0] != 0, cu_seqlens_q[batch] != num_tokens, or out of range
+    kBadQueryCount = 2,  // query rows of a sequence outside 1..max_q_per_seq
+    kBadSeqLen = 3,      // seq_lens[b] < 0 or > max_blocks_per_seq * block_size
+    kBadBlockId = 4,     // a block id the kernel needed is outside 0..num_blocks-1
+    kTooManyPieces = 5,  // scheduler invariant broken (a bug, never expected)
+  };
+  int32_t code = kOk;
+  int32_t sequence = -1;  // the sequence concerned
+  int32_t value = 0;      // the offending value (rows, length or block id)
+  bool ok() const { return code == kOk; }
+  std::string message() const;
+};
+// Copies the status back; synchronises `stream`.
+MlaDecodeStatus mla_decode_status(const MlaDecodeParams& p, cudaStream_t stream);
+
+namespace mla {
+// One kernel each, in schedule.cu, attend.cu and combine.cu of this folder; `p` is checked.
+void launch_mla_decode_schedule(const MlaDecodeParams& p, const mla::WorkspaceLayout& w, cudaStream_t stream);
+void launch_mla_decode_attend(const MlaDecodeParams& p, const mla::WorkspaceLayout& w, cudaStream_t stream);
+void launch_mla_decode_combine(const MlaDecodeParams& p, const mla::WorkspaceLayout& w, cudaStream_t stream);
+}  // namespace mla
+
+}  // namespace mlarun::ops::cuda

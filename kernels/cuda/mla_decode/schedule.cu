@@ -1,0 +1,137 @@
+// The MLA decode scheduler: cuts every sequence's cached tokens into contiguous chunks ("pieces") and hands each
+// of num_parts CTA columns an equal amount of work, measured in kBlockN-token tiles plus a fixed cost per piece
+// (FlashMLA's idea: balance by work, not by request; one long sequence spans several SMs, short ones share one).
+// It runs on the device from seq_lens and cu_seqlens_q, so a step needs no host round trip and the launch can be
+// captured in a CUDA graph. It also checks those values (the host never sees them): a sequence found invalid gets
+// no pieces, a status code, and NaN outputs from the combine.
+//
+// Balance argument: with payload = ceil(total / P) + 2F (F = kFixedCostTiles), a part is closed only when it cannot
+// take one more tile, i.e. holding at least payload - F; at most F of that is the extra cost of a continued
+// (split) sequence, so each closed part consumes at least ceil(total / P) of the total and at most P parts are
+// ever opened. Every part holds at most payload. The last part takes any remainder anyway, as a safety net.
+#include <cuda_runtime.h>
+
+#include <cuda_runtime_api.h>
+
+#include "runtime/cuda_check.h"
+#include "kernels/cuda/mla_decode/mla_decode.h"
+
+namespace mlarun::ops::cuda {
+namespace {
+
+using mla::kBlockN;
+using mla::kFixedCostTiles;
+using mla::kMaxBatch;
+using mla::kSchedThreads;
+using Code = MlaDecodeStatus::Code;
+
+struct ScheduleArgs {
+  const int32_t* seq_lens;      // [batch]
+  const int32_t* cu_seqlens_q;  // [batch + 1]
+  int32_t* status;              // [4]
+  int32_t* part_piece_begin;    // [num_parts + 1]
+  int32_t* seq_piece_begin;     // [batch + 1]
+  int32_t* seq_status;          // [batch]
+  int4* pieces;                 // [max_pieces]
+  int batch, num_tokens, max_q, num_parts, max_pieces;
+  int64_t max_seq_len;          // max_blocks_per_seq * block_size
+};
+
+__device__ void report(int32_t* status, int32_t code, int32_t sequence, int32_t value) {
+  if (atomicCAS(status, 0, code) == 0) {
+    status[1] = sequence;
+    status[2] = value;
+  }
+}
+
+__global__ void __launch_bounds__(kSchedThreads) mla_decode_schedule_kernel(const ScheduleArgs a) {
+  __shared__ int32_t tiles_s[kMaxBatch];  // tiles of each sequence, 0 when empty or invalid
+  __shared__ int32_t total_s;             // sum over non-empty sequences of tiles + kFixedCostTiles
+  if (threadIdx.x == 0) {
+    a.status[0] = a.status[1] = a.status[2] = a.status[3] = 0;
+    total_s = 0;
+  }
+  __syncthreads();
+
+  // 1. Check every sequence and measure its work, in parallel.
+  int32_t my_total = 0;
+  for (int b = threadIdx.x; b < a.batch; b += kSchedThreads) {
+    const int32_t q0 = a.cu_seqlens_q[b], q1 = a.cu_seqlens_q[b + 1], len = a.seq_lens[b];
+    int32_t code = Code::kOk, value = 0;
+    if ((b == 0 && q0 != 0) || (b == a.batch - 1 && q1 != a.num_tokens) || q0 < 0 || q1 > a.num_tokens) {
+      code = Code::kBadCuSeqlensQ;
+      value = (b == 0 && q0 != 0) || q0 < 0 ? q0 : q1;
+    } else if (q1 - q0 < 1 || q1 - q0 > a.max_q) {
+      code = Code::kBadQueryCount;
+      value = q1 - q0;
+    } else if (len < 0 || len > a.max_seq_len) {
+      code = Code::kBadSeqLen;
+      value = len;
+    }
+    a.seq_status[b] = code;
+    if (code != Code::kOk) report(a.status, code, b, value);
+    const int32_t tiles = code == Code::kOk ? (len + kBlockN - 1) / kBlockN : 0;
+    tiles_s[b] = tiles;
+    if (tiles > 0) my_total += tiles + kFixedCostTiles;
+  }
+  if (my_total > 0) atomicAdd(&total_s, my_total);
+  __syncthreads();
+  if (threadIdx.x != 0) return;
+
+  // 2. Greedy packing in sequence order (one thread: batch + num_parts steps over shared memory).
+  const int parts = a.num_parts;
+  const int32_t payload = (total_s + parts - 1) / parts + 2 * kFixedCostTiles;
+  int part = 0, piece = 0;
+  int32_t used = 0;  // work already in `part`
+  a.part_piece_begin[0] = 0;
+  for (int b = 0; b < a.batch; ++b) {
+    a.seq_piece_begin[b] = piece;
+    const int32_t tiles = tiles_s[b];
+    for (int32_t t = 0; t < tiles;) {
+      if (used > 0 && payload - used - kFixedCostTiles < 1 && part + 1 < parts) {
+        ++part;  // this part cannot take another tile: open the next one
+        used = 0;
+        a.part_piece_begin[part] = piece;
+      }
+      const int32_t room = max(payload - used - kFixedCostTiles, 1);
+      const int32_t take = part + 1 == parts ? tiles - t : min(tiles - t, room);
+      if (piece == a.max_pieces) {  // impossible by the bound in the layout; never write past the array
+        report(a.status, Code::kTooManyPieces, b, piece);
+        a.seq_status[b] = Code::kTooManyPieces;
+        break;
+      }
+      a.pieces[piece++] = make_int4(b, t, t + take, 0);
+      used += take + kFixedCostTiles;
+      t += take;
+    }
+  }
+  a.seq_piece_begin[a.batch] = piece;
+  for (int p = part + 1; p <= parts; ++p) a.part_piece_begin[p] = piece;
+}
+
+}  // namespace
+
+namespace mla {
+
+void launch_mla_decode_schedule(const MlaDecodeParams& p, const mla::WorkspaceLayout& w, cudaStream_t stream) {
+  auto* base = static_cast<unsigned char*>(p.workspace);
+  ScheduleArgs a;
+  a.seq_lens = p.seq_lens;
+  a.cu_seqlens_q = p.cu_seqlens_q;
+  a.status = reinterpret_cast<int32_t*>(base + w.status);
+  a.part_piece_begin = reinterpret_cast<int32_t*>(base + w.part_piece_begin);
+  a.seq_piece_begin = reinterpret_cast<int32_t*>(base + w.seq_piece_begin);
+  a.seq_status = reinterpret_cast<int32_t*>(base + w.seq_status);
+  a.pieces = reinterpret_cast<int4*>(base + w.pieces);
+  a.batch = p.batch;
+  a.num_tokens = p.num_tokens;
+  a.max_q = p.max_q_per_seq;
+  a.num_parts = int(w.num_parts);
+  a.max_pieces = int(w.max_pieces);
+  a.max_seq_len = int64_t(p.max_blocks_per_seq) * p.block_size;
+  mla_decode_schedule_kernel<<<1, kSchedThreads, 0, stream>>>(a);
+  MLARUN_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace mla
+}  // namespace mlarun::ops::cuda

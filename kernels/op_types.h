@@ -1,0 +1,47 @@
+// The parameter and result types of the ops that are more than tensors (RoPE tables, MoE routing), in one header
+// that both the op API (ops.h) and each backend (cpu/cpu_ops.h, cuda/cuda_ops.h) include, so a backend needs
+// neither the API nor the other backend to name them. Built from a ModelConfig here (op_types.cpp); computed on
+// by the backends.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "runtime/model_config.h"
+#include "runtime/tensor.h"
+
+namespace mlarun::ops {
+
+// YaRN/plain RoPE frequencies of one model, computed as Hugging Face does in f32.
+struct RopeTable {
+  std::vector<float> inv_freq;        // [rotary_dim / 2]
+  float attention_factor = 1.0f;      // cos/sin multiplier (1 for every official config)
+  bool interleaved = true;            // pairs (2i, 2i+1); false: (i, i + rotary_dim / 2)
+  int64_t rotary_dim() const { return int64_t(inv_freq.size()) * 2; }
+};
+RopeTable make_rope_table(const ModelConfig& c);
+
+// MoE gate: which experts each token goes to and with what weight (Hugging Face semantics).
+struct RoutingParams {
+  ScoreFunc score_func = ScoreFunc::Softmax;
+  TopkMethod method = TopkMethod::Greedy;
+  int64_t n_groups = 1;
+  int64_t topk_groups = 1;
+  int64_t top_k = 1;
+  bool normalize = false;
+  float scale = 1.0f;
+  static RoutingParams from(const ModelConfig& c);
+};
+struct Routing {
+  Tensor experts;  // i32 [T, top_k], on the logits' device
+  Tensor weights;  // f32 [T, top_k]
+};
+// The token permutation for this rank's experts [first_expert, first_expert + num_experts): assignments sorted
+// by (expert, token); expert j's run is [offsets[j], offsets[j + 1]). Host lists whatever the routing's device.
+struct ExpertGroups {
+  std::vector<int64_t> tokens;   // token index of each assignment
+  std::vector<float> weights;    // its routing weight
+  std::vector<int64_t> offsets;  // [num_experts + 1]
+};
+
+}  // namespace mlarun::ops

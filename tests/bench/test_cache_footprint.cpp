@@ -1,0 +1,150 @@
+// The cache arithmetic of `bench cache` for DeepSeek-V2 (config_236B), against the DeepSeek-V2 paper's formulas:
+// per token per layer, for the model, per rank under tensor parallelism, in fp8, and in a memory budget; and the
+// real allocation (CachePool + BlockManager on the host) holding the computed capacity within 1%.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "bench/cache_footprint.h"
+#include "bench/cache_measurement.h"
+#include "test_util.h"
+
+using namespace mlarun;
+
+namespace {
+
+ModelConfig v2_236b() { return load_model_config(mlarun::testing::source_dir() + "/configs/config_236B.json"); }
+
+const std::vector<AttentionKind> kAllKinds = {AttentionKind::mla(), AttentionKind::mha(), AttentionKind::gqa(8),
+                                              AttentionKind::mqa()};
+
+}  // namespace
+
+TEST(CacheFootprint, Deepseek236BPerTokenMatchesThePaper) {
+  ModelConfig c = v2_236b();
+  CacheFootprint mla = cache_footprint(c, AttentionKind::mla(), DType::BF16, 1);
+  EXPECT_EQ(mla.elements_per_token_layer, 576);
+  EXPECT_EQ(mla.bytes_per_token_layer(), 1152);
+  EXPECT_EQ(mla.bytes_per_token(), 69120);
+  EXPECT_EQ(mla.bytes_per_token(), c.latent_cache_bytes_per_token(DType::BF16));
+
+  CacheFootprint mha = cache_footprint(c, AttentionKind::mha(), DType::BF16, 1);
+  EXPECT_EQ(mha.kv_heads, 128);
+  EXPECT_EQ(mha.elements_per_token_layer, 2 * 128 * 128);
+  EXPECT_EQ(mha.bytes_per_token_layer(), 65536);
+  EXPECT_NEAR(double(mha.bytes_per_token_layer()) / double(mla.bytes_per_token_layer()), 56.9, 0.05);
+
+  CacheFootprint gqa = cache_footprint(c, AttentionKind::gqa(8), DType::BF16, 1);
+  EXPECT_EQ(gqa.elements_per_token_layer, 2048);
+  EXPECT_EQ(gqa.bytes_per_token_layer(), 4096);
+
+  CacheFootprint mqa = cache_footprint(c, AttentionKind::mqa(), DType::BF16, 1);
+  EXPECT_EQ(mqa.elements_per_token_layer, 256);
+  EXPECT_EQ(mqa.bytes_per_token_layer(), 512);
+  EXPECT_EQ(mqa.bytes_per_token(), 512 * 60);
+  EXPECT_EQ(mla.elements_per_token_layer * 60, 34560);  // the paper's Table 9: MLA 34.6K elements per token
+}
+
+TEST(CacheFootprint, Fp8HalvesEveryKind) {
+  ModelConfig c = v2_236b();
+  for (const AttentionKind& k : kAllKinds)
+    for (int64_t tp : {1, 2, 4, 8}) {
+      CacheFootprint bf16 = cache_footprint(c, k, DType::BF16, tp);
+      CacheFootprint fp8 = cache_footprint(c, k, DType::F8_E4M3, tp);
+      EXPECT_EQ(2 * fp8.bytes_per_token_layer_per_rank(), bf16.bytes_per_token_layer_per_rank()) << k.name();
+      EXPECT_EQ(2 * fp8.bytes_per_token(), bf16.bytes_per_token()) << k.name();
+    }
+  EXPECT_NE(footprint_note(cache_footprint(c, AttentionKind::mla(), DType::F8_E4M3, 1)).find("scales"),
+            std::string::npos);
+  EXPECT_EQ(footprint_note(cache_footprint(c, AttentionKind::mla(), DType::BF16, 1)), "");
+}
+
+TEST(CacheFootprint, PerRankUnderTensorParallelism) {
+  ModelConfig c = v2_236b();
+  struct Expect {
+    AttentionKind kind;
+    int64_t per_layer_bytes[4];  // tp 1, 2, 4, 8
+  };
+  std::vector<Expect> expected = {
+      {AttentionKind::mla(), {1152, 1152, 1152, 1152}},       // the latent is whole on every rank
+      {AttentionKind::mha(), {65536, 32768, 16384, 8192}},    // heads split
+      {AttentionKind::gqa(8), {4096, 2048, 1024, 512}},       // groups split down to one per rank
+      {AttentionKind::mqa(), {512, 512, 512, 512}},           // the single head is replicated
+  };
+  const int64_t tps[4] = {1, 2, 4, 8};
+  for (const Expect& e : expected)
+    for (int i = 0; i < 4; ++i) {
+      CacheFootprint f = cache_footprint(c, e.kind, DType::BF16, tps[i]);
+      EXPECT_EQ(f.bytes_per_token_layer_per_rank(), e.per_layer_bytes[i]) << e.kind.name() << " tp " << tps[i];
+      EXPECT_EQ(f.bytes_per_token_per_rank(), e.per_layer_bytes[i] * 60) << e.kind.name() << " tp " << tps[i];
+    }
+  // GQA groups no further than one per rank: 8 groups over 16 ranks keep one (replicated) group each.
+  CacheFootprint g16 = cache_footprint(c, AttentionKind::gqa(8), DType::BF16, 16);
+  EXPECT_EQ(g16.kv_heads_per_rank, 1);
+  EXPECT_TRUE(g16.replicated);
+  EXPECT_EQ(g16.bytes_per_token_layer_per_rank(), 512);
+  EXPECT_FALSE(cache_footprint(c, AttentionKind::gqa(8), DType::BF16, 8).replicated);
+  EXPECT_TRUE(cache_footprint(c, AttentionKind::mla(), DType::BF16, 8).replicated);
+  EXPECT_TRUE(cache_footprint(c, AttentionKind::mqa(), DType::BF16, 2).replicated);
+}
+
+TEST(CacheFootprint, BadTensorParallelDegreeNamesTheHeads) {
+  ModelConfig c = v2_236b();
+  EXPECT_ERROR_MENTIONS(cache_footprint(c, AttentionKind::mha(), DType::BF16, 3), "128", "3");
+  EXPECT_ERROR_MENTIONS(cache_footprint(c, AttentionKind::mla(), DType::BF16, 3), "128", "3");
+}
+
+TEST(CacheFootprint, TokensThatFitABudget) {
+  ModelConfig c = v2_236b();
+  const int64_t GiB = int64_t(1) << 30;
+  // 80 GiB minus the bf16 weights: 236B at tp 8 leaves about 25 GiB; tp 4 leaves nothing.
+  EXPECT_EQ(weight_bytes_per_rank(c, 8), c.num_params() * 2 / 8);
+  CacheFootprint mla = cache_footprint(c, AttentionKind::mla(), DType::BF16, 8);
+  BudgetCapacity cap = capacity_in_budget(mla, 80 * GiB, weight_bytes_per_rank(c, 8), 64);
+  ASSERT_TRUE(cap.fits());
+  EXPECT_EQ(cap.bytes_per_block, 69120 * 64);
+  EXPECT_EQ(cap.num_blocks, (80 * GiB - c.num_params() * 2 / 8) / (69120 * 64));
+  EXPECT_EQ(cap.tokens(), cap.num_blocks * 64);
+  EXPECT_EQ(cap.max_full_sequences(4096), cap.num_blocks / 64);
+  EXPECT_NEAR(cap.max_concurrency(4096), double(cap.tokens()) / 4096, 1e-9);
+  EXPECT_FALSE(capacity_in_budget(mla, 80 * GiB, weight_bytes_per_rank(c, 4), 64).fits());
+  EXPECT_EQ(capacity_in_budget(mla, 80 * GiB, weight_bytes_per_rank(c, 4), 64).tokens(), 0);
+
+  // A plain budget: 1 GiB holds floor(2^30 / (69120 * 16)) blocks of 16 MLA tokens, 16x fewer MHA blocks at tp 8.
+  BudgetCapacity one = capacity_in_budget(cache_footprint(c, AttentionKind::mla(), DType::BF16, 1), GiB, 0, 16);
+  EXPECT_EQ(one.num_blocks, GiB / (69120 * 16));
+  BudgetCapacity mha = capacity_in_budget(cache_footprint(c, AttentionKind::mha(), DType::BF16, 8), GiB, 0, 1);
+  EXPECT_EQ(mha.tokens(), GiB / (8192 * 60));
+}
+
+TEST(CacheMeasurement, RealPoolsHoldTheComputedCapacityWithinOnePercent) {
+  ModelConfig c = v2_236b();
+  const int64_t budget = int64_t(256) << 20;  // 256 MiB: one MHA block of 64 tokens at tp 1 (60 x 4 MiB) still fits
+  for (const AttentionKind& k : kAllKinds)
+    for (int64_t tp : {1, 8})
+      for (int64_t bs : {1, 16, 64}) {
+        CacheFootprint f = cache_footprint(c, k, DType::BF16, tp);
+        CacheMeasurement m = measure_cache_capacity(c, f, budget, bs, 4096, Device::CPU);
+        SCOPED_TRACE(k.name() + " tp " + std::to_string(tp) + " block " + std::to_string(bs));
+        ASSERT_GT(m.tokens_computed, 0);
+        EXPECT_LE(std::fabs(m.deviation()), 0.01);
+        EXPECT_EQ(m.row_width * 2, f.bytes_per_token_layer_per_rank());  // the layer's row = the formula's
+        EXPECT_EQ(m.tokens, m.num_blocks * bs);                         // filled to the last slot
+        EXPECT_EQ(m.tokens_verified, m.tokens);                         // every slot read back its owner's mark
+        EXPECT_LE(m.pool_bytes, budget);
+        if (m.resident_bytes >= 0) {
+          EXPECT_GE(double(m.resident_bytes), 0.9 * double(m.pool_bytes));
+        }
+      }
+}
+
+TEST(CacheMeasurement, Fp8PoolsHoldTwiceTheTokens) {
+  ModelConfig c = v2_236b();
+  const int64_t budget = int64_t(64) << 20;
+  CacheMeasurement bf16 = measure_cache_capacity(c, cache_footprint(c, AttentionKind::mla(), DType::BF16, 1), budget,
+                                                 1, 4096, Device::CPU);
+  CacheMeasurement fp8 = measure_cache_capacity(c, cache_footprint(c, AttentionKind::mla(), DType::F8_E4M3, 1),
+                                                budget, 1, 4096, Device::CPU);
+  EXPECT_NEAR(double(fp8.tokens) / double(bf16.tokens), 2.0, 0.01);
+  EXPECT_EQ(fp8.tokens, fp8.tokens_computed);
+}

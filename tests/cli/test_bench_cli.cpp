@@ -1,0 +1,149 @@
+// `mlarun bench cache` and `mlarun bench decode` end to end: the tables, JSON with one record per (attention,
+// dtype, tp) or per attention kind, the SVG chart, and clear failures on bad input.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+
+#include "runtime/json.h"
+#include "cli_runner.h"
+#include "test_util.h"
+
+using namespace mlarun;
+using mlarun::testing::ScratchDir;
+
+namespace {
+
+using mlarun::testing::run_mlarun;
+using mlarun::testing::RunResult;
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string config(const std::string& name) { return mlarun::testing::source_dir() + "/configs/" + name; }
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+}  // namespace
+
+TEST(BenchCacheCli, Deepseek236BTableJsonAndChart) {
+  ScratchDir tmp;
+  RunResult r = run_mlarun("bench cache --config " + config("config_236B.json") + " --measure-gib 0.0625 --json " +
+                           tmp.file("cache.json") + " --chart " + tmp.file("cache.svg"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* part : {"== Cache per token", "== Per rank", "69,120", "3,932,160", "56.89", "latent (whole)",
+                           "weights exceed 80 GiB", "shard the latent cache by token", "largest deviation"})
+    EXPECT_TRUE(contains(r.output, part)) << "missing '" << part << "' in\n" << r.output;
+
+  json::Value j = json::parse_file(tmp.file("cache.json"));
+  ASSERT_TRUE(j.contains("records"));
+  const json::Value& records = j.at("records");
+  ASSERT_EQ(records.size(), 4u * 2u * 4u);  // (mla, mha, gqa:8, mqa) x (bf16, fp8) x (tp 1, 2, 4, 8)
+  int checked = 0;
+  for (const json::Value& rec : records) {
+    std::string kind = rec.at("attention").get<std::string>(), dtype = rec.at("kv_cache_dtype").get<std::string>();
+    int64_t tp = rec.at("tensor_parallel_size").get<int64_t>();
+    int64_t per_rank = rec.at("kv_bytes_per_token_per_layer_per_rank").get<int64_t>();
+    if (dtype == "bf16" && tp == 8) {
+      int64_t expected = kind == "mla" ? 1152 : kind == "mha" ? 8192 : 512;  // gqa:8 one group per rank; mqa one head
+      EXPECT_EQ(per_rank, expected) << kind;
+      ++checked;
+    }
+    ASSERT_TRUE(rec.contains("measured")) << kind;
+    const json::Value& m = rec.at("measured");
+    EXPECT_LE(std::fabs(m.at("deviation").get<double>()), 0.01);
+    EXPECT_EQ(m.at("tokens").get<int64_t>(), m.at("tokens_verified").get<int64_t>());
+    EXPECT_TRUE(rec.contains("num_gpu_blocks"));
+  }
+  EXPECT_EQ(checked, 4);
+
+  std::string svg = read_file(tmp.file("cache.svg"));
+  EXPECT_EQ(svg.rfind("<svg", 0), 0u);
+  EXPECT_TRUE(contains(svg, "</svg>"));
+  for (const char* part : {"mla bf16", "mha bf16", "gqa:8 bf16", "mqa fp8", "tensor-parallel degree",
+                           "config_236B.json", "80 GiB"})
+    EXPECT_TRUE(contains(svg, part)) << part;
+}
+
+TEST(BenchCacheCli, SmallConfigOptions) {
+  ScratchDir tmp;
+  RunResult r = run_mlarun("bench cache --config " + config("config_small.yaml") +
+                           " --tp 1,2 --kv-dtype bf16 --gqa-groups 8,4 --memory-gib 2 --seq-len 512 --block-size 16"
+                           " --measure-gib 0.01 --json " + tmp.file("small.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  json::Value j = json::parse_file(tmp.file("small.json"));
+  EXPECT_EQ(j.at("records").size(), 5u * 1u * 2u);  // mla, mha, gqa:8, gqa:4, mqa
+  EXPECT_TRUE(contains(r.output, "gqa:4"));
+}
+
+TEST(BenchCacheCli, PngIsConvertedOrSaidToBeSvgOnly) {
+  ScratchDir tmp;
+  RunResult r = run_mlarun("bench cache --config " + config("config_16B.json") + " --measure-gib 0 --chart " +
+                           tmp.file("cache.png"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(std::filesystem::exists(tmp.file("cache.svg")));
+  if (std::filesystem::exists(tmp.file("cache.png")))
+    EXPECT_EQ(read_file(tmp.file("cache.png")).substr(1, 3), "PNG");
+  else
+    EXPECT_TRUE(contains(r.output, "PNG is not produced natively")) << r.output;
+}
+
+TEST(BenchCacheCli, BadInputFailsClearly) {
+  RunResult tp3 = run_mlarun("bench cache --config " + config("config_236B.json") + " --tp 1,3");
+  EXPECT_EQ(tp3.exit_code, 1);
+  EXPECT_TRUE(contains(tp3.output, "option --tp: value 3")) << tp3.output;
+  EXPECT_TRUE(contains(tp3.output, "128")) << tp3.output;
+  RunResult gqa = run_mlarun("bench cache --config " + config("config_236B.json") + " --gqa-groups 7");
+  EXPECT_EQ(gqa.exit_code, 1);
+  EXPECT_TRUE(contains(gqa.output, "--gqa-groups")) << gqa.output;
+  RunResult dtype = run_mlarun("bench cache --config " + config("config_236B.json") + " --kv-dtype int8");
+  EXPECT_EQ(dtype.exit_code, 1);
+  EXPECT_TRUE(contains(dtype.output, "--kv-dtype")) << dtype.output;
+  RunResult missing = run_mlarun("bench cache --config /nonexistent/config.json");
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_TRUE(contains(missing.output, "/nonexistent/config.json")) << missing.output;
+}
+
+TEST(BenchDecodeCli, SmallConfigTableAndJson) {
+  ScratchDir tmp;
+  RunResult r = run_mlarun("bench decode --config " + config("config_small.json") +
+                           " --layers 2 --batch 2 --seq-len 100 --block-size 16 --iters 2 --attention mla,mha,gqa:8,mqa"
+                           " --json " + tmp.file("decode.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* part : {"tokens/s", "mla", "gqa:8", "this machine's CPU"})
+    EXPECT_TRUE(contains(r.output, part)) << part << "\n" << r.output;
+  json::Value j = json::parse_file(tmp.file("decode.json"));
+  const json::Value& records = j.at("records");
+  ASSERT_EQ(records.size(), 4u);
+  for (const json::Value& rec : records) {
+    EXPECT_GT(rec.at("tokens_per_second").get<double>(), 0);
+    EXPECT_EQ(rec.at("latencies").size(), 2u);
+  }
+  // Cache bytes read per step: 2 sequences x 2 layers x 101 tokens x row width x 4 bytes (f32).
+  EXPECT_EQ(records[0].at("cache_bytes_read_per_step").get<int64_t>(), 2 * 2 * 101 * 576 * 4);
+  EXPECT_EQ(records[1].at("cache_bytes_read_per_step").get<int64_t>(), 2 * 2 * 101 * (2 * 16 * 128) * 4);
+  EXPECT_EQ(records[3].at("cache_bytes_read_per_step").get<int64_t>(), 2 * 2 * 101 * (2 * 128) * 4);
+}
+
+TEST(BenchDecodeCli, BadInputFailsClearly) {
+  RunResult gqa7 = run_mlarun("bench decode --config " + config("config_236B.json") + " --layers 1 --attention gqa:7");
+  EXPECT_EQ(gqa7.exit_code, 1);
+  EXPECT_TRUE(contains(gqa7.output, "--attention")) << gqa7.output;
+  EXPECT_TRUE(contains(gqa7.output, "gqa:7")) << gqa7.output;
+  EXPECT_TRUE(contains(gqa7.output, "128 attention heads")) << gqa7.output;
+  RunResult unknown = run_mlarun("bench decode --config " + config("config_small.json") + " --attention mla,sparse");
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_TRUE(contains(unknown.output, "'sparse'")) << unknown.output;
+  RunResult layers = run_mlarun("bench decode --config " + config("config_small.json") + " --layers 9");
+  EXPECT_EQ(layers.exit_code, 1);
+  EXPECT_TRUE(contains(layers.output, "option --layers: value 9")) << layers.output;
+}

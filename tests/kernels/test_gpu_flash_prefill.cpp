@@ -1,0 +1,202 @@
+// Flash prefill on the GPU against the CPU reference, and its argument checks without one.
+// Why the 2x rule: a bf16/fp16 kernel cannot match an fp32 reference exactly, so (as FlashAttention's tests do)
+// its error against the fp32 reference (ops::attention on the same rounded inputs) may be at most twice the
+// error of a plain low-precision implementation (scores and probabilities rounded to the dtype) plus one output
+// rounding. Outputs and lse are poisoned with NaN first, so an unwritten element fails. The boundary tests need
+// no GPU: every check runs before the first CUDA call.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/flash_prefill/cases.h"
+#include "kernels/cuda/flash_prefill/flash_prefill.h"
+#include "kernels/cuda/flash_prefill/reference.h"
+#include "kernels/ops.h"
+#include "runtime/device.h"
+#include "runtime/error.h"
+#include "runtime/tensor.h"
+
+using namespace mlarun;
+namespace cuda = mlarun::ops::cuda;
+using cuda::FlashPrefillParams;
+using cuda::flash::Case;
+
+namespace mlarun::ops::cuda::flash {
+void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }  // test names, not bytes, in ctest's list
+}  // namespace mlarun::ops::cuda::flash
+
+namespace {
+
+// Fresh normal inputs drawn on the host (seeded by the case name) and rounded to the dtype; every row checked.
+void run_case(const Case& c) {
+  std::mt19937 rng(std::hash<std::string>{}(c.name));
+  std::normal_distribution<float> dist(0.f, 1.f);
+  cuda::flash::DeviceRun run(c, [&](const Shape& shape) {
+    Tensor t = Tensor::empty(shape, DType::F32);
+    for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(rng);
+    return t.to_dtype(c.dtype).to(Device::CUDA);
+  });
+  const cuda::flash::Errors all = cuda::flash::validate(run, cuda::flash::every_row(c));
+  EXPECT_EQ(all.unwritten, 0) << "elements of out/lse left as NaN poison";
+  EXPECT_TRUE(all.within_twice_plain())
+      << "max |kernel - fp32 ref| = " << all.kernel << ", plain " << dtype_name(c.dtype) << " = " << all.plain;
+  EXPECT_LE(all.lse, cuda::flash::kMaxLseError) << "max |lse - ref|";
+  std::printf("[ %s ] max err %.3g, plain %s %.3g, lse %.3g\n", c.name.c_str(), all.kernel, dtype_name(c.dtype),
+              all.plain, all.lse);
+}
+
+const std::vector<int> kMixed = {1, 17, 128, 1000};
+
+std::vector<Case> cases() {
+  std::vector<Case> v;
+  const int dims[4][2] = {{192, 128}, {128, 128}, {64, 64}, {256, 256}};
+  for (auto& d : dims)
+    for (DType t : {DType::BF16, DType::F16}) {
+      const std::string tag = std::to_string(d[0]) + "_" + std::to_string(d[1]) + "_" + dtype_name(t);
+      v.push_back({"gqa_causal_" + tag, d[0], d[1], 8, 2, t, true, -1, kMixed, kMixed});
+      v.push_back({"mha_noncausal_" + tag, d[0], d[1], 3, 3, t, false, -1, {1, 17, 128, 1000}, {5, 17, 300, 1000}});
+      v.push_back({"mqa_chunked_window_" + tag, d[0], d[1], 5, 1, t, true, 200, kMixed, {65, 317, 129, 1077}});
+    }
+  v.push_back({"mla_128_heads", 192, 128, 128, 128, DType::BF16, true, -1, kMixed, kMixed});
+  v.push_back({"one_head_long", 192, 128, 1, 1, DType::BF16, true, -1, {1, 17, 128, 1000, 4096},
+               {1, 17, 128, 1000, 4096}});
+  v.push_back({"gqa_long_fp16", 128, 128, 4, 2, DType::F16, true, -1, {4096, 17}, {4096, 17}});
+  v.push_back({"window_0_sees_only_itself", 128, 128, 2, 2, DType::BF16, true, 0, kMixed, kMixed});
+  v.push_back({"window_noncausal", 64, 64, 4, 2, DType::BF16, false, 100, kMixed, {1, 40, 128, 900}});
+  v.push_back({"fewer_keys_than_queries", 192, 128, 2, 1, DType::BF16, true, -1, {17, 128, 33}, {5, 128, 0}});
+  v.push_back({"zero_length_sequences", 128, 128, 2, 2, DType::F16, false, -1, {0, 17, 0, 70}, {3, 17, 0, 70}});
+  return v;
+}
+
+class FlashPrefillGpu : public ::testing::TestWithParam<Case> {};
+
+TEST_P(FlashPrefillGpu, MatchesCpuReferenceWithinTwiceThePlainError) {
+  if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
+  run_case(GetParam());
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, FlashPrefillGpu, ::testing::ValuesIn(cases()),
+                         [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
+
+// ---- API boundary: no GPU needed ----------------------------------------------------------------------------
+
+struct FlashPrefillBoundary : ::testing::Test {
+  alignas(16) char fake[64] = {};  // stands in for device buffers: no test gets past the checks
+  std::vector<int32_t> cu_q = {0, 3, 10}, cu_k = {0, 5, 12};
+  FlashPrefillParams p;
+  void SetUp() override {
+    p.q = p.k = p.v = fake;
+    p.out = fake;
+    p.lse = reinterpret_cast<float*>(fake);
+    p.cu_seqlens_q = p.cu_seqlens_k = reinterpret_cast<const int32_t*>(fake);
+    p.cu_seqlens_q_host = cu_q.data(), p.cu_seqlens_k_host = cu_k.data();
+    p.batch = 2, p.total_q = 10, p.total_k = 12;
+    p.num_heads_q = 8, p.num_heads_kv = 2, p.head_dim_qk = 192, p.head_dim_v = 128;
+    p.dtype = DType::BF16, p.softmax_scale = 0.07f;
+  }
+  void expect_error(const std::string& needle) {
+    try {
+      cuda::flash_prefill(p, nullptr);
+      ADD_FAILURE() << "no error; expected one naming: " << needle;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << "message: " << e.what();
+    }
+  }
+};
+
+TEST_F(FlashPrefillBoundary, ValidParamsPassTheChecks) { EXPECT_NO_THROW(cuda::check_flash_prefill(p)); }
+
+TEST_F(FlashPrefillBoundary, RejectsUnsupportedHeadDims) {
+  p.head_dim_qk = 96, p.head_dim_v = 96;
+  expect_error("head dims (qk 96, v 96) are not supported; supported (qk, v): (192, 128), (128, 128)");
+  p.head_dim_qk = 192, p.head_dim_v = 192;
+  expect_error("(qk 192, v 192)");
+}
+
+TEST_F(FlashPrefillBoundary, RejectsHeadRatios) {
+  p.num_heads_q = 6, p.num_heads_kv = 4;
+  expect_error("num_heads_q = 6 is not a multiple of num_heads_kv = 4");
+  p.num_heads_kv = 0;
+  expect_error("num_heads_kv = 0");
+}
+
+TEST_F(FlashPrefillBoundary, RejectsOtherDtypes) {
+  p.dtype = DType::F32;
+  expect_error("dtype f32 is not supported");
+  p.dtype = DType::F8_E4M3;
+  expect_error("is not supported (bf16 or f16)");
+}
+
+TEST_F(FlashPrefillBoundary, RejectsNullPointers) {
+  p.q = nullptr;
+  expect_error("q is null");
+  SetUp();
+  p.out = nullptr;
+  expect_error("out is null");
+  SetUp();
+  p.cu_seqlens_k = nullptr;
+  expect_error("cu_seqlens_k is null");
+  SetUp();
+  p.cu_seqlens_q_host = nullptr;
+  expect_error("cu_seqlens_q_host is null");
+}
+
+TEST_F(FlashPrefillBoundary, RejectsBadCuSeqlens) {
+  cu_q = {0, 5, 3};
+  expect_error("cu_seqlens_q must be non-decreasing, but cu_seqlens_q[1] = 5 > cu_seqlens_q[2] = 3");
+  cu_q = {2, 3, 10};
+  expect_error("cu_seqlens_q[0] must be 0, got 2");
+  cu_q = {0, 3, 10}, cu_k = {0, 5, 13};
+  expect_error("cu_seqlens_k[2] = 13 exceeds total_k = 12");
+}
+
+TEST_F(FlashPrefillBoundary, RejectsScalarsOutOfRange) {
+  p.softmax_scale = 0.f;
+  expect_error("softmax_scale = 0 must be positive and finite");
+  p.softmax_scale = NAN;
+  expect_error("softmax_scale = nan");
+  p.softmax_scale = 1.f, p.window_left = -2;
+  expect_error("window_left = -2");
+  p.window_left = -1, p.batch = 0;
+  expect_error("batch = 0 must be in [1, 65535]");
+}
+
+TEST_F(FlashPrefillBoundary, RejectsMisalignedBuffers) {
+  p.k = fake + 2;
+  expect_error("must be 16-byte aligned (address mod 16 = 2)");
+}
+
+}  // namespace
+
+// The shared row check itself (host code, runs everywhere): an output equal to the fp32 reference scores zero,
+// the plain bf16 implementation does not, and NaN poison is counted.
+TEST(FlashPrefillReference, ExactOutputScoresZeroAndPoisonIsCounted) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> dist(0.f, 1.f);
+  auto make = [&](int64_t rows, int heads, int dim) {
+    Tensor t = Tensor::empty({rows, heads, dim}, DType::F32);
+    for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(rng);
+    return t;
+  };
+  const int lq = 5, lk = 9, hq = 4, hkv = 2, d = 16;
+  const cuda::FlashPrefillShape shape{d, d, hq, hkv, DType::BF16, true, -1, 0.25f};
+  Tensor q = make(lq, hq, d), k = make(lk, hkv, d), v = make(lk, hkv, d);
+  Tensor lse;
+  Tensor out = ops::attention(q, k, v, shape.scale, lk - lq, &lse);  // the fp32 reference, all rows at once
+  cuda::FlashPrefillErrors all;
+  for (int i = 0; i < lq; ++i) all.merge(cuda::flash_prefill_check_row(shape, q, k, v, out, lse, i, i, 0, lq, lk));
+  EXPECT_EQ(all.rows, lq);
+  EXPECT_EQ(all.unwritten, 0);
+  EXPECT_LT(all.kernel, 1e-5);
+  EXPECT_LT(all.lse, 1e-5);
+  EXPECT_GT(all.plain, 1e-4) << "the plain bf16 yardstick must carry bf16 error";
+  EXPECT_TRUE(all.within_twice_plain());
+  out.data<float>()[3] = NAN;
+  EXPECT_EQ(cuda::flash_prefill_check_row(shape, q, k, v, out, lse, 0, 0, 0, lq, lk).unwritten, 1);
+  EXPECT_EQ(cuda::flash_prefill_visible_keys(true, 2, 4, lq, lk), std::make_pair(6, 9));
+}

@@ -1,0 +1,225 @@
+// MLA decode kernel (kernels/cuda/mla_decode/mla_decode.h) against the CPU reference ops::mla_paged_attention,
+// inputs built and compared by kernels/cuda/mla_decode/cases.h (shared with the workbench): block sizes
+// 1/16/64/256, 1/16/128 heads, 1..4 query tokens per sequence mixed in one batch, zero-length and one-token
+// sequences, shuffled block tables with garbage in unused entries, NaN in every unused cache slot, outputs
+// poisoned before each run (so an unwritten element fails), a split schedule from 1 to 1024 parts.
+// The API-boundary tests run everywhere (checks happen before any CUDA call); the GPU cases skip without a GPU.
+#include <gtest/gtest.h>
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/mla_decode/cases.h"
+#include "kernels/cuda/mla_decode/mla_decode.h"
+#include "kernels/ops.h"
+#include "runtime/device.h"
+#include "runtime/dtype.h"
+#include "runtime/error.h"
+#include "runtime/tensor.h"
+
+using namespace mlarun;
+namespace cuda = mlarun::ops::cuda;
+using cuda::MlaDecodeParams;
+using cuda::MlaDecodeStatus;
+
+namespace {
+
+using cuda::mla::Case;
+using cuda::mla::DeviceRun;
+using cuda::mla::Inputs;
+using cuda::mla::make_inputs;
+constexpr float kScale = cuda::mla::kCaseScale;
+
+// ---- API boundary: no GPU needed --------------------------------------------------------------------------
+alignas(256) unsigned char g_fake[512];  // never dereferenced: only its address is checked
+
+MlaDecodeParams fake_params() {
+  MlaDecodeParams p;
+  p.q = p.kv_cache = p.out = reinterpret_cast<uint16_t*>(g_fake);
+  p.block_tables = p.seq_lens = p.cu_seqlens_q = reinterpret_cast<int32_t*>(g_fake);
+  p.lse = reinterpret_cast<float*>(g_fake);
+  p.workspace = g_fake;
+  p.num_tokens = 6, p.batch = 4, p.num_heads = 16, p.kv_lora_rank = 512, p.rope_dim = 64;
+  p.num_blocks = 100, p.block_size = 64, p.max_blocks_per_seq = 10, p.max_q_per_seq = 2, p.num_sms = 132;
+  p.softmax_scale = kScale;
+  p.workspace_bytes = cuda::mla_decode_workspace_bytes(p.batch, p.num_heads, p.max_q_per_seq, p.num_sms);
+  return p;
+}
+
+TEST(MlaDecodeApi, ValidParamsPassTheChecks) { EXPECT_NO_THROW(cuda::check_mla_decode(fake_params())); }
+
+TEST(MlaDecodeApi, EveryBadFieldIsNamedWithItsValue) {
+  struct Bad {
+    std::function<void(MlaDecodeParams&)> mutate;
+    std::string expect;
+  };
+  const std::vector<Bad> cases = {
+      {[](auto& p) { p.block_size = 0; }, "block_size 0 is outside 1..256"},
+      {[](auto& p) { p.block_size = 257; }, "block_size 257 is outside 1..256"},
+      {[](auto& p) { p.num_heads = 0; }, "num_heads 0 is outside 1..128"},
+      {[](auto& p) { p.num_heads = 129; }, "num_heads 129 is outside 1..128"},
+      {[](auto& p) { p.max_q_per_seq = 5; }, "max_q_per_seq (query tokens per sequence) 5 is outside 1..4"},
+      {[](auto& p) { p.max_q_per_seq = 0; }, "max_q_per_seq (query tokens per sequence) 0"},
+      {[](auto& p) { p.kv_lora_rank = 256; }, "kv_lora_rank 256 and rope_dim 64 are not supported"},
+      {[](auto& p) { p.rope_dim = 32; }, "rope_dim 32 are not supported"},
+      {[](auto& p) { p.batch = 0; }, "batch 0 is outside 1..8192"},
+      {[](auto& p) { p.batch = 9000; }, "batch 9000 is outside 1..8192"},
+      {[](auto& p) { p.num_tokens = 3; }, "num_tokens 3 does not fit 4 sequences of 1..2 query tokens"},
+      {[](auto& p) { p.num_tokens = 9; }, "num_tokens 9 does not fit"},
+      {[](auto& p) { p.num_blocks = 0; }, "num_blocks 0 is outside"},
+      {[](auto& p) { p.max_blocks_per_seq = 0; }, "max_blocks_per_seq 0 is outside"},
+      {[](auto& p) { p.num_sms = 0; }, "num_sms 0 is outside 1..1024"},
+      {[](auto& p) { p.softmax_scale = 0.f; }, "softmax_scale 0 must be positive"},
+      {[](auto& p) { p.softmax_scale = NAN; }, "softmax_scale nan must be positive"},
+      {[](auto& p) { p.q = nullptr; }, "q is null"},
+      {[](auto& p) { p.kv_cache = nullptr; }, "kv_cache is null"},
+      {[](auto& p) { p.block_tables = nullptr; }, "block_tables is null"},
+      {[](auto& p) { p.seq_lens = nullptr; }, "seq_lens is null"},
+      {[](auto& p) { p.cu_seqlens_q = nullptr; }, "cu_seqlens_q is null"},
+      {[](auto& p) { p.out = nullptr; }, "out is null"},
+      {[](auto& p) { p.lse = nullptr; }, "lse is null"},
+      {[](auto& p) { p.workspace = nullptr; }, "workspace is null"},
+      {[](auto& p) { p.kv_cache = reinterpret_cast<uint16_t*>(g_fake + 2); }, "is not 16-byte aligned"},
+      {[](auto& p) { p.out = reinterpret_cast<uint16_t*>(g_fake + 8); }, "is not 16-byte aligned"},
+      {[](auto& p) { p.workspace = g_fake + 16; }, "is not 256-byte aligned"},
+      {[](auto& p) { p.workspace_bytes -= 1; }, " bytes needed for batch 4, 16 heads, max_q_per_seq 2 and 132 SMs"},
+  };
+  for (const Bad& bad : cases) {
+    SCOPED_TRACE(bad.expect);
+    MlaDecodeParams p = fake_params();
+    bad.mutate(p);
+    // The whole call and each stage reject it before touching CUDA.
+    for (auto call : {cuda::mla_decode, cuda::mla_decode_schedule, cuda::mla_decode_attend, cuda::mla_decode_combine}) {
+      try {
+        call(p, nullptr);
+        ADD_FAILURE() << "accepted";
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find(bad.expect), std::string::npos) << e.what();
+      }
+    }
+  }
+}
+
+TEST(MlaDecodeApi, WorkspaceAndPartsFollowTheConfig) {
+  EXPECT_EQ(cuda::mla_decode_num_parts(16, 1, 132), 132);  // 16 rows: one M tile, one part per SM
+  EXPECT_EQ(cuda::mla_decode_num_parts(128, 1, 132), 33);  // 128 rows: 4 M tiles share each part
+  EXPECT_EQ(cuda::mla_decode_num_parts(128, 4, 132), 8);   // 512 rows: 16 M tiles
+  EXPECT_EQ(cuda::mla_decode_num_parts(128, 4, 4), 1);
+  const size_t small = cuda::mla_decode_workspace_bytes(8, 16, 1, 132);
+  EXPECT_GT(cuda::mla_decode_workspace_bytes(64, 16, 1, 132), small);
+  EXPECT_GT(cuda::mla_decode_workspace_bytes(8, 16, 2, 132), small);
+  EXPECT_THROW(cuda::mla_decode_workspace_bytes(0, 16, 1, 132), Error);
+  EXPECT_THROW(cuda::mla_decode_num_parts(16, 1, 0), Error);
+}
+
+// ---- GPU cases ---------------------------------------------------------------------------------------------
+// Compares the GPU results of sequences `check` with the CPU reference; every bad element fails the test.
+void expect_matches_reference(const Inputs& in, const Case& c, const DeviceRun& run, const std::vector<int>& check) {
+  const cuda::mla::Comparison r = cuda::mla::compare_with_reference(in, c, run, check);
+  std::string first;
+  for (const std::string& line : r.first_bad) first += "\n  " + line;
+  EXPECT_EQ(r.bad, 0) << "elements outside the tolerance, the first:" << first;
+  EXPECT_LT(r.rel_l2, cuda::mla::kMaxRelL2) << "relative L2 error of out";
+}
+
+void run_and_check(const Case& c) {
+  if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
+  const Inputs in = make_inputs(c);
+  DeviceRun run(in, c);
+  const MlaDecodeStatus status = run.run_whole_call();
+  ASSERT_TRUE(status.ok()) << status.message();
+  std::vector<int> all(in.seq_lens.size());
+  std::iota(all.begin(), all.end(), 0);
+  expect_matches_reference(in, c, run, all);
+}
+
+const std::vector<int> kLens = {0, 1, 33, 257, 1000, 64, 5};
+const std::vector<int> kQLens = {1, 2, 3, 4, 1, 2, 4};  // includes L < n (seq 1) and L = 0 (seq 0)
+
+class MlaDecodeBlockSize : public ::testing::TestWithParam<int> {};
+TEST_P(MlaDecodeBlockSize, MatchesReference) { run_and_check({kLens, kQLens, 16, GetParam(), 0, 11}); }
+INSTANTIATE_TEST_SUITE_P(Gpu, MlaDecodeBlockSize, ::testing::Values(1, 16, 64, 256));
+
+class MlaDecodeHeads : public ::testing::TestWithParam<int> {};
+TEST_P(MlaDecodeHeads, MatchesReference) {
+  run_and_check({{0, 1, 100, 700, 31}, {1, 4, 2, 3, 1}, GetParam(), 64, 0, 12});
+}
+INSTANTIATE_TEST_SUITE_P(Gpu, MlaDecodeHeads, ::testing::Values(1, 16, 128));
+
+class MlaDecodeQueryTokens : public ::testing::TestWithParam<int> {};
+TEST_P(MlaDecodeQueryTokens, MatchesReference) {
+  const int n = GetParam();
+  run_and_check({{513, 2048, 90, n}, {n, n, n, n}, 16, 64, 0, 13});
+}
+INSTANTIATE_TEST_SUITE_P(Gpu, MlaDecodeQueryTokens, ::testing::Values(1, 2, 3, 4));
+
+// 1 part (nothing split), a few parts (long sequences cut into several pieces), 1024 parts (one tile each).
+class MlaDecodeSplits : public ::testing::TestWithParam<int> {};
+TEST_P(MlaDecodeSplits, MatchesReference) {
+  run_and_check({{4000, 10, 1, 0, 2500, 77}, {2, 1, 1, 3, 4, 2}, 16, 16, GetParam(), 14});
+}
+INSTANTIATE_TEST_SUITE_P(Gpu, MlaDecodeSplits, ::testing::Values(1, 5, 1024));
+
+TEST(MlaDecodeGpu, EmptySequencesGiveZerosAndMinusInfinity) { run_and_check({{0, 0, 0}, {1, 2, 4}, 8, 64, 0, 15}); }
+
+TEST(MlaDecodeGpu, ScheduleIsReusedAcrossLayersAndRunsAreIdentical) {
+  if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
+  const Case c{{300, 5000, 2, 64}, {2, 1, 3, 1}, 32, 64, 0, 16};
+  Inputs in = make_inputs(c);
+  DeviceRun run(in, c);
+  cuda::mla_decode_schedule(run.p, nullptr);
+  std::vector<int> all = {0, 1, 2, 3};
+  for (int layer = 0; layer < 2; ++layer) {  // same schedule, new q (another layer)
+    cuda::mla::SplitMix rng{uint64_t(100 + layer)};
+    for (auto& v : in.q) v = rng.bf16();
+    copy_bytes(run.q.raw(), Device::CUDA, in.q.data(), Device::CPU, in.q.size() * 2);
+    run.poison();
+    cuda::mla_decode_attend(run.p, nullptr);
+    cuda::mla_decode_combine(run.p, nullptr);
+    ASSERT_TRUE(cuda::mla_decode_status(run.p, nullptr).ok());
+    SCOPED_TRACE("layer " + std::to_string(layer));
+    expect_matches_reference(in, c, run, all);
+  }
+  // A second full call on the same inputs must give the same bits (a moving result is a race).
+  const std::vector<float> once = DeviceRun::flat(run.out);
+  cuda::mla_decode(run.p, nullptr);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  const std::vector<float> twice = DeviceRun::flat(run.out);
+  EXPECT_EQ(std::memcmp(once.data(), twice.data(), once.size() * 4), 0);
+}
+
+TEST(MlaDecodeGpu, BadDeviceMetadataIsReportedAndPoisonsOnlyThatSequence) {
+  if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
+  const Case c{{200, 100, 50}, {1, 2, 1}, 16, 16, 0, 17};
+  Inputs in = make_inputs(c);
+  in.tables[size_t(1) * in.max_blocks + 2] = in.num_blocks + 5;  // sequence 1 needs its third block
+  DeviceRun run(in, c);
+  MlaDecodeStatus s = run.run_whole_call();
+  EXPECT_EQ(s.code, MlaDecodeStatus::kBadBlockId) << s.message();
+  EXPECT_EQ(s.sequence, 1);
+  EXPECT_EQ(s.value, in.num_blocks + 5);
+  expect_matches_reference(in, c, run, {0, 2});
+  const std::vector<float> lse1 = DeviceRun::flat(run.lse);
+  for (int r = 0; r < 2 * c.heads; ++r) EXPECT_TRUE(std::isnan(lse1[size_t(in.cu_q[1]) * c.heads + r]));
+
+  in.tables[size_t(1) * in.max_blocks + 2] = 0;  // back in range (what it holds does not matter below)
+
+  in.seq_lens[2] = in.max_blocks * c.block_size + 1;  // longer than its block table
+  DeviceRun run2(in, c);
+  s = run2.run_whole_call();
+  EXPECT_EQ(s.code, MlaDecodeStatus::kBadSeqLen) << s.message();
+  EXPECT_EQ(s.sequence, 2);
+  EXPECT_NE(s.message().find("seq_len"), std::string::npos);
+  const std::vector<float> lse = DeviceRun::flat(run2.lse);
+  for (int h = 0; h < c.heads; ++h) EXPECT_TRUE(std::isnan(lse[size_t(in.cu_q[2]) * c.heads + h]));
+}
+
+}  // namespace

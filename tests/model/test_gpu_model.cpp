@@ -1,0 +1,120 @@
+// The whole model on the GPU in bf16 against both fixtures' fp32 references (criterion in gpu_parity.h): a
+// teacher-forced prefill over prompt + greedy tokens (naive MLA path, logits at every position), then the prompt
+// prefilled and the greedy tokens decoded one by one over the paged latent cache (absorbed path). And the runner
+// on the GPU: the cache sized from free memory after the warm-up, CPU f32 logits out, and a step loop that
+// allocates nothing from the driver once it has run. Skips without a GPU.
+#include <gtest/gtest.h>
+
+#include "gpu_parity.h"
+#include "gpu_test_util.h"
+#include "engine/deepseek_runner.h"
+#include "engine/engine.h"
+#include "kernels/ops.h"
+#include "model/deepseek_model.h"
+#include "runtime/cache_pool.h"
+#include "runtime/device_allocator.h"
+#include "test_util.h"
+
+using namespace mlarun;
+using namespace mlarun::testing;
+
+namespace {
+
+ForwardBatch make_step(const std::vector<int32_t>& tokens, int64_t start, const std::vector<int32_t>& table,
+                       int64_t block_size, bool all_logits, MlaPath path) {
+  ForwardBatch b;
+  const int64_t n = int64_t(tokens.size());
+  b.add_sequence(tokens, start, table, block_size);
+  for (int64_t i = all_logits ? 0 : n - 1; i < n; ++i) b.logit_rows.push_back(i);
+  b.mla_path = path;
+  return b;
+}
+
+void check_fixture_bf16(const std::string& name, int64_t block_size, MlaPath prefill_path) {
+  SingleCommunicator comm;
+  const std::string dir = data_dir() + "/" + name;
+  auto model = DeepseekModel::load(dir, comm, Placement::cuda_bf16());
+  const ModelConfig& c = model->config();
+  SafetensorsFile ref(dir + "/reference.safetensors");
+  const double bf16_error = bf16_error_of(ref);
+  const int64_t V = c.vocab_size;
+  ParityTally prefill, decode;
+  for (int i = 0; ref.contains("prompt." + std::to_string(i) + ".input_ids"); ++i) {
+    const std::string p = "prompt." + std::to_string(i) + ".";
+    Tensor ids = ref.load(p + "input_ids", DType::I64), greedy = ref.load(p + "greedy", DType::I64);
+    Tensor want = ref.load(p + "logits"), want_greedy = ref.load(p + "greedy_logits");
+    const int64_t L = ids.numel(), N = greedy.numel();
+    std::vector<int32_t> tokens = teacher_forced_tokens(ids, greedy);
+    const int64_t blocks = (L + N + block_size - 1) / block_size + 1;
+    std::vector<int32_t> table;
+    for (int64_t b = blocks - 1; b >= 0; --b) table.push_back(int32_t(b));  // reversed: not the identity
+
+    CachePool pool = CachePool::allocate(c.n_layers, blocks, block_size, c.latent_dim(), DType::BF16, Device::CUDA);
+    Tensor all = ops::to_host_f32(
+        model->forward(make_step(tokens, 0, table, block_size, true, prefill_path), pool.layers));
+    prefill.add(all.data<float>(), want.data<float>(), L, V);
+    prefill.add(all.data<float>() + L * V, want_greedy.data<float>() + V, N - 1, V);
+
+    CachePool fresh = CachePool::allocate(c.n_layers, blocks, block_size, c.latent_dim(), DType::BF16, Device::CUDA);
+    std::vector<int32_t> prompt(tokens.begin(), tokens.begin() + L);
+    Tensor last = ops::to_host_f32(
+        model->forward(make_step(prompt, 0, table, block_size, false, prefill_path), fresh.layers));
+    decode.add(last.data<float>(), want_greedy.data<float>(), 1, V);
+    for (int64_t s = 0; s + 1 < N; ++s) {
+      Tensor step = ops::to_host_f32(model->forward(
+          make_step({int32_t(greedy.data<int64_t>()[s])}, L + s, table, block_size, false, MlaPath::Auto),
+          fresh.layers));
+      decode.add(step.data<float>(), want_greedy.data<float>() + (s + 1) * V, 1, V);
+    }
+  }
+  const std::string tag = name + " (block size " + std::to_string(block_size) + ")";
+  prefill.check(tag + " teacher-forced prefill", bf16_error);
+  decode.check(tag + " prefill + decode", bf16_error);
+}
+
+}  // namespace
+
+TEST(GpuModel, DeepseekV2TinyBf16WithinTwiceTheReferenceBf16Error) {
+  MLARUN_GPU_OR_SKIP();
+  check_fixture_bf16("deepseek-v2-tiny", 16, MlaPath::Naive);
+  check_fixture_bf16("deepseek-v2-tiny", 1, MlaPath::Absorbed);
+}
+
+TEST(GpuModel, DeepseekV3TinyBf16WithinTwiceTheReferenceBf16Error) {
+  MLARUN_GPU_OR_SKIP();
+  check_fixture_bf16("deepseek-v3-tiny", 16, MlaPath::Naive);
+  check_fixture_bf16("deepseek-v3-tiny", 256, MlaPath::Naive);
+}
+
+TEST(GpuModel, RunnerSizesTheCacheFromFreeMemoryAndTheStepLoopStopsAllocating) {
+  MLARUN_GPU_OR_SKIP();
+  RuntimeOptions o;
+  o.device = Device::CUDA;
+  o.block_size = 16;
+  o.max_model_len = 256;
+  o.max_num_seqs = 8;
+  o.max_num_batched_tokens = 512;
+  SingleCommunicator comm;
+  DeepseekRunner runner(data_dir() + "/deepseek-v3-tiny", o, comm);
+  EXPECT_GT(runner.capacity().budget_bytes, 0);
+  EXPECT_EQ(runner.num_blocks(), (o.max_model_len + 15) / 16 * o.max_num_seqs) << "a tiny model gets all it wants";
+  EXPECT_EQ(runner.placement(), Placement::cuda_bf16());
+
+  auto run_requests = [&] {
+    Engine engine(o, runner);  // the same options: the whole cache the runner sized
+    SamplingParams params;
+    params.max_tokens = 6;
+    params.ignore_eos = true;
+    for (int r = 0; r < 8; ++r) engine.add_request({5, 17, 42, int32_t(r), 9, 100}, params);
+    return engine.run();
+  };
+  std::vector<RequestOutput> first = run_requests();
+  const int64_t mallocs = DeviceAllocator::instance().stats().device_mallocs;
+  std::vector<RequestOutput> second = run_requests();
+  EXPECT_EQ(DeviceAllocator::instance().stats().device_mallocs, mallocs) << "no cudaMalloc in a warm step loop";
+  ASSERT_EQ(first.size(), second.size());
+  for (size_t r = 0; r < first.size(); ++r) {
+    EXPECT_EQ(first[r].token_ids.size(), 6u);
+    EXPECT_EQ(first[r].token_ids, second[r].token_ids) << "greedy decoding on the GPU is repeatable";
+  }
+}
