@@ -30,17 +30,18 @@ int64_t BaselineAttention::cache_width_for(const ModelConfig& c, const Attention
   return 2 * kv_head_layout(c, kind, tp, rank).local_kv_heads * baseline_head_dim(c);
 }
 
-Tensor BaselineAttention::forward(const Tensor& x, const ForwardBatch& batch, Tensor& cache,
+Tensor BaselineAttention::forward(const Tensor& x, const StepContext& step, Tensor& cache,
                                   const ops::RopeTable& rope) const {
+  const ForwardBatch& batch = step.batch;
   const int64_t T = x.dim(0), Hl = layout_.local_q_heads, Gl = layout_.local_kv_heads, d = head_dim_;
   MLARUN_CHECK(cache.ndim() == 3 && cache.dim(2) == cache_width(), kind_.name(), " attention: cache ",
                cache.describe(), " does not hold rows of ", cache_width(), " values");
   Tensor q = wq_.forward(x).view({T, Hl, d});
-  ops::apply_rope(q, batch.positions, rope);  // the last qk_rope_head_dim values of each head
+  ops::apply_rope(q, step.tensors.positions, rope);  // the last qk_rope_head_dim values of each head
   Tensor k = ops::linear(x, wk_).view({T, Gl, d});
-  ops::apply_rope(k, batch.positions, rope);
+  ops::apply_rope(k, step.tensors.positions, rope);
   Tensor v = ops::linear(x, wv_);  // [T, Gl * d]
-  ops::write_cache(cache, batch.slot_mapping, ops::concat_last_dim(k.view({T, Gl * d}), v));  // [K heads | V heads]
+  ops::write_cache(cache, step.tensors.slot_mapping, ops::concat_last_dim(k.view({T, Gl * d}), v));  // [K heads | V heads]
 
   Tensor o = Tensor::empty({T, Hl, d}, q.dtype(), q.device());
   for (const BatchSequence& s : batch.sequences)

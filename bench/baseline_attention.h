@@ -22,7 +22,8 @@ class BaselineAttention final : public AttentionLayer {
   BaselineAttention(const ModelConfig& c, AttentionKind kind, const WeightSource& weights, const std::string& prefix,
                     Communicator& comm, const Placement& placement = {});
 
-  Tensor forward(const Tensor& x, const ForwardBatch& batch, Tensor& cache, const ops::RopeTable& rope) const override;
+  using AttentionLayer::forward;
+  Tensor forward(const Tensor& x, const StepContext& step, Tensor& cache, const ops::RopeTable& rope) const override;
   int64_t cache_width() const override { return 2 * layout_.local_kv_heads * head_dim_; }
 
   // The cache width rank `rank` of `tp` would have, without building the layer.

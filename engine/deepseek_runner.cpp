@@ -68,7 +68,10 @@ DeepseekRunner::DeepseekRunner(ModelConfig config, const std::string& model_dir,
 }
 
 Tensor DeepseekRunner::execute(const ForwardBatch& batch) {
-  return ops::to_host_f32(model_->forward(batch, cache_.layers));
+  // The step's index data leaves in one copy from the runner's (pinned) staging buffer; the logits stay put.
+  const StepTensors step = StepTensors::build(batch, placement().device, capacity_.block_size, capacity_.num_blocks,
+                                              &staging_);
+  return model_->forward(batch, step, cache_.layers);
 }
 
 void DeepseekRunner::sync_sampled(std::vector<int32_t>& tokens) { comm_.broadcast_vector(tokens, 0); }

@@ -1,7 +1,8 @@
 // DeepseekRunner: the ModelRunner the engine drives. Owns the model (this rank's slices), the paged latent
 // cache pools and the communicator that keeps ranks in step; sizes the cache from the runtime options. On the CPU
 // the model and cache are f32 within a fixed budget; on the GPU (options.device) they are bf16 and the cache takes
-// what a warm-up step leaves of --gpu-memory-utilization (gpu_memory_profile.h). Logits come back as CPU f32.
+// what a warm-up step leaves of --gpu-memory-utilization (gpu_memory_profile.h). Each step's index data goes to the
+// device once (StepTensors, through a pinned staging buffer the runner keeps); logits stay on the model's device.
 #pragma once
 
 #include <memory>
@@ -11,6 +12,7 @@
 #include "model/deepseek_model.h"
 #include "runtime/cache_pool.h"
 #include "runtime/runtime_options.h"
+#include "runtime/step_tensors.h"
 
 namespace mlarun {
 
@@ -53,6 +55,7 @@ class DeepseekRunner final : public ModelRunner {
   std::unique_ptr<DeepseekModel> model_;
   CacheCapacity capacity_;
   CachePool cache_;
+  HostStaging staging_;  // the step's index data on its way to the device
 };
 
 }  // namespace mlarun

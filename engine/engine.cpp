@@ -82,11 +82,13 @@ std::vector<RequestOutput> Engine::step() {
   std::vector<int32_t> sampled;
   if (!scheduled.empty()) {
     ForwardBatch batch = build_batch(scheduled);
-    Tensor logits = runner_.execute(batch);
+    Tensor logits = runner_.execute(batch);  // on the model's device
     const int64_t V = runner_.vocab_size();
     // Rows to sample, each with its request's parameters and one uniform drawn from its own RNG (greedy rows draw
-    // nothing), chosen in one ops::sample_rows call on the logits' device.
-    std::vector<int64_t> sample_rows;
+    // nothing), chosen in one ops::sample_rows call on the logits' device. Only the rows a request keeps (prompt
+    // logits, keep_logits) come to the host, in one copy.
+    std::vector<int64_t> sample_rows, keep_rows;
+    std::vector<std::vector<std::vector<float>>*> keep_into;  // where each kept row goes, in order
     std::vector<SamplingParams> sample_params;
     std::vector<double> uniforms;
     int64_t row = 0;
@@ -94,18 +96,31 @@ std::vector<RequestOutput> Engine::step() {
       Sequence& seq = *s.seq;
       RequestOutput& part = partial_[seq.id()];
       const RequestOptions& opt = options_.at(seq.id());
+      int64_t prompt_kept = int64_t(part.prompt_logits.size());
       for (int64_t p : logit_positions(s)) {
-        const float* l = logits.data<float>() + row * V;
         // Prompt rows are kept once (a preempted request recomputes them).
-        if (opt.keep_prompt_logits && p < seq.num_prompt_tokens() && p == int64_t(part.prompt_logits.size()))
-          part.prompt_logits.emplace_back(l, l + V);
+        if (opt.keep_prompt_logits && p < seq.num_prompt_tokens() && p == prompt_kept) {
+          keep_rows.push_back(row);
+          keep_into.push_back(&part.prompt_logits);
+          ++prompt_kept;
+        }
         if (s.samples && p == s.start_pos + s.num_new_tokens - 1) {
           sample_rows.push_back(row);
           sample_params.push_back(seq.params());
           uniforms.push_back(seq.params().is_greedy() ? 0.0 : uniform_unit(seq.rng));
-          if (opt.keep_logits) part.logits.emplace_back(l, l + V);
+          if (opt.keep_logits) {
+            keep_rows.push_back(row);
+            keep_into.push_back(&part.logits);
+          }
         }
         ++row;
+      }
+    }
+    if (!keep_rows.empty()) {
+      const Tensor kept = ops::to_host_f32(ops::gather_rows(logits, keep_rows));
+      for (size_t i = 0; i < keep_rows.size(); ++i) {
+        const float* l = kept.data<float>() + int64_t(i) * V;
+        keep_into[i]->emplace_back(l, l + V);
       }
     }
     if (runner_.is_driver() && !sample_rows.empty())

@@ -13,7 +13,9 @@ namespace mlarun {
 class ModelRunner {
  public:
   virtual ~ModelRunner() = default;
-  // Logits f32 [batch.logit_rows.size(), vocab] on the CPU, identical on every rank.
+  // Logits f32 [batch.logit_rows.size(), vocab] on the model's device (the GPU for a CUDA model: they stay
+  // there; the engine samples them with ops::sample_rows and copies to the host only the rows a request keeps),
+  // identical on every rank.
   virtual Tensor execute(const ForwardBatch& batch) = 0;
   virtual int64_t vocab_size() const = 0;
   virtual int64_t block_size() const = 0;

@@ -40,4 +40,29 @@ std::vector<int32_t> sample_rows(const Tensor&, const std::vector<SamplingParams
   unavailable("sample_rows");
 }
 
+Tensor embedding(const Tensor&, const Tensor&, int64_t) { unavailable("embedding"); }
+Tensor gather_rows(const Tensor&, const Tensor&) { unavailable("gather_rows"); }
+void scatter_rows(const Tensor&, const Tensor&, const Tensor&) { unavailable("scatter_rows"); }
+void apply_rope(const Tensor&, const Tensor&, const RopeTable&) { unavailable("apply_rope"); }
+void write_cache(const Tensor&, const Tensor&, const Tensor&) { unavailable("write_cache"); }
+Tensor mla_paged_attention(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, int64_t, float,
+                           Tensor*) {
+  unavailable("mla_paged_attention");
+}
+ExpertPermutation permute_by_expert(const Tensor&, const Tensor&, int64_t, int64_t) {
+  unavailable("permute_by_expert");
+}
+Tensor combine_experts(const Tensor&, const Tensor&, const Tensor&, const Tensor&) { unavailable("combine_experts"); }
+// Without the kernels nothing fits them: the ops layer takes the generic path (which then fails as above).
+bool flash_prefill_fits(int64_t, int64_t, DType) { return false; }
+Tensor flash_varlen(const Tensor&, const Tensor&, const Tensor&, float, const StepPart&) { unavailable("flash_prefill"); }
+std::string mla_decode_unfit(const StepPart&, DType, int64_t, int64_t, int64_t, int64_t) {
+  return "this build has no CUDA kernels";
+}
+int mla_decode_sm_count() { unavailable("mla_decode"); }
+size_t mla_decode_workspace(const StepPart&, int64_t, int) { unavailable("mla_decode"); }
+Tensor mla_decode_run(const Tensor&, const Tensor&, const StepPart&, const Tensor&, int, bool, int64_t, float) {
+  unavailable("mla_decode");
+}
+
 }  // namespace mlarun::ops::cuda

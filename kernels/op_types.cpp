@@ -49,4 +49,10 @@ RoutingParams RoutingParams::from(const ModelConfig& c) {
   return p;
 }
 
+RopeTable rope_table_on(RopeTable table, Device device) {
+  Tensor host = Tensor::from_f32({int64_t(table.inv_freq.size())}, table.inv_freq);
+  table.inv_freq_tensor = device == Device::CPU ? host : host.to(device);
+  return table;
+}
+
 }  // namespace mlarun::ops

@@ -17,9 +17,12 @@ struct RopeTable {
   std::vector<float> inv_freq;        // [rotary_dim / 2]
   float attention_factor = 1.0f;      // cos/sin multiplier (1 for every official config)
   bool interleaved = true;            // pairs (2i, 2i+1); false: (i, i + rotary_dim / 2)
+  Tensor inv_freq_tensor;             // f32 copy of inv_freq on the model's device (else uploaded per call)
   int64_t rotary_dim() const { return int64_t(inv_freq.size()) * 2; }
 };
 RopeTable make_rope_table(const ModelConfig& c);
+// The same table with inv_freq_tensor on `device` (a copy made once, when the model is built).
+RopeTable rope_table_on(RopeTable table, Device device);
 
 // MoE gate: which experts each token goes to and with what weight (Hugging Face semantics).
 struct RoutingParams {
@@ -42,6 +45,14 @@ struct ExpertGroups {
   std::vector<int64_t> tokens;   // token index of each assignment
   std::vector<float> weights;    // its routing weight
   std::vector<int64_t> offsets;  // [num_experts + 1]
+};
+
+// The same permutation built where the routing lives (ops::permute_by_expert), as device index tensors.
+struct ExpertPermutation {
+  Tensor tokens;    // i64 [assignments]: token of each assignment, grouped by expert
+  Tensor slot_of;   // i64 [T, top_k]: the assignment's index in `tokens`, -1 when its expert is not local
+  Tensor weights;   // f32 [assignments]: the routing weight of each
+  std::vector<int64_t> offsets;  // [num_experts + 1] on the host: expert j's run is [offsets[j], offsets[j + 1])
 };
 
 }  // namespace mlarun::ops

@@ -3,17 +3,20 @@
 // with f32 accumulation and f32 softmax; f32 where an op says so). The ops*.cpp files hold only the checks and
 // that dispatch; docs/kernels.md states the contract in brief. All tensors of one call live on one device;
 // outputs land there too. Shapes are checked at the boundary, with messages built from the checked values, the
-// same on every device. Host-side index lists (ids, positions, slots, block tables, rows) stay std::vectors:
-// the CUDA path uploads them.
+// same on every device. The model's path takes its index data as tensors on the data's device, built once per
+// step (runtime/step_tensors.h: one upload); the std::vector forms of the same ops upload their list per call and
+// remain for tests, benchmarks and host-side callers.
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "kernels/op_types.h"
 #include "runtime/forward_batch.h"
 #include "runtime/model_config.h"
 #include "runtime/sampling_params.h"
+#include "runtime/step_tensors.h"
 #include "runtime/tensor.h"
 
 namespace mlarun::ops {
@@ -108,5 +111,56 @@ std::vector<int32_t> argmax_rows(const Tensor& logits);
 // within rounding of a boundary between two tokens may pick the neighbour.
 std::vector<int32_t> sample_rows(const Tensor& logits, const std::vector<SamplingParams>& params,
                                  const std::vector<double>& uniforms);
+
+// ---- Step-tensor forms (the model's path; kernels/ops_step.cpp) ------------------------------------------------
+// Index tensors live on the data's device (StepTensors); their values were checked when the step was built, so
+// these check shapes, dtypes and devices only, and upload nothing.
+Tensor embedding(const Tensor& ids, const Tensor& table, int64_t vocab_start = 0);  // ids i32 [T]
+void apply_rope(Tensor& x, const Tensor& positions, const RopeTable& table);           // positions i64 [T]
+void write_cache(Tensor& pool, const Tensor& slot_mapping, const Tensor& rows);         // slots i64 [T]
+Tensor gather_rows(const Tensor& x, const Tensor& rows);                                // rows i64 [n]
+// dst[rows[i]] = src[i] along dimension 0 (rows distinct); dst and src of one dtype.
+void scatter_rows(Tensor& dst, const Tensor& rows, const Tensor& src);
+// Absorbed MLA attention (the generic kernel) for the sequences of `part`: q row i is the part's query row i
+// (q [part.num_tokens, H, Dc + Dr]); same contract as the BatchSequence form.
+Tensor mla_paged_attention_part(const Tensor& q, const Tensor& pool, const StepPart& part, int64_t kv_lora_rank,
+                           float scale, Tensor* lse = nullptr);
+// Causal attention over a variable-length batch: q [part.num_tokens, H, Dqk] with sequence j's rows at
+// cu_seqlens_q[j]; k [part.total_k, Hkv, Dqk], v [part.total_k, Hkv, Dv] with its context rows at cu_seqlens_k[j];
+// query i of sequence j sees keys 0 .. seq_len - num_q + i (bottom-right causal, chunked prefill). CUDA runs
+// kernels/cuda/flash_prefill when (Dqk, Dv) and the dtype are in its contract (flash_prefill_fits), else the
+// generic kernel per sequence; the CPU runs ops::attention per sequence.
+Tensor varlen_attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, const StepPart& part);
+// Whether flash_prefill takes these head dims and dtype (CUDA: bf16/fp16, (192,128), (128,128), (64,64), (256,256)).
+bool flash_prefill_fits(int64_t d_qk, int64_t d_v, DType dtype);
+
+// Absorbed MLA decode for a step's part, planned once per step and shared by all layers: on CUDA with the shapes
+// kernels/cuda/mla_decode takes (bf16, kv_lora_rank 512, rope 64, heads <= 128, <= 4 query rows per sequence,
+// block_size <= 256, batch <= 8192) the first layer's call computes the work schedule into the plan's workspace
+// and every later call reuses it; otherwise (`fast` false, `reason` says why) mla_decode runs the generic kernel.
+struct MlaDecodePlan {
+  bool fast = false;
+  std::string reason;          // why not fast (empty when fast)
+  Tensor workspace;            // bytes, on the device (fast only)
+  int num_sms = 0;
+  int64_t heads = 0;
+  mutable bool scheduled = false;  // the schedule is in the workspace
+};
+MlaDecodePlan plan_mla_decode(const StepPart& part, Device device, DType dtype, int64_t heads, int64_t kv_lora_rank,
+                              int64_t rope_dim, int64_t block_size);
+// q [part.num_tokens, heads, kv_lora_rank + rope] -> o_lat [part.num_tokens, heads, kv_lora_rank].
+Tensor mla_decode(const Tensor& q, const Tensor& pool, const StepPart& part, const MlaDecodePlan& plan,
+                  int64_t kv_lora_rank, float scale);
+
+// ---- MoE on the device (kernels/ops_step.cpp) ------------------------------------------------------------------
+// The token permutation for this rank's experts [first_expert, first_expert + num_experts), built where the
+// routing lives (no host round trip for the indices): assignments sorted by (expert, token) as ExpertGroups
+// orders them (ExpertPermutation, kernels/op_types.h). Its host `offsets` are the one thing copied back (one
+// small copy per layer): the experts run one after another and each GEMM's row count sizes it on the host.
+ExpertPermutation permute_by_expert(const Routing& r, int64_t first_expert, int64_t num_experts);
+// y f32 [T, D]: y[t] = sum over t's local assignments, in ascending expert order, of weight * expert_out[slot]
+// (expert_out [assignments, D], f32 or bf16), summed in f32 from 0: the order and arithmetic of
+// scatter_add_rows over ExpertGroups.
+Tensor combine_experts(const Tensor& expert_out, const ExpertPermutation& p, const Routing& r);
 
 }  // namespace mlarun::ops

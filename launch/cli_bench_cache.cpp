@@ -13,6 +13,7 @@
 #include "bench/cache_report.h"
 #include "bench/text_table.h"
 #include "launch/commands.h"
+#include "launch/output_path.h"
 #include "runtime/device.h"
 #include "runtime/error.h"
 #include "runtime/json.h"
@@ -93,6 +94,11 @@ Command add_bench_cache_command(CLI::App& bench) {
   cmd->add_option("--json", *json_out, "Write the records as JSON here");
   cmd->add_option("--chart", *chart_out, "Write a chart here (.svg; .png through rsvg-convert when installed)");
   return {cmd, [=]() {
+            // Before any work: the output files writable (a .png chart writes its SVG beside it first).
+            check_output_path("--json", *json_out);
+            check_output_path("--chart", *chart_out);
+            if (chart_out->size() > 4 && chart_out->compare(chart_out->size() - 4, 4, ".png") == 0)
+              check_output_path("--chart", chart_out->substr(0, chart_out->size() - 4) + ".svg");
             ModelConfig c = load_model_config(*config_path);
             CacheBenchSettings s;
             s.config_path = *config_path;

@@ -20,6 +20,7 @@
 #include "engine/block_manager.h"
 #include "launch/cli_common.h"
 #include "launch/commands.h"
+#include "launch/output_path.h"
 #include "model/deepseek_model.h"
 #include "runtime/cache_pool.h"
 #include "runtime/device.h"
@@ -219,6 +220,7 @@ Command add_bench_decode_command(CLI::App& bench) {
   cmd->add_option("--device", s->device_name, "cpu, cuda (bf16) or auto (cuda when a GPU exists)");
   cmd->add_option("--json", *json_out, "Write the results as JSON here");
   return {cmd, [=]() {
+            check_output_path("--json", *json_out);  // before any work: the results must have somewhere to go
             ModelConfig full = load_model_config(s->config_path);
             if (s->layers < 1 || s->layers > full.n_layers)
               fail("option --layers: value ", s->layers, ": must lie in [1, ", full.n_layers, "] for ", s->config_path);

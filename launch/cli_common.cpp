@@ -20,6 +20,10 @@ void add_model_options(CLI::App& cmd, ModelOptions& o) {
   cmd.add_option("--device", o.device, "auto, cpu or cuda (auto: cuda when a GPU exists; cuda runs in bf16)");
   cmd.add_option("--tensor-parallel-size,--tp", r.tp, "Tensor-parallel ranks (run under mpirun -np N)");
   cmd.add_option("--comm", o.comm, "Communicator: auto, nccl, mpi or single");
+  cmd.add_option("--collective-timeout", o.collective_timeout,
+                 "Seconds a collective may wait for the other ranks before the job ends naming the ranks it waited "
+                 "for; 0: wait forever")
+      ->check(CLI::NonNegativeNumber);
   cmd.add_option("--block-size", r.block_size, "Tokens per cache block, 1 to 256");
   cmd.add_option("--num-gpu-blocks-override,--num-blocks", r.num_blocks,
                  "Cache blocks per layer; -1 sizes the cache from memory");
@@ -74,14 +78,31 @@ Device resolve_device(const std::string& device) {
   return Device::CUDA;
 }
 
+namespace {
+
+// The options every rank must share, as the fingerprint's "name=value" words (as given, before the model
+// completes them; --device, --gpu-memory-utilization and the timeout may differ per rank).
+std::string agreed_options(const ModelOptions& o) {
+  const RuntimeOptions& r = o.runtime;
+  return detail::concat("tp=", r.tp, " block-size=", r.block_size, " num-blocks=", r.num_blocks, " max-model-len=",
+                        o.max_model_len_option->count() ? std::to_string(r.max_model_len) : "auto",
+                        " max-num-seqs=", r.max_num_seqs, " max-num-batched-tokens=", r.max_num_batched_tokens,
+                        " prefix-caching=", r.enable_prefix_caching ? "on" : "off", " kv-cache-dtype=",
+                        o.kv_cache_dtype);
+}
+
+}  // namespace
+
 Session open_session(ModelOptions& o) {
   Session s;
   RuntimeOptions& r = s.options;
   r = o.runtime;
   r.device = resolve_device(o.device);
   r.kv_cache_dtype = parse_kv_cache_dtype(o.kv_cache_dtype);
-  s.comm = make_session_communicator(o.comm, r.tp);
+  s.comm = make_session_communicator(o.comm, r.tp, o.collective_timeout);
   s.config = load_model_config_from_dir(o.model_dir);
+  // Before anything sized by the model crosses ranks: a rank given another model fails here, by name.
+  check_ranks_agree(o.model_dir, s.config, agreed_options(o), o.collective_timeout);
   if (o.max_model_len_option->count() == 0) r.max_model_len = std::min<int64_t>(4096, s.config.max_seq_len);
   r.eos_token_id = int32_t(s.config.eos_token_id);
   r.validate_for(s.config);

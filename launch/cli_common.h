@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/deepseek_runner.h"
+#include "parallel/collective_watchdog.h"
 #include "parallel/communicator.h"
 #include "runtime/model_config.h"
 #include "runtime/runtime_options.h"
@@ -20,6 +21,7 @@ struct ModelOptions {
   std::string device = "auto";          // auto | cpu | cuda
   std::string comm = "auto";            // auto | nccl | mpi | single
   std::string kv_cache_dtype = "auto";  // --kv-cache-dtype
+  double collective_timeout = kDefaultCollectiveTimeoutSeconds;  // --collective-timeout (0: off)
   RuntimeOptions runtime;
   CLI::Option* max_model_len_option = nullptr;  // to tell whether the user set it
 };
@@ -41,7 +43,8 @@ struct Session {
   std::unique_ptr<DeepseekRunner> runner;
   bool is_driver() const { return comm->rank() == 0; }
 };
-// Sets up the communicator (--tp/--comm), reads the model config, loads the model, sizes the cache, and prints
+// Sets up the communicator (--tp/--comm, --collective-timeout), reads the model config, checks that every rank
+// was given the same model and options (the start-up fingerprint), loads the model, sizes the cache, and prints
 // the capacity line.
 Session open_session(ModelOptions& o);
 

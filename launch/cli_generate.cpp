@@ -1,14 +1,18 @@
 // `mlarun generate`: one prompt (--prompt-ids) or a JSONL file of requests (--requests), run by the engine with
-// continuous batching; results as JSON (stdout or --out), progress and capacity on stderr.
+// continuous batching; results as JSON (stdout or --out), progress and capacity on stderr. Output paths and
+// requests are checked before the weights load; a bad request line fails alone, named by FILE:LINE.
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 
 #include "engine/engine.h"
 #include "launch/cli_common.h"
 #include "launch/commands.h"
+#include "launch/output_path.h"
 #include "launch/requests_file.h"
 #include "runtime/error.h"
 #include "runtime/json.h"
@@ -66,6 +70,44 @@ json::Value summary_json(const Engine& engine, int64_t num_requests, int64_t fai
   return s;
 }
 
+// The engine numbers the requests it was given; the file numbers every request line. An engine message that
+// starts with "request <engine id>" is renumbered to the file's count, as the result's "id" is.
+std::string renumbered(const std::string& error, int64_t engine_id, int64_t index) {
+  const std::string prefix = "request " + std::to_string(engine_id);
+  if (error.rfind(prefix, 0) != 0 || (error.size() > prefix.size() && std::isdigit(uint8_t(error[prefix.size()]))))
+    return error;
+  return "request " + std::to_string(index) + error.substr(prefix.size());
+}
+
+// One result line per request line, in file order (the "id" is the 0-based request number): the engine's result,
+// or "abort" with the line's own error for a line that never reached the engine.
+void write_results(const std::string& out, const std::vector<RequestSpec>& specs,
+                   const std::vector<RequestOutput>& results, const std::map<int64_t, size_t>& spec_of) {
+  std::vector<json::Value> lines(specs.size());
+  for (const RequestOutput& res : results) {
+    const size_t i = spec_of.at(res.id);
+    lines[i] = result_json(res);
+    lines[i]["id"] = int64_t(i);
+  }
+  for (size_t i = 0; i < specs.size(); ++i) {
+    if (specs[i].ok()) continue;
+    RequestOutput failed;
+    failed.id = int64_t(i);
+    failed.finish_reason = FinishReason::Abort;
+    failed.error = specs[i].error;
+    lines[i] = result_json(failed);
+  }
+  std::ofstream file;
+  if (!out.empty()) {
+    file.open(out);
+    if (!file) fail("option --out: cannot write '", out, "'");
+  }
+  std::ostream& sink = out.empty() ? std::cout : file;
+  for (const json::Value& line : lines) sink << json::dump(line) << "\n";
+  sink.flush();
+  if (!sink) fail("option --out: writing '", out, "' failed");
+}
+
 void print_progress(int64_t done, int64_t total, const EngineStats& st) {
   static ProgressLine line;
   char rate[32];
@@ -88,7 +130,9 @@ Command add_generate_command(CLI::App& app) {
   auto params = std::make_shared<SamplingParams>();
   add_model_options(*cmd, *o);
   auto* p = cmd->add_option("--prompt-ids,--tokens", *prompt_ids, "Prompt token ids, comma-separated");
-  auto* r = cmd->add_option("--requests", *requests, "JSONL file, one request a line (prompt_ids, max_tokens, ...)");
+  auto* r = cmd->add_option("--requests", *requests,
+                            "JSONL file, one request a line (prompt_ids, max_tokens, ...); a bad line fails alone, "
+                            "and the exit code is 1 only when every request failed");
   p->excludes(r);
   cmd->add_option("--out", *out, "Write one JSON result a line here (default: stdout)");
   cmd->add_option("--logits-out", *logits_out, "With --prompt-ids: write each step's logits (tensor 'logits')");
@@ -101,20 +145,45 @@ Command add_generate_command(CLI::App& app) {
   cmd->add_flag("--ignore-eos", params->ignore_eos, "Keep generating past EOS");
   return {cmd, [=]() {
             if (prompt_ids->empty() == requests->empty()) fail("generate needs --prompt-ids or --requests");
+            // Before any weight loads: every output path writable, every request read and checked against the
+            // vocabulary (the model's config gives it), so bad input costs seconds, not a run.
+            if (is_driver_process()) {
+              check_output_path("--out", *out);
+              check_output_path("--logits-out", *logits_out);
+            }
+            const int64_t vocab = load_model_config_from_dir(o->model_dir).vocab_size;
             std::vector<RequestSpec> specs;
-            if (!prompt_ids->empty())
-              specs.push_back({parse_id_list(*prompt_ids, "--prompt-ids"), *params});
-            else
+            if (!prompt_ids->empty()) {
+              specs.push_back({parse_id_list(*prompt_ids, "--prompt-ids"), *params, "", ""});
+              check_ids_in_vocabulary(specs[0].prompt, vocab, "--prompt-ids");
+            } else {
               specs = read_requests_file(*requests, *params);
+              check_requests_vocabulary(specs, vocab);
+            }
+            int64_t num_bad = 0;
+            for (const RequestSpec& spec : specs) num_bad += !spec.ok();
+            const bool driver = is_driver_process();
+            if (driver)
+              for (size_t i = 0; i < specs.size(); ++i)
+                if (!specs[i].ok()) std::fprintf(stderr, "mlarun: request %zu failed: %s\n", i, specs[i].error.c_str());
+            if (num_bad == int64_t(specs.size())) {  // nothing to run: no weights to load
+              if (!driver) return 1;
+              write_results(*out, specs, {}, {});
+              json::Value summary = json::Value::object();
+              summary["num_requests"] = int64_t(specs.size());
+              summary["num_failed"] = num_bad;
+              std::cerr << "mlarun: summary " << json::dump(summary) << "\n";
+              return 1;
+            }
             Session s = open_session(*o);
             Engine engine(s.options, *s.runner);
             RequestOptions options{!logits_out->empty(), false};
-            for (RequestSpec& spec : specs) engine.add_request(std::move(spec.prompt), spec.params, options);
+            std::map<int64_t, size_t> spec_of;  // engine id -> index in the file
+            for (size_t i = 0; i < specs.size(); ++i)
+              if (specs[i].ok()) spec_of[engine.add_request(std::move(specs[i].prompt), specs[i].params, options)] = i;
             std::vector<RequestOutput> results =
                 engine.run(s.is_driver() && !prompt_ids->empty() ? nullptr : (s.is_driver() ? print_progress : nullptr));
             if (!s.is_driver()) return 0;
-            int64_t failed = 0;
-            for (const RequestOutput& res : results) failed += res.finish_reason == FinishReason::Abort;
             if (!prompt_ids->empty()) {
               const RequestOutput& res = results.at(0);
               if (res.finish_reason == FinishReason::Abort) fail(res.error);
@@ -126,7 +195,7 @@ Command add_generate_command(CLI::App& app) {
               }
               if (*json_out) {
                 json::Value j = result_json(res);
-                j["stats"] = summary_json(engine, 1, failed);
+                j["stats"] = summary_json(engine, 1, 0);
                 std::cout << json::dump(j) << "\n";
               } else {
                 for (size_t i = 0; i < res.token_ids.size(); ++i) std::cout << (i ? "," : "") << res.token_ids[i];
@@ -134,18 +203,17 @@ Command add_generate_command(CLI::App& app) {
               }
               return 0;
             }
-            std::ofstream file;
-            if (!out->empty()) {
-              file.open(*out);
-              if (!file) fail("cannot write --out file '", *out, "'");
+            int64_t failed = num_bad;
+            for (RequestOutput& res : results) {
+              const size_t i = spec_of.at(res.id);
+              if (res.finish_reason != FinishReason::Abort) continue;
+              ++failed;
+              res.error = specs[i].where + ": " + renumbered(res.error, res.id, int64_t(i));
+              std::fprintf(stderr, "mlarun: request %zu failed: %s\n", i, res.error.c_str());
             }
-            std::ostream& sink = out->empty() ? std::cout : file;
-            for (const RequestOutput& res : results) sink << json::dump(result_json(res)) << "\n";
-            for (const RequestOutput& res : results)
-              if (res.finish_reason == FinishReason::Abort)
-                std::fprintf(stderr, "mlarun: request %lld failed: %s\n", (long long)res.id, res.error.c_str());
-            std::cerr << "mlarun: summary " << json::dump(summary_json(engine, int64_t(results.size()), failed)) << "\n";
-            return failed == int64_t(results.size()) ? 1 : 0;
+            write_results(*out, specs, results, spec_of);
+            std::cerr << "mlarun: summary " << json::dump(summary_json(engine, int64_t(specs.size()), failed)) << "\n";
+            return failed == int64_t(specs.size()) ? 1 : 0;  // non-zero only when every request failed
           }};
 }
 

@@ -1,11 +1,14 @@
 // `mlarun score`: logits at every position of a prompt (one full forward through the engine, prefix caching
-// always off), written as tensor `logits` [L, vocab] F32 to a safetensors file.
+// always off), written as tensor `logits` [L, vocab] F32 to a safetensors file. The file's path and the prompt
+// are checked before the weights load.
 #include <cstdio>
 #include <memory>
 
 #include "engine/engine.h"
 #include "launch/cli_common.h"
 #include "launch/commands.h"
+#include "launch/output_path.h"
+#include "launch/requests_file.h"
 #include "runtime/error.h"
 #include "runtime/safetensors.h"
 
@@ -20,7 +23,10 @@ Command add_score_command(CLI::App& app) {
   cmd->add_option("--prompt-ids,--tokens", *tokens, "Prompt token ids, comma-separated (e.g. 5,17,42)")->required();
   cmd->add_option("--out", *out, "Output safetensors file (tensor 'logits', F32 [L, vocab])")->required();
   return {cmd, [=]() {
+            // Before any weight loads: the output writable, the ids inside the config's vocabulary.
+            if (is_driver_process()) check_output_path("--out", *out);
             std::vector<int32_t> prompt = parse_id_list(*tokens, "--prompt-ids");
+            check_ids_in_vocabulary(prompt, load_model_config_from_dir(o->model_dir).vocab_size, "--prompt-ids");
             o->runtime.enable_prefix_caching = false;  // every position's logits: nothing may come from the cache
             Session s = open_session(*o);
             Engine engine(s.options, *s.runner);

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "parallel/bootstrap.h"
+#include "parallel/fingerprint.h"
 #include "runtime/error.h"
 
 namespace mlarun::cli {
@@ -23,7 +24,8 @@ void join_job(int* argc, char*** argv) {
 
 int world_size() { return launched_by_mpi() ? init_distributed().world_size : 1; }
 
-std::unique_ptr<Communicator> make_session_communicator(const std::string& kind, int64_t tp) {
+std::unique_ptr<Communicator> make_session_communicator(const std::string& kind, int64_t tp,
+                                                        double collective_timeout) {
   if (kind != "auto" && kind != "single" && kind != "mpi" && kind != "nccl")
     fail("option --comm: value '", kind, "': expected ", communicator_kinds());
   if (!launched_by_mpi()) {
@@ -36,7 +38,15 @@ std::unique_ptr<Communicator> make_session_communicator(const std::string& kind,
   DistributedContext ctx = init_distributed();
   MLARUN_CHECK(tp == ctx.world_size, "option --tp: value ", tp, ": mpirun started ", ctx.world_size,
                " ranks; they must be equal");
-  return make_communicator(kind, ctx);
+  std::unique_ptr<Communicator> comm = make_communicator(kind, ctx);
+  comm->set_collective_timeout(collective_timeout);
+  return comm;
+}
+
+void check_ranks_agree(const std::string& model_dir, const ModelConfig& config, const std::string& options,
+                       double collective_timeout) {
+  if (world_size() <= 1) return;
+  check_same_fingerprint({model_dir, model_config_hash(config), options}, MPI_COMM_WORLD, collective_timeout);
 }
 
 void fail_job(const std::string& message) {

@@ -1,146 +1,291 @@
 #!/usr/bin/env bash
-# One command for a GPU machine (H100/H200): build mlarun for sm_90a, run the gpu tests normally and under
-# compute-sanitizer memcheck, check both fixtures on the GPU (mlarun score/generate --device cuda against the fp32
-# references; tensor parallelism on one GPU through the mpi communicator; NCCL at world size 1), run the kernel
-# workbenches, and time `mlarun bench decode` on config_236B cut to 2 layers at batch 64 and batch 1. Logs and
-# JSON go to $OUT (./gpu_out when unset), at most 8 files, so the results are quick to copy off the machine; a
-# table ends the run.
+# The one-call check for a GPU machine (H100/H200, 16 cores): build what the check needs, validate (kernel
+# tests, race repeats, model/CLI parity, TP over MPI on one GPU, NCCL at world size 1, compute-sanitizer), then
+# time (the two kernel workbenches, one `mlarun bench decode`). Why one script with a hard deadline: a GPU
+# session is short and metered, so the whole run must end within 7 minutes whatever hangs, validation must come
+# before speed, and the results must be a handful of files that are quick to copy off.
 #
-# What the GPU machine needs: an sm_90a GPU (H100/H200) and its driver; the CUDA toolkit (nvcc, cuBLAS,
-# compute-sanitizer); CMake, ninja and a C++ compiler; OpenMPI (mpirun) and NCCL (in the CUDA toolkit or under
-# /usr, see cmake/FindNCCL.cmake); the libraries launch/install_deps.sh installs (yaml-cpp, GoogleTest,
-# nlohmann-json, CLI11); python3 to read the benchmark JSON. PyTorch and transformers are needed only for the
-# reference checks (regenerating the fixtures, timing PyTorch beside our kernels), never by this script.
-# A machine with internet access gets what it lacks from launch/install_deps.sh. A machine without internet
-# usually lacks CLI11 (a header-only library): run `prepare-carry` on a machine that has it, then copy the
-# git-ignored .carry/ folder along with the source tree; the build uses .carry/cli11 whenever it exists.
+#   launch/gpu_check.sh [--dry-run] [--budget S] [--skip REGEX]
+#                                                  the check; DRY_RUN=1 = --dry-run, GPU_CHECK_BUDGET_S = --budget,
+#                                                  GPU_CHECK_SKIP = --skip (e.g. 'check-' for no sanitizer)
+#   launch/gpu_check.sh prepare                    on a machine that has them: copy CLI11, yaml-cpp, GoogleTest
+#                                                  and nlohmann-json into the git-ignored .carry/ (alias:
+#                                                  prepare-carry); copy .carry/ along with the source tree
 #
-#   launch/gpu_check.sh                 every phase: build test memcheck parity tp bench
-#   launch/gpu_check.sh build test      only those phases, in that order
-#   launch/gpu_check.sh prepare-carry   on a machine WITH CLI11: copy its headers and CMake package into
-#                                       .carry/cli11 for a GPU machine without it
-#
-# When each command on the GPU machine runs under a time limit (memcheck alone may take many minutes), run the
-# phases in separate invocations on the same machine; later phases reuse the build directory:
-#   launch/gpu_check.sh build test parity tp
-#   launch/gpu_check.sh memcheck
-#   launch/gpu_check.sh bench
-# Environment: OUT (where logs go), MLARUN_BUILD_DIR (default build).
+# Deadline: every step runs under `timeout` (its own cap, never past the deadline); a step that would start with
+# less than it needs left is skipped and recorded SKIP. Default budget 400 s from the start, so the run ends
+# within 7 minutes with the kill grace and the summary. --dry-run runs what needs no GPU for real (argument
+# parsing, deadline logic, env.txt, configure and build) and prints the commands of the GPU steps (DRY).
+# Output: at most 8 files in $OUT (./gpu_out when unset): summary.txt env.txt build.log kernels.log
+# sanitizer.log model.log flash_prefill.json mla_decode.json. Environment: OUT, MLARUN_BUILD_DIR (default build),
+# GPU_CHECK_USE_CARRY=1 (take .carry/ before the system's copies).
+# The machine needs nvcc, cuBLAS, NCCL, OpenMPI, CMake and a C++ compiler; CLI11, yaml-cpp, GoogleTest and
+# nlohmann-json come from the system or, where missing, from .carry/ (env.txt says which).
 set -uo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$root"
-build=${MLARUN_BUILD_DIR:-build}
-out=${OUT:-$root/gpu_out}
-mkdir -p "$out"
-summary="$out/summary.txt"
-: >"$summary"
-row() { printf '%-10s %-6s %s\n' "$1" "$2" "$3" | tee -a "$summary"; }
+self=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
+root=$(cd "$(dirname "$self")/.." && pwd)
+cd "$root" || exit 2
+export GC_BUILD=${MLARUN_BUILD_DIR:-build}
+export GC_OUT=${OUT:-$root/gpu_out}
+carry=$root/.carry/prefix
+arch=$(uname -m)-linux-gnu
+mpi_flags="--oversubscribe"
+[ "$(id -u)" = 0 ] && mpi_flags="--allow-run-as-root --oversubscribe"
 
-prepare_carry() {
-  local dest=.carry/cli11
-  [ -f /usr/include/CLI/CLI.hpp ] || { echo "no CLI11 in /usr/include on this machine" >&2; return 1; }
-  rm -rf "$dest" && mkdir -p "$dest/include" "$dest/share/cmake"
-  cp -r /usr/include/CLI "$dest/include/"
-  cp -r /usr/share/cmake/CLI11 "$dest/share/cmake/" 2>/dev/null || cp -r /usr/lib/cmake/CLI11 "$dest/share/cmake/"
-  echo "CLI11 copied to $dest ($(du -sh "$dest" | cut -f1)); copy .carry/ to the GPU machine with the source tree"
+# ---- dependencies: system, carried or missing ----------------------------------------------------------------
+# The CMake package directory of $1 (CLI11, yaml-cpp, GTest, nlohmann_json) under prefix $2, if any.
+pkg_dir() {
+  local d
+  for d in "$2/share/cmake/$1" "$2/lib/cmake/$1" "$2/lib/$arch/cmake/$1" "$2/lib64/cmake/$1" "$2/share/$1/cmake"; do
+    compgen -G "$d/*onfig.cmake" >/dev/null && { echo "$d"; return 0; }
+  done
+  return 1
+}
+# "system <dir>", "carried <dir>" or "missing" for package $1.
+dep_state() {
+  local p d
+  if [ "${GPU_CHECK_USE_CARRY:-0}" = 1 ]; then d=$(pkg_dir "$1" "$carry") && { echo "carried $d"; return; }; fi
+  for p in /usr /usr/local ${CONDA_PREFIX:+"$CONDA_PREFIX"}; do
+    d=$(pkg_dir "$1" "$p") && { echo "system $d"; return; }
+  done
+  if [ "$1" = GTest ] && [ -f /usr/include/gtest/gtest.h ]; then  # CMake's FindGTest needs no config file
+    for d in /usr/lib /usr/lib64 "/usr/lib/$arch"; do
+      compgen -G "$d/libgtest.*" >/dev/null && { echo "system $d (FindGTest)"; return; }
+    done
+  fi
+  d=$(pkg_dir "$1" "$carry") && { echo "carried $d"; return; }
+  echo missing
+}
+deps="CLI11 yaml-cpp GTest nlohmann_json"
+
+# ---- prepare: gather the libraries into .carry/prefix (a mirror of their /usr paths) -----------------------
+prepare() {
+  command -v dpkg >/dev/null || { echo "prepare needs dpkg (Debian/Ubuntu) to list the packages' files" >&2; return 1; }
+  local yaml_rt pkgs=(libcli11-dev libyaml-cpp-dev libgtest-dev libgmock-dev nlohmann-json3-dev) p f n=0
+  yaml_rt=$(dpkg -S "$(readlink -f /usr/lib/"$arch"/libyaml-cpp.so 2>/dev/null)" 2>/dev/null | cut -d: -f1)
+  [ -n "$yaml_rt" ] && pkgs+=("$yaml_rt")
+  rm -rf "$carry" && mkdir -p "$carry"
+  for p in "${pkgs[@]}"; do
+    dpkg -s "$p" >/dev/null 2>&1 || { echo "prepare: $p is not installed here (apt-get install $p)" >&2; return 1; }
+    while read -r f; do
+      case $f in /usr/share/doc/* | /usr/share/lintian/* | /usr/share/man/* | /usr/src/*) continue ;; esac
+      if [ -f "$f" ] || [ -L "$f" ]; then
+        mkdir -p "$carry/$(dirname "${f#/usr/}")" && cp -a "$f" "$carry/${f#/usr/}" && n=$((n + 1))
+      fi
+    done < <(dpkg -L "$p" | grep '^/usr/')
+  done
+  echo "prepare: $n files of ${pkgs[*]} in .carry/prefix ($(du -sh "$carry" | cut -f1)); copy .carry/ with the tree"
+  for p in $deps; do echo "  $p: $(pkg_dir "$p" "$carry" || echo 'NOT FOUND')"; done
 }
 
-phase_build() {
-  local extra=()
-  if [ -f .carry/cli11/share/cmake/CLI11/CLI11Config.cmake ]; then
-    extra+=("-DCLI11_DIR=$root/.carry/cli11/share/cmake/CLI11")
-  elif [ ! -f /usr/include/CLI/CLI.hpp ]; then
-    echo "CLI11 is missing: run 'launch/gpu_check.sh prepare-carry' where it exists, copy .carry/ here" | tee "$out/build.log"
-    row build FAIL "CLI11 missing (see build.log)"
-    return 1
+# ---- internal subcommands (each one step, run under timeout by the main script) ---------------------------
+sub_env() {
+  echo "date: $(date -u +%FT%TZ)  host: $(hostname)  cores: $(nproc)  mode: ${GC_MODE:-?}"
+  echo "gpu: $(nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv,noheader 2>&1 | head -4)"
+  local nvcc; nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+  echo "nvcc: $("$nvcc" --version 2>&1 | grep -m1 -i release)"
+  echo "cmake: $(cmake --version 2>&1 | head -1)  ninja: $(ninja --version 2>&1)  c++: $(c++ --version 2>&1 | head -1)"
+  echo "mpirun: $(mpirun --version 2>&1 | head -1)"
+  echo "compute-sanitizer: $( (compute-sanitizer --version || /usr/local/cuda/bin/compute-sanitizer --version) 2>&1 |
+    grep -m1 -i version || echo 'not found')"
+  echo "nccl: $( (ldconfig -p | grep -m1 libnccl.so; ls /usr/local/cuda/lib64/libnccl.so* 2>/dev/null | head -1) | tr -s ' \n' ' ')"
+  echo "python: $(timeout 20 python3 -c 'import torch, transformers; print("torch", torch.__version__, "cuda", torch.version.cuda, "transformers", transformers.__version__)' 2>&1 | tail -1)"
+  local p; for p in $deps; do echo "dep $p: $(dep_state "$p")"; done
+  [ -d "$root/.carry" ] && echo "carried: $(du -sh "$root/.carry" | cut -f1) in .carry/"
+  echo "git: $(git -C "$root" rev-parse --short HEAD 2>/dev/null) $(git -C "$root" status --porcelain 2>/dev/null | wc -l) changed files"
+}
+
+sub_configure() {
+  local flags=(-DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a -DMLARUN_CUDA=ON) p s d
+  [ -f "$GC_BUILD/CMakeCache.txt" ] || { command -v ninja >/dev/null && flags+=(-G Ninja); }
+  command -v nvcc >/dev/null || flags+=(-DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc)
+  for p in $deps; do
+    read -r s d _ <<<"$(dep_state "$p")"
+    case $s in
+      carried) flags+=("-D${p}_DIR=$d") && echo "NOTE: $p from .carry" ;;
+      missing) echo "NOTE: $p missing (run 'launch/gpu_check.sh prepare' where it exists)" ;;
+    esac
+  done
+  echo "cmake -S . -B $GC_BUILD ${flags[*]}"
+  cmake -S . -B "$GC_BUILD" "${flags[@]}"
+}
+
+# Tokens of one greedy generate on the tiny fixture: alone, TP 2 over MPI on one GPU, NCCL at world size 1.
+sub_tp() {
+  local m=$GC_BUILD/launch/mlarun one two nccl
+  # shellcheck disable=SC2054
+  local args=(generate --device cuda --model tests/data/deepseek-v2-tiny --prompt-ids 5,17,42,9,100,3,77,12
+              --max-new-tokens 10 --temperature 0 --ignore-eos --gpu-memory-utilization 0.3 --max-model-len 256
+              --max-num-batched-tokens 512)
+  one=$("$m" "${args[@]}" | grep -E '^[0-9,]+$' | tail -1)
+  # shellcheck disable=SC2086
+  two=$(mpirun $mpi_flags -np 2 "$m" "${args[@]}" --comm mpi --tensor-parallel-size 2 | grep -E '^[0-9,]+$' | tail -1)
+  # shellcheck disable=SC2086
+  nccl=$(mpirun $mpi_flags -np 1 "$m" "${args[@]}" --comm nccl | grep -E '^[0-9,]+$' | tail -1)
+  echo "NOTE: tp1 [$one] tp2-mpi [$two] nccl-1 [$nccl]"
+  [ -n "$one" ] && [ "$one" = "$two" ] && [ "$one" = "$nccl" ]
+}
+
+sub_bench_decode() {
+  local j=$GC_TMP/bench_decode.json
+  "$GC_BUILD/launch/mlarun" bench decode --config configs/config_236B.json --layers 2 --batch 64 --seq-len 4096 \
+    --device cuda --attention mla --iters 10 --warmup 2 --json "$j" || return
+  cat "$j"
+  echo "NOTE: $(python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['records'][0]; print('236B/2 layers, batch 64, 4096 cached: %.2f ms/step, %.0f tok/s' % (1e3*r['median_latency'], r['tokens_per_second']))" "$j" 2>&1 | tail -1)"
+}
+
+case ${1:-} in
+  __env) sub_env; exit ;;
+  __configure) sub_configure; exit ;;
+  __tp) sub_tp; exit ;;
+  __bench_decode) sub_bench_decode; exit ;;
+  prepare | prepare-carry) prepare; exit ;;
+esac
+
+# ---- arguments ---------------------------------------------------------------------------------------------
+dry=${DRY_RUN:-0}
+budget=${GPU_CHECK_BUDGET_S:-400}
+skip=${GPU_CHECK_SKIP:-}                   # steps whose name matches this regex are recorded SKIP, not run
+build_cap=${GPU_CHECK_BUILD_CAP_S:-270}    # the build's own limit (a cold 16-core build is ~2 min)
+while [ $# -gt 0 ]; do
+  case $1 in
+    --dry-run) dry=1 ;;
+    --budget) budget=${2:?--budget needs seconds}; shift ;;
+    --budget=*) budget=${1#--budget=} ;;
+    --skip) skip=${2:?--skip needs a regular expression}; shift ;;
+    -h | --help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$self"; exit 0 ;;
+    *) echo "gpu_check: unknown argument '$1' (--dry-run, --budget S, --skip REGEX, prepare, --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+[[ $budget =~ ^[0-9]+$ && $build_cap =~ ^[0-9]+$ ]] ||
+  { echo "gpu_check: budget '$budget' / build cap '$build_cap' is not a number of seconds" >&2; exit 2; }
+[ "$dry" = 0 ] || dry=1
+GC_MODE=full
+[ $dry = 1 ] && GC_MODE="dry-run"
+export GC_MODE
+
+# ---- the step runner and the deadline ----------------------------------------------------------------------
+out=$GC_OUT b=$GC_BUILD
+mkdir -p "$out" || exit 2
+for f in summary.txt env.txt build.log kernels.log sanitizer.log model.log flash_prefill.json mla_decode.json; do
+  rm -f "${out:?}/$f"
+done
+GC_TMP=$(mktemp -d) && export GC_TMP
+trap 'rm -rf "$GC_TMP"' EXIT
+summary=$out/summary.txt
+start=$(date +%s)
+deadline=$((start + budget))
+reserve=5  # kept back for the kill grace of the last step and the summary
+n_ok=0 n_fail=0 n_skip=0 n_dry=0
+printf 'mlarun gpu_check (%s): budget %ss, build dir %s, output %s\n%-24s %-7s %5s  %s\n' \
+  "$GC_MODE" "$budget" "$b" "$out" step status secs note | tee "$summary"
+record() {
+  case $2 in ok) n_ok=$((n_ok + 1)) ;; SKIP) n_skip=$((n_skip + 1)) ;; DRY) n_dry=$((n_dry + 1)) ;; *) n_fail=$((n_fail + 1)) ;; esac
+  printf '%-24s %-7s %5s  %s\n' "$1" "$2" "$3" "$4" | tee -a "$summary"
+}
+# What a step's own part of its log says: gtest totals, sanitizer summaries, NOTE: lines.
+digest() {
+  awk '/^\[  PASSED  \] [0-9]+ test/ {p += $4} /^\[  FAILED  \] [0-9]+ test/ {f += $4}
+       /^\[  SKIPPED \] [0-9]+ test/ {s += $4}
+       /(ERROR|RACECHECK) SUMMARY: [0-9]+/ {for (i = 2; i < NF; ++i) if ($i == "SUMMARY:") e += $(i + 1); es = 1}
+       /^NOTE: / {sub(/^NOTE: /, ""); n = n " " $0}
+       END { o = ""; if (p + f + s > 0) o = p " passed, " f " failed, " s " skipped";
+             if (es) o = o (o ? "; " : "") e " sanitizer errors/hazards"; if (n) o = o (o ? ";" : "") n; print o }'
+}
+# step NAME LOG NEED CAP GPU CMD: runs CMD (bash) under timeout min(CAP, time left); SKIP when less than NEED
+# seconds are left; with GPU=1 in a dry run, only prints CMD. Returns the command's status (3: not run).
+step() {
+  local name=$1 log=$2 need=$3 cap=$4 gpu=$5 cmd=$6 left limit t0 rc off dt st note
+  left=$((deadline - $(date +%s) - reserve))
+  if [ -n "$skip" ] && [[ $name =~ $skip ]]; then
+    echo "== [$name] skipped: --skip '$skip'" >>"$log"
+    record "$name" SKIP 0 "--skip '$skip'"
+    return 3
   fi
-  { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-    cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a -DMLARUN_CUDA=ON \
-      "${extra[@]}" && cmake --build "$build" -j "$(nproc)"; } >"$out/build.log" 2>&1
-  local rc=$?
-  row build "$([ $rc = 0 ] && echo ok || echo FAIL)" "$(head -1 "$out/build.log"); log build.log"
+  if ((left < need)); then
+    echo "== [$name] skipped: ${left}s of the budget left, needs ${need}s" >>"$log"
+    record "$name" SKIP 0 "budget: ${left}s left, needs ${need}s"
+    return 3
+  fi
+  limit=$((cap < left ? cap : left))
+  if [ "$gpu" = 1 ] && [ $dry = 1 ]; then
+    echo "== [$name] would run (limit ${limit}s): $cmd" | tee -a "$log" >&2
+    record "$name" DRY 0 "dry run: needs a GPU, not run"
+    return 3
+  fi
+  echo "== [$name] (limit ${limit}s) $cmd" >>"$log"
+  off=$(stat -c %s "$log")
+  t0=$(date +%s)
+  timeout -k 5 "$limit" bash -c "$cmd" >>"$log" 2>&1
+  rc=$?
+  dt=$(($(date +%s) - t0))
+  note=$(tail -c +$((off + 1)) "$log" | digest)
+  case $rc in 0) st=ok ;; 124 | 137) st=TIMEOUT ;; *) st=FAIL ;; esac
+  [ $rc != 0 ] && note="${note:+$note; }exit $rc"
+  record "$name" "$st" "$dt" "${note:+$note; }$(basename "$log")"
   return $rc
 }
-
-phase_test() {
-  (cd "$build" && ctest -L gpu --output-on-failure -j 4 --timeout 600) >"$out/ctest_gpu.log" 2>&1
-  local rc=$?
-  row test "$([ $rc = 0 ] && echo ok || echo FAIL)" \
-    "$(grep -E 'tests passed|tests failed' "$out/ctest_gpu.log" | tail -1); skipped $(grep -c '\*\*\*Skipped' "$out/ctest_gpu.log")"
-}
-
-phase_memcheck() {
-  local log="$out/memcheck.log" errors=0 failed=0
-  : >"$log"
-  for bin in "$build"/tests/test_gpu_*; do
-    [ -x "$bin" ] || continue
-    echo "== $(basename "$bin")" >>"$log"
-    timeout 900 compute-sanitizer --tool memcheck --target-processes all --error-exitcode 86 "$bin" --gtest_brief=1 \
-      >>"$log" 2>&1 || failed=$((failed + 1))
-  done
-  errors=$(grep -oE 'ERROR SUMMARY: [0-9]+' "$log" | awk '{s += $3} END {print s + 0}')
-  row memcheck "$([ "$errors" = 0 ] && [ $failed = 0 ] && echo ok || echo FAIL)" \
-    "$errors errors reported, $failed binaries failed; log memcheck.log"
-}
-
-phase_parity() {
-  local log="$out/parity.log"
-  { "$build/tests/test_gpu_model" --gtest_brief=1; "$build/tests/test_gpu_cli" --gtest_brief=1; } >"$log" 2>&1
-  local rc=$?
-  row parity "$([ $rc = 0 ] && echo ok || echo FAIL)" "log parity.log"
-  grep -E '^GPU (parity|generate)' "$log" | sed 's/^/           /' | tee -a "$summary"
-}
-
-phase_tp() {
-  local log="$out/parity.log" m="$build/launch/mlarun" fixture=tests/data/deepseek-v2-tiny
-  local args="generate --device cuda --model $fixture --prompt-ids 5,17,42,9,100,3,77,12 --max-new-tokens 10"
-  args+=" --temperature 0 --ignore-eos --gpu-memory-utilization 0.3 --max-seq-len 256 --max-num-batched-tokens 512"
-  local mpi="mpirun --allow-run-as-root --oversubscribe"
-  local one two nccl
-  one=$($m $args 2>>"$log" | tail -1)
-  two=$($mpi -np 2 $m $args --comm mpi --tp 2 2>>"$log" | grep -E '^[0-9,]+$' | head -1)
-  nccl=$($mpi -np 1 $m $args --comm nccl 2>>"$log" | grep -E '^[0-9,]+$' | head -1)
-  echo "tp1: $one / tp2 (mpi, one GPU): $two / nccl world 1: $nccl" >>"$log"
-  row tp "$([ -n "$one" ] && [ "$one" = "$two" ] && [ "$one" = "$nccl" ] && echo ok || echo FAIL)" \
-    "tokens tp1 [$one] tp2-mpi [$two] nccl-1 [$nccl]"
-}
-
-phase_bench() {
-  local log="$out/benches.log" m="$build/launch/mlarun"
-  : >"$log"
-  for wb in "$build"/kernels/bench*; do
-    [ -x "$wb" ] || continue
-    echo "== $(basename "$wb")" >>"$log"
-    timeout 300 "$wb" >>"$log" 2>&1
-    local wb_rc=$?
-    row bench "$([ $wb_rc = 0 ] && echo ok || echo FAIL)" "workbench $(basename "$wb") (exit $wb_rc)"
-  done
-  for batch in 64 1; do
-    echo "== bench decode batch $batch" >>"$log"
-    timeout 600 "$m" bench decode --config configs/config_236B.json --layers 2 --batch "$batch" --seq-len 4096 \
-      --device cuda --attention mla --iters 10 --warmup 2 --json "$out/bench_decode_b$batch.json" >>"$log" 2>&1
-    local rc=$?
-    local ms
-    ms=$(python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['records'][0]; print('%.2f ms/step, %.0f tok/s' % (1e3*r['median_latency'], r['tokens_per_second']))" \
-      "$out/bench_decode_b$batch.json" 2>/dev/null || echo "no JSON")
-    row bench "$([ $rc = 0 ] && echo ok || echo FAIL)" "decode 236B/2 layers, batch $batch, 4096 cached: $ms"
+# need_bins NAME BIN...: SKIP the step NAME (returns 1) when the build failed or a binary it runs is missing
+# (never run stale binaries of an earlier build).
+built=1
+need_bins() {
+  local name=$1 x; shift
+  [ $dry = 1 ] || [ $built = 1 ] || { record "$name" SKIP 0 "the build did not succeed"; return 1; }
+  for x in "$@"; do
+    [ $dry = 1 ] || [ -x "$b/$x" ] || { record "$name" SKIP 0 "not built: $x"; return 1; }
   done
 }
 
-phases=("$@")
-[ ${#phases[@]} = 0 ] && phases=(build test memcheck parity tp bench)
-if [ "${phases[0]}" = prepare-carry ]; then prepare_carry; exit $?; fi
-echo "== mlarun gpu_check: ${phases[*]} (build dir $build, output $out)" | tee -a "$summary"
-status=0
-for p in "${phases[@]}"; do
-  case $p in
-    build) phase_build || { status=1; break; } ;;
-    test | memcheck | parity | tp | bench) "phase_$p" ;;
-    *) echo "unknown phase '$p' (build test memcheck parity tp bench prepare-carry)" >&2; exit 2 ;;
-  esac
+# ---- the steps: environment and build ----------------------------------------------------------------------
+step env "$out/env.txt" 3 30 0 "\"$self\" __env"
+jobs=$(nproc)
+targets="test_gpu_flash_prefill test_gpu_mla_decode test_gpu_ops test_gpu_model test_gpu_cli test_gpu_nccl"
+targets+=" test_gpu_device mlarun bench_flash_prefill bench_mla_decode"
+if step configure "$out/build.log" 15 90 0 "\"$self\" __configure"; then
+  step build "$out/build.log" 45 "$build_cap" 0 "cmake --build \"$b\" -j $jobs --target $targets" || built=0
+else
+  built=0
+  record build SKIP 0 "configure did not succeed (build.log)"
+fi
+tests=$b/tests kb=$b/kernels
+race_mla="--gtest_filter='*MlaDecodeSplits*:*ScheduleIsReused*'"
+race_fa="--gtest_filter='*small_*'"
+
+# ---- validation: kernel tests, model and CLI, TP and NCCL, sanitizers ---------------------------------------
+need_bins kernels tests/test_gpu_flash_prefill tests/test_gpu_mla_decode &&
+  step kernels "$out/kernels.log" 20 100 1 "$tests/test_gpu_flash_prefill --gtest_brief=1; r=\$?;
+    $tests/test_gpu_mla_decode --gtest_brief=1 && exit \$r"
+need_bins kernels-repeat3 tests/test_gpu_flash_prefill tests/test_gpu_mla_decode &&
+  step kernels-repeat3 "$out/kernels.log" 10 50 1 "$tests/test_gpu_mla_decode --gtest_brief=1 --gtest_repeat=3 $race_mla;
+    r=\$?; $tests/test_gpu_flash_prefill --gtest_brief=1 --gtest_repeat=3 $race_fa && exit \$r"
+for t in ops device model cli nccl; do
+  need_bins "model-$t" "tests/test_gpu_$t" && step "model-$t" "$out/model.log" 8 90 1 "$tests/test_gpu_$t --gtest_brief=1"
 done
-grep -q ' FAIL ' "$summary" && status=1
-echo "== summary (also $summary)"
-cat "$summary"
-exit $status
+need_bins tp-nccl launch/mlarun && step tp-nccl "$out/model.log" 15 90 1 "\"$self\" __tp"
+
+san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+san="$san --error-exitcode 86 --print-limit 20 --tool"
+fa=$tests/test_gpu_flash_prefill mla=$tests/test_gpu_mla_decode
+need_bins sanitizer tests/test_gpu_flash_prefill tests/test_gpu_mla_decode && {
+  step memcheck-mla "$out/sanitizer.log" 20 75 1 "$san memcheck $mla --gtest_brief=1"
+  step memcheck-flash "$out/sanitizer.log" 20 75 1 "$san memcheck $fa --gtest_brief=1"
+  step racecheck-mla "$out/sanitizer.log" 15 60 1 "$san racecheck --racecheck-report all $mla --gtest_brief=1 $race_mla"
+  step racecheck-flash "$out/sanitizer.log" 15 60 1 "$san racecheck --racecheck-report all $fa --gtest_brief=1 $race_fa"
+  step synccheck-mla-flash "$out/sanitizer.log" 10 45 1 "$san synccheck $mla --gtest_brief=1 $race_mla; r=\$?;
+    $san synccheck $fa --gtest_brief=1 $race_fa && exit \$r"
+  step initcheck-mla "$out/sanitizer.log" 15 60 1 "$san initcheck $mla --gtest_brief=1"
+}
+
+# ---- speed: workbenches (each validates before it times), one bench decode ---------------------------------
+need_bins bench-flash kernels/bench_flash_prefill &&
+  step bench-flash "$out/kernels.log" 15 60 1 "$kb/bench_flash_prefill --quick --json \"$out/flash_prefill.json\""
+need_bins bench-mla kernels/bench_mla_decode &&
+  step bench-mla "$out/kernels.log" 15 60 1 "$kb/bench_mla_decode --quick --json \"$out/mla_decode.json\""
+need_bins bench-decode launch/mlarun && step bench-decode "$out/model.log" 15 60 1 "\"$self\" __bench_decode"
+
+wall=$(($(date +%s) - start))
+printf 'total: %d ok, %d FAIL/TIMEOUT, %d SKIP, %d DRY; %ds of the %ds budget; files: %s\n' "$n_ok" "$n_fail" \
+  "$n_skip" "$n_dry" "$wall" "$budget" "$(cd "$out" && ls | tr '\n' ' ')" | tee -a "$summary"
+[ $n_fail = 0 ]

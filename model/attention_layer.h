@@ -1,22 +1,38 @@
 // AttentionLayer: what a decoder layer needs from its attention, whichever kind it is (MLA, or the MHA/GQA/MQA
 // baselines): run one step over the paged cache of this layer, and say how many values per token that cache
-// row holds on this rank, so the cache pools are sized by the layer that writes them.
+// row holds on this rank, so the cache pools are sized by the layer that writes them. A step comes as a
+// StepContext: the host batch, its tensors on the model's device (built once per step) and the MLA backend
+// planned for it (model/mla_backend.h).
 #pragma once
 
 #include <cstdint>
 
 #include "kernels/ops.h"
 #include "runtime/forward_batch.h"
+#include "runtime/step_tensors.h"
 #include "runtime/tensor.h"
 
 namespace mlarun {
+
+class MlaBackend;
+
+struct StepContext {
+  const ForwardBatch& batch;
+  const StepTensors& tensors;
+  const MlaBackend* mla = nullptr;  // planned for this step; null: the layer plans one of its own
+};
 
 class AttentionLayer {
  public:
   virtual ~AttentionLayer() = default;
   // x [T, dim] (normalised) -> [T, dim]; writes this step's cache rows into `cache` [blocks, block_size, width].
-  virtual Tensor forward(const Tensor& x, const ForwardBatch& batch, Tensor& cache,
+  virtual Tensor forward(const Tensor& x, const StepContext& step, Tensor& cache,
                          const ops::RopeTable& rope) const = 0;
+  // The same for a bare batch (tests, benchmarks): builds the step's tensors on x's device first.
+  Tensor forward(const Tensor& x, const ForwardBatch& batch, Tensor& cache, const ops::RopeTable& rope) const {
+    const StepTensors tensors = StepTensors::build(batch, x.device(), cache.dim(1), cache.dim(0));
+    return forward(x, StepContext{batch, tensors, nullptr}, cache, rope);
+  }
   // Values per token in this rank's cache of this layer (the pool's width).
   virtual int64_t cache_width() const = 0;
 };

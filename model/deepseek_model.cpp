@@ -27,8 +27,8 @@ DecoderLayer::DecoderLayer(const ModelConfig& c, const WeightSource& ckpt, int64
     mlp_ = std::make_unique<ParallelMLP>(ckpt, p + "mlp.", c.dim, c.inter_dim, comm, placement);
 }
 
-Tensor DecoderLayer::forward(Tensor& h, const ForwardBatch& batch, Tensor& cache, const ops::RopeTable& rope) const {
-  Tensor attn_out = attn_->forward(ops::rms_norm(h, input_norm_, eps_), batch, cache, rope);
+Tensor DecoderLayer::forward(Tensor& h, const StepContext& step, Tensor& cache, const ops::RopeTable& rope) const {
+  Tensor attn_out = attn_->forward(ops::rms_norm(h, input_norm_, eps_), step, cache, rope);
   Tensor normed = ops::add_rms_norm(h, attn_out, post_attention_norm_, eps_);  // h += attention
   ops::add_inplace(h, moe_ ? moe_->forward(normed) : mlp_->forward(normed));
   return h;
@@ -37,8 +37,12 @@ Tensor DecoderLayer::forward(Tensor& h, const ForwardBatch& batch, Tensor& cache
 DeepseekModel::DeepseekModel(ModelConfig config, const WeightSource& ckpt, Communicator& comm,
                              const Placement& placement, const LoadProgress& progress,
                              const AttentionFactory& attention)
-    : config_(std::move(config)), placement_(placement), rope_(ops::make_rope_table(config_)) {
+    : config_(std::move(config)),
+      placement_(placement),
+      rope_(ops::rope_table_on(ops::make_rope_table(config_), placement.device)) {
   config_.validate_for_tp(comm.world_size());
+  mla_local_heads_ = config_.n_heads / comm.world_size();
+  mla_ = make_mla_backend(MlaBackendKind::Auto, config_, mla_local_heads_, placement_);
   embed_ = VocabParallelEmbedding(ckpt, "model.embed_tokens.weight", config_.vocab_size, config_.dim, comm, placement_);
   layers_.reserve(size_t(config_.n_layers));
   for (int64_t l = 0; l < config_.n_layers; ++l) {
@@ -60,18 +64,31 @@ std::unique_ptr<DeepseekModel> DeepseekModel::load(ModelConfig config, const std
   return std::make_unique<DeepseekModel>(std::move(config), ckpt, comm, placement, progress);
 }
 
+void DeepseekModel::set_mla_backend(MlaBackendKind kind) {
+  mla_ = make_mla_backend(kind, config_, mla_local_heads_, placement_);
+}
+
 Tensor DeepseekModel::forward(const ForwardBatch& batch, std::vector<Tensor>& cache) const {
+  MLARUN_CHECK(!cache.empty() && cache.front().ndim() == 3, "forward: no cache pools");
+  const StepTensors step = StepTensors::build(batch, placement_.device, cache.front().dim(1), cache.front().dim(0));
+  return forward(batch, step, cache);
+}
+
+Tensor DeepseekModel::forward(const ForwardBatch& batch, const StepTensors& step, std::vector<Tensor>& cache) const {
   const int64_t T = batch.num_tokens();
   MLARUN_CHECK(T > 0, "forward: empty batch");
-  MLARUN_CHECK(int64_t(batch.positions.size()) == T && int64_t(batch.slot_mapping.size()) == T,
-               "forward: ", T, " tokens but ", batch.positions.size(), " positions and ", batch.slot_mapping.size(),
-               " slots");
+  MLARUN_CHECK(step.num_tokens == T && step.device == placement_.device, "forward: step tensors of ", step.num_tokens,
+               " tokens on ", device_name(step.device), " for a batch of ", T, " on ", placement_.describe());
   MLARUN_CHECK(int64_t(cache.size()) == config_.n_layers, "forward: cache has ", cache.size(), " layers, model ",
                config_.n_layers);
-  Tensor h = embed_.forward(batch.token_ids);
-  for (size_t l = 0; l < layers_.size(); ++l) layers_[l].forward(h, batch, cache[l], rope_);
-  for (int64_t r : batch.logit_rows) MLARUN_CHECK(r >= 0 && r < T, "forward: logit row ", r, " outside the ", T, " tokens");
-  Tensor rows = ops::gather_rows(h, batch.logit_rows);
+  for (int32_t id : batch.token_ids)  // checked on the host: the ids reach the device as the step's tensor
+    MLARUN_CHECK(id >= 0 && id < config_.vocab_size, "token id ", id, " is outside the vocabulary [0, ",
+                 config_.vocab_size, ")");
+  mla_->plan(batch, step);
+  const StepContext ctx{batch, step, mla_.get()};
+  Tensor h = embed_.forward(step.token_ids);
+  for (size_t l = 0; l < layers_.size(); ++l) layers_[l].forward(h, ctx, cache[l], rope_);
+  Tensor rows = ops::gather_rows(h, step.logit_rows);
   return lm_head_.forward(ops::rms_norm(rows, final_norm_, float(config_.rms_norm_eps)));
 }
 

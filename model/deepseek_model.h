@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "model/attention_layer.h"
+#include "model/mla_backend.h"
 #include "model/mlp.h"
 #include "runtime/forward_batch.h"
 
@@ -29,7 +30,7 @@ class DecoderLayer {
   DecoderLayer(const ModelConfig& c, const WeightSource& ckpt, int64_t layer, Communicator& comm,
                const AttentionFactory& attention, const Placement& placement = {});
   // Updates the residual stream `h` in place and returns it.
-  Tensor forward(Tensor& h, const ForwardBatch& batch, Tensor& cache, const ops::RopeTable& rope) const;
+  Tensor forward(Tensor& h, const StepContext& step, Tensor& cache, const ops::RopeTable& rope) const;
   int64_t cache_width() const { return attn_->cache_width(); }
 
  private:
@@ -61,13 +62,20 @@ class DeepseekModel {
   // Values per token per layer in this rank's cache pools (the latent for MLA, K|V heads for a baseline).
   int64_t cache_width() const { return layers_.front().cache_width(); }
   // Runs one step over `batch` with `cache` (one pool per layer); returns f32 logits [logit_rows, vocab] on the
-  // model's device (ops::to_host_f32 brings them to the host).
+  // model's device (ops::to_host_f32 brings them to the host). `step` is the batch's tensors on the model's device
+  // (StepTensors::build, one upload; the runner keeps the staging buffer); the first form builds them itself.
   Tensor forward(const ForwardBatch& batch, std::vector<Tensor>& cache) const;
+  Tensor forward(const ForwardBatch& batch, const StepTensors& step, std::vector<Tensor>& cache) const;
+  // Which MLA backend the layers attend through (Auto: the reference on the CPU, the batched one on the GPU).
+  void set_mla_backend(MlaBackendKind kind);
+  const MlaBackend& mla_backend() const { return *mla_; }
 
  private:
   ModelConfig config_;
   Placement placement_;
-  ops::RopeTable rope_;
+  ops::RopeTable rope_;  // inv_freq also resident on the model's device
+  int64_t mla_local_heads_ = 0;
+  std::unique_ptr<MlaBackend> mla_;  // planned once per step, shared by every layer
   VocabParallelEmbedding embed_;
   std::vector<DecoderLayer> layers_;
   Tensor final_norm_;

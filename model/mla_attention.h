@@ -2,7 +2,8 @@
 // is the RMS-normalised latent c (kv_lora_rank) plus one RoPE key k_pe shared by all heads, written to the paged
 // latent cache. Prefill up-projects the latents to per-head K/V (naive path); decode absorbs W_UK into the query
 // and W_UV into the output so it reads only the cache (absorbed path). Both compute the same function. Written
-// with ops only, so it runs wherever its Placement put the weights (CPU f32 or GPU bf16).
+// with ops only, so it runs wherever its Placement put the weights (CPU f32 or GPU bf16). The attention core
+// (after the cache write, before o_proj) is the step's MlaBackend: the CPU reference or the batched GPU path.
 #pragma once
 
 #include <string>
@@ -20,18 +21,17 @@ class MLAttention final : public AttentionLayer {
   MLAttention(const ModelConfig& c, const WeightSource& ckpt, const std::string& prefix, Communicator& comm,
               const Placement& placement = {});
 
-  // x [T, dim] (normalised) -> [T, dim]; writes this step's latents into `cache` [blocks, block_size, latent].
-  Tensor forward(const Tensor& x, const ForwardBatch& batch, Tensor& cache, const ops::RopeTable& rope) const override;
+  using AttentionLayer::forward;
+  // x [T, dim] (normalised) -> [T, dim]; writes this step's latents into `cache` [blocks, block_size, latent],
+  // then attends through the step's MLA backend (model/mla_backend.h).
+  Tensor forward(const Tensor& x, const StepContext& step, Tensor& cache, const ops::RopeTable& rope) const override;
   // The latent row [c | k_pe], the same on every rank (the latent has no head axis).
   int64_t cache_width() const override { return c_.latent_dim(); }
 
  private:
   Tensor project_queries(const Tensor& x) const;  // [T, H_local, qk_head_dim]
-  Tensor attend(const Tensor& q, const ForwardBatch& batch, const Tensor& cache) const;      // [T, H, v]
-  Tensor attend_naive(const Tensor& q, const BatchSequence& s, const Tensor& cache) const;  // [n, H, v]
-  // q rows as `sequences` lay them out (token_start indexes q) -> [rows of q, H, v]; one batched call for all.
-  Tensor attend_absorbed(const Tensor& q, const std::vector<BatchSequence>& sequences, const Tensor& cache) const;
 
+  Placement placement_;
   ModelConfig c_;  // a copy: the layer outlives no one and survives its model being moved
   int64_t local_heads_;
   float softmax_scale_;

@@ -1,4 +1,5 @@
-// SwiGLU MLP, routed experts and the MoE combine (see mlp.h).
+// SwiGLU MLP, routed experts and the MoE combine (see mlp.h): routing, permutation and combine stay on the
+// activations' device (kernels/ops.h permute_by_expert, combine_experts).
 #include "model/mlp.h"
 
 #include "runtime/error.h"
@@ -43,19 +44,24 @@ MoE::MoE(const ModelConfig& c, const WeightSource& ckpt, const std::string& pref
 Tensor MoE::forward(const Tensor& x) const {
   const int64_t T = x.dim(0), D = dim_;
   ops::Routing r = ops::route(ops::linear(x, gate_, DType::F32), gate_bias_, routing_);
-  ops::ExpertGroups g = ops::group_by_expert(r, first_local_expert_, int64_t(experts_.size()));
-  Tensor y = Tensor::zeros({T, D}, DType::F32, x.device());
-  if (!g.tokens.empty()) {
-    // The tokens of all local experts, grouped by expert; each expert runs once on its run of rows, and its
-    // outputs are added back weighted (per token, experts in ascending order).
-    Tensor xs = ops::gather_rows(x, g.tokens);
+  // The permutation is built where the routing lives; only the per-expert offsets come to the host (one small
+  // copy per layer: each expert's GEMM is sized by its row count).
+  ops::ExpertPermutation p = ops::permute_by_expert(r, first_local_expert_, int64_t(experts_.size()));
+  Tensor y;
+  const int64_t A = p.offsets.back();
+  if (A > 0) {
+    // The tokens of all local experts, grouped by expert; each expert runs once on its run of rows into its run
+    // of `out`, then every token sums its outputs weighted (experts in ascending order, f32).
+    Tensor xs = ops::gather_rows(x, p.tokens);
+    Tensor out = Tensor::empty({A, D}, x.dtype(), x.device());
     for (size_t j = 0; j < experts_.size(); ++j) {
-      const int64_t begin = g.offsets[j], end = g.offsets[j + 1];
+      const int64_t begin = p.offsets[j], end = p.offsets[j + 1];
       if (begin == end) continue;
-      ops::scatter_add_rows(y, std::vector<int64_t>(g.tokens.begin() + begin, g.tokens.begin() + end),
-                            experts_[j].forward(xs.rows(begin, end - begin)),
-                            std::vector<float>(g.weights.begin() + begin, g.weights.begin() + end));
+      ops::copy_into(out.rows(begin, end - begin), experts_[j].forward(xs.rows(begin, end - begin)));
     }
+    y = ops::combine_experts(out, p, r);
+  } else {
+    y = Tensor::zeros({T, D}, DType::F32, x.device());
   }
   comm_->all_reduce_sum(y);  // every rank routed all tokens; each contributed its own experts
   y = ops::convert(y, x.dtype());

@@ -27,6 +27,10 @@ class Communicator {
   virtual void barrier() = 0;
   // Ends every rank with `message` printed once (MPI_Abort under MPI); never returns.
   [[noreturn]] virtual void abort_all(const std::string& message, int code) = 0;
+  // Seconds a collective may wait for its peers before the job is ended with a message naming the collective
+  // and the ranks it waited for (--collective-timeout; 0: wait forever). World size 1 never waits: no-ops.
+  virtual void set_collective_timeout(double seconds) { (void)seconds; }
+  virtual double collective_timeout() const { return 0; }
 
   template <typename T>
   void broadcast_vector(std::vector<T>& v, int root);

@@ -1,5 +1,8 @@
 // MPI collectives on host buffers (see mpi_communicator.h). MPI counts are `int`, so every message is sent in
-// pieces of at most max_chunk_ elements; device tensors make a round trip through host memory.
+// pieces of at most max_chunk_ elements; device tensors make a round trip through host memory. Each piece is a
+// non-blocking collective (MPI_Iallreduce & co.) waited for through the watchdog, whether or not it has a
+// deadline: blocking and non-blocking collectives do not match each other in MPI, so ranks with different
+// --collective-timeout values (0 among them) must still call the same ones.
 #include "parallel/mpi_communicator.h"
 
 #include <algorithm>
@@ -50,10 +53,20 @@ void interleave_rank_blocks(const void* rank_major, void* out, int64_t world, in
       std::memcpy(dst + size_t(row * world + r) * row_bytes, src + size_t(r * rows + row) * row_bytes, row_bytes);
 }
 
-MpiCommunicator::MpiCommunicator(MPI_Comm comm, int64_t max_chunk_elements) : max_chunk_(max_chunk_elements) {
+namespace {
+
+// Checked before anything touches MPI (the watchdog's MPI_Comm_dup runs first, in the member initialisers).
+MPI_Comm mpi_ready(MPI_Comm comm) {
   int initialized = 0;
   MPI_Initialized(&initialized);
   MLARUN_CHECK(initialized && !mpi_finalized(), "the mpi communicator needs MPI running: call init_distributed() first");
+  return comm;
+}
+
+}  // namespace
+
+MpiCommunicator::MpiCommunicator(MPI_Comm comm, int64_t max_chunk_elements)
+    : watchdog_(mpi_ready(comm), "mpi"), max_chunk_(max_chunk_elements) {
   MLARUN_CHECK(max_chunk_elements >= 1 && max_chunk_elements <= INT_MAX, "mpi communicator: chunk size ",
                max_chunk_elements, " must be in [1, INT_MAX]");
   check_mpi(MPI_Comm_dup(comm, &comm_), "MPI_Comm_dup");
@@ -65,6 +78,13 @@ MpiCommunicator::~MpiCommunicator() {
   if (comm_ != MPI_COMM_NULL && !mpi_finalized()) MPI_Comm_free(&comm_);
 }
 
+template <class Start>
+void MpiCommunicator::run(const char* call, Start&& start) {
+  MPI_Request request = MPI_REQUEST_NULL;
+  check_mpi(start(&request), call);
+  watchdog_.wait_request(request, call);
+}
+
 void MpiCommunicator::all_reduce_sum(Tensor& t) {
   MLARUN_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::BF16, "mpi all_reduce_sum sums f32 or bf16 tensors, got ",
                t.describe());
@@ -74,9 +94,12 @@ void MpiCommunicator::all_reduce_sum(Tensor& t) {
   Tensor host = t.device() == Device::CPU ? t : t.to(Device::CPU);
   if (host.dtype() != DType::F32) host = host.to_dtype(DType::F32);
   float* values = host.data<float>();
+  watchdog_.begin({"all_reduce", host.numel(), "f32"});
   for (int64_t offset = 0; offset < host.numel(); offset += max_chunk_) {
     int count = int(std::min(max_chunk_, host.numel() - offset));
-    check_mpi(MPI_Allreduce(MPI_IN_PLACE, values + offset, count, MPI_FLOAT, MPI_SUM, comm_), "MPI_Allreduce");
+    run("MPI_Allreduce", [&](MPI_Request* r) {
+      return MPI_Iallreduce(MPI_IN_PLACE, values + offset, count, MPI_FLOAT, MPI_SUM, comm_, r);
+    });
   }
   if (in_place) return;
   if (t.dtype() != DType::F32) host = host.to_dtype(t.dtype());
@@ -97,16 +120,19 @@ Tensor MpiCommunicator::all_gather_last_dim(const Tensor& local) {
   Tensor gathered = Tensor::empty({world_size_ * n}, local.dtype());  // rank 0's block, then rank 1's, ...
   const auto* src = static_cast<const char*>(host.raw());
   auto* dst = static_cast<char*>(gathered.raw());
+  watchdog_.begin({"all_gather", n, dtype_name(local.dtype())});
   if (n <= max_chunk_) {
-    check_mpi(MPI_Allgather(src, int(n), type, dst, int(n), type, comm_), "MPI_Allgather");
+    run("MPI_Allgather",
+        [&](MPI_Request* r) { return MPI_Iallgather(src, int(n), type, dst, int(n), type, comm_, r); });
   } else {
     // Gather piece by piece, then move each rank's piece to its place inside that rank's block.
     Tensor pieces = Tensor::empty({world_size_ * max_chunk_}, local.dtype());
     auto* piece = static_cast<char*>(pieces.raw());
     for (int64_t offset = 0; offset < n; offset += max_chunk_) {
       const int64_t len = std::min(max_chunk_, n - offset);
-      check_mpi(MPI_Allgather(src + size_t(offset) * es, int(len), type, piece, int(len), type, comm_),
-                "MPI_Allgather");
+      const char* from = src + size_t(offset) * es;
+      run("MPI_Allgather",
+          [&](MPI_Request* r) { return MPI_Iallgather(from, int(len), type, piece, int(len), type, comm_, r); });
       for (int64_t r = 0; r < world_size_; ++r)
         std::memcpy(dst + size_t(r * n + offset) * es, piece + size_t(r * len) * es, size_t(len) * es);
     }
@@ -119,13 +145,18 @@ Tensor MpiCommunicator::all_gather_last_dim(const Tensor& local) {
 void MpiCommunicator::broadcast(void* data, size_t nbytes, int root) {
   MLARUN_CHECK(root >= 0 && root < world_size_, "broadcast root ", root, " is not a rank of ", world_size_);
   auto* bytes = static_cast<char*>(data);
+  watchdog_.begin({"broadcast", int64_t(nbytes), "bytes", root});
   for (size_t offset = 0; offset < nbytes; offset += size_t(max_chunk_)) {
     int count = int(std::min(size_t(max_chunk_), nbytes - offset));
-    check_mpi(MPI_Bcast(bytes + offset, count, MPI_BYTE, root, comm_), "MPI_Bcast");
+    run("MPI_Bcast",
+        [&](MPI_Request* r) { return MPI_Ibcast(bytes + offset, count, MPI_BYTE, root, comm_, r); });
   }
 }
 
-void MpiCommunicator::barrier() { check_mpi(MPI_Barrier(comm_), "MPI_Barrier"); }
+void MpiCommunicator::barrier() {
+  watchdog_.begin({"barrier"});
+  run("MPI_Barrier", [&](MPI_Request* r) { return MPI_Ibarrier(comm_, r); });
+}
 
 void MpiCommunicator::abort_all(const std::string& message, int code) { ::mlarun::abort_all(message, code); }
 

@@ -1,6 +1,8 @@
 // The `mpi` backend: collectives over MPI on host memory. It is the portable path: it needs no GPU, works
 // across nodes with whatever transport Open MPI picks, and, because device tensors are staged through host
-// memory, lets several ranks share one GPU (which NCCL refuses). Every call blocks until the collective is done.
+// memory, lets several ranks share one GPU (which NCCL refuses). Every call returns once the collective is done:
+// it starts the non-blocking MPI collective and waits through the collective watchdog, which ends the job when
+// a peer never arrives (--collective-timeout; 0 waits forever). Polling costs a few microseconds per collective.
 #pragma once
 
 #include <climits>
@@ -9,6 +11,7 @@
 
 #include <mpi.h>
 
+#include "parallel/collective_watchdog.h"
 #include "parallel/communicator.h"
 
 namespace mlarun {
@@ -35,9 +38,16 @@ class MpiCommunicator final : public Communicator {
   void broadcast(void* data, size_t nbytes, int root) override;
   void barrier() override;
   [[noreturn]] void abort_all(const std::string& message, int code) override;
+  void set_collective_timeout(double seconds) override { watchdog_.set_timeout(seconds); }
+  double collective_timeout() const override { return watchdog_.timeout(); }
 
  private:
+  // Runs one MPI collective: `start(&request)` (MPI_Iallreduce & co.), then a watched wait.
+  template <class Start>
+  void run(const char* call, Start&& start);
+
   MPI_Comm comm_ = MPI_COMM_NULL;
+  CollectiveWatchdog watchdog_;
   int rank_ = 0;
   int world_size_ = 1;
   int64_t max_chunk_ = INT_MAX;

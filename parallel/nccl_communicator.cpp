@@ -1,10 +1,13 @@
 // NCCL collectives on device tensors (see nccl_communicator.h). Each call is synchronous, like the other
 // backends: it runs on the communicator's stream, which is a blocking stream and so ordered after work already
-// queued on the legacy default stream, and returns once the stream has finished.
+// queued on the legacy default stream, and returns once the stream has finished. Waiting is polling (the NCCL
+// communicator is non-blocking), so the collective watchdog can end a wait on a peer that never arrives.
 #include "parallel/nccl_communicator.h"
 
 #include <algorithm>
+#include <chrono>
 #include <climits>
+#include <thread>
 
 #include "parallel/bootstrap.h"
 #include "runtime/cuda_check.h"
@@ -24,6 +27,11 @@ ncclDataType_t nccl_type(const Tensor& t, const char* op) {
   }
 }
 
+// A call on a non-blocking communicator returns ncclInProgress while NCCL sets it up or enqueues it.
+void check_started(ncclResult_t rc, const char* call) {
+  if (rc != ncclSuccess && rc != ncclInProgress) fail("nccl: ", call, " failed: ", ncclGetErrorString(rc));
+}
+
 bool is_device_pointer(const void* p) {
   cudaPointerAttributes attr{};
   if (cudaPointerGetAttributes(&attr, p) != cudaSuccess) {
@@ -35,15 +43,24 @@ bool is_device_pointer(const void* p) {
 
 }  // namespace
 
-NcclCommunicator::NcclCommunicator(MPI_Comm comm) {
+NcclCommunicator::NcclCommunicator(MPI_Comm comm) : watchdog_(comm, "nccl") {
   MLARUN_MPI_CHECK(MPI_Comm_dup(comm, &mpi_comm_));
   MLARUN_MPI_CHECK(MPI_Comm_rank(mpi_comm_, &rank_));
   MLARUN_MPI_CHECK(MPI_Comm_size(mpi_comm_, &world_size_));
   MLARUN_CUDA_CHECK(cudaGetDevice(&device_));
   ncclUniqueId id{};
   if (rank_ == 0) MLARUN_NCCL_CHECK(ncclGetUniqueId(&id));
-  MLARUN_MPI_CHECK(MPI_Bcast(&id, int(sizeof id), MPI_BYTE, 0, mpi_comm_));
-  MLARUN_NCCL_CHECK(ncclCommInitRank(&nccl_comm_, world_size_, id, rank_));
+  watchdog_.begin({"broadcast of the NCCL unique id", int64_t(sizeof id), "bytes", 0});
+  MPI_Request request = MPI_REQUEST_NULL;
+  MLARUN_MPI_CHECK(MPI_Ibcast(&id, int(sizeof id), MPI_BYTE, 0, mpi_comm_, &request));
+  watchdog_.wait_request(request, "MPI_Ibcast");
+
+  watchdog_.set_before_abort([this] { abort_nccl(); });  // also while the set-up below waits for its peers
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;  // every call returns at once; wait_enqueued() polls for the outcome
+  watchdog_.begin({"NCCL communicator set-up (ncclCommInitRankConfig)"});
+  check_started(ncclCommInitRankConfig(&nccl_comm_, world_size_, id, rank_, &config), "ncclCommInitRankConfig");
+  wait_enqueued("ncclCommInitRankConfig");
   MLARUN_CUDA_CHECK(cudaStreamCreate(&stream_));
 }
 
@@ -53,10 +70,51 @@ NcclCommunicator::~NcclCommunicator() {
     cudaStreamSynchronize(stream_);
     cudaStreamDestroy(stream_);
   }
-  if (nccl_comm_) ncclCommDestroy(nccl_comm_);
+  if (nccl_comm_) {
+    // A non-blocking communicator finalizes in the background; give it a few seconds, then abort (a peer may be
+    // gone already).
+    ncclResult_t state = ncclCommFinalize(nccl_comm_);
+    const auto give_up = CollectiveWatchdog::Clock::now() + std::chrono::seconds(10);
+    while (state == ncclInProgress && CollectiveWatchdog::Clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      if (ncclCommGetAsyncError(nccl_comm_, &state) != ncclSuccess) break;
+    }
+    if (state == ncclSuccess)
+      ncclCommDestroy(nccl_comm_);
+    else
+      ncclCommAbort(nccl_comm_);
+  }
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (mpi_comm_ != MPI_COMM_NULL && !finalized) MPI_Comm_free(&mpi_comm_);
+}
+
+bool NcclCommunicator::nccl_ready(const char* call) {
+  ncclResult_t state = ncclSuccess;
+  MLARUN_NCCL_CHECK(ncclCommGetAsyncError(nccl_comm_, &state));
+  if (state == ncclInProgress) return false;
+  if (state != ncclSuccess)
+    fail("nccl: ", call, " failed: ", ncclGetErrorString(state), " (", ncclGetLastError(nccl_comm_), ")");
+  return true;
+}
+
+void NcclCommunicator::wait_enqueued(const char* call) {
+  watchdog_.wait([&] { return nccl_ready(call); });
+}
+
+void NcclCommunicator::wait_stream(const char* call) {
+  watchdog_.wait([&] {
+    if (!nccl_ready(call)) return false;  // also catches a peer's failure while the kernel waits
+    const cudaError_t status = cudaStreamQuery(stream_);
+    if (status == cudaErrorNotReady) return false;
+    MLARUN_CUDA_CHECK(status);
+    return true;
+  });
+}
+
+void NcclCommunicator::abort_nccl() {
+  if (nccl_comm_) ncclCommAbort(nccl_comm_);
+  nccl_comm_ = nullptr;
 }
 
 void NcclCommunicator::all_reduce_sum(Tensor& t) {
@@ -64,8 +122,11 @@ void NcclCommunicator::all_reduce_sum(Tensor& t) {
   if (t.numel() == 0) return;
   const bool on_device = t.device() == Device::CUDA;
   Tensor dev = on_device ? t : t.to(Device::CUDA);
-  MLARUN_NCCL_CHECK(ncclAllReduce(dev.raw(), dev.raw(), size_t(dev.numel()), type, ncclSum, nccl_comm_, stream_));
-  MLARUN_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  watchdog_.begin({"all_reduce", dev.numel(), dtype_name(dev.dtype())});
+  check_started(ncclAllReduce(dev.raw(), dev.raw(), size_t(dev.numel()), type, ncclSum, nccl_comm_, stream_),
+                "ncclAllReduce");
+  wait_enqueued("ncclAllReduce");
+  wait_stream("ncclAllReduce");
   if (!on_device) copy_bytes(t.raw(), Device::CPU, dev.raw(), Device::CUDA, t.nbytes());
 }
 
@@ -80,7 +141,9 @@ Tensor NcclCommunicator::all_gather_last_dim(const Tensor& local) {
   Tensor src = local.device() == Device::CUDA ? local : local.to(Device::CUDA);
   // NCCL lays the result out rank-major: [world, rows, cols].
   Tensor gathered = Tensor::empty({world_size_ * n}, local.dtype(), Device::CUDA);
-  MLARUN_NCCL_CHECK(ncclAllGather(src.raw(), gathered.raw(), size_t(n), type, nccl_comm_, stream_));
+  watchdog_.begin({"all_gather", n, dtype_name(local.dtype())});
+  check_started(ncclAllGather(src.raw(), gathered.raw(), size_t(n), type, nccl_comm_, stream_), "ncclAllGather");
+  wait_enqueued("ncclAllGather");
   Tensor out;
   if (rows == 1) {
     out = gathered.view(out_shape);  // one row: rank-major already is [1, world * cols]
@@ -95,33 +158,39 @@ Tensor NcclCommunicator::all_gather_last_dim(const Tensor& local) {
                                           from + size_t(r * n) * es, band, band, size_t(rows),
                                           cudaMemcpyDeviceToDevice, stream_));
   }
-  MLARUN_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  wait_stream("ncclAllGather");
   return local.device() == Device::CUDA ? out : out.to(Device::CPU);
 }
 
 void NcclCommunicator::broadcast(void* data, size_t nbytes, int root) {
   MLARUN_CHECK(root >= 0 && root < world_size_, "broadcast root ", root, " is not a rank of ", world_size_);
   if (nbytes == 0) return;
+  watchdog_.begin({"broadcast", int64_t(nbytes), "bytes", root});
   if (is_device_pointer(data)) {
-    MLARUN_NCCL_CHECK(ncclBroadcast(data, data, nbytes, ncclUint8, root, nccl_comm_, stream_));
-    MLARUN_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    check_started(ncclBroadcast(data, data, nbytes, ncclUint8, root, nccl_comm_, stream_), "ncclBroadcast");
+    wait_enqueued("ncclBroadcast");
+    wait_stream("ncclBroadcast");
     return;
   }
   auto* bytes = static_cast<char*>(data);
   for (size_t offset = 0; offset < nbytes; offset += size_t(INT_MAX)) {
     int count = int(std::min(size_t(INT_MAX), nbytes - offset));
-    MLARUN_MPI_CHECK(MPI_Bcast(bytes + offset, count, MPI_BYTE, root, mpi_comm_));
+    MPI_Request request = MPI_REQUEST_NULL;
+    MLARUN_MPI_CHECK(MPI_Ibcast(bytes + offset, count, MPI_BYTE, root, mpi_comm_, &request));
+    watchdog_.wait_request(request, "MPI_Ibcast");
   }
 }
 
 void NcclCommunicator::barrier() {
-  MLARUN_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  MLARUN_MPI_CHECK(MPI_Barrier(mpi_comm_));
+  watchdog_.begin({"barrier"});
+  wait_stream("barrier");
+  MPI_Request request = MPI_REQUEST_NULL;
+  MLARUN_MPI_CHECK(MPI_Ibarrier(mpi_comm_, &request));
+  watchdog_.wait_request(request, "MPI_Ibarrier");
 }
 
 void NcclCommunicator::abort_all(const std::string& message, int code) {
-  if (nccl_comm_) ncclCommAbort(nccl_comm_);
-  nccl_comm_ = nullptr;
+  abort_nccl();
   ::mlarun::abort_all(message, code);
 }
 

@@ -29,6 +29,24 @@ void check_shape(const WeightSource& ckpt, const std::string& name, const Shape&
          shape_str(expected));
 }
 
+bool is_float_dtype(const std::string& dtype) { return dtype == "F32" || dtype == "F16" || dtype == "BF16"; }
+
+// A weight is a float tensor (F32, F16, BF16), or F8_E4M3 together with its `<name>_scale_inv` block scales
+// (docs/model.md §5). Anything else (an integer, a bool, another FP8 or a scale-less FP8) would load as numbers
+// that mean nothing, so it is an error naming the file, the tensor and its dtype.
+void check_dtype(const WeightSource& ckpt, const std::string& name, const Shape& full) {
+  const std::string dtype = ckpt.dtype_of(name);
+  if (is_float_dtype(dtype)) return;
+  const std::string scale_name = name + "_scale_inv";
+  const bool can_be_fp8 = full.size() == 2;
+  if (dtype == "F8_E4M3" && can_be_fp8 && ckpt.contains(scale_name)) return;
+  if (dtype == "F8_E4M3" && can_be_fp8)
+    fail(ckpt.location_of(name), ": tensor '", name, "' has dtype F8_E4M3 but the checkpoint has no '", scale_name,
+         "' (its 128x128 block scales); an FP8 weight is only read with its scales");
+  fail(ckpt.location_of(name), ": tensor '", name, "' has dtype ", dtype, "; this weight takes F32, F16 or BF16",
+       can_be_fp8 ? " (or F8_E4M3 with its '" + scale_name + "' scales)" : std::string());
+}
+
 // DeepSeek-V3's FP8 weights carry `<name>_scale_inv` [ceil(out/128), ceil(in/128)] (docs/model.md §5):
 // W[i, j] = Wq[i, j] * scale_inv[i / 128, j / 128]. `w` holds rows/columns [r) of dimension `dim` of the weight.
 void apply_block_scales(const WeightSource& ckpt, const std::string& name, const Shape& full, int dim, ShardRange r,
@@ -37,6 +55,9 @@ void apply_block_scales(const WeightSource& ckpt, const std::string& name, const
   if (full.size() != 2 || !ckpt.contains(scale_name)) return;
   constexpr int64_t kBlock = 128;
   const Shape want = {(full[0] + kBlock - 1) / kBlock, (full[1] + kBlock - 1) / kBlock};
+  if (!is_float_dtype(ckpt.dtype_of(scale_name)))
+    fail(ckpt.location_of(scale_name), ": tensor '", scale_name, "' has dtype ", ckpt.dtype_of(scale_name),
+         "; block scales take F32, F16 or BF16");
   if (ckpt.shape_of(scale_name) != want)
     fail(ckpt.source_name(), ": tensor '", scale_name, "' has shape ", shape_str(ckpt.shape_of(scale_name)),
          ", expected ", shape_str(want), " (128x128 blocks of ", shape_str(full), ")");
@@ -57,6 +78,7 @@ Tensor load_checked(const WeightSource& ckpt, const std::string& name, const Sha
 Tensor load_shard_checked(const WeightSource& ckpt, const std::string& name, const Shape& full, int dim, ShardRange r,
                           const Placement& placement) {
   check_shape(ckpt, name, full);
+  check_dtype(ckpt, name, full);
   Tensor w = full.empty() || (dim == 0 && r.begin == 0 && r.end == full[0]) ? ckpt.load(name, DType::F32)
                                                                              : ckpt.load_slice(name, dim, r.begin, r.end, DType::F32);
   apply_block_scales(ckpt, name, full, dim, r, w);
@@ -97,6 +119,12 @@ VocabParallelEmbedding::VocabParallelEmbedding(const WeightSource& ckpt, const s
 Tensor VocabParallelEmbedding::forward(const std::vector<int32_t>& ids) const {
   for (int32_t id : ids)
     MLARUN_CHECK(id >= 0 && id < vocab_, "token id ", id, " is outside the vocabulary [0, ", vocab_, ")");
+  Tensor out = ops::embedding(ids, table_, range_.begin);
+  comm_->all_reduce_sum(out);
+  return out;
+}
+
+Tensor VocabParallelEmbedding::forward(const Tensor& ids) const {
   Tensor out = ops::embedding(ids, table_, range_.begin);
   comm_->all_reduce_sum(out);
   return out;

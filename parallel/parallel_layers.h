@@ -68,6 +68,9 @@ class VocabParallelEmbedding {
                          Communicator& comm, const Placement& placement = {});
   // [T, dim] in the placement's dtype; ids outside the vocabulary are an error.
   Tensor forward(const std::vector<int32_t>& ids) const;
+  // The same from i32 ids [T] already on the table's device (runtime/step_tensors.h: no upload); the caller has
+  // checked them against the vocabulary on the host.
+  Tensor forward(const Tensor& ids) const;
 
  private:
   Tensor table_;  // [vocab / world, dim]
@@ -88,8 +91,9 @@ class ParallelLMHead {
   Communicator* comm_ = nullptr;
 };
 
-// Loads `name` and checks its shape, with an error naming the checkpoint, the tensor and both shapes; then places
-// it (host f32 by default).
+// Loads `name` and checks its shape (an error names the checkpoint, the tensor and both shapes) and its dtype
+// (F32, F16, BF16, or F8_E4M3 with `<name>_scale_inv`; an error names the file, the tensor and the dtype); then
+// places it (host f32 by default).
 Tensor load_checked(const WeightSource& ckpt, const std::string& name, const Shape& expected,
                     const Placement& placement = {});
 // Loads rows or columns [range) of a 2-D tensor whose full shape must be `full`, then places it.

@@ -1,4 +1,4 @@
-// Typed, tracked reads from a config mapping (see config_reader.h).
+// Typed, tracked reads from a config mapping (see config_reader.h); numbers are finite by the time they leave.
 #include "runtime/config_reader.h"
 
 #include <cmath>
@@ -49,7 +49,7 @@ int64_t ConfigReader::get_int(const std::string& key, int64_t def) {
   if (v->is_number_integer()) bad_value(key, json::show(*v), "does not fit in a signed 64-bit integer");
   // 2048.0 is accepted as an integer (some tools write floats); 2048.5 is not.
   if (v->is_number_float()) {
-    double d = v->get<double>();
+    double d = finite(key, *v);
     if (std::floor(d) == d && std::fabs(d) < 9e15) return int64_t(d);
   }
   wrong_type(key, *v, "an integer");
@@ -73,7 +73,14 @@ double ConfigReader::get_double(const std::string& key, double def) {
   const json::Value* v = lookup(key);
   if (!v) return def;
   if (!v->is_number()) wrong_type(key, *v, "a number");
-  return v->get<double>();
+  return finite(key, *v);
+}
+
+double ConfigReader::finite(const std::string& key, const json::Value& v) const {
+  // The parsers refuse numbers that overflow a double; a tree built in code may still hold one.
+  double d = v.get<double>();
+  if (!std::isfinite(d)) bad_value(key, detail::concat(d), "a config takes finite numbers only");
+  return d;
 }
 
 double ConfigReader::get_double_or_null(const std::string& key, double def) {

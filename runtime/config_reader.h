@@ -38,6 +38,7 @@ class ConfigReader {
 
  private:
   const json::Value* lookup(const std::string& key);
+  double finite(const std::string& key, const json::Value& number) const;  // throws on infinity and NaN
   [[noreturn]] void wrong_type(const std::string& key, const json::Value& v, const char* expected) const;
   std::string path(const std::string& key) const { return prefix_.empty() ? key : prefix_ + "." + key; }
 

@@ -1,6 +1,8 @@
 // CUDA runtime calls for memory, streams and device discovery, compiled to "no GPU" answers in CPU-only builds.
 #include "runtime/device.h"
 
+#include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 
@@ -143,6 +145,66 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
   if (kind == cudaMemcpyDeviceToHost) MLARUN_CUDA_CHECK(cudaStreamSynchronize(current_stream()));
 #else
   no_cuda("copy to or from the GPU");
+#endif
+}
+
+HostStaging::~HostStaging() {
+#ifdef MLARUN_WITH_CUDA
+  if (event_) {
+    cudaEventSynchronize(static_cast<cudaEvent_t>(event_));
+    cudaEventDestroy(static_cast<cudaEvent_t>(event_));
+  }
+  if (pinned_) cudaFreeHost(data_);
+  else std::free(data_);
+#else
+  std::free(data_);
+#endif
+}
+
+void HostStaging::wait() {
+#ifdef MLARUN_WITH_CUDA
+  if (event_) MLARUN_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event_)));
+#endif
+}
+
+void* HostStaging::reserve(size_t nbytes) {
+  wait();
+  if (nbytes <= capacity_ && data_) return data_;
+  const size_t want = std::max<size_t>(nbytes, std::max<size_t>(4096, capacity_ * 2));
+#ifdef MLARUN_WITH_CUDA
+  if (pinned_) cudaFreeHost(data_);
+  else std::free(data_);
+  data_ = nullptr;
+  pinned_ = false;
+  if (gpu_available() && cudaHostAlloc(&data_, want, cudaHostAllocDefault) == cudaSuccess) {
+    pinned_ = true;
+  } else {
+    cudaGetLastError();  // a failed pinned allocation falls back to pageable memory
+    data_ = std::malloc(want);
+  }
+#else
+  std::free(data_);
+  data_ = std::malloc(want);
+#endif
+  MLARUN_CHECK(data_ != nullptr, "HostStaging: cannot allocate ", want, " bytes of host memory");
+  capacity_ = want;
+  return data_;
+}
+
+void HostStaging::upload(void* dst, size_t nbytes) {
+  MLARUN_CHECK(nbytes <= capacity_, "HostStaging: upload of ", nbytes, " bytes from a buffer of ", capacity_);
+  if (nbytes == 0) return;
+#ifdef MLARUN_WITH_CUDA
+  MLARUN_CUDA_CHECK(cudaMemcpyAsync(dst, data_, nbytes, cudaMemcpyHostToDevice, current_stream()));
+  if (!event_) {
+    cudaEvent_t e = nullptr;
+    MLARUN_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    event_ = e;
+  }
+  MLARUN_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event_), current_stream()));
+#else
+  (void)dst;
+  no_cuda("upload to the GPU");
 #endif
 }
 

@@ -77,4 +77,28 @@ void device_memset_zero(void* p, size_t nbytes);
 // the stream; a copy from (pageable) host memory returns once the source has been read, so the caller may free it.
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes);
 
+// A host buffer for uploads that leave asynchronously: page-locked (cudaHostAlloc) in a CUDA build with a GPU, so
+// the copy from it is one cudaMemcpyAsync that does not block the host; plain host memory otherwise. One upload in
+// flight at a time: `reserve` (the only way to get a writable pointer) first waits for the previous upload, so
+// its bytes are never overwritten while the copy still reads them. Grows, never shrinks.
+class HostStaging {
+ public:
+  HostStaging() = default;
+  ~HostStaging();
+  HostStaging(const HostStaging&) = delete;
+  HostStaging& operator=(const HostStaging&) = delete;
+  // Waits for the previous upload, then returns at least `nbytes` writable bytes.
+  void* reserve(size_t nbytes);
+  // Queues a copy of the first `nbytes` bytes to device memory `dst` on the current stream; returns at once.
+  void upload(void* dst, size_t nbytes);
+  bool pinned() const { return pinned_; }
+
+ private:
+  void wait();
+  void* data_ = nullptr;
+  size_t capacity_ = 0;
+  bool pinned_ = false;
+  void* event_ = nullptr;  // cudaEvent_t recorded after the last upload
+};
+
 }  // namespace mlarun

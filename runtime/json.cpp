@@ -145,12 +145,32 @@ class StrictBuilder {
   }
 
   // `position` counts the characters read, the offending one included.
+  // A number too large for a double (1e400) is refused by the library; the message then names the key it was for.
   bool parse_error(size_t position, const std::string&, const Value::exception& e) {
-    error(position > 0 ? position - 1 : 0, library_message(e));
+    std::string what = library_message(e);
+    if (what.rfind("number overflow", 0) == 0 && !open_.empty()) what += " (key '" + current_path() + "')";
+    error(position > 0 ? position - 1 : 0, what);
   }
 
  private:
   size_t read_offset() const { return size_t(*read_to_ - text_.data()); }
+
+  // Where the value being read goes: "rope_scaling.factor", "layers[3]". Each open container but the innermost
+  // holds the open child as its last member; the innermost gets the pending key or the next index.
+  std::string current_path() const {
+    std::string path;
+    for (size_t i = 0; i < open_.size(); ++i) {
+      const Value& c = *open_[i];
+      bool innermost = i + 1 == open_.size();
+      if (c.is_array()) {
+        path += "[" + std::to_string(innermost ? c.size() : c.size() - 1) + "]";
+      } else {
+        const auto& members = static_cast<const Value::object_t::Container&>(c.get_ref<const Value::object_t&>());
+        path += (path.empty() ? "" : ".") + (innermost ? key_ : members.back().first);
+      }
+    }
+    return path;
+  }
 
   [[noreturn]] void error(size_t offset, const std::string& what) const {
     fail(source_, ": invalid JSON at ", location(text_, offset), ": ", what);

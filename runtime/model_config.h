@@ -21,6 +21,21 @@ enum class TopkMethod { Greedy, GroupLimitedGreedy, NoauxTc };
 const char* score_func_name(ScoreFunc f);
 const char* topk_method_name(TopkMethod m);
 
+// Upper bounds on the size fields (docs/config.md §5), generously above every real model (DeepSeek-V3: 61
+// layers, vocabulary 129,280, dim 7,168, 256 experts, head dims 128/64/128, 163,840 positions). They keep every
+// loop and product over a config's sizes cheap; products are still computed with overflow checks.
+// ModelConfig::validate() checks each field against its entry of the table in model_config_checks.cpp.
+namespace config_limits {
+inline constexpr int64_t kMaxLayers = 4096;            // n_layers, n_dense_layers, moe_layer_freq
+inline constexpr int64_t kMaxVocab = int64_t(1) << 24;  // vocab_size (16,777,216), bos/eos token ids below it
+inline constexpr int64_t kMaxWidth = int64_t(1) << 20;  // dim, inter_dim, moe_inter_dim, q/kv_lora_rank (1,048,576)
+inline constexpr int64_t kMaxHeadDim = int64_t(1) << 16;  // qk_nope/qk_rope/v_head_dim (65,536)
+inline constexpr int64_t kMaxHeads = int64_t(1) << 16;    // n_heads (65,536)
+inline constexpr int64_t kMaxExperts = int64_t(1) << 16;  // routed/shared/activated experts, groups (65,536)
+inline constexpr int64_t kMaxSeqLen = int64_t(1) << 30;   // max_seq_len, original_seq_len (1,073,741,824)
+inline constexpr int64_t kMaxBatch = int64_t(1) << 24;    // max_batch_size (16,777,216)
+}  // namespace config_limits
+
 struct ModelConfig {
   // --- DeepSeek ModelArgs, with its defaults ---
   int64_t max_batch_size = 8;
@@ -73,12 +88,14 @@ struct ModelConfig {
   bool is_moe_layer(int64_t layer) const;
   int64_t num_moe_layers() const;
   double softmax_scale() const;
+  // The sizes below are computed with overflow checks: an overflow throws naming the keys that multiply.
   int64_t num_params() const;  // from the shapes, excluding MTP layers
   int64_t latent_cache_bytes_per_token(DType kv_dtype = DType::BF16) const;  // all layers
   // What a standard MHA with the same heads would cache: K (qk_head_dim) and V (v_head_dim) per head.
   int64_t mha_cache_bytes_per_token(DType kv_dtype = DType::BF16) const;
 
-  // Throws naming `source` and the key when a value is out of range or inconsistent.
+  // Throws naming `source` and the key when a value is out of range (config_limits), not finite, inconsistent,
+  // or makes a derived size overflow. Costs O(1), whatever the values.
   void validate() const;
   // Throws when the model cannot be split over `tp` ranks (heads, routed experts, vocabulary).
   void validate_for_tp(int64_t tp) const;

@@ -88,6 +88,8 @@ class Checkpoint final : public WeightSource {
   bool contains(const std::string& name) const override { return where_.count(name) != 0; }
   std::string source_name() const override { return dir_; }
   Shape shape_of(const std::string& name) const override { return info(name).shape; }
+  std::string dtype_of(const std::string& name) const override { return info(name).dtype; }
+  std::string location_of(const std::string& name) const override { return file_of(name).path(); }
   const TensorInfo& info(const std::string& name) const;
   const SafetensorsFile& file_of(const std::string& name) const;  // throws "<dir>: no tensor '<name>'"
   Tensor load(const std::string& name, DType dtype = DType::F32) const override;

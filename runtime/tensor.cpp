@@ -130,6 +130,19 @@ Tensor Tensor::rows(int64_t start, int64_t len) const {
   return t;
 }
 
+Tensor Tensor::view_bytes(size_t byte_offset, const Shape& shape, DType dtype) const {
+  const int64_t n = checked_numel(shape, "view_bytes");
+  const size_t bytes = size_t(n) * dtype_size(dtype);
+  MLARUN_CHECK(defined() && byte_offset % dtype_size(dtype) == 0 && byte_offset + bytes <= nbytes(), "view_bytes: ",
+               bytes, " bytes of ", dtype_name(dtype), " at offset ", byte_offset, " of ", describe());
+  Tensor t = *this;
+  t.offset_bytes_ += byte_offset;
+  t.shape_ = shape;
+  t.numel_ = n;
+  t.dtype_ = dtype;
+  return t;
+}
+
 Tensor Tensor::to(Device device) const {
   Tensor t = empty(shape_, dtype_, device);
   copy_bytes(t.raw(), device, raw(), this->device(), nbytes());

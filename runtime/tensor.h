@@ -61,6 +61,10 @@ class Tensor {
   Tensor view(const Shape& shape) const;
   // Rows [start, start+len) along dimension 0. Shares storage.
   Tensor rows(int64_t start, int64_t len) const;
+  // A `dtype` tensor of `shape` over bytes [byte_offset, ...) of this one: a typed window into a raw buffer (one
+  // upload that holds several index arrays, runtime/step_tensors.h). Shares storage; the offset must be aligned
+  // to the dtype's size.
+  Tensor view_bytes(size_t byte_offset, const Shape& shape, DType dtype) const;
   // Deep copy onto `device` (CPU<->CUDA through the device layer), optionally converting dtype (CPU only).
   Tensor to(Device device) const;
   Tensor to_dtype(DType dtype) const;

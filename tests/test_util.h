@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -69,11 +70,12 @@ inline float max_abs_diff(const float* a, const float* b, int64_t n) {
 
 }  // namespace mlarun::testing
 
-// Asserts that `stmt` throws mlarun::Error whose message contains every one of the given substrings.
+// Asserts that `stmt` throws mlarun::Error whose message contains every one of the given substrings. The parts
+// are copied into std::strings first, so a temporary (std::to_string(n).c_str()) is safe to pass.
 #define EXPECT_ERROR_MENTIONS(stmt, ...)                                                   \
   do {                                                                                     \
     std::string _msg = ::mlarun::testing::error_message([&] { stmt; });                   \
     EXPECT_FALSE(_msg.empty()) << #stmt " did not throw";                                  \
-    for (const char* _part : {__VA_ARGS__})                                                \
+    for (const std::string& _part : std::initializer_list<std::string>{__VA_ARGS__})        \
       EXPECT_NE(_msg.find(_part), std::string::npos) << "message: " << _msg << "\nmissing: " << _part; \
   } while (0)

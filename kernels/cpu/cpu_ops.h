@@ -36,6 +36,7 @@ Tensor transpose_last_two(const Tensor& x);
 Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& rows);
 void scatter_add_rows(const Tensor& dst, const std::vector<int64_t>& rows, const Tensor& src,
                       const std::vector<float>& weights);
+void scatter_rows(const Tensor& dst, const std::vector<int64_t>& rows, const Tensor& src);  // dst[rows[i]] = src[i]
 
 // rope.cpp; f32 only
 void apply_rope(const Tensor& x, const std::vector<int64_t>& positions, const RopeTable& table);
@@ -45,6 +46,9 @@ Routing route(const Tensor& logits, const Tensor& bias, const RoutingParams& p);
 // Host tensors (the dispatch copies a device routing back first).
 ExpertGroups group_by_expert(const Tensor& experts, const Tensor& weights, int64_t first_expert,
                              int64_t num_experts);
+// The same permutation as host tensors, with each assignment's index (ExpertPermutation).
+ExpertPermutation permute_by_expert(const Tensor& experts, const Tensor& weights, int64_t first_expert,
+                                    int64_t num_experts);
 
 // paged_cache.cpp; f32 only
 void write_cache(const Tensor& pool, const std::vector<int64_t>& slot_mapping, const Tensor& rows);

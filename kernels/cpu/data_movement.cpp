@@ -75,4 +75,11 @@ void scatter_add_rows(const Tensor& dst, const std::vector<int64_t>& rows, const
   }
 }
 
+void scatter_rows(const Tensor& dst, const std::vector<int64_t>& rows, const Tensor& src) {
+  const size_t row_bytes = rows.empty() ? 0 : src.nbytes() / rows.size();
+  for (size_t i = 0; i < rows.size(); ++i)
+    std::memcpy(static_cast<char*>(dst.raw()) + size_t(rows[i]) * row_bytes,
+                static_cast<const char*>(src.raw()) + i * row_bytes, row_bytes);
+}
+
 }  // namespace mlarun::ops::cpu

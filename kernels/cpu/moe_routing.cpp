@@ -91,4 +91,22 @@ ExpertGroups group_by_expert(const Tensor& experts, const Tensor& weights, int64
   return g;
 }
 
+ExpertPermutation permute_by_expert(const Tensor& experts, const Tensor& weights, int64_t first_expert,
+                                    int64_t num_experts) {
+  const ExpertGroups g = group_by_expert(experts, weights, first_expert, num_experts);
+  const int64_t T = experts.dim(0), K = experts.dim(1), A = int64_t(g.tokens.size());
+  ExpertPermutation p;
+  p.offsets = g.offsets;
+  p.tokens = Tensor::empty({A}, DType::I64);
+  p.weights = Tensor::from_f32({A}, g.weights);
+  p.slot_of = Tensor::empty({T, K}, DType::I64);
+  std::vector<int64_t> fill(g.offsets.begin(), g.offsets.end() - 1);
+  for (int64_t i = 0; i < T * K; ++i) {  // the counting sort's placement again, recording where each went
+    const int64_t local = int64_t(experts.data<int32_t>()[i]) - first_expert;
+    p.slot_of.data<int64_t>()[i] = local >= 0 && local < num_experts ? fill[size_t(local)]++ : -1;
+  }
+  for (int64_t a = 0; a < A; ++a) p.tokens.data<int64_t>()[a] = g.tokens[size_t(a)];
+  return p;
+}
+
 }  // namespace mlarun::ops::cpu

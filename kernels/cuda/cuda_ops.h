@@ -3,16 +3,18 @@
 // CUDA-specific: dtypes, limits of the simple kernels). Plain C++ declarations: the .cu files define them; builds
 // without CUDA link kernels/cuda_ops_stub.cpp instead. The large kernels (flash_prefill/, mla_decode/) have their
 // own APIs in the same namespace (internals in sub-namespaces flash and mla). Work is queued on the current stream
-// (runtime/device.h); outputs come from the caching allocator. Host index lists are uploaded per call (small; a
-// per-step upload is a later step).
+// (runtime/device.h); outputs come from the caching allocator. Index data comes as device tensors (the step's,
+// runtime/step_tensors.h: uploaded once per step); the std::vector overloads upload their list and call those.
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "kernels/op_types.h"
 #include "runtime/forward_batch.h"
 #include "runtime/sampling_params.h"
+#include "runtime/step_tensors.h"
 #include "runtime/tensor.h"
 
 namespace mlarun::ops::cuda {
@@ -25,6 +27,7 @@ Tensor head_linear(const Tensor& x, const Tensor& w);              // x [T, H, K
 void add(const Tensor& a, const Tensor& b, const Tensor& out);  // out may be a
 Tensor silu_mul(const Tensor& gate, const Tensor& up);
 Tensor embedding(const std::vector<int32_t>& ids, const Tensor& table, int64_t vocab_start);
+Tensor embedding(const Tensor& ids, const Tensor& table, int64_t vocab_start);  // ids i32 on the device
 Tensor convert(const Tensor& x, DType dtype);
 
 // rms_norm.cu
@@ -37,23 +40,50 @@ Tensor narrow_last_dim(const Tensor& x, int64_t start, int64_t len);
 Tensor concat_last_dim(const Tensor& a, const Tensor& b, int64_t b_repeat);
 Tensor transpose_last_two(const Tensor& x);
 Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& rows);
+Tensor gather_rows(const Tensor& x, const Tensor& rows);                // rows i64 on the device
+void scatter_rows(const Tensor& dst, const Tensor& rows, const Tensor& src);  // dst[rows[i]] = src[i]
 void scatter_add_rows(const Tensor& dst, const std::vector<int64_t>& rows, const Tensor& src,
                       const std::vector<float>& weights);
 
 // rope.cu
 void apply_rope(const Tensor& x, const std::vector<int64_t>& positions, const RopeTable& table);
+void apply_rope(const Tensor& x, const Tensor& positions, const RopeTable& table);  // positions i64 on the device
 
 // moe_routing.cu
 Routing route(const Tensor& logits, const Tensor& bias, const RoutingParams& p);
 
+// moe_permute.cu: the device permutation and the weighted combine (see ops.h ExpertPermutation); routing on the device
+ExpertPermutation permute_by_expert(const Tensor& experts, const Tensor& weights, int64_t first_expert,
+                                    int64_t num_experts);
+Tensor combine_experts(const Tensor& expert_out, const Tensor& slot_of, const Tensor& experts,
+                       const Tensor& weights);
+
 // paged_cache.cu
 void write_cache(const Tensor& pool, const std::vector<int64_t>& slot_mapping, const Tensor& rows);
+void write_cache(const Tensor& pool, const Tensor& slot_mapping, const Tensor& rows);  // slots i64 on the device
 Tensor gather_cache(const Tensor& pool, const std::vector<int32_t>& block_table, int64_t len);
 
 // simple_attention.cu
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, int64_t q_offset, Tensor* lse);
 Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const std::vector<BatchSequence>& sequences,
                            int64_t kv_lora_rank, float scale, Tensor* lse);
+// The same from device tensors: tables i32 (block tables laid end to end), per query row table_start i32 (where its
+// table starts) and n_keys i32 (cached rows it sees).
+Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const Tensor& tables, const Tensor& table_start,
+                           const Tensor& n_keys, int64_t kv_lora_rank, float scale, Tensor* lse);
+
+// fast_attention.cpp: the two large kernels behind the model's attention (ops.h varlen_attention, mla_decode)
+bool flash_prefill_fits(int64_t d_qk, int64_t d_v, DType dtype);
+// q [part.num_tokens, H, Dqk], k/v [part.total_k, Hkv, D]: flash_prefill over the part's cu_seqlens, causal.
+Tensor flash_varlen(const Tensor& q, const Tensor& k, const Tensor& v, float scale, const StepPart& part);
+// "" when mla_decode takes these shapes, else why not.
+std::string mla_decode_unfit(const StepPart& part, DType dtype, int64_t heads, int64_t kv_lora_rank,
+                             int64_t rope_dim, int64_t block_size);
+int mla_decode_sm_count();
+size_t mla_decode_workspace(const StepPart& part, int64_t heads, int num_sms);
+// o_lat [part.num_tokens, H, R] (bf16); runs the schedule stage first when `schedule`, then attend and combine.
+Tensor mla_decode_run(const Tensor& q, const Tensor& pool, const StepPart& part, const Tensor& workspace,
+                      int num_sms, bool schedule, int64_t kv_lora_rank, float scale);
 
 // sampling.cu
 std::vector<int32_t> argmax_rows(const Tensor& logits);

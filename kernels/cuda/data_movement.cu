@@ -60,6 +60,12 @@ __global__ void gather_rows_kernel(const void* x, const int64_t* rows, void* out
   MLARUN_GRID_STRIDE(i, n * row_elems) copy_element(out, i, x, rows[i / row_elems] * row_elems + i % row_elems, es);
 }
 
+// out[rows[i], :] = src[i, :] (rows distinct)
+__global__ void scatter_rows_kernel(void* dst, const int64_t* rows, const void* src, int64_t n, int64_t row_elems,
+                                    int es) {
+  MLARUN_GRID_STRIDE(i, n * row_elems) copy_element(dst, rows[i / row_elems] * row_elems + i % row_elems, src, i, es);
+}
+
 // Block b adds into dst row dst_rows[b] the sources list[begin[b] .. begin[b + 1]) in order.
 __global__ void scatter_add_kernel(void* dst, bool dst_bf16, const void* src, bool src_bf16, const float* weights,
                                    const int64_t* dst_rows, const int64_t* begin, const int64_t* sources,
@@ -117,17 +123,28 @@ Tensor transpose_last_two(const Tensor& x) {
   return out;
 }
 
-Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& rows) {
+Tensor gather_rows(const Tensor& x, const Tensor& rows) {
   Shape shape = x.shape();
-  shape[0] = int64_t(rows.size());
+  const int64_t n = rows.numel();
+  shape[0] = n;
   Tensor out = Tensor::empty(shape, x.dtype(), Device::CUDA);
   if (out.numel() == 0) return out;
-  const int64_t row_elems = out.numel() / int64_t(rows.size());
-  Tensor dev_rows = upload(rows);
+  const int64_t row_elems = out.numel() / n;
   gather_rows_kernel<<<grid_for(out.numel(), kThreads), kThreads, 0, stream()>>>(
-      x.raw(), dev_rows.data<int64_t>(), out.raw(), int64_t(rows.size()), row_elems, int(dtype_size(x.dtype())));
+      x.raw(), rows.data<int64_t>(), out.raw(), n, row_elems, int(dtype_size(x.dtype())));
   MLARUN_CUDA_CHECK_LAUNCH("gather_rows_kernel");
   return out;
+}
+
+Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& rows) { return gather_rows(x, upload(rows)); }
+
+void scatter_rows(const Tensor& dst, const Tensor& rows, const Tensor& src) {
+  const int64_t n = rows.numel();
+  if (n == 0 || src.numel() == 0) return;
+  const int64_t row_elems = src.numel() / n;
+  scatter_rows_kernel<<<grid_for(src.numel(), kThreads), kThreads, 0, stream()>>>(
+      dst.raw(), rows.data<int64_t>(), src.raw(), n, row_elems, int(dtype_size(src.dtype())));
+  MLARUN_CUDA_CHECK_LAUNCH("scatter_rows_kernel");
 }
 
 void scatter_add_rows(const Tensor& dst, const std::vector<int64_t>& rows, const Tensor& src,

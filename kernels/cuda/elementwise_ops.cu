@@ -63,16 +63,19 @@ Tensor silu_mul(const Tensor& gate, const Tensor& up) {
   return out;
 }
 
-Tensor embedding(const std::vector<int32_t>& ids, const Tensor& table, int64_t vocab_start) {
+Tensor embedding(const Tensor& ids, const Tensor& table, int64_t vocab_start) {
   const bool bf16 = is_bf16(table, "embedding");
-  const int64_t T = int64_t(ids.size()), rows = table.dim(0), dim = table.dim(1);
+  const int64_t T = ids.numel(), rows = table.dim(0), dim = table.dim(1);
   Tensor out = Tensor::empty({T, dim}, table.dtype(), Device::CUDA);
   if (T == 0 || dim == 0) return out;
-  Tensor dev_ids = upload(ids);
   embedding_kernel<<<grid_for(T * dim, kThreads), kThreads, 0, stream()>>>(
-      dev_ids.data<int32_t>(), table.raw(), out.raw(), T, rows, dim, vocab_start, bf16);
+      ids.data<int32_t>(), table.raw(), out.raw(), T, rows, dim, vocab_start, bf16);
   MLARUN_CUDA_CHECK_LAUNCH("embedding_kernel");
   return out;
+}
+
+Tensor embedding(const std::vector<int32_t>& ids, const Tensor& table, int64_t vocab_start) {
+  return embedding(upload(ids), table, vocab_start);
 }
 
 Tensor convert(const Tensor& x, DType dtype) {

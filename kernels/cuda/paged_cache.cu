@@ -1,6 +1,6 @@
 // The paged cache on the GPU: writing this step's rows to their slots (slot -1: padding, skipped) and gathering
 // one sequence's rows through its block table. Slots and block ids were checked on the host (kernels/
-// ops_attention.cpp) before upload. One thread per element; rows are contiguous, so accesses coalesce.
+// ops_attention.cpp, or runtime/step_tensors.cpp for a step's tensors) before upload. One thread per element; rows are contiguous, so accesses coalesce.
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/cuda_ops.h"
@@ -42,14 +42,17 @@ __global__ void gather_cache_kernel(const void* pool, const int32_t* table, void
 
 }  // namespace
 
-void write_cache(const Tensor& pool, const std::vector<int64_t>& slot_mapping, const Tensor& rows) {
+void write_cache(const Tensor& pool, const Tensor& slot_mapping, const Tensor& rows) {
   const bool bf16 = is_bf16(pool, "write_cache");
   const int64_t T = rows.dim(0), width = rows.dim(1);
   if (T * width == 0) return;
-  Tensor dev_slots = upload(slot_mapping);
-  write_cache_kernel<<<grid_for(T * width, kThreads), kThreads, 0, stream()>>>(pool.raw(), dev_slots.data<int64_t>(),
-                                                                                rows.raw(), T, width, bf16);
+  write_cache_kernel<<<grid_for(T * width, kThreads), kThreads, 0, stream()>>>(
+      pool.raw(), slot_mapping.data<int64_t>(), rows.raw(), T, width, bf16);
   MLARUN_CUDA_CHECK_LAUNCH("write_cache_kernel");
+}
+
+void write_cache(const Tensor& pool, const std::vector<int64_t>& slot_mapping, const Tensor& rows) {
+  write_cache(pool, upload(slot_mapping), rows);
 }
 
 Tensor gather_cache(const Tensor& pool, const std::vector<int32_t>& block_table, int64_t len) {

@@ -32,15 +32,22 @@ __global__ void rope_kernel(void* x, const int64_t* positions, const float* inv_
 
 }  // namespace
 
-void apply_rope(const Tensor& x, const std::vector<int64_t>& positions, const RopeTable& table) {
+void apply_rope(const Tensor& x, const Tensor& positions, const RopeTable& table) {
   const bool bf16 = is_bf16(x, "apply_rope");
   const int64_t T = x.dim(0), rows = x.dim(1), width = x.dim(2), half = int64_t(table.inv_freq.size());
   if (T * rows * half == 0) return;
-  Tensor dev_positions = upload(positions), dev_freq = upload(table.inv_freq);
+  // The model keeps a device copy of the frequencies (rope_table_on); a bare table uploads them.
+  const bool resident = table.inv_freq_tensor.defined() && table.inv_freq_tensor.device() == Device::CUDA &&
+                        table.inv_freq_tensor.numel() == half;
+  Tensor dev_freq = resident ? table.inv_freq_tensor : upload(table.inv_freq);
   rope_kernel<<<grid_for(T * rows * half, kThreads), kThreads, 0, stream()>>>(
-      x.raw(), dev_positions.data<int64_t>(), dev_freq.data<float>(), T, rows, width, half, table.attention_factor,
+      x.raw(), positions.data<int64_t>(), dev_freq.data<float>(), T, rows, width, half, table.attention_factor,
       table.interleaved, bf16);
   MLARUN_CUDA_CHECK_LAUNCH("rope_kernel");
+}
+
+void apply_rope(const Tensor& x, const std::vector<int64_t>& positions, const RopeTable& table) {
+  apply_rope(x, upload(positions), table);
 }
 
 }  // namespace mlarun::ops::cuda

@@ -174,16 +174,25 @@ Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const std::vecto
     }
   }
   if (tables.empty()) tables.push_back(0);
-  Tensor dev_tables = upload(tables), dev_start = upload(table_start), dev_n = upload(n_keys);
+  return mla_paged_attention(q, pool, upload(tables), upload(table_start), upload(n_keys), kv_lora_rank, scale, lse);
+}
+
+Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const Tensor& tables, const Tensor& table_start,
+                           const Tensor& n_keys, int64_t kv_lora_rank, float scale, Tensor* lse) {
+  AttentionArgs a;
+  a.bf16 = is_bf16(q, "mla_paged_attention");
+  MLARUN_CHECK(pool.dtype() == q.dtype(), "mla_paged_attention: q ", q.describe(), " and pool ", pool.describe(),
+               " must share one dtype");
+  const int64_t T = q.dim(0);
   a.q = q.raw();
   a.H = q.dim(1);
   a.D = q.dim(2);
   a.Dv = kv_lora_rank;
   a.paged = true;
   a.pool = pool.raw();
-  a.tables = dev_tables.data<int32_t>();
-  a.table_start = dev_start.data<int32_t>();
-  a.n_keys = dev_n.data<int32_t>();
+  a.tables = tables.data<int32_t>();
+  a.table_start = table_start.data<int32_t>();
+  a.n_keys = n_keys.data<int32_t>();
   a.block_size = pool.dim(1);
   a.scale = scale;
   Tensor o = Tensor::empty({T, a.H, a.Dv}, q.dtype(), Device::CUDA);

@@ -5,6 +5,8 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <memory>
 
@@ -15,6 +17,27 @@
 
 using namespace mlarun;
 using mlarun::testing::ScratchDir;
+
+// Under AddressSanitizer a deliberate out-of-memory allocation must fail as malloc does (null), not end the
+// process with ASAN's report: ctest sets ASAN_OPTIONS=allocator_may_return_null=1 for this test
+// (tests/CMakeLists.txt); run by hand without it, the allocation check is skipped with that reason.
+#if defined(__SANITIZE_ADDRESS__)
+#define MLARUN_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MLARUN_TEST_ASAN 1
+#endif
+#endif
+namespace {
+bool huge_allocations_abort() {
+#ifdef MLARUN_TEST_ASAN
+  const char* opts = std::getenv("ASAN_OPTIONS");
+  return !opts || !std::strstr(opts, "allocator_may_return_null=1");
+#else
+  return false;
+#endif
+}
+}  // namespace
 
 namespace {
 
@@ -82,9 +105,14 @@ TEST(Cli, BadInputFailsWithAClearMessage) {
   r = run_mlarun("score --model " + v2 + " --tokens 1,2 --out /tmp/x.safetensors --block-size 300");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("--block-size"), std::string::npos) << r.output;
-  r = run_mlarun("generate --model " + v2 + " --prompt-ids 1,2 --num-blocks 100000000000");
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.output.find("cannot allocate the cache"), std::string::npos) << r.output;
+  if (!huge_allocations_abort()) {  // see huge_allocations_abort
+    r = run_mlarun("generate --model " + v2 + " --prompt-ids 1,2 --num-blocks 100000000000");
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.output.find("cannot allocate the cache"), std::string::npos) << r.output;
+  } else {
+    std::printf("note: --num-blocks 100000000000 not checked: ASAN build without "
+                "ASAN_OPTIONS=allocator_may_return_null=1 (ctest sets it)\n");
+  }
   r = run_mlarun("info --model /nonexistent/dir");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("/nonexistent/dir"), std::string::npos) << r.output;
@@ -129,16 +157,17 @@ TEST(Cli, RequestsFileRunsEveryRequestAndReportsTheCache) {
   EXPECT_GE(cache.at("peak").at("slots_reserved").get<int64_t>(), cache.at("peak").at("tokens_stored").get<int64_t>());
   EXPECT_EQ(cache.at("blocks_used").get<int64_t>(), 0) << "every block is back in the pool at the end";
 
-  // A malformed line names the file, the line and the key; an impossible request fails alone.
+  // A malformed line names the file, the line and the key, and fails alone (the exit code is 1 only when every
+  // request failed; more in test_cli_bad_input.cpp); an impossible request fails alone.
   std::string bad = tmp.write("bad.jsonl", "{\"prompt_ids\": [1, 2]}\n{\"prompt_ids\": [1, \"x\"]}\n");
   r = run_mlarun("generate --model " + v3 + " --requests " + bad);
-  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.exit_code, 0);
   EXPECT_NE(r.output.find("bad.jsonl:2"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("prompt_ids"), std::string::npos) << r.output;
   // Each line goes through the strict JSON parse: syntax errors and duplicate keys name FILE:LINE and the column.
   std::string syntax = tmp.write("syntax.jsonl", "{\"prompt_ids\": [1, 2]}\n\n{\"prompt_ids\": [1, 2],}\n");
   r = run_mlarun("generate --model " + v3 + " --requests " + syntax);
-  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.exit_code, 0);
   EXPECT_NE(r.output.find("syntax.jsonl:3: invalid JSON at line 1, column 23"), std::string::npos) << r.output;
   std::string dup = tmp.write("dup.jsonl", "{\"prompt_ids\": [1], \"max_tokens\": 2, \"max_tokens\": 3}\n");
   r = run_mlarun("generate --model " + v3 + " --requests " + dup);

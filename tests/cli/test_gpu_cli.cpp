@@ -74,7 +74,9 @@ TEST(GpuCli, V3TinyScoreAndGenerateOnCuda) {
 
 TEST(GpuCli, DeviceCudaWithoutAGpuIsAClearError) {
   if (gpu_available()) GTEST_SKIP() << "a GPU is present";
-  RunResult r = run_mlarun("score --device cuda --model " + data_dir() + "/deepseek-v2-tiny --tokens 1,2 --out /tmp/x");
+  mlarun::testing::ScratchDir tmp;
+  RunResult r = run_mlarun("score --device cuda --model " + data_dir() + "/deepseek-v2-tiny --tokens 1,2 --out " +
+                           tmp.file("logits.safetensors"));
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("option --device: value cuda: no usable GPU"), std::string::npos) << r.output;
   RunResult bench = run_mlarun("bench decode --device cuda --config " + source_dir() + "/configs/config_small.json");

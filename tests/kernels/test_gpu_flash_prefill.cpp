@@ -2,8 +2,9 @@
 // Why the 2x rule: a bf16/fp16 kernel cannot match an fp32 reference exactly, so (as FlashAttention's tests do)
 // its error against the fp32 reference (ops::attention on the same rounded inputs) may be at most twice the
 // error of a plain low-precision implementation (scores and probabilities rounded to the dtype) plus one output
-// rounding. Outputs and lse are poisoned with NaN first, so an unwritten element fails. The boundary tests need
-// no GPU: every check runs before the first CUDA call.
+// rounding. Outputs and lse are poisoned with NaN first, so an unwritten element fails. A NaN input must reach
+// exactly the outputs a plain softmax makes NaN (FlashPrefillNan). The boundary tests need no GPU: every check
+// runs before the first CUDA call.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -70,6 +71,10 @@ std::vector<Case> cases() {
   v.push_back({"window_noncausal", 64, 64, 4, 2, DType::BF16, false, 100, kMixed, {1, 40, 128, 900}});
   v.push_back({"fewer_keys_than_queries", 192, 128, 2, 1, DType::BF16, true, -1, {17, 128, 33}, {5, 128, 0}});
   v.push_back({"zero_length_sequences", 128, 128, 2, 2, DType::F16, false, -1, {0, 17, 0, 70}, {3, 17, 0, 70}});
+  // One small case per head-dim pair (several key tiles, chunked): what launch/gpu_check.sh runs under racecheck.
+  for (auto& d : dims)
+    v.push_back({"small_" + std::to_string(d[0]) + "_" + std::to_string(d[1]), d[0], d[1], 2, 1, DType::BF16, true,
+                 -1, {1, 17, 130}, {1, 40, 200}});
   return v;
 }
 
@@ -82,6 +87,75 @@ TEST_P(FlashPrefillGpu, MatchesCpuReferenceWithinTwiceThePlainError) {
 
 INSTANTIATE_TEST_SUITE_P(Cases, FlashPrefillGpu, ::testing::ValuesIn(cases()),
                          [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
+
+// NaN in an input reaches exactly the outputs a plain softmax(S) @ V makes NaN (flash_prefill.h), the other rows
+// still match the reference, and a row that sees no key still writes exact zeros and -inf. 128/128 bf16, causal,
+// 4 q heads over 2 kv heads (q heads 0, 1 read kv head 0). seq 0: q NaN (row 5, head 1); seq 1: k NaN (key 10,
+// kv head 0); seq 2: v NaN (key 0, kv head 1, column 7); seq 3: 20 queries over 5 keys (rows 0..14 see nothing)
+// with v NaN (key 0, kv head 0, column 2) in the one key tile that rows 15..19 share with them.
+TEST(FlashPrefillNan, ReachesTheRowsThatSeeItAndNoOthers) {
+  if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
+  const Case c{"nan_propagation", 128, 128, 4, 2, DType::BF16, true, -1, {40, 70, 33, 20}, {40, 70, 33, 5}};
+  const std::vector<int> cq = {0, 40, 110, 143, 163}, ck = {0, 40, 110, 143, 148};
+  const int dv = c.dv, hq = c.hq;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> dist(0.f, 1.f);
+  int which = 0;  // make_input is called for q, k, v in that order
+  cuda::flash::DeviceRun run(c, [&](const Shape& shape) {
+    Tensor t = Tensor::empty(shape, DType::F32);
+    float* d = t.data<float>();
+    for (int64_t i = 0; i < t.numel(); ++i) d[i] = dist(rng);
+    auto at = [&](int64_t row, int64_t head, int64_t col) -> float& {
+      return d[(row * shape[1] + head) * shape[2] + col];
+    };
+    if (which == 0) at(cq[0] + 5, 1, 3) = NAN;
+    if (which == 1) at(ck[1] + 10, 0, 0) = NAN;
+    if (which == 2) at(ck[2] + 0, 1, 7) = NAN, at(ck[3] + 0, 0, 2) = NAN;
+    ++which;
+    return t.to_dtype(c.dtype).to(Device::CUDA);
+  });
+  // Rows whose inputs hold no NaN they can see: compared with the references as usual.
+  std::vector<std::pair<int, int>> clean;
+  for (int i = 0; i < 40; ++i)
+    if (i != 5) clean.push_back({0, i});
+  for (int i = 0; i < 10; ++i) clean.push_back({1, i});
+  for (int i = 0; i < 15; ++i) clean.push_back({3, i});
+  const cuda::flash::Errors e = cuda::flash::validate(run, clean);
+  EXPECT_TRUE(e.within_twice_plain()) << "max |kernel - fp32 ref| = " << e.kernel << ", plain " << e.plain;
+  EXPECT_LE(e.lse, cuda::flash::kMaxLseError);
+
+  // Where NaN must be, and nowhere else.
+  auto out_nan = [&](int row, int h, int col) {
+    if (row == cq[0] + 5) return h == 1;
+    if (row >= cq[1] + 10 && row < cq[2]) return h < 2;
+    if (row >= cq[2] && row < cq[3]) return h >= 2 && col == 7;
+    if (row >= cq[3] + 15) return h < 2 && col == 2;
+    return false;
+  };
+  auto lse_nan = [&](int row, int h) {
+    return (row == cq[0] + 5 && h == 1) || (row >= cq[1] + 10 && row < cq[2] && h < 2);
+  };
+  const Tensor out = run.out.to(Device::CPU).to_dtype(DType::F32), lse = run.lse.to(Device::CPU);
+  int64_t wrong = 0, nan_out = 0;
+  for (int row = 0; row < cq[4]; ++row)
+    for (int h = 0; h < hq; ++h) {
+      for (int col = 0; col < dv; ++col) {
+        const float got = out.data<float>()[(int64_t(row) * hq + h) * dv + col];
+        nan_out += std::isnan(got);
+        if (std::isnan(got) != out_nan(row, h, col) && wrong++ < 5)
+          ADD_FAILURE() << "out row " << row << " head " << h << " col " << col << " = " << got;
+        if (row >= cq[3] && row < cq[3] + 15 && got != 0.f && wrong++ < 5)
+          ADD_FAILURE() << "out row " << row << " sees no key but holds " << got;
+      }
+      const float got = lse.data<float>()[int64_t(row) * hq + h];
+      if (std::isnan(got) != lse_nan(row, h) && wrong++ < 5)
+        ADD_FAILURE() << "lse row " << row << " head " << h << " = " << got;
+      if (row >= cq[3] && row < cq[3] + 15 && got != -INFINITY && wrong++ < 5)
+        ADD_FAILURE() << "lse row " << row << " sees no key but holds " << got;
+    }
+  EXPECT_EQ(wrong, 0) << "elements with NaN where none belongs, or none where one does";
+  EXPECT_EQ(nan_out, int64_t(dv) + 60 * 2 * dv + 33 * 2 + 5 * 2);
+}
 
 // ---- API boundary: no GPU needed ----------------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 // inputs built and compared by kernels/cuda/mla_decode/cases.h (shared with the workbench): block sizes
 // 1/16/64/256, 1/16/128 heads, 1..4 query tokens per sequence mixed in one batch, zero-length and one-token
 // sequences, shuffled block tables with garbage in unused entries, NaN in every unused cache slot, outputs
-// poisoned before each run (so an unwritten element fails), a split schedule from 1 to 1024 parts.
+// poisoned before each run (so an unwritten element fails), a split schedule from 1 to 1024 parts; invalid
+// device-side metadata gives NaN in every row concerned (never stale data).
 // The API-boundary tests run everywhere (checks happen before any CUDA call); the GPU cases skip without a GPU.
 #include <gtest/gtest.h>
 
@@ -56,6 +57,16 @@ MlaDecodeParams fake_params() {
 
 TEST(MlaDecodeApi, ValidParamsPassTheChecks) { EXPECT_NO_THROW(cuda::check_mla_decode(fake_params())); }
 
+TEST(MlaDecodeApi, SequencesUpTo2To30TokensPass) {
+  MlaDecodeParams p = fake_params();
+  p.block_size = 256, p.max_blocks_per_seq = 1 << 22;
+  EXPECT_NO_THROW(cuda::check_mla_decode(p));
+  p.block_size = 1, p.max_blocks_per_seq = 1 << 30;
+  EXPECT_NO_THROW(cuda::check_mla_decode(p));
+  EXPECT_EQ(cuda::mla::kMaxSeqLen / cuda::mla::kBlockN + cuda::mla::kFixedCostTiles, (1 << 25) + 2)
+      << "tiles of one sequence: int32 in the pieces; their batch-wide sum is int64 in the scheduler";
+}
+
 TEST(MlaDecodeApi, EveryBadFieldIsNamedWithItsValue) {
   struct Bad {
     std::function<void(MlaDecodeParams&)> mutate;
@@ -76,6 +87,11 @@ TEST(MlaDecodeApi, EveryBadFieldIsNamedWithItsValue) {
       {[](auto& p) { p.num_tokens = 9; }, "num_tokens 9 does not fit"},
       {[](auto& p) { p.num_blocks = 0; }, "num_blocks 0 is outside"},
       {[](auto& p) { p.max_blocks_per_seq = 0; }, "max_blocks_per_seq 0 is outside"},
+      // At most 2^30 tokens a sequence (config.h kMaxSeqLen): token and tile indices stay in int32.
+      {[](auto& p) { p.block_size = 256, p.max_blocks_per_seq = (1 << 22) + 1; },
+       "max_blocks_per_seq 4194305 is outside 1..4194304"},
+      {[](auto& p) { p.block_size = 1, p.max_blocks_per_seq = (1 << 30) + 1; },
+       "max_blocks_per_seq 1073741825 is outside 1..1073741824"},
       {[](auto& p) { p.num_sms = 0; }, "num_sms 0 is outside 1..1024"},
       {[](auto& p) { p.softmax_scale = 0.f; }, "softmax_scale 0 must be positive"},
       {[](auto& p) { p.softmax_scale = NAN; }, "softmax_scale nan must be positive"},
@@ -220,6 +236,56 @@ TEST(MlaDecodeGpu, BadDeviceMetadataIsReportedAndPoisonsOnlyThatSequence) {
   EXPECT_NE(s.message().find("seq_len"), std::string::npos);
   const std::vector<float> lse = DeviceRun::flat(run2.lse);
   for (int h = 0; h < c.heads; ++h) EXPECT_TRUE(std::isnan(lse[size_t(in.cu_q[2]) * c.heads + h]));
+}
+
+// Every out/lse element of query tokens [t0, t1) is NaN. Outputs are zeroed before the run (not NaN-poisoned),
+// so a row the combine skipped shows up as stale zeros.
+void expect_nan_rows(const DeviceRun& run, int heads, int t0, int t1) {
+  const std::vector<float> out = DeviceRun::flat(run.out), lse = DeviceRun::flat(run.lse);
+  int64_t not_nan = 0;
+  for (size_t i = size_t(t0) * heads * cuda::mla::kHeadDimV; i < size_t(t1) * heads * cuda::mla::kHeadDimV; ++i)
+    not_nan += !std::isnan(out[i]);
+  for (size_t i = size_t(t0) * heads; i < size_t(t1) * heads; ++i) not_nan += !std::isnan(lse[i]);
+  EXPECT_EQ(not_nan, 0) << "elements of query tokens " << t0 << ".." << t1 - 1 << " that are not NaN";
+}
+
+MlaDecodeStatus run_over_zeros(DeviceRun& run) {
+  EXPECT_EQ(cudaMemset(run.out.raw(), 0, run.out.nbytes()), cudaSuccess);
+  EXPECT_EQ(cudaMemset(run.lse.raw(), 0, run.lse.nbytes()), cudaSuccess);
+  cuda::mla_decode(run.p, nullptr);
+  return cuda::mla_decode_status(run.p, nullptr);
+}
+
+TEST(MlaDecodeGpu, InvalidSequencesGetNanInEveryRowNotStaleData) {
+  if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
+  const Case c{{200, 100, 50}, {1, 3, 1}, 16, 16, 0, 18};
+  Inputs in = make_inputs(c);  // query tokens: seq 0 [0, 1), seq 1 [1, 4), seq 2 [4, 5)
+  {
+    // Sequence 1 has 3 query tokens where max_q_per_seq says 2: all 3 x 16 rows are NaN, also the 16 past
+    // max_q * H that the combine's grid does not reach in one pass; the others still match the reference.
+    DeviceRun run(in, c);
+    run.p.max_q_per_seq = 2;  // the workspace sized for 3 is large enough
+    const MlaDecodeStatus s = run_over_zeros(run);
+    EXPECT_EQ(s.code, MlaDecodeStatus::kBadQueryCount) << s.message();
+    EXPECT_EQ(s.sequence, 1);
+    EXPECT_EQ(s.value, 3);
+    expect_nan_rows(run, c.heads, 1, 4);
+    expect_matches_reference(in, c, run, {0, 2});
+  }
+  // Offsets that cannot place the rows (going down, not starting at 0, not ending at num_tokens): no row can
+  // be trusted, every one is NaN (tokens no sequence claims included).
+  const std::vector<std::vector<int32_t>> broken = {{0, 3, 2, 5}, {1, 2, 4, 5}, {0, 1, 4, 4}};
+  const MlaDecodeStatus::Code codes[] = {MlaDecodeStatus::kBadQueryCount, MlaDecodeStatus::kBadCuSeqlensQ,
+                                         MlaDecodeStatus::kBadCuSeqlensQ};
+  for (size_t i = 0; i < broken.size(); ++i) {
+    SCOPED_TRACE("cu_seqlens_q case " + std::to_string(i));
+    Inputs bad = in;
+    bad.cu_q = broken[i];
+    DeviceRun run(bad, c);
+    const MlaDecodeStatus s = run_over_zeros(run);
+    EXPECT_EQ(s.code, codes[i]) << s.message();
+    expect_nan_rows(run, c.heads, 0, in.num_tokens);
+  }
 }
 
 }  // namespace

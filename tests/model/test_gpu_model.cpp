@@ -1,7 +1,7 @@
 // The whole model on the GPU in bf16 against both fixtures' fp32 references (criterion in gpu_parity.h): a
 // teacher-forced prefill over prompt + greedy tokens (naive MLA path, logits at every position), then the prompt
 // prefilled and the greedy tokens decoded one by one over the paged latent cache (absorbed path). And the runner
-// on the GPU: the cache sized from free memory after the warm-up, CPU f32 logits out, and a step loop that
+// on the GPU: the cache sized from free memory after the warm-up, device logits sampled on the device, and a step loop that
 // allocates nothing from the driver once it has run. Skips without a GPU.
 #include <gtest/gtest.h>
 
@@ -84,6 +84,42 @@ TEST(GpuModel, DeepseekV3TinyBf16WithinTwiceTheReferenceBf16Error) {
   MLARUN_GPU_OR_SKIP();
   check_fixture_bf16("deepseek-v3-tiny", 16, MlaPath::Naive);
   check_fixture_bf16("deepseek-v3-tiny", 256, MlaPath::Naive);
+}
+
+// The CUDA backend (batched: one gather + one up-projection per step, varlen prefill, the decode part through
+// the step's plan; fixtures' shapes take the generic kernels) against the CPU reference backend over steps that
+// mix prefill chunks on a cached prefix with decodes: within the fixture's bf16 criterion.
+TEST(GpuModel, BatchedBackendOnMixedStepsMatchesTheCpuReference) {
+  MLARUN_GPU_OR_SKIP();
+  for (const std::string name : {"deepseek-v2-tiny", "deepseek-v3-tiny"}) {
+    SingleCommunicator comm;
+    const std::string dir = data_dir() + "/" + name;
+    auto cpu = DeepseekModel::load(dir, comm);
+    auto gpu = DeepseekModel::load(dir, comm, Placement::cuda_bf16());
+    EXPECT_STREQ(gpu->mla_backend().name(), "batched");
+    const double bf16_error = bf16_error_of(SafetensorsFile(dir + "/reference.safetensors"));
+    const ModelConfig& c = cpu->config();
+    CachePool cpu_pool = CachePool::allocate(c.n_layers, 12, 4, c.latent_dim(), DType::F32, Device::CPU);
+    CachePool gpu_pool = CachePool::allocate(c.n_layers, 12, 4, c.latent_dim(), DType::BF16, Device::CUDA);
+    const std::vector<int32_t> a_table = {7, 2, 9, 0}, b_table = {5, 11, 3};
+    const std::vector<int32_t> a = {5, 17, 42, 3, 8, 13, 21, 34, 55, 1, 2}, b = {9, 100, 4, 6, 12, 30, 7};
+    using Piece = std::tuple<const std::vector<int32_t>*, int64_t, int64_t, const std::vector<int32_t>*>;
+    ParityTally tally;
+    for (const std::vector<Piece>& pieces :
+         {std::vector<Piece>{{&a, 0, 7, &a_table}, {&b, 0, 5, &b_table}},
+          std::vector<Piece>{{&b, 5, 1, &b_table}, {&a, 7, 3, &a_table}},
+          std::vector<Piece>{{&a, 10, 1, &a_table}, {&b, 6, 1, &b_table}}}) {
+      ForwardBatch batch;
+      for (auto [tokens, start, n, table] : pieces) {
+        const int64_t first = batch.add_sequence(tokens->data() + start, n, start, *table, 4);
+        for (int64_t i = 0; i < n; ++i) batch.logit_rows.push_back(first + i);
+      }
+      Tensor want = cpu->forward(batch, cpu_pool.layers);
+      Tensor got = ops::to_host_f32(gpu->forward(batch, gpu_pool.layers));
+      tally.add(got.data<float>(), want.data<float>(), want.dim(0), c.vocab_size);
+    }
+    tally.check(name + " batched CUDA backend, mixed steps", bf16_error);
+  }
 }
 
 TEST(GpuModel, RunnerSizesTheCacheFromFreeMemoryAndTheStepLoopStopsAllocating) {

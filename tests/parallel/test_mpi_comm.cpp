@@ -189,7 +189,9 @@ TEST(MpiComm, MakeCommunicatorPicksAndRefusesBackends) {
   if (!gpu_anywhere) {
     EXPECT_STREQ(picked->backend(), "mpi");
   }
-  EXPECT_ERROR_MENTIONS(make_communicator("single", ctx), "single", std::to_string(ctx.world_size).c_str(), "ranks");
+  // Named: EXPECT_ERROR_MENTIONS keeps its parts as const char* past the full expression (ASAN caught a temporary).
+  const std::string world = std::to_string(ctx.world_size);
+  EXPECT_ERROR_MENTIONS(make_communicator("single", ctx), "single", world.c_str(), "ranks");
   EXPECT_ERROR_MENTIONS(make_communicator("gloo", ctx), "gloo", "auto, nccl, mpi, single");
   if (!gpu_anywhere) {
 #ifdef MLARUN_WITH_CUDA

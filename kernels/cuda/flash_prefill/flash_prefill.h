@@ -39,7 +39,9 @@ struct FlashPrefillParams {
   float softmax_scale = 0.0f;  // scores = q.k * softmax_scale (DeepSeek: 1/sqrt(192) times YaRN's mscale^2)
   // Causal masks are bottom-right aligned: with off = len_k - len_q, query i sees keys j <= off + i (the
   // chunked-prefill convention of ops::attention's q_offset). A row that sees no key (len_k < len_q) writes
-  // zeros and lse = -inf.
+  // zeros and lse = -inf, whatever k and v hold. NaN propagates as in softmax(S) @ V: a NaN in a q row, or in
+  // the k row of a key a row sees, makes that row's out and lse NaN; a NaN in a v row makes that column NaN in
+  // the rows that see it (and may reach rows of the same 64/128-key tile that do not: 0 x NaN in the MMA).
   bool causal = true;
   // Sliding window: query i also needs j >= off + i - window_left (window_left + 1 keys including its own when
   // causal); -1 = no window. Without causal the right side stays unbounded.

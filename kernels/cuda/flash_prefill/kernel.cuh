@@ -58,11 +58,13 @@ __device__ __forceinline__ int swizzle(int row, int chunk) {
 }
 
 // 16-byte global->shared copy; src_bytes = 0 zero-fills (rows past the sequence: V rows must be finite zeros
-// because P = 0 times garbage can still be NaN).
+// because P = 0 times garbage can still be NaN). Every cp.async statement clobbers "memory": the compiler must
+// neither move shared-memory reads of the epilogue (which reuses the Q buffer) across an issue or a wait, nor
+// cache smem values in registers across them.
 __device__ __forceinline__ void cp_async_16(uint32_t dst, const void* src, int src_bytes) {
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(src_bytes) : "memory");
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
 
 __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], uint32_t addr) {
@@ -299,19 +301,25 @@ __global__ void __launch_bounds__(Traits<kDQK, kDV>::kThreads, Traits<kDQK, kDV>
   }
 
   // Epilogue. The row sums are still per thread: finish them across the quad.
+  // row_sum == 0 exactly: the row saw no key; it writes zeros (not acc * 0: a NaN in a V row it does not see
+  // may sit in a tile it shared with rows that do) and lse = -inf. A NaN in q, or in k/v of a key the row sees,
+  // made p and so row_sum / acc NaN (the max above drops NaN, exp2 does not): 1 / NaN keeps it NaN, so the
+  // row's out and lse read NaN, as a plain softmax gives and as MLA decode does. Never `row_sum > 0` here.
   float inv[2];
+  bool empty[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
     row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
-    inv[r] = row_sum[r] > 0.f ? 1.f / row_sum[r] : 0.f;  // a row with no visible key writes zeros
+    empty[r] = row_sum[r] == 0.f;
+    inv[r] = empty[r] ? 0.f : 1.f / row_sum[r];
   }
   if (args.lse != nullptr && (lane & 3) == 0) {
 #pragma unroll
     for (int r = 0; r < 2; ++r)
       if (row_q[r] < len_q)
         args.lse[int64_t(q_start + row_q[r]) * args.hq + head] =
-            row_sum[r] > 0.f ? row_max[r] * args.scale + logf(row_sum[r]) : -INFINITY;
+            empty[r] ? -INFINITY : row_max[r] * args.scale + logf(row_sum[r]);
   }
   // Stage O through this warp's own 16 rows of the Q buffer (only this warp ever read them), then write
   // 16-byte chunks so a row of the output goes out in contiguous pieces.
@@ -322,7 +330,7 @@ __global__ void __launch_bounds__(Traits<kDQK, kDV>::kThreads, Traits<kDQK, kDV>
     for (int r = 0; r < 2; ++r) {
       const int row = warp_row + lane / 4 + 8 * r;
       *reinterpret_cast<uint32_t*>(sQ + swizzle<kDQK>(row, i) + (lane & 3) * 2) =
-          pack2<Element>(acc_o[i][2 * r] * inv[r], acc_o[i][2 * r + 1] * inv[r]);
+          empty[r] ? 0u : pack2<Element>(acc_o[i][2 * r] * inv[r], acc_o[i][2 * r + 1] * inv[r]);
     }
   __syncwarp();
   constexpr int kOutChunks = kDV / 8;

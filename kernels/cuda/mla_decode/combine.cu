@@ -3,7 +3,9 @@
 //   lse = log2 sum_i 2^lse_i,   o = sum_i 2^(lse_i - lse) o_i   (partials are in the log2 domain; lse leaves as ln).
 // One warp per (query token, head) row, 16 of the 512 columns per lane in float4 loads. It writes every output
 // row of every sequence: a row no token reached (no pieces, or every partial empty) gets o = 0 and lse = -inf;
-// a sequence the scheduler found invalid gets NaN, so bad device-side metadata cannot pass for a result.
+// every row of a sequence the scheduler found invalid gets NaN (all of them, also past max_q_per_seq rows), so
+// bad device-side metadata cannot pass for a result and no row keeps stale data. When cu_seqlens_q cannot
+// place the rows at all (status[3]), CTA b writes NaN over an equal share of all num_tokens rows instead.
 // NaN in a partial propagates (the max below keeps NaN), it is never hidden by the -inf shortcut.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -23,11 +25,12 @@ struct CombineArgs {
   const int32_t* cu_seqlens_q;     // [batch + 1]
   const int32_t* seq_piece_begin;  // [batch + 1]
   const int32_t* seq_status;       // [batch]
+  const int32_t* status;           // [4]: status[3] != 0 when cu_seqlens_q cannot place the rows
   const float* lse_part;           // [max_pieces, max_rows], log2
   const float* o_part;             // [max_pieces, max_rows, 512]
   uint16_t* out;                   // bf16 [num_tokens, H, 512]
   float* lse;                      // [num_tokens, H]
-  int num_heads, num_tokens, max_rows;
+  int num_heads, num_tokens, max_rows, batch;
 };
 
 // fmaxf drops NaN; this keeps it, so a NaN partial poisons the row instead of vanishing.
@@ -40,50 +43,60 @@ __device__ __forceinline__ unsigned pack_bf16x2(float lo, float hi) {
 
 __global__ void __launch_bounds__(kCombineWarps * 32) mla_decode_combine_kernel(const CombineArgs a) {
   const int seq = blockIdx.x, lane = threadIdx.x & 31;
-  const int row = blockIdx.y * kCombineWarps + (threadIdx.x >> 5);  // row = query token * H + head
-  const int q0 = a.cu_seqlens_q[seq], q1 = a.cu_seqlens_q[seq + 1];
-  if (q0 < 0 || q1 < q0 || q1 > a.num_tokens) return;  // malformed offsets: no row can be placed safely
-  if (row >= (q1 - q0) * a.num_heads) return;
-  const int64_t out_row = int64_t(q0) * a.num_heads + row;
-  uint2* out = reinterpret_cast<uint2*>(a.out + out_row * kHeadDimV);  // 4 bf16 per uint2
+  // The query tokens [t0, t1) whose rows this CTA's sequence owns; the scheduler vouches for cu_seqlens_q
+  // (0 <= t0 <= t1 <= num_tokens) unless it flagged the layout, when CTA b takes an equal share of all tokens.
+  const bool layout_bad = a.status[3] != 0;
+  int t0, t1;
+  if (layout_bad) {
+    t0 = int(int64_t(seq) * a.num_tokens / a.batch);
+    t1 = int(int64_t(seq + 1) * a.num_tokens / a.batch);
+  } else {
+    t0 = a.cu_seqlens_q[seq], t1 = a.cu_seqlens_q[seq + 1];
+  }
+  const bool invalid = layout_bad || a.seq_status[seq] != 0;
+  const int rows = (t1 - t0) * a.num_heads;  // <= max_rows for a valid sequence: the loop runs once there
+  for (int row = blockIdx.y * kCombineWarps + (threadIdx.x >> 5); row < rows; row += gridDim.y * kCombineWarps) {
+    const int64_t out_row = int64_t(t0) * a.num_heads + row;  // row = query token * H + head
+    uint2* out = reinterpret_cast<uint2*>(a.out + out_row * kHeadDimV);  // 4 bf16 per uint2
 
-  float lse2 = -INFINITY;
-  float acc[4][4] = {};
-  bool invalid = a.seq_status[seq] != 0;
-  if (!invalid) {
-    const int pb = a.seq_piece_begin[seq], pe = a.seq_piece_begin[seq + 1];
-    float mx = -INFINITY;
-    for (int i = pb + lane; i < pe; i += 32) mx = max_keep_nan(mx, a.lse_part[int64_t(i) * a.max_rows + row]);
+    float lse2 = -INFINITY;
+    float acc[4][4] = {};
+    if (!invalid) {
+      const int pb = a.seq_piece_begin[seq], pe = a.seq_piece_begin[seq + 1];
+      float mx = -INFINITY;
+      for (int i = pb + lane; i < pe; i += 32) mx = max_keep_nan(mx, a.lse_part[int64_t(i) * a.max_rows + row]);
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) mx = max_keep_nan(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    if (mx != -INFINITY) {  // some piece saw a token (or NaN: then everything below becomes NaN)
-      float sum = 0.f;
-      for (int i = pb + lane; i < pe; i += 32) sum += exp2f(a.lse_part[int64_t(i) * a.max_rows + row] - mx);
+      for (int o = 16; o > 0; o >>= 1) mx = max_keep_nan(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+      if (mx != -INFINITY) {  // some piece saw a token (or NaN: then everything below becomes NaN)
+        float sum = 0.f;
+        for (int i = pb + lane; i < pe; i += 32) sum += exp2f(a.lse_part[int64_t(i) * a.max_rows + row] - mx);
 #pragma unroll
-      for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-      lse2 = mx + log2f(sum);
-      for (int i = pb; i < pe; ++i) {
-        const float w = exp2f(a.lse_part[int64_t(i) * a.max_rows + row] - lse2);
-        const float4* src = reinterpret_cast<const float4*>(a.o_part + (int64_t(i) * a.max_rows + row) * kHeadDimV);
+        for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        lse2 = mx + log2f(sum);
+        for (int i = pb; i < pe; ++i) {
+          const float w = exp2f(a.lse_part[int64_t(i) * a.max_rows + row] - lse2);
+          const float4* src =
+              reinterpret_cast<const float4*>(a.o_part + (int64_t(i) * a.max_rows + row) * kHeadDimV);
 #pragma unroll
-        for (int k = 0; k < 4; ++k) {
-          const float4 v = src[k * 32 + lane];
-          acc[k][0] = fmaf(w, v.x, acc[k][0]);
-          acc[k][1] = fmaf(w, v.y, acc[k][1]);
-          acc[k][2] = fmaf(w, v.z, acc[k][2]);
-          acc[k][3] = fmaf(w, v.w, acc[k][3]);
+          for (int k = 0; k < 4; ++k) {
+            const float4 v = src[k * 32 + lane];
+            acc[k][0] = fmaf(w, v.x, acc[k][0]);
+            acc[k][1] = fmaf(w, v.y, acc[k][1]);
+            acc[k][2] = fmaf(w, v.z, acc[k][2]);
+            acc[k][3] = fmaf(w, v.w, acc[k][3]);
+          }
         }
       }
+    } else {
+      lse2 = __int_as_float(0x7fc00000);
+#pragma unroll
+      for (int k = 0; k < 4; ++k) acc[k][0] = acc[k][1] = acc[k][2] = acc[k][3] = lse2;
     }
-  } else {
-    lse2 = __int_as_float(0x7fc00000);
 #pragma unroll
-    for (int k = 0; k < 4; ++k) acc[k][0] = acc[k][1] = acc[k][2] = acc[k][3] = lse2;
+    for (int k = 0; k < 4; ++k) out[k * 32 + lane] = make_uint2(pack_bf16x2(acc[k][0], acc[k][1]),
+                                                               pack_bf16x2(acc[k][2], acc[k][3]));
+    if (lane == 0) a.lse[out_row] = lse2 * 0.6931471805599453f;  // log2 -> ln; -inf and NaN stay
   }
-#pragma unroll
-  for (int k = 0; k < 4; ++k) out[k * 32 + lane] = make_uint2(pack_bf16x2(acc[k][0], acc[k][1]),
-                                                             pack_bf16x2(acc[k][2], acc[k][3]));
-  if (lane == 0) a.lse[out_row] = lse2 * 0.6931471805599453f;  // log2 -> ln; -inf and NaN stay
 }
 
 }  // namespace
@@ -96,6 +109,7 @@ void launch_mla_decode_combine(const MlaDecodeParams& p, const mla::WorkspaceLay
   a.cu_seqlens_q = p.cu_seqlens_q;
   a.seq_piece_begin = reinterpret_cast<const int32_t*>(base + w.seq_piece_begin);
   a.seq_status = reinterpret_cast<const int32_t*>(base + w.seq_status);
+  a.status = reinterpret_cast<const int32_t*>(base + w.status);
   a.lse_part = reinterpret_cast<const float*>(base + w.lse_part);
   a.o_part = reinterpret_cast<const float*>(base + w.o_part);
   a.out = p.out;
@@ -103,6 +117,7 @@ void launch_mla_decode_combine(const MlaDecodeParams& p, const mla::WorkspaceLay
   a.num_heads = p.num_heads;
   a.num_tokens = p.num_tokens;
   a.max_rows = int(w.max_rows);
+  a.batch = p.batch;
   const dim3 grid(unsigned(p.batch), unsigned((w.max_rows + kCombineWarps - 1) / kCombineWarps));
   mla_decode_combine_kernel<<<grid, kCombineWarps * 32, 0, stream>>>(a);
   MLARUN_CUDA_CHECK(cudaGetLastError());

@@ -21,6 +21,10 @@ constexpr int kMaxHeads = 128;
 constexpr int kMaxQueriesPerSeq = 4;                // decode + up to 3 speculative (MTP) tokens
 constexpr int kMaxBlockSize = 256;
 constexpr int kMaxBatch = 8192;                     // the scheduler stages one int per sequence in shared memory
+// Tokens one sequence may hold (max_blocks_per_seq * block_size, checked on the host): keeps every token and
+// tile index of the kernels (piece end * kBlockN, tok0 + row) in int32 with room to spare. The scheduler's
+// batch-wide sums (up to kMaxBatch * kMaxSeqLen / kBlockN + ...) are int64.
+constexpr int64_t kMaxSeqLen = int64_t(1) << 30;
 constexpr int kMaxSms = 1024;
 
 // ---- Split-KV attend kernel --------------------------------------------------------------------------------
@@ -73,7 +77,8 @@ inline int64_t num_parts(int64_t num_heads, int64_t max_q, int64_t num_sms) {
 // so there are at most batch + num_parts - 1 pieces, each with one partial (o, lse) per row.
 struct WorkspaceLayout {
   int64_t num_parts = 0, max_pieces = 0, max_rows = 0;
-  size_t status = 0;            // int32 [4]: code, sequence, value, 0 (first device-side error)
+  size_t status = 0;            // int32 [4]: code, sequence, value (first device-side error), and 1 when
+                                //   cu_seqlens_q cannot place the rows (every output row then gets NaN)
   size_t part_piece_begin = 0;  // int32 [num_parts + 1]: pieces of part p are [begin[p], begin[p+1])
   size_t seq_piece_begin = 0;   // int32 [batch + 1]: pieces of sequence b (piece order is sequence order)
   size_t seq_status = 0;        // int32 [batch]: 0 or the status code that made sequence b invalid

@@ -66,7 +66,7 @@ void check_mla_decode(const MlaDecodeParams& p) {
   check_range("block_size", p.block_size, 1, mla::kMaxBlockSize);
   check_range("num_blocks", p.num_blocks, 1, std::numeric_limits<int32_t>::max());
   check_range("max_blocks_per_seq", p.max_blocks_per_seq, 1,
-              std::numeric_limits<int32_t>::max() / p.block_size);  // seq_lens are int32
+              mla::kMaxSeqLen / p.block_size);  // token and tile indices stay in int32 (config.h)
   MLARUN_CHECK(p.num_tokens >= p.batch && int64_t(p.num_tokens) <= int64_t(p.batch) * p.max_q_per_seq, kWho,
                "num_tokens ", p.num_tokens, " does not fit ", p.batch, " sequences of 1..", p.max_q_per_seq,
                " query tokens (", p.batch, "..", int64_t(p.batch) * p.max_q_per_seq, ")");

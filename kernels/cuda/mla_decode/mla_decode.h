@@ -40,7 +40,7 @@ struct MlaDecodeParams {
   int rope_dim = 0;            // must be 64
   int num_blocks = 0;          // blocks in the pool
   int block_size = 0;          // 1..256
-  int max_blocks_per_seq = 0;  // row length of block_tables
+  int max_blocks_per_seq = 0;  // row length of block_tables; max_blocks_per_seq * block_size <= 2^30
   int max_q_per_seq = 0;       // 1..4: bound on query rows per sequence (sizes the grid and the workspace)
   int num_sms = 0;             // SMs to balance over (current_device_sm_count()); sizes the workspace
   float softmax_scale = 0.0f;  // scores = q . row * softmax_scale (DeepSeek: 1/sqrt(192) times mscale^2)
@@ -73,7 +73,9 @@ void mla_decode_attend(const MlaDecodeParams& p, cudaStream_t stream);
 void mla_decode_combine(const MlaDecodeParams& p, cudaStream_t stream);
 
 // First device-side error of the last schedule/attend (the scheduler clears it). A sequence found invalid on
-// the device gets no work and NaN outputs; a block id outside the pool reads as a NaN row.
+// the device gets no work and NaN in every one of its output rows; cu_seqlens_q that cannot place the rows at
+// all (not starting at 0, not ending at num_tokens, or going down) makes every output row NaN; a block id
+// outside the pool reads as a NaN row.
 struct MlaDecodeStatus {
   enum Code : int32_t {
     kOk = 0,

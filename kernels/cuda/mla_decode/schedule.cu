@@ -3,7 +3,8 @@
 // (FlashMLA's idea: balance by work, not by request; one long sequence spans several SMs, short ones share one).
 // It runs on the device from seq_lens and cu_seqlens_q, so a step needs no host round trip and the launch can be
 // captured in a CUDA graph. It also checks those values (the host never sees them): a sequence found invalid gets
-// no pieces, a status code, and NaN outputs from the combine.
+// no pieces, a status code, and NaN outputs from the combine. Offsets that cannot place the rows at all (not
+// starting at 0, not ending at num_tokens, going down) make every sequence invalid: then no row is trustworthy.
 //
 // Balance argument: with payload = ceil(total / P) + 2F (F = kFixedCostTiles), a part is closed only when it cannot
 // take one more tile, i.e. holding at least payload - F; at most F of that is the extra cost of a continued
@@ -46,15 +47,18 @@ __device__ void report(int32_t* status, int32_t code, int32_t sequence, int32_t 
 
 __global__ void __launch_bounds__(kSchedThreads) mla_decode_schedule_kernel(const ScheduleArgs a) {
   __shared__ int32_t tiles_s[kMaxBatch];  // tiles of each sequence, 0 when empty or invalid
-  __shared__ int32_t total_s;             // sum over non-empty sequences of tiles + kFixedCostTiles
+  __shared__ unsigned long long total_s;  // sum over non-empty sequences of tiles + kFixedCostTiles (int64:
+                                          // up to kMaxBatch * kMaxSeqLen / kBlockN, past int32)
+  __shared__ int32_t layout_bad_s;        // cu_seqlens_q cannot place the rows: every sequence is invalid
   if (threadIdx.x == 0) {
     a.status[0] = a.status[1] = a.status[2] = a.status[3] = 0;
     total_s = 0;
+    layout_bad_s = 0;
   }
   __syncthreads();
 
-  // 1. Check every sequence and measure its work, in parallel.
-  int32_t my_total = 0;
+  // 1. Check every sequence and measure its work, in parallel (thread t owns sequences t, t + kSchedThreads, ..).
+  int32_t my_layout_bad = 0;
   for (int b = threadIdx.x; b < a.batch; b += kSchedThreads) {
     const int32_t q0 = a.cu_seqlens_q[b], q1 = a.cu_seqlens_q[b + 1], len = a.seq_lens[b];
     int32_t code = Code::kOk, value = 0;
@@ -68,21 +72,34 @@ __global__ void __launch_bounds__(kSchedThreads) mla_decode_schedule_kernel(cons
       code = Code::kBadSeqLen;
       value = len;
     }
+    // Rows of sequence b are [q0, q1) x H only if the offsets start at 0, end at num_tokens and never go down.
+    if (code == Code::kBadCuSeqlensQ || q1 < q0) my_layout_bad = 1;
     a.seq_status[b] = code;
     if (code != Code::kOk) report(a.status, code, b, value);
-    const int32_t tiles = code == Code::kOk ? (len + kBlockN - 1) / kBlockN : 0;
-    tiles_s[b] = tiles;
-    if (tiles > 0) my_total += tiles + kFixedCostTiles;
+    tiles_s[b] = code == Code::kOk ? (len + kBlockN - 1) / kBlockN : 0;
   }
-  if (my_total > 0) atomicAdd(&total_s, my_total);
+  if (my_layout_bad) atomicOr(&layout_bad_s, 1);
+  __syncthreads();
+  const bool layout_bad = layout_bad_s != 0;
+  long long my_total = 0;
+  for (int b = threadIdx.x; b < a.batch; b += kSchedThreads) {
+    if (layout_bad) {  // the combine then writes NaN over every output row (status[3])
+      if (a.seq_status[b] == Code::kOk) a.seq_status[b] = Code::kBadCuSeqlensQ;  // this thread wrote it above
+      tiles_s[b] = 0;
+    }
+    if (tiles_s[b] > 0) my_total += tiles_s[b] + kFixedCostTiles;
+  }
+  if (my_total > 0) atomicAdd(&total_s, static_cast<unsigned long long>(my_total));
   __syncthreads();
   if (threadIdx.x != 0) return;
+  if (layout_bad) a.status[3] = 1;
 
-  // 2. Greedy packing in sequence order (one thread: batch + num_parts steps over shared memory).
+  // 2. Greedy packing in sequence order (one thread: batch + num_parts steps over shared memory). Work counts
+  // are int64; a piece's tile range stays int32 (at most kMaxSeqLen / kBlockN).
   const int parts = a.num_parts;
-  const int32_t payload = (total_s + parts - 1) / parts + 2 * kFixedCostTiles;
+  const long long payload = (static_cast<long long>(total_s) + parts - 1) / parts + 2 * kFixedCostTiles;
   int part = 0, piece = 0;
-  int32_t used = 0;  // work already in `part`
+  long long used = 0;  // work already in `part`
   a.part_piece_begin[0] = 0;
   for (int b = 0; b < a.batch; ++b) {
     a.seq_piece_begin[b] = piece;
@@ -93,8 +110,8 @@ __global__ void __launch_bounds__(kSchedThreads) mla_decode_schedule_kernel(cons
         used = 0;
         a.part_piece_begin[part] = piece;
       }
-      const int32_t room = max(payload - used - kFixedCostTiles, 1);
-      const int32_t take = part + 1 == parts ? tiles - t : min(tiles - t, room);
+      const long long room = max(payload - used - kFixedCostTiles, 1ll);
+      const int32_t take = part + 1 == parts ? tiles - t : int32_t(min(static_cast<long long>(tiles - t), room));
       if (piece == a.max_pieces) {  // impossible by the bound in the layout; never write past the array
         report(a.status, Code::kTooManyPieces, b, piece);
         a.seq_status[b] = Code::kTooManyPieces;

@@ -1,0 +1,100 @@
+// The model's bridge to the two large attention kernels: flash_prefill (kernels/cuda/flash_prefill/) for MLA's
+// naive prefill over a step's varlen layout, and mla_decode (kernels/cuda/mla_decode/) for the absorbed decode
+// over the paged latent cache. Both read the step's device tensors (runtime/step_tensors.h) as they are: no
+// upload here. Whether a shape is in a kernel's contract is decided here (flash_prefill_fits, mla_decode_unfit);
+// outside it the ops layer (kernels/ops_step.cpp) runs the generic kernels instead.
+#include <algorithm>
+#include <string>
+
+#include "kernels/cuda/cuda_common.h"
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/flash_prefill/flash_prefill.h"
+#include "kernels/cuda/mla_decode/mla_decode.h"
+
+namespace mlarun::ops::cuda {
+
+bool flash_prefill_fits(int64_t d_qk, int64_t d_v, DType dtype) {
+  if (dtype != DType::BF16 && dtype != DType::F16) return false;
+  return (d_qk == 192 && d_v == 128) || (d_qk == 128 && d_v == 128) || (d_qk == 64 && d_v == 64) ||
+         (d_qk == 256 && d_v == 256);
+}
+
+Tensor flash_varlen(const Tensor& q, const Tensor& k, const Tensor& v, float scale, const StepPart& part) {
+  Tensor out = Tensor::empty({q.dim(0), q.dim(1), v.dim(2)}, q.dtype(), Device::CUDA);
+  if (part.num_tokens == 0) return out;
+  FlashPrefillParams p;
+  p.q = q.raw();
+  p.k = k.raw();
+  p.v = v.raw();
+  p.out = out.raw();
+  p.cu_seqlens_q = part.cu_seqlens_q.data<int32_t>();
+  p.cu_seqlens_k = part.cu_seqlens_k.data<int32_t>();
+  p.cu_seqlens_q_host = part.cu_seqlens_q_host.data();
+  p.cu_seqlens_k_host = part.cu_seqlens_k_host.data();
+  p.batch = int(part.num_seqs());
+  p.total_q = q.dim(0);
+  p.total_k = k.dim(0);
+  p.num_heads_q = int(q.dim(1));
+  p.num_heads_kv = int(k.dim(1));
+  p.head_dim_qk = int(q.dim(2));
+  p.head_dim_v = int(v.dim(2));
+  p.dtype = q.dtype();
+  p.softmax_scale = scale;
+  p.causal = true;
+  flash_prefill(p, stream());
+  return out;
+}
+
+std::string mla_decode_unfit(const StepPart& part, DType dtype, int64_t heads, int64_t kv_lora_rank,
+                             int64_t rope_dim, int64_t block_size) {
+  if (dtype != DType::BF16) return std::string("dtype ") + dtype_name(dtype) + " (mla_decode takes bf16)";
+  if (kv_lora_rank != 512) return "kv_lora_rank " + std::to_string(kv_lora_rank) + " (mla_decode takes 512)";
+  if (rope_dim != 64) return "qk_rope_head_dim " + std::to_string(rope_dim) + " (mla_decode takes 64)";
+  if (heads < 1 || heads > 128) return std::to_string(heads) + " heads per rank (mla_decode takes 1..128)";
+  if (part.max_q < 1 || part.max_q > 4)
+    return std::to_string(part.max_q) + " query rows in one sequence (mla_decode takes 1..4)";
+  if (block_size < 1 || block_size > 256) return "block_size " + std::to_string(block_size) + " (mla_decode: 1..256)";
+  if (part.num_seqs() < 1 || part.num_seqs() > 8192)
+    return std::to_string(part.num_seqs()) + " sequences (mla_decode takes 1..8192)";
+  return "";
+}
+
+int mla_decode_sm_count() { return std::clamp(current_device_sm_count(), 1, int(mla::kMaxSms)); }
+
+size_t mla_decode_workspace(const StepPart& part, int64_t heads, int num_sms) {
+  return mla_decode_workspace_bytes(int(part.num_seqs()), int(heads), int(part.max_q), num_sms);
+}
+
+Tensor mla_decode_run(const Tensor& q, const Tensor& pool, const StepPart& part, const Tensor& workspace,
+                      int num_sms, bool schedule, int64_t kv_lora_rank, float scale) {
+  const int64_t T = q.dim(0), H = q.dim(1);
+  Tensor out = Tensor::empty({T, H, kv_lora_rank}, q.dtype(), Device::CUDA);
+  Tensor lse = Tensor::empty({T, H}, DType::F32, Device::CUDA);
+  MlaDecodeParams p;
+  p.q = q.data<uint16_t>();
+  p.kv_cache = pool.data<uint16_t>();
+  p.block_tables = part.block_tables.data<int32_t>();
+  p.seq_lens = part.seq_lens.data<int32_t>();
+  p.cu_seqlens_q = part.cu_seqlens_q.data<int32_t>();
+  p.out = out.data<uint16_t>();
+  p.lse = lse.data<float>();
+  p.workspace = workspace.raw();
+  p.workspace_bytes = workspace.nbytes();
+  p.num_tokens = int(T);
+  p.batch = int(part.num_seqs());
+  p.num_heads = int(H);
+  p.kv_lora_rank = int(kv_lora_rank);
+  p.rope_dim = int(q.dim(2) - kv_lora_rank);
+  p.num_blocks = int(pool.dim(0));
+  p.block_size = int(pool.dim(1));
+  p.max_blocks_per_seq = int(part.max_blocks);
+  p.max_q_per_seq = int(part.max_q);
+  p.num_sms = num_sms;
+  p.softmax_scale = scale;
+  if (schedule) mla_decode_schedule(p, stream());
+  mla_decode_attend(p, stream());
+  mla_decode_combine(p, stream());
+  return out;
+}
+
+}  // namespace mlarun::ops::cuda

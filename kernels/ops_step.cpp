@@ -1,0 +1,202 @@
+// Checks and dispatch for the ops of the model's step path (kernels/ops.h, "Step-tensor forms" and "MoE on the
+// device"): index tensors on the data's device (runtime/step_tensors.h), so the CUDA backend uploads nothing.
+// Their values were checked when the step was built; here shapes, dtypes and devices. On the CPU the index
+// tensors are host memory: the dispatch reads them into the lists the CPU reference takes, so results are the
+// reference's bit for bit. The fast-kernel choice (flash_prefill, mla_decode) is made here: in contract, the large
+// kernel; otherwise the generic one.
+#include <cstdio>
+#include <mutex>
+#include <set>
+
+#include "kernels/cpu/cpu_ops.h"
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/op_checks.h"
+#include "kernels/ops.h"
+#include "runtime/error.h"
+
+namespace mlarun::ops {
+
+using detail::device_of;
+using detail::require_f32;
+
+namespace {
+
+template <typename T>
+std::vector<T> host_list(const Tensor& t) {
+  const T* p = t.data<T>();
+  return std::vector<T>(p, p + t.numel());
+}
+
+void require_index(const char* op, const char* name, const Tensor& t, DType dtype, int64_t n) {
+  MLARUN_CHECK(t.defined() && t.ndim() == 1 && t.dtype() == dtype && (n < 0 || t.numel() == n), op, ": ", name,
+               " must be ", dtype_name(dtype), " [", n, "], got ", t.defined() ? t.describe() : "nothing");
+}
+
+// The CPU reference takes sequences as BatchSequences: rebuild them from the part's host tensors.
+std::vector<BatchSequence> part_sequences(const StepPart& part) {
+  std::vector<BatchSequence> seqs;
+  const int32_t* lens = part.seq_lens.data<int32_t>();
+  const int32_t* tables = part.block_tables.data<int32_t>();
+  for (int64_t j = 0; j < part.num_seqs(); ++j) {
+    const int64_t start = part.cu_seqlens_q_host[size_t(j)], n = part.cu_seqlens_q_host[size_t(j + 1)] - start;
+    seqs.push_back({start, n, lens[j] - n,
+                    std::vector<int32_t>(tables + j * part.max_blocks, tables + (j + 1) * part.max_blocks)});
+  }
+  return seqs;
+}
+
+// One line on stderr the first time each fallback reason shows up.
+void note_fallback(const std::string& what) {
+  static std::mutex mutex;
+  static std::set<std::string> seen;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (seen.insert(what).second) std::fprintf(stderr, "mlarun: %s\n", what.c_str());
+}
+
+}  // namespace
+
+Tensor embedding(const Tensor& ids, const Tensor& table, int64_t vocab_start) {
+  const Device dev = device_of("embedding", {{"ids", ids}, {"table", table}});
+  MLARUN_CHECK(table.ndim() == 2, "embedding: table must be [vocab, dim], got ", table.describe());
+  require_index("embedding", "ids", ids, DType::I32, -1);
+  if (dev == Device::CUDA) return cuda::embedding(ids, table, vocab_start);
+  require_f32("embedding", {{"table", table}});
+  return cpu::embedding(host_list<int32_t>(ids), table, vocab_start);
+}
+
+void apply_rope(Tensor& x, const Tensor& positions, const RopeTable& table) {
+  const Device dev = device_of("apply_rope", {{"x", x}, {"positions", positions}});
+  MLARUN_CHECK(x.ndim() == 3, "apply_rope: x must be [tokens, heads, dim], got ", x.describe());
+  require_index("apply_rope", "positions", positions, DType::I64, x.dim(0));
+  MLARUN_CHECK(x.dim(2) >= table.rotary_dim(), "apply_rope: rotary dim ", table.rotary_dim(), " exceeds ",
+               x.describe());
+  if (dev == Device::CUDA) return cuda::apply_rope(x, positions, table);
+  require_f32("apply_rope", {{"x", x}});
+  cpu::apply_rope(x, host_list<int64_t>(positions), table);
+}
+
+void write_cache(Tensor& pool, const Tensor& slot_mapping, const Tensor& rows) {
+  const Device dev = device_of("write_cache", {{"pool", pool}, {"slot_mapping", slot_mapping}, {"rows", rows}});
+  MLARUN_CHECK(pool.ndim() == 3, "write_cache: pool must be [blocks, block_size, width], got ", pool.describe());
+  MLARUN_CHECK(rows.ndim() == 2 && rows.dim(1) == pool.dim(2) && rows.dtype() == pool.dtype(), "write_cache: rows ",
+               rows.describe(), " into a pool of ", pool.describe());
+  require_index("write_cache", "slot_mapping", slot_mapping, DType::I64, rows.dim(0));
+  if (dev == Device::CUDA) return cuda::write_cache(pool, slot_mapping, rows);
+  require_f32("write_cache", {{"pool", pool}, {"rows", rows}});
+  cpu::write_cache(pool, host_list<int64_t>(slot_mapping), rows);
+}
+
+Tensor gather_rows(const Tensor& x, const Tensor& rows) {
+  const Device dev = device_of("gather_rows", {{"x", x}, {"rows", rows}});
+  MLARUN_CHECK(x.ndim() >= 1, "gather_rows: x must have rows, got ", x.describe());
+  require_index("gather_rows", "rows", rows, DType::I64, -1);
+  if (dev == Device::CUDA) return cuda::gather_rows(x, rows);
+  return cpu::gather_rows(x, host_list<int64_t>(rows));
+}
+
+void scatter_rows(Tensor& dst, const Tensor& rows, const Tensor& src) {
+  const Device dev = device_of("scatter_rows", {{"dst", dst}, {"rows", rows}, {"src", src}});
+  MLARUN_CHECK(dst.ndim() >= 1 && src.ndim() == dst.ndim() && src.dtype() == dst.dtype() &&
+                   Shape(src.shape().begin() + 1, src.shape().end()) == Shape(dst.shape().begin() + 1, dst.shape().end()),
+               "scatter_rows: src ", src.describe(), " into dst ", dst.describe());
+  require_index("scatter_rows", "rows", rows, DType::I64, src.dim(0));
+  if (dev == Device::CUDA) return cuda::scatter_rows(dst, rows, src);
+  cpu::scatter_rows(dst, host_list<int64_t>(rows), src);
+}
+
+Tensor mla_paged_attention_part(const Tensor& q, const Tensor& pool, const StepPart& part, int64_t kv_lora_rank,
+                           float scale, Tensor* lse) {
+  const Device dev = device_of("mla_paged_attention", {{"q", q}, {"pool", pool}, {"block_tables", part.block_tables}});
+  MLARUN_CHECK(pool.ndim() == 3 && q.ndim() == 3 && q.dim(0) == part.num_tokens && q.dim(2) == pool.dim(2) &&
+                   kv_lora_rank > 0 && kv_lora_rank <= q.dim(2),
+               "mla_paged_attention: q ", q.describe(), " for ", part.num_tokens, " rows over cache rows of ",
+               pool.describe(), " with kv_lora_rank ", kv_lora_rank);
+  if (dev == Device::CUDA)
+    return cuda::mla_paged_attention(q, pool, part.block_tables, part.token_table_start, part.token_keys,
+                                     kv_lora_rank, scale, lse);
+  require_f32("mla_paged_attention", {{"q", q}, {"pool", pool}});
+  return cpu::mla_paged_attention(q, pool, part_sequences(part), kv_lora_rank, scale, lse);
+}
+
+bool flash_prefill_fits(int64_t d_qk, int64_t d_v, DType dtype) { return cuda::flash_prefill_fits(d_qk, d_v, dtype); }
+
+Tensor varlen_attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, const StepPart& part) {
+  const Device dev = device_of("varlen_attention", {{"q", q}, {"k", k}, {"v", v}});
+  MLARUN_CHECK(q.ndim() == 3 && k.ndim() == 3 && v.ndim() == 3 && q.dim(0) == part.num_tokens &&
+                   k.dim(0) == part.total_k && v.dim(0) == part.total_k && k.dim(2) == q.dim(2) &&
+                   v.dim(1) == k.dim(1) && k.dim(1) > 0 && q.dim(1) % k.dim(1) == 0,
+               "varlen_attention: q ", q.describe(), ", k ", k.describe(), ", v ", v.describe(), " for ",
+               part.num_tokens, " query and ", part.total_k, " key rows");
+  if (dev == Device::CUDA) {
+    if (cuda::flash_prefill_fits(q.dim(2), v.dim(2), q.dtype())) return cuda::flash_varlen(q, k, v, scale, part);
+    note_fallback("prefill attention with head dims " + std::to_string(q.dim(2)) + "/" + std::to_string(v.dim(2)) +
+                  " in " + dtype_name(q.dtype()) + " is outside flash_prefill's contract: generic CUDA kernel");
+  }
+  Tensor o = Tensor::empty({q.dim(0), q.dim(1), v.dim(2)}, q.dtype(), q.device());
+  for (int64_t j = 0; j < part.num_seqs(); ++j) {
+    const int64_t q0 = part.cu_seqlens_q_host[size_t(j)], n = part.cu_seqlens_q_host[size_t(j + 1)] - q0;
+    const int64_t k0 = part.cu_seqlens_k_host[size_t(j)], ctx = part.cu_seqlens_k_host[size_t(j + 1)] - k0;
+    if (n == 0) continue;
+    copy_into(o.rows(q0, n), attention(q.rows(q0, n), k.rows(k0, ctx), v.rows(k0, ctx), scale, ctx - n));
+  }
+  return o;
+}
+
+MlaDecodePlan plan_mla_decode(const StepPart& part, Device device, DType dtype, int64_t heads, int64_t kv_lora_rank,
+                              int64_t rope_dim, int64_t block_size) {
+  MlaDecodePlan plan;
+  plan.heads = heads;
+  if (device != Device::CUDA || part.empty()) {
+    plan.reason = device != Device::CUDA ? "not on the GPU" : "no decode rows";
+    return plan;
+  }
+  plan.reason = cuda::mla_decode_unfit(part, dtype, heads, kv_lora_rank, rope_dim, block_size);
+  if (!plan.reason.empty()) {
+    note_fallback("MLA decode: " + plan.reason + " is outside mla_decode's contract: generic CUDA kernel");
+    return plan;
+  }
+  plan.fast = true;
+  plan.num_sms = cuda::mla_decode_sm_count();
+  plan.workspace = Tensor::empty({int64_t(cuda::mla_decode_workspace(part, heads, plan.num_sms))}, DType::F8_E4M3,
+                                 Device::CUDA);
+  return plan;
+}
+
+Tensor mla_decode(const Tensor& q, const Tensor& pool, const StepPart& part, const MlaDecodePlan& plan,
+                  int64_t kv_lora_rank, float scale) {
+  if (!plan.fast) return mla_paged_attention_part(q, pool, part, kv_lora_rank, scale);
+  device_of("mla_decode", {{"q", q}, {"pool", pool}});
+  MLARUN_CHECK(q.ndim() == 3 && q.dim(0) == part.num_tokens && q.dim(1) == plan.heads && pool.ndim() == 3 &&
+                   q.dim(2) == pool.dim(2) && q.dtype() == pool.dtype(),
+               "mla_decode: q ", q.describe(), " for ", part.num_tokens, " rows of ", plan.heads,
+               " heads over a pool of ", pool.describe());
+  Tensor o = cuda::mla_decode_run(q, pool, part, plan.workspace, plan.num_sms, !plan.scheduled, kv_lora_rank, scale);
+  plan.scheduled = true;  // later layers reuse the step's schedule
+  return o;
+}
+
+ExpertPermutation permute_by_expert(const Routing& r, int64_t first_expert, int64_t num_experts) {
+  const Device dev = device_of("permute_by_expert", {{"experts", r.experts}, {"weights", r.weights}});
+  MLARUN_CHECK(r.experts.shape() == r.weights.shape() && r.experts.ndim() == 2 && r.experts.dtype() == DType::I32 &&
+                   r.weights.dtype() == DType::F32,
+               "permute_by_expert: routing experts ", r.experts.describe(), " and weights ", r.weights.describe(),
+               " are not i32 and f32 [tokens, top_k]");
+  MLARUN_CHECK(first_expert >= 0 && num_experts >= 0, "permute_by_expert: experts [", first_expert, ", ",
+               first_expert + num_experts, ")");
+  if (dev == Device::CUDA) return cuda::permute_by_expert(r.experts, r.weights, first_expert, num_experts);
+  return cpu::permute_by_expert(r.experts, r.weights, first_expert, num_experts);
+}
+
+Tensor combine_experts(const Tensor& expert_out, const ExpertPermutation& p, const Routing& r) {
+  const Device dev = device_of("combine_experts", {{"expert_out", expert_out}, {"slot_of", p.slot_of}});
+  MLARUN_CHECK(expert_out.ndim() == 2 && expert_out.dim(0) == p.tokens.numel() && p.slot_of.shape() == r.experts.shape(),
+               "combine_experts: expert outputs ", expert_out.describe(), " for ", p.tokens.numel(),
+               " assignments of routing ", r.experts.describe());
+  if (dev == Device::CUDA) return cuda::combine_experts(expert_out, p.slot_of, r.experts, r.weights);
+  require_f32("combine_experts", {{"expert_out", expert_out}});
+  Tensor y = Tensor::zeros({r.experts.dim(0), expert_out.dim(1)}, DType::F32);
+  cpu::scatter_add_rows(y, host_list<int64_t>(p.tokens), expert_out, host_list<float>(p.weights));
+  return y;
+}
+
+}  // namespace mlarun::ops

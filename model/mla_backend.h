@@ -1,0 +1,52 @@
+// The MLA attention backend seam, as vLLM's MLA backends have it: `plan` once per step builds what every layer
+// shares (the step's split into absorbed decode and naive prefill sequences with their layouts, from the step's
+// device tensors; the mla_decode work schedule), then `forward` per layer takes that layer's rotated queries and
+// its cache (this step's latents already written) and returns the attention output before o_proj.
+//
+// - ReferenceMlaBackend: the CPU reference (f32), sequence by sequence, exactly as the model always computed
+//   (gather the context, up-project, dense causal attention; or the absorbed attention over the paged cache).
+// - BatchedMlaBackend: one call per path for the whole step. Naive prefill: the context latents of every prefill
+//   sequence gathered in one op, up-projected by one GEMM (qk = nope + rope, v per head), then causal varlen
+//   attention over the cached prefix (chunked prefill): kernels/cuda/flash_prefill when (qk, v, dtype) is in its
+//   contract ((192,128), (128,128), (64,64), (256,256); bf16/fp16), otherwise the generic CUDA kernel per
+//   sequence. Absorbed decode: q_nope . W_UK, then kernels/cuda/mla_decode when in its contract (bf16,
+//   kv_lora_rank 512, rope 64, <= 128 heads per rank, <= 4 query rows per sequence, block_size <= 256), its
+//   schedule computed by the first layer and reused by the rest; otherwise the generic paged CUDA kernel; then
+//   . W_UV. Each fallback prints one line on stderr the first time. It runs on the CPU too (tests hold it to the
+//   reference there); on the GPU it is the default.
+#pragma once
+
+#include <memory>
+
+#include "kernels/ops.h"
+#include "parallel/parallel_layers.h"
+#include "runtime/forward_batch.h"
+#include "runtime/model_config.h"
+#include "runtime/step_tensors.h"
+
+namespace mlarun {
+
+// One layer's weights the attention core needs.
+struct MlaLayerWeights {
+  const ColumnParallelLinear& wkv_b;  // [H_local * (nope + v), kv_lora_rank]
+  const Tensor& w_uk_t;               // [H_local, kv_lora_rank, nope]
+  const Tensor& w_uv;                 // [H_local, v, kv_lora_rank]
+};
+
+class MlaBackend {
+ public:
+  virtual ~MlaBackend() = default;
+  virtual const char* name() const = 0;
+  // Once per step, before the first layer. `batch` and `step` must outlive the step's forward calls.
+  virtual void plan(const ForwardBatch& batch, const StepTensors& step) = 0;
+  // q [T, H_local, qk_head_dim] (rope applied), cache [blocks, block_size, kv_lora_rank + rope] -> [T, H_local, v].
+  virtual Tensor forward(const Tensor& q, const Tensor& cache, const MlaLayerWeights& w) const = 0;
+};
+
+enum class MlaBackendKind { Auto, Reference, Batched };  // Auto: Reference on the CPU, Batched on the GPU
+
+// `placement`: where the model's weights, activations and cache live (device and dtype).
+std::unique_ptr<MlaBackend> make_mla_backend(MlaBackendKind kind, const ModelConfig& c, int64_t local_heads,
+                                             const Placement& placement);
+
+}  // namespace mlarun

@@ -1,0 +1,172 @@
+// StepTensors::build (see step_tensors.h): host arrays first, checked, then packed into one buffer (256-byte
+// aligned pieces) that becomes one device allocation through one asynchronous copy, or stays on the host.
+#include "runtime/step_tensors.h"
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+
+#include "runtime/error.h"
+
+namespace mlarun {
+
+bool uses_absorbed_path(const ForwardBatch& batch, const BatchSequence& s) {
+  return batch.mla_path == MlaPath::Absorbed || (batch.mla_path == MlaPath::Auto && s.num_tokens == 1);
+}
+
+namespace {
+
+// Host arrays waiting to be packed: each becomes one typed view of the packed buffer.
+class Packer {
+ public:
+  template <typename T>
+  void add(Tensor* out, std::vector<T> values, Shape shape) {
+    auto owned = std::make_shared<std::vector<T>>(std::move(values));
+    const size_t bytes = owned->size() * sizeof(T);
+    pieces_.push_back({out, owned, owned->data(), bytes, std::move(shape), DTypeOf<T>::value, total_});
+    total_ += (std::max<size_t>(bytes, 1) + 255) / 256 * 256;
+  }
+
+  void finish(Device device, HostStaging* staging) {
+    HostStaging local;
+    HostStaging& st = staging ? *staging : local;
+    Tensor buffer;
+    uint8_t* host = nullptr;
+    if (device == Device::CPU) {
+      buffer = Tensor::empty({int64_t(total_)}, DType::F8_E4M3);  // one byte per element: raw storage
+      host = static_cast<uint8_t*>(buffer.raw());
+    } else {
+      host = static_cast<uint8_t*>(st.reserve(total_));
+    }
+    for (const Piece& p : pieces_)
+      if (p.bytes) std::memcpy(host + p.offset, p.data, p.bytes);
+    if (device != Device::CPU) {
+      buffer = Tensor::empty({int64_t(total_)}, DType::F8_E4M3, device);
+      st.upload(buffer.raw(), total_);
+      if (!staging) device_synchronize_if_needed(st);
+    }
+    for (const Piece& p : pieces_) *p.out = buffer.view_bytes(p.offset, p.shape, p.dtype);
+  }
+
+ private:
+  // A temporary staging buffer dies at the end of finish(): its copy must be done by then.
+  static void device_synchronize_if_needed(HostStaging& st) { st.reserve(0); }
+
+  struct Piece {
+    Tensor* out;
+    std::shared_ptr<void> owner;
+    const void* data;
+    size_t bytes;
+    Shape shape;
+    DType dtype;
+    size_t offset;
+  };
+  std::vector<Piece> pieces_;
+  size_t total_ = 0;
+};
+
+void add_part(Packer& pk, StepPart& part, const ForwardBatch& batch, bool absorbed, int64_t block_size) {
+  const int64_t T = batch.num_tokens();
+  for (size_t i = 0; i < batch.sequences.size(); ++i)
+    if (uses_absorbed_path(batch, batch.sequences[i]) == absorbed) part.seqs.push_back(int64_t(i));
+  int64_t blocks = 1;
+  for (int64_t i : part.seqs) {
+    const BatchSequence& s = batch.sequences[size_t(i)];
+    blocks = std::max(blocks, (s.start_pos + s.num_tokens + block_size - 1) / block_size);
+  }
+  part.max_blocks = blocks;
+  const int64_t S = part.num_seqs();
+  std::vector<int64_t> rows, slots;
+  std::vector<int32_t> tables(size_t(S * blocks), 0), lens, cu_q{0}, cu_k{0}, table_start, keys;
+  for (int64_t j = 0; j < S; ++j) {
+    const BatchSequence& s = batch.sequences[size_t(part.seqs[size_t(j)])];
+    const int64_t ctx = s.start_pos + s.num_tokens, need = (ctx + block_size - 1) / block_size;
+    for (int64_t b = 0; b < need; ++b) tables[size_t(j * blocks + b)] = s.block_table[size_t(b)];
+    lens.push_back(int32_t(ctx));
+    cu_q.push_back(int32_t(cu_q.back() + s.num_tokens));
+    cu_k.push_back(int32_t(cu_k.back() + ctx));
+    for (int64_t i = 0; i < s.num_tokens; ++i) {
+      rows.push_back(s.token_start + i);
+      table_start.push_back(int32_t(j * blocks));
+      keys.push_back(int32_t(s.start_pos + i + 1));
+    }
+    if (!absorbed)
+      for (int64_t p = 0; p < ctx; ++p)
+        slots.push_back(int64_t(s.block_table[size_t(p / block_size)]) * block_size + p % block_size);
+    part.max_q = std::max(part.max_q, s.num_tokens);
+  }
+  part.num_tokens = int64_t(rows.size());
+  part.total_k = cu_k.back();
+  part.whole_step = part.num_tokens == T;
+  for (int64_t t = 0; part.whole_step && t < T; ++t) part.whole_step = rows[size_t(t)] == t;
+  part.cu_seqlens_q_host = cu_q;
+  part.cu_seqlens_k_host = cu_k;
+  const int64_t n = part.num_tokens;
+  pk.add(&part.rows, std::move(rows), {n});
+  pk.add(&part.block_tables, std::move(tables), {S, blocks});
+  pk.add(&part.seq_lens, std::move(lens), {S});
+  pk.add(&part.cu_seqlens_q, std::move(cu_q), {S + 1});
+  pk.add(&part.cu_seqlens_k, std::move(cu_k), {S + 1});
+  pk.add(&part.token_table_start, std::move(table_start), {n});
+  pk.add(&part.token_keys, std::move(keys), {n});
+  const int64_t k = int64_t(slots.size());
+  pk.add(&part.kv_slots, std::move(slots), {k});
+}
+
+}  // namespace
+
+StepTensors StepTensors::build(const ForwardBatch& batch, Device device, int64_t block_size, int64_t num_blocks,
+                               HostStaging* staging) {
+  const int64_t T = batch.num_tokens(), S = int64_t(batch.sequences.size());
+  MLARUN_CHECK(block_size >= 1 && num_blocks >= 0, "step: a cache of ", num_blocks, " blocks of ", block_size,
+               " tokens");
+  MLARUN_CHECK(int64_t(batch.positions.size()) == T && int64_t(batch.slot_mapping.size()) == T, "step: ", T,
+               " tokens but ", batch.positions.size(), " positions and ", batch.slot_mapping.size(), " slots");
+  const int64_t slots = num_blocks * block_size;
+  for (int64_t slot : batch.slot_mapping)
+    MLARUN_CHECK(slot < slots, "step: slot ", slot, " outside the cache of ", slots, " slots");
+  for (int64_t r : batch.logit_rows) MLARUN_CHECK(r >= 0 && r < T, "step: logit row ", r, " outside the ", T, " tokens");
+  int64_t blocks = 1;
+  for (const BatchSequence& s : batch.sequences) {
+    MLARUN_CHECK(s.token_start >= 0 && s.num_tokens >= 0 && s.start_pos >= 0 && s.token_start + s.num_tokens <= T,
+                 "step: a sequence owns rows [", s.token_start, ", ", s.token_start + s.num_tokens, ") of ", T,
+                 " tokens, from position ", s.start_pos);
+    const int64_t ctx = s.start_pos + s.num_tokens, need = (ctx + block_size - 1) / block_size;
+    MLARUN_CHECK(need <= int64_t(s.block_table.size()), "step: ", ctx, " tokens but the block table covers ",
+                 int64_t(s.block_table.size()) * block_size);
+    for (int64_t b = 0; b < need; ++b)
+      MLARUN_CHECK(s.block_table[size_t(b)] >= 0 && s.block_table[size_t(b)] < num_blocks, "step: block ",
+                   s.block_table[size_t(b)], " outside the pool of ", num_blocks, " blocks");
+    blocks = std::max(blocks, need);
+  }
+
+  StepTensors st;
+  st.device = device;
+  st.num_tokens = T;
+  st.block_size = block_size;
+  Packer pk;
+  pk.add(&st.token_ids, batch.token_ids, {T});
+  pk.add(&st.positions, batch.positions, {T});
+  pk.add(&st.slot_mapping, batch.slot_mapping, {T});
+  pk.add(&st.logit_rows, batch.logit_rows, {int64_t(batch.logit_rows.size())});
+  std::vector<int32_t> tables(size_t(S * blocks), 0), lens, cu_q{0}, cu_k{0};
+  for (int64_t j = 0; j < S; ++j) {
+    const BatchSequence& s = batch.sequences[size_t(j)];
+    const int64_t ctx = s.start_pos + s.num_tokens;
+    for (int64_t b = 0; b < (ctx + block_size - 1) / block_size; ++b)
+      tables[size_t(j * blocks + b)] = s.block_table[size_t(b)];
+    lens.push_back(int32_t(ctx));
+    cu_q.push_back(int32_t(cu_q.back() + s.num_tokens));
+    cu_k.push_back(int32_t(cu_k.back() + ctx));
+  }
+  pk.add(&st.block_tables, std::move(tables), {S, blocks});
+  pk.add(&st.seq_lens, std::move(lens), {S});
+  pk.add(&st.cu_seqlens_q, std::move(cu_q), {S + 1});
+  pk.add(&st.cu_seqlens_k, std::move(cu_k), {S + 1});
+  add_part(pk, st.absorbed, batch, true, block_size);
+  add_part(pk, st.naive, batch, false, block_size);
+  pk.finish(device, staging);
+  return st;
+}
+
+}  // namespace mlarun

@@ -1,0 +1,126 @@
+// The GPU step path against the CPU reference: StepTensors built on the device hold the host layout byte for
+// byte (one upload from pinned staging); the device MoE permutation equals the host one exactly and its combine
+// matches in f32; the generic paged MLA kernel over a step part, flash_prefill through varlen_attention (MLA's
+// 192/128 in bf16) and mla_decode through the once-per-step plan (kv_lora_rank 512, rope 64) all match the CPU
+// ops on the same rounded values. Skips without a GPU.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "gpu_test_util.h"
+#include "kernels/ops.h"
+#include "runtime/step_tensors.h"
+#include "test_util.h"
+
+using namespace mlarun;
+using namespace mlarun::testing;
+
+namespace {
+
+// Two prefill chunks over cached prefixes and three decodes, blocks shuffled, block size 16.
+ForwardBatch step_batch(int64_t decode_rows) {
+  ForwardBatch b;
+  b.add_sequence(std::vector<int32_t>(9, 1), 20, {7, 3}, 16);
+  b.add_sequence(std::vector<int32_t>(size_t(decode_rows), 2), 40, {1, 0, 6}, 16);
+  b.add_sequence(std::vector<int32_t>(13, 3), 0, {5}, 16);
+  b.add_sequence(std::vector<int32_t>(size_t(decode_rows), 4), 3, {2}, 16);
+  b.mla_path = MlaPath::Auto;
+  return b;
+}
+
+}  // namespace
+
+TEST(GpuStepOps, StepTensorsOnTheDeviceHoldTheHostLayout) {
+  MLARUN_GPU_OR_SKIP();
+  const ForwardBatch b = step_batch(1);
+  HostStaging staging;
+  const StepTensors cpu = StepTensors::build(b, Device::CPU, 16, 8);
+  const StepTensors gpu = StepTensors::build(b, Device::CUDA, 16, 8, &staging);
+  for (auto [c, g] : {std::pair{&cpu.token_ids, &gpu.token_ids}, {&cpu.positions, &gpu.positions},
+                      {&cpu.slot_mapping, &gpu.slot_mapping}, {&cpu.block_tables, &gpu.block_tables},
+                      {&cpu.naive.kv_slots, &gpu.naive.kv_slots}, {&cpu.absorbed.block_tables, &gpu.absorbed.block_tables},
+                      {&cpu.absorbed.cu_seqlens_q, &gpu.absorbed.cu_seqlens_q}})
+    EXPECT_TRUE(bitwise_equal(*c, g->to(Device::CPU)));
+}
+
+TEST(GpuStepOps, MoePermutationAndCombineMatchTheCpu) {
+  MLARUN_GPU_OR_SKIP();
+  std::mt19937 rng(5);
+  const int64_t T = 37, K = 6, E = 64, D = 48;
+  Tensor experts = Tensor::empty({T, K}, DType::I32), weights = random_f32({T, K}, rng);
+  for (int64_t t = 0; t < T; ++t) {
+    std::vector<int32_t> all(E);
+    for (int32_t e = 0; e < E; ++e) all[size_t(e)] = e;
+    std::shuffle(all.begin(), all.end(), rng);
+    for (int64_t k = 0; k < K; ++k) experts.data<int32_t>()[t * K + k] = all[size_t(k)];
+  }
+  ops::Routing host{experts, weights}, dev{experts.to(Device::CUDA), weights.to(Device::CUDA)};
+  for (auto [first, local] : {std::pair<int64_t, int64_t>{0, 64}, {16, 16}, {48, 16}}) {
+    ops::ExpertPermutation want = ops::permute_by_expert(host, first, local);
+    ops::ExpertPermutation got = ops::permute_by_expert(dev, first, local);
+    EXPECT_EQ(got.offsets, want.offsets);
+    EXPECT_TRUE(bitwise_equal(got.tokens.to(Device::CPU), want.tokens));
+    EXPECT_TRUE(bitwise_equal(got.slot_of.to(Device::CPU), want.slot_of));
+    EXPECT_TRUE(bitwise_equal(got.weights.to(Device::CPU), want.weights));
+    Tensor out = random_f32({want.offsets.back(), D}, rng);
+    Tensor y_want = ops::combine_experts(out, want, host);
+    Tensor y_got = ops::combine_experts(out.to(Device::CUDA), got, dev);
+    EXPECT_LT(rel_error(y_got, y_want), kF32RelTol);
+  }
+}
+
+TEST(GpuStepOps, GenericPagedMlaOverAPartMatchesTheCpu) {
+  MLARUN_GPU_OR_SKIP();
+  std::mt19937 rng(9);
+  const ForwardBatch b = step_batch(1);
+  const StepTensors cpu = StepTensors::build(b, Device::CPU, 16, 8), gpu = StepTensors::build(b, Device::CUDA, 16, 8);
+  const int64_t H = 5, R = 64, Dr = 32;  // shapes outside mla_decode's contract: the generic kernel
+  Tensor pool = random_f32({8, 16, R + Dr}, rng), q = random_f32({cpu.absorbed.num_tokens, H, R + Dr}, rng);
+  Tensor want = ops::mla_paged_attention_part(q, pool, cpu.absorbed, R, 0.1f);
+  Tensor got = ops::mla_paged_attention_part(to_gpu(q, DType::F32), to_gpu(pool, DType::F32), gpu.absorbed, R, 0.1f);
+  EXPECT_LT(rel_error(got, want), kF32RelTol);
+}
+
+TEST(GpuStepOps, FlashPrefillThroughVarlenAttentionMatchesTheCpu) {
+  MLARUN_GPU_OR_SKIP();
+  std::mt19937 rng(13);
+  const ForwardBatch b = step_batch(1);
+  const StepTensors cpu = StepTensors::build(b, Device::CPU, 16, 8), gpu = StepTensors::build(b, Device::CUDA, 16, 8);
+  const int64_t H = 4, Q = cpu.naive.num_tokens, K = cpu.naive.total_k;
+  ASSERT_TRUE(ops::flash_prefill_fits(192, 128, DType::BF16));
+  Tensor q = bf16_rounded(random_f32({Q, H, 192}, rng)), k = bf16_rounded(random_f32({K, H, 192}, rng));
+  Tensor v = bf16_rounded(random_f32({K, H, 128}, rng));
+  Tensor want = ops::varlen_attention(q, k, v, 0.07f, cpu.naive);
+  Tensor got = ops::varlen_attention(to_gpu(q), to_gpu(k), to_gpu(v), 0.07f, gpu.naive);
+  EXPECT_LT(rel_error(got, want), kBf16RelTol);
+  // Outside the contract (96/64): the generic kernel, the same answer.
+  Tensor q2 = bf16_rounded(random_f32({Q, H, 96}, rng)), k2 = bf16_rounded(random_f32({K, H, 96}, rng));
+  Tensor v2 = bf16_rounded(random_f32({K, H, 64}, rng));
+  EXPECT_LT(rel_error(ops::varlen_attention(to_gpu(q2), to_gpu(k2), to_gpu(v2), 0.1f, gpu.naive),
+                      ops::varlen_attention(q2, k2, v2, 0.1f, cpu.naive)),
+            kBf16RelTol);
+}
+
+TEST(GpuStepOps, MlaDecodeThroughTheStepPlanMatchesTheCpu) {
+  MLARUN_GPU_OR_SKIP();
+  std::mt19937 rng(17);
+  for (int64_t rows : {1, 3}) {  // plain decode, and MTP-style rows (absorbed path forced)
+    ForwardBatch b;  // decode sequences only, `rows` query rows each (absorbed path forced)
+    b.add_sequence(std::vector<int32_t>(size_t(rows), 2), 40, {1, 0, 6}, 16);
+    b.add_sequence(std::vector<int32_t>(size_t(rows), 4), 3, {2}, 16);
+    b.mla_path = MlaPath::Absorbed;
+    const StepTensors cpu = StepTensors::build(b, Device::CPU, 16, 8);
+    const StepTensors gpu = StepTensors::build(b, Device::CUDA, 16, 8);
+    const int64_t H = 16, R = 512, Dr = 64;
+    ops::MlaDecodePlan plan = ops::plan_mla_decode(gpu.absorbed, Device::CUDA, DType::BF16, H, R, Dr, 16);
+    ASSERT_TRUE(plan.fast) << plan.reason;
+    Tensor pool = bf16_rounded(random_f32({8, 16, R + Dr}, rng));
+    Tensor pool_gpu = to_gpu(pool);
+    for (int layer = 0; layer < 2; ++layer) {  // the second call reuses the schedule
+      Tensor q = bf16_rounded(random_f32({cpu.absorbed.num_tokens, H, R + Dr}, rng, 0.3f));
+      Tensor want = ops::mla_paged_attention_part(q, pool, cpu.absorbed, R, 0.05f);
+      Tensor got = ops::mla_decode(to_gpu(q), pool_gpu, gpu.absorbed, plan, R, 0.05f);
+      EXPECT_LT(rel_error(got, want), kBf16RelTol) << rows << " rows, layer " << layer;
+    }
+  }
+}
