@@ -1,28 +1,34 @@
-// Cache bytes per token and capacity in a budget (see cache_footprint.h).
+// Cache bytes per token, capacity in a budget and decode communication (see cache_footprint.h).
 #include "bench/cache_footprint.h"
 
 #include "runtime/error.h"
 
 namespace mlarun {
 
-CacheFootprint cache_footprint(const ModelConfig& c, const AttentionKind& kind, DType dtype, int64_t tp) {
+CacheFootprint cache_footprint(const ModelConfig& c, const AttentionKind& kind, DType dtype, int64_t tp,
+                               int64_t dcp) {
   KvHeadLayout layout = kv_head_layout(c, kind, tp, 0);  // every rank holds the same amount
+  MLARUN_CHECK(dcp >= 1 && tp % dcp == 0, "cache_footprint: decode context parallel size ", dcp,
+               " must be at least 1 and divide the tensor-parallel size ", tp);
+  MLARUN_CHECK(dcp == 1 || kind.is_mla(), "cache_footprint: decode context parallelism applies to MLA only, not ",
+               kind.name(), " (dcp ", dcp, ")");
   CacheFootprint f;
   f.kind = kind;
   f.dtype = dtype;
   f.tp = tp;
+  f.dcp = dcp;
   f.n_layers = c.n_layers;
   if (kind.is_mla()) {
     f.elements_per_token_layer = c.kv_lora_rank + c.qk_rope_head_dim;  // d_c + d_h^R
-    f.elements_per_token_layer_per_rank = f.elements_per_token_layer;  // no head axis: replicated
-    f.replicated = tp > 1;
+    f.row_elements_per_rank = f.elements_per_token_layer;              // no head axis: the whole row
+    f.replicated = tp / dcp > 1;  // tp / dcp groups each hold the whole context
     return f;
   }
   const int64_t d = baseline_head_dim(c);
   f.kv_heads = layout.kv_heads;
   f.kv_heads_per_rank = layout.local_kv_heads;
   f.elements_per_token_layer = 2 * f.kv_heads * d;  // K and V
-  f.elements_per_token_layer_per_rank = 2 * f.kv_heads_per_rank * d;
+  f.row_elements_per_rank = 2 * f.kv_heads_per_rank * d;
   f.replicated = layout.replicated();
   return f;
 }
@@ -39,8 +45,9 @@ int64_t weight_bytes_per_rank(const ModelConfig& c, int64_t tp) {
 }
 
 int64_t BudgetCapacity::max_full_sequences(int64_t seq_len) const {
-  MLARUN_CHECK(seq_len >= 1 && block_size >= 1, "max_full_sequences: seq_len ", seq_len, ", block size ", block_size);
-  return num_blocks / ((seq_len + block_size - 1) / block_size);
+  MLARUN_CHECK(seq_len >= 1 && block_size >= 1 && dcp >= 1, "max_full_sequences: seq_len ", seq_len,
+               ", block size ", block_size, ", dcp ", dcp);
+  return num_blocks / ((seq_len + virtual_block_size() - 1) / virtual_block_size());
 }
 
 BudgetCapacity capacity_in_budget(const CacheFootprint& f, int64_t memory_bytes, int64_t weight_bytes,
@@ -51,9 +58,33 @@ BudgetCapacity capacity_in_budget(const CacheFootprint& f, int64_t memory_bytes,
   cap.weight_bytes = weight_bytes;
   cap.cache_budget_bytes = memory_bytes - weight_bytes;
   cap.block_size = block_size;
-  cap.bytes_per_block = f.bytes_per_token_per_rank() * block_size;
+  cap.dcp = f.dcp;
+  cap.bytes_per_block = f.bytes_per_rank_block(block_size);
   cap.num_blocks = cap.fits() ? cap.cache_budget_bytes / cap.bytes_per_block : 0;
   return cap;
+}
+
+DecodeComm decode_comm(const ModelConfig& c, int64_t tp, int64_t dcp) {
+  MLARUN_CHECK(tp >= 1 && dcp >= 1 && tp % dcp == 0 && c.n_heads % tp == 0, "decode_comm: tp ", tp, ", dcp ", dcp,
+               ", ", c.n_heads, " heads");
+  constexpr double kAct = 2, kLse = 4;  // bf16 activations, f32 log-sum-exps
+  auto ring_all_reduce = [](int64_t n, double size) { return 2.0 * double(n - 1) / double(n) * size; };
+  auto ring_all_gather = [](int64_t n, double total) { return double(n - 1) / double(n) * total; };
+  DecodeComm d;
+  d.tp = tp;
+  d.dcp = dcp;
+  d.heads_per_rank = c.n_heads * dcp / tp;
+  if (dcp > 1) {
+    d.lse_all_gather = ring_all_gather(dcp, double(dcp * d.heads_per_rank) * kLse);
+    d.partial_all_reduce = ring_all_reduce(dcp, double(d.heads_per_rank * c.kv_lora_rank) * kAct);
+  }
+  d.o_proj_all_reduce = ring_all_reduce(tp, double(c.dim) * kAct);
+  return d;
+}
+
+std::string decode_comm_model() {
+  return "bytes one rank sends (= receives) per decoded token per layer, ring collectives: all-reduce "
+         "2 (n-1)/n x size, all-gather (n-1)/n x total; activations bf16, log-sum-exps f32";
 }
 
 }  // namespace mlarun

@@ -3,9 +3,12 @@
 // DeepSeek-V2 paper's formulas: MHA 2*n_h*d_h, GQA 2*G*d_h, MQA 2*d_h, MLA kv_lora_rank + rope elements per token
 // per layer), so `bench cache` and the tests can hold the numbers; the real allocation is cache_measurement.h.
 //
-// Under tensor parallelism MLA's latent has no head axis: every rank holds all of it (the remedy, decode context
-// parallelism, shards the latent by token across ranks: docs/layouts.md §2.4). MHA/GQA split their kv heads;
-// GQA groups no further than one per rank, and MQA's single head is replicated.
+// Under tensor parallelism MLA's latent has no head axis: every rank holds all of it. Decode context parallelism
+// (DCP, N ranks of a TP group, N dividing tp) shards it by token instead: each rank of the group stores every
+// N-th token of every sequence, so a rank's row stays 576 values but it holds 1/N of the tokens (1,152 / N bytes
+// per token per layer in bf16), and the group holds N times a rank's tokens. MHA/GQA split their kv heads; GQA
+// groups no further than one per rank, and MQA's single head is replicated; DCP is MLA only (dcp 1 for them).
+// The DCP merge traffic per decoded token sits beside the all-reduce every TP layer already does (DecodeComm).
 #pragma once
 
 #include <cstdint>
@@ -21,22 +24,34 @@ struct CacheFootprint {
   AttentionKind kind;
   DType dtype = DType::BF16;
   int64_t tp = 1;
+  int64_t dcp = 1;                                // decode context parallel size (MLA only; 1 = off)
   int64_t n_layers = 0;
   int64_t kv_heads = 0;                           // whole model (0 for MLA)
   int64_t kv_heads_per_rank = 0;                  // 0 for MLA
   int64_t elements_per_token_layer = 0;           // whole model, as the paper counts
-  int64_t elements_per_token_layer_per_rank = 0;  // what one rank stores
+  int64_t row_elements_per_rank = 0;              // one rank's row for each token it stores (MLA: 576 at any dcp)
   bool replicated = false;                        // every rank (or several) holds the same values
 
   int64_t element_bytes() const { return int64_t(dtype_size(dtype)); }
   int64_t bytes_per_token_layer() const { return elements_per_token_layer * element_bytes(); }
   int64_t bytes_per_token() const { return bytes_per_token_layer() * n_layers; }
-  int64_t bytes_per_token_layer_per_rank() const { return elements_per_token_layer_per_rank * element_bytes(); }
-  int64_t bytes_per_token_per_rank() const { return bytes_per_token_layer_per_rank() * n_layers; }
+  // One rank's bytes per token of the context it serves: its row over the dcp ranks sharing the tokens (1,152 / N
+  // for MLA in bf16; fractional only where N does not divide the row's bytes, e.g. fp8 at dcp 128).
+  double bytes_per_token_layer_per_rank() const {
+    return double(row_elements_per_rank * element_bytes()) / double(dcp);
+  }
+  double bytes_per_token_per_rank() const { return bytes_per_token_layer_per_rank() * double(n_layers); }
+  // One rank's block: block_size of its own tokens in every layer. Under DCP it backs a virtual block of
+  // block_size * dcp tokens of the group.
+  int64_t bytes_per_rank_block(int64_t block_size) const {
+    return row_elements_per_rank * element_bytes() * n_layers * block_size;
+  }
 };
 
-// Throws naming the kind and tp when the heads cannot be split over tp ranks.
-CacheFootprint cache_footprint(const ModelConfig& c, const AttentionKind& kind, DType dtype, int64_t tp);
+// Throws naming the kind, tp and dcp when the heads cannot be split over tp ranks, when dcp < 1 or does not
+// divide tp, or when dcp > 1 for a kind other than MLA.
+CacheFootprint cache_footprint(const ModelConfig& c, const AttentionKind& kind, DType dtype, int64_t tp,
+                               int64_t dcp = 1);
 
 // A caveat to print beside a footprint ("" when none): fp8 latent caches keep scales that are not counted here.
 std::string footprint_note(const CacheFootprint& f);
@@ -44,21 +59,38 @@ std::string footprint_note(const CacheFootprint& f);
 // One rank's share of the bf16 weights: num_params * 2 / tp (the same model weights for every attention kind).
 int64_t weight_bytes_per_rank(const ModelConfig& c, int64_t tp);
 
-// Paged capacity of one rank in a budget: whole blocks of block_size tokens over all layers.
+// Paged capacity in a budget: whole blocks of block_size tokens per rank over all layers; under DCP N the group
+// (the scheduler's view) holds virtual blocks of block_size * N tokens, N times a rank's tokens.
 struct BudgetCapacity {
   int64_t memory_bytes = 0;           // the device's memory (e.g. 80 GiB)
   int64_t weight_bytes = 0;           // this rank's weights
   int64_t cache_budget_bytes = 0;     // memory - weights; <= 0 means the weights alone do not fit
-  int64_t block_size = 0;
+  int64_t block_size = 0;             // tokens of a rank's block
+  int64_t dcp = 1;
   int64_t bytes_per_block = 0;        // all layers, this rank
-  int64_t num_blocks = 0;             // vLLM's num_gpu_blocks
-  int64_t tokens() const { return num_blocks * block_size; }
+  int64_t num_blocks = 0;             // vLLM's num_gpu_blocks (per rank = virtual blocks of the group)
+  int64_t virtual_block_size() const { return block_size * dcp; }
+  int64_t tokens() const { return num_blocks * virtual_block_size(); }  // the context the TP group holds
   bool fits() const { return cache_budget_bytes > 0; }
   double max_concurrency(int64_t seq_len) const { return double(tokens()) / double(seq_len); }  // vLLM's figure
-  // Sequences of seq_len tokens that each get their own ceil(seq_len / block_size) blocks.
+  // Sequences of seq_len tokens that each get their own ceil(seq_len / virtual_block_size) blocks.
   int64_t max_full_sequences(int64_t seq_len) const;
 };
 BudgetCapacity capacity_in_budget(const CacheFootprint& f, int64_t memory_bytes, int64_t weight_bytes,
                                   int64_t block_size);
+
+// Bytes one rank moves per decoded token per layer, "on the wire" in a ring model: all-reduce 2 (n-1)/n * size,
+// all-gather (n-1)/n * total. Activations in bf16 (2 bytes), log-sum-exps in f32 (4 bytes).
+struct DecodeComm {
+  int64_t tp = 1, dcp = 1;
+  int64_t heads_per_rank = 0;       // Hg = n_heads * dcp / tp: every rank of a DCP group computes the same heads
+  double lse_all_gather = 0;        // DCP: each rank's Hg f32 log-sum-exps gathered over the group (N * Hg * 4)
+  double partial_all_reduce = 0;    // DCP: the rescaled partial outputs, Hg * kv_lora_rank bf16, summed
+  double merge() const { return lse_all_gather + partial_all_reduce; }
+  double o_proj_all_reduce = 0;     // every TP layer: dim bf16 values summed over tp ranks
+};
+DecodeComm decode_comm(const ModelConfig& c, int64_t tp, int64_t dcp);
+// The model above in words, for tables and JSON.
+std::string decode_comm_model();
 
 }  // namespace mlarun

@@ -15,6 +15,7 @@
 #include "runtime/cache_pool.h"
 #include "runtime/device.h"
 #include "runtime/error.h"
+#include "runtime/step_tensors.h"
 
 namespace mlarun {
 
@@ -43,18 +44,21 @@ int64_t cache_row_width(const ModelConfig& c, const AttentionKind& kind, int64_t
 
 CacheMeasurement measure_cache_capacity(const ModelConfig& c, const CacheFootprint& f, int64_t budget_bytes,
                                         int64_t block_size, int64_t seq_len, Device device) {
-  MLARUN_CHECK(budget_bytes > 0 && block_size >= 1 && seq_len >= 1, "measure_cache_capacity: budget ", budget_bytes,
-               " bytes, block size ", block_size, ", seq len ", seq_len);
+  MLARUN_CHECK(budget_bytes > 0 && block_size >= 1 && seq_len >= 1 && f.dcp >= 1, "measure_cache_capacity: budget ",
+               budget_bytes, " bytes, block size ", block_size, ", seq len ", seq_len, ", dcp ", f.dcp);
   auto start = std::chrono::steady_clock::now();
   CacheMeasurement m;
   m.device = device;
   m.budget_bytes = budget_bytes;
   m.block_size = block_size;
+  m.dcp = f.dcp;
   m.row_width = cache_row_width(c, f.kind, f.tp);
-  const int64_t esize = int64_t(dtype_size(f.dtype)), layers = c.n_layers;
-  m.num_blocks_computed = budget_bytes / (f.bytes_per_token_per_rank() * block_size);
-  m.tokens_computed = m.num_blocks_computed * block_size;
-  const int64_t block_bytes = block_size * m.row_width * esize;  // one layer
+  const int64_t esize = int64_t(dtype_size(f.dtype)), layers = c.n_layers, dcp = f.dcp;
+  const int64_t virtual_block = block_size * dcp;  // the group's block, as the block manager sees it
+  // The footprint's arithmetic: bytes per token per rank over the group's tokens in a virtual block.
+  m.num_blocks_computed = int64_t(double(budget_bytes) / (f.bytes_per_token_per_rank() * double(virtual_block)));
+  m.tokens_computed = m.num_blocks_computed * virtual_block;
+  const int64_t block_bytes = block_size * m.row_width * esize;  // one layer, one rank
   m.num_blocks = budget_bytes / (layers * block_bytes);
   if (m.num_blocks == 0) return m;
 
@@ -67,39 +71,51 @@ CacheMeasurement measure_cache_capacity(const ModelConfig& c, const CacheFootpri
   }
 
   // Admit sequences until the block manager refuses; the last one takes whatever blocks are left.
-  BlockManager blocks(m.num_blocks, block_size, /*enable_prefix_caching=*/false);
+  BlockManager blocks(m.num_blocks, virtual_block, /*enable_prefix_caching=*/false);
   std::vector<Sequence> seqs;
-  std::vector<uint8_t> pattern(static_cast<size_t>(block_bytes));
   for (int64_t id = 0;; ++id) {
-    int64_t room = blocks.num_free_blocks() * block_size;
+    int64_t room = blocks.num_free_blocks() * virtual_block;
     Sequence seq(id, std::vector<int32_t>(size_t(std::max<int64_t>(1, std::min(seq_len, room))), 7));
     if (!blocks.can_allocate(seq)) break;
     blocks.allocate(seq);
-    std::fill(pattern.begin(), pattern.end(), mark_of(id));
-    for (size_t b = 0; b < seq.block_table.size(); ++b) {  // write the sequence's slots through its block table
-      int64_t used = std::min(block_size, seq.num_tokens() - int64_t(b) * block_size);
-      for (Tensor& layer : pool.layers)
-        copy_bytes(static_cast<char*>(layer.raw()) + seq.block_table[b] * block_bytes, device, pattern.data(),
-                   Device::CPU, size_t(used * m.row_width * esize));
-    }
     seqs.push_back(std::move(seq));
   }
   m.sequences = int64_t(seqs.size());
   m.tokens = blocks.stats().tokens_stored;
 
-  // Read the marks back: a slot counts when every layer holds its owner's mark.
-  std::vector<int64_t> good(size_t(m.num_blocks * block_size), 0);
-  for (const Tensor& layer : pool.layers) {
-    Tensor host = device == Device::CPU ? layer : layer.to(Device::CPU);
-    const uint8_t* bytes = static_cast<const uint8_t*>(host.raw());
-    for (const Sequence& seq : seqs)
-      for (int64_t p = 0; p < seq.num_tokens(); ++p) {
-        int64_t slot = seq.slot(p, block_size);
-        good[size_t(slot)] += bytes[slot * m.row_width * esize] == mark_of(seq.id()) &&
-                              bytes[(slot + 1) * m.row_width * esize - 1] == mark_of(seq.id());
+  // Each rank of the group in turn, through the runtime's own placement (runtime/step_tensors.h): within virtual
+  // block b of a sequence the rank holds context_parallel_local_len of its tokens, contiguous from 0 in its block
+  // block_table[b]; context_parallel_local_slot maps a token's virtual slot to the rank's slot, or -1 when another
+  // rank stores it. Every position of every sequence is asked of every rank, so a token the placement gave to no
+  // rank or to two is caught.
+  std::vector<uint8_t> pattern(static_cast<size_t>(block_bytes));
+  std::vector<int64_t> good(size_t(m.num_blocks * block_size));
+  for (int64_t rank = 0; rank < dcp; ++rank) {
+    const ContextParallel cp{dcp, rank};
+    for (const Sequence& seq : seqs) {  // write each sequence's mark into this rank's slots through its block table
+      std::fill(pattern.begin(), pattern.end(), mark_of(seq.id()));
+      for (size_t b = 0; b < seq.block_table.size(); ++b) {
+        int64_t in_block = std::min(virtual_block, seq.num_tokens() - int64_t(b) * virtual_block);
+        for (Tensor& layer : pool.layers)
+          copy_bytes(static_cast<char*>(layer.raw()) + seq.block_table[b] * block_bytes, device, pattern.data(),
+                     Device::CPU, size_t(context_parallel_local_len(in_block, cp) * m.row_width * esize));
       }
+    }
+    // Read the marks back: a token counts when its slot holds its owner's mark in every layer.
+    std::fill(good.begin(), good.end(), 0);
+    for (const Tensor& layer : pool.layers) {
+      Tensor host = device == Device::CPU ? layer : layer.to(Device::CPU);
+      const uint8_t* bytes = static_cast<const uint8_t*>(host.raw());
+      for (const Sequence& seq : seqs)
+        for (int64_t p = 0; p < seq.num_tokens(); ++p) {
+          int64_t slot = context_parallel_local_slot(seq.slot(p, virtual_block), block_size, cp);
+          if (slot < 0) continue;  // another rank's token
+          good[size_t(slot)] += bytes[slot * m.row_width * esize] == mark_of(seq.id()) &&
+                                bytes[(slot + 1) * m.row_width * esize - 1] == mark_of(seq.id());
+        }
+    }
+    for (int64_t g : good) m.tokens_verified += g == layers;
   }
-  for (int64_t g : good) m.tokens_verified += g == layers;
   m.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return m;
 }

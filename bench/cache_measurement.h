@@ -3,6 +3,13 @@
 // with one), touches every byte, then fills the BlockManager with sequences until it refuses, writes each
 // sequence's mark into its slots through its block table, and reads the marks back. The tokens it holds are the
 // measured capacity, to set against cache_footprint.h's computed one for the same budget.
+//
+// Under decode context parallelism (footprint dcp N > 1) the budget is one rank's: the block manager hands out
+// virtual blocks of block_size * N tokens (the group's view), block k of a sequence being block k of every rank's
+// pool; token p lives on rank p % N at that rank's slot block_table[p / (block_size N)] * block_size +
+// (p / N) % block_size, computed by the runtime's own context_parallel_local_slot (runtime/step_tensors.h). The
+// ranks' pools have the same shape, so one pool is allocated and each rank's tokens are written and read back in
+// turn: every token of the group must land in exactly one rank's slot.
 #pragma once
 
 #include <cstdint>
@@ -18,21 +25,23 @@ int64_t cache_row_width(const ModelConfig& c, const AttentionKind& kind, int64_t
 struct CacheMeasurement {
   Device device = Device::CPU;
   int64_t budget_bytes = 0;
-  int64_t block_size = 0;
+  int64_t block_size = 0;           // tokens of a rank's block
+  int64_t dcp = 1;                  // ranks sharing the tokens; the block manager's blocks hold block_size * dcp
   int64_t row_width = 0;            // from the layer
   int64_t num_blocks_computed = 0;  // footprint arithmetic: budget / bytes per block
-  int64_t num_blocks = 0;           // allocated
+  int64_t num_blocks = 0;           // allocated (per rank; = the group's virtual blocks)
   int64_t pool_bytes = 0;           // CachePool::bytes()
   int64_t resident_bytes = -1;      // host: growth of this process's resident memory after touching; -1 unknown
   int64_t sequences = 0;            // admitted by the BlockManager before it refused
-  int64_t tokens = 0;               // token slots they hold (BlockManager stats)
-  int64_t tokens_computed = 0;      // num_blocks_computed * block_size
-  int64_t tokens_verified = 0;      // slots that read back their owner's mark in every layer
+  int64_t tokens = 0;               // token positions they hold (BlockManager stats; the group's under DCP)
+  int64_t tokens_computed = 0;      // num_blocks_computed * block_size * dcp
+  int64_t tokens_verified = 0;      // tokens whose rank's slot read back their owner's mark in every layer
   double seconds = 0;
   double deviation() const { return tokens_computed ? double(tokens - tokens_computed) / double(tokens_computed) : 0; }
 };
 
-// One rank's pools for footprint `f` in `budget_bytes`, filled with sequences of up to `seq_len` tokens.
+// One rank's pools for footprint `f` (its dcp included) in `budget_bytes`, filled with sequences of up to
+// `seq_len` tokens.
 CacheMeasurement measure_cache_capacity(const ModelConfig& c, const CacheFootprint& f, int64_t budget_bytes,
                                         int64_t block_size, int64_t seq_len, Device device);
 

@@ -113,12 +113,18 @@ std::string render_panel(const ChartPanel& p, double ox, double oy) {
             << (s.dashed ? "#ffffff" : s.color) << "\" stroke=\"" << s.color << "\" stroke-width=\"2\"/>\n";
     if (last >= 0) labels.push_back({col_x(size_t(last)) + 9, y_of(s.values[size_t(last)]), fmt(s.values[size_t(last)]), s.color});
   }
-  // Keep end labels of the same column at least 12 px apart.
+  // Keep end labels of the same column at least 12 px apart: push down, then push back up from the plot's
+  // bottom so that a crowded column does not spill its labels onto the x axis.
   std::sort(labels.begin(), labels.end(), [](const EndLabel& a, const EndLabel& b) {
     return a.x != b.x ? a.x < b.x : a.y < b.y;
   });
   for (size_t i = 1; i < labels.size(); ++i)
     if (labels[i].x == labels[i - 1].x && labels[i].y < labels[i - 1].y + 12) labels[i].y = labels[i - 1].y + 12;
+  for (size_t i = labels.size(); i-- > 0;) {
+    bool last_of_column = i + 1 == labels.size() || labels[i + 1].x != labels[i].x;
+    double bound = last_of_column ? py + ph - 4 : labels[i + 1].y - 12;
+    if (labels[i].y > bound) labels[i].y = bound;
+  }
   for (const EndLabel& l : labels)
     svg << text(l.x, l.y + 4, l.text, "font-size=\"11\" fill=\"" + l.color + "\"");
   return svg.str();

@@ -26,7 +26,10 @@ uint64_t hash_block_tokens(uint64_t prev_hash, const int32_t* tokens, int64_t co
 
 BlockManager::BlockManager(int64_t num_blocks, int64_t block_size, bool enable_prefix_caching, BlockHashFn hash_fn)
     : block_size_(block_size), enable_prefix_caching_(enable_prefix_caching), hash_fn_(hash_fn) {
-  MLARUN_CHECK(block_size >= 1 && block_size <= 256, "block_size must be in [1, 256], got ", block_size);
+  // The scheduler's block: --block-size (1..256 per rank) times the decode-context-parallel group's size.
+  constexpr int64_t kMaxGroupBlock = 256 * 1024;
+  MLARUN_CHECK(block_size >= 1 && block_size <= kMaxGroupBlock, "block_size must be in [1, ", kMaxGroupBlock,
+               "] (256 per rank times the DCP group), got ", block_size);
   MLARUN_CHECK(num_blocks >= 1 && num_blocks <= INT32_MAX, "num_blocks must be in [1, 2^31), got ", num_blocks);
   MLARUN_CHECK(hash_fn != nullptr, "BlockManager needs a block hash function");
   blocks_.resize(static_cast<size_t>(num_blocks));

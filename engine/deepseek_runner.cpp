@@ -28,14 +28,15 @@ int64_t min_over_ranks(Communicator& comm, int64_t value) {
 CacheCapacity DeepseekRunner::plan_cache(const ModelConfig& c, const RuntimeOptions& o, int64_t budget_bytes,
                                          DType cache_dtype) {
   CacheCapacity cap;
-  cap.block_size = o.block_size;
+  cap.block_size = o.scheduler_block_size();
+  cap.rank_block_size = o.block_size;
   cap.bytes_per_block = c.n_layers * o.block_size * c.latent_dim() * int64_t(dtype_size(cache_dtype));
   if (o.num_blocks > 0) {
     cap.num_blocks = o.num_blocks;
     return cap;
   }
   cap.budget_bytes = budget_bytes;
-  int64_t wanted = (o.max_model_len + o.block_size - 1) / o.block_size * o.max_num_seqs;
+  int64_t wanted = (o.max_model_len + cap.block_size - 1) / cap.block_size * o.max_num_seqs;
   int64_t affordable = budget_bytes / cap.bytes_per_block;
   MLARUN_CHECK(affordable >= 1, "the cache budget of ", budget_bytes, " bytes holds no block of ", cap.bytes_per_block,
                " bytes");
@@ -54,7 +55,9 @@ DeepseekRunner::DeepseekRunner(ModelConfig config, const std::string& model_dir,
   MLARUN_CHECK(options.tp == comm.world_size(), "option --tensor-parallel-size (--tp): value ", options.tp,
                ": the job runs ", comm.world_size(), " ranks (start it with mpirun -np ", options.tp, ")");
   const Placement placement = Placement::for_device(options.device);
-  model_ = DeepseekModel::load(std::move(config), model_dir, comm, placement, progress);
+  const int64_t N = options.decode_context_parallel_size;
+  if (N > 1) dcp_comm_ = comm.split(int(comm.rank() / N), int(comm.rank() % N));  // consecutive ranks
+  model_ = DeepseekModel::load(std::move(config), model_dir, comm, placement, progress, dcp_comm_.get());
   int64_t budget = kCpuCacheBudgetBytes;
   if (placement.device == Device::CUDA && options.num_blocks <= 0) {
     GpuMemoryProfile profile = profile_gpu_memory(*model_, options);
@@ -63,14 +66,14 @@ DeepseekRunner::DeepseekRunner(ModelConfig config, const std::string& model_dir,
                  " leaves no room for the cache: ", profile.describe(options.gpu_memory_utilization));
   }
   capacity_ = plan_cache(model_->config(), options, budget, placement.dtype);
-  cache_ = CachePool::allocate(model_->config().n_layers, capacity_.num_blocks, capacity_.block_size,
+  cache_ = CachePool::allocate(model_->config().n_layers, capacity_.num_blocks, capacity_.rank_block_size,
                                model_->cache_width(), placement.dtype, placement.device);
 }
 
 Tensor DeepseekRunner::execute(const ForwardBatch& batch) {
   // The step's index data leaves in one copy from the runner's (pinned) staging buffer; the logits stay put.
-  const StepTensors step = StepTensors::build(batch, placement().device, capacity_.block_size, capacity_.num_blocks,
-                                              &staging_);
+  const StepTensors step = StepTensors::build(batch, placement().device, capacity_.rank_block_size,
+                                              capacity_.num_blocks, &staging_, model_->context_parallel());
   return model_->forward(batch, step, cache_.layers);
 }
 

@@ -19,11 +19,11 @@ RuntimeOptions with_runner_cache(RuntimeOptions options, const ModelRunner& runn
 
 Engine::Engine(RuntimeOptions options, ModelRunner& runner)
     : runner_(runner), scheduler_(with_runner_cache(std::move(options), runner)) {
-  MLARUN_CHECK(scheduler_.config().block_size == runner.block_size() &&
+  MLARUN_CHECK(scheduler_.config().scheduler_block_size() == runner.block_size() &&
                    scheduler_.config().num_blocks <= runner.num_blocks(),
                "engine: scheduler wants ", scheduler_.config().num_blocks, " blocks of ",
-               scheduler_.config().block_size, " tokens, the model's cache has ", runner.num_blocks(), " of ",
-               runner.block_size());
+               scheduler_.config().scheduler_block_size(), " tokens, the model's cache has ", runner.num_blocks(),
+               " of ", runner.block_size());
 }
 
 int64_t Engine::add_request(std::vector<int32_t> prompt, SamplingParams params, RequestOptions options) {
@@ -54,7 +54,7 @@ std::vector<int64_t> Engine::logit_positions(const ScheduledSequence& s) const {
 
 ForwardBatch Engine::build_batch(const ScheduledBatch& scheduled) const {
   ForwardBatch b;
-  const int64_t bs = scheduler_.config().block_size;
+  const int64_t bs = scheduler_.block_manager().block_size();  // under DCP the group's block: virtual slots
   for (const ScheduledSequence& s : scheduled.seqs) {
     const Sequence& seq = *s.seq;
     const int64_t first =

@@ -19,7 +19,7 @@ double gib(int64_t bytes) { return double(bytes) / double(int64_t(1) << 30); }
 // than max_model_len, laid out in consecutive blocks of a scratch pool; logits for up to max_num_seqs rows.
 ForwardBatch warmup_batch(const ModelConfig& c, const RuntimeOptions& o, int64_t tokens, int64_t* blocks_needed) {
   ForwardBatch b;
-  const int64_t bs = o.block_size;
+  const int64_t bs = o.scheduler_block_size();  // the batch speaks of the DCP group's blocks
   int32_t next_block = 0;
   for (int64_t done = 0; done < tokens;) {
     const int64_t n = std::min(tokens - done, o.max_model_len);

@@ -29,7 +29,7 @@ RuntimeOptions validated(RuntimeOptions options) {
 
 Scheduler::Scheduler(RuntimeOptions options)
     : config_(validated(std::move(options))),
-      block_manager_(config_.num_blocks, config_.block_size, config_.enable_prefix_caching) {}
+      block_manager_(config_.num_blocks, config_.scheduler_block_size(), config_.enable_prefix_caching) {}
 
 int64_t Scheduler::max_cache_positions(const Sequence& seq) const {
   const int64_t prompt = seq.num_prompt_tokens();
@@ -48,12 +48,13 @@ std::string Scheduler::rejection_reason(const Sequence& seq) const {
     return detail::concat("request ", seq.id(), ": prompt of ", seq.num_prompt_tokens(),
                           " tokens is longer than max_model_len (", config_.max_model_len, ")");
   const int64_t positions = max_cache_positions(seq);
-  const int64_t blocks = (positions + config_.block_size - 1) / config_.block_size;
+  const int64_t bs = block_manager_.block_size();  // the DCP group's block (docs/layouts.md §2.6)
+  const int64_t blocks = (positions + bs - 1) / bs;
   if (blocks > config_.num_blocks)
     return detail::concat("request ", seq.id(), " needs up to ", blocks, " cache blocks (", positions,
                           " tokens: prompt ", seq.num_prompt_tokens(), " + max_tokens ", seq.params().max_tokens,
                           ", capped by max_model_len ", config_.max_model_len, ") but the whole pool holds ",
-                          config_.num_blocks, " blocks of ", config_.block_size, " tokens");
+                          config_.num_blocks, " blocks of ", bs, " tokens");
   return "";
 }
 

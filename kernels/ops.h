@@ -103,6 +103,13 @@ Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const std::vecto
 Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const std::vector<BatchSequence>& sequences,
                            int64_t kv_lora_rank, float scale, Tensor* lse = nullptr);
 
+// Decode context parallelism's merge (docs/layouts.md §2.6), in place: o[T, H, D] is this rank's partial attention
+// output over its own cache slice and lse_all f32 [T, N * H] every rank's log-sum-exp for the same rows and heads,
+// rank-major along the last dimension (all_gather_last_dim of each rank's [T, H]). Scales o[t, h, :] by
+// exp(lse_all[t, rank * H + h] - LSE[t, h]), LSE the log-sum-exp over the N ranks (a rank that saw no key has
+// lse -inf and weight 0), so the sum of the N scaled outputs is the exact softmax over the whole context.
+void lse_merge_rescale(Tensor& o, const Tensor& lse_all, int64_t rank);
+
 // ---- Sampling ----------------------------------------------------------------------------------------------
 // Index of the largest logit of each row of logits[R, V] (lowest index among equals).
 std::vector<int32_t> argmax_rows(const Tensor& logits);

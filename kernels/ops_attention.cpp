@@ -89,4 +89,15 @@ Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const std::vecto
   return cpu::mla_paged_attention(q, pool, sequences, kv_lora_rank, scale, lse);
 }
 
+void lse_merge_rescale(Tensor& o, const Tensor& lse_all, int64_t rank) {
+  const Device dev = device_of("lse_merge_rescale", {{"o", o}, {"lse_all", lse_all}});
+  MLARUN_CHECK(o.ndim() == 3 && lse_all.ndim() == 2 && lse_all.dtype() == DType::F32 && lse_all.dim(0) == o.dim(0) &&
+                   o.dim(1) > 0 && lse_all.dim(1) % o.dim(1) == 0 && rank >= 0 &&
+                   rank < lse_all.dim(1) / o.dim(1),
+               "lse_merge_rescale: o ", o.describe(), ", lse_all ", lse_all.describe(), ", rank ", rank);
+  if (dev == Device::CUDA) return cuda::lse_merge_rescale(o, lse_all, rank);
+  require_f32("lse_merge_rescale", {{"o", o}});
+  cpu::lse_merge_rescale(o, lse_all, rank);
+}
+
 }  // namespace mlarun::ops

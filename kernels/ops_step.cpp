@@ -4,6 +4,7 @@
 // tensors are host memory: the dispatch reads them into the lists the CPU reference takes, so results are the
 // reference's bit for bit. The fast-kernel choice (flash_prefill, mla_decode) is made here: in contract, the large
 // kernel; otherwise the generic one.
+#include <cmath>
 #include <cstdio>
 #include <mutex>
 #include <set>
@@ -42,6 +43,20 @@ std::vector<BatchSequence> part_sequences(const StepPart& part) {
     seqs.push_back({start, n, lens[j] - n,
                     std::vector<int32_t>(tables + j * part.max_blocks, tables + (j + 1) * part.max_blocks)});
   }
+  return seqs;
+}
+
+// Under decode context parallelism a query row's visible keys are its own count of this rank's rows
+// (token_keys), not start_pos + i + 1: one single-row sequence per row that sees any key.
+std::vector<BatchSequence> part_rows(const StepPart& part) {
+  std::vector<BatchSequence> seqs;
+  const int32_t* keys = part.token_keys.data<int32_t>();
+  const int32_t* starts = part.token_table_start.data<int32_t>();
+  const int32_t* tables = part.block_tables.data<int32_t>();
+  for (int64_t i = 0; i < part.num_tokens; ++i)
+    if (keys[i] > 0)
+      seqs.push_back({i, 1, keys[i] - 1,
+                      std::vector<int32_t>(tables + starts[i], tables + starts[i] + part.max_blocks)});
   return seqs;
 }
 
@@ -115,7 +130,13 @@ Tensor mla_paged_attention_part(const Tensor& q, const Tensor& pool, const StepP
     return cuda::mla_paged_attention(q, pool, part.block_tables, part.token_table_start, part.token_keys,
                                      kv_lora_rank, scale, lse);
   require_f32("mla_paged_attention", {{"q", q}, {"pool", pool}});
-  return cpu::mla_paged_attention(q, pool, part_sequences(part), kv_lora_rank, scale, lse);
+  if (part.dcp_size == 1) return cpu::mla_paged_attention(q, pool, part_sequences(part), kv_lora_rank, scale, lse);
+  Tensor o = cpu::mla_paged_attention(q, pool, part_rows(part), kv_lora_rank, scale, lse);
+  const int32_t* keys = part.token_keys.data<int32_t>();
+  for (int64_t i = 0; lse && i < part.num_tokens; ++i)  // rows that saw no key: o 0 (zeros), lse -inf
+    if (keys[i] == 0)
+      for (int64_t h = 0; h < q.dim(1); ++h) lse->data<float>()[i * q.dim(1) + h] = -INFINITY;
+  return o;
 }
 
 bool flash_prefill_fits(int64_t d_qk, int64_t d_v, DType dtype) { return cuda::flash_prefill_fits(d_qk, d_v, dtype); }

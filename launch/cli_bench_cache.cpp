@@ -1,7 +1,9 @@
 // `mlarun bench cache`: what MLA's latent cache buys against MHA, GQA and MQA for a real config. Per token (per
-// layer and for the model) in each kv dtype; per rank under each TP degree; tokens and sequences that fit in a
-// memory budget; and the same pools allocated and filled for real through the BlockManager, whose measured
-// capacity must match the computed one. Prints tables, and writes JSON (--json) and an SVG chart (--chart).
+// layer and for the model) in each kv dtype; per rank under each TP degree, and for MLA under each decode context
+// parallel size (--decode-context-parallel-size, the latent split by token over N ranks); tokens and sequences
+// that fit in a memory budget; the same pools allocated and filled for real through the BlockManager, whose
+// measured capacity must match the computed one; and the DCP merge traffic beside the o_proj all-reduce. Prints
+// tables, and writes JSON (--json) and an SVG chart (--chart).
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
@@ -42,29 +44,31 @@ std::vector<AttentionKind> kinds_to_compare(const ModelConfig& c, const std::str
 std::vector<CacheRecord> build_records(const ModelConfig& c, const CacheBenchSettings& s,
                                        const std::vector<AttentionKind>& kinds) {
   std::vector<CacheRecord> records;
-  std::map<std::tuple<int64_t, DType, int64_t>, CacheMeasurement> measured;  // same pool geometry, same result
+  // Same pool geometry and DCP size, same result.
+  std::map<std::tuple<int64_t, int64_t, DType, int64_t>, CacheMeasurement> measured;
   for (int64_t tp : s.tp_degrees)
     for (const AttentionKind& kind : kinds)
-      for (DType dtype : s.kv_dtypes) {
-        CacheRecord r;
-        try {
-          r.footprint = cache_footprint(c, kind, dtype, tp);
-        } catch (const Error& e) {
-          fail("option --tp: value ", tp, ": ", e.what());
+      for (int64_t dcp : kind.is_mla() ? mla_dcp_sizes(s, tp) : std::vector<int64_t>{1})  // DCP: MLA only
+        for (DType dtype : s.kv_dtypes) {
+          CacheRecord r;
+          try {
+            r.footprint = cache_footprint(c, kind, dtype, tp, dcp);
+          } catch (const Error& e) {
+            fail("option --tp: value ", tp, ": ", e.what());
+          }
+          r.capacity = capacity_in_budget(r.footprint, s.memory_bytes, weight_bytes_per_rank(c, tp), s.block_size);
+          int64_t budget = s.measure_bytes > 0 ? s.measure_bytes : r.capacity.cache_budget_bytes;
+          if (s.measure_enabled && budget > 0) {
+            auto key = std::make_tuple(cache_row_width(c, kind, tp), dcp, dtype, budget);
+            auto it = measured.find(key);
+            if (it == measured.end())
+              it = measured.emplace(key, measure_cache_capacity(c, r.footprint, budget, s.block_size, s.seq_len,
+                                                                s.measure_device)).first;
+            r.measurement = it->second;
+            r.measured = true;
+          }
+          records.push_back(r);
         }
-        r.capacity = capacity_in_budget(r.footprint, s.memory_bytes, weight_bytes_per_rank(c, tp), s.block_size);
-        int64_t budget = s.measure_bytes > 0 ? s.measure_bytes : r.capacity.cache_budget_bytes;
-        if (s.measure_enabled && budget > 0) {
-          auto key = std::make_tuple(cache_row_width(c, kind, tp), dtype, budget);
-          auto it = measured.find(key);
-          if (it == measured.end())
-            it = measured.emplace(key, measure_cache_capacity(c, r.footprint, budget, s.block_size, s.seq_len,
-                                                              s.measure_device)).first;
-          r.measurement = it->second;
-          r.measured = true;
-        }
-        records.push_back(r);
-      }
   return records;
 }
 
@@ -74,6 +78,7 @@ Command add_bench_cache_command(CLI::App& bench) {
   auto* cmd = bench.add_subcommand("cache", "Cache bytes and capacity of MLA against MHA, GQA and MQA for a config");
   auto config_path = std::make_shared<std::string>();
   auto tp = std::make_shared<std::string>("1,2,4,8");
+  auto dcp = std::make_shared<std::string>("1");
   auto kv_dtypes = std::make_shared<std::string>("bf16,fp8");
   auto gqa_groups = std::make_shared<std::string>("8");
   auto json_out = std::make_shared<std::string>();
@@ -84,11 +89,14 @@ Command add_bench_cache_command(CLI::App& bench) {
   auto block_size = std::make_shared<int64_t>(64);
   cmd->add_option("--config", *config_path, "DeepSeek (JSON/YAML) or Hugging Face config")->required();
   cmd->add_option("--tp", *tp, "Tensor-parallel degrees, comma-separated");
+  cmd->add_option("--decode-context-parallel-size,--dcp", *dcp,
+                  "Decode context parallel sizes N for MLA (its latent split by token over N ranks), comma-separated; "
+                  "each divides some --tp value (MLA is also shown at 1; pairs that do not divide are skipped)");
   cmd->add_option("--memory-gib", *memory_gib, "Memory per GPU in GiB, before this rank's bf16 weights");
   cmd->add_option("--seq-len,--max-model-len", *seq_len, "Tokens per sequence for the concurrency figure");
   cmd->add_option("--kv-dtype", *kv_dtypes, "Cache dtypes, comma-separated");
   cmd->add_option("--gqa-groups", *gqa_groups, "GQA key/value group counts to compare, comma-separated");
-  cmd->add_option("--block-size", *block_size, "Tokens per cache block, 1 to 256");
+  cmd->add_option("--block-size", *block_size, "Tokens per cache block of one rank, 1 to 256 (DCP N: N x per group)");
   auto* measure_option = cmd->add_option("--measure-gib", *measure_gib,
                   "Budget of the real allocation in GiB (default: 1 on the host, the real budget on a GPU; 0: skip)");
   cmd->add_option("--json", *json_out, "Write the records as JSON here");
@@ -110,6 +118,11 @@ Command add_bench_cache_command(CLI::App& bench) {
                 fail("option --tp: value ", t, ": ", e.what());
               }
             }
+            s.dcp_sizes = parse_int_list(*dcp, "--decode-context-parallel-size");
+            for (int64_t n : s.dcp_sizes)
+              if (std::none_of(s.tp_degrees.begin(), s.tp_degrees.end(), [n](int64_t t) { return t % n == 0; }))
+                fail("option --decode-context-parallel-size: value ", n, ": divides none of the --tp values (", *tp,
+                     "); the ranks of a DCP group are ranks of one TP group");
             s.kv_dtypes = parse_kv_dtypes(*kv_dtypes, "--kv-dtype");
             if (!(*memory_gib > 0)) fail("option --memory-gib: value ", *memory_gib, ": must be positive");
             if (*seq_len < 1) fail("option --seq-len: value ", *seq_len, ": must be at least 1");
@@ -138,7 +151,7 @@ Command add_bench_cache_command(CLI::App& bench) {
                                                : "the real budget per rank");
             std::vector<CacheRecord> records = build_records(c, s, kinds);
             std::cout << per_token_table(c, s, kinds) << "\n" << per_rank_table(c, s, records) << "\n"
-                      << cache_notes(c, s, records);
+                      << decode_comm_table(c, s, records) << "\n" << cache_notes(c, s, records);
             if (!json_out->empty()) {
               write_text_file(*json_out, json::dump(cache_records_json(c, s, records), 2) + "\n", "--json");
               std::cout << "JSON:  " << *json_out << "\n";

@@ -204,7 +204,8 @@ json::Value results_json(const std::vector<DecodeResult>& results, const DecodeS
 }  // namespace
 
 Command add_bench_decode_command(CLI::App& bench) {
-  auto* cmd = bench.add_subcommand("decode", "Time one decode step, MLA against MHA/GQA/MQA, with random weights");
+  auto* cmd = bench.add_subcommand(
+      "decode", "Time one decode step, MLA against MHA/GQA/MQA, with random weights (one rank: no --tp, --dcp 1)");
   auto s = std::make_shared<DecodeSettings>();
   auto attention = std::make_shared<std::string>("mla,mha,gqa:8,mqa");
   auto json_out = std::make_shared<std::string>();

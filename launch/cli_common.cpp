@@ -19,6 +19,9 @@ void add_model_options(CLI::App& cmd, ModelOptions& o) {
   cmd.add_option("--model", o.model_dir, "Hugging Face checkpoint directory (config.json + safetensors)")->required();
   cmd.add_option("--device", o.device, "auto, cpu or cuda (auto: cuda when a GPU exists; cuda runs in bf16)");
   cmd.add_option("--tensor-parallel-size,--tp", r.tp, "Tensor-parallel ranks (run under mpirun -np N)");
+  cmd.add_option("--decode-context-parallel-size,--dcp", r.decode_context_parallel_size,
+                 "Ranks of one group (consecutive tp ranks) that share each sequence's latent cache by token, each "
+                 "storing every N-th token: N times the tokens at the same memory; must divide --tp (1: off)");
   cmd.add_option("--comm", o.comm, "Communicator: auto, nccl, mpi or single");
   cmd.add_option("--collective-timeout", o.collective_timeout,
                  "Seconds a collective may wait for the other ranks before the job ends naming the ranks it waited "
@@ -84,7 +87,7 @@ namespace {
 // completes them; --device, --gpu-memory-utilization and the timeout may differ per rank).
 std::string agreed_options(const ModelOptions& o) {
   const RuntimeOptions& r = o.runtime;
-  return detail::concat("tp=", r.tp, " block-size=", r.block_size, " num-blocks=", r.num_blocks, " max-model-len=",
+  return detail::concat("tp=", r.tp, " dcp=", r.decode_context_parallel_size, " block-size=", r.block_size, " num-blocks=", r.num_blocks, " max-model-len=",
                         o.max_model_len_option->count() ? std::to_string(r.max_model_len) : "auto",
                         " max-num-seqs=", r.max_num_seqs, " max-num-batched-tokens=", r.max_num_batched_tokens,
                         " prefix-caching=", r.enable_prefix_caching ? "on" : "off", " kv-cache-dtype=",
@@ -119,9 +122,17 @@ Session open_session(ModelOptions& o) {
   r.num_blocks = cap.num_blocks;  // the scheduler uses the whole cache the runner sized
   if (s.is_driver()) {
     const std::string where = r.device == Device::CUDA ? "cuda (" + gpu_name() + ", bf16)" : "cpu (f32)";
-    std::fprintf(stderr, "mlarun: %s on %s, tp %d (%s); latent cache: %lld blocks x %lld tokens = %lld tokens (%.1f MiB)\n",
-                 o.model_dir.c_str(), where.c_str(), s.comm->world_size(), s.comm->backend(), (long long)cap.num_blocks,
-                 (long long)cap.block_size, (long long)cap.tokens(),
+    // Under DCP a block holds block_size tokens on each of the group's N ranks: the line counts the group's tokens
+    // and one rank's bytes.
+    const std::string dcp = r.decode_context_parallel_size > 1
+                                ? detail::concat(", dcp ", r.decode_context_parallel_size, " (each rank stores 1/",
+                                                 r.decode_context_parallel_size, " of every sequence's tokens)")
+                                : std::string();
+    std::fprintf(stderr,
+                 "mlarun: %s on %s, tp %d (%s)%s; latent cache: %lld blocks x %lld tokens = %lld tokens (%.1f MiB per "
+                 "rank)\n",
+                 o.model_dir.c_str(), where.c_str(), s.comm->world_size(), s.comm->backend(), dcp.c_str(),
+                 (long long)cap.num_blocks, (long long)cap.block_size, (long long)cap.tokens(),
                  double(cap.num_blocks * cap.bytes_per_block) / (1 << 20));
     std::fprintf(stderr, "mlarun: maximum concurrency for %lld tokens per request: %.2fx\n",
                  (long long)r.max_model_len, cap.max_concurrency(r.max_model_len));

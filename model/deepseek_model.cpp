@@ -7,10 +7,10 @@
 
 namespace mlarun {
 
-AttentionFactory mla_attention_factory() {
-  return [](const ModelConfig& c, const WeightSource& weights, const std::string& prefix, Communicator& comm,
-            const Placement& placement) -> std::unique_ptr<AttentionLayer> {
-    return std::make_unique<MLAttention>(c, weights, prefix, comm, placement);
+AttentionFactory mla_attention_factory(Communicator* dcp) {
+  return [dcp](const ModelConfig& c, const WeightSource& weights, const std::string& prefix, Communicator& comm,
+               const Placement& placement) -> std::unique_ptr<AttentionLayer> {
+    return std::make_unique<MLAttention>(c, weights, prefix, comm, placement, dcp);
   };
 }
 
@@ -36,17 +36,21 @@ Tensor DecoderLayer::forward(Tensor& h, const StepContext& step, Tensor& cache, 
 
 DeepseekModel::DeepseekModel(ModelConfig config, const WeightSource& ckpt, Communicator& comm,
                              const Placement& placement, const LoadProgress& progress,
-                             const AttentionFactory& attention)
+                             const AttentionFactory& attention, Communicator* dcp)
     : config_(std::move(config)),
       placement_(placement),
-      rope_(ops::rope_table_on(ops::make_rope_table(config_), placement.device)) {
+      rope_(ops::rope_table_on(ops::make_rope_table(config_), placement.device)),
+      dcp_{dcp} {
   config_.validate_for_tp(comm.world_size());
-  mla_local_heads_ = config_.n_heads / comm.world_size();
-  mla_ = make_mla_backend(MlaBackendKind::Auto, config_, mla_local_heads_, placement_);
+  MLARUN_CHECK(comm.world_size() % dcp_.size() == 0, "a decode-context-parallel group of ", dcp_.size(),
+               " ranks does not divide ", comm.world_size(), " tensor-parallel ranks");
+  mla_local_heads_ = config_.n_heads / (comm.world_size() / dcp_.size());  // query heads (a DCP group's)
+  mla_ = make_mla_backend(MlaBackendKind::Auto, config_, mla_local_heads_, placement_, dcp_);
+  const AttentionFactory layers_attention = dcp_.on() ? mla_attention_factory(dcp) : attention;
   embed_ = VocabParallelEmbedding(ckpt, "model.embed_tokens.weight", config_.vocab_size, config_.dim, comm, placement_);
   layers_.reserve(size_t(config_.n_layers));
   for (int64_t l = 0; l < config_.n_layers; ++l) {
-    layers_.emplace_back(config_, ckpt, l, comm, attention, placement_);
+    layers_.emplace_back(config_, ckpt, l, comm, layers_attention, placement_);
     if (progress) progress(l + 1, config_.n_layers);
   }
   final_norm_ = load_checked(ckpt, "model.norm.weight", {config_.dim}, placement_);
@@ -54,23 +58,27 @@ DeepseekModel::DeepseekModel(ModelConfig config, const WeightSource& ckpt, Commu
 }
 
 std::unique_ptr<DeepseekModel> DeepseekModel::load(const std::string& dir, Communicator& comm,
-                                                   const Placement& placement, const LoadProgress& progress) {
-  return load(load_model_config_from_dir(dir), dir, comm, placement, progress);
+                                                   const Placement& placement, const LoadProgress& progress,
+                                                   Communicator* dcp) {
+  return load(load_model_config_from_dir(dir), dir, comm, placement, progress, dcp);
 }
 
 std::unique_ptr<DeepseekModel> DeepseekModel::load(ModelConfig config, const std::string& dir, Communicator& comm,
-                                                   const Placement& placement, const LoadProgress& progress) {
+                                                   const Placement& placement, const LoadProgress& progress,
+                                                   Communicator* dcp) {
   Checkpoint ckpt(dir);
-  return std::make_unique<DeepseekModel>(std::move(config), ckpt, comm, placement, progress);
+  return std::make_unique<DeepseekModel>(std::move(config), ckpt, comm, placement, progress, mla_attention_factory(),
+                                         dcp);
 }
 
 void DeepseekModel::set_mla_backend(MlaBackendKind kind) {
-  mla_ = make_mla_backend(kind, config_, mla_local_heads_, placement_);
+  mla_ = make_mla_backend(kind, config_, mla_local_heads_, placement_, dcp_);
 }
 
 Tensor DeepseekModel::forward(const ForwardBatch& batch, std::vector<Tensor>& cache) const {
   MLARUN_CHECK(!cache.empty() && cache.front().ndim() == 3, "forward: no cache pools");
-  const StepTensors step = StepTensors::build(batch, placement_.device, cache.front().dim(1), cache.front().dim(0));
+  const StepTensors step = StepTensors::build(batch, placement_.device, cache.front().dim(1), cache.front().dim(0),
+                                              nullptr, context_parallel());
   return forward(batch, step, cache);
 }
 

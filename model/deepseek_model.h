@@ -4,6 +4,8 @@
 // Each layer's attention comes from an AttentionFactory (MLA by default); a benchmark may hand in another kind
 // of the same heads, and the layer then decides the cache row width. The Placement (default CPU f32) decides
 // where the weights and activations live; the model code is the same for every device (it calls only ops).
+// With a decode-context-parallel group (`dcp`, docs/layouts.md §2.6) the layers are MLA sharding the latent
+// cache by token over the group; everything else (MLP, MoE, embedding, head) is split over tp as without it.
 #pragma once
 
 #include <functional>
@@ -22,8 +24,8 @@ namespace mlarun {
 using AttentionFactory = std::function<std::unique_ptr<AttentionLayer>(
     const ModelConfig& c, const WeightSource& weights, const std::string& prefix, Communicator& comm,
     const Placement& placement)>;
-// Multi-head Latent Attention, the model as trained.
-AttentionFactory mla_attention_factory();
+// Multi-head Latent Attention, the model as trained; `dcp`: the rank's decode-context-parallel group, if any.
+AttentionFactory mla_attention_factory(Communicator* dcp = nullptr);
 
 class DecoderLayer {
  public:
@@ -47,14 +49,19 @@ using LoadProgress = std::function<void(int64_t, int64_t)>;
 
 class DeepseekModel {
  public:
+  // `dcp`: this rank's decode-context-parallel group (N consecutive ranks of `comm`, made by comm.split; it must
+  // outlive the model); null or one rank: none. Under DCP `attention` is ignored: the layers are MLA.
   DeepseekModel(ModelConfig config, const WeightSource& ckpt, Communicator& comm, const Placement& placement = {},
-                const LoadProgress& progress = {}, const AttentionFactory& attention = mla_attention_factory());
+                const LoadProgress& progress = {}, const AttentionFactory& attention = mla_attention_factory(),
+                Communicator* dcp = nullptr);
   // Loads config.json and the safetensors of `dir`.
   static std::unique_ptr<DeepseekModel> load(const std::string& dir, Communicator& comm,
-                                             const Placement& placement = {}, const LoadProgress& progress = {});
+                                             const Placement& placement = {}, const LoadProgress& progress = {},
+                                             Communicator* dcp = nullptr);
   // The same with a config already read (the process reads it once).
   static std::unique_ptr<DeepseekModel> load(ModelConfig config, const std::string& dir, Communicator& comm,
-                                             const Placement& placement = {}, const LoadProgress& progress = {});
+                                             const Placement& placement = {}, const LoadProgress& progress = {},
+                                             Communicator* dcp = nullptr);
 
   const ModelConfig& config() const { return config_; }
   // Where the weights live; cache pools go there too, in its dtype.
@@ -69,12 +76,15 @@ class DeepseekModel {
   // Which MLA backend the layers attend through (Auto: the reference on the CPU, the batched one on the GPU).
   void set_mla_backend(MlaBackendKind kind);
   const MlaBackend& mla_backend() const { return *mla_; }
+  // This rank's place in its decode-context-parallel group (size 1: none); step tensors must be built with it.
+  ContextParallel context_parallel() const { return {dcp_.size(), dcp_.rank()}; }
 
  private:
   ModelConfig config_;
   Placement placement_;
   ops::RopeTable rope_;  // inv_freq also resident on the model's device
   int64_t mla_local_heads_ = 0;
+  MlaDcpGroup dcp_;
   std::unique_ptr<MlaBackend> mla_;  // planned once per step, shared by every layer
   VocabParallelEmbedding embed_;
   std::vector<DecoderLayer> layers_;

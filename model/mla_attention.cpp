@@ -7,31 +7,41 @@
 namespace mlarun {
 
 MLAttention::MLAttention(const ModelConfig& c, const WeightSource& ckpt, const std::string& prefix, Communicator& comm,
-                         const Placement& placement)
+                         const Placement& placement, Communicator* dcp)
     : placement_(placement),
       c_(c),
-      local_heads_(c.n_heads / comm.world_size()),
+      dcp_{dcp},
+      local_heads_(c.n_heads / (comm.world_size() / dcp_.size())),
+      out_heads_(c.n_heads / comm.world_size()),
       softmax_scale_(float(c.softmax_scale())),
       eps_(float(c.rms_norm_eps)) {
   const int64_t H = c.n_heads, qk = c.qk_head_dim(), nope = c.qk_nope_head_dim, vd = c.v_head_dim;
+  // Head groups: without DCP one per rank; with it, tp / N groups of N consecutive ranks (docs/layouts.md §2.6).
+  const int64_t N = dcp_.size(), groups = comm.world_size() / N, group = comm.rank() / N;
+  MLARUN_CHECK(comm.world_size() % N == 0 && comm.rank() % N == dcp_.rank(), "MLA: rank ", comm.rank(), " of ",
+               comm.world_size(), " is not rank ", dcp_.rank(), " of a decode-context-parallel group of ", N,
+               " consecutive ranks");
   if (c.q_lora_rank > 0) {
     wq_a_ = ReplicatedLinear(ckpt, prefix + "q_a_proj.weight", c.dim, c.q_lora_rank, placement);
     q_norm_ = load_checked(ckpt, prefix + "q_a_layernorm.weight", {c.q_lora_rank}, placement);
-    wq_b_ = ColumnParallelLinear(ckpt, prefix + "q_b_proj.weight", c.q_lora_rank, H * qk, comm, placement);
+    wq_b_ = ColumnParallelLinear(ckpt, prefix + "q_b_proj.weight", c.q_lora_rank, H * qk, group, groups, placement);
   } else {
-    wq_ = ColumnParallelLinear(ckpt, prefix + "q_proj.weight", c.dim, H * qk, comm, placement);
+    wq_ = ColumnParallelLinear(ckpt, prefix + "q_proj.weight", c.dim, H * qk, group, groups, placement);
   }
   wkv_a_ = ReplicatedLinear(ckpt, prefix + "kv_a_proj_with_mqa.weight", c.dim, c.latent_dim(), placement);
   kv_norm_ = load_checked(ckpt, prefix + "kv_a_layernorm.weight", {c.kv_lora_rank}, placement);
-  wkv_b_ = ColumnParallelLinear(ckpt, prefix + "kv_b_proj.weight", c.kv_lora_rank, H * (nope + vd), comm, placement);
+  wkv_b_ = ColumnParallelLinear(ckpt, prefix + "kv_b_proj.weight", c.kv_lora_rank, H * (nope + vd), group, groups,
+                                placement);
   wo_ = RowParallelLinear(ckpt, prefix + "o_proj.weight", H * vd, c.dim, comm, placement);
 
   // Split wkv_b per head into W_UK [nope, R] (stored transposed, [R, nope]) and W_UV [v, R]: copies of the placed
-  // weight, so both paths multiply by the same rounded values.
-  const int64_t R = c.kv_lora_rank, Hl = local_heads_;
+  // weight, so both paths multiply by the same rounded values. W_UV and the naive path's up-projection cover only
+  // the heads this rank outputs (under DCP: heads [rank_in_group * out, +out) of its group's).
+  const int64_t R = c.kv_lora_rank, Hl = local_heads_, Ho = out_heads_, first = dcp_.rank() * Ho;
   Tensor per_head = wkv_b_.weight().view({Hl, (nope + vd) * R});
   w_uk_t_ = ops::transpose_last_two(ops::narrow_last_dim(per_head, 0, nope * R).view({Hl, nope, R}));
-  w_uv_ = ops::narrow_last_dim(per_head, nope * R, vd * R).view({Hl, vd, R});
+  w_uv_ = ops::narrow_last_dim(per_head, nope * R, vd * R).rows(first, Ho).view({Ho, vd, R});
+  wkv_b_out_ = N == 1 ? wkv_b_.weight() : per_head.rows(first, Ho).clone().view({Ho * (nope + vd), R});
 }
 
 Tensor MLAttention::project_queries(const Tensor& x) const {
@@ -52,16 +62,16 @@ Tensor MLAttention::forward(const Tensor& x, const StepContext& step, Tensor& ca
                                        k_pe.view({T, Dr}));
   ops::write_cache(cache, step.tensors.slot_mapping, latent);
 
-  const MlaLayerWeights weights{wkv_b_, w_uk_t_, w_uv_};
+  const MlaLayerWeights weights{wkv_b_out_, w_uk_t_, w_uv_};
   Tensor o;
   if (step.mla) {
     o = step.mla->forward(q, cache, weights);
   } else {  // a bare call (tests): this step's backend, planned here
-    std::unique_ptr<MlaBackend> own = make_mla_backend(MlaBackendKind::Auto, c_, local_heads_, placement_);
+    std::unique_ptr<MlaBackend> own = make_mla_backend(MlaBackendKind::Auto, c_, local_heads_, placement_, dcp_);
     own->plan(step.batch, step.tensors);
     o = own->forward(q, cache, weights);
   }
-  return wo_.forward(o.view({T, local_heads_ * c_.v_head_dim}));
+  return wo_.forward(o.view({T, out_heads_ * c_.v_head_dim}));
 }
 
 }  // namespace mlarun

@@ -4,11 +4,15 @@
 // and W_UV into the output so it reads only the cache (absorbed path). Both compute the same function. Written
 // with ops only, so it runs wherever its Placement put the weights (CPU f32 or GPU bf16). The attention core
 // (after the cache write, before o_proj) is the step's MlaBackend: the CPU reference or the batched GPU path.
+// Under decode context parallelism (a `dcp` group of N ranks, docs/layouts.md §2.6) the query and kv_b
+// projections are split over tp / N head groups, so the N ranks of a group compute the same queries; each rank
+// stores and attends its own tokens, the backend merges, and o_proj stays row-parallel over all tp ranks.
 #pragma once
 
 #include <string>
 
 #include "kernels/ops.h"
+#include "model/mla_backend.h"
 #include "model/attention_layer.h"
 #include "parallel/parallel_layers.h"
 #include "runtime/forward_batch.h"
@@ -18,14 +22,15 @@ namespace mlarun {
 
 class MLAttention final : public AttentionLayer {
  public:
+  // `dcp`: this rank's decode-context-parallel group (consecutive tp ranks; null or one rank: none).
   MLAttention(const ModelConfig& c, const WeightSource& ckpt, const std::string& prefix, Communicator& comm,
-              const Placement& placement = {});
+              const Placement& placement = {}, Communicator* dcp = nullptr);
 
   using AttentionLayer::forward;
   // x [T, dim] (normalised) -> [T, dim]; writes this step's latents into `cache` [blocks, block_size, latent],
   // then attends through the step's MLA backend (model/mla_backend.h).
   Tensor forward(const Tensor& x, const StepContext& step, Tensor& cache, const ops::RopeTable& rope) const override;
-  // The latent row [c | k_pe], the same on every rank (the latent has no head axis).
+  // The latent row [c | k_pe], the same on every rank (the latent has no head axis; DCP splits tokens, not rows).
   int64_t cache_width() const override { return c_.latent_dim(); }
 
  private:
@@ -33,7 +38,9 @@ class MLAttention final : public AttentionLayer {
 
   Placement placement_;
   ModelConfig c_;  // a copy: the layer outlives no one and survives its model being moved
-  int64_t local_heads_;
+  MlaDcpGroup dcp_;
+  int64_t local_heads_;  // query heads: H / tp, or the DCP group's H / (tp / N)
+  int64_t out_heads_;    // heads this rank outputs into o_proj: H / tp
   float softmax_scale_;
   float eps_;
   // q: either wq (no compression) or wq_a -> q_norm -> wq_b.
@@ -44,8 +51,9 @@ class MLAttention final : public AttentionLayer {
   ReplicatedLinear wkv_a_;  // -> [latent c | k_pe]
   Tensor kv_norm_;
   ColumnParallelLinear wkv_b_;  // [H_local * (nope + v), kv_lora_rank]
+  Tensor wkv_b_out_;            // [out_heads * (nope + v), kv_lora_rank]: wkv_b_'s rows of this rank's own heads
   Tensor w_uk_t_;               // [H_local, kv_lora_rank, nope]: q_lat = q_nope . W_UK, per head
-  Tensor w_uv_;                 // [H_local, v, kv_lora_rank]:   o = o_lat . W_UV^T, per head
+  Tensor w_uv_;                 // [out_heads, v, kv_lora_rank]:   o = o_lat . W_UV^T, per head
   RowParallelLinear wo_;
 };
 

@@ -14,6 +14,13 @@
 //   schedule computed by the first layer and reused by the rest; otherwise the generic paged CUDA kernel; then
 //   . W_UV. Each fallback prints one line on stderr the first time. It runs on the CPU too (tests hold it to the
 //   reference there); on the GPU it is the default.
+//
+// Under decode context parallelism (MlaDcpGroup, docs/layouts.md §2.6) only the batched backend runs (Auto and
+// Reference pick it too): the queries hold the DCP group's heads; absorbed decode attends this rank's cache slice
+// (the generic kernel, which returns the log-sum-exp), merges the group's partial outputs by log-sum-exp (an
+// all-gather of the lse, a rescale, an all-reduce of o_lat), then keeps this rank's own heads; naive prefill
+// all-gathers the context latents within the group and attends for this rank's own heads. The output is this
+// rank's own heads either way, ready for the row-parallel o_proj.
 #pragma once
 
 #include <memory>
@@ -26,11 +33,20 @@
 
 namespace mlarun {
 
-// One layer's weights the attention core needs.
+// One layer's weights the attention core needs. H_q: the heads whose queries this rank computes; H_out: the heads
+// it outputs (the same H_local without DCP; under DCP H_q is the group's heads, H_out this rank's own H / tp).
 struct MlaLayerWeights {
-  const ColumnParallelLinear& wkv_b;  // [H_local * (nope + v), kv_lora_rank]
-  const Tensor& w_uk_t;               // [H_local, kv_lora_rank, nope]
-  const Tensor& w_uv;                 // [H_local, v, kv_lora_rank]
+  const Tensor& wkv_b;   // [H_out * (nope + v), kv_lora_rank]: the naive path's up-projection
+  const Tensor& w_uk_t;  // [H_q, kv_lora_rank, nope]
+  const Tensor& w_uv;    // [H_out, v, kv_lora_rank]
+};
+
+// This rank's decode-context-parallel group; no communicator or one rank: no DCP.
+struct MlaDcpGroup {
+  Communicator* comm = nullptr;
+  bool on() const { return comm != nullptr && comm->world_size() > 1; }
+  int64_t size() const { return on() ? comm->world_size() : 1; }
+  int64_t rank() const { return on() ? comm->rank() : 0; }
 };
 
 class MlaBackend {
@@ -39,14 +55,14 @@ class MlaBackend {
   virtual const char* name() const = 0;
   // Once per step, before the first layer. `batch` and `step` must outlive the step's forward calls.
   virtual void plan(const ForwardBatch& batch, const StepTensors& step) = 0;
-  // q [T, H_local, qk_head_dim] (rope applied), cache [blocks, block_size, kv_lora_rank + rope] -> [T, H_local, v].
+  // q [T, H_q, qk_head_dim] (rope applied), cache [blocks, block_size, kv_lora_rank + rope] -> [T, H_out, v].
   virtual Tensor forward(const Tensor& q, const Tensor& cache, const MlaLayerWeights& w) const = 0;
 };
 
 enum class MlaBackendKind { Auto, Reference, Batched };  // Auto: Reference on the CPU, Batched on the GPU
 
-// `placement`: where the model's weights, activations and cache live (device and dtype).
+// `placement`: where the model's weights, activations and cache live (device and dtype); `local_heads`: H_q.
 std::unique_ptr<MlaBackend> make_mla_backend(MlaBackendKind kind, const ModelConfig& c, int64_t local_heads,
-                                             const Placement& placement);
+                                             const Placement& placement, MlaDcpGroup dcp = {});
 
 }  // namespace mlarun

@@ -31,6 +31,10 @@ class Communicator {
   // and the ranks it waited for (--collective-timeout; 0: wait forever). World size 1 never waits: no-ops.
   virtual void set_collective_timeout(double seconds) { (void)seconds; }
   virtual double collective_timeout() const { return 0; }
+  // A communicator over the ranks that pass the same `color` (collective over this one: every rank calls it),
+  // ranked by `key`; the same backend and collective timeout (MPI_Comm_split; decode context parallelism's
+  // groups, docs/layouts.md §2.6).
+  virtual std::unique_ptr<Communicator> split(int color, int key);  // default: an error naming the backend
 
   template <typename T>
   void broadcast_vector(std::vector<T>& v, int root);
@@ -46,6 +50,7 @@ class SingleCommunicator final : public Communicator {
   Tensor all_gather_last_dim(const Tensor& local) override { return local; }
   void broadcast(void*, size_t, int) override {}
   void barrier() override {}
+  std::unique_ptr<Communicator> split(int, int) override { return std::make_unique<SingleCommunicator>(); }
   [[noreturn]] void abort_all(const std::string& message, int code) override;
 };
 

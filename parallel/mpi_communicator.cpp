@@ -158,6 +158,15 @@ void MpiCommunicator::barrier() {
   run("MPI_Barrier", [&](MPI_Request* r) { return MPI_Ibarrier(comm_, r); });
 }
 
+std::unique_ptr<Communicator> MpiCommunicator::split(int color, int key) {
+  MPI_Comm sub = MPI_COMM_NULL;
+  check_mpi(MPI_Comm_split(comm_, color, key, &sub), "MPI_Comm_split");
+  auto out = std::make_unique<MpiCommunicator>(sub, max_chunk_);  // works on its own duplicate of `sub`
+  MPI_Comm_free(&sub);
+  out->set_collective_timeout(collective_timeout());
+  return out;
+}
+
 void MpiCommunicator::abort_all(const std::string& message, int code) { ::mlarun::abort_all(message, code); }
 
 }  // namespace mlarun

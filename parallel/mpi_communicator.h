@@ -37,6 +37,7 @@ class MpiCommunicator final : public Communicator {
   // Host memory only.
   void broadcast(void* data, size_t nbytes, int root) override;
   void barrier() override;
+  std::unique_ptr<Communicator> split(int color, int key) override;
   [[noreturn]] void abort_all(const std::string& message, int code) override;
   void set_collective_timeout(double seconds) override { watchdog_.set_timeout(seconds); }
   double collective_timeout() const override { return watchdog_.timeout(); }

@@ -189,6 +189,15 @@ void NcclCommunicator::barrier() {
   watchdog_.wait_request(request, "MPI_Ibarrier");
 }
 
+std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key) {
+  MPI_Comm sub = MPI_COMM_NULL;
+  MLARUN_MPI_CHECK(MPI_Comm_split(mpi_comm_, color, key, &sub));
+  auto out = std::make_unique<NcclCommunicator>(sub);  // duplicates `sub`, makes and shares a unique id
+  MPI_Comm_free(&sub);
+  out->set_collective_timeout(collective_timeout());
+  return out;
+}
+
 void NcclCommunicator::abort_all(const std::string& message, int code) {
   abort_nccl();
   ::mlarun::abort_all(message, code);

@@ -37,6 +37,8 @@ class NcclCommunicator final : public Communicator {
   // Device pointers go through ncclBroadcast, host pointers through MPI_Bcast.
   void broadcast(void* data, size_t nbytes, int root) override;
   void barrier() override;
+  // A new NCCL communicator over the group (its own unique id, shared over the split MPI communicator).
+  std::unique_ptr<Communicator> split(int color, int key) override;
   // Aborts the NCCL communicator (so no kernel waits on a dead peer), then the whole MPI job.
   [[noreturn]] void abort_all(const std::string& message, int code) override;
   void set_collective_timeout(double seconds) override { watchdog_.set_timeout(seconds); }

@@ -13,11 +13,22 @@ void SingleCommunicator::abort_all(const std::string& message, int code) {
   std::exit(code);
 }
 
+std::unique_ptr<Communicator> Communicator::split(int color, int key) {
+  fail("the ", backend(), " communicator cannot split into groups (color ", color, ", key ", key, ")");
+}
+
 ShardRange shard_range(int64_t n, const Communicator& comm, const std::string& what) {
   const int64_t world = comm.world_size();
   if (n % world != 0) fail("cannot split ", what, " (", n, ") over ", world, " ranks: not divisible");
   int64_t part = n / world;
   return {comm.rank() * part, (comm.rank() + 1) * part};
+}
+
+ShardRange shard_range(int64_t n, int64_t part, int64_t parts, const std::string& what) {
+  if (parts < 1 || part < 0 || part >= parts || n % parts != 0)
+    fail("cannot split ", what, " (", n, ") into ", parts, " parts (part ", part, "): not divisible");
+  const int64_t size = n / parts;
+  return {part * size, (part + 1) * size};
 }
 
 namespace {
@@ -95,6 +106,11 @@ ColumnParallelLinear::ColumnParallelLinear(const WeightSource& ckpt, const std::
                                            const Communicator& comm, const Placement& placement)
     : weight_(load_shard_checked(ckpt, name, {out, in}, 0, shard_range(out, comm, "output features of " + name),
                                  placement)) {}
+
+ColumnParallelLinear::ColumnParallelLinear(const WeightSource& ckpt, const std::string& name, int64_t in, int64_t out,
+                                           int64_t part, int64_t parts, const Placement& placement)
+    : weight_(load_shard_checked(ckpt, name, {out, in}, 0,
+                                 shard_range(out, part, parts, "output features of " + name), placement)) {}
 
 Tensor ColumnParallelLinear::forward(const Tensor& x) const { return ops::linear(x, weight_); }
 

@@ -24,6 +24,8 @@ struct ShardRange {
   int64_t size() const { return end - begin; }
 };
 ShardRange shard_range(int64_t n, const Communicator& comm, const std::string& what);
+// Part `part` of `parts` equal parts (decode context parallelism splits heads over tp / dcp groups).
+ShardRange shard_range(int64_t n, int64_t part, int64_t parts, const std::string& what);
 
 class ReplicatedLinear {
  public:
@@ -42,6 +44,9 @@ class ColumnParallelLinear {
   ColumnParallelLinear() = default;
   ColumnParallelLinear(const WeightSource& ckpt, const std::string& name, int64_t in, int64_t out,
                        const Communicator& comm, const Placement& placement = {});
+  // Output features split into `parts` parts, this one holding part `part` (not one part per rank).
+  ColumnParallelLinear(const WeightSource& ckpt, const std::string& name, int64_t in, int64_t out, int64_t part,
+                       int64_t parts, const Placement& placement = {});
   Tensor forward(const Tensor& x) const;  // [..., in] -> [..., out / world]
   const Tensor& weight() const { return weight_; }
 

@@ -25,6 +25,9 @@ const char* kv_cache_dtype_name(KvCacheDtype t) {
 
 void RuntimeOptions::validate() const {
   MLARUN_CHECK(tp >= 1, "option --tensor-parallel-size (--tp): value ", tp, ": must be at least 1");
+  MLARUN_CHECK(decode_context_parallel_size >= 1 && tp % decode_context_parallel_size == 0,
+               "option --decode-context-parallel-size (--dcp): value ", decode_context_parallel_size,
+               ": must be at least 1 and divide --tensor-parallel-size (", tp, ")");
   MLARUN_CHECK(block_size >= 1 && block_size <= kMaxBlockSize, "option --block-size: value ", block_size,
                ": must lie in [1, ", kMaxBlockSize, "]");
   MLARUN_CHECK(num_blocks == -1 || num_blocks >= 1, "option --num-gpu-blocks-override (--num-blocks): value ",
@@ -43,6 +46,12 @@ void RuntimeOptions::validate() const {
 void RuntimeOptions::validate_for(const ModelConfig& m) const {
   validate();
   m.validate_for_tp(tp);
+  // Under DCP the queries are split over tp / dcp head groups (each rank of a group computes the group's heads);
+  // tp dividing the heads already implies it, the check only names the option.
+  const int64_t groups = tp / decode_context_parallel_size;
+  MLARUN_CHECK(m.n_heads % groups == 0, "option --decode-context-parallel-size (--dcp): value ",
+               decode_context_parallel_size, ": the ", m.n_heads, " attention heads do not split over ", groups,
+               " head groups (tp / dcp)");
 }
 
 }  // namespace mlarun

@@ -23,7 +23,10 @@ const char* kv_cache_dtype_name(KvCacheDtype t);
 struct RuntimeOptions {
   Device device = Device::CPU;             // --device: cpu (the f32 reference) or cuda (bf16 weights and cache)
   int64_t tp = 1;                          // --tensor-parallel-size (--tp): ranks
-  int64_t block_size = 64;                 // --block-size: tokens per cache block, 1..256
+  // --decode-context-parallel-size (--dcp): ranks of one group sharing each sequence's latent cache by token
+  // (docs/layouts.md §2.6); divides tp. 1: every rank holds the whole cache.
+  int64_t decode_context_parallel_size = 1;
+  int64_t block_size = 64;                 // --block-size: tokens per cache block of ONE rank, 1..256
   int64_t num_blocks = -1;                 // --num-gpu-blocks-override (--num-blocks): cache blocks; -1: from memory
   double gpu_memory_utilization = 0.9;     // --gpu-memory-utilization: fraction of GPU memory to use, (0, 1]
   KvCacheDtype kv_cache_dtype = KvCacheDtype::Auto;  // --kv-cache-dtype
@@ -35,8 +38,13 @@ struct RuntimeOptions {
 
   static constexpr int64_t kMaxBlockSize = 256;
 
+  // The one place the group's block is defined: the scheduler, the block manager and the engine's block tables
+  // and slots count "virtual" blocks of block_size * decode_context_parallel_size tokens, of which each rank of a
+  // DCP group stores every N-th token (block_size of them) in its own physical block of the same id.
+  int64_t scheduler_block_size() const { return block_size * decode_context_parallel_size; }
+
   void validate() const;                          // throws naming the option
-  void validate_for(const ModelConfig& m) const;  // also: the model splits over tp ranks
+  void validate_for(const ModelConfig& m) const;  // also: the model splits over tp ranks (and DCP groups)
 };
 
 }  // namespace mlarun

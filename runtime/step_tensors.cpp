@@ -14,6 +14,17 @@ bool uses_absorbed_path(const ForwardBatch& batch, const BatchSequence& s) {
   return batch.mla_path == MlaPath::Absorbed || (batch.mla_path == MlaPath::Auto && s.num_tokens == 1);
 }
 
+int64_t context_parallel_local_len(int64_t len, const ContextParallel& cp) {
+  return len > cp.rank ? (len - cp.rank + cp.size - 1) / cp.size : 0;
+}
+
+int64_t context_parallel_local_slot(int64_t virtual_slot, int64_t block_size, const ContextParallel& cp) {
+  if (virtual_slot < 0) return -1;
+  const int64_t group_block = block_size * cp.size, offset = virtual_slot % group_block;
+  if (offset % cp.size != cp.rank) return -1;
+  return virtual_slot / group_block * block_size + offset / cp.size;
+}
+
 namespace {
 
 // Host arrays waiting to be packed: each becomes one typed view of the packed buffer.
@@ -65,34 +76,49 @@ class Packer {
   size_t total_ = 0;
 };
 
-void add_part(Packer& pk, StepPart& part, const ForwardBatch& batch, bool absorbed, int64_t block_size) {
-  const int64_t T = batch.num_tokens();
+void add_part(Packer& pk, StepPart& part, const ForwardBatch& batch, bool absorbed, int64_t block_size,
+              const ContextParallel& cp) {
+  const int64_t T = batch.num_tokens(), group_block = block_size * cp.size;
   for (size_t i = 0; i < batch.sequences.size(); ++i)
     if (uses_absorbed_path(batch, batch.sequences[i]) == absorbed) part.seqs.push_back(int64_t(i));
   int64_t blocks = 1;
   for (int64_t i : part.seqs) {
     const BatchSequence& s = batch.sequences[size_t(i)];
-    blocks = std::max(blocks, (s.start_pos + s.num_tokens + block_size - 1) / block_size);
+    blocks = std::max(blocks, (s.start_pos + s.num_tokens + group_block - 1) / group_block);
   }
   part.max_blocks = blocks;
+  part.dcp_size = cp.size;
+  // On the absorbed path under DCP a rank attends over its own rows only: its counts are local.
+  const bool local = absorbed && cp.on();
+  auto count = [&](int64_t len) { return local ? context_parallel_local_len(len, cp) : len; };
   const int64_t S = part.num_seqs();
-  std::vector<int64_t> rows, slots;
+  std::vector<int64_t> rows, slots, context_rows;
   std::vector<int32_t> tables(size_t(S * blocks), 0), lens, cu_q{0}, cu_k{0}, table_start, keys;
+  int64_t padded = 0;  // naive under DCP: this rank's padded rows so far
   for (int64_t j = 0; j < S; ++j) {
     const BatchSequence& s = batch.sequences[size_t(part.seqs[size_t(j)])];
-    const int64_t ctx = s.start_pos + s.num_tokens, need = (ctx + block_size - 1) / block_size;
+    const int64_t ctx = s.start_pos + s.num_tokens, need = (ctx + group_block - 1) / group_block;
     for (int64_t b = 0; b < need; ++b) tables[size_t(j * blocks + b)] = s.block_table[size_t(b)];
-    lens.push_back(int32_t(ctx));
+    lens.push_back(int32_t(count(ctx)));
     cu_q.push_back(int32_t(cu_q.back() + s.num_tokens));
-    cu_k.push_back(int32_t(cu_k.back() + ctx));
+    cu_k.push_back(int32_t(cu_k.back() + count(ctx)));
     for (int64_t i = 0; i < s.num_tokens; ++i) {
       rows.push_back(s.token_start + i);
       table_start.push_back(int32_t(j * blocks));
-      keys.push_back(int32_t(s.start_pos + i + 1));
+      keys.push_back(int32_t(count(s.start_pos + i + 1)));
     }
-    if (!absorbed)
+    if (!absorbed && !cp.on())
       for (int64_t p = 0; p < ctx; ++p)
         slots.push_back(int64_t(s.block_table[size_t(p / block_size)]) * block_size + p % block_size);
+    if (!absorbed && cp.on()) {
+      // Local row k holds position k * N + rank; every rank sends ceil(ctx / N) rows so the gather lines up.
+      const int64_t per_rank = (ctx + cp.size - 1) / cp.size, mine = context_parallel_local_len(ctx, cp);
+      const int64_t pad = int64_t(s.block_table[0]) * block_size;
+      for (int64_t k = 0; k < per_rank; ++k)
+        slots.push_back(k < mine ? int64_t(s.block_table[size_t(k / block_size)]) * block_size + k % block_size : pad);
+      for (int64_t p = 0; p < ctx; ++p) context_rows.push_back(padded * cp.size + p);  // (padded + p / N) * N + p % N
+      padded += per_rank;
+    }
     part.max_q = std::max(part.max_q, s.num_tokens);
   }
   part.num_tokens = int64_t(rows.size());
@@ -109,17 +135,22 @@ void add_part(Packer& pk, StepPart& part, const ForwardBatch& batch, bool absorb
   pk.add(&part.cu_seqlens_k, std::move(cu_k), {S + 1});
   pk.add(&part.token_table_start, std::move(table_start), {n});
   pk.add(&part.token_keys, std::move(keys), {n});
-  const int64_t k = int64_t(slots.size());
+  const int64_t k = int64_t(slots.size()), c = int64_t(context_rows.size());
   pk.add(&part.kv_slots, std::move(slots), {k});
+  pk.add(&part.context_rows, std::move(context_rows), {c});
 }
 
 }  // namespace
 
 StepTensors StepTensors::build(const ForwardBatch& batch, Device device, int64_t block_size, int64_t num_blocks,
-                               HostStaging* staging) {
+                               HostStaging* staging, ContextParallel cp) {
   const int64_t T = batch.num_tokens(), S = int64_t(batch.sequences.size());
   MLARUN_CHECK(block_size >= 1 && num_blocks >= 0, "step: a cache of ", num_blocks, " blocks of ", block_size,
                " tokens");
+  MLARUN_CHECK(cp.size >= 1 && cp.rank >= 0 && cp.rank < cp.size, "step: rank ", cp.rank,
+               " of a decode-context-parallel group of ", cp.size);
+  const int64_t rank_block_size = block_size;
+  block_size *= cp.size;  // from here on: the group's (virtual) blocks the batch speaks of
   MLARUN_CHECK(int64_t(batch.positions.size()) == T && int64_t(batch.slot_mapping.size()) == T, "step: ", T,
                " tokens but ", batch.positions.size(), " positions and ", batch.slot_mapping.size(), " slots");
   const int64_t slots = num_blocks * block_size;
@@ -143,11 +174,15 @@ StepTensors StepTensors::build(const ForwardBatch& batch, Device device, int64_t
   StepTensors st;
   st.device = device;
   st.num_tokens = T;
-  st.block_size = block_size;
+  st.block_size = rank_block_size;
+  st.dcp = cp;
   Packer pk;
   pk.add(&st.token_ids, batch.token_ids, {T});
   pk.add(&st.positions, batch.positions, {T});
-  pk.add(&st.slot_mapping, batch.slot_mapping, {T});
+  std::vector<int64_t> slot_mapping = batch.slot_mapping;
+  if (cp.on())
+    for (int64_t& slot : slot_mapping) slot = context_parallel_local_slot(slot, rank_block_size, cp);
+  pk.add(&st.slot_mapping, std::move(slot_mapping), {T});
   pk.add(&st.logit_rows, batch.logit_rows, {int64_t(batch.logit_rows.size())});
   std::vector<int32_t> tables(size_t(S * blocks), 0), lens, cu_q{0}, cu_k{0};
   for (int64_t j = 0; j < S; ++j) {
@@ -163,8 +198,8 @@ StepTensors StepTensors::build(const ForwardBatch& batch, Device device, int64_t
   pk.add(&st.seq_lens, std::move(lens), {S});
   pk.add(&st.cu_seqlens_q, std::move(cu_q), {S + 1});
   pk.add(&st.cu_seqlens_k, std::move(cu_k), {S + 1});
-  add_part(pk, st.absorbed, batch, true, block_size);
-  add_part(pk, st.naive, batch, false, block_size);
+  add_part(pk, st.absorbed, batch, true, rank_block_size, cp);
+  add_part(pk, st.naive, batch, false, rank_block_size, cp);
   pk.finish(device, staging);
   return st;
 }

@@ -9,6 +9,12 @@
 // of uses_absorbed_path) into two StepParts, each with the layouts its attention kernels read (cu_seqlens, block
 // tables, per-row key counts, the slots of every context row): the attention metadata vLLM's MLA backends build
 // once per step and share across layers.
+//
+// Under decode context parallelism (ContextParallel, docs/layouts.md §2.6) the batch speaks of the group's
+// virtual blocks (block_size * N tokens, N = the group size) and virtual slots; build() turns them into this
+// rank's view: its own slots (the tokens p with p % N == rank, at local position p / N, in its physical block of
+// the same id), its own key counts on the absorbed path, and on the naive path the padded slots of its rows plus
+// where each context row lands once the group has all-gathered them.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +25,19 @@
 #include "runtime/tensor.h"
 
 namespace mlarun {
+
+// This rank's place in its decode-context-parallel group: `size` ranks share each sequence's cache, token p on
+// rank p % size. size 1: no sharing.
+struct ContextParallel {
+  int64_t size = 1;
+  int64_t rank = 0;
+  bool on() const { return size > 1; }
+};
+// Tokens of the context positions [0, len) that rank cp.rank stores: those with p % size == rank.
+int64_t context_parallel_local_len(int64_t len, const ContextParallel& cp);
+// This rank's physical slot for a virtual slot (block * block_size * size + offset) of the group's cache, or -1
+// when another rank of the group stores that token (or the virtual slot is -1). block_size: per rank.
+int64_t context_parallel_local_slot(int64_t virtual_slot, int64_t block_size, const ContextParallel& cp);
 
 // The sequences of one attention path, renumbered 0..num_seqs-1 in batch order.
 struct StepPart {
@@ -37,6 +56,13 @@ struct StepPart {
   Tensor token_table_start;  // i32 [num_tokens]: where the row's block table starts in block_tables (flat)
   Tensor token_keys;         // i32 [num_tokens]: cached rows the query sees (its position + 1)
   Tensor kv_slots;           // i64 [total_k]: cache slot of every context row, sequence after sequence
+  // Under decode context parallelism (dcp_size > 1) the absorbed part's seq_lens, cu_seqlens_k, token_keys and
+  // total_k count this rank's own rows (block tables are the group's, whose ids are this rank's blocks too). The
+  // naive part keeps the whole context's counts; its kv_slots then list this rank's rows of each sequence,
+  // ceil(ctx / dcp_size) per sequence (padded with a valid slot), and context_rows i64 [total_k] says which row
+  // of the group's all-gather ([padded rows * dcp_size], rank-interleaved) is each context row.
+  int64_t dcp_size = 1;
+  Tensor context_rows;
   int64_t num_seqs() const { return int64_t(seqs.size()); }
   bool empty() const { return seqs.empty(); }
 };
@@ -44,13 +70,14 @@ struct StepPart {
 struct StepTensors {
   Device device = Device::CPU;
   int64_t num_tokens = 0;
-  int64_t block_size = 0;
+  int64_t block_size = 0;  // tokens per physical block of this rank
+  ContextParallel dcp;     // the rank's decode-context-parallel group (size 1: none)
   Tensor token_ids;     // i32 [T]
   Tensor positions;     // i64 [T]
-  Tensor slot_mapping;  // i64 [T]; -1: do not write
+  Tensor slot_mapping;  // i64 [T]: this rank's slot; -1: do not write (or another rank of the DCP group does)
   Tensor logit_rows;    // i64 [R]
   Tensor block_tables;  // i32 [S, max_blocks] (max_blocks >= 1), zero-padded
-  Tensor seq_lens;      // i32 [S]
+  Tensor seq_lens;      // i32 [S] (whole contexts, also under DCP)
   Tensor cu_seqlens_q;  // i32 [S + 1]
   Tensor cu_seqlens_k;  // i32 [S + 1]
   StepPart absorbed;    // sequences on MLA's absorbed path (decode)
@@ -58,9 +85,10 @@ struct StepTensors {
 
   // Checks `batch` against a cache of `num_blocks` blocks of `block_size` tokens (every slot and every block a
   // sequence's context needs lies inside it), then lays it out on `device`. `staging` (kept by the caller across
-  // steps) holds the host bytes on the GPU; without one a temporary buffer is used.
+  // steps) holds the host bytes on the GPU; without one a temporary buffer is used. Under decode context
+  // parallelism the batch's blocks and slots are the group's (block_size * cp.size tokens a block).
   static StepTensors build(const ForwardBatch& batch, Device device, int64_t block_size, int64_t num_blocks,
-                           HostStaging* staging = nullptr);
+                           HostStaging* staging = nullptr, ContextParallel cp = {});
 };
 
 // MLA's path rule: absorbed when the batch asks for it, or (Auto) for a sequence with one new token.

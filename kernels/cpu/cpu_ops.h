@@ -58,6 +58,7 @@ Tensor gather_cache(const Tensor& pool, const std::vector<int32_t>& block_table,
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, int64_t q_offset, Tensor* lse);
 Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const std::vector<BatchSequence>& sequences,
                            int64_t kv_lora_rank, float scale, Tensor* lse);
+void lse_merge_rescale(Tensor& o, const Tensor& lse_all, int64_t rank);
 
 // sampling.cpp (with the host sampler of cpu/sampling.h, which these call row by row); f32 logits
 std::vector<int32_t> argmax_rows(const Tensor& logits);

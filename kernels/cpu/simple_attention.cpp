@@ -1,6 +1,7 @@
 // CPU attention (twin of cuda/simple_attention.cu): dense causal attention with GQA/MQA head mapping, and
 // absorbed MLA attention over the paged latent cache. One query row at a time against its visible keys, softmax
-// in f32 with the sum in double; the log-sum-exp is what the flash and MLA decode kernels are checked against.
+// in f32 with the sum in double; the log-sum-exp is what the flash and MLA decode kernels are checked against,
+// and what decode context parallelism merges the ranks' partial outputs by (lse_merge_rescale).
 #include <cmath>
 #include <vector>
 
@@ -72,6 +73,22 @@ Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const std::vecto
       }
   }
   return o;
+}
+
+void lse_merge_rescale(Tensor& o, const Tensor& lse_all, int64_t rank) {
+  const int64_t T = o.dim(0), H = o.dim(1), D = o.dim(2), N = lse_all.dim(1) / H;
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t h = 0; h < H; ++h) {
+      const float* l = lse_all.data<float>() + t * N * H + h;  // rank r's value at l[r * H]
+      float m = -INFINITY;
+      for (int64_t r = 0; r < N; ++r) m = std::fmax(m, l[r * H]);
+      double sum = 0;
+      for (int64_t r = 0; r < N && m != -INFINITY; ++r) sum += std::exp(double(l[r * H]) - m);
+      const float own = l[rank * H];
+      const float w = own == -INFINITY ? 0.0f : float(std::exp(double(own) - m) / sum);
+      float* row = o.data<float>() + (t * H + h) * D;
+      for (int64_t d = 0; d < D; ++d) row[d] *= w;
+    }
 }
 
 }  // namespace mlarun::ops::cpu

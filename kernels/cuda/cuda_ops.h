@@ -71,6 +71,7 @@ Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const std::vecto
 // table starts) and n_keys i32 (cached rows it sees).
 Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const Tensor& tables, const Tensor& table_start,
                            const Tensor& n_keys, int64_t kv_lora_rank, float scale, Tensor* lse);
+void lse_merge_rescale(const Tensor& o, const Tensor& lse_all, int64_t rank);
 
 // fast_attention.cpp: the two large kernels behind the model's attention (ops.h varlen_attention, mla_decode)
 bool flash_prefill_fits(int64_t d_qk, int64_t d_v, DType dtype);

@@ -203,4 +203,32 @@ Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const Tensor& ta
   return o;
 }
 
+namespace {
+// One thread per (row, head): the log-sum-exp over the N ranks, then this rank's weight on its D values.
+__global__ void lse_merge_rescale_kernel(void* o, const float* lse_all, int64_t rows, int64_t H, int64_t D, int64_t N,
+                                         int64_t rank, bool bf16) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < rows * H; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t t = i / H, h = i % H;
+    const float* l = lse_all + t * N * H + h;
+    float m = -INFINITY;
+    for (int64_t r = 0; r < N; ++r) m = fmaxf(m, l[r * H]);
+    float sum = 0;
+    for (int64_t r = 0; r < N && m != -INFINITY; ++r) sum += expf(l[r * H] - m);
+    const float own = l[rank * H];
+    const float w = own == -INFINITY ? 0.0f : expf(own - m) / sum;
+    for (int64_t d = 0; d < D; ++d) store_f(o, i * D + d, load_f(o, i * D + d, bf16) * w, bf16);
+  }
+}
+}  // namespace
+
+void lse_merge_rescale(const Tensor& o, const Tensor& lse_all, int64_t rank) {
+  const bool bf16 = is_bf16(o, "lse_merge_rescale");
+  const int64_t T = o.dim(0), H = o.dim(1), D = o.dim(2), N = lse_all.dim(1) / H;
+  if (T * H == 0) return;
+  constexpr int kThreads = 128;
+  lse_merge_rescale_kernel<<<grid_for(T * H, kThreads), kThreads, 0, stream()>>>(o.raw(), lse_all.data<float>(), T, H,
+                                                                              D, N, rank, bf16);
+  MLARUN_CUDA_CHECK_LAUNCH("lse_merge_rescale_kernel");
+}
+
 }  // namespace mlarun::ops::cuda

@@ -1,6 +1,8 @@
 // The cache arithmetic of `bench cache` for DeepSeek-V2 (config_236B), against the DeepSeek-V2 paper's formulas:
-// per token per layer, for the model, per rank under tensor parallelism, in fp8, and in a memory budget; and the
-// real allocation (CachePool + BlockManager on the host) holding the computed capacity within 1%.
+// per token per layer, for the model, per rank under tensor parallelism and decode context parallelism (DCP: the
+// latent split by token, 1,152 / N bytes per token per layer per rank), in fp8, and in a memory budget; the DCP
+// merge traffic beside the o_proj all-reduce; and the real allocation (CachePool + BlockManager on the host, with
+// virtual blocks under DCP) holding the computed capacity within 1%.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -147,4 +149,93 @@ TEST(CacheMeasurement, Fp8PoolsHoldTwiceTheTokens) {
                                                 budget, 1, 4096, Device::CPU);
   EXPECT_NEAR(double(fp8.tokens) / double(bf16.tokens), 2.0, 0.01);
   EXPECT_EQ(fp8.tokens, fp8.tokens_computed);
+}
+
+TEST(CacheFootprint, DecodeContextParallelSplitsTheLatentByToken) {
+  ModelConfig c = v2_236b();
+  // The check: tp 8, dcp 8, bf16: 144 B per token per layer per rank.
+  CacheFootprint f = cache_footprint(c, AttentionKind::mla(), DType::BF16, 8, 8);
+  EXPECT_EQ(f.bytes_per_token_layer_per_rank(), 144);
+  EXPECT_EQ(f.bytes_per_token_per_rank(), 144 * 60);
+  EXPECT_EQ(f.row_elements_per_rank, 576);  // a rank's row is whole; it stores 1/8 of the tokens
+  EXPECT_FALSE(f.replicated);               // the group is the whole TP group: nothing held twice
+  for (int64_t tp : {1, 2, 4, 8, 16})
+    for (int64_t n = 1; n <= tp; n *= 2) {
+      CacheFootprint g = cache_footprint(c, AttentionKind::mla(), DType::BF16, tp, n);
+      EXPECT_EQ(g.bytes_per_token_layer_per_rank(), 1152.0 / double(n)) << "tp " << tp << " dcp " << n;
+      EXPECT_EQ(cache_footprint(c, AttentionKind::mla(), DType::F8_E4M3, tp, n).bytes_per_token_layer_per_rank(),
+                576.0 / double(n));
+      EXPECT_EQ(g.replicated, tp / n > 1);
+    }
+  // Capacity: a rank's blocks are the same, the group's virtual blocks hold N times the tokens.
+  const int64_t GiB = int64_t(1) << 30;
+  BudgetCapacity one = capacity_in_budget(cache_footprint(c, AttentionKind::mla(), DType::BF16, 8), 80 * GiB,
+                                          weight_bytes_per_rank(c, 8), 64);
+  BudgetCapacity dcp8 = capacity_in_budget(f, 80 * GiB, weight_bytes_per_rank(c, 8), 64);
+  EXPECT_EQ(dcp8.num_blocks, one.num_blocks);
+  EXPECT_EQ(dcp8.bytes_per_block, 1152 * 60 * 64);
+  EXPECT_EQ(dcp8.virtual_block_size(), 512);
+  EXPECT_EQ(dcp8.tokens(), 8 * one.tokens());
+  EXPECT_EQ(dcp8.tokens(), (80 * GiB - c.num_params() * 2 / 8) / (144 * 60 * 512) * 512);
+  EXPECT_EQ(dcp8.max_full_sequences(4096), dcp8.num_blocks / 8);     // 8 virtual blocks of 512 per sequence
+  EXPECT_EQ(dcp8.max_full_sequences(4097), dcp8.num_blocks / 9);     // waste: at most one virtual block
+}
+
+TEST(CacheFootprint, BadDecodeContextParallelSizeNamesIt) {
+  ModelConfig c = v2_236b();
+  EXPECT_ERROR_MENTIONS(cache_footprint(c, AttentionKind::mla(), DType::BF16, 8, 3), "decode context parallel", "3",
+                        "8");
+  EXPECT_ERROR_MENTIONS(cache_footprint(c, AttentionKind::mla(), DType::BF16, 4, 8), "8", "4");
+  EXPECT_ERROR_MENTIONS(cache_footprint(c, AttentionKind::mla(), DType::BF16, 8, 0), "decode context parallel", "0");
+  EXPECT_ERROR_MENTIONS(cache_footprint(c, AttentionKind::mha(), DType::BF16, 8, 2), "MLA only", "mha");
+}
+
+TEST(CacheFootprint, DecodeMergeTrafficBesideTheOprojAllReduce) {
+  ModelConfig c = v2_236b();
+  // tp 8, dcp 8: one group computing all 128 heads. Ring model: all-gather (n-1)/n x total, all-reduce
+  // 2 (n-1)/n x size.
+  DecodeComm d = decode_comm(c, 8, 8);
+  EXPECT_EQ(d.heads_per_rank, 128);
+  EXPECT_DOUBLE_EQ(d.lse_all_gather, 7.0 / 8.0 * (8 * 128 * 4));          // 3,584
+  EXPECT_DOUBLE_EQ(d.partial_all_reduce, 2 * 7.0 / 8.0 * (128 * 512 * 2));  // 229,376
+  EXPECT_DOUBLE_EQ(d.merge(), 3584 + 229376);
+  EXPECT_DOUBLE_EQ(d.o_proj_all_reduce, 2 * 7.0 / 8.0 * (5120 * 2));        // 17,920
+  DecodeComm d2 = decode_comm(c, 8, 2);  // 4 groups of 2, each 32 heads
+  EXPECT_EQ(d2.heads_per_rank, 32);
+  EXPECT_DOUBLE_EQ(d2.lse_all_gather, 1.0 / 2.0 * (2 * 32 * 4));
+  EXPECT_DOUBLE_EQ(d2.partial_all_reduce, 2 * 1.0 / 2.0 * (32 * 512 * 2));
+  DecodeComm none = decode_comm(c, 8, 1);
+  EXPECT_EQ(none.merge(), 0);
+  EXPECT_DOUBLE_EQ(none.o_proj_all_reduce, 17920);
+  EXPECT_EQ(decode_comm(c, 1, 1).o_proj_all_reduce, 0);
+  EXPECT_NE(decode_comm_model().find("2 (n-1)/n"), std::string::npos);
+}
+
+TEST(CacheMeasurement, DcpGroupHoldsNTimesTheTokensWithinOnePercent) {
+  ModelConfig c = v2_236b();
+  const int64_t budget = int64_t(64) << 20;  // one rank's pools
+  CacheMeasurement plain = measure_cache_capacity(c, cache_footprint(c, AttentionKind::mla(), DType::BF16, 8), budget,
+                                                  16, 4096, Device::CPU);
+  for (int64_t n : {2, 8})
+    for (int64_t bs : {1, 16, 64}) {
+      SCOPED_TRACE("dcp " + std::to_string(n) + " block " + std::to_string(bs));
+      CacheFootprint f = cache_footprint(c, AttentionKind::mla(), DType::BF16, 8, n);
+      CacheMeasurement m = measure_cache_capacity(c, f, budget, bs, 4096, Device::CPU);
+      ASSERT_GT(m.tokens_computed, 0);
+      EXPECT_EQ(m.dcp, n);
+      EXPECT_EQ(m.row_width, 576);                          // the layer's row: whole
+      EXPECT_LE(std::fabs(m.deviation()), 0.01);
+      EXPECT_EQ(m.tokens, m.num_blocks * bs * n);           // every virtual block filled to its last slot
+      EXPECT_EQ(m.tokens_verified, m.tokens);               // every token found in exactly its rank's slot
+      EXPECT_LE(m.pool_bytes, budget);
+      if (bs == 16) {
+        EXPECT_EQ(m.tokens, n * plain.tokens);  // same pools, N times the context
+      }
+      // Sequences of 1000 tokens end in a partly filled virtual block: each rank holds its share of it, and the
+      // waste is at most one virtual block per sequence.
+      CacheMeasurement partial = measure_cache_capacity(c, f, budget, bs, 1000, Device::CPU);
+      EXPECT_EQ(partial.tokens_verified, partial.tokens);
+      EXPECT_LE(partial.tokens, partial.num_blocks * bs * n);
+      EXPECT_GE(partial.tokens, partial.num_blocks * bs * n - partial.sequences * bs * n);
+    }
 }

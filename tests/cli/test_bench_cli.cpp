@@ -1,5 +1,6 @@
 // `mlarun bench cache` and `mlarun bench decode` end to end: the tables, JSON with one record per (attention,
-// dtype, tp) or per attention kind, the SVG chart, and clear failures on bad input.
+// dcp, dtype, tp) or per attention kind, the SVG chart, decode context parallelism (MLA's latent split by token:
+// 144 B per token per layer per rank at tp 8 / dcp 8), and clear failures on bad input.
 #include <gtest/gtest.h>
 
 #include <array>
@@ -111,6 +112,89 @@ TEST(BenchCacheCli, BadInputFailsClearly) {
   RunResult missing = run_mlarun("bench cache --config /nonexistent/config.json");
   EXPECT_NE(missing.exit_code, 0);
   EXPECT_TRUE(contains(missing.output, "/nonexistent/config.json")) << missing.output;
+}
+
+// The check: `bench cache --config configs/config_236B.json --tp 8 --decode-context-parallel-size 8`.
+TEST(BenchCacheCli, DecodeContextParallel236BAtTp8) {
+  ScratchDir tmp;
+  RunResult r = run_mlarun("bench cache --config " + config("config_236B.json") +
+                           " --tp 8 --decode-context-parallel-size 8 --json " + tmp.file("dcp.json") + " --chart " +
+                           tmp.file("dcp.svg"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // The per-rank table's MLA dcp 8 bf16 row: 144 B per token per layer, 8,640 for 60 layers.
+  std::istringstream lines(r.output);
+  std::string line, row;
+  while (std::getline(lines, line))
+    if (contains(line, "latent, 1/8 of tokens") && contains(line, "bf16")) row = line;
+  ASSERT_FALSE(row.empty()) << r.output;
+  for (const char* part : {" mla ", " 144 ", " 8,640 "}) EXPECT_TRUE(contains(row, part)) << part << " in " << row;
+  for (const char* part : {"== Decode communication", "DCP merge B", "229,376", "17,920", "3,584", "ring",
+                           "MLA with DCP N", "virtual blocks"})
+    EXPECT_TRUE(contains(r.output, part)) << "missing '" << part << "' in\n" << r.output;
+
+  json::Value j = json::parse_file(tmp.file("dcp.json"));
+  const json::Value& records = j.at("records");
+  ASSERT_EQ(records.size(), (2u + 3u) * 2u);  // (mla dcp 1, mla dcp 8, mha, gqa:8, mqa) x (bf16, fp8)
+  int64_t plain_tokens = -1, dcp_tokens = -1;
+  for (const json::Value& rec : records) {
+    std::string kind = rec.at("attention").get<std::string>(), dtype = rec.at("kv_cache_dtype").get<std::string>();
+    int64_t dcp = rec.at("decode_context_parallel_size").get<int64_t>();
+    if (kind != "mla") {
+      EXPECT_EQ(dcp, 1) << kind;  // the baselines only at dcp 1
+    }
+    const json::Value& m = rec.at("measured");
+    EXPECT_LE(std::fabs(m.at("deviation").get<double>()), 0.01) << kind << " dcp " << dcp;
+    EXPECT_EQ(m.at("tokens").get<int64_t>(), m.at("tokens_verified").get<int64_t>());
+    const json::Value& comm = rec.at("decode_comm_bytes_per_token_per_layer_per_rank");
+    EXPECT_EQ(comm.at("o_proj_all_reduce").get<int64_t>(), 17920);
+    if (kind != "mla" || dtype != "bf16") continue;
+    if (dcp == 1) plain_tokens = rec.at("kv_cache_tokens").get<int64_t>();
+    if (dcp != 8) continue;
+    dcp_tokens = rec.at("kv_cache_tokens").get<int64_t>();
+    EXPECT_EQ(rec.at("kv_bytes_per_token_per_layer_per_rank").get<int64_t>(), 144);
+    EXPECT_EQ(rec.at("kv_bytes_per_token_per_rank").get<int64_t>(), 8640);
+    EXPECT_EQ(rec.at("virtual_block_size").get<int64_t>(), 64 * 8);
+    EXPECT_EQ(rec.at("max_num_seqs").get<int64_t>(), rec.at("num_gpu_blocks").get<int64_t>() / 8);
+    EXPECT_EQ(comm.at("dcp_merge").get<int64_t>(), 3584 + 229376);
+    EXPECT_NEAR(double(m.at("tokens").get<int64_t>()), double(m.at("tokens_computed").get<int64_t>()),
+                0.01 * double(m.at("tokens_computed").get<int64_t>()));
+  }
+  ASSERT_GT(plain_tokens, 0);
+  EXPECT_EQ(dcp_tokens, 8 * plain_tokens);
+  EXPECT_TRUE(contains(j.at("decode_comm_model").get<std::string>(), "ring"));
+
+  std::string svg = read_file(tmp.file("dcp.svg"));
+  for (const char* part : {"mla dcp8 bf16", "mla bf16", "mha bf16", "gqa:8 bf16", "mqa bf16", "MLA + DCP"})
+    EXPECT_TRUE(contains(svg, part)) << part;
+}
+
+TEST(BenchCacheCli, DecodeContextParallelSkipsAndBadValues) {
+  // --dcp (the alias) over several TP degrees: sizes that do not divide a degree are skipped with a note.
+  ScratchDir tmp;
+  RunResult ok = run_mlarun("bench cache --config " + config("config_236B.json") +
+                            " --tp 1,2,4,8 --dcp 1,2,4,8 --kv-dtype bf16 --measure-gib 0 --json " +
+                            tmp.file("all.json"));
+  ASSERT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_TRUE(contains(ok.output, "skipped (dcp must divide tp): dcp 2 at tp 1; dcp 4 at tp 1, 2; dcp 8 at tp 1, 2, 4"))
+      << ok.output;
+  // MLA at (tp, dcp): 1 + 2 + 3 + 4 = 10, baselines 3 x 4 tp.
+  EXPECT_EQ(json::parse_file(tmp.file("all.json")).at("records").size(), 10u + 12u);
+
+  for (const char* bad : {"0", "x", "2,,4"}) {
+    RunResult r = run_mlarun("bench cache --config " + config("config_236B.json") +
+                             " --measure-gib 0 --decode-context-parallel-size " + bad);
+    EXPECT_EQ(r.exit_code, 1) << bad;
+    EXPECT_TRUE(contains(r.output, "option --decode-context-parallel-size")) << bad << ": " << r.output;
+  }
+  RunResult three = run_mlarun("bench cache --config " + config("config_236B.json") +
+                                 " --tp 8 --dcp 3 --measure-gib 0");
+  EXPECT_EQ(three.exit_code, 1);
+  EXPECT_TRUE(contains(three.output, "option --decode-context-parallel-size: value 3: divides none of the --tp"))
+      << three.output;
+  RunResult big = run_mlarun("bench cache --config " + config("config_236B.json") +
+                                 " --tp 2,4 --dcp 8 --measure-gib 0");
+  EXPECT_EQ(big.exit_code, 1);
+  EXPECT_TRUE(contains(big.output, "value 8")) << big.output;
 }
 
 TEST(BenchDecodeCli, SmallConfigTableAndJson) {

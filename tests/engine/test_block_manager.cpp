@@ -22,7 +22,7 @@ void prefill(BlockManager& bm, Sequence& seq) {
 
 TEST(BlockManager, RejectsBadPoolShapes) {
   EXPECT_ERROR_MENTIONS(BlockManager(8, 0), "block_size", "0");
-  EXPECT_ERROR_MENTIONS(BlockManager(8, 257), "block_size", "257");
+  EXPECT_ERROR_MENTIONS(BlockManager(8, 262145), "block_size", "262145");  // 256 per rank x 1024 ranks at most
   EXPECT_ERROR_MENTIONS(BlockManager(0, 16), "num_blocks", "0");
   EXPECT_NO_THROW(BlockManager(1, 256));
 }
