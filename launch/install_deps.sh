@@ -4,7 +4,7 @@
 # otherwise.
 set -euo pipefail
 
-packages=(cmake ninja-build g++ pkg-config libyaml-cpp-dev libgtest-dev libgmock-dev nlohmann-json3-dev
+packages=(cmake ninja-build g++ pkg-config libyaml-cpp-dev libgtest-dev libgmock-dev nlohmann-json3-dev libpcre2-dev
           libcli11-dev libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${packages[@]}"; do
