@@ -8,7 +8,20 @@
 
 namespace mlarun {
 
+AttentionKind AttentionKind::sliding(const AttentionKind& heads, int64_t window) {
+  MLARUN_CHECK(!heads.is_mla(), "sliding-window attention is modelled over MHA/GQA/MQA heads, not MLA's latent");
+  MLARUN_CHECK(window >= 1, "sliding-window attention: window ", window, " must be at least 1 token");
+  AttentionKind k = heads;
+  k.window = window;
+  return k;
+}
+
 std::string AttentionKind::name() const {
+  if (window > 0) {
+    AttentionKind heads = *this;
+    heads.window = 0;
+    return "swa:" + std::to_string(window) + "/" + heads.name();
+  }
   switch (type) {
     case Type::MLA: return "mla";
     case Type::MHA: return "mha";

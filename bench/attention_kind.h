@@ -4,6 +4,9 @@
 // This file also says which key/value heads a tensor-parallel rank holds: heads split while there are at least
 // as many as ranks, and otherwise each rank keeps the one group its query heads use (GQA groups no further than
 // one per rank; MQA's single head is replicated).
+// A kind may carry a sliding window of W tokens (`bench cache --window W`, over the heads of a baseline kind):
+// its rows are those heads' rows, but a sequence caches only its last min(L, W) tokens. Only the cache accounting
+// models it (BaselineAttention refuses a windowed kind).
 #pragma once
 
 #include <cstdint>
@@ -18,17 +21,26 @@ struct AttentionKind {
   enum class Type { MLA, MHA, GQA, MQA };
   Type type = Type::MLA;
   int64_t groups = 0;  // GQA: key/value heads G; 0 for the others
+  int64_t window = 0;  // sliding window in tokens over these heads; 0: full attention (MLA: always 0)
 
   static AttentionKind mla() { return {Type::MLA, 0}; }
   static AttentionKind mha() { return {Type::MHA, 0}; }
   static AttentionKind gqa(int64_t g) { return {Type::GQA, g}; }
   static AttentionKind mqa() { return {Type::MQA, 0}; }
+  // Sliding-window attention of `window` tokens over a baseline's heads; throws for MLA or window < 1.
+  static AttentionKind sliding(const AttentionKind& heads, int64_t window);
 
   bool is_mla() const { return type == Type::MLA; }
-  std::string name() const;  // "mla", "mha", "gqa:8", "mqa" (what the command line takes)
+  bool is_sliding() const { return window > 0; }
+  // "mla", "mha", "gqa:8", "mqa" (what the command line takes); windowed: "swa:4096/gqa:8".
+  std::string name() const;
+  // Tokens a sequence of seq_len tokens keeps in the cache: min(seq_len, window) with a window, else seq_len.
+  int64_t cached_tokens(int64_t seq_len) const { return window > 0 && window < seq_len ? window : seq_len; }
   // Key/value heads of the whole model: MHA n_heads, GQA G, MQA 1, MLA 0 (it caches a latent instead).
   int64_t kv_heads(const ModelConfig& c) const;
-  bool operator==(const AttentionKind& o) const { return type == o.type && groups == o.groups; }
+  bool operator==(const AttentionKind& o) const {
+    return type == o.type && groups == o.groups && window == o.window;
+  }
 };
 
 // Head dimension of the baseline K, Q and V heads: v_head_dim (the paper's d_h = 128).

@@ -15,6 +15,7 @@ BaselineAttention::BaselineAttention(const ModelConfig& c, AttentionKind kind, c
       // The same YaRN mscale^2 factor as MLA's scale, over this head dimension.
       softmax_scale_(float(c.softmax_scale() * std::sqrt(double(c.qk_head_dim()) / double(baseline_head_dim(c))))) {
   MLARUN_CHECK(!kind.is_mla(), "BaselineAttention built for mla (use MLAttention)");
+  MLARUN_CHECK(!kind.is_sliding(), kind.name(), ": a sliding window is modelled by bench cache's accounting only");
   MLARUN_CHECK(head_dim_ >= c.qk_rope_head_dim, kind.name(), " attention: head dim ", head_dim_,
                " (v_head_dim) is smaller than the RoPE dim ", c.qk_rope_head_dim);
   const int64_t H = c.n_heads, G = layout_.kv_heads, d = head_dim_;

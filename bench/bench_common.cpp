@@ -41,23 +41,16 @@ std::vector<int64_t> parse_int_list(const std::string& text, const std::string& 
   return values;
 }
 
-std::vector<DType> parse_kv_dtypes(const std::string& text, const std::string& option) {
-  std::vector<DType> dtypes;
+std::vector<CacheDtype> parse_kv_dtypes(const std::string& text, const std::string& option) {
+  std::vector<CacheDtype> dtypes;
   for (const std::string& item : split_commas(text)) {
-    DType t;
-    try {
-      t = parse_dtype(item);
-    } catch (const Error&) {
-      fail("option ", option, ": '", item, "' is not a cache dtype (expected bf16, fp16, fp8 or f32)");
-    }
-    if (t == DType::I32 || t == DType::I64)
-      fail("option ", option, ": '", item, "' is not a cache dtype (expected bf16, fp16, fp8 or f32)");
+    CacheDtype t = parse_cache_dtype(item, option);
+    for (CacheDtype seen : dtypes)
+      if (seen == t) fail("option ", option, ": '", item, "' in '", text, "' is listed twice");
     dtypes.push_back(t);
   }
   return dtypes;
 }
-
-std::string kv_dtype_name(DType t) { return t == DType::F8_E4M3 ? "fp8" : dtype_name(t); }
 
 void write_text_file(const std::string& path, const std::string& content, const std::string& option) {
   std::ofstream out(path, std::ios::binary);

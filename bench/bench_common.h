@@ -6,16 +6,16 @@
 #include <string>
 #include <vector>
 
-#include "runtime/dtype.h"
+#include "bench/cache_dtype.h"
 
 namespace mlarun::bench {
 
 // "1,2,4,8" -> {1, 2, 4, 8}; every item an integer >= min_value; errors name the option and the item.
 std::vector<int64_t> parse_int_list(const std::string& text, const std::string& option, int64_t min_value = 1);
-// "bf16,fp8" -> {BF16, F8_E4M3}; floating-point cache dtypes only.
-std::vector<DType> parse_kv_dtypes(const std::string& text, const std::string& option);
-// The name a kv dtype goes by in our tables and JSON (vLLM's kv_cache_dtype spelling: "bf16", "fp8").
-std::string kv_dtype_name(DType t);
+// "bf16,fp8,int8" -> {BF16, FP8, INT8} (cache_dtype.h); an unknown or repeated name is an error naming it.
+std::vector<CacheDtype> parse_kv_dtypes(const std::string& text, const std::string& option);
+// The name a kv dtype goes by in our tables and JSON (vLLM's kv_cache_dtype spelling: "bf16", "fp8", "int8").
+inline std::string kv_dtype_name(CacheDtype t) { return cache_dtype_name(t); }
 
 // Writes `content` to `path`; the error names the option and the path.
 void write_text_file(const std::string& path, const std::string& content, const std::string& option);

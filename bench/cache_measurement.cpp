@@ -53,17 +53,23 @@ CacheMeasurement measure_cache_capacity(const ModelConfig& c, const CacheFootpri
   m.block_size = block_size;
   m.dcp = f.dcp;
   m.row_width = cache_row_width(c, f.kind, f.tp);
-  const int64_t esize = int64_t(dtype_size(f.dtype)), layers = c.n_layers, dcp = f.dcp;
+  m.row_bytes = kv_row_bytes(c, f.kind, m.row_width, f.dtype);  // scales counted
+  m.pool_dtype = cache_pool_dtype(f.dtype);
+  const int64_t esize = int64_t(dtype_size(m.pool_dtype)), layers = c.n_layers, dcp = f.dcp;
+  MLARUN_CHECK(m.row_bytes % esize == 0, "measure_cache_capacity: row of ", m.row_bytes, " bytes in ",
+               dtype_name(m.pool_dtype));
+  const int64_t pool_width = m.row_bytes / esize;  // elements per row: bf16 values, or the quantized row's bytes
+  m.fill_len = f.kind.cached_tokens(seq_len);
   const int64_t virtual_block = block_size * dcp;  // the group's block, as the block manager sees it
   // The footprint's arithmetic: bytes per token per rank over the group's tokens in a virtual block.
   m.num_blocks_computed = int64_t(double(budget_bytes) / (f.bytes_per_token_per_rank() * double(virtual_block)));
   m.tokens_computed = m.num_blocks_computed * virtual_block;
-  const int64_t block_bytes = block_size * m.row_width * esize;  // one layer, one rank
+  const int64_t block_bytes = block_size * m.row_bytes;  // one layer, one rank
   m.num_blocks = budget_bytes / (layers * block_bytes);
   if (m.num_blocks == 0) return m;
 
   const int64_t rss_before = device == Device::CPU ? resident_bytes() : -1;
-  CachePool pool = CachePool::allocate(layers, m.num_blocks, block_size, m.row_width, f.dtype, device);  // zeroed
+  CachePool pool = CachePool::allocate(layers, m.num_blocks, block_size, pool_width, m.pool_dtype, device);  // zeroed
   m.pool_bytes = pool.bytes();
   if (rss_before >= 0) {
     int64_t rss_after = resident_bytes();
@@ -75,7 +81,7 @@ CacheMeasurement measure_cache_capacity(const ModelConfig& c, const CacheFootpri
   std::vector<Sequence> seqs;
   for (int64_t id = 0;; ++id) {
     int64_t room = blocks.num_free_blocks() * virtual_block;
-    Sequence seq(id, std::vector<int32_t>(size_t(std::max<int64_t>(1, std::min(seq_len, room))), 7));
+    Sequence seq(id, std::vector<int32_t>(size_t(std::max<int64_t>(1, std::min(m.fill_len, room))), 7));
     if (!blocks.can_allocate(seq)) break;
     blocks.allocate(seq);
     seqs.push_back(std::move(seq));
@@ -98,7 +104,7 @@ CacheMeasurement measure_cache_capacity(const ModelConfig& c, const CacheFootpri
         int64_t in_block = std::min(virtual_block, seq.num_tokens() - int64_t(b) * virtual_block);
         for (Tensor& layer : pool.layers)
           copy_bytes(static_cast<char*>(layer.raw()) + seq.block_table[b] * block_bytes, device, pattern.data(),
-                     Device::CPU, size_t(context_parallel_local_len(in_block, cp) * m.row_width * esize));
+                     Device::CPU, size_t(context_parallel_local_len(in_block, cp) * m.row_bytes));
       }
     }
     // Read the marks back: a token counts when its slot holds its owner's mark in every layer.
@@ -110,8 +116,8 @@ CacheMeasurement measure_cache_capacity(const ModelConfig& c, const CacheFootpri
         for (int64_t p = 0; p < seq.num_tokens(); ++p) {
           int64_t slot = context_parallel_local_slot(seq.slot(p, virtual_block), block_size, cp);
           if (slot < 0) continue;  // another rank's token
-          good[size_t(slot)] += bytes[slot * m.row_width * esize] == mark_of(seq.id()) &&
-                                bytes[(slot + 1) * m.row_width * esize - 1] == mark_of(seq.id());
+          good[size_t(slot)] += bytes[slot * m.row_bytes] == mark_of(seq.id()) &&
+                                bytes[(slot + 1) * m.row_bytes - 1] == mark_of(seq.id());
         }
     }
     for (int64_t g : good) m.tokens_verified += g == layers;

@@ -10,6 +10,11 @@
 // (p / N) % block_size, computed by the runtime's own context_parallel_local_slot (runtime/step_tensors.h). The
 // ranks' pools have the same shape, so one pool is allocated and each rank's tokens are written and read back in
 // turn: every token of the group must land in exactly one rank's slot.
+//
+// Quantized pools (fp8, int8) hold their scales: a row is allocated as its bytes (kv_row_bytes: values, one fp32
+// scale per 128-value tile, MLA's bf16 RoPE part; 656 for MLA) of 1-byte elements (F8_E4M3 for fp8, I8 for int8),
+// so the pool's size is what a quantized cache takes. A sliding-window kind fills sequences of
+// min(seq_len, window) tokens.
 #pragma once
 
 #include <cstdint>
@@ -27,7 +32,10 @@ struct CacheMeasurement {
   int64_t budget_bytes = 0;
   int64_t block_size = 0;           // tokens of a rank's block
   int64_t dcp = 1;                  // ranks sharing the tokens; the block manager's blocks hold block_size * dcp
-  int64_t row_width = 0;            // from the layer
+  int64_t row_width = 0;            // values, from the layer
+  int64_t row_bytes = 0;            // bytes of that row in the footprint's kv dtype, scales counted
+  DType pool_dtype = DType::BF16;   // elements the pool is allocated with (F8_E4M3 / I8: bytes of quantized rows)
+  int64_t fill_len = 0;             // tokens per sequence filled: min(seq_len, window)
   int64_t num_blocks_computed = 0;  // footprint arithmetic: budget / bytes per block
   int64_t num_blocks = 0;           // allocated (per rank; = the group's virtual blocks)
   int64_t pool_bytes = 0;           // CachePool::bytes()

@@ -1,12 +1,10 @@
-// Tables, notes, JSON and chart of `bench cache` (see cache_report.h).
+// Tables, notes and JSON of `bench cache` (see cache_report.h; the chart is cache_chart.cpp).
 #include "bench/cache_report.h"
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 
 #include "bench/bench_common.h"
-#include "bench/svg_chart.h"
 #include "bench/text_table.h"
 #include "runtime/device.h"
 #include "runtime/json.h"
@@ -33,24 +31,6 @@ json::Value json_number(double v) {
   return v == std::floor(v) && std::fabs(v) < 9e15 ? json::Value(int64_t(v)) : json::Value(v);
 }
 
-std::string dcp_color(int64_t dcp) {
-  static const char* colors[] = {"#e377c2", "#ad494a", "#7b4173", "#ff9896", "#843c39"};
-  int i = 0;
-  while (dcp > 2 && i < 4) dcp /= 2, ++i;
-  return colors[i];
-}
-
-std::string kind_color(const AttentionKind& k, size_t index) {
-  static const char* gqa_colors[] = {"#2ca02c", "#ff7f0e", "#8c564b", "#17becf", "#bcbd22"};
-  switch (k.type) {
-    case AttentionKind::Type::MLA: return "#d62728";
-    case AttentionKind::Type::MHA: return "#1f77b4";
-    case AttentionKind::Type::MQA: return "#9467bd";
-    case AttentionKind::Type::GQA: return gqa_colors[index % 5];
-  }
-  return "#000000";
-}
-
 }  // namespace
 
 std::vector<int64_t> mla_dcp_sizes(const CacheBenchSettings& s, int64_t tp) {
@@ -73,18 +53,18 @@ std::string skipped_dcp_note(const CacheBenchSettings& s) {
 
 std::string per_token_table(const ModelConfig& c, const CacheBenchSettings& s, const std::vector<AttentionKind>& kinds) {
   std::vector<std::string> header = {"attention", "kv heads", "values/token/layer"};
-  for (DType t : s.kv_dtypes) {
+  for (CacheDtype t : s.kv_dtypes) {
     header.push_back(kv_dtype_name(t) + " B/token/layer");
     header.push_back(kv_dtype_name(t) + " B/token");
   }
   header.push_back("x MLA");
   TextTable table(header);
-  const int64_t mla = cache_footprint(c, AttentionKind::mla(), DType::BF16, 1).elements_per_token_layer;
+  const int64_t mla = cache_footprint(c, AttentionKind::mla(), CacheDtype::BF16, 1).elements_per_token_layer;
   for (const AttentionKind& k : kinds) {
-    CacheFootprint f = cache_footprint(c, k, DType::BF16, 1);
+    CacheFootprint f = cache_footprint(c, k, CacheDtype::BF16, 1);
     std::vector<std::string> row = {k.name(), k.is_mla() ? "latent" : std::to_string(f.kv_heads),
                                     with_commas(f.elements_per_token_layer)};
-    for (DType t : s.kv_dtypes) {
+    for (CacheDtype t : s.kv_dtypes) {
       CacheFootprint ft = cache_footprint(c, k, t, 1);
       row.push_back(with_commas(ft.bytes_per_token_layer()));
       row.push_back(with_commas(ft.bytes_per_token()));
@@ -94,15 +74,17 @@ std::string per_token_table(const ModelConfig& c, const CacheBenchSettings& s, c
   }
   return "== Cache per token: " + s.config_path + " (" + std::to_string(c.n_layers) + " layers; MLA latent " +
          std::to_string(c.kv_lora_rank) + " + rope " + std::to_string(c.qk_rope_head_dim) + "; baselines " +
-         std::to_string(c.n_heads) + " query heads of d_h = " + std::to_string(baseline_head_dim(c)) + ")\n" +
-         table.render();
+         std::to_string(c.n_heads) + " query heads of d_h = " + std::to_string(baseline_head_dim(c)) + "; " +
+         cache_byte_rule() + ")\n" + table.render();
 }
 
 std::string per_rank_table(const ModelConfig& c, const CacheBenchSettings& s, const std::vector<CacheRecord>& records) {
   const std::string m = measure_label(s);
-  TextTable table({"tp", "attention", "dcp", "dtype", "kv heads/rank", "B/token/layer", "B/token", "weights GiB",
-                   "cache GiB", "tokens", "seqs@" + std::to_string(s.seq_len), "measured" + m, "computed" + m, "dev",
-                   "note"});
+  std::vector<std::string> header = {"tp", "attention", "dcp", "dtype", "kv heads/rank", "B/token/layer", "B/token",
+                                     "weights GiB", "cache GiB", "tokens"};
+  for (int64_t L : s.seq_lens) header.push_back("seqs@" + std::to_string(L));
+  for (std::string h : {"measured" + m, "computed" + m, std::string("dev"), std::string("note")}) header.push_back(h);
+  TextTable table(header);
   int64_t last_tp = -1;
   for (const CacheRecord& r : records) {
     const CacheFootprint& f = r.footprint;
@@ -112,18 +94,22 @@ std::string per_rank_table(const ModelConfig& c, const CacheBenchSettings& s, co
     std::string note = footprint_note(f);
     if (!cap.fits()) note = "weights exceed " + gib(s.memory_bytes, 0) + " GiB" + (note.empty() ? "" : "; " + note);
     const CacheMeasurement& me = r.measurement;
-    table.add_row({std::to_string(f.tp), f.kind.name(), std::to_string(f.dcp), kv_dtype_name(f.dtype),
-                   kv_heads_cell(f), bytes_cell(f.bytes_per_token_layer_per_rank()),
-                   bytes_cell(f.bytes_per_token_per_rank()),
-                   gib(cap.weight_bytes), cap.fits() ? gib(cap.cache_budget_bytes) : "none",
-                   cap.fits() ? with_commas(cap.tokens()) : "-",
-                   cap.fits() ? with_commas(cap.max_full_sequences(s.seq_len)) : "-",
-                   r.measured ? with_commas(me.tokens) : "-", r.measured ? with_commas(me.tokens_computed) : "-",
-                   r.measured ? (me.deviation() >= 0 ? "+" : "") + fixed(100 * me.deviation(), 2) + "%" : "-", note});
+    std::vector<std::string> row = {std::to_string(f.tp), f.kind.name(), std::to_string(f.dcp),
+                                    kv_dtype_name(f.dtype), kv_heads_cell(f),
+                                    bytes_cell(f.bytes_per_token_layer_per_rank()),
+                                    bytes_cell(f.bytes_per_token_per_rank()), gib(cap.weight_bytes),
+                                    cap.fits() ? gib(cap.cache_budget_bytes) : "none",
+                                    cap.fits() ? with_commas(cap.tokens()) : "-"};
+    for (int64_t L : s.seq_lens) row.push_back(cap.fits() ? with_commas(cap.max_full_sequences(L)) : "-");
+    for (std::string cell :
+         {r.measured ? with_commas(me.tokens) : "-", r.measured ? with_commas(me.tokens_computed) : "-",
+          r.measured ? (me.deviation() >= 0 ? "+" : "") + fixed(100 * me.deviation(), 2) + "%" : "-", note})
+      row.push_back(cell);
+    table.add_row(row);
   }
   return "== Per rank: " + gib(s.memory_bytes, 0) + " GiB minus this rank's bf16 weights (" +
          fixed(double(c.num_params()) / 1e9, 2) + "B params x 2 / tp); blocks of " + std::to_string(s.block_size) +
-         " tokens; sequences of " + std::to_string(s.seq_len) + " tokens; MLA under DCP N: bytes per token of the "
+         " tokens; seqs@L: sequences of L tokens (a window W caches min(L, W) of them); MLA under DCP N: bytes per token of the "
          "group's context, tokens the group holds\n" + table.render();
 }
 
@@ -150,7 +136,9 @@ std::string decode_comm_table(const ModelConfig& c, const CacheBenchSettings& s,
 }
 
 std::string cache_notes(const ModelConfig& c, const CacheBenchSettings& s, const std::vector<CacheRecord>& records) {
-  CacheFootprint mla = cache_footprint(c, AttentionKind::mla(), DType::BF16, 1);
+  CacheFootprint mla = cache_footprint(c, AttentionKind::mla(), CacheDtype::BF16, 1);
+  CacheFootprint mla8 = cache_footprint(c, AttentionKind::mla(), CacheDtype::FP8, 1);
+  const int64_t d = baseline_head_dim(c);
   std::string out = "Notes\n";
   out += "- MLA caches " + std::to_string(mla.elements_per_token_layer) + " values per token per layer (" +
          with_commas(mla.bytes_per_token_layer()) + " B in bf16) at every TP degree: the latent has no head axis, so "
@@ -171,7 +159,22 @@ std::string cache_notes(const ModelConfig& c, const CacheBenchSettings& s, const
            "already split by head, so they appear at dcp 1.\n";
   std::string skipped = skipped_dcp_note(s);
   if (!skipped.empty()) out += "- skipped (dcp must divide tp): " + skipped + ".\n";
-  out += "- fp8 counts 1 byte per value. Real FP8 MLA caches also keep scales, not counted here.\n";
+  out += "- fp8 and int8 store 1 byte per value in tiles of " + std::to_string(kCacheQuantTile) + " values, each tile "
+         "with an fp32 scale (4 B), scales counted: MLA " + std::to_string(c.kv_lora_rank) + " + 4 x " +
+         std::to_string((c.kv_lora_rank + kCacheQuantTile - 1) / kCacheQuantTile) + " + 2 x " +
+         std::to_string(c.qk_rope_head_dim) + " (RoPE kept in bf16) = " + with_commas(mla8.bytes_per_token_layer()) +
+         " B per token per layer (" + with_commas(mla8.bytes_per_token()) + " over " + std::to_string(c.n_layers) +
+         " layers); the baselines by the same 128-value tile rule, each K and V head " + std::to_string(d) +
+         " + 4 x " + std::to_string((d + kCacheQuantTile - 1) / kCacheQuantTile) + " = " +
+         std::to_string(cache_values_bytes(d, CacheDtype::FP8)) + " B.\n";
+  for (const CacheRecord& r : records)
+    if (r.footprint.kind.is_sliding() && r.footprint.tp == records.front().footprint.tp &&
+        r.footprint.dtype == s.kv_dtypes.front())
+      out += "- " + r.footprint.kind.name() + ": sliding-window attention over the heads of " +
+             r.footprint.kind.name().substr(r.footprint.kind.name().find('/') + 1) + " with a window of " +
+             with_commas(r.footprint.kind.window) + " tokens: the same bytes per cached token, but a sequence of L "
+             "tokens caches min(L, W) of them (ceil(min(L, W) / block) blocks), so seqs@L equals the full-attention "
+             "heads' while L <= W and grows by L / W beyond.\n";
   out += "- Every attention kind gets the same budget: the MLA model's weights (num_params x 2 / tp) are subtracted "
          "for all, so the rows differ only by their cache.\n";
   if (!s.measure_enabled) return out + "- measurement skipped (--measure-gib 0).\n";
@@ -235,9 +238,22 @@ json::Value cache_records_json(const ModelConfig& c, const CacheBenchSettings& s
     j["virtual_block_size"] = cap.virtual_block_size();
     j["num_gpu_blocks"] = cap.num_blocks;
     j["kv_cache_tokens"] = cap.tokens();
-    j["max_model_len"] = s.seq_len;
-    j["max_concurrency"] = cap.max_concurrency(s.seq_len);
-    j["max_num_seqs"] = cap.max_full_sequences(s.seq_len);
+    j["kv_cache_quantized"] = cache_dtype_quantized(f.dtype);
+    j["sliding_window"] = f.kind.window > 0 ? json::Value(f.kind.window) : json::Value();
+    j["max_model_len"] = s.seq_lens.front();
+    j["max_concurrency"] = cap.max_concurrency(s.seq_lens.front());
+    j["max_num_seqs"] = cap.max_full_sequences(s.seq_lens.front());
+    json::Value per_len = json::Value::array();
+    for (int64_t L : s.seq_lens) {
+      json::Value pl = json::Value::object();
+      pl["max_model_len"] = L;
+      pl["cached_tokens_per_seq"] = cap.cached_tokens_per_sequence(L);
+      pl["max_num_seqs"] = cap.max_full_sequences(L);
+      pl["max_concurrency"] = cap.max_concurrency(L);
+      pl["context_tokens"] = cap.context_tokens(L);
+      per_len.push_back(pl);
+    }
+    j["per_max_model_len"] = per_len;
     DecodeComm d = decode_comm(c, f.tp, f.dcp);
     json::Value comm = json::Value::object();
     comm["heads_per_rank"] = d.heads_per_rank;
@@ -254,6 +270,9 @@ json::Value cache_records_json(const ModelConfig& c, const CacheBenchSettings& s
       mj["device"] = device_name(m.device);
       mj["budget_bytes"] = m.budget_bytes;
       mj["cache_row_width"] = m.row_width;
+      mj["cache_row_bytes"] = m.row_bytes;
+      mj["pool_element_dtype"] = dtype_name(m.pool_dtype);
+      mj["tokens_per_seq_filled"] = m.fill_len;
       mj["virtual_block_size"] = m.block_size * m.dcp;
       mj["num_blocks_computed"] = m.num_blocks_computed;
       mj["num_blocks"] = m.num_blocks;
@@ -275,72 +294,10 @@ json::Value cache_records_json(const ModelConfig& c, const CacheBenchSettings& s
   out["model"] = model;
   out["memory_bytes"] = s.memory_bytes;
   out["weights_dtype"] = "bf16";
+  out["kv_cache_byte_rule"] = cache_byte_rule();
   out["decode_comm_model"] = decode_comm_model();
   out["records"] = list;
   return out;
-}
-
-std::string cache_chart_svg(const ModelConfig& c, const CacheBenchSettings& s, const std::vector<AttentionKind>& kinds,
-                            const std::vector<CacheRecord>& records) {
-  const double nan = std::numeric_limits<double>::quiet_NaN();
-  ChartPanel bytes, tokens;
-  bytes.title = "Cache per token on one rank (all " + std::to_string(c.n_layers) + " layers)";
-  bytes.y_label = "bytes per token per rank (log)";
-  bytes.value_format = [](double v) { return short_number(v) + "B"; };
-  tokens.title = "Tokens that fit (the TP group's context)";
-  tokens.y_label = "cache capacity in tokens (log)";
-  for (ChartPanel* p : {&bytes, &tokens}) {
-    p->x_label = "tensor-parallel degree (GPUs)";
-    for (int64_t tp : s.tp_degrees) p->x_ticks.push_back(std::to_string(tp));
-  }
-  for (size_t i = 0; i < s.tp_degrees.size(); ++i) {
-    bool fits = weight_bytes_per_rank(c, s.tp_degrees[i]) < s.memory_bytes;
-    tokens.column_notes.push_back(fits ? "" : "weights\nalone\n> " + gib(s.memory_bytes, 0) + " GiB");
-  }
-  // One line per (kind, dcp, dtype): MLA at dcp 1 and at each DCP size that divides some TP degree (no point where
-  // it does not divide), right after plain MLA; the baselines at dcp 1.
-  std::vector<std::pair<AttentionKind, int64_t>> lines;
-  for (const AttentionKind& k : kinds) {
-    lines.push_back({k, 1});
-    if (!k.is_mla()) continue;
-    std::vector<int64_t> sizes;
-    for (int64_t tp : s.tp_degrees)
-      for (int64_t n : mla_dcp_sizes(s, tp))
-        if (n > 1 && std::find(sizes.begin(), sizes.end(), n) == sizes.end()) sizes.push_back(n);
-    std::sort(sizes.begin(), sizes.end());
-    for (int64_t n : sizes) lines.push_back({k, n});
-  }
-  std::vector<ChartLegendEntry> legend;
-  size_t gqa_index = 0;
-  for (const auto& [k, dcp] : lines) {
-    std::string color = dcp > 1 ? dcp_color(dcp) : kind_color(k, k.type == AttentionKind::Type::GQA ? gqa_index++ : 0);
-    for (DType t : s.kv_dtypes) {
-      std::string name = k.name() + (dcp > 1 ? " dcp" + std::to_string(dcp) : "");
-      ChartSeries b{name + " " + kv_dtype_name(t), color, t != s.kv_dtypes.front(), {}};
-      ChartSeries n = b;
-      for (int64_t tp : s.tp_degrees) {
-        const CacheRecord* found = nullptr;
-        for (const CacheRecord& r : records)
-          if (r.footprint.kind == k && r.footprint.dcp == dcp && r.footprint.dtype == t && r.footprint.tp == tp)
-            found = &r;
-        b.values.push_back(found ? found->footprint.bytes_per_token_per_rank() : nan);
-        n.values.push_back(found && found->capacity.fits() && found->capacity.tokens() > 0
-                               ? double(found->capacity.tokens())
-                               : nan);
-      }
-      bytes.series.push_back(b);
-      tokens.series.push_back(n);
-      legend.push_back({b.label, color, b.dashed});
-    }
-  }
-  bool any_dcp = lines.size() > kinds.size();
-  std::string file = s.config_path.substr(s.config_path.find_last_of('/') + 1);
-  return render_line_chart_svg(
-      std::string("KV cache: MLA") + (any_dcp ? " (and MLA + DCP)" : "") + " vs MHA / GQA / MQA, " + file,
-      gib(s.memory_bytes, 0) + " GiB per GPU minus its share of the bf16 weights (" +
-          fixed(double(c.num_params()) / 1e9, 1) + "B params / tp), blocks of " + std::to_string(s.block_size) +
-          " tokens; MLA's latent is whole on every rank" + (any_dcp ? ", dcpN: 1/N of the tokens" : ""),
-      {bytes, tokens}, legend);
 }
 
 }  // namespace mlarun::bench

@@ -3,6 +3,9 @@
 // them, the JSON records (vLLM's field names where they exist) and the SVG chart (cache bytes per token per rank,
 // and tokens that fit, against the TP degree; one line per attention kind, DCP size and dtype).
 //
+// kv dtypes are bf16, fp8 and int8 with their scales counted (cache_dtype.h). A sliding-window family
+// (--window W) is a kind of its own, "swa:W/<heads>", with per-sequence columns at each --seq-len.
+//
 // DCP rows are MLA only: MLA is reported at dcp 1 (no DCP, the reference) and at each listed size N > 1 that
 // divides the TP degree; the baselines, whose K/V caches already split by head, only at dcp 1.
 #pragma once
@@ -20,10 +23,10 @@ namespace mlarun::bench {
 struct CacheBenchSettings {
   std::string config_path;
   std::vector<int64_t> tp_degrees;
-  std::vector<DType> kv_dtypes;
+  std::vector<CacheDtype> kv_dtypes;
   std::vector<int64_t> dcp_sizes = {1};  // --decode-context-parallel-size
   int64_t memory_bytes = 0;  // per GPU, before weights
-  int64_t seq_len = 4096;
+  std::vector<int64_t> seq_lens = {4096};  // --seq-len: sequences (and the window's payoff) at each length
   int64_t block_size = 64;
   bool measure_enabled = true;
   int64_t measure_bytes = 0;  // budget of the real allocation; 0: each record's real budget

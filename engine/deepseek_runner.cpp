@@ -30,7 +30,8 @@ CacheCapacity DeepseekRunner::plan_cache(const ModelConfig& c, const RuntimeOpti
   CacheCapacity cap;
   cap.block_size = o.scheduler_block_size();
   cap.rank_block_size = o.block_size;
-  cap.bytes_per_block = c.n_layers * o.block_size * c.latent_dim() * int64_t(dtype_size(cache_dtype));
+  const KvCacheStorage row = kv_cache_storage(o.kv_cache_dtype, cache_dtype, c.kv_lora_rank, c.qk_rope_head_dim);
+  cap.bytes_per_block = c.n_layers * o.block_size * row.row_bytes();
   if (o.num_blocks > 0) {
     cap.num_blocks = o.num_blocks;
     return cap;
@@ -66,8 +67,15 @@ DeepseekRunner::DeepseekRunner(ModelConfig config, const std::string& model_dir,
                  " leaves no room for the cache: ", profile.describe(options.gpu_memory_utilization));
   }
   capacity_ = plan_cache(model_->config(), options, budget, placement.dtype);
-  cache_ = CachePool::allocate(model_->config().n_layers, capacity_.num_blocks, capacity_.rank_block_size,
-                               model_->cache_width(), placement.dtype, placement.device);
+  const ModelConfig& c = model_->config();
+  const KvCacheStorage row = kv_cache_storage(options.kv_cache_dtype, placement.dtype, c.kv_lora_rank,
+                                              c.qk_rope_head_dim);
+  MLARUN_CHECK(row.dtype == placement.dtype || model_->cache_width() == c.latent_dim(),
+               "option --kv-cache-dtype: value ", kv_cache_dtype_name(options.kv_cache_dtype),
+               ": this model's cache is not an MLA latent");
+  cache_ = CachePool::allocate(c.n_layers, capacity_.num_blocks, capacity_.rank_block_size,
+                               row.dtype == placement.dtype ? model_->cache_width() : row.width, row.dtype,
+                               placement.device);
 }
 
 Tensor DeepseekRunner::execute(const ForwardBatch& batch) {

@@ -50,7 +50,8 @@ class DeepseekRunner final : public ModelRunner {
   const CacheCapacity& capacity() const { return capacity_; }
   const Placement& placement() const { return model_->placement(); }
   // Without --num-blocks: room for max_num_seqs sequences of max_model_len, within `budget_bytes` per rank, for a
-  // cache of `cache_dtype` values (under DCP a sequence takes 1/N of its blocks' rows on each rank).
+  // cache whose auto dtype is `cache_dtype` (the model's; o.kv_cache_dtype picks the row: bf16 values or the
+  // quantized rows of kernels/kv_quant.h) (under DCP a sequence takes 1/N of its blocks' rows on each rank).
   static CacheCapacity plan_cache(const ModelConfig& c, const RuntimeOptions& o, int64_t budget_bytes,
                                   DType cache_dtype = DType::F32);
 

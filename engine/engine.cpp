@@ -80,6 +80,7 @@ std::vector<RequestOutput> Engine::step() {
   auto t0 = std::chrono::steady_clock::now();
   ScheduledBatch scheduled = scheduler_.schedule();
   std::vector<int32_t> sampled;
+  last_step_tokens_.clear();
   if (!scheduled.empty()) {
     ForwardBatch batch = build_batch(scheduled);
     Tensor logits = runner_.execute(batch);  // on the model's device
@@ -134,6 +135,9 @@ std::vector<RequestOutput> Engine::step() {
     BlockManagerStats now = scheduler_.block_manager().stats();  // before postprocess frees finished sequences
     if (now.used > stats_.peak_cache.used) stats_.peak_cache = now;
     stats_.peak_running = std::max<int64_t>(stats_.peak_running, int64_t(scheduled.seqs.size()));
+    size_t next_sample = 0;
+    for (const ScheduledSequence& s : scheduled.seqs)
+      if (s.samples) last_step_tokens_.emplace_back(s.seq->id(), sampled[next_sample++]);
     scheduler_.postprocess(scheduled, sampled);
     ++stats_.steps;
   }

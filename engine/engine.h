@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/model_runner.h"
@@ -51,6 +52,14 @@ class Engine {
   // Steps until every request has finished; `progress` is called after each step with (done, total).
   std::vector<RequestOutput> run(const std::function<void(int64_t, int64_t, const EngineStats&)>& progress = {});
 
+  // Streaming: (request id, token) for every token the last step() sampled, in batch order (a request that
+  // finished in that step included), so a server can hand each request its new tokens as they come.
+  const std::vector<std::pair<int64_t, int32_t>>& last_step_tokens() const { return last_step_tokens_; }
+  // Finishes a queued or running request with FinishReason::Abort and `reason` (its cache blocks return to the
+  // pool at once); it comes back from the next step(). Call between steps. False when no unfinished request has
+  // that id.
+  bool abort(int64_t id, const std::string& reason) { return scheduler_.abort(id, reason); }
+
   bool has_unfinished() const { return !scheduler_.is_finished(); }
   const Scheduler& scheduler() const { return scheduler_; }
   const EngineStats& stats() const { return stats_; }
@@ -68,6 +77,7 @@ class Engine {
   std::map<int64_t, RequestOptions> options_;
   std::map<int64_t, RequestOutput> partial_;  // logits gathered while a request runs
   EngineStats stats_;
+  std::vector<std::pair<int64_t, int32_t>> last_step_tokens_;
 };
 
 }  // namespace mlarun

@@ -61,8 +61,11 @@ GpuMemoryProfile profile_gpu_memory(const DeepseekModel& model, const RuntimeOpt
   const int64_t before = allocator.stats().bytes_in_use;
   int64_t scratch_bytes = 0;
   {
-    CachePool scratch = CachePool::allocate(c.n_layers, blocks, o.block_size, model.cache_width(),
-                                            model.placement().dtype, Device::CUDA);
+    const KvCacheStorage row = kv_cache_storage(o.kv_cache_dtype, model.placement().dtype, c.kv_lora_rank,
+                                                c.qk_rope_head_dim);
+    CachePool scratch = CachePool::allocate(c.n_layers, blocks, o.block_size,
+                                            row.dtype == model.placement().dtype ? model.cache_width() : row.width,
+                                            row.dtype, Device::CUDA);
     scratch_bytes = allocator.stats().bytes_in_use - before;
     Tensor logits = model.forward(batch, scratch.layers);
     device_synchronize();

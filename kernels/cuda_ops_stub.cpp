@@ -2,6 +2,7 @@
 // point fails with one clear message. They are unreachable in practice, since no CUDA tensor can be made in such
 // a build (device_malloc refuses), but the dispatch in kernels/ops*.cpp needs the symbols.
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/kv_quant_cuda.h"
 #include "runtime/error.h"
 
 namespace mlarun::ops::cuda {
@@ -65,5 +66,13 @@ size_t mla_decode_workspace(const StepPart&, int64_t, int) { unavailable("mla_de
 Tensor mla_decode_run(const Tensor&, const Tensor&, const StepPart&, const Tensor&, int, bool, int64_t, float) {
   unavailable("mla_decode");
 }
+
+void write_cache_quantized(const Tensor&, const KvCacheFormat&, const Tensor&, const Tensor&) {
+  unavailable("write_cache_quantized");
+}
+Tensor gather_rows_dequantized(const Tensor&, const KvCacheFormat&, const Tensor&, DType) {
+  unavailable("gather_rows_dequantized");
+}
+Tensor upload_slots(const std::vector<int64_t>&) { unavailable("upload_slots"); }
 
 }  // namespace mlarun::ops::cuda

@@ -17,6 +17,7 @@ Command add_info_command(CLI::App& app);
 Command add_score_command(CLI::App& app);
 Command add_generate_command(CLI::App& app);
 Command add_tokenize_command(CLI::App& app);   // text <-> token ids (engine/tokenizer.h)
+Command add_serve_command(CLI::App& app);      // OpenAI-compatible HTTP server (launch/serve_http.h)
 Command add_bench_cache_command(CLI::App& bench);   // `bench cache`, under the `bench` subcommand
 Command add_bench_decode_command(CLI::App& bench);  // `bench decode`
 

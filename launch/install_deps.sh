@@ -5,7 +5,7 @@
 set -euo pipefail
 
 packages=(cmake ninja-build g++ pkg-config libyaml-cpp-dev libgtest-dev libgmock-dev nlohmann-json3-dev libpcre2-dev
-          libcli11-dev libopenmpi-dev openmpi-bin)
+          libcli11-dev libopenmpi-dev openmpi-bin libcpp-httplib-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

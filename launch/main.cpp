@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
       mlarun::cli::add_score_command(app),
       mlarun::cli::add_generate_command(app),
       mlarun::cli::add_tokenize_command(app),
+      mlarun::cli::add_serve_command(app),
       mlarun::cli::add_bench_cache_command(*bench),
       mlarun::cli::add_bench_decode_command(*bench),
   };

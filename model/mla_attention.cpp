@@ -1,6 +1,7 @@
 // MLA forward, both paths (see mla_attention.h and docs/model.md §2.2-2.6).
 #include "model/mla_attention.h"
 
+#include "kernels/kv_quant.h"
 #include "model/mla_backend.h"
 #include "runtime/error.h"
 
@@ -60,7 +61,11 @@ Tensor MLAttention::forward(const Tensor& x, const StepContext& step, Tensor& ca
   ops::apply_rope(k_pe, step.tensors.positions, rope);
   Tensor latent = ops::concat_last_dim(ops::rms_norm(ops::narrow_last_dim(kv, 0, R), kv_norm_, eps_),
                                        k_pe.view({T, Dr}));
-  ops::write_cache(cache, step.tensors.slot_mapping, latent);
+  const KvCacheFormat fmt = kv_cache_format(cache.dtype(), latent.dtype(), R, Dr);
+  if (fmt.quantized())  // fp8/int8 (or bf16 under f32 activations): written quantized, read back dequantized
+    ops::write_cache_quantized(cache, fmt, step.tensors.slot_mapping, latent);
+  else
+    ops::write_cache(cache, step.tensors.slot_mapping, latent);
 
   const MlaLayerWeights weights{wkv_b_out_, w_uk_t_, w_uv_};
   Tensor o;

@@ -1,6 +1,7 @@
 // The two MLA backends (see mla_backend.h).
 #include "model/mla_backend.h"
 
+#include "kernels/kv_quant.h"
 #include "runtime/error.h"
 
 namespace mlarun {
@@ -16,6 +17,8 @@ class ReferenceMlaBackend final : public MlaBackend {
   Tensor forward(const Tensor& q, const Tensor& cache, const MlaLayerWeights& w) const override {
     MLARUN_CHECK(batch_ != nullptr, "MLA backend: forward before plan");
     const ForwardBatch& batch = *batch_;
+    const KvCacheFormat fmt = kv_cache_format(cache.dtype(), q.dtype(), c_.kv_lora_rank, c_.qk_rope_head_dim);
+    if (fmt.quantized()) return dequantized(q, cache, fmt, w);
     bool all_absorbed = !batch.sequences.empty();
     for (const BatchSequence& s : batch.sequences) all_absorbed = all_absorbed && uses_absorbed_path(batch, s);
     if (all_absorbed) return absorbed(q, batch.sequences, cache, w);  // a decode step: one call for the batch
@@ -32,6 +35,24 @@ class ReferenceMlaBackend final : public MlaBackend {
   }
 
  private:
+  // A quantized cache (kernels/kv_quant.h): each sequence's context read back dequantized into a one-block pool of
+  // its own, then the same two paths as above; every cached row, this step's included, goes through the format.
+  Tensor dequantized(const Tensor& q, const Tensor& cache, const KvCacheFormat& fmt, const MlaLayerWeights& w) const {
+    const ForwardBatch& batch = *batch_;
+    Tensor o = Tensor::zeros({q.dim(0), heads_, c_.v_head_dim}, q.dtype(), q.device());
+    for (const BatchSequence& s : batch.sequences) {
+      if (s.num_tokens == 0) continue;
+      const int64_t ctx = s.start_pos + s.num_tokens;
+      const Tensor pool =
+          ops::gather_cache_dequantized(cache, fmt, s.block_table, ctx, q.dtype()).view({1, ctx, fmt.width()});
+      const BatchSequence own{0, s.num_tokens, s.start_pos, {0}};
+      const Tensor qs = q.rows(s.token_start, s.num_tokens);
+      ops::copy_into(o.rows(s.token_start, s.num_tokens),
+                     uses_absorbed_path(batch, s) ? absorbed(qs, {own}, pool, w) : naive(qs, own, pool, w));
+    }
+    return o;
+  }
+
   Tensor naive(const Tensor& q, const BatchSequence& s, const Tensor& cache, const MlaLayerWeights& w) const {
     const int64_t ctx = s.start_pos + s.num_tokens, R = c_.kv_lora_rank, Dr = c_.qk_rope_head_dim;
     const int64_t nope = c_.qk_nope_head_dim, vd = c_.v_head_dim;
@@ -69,11 +90,13 @@ class BatchedMlaBackend final : public MlaBackend {
         scale_(float(c.softmax_scale())) {}
   const char* name() const override { return "batched"; }
 
-  void plan(const ForwardBatch&, const StepTensors& step) override {
+  void plan(const ForwardBatch& batch, const StepTensors& step) override {
     MLARUN_CHECK(step.dcp.size == dcp_.size() && step.dcp.rank == dcp_.rank(), "MLA backend: step tensors for rank ",
                  step.dcp.rank, " of a decode-context-parallel group of ", step.dcp.size, ", the model is rank ",
                  dcp_.rank(), " of ", dcp_.size());
     step_ = &step;
+    batch_ = &batch;
+    absorbed_slots_ = Tensor();
     if (!dcp_.on())  // under DCP the generic kernel runs: it returns the log-sum-exp the merge needs
       decode_ = ops::plan_mla_decode(step.absorbed, step.device, placement_.dtype, heads_, c_.kv_lora_rank,
                                      c_.qk_rope_head_dim, step.block_size);
@@ -82,6 +105,9 @@ class BatchedMlaBackend final : public MlaBackend {
   Tensor forward(const Tensor& q, const Tensor& cache, const MlaLayerWeights& w) const override {
     MLARUN_CHECK(step_ != nullptr, "MLA backend: forward before plan");
     const StepTensors& st = *step_;
+    const KvCacheFormat fmt = kv_cache_format(cache.dtype(), q.dtype(), c_.kv_lora_rank, c_.qk_rope_head_dim);
+    MLARUN_CHECK(!fmt.quantized() || !dcp_.on(), "MLA backend: a quantized cache under decode context parallelism "
+                 "is not supported yet");
     Tensor oa, on;
     if (!st.absorbed.empty()) {
       oa = absorbed(st.absorbed.whole_step ? q : ops::gather_rows(q, st.absorbed.rows), cache, w);
@@ -103,8 +129,10 @@ class BatchedMlaBackend final : public MlaBackend {
     const int64_t K = part.total_k, R = c_.kv_lora_rank, Dr = c_.qk_rope_head_dim;
     const int64_t nope = c_.qk_nope_head_dim, vd = c_.v_head_dim;
     // Every context row of every prefill sequence in one gather, up-projected by one GEMM.
+    const KvCacheFormat fmt = kv_cache_format(cache.dtype(), q.dtype(), R, Dr);
     const Tensor pool = cache.view({cache.dim(0) * cache.dim(1), cache.dim(2)});
-    Tensor rows = ops::gather_rows(pool, part.kv_slots);
+    Tensor rows = fmt.quantized() ? ops::gather_rows_dequantized(cache, fmt, part.kv_slots, q.dtype())
+                                  : ops::gather_rows(pool, part.kv_slots);
     if (dcp_.on()) {
       // This rank's rows of every context (padded alike on every rank), gathered from the whole group, then put
       // back in position order: row p of a context came from rank p % N.
@@ -131,6 +159,14 @@ class BatchedMlaBackend final : public MlaBackend {
     const int64_t R = c_.kv_lora_rank, Dr = c_.qk_rope_head_dim, nope = c_.qk_nope_head_dim;
     Tensor q_lat = ops::head_linear(ops::narrow_last_dim(q, 0, nope), w.w_uk_t);
     Tensor q_abs = ops::concat_last_dim(q_lat, ops::narrow_last_dim(q, nope, Dr));
+    const KvCacheFormat fmt = kv_cache_format(cache.dtype(), q.dtype(), R, Dr);
+    if (fmt.quantized()) {  // every context row dequantized, then MQA over [c | k_pe] keys and c values
+      const Tensor rows = ops::gather_rows_dequantized(cache, fmt, absorbed_slots(cache), q.dtype());
+      const int64_t K = rows.dim(0);
+      Tensor o = ops::varlen_attention(q_abs, rows.view({K, 1, R + Dr}), ops::narrow_last_dim(rows, 0, R).view({K, 1, R}),
+                                       scale_, step_->absorbed);
+      return ops::head_linear(o, w.w_uv);
+    }
     if (!dcp_.on()) return ops::head_linear(ops::mla_decode(q_abs, cache, step_->absorbed, decode_, R, scale_), w.w_uv);
     // This rank's slice of every context: partial o_lat and lse per (row, head); a row that sees none of this
     // rank's tokens gives o 0, lse -inf. Merged exactly: o = sum_r exp(lse_r - LSE) o_r over the group.
@@ -142,6 +178,23 @@ class BatchedMlaBackend final : public MlaBackend {
     return ops::head_linear(own_heads(o, R), w.w_uv);
   }
 
+  // The cache slot of every context row of the absorbed part's sequences, in order (what a quantized cache is read
+  // through; the part itself lists slots for the naive path only), built once per step.
+  const Tensor& absorbed_slots(const Tensor& cache) const {
+    if (absorbed_slots_.defined()) return absorbed_slots_;
+    const int64_t bs = cache.dim(1);
+    std::vector<int64_t> slots;
+    for (int64_t j : step_->absorbed.seqs) {
+      const BatchSequence& s = batch_->sequences[size_t(j)];
+      for (int64_t p = 0; p < s.start_pos + s.num_tokens; ++p)
+        slots.push_back(int64_t(s.block_table[size_t(p / bs)]) * bs + p % bs);
+    }
+    Tensor host = Tensor::empty({int64_t(slots.size())}, DType::I64);
+    std::copy(slots.begin(), slots.end(), host.data<int64_t>());
+    absorbed_slots_ = host.to(cache.device());
+    return absorbed_slots_;
+  }
+
   ModelConfig c_;
   int64_t heads_;      // H_q
   int64_t out_heads_;  // H_out
@@ -149,6 +202,8 @@ class BatchedMlaBackend final : public MlaBackend {
   MlaDcpGroup dcp_;
   float scale_;
   const StepTensors* step_ = nullptr;
+  const ForwardBatch* batch_ = nullptr;
+  mutable Tensor absorbed_slots_;  // i64 on the cache's device; undefined until a quantized cache asks
   ops::MlaDecodePlan decode_;
 };
 

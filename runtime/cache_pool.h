@@ -1,6 +1,7 @@
 // CachePool: the paged cache memory of a model, one tensor per layer of [num_blocks, block_size, width]
-// (width = kv_lora_rank + rope dim for the MLA latent). Which sequence owns which block is the BlockManager's
-// business; this only holds the memory.
+// (width = kv_lora_rank + rope dim for the MLA latent; for --kv-cache-dtype fp8/int8 a byte pool whose width is
+// the row's bytes, docs/layouts.md §1.1). Which sequence owns which block is the BlockManager's business; this
+// only holds the memory.
 #pragma once
 
 #include <cstdint>

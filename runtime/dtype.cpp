@@ -17,6 +17,7 @@ size_t dtype_size(DType t) {
     case DType::F8_E4M3: return 1;
     case DType::I32: return 4;
     case DType::I64: return 8;
+    case DType::I8: return 1;
   }
   return 0;
 }
@@ -29,6 +30,7 @@ const char* dtype_name(DType t) {
     case DType::F8_E4M3: return "fp8_e4m3";
     case DType::I32: return "i32";
     case DType::I64: return "i64";
+    case DType::I8: return "i8";
   }
   return "?";
 }
@@ -149,6 +151,11 @@ void convert_to_f32(const void* src, DType from, float* dst, size_t n) {
     }
     case DType::I64: {
       const int64_t* s = static_cast<const int64_t*>(src);
+      for (size_t i = 0; i < n; ++i) dst[i] = float(s[i]);
+      return;
+    }
+    case DType::I8: {
+      const int8_t* s = static_cast<const int8_t*>(src);
       for (size_t i = 0; i < n; ++i) dst[i] = float(s[i]);
       return;
     }

@@ -8,7 +8,8 @@
 
 namespace mlarun {
 
-enum class DType : uint8_t { F32, BF16, F16, F8_E4M3, I32, I64 };
+// I8: signed bytes (the int8 latent cache's byte pool, kernels/kv_quant.h); no checkpoint tensor uses it.
+enum class DType : uint8_t { F32, BF16, F16, F8_E4M3, I32, I64, I8 };
 
 size_t dtype_size(DType t);
 const char* dtype_name(DType t);  // "f32", "bf16", ...

@@ -10,17 +10,34 @@ namespace mlarun {
 
 KvCacheDtype parse_kv_cache_dtype(const std::string& text) {
   if (text == "auto") return KvCacheDtype::Auto;
-  if (text == "bf16" || text == "fp8" || text == "int8" || text == "fp8_e4m3")
-    fail("option --kv-cache-dtype: value '", text, "' is not supported yet: only 'auto' (the model's dtype: f32 on "
-         "the CPU, bf16 on a GPU)");
-  fail("option --kv-cache-dtype: value '", text, "': expected auto");
+  if (text == "bf16") return KvCacheDtype::Bf16;
+  if (text == "fp8" || text == "fp8_e4m3") return KvCacheDtype::Fp8;
+  if (text == "int8") return KvCacheDtype::Int8;
+  fail("option --kv-cache-dtype: value '", text, "': expected auto, bf16, fp8 or int8");
 }
 
 const char* kv_cache_dtype_name(KvCacheDtype t) {
   switch (t) {
     case KvCacheDtype::Auto: return "auto";
+    case KvCacheDtype::Bf16: return "bf16";
+    case KvCacheDtype::Fp8: return "fp8";
+    case KvCacheDtype::Int8: return "int8";
   }
   return "unknown";
+}
+
+int64_t kv_quant_row_bytes(int64_t kv_lora_rank, int64_t rope_dim) {
+  return kv_lora_rank + 4 * ((kv_lora_rank + 127) / 128) + 2 * rope_dim;
+}
+
+KvCacheStorage kv_cache_storage(KvCacheDtype t, DType model_dtype, int64_t kv_lora_rank, int64_t rope_dim) {
+  switch (t) {
+    case KvCacheDtype::Auto: return {model_dtype, kv_lora_rank + rope_dim};
+    case KvCacheDtype::Bf16: return {DType::BF16, kv_lora_rank + rope_dim};
+    case KvCacheDtype::Fp8: return {DType::F8_E4M3, kv_quant_row_bytes(kv_lora_rank, rope_dim)};
+    case KvCacheDtype::Int8: return {DType::I8, kv_quant_row_bytes(kv_lora_rank, rope_dim)};
+  }
+  return {model_dtype, kv_lora_rank + rope_dim};
 }
 
 void RuntimeOptions::validate() const {
@@ -40,6 +57,10 @@ void RuntimeOptions::validate() const {
                ": must be at least 1");
   MLARUN_CHECK(max_model_len >= 1, "option --max-model-len (--max-seq-len): value ", max_model_len,
                ": must be at least 1");
+  MLARUN_CHECK(decode_context_parallel_size == 1 || kv_cache_dtype == KvCacheDtype::Auto ||
+                   (kv_cache_dtype == KvCacheDtype::Bf16 && device == Device::CUDA),
+               "option --kv-cache-dtype: value ", kv_cache_dtype_name(kv_cache_dtype),
+               ": not supported with --decode-context-parallel-size (--dcp) > 1 yet (use auto)");
   MLARUN_CHECK(eos_token_id >= -1, "eos_token_id: value ", eos_token_id, ": must be a token id or -1 (none)");
 }
 

@@ -14,11 +14,25 @@ namespace mlarun {
 
 struct ModelConfig;
 
-// --kv-cache-dtype. Auto: the model's activation dtype (f32 on the CPU, bf16 on a GPU). The quantized caches
-// (fp8, int8) are not implemented yet and are refused by name.
-enum class KvCacheDtype { Auto };
+// --kv-cache-dtype. Auto: the model's activation dtype (f32 on the CPU, bf16 on a GPU); Bf16: bf16 values (on the
+// CPU too); Fp8 / Int8: the quantized latent rows of docs/layouts.md §1.1 (kernels/kv_quant.h), read dequantized.
+enum class KvCacheDtype { Auto, Bf16, Fp8, Int8 };
 KvCacheDtype parse_kv_cache_dtype(const std::string& text);  // throws naming --kv-cache-dtype and the value
 const char* kv_cache_dtype_name(KvCacheDtype t);
+
+// Bytes of one quantized latent row (fp8 or int8): kv_lora_rank one-byte values, one f32 scale per tile of 128
+// (the last tile may be shorter), then the rope dims in bf16. 656 for DeepSeek-V2/V3 (512, 64).
+int64_t kv_quant_row_bytes(int64_t kv_lora_rank, int64_t rope_dim);
+
+// How one layer's cache pool stores a token: the pool tensor is [blocks, block_size, width] of `dtype`. For fp8
+// and int8 it is a byte pool (dtype F8_E4M3 or I8, width = row bytes); otherwise width = kv_lora_rank + rope.
+struct KvCacheStorage {
+  DType dtype = DType::F32;
+  int64_t width = 0;
+  int64_t row_bytes() const { return width * int64_t(dtype_size(dtype)); }
+};
+// `model_dtype`: the activations' dtype on that device (f32 on the CPU, bf16 on a GPU), what Auto stores.
+KvCacheStorage kv_cache_storage(KvCacheDtype t, DType model_dtype, int64_t kv_lora_rank, int64_t rope_dim);
 
 struct RuntimeOptions {
   Device device = Device::CPU;             // --device: cpu (the f32 reference) or cuda (bf16 weights and cache)

@@ -33,7 +33,7 @@ const SafetensorsDType kSafetensorsDTypes[] = {
 
 const DType kRuntimeDTypes[] = {DType::F32, DType::BF16, DType::F16, DType::F8_E4M3, DType::I32, DType::I64};
 
-bool is_float_dtype(DType t) { return t != DType::I32 && t != DType::I64; }
+bool is_float_dtype(DType t) { return t != DType::I32 && t != DType::I64 && t != DType::I8; }
 
 uint64_t read_u64_le(const uint8_t* p) {
   uint64_t v = 0;
@@ -189,6 +189,7 @@ const char* safetensors_dtype_name(DType t) {
     case DType::F8_E4M3: return "F8_E4M3";
     case DType::I32: return "I32";
     case DType::I64: return "I64";
+    case DType::I8: return "I8";
   }
   return "?";
 }

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/kv_quant.h"
 #include "kernels/op_types.h"
 #include "runtime/forward_batch.h"
 #include "runtime/sampling_params.h"
@@ -53,6 +54,11 @@ ExpertPermutation permute_by_expert(const Tensor& experts, const Tensor& weights
 // paged_cache.cpp; f32 only
 void write_cache(const Tensor& pool, const std::vector<int64_t>& slot_mapping, const Tensor& rows);
 Tensor gather_cache(const Tensor& pool, const std::vector<int32_t>& block_table, int64_t len);
+
+// kv_quant.cpp: the quantized (or bf16) latent cache, rows f32 (kernels/kv_quant.h)
+void write_cache_quantized(const Tensor& pool, const KvCacheFormat& f, const std::vector<int64_t>& slot_mapping,
+                           const Tensor& rows);
+Tensor gather_rows_dequantized(const Tensor& pool, const KvCacheFormat& f, const std::vector<int64_t>& slots);
 
 // simple_attention.cpp; f32 only
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, int64_t q_offset, Tensor* lse);

@@ -93,12 +93,12 @@ TEST(CliConventions, PrefixCachingFlagsTurnItOnAndOff) {
   EXPECT_EQ(prefix_hits(off), 0) << off.output;
 }
 
-TEST(CliConventions, KvCacheDtypeRefusesWhatIsNotImplemented) {
-  RunResult r = run_mlarun("generate --device cpu --model " + kV3 + " --prompt-ids 1,2 --kv-cache-dtype fp8");
+TEST(CliConventions, KvCacheDtypeRefusesAnUnknownName) {
+  RunResult r = run_mlarun("generate --device cpu --model " + kV3 + " --prompt-ids 1,2 --kv-cache-dtype fp4");
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_TRUE(contains(r.output, "--kv-cache-dtype")) << r.output;
-  EXPECT_TRUE(contains(r.output, "'fp8'")) << r.output;
-  EXPECT_TRUE(contains(r.output, "not supported yet")) << r.output;
+  EXPECT_TRUE(contains(r.output, "'fp4'")) << r.output;
+  EXPECT_TRUE(contains(r.output, "expected auto, bf16, fp8 or int8")) << r.output;
 }
 
 TEST(CliConventions, ScoreAndGenerateTakePromptIdsUnderOneName) {

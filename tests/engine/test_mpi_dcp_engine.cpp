@@ -91,8 +91,12 @@ void same_tokens_as_dcp1(const std::string& fixture, int64_t rank_block_size, in
     EXPECT_EQ(got.outputs[i].finish_reason, FinishReason::Length) << fixture << " request " << i;
   }
   EXPECT_EQ(got.stats.used, 0) << "every block returns to the pool";
-  if (blocks < 60) EXPECT_GT(got.preemptions, 0) << "the pool was meant to be too small";
-  if (prefix_caching) EXPECT_GT(got.stats.prefix_hits, 0) << "the repeated prompt hits the prefix cache";
+  if (blocks < 60) {
+    EXPECT_GT(got.preemptions, 0) << "the pool was meant to be too small";
+  }
+  if (prefix_caching) {
+    EXPECT_GT(got.stats.prefix_hits, 0) << "the repeated prompt hits the prefix cache";
+  }
 }
 
 template <typename Fn>

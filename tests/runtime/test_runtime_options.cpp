@@ -38,11 +38,36 @@ TEST(RuntimeOptions, OutOfRangeValuesNameTheOption) {
   EXPECT_ERROR_MENTIONS(o.validate(), "eos_token_id", "-2");
 }
 
-TEST(RuntimeOptions, KvCacheDtypeIsAutoUntilTheQuantizedCachesExist) {
+TEST(RuntimeOptions, KvCacheDtypeParsesTheFourNames) {
   EXPECT_EQ(parse_kv_cache_dtype("auto"), KvCacheDtype::Auto);
-  EXPECT_STREQ(kv_cache_dtype_name(KvCacheDtype::Auto), "auto");
-  EXPECT_ERROR_MENTIONS(parse_kv_cache_dtype("fp8"), "--kv-cache-dtype", "'fp8'", "not supported yet");
-  EXPECT_ERROR_MENTIONS(parse_kv_cache_dtype("float7"), "--kv-cache-dtype", "'float7'", "expected auto");
+  EXPECT_EQ(parse_kv_cache_dtype("bf16"), KvCacheDtype::Bf16);
+  EXPECT_EQ(parse_kv_cache_dtype("fp8"), KvCacheDtype::Fp8);
+  EXPECT_EQ(parse_kv_cache_dtype("fp8_e4m3"), KvCacheDtype::Fp8);
+  EXPECT_EQ(parse_kv_cache_dtype("int8"), KvCacheDtype::Int8);
+  for (KvCacheDtype t : {KvCacheDtype::Auto, KvCacheDtype::Bf16, KvCacheDtype::Fp8, KvCacheDtype::Int8})
+    EXPECT_EQ(parse_kv_cache_dtype(kv_cache_dtype_name(t)), t);
+  EXPECT_ERROR_MENTIONS(parse_kv_cache_dtype("float7"), "--kv-cache-dtype", "'float7'", "expected auto, bf16, fp8");
+}
+
+TEST(RuntimeOptions, KvCacheRowBytesFollowTheIssueFormula) {
+  EXPECT_EQ(kv_quant_row_bytes(512, 64), 656);  // DeepSeek-V2/V3
+  EXPECT_EQ(kv_quant_row_bytes(32, 16), 32 + 4 + 32);  // a tiny fixture: one short tile
+  EXPECT_EQ(kv_quant_row_bytes(200, 8), 200 + 8 + 16);
+  const KvCacheStorage fp8 = kv_cache_storage(KvCacheDtype::Fp8, DType::BF16, 512, 64);
+  EXPECT_EQ(fp8.dtype, DType::F8_E4M3);
+  EXPECT_EQ(fp8.row_bytes(), 656);
+  EXPECT_EQ(kv_cache_storage(KvCacheDtype::Int8, DType::F32, 512, 64).dtype, DType::I8);
+  EXPECT_EQ(kv_cache_storage(KvCacheDtype::Auto, DType::F32, 512, 64).row_bytes(), 576 * 4);
+  EXPECT_EQ(kv_cache_storage(KvCacheDtype::Auto, DType::BF16, 512, 64).row_bytes(), 576 * 2);
+  EXPECT_EQ(kv_cache_storage(KvCacheDtype::Bf16, DType::F32, 512, 64).dtype, DType::BF16);
+}
+
+TEST(RuntimeOptions, QuantizedCacheIsRefusedUnderDecodeContextParallelism) {
+  RuntimeOptions o;
+  o.tp = 2;
+  o.decode_context_parallel_size = 2;
+  o.kv_cache_dtype = KvCacheDtype::Fp8;
+  EXPECT_ERROR_MENTIONS(o.validate(), "--kv-cache-dtype", "fp8", "--decode-context-parallel-size");
 }
 
 TEST(RuntimeOptions, TensorParallelSizeMustSplitTheModel) {
