@@ -20,5 +20,6 @@ Command add_tokenize_command(CLI::App& app);   // text <-> token ids (engine/tok
 Command add_serve_command(CLI::App& app);      // OpenAI-compatible HTTP server (launch/serve_http.h)
 Command add_bench_cache_command(CLI::App& bench);   // `bench cache`, under the `bench` subcommand
 Command add_bench_decode_command(CLI::App& bench);  // `bench decode`
+Command add_bench_serve_command(CLI::App& bench);   // `bench serve`: load on an OpenAI-compatible server
 
 }  // namespace mlarun::cli

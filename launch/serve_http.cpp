@@ -207,7 +207,8 @@ int run_http_server(ServeEngine& engine, const Tokenizer& tok, const ServeConfig
   svr.Get("/v1/models", [&](const httplib::Request&, httplib::Response& res) {
     json::Value m = {{"id", cfg.model_name}, {"object", "model"}, {"created", int64_t(std::time(nullptr))},
                      {"owned_by", "mlarun"}, {"root", cfg.model_name}, {"parent", nullptr},
-                     {"max_model_len", cfg.max_model_len}};
+                     {"max_model_len", cfg.max_model_len},
+                     {"vocab_size", cfg.vocab_size}};  // beyond vLLM: `bench serve` draws prompt ids below it
     send_json(res, 200, {{"object", "list"}, {"data", json::Value::array({m})}});
   });
   svr.Post("/v1/completions", [&](const httplib::Request& req, httplib::Response& res) {
