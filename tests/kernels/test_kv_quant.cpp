@@ -178,6 +178,7 @@ TEST(KvQuant, SaturationAtTheTileMaximum) {
   EXPECT_EQ(int(row[1]), 0xfe);
   const KvCacheFormat g{KvQuant::Int8, 3, 0};
   const float y[3] = {-5.0f, 5.0f, 1.0f};
+  row.assign(size_t(g.row_bytes()), 0);  // g's row is one byte longer than f's
   quantize_row(y, g, row.data());
   EXPECT_EQ(int8_t(row[0]), -127);
   EXPECT_EQ(int8_t(row[1]), 127);
