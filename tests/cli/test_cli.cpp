@@ -18,26 +18,7 @@
 using namespace mlarun;
 using mlarun::testing::ScratchDir;
 
-// Under AddressSanitizer a deliberate out-of-memory allocation must fail as malloc does (null), not end the
-// process with ASAN's report: ctest sets ASAN_OPTIONS=allocator_may_return_null=1 for this test
-// (tests/CMakeLists.txt); run by hand without it, the allocation check is skipped with that reason.
-#if defined(__SANITIZE_ADDRESS__)
-#define MLARUN_TEST_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define MLARUN_TEST_ASAN 1
-#endif
-#endif
-namespace {
-bool huge_allocations_abort() {
-#ifdef MLARUN_TEST_ASAN
-  const char* opts = std::getenv("ASAN_OPTIONS");
-  return !opts || !std::strstr(opts, "allocator_may_return_null=1");
-#else
-  return false;
-#endif
-}
-}  // namespace
+using mlarun::testing::huge_allocations_abort;
 
 namespace {
 

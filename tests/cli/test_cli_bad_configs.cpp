@@ -17,17 +17,7 @@ using mlarun::testing::ScratchDir;
 
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kAsan = true;
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kAsan = true;
-#else
-constexpr bool kAsan = false;
-#endif
-#else
-constexpr bool kAsan = false;
-#endif
+using mlarun::testing::kAsan;
 
 struct Run {
   int status = 0;  // as waitpid reports it

@@ -24,17 +24,7 @@ using mlarun::testing::ScratchDir;
 
 namespace {
 
-#if defined(__SANITIZE_ADDRESS__)
-constexpr bool kAsan = true;  // ASan reserves terabytes of address space: no RLIMIT_AS then
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-constexpr bool kAsan = true;
-#else
-constexpr bool kAsan = false;
-#endif
-#else
-constexpr bool kAsan = false;
-#endif
+using mlarun::testing::kAsan;  // ASan reserves terabytes of address space: no RLIMIT_AS then
 
 struct Outcome {
   bool finished = false;  // the child returned or threw mlarun::Error (not killed, no other exception)
