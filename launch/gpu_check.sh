@@ -8,8 +8,8 @@
 #   launch/gpu_check.sh [--dry-run] [--budget S] [--skip REGEX]
 #                                                  the check; DRY_RUN=1 = --dry-run, GPU_CHECK_BUDGET_S = --budget,
 #                                                  GPU_CHECK_SKIP = --skip (e.g. 'check-' for no sanitizer)
-#   launch/gpu_check.sh prepare                    on a machine that has them: copy CLI11, yaml-cpp, GoogleTest
-#                                                  and nlohmann-json into the git-ignored .carry/ (alias:
+#   launch/gpu_check.sh prepare                    on a machine that has them: copy CLI11, yaml-cpp, GoogleTest,
+#                                                  nlohmann-json, PCRE2 and cpp-httplib into the git-ignored .carry/ (alias:
 #                                                  prepare-carry); copy .carry/ along with the source tree
 #
 # Deadline: every step runs under `timeout` (its own cap, never past the deadline); a step that would start with
@@ -62,9 +62,13 @@ deps="CLI11 yaml-cpp GTest nlohmann_json"
 # ---- prepare: gather the libraries into .carry/prefix (a mirror of their /usr paths) -----------------------
 prepare() {
   command -v dpkg >/dev/null || { echo "prepare needs dpkg (Debian/Ubuntu) to list the packages' files" >&2; return 1; }
-  local yaml_rt pkgs=(libcli11-dev libyaml-cpp-dev libgtest-dev libgmock-dev nlohmann-json3-dev) p f n=0
-  yaml_rt=$(dpkg -S "$(readlink -f /usr/lib/"$arch"/libyaml-cpp.so 2>/dev/null)" 2>/dev/null | cut -d: -f1)
-  [ -n "$yaml_rt" ] && pkgs+=("$yaml_rt")
+  local rt lib pkgs=(libcli11-dev libyaml-cpp-dev libgtest-dev libgmock-dev nlohmann-json3-dev libpcre2-dev
+                    libcpp-httplib-dev) p f n=0
+  # The shared libraries behind the -dev packages (their runtime packages), found through the .so links.
+  for lib in libyaml-cpp libpcre2-8 libcpp-httplib; do
+    rt=$(dpkg -S "$(readlink -f /usr/lib/"$arch"/$lib.so 2>/dev/null)" 2>/dev/null | cut -d: -f1)
+    [ -n "$rt" ] && pkgs+=("$rt")
+  done
   rm -rf "$carry" && mkdir -p "$carry"
   for p in "${pkgs[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || { echo "prepare: $p is not installed here (apt-get install $p)" >&2; return 1; }
@@ -100,6 +104,14 @@ sub_configure() {
   local flags=(-DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a -DMLARUN_CUDA=ON) p s d
   [ -f "$GC_BUILD/CMakeCache.txt" ] || { command -v ninja >/dev/null && flags+=(-G Ninja); }
   command -v nvcc >/dev/null || flags+=(-DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc)
+  # PCRE2 and cpp-httplib are found through pkg-config: the carried .pc files where the system has none.
+  for p in libpcre2-8 cpp-httplib; do
+    if ! pkg-config --exists "$p" 2>/dev/null && [ -f "$carry/lib/$arch/pkgconfig/$p.pc" ]; then
+      export PKG_CONFIG_PATH="$carry/lib/$arch/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
+      sed -i "s|^prefix=.*|prefix=$carry|" "$carry/lib/$arch/pkgconfig/$p.pc"
+      echo "NOTE: $p from .carry"
+    fi
+  done
   for p in $deps; do
     read -r s d _ <<<"$(dep_state "$p")"
     case $s in
