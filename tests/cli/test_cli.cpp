@@ -68,7 +68,34 @@ void check_fixture(const std::string& name, int block_size) {
   }
 }
 
+// `score --kv-cache-dtype D --max-num-batched-tokens 1` (every position read back through the quantized cache)
+// against Hugging Face's fp32 forward with the same fake quantization in the latent
+// (tests/tools/make_kv_quant_references.py): within 1e-3, widened only where the tool found a latent value on a
+// rounding boundary (see KvCacheQuant.KvQuantReference).
+void check_quantized_cache_score(const std::string& name) {
+  ScratchDir tmp;
+  const std::string dir = mlarun::testing::data_dir() + "/" + name;
+  SafetensorsFile ref(dir + "/kv_quant_reference.safetensors");
+  for (int i = 0; ref.contains("prompt." + std::to_string(i) + ".input_ids"); ++i) {
+    const std::string p = "prompt." + std::to_string(i) + ".";
+    const std::string prompt = join(ref.load(p + "input_ids", DType::I64));
+    for (const std::string dt : {"fp8", "int8", "bf16"}) {
+      RunResult r = run_mlarun("score --model " + dir + " --device cpu --kv-cache-dtype " + dt +
+                               " --max-num-batched-tokens 1 --block-size 4 --tokens " + prompt + " --out " +
+                               tmp.file("q.safetensors"));
+      ASSERT_EQ(r.exit_code, 0) << r.output;
+      const float flip = ref.load(p + "flip_sensitivity_" + dt).data<float>()[0];
+      EXPECT_LT(max_abs_diff(SafetensorsFile(tmp.file("q.safetensors")).load("logits"), ref.load(p + "logits_" + dt)),
+                std::max(1e-3f, 1.5f * flip))
+          << name << " prompt " << i << " --kv-cache-dtype " << dt;
+    }
+  }
+}
+
 }  // namespace
+
+TEST(Cli, V2TinyQuantizedCacheScoreMatchesExactReference) { check_quantized_cache_score("deepseek-v2-tiny"); }
+TEST(Cli, V3TinyQuantizedCacheScoreMatchesExactReference) { check_quantized_cache_score("deepseek-v3-tiny"); }
 
 TEST(Cli, V2TinyScoreAndGenerateMatchHuggingFace) { check_fixture("deepseek-v2-tiny", 16); }
 TEST(Cli, V3TinyScoreAndGenerateMatchHuggingFace) { check_fixture("deepseek-v3-tiny", 16); }

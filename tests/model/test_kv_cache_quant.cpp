@@ -74,7 +74,7 @@ int64_t argmax_row(const float* v, int64_t n) {
 }  // namespace
 
 TEST(KvCacheQuant, KvQuantReference) {
-  int found = 0;
+  int found = 0, cases = 0, widened = 0;
   for (const std::string& name : kFixtures) {
     const std::string dir = mlarun::testing::data_dir() + "/" + name;
     if (!std::filesystem::exists(dir + "/kv_quant_reference.safetensors")) continue;
@@ -86,12 +86,25 @@ TEST(KvCacheQuant, KvQuantReference) {
       const std::string p = "prompt." + std::to_string(i) + ".";
       const std::vector<int32_t> prompt = ids_of(ref.load(p + "input_ids", DType::I64));
       for (KvCacheDtype kv : {KvCacheDtype::Fp8, KvCacheDtype::Int8, KvCacheDtype::Bf16}) {
-        const Tensor want = ref.load(p + "logits_" + kv_cache_dtype_name(kv));
-        EXPECT_LT(max_abs_diff(score_one_token_a_step(*model, prompt, kv), want), 1e-3f)
-            << name << " prompt " << i << " " << kv_cache_dtype_name(kv);
+        const std::string dt = kv_cache_dtype_name(kv);
+        const Tensor want = ref.load(p + "logits_" + dt);
+        // Where a latent value of this prompt sits on a rounding boundary, fp32 noise alone flips it and moves the
+        // reference's own logits (the tool measured by how much): either side is right, so the bound widens to 1.5x
+        // that move for this prompt only, and says so. Semantic slips move every prompt by 1e-3 or more.
+        const std::string flip_key = p + "flip_sensitivity_" + dt;
+        const float flip = ref.contains(flip_key) ? ref.load(flip_key).data<float>()[0] : 0.0f;
+        const float bound = std::max(1e-3f, 1.5f * flip);
+        const float diff = max_abs_diff(score_one_token_a_step(*model, prompt, kv), want);
+        std::printf("%-28s prompt %d %-4s max |diff| %.3g (bound %.3g%s)\n", name.c_str(), i, dt.c_str(), diff, bound,
+                    bound > 1e-3f ? ", widened: a value on a rounding boundary" : "");
+        EXPECT_LT(diff, bound) << name << " prompt " << i << " " << dt;
+        ++cases;
+        if (bound > 1e-3f) ++widened;
       }
     }
   }
+  // The boundary allowance must stay the exception, or the test would no longer tell a slip from a flip.
+  EXPECT_LE(widened * 10, cases) << widened << " of " << cases << " cases needed the rounding-boundary allowance";
   if (found == 0)
     GTEST_SKIP() << "no <fixture>/kv_quant_reference.safetensors: run tests/tools/make_kv_quant_references.py "
                     "where torch and transformers exist";

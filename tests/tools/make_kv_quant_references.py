@@ -9,7 +9,9 @@ the SAME fake quantization hooked into the latent (kernels/kv_quant.h, bit for b
 Needs torch (with float8_e4m3fn) and a transformers release with the native DeepseekV2/DeepseekV3 classes, as
 make_shape_fixtures.py. For each fixture folder it reads reference.safetensors' prompt.{i}.input_ids and writes
 kv_quant_reference.safetensors beside it: prompt.{i}.input_ids (I64 [L]) and prompt.{i}.logits_{fp8,int8,bf16}
-(F32 [L, vocab]: a full fp32 forward, every position, with every latent row quantized and dequantized).
+(F32 [L, vocab]: a full fp32 forward, every position, with every latent row quantized and dequantized), and
+prompt.{i}.flip_sensitivity_{fp8,int8,bf16} (F32 [1]: how far those logits move when the latent is jittered by
+fp32 noise before quantizing, i.e. whether a value sits on a rounding boundary; see flip_sensitivity).
 
 The hook: the output of kv_a_layernorm (the latent c, kv_lora_rank values) goes through the tile quantizer; the
 rotated k_pe is rounded to bf16 (patched into the modeling module's apply_rotary* functions, second output). The
@@ -82,6 +84,24 @@ def patched_forward(model, kind, ids):
             setattr(module, n, f)
 
 
+def flip_sensitivity(model, kind, ids, exact, seeds=4, jitter=2e-7):
+    """How far these logits move when the latent moves by fp32 noise (a relative 2e-7, below what two correct
+    implementations differ by) before quantization: 0 unless some latent value sits on a rounding boundary, where
+    either side is right. The test widens its 1e-3 to this where a prompt has such a value, and says so."""
+    global fake_quantize_latent
+    exact_quantizer = fake_quantize_latent
+    worst = 0.0
+    try:
+        for seed in range(seeds):
+            g = torch.Generator().manual_seed(seed)
+            fake_quantize_latent = lambda c, k, _g=g: exact_quantizer(
+                c * (1 + jitter * torch.randn(c.shape, generator=_g)), k)
+            worst = max(worst, (patched_forward(model, kind, ids) - exact).abs().max().item())
+    finally:
+        fake_quantize_latent = exact_quantizer
+    return torch.tensor([worst], dtype=torch.float32)
+
+
 def build(folder):
     kind = AutoConfig.from_pretrained(folder).model_type
     cls = DeepseekV3ForCausalLM if kind == "deepseek_v3" else DeepseekV2ForCausalLM
@@ -92,8 +112,17 @@ def build(folder):
     while f"prompt.{i}.input_ids" in ref:
         ids = ref[f"prompt.{i}.input_ids"]
         out[f"prompt.{i}.input_ids"] = ids.clone()
+        # The control: without the hook this transformers must give the fixture's own fp32 logits, else its
+        # DeepSeek classes compute something else and the references below would mean nothing.
+        with torch.no_grad():
+            plain = model(ids[None, :]).logits[0].float()
+        drift = (plain - ref[f"prompt.{i}.logits"]).abs().max().item()
+        if not drift < 1e-4:
+            sys.exit(f"{folder}: prompt {i}: transformers {transformers.__version__} differs from the fixture's "
+                     f"reference logits by {drift:.3g} (> 1e-4); not writing references")
         for k in ("fp8", "int8", "bf16"):
-            out[f"prompt.{i}.logits_{k}"] = patched_forward(model, k, ids[None, :])
+            out[f"prompt.{i}.logits_{k}"] = exact = patched_forward(model, k, ids[None, :])
+            out[f"prompt.{i}.flip_sensitivity_{k}"] = flip_sensitivity(model, k, ids[None, :], exact)
         i += 1
     meta = {"transformers": transformers.__version__, "torch": torch.__version__,
             "format": "kernels/kv_quant.h: tiles of 128, fp8 pow2 scale / int8 amax/127, rope bf16"}
