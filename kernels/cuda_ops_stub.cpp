@@ -58,12 +58,13 @@ Tensor combine_experts(const Tensor&, const Tensor&, const Tensor&, const Tensor
 // Without the kernels nothing fits them: the ops layer takes the generic path (which then fails as above).
 bool flash_prefill_fits(int64_t, int64_t, DType) { return false; }
 Tensor flash_varlen(const Tensor&, const Tensor&, const Tensor&, float, const StepPart&) { unavailable("flash_prefill"); }
-std::string mla_decode_unfit(const StepPart&, DType, int64_t, int64_t, int64_t, int64_t) {
+std::string mla_decode_unfit(const StepPart&, DType, KvQuant, int64_t, int64_t, int64_t, int64_t) {
   return "this build has no CUDA kernels";
 }
 int mla_decode_sm_count() { unavailable("mla_decode"); }
 size_t mla_decode_workspace(const StepPart&, int64_t, int) { unavailable("mla_decode"); }
-Tensor mla_decode_run(const Tensor&, const Tensor&, const StepPart&, const Tensor&, int, bool, int64_t, float) {
+Tensor mla_decode_run(const Tensor&, const Tensor&, KvQuant, const StepPart&, const Tensor&, int, bool, int64_t, float,
+                      Tensor*) {
   unavailable("mla_decode");
 }
 

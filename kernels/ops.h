@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/kv_quant.h"
 #include "kernels/op_types.h"
 #include "runtime/forward_batch.h"
 #include "runtime/model_config.h"
@@ -143,21 +144,26 @@ bool flash_prefill_fits(int64_t d_qk, int64_t d_v, DType dtype);
 
 // Absorbed MLA decode for a step's part, planned once per step and shared by all layers: on CUDA with the shapes
 // kernels/cuda/mla_decode takes (bf16, kv_lora_rank 512, rope 64, heads <= 128, <= 4 query rows per sequence,
-// block_size <= 256, batch <= 8192) the first layer's call computes the work schedule into the plan's workspace
-// and every later call reuses it; otherwise (`fast` false, `reason` says why) mla_decode runs the generic kernel.
+// block_size <= 256, batch <= 8192; a bf16 cache or the fp8/int8 rows of kernels/kv_quant.h, `cache`) the first
+// layer's call computes the work schedule into the plan's workspace and every later call reuses it; otherwise
+// (`fast` false, `reason` says why) mla_decode runs the generic kernel, which takes unquantized caches only.
+// Under decode context parallelism (part.dcp_size > 1) the kernel's rule "query i of n sees the first L - n + i
+// rows" does not hold for a rank's interleaved slice, so only one query row per sequence is fast there.
 struct MlaDecodePlan {
   bool fast = false;
   std::string reason;          // why not fast (empty when fast)
   Tensor workspace;            // bytes, on the device (fast only)
   int num_sms = 0;
   int64_t heads = 0;
+  KvQuant cache = KvQuant::None;
   mutable bool scheduled = false;  // the schedule is in the workspace
 };
 MlaDecodePlan plan_mla_decode(const StepPart& part, Device device, DType dtype, int64_t heads, int64_t kv_lora_rank,
-                              int64_t rope_dim, int64_t block_size);
-// q [part.num_tokens, heads, kv_lora_rank + rope] -> o_lat [part.num_tokens, heads, kv_lora_rank].
+                              int64_t rope_dim, int64_t block_size, KvQuant cache = KvQuant::None);
+// q [part.num_tokens, heads, kv_lora_rank + rope] -> o_lat [part.num_tokens, heads, kv_lora_rank]; `lse` (when not
+// null) receives the log-sum-exp of each row's scaled scores, f32 [part.num_tokens, heads] (-inf: no key seen).
 Tensor mla_decode(const Tensor& q, const Tensor& pool, const StepPart& part, const MlaDecodePlan& plan,
-                  int64_t kv_lora_rank, float scale);
+                  int64_t kv_lora_rank, float scale, Tensor* lse = nullptr);
 
 // ---- MoE on the device (kernels/ops_step.cpp) ------------------------------------------------------------------
 // The token permutation for this rank's experts [first_expert, first_expert + num_experts), built where the

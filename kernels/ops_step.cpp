@@ -164,14 +164,17 @@ Tensor varlen_attention(const Tensor& q, const Tensor& k, const Tensor& v, float
 }
 
 MlaDecodePlan plan_mla_decode(const StepPart& part, Device device, DType dtype, int64_t heads, int64_t kv_lora_rank,
-                              int64_t rope_dim, int64_t block_size) {
+                              int64_t rope_dim, int64_t block_size, KvQuant cache) {
   MlaDecodePlan plan;
   plan.heads = heads;
+  plan.cache = cache;
   if (device != Device::CUDA || part.empty()) {
     plan.reason = device != Device::CUDA ? "not on the GPU" : "no decode rows";
     return plan;
   }
-  plan.reason = cuda::mla_decode_unfit(part, dtype, heads, kv_lora_rank, rope_dim, block_size);
+  plan.reason = cuda::mla_decode_unfit(part, dtype, cache, heads, kv_lora_rank, rope_dim, block_size);
+  if (plan.reason.empty() && part.dcp_size > 1 && part.max_q > 1)
+    plan.reason = std::to_string(part.max_q) + " query rows in one sequence under decode context parallelism";
   if (!plan.reason.empty()) {
     note_fallback("MLA decode: " + plan.reason + " is outside mla_decode's contract: generic CUDA kernel");
     return plan;
@@ -184,14 +187,23 @@ MlaDecodePlan plan_mla_decode(const StepPart& part, Device device, DType dtype, 
 }
 
 Tensor mla_decode(const Tensor& q, const Tensor& pool, const StepPart& part, const MlaDecodePlan& plan,
-                  int64_t kv_lora_rank, float scale) {
-  if (!plan.fast) return mla_paged_attention_part(q, pool, part, kv_lora_rank, scale);
+                  int64_t kv_lora_rank, float scale, Tensor* lse) {
+  if (!plan.fast) {
+    MLARUN_CHECK(plan.cache == KvQuant::None, "mla_decode: a ",
+                 plan.cache == KvQuant::Fp8 ? "fp8" : plan.cache == KvQuant::Int8 ? "int8" : "bf16",
+                 " cache outside mla_decode's contract (", plan.reason,
+                 ") is read through ops::gather_rows_dequantized by the caller, not here");
+    return mla_paged_attention_part(q, pool, part, kv_lora_rank, scale, lse);
+  }
   device_of("mla_decode", {{"q", q}, {"pool", pool}});
+  const bool unquantized = plan.cache == KvQuant::None;
   MLARUN_CHECK(q.ndim() == 3 && q.dim(0) == part.num_tokens && q.dim(1) == plan.heads && pool.ndim() == 3 &&
-                   q.dim(2) == pool.dim(2) && q.dtype() == pool.dtype(),
+                   (unquantized ? q.dim(2) == pool.dim(2) && q.dtype() == pool.dtype()
+                                : pool.dtype() == (plan.cache == KvQuant::Fp8 ? DType::F8_E4M3 : DType::I8)),
                "mla_decode: q ", q.describe(), " for ", part.num_tokens, " rows of ", plan.heads,
                " heads over a pool of ", pool.describe());
-  Tensor o = cuda::mla_decode_run(q, pool, part, plan.workspace, plan.num_sms, !plan.scheduled, kv_lora_rank, scale);
+  Tensor o = cuda::mla_decode_run(q, pool, plan.cache, part, plan.workspace, plan.num_sms, !plan.scheduled,
+                                  kv_lora_rank, scale, lse);
   plan.scheduled = true;  // later layers reuse the step's schedule
   return o;
 }

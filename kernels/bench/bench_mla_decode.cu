@@ -8,7 +8,8 @@
 // FlashMLA's formulas (bytes = cache read once + q + out; FLOPs = 2 * H * s_q * (576 + 512) per cached token),
 // kernel-only (attend) and whole call (schedule + attend + combine), next to the copy and GEMM ceilings measured
 // here at run time, and to PyTorch reference times when --torch-anchors names a file of them (no file, no such
-// column). Ceilings and contract: docs/kernels.md.
+// column). The TP 8 shape also runs over fp8 and int8 caches (656-byte rows dequantized in the kernel; bytes
+// count the rows as stored) with their speed-up over bf16 printed. Ceilings and contract: docs/kernels.md.
 // Exit: 0 ok or no GPU ("no GPU" printed), 1 validation failed, 2 error.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -104,12 +105,13 @@ struct Shape {
   int batch, seq_len, heads, q_per_seq, block_size;
   bool varlen;         // lengths ~ N(seq_len, seq_len / 2), clipped at q_per_seq (FlashMLA's varlen)
   const char* target;  // the criterion this shape is held to (docs/kernels.md)
+  cuda::MlaKvFormat format = cuda::MlaKvFormat::Bf16;
 };
 
 // PyTorch reference time for this shape from the --torch-anchors file, a JSON array of records {kind
 // "mla_decode_torch_ref", B, H, T, ms}; -1 when absent.
 double torch_anchor_ms(const json::Value& anchors, const Shape& s) {
-  if (!anchors.is_array() || s.q_per_seq != 1 || s.varlen) return -1;
+  if (!anchors.is_array() || s.q_per_seq != 1 || s.varlen || s.format != cuda::MlaKvFormat::Bf16) return -1;
   for (const json::Value& r : anchors) {
     const json::Value *kind = json::find(r, "kind"), *B = json::find(r, "B"), *H = json::find(r, "H"),
                       *T = json::find(r, "T"), *ms = json::find(r, "ms");
@@ -162,7 +164,9 @@ int run(int argc, char** argv) {
   const std::vector<Case> vcases = {{{0, 1, 33, 257, 1000, 64, 5}, {1, 2, 3, 4, 1, 2, 4}, 16, 64, 0, 100},
                                     {{0, 1, 700, 31}, {1, 4, 2, 1}, 128, 1, 0, 101},
                                     {{4000, 10, 1, 0, 2500}, {2, 1, 1, 3, 4}, 1, 16, 5, 102},
-                                    {{3000, 2, 90}, {3, 2, 1}, 64, 256, 1024, 103}};
+                                    {{3000, 2, 90}, {3, 2, 1}, 64, 256, 1024, 103},
+                                    {{0, 1, 33, 257, 1000}, {1, 2, 3, 4, 1}, 16, 64, 0, 104, cuda::MlaKvFormat::Fp8},
+                                    {{0, 1, 700, 31}, {1, 4, 2, 1}, 128, 16, 0, 105, cuda::MlaKvFormat::Int8}};
   bool all_ok = true;
   json::Value vjson = json::Value::array();
   for (const Case& v : vcases) {
@@ -172,9 +176,11 @@ int run(int argc, char** argv) {
     std::iota(all.begin(), all.end(), 0);
     const Comparison r = validate(in, v, dc, all);
     all_ok &= r.ok();
-    std::printf("validate H=%-3d bs=%-3d sms=%-4d  rel_l2 %.2e  max|d out| %.2e  max|d lse| %.2e  %s\n", v.heads,
-                v.block_size, dc.p.num_sms, r.rel_l2, r.max_abs, r.max_lse, r.ok() ? "ok" : "FAILED");
+    std::printf("validate %-4s H=%-3d bs=%-3d sms=%-4d  rel_l2 %.2e  max|d out| %.2e  max|d lse| %.2e  %s\n",
+                cuda::mla_kv_format_name(v.format), v.heads, v.block_size, dc.p.num_sms, r.rel_l2, r.max_abs,
+                r.max_lse, r.ok() ? "ok" : "FAILED");
     json::Value j = json::Value::object();
+    j["kv_format"] = cuda::mla_kv_format_name(v.format);
     j["heads"] = v.heads, j["block_size"] = v.block_size, j["rel_l2"] = r.rel_l2, j["ok"] = r.ok();
     vjson.push_back(j);
   }
@@ -194,7 +200,10 @@ int run(int argc, char** argv) {
       {"tp8_b128_s8192_h16_bs256", 128, 8192, 16, 1, 256, false, "within 10% of bs 64"},
       {"b64_s4096_h128_bs16", 64, 4096, 128, 1, 16, false, "within 10% of bs 64"},
       {"b64_s4096_h128_bs256", 64, 4096, 128, 1, 256, false, "within 10% of bs 64"},
-      {"tp8_b128_varlen8192_h16", 128, 8192, 16, 1, 64, true, "(FlashMLA-style varlen, information)"}};
+      {"tp8_b128_varlen8192_h16", 128, 8192, 16, 1, 64, true, "(FlashMLA-style varlen, information)"},
+      {"tp8_b128_s8192_h16_fp8", 128, 8192, 16, 1, 64, false, ">= 1.7x bf16 tokens/s", cuda::MlaKvFormat::Fp8},
+      {"tp8_b128_s8192_h16_int8", 128, 8192, 16, 1, 64, false, "(information)", cuda::MlaKvFormat::Int8}};
+  double bf16_tp8_call_ms = -1;  // the first shape's whole call, the quantized rows' baseline
   std::printf("%-26s %9s %9s %9s %9s %8s %8s %9s %9s  %s\n", "shape", "call ms", "kern ms", "call GB/s", "kern GB/s",
               "call TF", "kern TF", "floor ms", "torch ms", "target");
   json::Value sjson = json::Value::array();
@@ -205,12 +214,12 @@ int run(int argc, char** argv) {
     if (s.varlen)
       for (int& l : lens)
         l = std::max(s.q_per_seq, int(std::normal_distribution<double>(s.seq_len, s.seq_len / 2.0)(lrng)));
-    const Case c{lens, qlens, s.heads, s.block_size, sms, uint64_t(1000 + s.block_size)};
+    const Case c{lens, qlens, s.heads, s.block_size, sms, uint64_t(1000 + s.block_size), s.format};
     const Inputs in = cuda::mla::make_inputs(c);
     double tokens = 0, flops = 0;
     for (int b = 0; b < s.batch; ++b) tokens += lens[b], flops += 2.0 * s.heads * qlens[b] * (kD + kDv) * lens[b];
     const double q_rows = double(in.num_tokens) * s.heads;
-    const double bytes = (tokens * kD + q_rows * kD + q_rows * kDv) * 2.0;
+    const double bytes = tokens * cuda::mla_kv_row_bytes(s.format) + (q_rows * kD + q_rows * kDv) * 2.0;
     // Rotate input sets when one set would sit in L2.
     const int n_rot = int(std::min<double>(4, std::max(1.0, std::ceil(2.0 * prop.l2CacheSize / bytes))));
     std::vector<std::unique_ptr<DeviceRun>> sets;
@@ -232,12 +241,18 @@ int run(int argc, char** argv) {
     const double torch = torch_anchor_ms(anchors, s);
     char torch_txt[32] = "n/a";
     if (torch > 0) std::snprintf(torch_txt, sizeof(torch_txt), "%.3f", torch);
-    std::printf("%-26s %9.3f %9.3f %9.0f %9.0f %8.1f %8.1f %9.3f %9s  %s%s\n", s.name, call, kern, bytes / call / 1e6,
-                bytes / kern / 1e6, flops / call / 1e9, flops / kern / 1e9, floor_ms, torch_txt, s.target,
-                r.ok() ? "" : "  [VALIDATION FAILED]");
+    if (&s == &shapes[0]) bf16_tp8_call_ms = call;
+    char speedup[48] = "";
+    if (s.format != cuda::MlaKvFormat::Bf16 && bf16_tp8_call_ms > 0)
+      std::snprintf(speedup, sizeof(speedup), " [%.2fx the bf16 tokens/s]", bf16_tp8_call_ms / call);
+    std::printf("%-26s %9.3f %9.3f %9.0f %9.0f %8.1f %8.1f %9.3f %9s  %s%s%s\n", s.name, call, kern,
+                bytes / call / 1e6, bytes / kern / 1e6, flops / call / 1e9, flops / kern / 1e9, floor_ms, torch_txt,
+                s.target, speedup, r.ok() ? "" : "  [VALIDATION FAILED]");
     json::Value j = json::Value::object();
     j["name"] = s.name, j["batch"] = s.batch, j["seq_len"] = s.seq_len, j["heads"] = s.heads;
     j["q_per_seq"] = s.q_per_seq, j["block_size"] = s.block_size, j["varlen"] = s.varlen;
+    j["kv_format"] = cuda::mla_kv_format_name(s.format);
+    if (s.format != cuda::MlaKvFormat::Bf16 && bf16_tp8_call_ms > 0) j["speedup_vs_bf16"] = bf16_tp8_call_ms / call;
     j["bytes"] = bytes, j["flops"] = flops, j["rotated_sets"] = n_rot;
     j["call_ms"] = call, j["kernel_ms"] = kern, j["schedule_ms"] = sched, j["combine_ms"] = comb;
     j["call_GBps"] = bytes / call / 1e6, j["kernel_GBps"] = bytes / kern / 1e6;

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/kv_quant.h"
 #include "kernels/op_types.h"
 #include "runtime/forward_batch.h"
 #include "runtime/sampling_params.h"
@@ -77,14 +78,17 @@ void lse_merge_rescale(const Tensor& o, const Tensor& lse_all, int64_t rank);
 bool flash_prefill_fits(int64_t d_qk, int64_t d_v, DType dtype);
 // q [part.num_tokens, H, Dqk], k/v [part.total_k, Hkv, D]: flash_prefill over the part's cu_seqlens, causal.
 Tensor flash_varlen(const Tensor& q, const Tensor& k, const Tensor& v, float scale, const StepPart& part);
-// "" when mla_decode takes these shapes, else why not.
-std::string mla_decode_unfit(const StepPart& part, DType dtype, int64_t heads, int64_t kv_lora_rank,
+// "" when mla_decode takes these shapes and this cache (KvQuant::None: rows in `dtype`; Fp8/Int8: the 656-byte
+// rows of kernels/kv_quant.h, dequantized inside the kernel), else why not.
+std::string mla_decode_unfit(const StepPart& part, DType dtype, KvQuant cache, int64_t heads, int64_t kv_lora_rank,
                              int64_t rope_dim, int64_t block_size);
 int mla_decode_sm_count();
 size_t mla_decode_workspace(const StepPart& part, int64_t heads, int num_sms);
 // o_lat [part.num_tokens, H, R] (bf16); runs the schedule stage first when `schedule`, then attend and combine.
-Tensor mla_decode_run(const Tensor& q, const Tensor& pool, const StepPart& part, const Tensor& workspace,
-                      int num_sms, bool schedule, int64_t kv_lora_rank, float scale);
+// `lse` (when not null) receives f32 [part.num_tokens, H], natural log.
+Tensor mla_decode_run(const Tensor& q, const Tensor& pool, KvQuant cache, const StepPart& part,
+                      const Tensor& workspace, int num_sms, bool schedule, int64_t kv_lora_rank, float scale,
+                      Tensor* lse);
 
 // sampling.cu
 std::vector<int32_t> argmax_rows(const Tensor& logits);

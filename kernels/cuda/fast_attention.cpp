@@ -10,6 +10,7 @@
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/flash_prefill/flash_prefill.h"
 #include "kernels/cuda/mla_decode/mla_decode.h"
+#include "runtime/error.h"
 
 namespace mlarun::ops::cuda {
 
@@ -45,9 +46,16 @@ Tensor flash_varlen(const Tensor& q, const Tensor& k, const Tensor& v, float sca
   return out;
 }
 
-std::string mla_decode_unfit(const StepPart& part, DType dtype, int64_t heads, int64_t kv_lora_rank,
+namespace {
+MlaKvFormat mla_format_of(KvQuant cache) {
+  return cache == KvQuant::Fp8 ? MlaKvFormat::Fp8 : cache == KvQuant::Int8 ? MlaKvFormat::Int8 : MlaKvFormat::Bf16;
+}
+}  // namespace
+
+std::string mla_decode_unfit(const StepPart& part, DType dtype, KvQuant cache, int64_t heads, int64_t kv_lora_rank,
                              int64_t rope_dim, int64_t block_size) {
   if (dtype != DType::BF16) return std::string("dtype ") + dtype_name(dtype) + " (mla_decode takes bf16)";
+  if (cache == KvQuant::Bf16) return "a bf16 cache under other activations (mla_decode reads the activations' bf16)";
   if (kv_lora_rank != 512) return "kv_lora_rank " + std::to_string(kv_lora_rank) + " (mla_decode takes 512)";
   if (rope_dim != 64) return "qk_rope_head_dim " + std::to_string(rope_dim) + " (mla_decode takes 64)";
   if (heads < 1 || heads > 128) return std::to_string(heads) + " heads per rank (mla_decode takes 1..128)";
@@ -65,14 +73,20 @@ size_t mla_decode_workspace(const StepPart& part, int64_t heads, int num_sms) {
   return mla_decode_workspace_bytes(int(part.num_seqs()), int(heads), int(part.max_q), num_sms);
 }
 
-Tensor mla_decode_run(const Tensor& q, const Tensor& pool, const StepPart& part, const Tensor& workspace,
-                      int num_sms, bool schedule, int64_t kv_lora_rank, float scale) {
+Tensor mla_decode_run(const Tensor& q, const Tensor& pool, KvQuant cache, const StepPart& part,
+                      const Tensor& workspace, int num_sms, bool schedule, int64_t kv_lora_rank, float scale,
+                      Tensor* lse_out) {
   const int64_t T = q.dim(0), H = q.dim(1);
   Tensor out = Tensor::empty({T, H, kv_lora_rank}, q.dtype(), Device::CUDA);
   Tensor lse = Tensor::empty({T, H}, DType::F32, Device::CUDA);
+  const MlaKvFormat format = mla_format_of(cache);
+  MLARUN_CHECK(pool.ndim() == 3 && pool.dim(2) * int64_t(dtype_size(pool.dtype())) == mla_kv_row_bytes(format),
+               "mla_decode: a pool of ", pool.describe(), " does not hold ", mla_kv_format_name(format), " rows of ",
+               mla_kv_row_bytes(format), " bytes");
   MlaDecodeParams p;
   p.q = q.data<uint16_t>();
-  p.kv_cache = pool.data<uint16_t>();
+  p.kv_cache = pool.raw();
+  p.kv_format = format;
   p.block_tables = part.block_tables.data<int32_t>();
   p.seq_lens = part.seq_lens.data<int32_t>();
   p.cu_seqlens_q = part.cu_seqlens_q.data<int32_t>();
@@ -84,7 +98,7 @@ Tensor mla_decode_run(const Tensor& q, const Tensor& pool, const StepPart& part,
   p.batch = int(part.num_seqs());
   p.num_heads = int(H);
   p.kv_lora_rank = int(kv_lora_rank);
-  p.rope_dim = int(q.dim(2) - kv_lora_rank);
+  p.rope_dim = int(q.dim(2) - kv_lora_rank);  // q's width: the pool's may be a byte count
   p.num_blocks = int(pool.dim(0));
   p.block_size = int(pool.dim(1));
   p.max_blocks_per_seq = int(part.max_blocks);
@@ -94,6 +108,7 @@ Tensor mla_decode_run(const Tensor& q, const Tensor& pool, const StepPart& part,
   if (schedule) mla_decode_schedule(p, stream());
   mla_decode_attend(p, stream());
   mla_decode_combine(p, stream());
+  if (lse_out) *lse_out = lse;
   return out;
 }
 

@@ -16,6 +16,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "kernels/cuda/mla_decode/cases.h"
@@ -44,7 +45,8 @@ alignas(256) unsigned char g_fake[512];  // never dereferenced: only its address
 
 MlaDecodeParams fake_params() {
   MlaDecodeParams p;
-  p.q = p.kv_cache = p.out = reinterpret_cast<uint16_t*>(g_fake);
+  p.q = p.out = reinterpret_cast<uint16_t*>(g_fake);
+  p.kv_cache = g_fake;
   p.block_tables = p.seq_lens = p.cu_seqlens_q = reinterpret_cast<int32_t*>(g_fake);
   p.lse = reinterpret_cast<float*>(g_fake);
   p.workspace = g_fake;
@@ -103,7 +105,8 @@ TEST(MlaDecodeApi, EveryBadFieldIsNamedWithItsValue) {
       {[](auto& p) { p.out = nullptr; }, "out is null"},
       {[](auto& p) { p.lse = nullptr; }, "lse is null"},
       {[](auto& p) { p.workspace = nullptr; }, "workspace is null"},
-      {[](auto& p) { p.kv_cache = reinterpret_cast<uint16_t*>(g_fake + 2); }, "is not 16-byte aligned"},
+      {[](auto& p) { p.kv_cache = g_fake + 2; }, "is not 16-byte aligned"},
+      {[](auto& p) { p.kv_format = cuda::MlaKvFormat(3); }, "kv_format 3 is not bf16 (0), fp8 (1) or int8 (2)"},
       {[](auto& p) { p.out = reinterpret_cast<uint16_t*>(g_fake + 8); }, "is not 16-byte aligned"},
       {[](auto& p) { p.workspace = g_fake + 16; }, "is not 256-byte aligned"},
       {[](auto& p) { p.workspace_bytes -= 1; }, " bytes needed for batch 4, 16 heads, max_q_per_seq 2 and 132 SMs"},
@@ -122,6 +125,18 @@ TEST(MlaDecodeApi, EveryBadFieldIsNamedWithItsValue) {
       }
     }
   }
+}
+
+TEST(MlaDecodeApi, QuantizedRowsAreTheCpuCacheRows) {
+  // The kernel reads the rows the CPU writes (kernels/kv_quant.h): 512 codes, 4 scales, 64 bf16 k_pe.
+  KvCacheFormat f;
+  f.quant = KvQuant::Fp8, f.latent = 512, f.rope = 64;
+  EXPECT_EQ(cuda::mla_kv_row_bytes(cuda::MlaKvFormat::Fp8), f.row_bytes());
+  EXPECT_EQ(cuda::mla_kv_row_bytes(cuda::MlaKvFormat::Int8), 656);
+  EXPECT_EQ(cuda::mla_kv_row_bytes(cuda::MlaKvFormat::Bf16), 1152);
+  EXPECT_EQ(cuda::mla::kQuantScalesOffset, f.scales_offset());
+  EXPECT_EQ(cuda::mla::kQuantRopeOffset, f.rope_offset());
+  EXPECT_STREQ(cuda::mla_kv_format_name(cuda::MlaKvFormat::Int8), "int8");
 }
 
 TEST(MlaDecodeApi, WorkspaceAndPartsFollowTheConfig) {
@@ -183,6 +198,51 @@ TEST_P(MlaDecodeSplits, MatchesReference) {
   run_and_check({{4000, 10, 1, 0, 2500, 77}, {2, 1, 1, 3, 4, 2}, 16, 16, GetParam(), 14});
 }
 INSTANTIATE_TEST_SUITE_P(Gpu, MlaDecodeSplits, ::testing::Values(1, 5, 1024));
+
+// The quantized caches (fp8 and int8 rows, dequantized in the kernel) against the CPU reading the same rows:
+// block sizes, head counts and query tokens mixed as in the bf16 cases.
+class MlaDecodeQuantized : public ::testing::TestWithParam<std::tuple<cuda::MlaKvFormat, int, int>> {};
+TEST_P(MlaDecodeQuantized, MatchesReference) {
+  const auto [format, heads, block_size] = GetParam();
+  Case c{kLens, kQLens, heads, block_size, 0, 21};
+  c.format = format;
+  run_and_check(c);
+}
+INSTANTIATE_TEST_SUITE_P(Gpu, MlaDecodeQuantized,
+                         ::testing::Combine(::testing::Values(cuda::MlaKvFormat::Fp8, cuda::MlaKvFormat::Int8),
+                                            ::testing::Values(16, 128), ::testing::Values(1, 64, 256)));
+
+TEST(MlaDecodeGpu, QuantizedSplitScheduleMatchesReference) {
+  for (auto format : {cuda::MlaKvFormat::Fp8, cuda::MlaKvFormat::Int8}) {
+    Case c{{4000, 10, 1, 0, 2500, 77}, {2, 1, 1, 3, 4, 2}, 16, 16, 5, 22};
+    c.format = format;
+    SCOPED_TRACE(cuda::mla_kv_format_name(format));
+    run_and_check(c);
+  }
+}
+
+// A tile holding NaN was stored with a NaN scale: every query that sees that token gets NaN, as on the CPU;
+// the other sequences are untouched.
+TEST(MlaDecodeGpu, QuantizedNanTileReadsNaN) {
+  if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
+  for (auto format : {cuda::MlaKvFormat::Fp8, cuda::MlaKvFormat::Int8}) {
+    SCOPED_TRACE(cuda::mla_kv_format_name(format));
+    Case c{{40, 70}, {1, 1}, 16, 16, 0, 23};
+    c.format = format;
+    Inputs in = make_inputs(c);
+    // Token 5 of sequence 1: its second tile's scale becomes NaN (what quantize_row writes for a NaN value).
+    const int words = cuda::mla::row_words(format);
+    auto* row = reinterpret_cast<uint8_t*>(in.pool.data() +
+                                           (size_t(in.tables[size_t(in.max_blocks) + 0]) * c.block_size + 5) * words);
+    const float nan = NAN;
+    std::memcpy(row + cuda::mla::kQuantScalesOffset + 4, &nan, 4);
+    DeviceRun run(in, c);
+    ASSERT_TRUE(run.run_whole_call().ok());
+    expect_matches_reference(in, c, run, {0});
+    const std::vector<float> lse = DeviceRun::flat(run.lse);
+    for (int h = 0; h < c.heads; ++h) EXPECT_TRUE(std::isnan(lse[size_t(in.cu_q[1]) * c.heads + h])) << "head " << h;
+  }
+}
 
 TEST(MlaDecodeGpu, EmptySequencesGiveZerosAndMinusInfinity) { run_and_check({{0, 0, 0}, {1, 2, 4}, 8, 64, 0, 15}); }
 

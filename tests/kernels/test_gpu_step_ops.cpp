@@ -124,3 +124,36 @@ TEST(GpuStepOps, MlaDecodeThroughTheStepPlanMatchesTheCpu) {
     }
   }
 }
+
+// fp8 and int8 latent caches through the plan (dequantized inside mla_decode), with the log-sum-exp decode context
+// parallelism merges by: against the CPU reading the same quantized rows back.
+TEST(GpuStepOps, MlaDecodeOverAQuantizedCacheMatchesTheCpuWithLse) {
+  MLARUN_GPU_OR_SKIP();
+  std::mt19937 rng(19);
+  ForwardBatch b;
+  b.add_sequence(std::vector<int32_t>(1, 2), 40, {1, 0, 6}, 16);
+  b.add_sequence(std::vector<int32_t>(1, 4), 3, {2}, 16);
+  b.mla_path = MlaPath::Absorbed;
+  const StepTensors cpu = StepTensors::build(b, Device::CPU, 16, 8);
+  const StepTensors gpu = StepTensors::build(b, Device::CUDA, 16, 8);
+  const int64_t H = 16, R = 512, Dr = 64, blocks = 8, bs = 16;
+  for (KvQuant quant : {KvQuant::Fp8, KvQuant::Int8}) {
+    KvCacheFormat f;
+    f.quant = quant, f.latent = R, f.rope = Dr;
+    Tensor pool = Tensor::zeros({blocks, bs, f.row_bytes()}, quant == KvQuant::Fp8 ? DType::F8_E4M3 : DType::I8);
+    std::vector<int64_t> slots(size_t(blocks * bs));
+    for (size_t i = 0; i < slots.size(); ++i) slots[i] = int64_t(i);
+    ops::write_cache_quantized(pool, f, slots, random_f32({blocks * bs, R + Dr}, rng));
+    Tensor readback = Tensor::empty({blocks, bs, R + Dr}, DType::F32);  // what every read must see
+    for (int64_t i = 0; i < blocks * bs; ++i)
+      kvq::dequantize_row(pool.data<uint8_t>() + i * f.row_bytes(), f, readback.data<float>() + i * (R + Dr));
+    ops::MlaDecodePlan plan = ops::plan_mla_decode(gpu.absorbed, Device::CUDA, DType::BF16, H, R, Dr, bs, quant);
+    ASSERT_TRUE(plan.fast) << plan.reason;
+    Tensor q = bf16_rounded(random_f32({cpu.absorbed.num_tokens, H, R + Dr}, rng, 0.3f));
+    Tensor want_lse, got_lse;
+    Tensor want = ops::mla_paged_attention_part(q, readback, cpu.absorbed, R, 0.05f, &want_lse);
+    Tensor got = ops::mla_decode(to_gpu(q), pool.to(Device::CUDA), gpu.absorbed, plan, R, 0.05f, &got_lse);
+    EXPECT_LT(rel_error(got, want), kBf16RelTol) << (quant == KvQuant::Fp8 ? "fp8" : "int8");
+    EXPECT_LT(rel_error(got_lse, want_lse), 1e-4) << (quant == KvQuant::Fp8 ? "fp8" : "int8");
+  }
+}

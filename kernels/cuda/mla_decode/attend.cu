@@ -9,6 +9,11 @@
 // saw no token. The combine kernel merges the partials. Tokens past a piece's end are zero-filled in shared
 // memory and masked; slots past seq_len are never read, so NaN there cannot leak. Tensor cores (mma.sync, then
 // wgmma) replace the two inner loops later; the tiling and the partial format stay.
+// One kernel per cache format (MlaKvFormat): bf16 rows, or the 656-byte fp8/int8 rows of kernels/kv_quant.h,
+// which stay quantized in shared memory (half the bytes in flight) and are dequantized in the two inner loops:
+// the score takes one scale per 128-value tile of its dot product, P.V multiplies the scale into p.
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <atomic>
@@ -17,6 +22,7 @@
 #include <cuda_runtime_api.h>
 
 #include "runtime/cuda_check.h"
+#include "runtime/error.h"
 #include "kernels/cuda/mla_decode/mla_decode.h"
 
 namespace mlarun::ops::cuda {
@@ -24,10 +30,27 @@ namespace {
 
 using namespace mla;
 using Code = MlaDecodeStatus::Code;
+using Format = MlaKvFormat;
+
+// Bytes of a cached row in memory and in the shared-memory ring, and the ring's share of shared memory.
+template <Format F>
+struct RowOf {
+  static constexpr int kBytes = kQuantRowBytes;
+  static constexpr int kSmemStride = kQuantRowBytes;
+  static constexpr size_t kSmemKv = kSmemKvQuantBytes;
+  static constexpr size_t kSmem = kSmemQuantBytes;
+};
+template <>
+struct RowOf<Format::Bf16> {
+  static constexpr int kBytes = kHeadDimQK * 2;
+  static constexpr int kSmemStride = kKvRowStride * 2;
+  static constexpr size_t kSmemKv = kSmemKvBytes;
+  static constexpr size_t kSmem = kSmemBytes;
+};
 
 struct AttendArgs {
   const uint16_t* q;                 // bf16 [num_tokens, H, 576]
-  const uint16_t* kv_cache;          // bf16 [num_blocks, block_size, 576]
+  const unsigned char* kv_cache;     // [num_blocks, block_size] rows of RowOf<F>::kBytes
   const int32_t* block_tables;       // [batch, max_blocks_per_seq]
   const int32_t* seq_lens;           // [batch]
   const int32_t* cu_seqlens_q;       // [batch + 1]
@@ -60,6 +83,42 @@ __device__ __forceinline__ void bf16x8_to_f32(const uint4 v, float (&f)[8]) {
   }
 }
 
+// 16 e4m3 codes -> 16 fp32, exactly (every e4m3 value is an fp16; NaN stays NaN). Byte i is value i.
+__device__ __forceinline__ void fp8x16_to_f32(const uint4 v, float (&f)[16]) {
+  const unsigned w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const __half2_raw lo_raw = __nv_cvt_fp8x2_to_halfraw2(__nv_fp8x2_storage_t(w[i] & 0xffffu), __NV_E4M3);
+    const __half2_raw hi_raw = __nv_cvt_fp8x2_to_halfraw2(__nv_fp8x2_storage_t(w[i] >> 16), __NV_E4M3);
+    const float2 lo = __half22float2(__half2(lo_raw)), hi = __half22float2(__half2(hi_raw));
+    f[4 * i] = lo.x, f[4 * i + 1] = lo.y, f[4 * i + 2] = hi.x, f[4 * i + 3] = hi.y;
+  }
+}
+// 4 int8 codes in a word -> fp32 (sign-extended by the arithmetic shift).
+__device__ __forceinline__ void int8x4_to_f32(const unsigned w, float* f) {
+#pragma unroll
+  for (int b = 0; b < 4; ++b) f[b] = float(int32_t(w << (24 - 8 * b)) >> 24);
+}
+template <Format F>
+__device__ __forceinline__ void codes16_to_f32(const uint4 v, float (&f)[16]) {
+  if constexpr (F == Format::Fp8) {
+    fp8x16_to_f32(v, f);
+  } else {
+    int8x4_to_f32(v.x, f), int8x4_to_f32(v.y, f + 4), int8x4_to_f32(v.z, f + 8), int8x4_to_f32(v.w, f + 12);
+  }
+}
+template <Format F>
+__device__ __forceinline__ void codes8_to_f32(const uint2 v, float (&f)[8]) {
+  if constexpr (F == Format::Fp8) {
+    float f16[16];
+    fp8x16_to_f32(make_uint4(v.x, v.y, 0u, 0u), f16);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) f[i] = f16[i];
+  } else {
+    int8x4_to_f32(v.x, f), int8x4_to_f32(v.y, f + 4);
+  }
+}
+
 __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
@@ -72,38 +131,120 @@ __device__ __forceinline__ float warp_sum(float v) {
 }
 
 // Issues the loads of tokens [tok0, tok0 + kBlockN) of `seq` into one ring stage: a row at or past tok_end is
-// zero-filled, a row whose block id is outside the pool becomes NaN (and is reported).
-__device__ __forceinline__ void load_kv_tile(const AttendArgs& a, uint16_t* stage, int seq, int tok0, int tok_end) {
-  constexpr int kChunksPerRow = kHeadDimQK / 8;  // 16-byte pieces per cached row
+// zero-filled, a row whose block id is outside the pool becomes NaN (and is reported). A quantized row of zeros
+// reads as zeros (scale 0); one of 0xff bytes reads as NaN (its scales are NaN), as does a bf16 row of 0x7fc0.
+template <Format F>
+__device__ __forceinline__ void load_kv_tile(const AttendArgs& a, unsigned char* stage, int seq, int tok0,
+                                             int tok_end) {
+  constexpr int kChunksPerRow = RowOf<F>::kBytes / 16;  // 16-byte pieces per cached row
+  constexpr int kChunks = kBlockN * kChunksPerRow;
   const int32_t* table = a.block_tables + int64_t(seq) * a.max_blocks_per_seq;
 #pragma unroll
-  for (int i = 0; i < kBlockN * kChunksPerRow / kThreads; ++i) {
+  for (int i = 0; i < (kChunks + kThreads - 1) / kThreads; ++i) {
     const int c = threadIdx.x + i * kThreads;
-    const int row = c / kChunksPerRow, col = (c % kChunksPerRow) * 8;
-    uint16_t* dst = stage + row * kKvRowStride + col;
+    if (kChunks % kThreads != 0 && c >= kChunks) break;
+    const int row = c / kChunksPerRow, off = (c % kChunksPerRow) * 16;
+    unsigned char* dst = stage + row * RowOf<F>::kSmemStride + off;
     const int t = tok0 + row;
     uint4 fill = make_uint4(0u, 0u, 0u, 0u);
     if (t < tok_end) {
       const int32_t block = __ldg(table + t / a.block_size);
       if (block >= 0 && block < a.num_blocks) {
-        cp_async_16(dst, a.kv_cache + (int64_t(block) * a.block_size + t % a.block_size) * kHeadDimQK + col);
+        cp_async_16(dst, a.kv_cache + (int64_t(block) * a.block_size + t % a.block_size) * RowOf<F>::kBytes + off);
         continue;
       }
-      if (col == 0 && atomicCAS(a.status, 0, Code::kBadBlockId) == 0) {
+      if (off == 0 && atomicCAS(a.status, 0, Code::kBadBlockId) == 0) {
         a.status[1] = seq;
         a.status[2] = block;
       }
-      fill = make_uint4(0x7fc07fc0u, 0x7fc07fc0u, 0x7fc07fc0u, 0x7fc07fc0u);  // bf16 NaN
+      fill = F == Format::Bf16 ? make_uint4(0x7fc07fc0u, 0x7fc07fc0u, 0x7fc07fc0u, 0x7fc07fc0u)  // bf16 NaN
+                               : make_uint4(~0u, ~0u, ~0u, ~0u);  // NaN scales (and NaN e4m3 codes)
     }
     *reinterpret_cast<uint4*>(dst) = fill;
   }
 }
 
+// s[j] += q[row j of this warp] . the cached row (576 values) of this lane's token.
+template <Format F>
+__device__ __forceinline__ void score_row(const unsigned char* kv_row, const float* q_s, int warp,
+                                          float (&s)[kScoreRowsPerWarp]) {
+  if constexpr (F == Format::Bf16) {
+    const uint16_t* k_row = reinterpret_cast<const uint16_t*>(kv_row);
+#pragma unroll 4
+    for (int k = 0; k < kHeadDimQK; k += 8) {
+      float kf[8];
+      bf16x8_to_f32(*reinterpret_cast<const uint4*>(k_row + k), kf);
+#pragma unroll
+      for (int j = 0; j < kScoreRowsPerWarp; ++j) {
+        const float4 qa = *reinterpret_cast<const float4*>(q_s + (warp + kWarps * j) * kHeadDimQK + k);
+        const float4 qb = *reinterpret_cast<const float4*>(q_s + (warp + kWarps * j) * kHeadDimQK + k + 4);
+        s[j] = fmaf(qa.x, kf[0], fmaf(qa.y, kf[1], fmaf(qa.z, kf[2], fmaf(qa.w, kf[3], s[j]))));
+        s[j] = fmaf(qb.x, kf[4], fmaf(qb.y, kf[5], fmaf(qb.z, kf[6], fmaf(qb.w, kf[7], s[j]))));
+      }
+    }
+  } else {
+    // The latent: per 128-value tile, q . codes, then times the tile's scale (NaN scale -> NaN score).
+#pragma unroll
+    for (int t = 0; t < kQuantTiles; ++t) {
+      float st[kScoreRowsPerWarp];
+#pragma unroll
+      for (int j = 0; j < kScoreRowsPerWarp; ++j) st[j] = 0.f;
+#pragma unroll 2
+      for (int k = t * kQuantTile; k < (t + 1) * kQuantTile; k += 16) {
+        float kf[16];
+        codes16_to_f32<F>(*reinterpret_cast<const uint4*>(kv_row + k), kf);
+#pragma unroll
+        for (int j = 0; j < kScoreRowsPerWarp; ++j) {
+          const float* qr = q_s + (warp + kWarps * j) * kHeadDimQK + k;
+#pragma unroll
+          for (int e = 0; e < 16; e += 4) {
+            const float4 qa = *reinterpret_cast<const float4*>(qr + e);
+            st[j] = fmaf(qa.x, kf[e], fmaf(qa.y, kf[e + 1], fmaf(qa.z, kf[e + 2], fmaf(qa.w, kf[e + 3], st[j]))));
+          }
+        }
+      }
+      const float scale = *reinterpret_cast<const float*>(kv_row + kQuantScalesOffset + 4 * t);
+#pragma unroll
+      for (int j = 0; j < kScoreRowsPerWarp; ++j) s[j] = fmaf(scale, st[j], s[j]);
+    }
+    // k_pe: bf16, as in the bf16 rows.
+    const uint16_t* pe = reinterpret_cast<const uint16_t*>(kv_row + kQuantRopeOffset);
+#pragma unroll
+    for (int k = 0; k < kRopeDim; k += 8) {
+      float kf[8];
+      bf16x8_to_f32(*reinterpret_cast<const uint4*>(pe + k), kf);
+#pragma unroll
+      for (int j = 0; j < kScoreRowsPerWarp; ++j) {
+        const float* qr = q_s + (warp + kWarps * j) * kHeadDimQK + kKvLoraRank + k;
+        const float4 qa = *reinterpret_cast<const float4*>(qr);
+        const float4 qb = *reinterpret_cast<const float4*>(qr + 4);
+        s[j] = fmaf(qa.x, kf[0], fmaf(qa.y, kf[1], fmaf(qa.z, kf[2], fmaf(qa.w, kf[3], s[j]))));
+        s[j] = fmaf(qb.x, kf[4], fmaf(qb.y, kf[5], fmaf(qb.z, kf[6], fmaf(qb.w, kf[7], s[j]))));
+      }
+    }
+  }
+}
+
+// The 8 V values (columns pv_col..pv_col+7) of one cached row, and the factor p is multiplied by first: 1 for
+// bf16 rows, the tile's scale for quantized ones (all 8 columns sit in one 128-value tile).
+template <Format F>
+__device__ __forceinline__ float v_values(const unsigned char* kv_row, int pv_col, float (&vf)[8]) {
+  if constexpr (F == Format::Bf16) {
+    bf16x8_to_f32(*reinterpret_cast<const uint4*>(reinterpret_cast<const uint16_t*>(kv_row) + pv_col), vf);
+    return 1.f;
+  } else {
+    codes8_to_f32<F>(*reinterpret_cast<const uint2*>(kv_row + pv_col), vf);
+    return *reinterpret_cast<const float*>(kv_row + kQuantScalesOffset + 4 * (pv_col / kQuantTile));
+  }
+}
+
+template <Format F>
 __global__ void __launch_bounds__(kThreads, 1) mla_decode_attend_kernel(const AttendArgs a) {
+  constexpr int kStageBytes = kBlockN * RowOf<F>::kSmemStride;
   extern __shared__ __align__(16) unsigned char smem[];
-  float* q_s = reinterpret_cast<float*>(smem);                                   // [kRowsPerCta][576] fp32
-  uint16_t* kv_s = reinterpret_cast<uint16_t*>(smem + kSmemQBytes);              // [stages][kBlockN][stride]
-  float* p_s = reinterpret_cast<float*>(smem + kSmemQBytes + kSmemKvBytes);      // [kRowsPerCta][kBlockN]
+  float* q_s = reinterpret_cast<float*>(smem);                                      // [kRowsPerCta][576] fp32
+  unsigned char* kv_s = smem + kSmemQBytes;                                         // [stages][kBlockN] rows
+  float* p_s = reinterpret_cast<float*>(smem + kSmemQBytes + RowOf<F>::kSmemKv);    // [kRowsPerCta][kBlockN]
   float* alpha_s = p_s + kRowsPerCta * kBlockN;                                  // [kRowsPerCta]
   float* inv_l_s = alpha_s + kRowsPerCta;                                        // [kRowsPerCta]
 
@@ -125,7 +266,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_attend_kernel(const At
     const int tok_end = min(piece.z * kBlockN, seq_len);
     const int num_tiles = piece.z - piece.y;
 
-    load_kv_tile(a, kv_s, seq, tok_begin, tok_end);
+    load_kv_tile<F>(a, kv_s, seq, tok_begin, tok_end);
     cp_async_commit();
 
     // q rows [row0, row0 + kRowsPerCta) of this sequence: contiguous in q because row = token * H + head.
@@ -158,32 +299,20 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_attend_kernel(const At
     for (int it = 0; it < num_tiles; ++it) {
       const int tok0 = tok_begin + it * kBlockN;
       if (it + 1 < num_tiles) {
-        load_kv_tile(a, kv_s + ((it + 1) % kKvStages) * kBlockN * kKvRowStride, seq, tok0 + kBlockN, tok_end);
+        load_kv_tile<F>(a, kv_s + ((it + 1) % kKvStages) * kStageBytes, seq, tok0 + kBlockN, tok_end);
         cp_async_commit();
         cp_async_wait<1>();
       } else {
         cp_async_wait<0>();
       }
       __syncthreads();  // tile `it` (and, on the first tile, q_s) is visible to every thread
-      const uint16_t* kv = kv_s + (it % kKvStages) * kBlockN * kKvRowStride;
+      const unsigned char* kv = kv_s + (it % kKvStages) * kStageBytes;
 
       // Scores of token tok0 + lane against this warp's rows.
       float s[kScoreRowsPerWarp];
 #pragma unroll
       for (int j = 0; j < kScoreRowsPerWarp; ++j) s[j] = 0.f;
-      const uint16_t* k_row = kv + lane * kKvRowStride;
-#pragma unroll 4
-      for (int k = 0; k < kHeadDimQK; k += 8) {
-        float kf[8];
-        bf16x8_to_f32(*reinterpret_cast<const uint4*>(k_row + k), kf);
-#pragma unroll
-        for (int j = 0; j < kScoreRowsPerWarp; ++j) {
-          const float4 qa = *reinterpret_cast<const float4*>(q_s + (warp + kWarps * j) * kHeadDimQK + k);
-          const float4 qb = *reinterpret_cast<const float4*>(q_s + (warp + kWarps * j) * kHeadDimQK + k + 4);
-          s[j] = fmaf(qa.x, kf[0], fmaf(qa.y, kf[1], fmaf(qa.z, kf[2], fmaf(qa.w, kf[3], s[j]))));
-          s[j] = fmaf(qb.x, kf[4], fmaf(qb.y, kf[5], fmaf(qb.z, kf[6], fmaf(qb.w, kf[7], s[j]))));
-        }
-      }
+      score_row<F>(kv + lane * RowOf<F>::kSmemStride, q_s, warp, s);
 
       // Online softmax, base 2. A fully masked row keeps m = -inf, l = 0 and writes p = 0, alpha = 0.
 #pragma unroll
@@ -215,10 +344,11 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_attend_kernel(const At
 #pragma unroll
         for (int nn = 0; nn < 4; ++nn) {
           float vf[8];
-          bf16x8_to_f32(*reinterpret_cast<const uint4*>(kv + (n + nn) * kKvRowStride + pv_col), vf);
+          const float v_scale = v_values<F>(kv + (n + nn) * RowOf<F>::kSmemStride, pv_col, vf);
 #pragma unroll
           for (int i = 0; i < kAccRows; ++i) {
-            const float p = nn == 0 ? pr[i].x : nn == 1 ? pr[i].y : nn == 2 ? pr[i].z : pr[i].w;
+            const float p_raw = nn == 0 ? pr[i].x : nn == 1 ? pr[i].y : nn == 2 ? pr[i].z : pr[i].w;
+            const float p = F == Format::Bf16 ? p_raw : p_raw * v_scale;
 #pragma unroll
             for (int c = 0; c < kAccCols; ++c) acc[i][c] = fmaf(p, vf[c], acc[i][c]);
           }
@@ -251,16 +381,24 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_attend_kernel(const At
   }
 }
 
-// cudaFuncSetAttribute once per device (bit d of the mask), not on every call.
+// cudaFuncSetAttribute once per device (bit d of the mask) and format, not on every call.
+template <Format F>
 void allow_large_smem() {
   static std::atomic<unsigned long long> done{0};
   int device = 0;
   MLARUN_CUDA_CHECK(cudaGetDevice(&device));
   const unsigned long long bit = device < 64 ? 1ull << device : 0ull;
   if (bit != 0 && (done.load() & bit)) return;
-  MLARUN_CUDA_CHECK(cudaFuncSetAttribute(mla_decode_attend_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         int(kSmemBytes)));
+  MLARUN_CUDA_CHECK(cudaFuncSetAttribute(mla_decode_attend_kernel<F>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         int(RowOf<F>::kSmem)));
   done.fetch_or(bit);
+}
+
+template <Format F>
+void launch_attend(const AttendArgs& a, dim3 grid, cudaStream_t stream) {
+  allow_large_smem<F>();
+  mla_decode_attend_kernel<F><<<grid, kThreads, RowOf<F>::kSmem, stream>>>(a);
+  MLARUN_CUDA_CHECK(cudaGetLastError());
 }
 
 }  // namespace
@@ -271,7 +409,7 @@ void launch_mla_decode_attend(const MlaDecodeParams& p, const mla::WorkspaceLayo
   auto* base = static_cast<unsigned char*>(p.workspace);
   AttendArgs a;
   a.q = p.q;
-  a.kv_cache = p.kv_cache;
+  a.kv_cache = static_cast<const unsigned char*>(p.kv_cache);
   a.block_tables = p.block_tables;
   a.seq_lens = p.seq_lens;
   a.cu_seqlens_q = p.cu_seqlens_q;
@@ -286,10 +424,13 @@ void launch_mla_decode_attend(const MlaDecodeParams& p, const mla::WorkspaceLayo
   a.max_blocks_per_seq = p.max_blocks_per_seq;
   a.max_rows = int(w.max_rows);
   a.scale_log2 = p.softmax_scale * 1.4426950408889634f;
-  allow_large_smem();
   const dim3 grid(unsigned(w.num_parts), unsigned(mla::m_tiles(p.num_heads, p.max_q_per_seq)));
-  mla_decode_attend_kernel<<<grid, kThreads, kSmemBytes, stream>>>(a);
-  MLARUN_CUDA_CHECK(cudaGetLastError());
+  switch (p.kv_format) {
+    case Format::Bf16: return launch_attend<Format::Bf16>(a, grid, stream);
+    case Format::Fp8: return launch_attend<Format::Fp8>(a, grid, stream);
+    case Format::Int8: return launch_attend<Format::Int8>(a, grid, stream);
+  }
+  fail("mla_decode: kv_format ", int(p.kv_format), " is not bf16, fp8 or int8");
 }
 
 }  // namespace mla

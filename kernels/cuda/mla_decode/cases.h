@@ -3,7 +3,9 @@
 // on purpose: fresh random q and cache rows (never zeros), NaN in every unused cache slot, blocks handed out from
 // a shuffled pool with spare blocks, an id far outside the pool in unused block-table entries, outputs poisoned
 // before a run. The comparison is per sequence against reference.h (ops::mla_paged_attention in f32 on the same
-// bf16 values), over that sequence's blocks only, so a cache of gigabytes is never converted whole.
+// bf16 values), over that sequence's blocks only, so a cache of gigabytes is never converted whole. A quantized
+// case (Case::format fp8/int8) quantizes each row with the CPU's bit-exact quantizer (kernels/kv_quant.h) and the
+// reference reads the same rows dequantized by the CPU.
 // Plain C++: the test is a .cpp file.
 #pragma once
 
@@ -21,6 +23,7 @@
 #include "kernels/cuda/mla_decode/config.h"
 #include "kernels/cuda/mla_decode/mla_decode.h"
 #include "kernels/cuda/mla_decode/reference.h"
+#include "kernels/kv_quant.h"
 #include "runtime/cuda_check.h"
 #include "runtime/device.h"
 #include "runtime/dtype.h"
@@ -37,7 +40,17 @@ struct Case {
   std::vector<int> seq_lens, q_lens;  // per sequence: cached tokens (new ones included) and query tokens
   int heads = 16, block_size = 64, num_sms = 0;  // num_sms 0: the device's
   uint64_t seed = 1;
+  MlaKvFormat format = MlaKvFormat::Bf16;
 };
+
+// 16-bit words of one cached row in the case's format (a quantized row's 656 bytes are 328 words).
+inline int row_words(MlaKvFormat f) { return f == MlaKvFormat::Bf16 ? kHeadDimQK : kQuantRowBytes / 2; }
+inline KvCacheFormat cpu_format(MlaKvFormat f) {
+  KvCacheFormat k;
+  k.quant = f == MlaKvFormat::Fp8 ? KvQuant::Fp8 : KvQuant::Int8;
+  k.latent = kKvLoraRank, k.rope = kRopeDim;
+  return k;
+}
 
 struct SplitMix {  // fast enough to fill a 1 GB cache in about a second
   uint64_t s;
@@ -50,7 +63,8 @@ struct SplitMix {  // fast enough to fill a 1 GB cache in about a second
   uint16_t bf16() { return float_to_bf16(float(next() >> 40) * (2.0f / 16777216.0f) - 1.0f); }  // U(-1, 1)
 };
 
-// Host inputs of one case: bf16 q [num_tokens, heads, 576] and pool [num_blocks, block_size, 576], int32 tables.
+// Host inputs of one case: bf16 q [num_tokens, heads, 576] and pool [num_blocks, block_size, row_words], int32
+// tables.
 struct Inputs {
   std::vector<uint16_t> q, pool;
   std::vector<int32_t> tables, seq_lens, cu_q;
@@ -72,7 +86,11 @@ inline Inputs make_inputs(const Case& c) {
   std::vector<int32_t> ids(size_t(in.num_blocks));
   std::iota(ids.begin(), ids.end(), 0);
   std::shuffle(ids.begin(), ids.end(), std::mt19937_64(c.seed));
-  in.pool.assign(size_t(in.num_blocks) * bs * kD, uint16_t(0x7fc0));  // bf16 NaN
+  const int words = row_words(c.format);
+  const bool quantized = c.format != MlaKvFormat::Bf16;
+  // Unused slots read NaN: bf16 NaN, or all-ones bytes (NaN scales) in a quantized row.
+  in.pool.assign(size_t(in.num_blocks) * bs * words, quantized ? uint16_t(0xffff) : uint16_t(0x7fc0));
+  std::vector<float> values(kD);
   in.tables.assign(size_t(batch) * in.max_blocks, 2147480000);
   in.cu_q.push_back(0);
   int next = 0;
@@ -80,8 +98,13 @@ inline Inputs make_inputs(const Case& c) {
     int32_t* table = in.tables.data() + size_t(b) * in.max_blocks;
     for (int j = 0; j < (c.seq_lens[b] + bs - 1) / bs; ++j) table[j] = ids[size_t(next++)];
     for (int t = 0; t < c.seq_lens[b]; ++t) {
-      uint16_t* row = in.pool.data() + (size_t(table[t / bs]) * bs + t % bs) * kD;
-      for (int d = 0; d < kD; ++d) row[d] = rng.bf16();
+      uint16_t* row = in.pool.data() + (size_t(table[t / bs]) * bs + t % bs) * words;
+      if (!quantized) {
+        for (int d = 0; d < kD; ++d) row[d] = rng.bf16();
+        continue;
+      }
+      for (int d = 0; d < kD; ++d) values[size_t(d)] = bf16_to_float(rng.bf16());
+      kvq::quantize_row(values.data(), cpu_format(c.format), reinterpret_cast<uint8_t*>(row));
     }
     in.seq_lens.push_back(c.seq_lens[b]);
     in.cu_q.push_back(in.cu_q.back() + c.q_lens[b]);
@@ -108,7 +131,8 @@ struct DeviceRun {
     seq_lens = upload(in.seq_lens, DType::I32), cu_q = upload(in.cu_q, DType::I32);
     out = Tensor::empty({in.num_tokens, c.heads, kHeadDimV}, DType::BF16, Device::CUDA);
     lse = Tensor::empty({in.num_tokens, c.heads}, DType::F32, Device::CUDA);
-    p.q = q.data<uint16_t>(), p.kv_cache = pool.data<uint16_t>(), p.block_tables = tables.data<int32_t>();
+    p.q = q.data<uint16_t>(), p.kv_cache = pool.raw(), p.block_tables = tables.data<int32_t>();
+    p.kv_format = c.format;
     p.seq_lens = seq_lens.data<int32_t>(), p.cu_seqlens_q = cu_q.data<int32_t>();
     p.out = out.data<uint16_t>(), p.lse = lse.data<float>();
     p.num_tokens = in.num_tokens, p.batch = int(in.seq_lens.size()), p.num_heads = c.heads;
@@ -156,11 +180,21 @@ inline Comparison compare_with_reference(const Inputs& in, const Case& c, const 
   for (int b : seqs) {
     const int q0 = in.cu_q[size_t(b)], n = in.cu_q[size_t(b) + 1] - q0, len = in.seq_lens[size_t(b)];
     const int nblk = (len + c.block_size - 1) / c.block_size;
-    // The sequence's blocks gathered into a compact f32 pool (its table becomes 0..nblk-1).
+    // The sequence's blocks gathered into a compact f32 pool (its table becomes 0..nblk-1), quantized rows read
+    // back by the CPU's dequantizer.
+    const int words = row_words(c.format);
     Tensor pool = Tensor::empty({std::max(nblk, 1), c.block_size, kD}, DType::F32);
-    for (int j = 0; j < nblk; ++j)
-      convert_to_f32(in.pool.data() + size_t(in.tables[size_t(b) * in.max_blocks + j]) * c.block_size * kD,
-                     DType::BF16, pool.data<float>() + size_t(j) * c.block_size * kD, size_t(c.block_size) * kD);
+    for (int j = 0; j < nblk; ++j) {
+      const uint16_t* block = in.pool.data() + size_t(in.tables[size_t(b) * in.max_blocks + j]) * c.block_size * words;
+      float* dst = pool.data<float>() + size_t(j) * c.block_size * kD;
+      if (c.format == MlaKvFormat::Bf16) {
+        convert_to_f32(block, DType::BF16, dst, size_t(c.block_size) * kD);
+        continue;
+      }
+      for (int t = 0; t < c.block_size; ++t)
+        kvq::dequantize_row(reinterpret_cast<const uint8_t*>(block + size_t(t) * words), cpu_format(c.format),
+                            dst + size_t(t) * kD);
+    }
     std::vector<int32_t> table(static_cast<size_t>(nblk));
     std::iota(table.begin(), table.end(), 0);
     Tensor ref, ref_lse;

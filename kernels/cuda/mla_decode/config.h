@@ -47,6 +47,22 @@ constexpr size_t kSmemPBytes = size_t(kRowsPerCta) * kBlockN * 4;               
 constexpr size_t kSmemRowBytes = size_t(2) * kRowsPerCta * 4;                    // alpha and 1/l per row
 constexpr size_t kSmemBytes = kSmemQBytes + kSmemKvBytes + kSmemPBytes + kSmemRowBytes;
 
+// ---- Quantized cache rows (--kv-cache-dtype fp8|int8; byte layout in kernels/kv_quant.h) -------------------
+// [512 codes | 4 f32 scales, one per 128-value tile | 64 bf16 k_pe] = 656 bytes. The ring keeps rows as stored
+// (no padding: a 656-byte stride is 164 words, 4 mod 32, so eight lanes reading 16 bytes each from eight rows
+// hit distinct banks) and dequantizes while computing: scores take one scale per tile of the dot product, P.V
+// folds the scale into p. Everything else (tiles, softmax, partials) is the bf16 kernel's.
+constexpr int kQuantTile = 128;
+constexpr int kQuantTiles = kKvLoraRank / kQuantTile;                      // 4
+constexpr int kQuantScalesOffset = kKvLoraRank;                            // bytes into the row
+constexpr int kQuantRopeOffset = kQuantScalesOffset + 4 * kQuantTiles;     // 528
+constexpr int kQuantRowBytes = kQuantRopeOffset + 2 * kRopeDim;            // 656
+constexpr size_t kSmemKvQuantBytes = size_t(kKvStages) * kBlockN * kQuantRowBytes;
+constexpr size_t kSmemQuantBytes = kSmemQBytes + kSmemKvQuantBytes + kSmemPBytes + kSmemRowBytes;
+static_assert(kKvLoraRank % kQuantTile == 0, "whole tiles: every 8 or 16 codes a thread reads share one scale");
+static_assert(kQuantRowBytes % 16 == 0 && kQuantRopeOffset % 16 == 0, "rows and k_pe move in 16-byte pieces");
+static_assert(kSmemKvQuantBytes % 16 == 0, "16-byte aligned parts");
+
 static_assert(kBlockN == 32, "the softmax maps one cached token to one lane");
 static_assert(kRowsPerCta % kWarps == 0 && kScoreRowsPerWarp >= 1, "score rows split evenly over the warps");
 static_assert(kHeadDimV % kAccCols == 0 && kThreads % kColGroups == 0, "P.V columns split evenly");

@@ -40,6 +40,19 @@ mla::WorkspaceLayout layout_of(const MlaDecodeParams& p) {
 
 }  // namespace
 
+const char* mla_kv_format_name(MlaKvFormat f) {
+  switch (f) {
+    case MlaKvFormat::Bf16: return "bf16";
+    case MlaKvFormat::Fp8: return "fp8";
+    case MlaKvFormat::Int8: return "int8";
+  }
+  return "unknown";
+}
+
+int mla_kv_row_bytes(MlaKvFormat f) {
+  return f == MlaKvFormat::Bf16 ? mla::kHeadDimQK * 2 : mla::kQuantRowBytes;
+}
+
 size_t mla_decode_workspace_bytes(int batch, int num_heads, int max_q_per_seq, int num_sms) {
   check_sizes(batch, num_heads, max_q_per_seq, num_sms);
   return mla::workspace_layout(batch, num_heads, max_q_per_seq, num_sms).total;
@@ -63,6 +76,9 @@ void check_mla_decode(const MlaDecodeParams& p) {
                p.kv_lora_rank, " and rope_dim ", p.rope_dim, " are not supported: the kernel is built for ",
                mla::kKvLoraRank, " + ", mla::kRopeDim, " (d_qk ", mla::kHeadDimQK, ", d_v ", mla::kHeadDimV, ")");
   check_sizes(p.batch, p.num_heads, p.max_q_per_seq, p.num_sms);
+  MLARUN_CHECK(p.kv_format == MlaKvFormat::Bf16 || p.kv_format == MlaKvFormat::Fp8 ||
+                   p.kv_format == MlaKvFormat::Int8,
+               kWho, "kv_format ", int32_t(p.kv_format), " is not bf16 (0), fp8 (1) or int8 (2)");
   check_range("block_size", p.block_size, 1, mla::kMaxBlockSize);
   check_range("num_blocks", p.num_blocks, 1, std::numeric_limits<int32_t>::max());
   check_range("max_blocks_per_seq", p.max_blocks_per_seq, 1,

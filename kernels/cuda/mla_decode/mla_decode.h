@@ -19,10 +19,18 @@
 
 namespace mlarun::ops::cuda {
 
+// How the cache stores a row: bf16 values (1152 bytes), or the quantized 656-byte rows of kernels/kv_quant.h
+// (512 codes, 4 f32 tile scales, 64 bf16 k_pe) with e4m3 or int8 codes, dequantized inside the attend kernel.
+enum class MlaKvFormat : int32_t { Bf16 = 0, Fp8 = 1, Int8 = 2 };
+const char* mla_kv_format_name(MlaKvFormat f);
+// Bytes of one cached row in format `f` (1152 or 656).
+int mla_kv_row_bytes(MlaKvFormat f);
+
 struct MlaDecodeParams {
   // Device memory. bf16 tensors are raw 16-bit patterns; q, kv_cache and out are 16-byte aligned.
   const uint16_t* q = nullptr;            // bf16 [num_tokens, num_heads, kv_lora_rank + rope_dim]
-  const uint16_t* kv_cache = nullptr;     // bf16 [num_blocks, block_size, kv_lora_rank + rope_dim]
+  const void* kv_cache = nullptr;         // [num_blocks, block_size] rows of mla_kv_row_bytes(kv_format) bytes
+  MlaKvFormat kv_format = MlaKvFormat::Bf16;
   const int32_t* block_tables = nullptr;  // [batch, max_blocks_per_seq]; token j of b sits in block
                                           // block_tables[b][j / block_size] at offset j % block_size
   const int32_t* seq_lens = nullptr;      // [batch]: cached tokens of each sequence, its new tokens included
