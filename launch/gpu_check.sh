@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The one-call check for a GPU machine (H100/H200, 16 cores): build what the check needs, validate (kernel
 # tests, race repeats, model/CLI parity, TP over MPI on one GPU, NCCL at world size 1, compute-sanitizer), then
-# time (the two kernel workbenches, one `mlarun bench decode`). Why one script with a hard deadline: a GPU
-# session is short and metered, so the whole run must end within 7 minutes whatever hangs, validation must come
-# before speed, and the results must be a handful of files that are quick to copy off.
+# time (PyTorch's anchors on this GPU, the two kernel workbenches beside them, one `mlarun bench decode`). Why
+# one script with a hard deadline: a GPU session is short and metered, so the whole run must end within 7 minutes
+# whatever hangs, validation must come before speed, and the results must be a handful of files that are quick
+# to copy off.
 #
 #   launch/gpu_check.sh [--dry-run] [--budget S] [--skip REGEX]
 #                                                  the check; DRY_RUN=1 = --dry-run, GPU_CHECK_BUDGET_S = --budget,
@@ -16,9 +17,11 @@
 # less than it needs left is skipped and recorded SKIP. Default budget 400 s from the start, so the run ends
 # within 7 minutes with the kill grace and the summary. --dry-run runs what needs no GPU for real (argument
 # parsing, deadline logic, env.txt, configure and build) and prints the commands of the GPU steps (DRY).
-# Output: at most 8 files in $OUT (./gpu_out when unset): summary.txt env.txt build.log kernels.log
-# sanitizer.log model.log flash_prefill.json mla_decode.json. Environment: OUT, MLARUN_BUILD_DIR (default build),
-# GPU_CHECK_USE_CARRY=1 (take .carry/ before the system's copies).
+# Output: at most 9 files in $OUT (./gpu_out when unset): summary.txt env.txt build.log kernels.log
+# sanitizer.log model.log flash_prefill.json mla_decode.json torch_anchors.json (kernels/bench/torch_anchors.py:
+# torch SDPA FA2/cuDNN, DeepSeek's reference MLA einsums and decode step, measured in this run; the workbenches
+# and the bench-decode NOTE read its parts from the temporary folder). Environment: OUT, MLARUN_BUILD_DIR
+# (default build), GPU_CHECK_USE_CARRY=1 (take .carry/ before the system's copies).
 # The machine needs nvcc, cuBLAS, NCCL, OpenMPI, CMake and a C++ compiler; CLI11, yaml-cpp, GoogleTest and
 # nlohmann-json come from the system or, where missing, from .carry/ (env.txt says which).
 set -uo pipefail
@@ -140,12 +143,35 @@ sub_tp() {
 }
 
 sub_bench_decode() {
-  local j=$GC_TMP/bench_decode.json
+  local j=$GC_TMP/bench_decode.json rc
   "$GC_BUILD/launch/mlarun" bench decode --config configs/config_236B.json --layers 2 --batch 64 --seq-len 4096 \
-    --device cuda --attention mla --iters 10 --warmup 2 --json "$j" || return
-  cat "$j"
-  echo "NOTE: $(python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['records'][0]; print('236B/2 layers, batch 64, 4096 cached: %.2f ms/step, %.0f tok/s' % (1e3*r['median_latency'], r['tokens_per_second']))" "$j" 2>&1 | tail -1)"
+    --device cuda --attention mla --iters 10 --warmup 2 --json "$j"
+  rc=$?
+  if [ $rc = 0 ]; then
+    cat "$j"
+    echo "NOTE: $(python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['records'][0]; print('236B/2 layers, batch 64, 4096 cached: %.2f ms/step, %.0f tok/s' % (1e3*r['median_latency'], r['tokens_per_second']))" "$j" 2>&1 | tail -1)"
+  fi
+  # The same step in torch, DeepSeek's inference/model.py re-implemented (the torch-anchors step, this GPU).
+  [ $rc = 0 ] || j=""
+  [ -s "${GC_TA_STEP:-}" ] && echo "NOTE: $(python3 -c "$ta_step_note" "$GC_TA_STEP" "$j" 2>&1 | tail -1)"
+  return $rc
 }
+# One line from the decode-step anchor records ($1) and bench decode's JSON ($2, "" when it failed).
+ta_step_note='
+import json, sys
+recs = json.load(open(sys.argv[1]))
+parts = ["batch %d %s" % (r["batch"], "%.2f ms" % r["ms"] if r.get("ms") is not None
+                          else "absent (%s)" % r.get("absent")) for r in recs]
+s = "torch model.py-style step, same GPU (236B/%s layers, %s cached): " % (
+    recs[0]["layers"] if recs else "?", recs[0]["cached"] if recs else "?") + (", ".join(parts) or "not measured")
+try:
+    ms = 1e3 * json.load(open(sys.argv[2]))["records"][0]["median_latency"]
+    t = [r["ms"] for r in recs if r["batch"] == 64 and r.get("ms")]
+    s += "; mlarun batch 64 %.1fx faster" % (t[0] / ms) if t else ""
+except (OSError, ValueError, KeyError, IndexError):
+    pass
+print(s)'
+
 
 case ${1:-} in
   __env) sub_env; exit ;;
@@ -181,7 +207,8 @@ export GC_MODE
 # ---- the step runner and the deadline ----------------------------------------------------------------------
 out=$GC_OUT b=$GC_BUILD
 mkdir -p "$out" || exit 2
-for f in summary.txt env.txt build.log kernels.log sanitizer.log model.log flash_prefill.json mla_decode.json; do
+for f in summary.txt env.txt build.log kernels.log sanitizer.log model.log flash_prefill.json mla_decode.json \
+         torch_anchors.json; do
   rm -f "${out:?}/$f"
 done
 GC_TMP=$(mktemp -d) && export GC_TMP
@@ -290,11 +317,33 @@ need_bins sanitizer tests/test_gpu_flash_prefill tests/test_gpu_mla_decode && {
   step initcheck-mla "$out/sanitizer.log" 15 60 1 "$san initcheck $mla --gtest_brief=1"
 }
 
-# ---- speed: workbenches (each validates before it times), one bench decode ---------------------------------
+# ---- speed: torch anchors, workbenches (each validates before it times), one bench decode --------------------
+# PyTorch's numbers first, on this GPU in this run (kernels/bench/torch_anchors.py, self-checked before timing):
+# SDPA FA2/cuDNN on bench-flash's shapes, DeepSeek's MLA einsums on bench-mla's, DeepSeek's decode step beside
+# bench-decode. It gets at most 45 s and starts only when 60 s would still be left for the three timings after it
+# (it typically takes ~20 s); --budget-s stops it starting new measurements 15 s before its cap.
+ta_flash=$GC_TMP/torch_flash.json ta_mla=$GC_TMP/torch_mla.json
+export GC_TA_STEP=$GC_TMP/torch_decode_step.json
+ta_keep=60
+ta_cap=$((deadline - $(date +%s) - reserve - ta_keep))
+((ta_cap > 45)) && ta_cap=45
+ta_dry=$n_dry
+if [ $dry = 1 ] || grep -q '^python: torch ' "$out/env.txt" 2>/dev/null ||
+  timeout 30 python3 -c 'import torch' 2>/dev/null; then
+  step torch-anchors "$out/kernels.log" $((ta_keep + 20)) "$ta_cap" 1 "python3 kernels/bench/torch_anchors.py \
+    --device cuda --quick --budget-s $((ta_cap > 25 ? ta_cap - 15 : 10)) --flash-out \"$ta_flash\" \
+    --mla-out \"$ta_mla\" --step-out \"$GC_TA_STEP\" --all-out \"$out/torch_anchors.json\""
+else
+  record torch-anchors SKIP 0 "python3 cannot import torch: no anchors"
+fi
+ta_dry=$((n_dry > ta_dry))  # a dry run shows the options the anchors would add
+fa_opt="" mla_opt=""
+{ [ -s "$ta_flash" ] || [ $ta_dry = 1 ]; } && fa_opt=" --anchors \"$ta_flash\""
+{ [ -s "$ta_mla" ] || [ $ta_dry = 1 ]; } && mla_opt=" --torch-anchors \"$ta_mla\""
 need_bins bench-flash kernels/bench_flash_prefill &&
-  step bench-flash "$out/kernels.log" 15 60 1 "$kb/bench_flash_prefill --quick --json \"$out/flash_prefill.json\""
+  step bench-flash "$out/kernels.log" 15 60 1 "$kb/bench_flash_prefill --quick --json \"$out/flash_prefill.json\"$fa_opt"
 need_bins bench-mla kernels/bench_mla_decode &&
-  step bench-mla "$out/kernels.log" 15 60 1 "$kb/bench_mla_decode --quick --json \"$out/mla_decode.json\""
+  step bench-mla "$out/kernels.log" 15 60 1 "$kb/bench_mla_decode --quick --json \"$out/mla_decode.json\"$mla_opt"
 need_bins bench-decode launch/mlarun && step bench-decode "$out/model.log" 15 60 1 "\"$self\" __bench_decode"
 
 wall=$(($(date +%s) - start))
