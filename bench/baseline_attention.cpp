@@ -3,6 +3,8 @@
 
 #include <cmath>
 
+#include "kernels/kv_quant.h"
+#include "model/mla_attention.h"
 #include "runtime/error.h"
 
 namespace mlarun {
@@ -35,14 +37,22 @@ Tensor BaselineAttention::forward(const Tensor& x, const StepContext& step, Tens
                                   const ops::RopeTable& rope) const {
   const ForwardBatch& batch = step.batch;
   const int64_t T = x.dim(0), Hl = layout_.local_q_heads, Gl = layout_.local_kv_heads, d = head_dim_;
-  MLARUN_CHECK(cache.ndim() == 3 && cache.dim(2) == cache_width(), kind_.name(), " attention: cache ",
-               cache.describe(), " does not hold rows of ", cache_width(), " values");
+  const KvCacheFormat fmt = stored_format(cache, x.dtype());
+  MLARUN_CHECK(cache.ndim() == 3 && (fmt.quantized() ? cache.dim(2) * int64_t(dtype_size(cache.dtype())) ==
+                                                           fmt.row_bytes()
+                                                     : cache.dim(2) == cache_width()),
+               kind_.name(), " attention: cache ", cache.describe(), " does not hold rows of ", cache_width(),
+               " values");
   Tensor q = wq_.forward(x).view({T, Hl, d});
   ops::apply_rope(q, step.tensors.positions, rope);  // the last qk_rope_head_dim values of each head
   Tensor k = ops::linear(x, wk_).view({T, Gl, d});
   ops::apply_rope(k, step.tensors.positions, rope);
   Tensor v = ops::linear(x, wv_);  // [T, Gl * d]
-  ops::write_cache(cache, step.tensors.slot_mapping, ops::concat_last_dim(k.view({T, Gl * d}), v));  // [K heads | V heads]
+  const Tensor row = ops::concat_last_dim(k.view({T, Gl * d}), v);  // [K heads | V heads]
+  if (fmt.quantized())
+    ops::write_cache_quantized(cache, fmt, step.tensors.slot_mapping, row);
+  else
+    ops::write_cache(cache, step.tensors.slot_mapping, row);
 
   Tensor o = Tensor::empty({T, Hl, d}, q.dtype(), q.device());
   for (const BatchSequence& s : batch.sequences)
@@ -50,16 +60,27 @@ Tensor BaselineAttention::forward(const Tensor& x, const StepContext& step, Tens
   return wo_.forward(o.view({T, Hl * d}));
 }
 
+KvCacheFormat BaselineAttention::stored_format(const Tensor& cache, DType act_dtype) const {
+  const KvCacheFormat shape = cache_format();
+  return kv_cache_format(cache.dtype(), act_dtype, shape.latent, shape.rope, shape.head);
+}
+
 Tensor BaselineAttention::attend(const Tensor& q, const BatchSequence& s, const Tensor& cache) const {
   const int64_t ctx = s.start_pos + s.num_tokens, Gl = layout_.local_kv_heads, d = head_dim_;
   const int64_t bs = cache.dim(1);
   MLARUN_CHECK(ctx <= int64_t(s.block_table.size()) * bs, kind_.name(), " attention: ", ctx,
                " tokens but the block table covers ", int64_t(s.block_table.size()) * bs);
-  // One pass over the pages: K and V of every cached token, each [ctx, Gl, d].
-  Tensor rows = ops::gather_cache(cache, s.block_table, ctx);
+  // One pass over the pages: K and V of every cached token, each [ctx, Gl, d] (dequantized from a quantized pool).
+  const KvCacheFormat fmt = stored_format(cache, q.dtype());
+  Tensor rows = fmt.quantized() ? ops::gather_cache_dequantized(cache, fmt, s.block_table, ctx, q.dtype())
+                                : ops::gather_cache(cache, s.block_table, ctx);
   Tensor k = ops::narrow_last_dim(rows, 0, Gl * d).view({ctx, Gl, d});
   Tensor v = ops::narrow_last_dim(rows, Gl * d, Gl * d).view({ctx, Gl, d});
   return ops::attention(q, k, v, softmax_scale_, s.start_pos);
+}
+
+KvCacheFormat attention_cache_format(const ModelConfig& c, const AttentionKind& kind, int64_t tp, int64_t rank) {
+  return kind.is_mla() ? MLAttention::cache_format_for(c) : BaselineAttention::cache_format_for(c, kind, tp, rank);
 }
 
 AttentionFactory attention_factory(const AttentionKind& kind) {

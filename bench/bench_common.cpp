@@ -52,6 +52,17 @@ std::vector<CacheDtype> parse_kv_dtypes(const std::string& text, const std::stri
   return dtypes;
 }
 
+std::vector<KvCacheDtype> parse_kv_cache_dtypes(const std::string& text, const std::string& option) {
+  std::vector<KvCacheDtype> dtypes;
+  for (const std::string& item : split_commas(text)) {
+    const KvCacheDtype t = parse_kv_cache_dtype(item);
+    for (KvCacheDtype seen : dtypes)
+      if (seen == t) fail("option ", option, ": '", item, "' in '", text, "' is listed twice");
+    dtypes.push_back(t);
+  }
+  return dtypes;
+}
+
 void write_text_file(const std::string& path, const std::string& content, const std::string& option) {
   std::ofstream out(path, std::ios::binary);
   if (!out) fail("option ", option, ": cannot write '", path, "'");

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "bench/cache_dtype.h"
+#include "runtime/runtime_options.h"
 
 namespace mlarun::bench {
 
@@ -14,6 +15,9 @@ namespace mlarun::bench {
 std::vector<int64_t> parse_int_list(const std::string& text, const std::string& option, int64_t min_value = 1);
 // "bf16,fp8,int8" -> {BF16, FP8, INT8} (cache_dtype.h); an unknown or repeated name is an error naming it.
 std::vector<CacheDtype> parse_kv_dtypes(const std::string& text, const std::string& option);
+// "auto,bf16,fp8,int8" -> the runtime's --kv-cache-dtype values (runtime_options.h; bench decode runs them), in
+// order; an unknown or repeated name is an error naming it.
+std::vector<KvCacheDtype> parse_kv_cache_dtypes(const std::string& text, const std::string& option);
 // The name a kv dtype goes by in our tables and JSON (vLLM's kv_cache_dtype spelling: "bf16", "fp8", "int8").
 inline std::string kv_dtype_name(CacheDtype t) { return cache_dtype_name(t); }
 

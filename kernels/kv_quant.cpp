@@ -3,7 +3,6 @@
 // is exact and the same under every compiler (no host fp8 type).
 #include "kernels/kv_quant.h"
 
-#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -19,15 +18,18 @@ namespace mlarun {
 int64_t KvCacheFormat::row_bytes() const {
   switch (quant) {
     case KvQuant::Fp8:
-    case KvQuant::Int8: return kv_quant_row_bytes(latent, rope);
+    case KvQuant::Int8: return kv_quant_row_bytes(latent, rope, head);
     case KvQuant::Bf16: return 2 * width();
     case KvQuant::None: break;
   }
   fail("kv cache format: an unquantized format has no fixed row bytes");
 }
 
-KvCacheFormat kv_cache_format(DType pool_dtype, DType act_dtype, int64_t kv_lora_rank, int64_t rope_dim) {
-  KvCacheFormat f{KvQuant::None, kv_lora_rank, rope_dim};
+KvCacheFormat kv_cache_format(DType pool_dtype, DType act_dtype, int64_t kv_lora_rank, int64_t rope_dim,
+                              int64_t head) {
+  MLARUN_CHECK(head == 0 || (head > 0 && kv_lora_rank % head == 0), "kv cache format: ", kv_lora_rank,
+               " values are not whole heads of ", head);
+  KvCacheFormat f{KvQuant::None, kv_lora_rank, rope_dim, head};
   if (pool_dtype == DType::F8_E4M3) f.quant = KvQuant::Fp8;
   else if (pool_dtype == DType::I8) f.quant = KvQuant::Int8;
   else if (pool_dtype == DType::BF16 && act_dtype == DType::F32) f.quant = KvQuant::Bf16;
@@ -101,7 +103,7 @@ void quantize_row(const float* src, const KvCacheFormat& f, uint8_t* dst) {
   }
   const bool fp8 = f.quant == KvQuant::Fp8;
   for (int64_t k = 0; k < f.tiles(); ++k) {
-    const int64_t first = k * KvCacheFormat::kTile, n = std::min(KvCacheFormat::kTile, f.latent - first);
+    const int64_t first = f.tile_first(k), n = f.tile_len(k);
     const float amax = tile_amax(src + first, n);
     const float scale = fp8 ? fp8_tile_scale(amax) : int8_tile_scale(amax);
     for (int64_t i = first; i < first + n; ++i) {
@@ -135,7 +137,7 @@ void dequantize_row(const uint8_t* src, const KvCacheFormat& f, float* dst) {
   for (int64_t k = 0; k < f.tiles(); ++k) {
     float scale;
     std::memcpy(&scale, src + f.scales_offset() + 4 * k, 4);
-    const int64_t first = k * KvCacheFormat::kTile, last = std::min(first + KvCacheFormat::kTile, f.latent);
+    const int64_t first = f.tile_first(k), last = first + f.tile_len(k);
     for (int64_t i = first; i < last; ++i)
       dst[i] = (fp8 ? e4m3[src[i]] : float(int8_t(src[i]))) * scale;
   }
@@ -164,7 +166,8 @@ using detail::device_of;
 
 namespace {
 void check_pool(const char* op, const Tensor& pool, const KvCacheFormat& f) {
-  MLARUN_CHECK(f.quantized() && f.latent > 0 && f.rope >= 0, op, ": the cache format is not a quantized one");
+  MLARUN_CHECK(f.quantized() && f.latent > 0 && f.rope >= 0 && f.head >= 0 && f.latent % f.head_len() == 0, op,
+               ": the cache format is not a quantized one");
   MLARUN_CHECK(pool.ndim() == 3 && pool.dim(2) * int64_t(dtype_size(pool.dtype())) == f.row_bytes() &&
                    kv_cache_format(pool.dtype(), DType::F32, f.latent, f.rope).quant == f.quant,
                op, ": pool ", pool.describe(), " is not a cache of ", f.row_bytes(), "-byte rows (latent ", f.latent,

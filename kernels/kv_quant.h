@@ -5,6 +5,8 @@
 //   [0, R)                 the latent values, one byte each (e4m3 or int8), tile k covers values [128k, 128k+128)
 //   [R, R + 4 * tiles)     one f32 scale per tile (little-endian, unaligned in general: read with memcpy)
 //   [R + 4 * tiles, +2*Dr) the rope values k_pe in bf16
+// The MHA/GQA/MQA baselines store their [K heads | V heads] row the same way with Dr = 0, each head of d values
+// tiled on its own (KvCacheFormat::head): ceil(d / 128) tiles a head, the last one shorter when 128 does not divide d.
 // fp8 tile scale: the power of two at or above amax / 448; int8: amax / 127 (f32). amax 0: scale 1. A tile holding
 // NaN or +-inf gets scale NaN and zero codes, so every value of it reads back NaN: a non-finite latent is never
 // silently turned into a finite one (as vLLM/FlashMLA, whose amax propagates it). Rope values keep NaN/inf in bf16.
@@ -22,11 +24,21 @@ enum class KvQuant { None, Bf16, Fp8, Int8 };  // None: the pool holds the activ
 
 struct KvCacheFormat {
   KvQuant quant = KvQuant::None;
-  int64_t latent = 0;  // kv_lora_rank
-  int64_t rope = 0;    // qk_rope_head_dim
+  int64_t latent = 0;  // quantized values: kv_lora_rank (MLA), or a baseline's K and V heads
+  int64_t rope = 0;    // qk_rope_head_dim values kept in bf16 after them (0 for the baselines)
+  // Values per head, each head tiled on its own (its last tile may be shorter); 0: one head of `latent` (MLA).
+  int64_t head = 0;
   static constexpr int64_t kTile = 128;
   bool quantized() const { return quant != KvQuant::None; }
-  int64_t tiles() const { return (latent + kTile - 1) / kTile; }
+  int64_t head_len() const { return head > 0 ? head : latent; }
+  int64_t tiles_per_head() const { return (head_len() + kTile - 1) / kTile; }
+  int64_t tiles() const { return head_len() > 0 ? latent / head_len() * tiles_per_head() : 0; }
+  // Tile k covers the latent values [tile_first(k), tile_first(k) + tile_len(k)).
+  int64_t tile_first(int64_t k) const { return k / tiles_per_head() * head_len() + k % tiles_per_head() * kTile; }
+  int64_t tile_len(int64_t k) const {
+    const int64_t in_head = k % tiles_per_head() * kTile;
+    return head_len() - in_head < kTile ? head_len() - in_head : kTile;
+  }
   int64_t width() const { return latent + rope; }  // values of a dequantized row
   int64_t scales_offset() const { return latent; }
   int64_t rope_offset() const { return latent + 4 * tiles(); }
@@ -34,8 +46,10 @@ struct KvCacheFormat {
 };
 
 // The format of a pool of `pool_dtype` read by activations of `act_dtype`: F8_E4M3 -> Fp8, I8 -> Int8, BF16 under
-// f32 activations -> Bf16 (the CPU's --kv-cache-dtype bf16), the activations' own dtype -> None.
-KvCacheFormat kv_cache_format(DType pool_dtype, DType act_dtype, int64_t kv_lora_rank, int64_t rope_dim);
+// f32 activations -> Bf16 (the CPU's --kv-cache-dtype bf16), the activations' own dtype -> None. `head`: values
+// per independently tiled head (0: the latent is one head).
+KvCacheFormat kv_cache_format(DType pool_dtype, DType act_dtype, int64_t kv_lora_rank, int64_t rope_dim,
+                              int64_t head = 0);
 
 namespace kvq {
 // Scalar codecs (host and the CPU kernels). e4m3: OCP E4M3FN, round to nearest even, saturating to +-448, NaN ->

@@ -1,9 +1,11 @@
 // `mlarun bench decode`: the time of one decode step of a config's model cut to K layers, with random weights,
-// for MLA and the MHA/GQA/MQA baselines. Caches are pre-filled with random rows written straight into the pools
-// through the sequences' block tables (no prefill through the model), then B sequences decode one token each:
-// warm-up, then the median of N steps. Runs on the CPU (the f32 reference ops, one thread) or, with --device cuda,
-// on the GPU with bf16 weights and cache (random weights made on the host one tensor at a time, converted and
-// uploaded; steps timed to the end of their GPU work); reports tokens/s and the cache bytes each step reads.
+// for MLA and the MHA/GQA/MQA baselines, in each --kv-cache-dtype (auto, bf16, fp8, int8: the runtime's own pools,
+// written quantized and read back dequantized). Caches are pre-filled with random rows written straight into the
+// pools through the sequences' block tables (no prefill through the model), then B sequences decode one token
+// each: warm-up, then the median of N steps. Runs on the CPU (the f32 reference ops, one thread) or, with --device
+// cuda, on the GPU with bf16 weights (random weights made on the host one tensor at a time, converted and uploaded;
+// steps timed to the end of their GPU work); reports tokens/s, the cache bytes per token per layer as allocated,
+// the tokens that fit in --memory-gib beside the whole model's bf16 weights, and the cache bytes each step reads.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -14,10 +16,11 @@
 
 #include "bench/baseline_attention.h"
 #include "bench/bench_common.h"
-#include "bench/cache_measurement.h"
+#include "bench/cache_footprint.h"
 #include "bench/random_weights.h"
 #include "bench/text_table.h"
 #include "engine/block_manager.h"
+#include "kernels/kv_quant.h"
 #include "launch/cli_common.h"
 #include "launch/commands.h"
 #include "launch/output_path.h"
@@ -39,16 +42,21 @@ struct DecodeSettings {
   std::string device_name = "cpu";  // explicit: a benchmark's numbers must not change meaning with the machine
   Device device = Device::CPU;
   int64_t layers = 2, batch = 8, seq_len = 1024, iters = 5, warmup = 1, block_size = 64;
+  double memory_gib = 80;  // the device the capacity column speaks of (bench cache's --memory-gib)
   uint64_t seed = 0;
 };
 
 struct DecodeResult {
   AttentionKind kind;
+  KvCacheDtype kv = KvCacheDtype::Auto;
+  DType pool_dtype = DType::F32;  // the pool's elements as allocated (F8_E4M3 / I8: bytes of quantized rows)
   int64_t kv_heads = 0;
-  int64_t cache_width = 0;
+  int64_t cache_width = 0;        // values a row holds (read back dequantized when quantized)
+  int64_t row_bytes = 0;          // bytes per token per layer, measured on the allocated pool
   int64_t weight_values = 0;
-  int64_t cache_values_read = 0;  // per step, all layers and sequences
-  int64_t element_bytes = 4;      // of the cache and weights as run: 4 (CPU f32) or 2 (GPU bf16)
+  int64_t cache_rows_read = 0;    // per step, all layers and sequences
+  int64_t element_bytes = 4;      // of the weights and activations as run: 4 (CPU f32) or 2 (GPU bf16)
+  BudgetCapacity capacity;        // the whole model's cache at row_bytes in --memory-gib
   std::vector<double> latencies;  // seconds, timed steps only
   double median() const;
 };
@@ -69,8 +77,8 @@ std::string cpu_name() {
 
 // The GPU must hold the bf16 weights and cache with some room for activations.
 void check_fits_in_gpu_memory(const ModelConfig& c, const AttentionKind& kind, const DecodeSettings& s,
-                              int64_t cache_values) {
-  const double need = (double(RandomWeights(c, kind).total_values()) + double(cache_values)) * 2;
+                              int64_t cache_bytes) {
+  const double need = double(RandomWeights(c, kind).total_values()) * 2 + double(cache_bytes);
   const double have = double(device_memory_info().free_bytes);
   if (need > 0.9 * have)
     fail("option --layers: value ", s.layers, ": ", s.config_path, " cut to ", s.layers, " layers (", kind.name(),
@@ -88,25 +96,48 @@ void check_fits_in_host_memory(const ModelConfig& c, const AttentionKind& kind, 
          fixed(have / double(int64_t(1) << 30), 1), " GiB; use fewer layers or a smaller config (configs/config_small.json)");
 }
 
-DecodeResult run_one(const ModelConfig& c, const AttentionKind& kind, const DecodeSettings& s) {
+// The capacity of `full`'s cache (all its layers) at the row bytes measured on the allocated pool, in --memory-gib
+// beside its bf16 weights: bench cache's arithmetic (capacity_in_budget) on this allocation's rows.
+BudgetCapacity capacity_of_rows(const ModelConfig& full, const AttentionKind& kind, int64_t row_bytes,
+                                const DecodeSettings& s) {
+  CacheFootprint rows;
+  rows.kind = kind;
+  rows.n_layers = full.n_layers;
+  rows.row_bytes_per_rank = rows.token_layer_bytes = row_bytes;
+  return capacity_in_budget(rows, int64_t(s.memory_gib * double(int64_t(1) << 30)), weight_bytes_per_rank(full, 1),
+                            s.block_size);
+}
+
+DecodeResult run_one(const ModelConfig& c, const ModelConfig& full, const AttentionKind& kind, KvCacheDtype kv,
+                     const DecodeSettings& s) {
   const Placement placement = Placement::for_device(s.device);
   const int64_t bs = s.block_size, L = s.seq_len;
   const int64_t num_blocks = s.batch * ((L + 1 + bs - 1) / bs);
-  if (s.device == Device::CUDA)
-    check_fits_in_gpu_memory(c, kind, s, c.n_layers * num_blocks * bs * cache_row_width(c, kind, 1));
-  else
-    check_fits_in_host_memory(c, kind, s);
   SingleCommunicator comm;
   RandomWeights weights(c, kind, s.seed);
+  // The pool as a runner would size it: the layer's row shape in this dtype (runtime_options.h, kv_quant.h).
+  const KvCacheFormat shape = attention_cache_format(c, kind);
+  const KvCacheStorage storage = kv_cache_storage(kv, placement.dtype, shape.latent, shape.rope, shape.head);
+  const KvCacheFormat format = kv_cache_format(storage.dtype, placement.dtype, shape.latent, shape.rope, shape.head);
+  if (s.device == Device::CUDA)
+    check_fits_in_gpu_memory(c, kind, s, c.n_layers * num_blocks * bs * storage.row_bytes());
+  else
+    check_fits_in_host_memory(c, kind, s);
   DeepseekModel model(c, weights, comm, placement, {}, attention_factory(kind));
+  MLARUN_CHECK(model.cache_format().latent == shape.latent && model.cache_format().head == shape.head,
+               "bench decode: ", kind.name(), "'s layers cache rows of another shape than sized");
   DecodeResult r;
   r.kind = kind;
+  r.kv = kv;
+  r.pool_dtype = storage.dtype;
   r.kv_heads = kind.kv_heads(c);
-  r.cache_width = model.cache_width();
+  r.cache_width = format.width();
   r.weight_values = weights.total_values();
   r.element_bytes = int64_t(dtype_size(placement.dtype));
 
-  CachePool pool = CachePool::allocate(c.n_layers, num_blocks, bs, r.cache_width, placement.dtype, placement.device);
+  CachePool pool = CachePool::allocate(c.n_layers, num_blocks, bs, storage.width, storage.dtype, placement.device);
+  r.row_bytes = pool.bytes() / (c.n_layers * num_blocks * bs);
+  r.capacity = capacity_of_rows(full, kind, r.row_bytes, s);
   BlockManager blocks(num_blocks, bs, /*enable_prefix_caching=*/false);
   ForwardBatch batch;
   for (int64_t b = 0; b < s.batch; ++b) {
@@ -120,13 +151,16 @@ DecodeResult run_one(const ModelConfig& c, const AttentionKind& kind, const Deco
     Tensor rows = Tensor::empty({L, r.cache_width}, DType::F32);
     for (int64_t l = 0; l < c.n_layers; ++l) {
       random_normal_values(s.seed * 1000003 + uint64_t(l * s.batch + b), 0, rows.data<float>(), rows.numel());
-      ops::write_cache(pool.layers[size_t(l)], slots, placement.place(rows));
+      if (format.quantized())
+        ops::write_cache_quantized(pool.layers[size_t(l)], format, slots, placement.place(rows));
+      else
+        ops::write_cache(pool.layers[size_t(l)], slots, placement.place(rows));
     }
     seq.append_token(int32_t((b * 31 + 1) % c.vocab_size));
     blocks.may_append(seq);
     batch.logit_rows.push_back(batch.add_sequence({seq.last_token()}, L, seq.block_table, bs));
   }
-  r.cache_values_read = s.batch * c.n_layers * (L + 1) * r.cache_width;
+  r.cache_rows_read = s.batch * c.n_layers * (L + 1);
 
   for (int64_t i = 0; i < s.warmup + s.iters; ++i) {
     synchronize_stream();
@@ -143,18 +177,22 @@ DecodeResult run_one(const ModelConfig& c, const AttentionKind& kind, const Deco
   return r;
 }
 
+std::string kv_name(KvCacheDtype kv, const DecodeSettings& s) {
+  if (kv != KvCacheDtype::Auto) return kv_cache_dtype_name(kv);
+  return s.device == Device::CUDA ? "auto (bf16)" : "auto (f32)";
+}
+
 std::string results_table(const std::vector<DecodeResult>& results, const DecodeSettings& s) {
-  const std::string as_run = s.device == Device::CUDA ? "bf16" : "f32";
-  TextTable t({"attention", "kv heads", "cache values/token/layer", "cache read/step (" + as_run + ", as run)",
-               "same in bf16", "median ms", "min ms", "tokens/s", "x MLA tokens/s"});
-  double mla_rate = 0;
-  for (const DecodeResult& r : results)
-    if (r.kind.is_mla()) mla_rate = double(s.batch) / r.median();
+  TextTable t({"attention", "kv cache dtype", "kv heads", "cache B/token/layer", "tokens in " + fixed(s.memory_gib, 0) +
+               " GiB", "cache read/step", "median ms", "min ms", "tokens/s", "x MLA tokens/s"});
   for (const DecodeResult& r : results) {
-    double rate = double(s.batch) / r.median();
-    t.add_row({r.kind.name(), r.kind.is_mla() ? "latent" : std::to_string(r.kv_heads), with_commas(r.cache_width),
-               fixed(double(r.cache_values_read * r.element_bytes) / (1 << 20), 1) + " MiB",
-               fixed(double(r.cache_values_read) * 2 / (1 << 20), 1) + " MiB", fixed(1e3 * r.median(), 2),
+    double mla_rate = 0;  // MLA with the same cache dtype
+    for (const DecodeResult& m : results)
+      if (m.kind.is_mla() && m.kv == r.kv) mla_rate = double(s.batch) / m.median();
+    const double rate = double(s.batch) / r.median();
+    t.add_row({r.kind.name(), kv_name(r.kv, s), r.kind.is_mla() ? "latent" : std::to_string(r.kv_heads),
+               with_commas(r.row_bytes), with_commas(r.capacity.tokens()),
+               fixed(double(r.cache_rows_read * r.row_bytes) / (1 << 20), 1) + " MiB", fixed(1e3 * r.median(), 2),
                fixed(1e3 * *std::min_element(r.latencies.begin(), r.latencies.end()), 2), fixed(rate, 1),
                mla_rate > 0 ? fixed(rate / mla_rate, 2) : "-"});
   }
@@ -169,12 +207,21 @@ json::Value results_json(const std::vector<DecodeResult>& results, const DecodeS
     for (double x : r.latencies) lat.push_back(x), sum += x;
     json::Value j = json::Value::object();
     j["attention"] = r.kind.name();
+    j["kv_cache_dtype"] = kv_cache_dtype_name(r.kv);
+    j["kv_cache_pool_dtype"] = dtype_name(r.pool_dtype);
+    j["kv_cache_quantized"] = r.kv == KvCacheDtype::Fp8 || r.kv == KvCacheDtype::Int8;
     j["num_kv_heads"] = r.kv_heads;
     j["kv_cache_width"] = r.cache_width;
+    j["kv_bytes_per_token_per_layer"] = r.row_bytes;
+    j["kv_bytes_per_token"] = r.row_bytes * full.n_layers;
+    j["model_weights_bytes_bf16"] = r.capacity.weight_bytes;
+    j["kv_cache_memory_bytes"] = std::max<int64_t>(0, r.capacity.cache_budget_bytes);
+    j["num_gpu_blocks"] = r.capacity.num_blocks;
+    j["kv_cache_tokens"] = r.capacity.tokens();
     j["weights_bytes_f32"] = r.weight_values * 4;
     j["weights_bytes_as_run"] = r.weight_values * r.element_bytes;
-    j["cache_bytes_read_per_step"] = r.cache_values_read * r.element_bytes;
-    j["cache_bytes_read_per_step_bf16"] = r.cache_values_read * 2;
+    j["cache_bytes_read_per_step"] = r.cache_rows_read * r.row_bytes;
+    j["cache_bytes_read_per_step_bf16"] = r.cache_rows_read * r.cache_width * 2;
     j["avg_latency"] = sum / double(r.latencies.size());
     j["median_latency"] = r.median();
     j["min_latency"] = *std::min_element(r.latencies.begin(), r.latencies.end());
@@ -195,6 +242,7 @@ json::Value results_json(const std::vector<DecodeResult>& results, const DecodeS
   out["input_len"] = s.seq_len;
   out["output_len"] = int64_t(1);
   out["block_size"] = s.block_size;
+  out["memory_bytes"] = int64_t(s.memory_gib * double(int64_t(1) << 30));
   out["num_iters_warmup"] = s.warmup;
   out["num_iters"] = s.iters;
   out["records"] = list;
@@ -208,12 +256,18 @@ Command add_bench_decode_command(CLI::App& bench) {
       "decode", "Time one decode step, MLA against MHA/GQA/MQA, with random weights (one rank: no --tp, --dcp 1)");
   auto s = std::make_shared<DecodeSettings>();
   auto attention = std::make_shared<std::string>("mla,mha,gqa:8,mqa");
+  auto kv_dtypes = std::make_shared<std::string>("auto");
   auto json_out = std::make_shared<std::string>();
   cmd->add_option("--config", s->config_path, "DeepSeek (JSON/YAML) or Hugging Face config")->required();
   cmd->add_option("--layers", s->layers, "Keep the first K layers");
   cmd->add_option("--batch,--batch-size", s->batch, "Sequences decoding together");
   cmd->add_option("--seq-len,--input-len", s->seq_len, "Tokens already cached per sequence");
   cmd->add_option("--attention", *attention, "Kinds to compare: mla, mha, gqa:G, mqa, comma-separated");
+  cmd->add_option("--kv-cache-dtype,--kv-dtype", *kv_dtypes,
+                  "Cache dtypes, comma-separated: auto (f32 on the CPU, bf16 on a GPU), bf16, fp8, int8 (1 B per "
+                  "value + an fp32 scale per 128-value tile, read back dequantized); one row per kind and dtype");
+  cmd->add_option("--memory-gib", s->memory_gib,
+                  "Memory in GiB for the tokens-that-fit column, before the whole model's bf16 weights");
   cmd->add_option("--iters,--num-iters", s->iters, "Timed steps");
   cmd->add_option("--warmup,--num-iters-warmup", s->warmup, "Untimed steps first");
   cmd->add_option("--block-size", s->block_size, "Tokens per cache block, 1 to 256");
@@ -229,6 +283,8 @@ Command add_bench_decode_command(CLI::App& bench) {
             if (s->seq_len < 1) fail("option --seq-len: value ", s->seq_len, ": must be at least 1");
             if (s->iters < 1) fail("option --iters: value ", s->iters, ": must be at least 1");
             if (s->warmup < 0) fail("option --warmup: value ", s->warmup, ": must not be negative");
+            if (!(s->memory_gib > 0)) fail("option --memory-gib: value ", s->memory_gib, ": must be positive");
+            const std::vector<KvCacheDtype> dtypes = parse_kv_cache_dtypes(*kv_dtypes, "--kv-cache-dtype");
             RuntimeOptions runtime;  // the options a real run would take, checked by the same rules
             runtime.block_size = s->block_size;
             runtime.max_num_seqs = s->batch;
@@ -252,12 +308,18 @@ Command add_bench_decode_command(CLI::App& bench) {
               std::printf("device: this machine's CPU (%s), f32 reference ops, one thread; median of %lld steps after "
                           "%lld warm-up\n",
                           cpu_name().c_str(), (long long)s->iters, (long long)s->warmup);
+            std::printf("cache B/token/layer: as allocated (fp8/int8: 1 B a value, an fp32 scale per 128-value tile); "
+                        "tokens in %s GiB: the whole model's %lld layers of cache beside its %s GiB of bf16 weights\n",
+                        fixed(s->memory_gib, 0).c_str(), (long long)full.n_layers,
+                        fixed(double(weight_bytes_per_rank(full, 1)) / double(int64_t(1) << 30), 1).c_str());
             std::fflush(stdout);
             std::vector<DecodeResult> results;
-            for (const AttentionKind& k : kinds) {
-              std::fprintf(stderr, "mlarun: %s: building the model and filling the cache...\n", k.name().c_str());
-              results.push_back(run_one(c, k, *s));
-            }
+            for (const AttentionKind& k : kinds)
+              for (KvCacheDtype kv : dtypes) {
+                std::fprintf(stderr, "mlarun: %s, kv cache %s: building the model and filling the cache...\n",
+                             k.name().c_str(), kv_cache_dtype_name(kv));
+                results.push_back(run_one(c, full, k, kv, *s));
+              }
             std::cout << results_table(results, *s);
             if (!json_out->empty()) {
               write_text_file(*json_out, json::dump(results_json(results, *s, full), 2) + "\n", "--json");

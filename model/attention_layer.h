@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "kernels/kv_quant.h"
 #include "kernels/ops.h"
 #include "runtime/forward_batch.h"
 #include "runtime/step_tensors.h"
@@ -35,6 +36,10 @@ class AttentionLayer {
   }
   // Values per token in this rank's cache of this layer (the pool's width).
   virtual int64_t cache_width() const = 0;
+  // The row's shape for a quantized cache (quant None here; kernels/kv_quant.h): which values are quantized and
+  // how they are tiled (MLA: the latent, rope kept in bf16; a baseline: each K and V head on its own), so that
+  // kv_cache_storage (runtime_options.h) sizes a pool of any --kv-cache-dtype for this layer.
+  virtual KvCacheFormat cache_format() const = 0;
 };
 
 }  // namespace mlarun

@@ -34,6 +34,7 @@ class DecoderLayer {
   // Updates the residual stream `h` in place and returns it.
   Tensor forward(Tensor& h, const StepContext& step, Tensor& cache, const ops::RopeTable& rope) const;
   int64_t cache_width() const { return attn_->cache_width(); }
+  KvCacheFormat cache_format() const { return attn_->cache_format(); }
 
  private:
   float eps_;
@@ -68,6 +69,9 @@ class DeepseekModel {
   const Placement& placement() const { return placement_; }
   // Values per token per layer in this rank's cache pools (the latent for MLA, K|V heads for a baseline).
   int64_t cache_width() const { return layers_.front().cache_width(); }
+  // The layers' row shape for a quantized cache (AttentionLayer::cache_format): pools of any --kv-cache-dtype are
+  // sized by kv_cache_storage(dtype, placement().dtype, f.latent, f.rope, f.head).
+  KvCacheFormat cache_format() const { return layers_.front().cache_format(); }
   // Runs one step over `batch` with `cache` (one pool per layer); returns f32 logits [logit_rows, vocab] on the
   // model's device (ops::to_host_f32 brings them to the host). `step` is the batch's tensors on the model's device
   // (StepTensors::build, one upload; the runner keeps the staging buffer); the first form builds them itself.

@@ -32,6 +32,11 @@ class MLAttention final : public AttentionLayer {
   Tensor forward(const Tensor& x, const StepContext& step, Tensor& cache, const ops::RopeTable& rope) const override;
   // The latent row [c | k_pe], the same on every rank (the latent has no head axis; DCP splits tokens, not rows).
   int64_t cache_width() const override { return c_.latent_dim(); }
+  KvCacheFormat cache_format() const override { return cache_format_for(c_); }
+  // The latent quantized as one head, the rope key kept in bf16 (kernels/kv_quant.h), without building the layer.
+  static KvCacheFormat cache_format_for(const ModelConfig& c) {
+    return {KvQuant::None, c.kv_lora_rank, c.qk_rope_head_dim};
+  }
 
  private:
   Tensor project_queries(const Tensor& x) const;  // [T, H_local, qk_head_dim]

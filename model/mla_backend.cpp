@@ -1,6 +1,9 @@
 // The two MLA backends (see mla_backend.h).
 #include "model/mla_backend.h"
 
+#include <algorithm>
+#include <unordered_map>
+
 #include "kernels/kv_quant.h"
 #include "runtime/error.h"
 
@@ -97,17 +100,16 @@ class BatchedMlaBackend final : public MlaBackend {
     step_ = &step;
     batch_ = &batch;
     absorbed_slots_ = Tensor();
-    if (!dcp_.on())  // under DCP the generic kernel runs: it returns the log-sum-exp the merge needs
-      decode_ = ops::plan_mla_decode(step.absorbed, step.device, placement_.dtype, heads_, c_.kv_lora_rank,
-                                     c_.qk_rope_head_dim, step.block_size);
+    local_blocks_ = LocalBlocks();
+    decode_planned_ = false;  // the first layer plans mla_decode: the plan needs the cache's format
   }
 
   Tensor forward(const Tensor& q, const Tensor& cache, const MlaLayerWeights& w) const override {
     MLARUN_CHECK(step_ != nullptr, "MLA backend: forward before plan");
     const StepTensors& st = *step_;
     const KvCacheFormat fmt = kv_cache_format(cache.dtype(), q.dtype(), c_.kv_lora_rank, c_.qk_rope_head_dim);
-    MLARUN_CHECK(!fmt.quantized() || !dcp_.on(), "MLA backend: a quantized cache under decode context parallelism "
-                 "is not supported yet");
+    MLARUN_CHECK(!fmt.quantized() || !dcp_.on() || placement_.device == Device::CPU,
+                 "MLA backend: a quantized cache under decode context parallelism runs on the CPU only so far");
     Tensor oa, on;
     if (!st.absorbed.empty()) {
       oa = absorbed(st.absorbed.whole_step ? q : ops::gather_rows(q, st.absorbed.rows), cache, w);
@@ -131,14 +133,20 @@ class BatchedMlaBackend final : public MlaBackend {
     // Every context row of every prefill sequence in one gather, up-projected by one GEMM.
     const KvCacheFormat fmt = kv_cache_format(cache.dtype(), q.dtype(), R, Dr);
     const Tensor pool = cache.view({cache.dim(0) * cache.dim(1), cache.dim(2)});
-    Tensor rows = fmt.quantized() ? ops::gather_rows_dequantized(cache, fmt, part.kv_slots, q.dtype())
-                                  : ops::gather_rows(pool, part.kv_slots);
+    Tensor rows;
     if (dcp_.on()) {
-      // This rank's rows of every context (padded alike on every rank), gathered from the whole group, then put
-      // back in position order: row p of a context came from rank p % N.
-      const int64_t padded = rows.dim(0), W = rows.dim(1);
-      Tensor all = dcp_.comm->all_gather_last_dim(rows);  // [padded, N * W]
-      rows = ops::gather_rows(all.view({padded * dcp_.size(), W}), part.context_rows);
+      // This rank's rows of every context (padded alike on every rank) as the cache holds them (a quantized cache:
+      // its stored bytes), gathered from the whole group, then put back in position order (row p of a context came
+      // from rank p % N) and, for a quantized cache, read back dequantized: the values dcp 1 reads.
+      const Tensor mine = ops::gather_rows(pool, part.kv_slots);
+      const int64_t padded = mine.dim(0), W = mine.dim(1);
+      const Tensor all = dcp_.comm->all_gather_last_dim(mine).view({padded * dcp_.size(), W});  // rank-interleaved
+      const Tensor as_pool = all.view({padded * dcp_.size(), 1, W});  // a pool of one-row blocks
+      rows = fmt.quantized() ? ops::gather_rows_dequantized(as_pool, fmt, part.context_rows, q.dtype())
+                             : ops::gather_rows(all, part.context_rows);
+    } else {
+      rows = fmt.quantized() ? ops::gather_rows_dequantized(cache, fmt, part.kv_slots, q.dtype())
+                             : ops::gather_rows(pool, part.kv_slots);
     }
     Tensor kvb = ops::linear(ops::narrow_last_dim(rows, 0, R), w.wkv_b).view({K, out_heads_, nope + vd});
     Tensor k = ops::concat_last_dim(ops::narrow_last_dim(kvb, 0, nope),
@@ -160,22 +168,52 @@ class BatchedMlaBackend final : public MlaBackend {
     Tensor q_lat = ops::head_linear(ops::narrow_last_dim(q, 0, nope), w.w_uk_t);
     Tensor q_abs = ops::concat_last_dim(q_lat, ops::narrow_last_dim(q, nope, Dr));
     const KvCacheFormat fmt = kv_cache_format(cache.dtype(), q.dtype(), R, Dr);
-    if (fmt.quantized()) {  // every context row dequantized, then MQA over [c | k_pe] keys and c values
+    const ops::MlaDecodePlan& plan = decode_plan(fmt.quant);
+    if (plan.fast) {  // kernels/cuda/mla_decode, over a bf16, fp8 or int8 cache; its lse feeds the DCP merge
+      if (!dcp_.on()) return ops::head_linear(ops::mla_decode(q_abs, cache, step_->absorbed, plan, R, scale_), w.w_uv);
+      Tensor lse;
+      Tensor o = ops::mla_decode(q_abs, cache, step_->absorbed, plan, R, scale_, &lse);
+      return merged_over_group(o, lse, w);
+    }
+    if (fmt.quantized() && !dcp_.on()) {  // every context row dequantized, then MQA over [c | k_pe] keys and c values
       const Tensor rows = ops::gather_rows_dequantized(cache, fmt, absorbed_slots(cache), q.dtype());
       const int64_t K = rows.dim(0);
       Tensor o = ops::varlen_attention(q_abs, rows.view({K, 1, R + Dr}), ops::narrow_last_dim(rows, 0, R).view({K, 1, R}),
                                        scale_, step_->absorbed);
       return ops::head_linear(o, w.w_uv);
     }
-    if (!dcp_.on()) return ops::head_linear(ops::mla_decode(q_abs, cache, step_->absorbed, decode_, R, scale_), w.w_uv);
+    if (!dcp_.on()) return ops::head_linear(ops::mla_decode(q_abs, cache, step_->absorbed, plan, R, scale_), w.w_uv);
     // This rank's slice of every context: partial o_lat and lse per (row, head); a row that sees none of this
     // rank's tokens gives o 0, lse -inf. Merged exactly: o = sum_r exp(lse_r - LSE) o_r over the group.
-    Tensor lse;
-    Tensor o = ops::mla_paged_attention_part(q_abs, cache, step_->absorbed, R, scale_, &lse);  // [n, H_q, R]
-    const Tensor lse_all = dcp_.comm->all_gather_last_dim(lse);                              // [n, N * H_q]
+    // A quantized cache: the same over this rank's blocks read back dequantized (local_blocks).
+    Tensor lse, o;
+    if (fmt.quantized()) {
+      const LocalBlocks& lb = local_blocks(cache);
+      const Tensor blocks = ops::gather_rows_dequantized(cache, fmt, lb.slots, q.dtype());
+      o = ops::mla_paged_attention_part(q_abs, blocks.view({lb.count, cache.dim(1), R + Dr}), lb.part, R, scale_, &lse);
+    } else {
+      o = ops::mla_paged_attention_part(q_abs, cache, step_->absorbed, R, scale_, &lse);  // [n, H_q, R]
+    }
+    return merged_over_group(o, lse, w);
+  }
+
+  // Under DCP: this rank's partial o_lat [n, H_q, R] and lse [n, H_q] merged over the group by log-sum-exp, then
+  // this rank's own heads up-projected.
+  Tensor merged_over_group(Tensor& o, const Tensor& lse, const MlaLayerWeights& w) const {
+    const Tensor lse_all = dcp_.comm->all_gather_last_dim(lse);  // [n, N * H_q]
     ops::lse_merge_rescale(o, lse_all, dcp_.rank());
     dcp_.comm->all_reduce_sum(o);
-    return ops::head_linear(own_heads(o, R), w.w_uv);
+    return ops::head_linear(own_heads(o, c_.kv_lora_rank), w.w_uv);
+  }
+
+  // The step's mla_decode plan, made by the first layer that asks (its workspace and schedule serve every layer).
+  const ops::MlaDecodePlan& decode_plan(KvQuant cache) const {
+    if (!decode_planned_) {
+      decode_ = ops::plan_mla_decode(step_->absorbed, step_->device, placement_.dtype, heads_, c_.kv_lora_rank,
+                                     c_.qk_rope_head_dim, step_->block_size, cache);
+      decode_planned_ = true;
+    }
+    return decode_;
   }
 
   // The cache slot of every context row of the absorbed part's sequences, in order (what a quantized cache is read
@@ -195,6 +233,37 @@ class BatchedMlaBackend final : public MlaBackend {
     return absorbed_slots_;
   }
 
+  // Under DCP with a quantized cache: the blocks the absorbed part reads on this rank, numbered 0..count-1 in a
+  // pool of their own (dequantized per layer from `slots`, every row of each block), and the part with its block
+  // tables renumbered into it; built once per step. Rows past a sequence's tokens are read back but never seen.
+  struct LocalBlocks {
+    int64_t count = 0;
+    Tensor slots;  // i64 [count * block_size] on the cache's device
+    StepPart part;
+  };
+  const LocalBlocks& local_blocks(const Tensor& cache) const {
+    if (local_blocks_.slots.defined()) return local_blocks_;
+    const StepPart& part = step_->absorbed;
+    const int64_t bs = cache.dim(1);
+    Tensor tables = part.block_tables.to(Device::CPU);  // a copy: the step's tensors stay as they are
+    std::vector<int64_t> slots;
+    std::unordered_map<int32_t, int32_t> renumbered;
+    for (int64_t i = 0; i < tables.numel(); ++i) {
+      int32_t& id = tables.data<int32_t>()[i];
+      const auto [it, fresh] = renumbered.emplace(id, int32_t(renumbered.size()));
+      if (fresh)
+        for (int64_t o = 0; o < bs; ++o) slots.push_back(int64_t(id) * bs + o);
+      id = it->second;
+    }
+    Tensor host = Tensor::empty({int64_t(slots.size())}, DType::I64);
+    std::copy(slots.begin(), slots.end(), host.data<int64_t>());
+    local_blocks_.count = int64_t(renumbered.size());
+    local_blocks_.slots = cache.device() == Device::CPU ? host : host.to(cache.device());
+    local_blocks_.part = part;
+    local_blocks_.part.block_tables = cache.device() == Device::CPU ? tables : tables.to(cache.device());
+    return local_blocks_;
+  }
+
   ModelConfig c_;
   int64_t heads_;      // H_q
   int64_t out_heads_;  // H_out
@@ -204,7 +273,9 @@ class BatchedMlaBackend final : public MlaBackend {
   const StepTensors* step_ = nullptr;
   const ForwardBatch* batch_ = nullptr;
   mutable Tensor absorbed_slots_;  // i64 on the cache's device; undefined until a quantized cache asks
-  ops::MlaDecodePlan decode_;
+  mutable LocalBlocks local_blocks_;  // undefined slots until a quantized cache under DCP asks
+  mutable ops::MlaDecodePlan decode_;
+  mutable bool decode_planned_ = false;
 };
 
 }  // namespace

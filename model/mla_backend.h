@@ -20,7 +20,10 @@
 // (the generic kernel, which returns the log-sum-exp), merges the group's partial outputs by log-sum-exp (an
 // all-gather of the lse, a rescale, an all-reduce of o_lat), then keeps this rank's own heads; naive prefill
 // all-gathers the context latents within the group and attends for this rank's own heads. The output is this
-// rank's own heads either way, ready for the row-parallel o_proj.
+// rank's own heads either way, ready for the row-parallel o_proj. A quantized cache (CPU only so far): prefill
+// all-gathers the rows as stored (fp8/int8 bytes with their scales) and reads them back dequantized, the values
+// dcp 1 reads; decode reads back this rank's blocks of the step dequantized into a pool of their own and runs the
+// same kernel and merge over it.
 #pragma once
 
 #include <memory>

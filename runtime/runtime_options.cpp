@@ -26,16 +26,20 @@ const char* kv_cache_dtype_name(KvCacheDtype t) {
   return "unknown";
 }
 
-int64_t kv_quant_row_bytes(int64_t kv_lora_rank, int64_t rope_dim) {
-  return kv_lora_rank + 4 * ((kv_lora_rank + 127) / 128) + 2 * rope_dim;
+int64_t kv_quant_row_bytes(int64_t kv_lora_rank, int64_t rope_dim, int64_t head) {
+  if (head <= 0) head = kv_lora_rank;
+  MLARUN_CHECK(head > 0 && kv_lora_rank % head == 0, "kv cache row: ", kv_lora_rank, " values are not whole heads of ",
+               head);
+  return kv_lora_rank + 4 * (kv_lora_rank / head) * ((head + 127) / 128) + 2 * rope_dim;
 }
 
-KvCacheStorage kv_cache_storage(KvCacheDtype t, DType model_dtype, int64_t kv_lora_rank, int64_t rope_dim) {
+KvCacheStorage kv_cache_storage(KvCacheDtype t, DType model_dtype, int64_t kv_lora_rank, int64_t rope_dim,
+                                int64_t head) {
   switch (t) {
     case KvCacheDtype::Auto: return {model_dtype, kv_lora_rank + rope_dim};
     case KvCacheDtype::Bf16: return {DType::BF16, kv_lora_rank + rope_dim};
-    case KvCacheDtype::Fp8: return {DType::F8_E4M3, kv_quant_row_bytes(kv_lora_rank, rope_dim)};
-    case KvCacheDtype::Int8: return {DType::I8, kv_quant_row_bytes(kv_lora_rank, rope_dim)};
+    case KvCacheDtype::Fp8: return {DType::F8_E4M3, kv_quant_row_bytes(kv_lora_rank, rope_dim, head)};
+    case KvCacheDtype::Int8: return {DType::I8, kv_quant_row_bytes(kv_lora_rank, rope_dim, head)};
   }
   return {model_dtype, kv_lora_rank + rope_dim};
 }
@@ -57,10 +61,13 @@ void RuntimeOptions::validate() const {
                ": must be at least 1");
   MLARUN_CHECK(max_model_len >= 1, "option --max-model-len (--max-seq-len): value ", max_model_len,
                ": must be at least 1");
-  MLARUN_CHECK(decode_context_parallel_size == 1 || kv_cache_dtype == KvCacheDtype::Auto ||
-                   (kv_cache_dtype == KvCacheDtype::Bf16 && device == Device::CUDA),
+  // The CPU runs DCP over a quantized cache (docs/layouts.md §2.6); the CUDA path is compile-checked only and has
+  // not been run with quantized rows under DCP, so it is refused there rather than trusted untested.
+  MLARUN_CHECK(decode_context_parallel_size == 1 || device != Device::CUDA ||
+                   (kv_cache_dtype != KvCacheDtype::Fp8 && kv_cache_dtype != KvCacheDtype::Int8),
                "option --kv-cache-dtype: value ", kv_cache_dtype_name(kv_cache_dtype),
-               ": not supported with --decode-context-parallel-size (--dcp) > 1 yet (use auto)");
+               ": not supported with --decode-context-parallel-size (--dcp) > 1 on --device cuda yet (the CUDA path "
+               "has not run quantized rows under DCP; use --kv-cache-dtype auto or bf16, or --device cpu)");
   MLARUN_CHECK(eos_token_id >= -1, "eos_token_id: value ", eos_token_id, ": must be a token id or -1 (none)");
 }
 

@@ -21,8 +21,10 @@ KvCacheDtype parse_kv_cache_dtype(const std::string& text);  // throws naming --
 const char* kv_cache_dtype_name(KvCacheDtype t);
 
 // Bytes of one quantized latent row (fp8 or int8): kv_lora_rank one-byte values, one f32 scale per tile of 128
-// (the last tile may be shorter), then the rope dims in bf16. 656 for DeepSeek-V2/V3 (512, 64).
-int64_t kv_quant_row_bytes(int64_t kv_lora_rank, int64_t rope_dim);
+// (the last tile may be shorter), then the rope dims in bf16. 656 for DeepSeek-V2/V3 (512, 64). `head` > 0: the
+// values are heads of `head` values each tiled on its own (the baselines' K and V heads, rope 0): head +
+// 4 * ceil(head / 128) bytes a head.
+int64_t kv_quant_row_bytes(int64_t kv_lora_rank, int64_t rope_dim, int64_t head = 0);
 
 // How one layer's cache pool stores a token: the pool tensor is [blocks, block_size, width] of `dtype`. For fp8
 // and int8 it is a byte pool (dtype F8_E4M3 or I8, width = row bytes); otherwise width = kv_lora_rank + rope.
@@ -31,8 +33,10 @@ struct KvCacheStorage {
   int64_t width = 0;
   int64_t row_bytes() const { return width * int64_t(dtype_size(dtype)); }
 };
-// `model_dtype`: the activations' dtype on that device (f32 on the CPU, bf16 on a GPU), what Auto stores.
-KvCacheStorage kv_cache_storage(KvCacheDtype t, DType model_dtype, int64_t kv_lora_rank, int64_t rope_dim);
+// `model_dtype`: the activations' dtype on that device (f32 on the CPU, bf16 on a GPU), what Auto stores. `head`
+// as for kv_quant_row_bytes (the values a layer's cache_format() names).
+KvCacheStorage kv_cache_storage(KvCacheDtype t, DType model_dtype, int64_t kv_lora_rank, int64_t rope_dim,
+                                int64_t head = 0);
 
 struct RuntimeOptions {
   Device device = Device::CPU;             // --device: cpu (the f32 reference) or cuda (bf16 weights and cache)

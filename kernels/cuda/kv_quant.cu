@@ -1,7 +1,8 @@
 // The quantized latent cache on the GPU (twin of cpu/kv_quant.cpp; format and rounding rules: kernels/kv_quant.h):
-// the quantizing cache write (one block per token, one thread per value of a 128-value tile) and a dequantizing
-// gather the generic attention paths read through. Fusing dequantization into mla_decode and flash_prefill's
-// latent up-projection is later work; these are the bit-exact reference kernels on the device.
+// the quantizing cache write (one block per token, one thread per value of a 128-value tile; a row of several heads,
+// the baselines', is tiled head by head) and a dequantizing gather the generic attention paths read through.
+// Fusing dequantization into mla_decode and flash_prefill's latent up-projection is later work; these are the
+// bit-exact reference kernels on the device.
 #include <cstring>
 
 #include "kernels/cuda/cuda_common.cuh"
@@ -18,6 +19,7 @@ enum Quant : int { kFp8 = 0, kInt8 = 1, kBf16 = 2 };
 struct Layout {
   int64_t latent, rope, scales, rope_at, row_bytes;
   int quant;
+  int64_t head, tiles_per_head;  // values per independently tiled head (the latent: one head), its tiles
 };
 
 __device__ uint8_t to_e4m3(float x) {
@@ -86,17 +88,19 @@ __global__ void write_quantized_kernel(uint8_t* pool, const int64_t* slots, cons
     }
     return;
   }
-  for (int64_t first = 0; first < L.latent; first += kThreads) {
-    const int64_t i = first + threadIdx.x;
-    const float x = i < L.latent ? load_f(rows, t * W + i, bf16) : 0.0f;
+  for (int64_t tile = 0; tile < L.latent / L.head * L.tiles_per_head; ++tile) {
+    const int64_t in_head = tile % L.tiles_per_head * kThreads + threadIdx.x;
+    const int64_t i = tile / L.tiles_per_head * L.head + in_head;
+    const bool inside = in_head < L.head;
+    const float x = inside ? load_f(rows, t * W + i, bf16) : 0.0f;
     const float amax = block_amax(x, scratch);
     if (threadIdx.x == 0) {
       scale_s = tile_scale(amax, L.quant);
-      memcpy(dst + L.scales + 4 * (first / kThreads), &scale_s, 4);
+      memcpy(dst + L.scales + 4 * tile, &scale_s, 4);
     }
     __syncthreads();
     const float s = scale_s;
-    if (i < L.latent) {
+    if (inside) {
       if (isnan(s)) dst[i] = 0;
       else if (L.quant == kFp8) dst[i] = to_e4m3(x / s);
       else dst[i] = uint8_t(int8_t(isnan(x / s) ? 0.0f : fminf(127.0f, fmaxf(-127.0f, rintf(x / s)))));
@@ -122,7 +126,7 @@ __global__ void gather_dequantized_kernel(const uint8_t* pool, const int64_t* sl
       v = __uint_as_float(uint32_t(h) << 16);
     } else if (j < L.latent) {
       float s;
-      memcpy(&s, src + L.scales + 4 * (j / kThreads), 4);
+      memcpy(&s, src + L.scales + 4 * (j / L.head * L.tiles_per_head + j % L.head / kThreads), 4);
       v = (L.quant == kFp8 ? from_e4m3(src[j]) : float(int8_t(src[j]))) * s;
     } else {
       memcpy(&h, src + L.rope_at + 2 * (j - L.latent), 2);
@@ -134,7 +138,7 @@ __global__ void gather_dequantized_kernel(const uint8_t* pool, const int64_t* sl
 
 Layout layout_of(const KvCacheFormat& f) {
   const int q = f.quant == KvQuant::Fp8 ? kFp8 : f.quant == KvQuant::Int8 ? kInt8 : kBf16;
-  return {f.latent, f.rope, f.scales_offset(), f.rope_offset(), f.row_bytes(), q};
+  return {f.latent, f.rope, f.scales_offset(), f.rope_offset(), f.row_bytes(), q, f.head_len(), f.tiles_per_head()};
 }
 
 }  // namespace

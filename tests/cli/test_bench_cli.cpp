@@ -1,5 +1,5 @@
-// `mlarun bench cache` and `mlarun bench decode` end to end: the tables, JSON with one record per (attention,
-// dcp, dtype, tp) or per attention kind, the SVG chart, decode context parallelism (MLA's latent split by token:
+// `mlarun bench cache` end to end (bench decode: test_bench_decode_cli.cpp): the table, JSON with one record per
+// (attention, dcp, dtype, tp), the SVG chart, decode context parallelism (MLA's latent split by token:
 // 144 B per token per layer per rank at tp 8 / dcp 8), quantized caches with their scales (MLA fp8/int8 656 B per
 // token per layer), sliding windows at several --seq-len values, and clear failures on bad input.
 #include <gtest/gtest.h>
@@ -307,39 +307,4 @@ TEST(BenchCacheCli, SlidingWindowPaysBeyondTheWindow) {
   std::string svg = read_file(tmp.file("w.svg"));
   for (const char* part : {"swa:4096/gqa:8 bf16", "Sequences of 32,768 tokens", "sliding window"})
     EXPECT_TRUE(contains(svg, part)) << part;
-}
-
-TEST(BenchDecodeCli, SmallConfigTableAndJson) {
-  ScratchDir tmp;
-  RunResult r = run_mlarun("bench decode --config " + config("config_small.json") +
-                           " --layers 2 --batch 2 --seq-len 100 --block-size 16 --iters 2 --attention mla,mha,gqa:8,mqa"
-                           " --json " + tmp.file("decode.json"));
-  ASSERT_EQ(r.exit_code, 0) << r.output;
-  for (const char* part : {"tokens/s", "mla", "gqa:8", "this machine's CPU"})
-    EXPECT_TRUE(contains(r.output, part)) << part << "\n" << r.output;
-  json::Value j = json::parse_file(tmp.file("decode.json"));
-  const json::Value& records = j.at("records");
-  ASSERT_EQ(records.size(), 4u);
-  for (const json::Value& rec : records) {
-    EXPECT_GT(rec.at("tokens_per_second").get<double>(), 0);
-    EXPECT_EQ(rec.at("latencies").size(), 2u);
-  }
-  // Cache bytes read per step: 2 sequences x 2 layers x 101 tokens x row width x 4 bytes (f32).
-  EXPECT_EQ(records[0].at("cache_bytes_read_per_step").get<int64_t>(), 2 * 2 * 101 * 576 * 4);
-  EXPECT_EQ(records[1].at("cache_bytes_read_per_step").get<int64_t>(), 2 * 2 * 101 * (2 * 16 * 128) * 4);
-  EXPECT_EQ(records[3].at("cache_bytes_read_per_step").get<int64_t>(), 2 * 2 * 101 * (2 * 128) * 4);
-}
-
-TEST(BenchDecodeCli, BadInputFailsClearly) {
-  RunResult gqa7 = run_mlarun("bench decode --config " + config("config_236B.json") + " --layers 1 --attention gqa:7");
-  EXPECT_EQ(gqa7.exit_code, 1);
-  EXPECT_TRUE(contains(gqa7.output, "--attention")) << gqa7.output;
-  EXPECT_TRUE(contains(gqa7.output, "gqa:7")) << gqa7.output;
-  EXPECT_TRUE(contains(gqa7.output, "128 attention heads")) << gqa7.output;
-  RunResult unknown = run_mlarun("bench decode --config " + config("config_small.json") + " --attention mla,sparse");
-  EXPECT_EQ(unknown.exit_code, 1);
-  EXPECT_TRUE(contains(unknown.output, "'sparse'")) << unknown.output;
-  RunResult layers = run_mlarun("bench decode --config " + config("config_small.json") + " --layers 9");
-  EXPECT_EQ(layers.exit_code, 1);
-  EXPECT_TRUE(contains(layers.output, "option --layers: value 9")) << layers.output;
 }

@@ -1,7 +1,8 @@
 // The latent-cache quantizer (kernels/kv_quant.h), bit for bit: e4m3 rounding against a table and against the
-// exhaustive search in runtime/dtype.cpp, int8 rounding, the scale rules, the row's byte layout, saturation, amax 0,
-// NaN and inf, and the CPU cache ops writing and reading through it. These bits are what the Python reference
-// (tests/tools/make_kv_quant_references.py) reproduces, so they must not drift.
+// exhaustive search in runtime/dtype.cpp, int8 rounding, the scale rules, the row's byte layout (a row of heads
+// tiled head by head too), saturation, amax 0, NaN and inf, and the CPU cache ops writing and reading through it.
+// These bits are what the Python reference (tests/tools/make_kv_quant_references.py) reproduces, so they must not
+// drift.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -136,6 +137,37 @@ TEST(KvQuant, RowLayoutAndRoundTrip) {
       EXPECT_EQ(back[size_t(i)], bf16_to_float(h));
     }
   }
+}
+
+// A row of several heads (the baselines' [K heads | V heads]): each head is tiled on its own, so the row is the
+// heads' own single-head rows side by side, values then scales; a head of 200 takes tiles of 128 and 72, one of
+// 16 a single short tile.
+TEST(KvQuant, RowOfHeadsTilesEachHeadOnItsOwn) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (KvQuant quant : {KvQuant::Fp8, KvQuant::Int8})
+    for (int64_t d : {200, 16, 128}) {
+      const int64_t heads = 6;
+      const KvCacheFormat f{quant, heads * d, 0, d}, one{quant, d, 0};
+      ASSERT_EQ(f.tiles(), heads * one.tiles());
+      ASSERT_EQ(f.row_bytes(), heads * one.row_bytes());
+      std::vector<float> x(size_t(heads * d));
+      for (size_t i = 0; i < x.size(); ++i) x[i] = normal(rng) * float(1 + int64_t(i) / d * 10);  // heads apart
+      std::vector<uint8_t> row(size_t(f.row_bytes())), own(size_t(one.row_bytes()));
+      quantize_row(x.data(), f, row.data());
+      std::vector<float> back(x.size()), own_back(static_cast<size_t>(d));
+      dequantize_row(row.data(), f, back.data());
+      for (int64_t h = 0; h < heads; ++h) {
+        quantize_row(x.data() + h * d, one, own.data());
+        EXPECT_EQ(std::memcmp(row.data() + h * d, own.data(), size_t(d)), 0) << d << " head " << h;
+        EXPECT_EQ(std::memcmp(row.data() + f.scales_offset() + 4 * h * one.tiles(), own.data() + one.scales_offset(),
+                              size_t(4 * one.tiles())), 0)
+            << d << " head " << h;
+        dequantize_row(own.data(), one, own_back.data());
+        for (int64_t i = 0; i < d; ++i) ASSERT_EQ(back[size_t(h * d + i)], own_back[size_t(i)]) << d << " " << h;
+      }
+    }
+  EXPECT_ERROR_MENTIONS(kv_cache_format(DType::I8, DType::F32, 100, 0, 48), "100 values", "48");
 }
 
 TEST(KvQuant, AmaxZeroNanAndInf) {

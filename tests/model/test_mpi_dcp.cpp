@@ -3,8 +3,11 @@
 // runs each fixture prompt three ways: one prefill (naive path, all-gather of the context), chunked prefill
 // (naive over a cached prefix) and the prompt forced onto the absorbed path (per-row LSE merge), then greedy
 // decode steps (absorbed path). Logits must match the Hugging Face reference (1e-4) and a single-rank model
-// (1e-5), greedy tokens the fixture's. Run under mpiexec: np 2 (tp 2 / dcp 2) and np 4 (tp 4 / dcp 4 and
-// tp 4 / dcp 2); a fixture whose heads or experts do not split over tp is skipped (the same on every rank).
+// (1e-5), greedy tokens the fixture's. With a quantized cache (fp8, int8, and bf16 on the CPU: each rank stores its
+// tokens quantized, prefill all-gathers the stored rows, decode reads its slice dequantized) the same three ways
+// and the decode must match the same tp at dcp 1 with the same cache dtype (1e-5) and pick its greedy tokens. Run
+// under mpiexec: np 2 (tp 2 / dcp 2) and np 4 (tp 4 / dcp 4 and tp 4 / dcp 2); a fixture whose heads or experts
+// do not split over tp is skipped (the same on every rank).
 //
 // Lockstep: every rank runs exactly the same steps (the fixture's tokens are fed, EXPECT never ASSERT inside the
 // loops), and an exception on any rank ends the job through abort_all.
@@ -17,6 +20,7 @@
 #include "parallel/mpi_communicator.h"
 #include "runtime/cache_pool.h"
 #include "runtime/model_config.h"
+#include "runtime/runtime_options.h"
 #include "runtime/safetensors.h"
 #include "test_util.h"
 
@@ -39,15 +43,20 @@ struct Runner {
   int64_t rank_block_size, group_block_size;
   std::vector<int32_t> table;  // the group's blocks, handed out in reverse order
 
-  Runner(const ModelConfig& c, const std::string& dir, Communicator& comm, Communicator* dcp, int64_t bs)
+  KvCacheDtype kv;
+
+  Runner(const ModelConfig& c, const std::string& dir, Communicator& comm, Communicator* dcp, int64_t bs,
+         KvCacheDtype kv = KvCacheDtype::Auto)
       : model(std::make_unique<DeepseekModel>(c, Checkpoint(dir), comm, Placement{}, LoadProgress{},
                                               mla_attention_factory(), dcp)),
         rank_block_size(bs),
-        group_block_size(bs * (dcp ? dcp->world_size() : 1)) {}
+        group_block_size(bs * (dcp ? dcp->world_size() : 1)),
+        kv(kv) {}
   void fresh(int64_t tokens) {
     const ModelConfig& c = model->config();
     const int64_t blocks = (tokens + group_block_size - 1) / group_block_size;
-    cache = CachePool::allocate(c.n_layers, blocks, rank_block_size, c.latent_dim(), DType::F32, Device::CPU);
+    const KvCacheStorage row = kv_cache_storage(kv, DType::F32, c.kv_lora_rank, c.qk_rope_head_dim);
+    cache = CachePool::allocate(c.n_layers, blocks, rank_block_size, row.width, row.dtype, Device::CPU);
     table.clear();
     for (int64_t b = blocks - 1; b >= 0; --b) table.push_back(int32_t(b));
   }
@@ -111,6 +120,92 @@ void check_fixture(const std::string& name, Communicator& comm, Communicator& dc
   }
 }
 
+// A quantized cache: every way of running the prompt against the same tp at dcp 1 with the same cache dtype
+// (chunked prefill chunk by chunk, the absorbed prompt, one prefill), then greedy decode on dcp 1's tokens (every
+// rank runs both models, so all stay in lockstep). Not against one rank: tp changes the hidden states' rounding
+// (the o_proj all-reduce), and a value that lands on a rounding boundary of the quantizer then takes the
+// neighbouring code, a difference of one quantization step that no DCP bug is needed for.
+void check_fixture_quantized(const std::string& name, Communicator& comm, Communicator& dcp, KvCacheDtype kv) {
+  const std::string dir = mlarun::testing::data_dir() + "/" + name;
+  const std::string who = name + " " + kv_cache_dtype_name(kv) + " tp " + std::to_string(comm.world_size()) +
+                          " dcp " + std::to_string(dcp.world_size()) + " rank " + std::to_string(comm.rank());
+  const ModelConfig config = load_model_config_from_dir(dir);
+  const int64_t V = config.vocab_size;
+  SafetensorsFile ref(dir + "/reference.safetensors");
+  Runner par(config, dir, comm, &dcp, 2, kv);
+  Runner one(config, dir, comm, nullptr, 2 * dcp.world_size(), kv);  // dcp 1, the group's block
+  auto same = [&](const Tensor& got, const Tensor& want, const std::string& what) {
+    EXPECT_LT(max_abs_diff(got.data<float>(), want.data<float>(), got.numel()), 1e-5f) << who << ": " << what;
+  };
+  for (int i = 0; ref.contains("prompt." + std::to_string(i) + ".input_ids"); ++i) {
+    Tensor ids = ref.load("prompt." + std::to_string(i) + ".input_ids", DType::I64);
+    const int64_t L = ids.numel(), N = 6;
+    const std::vector<int32_t> prompt(ids.data<int64_t>(), ids.data<int64_t>() + L);
+    const std::string at = "prompt " + std::to_string(i);
+
+    par.fresh(L + N);
+    one.fresh(L + N);
+    for (int64_t s = 0; s < L; s += 5) {
+      const std::vector<int32_t> chunk(prompt.begin() + s, prompt.begin() + std::min(L, s + 5));
+      same(par.step(chunk, s, true), one.step(chunk, s, true), at + ": chunk at " + std::to_string(s));
+    }
+    // The prompt's last rows forced onto the absorbed path (several query rows a sequence, the per-row merge) over
+    // a prefix the naive path wrote. (The whole prompt absorbed is not compared: the merge's rounding reaches the
+    // next layer's latents of every token, and one of them on a quantizer boundary moves by a step.)
+    const int64_t tail = std::min<int64_t>(3, L - 1);
+    if (tail > 0) {  // a one-token prompt has no prefix
+      par.fresh(L + N);
+      one.fresh(L + N);
+      const std::vector<int32_t> head(prompt.begin(), prompt.end() - tail), rest(prompt.end() - tail, prompt.end());
+      same(par.step(head, 0, true), one.step(head, 0, true), at + ": prefix");
+      same(par.step(rest, L - tail, true, MlaPath::Absorbed), one.step(rest, L - tail, true, MlaPath::Absorbed),
+           at + ": absorbed rows");
+    }
+
+    par.fresh(L + N);
+    one.fresh(L + N);
+    Tensor logits = par.step(prompt, 0, true);
+    Tensor single = one.step(prompt, 0, true);
+    same(logits, single, at + ": prefill");
+    for (int64_t step = 0; step < N; ++step) {
+      const float* last = single.data<float>() + (single.dim(0) - 1) * V;
+      const int64_t token = argmax(last, V);
+      EXPECT_EQ(argmax(logits.data<float>() + (logits.dim(0) - 1) * V, V), token) << who << ", " << at << ", greedy "
+                                                                                    << step;
+      const std::vector<int32_t> next{int32_t(token)};
+      logits = par.step(next, L + step, false);
+      single = one.step(next, L + step, false);
+      same(logits, single, at + ", decode " + std::to_string(step));
+    }
+  }
+}
+
+// The fixtures whose heads and experts split over the job's ranks (the same decision on every rank).
+std::vector<std::string> fixtures_for(int64_t tp) {
+  std::vector<std::string> names;
+  for (const std::string& name : kFixtures) {
+    try {
+      load_model_config_from_dir(mlarun::testing::data_dir() + "/" + name).validate_for_tp(tp);
+      names.push_back(name);
+    } catch (const Error&) {
+    }
+  }
+  return names;
+}
+
+void check_all_quantized(int64_t dcp_size) {
+  DistributedContext ctx = init_distributed();
+  ASSERT_GE(ctx.world_size, 2) << "run under mpiexec with at least 2 ranks";
+  if (ctx.world_size % dcp_size != 0) GTEST_SKIP() << "dcp " << dcp_size << " does not divide " << ctx.world_size;
+  MpiCommunicator comm;
+  std::unique_ptr<Communicator> dcp = comm.split(int(comm.rank() / dcp_size), int(comm.rank() % dcp_size));
+  const std::vector<std::string> names = fixtures_for(comm.world_size());
+  EXPECT_GE(names.size(), 2u);
+  for (const std::string& name : names)
+    for (KvCacheDtype kv : {KvCacheDtype::Fp8, KvCacheDtype::Int8, KvCacheDtype::Bf16})
+      check_fixture_quantized(name, comm, *dcp, kv);
+}
+
 void check_all(int64_t dcp_size) {
   DistributedContext ctx = init_distributed();
   ASSERT_GE(ctx.world_size, 2) << "run under mpiexec with at least 2 ranks";
@@ -119,18 +214,9 @@ void check_all(int64_t dcp_size) {
   std::unique_ptr<Communicator> dcp = comm.split(int(comm.rank() / dcp_size), int(comm.rank() % dcp_size));
   ASSERT_EQ(dcp->world_size(), dcp_size);
   ASSERT_EQ(dcp->rank(), comm.rank() % dcp_size);
-  int checked = 0;
-  for (const std::string& name : kFixtures) {
-    const ModelConfig config = load_model_config_from_dir(mlarun::testing::data_dir() + "/" + name);
-    try {
-      config.validate_for_tp(comm.world_size());
-    } catch (const Error&) {
-      continue;  // heads or experts do not split over tp: the same decision on every rank
-    }
-    check_fixture(name, comm, *dcp);
-    ++checked;
-  }
-  EXPECT_GE(checked, 2);
+  const std::vector<std::string> names = fixtures_for(comm.world_size());
+  EXPECT_GE(names.size(), 2u);
+  for (const std::string& name : names) check_fixture(name, comm, *dcp);
 }
 
 template <typename Fn>
@@ -146,3 +232,6 @@ void on_every_rank_or_abort(Fn&& fn) {
 
 TEST(MpiDcpParity, Dcp2) { on_every_rank_or_abort([] { check_all(2); }); }
 TEST(MpiDcpParity, Dcp4) { on_every_rank_or_abort([] { check_all(4); }); }
+// np 2: tp 2 / dcp 2; np 4: tp 4 / dcp 2 (and tp 4 / dcp 4).
+TEST(MpiDcpParity, QuantizedCacheDcp2) { on_every_rank_or_abort([] { check_all_quantized(2); }); }
+TEST(MpiDcpParity, QuantizedCacheDcp4) { on_every_rank_or_abort([] { check_all_quantized(4); }); }

@@ -60,14 +60,31 @@ TEST(RuntimeOptions, KvCacheRowBytesFollowTheIssueFormula) {
   EXPECT_EQ(kv_cache_storage(KvCacheDtype::Auto, DType::F32, 512, 64).row_bytes(), 576 * 4);
   EXPECT_EQ(kv_cache_storage(KvCacheDtype::Auto, DType::BF16, 512, 64).row_bytes(), 576 * 2);
   EXPECT_EQ(kv_cache_storage(KvCacheDtype::Bf16, DType::F32, 512, 64).dtype, DType::BF16);
+  // The baselines' rows: K and V heads of d values, each tiled on its own (d + 4 * ceil(d / 128) bytes a head).
+  EXPECT_EQ(kv_cache_storage(KvCacheDtype::Fp8, DType::F32, 2 * 16 * 128, 0, 128).row_bytes(), 2 * 16 * 132);
+  EXPECT_EQ(kv_quant_row_bytes(2 * 3 * 200, 0, 200), 2 * 3 * (200 + 8));
+  EXPECT_EQ(kv_quant_row_bytes(2 * 4 * 16, 0, 16), 2 * 4 * 20);
+  EXPECT_EQ(kv_quant_row_bytes(512, 64, 512), 656);
+  EXPECT_ERROR_MENTIONS(kv_quant_row_bytes(100, 0, 48), "100 values", "48");
 }
 
-TEST(RuntimeOptions, QuantizedCacheIsRefusedUnderDecodeContextParallelism) {
+// The CPU runs every cache dtype under DCP (tests/model/test_mpi_dcp.cpp); only the CUDA path still refuses a
+// quantized cache there, naming the device.
+TEST(RuntimeOptions, QuantizedCacheUnderDecodeContextParallelismIsRefusedOnCudaOnly) {
   RuntimeOptions o;
   o.tp = 2;
   o.decode_context_parallel_size = 2;
-  o.kv_cache_dtype = KvCacheDtype::Fp8;
-  EXPECT_ERROR_MENTIONS(o.validate(), "--kv-cache-dtype", "fp8", "--decode-context-parallel-size");
+  for (KvCacheDtype t : {KvCacheDtype::Auto, KvCacheDtype::Bf16, KvCacheDtype::Fp8, KvCacheDtype::Int8}) {
+    o.kv_cache_dtype = t;
+    o.device = Device::CPU;
+    EXPECT_NO_THROW(o.validate()) << kv_cache_dtype_name(t);
+    o.device = Device::CUDA;
+    if (t == KvCacheDtype::Fp8 || t == KvCacheDtype::Int8)
+      EXPECT_ERROR_MENTIONS(o.validate(), "--kv-cache-dtype", kv_cache_dtype_name(t), "--decode-context-parallel-size",
+                            "--device cuda");
+    else
+      EXPECT_NO_THROW(o.validate()) << kv_cache_dtype_name(t);
+  }
 }
 
 TEST(RuntimeOptions, TensorParallelSizeMustSplitTheModel) {

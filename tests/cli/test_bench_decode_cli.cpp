@@ -1,0 +1,155 @@
+// `mlarun bench decode` end to end: the table and JSON (one record per attention kind and --kv-cache-dtype), the
+// cache bytes per token per layer measured on the allocated pools against bench cache's accounting of the same
+// rows (MLA fp8/int8: kv_lora_rank + 4 ceil(kv_lora_rank / 128) + 2 rope, 656 for DeepSeek-V2/V3 shapes; a
+// baseline K or V head of d values d + 4 ceil(d / 128)) and the tokens that fit, and clear failures on bad input.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <string>
+#include <utility>
+
+#include "cli_runner.h"
+#include "runtime/json.h"
+#include "test_util.h"
+
+using namespace mlarun;
+using mlarun::testing::ScratchDir;
+
+namespace {
+
+using mlarun::testing::run_mlarun;
+using mlarun::testing::RunResult;
+
+std::string config(const std::string& name) { return mlarun::testing::source_dir() + "/configs/" + name; }
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+int64_t quantized_bytes(int64_t n) { return n + 4 * ((n + 127) / 128); }
+
+// bench decode's records for `cfg` in every dtype, keyed by (attention, kv_cache_dtype).
+std::map<std::pair<std::string, std::string>, json::Value> decode_records(const std::string& cfg,
+                                                                          const ScratchDir& tmp) {
+  RunResult r = run_mlarun("bench decode --config " + cfg +
+                           " --layers 1 --batch 2 --seq-len 40 --block-size 16 --iters 1 --warmup 0"
+                           " --attention mla,mha,gqa:8,mqa --kv-cache-dtype auto,bf16,fp8,int8 --json " +
+                           tmp.file("decode.json"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  for (const char* part : {"kv cache dtype", "cache B/token/layer", "tokens in 80 GiB", "auto (f32)", "int8"})
+    EXPECT_TRUE(contains(r.output, part)) << part << "\n" << r.output;
+  std::map<std::pair<std::string, std::string>, json::Value> out;
+  const json::Value j = json::parse_file(tmp.file("decode.json"));
+  for (const json::Value& rec : j.at("records"))
+    out[{rec.at("attention").get<std::string>(), rec.at("kv_cache_dtype").get<std::string>()}] = rec;
+  EXPECT_EQ(out.size(), 16u);
+  return out;
+}
+
+// bench cache's records at tp 1, dcp 1, keyed the same way.
+std::map<std::pair<std::string, std::string>, json::Value> cache_records(const std::string& cfg,
+                                                                         const ScratchDir& tmp) {
+  RunResult r = run_mlarun("bench cache --config " + cfg + " --tp 1 --kv-cache-dtype bf16,fp8,int8 --block-size 16"
+                           " --gqa-groups 8 --measure-gib 0 --json " + tmp.file("cache.json"));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  std::map<std::pair<std::string, std::string>, json::Value> out;
+  const json::Value j = json::parse_file(tmp.file("cache.json"));
+  for (const json::Value& rec : j.at("records"))
+    if (rec.at("tensor_parallel_size").get<int64_t>() == 1 &&
+        rec.at("decode_context_parallel_size").get<int64_t>() == 1)
+      out[{rec.at("attention").get<std::string>(), rec.at("kv_cache_dtype").get<std::string>()}] = rec;
+  return out;
+}
+
+// Every row of bench decode against the byte rule and bench cache: bytes per token per layer as allocated, and the
+// blocks and tokens that fit in the same 80 GiB beside the same bf16 weights. Returns bench decode's records.
+std::map<std::pair<std::string, std::string>, json::Value> check_against_bench_cache(
+    const std::string& cfg, int64_t R, int64_t Dr, int64_t d, int64_t H, const ScratchDir& tmp) {
+  const auto decode = decode_records(cfg, tmp);
+  const auto cache = cache_records(cfg, tmp);
+  const std::map<std::string, int64_t> kv_heads = {{"mha", H}, {"gqa:8", 8}, {"mqa", 1}};
+  for (const auto& [key, rec] : decode) {
+    const auto& [kind, dtype] = key;
+    SCOPED_TRACE(kind + " " + dtype);
+    const bool mla = kind == "mla";
+    const int64_t values = mla ? R + Dr : 2 * kv_heads.at(kind) * d;
+    int64_t want = 0;
+    if (dtype == "auto") want = values * 4;  // the CPU runs f32
+    if (dtype == "bf16") want = values * 2;
+    if (dtype == "fp8" || dtype == "int8")
+      want = mla ? quantized_bytes(R) + 2 * Dr : 2 * kv_heads.at(kind) * quantized_bytes(d);
+    EXPECT_EQ(rec.at("kv_bytes_per_token_per_layer").get<int64_t>(), want);
+    EXPECT_EQ(rec.at("kv_cache_quantized").get<bool>(), dtype == "fp8" || dtype == "int8");
+    EXPECT_EQ(rec.at("cache_bytes_read_per_step").get<int64_t>(), 2 * 1 * 41 * want);
+    EXPECT_GT(rec.at("tokens_per_second").get<double>(), 0);
+    EXPECT_EQ(rec.at("kv_cache_tokens").get<int64_t>(), rec.at("num_gpu_blocks").get<int64_t>() * 16);
+    if (dtype == "auto") continue;  // bench cache has no f32 rows
+    const json::Value& acc = cache.at(key);
+    EXPECT_EQ(rec.at("kv_bytes_per_token_per_layer").get<int64_t>(),
+              acc.at("kv_bytes_per_token_per_layer").get<int64_t>());
+    EXPECT_EQ(rec.at("num_gpu_blocks").get<int64_t>(), acc.at("num_gpu_blocks").get<int64_t>());
+    EXPECT_EQ(rec.at("kv_cache_tokens").get<int64_t>(), acc.at("kv_cache_tokens").get<int64_t>());
+  }
+  return decode;
+}
+
+}  // namespace
+
+// config_small has DeepSeek-V2/V3's latent shape (512, 64): MLA fp8/int8 656 B per token per layer.
+TEST(BenchDecodeCli, KvCacheDtypeRowsMatchBenchCacheV2Shapes) {
+  ScratchDir tmp;
+  const auto decode = check_against_bench_cache(config("config_small.json"), 512, 64, 128, 16, tmp);
+  EXPECT_EQ(decode.at({"mla", "fp8"}).at("kv_bytes_per_token_per_layer").get<int64_t>(), 656);
+  EXPECT_EQ(decode.at({"mla", "int8"}).at("kv_bytes_per_token_per_layer").get<int64_t>(), 656);
+  EXPECT_EQ(decode.at({"mha", "fp8"}).at("kv_bytes_per_token_per_layer").get<int64_t>(), 2 * 16 * 132);
+}
+
+// A latent and heads that 128 does not divide: the last tile of each is shorter, its scale counted.
+TEST(BenchDecodeCli, KvCacheDtypeRowsFollowTheTileRuleInGeneral) {
+  ScratchDir tmp;
+  json::Value c = json::parse_file(config("config_small.json"));
+  c["kv_lora_rank"] = 200;
+  c["qk_rope_head_dim"] = 32;
+  c["v_head_dim"] = 96;
+  const std::string cfg = tmp.write("odd.json", json::dump(c, 2));
+  check_against_bench_cache(cfg, 200, 32, 96, 16, tmp);
+}
+
+TEST(BenchDecodeCli, SmallConfigTableAndJson) {
+  ScratchDir tmp;
+  RunResult r = run_mlarun("bench decode --config " + config("config_small.json") +
+                           " --layers 2 --batch 2 --seq-len 100 --block-size 16 --iters 2 --attention mla,mha,gqa:8,mqa"
+                           " --json " + tmp.file("decode.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* part : {"tokens/s", "mla", "gqa:8", "this machine's CPU"})
+    EXPECT_TRUE(contains(r.output, part)) << part << "\n" << r.output;
+  json::Value j = json::parse_file(tmp.file("decode.json"));
+  const json::Value& records = j.at("records");
+  ASSERT_EQ(records.size(), 4u);
+  for (const json::Value& rec : records) {
+    EXPECT_GT(rec.at("tokens_per_second").get<double>(), 0);
+    EXPECT_EQ(rec.at("latencies").size(), 2u);
+  }
+  // Cache bytes read per step: 2 sequences x 2 layers x 101 tokens x row width x 4 bytes (f32).
+  EXPECT_EQ(records[0].at("cache_bytes_read_per_step").get<int64_t>(), 2 * 2 * 101 * 576 * 4);
+  EXPECT_EQ(records[1].at("cache_bytes_read_per_step").get<int64_t>(), 2 * 2 * 101 * (2 * 16 * 128) * 4);
+  EXPECT_EQ(records[3].at("cache_bytes_read_per_step").get<int64_t>(), 2 * 2 * 101 * (2 * 128) * 4);
+}
+
+TEST(BenchDecodeCli, BadInputFailsClearly) {
+  RunResult gqa7 = run_mlarun("bench decode --config " + config("config_236B.json") + " --layers 1 --attention gqa:7");
+  EXPECT_EQ(gqa7.exit_code, 1);
+  EXPECT_TRUE(contains(gqa7.output, "--attention")) << gqa7.output;
+  EXPECT_TRUE(contains(gqa7.output, "gqa:7")) << gqa7.output;
+  EXPECT_TRUE(contains(gqa7.output, "128 attention heads")) << gqa7.output;
+  RunResult unknown = run_mlarun("bench decode --config " + config("config_small.json") + " --attention mla,sparse");
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_TRUE(contains(unknown.output, "'sparse'")) << unknown.output;
+  RunResult layers = run_mlarun("bench decode --config " + config("config_small.json") + " --layers 9");
+  EXPECT_EQ(layers.exit_code, 1);
+  EXPECT_TRUE(contains(layers.output, "option --layers: value 9")) << layers.output;
+  RunResult dtype = run_mlarun("bench decode --config " + config("config_small.json") + " --kv-cache-dtype fp8,int4");
+  EXPECT_EQ(dtype.exit_code, 1);
+  EXPECT_TRUE(contains(dtype.output, "--kv-cache-dtype: value 'int4'")) << dtype.output;
+  RunResult twice = run_mlarun("bench decode --config " + config("config_small.json") + " --kv-cache-dtype fp8,fp8");
+  EXPECT_EQ(twice.exit_code, 1);
+  EXPECT_TRUE(contains(twice.output, "listed twice")) << twice.output;
+}
