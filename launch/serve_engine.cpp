@@ -29,8 +29,9 @@ void ServeEngine::Histogram::observe(double v) {
 }
 
 // vLLM's bucket bounds for the three latency histograms.
-ServeEngine::ServeEngine(Engine& engine)
+ServeEngine::ServeEngine(Engine& engine, PlanChannel* plans)
     : engine_(engine),
+      publisher_(plans ? *plans : one_rank_),
       ttft_({0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0,
              80.0, 160.0, 640.0, 2560.0}),
       tpot_({0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0,
@@ -80,6 +81,13 @@ void ServeEngine::abort(const std::shared_ptr<Channel>& channel, const std::stri
 
 void ServeEngine::finish(Live& live, const RequestOutput& out) {
   Channel& ch = *live.channel;
+  const auto now = Clock::now();
+  {  // counted before the handler learns of it (see loop)
+    std::lock_guard<std::mutex> lk(mu_);
+    ++finished_by_reason_[ch.stopped ? "stop" : finish_reason_name(out.finish_reason)];
+    e2e_.observe(seconds_between(live.arrival, now));
+    if (live.num_tokens > 1) tpot_.observe(seconds_between(live.first_token, now) / double(live.num_tokens - 1));
+  }
   {
     std::lock_guard<std::mutex> lk(ch.mu);
     ch.tokens = out.token_ids;  // the engine's final word (the same tokens the steps streamed)
@@ -88,28 +96,32 @@ void ServeEngine::finish(Live& live, const RequestOutput& out) {
     ch.error = out.error;
   }
   ch.cv.notify_all();
-  const auto now = Clock::now();
-  std::lock_guard<std::mutex> lk(mu_);
-  ++finished_by_reason_[ch.stopped ? "stop" : finish_reason_name(out.finish_reason)];
-  e2e_.observe(seconds_between(live.arrival, now));
-  if (live.num_tokens > 1) tpot_.observe(seconds_between(live.first_token, now) / double(live.num_tokens - 1));
 }
 
 void ServeEngine::loop() {
   while (true) {
     std::vector<Pending> pending;
     std::vector<Abort> aborts;
+    bool stopping = false;
     {
       std::unique_lock<std::mutex> lk(mu_);
-      cv_.wait(lk, [&] { return stop_ || !pending_.empty() || !aborts_.empty() || engine_.has_unfinished(); });
-      if (stop_) break;
+      auto ready = [&] { return stop_ || !pending_.empty() || !aborts_.empty() || engine_.has_unfinished(); };
+      if (publisher_.active())
+        cv_.wait_for(lk, publisher_.heartbeat(), ready);  // woken empty-handed: the plan below is a heartbeat
+      else
+        cv_.wait(lk, ready);
+      stopping = stop_;
       pending.swap(pending_);
       aborts.swap(aborts_);
+    }
+    if (stopping) {
+      publisher_.publish_shutdown();
+      break;
     }
     const auto now = Clock::now();
     for (Pending& p : pending) {
       try {
-        const int64_t id = engine_.add_request(std::move(p.prompt), p.params);
+        const int64_t id = publisher_.add_request(engine_, std::move(p.prompt), p.params);
         p.channel->engine_id = id;
         live_[id] = Live{p.channel, now, now, 0};
       } catch (const std::exception& e) {
@@ -122,11 +134,13 @@ void ServeEngine::loop() {
     }
     bool aborted = false;
     for (Abort& a : aborts)
-      if (a.channel->engine_id >= 0 && engine_.abort(a.channel->engine_id, a.reason)) {
+      if (a.channel->engine_id >= 0 && publisher_.abort(engine_, a.channel->engine_id, a.reason)) {
         aborted = true;
         a.channel->stopped = a.stop;
       }
-    if (!engine_.has_unfinished() && !aborted) continue;
+    const bool step = engine_should_step(engine_, aborted);
+    publisher_.publish(step);
+    if (!step) continue;
     std::vector<RequestOutput> done;
     try {
       done = engine_.step();
@@ -140,12 +154,20 @@ void ServeEngine::loop() {
         live.channel->cv.notify_all();
       }
       live_.clear();
-      std::lock_guard<std::mutex> lk(mu_);
-      stop_ = true;
+      {
+        std::lock_guard<std::mutex> lk(mu_);
+        stop_ = true;
+      }
+      // Followers that failed alike are waiting for a plan; one still inside the step's collectives is ended by
+      // the collective watchdog.
+      publisher_.publish_shutdown();
       break;
     }
+    // The metrics first, then the handlers: a client that has just seen its request finish reads /metrics that
+    // already count it (no running request left behind by a race with this thread).
     const auto after = Clock::now();
     int64_t new_prompt = 0, new_gen = 0;
+    std::vector<std::pair<Channel*, int32_t>> fresh;  // (request, token) to hand over
     for (const auto& [id, token] : engine_.last_step_tokens()) {
       auto it = live_.find(id);
       if (it == live_.end()) continue;
@@ -157,11 +179,24 @@ void ServeEngine::loop() {
         std::lock_guard<std::mutex> lk(mu_);
         ttft_.observe(seconds_between(live.arrival, after));
       }
+      fresh.emplace_back(live.channel.get(), token);
+    }
+    {
+      const BlockManagerStats cache = engine_.scheduler().block_manager().stats();
+      std::lock_guard<std::mutex> lk(mu_);
+      running_ = engine_.scheduler().num_running();
+      waiting_ = engine_.scheduler().num_waiting();
+      preemptions_ = engine_.scheduler().num_preemptions();
+      kv_usage_ = cache.num_blocks ? double(cache.used) / double(cache.num_blocks) : 0.0;
+      prompt_tokens_ += new_prompt;
+      generation_tokens_ += new_gen;
+    }
+    for (auto& [channel, token] : fresh) {
       {
-        std::lock_guard<std::mutex> lk(live.channel->mu);
-        live.channel->tokens.push_back(token);
+        std::lock_guard<std::mutex> lk(channel->mu);
+        channel->tokens.push_back(token);
       }
-      live.channel->cv.notify_all();
+      channel->cv.notify_all();
     }
     for (const RequestOutput& out : done) {
       auto it = live_.find(out.id);
@@ -169,14 +204,6 @@ void ServeEngine::loop() {
       finish(it->second, out);
       live_.erase(it);
     }
-    const BlockManagerStats cache = engine_.scheduler().block_manager().stats();
-    std::lock_guard<std::mutex> lk(mu_);
-    running_ = engine_.scheduler().num_running();
-    waiting_ = engine_.scheduler().num_waiting();
-    preemptions_ = engine_.scheduler().num_preemptions();
-    kv_usage_ = cache.num_blocks ? double(cache.used) / double(cache.num_blocks) : 0.0;
-    prompt_tokens_ += new_prompt;
-    generation_tokens_ += new_gen;
   }
 }
 

@@ -2,7 +2,8 @@
 // batching across every open HTTP request); HTTP handler threads submit requests through a mutex-protected
 // queue and wait on each request's Channel (a condition variable) for new tokens and the finish. Aborts (a
 // client that went away, a stop string) go through the same queue, so the Engine is only ever touched by its
-// own thread. Also keeps vLLM's metric set for /metrics (Prometheus text, `mlarun:` prefix).
+// own thread. Also keeps vLLM's metric set for /metrics (Prometheus text, `mlarun:` prefix). Across ranks the engine
+// thread is also the only one that touches MPI: it publishes each step's plan to the followers (serve_mirror.h).
 #pragma once
 
 #include <chrono>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "engine/engine.h"
+#include "launch/serve_mirror.h"
 
 namespace mlarun::cli {
 
@@ -38,7 +40,8 @@ struct Channel {
 
 class ServeEngine {
  public:
-  explicit ServeEngine(Engine& engine);  // starts the engine thread
+  // Starts the engine thread. `plans`: the followers' channel when serving across ranks (null: one rank).
+  explicit ServeEngine(Engine& engine, PlanChannel* plans = nullptr);
   ~ServeEngine();                        // stops it; open channels finish as aborted
 
   std::shared_ptr<Channel> submit(std::vector<int32_t> prompt, const SamplingParams& params);
@@ -70,6 +73,8 @@ class ServeEngine {
   void finish(Live& live, const RequestOutput& out);
 
   Engine& engine_;
+  PlanChannel one_rank_;   // the inactive channel a single rank publishes to
+  PlanPublisher publisher_;  // engine thread only
   std::mutex mu_;  // guards everything below but engine_ and live_
   std::condition_variable cv_;
   bool stop_ = false;

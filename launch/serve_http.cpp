@@ -1,20 +1,32 @@
 // HTTP routes of `mlarun serve` (see serve_http.h). Each generation handler submits its prompts to the
 // ServeEngine and waits on their channels; a streamed one writes server-sent events from cpp-httplib's chunked
-// content provider, and a write that fails (the client went away) aborts its requests, freeing their blocks.
+// content provider, and a write that fails (the client went away) aborts its requests, freeing their blocks; a
+// non-streamed one watches its socket while it waits (serve_connection.h) for the same reason.
 #include "launch/serve_http.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <ctime>
+#include <optional>
 
+#include "launch/serve_connection.h"
 #include "runtime/error.h"
 
 namespace mlarun::cli {
 
 namespace {
+
+// cpp-httplib 0.11.4 listens with a backlog of 5: a burst of clients connecting at once (a benchmark's
+// concurrency, 32 streams) overflows it, and the kernel resets some of them after they have sent their request.
+// Listening again on the bound socket (Linux takes a new backlog) lets the burst queue until a thread accepts it.
+class Server : public httplib::Server {
+ public:
+  bool widen_backlog() { return ::listen(svr_sock_, SOMAXCONN) == 0; }
+};
 
 std::atomic<httplib::Server*> g_server{nullptr};
 void on_signal(int) {
@@ -129,21 +141,38 @@ void handle_generate(ServeEngine& engine, const Tokenizer& tok, const ServeConfi
     gen->reasons.push_back(nullptr);
   }
   if (!g.stream) {
+    // Nothing is written until the end, so only a look at the socket tells that the client left (found on the
+    // first wait: a request done within it never looks).
+    std::optional<ClientConnection> client;
+    bool abandoned = false;
     json::Value choices = json::Value::array();
     for (size_t i = 0; i < gen->channels.size(); ++i) {
-      while (!gen->done[i]) gen->advance(i, std::chrono::milliseconds(200));
+      while (!gen->done[i]) {
+        gen->advance(i, std::chrono::milliseconds(200));
+        if (gen->done[i] || abandoned) continue;
+        if (!client) client.emplace(req.local_addr, req.local_port, req.remote_addr, req.remote_port);
+        if (client->gone()) {
+          abandoned = true;
+          gen->abort_all("client disconnected");
+        }
+      }
       if (!gen->error.empty()) return send_error(res, ApiError(400, gen->error));
       json::Value c = {{"index", int64_t(i)}, {"logprobs", nullptr}, {"finish_reason", gen->reasons[i]}};
       if (chat)
         c["message"] = {{"role", "assistant"}, {"content", gen->texts[i].text()}};
       else
         c["text"] = gen->texts[i].text();
+      if (g.return_token_ids) {
+        if (!chat) c["prompt_token_ids"] = g.prompts[i];
+        c["token_ids"] = gen->tokens[i];
+      }
       choices.push_back(c);
     }
-    return send_json(res, 200,
-                     {{"id", gen->id}, {"object", chat ? "chat.completion" : "text_completion"},
-                      {"created", gen->created}, {"model", gen->model}, {"choices", choices},
-                      {"usage", usage_json(gen->prompt_tokens(), gen->completion_tokens())}});
+    json::Value body = {{"id", gen->id}, {"object", chat ? "chat.completion" : "text_completion"},
+                        {"created", gen->created}, {"model", gen->model}, {"choices", choices},
+                        {"usage", usage_json(gen->prompt_tokens(), gen->completion_tokens())}};
+    if (g.return_token_ids && chat) body["prompt_token_ids"] = g.prompts[0];  // where vLLM puts it for chat
+    return send_json(res, 200, body);
   }
   const bool include_usage = g.include_usage;
   res.set_header("Cache-Control", "no-cache");
@@ -200,7 +229,7 @@ void handle_json(const httplib::Request& req, httplib::Response& res, F&& make) 
 }  // namespace
 
 int run_http_server(ServeEngine& engine, const Tokenizer& tok, const ServeConfig& cfg, const ServeAddress& addr) {
-  httplib::Server svr;
+  Server svr;
   const int threads = addr.threads;
   svr.new_task_queue = [threads] { return new httplib::ThreadPool(size_t(threads)); };
   svr.Get("/health", [](const httplib::Request&, httplib::Response& res) { res.status = 200; });
@@ -231,6 +260,8 @@ int run_http_server(ServeEngine& engine, const Tokenizer& tok, const ServeConfig
   });
   if (!svr.bind_to_port(addr.host, addr.port))
     fail("option --port: cannot listen on ", addr.host, ":", addr.port, " (in use, or not an address of this host)");
+  if (!svr.widen_backlog()) std::fprintf(stderr, "mlarun: serve: could not widen the listen backlog; bursts of "
+                                                 "connections may be refused\n");
   std::signal(SIGPIPE, SIG_IGN);  // a client that went away fails the write, not the process
   g_server = &svr;
   std::signal(SIGINT, on_signal);

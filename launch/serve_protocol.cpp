@@ -102,6 +102,7 @@ GenerateRequest parse_common(const json::Value& body, const ServeConfig& cfg, st
     if (!r.stream) bad("stream_options", "stream_options is only allowed when stream is true");
     r.include_usage = bool_field(*so, "include_usage", false);
   }
+  r.return_token_ids = bool_field(body, "return_token_ids", false);
   r.params.push_back(p);  // the template; finish() makes one per prompt
   return r;
 }

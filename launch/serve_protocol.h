@@ -38,6 +38,7 @@ struct GenerateRequest {
   std::vector<std::string> stop;              // stop strings (not part of the text returned)
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
+  bool return_token_ids = false;  // vLLM's: non-streamed choices also carry prompt_token_ids and token_ids
 };
 
 // Throws ApiError (400 naming the field, 404 for another model's name).

@@ -1,7 +1,8 @@
 // `mlarun serve` end to end (a child process on a free port, v3-tiny on the CPU): completions equal `generate`
-// on the same ids, streams equal the non-streamed text, 8+ concurrent streams each equal their sequential
-// result, bad requests get OpenAI's 400/404 naming the field, and a client that disconnects mid-stream has its
-// request aborted and its cache blocks freed (/metrics).
+// on the same ids, streams equal the non-streamed text, 32 concurrent streams each equal their sequential
+// result, bad requests get OpenAI's 400/404 naming the field, and a client that disconnects (mid-stream, or while
+// a non-streamed request runs) has its request aborted and its cache blocks freed (/metrics). Also the step plans
+// rank 0 sends its followers (serve_mirror.h) survive their encoding exactly. Across ranks: test_serve_tp.cpp.
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -30,14 +31,6 @@ class Serve : public ::testing::Test {
 };
 std::unique_ptr<ServeProcess> Serve::server_;
 
-json::Value greedy(json::Value body, int64_t max_tokens) {
-  body["model"] = "tiny";
-  body["temperature"] = 0;
-  body["max_tokens"] = max_tokens;
-  body["ignore_eos"] = true;
-  return body;
-}
-
 // The ids `generate` prints: its last line (stderr, before it, has the progress lines).
 std::vector<int32_t> parse_ids(std::string output) {
   while (!output.empty() && output.back() == '\n') output.pop_back();
@@ -47,34 +40,6 @@ std::vector<int32_t> parse_ids(std::string output) {
   std::string item;
   while (std::getline(ss, item, ',')) ids.push_back(std::stoi(item));
   return ids;
-}
-
-// The concatenated text of a stream, its finish reason and the usage chunk (null when absent).
-struct Streamed {
-  std::string text, finish_reason;
-  json::Value usage;
-  bool done = false;
-};
-Streamed read_stream(const Reply& r, bool chat) {
-  Streamed s;
-  for (const std::string& d : sse_data(r.body)) {
-    if (d == "[DONE]") {
-      s.done = true;
-      continue;
-    }
-    EXPECT_FALSE(s.done) << "data after [DONE]";
-    json::Value v = json::parse(d, "chunk");
-    if (v.contains("usage") && !v["usage"].is_null()) s.usage = v["usage"];
-    for (auto& c : v["choices"]) {
-      if (chat) {
-        if (c["delta"].contains("content")) s.text += c["delta"]["content"].get<std::string>();
-      } else {
-        s.text += c["text"].get<std::string>();
-      }
-      if (!c["finish_reason"].is_null()) s.finish_reason = c["finish_reason"].get<std::string>();
-    }
-  }
-  return s;
 }
 
 TEST_F(Serve, CompletionOnIdsEqualsGenerate) {
@@ -149,7 +114,7 @@ TEST_F(Serve, StopStringsCutTheTextInBothModes) {
 }
 
 TEST_F(Serve, ConcurrentStreamsEqualSequentialResults) {
-  constexpr int kStreams = 10;
+  constexpr int kStreams = 32;  // twice --max-num-seqs: half of them wait their turn
   std::vector<json::Value> bodies;
   std::vector<std::string> sequential;
   for (int i = 0; i < kStreams; ++i) {
@@ -166,7 +131,9 @@ TEST_F(Serve, ConcurrentStreamsEqualSequentialResults) {
     threads.emplace_back([&, i] {
       json::Value b = bodies[size_t(i)];
       b["stream"] = true;
-      results[size_t(i)] = read_stream(post(server(), "/v1/completions", b), false);
+      const Reply r = post(server(), "/v1/completions", b);
+      EXPECT_EQ(r.status, 200) << "stream " << i << ": " << r.body;
+      results[size_t(i)] = read_stream(r, false);
     });
   for (auto& t : threads) t.join();
   for (int i = 0; i < kStreams; ++i) {
@@ -215,38 +182,17 @@ TEST_F(Serve, BadRequestsNameTheField) {
   EXPECT_EQ(r->status, 400);
 }
 
-double metric(const std::string& text, const std::string& name) {
-  const std::string key = "mlarun:" + name + "{";
-  size_t pos = text.find("\n" + key);
-  if (pos == std::string::npos) return -1;
-  size_t sp = text.find("} ", pos);
-  return std::stod(text.substr(sp + 2, text.find('\n', sp) - sp - 2));
-}
-
-double finished(const std::string& metrics, const std::string& reason) {
-  const std::string key = "finished_reason=\"" + reason + "\"} ";
-  size_t pos = metrics.find(key);
-  return pos == std::string::npos ? 0 : std::stod(metrics.substr(pos + key.size()));
-}
-
 TEST(ServeDisconnect, ClientDisconnectAbortsAndFreesBlocks) {
   // A server of its own with room for a long generation (the tiny model is fast), and a raw socket: send a
   // streamed request for 500 tokens, read its first bytes, and hang up.
   ServeProcess server({"--max-model-len", "512", "--block-size", "16"});
   const std::string before = get(server, "/metrics").body;
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(uint16_t(server.port()));
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  const std::string body = json::dump(greedy({{"prompt", json::Value::array({5, 17, 42})}, {"stream", true}}, 500));
-  const std::string req = "POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " +
-                          std::to_string(body.size()) + "\r\n\r\n" + body;
-  ASSERT_EQ(::send(fd, req.data(), req.size(), 0), ssize_t(req.size()));
+  RawRequest raw(server, "/v1/completions",
+                 greedy({{"prompt", json::Value::array({5, 17, 42})}, {"stream", true}}, 500));
+  ASSERT_TRUE(raw.sent());
   char buf[512];
-  ASSERT_GT(::recv(fd, buf, sizeof buf, 0), 0);
-  ::close(fd);
+  ASSERT_GT(::recv(raw.fd(), buf, sizeof buf, 0), 0);
+  raw.hang_up();
   std::string text;
   for (int i = 0; i < 100; ++i) {
     text = get(server, "/metrics").body;
@@ -258,6 +204,29 @@ TEST(ServeDisconnect, ClientDisconnectAbortsAndFreesBlocks) {
   EXPECT_EQ(metric(text, "num_requests_running"), 0) << text;
   EXPECT_EQ(metric(text, "kv_cache_usage_perc"), 0) << text;
   EXPECT_LT(metric(text, "generation_tokens_total"), 500) << text;
+}
+
+TEST(ServeDisconnect, UnstreamedClientDisconnectAbortsAndFreesBlocks) {
+  ServeProcess server({"--max-model-len", "512", "--block-size", "16", "--max-num-seqs", "1"});
+  expect_unstreamed_disconnect_aborts(server, 40);
+}
+
+TEST_F(Serve, ReturnTokenIdsGivesThePromptAndGeneratedIds) {
+  json::Value body = greedy({{"prompt", json::Value::array({5, 17, 42})}, {"return_token_ids", true}}, 6);
+  Reply r = post(server(), "/v1/completions", body);
+  ASSERT_EQ(r.status, 200) << r.body;
+  const json::Value c = r.json()["choices"][0];
+  EXPECT_EQ(c["prompt_token_ids"], json::Value::array({5, 17, 42}));
+  ASSERT_EQ(c["token_ids"].size(), 6u) << r.body;
+  EXPECT_EQ(c["text"].get<std::string>(), tok().decode(c["token_ids"].get<std::vector<int32_t>>(), true));
+  Reply chat = post(server(), "/v1/chat/completions",
+                    greedy({{"messages", json::Value::array({{{"role", "user"}, {"content", "Hi"}}})},
+                            {"return_token_ids", true}}, 4));
+  ASSERT_EQ(chat.status, 200) << chat.body;
+  EXPECT_FALSE(chat.json()["prompt_token_ids"].empty()) << chat.body;
+  EXPECT_EQ(chat.json()["choices"][0]["token_ids"].size(), 4u) << chat.body;
+  const Reply plain = post(server(), "/v1/completions", greedy({{"prompt", "x"}}, 2));
+  EXPECT_FALSE(plain.json()["choices"][0].contains("token_ids")) << plain.body;  // only when asked
 }
 
 TEST_F(Serve, ModelsHealthTokenizeDetokenizeMetrics) {
@@ -296,7 +265,7 @@ TEST(ServeCli, RefusesWhatItCannotServe) {
   RunResult tp = run_mlarun("serve --model " MLARUN_TEST_DATA_DIR "/deepseek-v3-tiny --tokenizer " MLARUN_TEST_DATA_DIR
                             "/tokenizers/v3-tiny --device cpu --tp 2");
   EXPECT_EQ(tp.exit_code, 1) << tp.output;
-  EXPECT_NE(tp.output.find("one process only"), std::string::npos) << tp.output;
+  EXPECT_NE(tp.output.find("mpirun -np 2"), std::string::npos) << tp.output;  // TP serving runs under mpirun
   RunResult no_tok = run_mlarun("serve --model " MLARUN_TEST_DATA_DIR "/deepseek-v3-tiny --device cpu");
   EXPECT_EQ(no_tok.exit_code, 1) << no_tok.output;
   EXPECT_NE(no_tok.output.find("--tokenizer"), std::string::npos) << no_tok.output;
@@ -305,7 +274,9 @@ TEST(ServeCli, RefusesWhatItCannotServe) {
 }  // namespace
 }  // namespace mlarun::testing
 
+#include "launch/serve_mirror.h"
 #include "launch/serve_protocol.h"
+#include "runtime/error.h"
 
 namespace mlarun::testing {
 namespace {
@@ -330,6 +301,51 @@ TEST(ServeTextStream, HoldsBackIncompleteUtf8AndStopPrefixes) {
     joined += stopping.update({ids.begin(), ids.begin() + long(k)}, k == ids.size());
   EXPECT_TRUE(stopping.stopped());
   EXPECT_EQ(joined, "a世界 é");
+}
+
+}  // namespace
+}  // namespace mlarun::testing
+
+namespace mlarun::testing {
+namespace {
+
+// Every field of every request and abort comes back bit for bit (doubles that print long, the largest seed).
+TEST(ServeStepPlan, EncodingRoundTripsExactly) {
+  cli::StepPlan plan;
+  SamplingParams sampled;
+  sampled.temperature = 0.1 + 0.2;
+  sampled.top_p = 1.0 / 3.0;
+  sampled.top_k = 7;
+  sampled.seed = UINT64_MAX;
+  sampled.max_tokens = 300;
+  sampled.ignore_eos = true;
+  sampled.stop_token_ids = {2, 9};
+  plan.adds.push_back({0, {5, 17, 42}, sampled});
+  plan.adds.push_back({1, {1}, SamplingParams{}});
+  plan.aborts.push_back({0, "client disconnected \"quoted\" ü"});
+  plan.step = true;
+  const cli::StepPlan back = cli::decode_plan(cli::encode_plan(plan));
+  ASSERT_EQ(back.adds.size(), 2u);
+  const SamplingParams& p = back.adds[0].params;
+  EXPECT_EQ(back.adds[0].engine_id, 0);
+  EXPECT_EQ(back.adds[0].prompt, (std::vector<int32_t>{5, 17, 42}));
+  EXPECT_EQ(p.temperature, sampled.temperature);  // exact, not near
+  EXPECT_EQ(p.top_p, sampled.top_p);
+  EXPECT_EQ(p.top_k, 7);
+  EXPECT_EQ(p.seed, UINT64_MAX);
+  EXPECT_EQ(p.max_tokens, 300);
+  EXPECT_TRUE(p.ignore_eos);
+  EXPECT_EQ(p.stop_token_ids, (std::vector<int32_t>{2, 9}));
+  EXPECT_EQ(back.adds[1].engine_id, 1);
+  EXPECT_EQ(back.adds[1].params.max_tokens, SamplingParams{}.max_tokens);
+  ASSERT_EQ(back.aborts.size(), 1u);
+  EXPECT_EQ(back.aborts[0].reason, plan.aborts[0].reason);
+  EXPECT_TRUE(back.step);
+  EXPECT_FALSE(back.shutdown);
+  cli::StepPlan stop;
+  stop.shutdown = true;
+  EXPECT_TRUE(cli::decode_plan(cli::encode_plan(stop)).shutdown);
+  EXPECT_THROW(cli::decode_plan("{\"adds\": []}"), Error);  // a plan missing its fields is refused by name
 }
 
 }  // namespace
