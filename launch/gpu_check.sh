@@ -17,11 +17,12 @@
 # less than it needs left is skipped and recorded SKIP. Default budget 400 s from the start, so the run ends
 # within 7 minutes with the kill grace and the summary. --dry-run runs what needs no GPU for real (argument
 # parsing, deadline logic, env.txt, configure and build) and prints the commands of the GPU steps (DRY).
-# Output: at most 9 files in $OUT (./gpu_out when unset): summary.txt env.txt build.log kernels.log
-# sanitizer.log model.log flash_prefill.json mla_decode.json torch_anchors.json (kernels/bench/torch_anchors.py:
-# torch SDPA FA2/cuDNN, DeepSeek's reference MLA einsums and decode step, measured in this run; the workbenches
-# and the bench-decode NOTE read its parts from the temporary folder). Environment: OUT, MLARUN_BUILD_DIR
-# (default build), GPU_CHECK_USE_CARRY=1 (take .carry/ before the system's copies).
+# Output: at most 8 files in $OUT (./gpu_out when unset): summary.txt env.txt build.log kernels.log
+# sanitizer.log model.log flash_prefill.json mla_decode.json. PyTorch's anchors (kernels/bench/torch_anchors.py:
+# SDPA FA2/cuDNN, DeepSeek's reference MLA einsums and decode step, measured in this run) go to kernels.log (their
+# table and whole JSON), to the workbench JSONs beside each shape, and to the bench-decode NOTE.
+# Environment: OUT, MLARUN_BUILD_DIR (default build), GPU_CHECK_USE_CARRY=1 (take .carry/ before the system's
+# copies).
 # The machine needs nvcc, cuBLAS, NCCL, OpenMPI, CMake and a C++ compiler; CLI11, yaml-cpp, GoogleTest and
 # nlohmann-json come from the system or, where missing, from .carry/ (env.txt says which).
 set -uo pipefail
@@ -149,7 +150,7 @@ sub_bench_decode() {
   rc=$?
   if [ $rc = 0 ]; then
     cat "$j"
-    echo "NOTE: $(python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['records'][0]; print('236B/2 layers, batch 64, 4096 cached: %.2f ms/step, %.0f tok/s' % (1e3*r['median_latency'], r['tokens_per_second']))" "$j" 2>&1 | tail -1)"
+    echo "NOTE: $(python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['records'][0]; print('236B/2 layers, batch 64, 4096 cached: %.2f ms/step, %.0f tok/s' % (1e3*r['median_latency'], r['tokens_per_second']) + ('; split ' + ', '.join('%s %.1f%%' % (k, 100*v) for k, v in r['time_split_share'].items()) if 'time_split_share' in r else ''))" "$j" 2>&1 | tail -1)"
   fi
   # The same step in torch, DeepSeek's inference/model.py re-implemented (the torch-anchors step, this GPU).
   [ $rc = 0 ] || j=""
@@ -208,7 +209,7 @@ export GC_MODE
 out=$GC_OUT b=$GC_BUILD
 mkdir -p "$out" || exit 2
 for f in summary.txt env.txt build.log kernels.log sanitizer.log model.log flash_prefill.json mla_decode.json \
-         torch_anchors.json; do
+         torch_anchors.json; do  # torch_anchors.json: left by earlier versions of this script
   rm -f "${out:?}/$f"
 done
 GC_TMP=$(mktemp -d) && export GC_TMP
@@ -332,7 +333,8 @@ if [ $dry = 1 ] || grep -q '^python: torch ' "$out/env.txt" 2>/dev/null ||
   timeout 30 python3 -c 'import torch' 2>/dev/null; then
   step torch-anchors "$out/kernels.log" $((ta_keep + 20)) "$ta_cap" 1 "python3 kernels/bench/torch_anchors.py \
     --device cuda --quick --budget-s $((ta_cap > 25 ? ta_cap - 15 : 10)) --flash-out \"$ta_flash\" \
-    --mla-out \"$ta_mla\" --step-out \"$GC_TA_STEP\" --all-out \"$out/torch_anchors.json\""
+    --mla-out \"$ta_mla\" --step-out \"$GC_TA_STEP\" --all-out \"$GC_TMP/torch_anchors.json\"; r=\$?;
+    cat \"$GC_TMP/torch_anchors.json\"; exit \$r"
 else
   record torch-anchors SKIP 0 "python3 cannot import torch: no anchors"
 fi
