@@ -6,6 +6,7 @@
 #include "kernels/kv_quant.h"
 #include "model/mla_attention.h"
 #include "runtime/error.h"
+#include "runtime/step_profiler.h"
 
 namespace mlarun {
 
@@ -43,21 +44,26 @@ Tensor BaselineAttention::forward(const Tensor& x, const StepContext& step, Tens
                                                      : cache.dim(2) == cache_width()),
                kind_.name(), " attention: cache ", cache.describe(), " does not hold rows of ", cache_width(),
                " values");
-  Tensor q = wq_.forward(x).view({T, Hl, d});
+  // Time split (runtime/step_profiler.h), as MLA's: projections dense GEMM, the cache write and attention
+  // attention, RoPE the step's base; o_proj's all-reduce counts itself as communication.
+  Tensor q = profiled(ProfileCategory::DenseGemm, [&] { return wq_.forward(x); }).view({T, Hl, d});
   ops::apply_rope(q, step.tensors.positions, rope);  // the last qk_rope_head_dim values of each head
-  Tensor k = ops::linear(x, wk_).view({T, Gl, d});
+  Tensor k = profiled(ProfileCategory::DenseGemm, [&] { return ops::linear(x, wk_); }).view({T, Gl, d});
   ops::apply_rope(k, step.tensors.positions, rope);
-  Tensor v = ops::linear(x, wv_);  // [T, Gl * d]
+  Tensor v = profiled(ProfileCategory::DenseGemm, [&] { return ops::linear(x, wv_); });  // [T, Gl * d]
   const Tensor row = ops::concat_last_dim(k.view({T, Gl * d}), v);  // [K heads | V heads]
-  if (fmt.quantized())
-    ops::write_cache_quantized(cache, fmt, step.tensors.slot_mapping, row);
-  else
-    ops::write_cache(cache, step.tensors.slot_mapping, row);
 
   Tensor o = Tensor::empty({T, Hl, d}, q.dtype(), q.device());
-  for (const BatchSequence& s : batch.sequences)
-    ops::copy_into(o.rows(s.token_start, s.num_tokens), attend(q.rows(s.token_start, s.num_tokens), s, cache));
-  return wo_.forward(o.view({T, Hl * d}));
+  {
+    ProfileRegion attention(ProfileCategory::Attention);
+    if (fmt.quantized())
+      ops::write_cache_quantized(cache, fmt, step.tensors.slot_mapping, row);
+    else
+      ops::write_cache(cache, step.tensors.slot_mapping, row);
+    for (const BatchSequence& s : batch.sequences)
+      ops::copy_into(o.rows(s.token_start, s.num_tokens), attend(q.rows(s.token_start, s.num_tokens), s, cache));
+  }
+  return profiled(ProfileCategory::DenseGemm, [&] { return wo_.forward(o.view({T, Hl * d})); });
 }
 
 KvCacheFormat BaselineAttention::stored_format(const Tensor& cache, DType act_dtype) const {

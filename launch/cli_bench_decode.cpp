@@ -6,7 +6,10 @@
 // cuda, on the GPU with bf16 weights (random weights made on the host one tensor at a time, converted and uploaded;
 // steps timed to the end of their GPU work); reports tokens/s, the cache bytes per token per layer as allocated,
 // the tokens that fit in --memory-gib beside the whole model's bf16 weights, and the cache bytes each step reads.
+// Each timed step is also split by where its time goes (runtime/step_profiler.h: attention, MoE, dense GEMMs,
+// norms/RoPE/other, communication), marked in the model, the baselines and the communicators.
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -30,6 +33,7 @@
 #include "runtime/error.h"
 #include "runtime/json.h"
 #include "runtime/runtime_options.h"
+#include "runtime/step_profiler.h"
 
 namespace mlarun::cli {
 
@@ -44,6 +48,7 @@ struct DecodeSettings {
   int64_t layers = 2, batch = 8, seq_len = 1024, iters = 5, warmup = 1, block_size = 64;
   double memory_gib = 80;  // the device the capacity column speaks of (bench cache's --memory-gib)
   uint64_t seed = 0;
+  bool time_split = true;  // --no-time-split: the steps run without the profiler's markers
 };
 
 struct DecodeResult {
@@ -58,7 +63,9 @@ struct DecodeResult {
   int64_t element_bytes = 4;      // of the weights and activations as run: 4 (CPU f32) or 2 (GPU bf16)
   BudgetCapacity capacity;        // the whole model's cache at row_bytes in --memory-gib
   std::vector<double> latencies;  // seconds, timed steps only
+  TimeSplit split_sum;            // summed over the timed steps (empty with --no-time-split)
   double median() const;
+  TimeSplit mean_split() const;
 };
 
 double DecodeResult::median() const {
@@ -66,6 +73,12 @@ double DecodeResult::median() const {
   std::sort(v.begin(), v.end());
   size_t n = v.size();
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+TimeSplit DecodeResult::mean_split() const {
+  TimeSplit mean = split_sum;
+  for (double& ms : mean.ms) ms /= double(latencies.size());
+  return mean;
 }
 
 std::string cpu_name() {
@@ -162,17 +175,22 @@ DecodeResult run_one(const ModelConfig& c, const ModelConfig& full, const Attent
   }
   r.cache_rows_read = s.batch * c.n_layers * (L + 1);
 
+  StepProfiler profiler(s.device);  // warm-up steps too: on CUDA its event pool is grown before the timed steps
   for (int64_t i = 0; i < s.warmup + s.iters; ++i) {
     synchronize_stream();
     auto start = std::chrono::steady_clock::now();
+    if (s.time_split) profiler.begin_step();
     Tensor device_logits = model.forward(batch, pool.layers);
+    if (s.time_split) profiler.end_step();
     synchronize_stream();  // the step ends when its GPU work does
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     Tensor logits = ops::to_host_f32(device_logits);
     for (int64_t j = 0; j < logits.numel(); ++j)
       if (!std::isfinite(logits.data<float>()[j]))
         fail("bench decode: ", kind.name(), " produced a non-finite logit (", logits.data<float>()[j], ") at step ", i);
-    if (i >= s.warmup) r.latencies.push_back(seconds);
+    if (i < s.warmup) continue;
+    r.latencies.push_back(seconds);
+    if (s.time_split) r.split_sum += profiler.split();
   }
   return r;
 }
@@ -182,19 +200,32 @@ std::string kv_name(KvCacheDtype kv, const DecodeSettings& s) {
   return s.device == Device::CUDA ? "auto (bf16)" : "auto (f32)";
 }
 
+// The time split's columns, in kProfileCategories order: each category's share of the timed steps.
+constexpr std::array<const char*, kProfileCategoryCount> kSplitColumns = {"attn %", "MoE %", "GEMM %", "other %",
+                                                                          "comm %"};
+
 std::string results_table(const std::vector<DecodeResult>& results, const DecodeSettings& s) {
-  TextTable t({"attention", "kv cache dtype", "kv heads", "cache B/token/layer", "tokens in " + fixed(s.memory_gib, 0) +
-               " GiB", "cache read/step", "median ms", "min ms", "tokens/s", "x MLA tokens/s"});
+  std::vector<std::string> header = {"attention", "kv cache dtype", "kv heads", "cache B/token/layer",
+                                     "tokens in " + fixed(s.memory_gib, 0) + " GiB", "cache read/step", "median ms",
+                                     "min ms", "tokens/s", "x MLA tokens/s"};
+  if (s.time_split) header.insert(header.end(), kSplitColumns.begin(), kSplitColumns.end());
+  TextTable t(header);
   for (const DecodeResult& r : results) {
     double mla_rate = 0;  // MLA with the same cache dtype
     for (const DecodeResult& m : results)
       if (m.kind.is_mla() && m.kv == r.kv) mla_rate = double(s.batch) / m.median();
     const double rate = double(s.batch) / r.median();
-    t.add_row({r.kind.name(), kv_name(r.kv, s), r.kind.is_mla() ? "latent" : std::to_string(r.kv_heads),
-               with_commas(r.row_bytes), with_commas(r.capacity.tokens()),
-               fixed(double(r.cache_rows_read * r.row_bytes) / (1 << 20), 1) + " MiB", fixed(1e3 * r.median(), 2),
-               fixed(1e3 * *std::min_element(r.latencies.begin(), r.latencies.end()), 2), fixed(rate, 1),
-               mla_rate > 0 ? fixed(rate / mla_rate, 2) : "-"});
+    std::vector<std::string> row = {
+        r.kind.name(), kv_name(r.kv, s), r.kind.is_mla() ? "latent" : std::to_string(r.kv_heads),
+        with_commas(r.row_bytes), with_commas(r.capacity.tokens()),
+        fixed(double(r.cache_rows_read * r.row_bytes) / (1 << 20), 1) + " MiB", fixed(1e3 * r.median(), 2),
+        fixed(1e3 * *std::min_element(r.latencies.begin(), r.latencies.end()), 2), fixed(rate, 1),
+        mla_rate > 0 ? fixed(rate / mla_rate, 2) : "-"};
+    if (s.time_split) {
+      const TimeSplit split = r.mean_split();
+      for (ProfileCategory c : kProfileCategories) row.push_back(fixed(100 * split.share(c), 1));
+    }
+    t.add_row(row);
   }
   return t.render();
 }
@@ -227,6 +258,17 @@ json::Value results_json(const std::vector<DecodeResult>& results, const DecodeS
     j["min_latency"] = *std::min_element(r.latencies.begin(), r.latencies.end());
     j["latencies"] = lat;
     j["tokens_per_second"] = double(s.batch) / r.median();
+    if (s.time_split) {  // the mean of the timed steps, per category; the total against avg_latency
+      const TimeSplit split = r.mean_split();
+      json::Value ms = json::Value::object(), share = json::Value::object();
+      for (ProfileCategory c : kProfileCategories) {
+        ms[profile_category_name(c)] = split[c];
+        share[profile_category_name(c)] = split.share(c);
+      }
+      j["time_split_ms"] = ms;
+      j["time_split_total_ms"] = split.total_ms();
+      j["time_split_share"] = share;
+    }
     list.push_back(j);
   }
   json::Value out = json::Value::object();
@@ -245,6 +287,9 @@ json::Value results_json(const std::vector<DecodeResult>& results, const DecodeS
   out["memory_bytes"] = int64_t(s.memory_gib * double(int64_t(1) << 30));
   out["num_iters_warmup"] = s.warmup;
   out["num_iters"] = s.iters;
+  out["time_split_clock"] = !s.time_split              ? "off"
+                            : s.device == Device::CUDA ? "cuda events on the current stream"
+                                                       : "steady_clock";
   out["records"] = list;
   return out;
 }
@@ -274,6 +319,8 @@ Command add_bench_decode_command(CLI::App& bench) {
   cmd->add_option("--seed", s->seed, "Seed of the random weights and cache rows");
   cmd->add_option("--device", s->device_name, "cpu, cuda (bf16) or auto (cuda when a GPU exists)");
   cmd->add_option("--json", *json_out, "Write the results as JSON here");
+  cmd->add_flag("!--no-time-split", s->time_split,
+                "Run the steps without the time split's region markers (its columns and JSON fields go too)");
   return {cmd, [=]() {
             check_output_path("--json", *json_out);  // before any work: the results must have somewhere to go
             ModelConfig full = load_model_config(s->config_path);
@@ -312,6 +359,11 @@ Command add_bench_decode_command(CLI::App& bench) {
                         "tokens in %s GiB: the whole model's %lld layers of cache beside its %s GiB of bf16 weights\n",
                         fixed(s->memory_gib, 0).c_str(), (long long)full.n_layers,
                         fixed(double(weight_bytes_per_rank(full, 1)) / double(int64_t(1) << 30), 1).c_str());
+            if (s->time_split)
+              std::printf("time split (%% of the timed steps): attn = the MLA backend or baseline attention with the "
+                          "cache write; MoE = routing, permutation, experts, combine, shared experts; GEMM = q/kv/o "
+                          "projections, dense MLPs, LM head; other = embedding, norms, RoPE, the rest; comm = "
+                          "collectives (0 on one rank)\n");
             std::fflush(stdout);
             std::vector<DecodeResult> results;
             for (const AttentionKind& k : kinds)

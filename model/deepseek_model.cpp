@@ -4,6 +4,7 @@
 #include "model/mla_attention.h"
 #include "runtime/error.h"
 #include "runtime/safetensors.h"
+#include "runtime/step_profiler.h"
 
 namespace mlarun {
 
@@ -30,7 +31,9 @@ DecoderLayer::DecoderLayer(const ModelConfig& c, const WeightSource& ckpt, int64
 Tensor DecoderLayer::forward(Tensor& h, const StepContext& step, Tensor& cache, const ops::RopeTable& rope) const {
   Tensor attn_out = attn_->forward(ops::rms_norm(h, input_norm_, eps_), step, cache, rope);
   Tensor normed = ops::add_rms_norm(h, attn_out, post_attention_norm_, eps_);  // h += attention
-  ops::add_inplace(h, moe_ ? moe_->forward(normed) : mlp_->forward(normed));
+  // Time split: a dense layer's MLP is dense GEMM work; the MoE marks itself (its shared experts included).
+  ops::add_inplace(h, moe_ ? moe_->forward(normed)
+                           : profiled(ProfileCategory::DenseGemm, [&] { return mlp_->forward(normed); }));
   return h;
 }
 
@@ -92,12 +95,12 @@ Tensor DeepseekModel::forward(const ForwardBatch& batch, const StepTensors& step
   for (int32_t id : batch.token_ids)  // checked on the host: the ids reach the device as the step's tensor
     MLARUN_CHECK(id >= 0 && id < config_.vocab_size, "token id ", id, " is outside the vocabulary [0, ",
                  config_.vocab_size, ")");
-  mla_->plan(batch, step);
+  profiled(ProfileCategory::Attention, [&] { mla_->plan(batch, step); });
   const StepContext ctx{batch, step, mla_.get()};
   Tensor h = embed_.forward(step.token_ids);
   for (size_t l = 0; l < layers_.size(); ++l) layers_[l].forward(h, ctx, cache[l], rope_);
-  Tensor rows = ops::gather_rows(h, step.logit_rows);
-  return lm_head_.forward(ops::rms_norm(rows, final_norm_, float(config_.rms_norm_eps)));
+  const Tensor rows = ops::rms_norm(ops::gather_rows(h, step.logit_rows), final_norm_, float(config_.rms_norm_eps));
+  return profiled(ProfileCategory::DenseGemm, [&] { return lm_head_.forward(rows); });
 }
 
 }  // namespace mlarun

@@ -4,6 +4,7 @@
 #include "kernels/kv_quant.h"
 #include "model/mla_backend.h"
 #include "runtime/error.h"
+#include "runtime/step_profiler.h"
 
 namespace mlarun {
 
@@ -45,8 +46,13 @@ MLAttention::MLAttention(const ModelConfig& c, const WeightSource& ckpt, const s
   wkv_b_out_ = N == 1 ? wkv_b_.weight() : per_head.rows(first, Ho).clone().view({Ho * (nope + vd), R});
 }
 
+// Time split (runtime/step_profiler.h): the projections are dense GEMMs, the cache write and the backend attention,
+// the norms and RoPE the step's base; o_proj's all-reduce counts itself as communication.
 Tensor MLAttention::project_queries(const Tensor& x) const {
-  Tensor q = c_.q_lora_rank > 0 ? wq_b_.forward(ops::rms_norm(wq_a_.forward(x), q_norm_, eps_)) : wq_.forward(x);
+  const auto gemm = [](const auto& linear, const Tensor& in) {
+    return profiled(ProfileCategory::DenseGemm, [&] { return linear.forward(in); });
+  };
+  Tensor q = c_.q_lora_rank > 0 ? gemm(wq_b_, ops::rms_norm(gemm(wq_a_, x), q_norm_, eps_)) : gemm(wq_, x);
   return q.view({x.dim(0), local_heads_, c_.qk_head_dim()});
 }
 
@@ -56,11 +62,17 @@ Tensor MLAttention::forward(const Tensor& x, const StepContext& step, Tensor& ca
   ops::apply_rope(q, step.tensors.positions, rope);  // rotates the last Dr values of each head: q_pe
 
   // Latent row per token: [kv_norm(c) | rope(k_pe)], the 576 values MLA caches.
-  Tensor kv = wkv_a_.forward(x);  // [T, R + Dr]
+  Tensor kv = profiled(ProfileCategory::DenseGemm, [&] { return wkv_a_.forward(x); });  // [T, R + Dr]
   Tensor k_pe = ops::narrow_last_dim(kv, R, Dr).view({T, 1, Dr});
   ops::apply_rope(k_pe, step.tensors.positions, rope);
   Tensor latent = ops::concat_last_dim(ops::rms_norm(ops::narrow_last_dim(kv, 0, R), kv_norm_, eps_),
                                        k_pe.view({T, Dr}));
+  const Tensor o = profiled(ProfileCategory::Attention, [&] { return attend(latent, q, step, cache); });
+  return profiled(ProfileCategory::DenseGemm, [&] { return wo_.forward(o.view({T, out_heads_ * c_.v_head_dim})); });
+}
+
+Tensor MLAttention::attend(const Tensor& latent, const Tensor& q, const StepContext& step, Tensor& cache) const {
+  const int64_t R = c_.kv_lora_rank, Dr = c_.qk_rope_head_dim;
   const KvCacheFormat fmt = kv_cache_format(cache.dtype(), latent.dtype(), R, Dr);
   if (fmt.quantized())  // fp8/int8 (or bf16 under f32 activations): written quantized, read back dequantized
     ops::write_cache_quantized(cache, fmt, step.tensors.slot_mapping, latent);
@@ -68,15 +80,11 @@ Tensor MLAttention::forward(const Tensor& x, const StepContext& step, Tensor& ca
     ops::write_cache(cache, step.tensors.slot_mapping, latent);
 
   const MlaLayerWeights weights{wkv_b_out_, w_uk_t_, w_uv_};
-  Tensor o;
-  if (step.mla) {
-    o = step.mla->forward(q, cache, weights);
-  } else {  // a bare call (tests): this step's backend, planned here
-    std::unique_ptr<MlaBackend> own = make_mla_backend(MlaBackendKind::Auto, c_, local_heads_, placement_, dcp_);
-    own->plan(step.batch, step.tensors);
-    o = own->forward(q, cache, weights);
-  }
-  return wo_.forward(o.view({T, out_heads_ * c_.v_head_dim}));
+  if (step.mla) return step.mla->forward(q, cache, weights);
+  // A bare call (tests): this step's backend, planned here.
+  std::unique_ptr<MlaBackend> own = make_mla_backend(MlaBackendKind::Auto, c_, local_heads_, placement_, dcp_);
+  own->plan(step.batch, step.tensors);
+  return own->forward(q, cache, weights);
 }
 
 }  // namespace mlarun

@@ -40,6 +40,8 @@ class MLAttention final : public AttentionLayer {
 
  private:
   Tensor project_queries(const Tensor& x) const;  // [T, H_local, qk_head_dim]
+  // Writes the step's latent rows into the cache, then attends through the step's MLA backend: [T, H_out, v].
+  Tensor attend(const Tensor& latent, const Tensor& q, const StepContext& step, Tensor& cache) const;
 
   Placement placement_;
   ModelConfig c_;  // a copy: the layer outlives no one and survives its model being moved

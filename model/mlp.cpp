@@ -3,6 +3,7 @@
 #include "model/mlp.h"
 
 #include "runtime/error.h"
+#include "runtime/step_profiler.h"
 
 namespace mlarun {
 
@@ -42,6 +43,9 @@ MoE::MoE(const ModelConfig& c, const WeightSource& ckpt, const std::string& pref
 }
 
 Tensor MoE::forward(const Tensor& x) const {
+  // Time split: routing, permutation, experts, combine and the shared experts are MoE; the all-reduce counts as
+  // communication (the communicator marks it).
+  ProfileRegion moe(ProfileCategory::Moe);
   const int64_t T = x.dim(0), D = dim_;
   ops::Routing r = ops::route(ops::linear(x, gate_, DType::F32), gate_bias_, routing_);
   // The permutation is built where the routing lives; only the per-expert offsets come to the host (one small

@@ -1,6 +1,7 @@
 // The collectives tensor parallelism needs (all_reduce, all_gather, broadcast, barrier) behind one interface,
 // so the parallel layers never know which backend carries them: `single` (world size 1, no communication),
-// `mpi` (host buffers over MPI) or `nccl` (GPU buffers).
+// `mpi` (host buffers over MPI) or `nccl` (GPU buffers). Each backend's collectives mark themselves as communication
+// for the step time split (runtime/step_profiler.h); `single`'s are no-ops and count nothing.
 #pragma once
 
 #include <cstdint>

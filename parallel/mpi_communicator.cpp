@@ -11,6 +11,7 @@
 #include "parallel/bootstrap.h"
 #include "runtime/device.h"
 #include "runtime/error.h"
+#include "runtime/step_profiler.h"
 
 namespace mlarun {
 
@@ -86,6 +87,7 @@ void MpiCommunicator::run(const char* call, Start&& start) {
 }
 
 void MpiCommunicator::all_reduce_sum(Tensor& t) {
+  ProfileRegion communication(ProfileCategory::Communication);  // the step time split
   MLARUN_CHECK(t.dtype() == DType::F32 || t.dtype() == DType::BF16, "mpi all_reduce_sum sums f32 or bf16 tensors, got ",
                t.describe());
   if (world_size_ == 1 || t.numel() == 0) return;
@@ -107,6 +109,7 @@ void MpiCommunicator::all_reduce_sum(Tensor& t) {
 }
 
 Tensor MpiCommunicator::all_gather_last_dim(const Tensor& local) {
+  ProfileRegion communication(ProfileCategory::Communication);  // the step time split
   MLARUN_CHECK(local.ndim() >= 1, "all_gather_last_dim needs at least one dimension, got ", local.describe());
   if (world_size_ == 1) return local;
   Shape out_shape = local.shape();
@@ -143,6 +146,7 @@ Tensor MpiCommunicator::all_gather_last_dim(const Tensor& local) {
 }
 
 void MpiCommunicator::broadcast(void* data, size_t nbytes, int root) {
+  ProfileRegion communication(ProfileCategory::Communication);  // the step time split
   MLARUN_CHECK(root >= 0 && root < world_size_, "broadcast root ", root, " is not a rank of ", world_size_);
   auto* bytes = static_cast<char*>(data);
   watchdog_.begin({"broadcast", int64_t(nbytes), "bytes", root});
@@ -154,6 +158,7 @@ void MpiCommunicator::broadcast(void* data, size_t nbytes, int root) {
 }
 
 void MpiCommunicator::barrier() {
+  ProfileRegion communication(ProfileCategory::Communication);  // the step time split
   watchdog_.begin({"barrier"});
   run("MPI_Barrier", [&](MPI_Request* r) { return MPI_Ibarrier(comm_, r); });
 }

@@ -13,6 +13,7 @@
 #include "runtime/cuda_check.h"
 #include "runtime/device.h"
 #include "runtime/error.h"
+#include "runtime/step_profiler.h"
 
 namespace mlarun {
 
@@ -118,6 +119,7 @@ void NcclCommunicator::abort_nccl() {
 }
 
 void NcclCommunicator::all_reduce_sum(Tensor& t) {
+  ProfileRegion communication(ProfileCategory::Communication);  // the step time split
   const ncclDataType_t type = nccl_type(t, "all_reduce_sum");
   if (t.numel() == 0) return;
   const bool on_device = t.device() == Device::CUDA;
@@ -131,6 +133,7 @@ void NcclCommunicator::all_reduce_sum(Tensor& t) {
 }
 
 Tensor NcclCommunicator::all_gather_last_dim(const Tensor& local) {
+  ProfileRegion communication(ProfileCategory::Communication);  // the step time split
   MLARUN_CHECK(local.ndim() >= 1, "all_gather_last_dim needs at least one dimension, got ", local.describe());
   const ncclDataType_t type = nccl_type(local, "all_gather_last_dim");
   Shape out_shape = local.shape();
@@ -163,6 +166,7 @@ Tensor NcclCommunicator::all_gather_last_dim(const Tensor& local) {
 }
 
 void NcclCommunicator::broadcast(void* data, size_t nbytes, int root) {
+  ProfileRegion communication(ProfileCategory::Communication);  // the step time split
   MLARUN_CHECK(root >= 0 && root < world_size_, "broadcast root ", root, " is not a rank of ", world_size_);
   if (nbytes == 0) return;
   watchdog_.begin({"broadcast", int64_t(nbytes), "bytes", root});
@@ -182,6 +186,7 @@ void NcclCommunicator::broadcast(void* data, size_t nbytes, int root) {
 }
 
 void NcclCommunicator::barrier() {
+  ProfileRegion communication(ProfileCategory::Communication);  // the step time split
   watchdog_.begin({"barrier"});
   wait_stream("barrier");
   MPI_Request request = MPI_REQUEST_NULL;

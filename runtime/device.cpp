@@ -112,6 +112,45 @@ void device_synchronize() {
 #endif
 }
 
+DeviceEvent::DeviceEvent() {
+  if (!gpu_available()) no_cuda("create a CUDA event");
+#ifdef MLARUN_WITH_CUDA
+  cudaEvent_t e = nullptr;
+  MLARUN_CUDA_CHECK(cudaEventCreate(&e));  // with timing
+  event_ = e;
+#endif
+}
+
+DeviceEvent::~DeviceEvent() {
+#ifdef MLARUN_WITH_CUDA
+  if (event_) cudaEventDestroy(static_cast<cudaEvent_t>(event_));
+#endif
+}
+
+void DeviceEvent::record() {
+#ifdef MLARUN_WITH_CUDA
+  MLARUN_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event_), current_stream()));
+#endif
+}
+
+void DeviceEvent::synchronize() const {
+#ifdef MLARUN_WITH_CUDA
+  MLARUN_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event_)));
+#endif
+}
+
+double DeviceEvent::elapsed_ms(const DeviceEvent& from, const DeviceEvent& to) {
+#ifdef MLARUN_WITH_CUDA
+  float ms = 0;
+  MLARUN_CUDA_CHECK(
+      cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(from.event_), static_cast<cudaEvent_t>(to.event_)));
+  return double(ms);
+#else
+  (void)from, (void)to;
+  return 0;
+#endif
+}
+
 void* device_malloc(size_t nbytes) {
   if (!gpu_available()) fail("cannot allocate ", nbytes, " bytes on the GPU: ", gpu_info().reason);
   return DeviceAllocator::instance().allocate(nbytes, current_stream());

@@ -69,6 +69,25 @@ class CudaStream {
 void synchronize_stream(StreamHandle stream = current_stream());
 void device_synchronize();
 
+// A CUDA timing event: `record` queues it on the current stream; `elapsed_ms(from, to)` is the GPU time between
+// two recorded events once `to` has completed (`synchronize` waits for it). Move-only, so a pool of them can live
+// in a vector. Throws without a GPU.
+class DeviceEvent {
+ public:
+  DeviceEvent();
+  ~DeviceEvent();
+  DeviceEvent(DeviceEvent&& other) noexcept : event_(other.event_) { other.event_ = nullptr; }
+  DeviceEvent& operator=(DeviceEvent&&) = delete;
+  DeviceEvent(const DeviceEvent&) = delete;
+  DeviceEvent& operator=(const DeviceEvent&) = delete;
+  void record();
+  void synchronize() const;
+  static double elapsed_ms(const DeviceEvent& from, const DeviceEvent& to);
+
+ private:
+  void* event_ = nullptr;  // cudaEvent_t
+};
+
 void* device_malloc(size_t nbytes);  // through the caching allocator; throws on failure or without CUDA
 void device_free(void* p);
 // Zeroes `nbytes` at device pointer `p`, in order on the current stream.

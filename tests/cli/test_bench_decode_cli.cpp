@@ -1,7 +1,8 @@
 // `mlarun bench decode` end to end: the table and JSON (one record per attention kind and --kv-cache-dtype), the
 // cache bytes per token per layer measured on the allocated pools against bench cache's accounting of the same
 // rows (MLA fp8/int8: kv_lora_rank + 4 ceil(kv_lora_rank / 128) + 2 rope, 656 for DeepSeek-V2/V3 shapes; a
-// baseline K or V head of d values d + 4 ceil(d / 128)) and the tokens that fit, and clear failures on bad input.
+// baseline K or V head of d values d + 4 ceil(d / 128)) and the tokens that fit, the time split of every row
+// (runtime/step_profiler.h), and clear failures on bad input.
 #include <gtest/gtest.h>
 
 #include <map>
@@ -26,6 +27,34 @@ bool contains(const std::string& text, const std::string& part) { return text.fi
 
 int64_t quantized_bytes(int64_t n) { return n + 4 * ((n + 127) / 128); }
 
+// A record's time split: every category present and non-negative, summing to its total and its shares to 1; the
+// total within 5% of the measured step time (the profiled span is the step's, less the microseconds between the
+// clock reads and the profiler's first and last boundary). MoE time only where the cut model has MoE layers,
+// communication none on one rank (bench decode runs one rank; tests/model/test_mpi_model.cpp times it at tp 2).
+void check_time_split(const json::Value& rec, bool has_moe) {
+  const json::Value& ms = rec.at("time_split_ms");
+  const json::Value& share = rec.at("time_split_share");
+  double sum = 0, shares = 0;
+  for (const char* c : {"attention", "moe", "dense_gemm", "norm_rope_other", "communication"}) {
+    ASSERT_TRUE(ms.contains(c) && share.contains(c)) << c << ": " << json::dump(rec, 2);
+    EXPECT_GE(ms.at(c).get<double>(), 0) << c;
+    sum += ms.at(c).get<double>();
+    shares += share.at(c).get<double>();
+  }
+  const double total = rec.at("time_split_total_ms").get<double>(), step = 1e3 * rec.at("avg_latency").get<double>();
+  EXPECT_NEAR(sum, total, 1e-9 * total);
+  EXPECT_NEAR(shares, 1, 1e-9);
+  EXPECT_NEAR(total, step, 0.05 * step);
+  EXPECT_GT(ms.at("attention").get<double>(), 0);
+  EXPECT_GT(ms.at("dense_gemm").get<double>(), 0);
+  EXPECT_GT(ms.at("norm_rope_other").get<double>(), 0);
+  if (has_moe)
+    EXPECT_GT(ms.at("moe").get<double>(), 0);
+  else
+    EXPECT_EQ(ms.at("moe").get<double>(), 0);
+  EXPECT_EQ(ms.at("communication").get<double>(), 0);
+}
+
 // bench decode's records for `cfg` in every dtype, keyed by (attention, kv_cache_dtype).
 std::map<std::pair<std::string, std::string>, json::Value> decode_records(const std::string& cfg,
                                                                           const ScratchDir& tmp) {
@@ -38,8 +67,12 @@ std::map<std::pair<std::string, std::string>, json::Value> decode_records(const 
     EXPECT_TRUE(contains(r.output, part)) << part << "\n" << r.output;
   std::map<std::pair<std::string, std::string>, json::Value> out;
   const json::Value j = json::parse_file(tmp.file("decode.json"));
-  for (const json::Value& rec : j.at("records"))
+  EXPECT_EQ(j.at("time_split_clock").get<std::string>(), "steady_clock");
+  for (const json::Value& rec : j.at("records")) {
     out[{rec.at("attention").get<std::string>(), rec.at("kv_cache_dtype").get<std::string>()}] = rec;
+    SCOPED_TRACE(rec.at("attention").get<std::string>() + " " + rec.at("kv_cache_dtype").get<std::string>());
+    check_time_split(rec, /*has_moe=*/false);  // --layers 1 keeps the one dense layer
+  }
   EXPECT_EQ(out.size(), 16u);
   return out;
 }
@@ -119,7 +152,8 @@ TEST(BenchDecodeCli, SmallConfigTableAndJson) {
                            " --layers 2 --batch 2 --seq-len 100 --block-size 16 --iters 2 --attention mla,mha,gqa:8,mqa"
                            " --json " + tmp.file("decode.json"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  for (const char* part : {"tokens/s", "mla", "gqa:8", "this machine's CPU"})
+  for (const char* part : {"tokens/s", "mla", "gqa:8", "this machine's CPU", "attn %", "MoE %", "GEMM %", "other %",
+                           "comm %", "time split"})
     EXPECT_TRUE(contains(r.output, part)) << part << "\n" << r.output;
   json::Value j = json::parse_file(tmp.file("decode.json"));
   const json::Value& records = j.at("records");
@@ -127,11 +161,28 @@ TEST(BenchDecodeCli, SmallConfigTableAndJson) {
   for (const json::Value& rec : records) {
     EXPECT_GT(rec.at("tokens_per_second").get<double>(), 0);
     EXPECT_EQ(rec.at("latencies").size(), 2u);
+    SCOPED_TRACE(rec.at("attention").get<std::string>());
+    check_time_split(rec, /*has_moe=*/true);  // layer 0 dense, layer 1 MoE
   }
   // Cache bytes read per step: 2 sequences x 2 layers x 101 tokens x row width x 4 bytes (f32).
   EXPECT_EQ(records[0].at("cache_bytes_read_per_step").get<int64_t>(), 2 * 2 * 101 * 576 * 4);
   EXPECT_EQ(records[1].at("cache_bytes_read_per_step").get<int64_t>(), 2 * 2 * 101 * (2 * 16 * 128) * 4);
   EXPECT_EQ(records[3].at("cache_bytes_read_per_step").get<int64_t>(), 2 * 2 * 101 * (2 * 128) * 4);
+}
+
+// --no-time-split: the steps run without markers; the split's columns and fields are gone, the timings stay.
+TEST(BenchDecodeCli, NoTimeSplitLeavesTheSplitOut) {
+  ScratchDir tmp;
+  RunResult r = run_mlarun("bench decode --config " + config("config_small.json") +
+                           " --layers 1 --batch 1 --seq-len 16 --block-size 16 --iters 1 --attention mla"
+                           " --no-time-split --json " + tmp.file("decode.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_FALSE(contains(r.output, "attn %")) << r.output;
+  json::Value j = json::parse_file(tmp.file("decode.json"));
+  EXPECT_EQ(j.at("time_split_clock").get<std::string>(), "off");
+  ASSERT_EQ(j.at("records").size(), 1u);
+  EXPECT_FALSE(j.at("records")[0].contains("time_split_ms"));
+  EXPECT_GT(j.at("records")[0].at("tokens_per_second").get<double>(), 0);
 }
 
 TEST(BenchDecodeCli, BadInputFailsClearly) {

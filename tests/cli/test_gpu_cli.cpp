@@ -72,6 +72,30 @@ TEST(GpuCli, V3TinyScoreAndGenerateOnCuda) {
   check_fixture("deepseek-v3-tiny");
 }
 
+// `bench decode --device cuda`: the time split read from CUDA events (runtime/step_profiler.h) covers each row's
+// step (within 10 % of the host-timed step: the events span the GPU work, the host clock also the launch and the
+// synchronization around it) and finds the attention, MoE and GEMM work the model marks.
+TEST(GpuCli, BenchDecodeTimeSplitFromEvents) {
+  MLARUN_GPU_OR_SKIP();
+  ScratchDir tmp;
+  RunResult r = run_mlarun("bench decode --device cuda --config " + source_dir() +
+                           "/configs/config_small.json --layers 2 --batch 2 --seq-len 64 --block-size 16 --iters 3"
+                           " --attention mla,mha --json " + tmp.file("decode.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const json::Value j = json::parse_file(tmp.file("decode.json"));
+  EXPECT_EQ(j.at("time_split_clock").get<std::string>(), "cuda events on the current stream");
+  ASSERT_EQ(j.at("records").size(), 2u);
+  for (const json::Value& rec : j.at("records")) {
+    SCOPED_TRACE(rec.at("attention").get<std::string>());
+    const json::Value& ms = rec.at("time_split_ms");
+    const double total = rec.at("time_split_total_ms").get<double>(), step = 1e3 * rec.at("avg_latency").get<double>();
+    EXPECT_NEAR(total, step, 0.1 * step);
+    for (const char* c : {"attention", "moe", "dense_gemm"}) EXPECT_GT(ms.at(c).get<double>(), 0) << c;
+    EXPECT_GE(ms.at("norm_rope_other").get<double>(), 0);
+    EXPECT_EQ(ms.at("communication").get<double>(), 0);
+  }
+}
+
 TEST(GpuCli, DeviceCudaWithoutAGpuIsAClearError) {
   if (gpu_available()) GTEST_SKIP() << "a GPU is present";
   mlarun::testing::ScratchDir tmp;

@@ -9,6 +9,7 @@
 #include "model/deepseek_model.h"
 #include "runtime/cache_pool.h"
 #include "runtime/safetensors.h"
+#include "runtime/step_profiler.h"
 #include "test_util.h"
 
 using namespace mlarun;
@@ -120,4 +121,40 @@ TEST(ModelParity, ShapeVariants) {
     check_fixture(std::string("shapes/") + name, 4, MlaPath::Naive);
     check_fixture(std::string("shapes/") + name, 1, MlaPath::Absorbed);
   }
+}
+
+// The step profiler (runtime/step_profiler.h) only watches: a prefill and a decode step give the same logits, bit
+// for bit, with and without it, and its split holds the attention, MoE, GEMM and base time the model marks and no
+// communication on one rank.
+TEST(ModelParity, TimeSplitLeavesTheLogitsAlone) {
+  SingleCommunicator comm;
+  auto model = DeepseekModel::load(mlarun::testing::data_dir() + "/deepseek-v3-tiny", comm);  // layers 1, 2: MoE
+  const ModelConfig& c = model->config();
+  const std::vector<int32_t> prompt = {5, 17, 42, 7, 99, 3};
+  const OneSequence seq{4, {3, 1, 0, 2}};
+  const auto run = [&](StepProfiler* profiler, TimeSplit* split) {
+    CachePool pool = CachePool::allocate(c.n_layers, 4, seq.block_size, c.latent_dim(), DType::F32, Device::CPU);
+    std::vector<Tensor> logits;
+    for (const ForwardBatch& step : {make_step(prompt, 0, seq, true, MlaPath::Auto),
+                                     make_step({11}, int64_t(prompt.size()), seq, false, MlaPath::Auto)}) {
+      if (profiler) profiler->begin_step();
+      logits.push_back(model->forward(step, pool.layers));
+      if (!profiler) continue;
+      profiler->end_step();
+      *split += profiler->split();
+    }
+    return logits;
+  };
+  TimeSplit split;
+  StepProfiler profiler;
+  const std::vector<Tensor> plain = run(nullptr, nullptr), watched = run(&profiler, &split);
+  ASSERT_EQ(plain.size(), watched.size());
+  for (size_t i = 0; i < plain.size(); ++i) {
+    ASSERT_EQ(plain[i].shape(), watched[i].shape());
+    EXPECT_EQ(std::memcmp(plain[i].raw(), watched[i].raw(), plain[i].nbytes()), 0) << "step " << i;
+  }
+  for (ProfileCategory cat : {ProfileCategory::Attention, ProfileCategory::Moe, ProfileCategory::DenseGemm,
+                              ProfileCategory::NormRopeOther})
+    EXPECT_GT(split[cat], 0) << profile_category_name(cat);
+  EXPECT_EQ(split[ProfileCategory::Communication], 0);
 }

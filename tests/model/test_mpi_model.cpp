@@ -1,7 +1,8 @@
 // Tensor-parallel model parity: every rank builds the model over the MPI communicator (loading only its own
 // slices) and runs the fixture prompts, then checks its logits against the Hugging Face reference (1e-4), against
 // a single-rank model it runs itself (1e-5), and its greedy tokens against the fixture's. Run under mpiexec
-// (np 2 and 4 for v2-tiny, np 2 for v3-tiny; a --gtest_filter picks the fixtures for each size).
+// (np 2 and 4 for v2-tiny, np 2 for v3-tiny; a --gtest_filter picks the fixtures for each size). Also the step
+// time split's communication category (runtime/step_profiler.h), which only a run over several ranks can fill.
 //
 // Lockstep matters: the ranks meet in a collective inside every forward, so every rank must run exactly the
 // same steps. Decoding therefore feeds the fixture's greedy token (checked with EXPECT, never ASSERT), and an
@@ -9,7 +10,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstring>
 
 #include "model/deepseek_model.h"
 #include "parallel/bootstrap.h"
@@ -17,6 +20,7 @@
 #include "runtime/cache_pool.h"
 #include "runtime/model_config.h"
 #include "runtime/safetensors.h"
+#include "runtime/step_profiler.h"
 #include "test_util.h"
 
 using namespace mlarun;
@@ -127,4 +131,32 @@ TEST(MpiModelParity, DeepseekV2Tiny) {
 
 TEST(MpiModelParity, DeepseekV3Tiny) {
   on_every_rank_or_abort([] { check_tensor_parallel_fixture("deepseek-v3-tiny"); });
+}
+
+// At tp 2 the collectives (embedding and o_proj all-reduces, the MoE's, the LM head's all-gather) count as
+// communication, the categories still add up to the step's wall time, and the profiler changes no logit.
+TEST(MpiModelTimeSplit, CollectivesCountAsCommunication) {
+  on_every_rank_or_abort([] {
+    const std::string dir = mlarun::testing::data_dir() + "/deepseek-v2-tiny";
+    MpiCommunicator comm;
+    ModelUnderTest tp(load_model_config_from_dir(dir), dir, comm);
+    const OneSequence seq{4, {2, 0, 1}};
+    const std::vector<int32_t> prompt = {5, 17, 42, 7, 99, 3};
+    tp.fresh_cache(3, seq.block_size);
+    const Tensor plain = tp.forward(seq.step(prompt, 0, true));
+    tp.fresh_cache(3, seq.block_size);
+    StepProfiler profiler;
+    const auto start = std::chrono::steady_clock::now();
+    profiler.begin_step();
+    const Tensor watched = tp.forward(seq.step(prompt, 0, true));
+    profiler.end_step();
+    const double wall =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    const TimeSplit split = profiler.split();
+    ASSERT_EQ(plain.shape(), watched.shape());
+    EXPECT_EQ(std::memcmp(plain.raw(), watched.raw(), plain.nbytes()), 0) << "rank " << comm.rank();
+    for (ProfileCategory c : kProfileCategories) EXPECT_GT(split[c], 0) << profile_category_name(c);
+    EXPECT_LE(split.total_ms(), wall);
+    EXPECT_GT(split.total_ms(), 0.95 * wall);
+  });
 }

@@ -1,9 +1,13 @@
-// GPU smoke test: a tensor makes a round trip through device memory. Skips (never fails) without a usable GPU,
-// so it runs on CI machines where the CUDA runtime answers "insufficient driver" or "no device".
+// GPU smoke tests: a tensor makes a round trip through device memory; the step profiler times with events. Skips
+// (never fails) without a usable GPU, so it runs on CI machines where the CUDA runtime answers "insufficient driver"
+// or "no device".
 #include <gtest/gtest.h>
+
+#include <chrono>
 
 #include "runtime/device.h"
 #include "runtime/error.h"
+#include "runtime/step_profiler.h"
 #include "runtime/tensor.h"
 
 using namespace mlarun;
@@ -28,4 +32,36 @@ TEST(GpuDevice, TensorRoundTripThroughDeviceMemory) {
 TEST(GpuDevice, WithoutGpuDeviceAllocationIsAClearError) {
   if (gpu_available()) GTEST_SKIP() << "a GPU is present";
   EXPECT_THROW(Tensor::empty({4}, DType::F32, Device::CUDA), Error);
+}
+
+// The step profiler's CUDA path: regions timed by events on the current stream, read after the step's own
+// synchronization; the second step reuses the first one's events.
+TEST(GpuDevice, StepProfilerTimesRegionsWithEvents) {
+  if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
+  Tensor buffer = Tensor::empty({int64_t(64) << 20}, DType::F32, Device::CUDA);  // 256 MiB
+  const auto zero = [&](int times) {
+    for (int i = 0; i < times; ++i) device_memset_zero(buffer.raw(), buffer.nbytes());
+  };
+  StepProfiler profiler(Device::CUDA);
+  for (int step = 0; step < 2; ++step) {
+    synchronize_stream();
+    const auto start = std::chrono::steady_clock::now();
+    profiler.begin_step();
+    {
+      ProfileRegion moe(ProfileCategory::Moe);
+      zero(4);
+      ProfileRegion comm(ProfileCategory::Communication);
+      zero(1);
+    }
+    profiled(ProfileCategory::Attention, [&] { zero(2); });
+    profiler.end_step();
+    synchronize_stream();
+    const double wall = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+    const TimeSplit split = profiler.split();
+    EXPECT_GT(split[ProfileCategory::Communication], 0) << "step " << step;
+    EXPECT_GT(split[ProfileCategory::Moe], 2 * split[ProfileCategory::Communication]) << "step " << step;
+    EXPECT_GT(split[ProfileCategory::Attention], split[ProfileCategory::Communication]) << "step " << step;
+    EXPECT_EQ(split[ProfileCategory::DenseGemm], 0) << "step " << step;
+    EXPECT_LE(split.total_ms(), wall + 0.05) << "step " << step;
+  }
 }
