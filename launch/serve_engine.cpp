@@ -79,15 +79,14 @@ void ServeEngine::abort(const std::shared_ptr<Channel>& channel, const std::stri
   cv_.notify_all();
 }
 
+void ServeEngine::count_finished(const Live& live, const RequestOutput& out, Clock::time_point now) {
+  ++finished_by_reason_[live.channel->stopped ? "stop" : finish_reason_name(out.finish_reason)];
+  e2e_.observe(seconds_between(live.arrival, now));
+  if (live.num_tokens > 1) tpot_.observe(seconds_between(live.first_token, now) / double(live.num_tokens - 1));
+}
+
 void ServeEngine::finish(Live& live, const RequestOutput& out) {
   Channel& ch = *live.channel;
-  const auto now = Clock::now();
-  {  // counted before the handler learns of it (see loop)
-    std::lock_guard<std::mutex> lk(mu_);
-    ++finished_by_reason_[ch.stopped ? "stop" : finish_reason_name(out.finish_reason)];
-    e2e_.observe(seconds_between(live.arrival, now));
-    if (live.num_tokens > 1) tpot_.observe(seconds_between(live.first_token, now) / double(live.num_tokens - 1));
-  }
   {
     std::lock_guard<std::mutex> lk(ch.mu);
     ch.tokens = out.token_ids;  // the engine's final word (the same tokens the steps streamed)
@@ -163,8 +162,8 @@ void ServeEngine::loop() {
       publisher_.publish_shutdown();
       break;
     }
-    // The metrics first, then the handlers: a client that has just seen its request finish reads /metrics that
-    // already count it (no running request left behind by a race with this thread).
+    // The step's metrics in one update, then the handlers: a client that has just seen its request finish reads
+    // /metrics that already count it, and no reader sees the gauges of this step without its finished requests.
     const auto after = Clock::now();
     int64_t new_prompt = 0, new_gen = 0;
     std::vector<std::pair<Channel*, int32_t>> fresh;  // (request, token) to hand over
@@ -190,6 +189,8 @@ void ServeEngine::loop() {
       kv_usage_ = cache.num_blocks ? double(cache.used) / double(cache.num_blocks) : 0.0;
       prompt_tokens_ += new_prompt;
       generation_tokens_ += new_gen;
+      for (const RequestOutput& out : done)
+        if (auto it = live_.find(out.id); it != live_.end()) count_finished(it->second, out, after);
     }
     for (auto& [channel, token] : fresh) {
       {

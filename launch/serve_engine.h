@@ -70,7 +70,9 @@ class ServeEngine {
   };
 
   void loop();
-  void finish(Live& live, const RequestOutput& out);
+  // Counts a finished request in the metrics; mu_ held.
+  void count_finished(const Live& live, const RequestOutput& out, std::chrono::steady_clock::time_point now);
+  void finish(Live& live, const RequestOutput& out);  // hands the final tokens and reason to the request's handler
 
   Engine& engine_;
   PlanChannel one_rank_;   // the inactive channel a single rank publishes to
