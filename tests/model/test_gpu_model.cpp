@@ -77,6 +77,25 @@ void check_fixture_bf16(const std::string& name, int64_t block_size, MlaPath pre
   decode.check(tag + " prefill + decode", bf16_error);
 }
 
+// Three steps of two sequences over a pool of 12 blocks of 4 tokens (shuffled tables): both first prefill chunks,
+// then a chunk over its cached prefix beside a decode, then two decodes; logits at every row.
+std::vector<ForwardBatch> mixed_steps() {
+  static const std::vector<int32_t> a_table = {7, 2, 9, 0}, b_table = {5, 11, 3};
+  static const std::vector<int32_t> a = {5, 17, 42, 3, 8, 13, 21, 34, 55, 1, 2}, b = {9, 100, 4, 6, 12, 30, 7};
+  using Piece = std::tuple<const std::vector<int32_t>*, int64_t, int64_t, const std::vector<int32_t>*>;
+  std::vector<ForwardBatch> steps;
+  for (const std::vector<Piece>& pieces : {std::vector<Piece>{{&a, 0, 7, &a_table}, {&b, 0, 5, &b_table}},
+                                           std::vector<Piece>{{&b, 5, 1, &b_table}, {&a, 7, 3, &a_table}},
+                                           std::vector<Piece>{{&a, 10, 1, &a_table}, {&b, 6, 1, &b_table}}}) {
+    ForwardBatch& batch = steps.emplace_back();
+    for (auto [tokens, start, n, table] : pieces) {
+      const int64_t first = batch.add_sequence(tokens->data() + start, n, start, *table, 4);
+      for (int64_t i = 0; i < n; ++i) batch.logit_rows.push_back(first + i);
+    }
+  }
+  return steps;
+}
+
 }  // namespace
 
 TEST(GpuModel, DeepseekV2TinyBf16WithinTwiceTheReferenceBf16Error) {
@@ -106,19 +125,8 @@ TEST(GpuModel, BatchedBackendOnMixedStepsMatchesTheCpuReference) {
     const ModelConfig& c = cpu->config();
     CachePool cpu_pool = CachePool::allocate(c.n_layers, 12, 4, c.latent_dim(), DType::F32, Device::CPU);
     CachePool gpu_pool = CachePool::allocate(c.n_layers, 12, 4, c.latent_dim(), DType::BF16, Device::CUDA);
-    const std::vector<int32_t> a_table = {7, 2, 9, 0}, b_table = {5, 11, 3};
-    const std::vector<int32_t> a = {5, 17, 42, 3, 8, 13, 21, 34, 55, 1, 2}, b = {9, 100, 4, 6, 12, 30, 7};
-    using Piece = std::tuple<const std::vector<int32_t>*, int64_t, int64_t, const std::vector<int32_t>*>;
     ParityTally tally;
-    for (const std::vector<Piece>& pieces :
-         {std::vector<Piece>{{&a, 0, 7, &a_table}, {&b, 0, 5, &b_table}},
-          std::vector<Piece>{{&b, 5, 1, &b_table}, {&a, 7, 3, &a_table}},
-          std::vector<Piece>{{&a, 10, 1, &a_table}, {&b, 6, 1, &b_table}}}) {
-      ForwardBatch batch;
-      for (auto [tokens, start, n, table] : pieces) {
-        const int64_t first = batch.add_sequence(tokens->data() + start, n, start, *table, 4);
-        for (int64_t i = 0; i < n; ++i) batch.logit_rows.push_back(first + i);
-      }
+    for (const ForwardBatch& batch : mixed_steps()) {
       Tensor want = cpu->forward(batch, cpu_pool.layers);
       Tensor got = ops::to_host_f32(gpu->forward(batch, gpu_pool.layers));
       tally.add(got.data<float>(), want.data<float>(), want.dim(0), c.vocab_size);
@@ -149,20 +157,9 @@ TEST(GpuModel, QuantizedCachesMatchTheCpuReadingTheSameFormat) {
       CachePool exact = CachePool::allocate(c.n_layers, 12, 4, c.latent_dim(), DType::F32, Device::CPU);
       CachePool cpu_pool = CachePool::allocate(c.n_layers, 12, 4, cpu_row.width, cpu_row.dtype, Device::CPU);
       CachePool gpu_pool = CachePool::allocate(c.n_layers, 12, 4, gpu_row.width, gpu_row.dtype, Device::CUDA);
-      const std::vector<int32_t> a_table = {7, 2, 9, 0}, b_table = {5, 11, 3};
-      const std::vector<int32_t> a = {5, 17, 42, 3, 8, 13, 21, 34, 55, 1, 2}, b = {9, 100, 4, 6, 12, 30, 7};
-      using Piece = std::tuple<const std::vector<int32_t>*, int64_t, int64_t, const std::vector<int32_t>*>;
       ParityTally tally;
       double quant_effect = 0;
-      for (const std::vector<Piece>& pieces :
-           {std::vector<Piece>{{&a, 0, 7, &a_table}, {&b, 0, 5, &b_table}},
-            std::vector<Piece>{{&b, 5, 1, &b_table}, {&a, 7, 3, &a_table}},
-            std::vector<Piece>{{&a, 10, 1, &a_table}, {&b, 6, 1, &b_table}}}) {
-        ForwardBatch batch;
-        for (auto [tokens, start, n, table] : pieces) {
-          const int64_t first = batch.add_sequence(tokens->data() + start, n, start, *table, 4);
-          for (int64_t i = 0; i < n; ++i) batch.logit_rows.push_back(first + i);
-        }
+      for (const ForwardBatch& batch : mixed_steps()) {
         const Tensor f32 = cpu->forward(batch, exact.layers);
         const Tensor want = cpu->forward(batch, cpu_pool.layers);
         const Tensor got = ops::to_host_f32(gpu->forward(batch, gpu_pool.layers));
