@@ -34,6 +34,12 @@ void write_cache(const Tensor&, const std::vector<int64_t>&, const Tensor&) { un
 Tensor gather_cache(const Tensor&, const std::vector<int32_t>&, int64_t) { unavailable("gather_cache"); }
 Tensor attention(const Tensor&, const Tensor&, const Tensor&, float, int64_t, Tensor*) { unavailable("attention"); }
 void lse_merge_rescale(const Tensor&, const Tensor&, int64_t) { unavailable("lse_merge_rescale"); }
+Tensor ranged_attention(const Tensor&, const Tensor&, const Tensor&, float, const Tensor&, const Tensor&, Tensor&) {
+  unavailable("ranged_attention");
+}
+void merge_attention_partials(const Tensor&, const Tensor&, const Tensor&, const Tensor&) {
+  unavailable("merge_attention_partials");
+}
 Tensor mla_paged_attention(const Tensor&, const Tensor&, const std::vector<BatchSequence>&, int64_t, float, Tensor*) {
   unavailable("mla_paged_attention");
 }

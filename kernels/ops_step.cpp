@@ -163,6 +163,38 @@ Tensor varlen_attention(const Tensor& q, const Tensor& k, const Tensor& v, float
   return o;
 }
 
+Tensor ranged_attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, const Tensor& key_begin,
+                        const Tensor& key_count, Tensor& lse) {
+  const Device dev = device_of("ranged_attention", {{"q", q}, {"k", k}, {"v", v}, {"key_begin", key_begin}});
+  MLARUN_CHECK(q.ndim() == 3 && k.ndim() == 3 && v.ndim() == 3 && k.dim(2) == q.dim(2) && v.dim(0) == k.dim(0) &&
+                   v.dim(1) == k.dim(1) && k.dim(1) > 0 && q.dim(1) % k.dim(1) == 0,
+               "ranged_attention: q ", q.describe(), ", k ", k.describe(), ", v ", v.describe(),
+               " do not fit together");
+  require_index("ranged_attention", "key_begin", key_begin, DType::I32, q.dim(0));
+  require_index("ranged_attention", "key_count", key_count, DType::I32, q.dim(0));
+  if (dev == Device::CUDA) return cuda::ranged_attention(q, k, v, scale, key_begin, key_count, lse);
+  require_f32("ranged_attention", {{"q", q}, {"k", k}, {"v", v}});
+  const std::vector<int32_t> begin = host_list<int32_t>(key_begin), count = host_list<int32_t>(key_count);
+  for (size_t t = 0; t < begin.size(); ++t)  // host memory here: the ranges are checked where they are read
+    MLARUN_CHECK(count[t] == 0 || (begin[t] >= 0 && count[t] > 0 && begin[t] + count[t] <= k.dim(0)),
+                 "ranged_attention: row ", t, " keys [", begin[t], ", ", begin[t] + count[t], ") of ", k.dim(0));
+  return cpu::ranged_attention(q, k, v, scale, begin, count, lse);
+}
+
+void merge_attention_partials(Tensor& o, Tensor& lse, const Tensor& o_part, const Tensor& lse_part) {
+  const Device dev = device_of("merge_attention_partials",
+                               {{"o", o}, {"lse", lse}, {"o_part", o_part}, {"lse_part", lse_part}});
+  MLARUN_CHECK(o.ndim() == 3 && o_part.shape() == o.shape() &&
+                   (o.dtype() == DType::F32 || o.dtype() == o_part.dtype()) && lse.dtype() == DType::F32 &&
+                   lse_part.dtype() == DType::F32 && lse.shape() == lse_part.shape() &&
+                   lse.shape() == (Shape{o.dim(0), o.dim(1)}),
+               "merge_attention_partials: o ", o.describe(), ", lse ", lse.describe(), ", o_part ", o_part.describe(),
+               ", lse_part ", lse_part.describe());
+  if (dev == Device::CUDA) return cuda::merge_attention_partials(o, lse, o_part, lse_part);
+  require_f32("merge_attention_partials", {{"o", o}, {"o_part", o_part}});
+  cpu::merge_attention_partials(o, lse, o_part, lse_part);
+}
+
 MlaDecodePlan plan_mla_decode(const StepPart& part, Device device, DType dtype, int64_t heads, int64_t kv_lora_rank,
                               int64_t rope_dim, int64_t block_size, KvQuant cache) {
   MlaDecodePlan plan;

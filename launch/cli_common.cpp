@@ -39,6 +39,8 @@ void add_model_options(CLI::App& cmd, ModelOptions& o) {
                      "Longest prompt + generation; when not given: min(4096, the model's max_seq_len)");
   cmd.add_option("--max-num-seqs,--max-batch-size", r.max_num_seqs, "Sequences per step");
   cmd.add_option("--max-num-batched-tokens", r.max_num_batched_tokens, "Tokens per step (prefill chunks and decodes)");
+  cmd.add_option("--prefill-context-piece-tokens", r.prefill_context_piece_tokens,
+                 "Context tokens a step's prefill up-projects to K/V at once; longer contexts go in pieces");
   cmd.add_option("--gpu-memory-utilization", r.gpu_memory_utilization, "Fraction of GPU memory to use, (0, 1]");
   cmd.add_flag("--enable-prefix-caching,!--no-enable-prefix-caching,!--no-prefix-caching", r.enable_prefix_caching,
                "Share the cache of common prompt prefixes between requests (default: on)");

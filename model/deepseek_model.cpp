@@ -74,8 +74,8 @@ std::unique_ptr<DeepseekModel> DeepseekModel::load(ModelConfig config, const std
                                          dcp);
 }
 
-void DeepseekModel::set_mla_backend(MlaBackendKind kind) {
-  mla_ = make_mla_backend(kind, config_, mla_local_heads_, placement_, dcp_);
+void DeepseekModel::set_mla_backend(MlaBackendKind kind, MlaBackendOptions options) {
+  mla_ = make_mla_backend(kind, config_, mla_local_heads_, placement_, dcp_, options);
 }
 
 Tensor DeepseekModel::forward(const ForwardBatch& batch, std::vector<Tensor>& cache) const {

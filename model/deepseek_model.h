@@ -77,8 +77,9 @@ class DeepseekModel {
   // (StepTensors::build, one upload; the runner keeps the staging buffer); the first form builds them itself.
   Tensor forward(const ForwardBatch& batch, std::vector<Tensor>& cache) const;
   Tensor forward(const ForwardBatch& batch, const StepTensors& step, std::vector<Tensor>& cache) const;
-  // Which MLA backend the layers attend through (Auto: the reference on the CPU, the batched one on the GPU).
-  void set_mla_backend(MlaBackendKind kind);
+  // Which MLA backend the layers attend through (Auto: the reference on the CPU, the batched one on the GPU), and
+  // how it bounds its work.
+  void set_mla_backend(MlaBackendKind kind, MlaBackendOptions options = {});
   const MlaBackend& mla_backend() const { return *mla_; }
   // This rank's place in its decode-context-parallel group (size 1: none); step tensors must be built with it.
   ContextParallel context_parallel() const { return {dcp_.size(), dcp_.rank()}; }

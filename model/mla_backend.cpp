@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <unordered_map>
+#include <utility>
 
 #include "kernels/kv_quant.h"
 #include "runtime/error.h"
@@ -84,12 +85,14 @@ class ReferenceMlaBackend final : public MlaBackend {
 
 class BatchedMlaBackend final : public MlaBackend {
  public:
-  BatchedMlaBackend(const ModelConfig& c, int64_t heads, const Placement& placement, MlaDcpGroup dcp)
+  BatchedMlaBackend(const ModelConfig& c, int64_t heads, const Placement& placement, MlaDcpGroup dcp,
+                    MlaBackendOptions options)
       : c_(c),
         heads_(heads),
         out_heads_(heads / dcp.size()),
         placement_(placement),
         dcp_(dcp),
+        options_(options),
         scale_(float(c.softmax_scale())) {}
   const char* name() const override { return "batched"; }
 
@@ -102,7 +105,11 @@ class BatchedMlaBackend final : public MlaBackend {
     absorbed_slots_ = Tensor();
     local_blocks_ = LocalBlocks();
     decode_planned_ = false;  // the first layer plans mla_decode: the plan needs the cache's format
+    pieces_ = plan_prefill_pieces(step.naive, options_.prefill_context_piece_rows, step.device);
+    kv_rows_peak_ = 0;
   }
+
+  int64_t kv_rows_peak() const override { return kv_rows_peak_; }
 
   Tensor forward(const Tensor& q, const Tensor& cache, const MlaLayerWeights& w) const override {
     MLARUN_CHECK(step_ != nullptr, "MLA backend: forward before plan");
@@ -126,33 +133,65 @@ class BatchedMlaBackend final : public MlaBackend {
   }
 
  private:
+  // Where the naive path reads context latents: `table` ([rows, 1, width] blocks of one row, or the cache itself)
+  // and `index`, one entry per context row of the part (kv_slots order), its row in `table`.
+  struct ContextLatents {
+    Tensor table;
+    Tensor index;
+    KvCacheFormat fmt;
+  };
+
+  ContextLatents context_latents(const Tensor& cache, DType dtype) const {
+    const StepPart& part = step_->naive;
+    const KvCacheFormat fmt = kv_cache_format(cache.dtype(), dtype, c_.kv_lora_rank, c_.qk_rope_head_dim);
+    if (!dcp_.on()) return {cache, part.kv_slots, fmt};
+    // This rank's rows of every context (padded alike on every rank) as the cache holds them (a quantized cache:
+    // its stored bytes), gathered from the whole group; row p of a context came from rank p % N and context_rows
+    // puts them back in position order. A quantized table is read back dequantized: the values dcp 1 reads.
+    const Tensor mine = ops::gather_rows(cache.view({cache.dim(0) * cache.dim(1), cache.dim(2)}), part.kv_slots);
+    const int64_t padded = mine.dim(0), W = mine.dim(1);
+    const Tensor all = dcp_.comm->all_gather_last_dim(mine);  // rank-interleaved
+    return {all.view({padded * dcp_.size(), 1, W}), part.context_rows, fmt};
+  }
+
+  // The latent rows `index` names, up-projected: k [n, H_out, nope + rope] (k_pe shared by all heads), v per head.
+  std::pair<Tensor, Tensor> up_projected(const ContextLatents& src, const Tensor& index, DType dtype,
+                                         const MlaLayerWeights& w) const {
+    const int64_t n = index.numel(), R = c_.kv_lora_rank, Dr = c_.qk_rope_head_dim;
+    const int64_t nope = c_.qk_nope_head_dim, vd = c_.v_head_dim;
+    const Tensor& t = src.table;
+    const Tensor rows = src.fmt.quantized() ? ops::gather_rows_dequantized(t, src.fmt, index, dtype)
+                                            : ops::gather_rows(t.view({t.dim(0) * t.dim(1), t.dim(2)}), index);
+    Tensor kvb = ops::linear(ops::narrow_last_dim(rows, 0, R), w.wkv_b).view({n, out_heads_, nope + vd});
+    Tensor k = ops::concat_last_dim(ops::narrow_last_dim(kvb, 0, nope),
+                                    ops::narrow_last_dim(rows, R, Dr).view({n, 1, Dr}));
+    kv_rows_peak_ = std::max(kv_rows_peak_, n);
+    return {k, ops::narrow_last_dim(kvb, nope, vd)};
+  }
+
+  // Every context row of every prefill sequence gathered and up-projected at once (one GEMM), then varlen
+  // attention; past the piece budget, piece by piece (model/prefill_pieces.h) with an f32 running output.
   Tensor naive(const Tensor& q, const Tensor& cache, const MlaLayerWeights& w) const {
     const StepPart& part = step_->naive;
-    const int64_t K = part.total_k, R = c_.kv_lora_rank, Dr = c_.qk_rope_head_dim;
-    const int64_t nope = c_.qk_nope_head_dim, vd = c_.v_head_dim;
-    // Every context row of every prefill sequence in one gather, up-projected by one GEMM.
-    const KvCacheFormat fmt = kv_cache_format(cache.dtype(), q.dtype(), R, Dr);
-    const Tensor pool = cache.view({cache.dim(0) * cache.dim(1), cache.dim(2)});
-    Tensor rows;
-    if (dcp_.on()) {
-      // This rank's rows of every context (padded alike on every rank) as the cache holds them (a quantized cache:
-      // its stored bytes), gathered from the whole group, then put back in position order (row p of a context came
-      // from rank p % N) and, for a quantized cache, read back dequantized: the values dcp 1 reads.
-      const Tensor mine = ops::gather_rows(pool, part.kv_slots);
-      const int64_t padded = mine.dim(0), W = mine.dim(1);
-      const Tensor all = dcp_.comm->all_gather_last_dim(mine).view({padded * dcp_.size(), W});  // rank-interleaved
-      const Tensor as_pool = all.view({padded * dcp_.size(), 1, W});  // a pool of one-row blocks
-      rows = fmt.quantized() ? ops::gather_rows_dequantized(as_pool, fmt, part.context_rows, q.dtype())
-                             : ops::gather_rows(all, part.context_rows);
-    } else {
-      rows = fmt.quantized() ? ops::gather_rows_dequantized(cache, fmt, part.kv_slots, q.dtype())
-                             : ops::gather_rows(pool, part.kv_slots);
+    const ContextLatents src = context_latents(cache, q.dtype());
+    const Tensor qh = own_heads(q, c_.qk_head_dim());
+    if (pieces_.empty()) {
+      const auto [k, v] = up_projected(src, src.index, q.dtype(), w);
+      return ops::varlen_attention(qh, k, v, scale_, part);
     }
-    Tensor kvb = ops::linear(ops::narrow_last_dim(rows, 0, R), w.wkv_b).view({K, out_heads_, nope + vd});
-    Tensor k = ops::concat_last_dim(ops::narrow_last_dim(kvb, 0, nope),
-                                    ops::narrow_last_dim(rows, R, Dr).view({K, 1, Dr}));
-    Tensor v = ops::narrow_last_dim(kvb, nope, vd);
-    return ops::varlen_attention(own_heads(q, c_.qk_head_dim()), k, v, scale_, part);
+    Tensor o, lse;
+    for (const PrefillPiece& piece : pieces_) {
+      const auto [k, v] = up_projected(src, src.index.rows(piece.first_row, piece.num_rows), q.dtype(), w);
+      Tensor lse_piece;
+      const Tensor o_piece = ops::ranged_attention(qh, k, v, scale_, piece.key_begin, piece.key_count, lse_piece);
+      if (!o.defined()) {
+        o = ops::convert(o_piece, DType::F32);
+        lse = lse_piece;
+      } else {
+        ops::merge_attention_partials(o, lse, o_piece, lse_piece);
+      }
+    }
+    return ops::convert(o, q.dtype());
   }
 
   // x [n, heads_, d] -> this rank's own heads [n, out_heads_, d] (all of them without DCP).
@@ -269,8 +308,11 @@ class BatchedMlaBackend final : public MlaBackend {
   int64_t out_heads_;  // H_out
   Placement placement_;
   MlaDcpGroup dcp_;
+  MlaBackendOptions options_;
   float scale_;
   const StepTensors* step_ = nullptr;
+  std::vector<PrefillPiece> pieces_;  // the step's naive context in pieces; empty: it fits at once
+  mutable int64_t kv_rows_peak_ = 0;
   const ForwardBatch* batch_ = nullptr;
   mutable Tensor absorbed_slots_;  // i64 on the cache's device; undefined until a quantized cache asks
   mutable LocalBlocks local_blocks_;  // undefined slots until a quantized cache under DCP asks
@@ -281,13 +323,14 @@ class BatchedMlaBackend final : public MlaBackend {
 }  // namespace
 
 std::unique_ptr<MlaBackend> make_mla_backend(MlaBackendKind kind, const ModelConfig& c, int64_t local_heads,
-                                             const Placement& placement, MlaDcpGroup dcp) {
+                                             const Placement& placement, MlaDcpGroup dcp,
+                                             MlaBackendOptions options) {
   MLARUN_CHECK(local_heads % dcp.size() == 0, "MLA backend: ", local_heads, " query heads do not split over ",
                dcp.size(), " ranks of a decode-context-parallel group");
   if (kind == MlaBackendKind::Auto)
     kind = placement.device == Device::CUDA ? MlaBackendKind::Batched : MlaBackendKind::Reference;
   if (kind == MlaBackendKind::Reference && !dcp.on()) return std::make_unique<ReferenceMlaBackend>(c, local_heads);
-  return std::make_unique<BatchedMlaBackend>(c, local_heads, placement, dcp);
+  return std::make_unique<BatchedMlaBackend>(c, local_heads, placement, dcp, options);
 }
 
 }  // namespace mlarun

@@ -61,6 +61,8 @@ void RuntimeOptions::validate() const {
                ": must be at least 1");
   MLARUN_CHECK(max_model_len >= 1, "option --max-model-len (--max-seq-len): value ", max_model_len,
                ": must be at least 1");
+  MLARUN_CHECK(prefill_context_piece_tokens >= 1, "option --prefill-context-piece-tokens: value ",
+               prefill_context_piece_tokens, ": must be at least 1");
   // The CPU runs DCP over a quantized cache (docs/layouts.md §2.6); the CUDA path is compile-checked only and has
   // not been run with quantized rows under DCP, so it is refused there rather than trusted untested.
   MLARUN_CHECK(decode_context_parallel_size == 1 || device != Device::CUDA ||

@@ -51,6 +51,9 @@ struct RuntimeOptions {
   int64_t max_num_seqs = 256;              // --max-num-seqs (--max-batch-size): sequences per step
   int64_t max_num_batched_tokens = 8192;   // --max-num-batched-tokens: tokens per step, prefill chunks and decodes
   int64_t max_model_len = 4096;            // --max-model-len (--max-seq-len): prompt + completion tokens at most
+  // --prefill-context-piece-tokens: MLA's naive prefill holds K/V for at most this many context tokens of a step
+  // at once, attending longer contexts piece by piece (docs/model.md §2.4)
+  int64_t prefill_context_piece_tokens = 8192;
   bool enable_prefix_caching = true;       // --enable-prefix-caching / --no-enable-prefix-caching
   int32_t eos_token_id = -1;               // the model's end-of-sequence token (set from its config); -1: none
 

@@ -65,6 +65,9 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
 Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const std::vector<BatchSequence>& sequences,
                            int64_t kv_lora_rank, float scale, Tensor* lse);
 void lse_merge_rescale(Tensor& o, const Tensor& lse_all, int64_t rank);
+Tensor ranged_attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
+                        const std::vector<int32_t>& key_begin, const std::vector<int32_t>& key_count, Tensor& lse);
+void merge_attention_partials(Tensor& o, Tensor& lse, const Tensor& o_part, const Tensor& lse_part);
 
 // sampling.cpp (with the host sampler of cpu/sampling.h, which these call row by row); f32 logits
 std::vector<int32_t> argmax_rows(const Tensor& logits);

@@ -75,6 +75,40 @@ Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const std::vecto
   return o;
 }
 
+Tensor ranged_attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
+                        const std::vector<int32_t>& key_begin, const std::vector<int32_t>& key_count, Tensor& lse) {
+  const int64_t Tq = q.dim(0), H = q.dim(1), D = q.dim(2), Tk = k.dim(0), Hkv = k.dim(1), Dv = v.dim(2);
+  Tensor o = Tensor::zeros({Tq, H, Dv}, DType::F32);
+  lse = Tensor::empty({Tq, H}, DType::F32);
+  std::vector<float> scratch(static_cast<size_t>(Tk));
+  const int64_t group = H / Hkv;
+  for (int64_t i = 0; i < Tq; ++i)
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t kh = h / group, first = key_begin[size_t(i)], n = key_count[size_t(i)];
+      lse.data<float>()[i * H + h] =
+          n == 0 ? -INFINITY  // no key in range: o stays 0
+                 : attend_one(q.data<float>() + (i * H + h) * D, k.data<float>() + (first * Hkv + kh) * D, Hkv * D,
+                              v.data<float>() + (first * Hkv + kh) * Dv, Hkv * Dv, n, D, Dv, scale,
+                              o.data<float>() + (i * H + h) * Dv, scratch.data());
+    }
+  return o;
+}
+
+void merge_attention_partials(Tensor& o, Tensor& lse, const Tensor& o_part, const Tensor& lse_part) {
+  const int64_t rows = lse.numel(), D = o.dim(2);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float a = lse.data<float>()[r], b = lse_part.data<float>()[r];
+    if (b == -INFINITY) continue;  // the part saw no key: nothing to add
+    const double m = std::fmax(a, b);
+    const double wa = a == -INFINITY ? 0.0 : std::exp(double(a) - m), wb = std::exp(double(b) - m);
+    const double sum = wa + wb;
+    float* acc = o.data<float>() + r * D;
+    const float* part = o_part.data<float>() + r * D;
+    for (int64_t d = 0; d < D; ++d) acc[d] = float((wa * acc[d] + wb * part[d]) / sum);
+    lse.data<float>()[r] = float(m + std::log(sum));
+  }
+}
+
 void lse_merge_rescale(Tensor& o, const Tensor& lse_all, int64_t rank) {
   const int64_t T = o.dim(0), H = o.dim(1), D = o.dim(2), N = lse_all.dim(1) / H;
   for (int64_t t = 0; t < T; ++t)

@@ -73,6 +73,11 @@ Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const std::vecto
 Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const Tensor& tables, const Tensor& table_start,
                            const Tensor& n_keys, int64_t kv_lora_rank, float scale, Tensor* lse);
 void lse_merge_rescale(const Tensor& o, const Tensor& lse_all, int64_t rank);
+// key_begin, key_count i32 [Tq] on the device; lse receives f32 [Tq, H].
+Tensor ranged_attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, const Tensor& key_begin,
+                        const Tensor& key_count, Tensor& lse);
+// o f32 or bf16, o_part f32 or bf16; lse and lse_part f32.
+void merge_attention_partials(const Tensor& o, const Tensor& lse, const Tensor& o_part, const Tensor& lse_part);
 
 // fast_attention.cpp: the two large kernels behind the model's attention (ops.h varlen_attention, mla_decode)
 bool flash_prefill_fits(int64_t d_qk, int64_t d_v, DType dtype);

@@ -23,10 +23,13 @@ struct AttentionArgs {
   const void* q = nullptr;  // [T, H, D]
   int64_t H = 0, D = 0, Dv = 0;
   bool paged = false;
-  // Dense: k [Tk, Hkv, D], v [Tk, Hkv, Dv]; token t sees keys [0, q_offset + t].
+  // Dense: k [Tk, Hkv, D], v [Tk, Hkv, Dv]; token t sees keys [0, q_offset + t], or with key ranges
+  // [key_begin[t], key_begin[t] + key_count[t]) (ops::ranged_attention).
   const void* k = nullptr;
   const void* v = nullptr;
   int64_t Hkv = 1, q_offset = 0;
+  const int32_t* key_begin = nullptr;
+  const int32_t* key_count = nullptr;
   // Paged: token t sees n_keys[t] rows of its sequence, whose block table starts at tables[table_start[t]].
   const void* pool = nullptr;  // [blocks, block_size, D]
   const int32_t* tables = nullptr;
@@ -51,7 +54,8 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(const AttentionA
   for (int64_t d = threadIdx.x; d < a.D; d += blockDim.x) q_s[d] = load_f(a.q, row * a.D + d, a.bf16);
   __syncthreads();
 
-  const int64_t n = a.paged ? int64_t(a.n_keys[t]) : a.q_offset + t + 1;
+  const int64_t n = a.paged ? int64_t(a.n_keys[t]) : a.key_count ? int64_t(a.key_count[t]) : a.q_offset + t + 1;
+  const int64_t first = a.key_count ? int64_t(a.key_begin[t]) : 0;
   const int64_t kh = a.paged ? 0 : h / (a.H / a.Hkv);
   float m = -INFINITY, l = 0.0f, acc[kValuesPerLane];
 #pragma unroll
@@ -68,8 +72,8 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(const AttentionA
     } else {
       kbase = a.k;
       vbase = a.v;
-      koff = (key * a.Hkv + kh) * a.D;
-      voff = (key * a.Hkv + kh) * a.Dv;
+      koff = ((first + key) * a.Hkv + kh) * a.D;
+      voff = ((first + key) * a.Hkv + kh) * a.Dv;
     }
     float dot = 0.0f;
     for (int64_t d = lane; d < a.D; d += 32) dot += q_s[d] * load_f(kbase, koff + d, a.bf16);
@@ -156,6 +160,31 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
   return o;
 }
 
+Tensor ranged_attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, const Tensor& key_begin,
+                        const Tensor& key_count, Tensor& lse) {
+  AttentionArgs a;
+  a.bf16 = is_bf16(q, "ranged_attention");
+  MLARUN_CHECK(k.dtype() == q.dtype() && v.dtype() == q.dtype(), "ranged_attention: q ", q.describe(), ", k ",
+               k.describe(), ", v ", v.describe(), " must share one dtype");
+  const int64_t Tq = q.dim(0);
+  a.q = q.raw();
+  a.H = q.dim(1);
+  a.D = q.dim(2);
+  a.Dv = v.dim(2);
+  a.k = k.raw();
+  a.v = v.raw();
+  a.Hkv = k.dim(1);
+  a.key_begin = key_begin.data<int32_t>();
+  a.key_count = key_count.data<int32_t>();
+  a.scale = scale;
+  Tensor o = Tensor::empty({Tq, a.H, a.Dv}, q.dtype(), Device::CUDA);
+  lse = Tensor::empty({Tq, a.H}, DType::F32, Device::CUDA);
+  a.o = o.raw();
+  a.lse = lse.data<float>();
+  if (Tq * a.H > 0) launch(a, Tq);
+  return o;
+}
+
 Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const std::vector<BatchSequence>& sequences,
                            int64_t kv_lora_rank, float scale, Tensor* lse) {
   AttentionArgs a;
@@ -219,7 +248,33 @@ __global__ void lse_merge_rescale_kernel(void* o, const float* lse_all, int64_t 
     for (int64_t d = 0; d < D; ++d) store_f(o, i * D + d, load_f(o, i * D + d, bf16) * w, bf16);
   }
 }
+
+// One thread per (row, head): the running output (f32 or bf16) and the part's merged by their log-sum-exps.
+__global__ void merge_partials_kernel(void* o, float* lse, const void* o_part, const float* lse_part, int64_t rows,
+                                      int64_t D, bool o_bf16, bool part_bf16) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < rows; i += int64_t(gridDim.x) * blockDim.x) {
+    const float a = lse[i], b = lse_part[i];
+    if (b == -INFINITY) continue;  // the part saw no key: nothing to add
+    const float m = fmaxf(a, b);
+    const float wa = a == -INFINITY ? 0.0f : expf(a - m), wb = expf(b - m), sum = wa + wb;
+    for (int64_t d = 0; d < D; ++d) {
+      const float acc = wa == 0.0f ? 0.0f : wa * load_f(o, i * D + d, o_bf16);
+      store_f(o, i * D + d, (acc + wb * load_f(o_part, i * D + d, part_bf16)) / sum, o_bf16);
+    }
+    lse[i] = m + logf(sum);
+  }
+}
 }  // namespace
+
+void merge_attention_partials(const Tensor& o, const Tensor& lse, const Tensor& o_part, const Tensor& lse_part) {
+  const bool o_bf16 = is_bf16(o, "merge_attention_partials"), part_bf16 = is_bf16(o_part, "merge_attention_partials");
+  const int64_t rows = lse.numel(), D = o.dim(2);
+  if (rows == 0) return;
+  constexpr int kThreads = 128;
+  merge_partials_kernel<<<grid_for(rows, kThreads), kThreads, 0, stream()>>>(
+      o.raw(), lse.data<float>(), o_part.raw(), lse_part.data<float>(), rows, D, o_bf16, part_bf16);
+  MLARUN_CUDA_CHECK_LAUNCH("merge_partials_kernel");
+}
 
 void lse_merge_rescale(const Tensor& o, const Tensor& lse_all, int64_t rank) {
   const bool bf16 = is_bf16(o, "lse_merge_rescale");

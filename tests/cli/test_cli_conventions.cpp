@@ -49,7 +49,8 @@ TEST(CliConventions, HelpShowsEveryDefault) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   for (const char* option : {"--block-size", "--max-num-seqs", "--max-model-len", "--max-num-batched-tokens",
                              "--gpu-memory-utilization", "--num-gpu-blocks-override", "--kv-cache-dtype",
-                             "--tensor-parallel-size", "--device", "--max-tokens", "--temperature", "--top-p"})
+                             "--tensor-parallel-size", "--device", "--max-tokens", "--temperature", "--top-p",
+                             "--prefill-context-piece-tokens"})
     EXPECT_TRUE(contains(r.output, option)) << option << "\n" << r.output;
   for (const char* shown : {"INT=64", "INT=256", "INT=4096", "INT=8192", "FLOAT=0.9", "INT=-1", "TEXT=auto", "INT=16"})
     EXPECT_TRUE(contains(r.output, shown)) << shown << "\n" << r.output;

@@ -2,9 +2,11 @@
 // byte (one upload from pinned staging); the device MoE permutation equals the host one exactly and its combine
 // matches in f32; the generic paged MLA kernel over a step part, flash_prefill through varlen_attention (MLA's
 // 192/128 in bf16) and mla_decode through the once-per-step plan (kv_lora_rank 512, rope 64) all match the CPU
-// ops on the same rounded values. Skips without a GPU.
+// ops on the same rounded values, and so do the pieces of a chunked naive prefill merged by log-sum-exp. Skips
+// without a GPU.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <random>
 
 #include "gpu_test_util.h"
@@ -156,4 +158,44 @@ TEST(GpuStepOps, MlaDecodeOverAQuantizedCacheMatchesTheCpuWithLse) {
     EXPECT_LT(rel_error(got, want), kBf16RelTol) << (quant == KvQuant::Fp8 ? "fp8" : "int8");
     EXPECT_LT(rel_error(got_lse, want_lse), 1e-4) << (quant == KvQuant::Fp8 ? "fp8" : "int8");
   }
+}
+
+// The pieces of a chunked naive prefill on the device (docs/model.md §2.4): ranged_attention over three key ranges
+// (a row sees a prefix of a range or none of it: o 0, lse -inf), each folded into an f32 running output by
+// merge_attention_partials, equals dense attention over all the keys on the CPU; each piece matches the CPU's.
+TEST(GpuStepOps, RangedAttentionPiecesMergedByLseMatchTheCpu) {
+  MLARUN_GPU_OR_SKIP();
+  std::mt19937 rng(21);
+  const int64_t Tq = 6, H = 4, Tk = 40, q_offset = Tk - Tq;
+  const Tensor q = bf16_rounded(random_f32({Tq, H, 192}, rng)), k = bf16_rounded(random_f32({Tk, H, 192}, rng));
+  const Tensor v = bf16_rounded(random_f32({Tk, H, 128}, rng));
+  const Tensor q_gpu = to_gpu(q), k_gpu = to_gpu(k), v_gpu = to_gpu(v);
+  const Tensor want = ops::attention(q, k, v, 0.07f, q_offset);
+  Tensor o, lse;
+  for (auto [k0, k1] : std::vector<std::pair<int64_t, int64_t>>{{0, 17}, {17, 36}, {36, 40}}) {
+    Tensor begin = Tensor::zeros({Tq}, DType::I32), count = Tensor::zeros({Tq}, DType::I32);
+    for (int64_t t = 0; t < Tq; ++t)  // query t sees keys 0..q_offset + t
+      count.data<int32_t>()[t] = int32_t(std::clamp<int64_t>(q_offset + t + 1 - k0, 0, k1 - k0));
+    Tensor cpu_lse, gpu_lse;
+    const Tensor cpu_part =
+        ops::ranged_attention(q, k.rows(k0, k1 - k0), v.rows(k0, k1 - k0), 0.07f, begin, count, cpu_lse);
+    const Tensor part = ops::ranged_attention(q_gpu, k_gpu.rows(k0, k1 - k0), v_gpu.rows(k0, k1 - k0), 0.07f,
+                                              begin.to(Device::CUDA), count.to(Device::CUDA), gpu_lse);
+    EXPECT_LT(rel_error(to_host(part), cpu_part), kBf16RelTol) << "keys [" << k0 << ", " << k1 << ")";
+    const Tensor host_lse = to_host(gpu_lse);
+    for (int64_t i = 0; i < host_lse.numel(); ++i) {
+      const float got = host_lse.data<float>()[i], ref = cpu_lse.data<float>()[i];
+      if (ref == -INFINITY)
+        EXPECT_EQ(got, -INFINITY) << "keys [" << k0 << ", " << k1 << ") row " << i;
+      else
+        EXPECT_NEAR(got, ref, 2e-3f) << "keys [" << k0 << ", " << k1 << ") row " << i;
+    }
+    if (!o.defined()) {
+      o = ops::convert(part, DType::F32);
+      lse = gpu_lse;
+    } else {
+      ops::merge_attention_partials(o, lse, part, gpu_lse);
+    }
+  }
+  EXPECT_LT(rel_error(to_host(o), want), kBf16RelTol);
 }

@@ -5,7 +5,8 @@
 // decode steps (absorbed path). Logits must match the Hugging Face reference (1e-4) and a single-rank model
 // (1e-5), greedy tokens the fixture's. With a quantized cache (fp8, int8, and bf16 on the CPU: each rank stores its
 // tokens quantized, prefill all-gathers the stored rows, decode reads its slice dequantized) the same three ways
-// and the decode must match the same tp at dcp 1 with the same cache dtype (1e-5) and pick its greedy tokens. Run
+// and the decode must match the same tp at dcp 1 with the same cache dtype (1e-5) and pick its greedy tokens. The
+// naive prefill in pieces of a tiny context-row budget must match it unpieced (1e-5). Run
 // under mpiexec: np 2 (tp 2 / dcp 2) and np 4 (tp 4 / dcp 4 and tp 4 / dcp 2); a fixture whose heads or experts
 // do not split over tp is skipped (the same on every rank).
 //
@@ -180,6 +181,41 @@ void check_fixture_quantized(const std::string& name, Communicator& comm, Commun
   }
 }
 
+// The naive prefill in pieces (model/prefill_pieces.h: budgets of 3 and 7 context rows, cut after the group's
+// all-gather) gives the unpieced logits, chunk by chunk and for one prefill, with the f32 and int8 caches, and
+// never holds K/V for more rows than the budget.
+void check_fixture_pieced(const std::string& name, Communicator& comm, Communicator& dcp) {
+  const std::string dir = mlarun::testing::data_dir() + "/" + name;
+  const ModelConfig config = load_model_config_from_dir(dir);
+  SafetensorsFile ref(dir + "/reference.safetensors");
+  int last = 0;  // the longest prompt, the last one
+  while (ref.contains("prompt." + std::to_string(last + 1) + ".input_ids")) ++last;
+  Tensor ids = ref.load("prompt." + std::to_string(last) + ".input_ids", DType::I64);
+  const int64_t L = ids.numel();
+  EXPECT_GT(L, 7) << name << ": a prompt too short to need pieces";
+  const std::vector<int32_t> prompt(ids.data<int64_t>(), ids.data<int64_t>() + L);
+  for (KvCacheDtype kv : {KvCacheDtype::Auto, KvCacheDtype::Int8})
+    for (int64_t budget : {3, 7}) {
+      const std::string who = name + " " + kv_cache_dtype_name(kv) + " budget " + std::to_string(budget) +
+                              " rank " + std::to_string(comm.rank());
+      Runner whole(config, dir, comm, &dcp, 2, kv), pieced(config, dir, comm, &dcp, 2, kv);
+      pieced.model->set_mla_backend(MlaBackendKind::Batched, {budget});
+      auto same = [&](const Tensor& got, const Tensor& want, const std::string& what) {
+        EXPECT_LT(max_abs_diff(got.data<float>(), want.data<float>(), got.numel()), 1e-5f) << who << ": " << what;
+        EXPECT_LE(pieced.model->mla_backend().kv_rows_peak(), budget) << who << ": " << what;
+      };
+      whole.fresh(L);
+      pieced.fresh(L);
+      for (int64_t s = 0; s < L; s += 5) {
+        const std::vector<int32_t> chunk(prompt.begin() + s, prompt.begin() + std::min(L, s + 5));
+        same(pieced.step(chunk, s, true), whole.step(chunk, s, true), "chunk at " + std::to_string(s));
+      }
+      whole.fresh(L);
+      pieced.fresh(L);
+      same(pieced.step(prompt, 0, true), whole.step(prompt, 0, true), "prefill");
+    }
+}
+
 // The fixtures whose heads and experts split over the job's ranks (the same decision on every rank).
 std::vector<std::string> fixtures_for(int64_t tp) {
   std::vector<std::string> names;
@@ -204,6 +240,15 @@ void check_all_quantized(int64_t dcp_size) {
   for (const std::string& name : names)
     for (KvCacheDtype kv : {KvCacheDtype::Fp8, KvCacheDtype::Int8, KvCacheDtype::Bf16})
       check_fixture_quantized(name, comm, *dcp, kv);
+}
+
+void check_all_pieced(int64_t dcp_size) {
+  DistributedContext ctx = init_distributed();
+  ASSERT_GE(ctx.world_size, 2) << "run under mpiexec with at least 2 ranks";
+  if (ctx.world_size % dcp_size != 0) GTEST_SKIP() << "dcp " << dcp_size << " does not divide " << ctx.world_size;
+  MpiCommunicator comm;
+  std::unique_ptr<Communicator> dcp = comm.split(int(comm.rank() / dcp_size), int(comm.rank() % dcp_size));
+  for (const std::string& name : fixtures_for(comm.world_size())) check_fixture_pieced(name, comm, *dcp);
 }
 
 void check_all(int64_t dcp_size) {
@@ -235,3 +280,4 @@ TEST(MpiDcpParity, Dcp4) { on_every_rank_or_abort([] { check_all(4); }); }
 // np 2: tp 2 / dcp 2; np 4: tp 4 / dcp 2 (and tp 4 / dcp 4).
 TEST(MpiDcpParity, QuantizedCacheDcp2) { on_every_rank_or_abort([] { check_all_quantized(2); }); }
 TEST(MpiDcpParity, QuantizedCacheDcp4) { on_every_rank_or_abort([] { check_all_quantized(4); }); }
+TEST(MpiDcpParity, PiecedPrefillDcp2) { on_every_rank_or_abort([] { check_all_pieced(2); }); }

@@ -31,6 +31,9 @@ TEST(RuntimeOptions, OutOfRangeValuesNameTheOption) {
   o.max_num_batched_tokens = 0;
   EXPECT_ERROR_MENTIONS(o.validate(), "--max-num-batched-tokens", "0");
   o = RuntimeOptions();
+  o.prefill_context_piece_tokens = 0;
+  EXPECT_ERROR_MENTIONS(o.validate(), "--prefill-context-piece-tokens", "0");
+  o = RuntimeOptions();
   o.num_blocks = 0;
   EXPECT_ERROR_MENTIONS(o.validate(), "--num-gpu-blocks-override", "0");
   o = RuntimeOptions();
