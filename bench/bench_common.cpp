@@ -41,26 +41,28 @@ std::vector<int64_t> parse_int_list(const std::string& text, const std::string& 
   return values;
 }
 
-std::vector<CacheDtype> parse_kv_dtypes(const std::string& text, const std::string& option) {
-  std::vector<CacheDtype> dtypes;
+namespace {
+// The items of a comma list, each parsed by `parse` and allowed once (an error names the repeated item).
+template <typename T, typename Parse>
+std::vector<T> parse_unique_list(const std::string& text, const std::string& option, Parse parse) {
+  std::vector<T> values;
   for (const std::string& item : split_commas(text)) {
-    CacheDtype t = parse_cache_dtype(item, option);
-    for (CacheDtype seen : dtypes)
+    const T t = parse(item);
+    for (const T& seen : values)
       if (seen == t) fail("option ", option, ": '", item, "' in '", text, "' is listed twice");
-    dtypes.push_back(t);
+    values.push_back(t);
   }
-  return dtypes;
+  return values;
+}
+}  // namespace
+
+std::vector<CacheDtype> parse_kv_dtypes(const std::string& text, const std::string& option) {
+  return parse_unique_list<CacheDtype>(text, option,
+                                       [&](const std::string& item) { return parse_cache_dtype(item, option); });
 }
 
 std::vector<KvCacheDtype> parse_kv_cache_dtypes(const std::string& text, const std::string& option) {
-  std::vector<KvCacheDtype> dtypes;
-  for (const std::string& item : split_commas(text)) {
-    const KvCacheDtype t = parse_kv_cache_dtype(item);
-    for (KvCacheDtype seen : dtypes)
-      if (seen == t) fail("option ", option, ": '", item, "' in '", text, "' is listed twice");
-    dtypes.push_back(t);
-  }
-  return dtypes;
+  return parse_unique_list<KvCacheDtype>(text, option, parse_kv_cache_dtype);
 }
 
 void write_text_file(const std::string& path, const std::string& content, const std::string& option) {

@@ -228,10 +228,13 @@ Tensor mla_decode(const Tensor& q, const Tensor& pool, const StepPart& part, con
     return mla_paged_attention_part(q, pool, part, kv_lora_rank, scale, lse);
   }
   device_of("mla_decode", {{"q", q}, {"pool", pool}});
-  const bool unquantized = plan.cache == KvQuant::None;
+  // The pool holds what the plan was made for: q's own rows, or the quantized rows of plan.cache.
+  const auto pool_fits = [&] {
+    if (plan.cache == KvQuant::None) return q.dim(2) == pool.dim(2) && q.dtype() == pool.dtype();
+    return kv_cache_format(pool.dtype(), q.dtype(), kv_lora_rank, q.dim(2) - kv_lora_rank).quant == plan.cache;
+  };
   MLARUN_CHECK(q.ndim() == 3 && q.dim(0) == part.num_tokens && q.dim(1) == plan.heads && pool.ndim() == 3 &&
-                   (unquantized ? q.dim(2) == pool.dim(2) && q.dtype() == pool.dtype()
-                                : pool.dtype() == (plan.cache == KvQuant::Fp8 ? DType::F8_E4M3 : DType::I8)),
+                   pool_fits(),
                "mla_decode: q ", q.describe(), " for ", part.num_tokens, " rows of ", plan.heads,
                " heads over a pool of ", pool.describe());
   Tensor o = cuda::mla_decode_run(q, pool, plan.cache, part, plan.workspace, plan.num_sms, !plan.scheduled,

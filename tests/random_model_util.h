@@ -6,10 +6,12 @@
 #include <cmath>
 #include <vector>
 
+#include "bench/random_weights.h"
 #include "parallel/communicator.h"
 #include "runtime/error.h"
 #include "runtime/model_config.h"
 #include "runtime/tensor.h"
+#include "test_util.h"  // max_abs_diff
 
 namespace mlarun::testing {
 
@@ -56,11 +58,11 @@ class LoneRankCommunicator final : public Communicator {
   int rank_, world_;
 };
 
-inline float max_abs_diff(const Tensor& a, const Tensor& b) {
-  float m = a.numel() == b.numel() ? 0.0f : INFINITY;
-  for (int64_t i = 0; i < std::min(a.numel(), b.numel()); ++i)
-    m = std::max(m, std::fabs(a.data<float>()[i] - b.data<float>()[i]));
-  return m;
+// rows x cols f32 of bench's deterministic normal values (stream `seed`).
+inline Tensor random_rows(int64_t rows, int64_t cols, uint64_t seed) {
+  Tensor t = Tensor::empty({rows, cols}, DType::F32);
+  random_normal_values(seed, 0, t.data<float>(), t.numel());
+  return t;
 }
 
 inline float max_abs(const Tensor& a) {

@@ -16,6 +16,8 @@
 #include <vector>
 
 #include "runtime/error.h"
+#include "runtime/safetensors.h"
+#include "runtime/tensor.h"
 
 // Whether this build runs under AddressSanitizer (which reserves terabytes of address space and, unless told
 // otherwise, ends the process on a failed huge allocation instead of returning null).
@@ -47,6 +49,14 @@ inline bool huge_allocations_abort() {
 
 inline std::string data_dir() { return MLARUN_TEST_DATA_DIR; }
 inline std::string source_dir() { return MLARUN_SOURCE_DIR; }
+// Every fixture with a Hugging Face reference under data_dir(): the two tiny models, then the shape fixtures.
+inline const std::vector<std::string>& reference_fixtures() {
+  static const std::vector<std::string> fixtures = {
+      "deepseek-v2-tiny",         "deepseek-v3-tiny",          "shapes/v2-noqlora-greedy-vdim",
+      "shapes/v2-grouped-norope", "shapes/v3-nonorm-onegroup", "shapes/v3-grouped-noshared",
+      "shapes/v3-rope-halves"};
+  return fixtures;
+}
 
 // A fresh directory under /tmp, removed when the object goes.
 class ScratchDir {
@@ -90,10 +100,26 @@ void expect_error(Fn&& fn, const std::vector<std::string>& parts) {
     EXPECT_NE(message.find(part), std::string::npos) << "'" << part << "' missing from: " << message;
 }
 
+// The largest |a[i] - b[i]|; a NaN on either side counts as infinitely far (std::max alone would skip it).
 inline float max_abs_diff(const float* a, const float* b, int64_t n) {
   float m = 0;
-  for (int64_t i = 0; i < n; ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+  for (int64_t i = 0; i < n; ++i) {
+    const float d = std::fabs(a[i] - b[i]);
+    m = std::isnan(d) ? INFINITY : std::max(m, d);
+  }
   return m;
+}
+// The bound of mlarun against a fixture's kv_quant_reference.safetensors (tests/tools/make_kv_quant_references.py)
+// for prompt `p` ("prompt.{i}.") and cache dtype `dt`: 1e-3, widened to 1.5x the prompt's measured move under fp32
+// noise in the latent where that is larger (a latent value on a rounding boundary: either side is right; semantic
+// slips move every prompt by 1e-3 or more).
+inline float kv_quant_reference_bound(const SafetensorsFile& ref, const std::string& p, const std::string& dt) {
+  return std::max(1e-3f, 1.5f * ref.load(p + "flip_sensitivity_" + dt).data<float>()[0]);
+}
+// The same over two host f32 tensors; tensors of different sizes are infinitely far apart.
+inline float max_abs_diff(const Tensor& a, const Tensor& b) {
+  if (a.numel() != b.numel()) return INFINITY;
+  return max_abs_diff(a.data<float>(), b.data<float>(), a.numel());
 }
 
 }  // namespace mlarun::testing

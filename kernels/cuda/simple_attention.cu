@@ -137,12 +137,14 @@ void launch(AttentionArgs a, int64_t tokens) {
 
 }  // namespace
 
-Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, int64_t q_offset, Tensor* lse) {
+namespace {
+
+// q [Tq, H, D] against contiguous k [Tk, Hkv, D] and v [Tk, Hkv, Dv]: what attention and ranged_attention share.
+AttentionArgs contiguous_args(const Tensor& q, const Tensor& k, const Tensor& v, float scale, const char* who) {
   AttentionArgs a;
-  a.bf16 = is_bf16(q, "attention");
-  MLARUN_CHECK(k.dtype() == q.dtype() && v.dtype() == q.dtype(), "attention: q ", q.describe(), ", k ",
-               k.describe(), ", v ", v.describe(), " must share one dtype");
-  const int64_t Tq = q.dim(0);
+  a.bf16 = is_bf16(q, who);
+  MLARUN_CHECK(k.dtype() == q.dtype() && v.dtype() == q.dtype(), who, ": q ", q.describe(), ", k ", k.describe(),
+               ", v ", v.describe(), " must share one dtype");
   a.q = q.raw();
   a.H = q.dim(1);
   a.D = q.dim(2);
@@ -150,8 +152,13 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
   a.k = k.raw();
   a.v = v.raw();
   a.Hkv = k.dim(1);
-  a.q_offset = q_offset;
   a.scale = scale;
+  return a;
+}
+
+// Runs `a` over q's rows into a new output [Tq, H, Dv] in q's dtype, and a new f32 lse [Tq, H] when asked.
+Tensor run_attention(AttentionArgs& a, const Tensor& q, Tensor* lse) {
+  const int64_t Tq = q.dim(0);
   Tensor o = Tensor::empty({Tq, a.H, a.Dv}, q.dtype(), Device::CUDA);
   if (lse) *lse = Tensor::empty({Tq, a.H}, DType::F32, Device::CUDA);
   a.o = o.raw();
@@ -160,35 +167,25 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
   return o;
 }
 
+}  // namespace
+
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, int64_t q_offset, Tensor* lse) {
+  AttentionArgs a = contiguous_args(q, k, v, scale, "attention");
+  a.q_offset = q_offset;
+  return run_attention(a, q, lse);
+}
+
 Tensor ranged_attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, const Tensor& key_begin,
                         const Tensor& key_count, Tensor& lse) {
-  AttentionArgs a;
-  a.bf16 = is_bf16(q, "ranged_attention");
-  MLARUN_CHECK(k.dtype() == q.dtype() && v.dtype() == q.dtype(), "ranged_attention: q ", q.describe(), ", k ",
-               k.describe(), ", v ", v.describe(), " must share one dtype");
-  const int64_t Tq = q.dim(0);
-  a.q = q.raw();
-  a.H = q.dim(1);
-  a.D = q.dim(2);
-  a.Dv = v.dim(2);
-  a.k = k.raw();
-  a.v = v.raw();
-  a.Hkv = k.dim(1);
+  AttentionArgs a = contiguous_args(q, k, v, scale, "ranged_attention");
   a.key_begin = key_begin.data<int32_t>();
   a.key_count = key_count.data<int32_t>();
-  a.scale = scale;
-  Tensor o = Tensor::empty({Tq, a.H, a.Dv}, q.dtype(), Device::CUDA);
-  lse = Tensor::empty({Tq, a.H}, DType::F32, Device::CUDA);
-  a.o = o.raw();
-  a.lse = lse.data<float>();
-  if (Tq * a.H > 0) launch(a, Tq);
-  return o;
+  return run_attention(a, q, &lse);
 }
 
 Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const std::vector<BatchSequence>& sequences,
                            int64_t kv_lora_rank, float scale, Tensor* lse) {
-  AttentionArgs a;
-  a.bf16 = is_bf16(q, "mla_paged_attention");
+  is_bf16(q, "mla_paged_attention");  // the dtype checks of the overload below, before any upload
   MLARUN_CHECK(pool.dtype() == q.dtype(), "mla_paged_attention: q ", q.describe(), " and pool ", pool.describe(),
                " must share one dtype");
   const int64_t T = q.dim(0);
@@ -212,7 +209,6 @@ Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const Tensor& ta
   a.bf16 = is_bf16(q, "mla_paged_attention");
   MLARUN_CHECK(pool.dtype() == q.dtype(), "mla_paged_attention: q ", q.describe(), " and pool ", pool.describe(),
                " must share one dtype");
-  const int64_t T = q.dim(0);
   a.q = q.raw();
   a.H = q.dim(1);
   a.D = q.dim(2);
@@ -224,12 +220,7 @@ Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const Tensor& ta
   a.n_keys = n_keys.data<int32_t>();
   a.block_size = pool.dim(1);
   a.scale = scale;
-  Tensor o = Tensor::empty({T, a.H, a.Dv}, q.dtype(), Device::CUDA);
-  if (lse) *lse = Tensor::empty({T, a.H}, DType::F32, Device::CUDA);
-  a.o = o.raw();
-  a.lse = lse ? lse->data<float>() : nullptr;
-  if (T * a.H > 0) launch(a, T);
-  return o;
+  return run_attention(a, q, lse);
 }
 
 namespace {

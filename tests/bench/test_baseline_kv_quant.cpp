@@ -15,6 +15,7 @@
 using namespace mlarun;
 using mlarun::testing::max_abs;
 using mlarun::testing::max_abs_diff;
+using mlarun::testing::random_rows;
 using mlarun::testing::tiny_random_config;
 
 namespace {
@@ -30,12 +31,6 @@ ForwardBatch chunk_batch(int64_t start, int64_t n) {
   ForwardBatch b;
   b.add_sequence(std::vector<int32_t>(size_t(n), 0), start, kBlockTable, kBlockSize);
   return b;
-}
-
-Tensor random_rows(int64_t rows, int64_t cols, uint64_t seed) {
-  Tensor t = Tensor::empty({rows, cols}, DType::F32);
-  random_normal_values(seed, 0, t.data<float>(), t.numel());
-  return t;
 }
 
 // One layer's pool in `t`, sized from the layer's row shape as bench decode and a runner size it.

@@ -84,9 +84,8 @@ void check_quantized_cache_score(const std::string& name) {
                                " --max-num-batched-tokens 1 --block-size 4 --tokens " + prompt + " --out " +
                                tmp.file("q.safetensors"));
       ASSERT_EQ(r.exit_code, 0) << r.output;
-      const float flip = ref.load(p + "flip_sensitivity_" + dt).data<float>()[0];
       EXPECT_LT(max_abs_diff(SafetensorsFile(tmp.file("q.safetensors")).load("logits"), ref.load(p + "logits_" + dt)),
-                std::max(1e-3f, 1.5f * flip))
+                mlarun::testing::kv_quant_reference_bound(ref, p, dt))
           << name << " prompt " << i << " --kv-cache-dtype " << dt;
     }
   }

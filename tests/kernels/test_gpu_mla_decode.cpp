@@ -129,8 +129,8 @@ TEST(MlaDecodeApi, EveryBadFieldIsNamedWithItsValue) {
 
 TEST(MlaDecodeApi, QuantizedRowsAreTheCpuCacheRows) {
   // The kernel reads the rows the CPU writes (kernels/kv_quant.h): 512 codes, 4 scales, 64 bf16 k_pe.
-  KvCacheFormat f;
-  f.quant = KvQuant::Fp8, f.latent = 512, f.rope = 64;
+  const KvCacheFormat f = kv_cache_format(DType::F8_E4M3, DType::BF16, 512, 64);
+  ASSERT_EQ(f.quant, KvQuant::Fp8);
   EXPECT_EQ(cuda::mla_kv_row_bytes(cuda::MlaKvFormat::Fp8), f.row_bytes());
   EXPECT_EQ(cuda::mla_kv_row_bytes(cuda::MlaKvFormat::Int8), 656);
   EXPECT_EQ(cuda::mla_kv_row_bytes(cuda::MlaKvFormat::Bf16), 1152);

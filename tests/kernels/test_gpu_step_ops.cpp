@@ -140,9 +140,9 @@ TEST(GpuStepOps, MlaDecodeOverAQuantizedCacheMatchesTheCpuWithLse) {
   const StepTensors gpu = StepTensors::build(b, Device::CUDA, 16, 8);
   const int64_t H = 16, R = 512, Dr = 64, blocks = 8, bs = 16;
   for (KvQuant quant : {KvQuant::Fp8, KvQuant::Int8}) {
-    KvCacheFormat f;
-    f.quant = quant, f.latent = R, f.rope = Dr;
-    Tensor pool = Tensor::zeros({blocks, bs, f.row_bytes()}, quant == KvQuant::Fp8 ? DType::F8_E4M3 : DType::I8);
+    const DType pool_dtype = quant == KvQuant::Fp8 ? DType::F8_E4M3 : DType::I8;
+    const KvCacheFormat f = kv_cache_format(pool_dtype, DType::BF16, R, Dr);
+    Tensor pool = Tensor::zeros({blocks, bs, f.row_bytes()}, pool_dtype);
     std::vector<int64_t> slots(size_t(blocks * bs));
     for (size_t i = 0; i < slots.size(); ++i) slots[i] = int64_t(i);
     ops::write_cache_quantized(pool, f, slots, random_f32({blocks * bs, R + Dr}, rng));

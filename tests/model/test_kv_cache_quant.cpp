@@ -18,16 +18,9 @@
 #include "test_util.h"
 
 using namespace mlarun;
+using mlarun::testing::max_abs_diff;
 
 namespace {
-
-const std::vector<std::string> kFixtures = {"deepseek-v2-tiny",
-                                            "deepseek-v3-tiny",
-                                            "shapes/v2-noqlora-greedy-vdim",
-                                            "shapes/v2-grouped-norope",
-                                            "shapes/v3-nonorm-onegroup",
-                                            "shapes/v3-grouped-noshared",
-                                            "shapes/v3-rope-halves"};
 
 // Logits [L, V] of the prompt, one token a step through a cache of `kv` (block size 4, a shuffled block table).
 Tensor score_one_token_a_step(const DeepseekModel& model, const std::vector<int32_t>& prompt, KvCacheDtype kv) {
@@ -55,15 +48,6 @@ std::vector<int32_t> ids_of(const Tensor& t) {
   return ids;
 }
 
-float max_abs_diff(const Tensor& a, const Tensor& b) {
-  float worst = 0;
-  for (int64_t i = 0; i < a.numel(); ++i) {
-    const float d = std::fabs(a.data<float>()[i] - b.data<float>()[i]);
-    worst = std::isnan(d) ? INFINITY : std::max(worst, d);
-  }
-  return worst;
-}
-
 int64_t argmax_row(const float* v, int64_t n) {
   int64_t best = 0;
   for (int64_t i = 1; i < n; ++i)
@@ -75,7 +59,7 @@ int64_t argmax_row(const float* v, int64_t n) {
 
 TEST(KvCacheQuant, KvQuantReference) {
   int found = 0, cases = 0, widened = 0;
-  for (const std::string& name : kFixtures) {
+  for (const std::string& name : mlarun::testing::reference_fixtures()) {
     const std::string dir = mlarun::testing::data_dir() + "/" + name;
     if (!std::filesystem::exists(dir + "/kv_quant_reference.safetensors")) continue;
     ++found;
@@ -88,12 +72,7 @@ TEST(KvCacheQuant, KvQuantReference) {
       for (KvCacheDtype kv : {KvCacheDtype::Fp8, KvCacheDtype::Int8, KvCacheDtype::Bf16}) {
         const std::string dt = kv_cache_dtype_name(kv);
         const Tensor want = ref.load(p + "logits_" + dt);
-        // Where a latent value of this prompt sits on a rounding boundary, fp32 noise alone flips it and moves the
-        // reference's own logits (the tool measured by how much): either side is right, so the bound widens to 1.5x
-        // that move for this prompt only, and says so. Semantic slips move every prompt by 1e-3 or more.
-        const std::string flip_key = p + "flip_sensitivity_" + dt;
-        const float flip = ref.contains(flip_key) ? ref.load(flip_key).data<float>()[0] : 0.0f;
-        const float bound = std::max(1e-3f, 1.5f * flip);
+        const float bound = mlarun::testing::kv_quant_reference_bound(ref, p, dt);  // widened: says so below
         const float diff = max_abs_diff(score_one_token_a_step(*model, prompt, kv), want);
         std::printf("%-28s prompt %d %-4s max |diff| %.3g (bound %.3g%s)\n", name.c_str(), i, dt.c_str(), diff, bound,
                     bound > 1e-3f ? ", widened: a value on a rounding boundary" : "");
@@ -112,7 +91,7 @@ TEST(KvCacheQuant, KvQuantReference) {
 
 TEST(KvCacheQuant, QualityTable) {
   std::printf("| fixture | cache | max abs logit diff | top-1 agreement |\n|---|---|---|---|\n");
-  for (const std::string& name : kFixtures) {
+  for (const std::string& name : mlarun::testing::reference_fixtures()) {
     const std::string dir = mlarun::testing::data_dir() + "/" + name;
     SingleCommunicator comm;
     auto model = DeepseekModel::load(dir, comm);

@@ -33,11 +33,6 @@ using mlarun::testing::max_abs_diff;
 
 int64_t argmax(const float* v, int64_t n) { return std::max_element(v, v + n) - v; }
 
-const std::vector<std::string> kFixtures = {"deepseek-v2-tiny",          "deepseek-v3-tiny",
-                                            "shapes/v2-grouped-norope",  "shapes/v2-noqlora-greedy-vdim",
-                                            "shapes/v3-grouped-noshared", "shapes/v3-nonorm-onegroup",
-                                            "shapes/v3-rope-halves"};
-
 struct Runner {
   std::unique_ptr<DeepseekModel> model;
   CachePool cache;
@@ -219,7 +214,7 @@ void check_fixture_pieced(const std::string& name, Communicator& comm, Communica
 // The fixtures whose heads and experts split over the job's ranks (the same decision on every rank).
 std::vector<std::string> fixtures_for(int64_t tp) {
   std::vector<std::string> names;
-  for (const std::string& name : kFixtures) {
+  for (const std::string& name : mlarun::testing::reference_fixtures()) {
     try {
       load_model_config_from_dir(mlarun::testing::data_dir() + "/" + name).validate_for_tp(tp);
       names.push_back(name);

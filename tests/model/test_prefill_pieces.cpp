@@ -19,14 +19,6 @@ using namespace mlarun;
 
 namespace {
 
-const std::vector<std::string> kFixtures = {"deepseek-v2-tiny",
-                                            "deepseek-v3-tiny",
-                                            "shapes/v2-noqlora-greedy-vdim",
-                                            "shapes/v2-grouped-norope",
-                                            "shapes/v3-nonorm-onegroup",
-                                            "shapes/v3-grouped-noshared",
-                                            "shapes/v3-rope-halves"};
-
 std::vector<int32_t> tokens(int64_t n, int32_t seed) {
   std::vector<int32_t> t;
   for (int64_t i = 0; i < n; ++i) t.push_back(int32_t((seed + 37 * i) % 150 + 1));
@@ -173,7 +165,8 @@ TEST(PrefillPieces, RangedAttentionMergedByLseIsAttention) {
 }
 
 TEST(PrefillPieces, PiecedEqualsUnpiecedOnEveryFixture) {
-  for (const std::string& fixture : kFixtures) expect_pieced_equals_unpieced(fixture, KvCacheDtype::Auto);
+  for (const std::string& fixture : mlarun::testing::reference_fixtures())
+    expect_pieced_equals_unpieced(fixture, KvCacheDtype::Auto);
 }
 
 TEST(PrefillPieces, PiecedEqualsUnpiecedOnQuantizedCaches) {

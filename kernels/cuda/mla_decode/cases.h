@@ -45,11 +45,9 @@ struct Case {
 
 // 16-bit words of one cached row in the case's format (a quantized row's 656 bytes are 328 words).
 inline int row_words(MlaKvFormat f) { return f == MlaKvFormat::Bf16 ? kHeadDimQK : kQuantRowBytes / 2; }
+// The CPU's format for a quantized case's pool (what kv_cache_format reads from a byte pool under bf16 q).
 inline KvCacheFormat cpu_format(MlaKvFormat f) {
-  KvCacheFormat k;
-  k.quant = f == MlaKvFormat::Fp8 ? KvQuant::Fp8 : KvQuant::Int8;
-  k.latent = kKvLoraRank, k.rope = kRopeDim;
-  return k;
+  return kv_cache_format(f == MlaKvFormat::Fp8 ? DType::F8_E4M3 : DType::I8, DType::BF16, kKvLoraRank, kRopeDim);
 }
 
 struct SplitMix {  // fast enough to fill a 1 GB cache in about a second
