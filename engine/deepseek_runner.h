@@ -45,6 +45,7 @@ class DeepseekRunner final : public ModelRunner {
   int64_t num_blocks() const override { return capacity_.num_blocks; }
   void sync_sampled(std::vector<int32_t>& tokens) override;
   bool is_driver() const override { return comm_.rank() == 0; }
+  MlaPathRule mla_path_rule() const override { return mla_rule_; }
 
   const ModelConfig& config() const { return model_->config(); }
   const CacheCapacity& capacity() const { return capacity_; }
@@ -61,6 +62,7 @@ class DeepseekRunner final : public ModelRunner {
   std::unique_ptr<DeepseekModel> model_;
   CacheCapacity capacity_;
   CachePool cache_;
+  MlaPathRule mla_rule_;  // from the model's dims and --mla-absorbed-max-tokens
   HostStaging staging_;  // the step's index data on its way to the device
 };
 

@@ -54,6 +54,7 @@ std::vector<int64_t> Engine::logit_positions(const ScheduledSequence& s) const {
 
 ForwardBatch Engine::build_batch(const ScheduledBatch& scheduled) const {
   ForwardBatch b;
+  b.mla_rule = runner_.mla_path_rule();
   const int64_t bs = scheduler_.block_manager().block_size();  // under DCP the group's block: virtual slots
   for (const ScheduledSequence& s : scheduled.seqs) {
     const Sequence& seq = *s.seq;

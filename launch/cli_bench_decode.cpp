@@ -13,7 +13,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <iostream>
 #include <unistd.h>
 
@@ -41,13 +40,10 @@ using namespace mlarun::bench;  // the report writers and table helpers
 
 namespace {
 
-struct DecodeSettings {
-  std::string config_path;
-  std::string device_name = "cpu";  // explicit: a benchmark's numbers must not change meaning with the machine
-  Device device = Device::CPU;
-  int64_t layers = 2, batch = 8, seq_len = 1024, iters = 5, warmup = 1, block_size = 64;
+struct DecodeSettings : BenchModelSettings {
+  DecodeSettings() { layers = 2, iters = 5; }
+  int64_t batch = 8, seq_len = 1024;
   double memory_gib = 80;  // the device the capacity column speaks of (bench cache's --memory-gib)
-  uint64_t seed = 0;
   bool time_split = true;  // --no-time-split: the steps run without the profiler's markers
 };
 
@@ -79,13 +75,6 @@ TimeSplit DecodeResult::mean_split() const {
   TimeSplit mean = split_sum;
   for (double& ms : mean.ms) ms /= double(latencies.size());
   return mean;
-}
-
-std::string cpu_name() {
-  std::ifstream in("/proc/cpuinfo");
-  for (std::string line; std::getline(in, line);)
-    if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos) return line.substr(line.find(':') + 2);
-  return "unknown CPU";
 }
 
 // The GPU must hold the bf16 weights and cache with some room for activations.
@@ -271,22 +260,11 @@ json::Value results_json(const std::vector<DecodeResult>& results, const DecodeS
     }
     list.push_back(j);
   }
-  json::Value out = json::Value::object();
-  out["benchmark"] = "decode";
-  out["config"] = s.config_path;
-  out["device"] = device_name(s.device);
-  out["dtype"] = s.device == Device::CUDA ? "bf16" : "f32";
-  out["cpu"] = cpu_name();
-  if (s.device == Device::CUDA) out["gpu"] = gpu_name();
-  out["num_layers"] = s.layers;
-  out["model_num_layers"] = full.n_layers;
+  json::Value out = bench_model_json("decode", s, full);
   out["batch_size"] = s.batch;
   out["input_len"] = s.seq_len;
   out["output_len"] = int64_t(1);
-  out["block_size"] = s.block_size;
   out["memory_bytes"] = int64_t(s.memory_gib * double(int64_t(1) << 30));
-  out["num_iters_warmup"] = s.warmup;
-  out["num_iters"] = s.iters;
   out["time_split_clock"] = !s.time_split              ? "off"
                             : s.device == Device::CUDA ? "cuda events on the current stream"
                                                        : "steady_clock";
@@ -303,8 +281,7 @@ Command add_bench_decode_command(CLI::App& bench) {
   auto attention = std::make_shared<std::string>("mla,mha,gqa:8,mqa");
   auto kv_dtypes = std::make_shared<std::string>("auto");
   auto json_out = std::make_shared<std::string>();
-  cmd->add_option("--config", s->config_path, "DeepSeek (JSON/YAML) or Hugging Face config")->required();
-  cmd->add_option("--layers", s->layers, "Keep the first K layers");
+  add_bench_model_options(*cmd, *s);
   cmd->add_option("--batch,--batch-size", s->batch, "Sequences decoding together");
   cmd->add_option("--seq-len,--input-len", s->seq_len, "Tokens already cached per sequence");
   cmd->add_option("--attention", *attention, "Kinds to compare: mla, mha, gqa:G, mqa, comma-separated");
@@ -313,23 +290,14 @@ Command add_bench_decode_command(CLI::App& bench) {
                   "value + an fp32 scale per 128-value tile, read back dequantized); one row per kind and dtype");
   cmd->add_option("--memory-gib", s->memory_gib,
                   "Memory in GiB for the tokens-that-fit column, before the whole model's bf16 weights");
-  cmd->add_option("--iters,--num-iters", s->iters, "Timed steps");
-  cmd->add_option("--warmup,--num-iters-warmup", s->warmup, "Untimed steps first");
-  cmd->add_option("--block-size", s->block_size, "Tokens per cache block, 1 to 256");
-  cmd->add_option("--seed", s->seed, "Seed of the random weights and cache rows");
-  cmd->add_option("--device", s->device_name, "cpu, cuda (bf16) or auto (cuda when a GPU exists)");
   cmd->add_option("--json", *json_out, "Write the results as JSON here");
   cmd->add_flag("!--no-time-split", s->time_split,
                 "Run the steps without the time split's region markers (its columns and JSON fields go too)");
   return {cmd, [=]() {
             check_output_path("--json", *json_out);  // before any work: the results must have somewhere to go
-            ModelConfig full = load_model_config(s->config_path);
-            if (s->layers < 1 || s->layers > full.n_layers)
-              fail("option --layers: value ", s->layers, ": must lie in [1, ", full.n_layers, "] for ", s->config_path);
+            const auto [full, c] = load_bench_model(*s);
             if (s->batch < 1) fail("option --batch: value ", s->batch, ": must be at least 1");
             if (s->seq_len < 1) fail("option --seq-len: value ", s->seq_len, ": must be at least 1");
-            if (s->iters < 1) fail("option --iters: value ", s->iters, ": must be at least 1");
-            if (s->warmup < 0) fail("option --warmup: value ", s->warmup, ": must not be negative");
             if (!(s->memory_gib > 0)) fail("option --memory-gib: value ", s->memory_gib, ": must be positive");
             const std::vector<KvCacheDtype> dtypes = parse_kv_cache_dtypes(*kv_dtypes, "--kv-cache-dtype");
             RuntimeOptions runtime;  // the options a real run would take, checked by the same rules
@@ -338,10 +306,6 @@ Command add_bench_decode_command(CLI::App& bench) {
             runtime.max_model_len = s->seq_len + 1;
             runtime.validate_for(full);
             std::vector<AttentionKind> kinds = parse_attention_kinds(*attention, full.n_heads, "--attention");
-            s->device = resolve_device(s->device_name);
-            ModelConfig c = full;
-            c.n_layers = s->layers;
-            c.n_dense_layers = std::min(c.n_dense_layers, c.n_layers);
             std::printf("== bench decode: %s cut to %lld of %lld layers (%lld dense, %lld MoE), random weights; "
                         "batch %lld, %lld cached tokens per sequence, block size %lld\n",
                         s->config_path.c_str(), (long long)c.n_layers, (long long)full.n_layers,

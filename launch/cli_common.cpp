@@ -3,8 +3,10 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 
 #include "bench/text_table.h"
@@ -41,6 +43,9 @@ void add_model_options(CLI::App& cmd, ModelOptions& o) {
   cmd.add_option("--max-num-batched-tokens", r.max_num_batched_tokens, "Tokens per step (prefill chunks and decodes)");
   cmd.add_option("--prefill-context-piece-tokens", r.prefill_context_piece_tokens,
                  "Context tokens a step's prefill up-projects to K/V at once; longer contexts go in pieces");
+  cmd.add_option("--mla-absorbed-max-tokens", r.mla_absorbed_max_tokens,
+                 "Prefill chunks of at most this many new tokens over a cached prefix take MLA's absorbed path "
+                 "when it does less work; 1: decode only; -1: the device's default (CPU 128, CUDA 4)");
   cmd.add_option("--gpu-memory-utilization", r.gpu_memory_utilization, "Fraction of GPU memory to use, (0, 1]");
   cmd.add_flag("--enable-prefix-caching,!--no-enable-prefix-caching,!--no-prefix-caching", r.enable_prefix_caching,
                "Share the cache of common prompt prefixes between requests (default: on)");
@@ -55,6 +60,53 @@ void ProgressLine::update(const std::string& text, bool final) {
     std::fprintf(stderr, "\rmlarun: %s%s", text.c_str(), final ? "\n" : "");
   else
     std::fprintf(stderr, "mlarun: %s\n", text.c_str());
+}
+
+void add_bench_model_options(CLI::App& cmd, BenchModelSettings& s) {
+  cmd.add_option("--config", s.config_path, "DeepSeek (JSON/YAML) or Hugging Face config")->required();
+  cmd.add_option("--layers", s.layers, "Keep the first K layers");
+  cmd.add_option("--iters,--num-iters", s.iters, "Timed steps (of each configuration)");
+  cmd.add_option("--warmup,--num-iters-warmup", s.warmup, "Untimed steps first");
+  cmd.add_option("--block-size", s.block_size, "Tokens per cache block, 1 to 256");
+  cmd.add_option("--seed", s.seed, "Seed of the random weights and cache rows");
+  cmd.add_option("--device", s.device_name, "cpu, cuda (bf16) or auto (cuda when a GPU exists)");
+}
+
+BenchModel load_bench_model(BenchModelSettings& s) {
+  BenchModel m;
+  m.full = load_model_config(s.config_path);
+  if (s.layers < 1 || s.layers > m.full.n_layers)
+    fail("option --layers: value ", s.layers, ": must lie in [1, ", m.full.n_layers, "] for ", s.config_path);
+  if (s.iters < 1) fail("option --iters: value ", s.iters, ": must be at least 1");
+  if (s.warmup < 0) fail("option --warmup: value ", s.warmup, ": must not be negative");
+  s.device = resolve_device(s.device_name);
+  m.cut = m.full;
+  m.cut.n_layers = s.layers;
+  m.cut.n_dense_layers = std::min(m.cut.n_dense_layers, m.cut.n_layers);
+  return m;
+}
+
+json::Value bench_model_json(const std::string& benchmark, const BenchModelSettings& s, const ModelConfig& full) {
+  json::Value out = json::Value::object();
+  out["benchmark"] = benchmark;
+  out["config"] = s.config_path;
+  out["device"] = device_name(s.device);
+  out["dtype"] = s.device == Device::CUDA ? "bf16" : "f32";
+  out["cpu"] = cpu_name();
+  if (s.device == Device::CUDA) out["gpu"] = gpu_name();
+  out["num_layers"] = s.layers;
+  out["model_num_layers"] = full.n_layers;
+  out["block_size"] = s.block_size;
+  out["num_iters_warmup"] = s.warmup;
+  out["num_iters"] = s.iters;
+  return out;
+}
+
+std::string cpu_name() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos) return line.substr(line.find(':') + 2);
+  return "unknown CPU";
 }
 
 std::vector<int32_t> parse_id_list(const std::string& text, const std::string& option) {

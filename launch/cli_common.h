@@ -11,6 +11,7 @@
 #include "engine/deepseek_runner.h"
 #include "parallel/collective_watchdog.h"
 #include "parallel/communicator.h"
+#include "runtime/json.h"
 #include "runtime/model_config.h"
 #include "runtime/runtime_options.h"
 
@@ -31,6 +32,30 @@ void add_model_options(CLI::App& cmd, ModelOptions& o);
 // "cpu", "cuda" or "auto" (cuda when a GPU is usable, else cpu) -> the device; "cuda" without a GPU is an error
 // naming the option and why there is none.
 Device resolve_device(const std::string& device);
+
+// What the model benchmarks (`bench decode`, `bench prefill`) share: a config cut to its first layers with random
+// weights, run on one device, timed over warm-up and measured steps.
+struct BenchModelSettings {
+  std::string config_path;
+  std::string device_name = "cpu";  // explicit: a benchmark's numbers must not change meaning with the machine
+  Device device = Device::CPU;      // resolved from device_name by load_bench_model
+  int64_t layers = 1, iters = 3, warmup = 1, block_size = 64;
+  uint64_t seed = 0;
+};
+// Registers --config, --layers, --iters, --warmup, --block-size, --seed and --device.
+void add_bench_model_options(CLI::App& cmd, BenchModelSettings& s);
+// The config's model whole and cut to --layers (its dense layers kept first); checks --layers, --iters and
+// --warmup against it, naming the option, and resolves --device.
+struct BenchModel {
+  ModelConfig full, cut;
+};
+BenchModel load_bench_model(BenchModelSettings& s);
+// The JSON fields every model benchmark's report starts with (config, device, dtype, CPU/GPU names, layers,
+// block size, iterations), `benchmark` naming it.
+json::Value bench_model_json(const std::string& benchmark, const BenchModelSettings& s, const ModelConfig& full);
+
+// This machine's CPU model name (/proc/cpuinfo), for benchmark reports; "unknown CPU" when it says none.
+std::string cpu_name();
 
 // Parses "5,17,42" into token ids; an error names the option and the bad item.
 std::vector<int32_t> parse_id_list(const std::string& text, const std::string& option);

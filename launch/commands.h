@@ -20,6 +20,7 @@ Command add_tokenize_command(CLI::App& app);   // text <-> token ids (engine/tok
 Command add_serve_command(CLI::App& app);      // OpenAI-compatible HTTP server (launch/serve_http.h)
 Command add_bench_cache_command(CLI::App& bench);   // `bench cache`, under the `bench` subcommand
 Command add_bench_decode_command(CLI::App& bench);  // `bench decode`
+Command add_bench_prefill_command(CLI::App& bench);  // `bench prefill`: MLA's naive vs absorbed path
 Command add_bench_serve_command(CLI::App& bench);   // `bench serve`: load on an OpenAI-compatible server
 
 }  // namespace mlarun::cli

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one-call check for a GPU machine (H100/H200, 16 cores): build what the check needs, validate (kernel
 # tests, race repeats, model/CLI parity, TP over MPI on one GPU, NCCL at world size 1, compute-sanitizer), then
-# time (PyTorch's anchors on this GPU, the two kernel workbenches beside them, one `mlarun bench decode`). Why
+# time (PyTorch's anchors on this GPU, the two kernel workbenches beside them, one `mlarun bench decode`, one
+# `mlarun bench prefill`). Why
 # one script with a hard deadline: a GPU session is short and metered, so the whole run must end within 7 minutes
 # whatever hangs, validation must come before speed, and the results must be a handful of files that are quick
 # to copy off.
@@ -157,6 +158,17 @@ sub_bench_decode() {
   [ -s "${GC_TA_STEP:-}" ] && echo "NOTE: $(python3 -c "$ta_step_note" "$GC_TA_STEP" "$j" 2>&1 | tail -1)"
   return $rc
 }
+# MLA's naive vs absorbed path for prefill chunks over a 4096-token prefix (docs/model.md §2.6): config_16B has
+# 16 heads of DeepSeek's dims, the TP 8 shape of V2/V3; the crossing it measures is what --mla-absorbed-max-tokens
+# auto should be on this GPU (4 until measured).
+sub_bench_prefill() {
+  local j=$GC_TMP/bench_prefill.json rc
+  "$GC_BUILD/launch/mlarun" bench prefill --config configs/config_16B.json --layers 1 --device cuda \
+    --prefix-lens 1024,4096 --chunk-lens 2,4,8,16,32,64,128 --batch 8 --iters 5 --warmup 2 --json "$j"
+  rc=$?
+  [ $rc = 0 ] && cat "$j"
+  return $rc
+}
 # One line from the decode-step anchor records ($1) and bench decode's JSON ($2, "" when it failed).
 ta_step_note='
 import json, sys
@@ -179,6 +191,7 @@ case ${1:-} in
   __configure) sub_configure; exit ;;
   __tp) sub_tp; exit ;;
   __bench_decode) sub_bench_decode; exit ;;
+  __bench_prefill) sub_bench_prefill; exit ;;
   prepare | prepare-carry) prepare; exit ;;
 esac
 
@@ -347,6 +360,7 @@ need_bins bench-flash kernels/bench_flash_prefill &&
 need_bins bench-mla kernels/bench_mla_decode &&
   step bench-mla "$out/kernels.log" 15 60 1 "$kb/bench_mla_decode --quick --json \"$out/mla_decode.json\"$mla_opt"
 need_bins bench-decode launch/mlarun && step bench-decode "$out/model.log" 15 60 1 "\"$self\" __bench_decode"
+need_bins bench-prefill launch/mlarun && step bench-prefill "$out/model.log" 10 40 1 "\"$self\" __bench_prefill"
 
 wall=$(($(date +%s) - start))
 printf 'total: %d ok, %d FAIL/TIMEOUT, %d SKIP, %d DRY; %ds of the %ds budget; files: %s\n' "$n_ok" "$n_fail" \

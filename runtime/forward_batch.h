@@ -6,10 +6,12 @@
 #include <string>
 #include <vector>
 
+#include "runtime/mla_path_rule.h"
+
 namespace mlarun {
 
-// Which MLA formulation attention uses. Auto: naive (up-projected K/V) for multi-token chunks, absorbed for
-// single-token decode, as DeepSeek serves it. Both compute the same function.
+// Which MLA formulation attention uses. Auto: per sequence by the batch's MlaPathRule (absorbed for single-token
+// decode; by default naive for every multi-token chunk, as DeepSeek serves it). Both compute the same function.
 enum class MlaPath { Auto, Naive, Absorbed };
 
 struct BatchSequence {
@@ -26,6 +28,7 @@ struct ForwardBatch {
   std::vector<BatchSequence> sequences;
   std::vector<int64_t> logit_rows;    // flat token indices whose logits are returned, in this order
   MlaPath mla_path = MlaPath::Auto;
+  MlaPathRule mla_rule;  // Auto's rule (runtime/mla_path_rule.h); the runner sets it from the model and its options
 
   int64_t num_tokens() const { return int64_t(token_ids.size()); }
 

@@ -54,6 +54,10 @@ struct RuntimeOptions {
   // --prefill-context-piece-tokens: MLA's naive prefill holds K/V for at most this many context tokens of a step
   // at once, attending longer contexts piece by piece (docs/model.md §2.4)
   int64_t prefill_context_piece_tokens = 8192;
+  // --mla-absorbed-max-tokens: a prefill chunk of at most this many new tokens takes MLA's absorbed path when it
+  // does less work there (runtime/mla_path_rule.h; docs/model.md §2.6); 1: decode only; -1 (auto): the device's
+  // default, mla_absorbed_max_tokens_on_device()
+  int64_t mla_absorbed_max_tokens = -1;
   bool enable_prefix_caching = true;       // --enable-prefix-caching / --no-enable-prefix-caching
   int32_t eos_token_id = -1;               // the model's end-of-sequence token (set from its config); -1: none
 
@@ -63,6 +67,14 @@ struct RuntimeOptions {
   // and slots count "virtual" blocks of block_size * decode_context_parallel_size tokens, of which each rank of a
   // DCP group stores every N-th token (block_size of them) in its own physical block of the same id.
   int64_t scheduler_block_size() const { return block_size * decode_context_parallel_size; }
+  // --mla-absorbed-max-tokens as this device runs it: the value given, or for auto the longest chunk the device's
+  // absorbed kernel serves well (CUDA: kMlaAbsorbedMaxTokensCuda; the CPU: kMlaAbsorbedMaxTokensCpu).
+  int64_t mla_absorbed_max_tokens_on_device() const;
+  // CUDA: the MLA decode kernel's query rows per sequence (kernels/cuda/mla_decode); longer absorbed chunks would
+  // take the generic kernel, so auto stops there until `bench prefill` on a GPU says otherwise.
+  static constexpr int64_t kMlaAbsorbedMaxTokensCuda = 4;
+  // The CPU: the f32 reference ops, where `bench prefill` measured the cost model's crossing (docs/model.md §2.6).
+  static constexpr int64_t kMlaAbsorbedMaxTokensCpu = 128;
 
   void validate() const;                          // throws naming the option
   void validate_for(const ModelConfig& m) const;  // also: the model splits over tp ranks (and DCP groups)

@@ -11,7 +11,8 @@
 namespace mlarun {
 
 bool uses_absorbed_path(const ForwardBatch& batch, const BatchSequence& s) {
-  return batch.mla_path == MlaPath::Absorbed || (batch.mla_path == MlaPath::Auto && s.num_tokens == 1);
+  return batch.mla_path == MlaPath::Absorbed ||
+         (batch.mla_path == MlaPath::Auto && batch.mla_rule.absorbed(s.num_tokens, s.start_pos));
 }
 
 int64_t context_parallel_local_len(int64_t len, const ContextParallel& cp) {

@@ -91,7 +91,7 @@ struct StepTensors {
                            HostStaging* staging = nullptr, ContextParallel cp = {});
 };
 
-// MLA's path rule: absorbed when the batch asks for it, or (Auto) for a sequence with one new token.
+// MLA's path for one sequence: absorbed when the batch asks for it, or (Auto) when the batch's rule says so.
 bool uses_absorbed_path(const ForwardBatch& batch, const BatchSequence& s);
 
 }  // namespace mlarun

@@ -91,7 +91,31 @@ void check_quantized_cache_score(const std::string& name) {
   }
 }
 
+// `score` in chunks of 5 tokens with --mla-absorbed-max-tokens 64: every chunk after the first attends over its
+// cached prefix on the absorbed path (well inside both fixtures' crossings), and the logits still match Hugging Face.
+void check_absorbed_chunk_score(const std::string& name) {
+  ScratchDir tmp;
+  const std::string dir = mlarun::testing::data_dir() + "/" + name;
+  SafetensorsFile ref(dir + "/reference.safetensors");
+  for (int i = 0; ref.contains("prompt." + std::to_string(i) + ".input_ids"); ++i) {
+    const std::string p = "prompt." + std::to_string(i) + ".";
+    RunResult r = run_mlarun("score --model " + dir + " --device cpu --max-num-batched-tokens 5 --block-size 4 " +
+                             "--mla-absorbed-max-tokens 64 --tokens " + join(ref.load(p + "input_ids", DType::I64)) +
+                             " --out " + tmp.file("a.safetensors"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_LT(max_abs_diff(SafetensorsFile(tmp.file("a.safetensors")).load("logits"), ref.load(p + "logits")), 1e-4f)
+        << name << " prompt " << i;
+  }
+  RunResult bad = run_mlarun("score --model " + dir + " --device cpu --mla-absorbed-max-tokens 0 --tokens 1,2 --out " +
+                              tmp.file("bad.safetensors"));
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.output.find("--mla-absorbed-max-tokens: value 0"), std::string::npos) << bad.output;
+}
+
 }  // namespace
+
+TEST(Cli, V2TinyAbsorbedPrefillChunksMatchHuggingFace) { check_absorbed_chunk_score("deepseek-v2-tiny"); }
+TEST(Cli, V3TinyAbsorbedPrefillChunksMatchHuggingFace) { check_absorbed_chunk_score("deepseek-v3-tiny"); }
 
 TEST(Cli, V2TinyQuantizedCacheScoreMatchesExactReference) { check_quantized_cache_score("deepseek-v2-tiny"); }
 TEST(Cli, V3TinyQuantizedCacheScoreMatchesExactReference) { check_quantized_cache_score("deepseek-v3-tiny"); }

@@ -4,10 +4,13 @@
 // logits.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <random>
 
 #include "engine/deepseek_runner.h"
 #include "engine/engine.h"
+#include "runtime/step_tensors.h"
 #include "runtime/safetensors.h"
 #include "test_util.h"
 
@@ -39,7 +42,7 @@ std::vector<Request> mixed_requests(const std::string& fixture, int count, uint3
   return reqs;
 }
 
-RuntimeOptions scheduler_for(const DeepseekRunner& runner, int64_t max_seqs, int64_t max_tokens) {
+RuntimeOptions scheduler_for(const ModelRunner& runner, int64_t max_seqs, int64_t max_tokens) {
   RuntimeOptions s;
   s.max_num_seqs = max_seqs;
   s.max_num_batched_tokens = max_tokens;
@@ -50,7 +53,7 @@ RuntimeOptions scheduler_for(const DeepseekRunner& runner, int64_t max_seqs, int
   return s;
 }
 
-std::vector<RequestOutput> run_all(DeepseekRunner& runner, const RuntimeOptions& sc, const std::vector<Request>& reqs,
+std::vector<RequestOutput> run_all(ModelRunner& runner, const RuntimeOptions& sc, const std::vector<Request>& reqs,
                                    bool keep_logits = false) {
   Engine engine(sc, runner);
   for (const Request& r : reqs) {
@@ -62,13 +65,33 @@ std::vector<RequestOutput> run_all(DeepseekRunner& runner, const RuntimeOptions&
   return engine.run();
 }
 
-RuntimeOptions options(int64_t block_size, int64_t num_blocks) {
+RuntimeOptions options(int64_t block_size, int64_t num_blocks, int64_t mla_absorbed_max_tokens = -1) {
   RuntimeOptions o;
   o.block_size = block_size;
   o.num_blocks = num_blocks;
   o.max_model_len = 512;
+  o.mla_absorbed_max_tokens = mla_absorbed_max_tokens;
   return o;
 }
+
+// A runner that counts which MLA path each multi-token chunk of the steps it runs takes.
+class PathCountingRunner final : public ModelRunner {
+ public:
+  explicit PathCountingRunner(DeepseekRunner& inner) : inner_(inner) {}
+  Tensor execute(const ForwardBatch& batch) override {
+    for (const BatchSequence& s : batch.sequences)
+      if (s.num_tokens > 1) ++(uses_absorbed_path(batch, s) ? absorbed_chunks : naive_chunks);
+    return inner_.execute(batch);
+  }
+  int64_t vocab_size() const override { return inner_.vocab_size(); }
+  int64_t block_size() const override { return inner_.block_size(); }
+  int64_t num_blocks() const override { return inner_.num_blocks(); }
+  MlaPathRule mla_path_rule() const override { return inner_.mla_path_rule(); }
+  int64_t absorbed_chunks = 0, naive_chunks = 0;
+
+ private:
+  DeepseekRunner& inner_;
+};
 
 void batched_equals_alone(const std::string& fixture) {
   SingleCommunicator comm;
@@ -149,4 +172,44 @@ TEST(Engine, RepeatedPromptHitsThePrefixCacheWithIdenticalLogits) {
   for (size_t s = 0; s < first[0].logits.size(); ++s)
     for (size_t v = 0; v < first[0].logits[s].size(); ++v)
       ASSERT_NEAR(first[0].logits[s][v], second[0].logits[s][v], 1e-5f) << "step " << s << " token " << v;
+}
+
+// Prefill chunks over a cached prefix (chunked prefill, a prefix-cache hit) take the absorbed path where the rule
+// says it does less work (--mla-absorbed-max-tokens 64 here; the CPU's default is 128): the engine hands the
+// runner's rule to every step, and every request gets the fixture's greedy tokens and the logits of the
+// decode-only rule (--mla-absorbed-max-tokens 1, every chunk naive) within 1e-4.
+TEST(Engine, AbsorbedPrefillChunksGiveTheNaiveAnswer) {
+  SingleCommunicator comm;
+  DeepseekRunner naive_runner(fixture_dir("deepseek-v3-tiny"), options(4, 400, 1), comm);
+  DeepseekRunner rule_runner(fixture_dir("deepseek-v3-tiny"), options(4, 400, 64), comm);
+  std::vector<Request> reqs = mixed_requests("deepseek-v3-tiny", 8, 3);
+  reqs.push_back(reqs.back());  // a prefix-cache hit: the same prompt again, and again with a longer tail
+  reqs.push_back(reqs.back());
+  for (int32_t t : {5, 9, 13, 17, 21, 25, 29}) reqs.back().prompt.push_back(t);
+  PathCountingRunner naive(naive_runner), rule(rule_runner);
+  // 6 tokens a step: prompts go in chunks, every chunk after the first over a cached prefix.
+  const std::vector<RequestOutput> want = run_all(naive, scheduler_for(naive, 4, 6), reqs, true);
+  const std::vector<RequestOutput> got = run_all(rule, scheduler_for(rule, 4, 6), reqs, true);
+  EXPECT_EQ(naive.absorbed_chunks, 0);
+  EXPECT_GT(naive.naive_chunks, 0);
+  EXPECT_GT(rule.absorbed_chunks, 10) << "chunks over a prefix of 6+ tokens are well within v3-tiny's crossing";
+  EXPECT_GT(rule.naive_chunks, 0) << "a prompt's first chunk has no prefix: naive";
+  SafetensorsFile ref(fixture_dir("deepseek-v3-tiny") + "/reference.safetensors");
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_EQ(got[i].token_ids, want[i].token_ids) << "request " << i;
+    const std::string greedy = "prompt." + std::to_string(i) + ".greedy";
+    if (ref.contains(greedy)) {
+      const Tensor g = ref.load(greedy, DType::I64);
+      EXPECT_EQ(got[i].token_ids, std::vector<int32_t>(g.data<int64_t>(), g.data<int64_t>() + g.numel()))
+          << "fixture prompt " << i;
+    }
+    ASSERT_EQ(got[i].logits.size(), want[i].logits.size());
+    EXPECT_FALSE(got[i].logits.empty());
+    float worst = 0;
+    for (size_t s = 0; s < got[i].logits.size(); ++s)
+      for (size_t v = 0; v < got[i].logits[s].size(); ++v)
+        worst = std::max(worst, std::fabs(got[i].logits[s][v] - want[i].logits[s][v]));
+    EXPECT_LT(worst, 1e-4f) << "request " << i;
+  }
 }

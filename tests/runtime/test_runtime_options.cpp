@@ -34,11 +34,25 @@ TEST(RuntimeOptions, OutOfRangeValuesNameTheOption) {
   o.prefill_context_piece_tokens = 0;
   EXPECT_ERROR_MENTIONS(o.validate(), "--prefill-context-piece-tokens", "0");
   o = RuntimeOptions();
+  o.mla_absorbed_max_tokens = 0;
+  EXPECT_ERROR_MENTIONS(o.validate(), "--mla-absorbed-max-tokens", "0");
+  o.mla_absorbed_max_tokens = -2;
+  EXPECT_ERROR_MENTIONS(o.validate(), "--mla-absorbed-max-tokens", "-2");
+  o = RuntimeOptions();
   o.num_blocks = 0;
   EXPECT_ERROR_MENTIONS(o.validate(), "--num-gpu-blocks-override", "0");
   o = RuntimeOptions();
   o.eos_token_id = -2;
   EXPECT_ERROR_MENTIONS(o.validate(), "eos_token_id", "-2");
+}
+
+TEST(RuntimeOptions, MlaAbsorbedMaxTokensDefaultsByDevice) {
+  RuntimeOptions o;
+  EXPECT_EQ(o.mla_absorbed_max_tokens_on_device(), RuntimeOptions::kMlaAbsorbedMaxTokensCpu);
+  o.device = Device::CUDA;
+  EXPECT_EQ(o.mla_absorbed_max_tokens_on_device(), 4) << "mla_decode's query rows per sequence";
+  o.mla_absorbed_max_tokens = 1;
+  EXPECT_EQ(o.mla_absorbed_max_tokens_on_device(), 1);
 }
 
 TEST(RuntimeOptions, KvCacheDtypeParsesTheFourNames) {
