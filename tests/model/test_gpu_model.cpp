@@ -79,7 +79,7 @@ void check_fixture_bf16(const std::string& name, int64_t block_size, MlaPath pre
 
 // Three steps of two sequences over a pool of 12 blocks of 4 tokens (shuffled tables): both first prefill chunks,
 // then a chunk over its cached prefix beside a decode, then two decodes; logits at every row.
-std::vector<ForwardBatch> mixed_steps() {
+std::vector<ForwardBatch> mixed_steps(const MlaPathRule& rule = {}) {
   static const std::vector<int32_t> a_table = {7, 2, 9, 0}, b_table = {5, 11, 3};
   static const std::vector<int32_t> a = {5, 17, 42, 3, 8, 13, 21, 34, 55, 1, 2}, b = {9, 100, 4, 6, 12, 30, 7};
   using Piece = std::tuple<const std::vector<int32_t>*, int64_t, int64_t, const std::vector<int32_t>*>;
@@ -88,6 +88,7 @@ std::vector<ForwardBatch> mixed_steps() {
                                            std::vector<Piece>{{&b, 5, 1, &b_table}, {&a, 7, 3, &a_table}},
                                            std::vector<Piece>{{&a, 10, 1, &a_table}, {&b, 6, 1, &b_table}}}) {
     ForwardBatch& batch = steps.emplace_back();
+    batch.mla_rule = rule;
     for (auto [tokens, start, n, table] : pieces) {
       const int64_t first = batch.add_sequence(tokens->data() + start, n, start, *table, 4);
       for (int64_t i = 0; i < n; ++i) batch.logit_rows.push_back(first + i);
@@ -112,7 +113,9 @@ TEST(GpuModel, DeepseekV3TinyBf16WithinTwiceTheReferenceBf16Error) {
 
 // The CUDA backend (batched: one gather + one up-projection per step, varlen prefill, the decode part through
 // the step's plan; fixtures' shapes take the generic kernels) against the CPU reference backend over steps that
-// mix prefill chunks on a cached prefix with decodes: within the fixture's bf16 criterion.
+// mix prefill chunks on a cached prefix with decodes: within the fixture's bf16 criterion. Twice: with the
+// decode-only rule, and with the rule the runner gives a GPU by default (runtime/mla_path_rule.h), under which the
+// 3-token chunk over a 7-token prefix takes the absorbed path on both devices.
 TEST(GpuModel, BatchedBackendOnMixedStepsMatchesTheCpuReference) {
   MLARUN_GPU_OR_SKIP();
   for (const std::string name : {"deepseek-v2-tiny", "deepseek-v3-tiny"}) {
@@ -125,13 +128,19 @@ TEST(GpuModel, BatchedBackendOnMixedStepsMatchesTheCpuReference) {
     const ModelConfig& c = cpu->config();
     CachePool cpu_pool = CachePool::allocate(c.n_layers, 12, 4, c.latent_dim(), DType::F32, Device::CPU);
     CachePool gpu_pool = CachePool::allocate(c.n_layers, 12, 4, c.latent_dim(), DType::BF16, Device::CUDA);
-    ParityTally tally;
-    for (const ForwardBatch& batch : mixed_steps()) {
-      Tensor want = cpu->forward(batch, cpu_pool.layers);
-      Tensor got = ops::to_host_f32(gpu->forward(batch, gpu_pool.layers));
-      tally.add(got.data<float>(), want.data<float>(), want.dim(0), c.vocab_size);
+    for (const MlaPathRule& rule : {MlaPathRule(), mla_path_rule(c, RuntimeOptions::kMlaAbsorbedMaxTokensCuda)}) {
+      ParityTally tally;
+      for (const ForwardBatch& batch : mixed_steps(rule)) {
+        Tensor want = cpu->forward(batch, cpu_pool.layers);
+        Tensor got = ops::to_host_f32(gpu->forward(batch, gpu_pool.layers));
+        tally.add(got.data<float>(), want.data<float>(), want.dim(0), c.vocab_size);
+      }
+      EXPECT_TRUE(uses_absorbed_path(mixed_steps(rule)[1], mixed_steps(rule)[1].sequences[1]) ==
+                  (rule.max_absorbed_tokens > 1));
+      tally.check(name + " batched CUDA backend, mixed steps, absorbed chunks up to " +
+                      std::to_string(rule.max_absorbed_tokens),
+                  bf16_error);
     }
-    tally.check(name + " batched CUDA backend, mixed steps", bf16_error);
   }
 }
 
