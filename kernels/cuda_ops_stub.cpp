@@ -34,9 +34,6 @@ void write_cache(const Tensor&, const std::vector<int64_t>&, const Tensor&) { un
 Tensor gather_cache(const Tensor&, const std::vector<int32_t>&, int64_t) { unavailable("gather_cache"); }
 Tensor attention(const Tensor&, const Tensor&, const Tensor&, float, int64_t, Tensor*) { unavailable("attention"); }
 void lse_merge_rescale(const Tensor&, const Tensor&, int64_t) { unavailable("lse_merge_rescale"); }
-Tensor ranged_attention(const Tensor&, const Tensor&, const Tensor&, float, const Tensor&, const Tensor&, Tensor&) {
-  unavailable("ranged_attention");
-}
 void merge_attention_partials(const Tensor&, const Tensor&, const Tensor&, const Tensor&) {
   unavailable("merge_attention_partials");
 }
@@ -64,6 +61,9 @@ Tensor combine_experts(const Tensor&, const Tensor&, const Tensor&, const Tensor
 // Without the kernels nothing fits them: the ops layer takes the generic path (which then fails as above).
 bool flash_prefill_fits(int64_t, int64_t, DType) { return false; }
 Tensor flash_varlen(const Tensor&, const Tensor&, const Tensor&, float, const StepPart&) { unavailable("flash_prefill"); }
+Tensor flash_varlen(const Tensor&, const Tensor&, const Tensor&, float, const OffsetVarlen&, Tensor&) {
+  unavailable("flash_prefill");
+}
 std::string mla_decode_unfit(const StepPart&, DType, KvQuant, int64_t, int64_t, int64_t, int64_t) {
   return "this build has no CUDA kernels";
 }

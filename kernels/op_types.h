@@ -55,4 +55,18 @@ struct ExpertPermutation {
   std::vector<int64_t> offsets;  // [num_experts + 1] on the host: expert j's run is [offsets[j], offsets[j + 1])
 };
 
+// A variable-length attention batch whose causal masks have explicit offsets: sequence b's query rows
+// [cu_q[b], cu_q[b + 1]) attend its key rows [cu_k[b], cu_k[b + 1]), and its query i sees key j when
+// j <= causal_offset[b] + i (bottom-right alignment is the offset len_k - len_q; a negative one leaves the first
+// rows seeing nothing, an offset past the keys lets every row see all of them). A piece of a chunked prefill's
+// context is one: each sequence's keys in the piece start at some position a of its context, so its query at
+// position start_pos + i sees piece keys j <= (start_pos - a) + i. Host lists for the checks, the grid and the
+// CPU; the same values on the data's device for the kernels.
+struct OffsetVarlen {
+  std::vector<int32_t> cu_seqlens_q_host, cu_seqlens_k_host;  // [batch + 1] each, from 0, non-decreasing
+  std::vector<int32_t> causal_offset_host;                     // [batch]
+  Tensor cu_seqlens_q, cu_seqlens_k, causal_offset;            // i32, the same values on the data's device
+  int64_t num_seqs() const { return int64_t(causal_offset_host.size()); }
+};
+
 }  // namespace mlarun::ops

@@ -139,12 +139,12 @@ Tensor mla_paged_attention_part(const Tensor& q, const Tensor& pool, const StepP
 // kernels/cuda/flash_prefill when (Dqk, Dv) and the dtype are in its contract (flash_prefill_fits), else the
 // generic kernel per sequence; the CPU runs ops::attention per sequence.
 Tensor varlen_attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, const StepPart& part);
-// Attention with a contiguous key range per query row, the pieces of a chunked naive prefill: q [Tq, H, Dqk],
-// k [Tk, Hkv, Dqk], v [Tk, Hkv, Dv]; query row t attends keys [key_begin[t], key_begin[t] + key_count[t]) (both
-// i32 [Tq] on the data's device, inside [0, Tk)). `lse` receives f32 [Tq, H]; a row with key_count 0 gets o 0 and
-// lse -inf. CUDA: the generic kernel.
-Tensor ranged_attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, const Tensor& key_begin,
-                        const Tensor& key_count, Tensor& lse);
+// The same over an OffsetVarlen batch (op_types.h), the pieces of a chunked naive prefill: q [cu_q[batch], H, Dqk],
+// k [cu_k[batch], Hkv, Dqk], v [cu_k[batch], Hkv, Dv]. `lse` receives f32 [rows, H]; a row that sees no key gets
+// o 0 and lse -inf. CUDA: flash_prefill with the offsets when in its contract, else the generic kernel per
+// sequence; the CPU: ops::attention per sequence.
+Tensor varlen_attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, const OffsetVarlen& layout,
+                        Tensor& lse);
 // Folds a partial attention result into a running one, in place: o [T, H, D] (f32, or o_part's dtype) and lse f32
 // [T, H] become the softmax over both key sets: LSE = log(e^lse + e^lse_part), o = e^(lse - LSE) o +
 // e^(lse_part - LSE) o_part. Exact up to rounding; a side with lse -inf (no key) has weight 0.

@@ -163,22 +163,47 @@ Tensor varlen_attention(const Tensor& q, const Tensor& k, const Tensor& v, float
   return o;
 }
 
-Tensor ranged_attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, const Tensor& key_begin,
-                        const Tensor& key_count, Tensor& lse) {
-  const Device dev = device_of("ranged_attention", {{"q", q}, {"k", k}, {"v", v}, {"key_begin", key_begin}});
-  MLARUN_CHECK(q.ndim() == 3 && k.ndim() == 3 && v.ndim() == 3 && k.dim(2) == q.dim(2) && v.dim(0) == k.dim(0) &&
+Tensor varlen_attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, const OffsetVarlen& layout,
+                        Tensor& lse) {
+  const Device dev = device_of("varlen_attention", {{"q", q}, {"k", k}, {"v", v}});
+  const int64_t B = layout.num_seqs();
+  MLARUN_CHECK(int64_t(layout.cu_seqlens_q_host.size()) == B + 1 && int64_t(layout.cu_seqlens_k_host.size()) == B + 1,
+               "varlen_attention: cu_seqlens of ", layout.cu_seqlens_q_host.size(), " and ",
+               layout.cu_seqlens_k_host.size(), " entries for ", B, " causal offsets");
+  for (int64_t j = 0; j < B; ++j)
+    MLARUN_CHECK(layout.cu_seqlens_q_host[size_t(j)] <= layout.cu_seqlens_q_host[size_t(j + 1)] &&
+                     layout.cu_seqlens_k_host[size_t(j)] <= layout.cu_seqlens_k_host[size_t(j + 1)],
+                 "varlen_attention: cu_seqlens decrease at sequence ", j);
+  MLARUN_CHECK(B > 0 && layout.cu_seqlens_q_host[0] == 0 && layout.cu_seqlens_k_host[0] == 0 && q.ndim() == 3 &&
+                   k.ndim() == 3 && v.ndim() == 3 && q.dim(0) == layout.cu_seqlens_q_host.back() &&
+                   k.dim(0) == layout.cu_seqlens_k_host.back() && v.dim(0) == k.dim(0) && k.dim(2) == q.dim(2) &&
                    v.dim(1) == k.dim(1) && k.dim(1) > 0 && q.dim(1) % k.dim(1) == 0,
-               "ranged_attention: q ", q.describe(), ", k ", k.describe(), ", v ", v.describe(),
-               " do not fit together");
-  require_index("ranged_attention", "key_begin", key_begin, DType::I32, q.dim(0));
-  require_index("ranged_attention", "key_count", key_count, DType::I32, q.dim(0));
-  if (dev == Device::CUDA) return cuda::ranged_attention(q, k, v, scale, key_begin, key_count, lse);
-  require_f32("ranged_attention", {{"q", q}, {"k", k}, {"v", v}});
-  const std::vector<int32_t> begin = host_list<int32_t>(key_begin), count = host_list<int32_t>(key_count);
-  for (size_t t = 0; t < begin.size(); ++t)  // host memory here: the ranges are checked where they are read
-    MLARUN_CHECK(count[t] == 0 || (begin[t] >= 0 && count[t] > 0 && begin[t] + count[t] <= k.dim(0)),
-                 "ranged_attention: row ", t, " keys [", begin[t], ", ", begin[t] + count[t], ") of ", k.dim(0));
-  return cpu::ranged_attention(q, k, v, scale, begin, count, lse);
+               "varlen_attention: q ", q.describe(), ", k ", k.describe(), ", v ", v.describe(), " for ", B,
+               " sequences of ", B > 0 ? layout.cu_seqlens_q_host.back() : 0, " query and ",
+               B > 0 ? layout.cu_seqlens_k_host.back() : 0, " key rows");
+  if (dev == Device::CUDA) {
+    require_index("varlen_attention", "cu_seqlens_q", layout.cu_seqlens_q, DType::I32, B + 1);
+    require_index("varlen_attention", "cu_seqlens_k", layout.cu_seqlens_k, DType::I32, B + 1);
+    require_index("varlen_attention", "causal_offset", layout.causal_offset, DType::I32, B);
+    if (cuda::flash_prefill_fits(q.dim(2), v.dim(2), q.dtype())) return cuda::flash_varlen(q, k, v, scale, layout, lse);
+    note_fallback("prefill attention with head dims " + std::to_string(q.dim(2)) + "/" + std::to_string(v.dim(2)) +
+                  " in " + dtype_name(q.dtype()) + " is outside flash_prefill's contract: generic CUDA kernel");
+  }
+  if (dev == Device::CPU) require_f32("varlen_attention", {{"q", q}, {"k", k}, {"v", v}});
+  Tensor o = Tensor::empty({q.dim(0), q.dim(1), v.dim(2)}, q.dtype(), q.device());
+  lse = Tensor::empty({q.dim(0), q.dim(1)}, DType::F32, q.device());
+  for (int64_t j = 0; j < B; ++j) {  // the backends' attention clips each row's keys to the sequence's
+    const int64_t q0 = layout.cu_seqlens_q_host[size_t(j)], n = layout.cu_seqlens_q_host[size_t(j + 1)] - q0;
+    const int64_t k0 = layout.cu_seqlens_k_host[size_t(j)], len = layout.cu_seqlens_k_host[size_t(j + 1)] - k0;
+    if (n == 0) continue;
+    const Tensor qs = q.rows(q0, n), ks = k.rows(k0, len), vs = v.rows(k0, len);
+    const int64_t off = layout.causal_offset_host[size_t(j)];
+    Tensor lse_j;
+    copy_into(o.rows(q0, n), dev == Device::CUDA ? cuda::attention(qs, ks, vs, scale, off, &lse_j)
+                                                 : cpu::attention(qs, ks, vs, scale, off, &lse_j));
+    copy_into(lse.rows(q0, n), lse_j);
+  }
+  return o;
 }
 
 void merge_attention_partials(Tensor& o, Tensor& lse, const Tensor& o_part, const Tensor& lse_part) {

@@ -179,18 +179,30 @@ class BatchedMlaBackend final : public MlaBackend {
       const auto [k, v] = up_projected(src, src.index, q.dtype(), w);
       return ops::varlen_attention(qh, k, v, scale_, part);
     }
-    Tensor o, lse;
+    // The running result: rows [0, done) hold what the pieces so far gave them. A piece's query rows start at or
+    // before `done` (its first sequence began in an earlier piece, or right where the last one ended), so its
+    // partial result merges into the rows already there and starts the rest.
+    const int64_t T = qh.dim(0), H = qh.dim(1);
+    Tensor o = Tensor::empty({T, H, c_.v_head_dim}, DType::F32, q.device()), lse = Tensor::empty({T, H}, DType::F32, q.device());
+    int64_t done = 0;
     for (const PrefillPiece& piece : pieces_) {
       const auto [k, v] = up_projected(src, src.index.rows(piece.first_row, piece.num_rows), q.dtype(), w);
+      const int64_t q0 = piece.first_query, n = piece.num_queries, seen = done - q0;
+      MLARUN_CHECK(seen >= 0 && seen <= n, "MLA prefill pieces: a piece's query rows [", q0, ", ", q0 + n,
+                   ") leave rows before ", done, " unattended");
       Tensor lse_piece;
-      const Tensor o_piece = ops::ranged_attention(qh, k, v, scale_, piece.key_begin, piece.key_count, lse_piece);
-      if (!o.defined()) {
-        o = ops::convert(o_piece, DType::F32);
-        lse = lse_piece;
-      } else {
-        ops::merge_attention_partials(o, lse, o_piece, lse_piece);
+      const Tensor o_piece = ops::varlen_attention(qh.rows(q0, n), k, v, scale_, piece.layout, lse_piece);
+      if (seen > 0) {
+        Tensor o_seen = o.rows(q0, seen), lse_seen = lse.rows(q0, seen);
+        ops::merge_attention_partials(o_seen, lse_seen, o_piece.rows(0, seen), lse_piece.rows(0, seen));
+      }
+      if (seen < n) {
+        ops::copy_into(o.rows(done, n - seen), ops::convert(o_piece.rows(seen, n - seen), DType::F32));
+        ops::copy_into(lse.rows(done, n - seen), lse_piece.rows(seen, n - seen));
+        done = q0 + n;
       }
     }
+    MLARUN_CHECK(done == T, "MLA prefill pieces: ", T - done, " query rows saw no piece");
     return ops::convert(o, q.dtype());
   }
 

@@ -10,8 +10,9 @@
 //   attention over the cached prefix (chunked prefill): kernels/cuda/flash_prefill when (qk, v, dtype) is in its
 //   contract ((192,128), (128,128), (64,64), (256,256); bf16/fp16), otherwise the generic CUDA kernel per
 //   sequence. When the step's context rows exceed MlaBackendOptions::prefill_context_piece_rows they go in
-//   pieces instead (model/prefill_pieces.h): each piece gathered and up-projected alone, attended with
-//   ops::ranged_attention (the generic kernel) and merged into the running output by log-sum-exp. Absorbed
+//   pieces instead (model/prefill_pieces.h): each piece gathered and up-projected alone, attended as a varlen
+//   batch with explicit causal offsets (flash_prefill again where it fits) and merged into the running output by
+//   log-sum-exp. Absorbed
 //   decode: q_nope . W_UK, then kernels/cuda/mla_decode when in its contract (bf16, kv_lora_rank 512, rope 64,
 //   <= 128 heads per rank, <= 4 query rows per sequence, block_size <= 256), its schedule computed by the first
 //   layer and reused by the rest; otherwise the generic paged CUDA kernel; then . W_UV. Each fallback prints one

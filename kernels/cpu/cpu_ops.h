@@ -60,13 +60,12 @@ void write_cache_quantized(const Tensor& pool, const KvCacheFormat& f, const std
                            const Tensor& rows);
 Tensor gather_rows_dequantized(const Tensor& pool, const KvCacheFormat& f, const std::vector<int64_t>& slots);
 
-// simple_attention.cpp; f32 only
+// simple_attention.cpp; f32 only. attention: query i sees keys [0, q_offset + i] clipped to k's rows (any q_offset;
+// a row that sees none gets o 0, lse -inf).
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, int64_t q_offset, Tensor* lse);
 Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const std::vector<BatchSequence>& sequences,
                            int64_t kv_lora_rank, float scale, Tensor* lse);
 void lse_merge_rescale(Tensor& o, const Tensor& lse_all, int64_t rank);
-Tensor ranged_attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
-                        const std::vector<int32_t>& key_begin, const std::vector<int32_t>& key_count, Tensor& lse);
 void merge_attention_partials(Tensor& o, Tensor& lse, const Tensor& o_part, const Tensor& lse_part);
 
 // sampling.cpp (with the host sampler of cpu/sampling.h, which these call row by row); f32 logits

@@ -2,6 +2,7 @@
 // absorbed MLA attention over the paged latent cache. One query row at a time against its visible keys, softmax
 // in f32 with the sum in double; the log-sum-exp is what the flash and MLA decode kernels are checked against,
 // and what decode context parallelism merges the ranks' partial outputs by (lse_merge_rescale).
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -45,9 +46,9 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
   const int64_t group = H / Hkv;
   for (int64_t i = 0; i < Tq; ++i)
     for (int64_t h = 0; h < H; ++h) {
-      const int64_t kh = h / group;
+      const int64_t kh = h / group, n = std::clamp<int64_t>(q_offset + i + 1, 0, Tk);
       const float l = attend_one(q.data<float>() + (i * H + h) * D, k.data<float>() + kh * D, Hkv * D,
-                                 v.data<float>() + kh * Dv, Hkv * Dv, q_offset + i + 1, D, Dv, scale,
+                                 v.data<float>() + kh * Dv, Hkv * Dv, n, D, Dv, scale,
                                  o.data<float>() + (i * H + h) * Dv, scratch.data());
       if (lse) lse->data<float>()[i * H + h] = l;
     }
@@ -72,25 +73,6 @@ Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const std::vecto
         if (lse) lse->data<float>()[row] = l;
       }
   }
-  return o;
-}
-
-Tensor ranged_attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
-                        const std::vector<int32_t>& key_begin, const std::vector<int32_t>& key_count, Tensor& lse) {
-  const int64_t Tq = q.dim(0), H = q.dim(1), D = q.dim(2), Tk = k.dim(0), Hkv = k.dim(1), Dv = v.dim(2);
-  Tensor o = Tensor::zeros({Tq, H, Dv}, DType::F32);
-  lse = Tensor::empty({Tq, H}, DType::F32);
-  std::vector<float> scratch(static_cast<size_t>(Tk));
-  const int64_t group = H / Hkv;
-  for (int64_t i = 0; i < Tq; ++i)
-    for (int64_t h = 0; h < H; ++h) {
-      const int64_t kh = h / group, first = key_begin[size_t(i)], n = key_count[size_t(i)];
-      lse.data<float>()[i * H + h] =
-          n == 0 ? -INFINITY  // no key in range: o stays 0
-                 : attend_one(q.data<float>() + (i * H + h) * D, k.data<float>() + (first * Hkv + kh) * D, Hkv * D,
-                              v.data<float>() + (first * Hkv + kh) * Dv, Hkv * Dv, n, D, Dv, scale,
-                              o.data<float>() + (i * H + h) * Dv, scratch.data());
-    }
   return o;
 }
 

@@ -64,7 +64,7 @@ void write_cache(const Tensor& pool, const std::vector<int64_t>& slot_mapping, c
 void write_cache(const Tensor& pool, const Tensor& slot_mapping, const Tensor& rows);  // slots i64 on the device
 Tensor gather_cache(const Tensor& pool, const std::vector<int32_t>& block_table, int64_t len);
 
-// simple_attention.cu
+// simple_attention.cu. attention: query t sees keys [0, q_offset + t] clipped to k's rows (any q_offset).
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, int64_t q_offset, Tensor* lse);
 Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const std::vector<BatchSequence>& sequences,
                            int64_t kv_lora_rank, float scale, Tensor* lse);
@@ -73,9 +73,6 @@ Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const std::vecto
 Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const Tensor& tables, const Tensor& table_start,
                            const Tensor& n_keys, int64_t kv_lora_rank, float scale, Tensor* lse);
 void lse_merge_rescale(const Tensor& o, const Tensor& lse_all, int64_t rank);
-// key_begin, key_count i32 [Tq] on the device; lse receives f32 [Tq, H].
-Tensor ranged_attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, const Tensor& key_begin,
-                        const Tensor& key_count, Tensor& lse);
 // o f32 or bf16, o_part f32 or bf16; lse and lse_part f32.
 void merge_attention_partials(const Tensor& o, const Tensor& lse, const Tensor& o_part, const Tensor& lse_part);
 
@@ -83,6 +80,9 @@ void merge_attention_partials(const Tensor& o, const Tensor& lse, const Tensor& 
 bool flash_prefill_fits(int64_t d_qk, int64_t d_v, DType dtype);
 // q [part.num_tokens, H, Dqk], k/v [part.total_k, Hkv, D]: flash_prefill over the part's cu_seqlens, causal.
 Tensor flash_varlen(const Tensor& q, const Tensor& k, const Tensor& v, float scale, const StepPart& part);
+// The same over an OffsetVarlen batch (its causal offsets and device cu_seqlens), writing lse f32 [rows, H].
+Tensor flash_varlen(const Tensor& q, const Tensor& k, const Tensor& v, float scale, const OffsetVarlen& layout,
+                    Tensor& lse);
 // "" when mla_decode takes these shapes and this cache (KvQuant::None: rows in `dtype`; Fp8/Int8: the 656-byte
 // rows of kernels/kv_quant.h, dequantized inside the kernel), else why not.
 std::string mla_decode_unfit(const StepPart& part, DType dtype, KvQuant cache, int64_t heads, int64_t kv_lora_rank,

@@ -20,19 +20,14 @@ bool flash_prefill_fits(int64_t d_qk, int64_t d_v, DType dtype) {
          (d_qk == 256 && d_v == 256);
 }
 
-Tensor flash_varlen(const Tensor& q, const Tensor& k, const Tensor& v, float scale, const StepPart& part) {
-  Tensor out = Tensor::empty({q.dim(0), q.dim(1), v.dim(2)}, q.dtype(), Device::CUDA);
-  if (part.num_tokens == 0) return out;
+namespace {
+// The params every flash_varlen call shares: q, k, v, out and the head shapes.
+FlashPrefillParams flash_params(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, float scale) {
   FlashPrefillParams p;
   p.q = q.raw();
   p.k = k.raw();
   p.v = v.raw();
   p.out = out.raw();
-  p.cu_seqlens_q = part.cu_seqlens_q.data<int32_t>();
-  p.cu_seqlens_k = part.cu_seqlens_k.data<int32_t>();
-  p.cu_seqlens_q_host = part.cu_seqlens_q_host.data();
-  p.cu_seqlens_k_host = part.cu_seqlens_k_host.data();
-  p.batch = int(part.num_seqs());
   p.total_q = q.dim(0);
   p.total_k = k.dim(0);
   p.num_heads_q = int(q.dim(1));
@@ -42,6 +37,36 @@ Tensor flash_varlen(const Tensor& q, const Tensor& k, const Tensor& v, float sca
   p.dtype = q.dtype();
   p.softmax_scale = scale;
   p.causal = true;
+  return p;
+}
+}  // namespace
+
+Tensor flash_varlen(const Tensor& q, const Tensor& k, const Tensor& v, float scale, const OffsetVarlen& layout,
+                    Tensor& lse) {
+  Tensor out = Tensor::empty({q.dim(0), q.dim(1), v.dim(2)}, q.dtype(), Device::CUDA);
+  lse = Tensor::empty({q.dim(0), q.dim(1)}, DType::F32, Device::CUDA);
+  if (q.dim(0) == 0) return out;
+  FlashPrefillParams p = flash_params(q, k, v, out, scale);
+  p.lse = lse.data<float>();
+  p.cu_seqlens_q = layout.cu_seqlens_q.data<int32_t>();
+  p.cu_seqlens_k = layout.cu_seqlens_k.data<int32_t>();
+  p.cu_seqlens_q_host = layout.cu_seqlens_q_host.data();
+  p.cu_seqlens_k_host = layout.cu_seqlens_k_host.data();
+  p.causal_offset = layout.causal_offset.data<int32_t>();
+  p.batch = int(layout.num_seqs());
+  flash_prefill(p, stream());
+  return out;
+}
+
+Tensor flash_varlen(const Tensor& q, const Tensor& k, const Tensor& v, float scale, const StepPart& part) {
+  Tensor out = Tensor::empty({q.dim(0), q.dim(1), v.dim(2)}, q.dtype(), Device::CUDA);
+  if (part.num_tokens == 0) return out;
+  FlashPrefillParams p = flash_params(q, k, v, out, scale);
+  p.cu_seqlens_q = part.cu_seqlens_q.data<int32_t>();
+  p.cu_seqlens_k = part.cu_seqlens_k.data<int32_t>();
+  p.cu_seqlens_q_host = part.cu_seqlens_q_host.data();
+  p.cu_seqlens_k_host = part.cu_seqlens_k_host.data();
+  p.batch = int(part.num_seqs());
   flash_prefill(p, stream());
   return out;
 }

@@ -23,13 +23,11 @@ struct AttentionArgs {
   const void* q = nullptr;  // [T, H, D]
   int64_t H = 0, D = 0, Dv = 0;
   bool paged = false;
-  // Dense: k [Tk, Hkv, D], v [Tk, Hkv, Dv]; token t sees keys [0, q_offset + t], or with key ranges
-  // [key_begin[t], key_begin[t] + key_count[t]) (ops::ranged_attention).
+  // Dense: k [Tk, Hkv, D], v [Tk, Hkv, Dv]; token t sees keys [0, q_offset + t] clipped to [0, Tk) (any
+  // q_offset: the pieces of a chunked prefill give rows that see none of a piece's keys, or all of them).
   const void* k = nullptr;
   const void* v = nullptr;
-  int64_t Hkv = 1, q_offset = 0;
-  const int32_t* key_begin = nullptr;
-  const int32_t* key_count = nullptr;
+  int64_t Hkv = 1, Tk = 0, q_offset = 0;
   // Paged: token t sees n_keys[t] rows of its sequence, whose block table starts at tables[table_start[t]].
   const void* pool = nullptr;  // [blocks, block_size, D]
   const int32_t* tables = nullptr;
@@ -54,8 +52,7 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(const AttentionA
   for (int64_t d = threadIdx.x; d < a.D; d += blockDim.x) q_s[d] = load_f(a.q, row * a.D + d, a.bf16);
   __syncthreads();
 
-  const int64_t n = a.paged ? int64_t(a.n_keys[t]) : a.key_count ? int64_t(a.key_count[t]) : a.q_offset + t + 1;
-  const int64_t first = a.key_count ? int64_t(a.key_begin[t]) : 0;
+  const int64_t n = a.paged ? int64_t(a.n_keys[t]) : min(max(a.q_offset + t + 1, int64_t(0)), a.Tk);
   const int64_t kh = a.paged ? 0 : h / (a.H / a.Hkv);
   float m = -INFINITY, l = 0.0f, acc[kValuesPerLane];
 #pragma unroll
@@ -72,8 +69,8 @@ __global__ void __launch_bounds__(kWarps * 32) attention_kernel(const AttentionA
     } else {
       kbase = a.k;
       vbase = a.v;
-      koff = ((first + key) * a.Hkv + kh) * a.D;
-      voff = ((first + key) * a.Hkv + kh) * a.Dv;
+      koff = (key * a.Hkv + kh) * a.D;
+      voff = (key * a.Hkv + kh) * a.Dv;
     }
     float dot = 0.0f;
     for (int64_t d = lane; d < a.D; d += 32) dot += q_s[d] * load_f(kbase, koff + d, a.bf16);
@@ -139,7 +136,7 @@ void launch(AttentionArgs a, int64_t tokens) {
 
 namespace {
 
-// q [Tq, H, D] against contiguous k [Tk, Hkv, D] and v [Tk, Hkv, Dv]: what attention and ranged_attention share.
+// q [Tq, H, D] against contiguous k [Tk, Hkv, D] and v [Tk, Hkv, Dv].
 AttentionArgs contiguous_args(const Tensor& q, const Tensor& k, const Tensor& v, float scale, const char* who) {
   AttentionArgs a;
   a.bf16 = is_bf16(q, who);
@@ -152,6 +149,7 @@ AttentionArgs contiguous_args(const Tensor& q, const Tensor& k, const Tensor& v,
   a.k = k.raw();
   a.v = v.raw();
   a.Hkv = k.dim(1);
+  a.Tk = k.dim(0);
   a.scale = scale;
   return a;
 }
@@ -173,14 +171,6 @@ Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
   AttentionArgs a = contiguous_args(q, k, v, scale, "attention");
   a.q_offset = q_offset;
   return run_attention(a, q, lse);
-}
-
-Tensor ranged_attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, const Tensor& key_begin,
-                        const Tensor& key_count, Tensor& lse) {
-  AttentionArgs a = contiguous_args(q, k, v, scale, "ranged_attention");
-  a.key_begin = key_begin.data<int32_t>();
-  a.key_count = key_count.data<int32_t>();
-  return run_attention(a, q, &lse);
 }
 
 Tensor mla_paged_attention(const Tensor& q, const Tensor& pool, const std::vector<BatchSequence>& sequences,

@@ -71,6 +71,12 @@ std::vector<Case> cases() {
   v.push_back({"window_noncausal", 64, 64, 4, 2, DType::BF16, false, 100, kMixed, {1, 40, 128, 900}});
   v.push_back({"fewer_keys_than_queries", 192, 128, 2, 1, DType::BF16, true, -1, {17, 128, 33}, {5, 128, 0}});
   v.push_back({"zero_length_sequences", 128, 128, 2, 2, DType::F16, false, -1, {0, 17, 0, 70}, {3, 17, 0, 70}});
+  // Explicit causal offsets (the pieces of a chunked prefill): a piece before the queries (every row sees all of
+  // it), the last piece (early rows see none of it), a middle cut, offsets far out both ways.
+  v.push_back({"causal_offsets_mla", 192, 128, 16, 16, DType::BF16, true, -1, {200, 130, 64, 7, 100},
+               {300, 90, 500, 40, 64}, {2000, -70, 300, 100000, -1000}});
+  v.push_back({"causal_offsets_window_fp16", 128, 128, 4, 2, DType::F16, true, 50, {129, 65}, {300, 77},
+               {120, -20}});
   // One small case per head-dim pair (several key tiles, chunked): what launch/gpu_check.sh runs under racecheck.
   for (auto& d : dims)
     v.push_back({"small_" + std::to_string(d[0]) + "_" + std::to_string(d[1]), d[0], d[1], 2, 1, DType::BF16, true,
@@ -245,6 +251,14 @@ TEST_F(FlashPrefillBoundary, RejectsMisalignedBuffers) {
   expect_error("must be 16-byte aligned (address mod 16 = 2)");
 }
 
+TEST_F(FlashPrefillBoundary, CausalOffsetsNeedACausalMask) {
+  const int32_t offsets[2] = {0, 0};
+  p.causal_offset = offsets;
+  EXPECT_NO_THROW(cuda::check_flash_prefill(p));
+  p.causal = false;
+  expect_error("causal_offset is given without a causal mask");
+}
+
 }  // namespace
 
 // The shared row check itself (host code, runs everywhere): an output equal to the fp32 reference scores zero,
@@ -273,4 +287,7 @@ TEST(FlashPrefillReference, ExactOutputScoresZeroAndPoisonIsCounted) {
   out.data<float>()[3] = NAN;
   EXPECT_EQ(cuda::flash_prefill_check_row(shape, q, k, v, out, lse, 0, 0, 0, lq, lk).unwritten, 1);
   EXPECT_EQ(cuda::flash_prefill_visible_keys(true, 2, 4, lq, lk), std::make_pair(6, 9));
+  EXPECT_EQ(cuda::flash_prefill_visible_keys(true, -1, 3, 10, 20, -5), std::make_pair(0, 0)) << "before every key";
+  EXPECT_EQ(cuda::flash_prefill_visible_keys(true, -1, 3, 10, 20, 100), std::make_pair(0, 20)) << "past every key";
+  EXPECT_EQ(cuda::flash_prefill_visible_keys(true, 2, 3, 10, 20, 4), std::make_pair(5, 8));
 }

@@ -160,42 +160,60 @@ TEST(GpuStepOps, MlaDecodeOverAQuantizedCacheMatchesTheCpuWithLse) {
   }
 }
 
-// The pieces of a chunked naive prefill on the device (docs/model.md §2.4): ranged_attention over three key ranges
-// (a row sees a prefix of a range or none of it: o 0, lse -inf), each folded into an f32 running output by
-// merge_attention_partials, equals dense attention over all the keys on the CPU; each piece matches the CPU's.
-TEST(GpuStepOps, RangedAttentionPiecesMergedByLseMatchTheCpu) {
+// The pieces of a chunked naive prefill on the device (docs/model.md §2.4): varlen attention with causal offsets
+// over four key ranges (before the queries: every row sees all of it; the last: the first rows see none of it, o 0
+// and lse -inf), each folded into an f32 running output by merge_attention_partials, equals dense attention over
+// all the keys on the CPU, and each piece matches the CPU's. Head dims 192/128 take flash_prefill with its
+// causal_offset; 24/16 the generic kernel.
+TEST(GpuStepOps, OffsetVarlenPiecesMergedByLseMatchTheCpu) {
   MLARUN_GPU_OR_SKIP();
   std::mt19937 rng(21);
-  const int64_t Tq = 6, H = 4, Tk = 40, q_offset = Tk - Tq;
-  const Tensor q = bf16_rounded(random_f32({Tq, H, 192}, rng)), k = bf16_rounded(random_f32({Tk, H, 192}, rng));
-  const Tensor v = bf16_rounded(random_f32({Tk, H, 128}, rng));
-  const Tensor q_gpu = to_gpu(q), k_gpu = to_gpu(k), v_gpu = to_gpu(v);
-  const Tensor want = ops::attention(q, k, v, 0.07f, q_offset);
-  Tensor o, lse;
-  for (auto [k0, k1] : std::vector<std::pair<int64_t, int64_t>>{{0, 17}, {17, 36}, {36, 40}}) {
-    Tensor begin = Tensor::zeros({Tq}, DType::I32), count = Tensor::zeros({Tq}, DType::I32);
-    for (int64_t t = 0; t < Tq; ++t)  // query t sees keys 0..q_offset + t
-      count.data<int32_t>()[t] = int32_t(std::clamp<int64_t>(q_offset + t + 1 - k0, 0, k1 - k0));
-    Tensor cpu_lse, gpu_lse;
-    const Tensor cpu_part =
-        ops::ranged_attention(q, k.rows(k0, k1 - k0), v.rows(k0, k1 - k0), 0.07f, begin, count, cpu_lse);
-    const Tensor part = ops::ranged_attention(q_gpu, k_gpu.rows(k0, k1 - k0), v_gpu.rows(k0, k1 - k0), 0.07f,
-                                              begin.to(Device::CUDA), count.to(Device::CUDA), gpu_lse);
-    EXPECT_LT(rel_error(to_host(part), cpu_part), kBf16RelTol) << "keys [" << k0 << ", " << k1 << ")";
-    const Tensor host_lse = to_host(gpu_lse);
-    for (int64_t i = 0; i < host_lse.numel(); ++i) {
-      const float got = host_lse.data<float>()[i], ref = cpu_lse.data<float>()[i];
-      if (ref == -INFINITY)
-        EXPECT_EQ(got, -INFINITY) << "keys [" << k0 << ", " << k1 << ") row " << i;
-      else
-        EXPECT_NEAR(got, ref, 2e-3f) << "keys [" << k0 << ", " << k1 << ") row " << i;
+  for (auto [dqk, dv] : std::vector<std::pair<int64_t, int64_t>>{{192, 128}, {24, 16}}) {
+    const int64_t Tq = 70, H = 4, Tk = 300, start = Tk - Tq;
+    const Tensor q = bf16_rounded(random_f32({Tq, H, dqk}, rng)), k = bf16_rounded(random_f32({Tk, 2, dqk}, rng));
+    const Tensor v = bf16_rounded(random_f32({Tk, 2, dv}, rng));
+    const Tensor q_gpu = to_gpu(q), k_gpu = to_gpu(k), v_gpu = to_gpu(v);
+    const Tensor want = ops::attention(q, k, v, 0.07f, start);
+    Tensor o, lse;
+    for (auto [k0, k1] : std::vector<std::pair<int64_t, int64_t>>{{0, 117}, {117, 236}, {236, 261}, {261, 300}}) {
+      ops::OffsetVarlen l;
+      l.cu_seqlens_q_host = {0, int32_t(Tq)};
+      l.cu_seqlens_k_host = {0, int32_t(k1 - k0)};
+      l.causal_offset_host = {int32_t(start - k0)};
+      Tensor cpu_lse, gpu_lse;
+      const Tensor cpu_part = ops::varlen_attention(q, k.rows(k0, k1 - k0), v.rows(k0, k1 - k0), 0.07f, l, cpu_lse);
+      auto on_gpu = [](const std::vector<int32_t>& list) {
+        Tensor t = Tensor::empty({int64_t(list.size())}, DType::I32);
+        std::copy(list.begin(), list.end(), t.data<int32_t>());
+        return t.to(Device::CUDA);
+      };
+      l.cu_seqlens_q = on_gpu(l.cu_seqlens_q_host);
+      l.cu_seqlens_k = on_gpu(l.cu_seqlens_k_host);
+      l.causal_offset = on_gpu(l.causal_offset_host);
+      const Tensor part =
+          ops::varlen_attention(q_gpu, k_gpu.rows(k0, k1 - k0), v_gpu.rows(k0, k1 - k0), 0.07f, l, gpu_lse);
+      EXPECT_LT(rel_error(to_host(part), cpu_part), kBf16RelTol) << dqk << ": keys [" << k0 << ", " << k1 << ")";
+      const Tensor host_lse = to_host(gpu_lse);
+      int64_t unseen = 0;
+      for (int64_t i = 0; i < host_lse.numel(); ++i) {
+        const float got = host_lse.data<float>()[i], ref = cpu_lse.data<float>()[i];
+        if (ref == -INFINITY) {
+          ++unseen;
+          EXPECT_EQ(got, -INFINITY) << dqk << ": keys [" << k0 << ", " << k1 << ") row " << i;
+        } else {
+          EXPECT_NEAR(got, ref, 2e-3f) << dqk << ": keys [" << k0 << ", " << k1 << ") row " << i;
+        }
+      }
+      if (k0 == 261) {
+        EXPECT_EQ(unseen, (261 - start) * H) << "queries before the last range see none of it";
+      }
+      if (!o.defined()) {
+        o = ops::convert(part, DType::F32);
+        lse = gpu_lse;
+      } else {
+        ops::merge_attention_partials(o, lse, part, gpu_lse);
+      }
     }
-    if (!o.defined()) {
-      o = ops::convert(part, DType::F32);
-      lse = gpu_lse;
-    } else {
-      ops::merge_attention_partials(o, lse, part, gpu_lse);
-    }
+    EXPECT_LT(rel_error(to_host(o), want), kBf16RelTol) << dqk;
   }
-  EXPECT_LT(rel_error(to_host(o), want), kBf16RelTol);
 }

@@ -2,7 +2,8 @@
 // (1, 5, 7, 64 rows, so that pieces cut sequences anywhere) gives the logits of the unpieced path within 1e-5 on
 // every fixture, over steps of several prefill sequences, chunks over a cached prefix and decodes, with the f32,
 // fp8 and int8 caches; and it never holds K/V for more rows than the budget. Below the model: the piece plan
-// covers each query row's visible keys exactly once, and ranged attention merged by log-sum-exp is attention.
+// covers each query row's visible keys exactly once, and varlen attention with causal offsets over pieces of the
+// keys, merged by log-sum-exp, is attention.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -106,10 +107,17 @@ TEST(PrefillPieces, PlanCoversEachRowsVisibleKeysOnce) {
     std::vector<std::vector<int>> seen(size_t(part.num_tokens), std::vector<int>(57, 0));  // [query][context row]
     for (const PrefillPiece& p : pieces) {
       EXPECT_LE(p.num_rows, budget);
-      for (int64_t t = 0; t < part.num_tokens; ++t) {
-        const int64_t first = p.first_row + p.key_begin.data<int32_t>()[t];
-        for (int64_t r = 0; r < p.key_count.data<int32_t>()[t]; ++r) ++seen[size_t(t)][size_t(first + r)];
-      }
+      const ops::OffsetVarlen& l = p.layout;
+      ASSERT_GE(l.num_seqs(), 1);
+      EXPECT_EQ(l.cu_seqlens_k_host.back(), p.num_rows) << "the piece's rows are its sequences' keys";
+      EXPECT_EQ(l.cu_seqlens_q_host.back(), p.num_queries);
+      EXPECT_EQ(std::vector<int32_t>(l.causal_offset.data<int32_t>(), l.causal_offset.data<int32_t>() + l.num_seqs()),
+                l.causal_offset_host) << "the tensors hold the host lists";
+      for (int64_t b = 0; b < l.num_seqs(); ++b)
+        for (int64_t i = l.cu_seqlens_q_host[size_t(b)]; i < l.cu_seqlens_q_host[size_t(b + 1)]; ++i)
+          for (int64_t j = 0; j < l.cu_seqlens_k_host[size_t(b + 1)] - l.cu_seqlens_k_host[size_t(b)]; ++j)
+            if (j <= l.causal_offset_host[size_t(b)] + (i - l.cu_seqlens_q_host[size_t(b)]))
+              ++seen[size_t(p.first_query + i)][size_t(p.first_row + l.cu_seqlens_k_host[size_t(b)] + j)];
     }
     for (int64_t j = 0; j < part.num_seqs(); ++j) {
       const int64_t q0 = part.cu_seqlens_q_host[size_t(j)], n = part.cu_seqlens_q_host[size_t(j + 1)] - q0;
@@ -122,9 +130,11 @@ TEST(PrefillPieces, PlanCoversEachRowsVisibleKeysOnce) {
   }
 }
 
-// Attention over 23 keys equals its ranges [0, 5), [5, 12), [12, 23) attended apart and merged, and a row that sees
-// none of a range keeps o 0, lse -inf there.
-TEST(PrefillPieces, RangedAttentionMergedByLseIsAttention) {
+// Attention over 23 keys (4 queries at the end, bottom-right causal) equals its ranges [0, 5), [5, 12), [12, 21),
+// [21, 23) attended apart with the causal offset of each (a range before the queries: every row sees all of it;
+// the last: some rows see none of it) and merged by log-sum-exp; a row that sees none of a range keeps o 0,
+// lse -inf there, and merging that changes nothing. Two sequences in one batch: the second's offsets are its own.
+TEST(PrefillPieces, OffsetVarlenAttentionMergedByLseIsAttention) {
   std::mt19937 rng(5);
   std::normal_distribution<float> dist(0.0f, 1.0f);
   auto random = [&](Shape shape) {
@@ -132,36 +142,60 @@ TEST(PrefillPieces, RangedAttentionMergedByLseIsAttention) {
     for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = dist(rng);
     return t;
   };
-  const int64_t Tq = 4, H = 4, Tk = 23, q_offset = Tk - Tq;
+  const int64_t Tq = 4, H = 4, Tk = 23, start = Tk - Tq;
   const Tensor q = random({Tq, H, 24}), k = random({Tk, 2, 24}), v = random({Tk, 2, 16});
   Tensor want_lse;
-  const Tensor want = ops::attention(q, k, v, 0.3f, q_offset, &want_lse);
-  Tensor o, lse;
-  for (auto [k0, k1] : std::vector<std::pair<int64_t, int64_t>>{{0, 5}, {5, 12}, {12, 23}}) {
-    Tensor begin = Tensor::zeros({Tq}, DType::I32), count = Tensor::zeros({Tq}, DType::I32);
-    for (int64_t t = 0; t < Tq; ++t)  // query t sees keys 0..q_offset + t: a prefix of the range, or none of it
-      count.data<int32_t>()[t] = int32_t(std::clamp<int64_t>(q_offset + t + 1 - k0, 0, k1 - k0));
-    Tensor lse_part;
-    const Tensor part =
-        ops::ranged_attention(q, k.rows(k0, k1 - k0), v.rows(k0, k1 - k0), 0.3f, begin, count, lse_part);
-    if (!o.defined()) {
-      o = part;
-      lse = lse_part;
-    } else {
-      ops::merge_attention_partials(o, lse, part, lse_part);
+  const Tensor want = ops::attention(q, k, v, 0.3f, start, &want_lse);
+  // The batch: sequence 0 is a throwaway of 3 queries over 2 keys (offset 5: all visible); sequence 1 the one above.
+  const Tensor q_other = random({3, H, 24}), k_other = random({2, 2, 24}), v_other = random({2, 2, 16});
+  auto stacked = [](const Tensor& a, const Tensor& b) {  // a's rows, then b's
+    Shape shape = a.shape();
+    shape[0] += b.dim(0);
+    Tensor t = Tensor::empty(shape, DType::F32);
+    ops::copy_into(t.rows(0, a.dim(0)), a);
+    ops::copy_into(t.rows(a.dim(0), b.dim(0)), b);
+    return t;
+  };
+  Tensor o = Tensor::zeros({Tq, H, 16}, DType::F32), lse = Tensor::empty({Tq, H}, DType::F32);
+  for (int64_t i = 0; i < lse.numel(); ++i) lse.data<float>()[i] = -INFINITY;
+  for (auto [k0, k1] : std::vector<std::pair<int64_t, int64_t>>{{0, 5}, {5, 12}, {12, 21}, {21, 23}}) {
+    ops::OffsetVarlen l;
+    l.cu_seqlens_q_host = {0, 3, int32_t(3 + Tq)};
+    l.cu_seqlens_k_host = {0, 2, int32_t(2 + k1 - k0)};
+    l.causal_offset_host = {5, int32_t(start - k0)};
+    Tensor part_lse;
+    const Tensor part = ops::varlen_attention(stacked(q_other, q), stacked(k_other, k.rows(k0, k1 - k0)),
+                                              stacked(v_other, v.rows(k0, k1 - k0)), 0.3f, l, part_lse);
+    for (int64_t r = 0; r < 3; ++r) {  // sequence 0: offset 5 lets each of its rows see both its keys
+      const Tensor other = ops::attention(q_other.rows(r, 1), k_other, v_other, 0.3f, 1);
+      for (int64_t i = 0; i < other.numel(); ++i)
+        EXPECT_NEAR(part.data<float>()[r * H * 16 + i], other.data<float>()[i], 1e-6f) << "sequence 0, piece " << k0;
     }
+    Tensor part_mine = part.rows(3, Tq), lse_mine = part_lse.rows(3, Tq);
+    if (k0 == 21) {  // queries at 19..22 see keys up to themselves: rows 0 and 1 see none of [21, 23)
+      for (int64_t i = 0; i < 2 * H; ++i) EXPECT_EQ(lse_mine.data<float>()[i], -INFINITY);
+      for (int64_t i = 0; i < 2 * H * 16; ++i) EXPECT_EQ(part_mine.data<float>()[i], 0.0f);
+    }
+    ops::merge_attention_partials(o, lse, part_mine, lse_mine);
   }
   for (int64_t i = 0; i < want.numel(); ++i) EXPECT_NEAR(o.data<float>()[i], want.data<float>()[i], 1e-5f);
   for (int64_t i = 0; i < want_lse.numel(); ++i) EXPECT_NEAR(lse.data<float>()[i], want_lse.data<float>()[i], 1e-4f);
 
+  ops::OffsetVarlen none;  // an offset before every key: nothing seen
+  none.cu_seqlens_q_host = {0, int32_t(Tq)};
+  none.cu_seqlens_k_host = {0, int32_t(Tk)};
+  none.causal_offset_host = {-int32_t(Tq)};
   Tensor none_lse;
-  const Tensor zero = Tensor::zeros({Tq}, DType::I32);
-  const Tensor none = ops::ranged_attention(q, k, v, 0.3f, zero, zero, none_lse);
-  for (int64_t i = 0; i < none.numel(); ++i) EXPECT_EQ(none.data<float>()[i], 0.0f);
+  const Tensor nothing = ops::varlen_attention(q, k, v, 0.3f, none, none_lse);
+  for (int64_t i = 0; i < nothing.numel(); ++i) EXPECT_EQ(nothing.data<float>()[i], 0.0f);
   for (int64_t i = 0; i < none_lse.numel(); ++i) EXPECT_EQ(none_lse.data<float>()[i], -INFINITY);
   Tensor kept = o.clone(), kept_lse = lse.clone();
-  ops::merge_attention_partials(kept, kept_lse, none, none_lse);  // merging nothing changes nothing
+  ops::merge_attention_partials(kept, kept_lse, nothing, none_lse);  // merging nothing changes nothing
   for (int64_t i = 0; i < o.numel(); ++i) EXPECT_EQ(kept.data<float>()[i], o.data<float>()[i]);
+
+  ops::OffsetVarlen bad = none;  // a layout that does not fit the tensors is refused by name
+  bad.cu_seqlens_k_host = {0, int32_t(Tk - 1)};
+  EXPECT_ERROR_MENTIONS(ops::varlen_attention(q, k, v, 0.3f, bad, none_lse), "varlen_attention");
 }
 
 TEST(PrefillPieces, PiecedEqualsUnpiecedOnEveryFixture) {

@@ -30,6 +30,7 @@ struct Case {
   bool causal;
   int window;                      // window_left; -1 = none
   std::vector<int> len_q, len_k;   // per sequence
+  std::vector<int> offset = {};    // per sequence causal offsets (FlashPrefillParams::causal_offset); empty: none
 };
 
 // A validation passes when nothing is left unwritten, the output error is within twice the plain
@@ -56,7 +57,7 @@ void parallel_for(int n, Fn fn, int workers = std::max(1u, std::thread::hardware
 struct DeviceRun {
   Case c;
   std::vector<int32_t> cu_q{0}, cu_k{0};
-  Tensor q, k, v, out, lse, dcu_q, dcu_k;
+  Tensor q, k, v, out, lse, dcu_q, dcu_k, doffset;
   FlashPrefillParams p;
 
   template <typename MakeInput>
@@ -79,6 +80,10 @@ struct DeviceRun {
     p.num_heads_q = c.hq, p.num_heads_kv = c.hkv, p.head_dim_qk = c.dqk, p.head_dim_v = c.dv;
     p.dtype = c.dtype, p.softmax_scale = 1.0f / std::sqrt(float(c.dqk)), p.causal = c.causal;
     p.window_left = c.window;
+    if (!c.offset.empty()) {
+      doffset = int_tensor(std::vector<int32_t>(c.offset.begin(), c.offset.end()));
+      p.causal_offset = doffset.data<int32_t>();
+    }
   }
   DeviceRun(const DeviceRun&) = delete;  // p points into cu_q / cu_k
   DeviceRun& operator=(const DeviceRun&) = delete;
@@ -122,7 +127,8 @@ inline Errors validate(DeviceRun& run, const std::vector<std::pair<int, int>>& r
       [&](int w, int idx) {
         const int b = rows[size_t(idx)].first, i = rows[size_t(idx)].second;
         part[size_t(w)].merge(flash_prefill_check_row(shape, q, k, v, out, lse, run.cu_q[size_t(b)] + i, i,
-                                                      run.cu_k[size_t(b)], c.len_q[size_t(b)], c.len_k[size_t(b)]));
+                                                      run.cu_k[size_t(b)], c.len_q[size_t(b)], c.len_k[size_t(b)],
+                                                      c.offset.empty() ? kBottomRight : c.offset[size_t(b)]));
       },
       workers);
   Errors total;

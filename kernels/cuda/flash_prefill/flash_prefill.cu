@@ -98,6 +98,10 @@ void check_flash_prefill(const FlashPrefillParams& p) {
   check_aligned(p.cu_seqlens_q, 4, "cu_seqlens_q");
   check_aligned(p.cu_seqlens_k, 4, "cu_seqlens_k");
   if (p.lse != nullptr) check_aligned(p.lse, 4, "lse");
+  if (p.causal_offset != nullptr) {
+    MLARUN_CHECK(p.causal, "flash_prefill: causal_offset is given without a causal mask");
+    check_aligned(p.causal_offset, 4, "causal_offset");
+  }
 
   check_cu_seqlens(p.cu_seqlens_q_host, p.batch, p.total_q, "cu_seqlens_q", "total_q");
   check_cu_seqlens(p.cu_seqlens_k_host, p.batch, p.total_k, "cu_seqlens_k", "total_k");

@@ -43,6 +43,11 @@ struct FlashPrefillParams {
   // the k row of a key a row sees, makes that row's out and lse NaN; a NaN in a v row makes that column NaN in
   // the rows that see it (and may reach rows of the same 64/128-key tile that do not: 0 x NaN in the MMA).
   bool causal = true;
+  // Per-sequence causal offsets instead of the bottom-right one: query i of sequence b sees keys
+  // j <= causal_offset[b] + i (any value: a negative one leaves rows that see nothing, one past len_k - 1 lets every
+  // row see all keys). Device int32 [batch], causal only; nullptr: off = len_k - len_q. The pieces of a chunked
+  // prefill over a long prefix attend with it (ops::varlen_attention's OffsetVarlen form).
+  const int32_t* causal_offset = nullptr;
   // Sliding window: query i also needs j >= off + i - window_left (window_left + 1 keys including its own when
   // causal); -1 = no window. Without causal the right side stays unbounded.
   int window_left = -1;

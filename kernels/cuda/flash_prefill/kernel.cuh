@@ -38,6 +38,7 @@ struct KernelArgs {
   float* lse;            // [total_q, hq] or nullptr
   const int32_t* cu_q;   // [batch + 1]
   const int32_t* cu_k;   // [batch + 1]
+  const int32_t* causal_offset;  // [batch] or nullptr (bottom-right: len_k - len_q)
   int hq, hkv, group;    // group = hq / hkv
   float scale;           // softmax scale (natural-log domain, for the lse)
   float scale_log2;      // softmax scale * log2(e): p = exp2(s * scale_log2 - m * scale_log2)
@@ -165,7 +166,8 @@ __global__ void __launch_bounds__(Traits<kDQK, kDV>::kThreads, Traits<kDQK, kDV>
   const int m0 = m_block * kBlockM;
   if (m0 >= len_q) return;
   const int k_start = args.cu_k[seq], len_k = args.cu_k[seq + 1] - k_start;
-  const int off = len_k - len_q;  // bottom-right alignment: query i sees keys j <= off + i
+  // Query i sees keys j <= off + i: bottom-right alignment unless the caller gives the offset.
+  const int off = args.causal_offset != nullptr ? args.causal_offset[seq] : len_k - len_q;
   const int kv_head = head / args.group;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int warp_row = warp * 16;  // this warp's 16 rows inside the tile
@@ -357,6 +359,7 @@ void launch_flash_prefill(const FlashPrefillParams& p, int max_seqlen_q, cudaStr
   args.lse = p.lse;
   args.cu_q = p.cu_seqlens_q;
   args.cu_k = p.cu_seqlens_k;
+  args.causal_offset = p.causal_offset;
   args.hq = p.num_heads_q;
   args.hkv = p.num_heads_kv;
   args.group = p.num_heads_q / p.num_heads_kv;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <utility>
 #include <vector>
 
@@ -20,11 +21,14 @@ inline float round_to_dtype(float x, DType t) {
 }
 
 // Keys [lo, hi) that query i of a sequence with lq queries and lk keys sees (flash_prefill.h's contract:
-// causal is bottom-right aligned, the window reaches window_left keys back, -1 = off). Empty when lo == hi.
-inline std::pair<int, int> flash_prefill_visible_keys(bool causal, int window_left, int i, int lq, int lk) {
-  const int off = lk - lq;
-  const int hi = causal ? std::min(lk, off + i + 1) : lk;
-  const int lo = window_left >= 0 ? std::max(0, off + i - window_left) : 0;
+// causal is bottom-right aligned unless the sequence has its own causal offset `off`, the window reaches
+// window_left keys back, -1 = off). Empty when lo == hi.
+inline constexpr int kBottomRight = std::numeric_limits<int>::min();
+inline std::pair<int, int> flash_prefill_visible_keys(bool causal, int window_left, int i, int lq, int lk,
+                                                      int offset = kBottomRight) {
+  const int off = offset == kBottomRight ? lk - lq : offset;
+  const int hi = causal ? std::clamp(off + i + 1, 0, lk) : lk;
+  const int lo = window_left >= 0 ? std::clamp(off + i - window_left, 0, lk) : 0;
   return {lo, std::max(lo, hi)};
 }
 
@@ -57,10 +61,10 @@ struct FlashPrefillShape {
 // of the kernel's inputs).
 inline FlashPrefillErrors flash_prefill_check_row(const FlashPrefillShape& sh, const Tensor& q, const Tensor& k,
                                                   const Tensor& v, const Tensor& out, const Tensor& lse, int row,
-                                                  int i, int k0, int lq, int lk) {
+                                                  int i, int k0, int lq, int lk, int offset = kBottomRight) {
   FlashPrefillErrors e;
   e.rows = 1;
-  const auto [lo, hi] = flash_prefill_visible_keys(sh.causal, sh.window_left, i, lq, lk);
+  const auto [lo, hi] = flash_prefill_visible_keys(sh.causal, sh.window_left, i, lq, lk, offset);
   Tensor ref_o, ref_lse;
   if (hi > lo)
     ref_o = ops::attention(q.rows(row, 1), k.rows(k0 + lo, hi - lo), v.rows(k0 + lo, hi - lo), sh.scale,
