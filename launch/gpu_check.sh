@@ -128,7 +128,8 @@ sub_configure() {
   cmake -S . -B "$GC_BUILD" "${flags[@]}"
 }
 
-# Tokens of one greedy generate on the tiny fixture: alone, TP 2 over MPI on one GPU, NCCL at world size 1.
+# Tokens of one greedy generate on the tiny fixture: alone, TP 2 over MPI on one GPU, NCCL at world size 1, and
+# TP 2 with DCP 2 (bf16 and fp8 caches).
 sub_tp() {
   local m=$GC_BUILD/launch/mlarun one two nccl
   # shellcheck disable=SC2054
@@ -140,8 +141,18 @@ sub_tp() {
   two=$(mpirun $mpi_flags -np 2 "$m" "${args[@]}" --comm mpi --tensor-parallel-size 2 | grep -E '^[0-9,]+$' | tail -1)
   # shellcheck disable=SC2086
   nccl=$(mpirun $mpi_flags -np 1 "$m" "${args[@]}" --comm nccl | grep -E '^[0-9,]+$' | tail -1)
-  echo "NOTE: tp1 [$one] tp2-mpi [$two] nccl-1 [$nccl]"
-  [ -n "$one" ] && [ "$one" = "$two" ] && [ "$one" = "$nccl" ]
+  # Decode context parallelism (docs/layouts.md §2.6): TP 2 / DCP 2 over MPI on this GPU, 4-token blocks so the
+  # sequence's cache spans blocks on both ranks; bf16 against the single rank, fp8 against the single rank's fp8.
+  local dcp_args=(--comm mpi --tensor-parallel-size 2 --decode-context-parallel-size 2 --block-size 4) dcp one8 dcp8
+  # shellcheck disable=SC2086
+  dcp=$(mpirun $mpi_flags -np 2 "$m" "${args[@]}" "${dcp_args[@]}" | grep -E '^[0-9,]+$' | tail -1)
+  one8=$("$m" "${args[@]}" --kv-cache-dtype fp8 | grep -E '^[0-9,]+$' | tail -1)
+  # shellcheck disable=SC2086
+  dcp8=$(mpirun $mpi_flags -np 2 "$m" "${args[@]}" "${dcp_args[@]}" --kv-cache-dtype fp8 | grep -E '^[0-9,]+$' |
+    tail -1)
+  echo "NOTE: tp1 [$one] tp2-mpi [$two] nccl-1 [$nccl] tp2-dcp2 [$dcp]; fp8: tp1 [$one8] tp2-dcp2 [$dcp8]"
+  [ -n "$one" ] && [ "$one" = "$two" ] && [ "$one" = "$nccl" ] && [ "$one" = "$dcp" ] && [ -n "$one8" ] &&
+    [ "$one8" = "$dcp8" ]
 }
 
 sub_bench_decode() {
@@ -316,7 +327,7 @@ need_bins kernels-repeat3 tests/test_gpu_flash_prefill tests/test_gpu_mla_decode
 for t in ops device model cli nccl; do
   need_bins "model-$t" "tests/test_gpu_$t" && step "model-$t" "$out/model.log" 8 90 1 "$tests/test_gpu_$t --gtest_brief=1"
 done
-need_bins tp-nccl launch/mlarun && step tp-nccl "$out/model.log" 15 90 1 "\"$self\" __tp"
+need_bins tp-nccl launch/mlarun && step tp-nccl "$out/model.log" 15 120 1 "\"$self\" __tp"
 
 san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
 san="$san --error-exitcode 86 --print-limit 20 --tool"

@@ -114,9 +114,6 @@ class BatchedMlaBackend final : public MlaBackend {
   Tensor forward(const Tensor& q, const Tensor& cache, const MlaLayerWeights& w) const override {
     MLARUN_CHECK(step_ != nullptr, "MLA backend: forward before plan");
     const StepTensors& st = *step_;
-    const KvCacheFormat fmt = kv_cache_format(cache.dtype(), q.dtype(), c_.kv_lora_rank, c_.qk_rope_head_dim);
-    MLARUN_CHECK(!fmt.quantized() || !dcp_.on() || placement_.device == Device::CPU,
-                 "MLA backend: a quantized cache under decode context parallelism runs on the CPU only so far");
     Tensor oa, on;
     if (!st.absorbed.empty()) {
       oa = absorbed(st.absorbed.whole_step ? q : ops::gather_rows(q, st.absorbed.rows), cache, w);

@@ -19,13 +19,20 @@ namespace mlarun {
 
 namespace {
 
-ncclDataType_t nccl_type(const Tensor& t, const char* op) {
+// `moves_only`: the collective copies the elements (all-gather) rather than adding them, so any element width
+// travels as raw bytes (a quantized cache's fp8/int8 rows under decode context parallelism).
+ncclDataType_t nccl_type(const Tensor& t, const char* op, bool moves_only = false) {
   switch (t.dtype()) {
     case DType::F32: return ncclFloat32;
     case DType::BF16: return ncclBfloat16;
     case DType::F16: return ncclFloat16;
-    default: fail("nccl ", op, ": f32, bf16 or f16 tensors only, got ", t.describe());
+    default: break;
   }
+  if (moves_only && dtype_size(t.dtype()) == 1) return ncclUint8;
+  if (moves_only && dtype_size(t.dtype()) == 4) return ncclUint32;
+  if (moves_only && dtype_size(t.dtype()) == 8) return ncclUint64;
+  fail("nccl ", op, ": ", moves_only ? "1-, 4- or 8-byte elements or bf16/f16" : "f32, bf16 or f16", " tensors only, got ",
+       t.describe());
 }
 
 // A call on a non-blocking communicator returns ncclInProgress while NCCL sets it up or enqueues it.
@@ -135,7 +142,7 @@ void NcclCommunicator::all_reduce_sum(Tensor& t) {
 Tensor NcclCommunicator::all_gather_last_dim(const Tensor& local) {
   ProfileRegion communication(ProfileCategory::Communication);  // the step time split
   MLARUN_CHECK(local.ndim() >= 1, "all_gather_last_dim needs at least one dimension, got ", local.describe());
-  const ncclDataType_t type = nccl_type(local, "all_gather_last_dim");
+  const ncclDataType_t type = nccl_type(local, "all_gather_last_dim", /*moves_only=*/true);
   Shape out_shape = local.shape();
   out_shape.back() *= world_size_;
   const int64_t n = local.numel(), cols = local.dim(-1), rows = n == 0 ? 0 : n / cols;

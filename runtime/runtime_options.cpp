@@ -66,13 +66,6 @@ void RuntimeOptions::validate() const {
   MLARUN_CHECK(mla_absorbed_max_tokens == -1 || mla_absorbed_max_tokens >= 1,
                "option --mla-absorbed-max-tokens: value ", mla_absorbed_max_tokens,
                ": must be at least 1 (1: the absorbed path for decode only) or -1 (the device's default)");
-  // The CPU runs DCP over a quantized cache (docs/layouts.md §2.6); the CUDA path is compile-checked only and has
-  // not been run with quantized rows under DCP, so it is refused there rather than trusted untested.
-  MLARUN_CHECK(decode_context_parallel_size == 1 || device != Device::CUDA ||
-                   (kv_cache_dtype != KvCacheDtype::Fp8 && kv_cache_dtype != KvCacheDtype::Int8),
-               "option --kv-cache-dtype: value ", kv_cache_dtype_name(kv_cache_dtype),
-               ": not supported with --decode-context-parallel-size (--dcp) > 1 on --device cuda yet (the CUDA path "
-               "has not run quantized rows under DCP; use --kv-cache-dtype auto or bf16, or --device cpu)");
   MLARUN_CHECK(eos_token_id >= -1, "eos_token_id: value ", eos_token_id, ": must be a token id or -1 (none)");
 }
 
