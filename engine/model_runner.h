@@ -22,10 +22,10 @@ class ModelRunner {
   virtual int64_t num_blocks() const = 0;
   // Makes every rank hold rank 0's sampled tokens (tensor parallelism samples once); no-op on one rank.
   virtual void sync_sampled(std::vector<int32_t>& tokens) { (void)tokens; }
-  virtual bool is_driver() const { return true; }
+  virtual bool is_driver() const { return true; }  // rank 0: the one that prints and writes files
   // How the model's attention picks MLA's path for each sequence (runtime/mla_path_rule.h); the engine puts it in
   // every ForwardBatch. The default: absorbed for decode only.
-  virtual MlaPathRule mla_path_rule() const { return {}; }  // rank 0: the one that prints and writes files
+  virtual MlaPathRule mla_path_rule() const { return {}; }
 };
 
 }  // namespace mlarun

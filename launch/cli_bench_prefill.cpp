@@ -267,7 +267,8 @@ Command add_bench_prefill_command(CLI::App& bench) {
             if (s->batch < 1) fail("option --batch: value ", s->batch, ": must be at least 1");
             s->prefixes = parse_int_list(*prefixes, "--prefix-lens", 0);
             s->chunks = parse_int_list(*chunks, "--chunk-lens", 1);
-            for (auto [list, option] : {std::pair{&s->prefixes, "--prefix-lens"}, std::pair{&s->chunks, "--chunk-lens"}}) {
+            for (auto [list, option] :
+                 {std::pair{&s->prefixes, "--prefix-lens"}, std::pair{&s->chunks, "--chunk-lens"}}) {
               std::sort(list->begin(), list->end());
               const auto repeated = std::adjacent_find(list->begin(), list->end());
               if (repeated != list->end()) fail("option ", option, ": ", *repeated, " is given twice");
@@ -285,12 +286,13 @@ Command add_bench_prefill_command(CLI::App& bench) {
                         "block size %lld; MLA naive vs absorbed path per (prefix, chunk)\n",
                         s->config_path.c_str(), (long long)c.n_layers, (long long)full.n_layers,
                         (long long)c.n_heads, (long long)s->batch, (long long)s->block_size);
+            const std::string device =
+                s->device == Device::CUDA ? "cuda (" + gpu_name() + "), bf16"
+                                          : "this machine's CPU (" + cpu_name() + "), f32, one thread";
             std::printf("device: %s; median of %lld steps after %lld warm-up; attn = the MLA backend with the cache "
                         "write (GPU time on cuda); GMAC/s = the cost model's attention multiply-adds (runtime/"
                         "mla_path_rule.h) over attn\n",
-                        s->device == Device::CUDA ? ("cuda (" + gpu_name() + "), bf16").c_str()
-                                                  : ("this machine's CPU (" + cpu_name() + "), f32, one thread").c_str(),
-                        (long long)s->iters, (long long)s->warmup);
+                        device.c_str(), (long long)s->iters, (long long)s->warmup);
             std::fflush(stdout);
             std::fprintf(stderr, "mlarun: building the model and filling the cache...\n");
             PrefillBench bench_model(c, *s);

@@ -14,7 +14,9 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("mlarun ") + MLARUN_VERSION);
   app.require_subcommand(1);
   CLI::App* bench = app.add_subcommand(
-      "bench", "Benchmarks: cache (MLA vs MHA/GQA/MQA capacity), decode (step time), prefill (MLA path crossing), serve (load on a server)");
+      "bench",
+      "Benchmarks: cache (MLA vs MHA/GQA/MQA capacity), decode (step time), prefill (MLA path crossing), serve (load "
+      "on a server)");
   bench->require_subcommand(1);
   std::vector<mlarun::cli::Command> commands = {
       mlarun::cli::add_info_command(app),

@@ -180,7 +180,8 @@ class BatchedMlaBackend final : public MlaBackend {
     // before `done` (its first sequence began in an earlier piece, or right where the last one ended), so its
     // partial result merges into the rows already there and starts the rest.
     const int64_t T = qh.dim(0), H = qh.dim(1);
-    Tensor o = Tensor::empty({T, H, c_.v_head_dim}, DType::F32, q.device()), lse = Tensor::empty({T, H}, DType::F32, q.device());
+    Tensor o = Tensor::empty({T, H, c_.v_head_dim}, DType::F32, q.device());
+    Tensor lse = Tensor::empty({T, H}, DType::F32, q.device());
     int64_t done = 0;
     for (const PrefillPiece& piece : pieces_) {
       const auto [k, v] = up_projected(src, src.index.rows(piece.first_row, piece.num_rows), q.dtype(), w);

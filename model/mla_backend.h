@@ -25,9 +25,9 @@
 // all-gather of the lse, a rescale, an all-reduce of o_lat), then keeps this rank's own heads; naive prefill
 // all-gathers the context latents within the group (whole: latents, not K/V; the pieces are cut after it) and
 // attends for this rank's own heads. The output is this rank's own heads either way, ready for the row-parallel
-// o_proj. A quantized cache (on the GPU too, compile-checked): prefill all-gathers the rows as stored (fp8/int8 bytes with their
-// scales) and reads them back dequantized, the values dcp 1 reads; decode reads back this rank's blocks of the
-// step dequantized into a pool of their own and runs the same kernel and merge over it.
+// o_proj. A quantized cache (on the GPU too, compile-checked): prefill all-gathers the rows as stored (fp8/int8
+// bytes with their scales) and reads them back dequantized, the values dcp 1 reads; decode reads back this rank's
+// blocks of the step dequantized into a pool of their own and runs the same kernel and merge over it.
 #pragma once
 
 #include <memory>

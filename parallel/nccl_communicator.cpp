@@ -31,8 +31,8 @@ ncclDataType_t nccl_type(const Tensor& t, const char* op, bool moves_only = fals
   if (moves_only && dtype_size(t.dtype()) == 1) return ncclUint8;
   if (moves_only && dtype_size(t.dtype()) == 4) return ncclUint32;
   if (moves_only && dtype_size(t.dtype()) == 8) return ncclUint64;
-  fail("nccl ", op, ": ", moves_only ? "1-, 4- or 8-byte elements or bf16/f16" : "f32, bf16 or f16", " tensors only, got ",
-       t.describe());
+  fail("nccl ", op, ": ", moves_only ? "1-, 4- or 8-byte elements or bf16/f16" : "f32, bf16 or f16",
+       " tensors only, got ", t.describe());
 }
 
 // A call on a non-blocking communicator returns ncclInProgress while NCCL sets it up or enqueues it.

@@ -34,8 +34,9 @@ double work(bool absorbed, int64_t n, int64_t p) {
 }
 
 json::Value run_json(const std::string& extra, ScratchDir& tmp) {
-  RunResult r = run_mlarun("bench prefill --config " + tiny_config() + " --layers 2 --prefix-lens 64,0 --chunk-lens 8,2,40" +
-                           " --batch 2 --iters 1 --warmup 0 --json " + tmp.file("p.json") + extra);
+  RunResult r = run_mlarun("bench prefill --config " + tiny_config() +
+                           " --layers 2 --prefix-lens 64,0 --chunk-lens 8,2,40 --batch 2 --iters 1 --warmup 0 --json " +
+                           tmp.file("p.json") + extra);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   for (const char* part : {"naive attn ms", "absorbed attn ms", "max |logit diff|", "measured: absorbed faster up to",
                            "cost model crossing"})
