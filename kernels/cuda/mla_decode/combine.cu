@@ -7,6 +7,9 @@
 // bad device-side metadata cannot pass for a result and no row keeps stale data. When cu_seqlens_q cannot
 // place the rows at all (status[3]), CTA b writes NaN over an equal share of all num_tokens rows instead.
 // NaN in a partial propagates (the max below keeps NaN), it is never hidden by the -inf shortcut.
+// Launched with programmatic dependent launch: the combine's grid is scheduled while the attend kernel's last CTAs
+// finish instead of after a full launch gap, and waits for the attend kernel's writes with
+// cudaGridDependencySynchronize before it reads anything (every layer of every decode step pays that gap once).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -42,6 +45,9 @@ __device__ __forceinline__ unsigned pack_bf16x2(float lo, float hi) {
 }
 
 __global__ void __launch_bounds__(kCombineWarps * 32) mla_decode_combine_kernel(const CombineArgs a) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  cudaGridDependencySynchronize();  // the attend kernel's partials (and the schedule's tables) are complete
+#endif
   const int seq = blockIdx.x, lane = threadIdx.x & 31;
   // The query tokens [t0, t1) whose rows this CTA's sequence owns; the scheduler vouches for cu_seqlens_q
   // (0 <= t0 <= t1 <= num_tokens) unless it flagged the layout, when CTA b takes an equal share of all tokens.
@@ -118,8 +124,17 @@ void launch_mla_decode_combine(const MlaDecodeParams& p, const mla::WorkspaceLay
   a.num_tokens = p.num_tokens;
   a.max_rows = int(w.max_rows);
   a.batch = p.batch;
-  const dim3 grid(unsigned(p.batch), unsigned((w.max_rows + kCombineWarps - 1) / kCombineWarps));
-  mla_decode_combine_kernel<<<grid, kCombineWarps * 32, 0, stream>>>(a);
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(unsigned(p.batch), unsigned((w.max_rows + kCombineWarps - 1) / kCombineWarps));
+  config.blockDim = dim3(kCombineWarps * 32);
+  config.dynamicSmemBytes = 0;
+  config.stream = stream;
+  cudaLaunchAttribute attribute[1];
+  attribute[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;  // may start before the attend kernel ends
+  attribute[0].val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = attribute;
+  config.numAttrs = 1;
+  MLARUN_CUDA_CHECK(cudaLaunchKernelEx(&config, mla_decode_combine_kernel, a));
   MLARUN_CUDA_CHECK(cudaGetLastError());
 }
 
