@@ -68,6 +68,40 @@ void note_fallback(const std::string& what) {
   if (seen.insert(what).second) std::fprintf(stderr, "mlarun: %s\n", what.c_str());
 }
 
+// Whether flash_prefill takes q's and v's head dims and dtype; when it does not, says so once: the generic kernel
+// runs (both forms of varlen_attention).
+bool flash_prefill_takes(const Tensor& q, const Tensor& v) {
+  if (cuda::flash_prefill_fits(q.dim(2), v.dim(2), q.dtype())) return true;
+  note_fallback("prefill attention with head dims " + std::to_string(q.dim(2)) + "/" + std::to_string(v.dim(2)) +
+                " in " + dtype_name(q.dtype()) + " is outside flash_prefill's contract: generic CUDA kernel");
+  return false;
+}
+
+// The generic path of both forms of varlen_attention, one backend call per sequence: sequence j's query rows
+// [cu_q[j], cu_q[j + 1]) attend its key rows [cu_k[j], cu_k[j + 1]) with causal offset (*offsets)[j], or
+// bottom-right aligned without offsets; the backends clip each row's keys to the sequence's. lse is filled when
+// given.
+Tensor attention_per_sequence(const Tensor& q, const Tensor& k, const Tensor& v, float scale,
+                              const std::vector<int32_t>& cu_q, const std::vector<int32_t>& cu_k,
+                              const std::vector<int32_t>* offsets, Tensor* lse) {
+  const Device dev = q.device();
+  if (dev == Device::CPU) require_f32("varlen_attention", {{"q", q}, {"k", k}, {"v", v}});
+  Tensor o = Tensor::empty({q.dim(0), q.dim(1), v.dim(2)}, q.dtype(), dev);
+  if (lse) *lse = Tensor::empty({q.dim(0), q.dim(1)}, DType::F32, dev);
+  for (size_t j = 0; j + 1 < cu_q.size(); ++j) {
+    const int64_t q0 = cu_q[j], n = cu_q[j + 1] - q0, k0 = cu_k[j], len = cu_k[j + 1] - k0;
+    if (n == 0) continue;
+    const Tensor qs = q.rows(q0, n), ks = k.rows(k0, len), vs = v.rows(k0, len);
+    const int64_t off = offsets ? (*offsets)[j] : len - n;
+    Tensor lse_j;
+    Tensor* lse_out = lse ? &lse_j : nullptr;
+    copy_into(o.rows(q0, n), dev == Device::CUDA ? cuda::attention(qs, ks, vs, scale, off, lse_out)
+                                                 : cpu::attention(qs, ks, vs, scale, off, lse_out));
+    if (lse) copy_into(lse->rows(q0, n), lse_j);
+  }
+  return o;
+}
+
 }  // namespace
 
 Tensor embedding(const Tensor& ids, const Tensor& table, int64_t vocab_start) {
@@ -148,19 +182,8 @@ Tensor varlen_attention(const Tensor& q, const Tensor& k, const Tensor& v, float
                    v.dim(1) == k.dim(1) && k.dim(1) > 0 && q.dim(1) % k.dim(1) == 0,
                "varlen_attention: q ", q.describe(), ", k ", k.describe(), ", v ", v.describe(), " for ",
                part.num_tokens, " query and ", part.total_k, " key rows");
-  if (dev == Device::CUDA) {
-    if (cuda::flash_prefill_fits(q.dim(2), v.dim(2), q.dtype())) return cuda::flash_varlen(q, k, v, scale, part);
-    note_fallback("prefill attention with head dims " + std::to_string(q.dim(2)) + "/" + std::to_string(v.dim(2)) +
-                  " in " + dtype_name(q.dtype()) + " is outside flash_prefill's contract: generic CUDA kernel");
-  }
-  Tensor o = Tensor::empty({q.dim(0), q.dim(1), v.dim(2)}, q.dtype(), q.device());
-  for (int64_t j = 0; j < part.num_seqs(); ++j) {
-    const int64_t q0 = part.cu_seqlens_q_host[size_t(j)], n = part.cu_seqlens_q_host[size_t(j + 1)] - q0;
-    const int64_t k0 = part.cu_seqlens_k_host[size_t(j)], ctx = part.cu_seqlens_k_host[size_t(j + 1)] - k0;
-    if (n == 0) continue;
-    copy_into(o.rows(q0, n), attention(q.rows(q0, n), k.rows(k0, ctx), v.rows(k0, ctx), scale, ctx - n));
-  }
-  return o;
+  if (dev == Device::CUDA && flash_prefill_takes(q, v)) return cuda::flash_varlen(q, k, v, scale, part);
+  return attention_per_sequence(q, k, v, scale, part.cu_seqlens_q_host, part.cu_seqlens_k_host, nullptr, nullptr);
 }
 
 Tensor varlen_attention(const Tensor& q, const Tensor& k, const Tensor& v, float scale, const OffsetVarlen& layout,
@@ -185,25 +208,10 @@ Tensor varlen_attention(const Tensor& q, const Tensor& k, const Tensor& v, float
     require_index("varlen_attention", "cu_seqlens_q", layout.cu_seqlens_q, DType::I32, B + 1);
     require_index("varlen_attention", "cu_seqlens_k", layout.cu_seqlens_k, DType::I32, B + 1);
     require_index("varlen_attention", "causal_offset", layout.causal_offset, DType::I32, B);
-    if (cuda::flash_prefill_fits(q.dim(2), v.dim(2), q.dtype())) return cuda::flash_varlen(q, k, v, scale, layout, lse);
-    note_fallback("prefill attention with head dims " + std::to_string(q.dim(2)) + "/" + std::to_string(v.dim(2)) +
-                  " in " + dtype_name(q.dtype()) + " is outside flash_prefill's contract: generic CUDA kernel");
+    if (flash_prefill_takes(q, v)) return cuda::flash_varlen(q, k, v, scale, layout, lse);
   }
-  if (dev == Device::CPU) require_f32("varlen_attention", {{"q", q}, {"k", k}, {"v", v}});
-  Tensor o = Tensor::empty({q.dim(0), q.dim(1), v.dim(2)}, q.dtype(), q.device());
-  lse = Tensor::empty({q.dim(0), q.dim(1)}, DType::F32, q.device());
-  for (int64_t j = 0; j < B; ++j) {  // the backends' attention clips each row's keys to the sequence's
-    const int64_t q0 = layout.cu_seqlens_q_host[size_t(j)], n = layout.cu_seqlens_q_host[size_t(j + 1)] - q0;
-    const int64_t k0 = layout.cu_seqlens_k_host[size_t(j)], len = layout.cu_seqlens_k_host[size_t(j + 1)] - k0;
-    if (n == 0) continue;
-    const Tensor qs = q.rows(q0, n), ks = k.rows(k0, len), vs = v.rows(k0, len);
-    const int64_t off = layout.causal_offset_host[size_t(j)];
-    Tensor lse_j;
-    copy_into(o.rows(q0, n), dev == Device::CUDA ? cuda::attention(qs, ks, vs, scale, off, &lse_j)
-                                                 : cpu::attention(qs, ks, vs, scale, off, &lse_j));
-    copy_into(lse.rows(q0, n), lse_j);
-  }
-  return o;
+  return attention_per_sequence(q, k, v, scale, layout.cu_seqlens_q_host, layout.cu_seqlens_k_host,
+                                &layout.causal_offset_host, &lse);
 }
 
 void merge_attention_partials(Tensor& o, Tensor& lse, const Tensor& o_part, const Tensor& lse_part) {

@@ -65,14 +65,9 @@ struct PrefillResult {
   bool absorbed_faster() const { return absorbed.attention_median() < naive.attention_median(); }
 };
 
-// The cost model's multiply-adds (runtime/mla_path_rule.h) of one step for `heads` heads of `layers` layers.
+// The cost model's multiply-adds (runtime/mla_path_rule.h) of one step: every head of every layer and sequence.
 double attention_macs(const ModelConfig& c, bool absorbed, int64_t n, int64_t p, int64_t seqs) {
-  const double keys = double(n) * double(p) + 0.5 * double(n) * double(n + 1);
-  const double proj = double(c.kv_lora_rank * (c.qk_nope_head_dim + c.v_head_dim));
-  const double per_head =
-      absorbed ? double(n) * proj + keys * double(2 * c.kv_lora_rank + c.qk_rope_head_dim)
-               : double(n + p) * proj + keys * double(c.qk_nope_head_dim + c.qk_rope_head_dim + c.v_head_dim);
-  return per_head * double(c.n_heads) * double(c.n_layers) * double(seqs);
+  return mla_attention_macs_per_head(c, absorbed, n, p) * double(c.n_heads) * double(c.n_layers) * double(seqs);
 }
 
 class PrefillBench {

@@ -20,6 +20,14 @@ bool MlaPathRule::absorbed_is_cheaper(int64_t num_tokens, int64_t start_pos) con
   return n * extra_per_key * (2 * p + n + 1) < 2 * p * projection_per_row;
 }
 
+double mla_attention_macs_per_head(const ModelConfig& c, bool absorbed, int64_t num_tokens, int64_t start_pos) {
+  const double n = double(num_tokens), p = double(start_pos);
+  const double keys = n * p + 0.5 * n * (n + 1);
+  const double projection = double(c.kv_lora_rank * (c.qk_nope_head_dim + c.v_head_dim));
+  return absorbed ? n * projection + keys * double(2 * c.kv_lora_rank + c.qk_rope_head_dim)
+                  : (p + n) * projection + keys * double(c.qk_nope_head_dim + c.qk_rope_head_dim + c.v_head_dim);
+}
+
 MlaPathRule mla_path_rule(const ModelConfig& c, int64_t max_absorbed_tokens) {
   MLARUN_CHECK(max_absorbed_tokens >= 1, "option --mla-absorbed-max-tokens: value ", max_absorbed_tokens,
                ": must be at least 1 (1: the absorbed path for decode only)");

@@ -35,6 +35,10 @@ struct MlaPathRule {
   bool absorbed_is_cheaper(int64_t num_tokens, int64_t start_pos) const;
 };
 
+// The multiply-adds above for one head of model `c` on the naive or the absorbed path: `num_tokens` new tokens
+// after `start_pos` cached ones (what `mlarun bench prefill` reports each path's attention rate against).
+double mla_attention_macs_per_head(const ModelConfig& c, bool absorbed, int64_t num_tokens, int64_t start_pos);
+
 // The cost-model rule for model `c`, absorbing chunks of at most `max_absorbed_tokens` new tokens.
 MlaPathRule mla_path_rule(const ModelConfig& c, int64_t max_absorbed_tokens);
 

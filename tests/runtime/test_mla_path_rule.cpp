@@ -1,6 +1,6 @@
-// MLA's path rule (runtime/mla_path_rule.h) against the full multiply-add counts of both paths, computed here term
-// by term in doubles for every head-dim variant a config allows; the crossing for DeepSeek's dims; the bound
-// --mla-absorbed-max-tokens puts on it; and StepTensors splitting a batch by the rule.
+// MLA's path rule and its work counts (runtime/mla_path_rule.h) against the full multiply-add counts of both
+// paths, computed here term by term in doubles for every head-dim variant a config allows; the crossing for
+// DeepSeek's dims; the bound --mla-absorbed-max-tokens puts on it; and StepTensors splitting a batch by the rule.
 #include <gtest/gtest.h>
 
 #include "runtime/error.h"
@@ -49,6 +49,8 @@ TEST(MlaPathRule, AgreesWithTheFullWorkCountForEveryHeadShape) {
     for (int64_t p : {0, 1, 2, 7, 64, 511, 4096, 131072})
       for (int64_t n = 1; n <= 600; n += (n < 40 ? 1 : 37)) {
         const double a = absorbed_work(c, n, p), b = naive_work(c, n, p);
+        EXPECT_DOUBLE_EQ(mla_attention_macs_per_head(c, true, n, p), a) << "n " << n << " p " << p;
+        EXPECT_DOUBLE_EQ(mla_attention_macs_per_head(c, false, n, p), b) << "n " << n << " p " << p;
         if (std::abs(a - b) < 0.5) continue;  // a tie: either answer is right
         EXPECT_EQ(rule.absorbed_is_cheaper(n, p), a < b)
             << "rank " << c.kv_lora_rank << " nope " << c.qk_nope_head_dim << " v " << c.v_head_dim << ": n " << n
