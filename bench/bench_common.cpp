@@ -1,7 +1,9 @@
 // Option lists and output files of the bench commands (see bench_common.h).
 #include "bench/bench_common.h"
 
+#include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -26,6 +28,14 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 }  // namespace
+
+double percentile(std::vector<double> v, double q) {
+  MLARUN_CHECK(!v.empty(), "percentile of no values");
+  std::sort(v.begin(), v.end());
+  const double pos = q / 100.0 * double(v.size() - 1);
+  const size_t lo = size_t(std::floor(pos)), hi = std::min(lo + 1, v.size() - 1);
+  return v[lo] + (v[hi] - v[lo]) * (pos - double(lo));
+}
 
 std::vector<int64_t> parse_int_list(const std::string& text, const std::string& option, int64_t min_value) {
   std::vector<int64_t> values;

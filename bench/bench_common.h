@@ -21,6 +21,11 @@ std::vector<KvCacheDtype> parse_kv_cache_dtypes(const std::string& text, const s
 // The name a kv dtype goes by in our tables and JSON (vLLM's kv_cache_dtype spelling: "bf16", "fp8", "int8").
 inline std::string kv_dtype_name(CacheDtype t) { return cache_dtype_name(t); }
 
+// The q-th percentile (0..100) of `v` (non-empty) with linear interpolation between neighbours, numpy's default
+// (vLLM's benchmark metrics); median(v) = percentile(v, 50): the middle value, or the mean of the two middle ones.
+double percentile(std::vector<double> v, double q);
+inline double median(const std::vector<double>& v) { return percentile(v, 50); }
+
 // Writes `content` to `path`; the error names the option and the path.
 void write_text_file(const std::string& path, const std::string& content, const std::string& option);
 // Writes an SVG chart to `path`. For a .png path: the SVG goes next to it (.svg) and rsvg-convert makes the PNG

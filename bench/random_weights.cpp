@@ -6,6 +6,7 @@
 #include <thread>
 #include <vector>
 
+#include "kernels/ops.h"
 #include "runtime/error.h"
 
 namespace mlarun {
@@ -166,6 +167,19 @@ int64_t RandomWeights::total_values() const {
   int64_t n = 0;
   for (const auto& [name, spec] : tensors_) n += checked_numel(spec.shape, name);
   return n;
+}
+
+void write_random_cache_rows(std::vector<Tensor>& layers, const KvCacheFormat& format,
+                             const std::vector<int64_t>& slots, uint64_t seed, int64_t seq, int64_t num_seqs,
+                             const Placement& placement) {
+  Tensor rows = Tensor::empty({int64_t(slots.size()), format.width()}, DType::F32);
+  for (size_t l = 0; l < layers.size(); ++l) {
+    random_normal_values(seed * 1000003 + uint64_t(int64_t(l) * num_seqs + seq), 0, rows.data<float>(), rows.numel());
+    if (format.quantized())
+      ops::write_cache_quantized(layers[l], format, slots, placement.place(rows));
+    else
+      ops::write_cache(layers[l], slots, placement.place(rows));
+  }
 }
 
 }  // namespace mlarun

@@ -13,6 +13,8 @@
 #include <vector>
 
 #include "bench/attention_kind.h"
+#include "kernels/kv_quant.h"
+#include "runtime/placement.h"
 #include "runtime/model_config.h"
 #include "runtime/weight_source.h"
 
@@ -53,5 +55,12 @@ class RandomWeights final : public WeightSource {
 // Writes n deterministic ~N(0, 1) values: out[i] depends only on (stream, first_index + i). Also used to fill
 // benchmark caches with random rows.
 void random_normal_values(uint64_t stream, int64_t first_index, float* out, int64_t n);
+
+// A benchmark's cache as if sequence `seq` of `num_seqs` had been prefilled: its `slots` in every layer's pool of
+// `layers` get random rows of `format`'s width (written quantized when the format is), layer l's from the stream
+// seed * 1000003 + l * num_seqs + seq; `placement` says where the pools live.
+void write_random_cache_rows(std::vector<Tensor>& layers, const KvCacheFormat& format,
+                             const std::vector<int64_t>& slots, uint64_t seed, int64_t seq, int64_t num_seqs,
+                             const Placement& placement);
 
 }  // namespace mlarun

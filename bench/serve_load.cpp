@@ -16,6 +16,7 @@
 #include <random>
 #include <thread>
 
+#include "bench/bench_common.h"
 #include "bench/text_table.h"
 #include "runtime/error.h"
 #include "runtime/json.h"
@@ -136,13 +137,6 @@ RequestOutcome send_one(const ServeLoadOptions& o, const std::vector<int32_t>& p
       out.success = true;
   }
   return out;
-}
-
-double percentile(std::vector<double> v, double q) {  // numpy's linear interpolation; v non-empty
-  std::sort(v.begin(), v.end());
-  const double pos = q / 100.0 * double(v.size() - 1);
-  const size_t lo = size_t(std::floor(pos)), hi = std::min(lo + 1, v.size() - 1);
-  return v[lo] + (v[hi] - v[lo]) * (pos - double(lo));
 }
 
 LatencyStats stats_ms(const std::vector<double>& seconds) {  // vLLM: `or 0` for an empty list

@@ -10,7 +10,6 @@
 // norms/RoPE/other, communication), marked in the model, the baselines and the communicators.
 #include <algorithm>
 #include <array>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -64,12 +63,7 @@ struct DecodeResult {
   TimeSplit mean_split() const;
 };
 
-double DecodeResult::median() const {
-  std::vector<double> v = latencies;
-  std::sort(v.begin(), v.end());
-  size_t n = v.size();
-  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+double DecodeResult::median() const { return bench::median(latencies); }
 
 TimeSplit DecodeResult::mean_split() const {
   TimeSplit mean = split_sum;
@@ -150,14 +144,7 @@ DecodeResult run_one(const ModelConfig& c, const ModelConfig& full, const Attent
     // The cache as if the prompt had been prefilled: random rows at positions [0, L) of every layer.
     std::vector<int64_t> slots(static_cast<size_t>(L));
     for (int64_t p = 0; p < L; ++p) slots[size_t(p)] = seq.slot(p, bs);
-    Tensor rows = Tensor::empty({L, r.cache_width}, DType::F32);
-    for (int64_t l = 0; l < c.n_layers; ++l) {
-      random_normal_values(s.seed * 1000003 + uint64_t(l * s.batch + b), 0, rows.data<float>(), rows.numel());
-      if (format.quantized())
-        ops::write_cache_quantized(pool.layers[size_t(l)], format, slots, placement.place(rows));
-      else
-        ops::write_cache(pool.layers[size_t(l)], slots, placement.place(rows));
-    }
+    write_random_cache_rows(pool.layers, format, slots, s.seed, b, s.batch, placement);
     seq.append_token(int32_t((b * 31 + 1) % c.vocab_size));
     blocks.may_append(seq);
     batch.logit_rows.push_back(batch.add_sequence({seq.last_token()}, L, seq.block_table, bs));
@@ -166,19 +153,10 @@ DecodeResult run_one(const ModelConfig& c, const ModelConfig& full, const Attent
 
   StepProfiler profiler(s.device);  // warm-up steps too: on CUDA its event pool is grown before the timed steps
   for (int64_t i = 0; i < s.warmup + s.iters; ++i) {
-    synchronize_stream();
-    auto start = std::chrono::steady_clock::now();
-    if (s.time_split) profiler.begin_step();
-    Tensor device_logits = model.forward(batch, pool.layers);
-    if (s.time_split) profiler.end_step();
-    synchronize_stream();  // the step ends when its GPU work does
-    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    Tensor logits = ops::to_host_f32(device_logits);
-    for (int64_t j = 0; j < logits.numel(); ++j)
-      if (!std::isfinite(logits.data<float>()[j]))
-        fail("bench decode: ", kind.name(), " produced a non-finite logit (", logits.data<float>()[j], ") at step ", i);
+    const TimedStep step = run_timed_step(model, batch, pool.layers, s.time_split ? &profiler : nullptr,
+                                          "bench decode: " + kind.name() + ", step " + std::to_string(i));
     if (i < s.warmup) continue;
-    r.latencies.push_back(seconds);
+    r.latencies.push_back(step.seconds);
     if (s.time_split) r.split_sum += profiler.split();
   }
   return r;

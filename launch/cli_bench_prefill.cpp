@@ -9,7 +9,6 @@
 // put the crossing (what Auto does), and how far the two paths' logits differ (the same function: rounding only).
 // CPU: f32 reference ops, one thread; --device cuda: bf16, GPU time.
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -48,11 +47,6 @@ struct PathTiming {
   Tensor logits;  // the last step's, f32 on the host
   double step_median() const { return median(step_s); }
   double attention_median() const { return median(attention_ms); }
-  static double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    const size_t n = v.size();
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-  }
 };
 
 struct PrefillResult {
@@ -98,20 +92,12 @@ class PrefillBench {
     PathTiming t;
     StepProfiler profiler(s_.device);
     for (int64_t i = 0; i < s_.warmup + s_.iters; ++i) {
-      synchronize_stream();
-      const auto start = std::chrono::steady_clock::now();
-      profiler.begin_step();
-      const Tensor logits = model_.forward(batch, pool_.layers);
-      profiler.end_step();
-      synchronize_stream();
-      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      t.logits = ops::to_host_f32(logits);
-      for (int64_t j = 0; j < t.logits.numel(); ++j)
-        if (!std::isfinite(t.logits.data<float>()[j]))
-          fail("bench prefill: a non-finite logit (", t.logits.data<float>()[j], ") at prefix ", prefix, ", chunk ",
-               chunk);
+      TimedStep step = run_timed_step(model_, batch, pool_.layers, &profiler,
+                                      "bench prefill: prefix " + std::to_string(prefix) + ", chunk " +
+                                          std::to_string(chunk));
+      t.logits = std::move(step.logits);
       if (i < s_.warmup) continue;
-      t.step_s.push_back(seconds);
+      t.step_s.push_back(step.seconds);
       t.attention_ms.push_back(profiler.split()[ProfileCategory::Attention]);
     }
     return t;
@@ -128,14 +114,12 @@ class PrefillBench {
   // own rows after its prefix; the prefixes of later steps read those as they are (model-made latents).
   void fill_prefixes(int64_t len) {
     if (len == 0) return;
-    Tensor rows = Tensor::empty({len, model_.cache_width()}, DType::F32);
+    const KvCacheFormat format = kv_cache_format(placement_.dtype, placement_.dtype, c_.kv_lora_rank,
+                                                 c_.qk_rope_head_dim);  // the pool holds the model's own dtype
     for (int64_t b = 0; b < s_.batch; ++b) {
       std::vector<int64_t> slots(static_cast<size_t>(len));
       for (int64_t p = 0; p < len; ++p) slots[size_t(p)] = cache_slot(table(b), p, s_.block_size);
-      for (int64_t l = 0; l < c_.n_layers; ++l) {
-        random_normal_values(s_.seed * 1000003 + uint64_t(l * s_.batch + b), 0, rows.data<float>(), rows.numel());
-        ops::write_cache(pool_.layers[size_t(l)], slots, placement_.place(rows));
-      }
+      write_random_cache_rows(pool_.layers, format, slots, s_.seed, b, s_.batch, placement_);
     }
   }
 

@@ -5,11 +5,13 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 
 #include "bench/text_table.h"
+#include "kernels/ops.h"
 #include "launch/distributed.h"
 #include "runtime/device.h"
 #include "runtime/error.h"
@@ -100,6 +102,23 @@ json::Value bench_model_json(const std::string& benchmark, const BenchModelSetti
   out["num_iters_warmup"] = s.warmup;
   out["num_iters"] = s.iters;
   return out;
+}
+
+TimedStep run_timed_step(const DeepseekModel& model, const ForwardBatch& batch, std::vector<Tensor>& cache,
+                         StepProfiler* profiler, const std::string& what) {
+  synchronize_stream();
+  const auto start = std::chrono::steady_clock::now();
+  if (profiler) profiler->begin_step();
+  const Tensor device_logits = model.forward(batch, cache);
+  if (profiler) profiler->end_step();
+  synchronize_stream();  // the step ends when its GPU work does
+  TimedStep step;
+  step.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  step.logits = ops::to_host_f32(device_logits);
+  for (int64_t j = 0; j < step.logits.numel(); ++j)
+    if (!std::isfinite(step.logits.data<float>()[j]))
+      fail(what, ": a non-finite logit (", step.logits.data<float>()[j], ")");
+  return step;
 }
 
 std::string cpu_name() {

@@ -14,6 +14,7 @@
 #include "runtime/json.h"
 #include "runtime/model_config.h"
 #include "runtime/runtime_options.h"
+#include "runtime/step_profiler.h"
 
 namespace mlarun::cli {
 
@@ -53,6 +54,16 @@ BenchModel load_bench_model(BenchModelSettings& s);
 // The JSON fields every model benchmark's report starts with (config, device, dtype, CPU/GPU names, layers,
 // block size, iterations), `benchmark` naming it.
 json::Value bench_model_json(const std::string& benchmark, const BenchModelSettings& s, const ModelConfig& full);
+
+// One model step as the model benchmarks time it: from an idle stream to the end of the step's GPU work
+// (`profiler`, when given, marks the step for its time split), its logits copied to the host and checked finite:
+// a benchmark of a step gone wrong would time nonsense. `what` names the step in the error.
+struct TimedStep {
+  double seconds = 0;
+  Tensor logits;  // f32 on the host
+};
+TimedStep run_timed_step(const DeepseekModel& model, const ForwardBatch& batch, std::vector<Tensor>& cache,
+                         StepProfiler* profiler, const std::string& what);
 
 // This machine's CPU model name (/proc/cpuinfo), for benchmark reports; "unknown CPU" when it says none.
 std::string cpu_name();

@@ -129,14 +129,14 @@ TEST(GpuModel, BatchedBackendOnMixedStepsMatchesTheCpuReference) {
     CachePool cpu_pool = CachePool::allocate(c.n_layers, 12, 4, c.latent_dim(), DType::F32, Device::CPU);
     CachePool gpu_pool = CachePool::allocate(c.n_layers, 12, 4, c.latent_dim(), DType::BF16, Device::CUDA);
     for (const MlaPathRule& rule : {MlaPathRule(), mla_path_rule(c, RuntimeOptions::kMlaAbsorbedMaxTokensCuda)}) {
+      const std::vector<ForwardBatch> steps = mixed_steps(rule);
+      EXPECT_EQ(uses_absorbed_path(steps[1], steps[1].sequences[1]), rule.max_absorbed_tokens > 1);
       ParityTally tally;
-      for (const ForwardBatch& batch : mixed_steps(rule)) {
+      for (const ForwardBatch& batch : steps) {
         Tensor want = cpu->forward(batch, cpu_pool.layers);
         Tensor got = ops::to_host_f32(gpu->forward(batch, gpu_pool.layers));
         tally.add(got.data<float>(), want.data<float>(), want.dim(0), c.vocab_size);
       }
-      EXPECT_TRUE(uses_absorbed_path(mixed_steps(rule)[1], mixed_steps(rule)[1].sequences[1]) ==
-                  (rule.max_absorbed_tokens > 1));
       tally.check(name + " batched CUDA backend, mixed steps, absorbed chunks up to " +
                       std::to_string(rule.max_absorbed_tokens),
                   bf16_error);
