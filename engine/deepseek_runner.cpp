@@ -61,6 +61,7 @@ DeepseekRunner::DeepseekRunner(ModelConfig config, const std::string& model_dir,
   model_ = DeepseekModel::load(std::move(config), model_dir, comm, placement, progress, dcp_comm_.get());
   model_->set_mla_backend(MlaBackendKind::Auto, {options.prefill_context_piece_tokens});
   mla_rule_ = mlarun::mla_path_rule(model_->config(), options.mla_absorbed_max_tokens_on_device());
+  model_->set_moe_capacity_max_tokens(options.moe_capacity_max_tokens_on_device());
   int64_t budget = kCpuCacheBudgetBytes;
   if (placement.device == Device::CUDA && options.num_blocks <= 0) {
     GpuMemoryProfile profile = profile_gpu_memory(*model_, options);

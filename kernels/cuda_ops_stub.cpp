@@ -57,6 +57,7 @@ Tensor mla_paged_attention(const Tensor&, const Tensor&, const Tensor&, const Te
 ExpertPermutation permute_by_expert(const Tensor&, const Tensor&, int64_t, int64_t) {
   unavailable("permute_by_expert");
 }
+ExpertCapacityLayout permute_to_capacity(const Tensor&, int64_t, int64_t) { unavailable("permute_to_capacity"); }
 Tensor combine_experts(const Tensor&, const Tensor&, const Tensor&, const Tensor&) { unavailable("combine_experts"); }
 // Without the kernels nothing fits them: the ops layer takes the generic path (which then fails as above).
 bool flash_prefill_fits(int64_t, int64_t, DType) { return false; }

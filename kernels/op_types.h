@@ -55,6 +55,17 @@ struct ExpertPermutation {
   std::vector<int64_t> offsets;  // [num_experts + 1] on the host: expert j's run is [offsets[j], offsets[j + 1])
 };
 
+// The same assignments in the capacity layout (ops::permute_to_capacity): a grid of [tokens, num_experts] rows in
+// which row c * num_experts + j holds the c-th token routed to local expert j (tokens ascending), -1 past its
+// count. A token picks an expert at most once, so T rows per expert never overflow. Every size is known from T
+// alone: nothing comes back to the host and a step built on it can be captured in a CUDA graph; the experts then
+// run as one strided-batched GEMM per projection over all T rows of each (empty rows are zero and never read).
+struct ExpertCapacityLayout {
+  Tensor tokens;   // i64 [T * num_experts]: token of each row, -1 for an empty row
+  Tensor slot_of;  // i64 [T, top_k]: the assignment's row, -1 when its expert is not local
+  int64_t num_experts = 0;
+};
+
 // A variable-length attention batch whose causal masks have explicit offsets: sequence b's query rows
 // [cu_q[b], cu_q[b + 1]) attend its key rows [cu_k[b], cu_k[b + 1]), and its query i sees key j when
 // j <= causal_offset[b] + i (bottom-right alignment is the offset len_k - len_q; a negative one leaves the first

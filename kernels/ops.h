@@ -126,7 +126,8 @@ std::vector<int32_t> sample_rows(const Tensor& logits, const std::vector<Samplin
 Tensor embedding(const Tensor& ids, const Tensor& table, int64_t vocab_start = 0);  // ids i32 [T]
 void apply_rope(Tensor& x, const Tensor& positions, const RopeTable& table);           // positions i64 [T]
 void write_cache(Tensor& pool, const Tensor& slot_mapping, const Tensor& rows);         // slots i64 [T]
-Tensor gather_rows(const Tensor& x, const Tensor& rows);                                // rows i64 [n]
+// out[i] = x[rows[i]], rows i64 [n]; a row index of -1 gives a zero row (an empty row of a capacity layout).
+Tensor gather_rows(const Tensor& x, const Tensor& rows);
 // dst[rows[i]] = src[i] along dimension 0 (rows distinct); dst and src of one dtype.
 void scatter_rows(Tensor& dst, const Tensor& rows, const Tensor& src);
 // Absorbed MLA attention (the generic kernel) for the sequences of `part`: q row i is the part's query row i
@@ -181,9 +182,13 @@ Tensor mla_decode(const Tensor& q, const Tensor& pool, const StepPart& part, con
 // orders them (ExpertPermutation, kernels/op_types.h). Its host `offsets` are the one thing copied back (one
 // small copy per layer): the experts run one after another and each GEMM's row count sizes it on the host.
 ExpertPermutation permute_by_expert(const Routing& r, int64_t first_expert, int64_t num_experts);
+// The same assignments in the capacity layout (ExpertCapacityLayout, op_types.h): T rows per local expert, sizes
+// from T alone, nothing copied to the host (the MoE of a decode-sized step; a CUDA graph can capture it).
+ExpertCapacityLayout permute_to_capacity(const Routing& r, int64_t first_expert, int64_t num_experts);
 // y f32 [T, D]: y[t] = sum over t's local assignments, in ascending expert order, of weight * expert_out[slot]
-// (expert_out [assignments, D], f32 or bf16), summed in f32 from 0: the order and arithmetic of
-// scatter_add_rows over ExpertGroups.
-Tensor combine_experts(const Tensor& expert_out, const ExpertPermutation& p, const Routing& r);
+// (expert_out [rows, D], f32 or bf16, rows of either layout; slot_of i64 [T, top_k] from permute_by_expert or
+// permute_to_capacity, -1 for experts not local), summed in f32 from 0: the order and arithmetic of
+// scatter_add_rows over ExpertGroups, so both layouts give the same sums.
+Tensor combine_experts(const Tensor& expert_out, const Tensor& slot_of, const Routing& r);
 
 }  // namespace mlarun::ops

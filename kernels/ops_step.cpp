@@ -276,28 +276,41 @@ Tensor mla_decode(const Tensor& q, const Tensor& pool, const StepPart& part, con
   return o;
 }
 
-ExpertPermutation permute_by_expert(const Routing& r, int64_t first_expert, int64_t num_experts) {
-  const Device dev = device_of("permute_by_expert", {{"experts", r.experts}, {"weights", r.weights}});
+namespace {
+
+void require_routing(const char* op, const Routing& r, int64_t first_expert, int64_t num_experts) {
   MLARUN_CHECK(r.experts.shape() == r.weights.shape() && r.experts.ndim() == 2 && r.experts.dtype() == DType::I32 &&
                    r.weights.dtype() == DType::F32,
-               "permute_by_expert: routing experts ", r.experts.describe(), " and weights ", r.weights.describe(),
+               op, ": routing experts ", r.experts.describe(), " and weights ", r.weights.describe(),
                " are not i32 and f32 [tokens, top_k]");
-  MLARUN_CHECK(first_expert >= 0 && num_experts >= 0, "permute_by_expert: experts [", first_expert, ", ",
+  MLARUN_CHECK(first_expert >= 0 && num_experts >= 0, op, ": experts [", first_expert, ", ",
                first_expert + num_experts, ")");
+}
+
+}  // namespace
+
+ExpertPermutation permute_by_expert(const Routing& r, int64_t first_expert, int64_t num_experts) {
+  const Device dev = device_of("permute_by_expert", {{"experts", r.experts}, {"weights", r.weights}});
+  require_routing("permute_by_expert", r, first_expert, num_experts);
   if (dev == Device::CUDA) return cuda::permute_by_expert(r.experts, r.weights, first_expert, num_experts);
   return cpu::permute_by_expert(r.experts, r.weights, first_expert, num_experts);
 }
 
-Tensor combine_experts(const Tensor& expert_out, const ExpertPermutation& p, const Routing& r) {
-  const Device dev = device_of("combine_experts", {{"expert_out", expert_out}, {"slot_of", p.slot_of}});
-  MLARUN_CHECK(expert_out.ndim() == 2 && expert_out.dim(0) == p.tokens.numel() && p.slot_of.shape() == r.experts.shape(),
-               "combine_experts: expert outputs ", expert_out.describe(), " for ", p.tokens.numel(),
-               " assignments of routing ", r.experts.describe());
-  if (dev == Device::CUDA) return cuda::combine_experts(expert_out, p.slot_of, r.experts, r.weights);
+ExpertCapacityLayout permute_to_capacity(const Routing& r, int64_t first_expert, int64_t num_experts) {
+  const Device dev = device_of("permute_to_capacity", {{"experts", r.experts}, {"weights", r.weights}});
+  require_routing("permute_to_capacity", r, first_expert, num_experts);
+  if (dev == Device::CUDA) return cuda::permute_to_capacity(r.experts, first_expert, num_experts);
+  return cpu::permute_to_capacity(r.experts, first_expert, num_experts);
+}
+
+Tensor combine_experts(const Tensor& expert_out, const Tensor& slot_of, const Routing& r) {
+  const Device dev = device_of("combine_experts", {{"expert_out", expert_out}, {"slot_of", slot_of}});
+  MLARUN_CHECK(expert_out.ndim() == 2 && slot_of.shape() == r.experts.shape() && slot_of.dtype() == DType::I64,
+               "combine_experts: expert outputs ", expert_out.describe(), " and slots ", slot_of.describe(),
+               " for routing ", r.experts.describe());
+  if (dev == Device::CUDA) return cuda::combine_experts(expert_out, slot_of, r.experts, r.weights);
   require_f32("combine_experts", {{"expert_out", expert_out}});
-  Tensor y = Tensor::zeros({r.experts.dim(0), expert_out.dim(1)}, DType::F32);
-  cpu::scatter_add_rows(y, host_list<int64_t>(p.tokens), expert_out, host_list<float>(p.weights));
-  return y;
+  return cpu::combine_experts(expert_out, slot_of, r.experts, r.weights);
 }
 
 }  // namespace mlarun::ops

@@ -44,6 +44,13 @@ struct DecodeSettings : BenchModelSettings {
   int64_t batch = 8, seq_len = 1024;
   double memory_gib = 80;  // the device the capacity column speaks of (bench cache's --memory-gib)
   bool time_split = true;  // --no-time-split: the steps run without the profiler's markers
+  int64_t moe_capacity_max_tokens = -1;  // --moe-capacity-max-tokens, as the runtime takes it (-1: the device's)
+  int64_t moe_capacity_resolved() const {
+    RuntimeOptions o;
+    o.device = device;
+    o.moe_capacity_max_tokens = moe_capacity_max_tokens;
+    return o.moe_capacity_max_tokens_on_device();
+  }
 };
 
 struct DecodeResult {
@@ -120,6 +127,7 @@ DecodeResult run_one(const ModelConfig& c, const ModelConfig& full, const Attent
   else
     check_fits_in_host_memory(c, kind, s);
   DeepseekModel model(c, weights, comm, placement, {}, attention_factory(kind));
+  model.set_moe_capacity_max_tokens(s.moe_capacity_resolved());
   MLARUN_CHECK(model.cache_format().latent == shape.latent && model.cache_format().head == shape.head,
                "bench decode: ", kind.name(), "'s layers cache rows of another shape than sized");
   DecodeResult r;
@@ -243,6 +251,8 @@ json::Value results_json(const std::vector<DecodeResult>& results, const DecodeS
   out["input_len"] = s.seq_len;
   out["output_len"] = int64_t(1);
   out["memory_bytes"] = int64_t(s.memory_gib * double(int64_t(1) << 30));
+  out["moe_capacity_max_tokens"] = s.moe_capacity_resolved();
+  out["moe_layout"] = s.batch <= s.moe_capacity_resolved() ? "capacity" : "compact";
   out["time_split_clock"] = !s.time_split              ? "off"
                             : s.device == Device::CUDA ? "cuda events on the current stream"
                                                        : "steady_clock";
@@ -268,6 +278,9 @@ Command add_bench_decode_command(CLI::App& bench) {
                   "value + an fp32 scale per 128-value tile, read back dequantized); one row per kind and dtype");
   cmd->add_option("--memory-gib", s->memory_gib,
                   "Memory in GiB for the tokens-that-fit column, before the whole model's bf16 weights");
+  cmd->add_option("--moe-capacity-max-tokens", s->moe_capacity_max_tokens,
+                  "Steps of at most this many tokens run the routed experts in the capacity layout (T rows each, no "
+                  "host copy); 0: never; -1: the device's default (CPU 0, CUDA 128)");
   cmd->add_option("--json", *json_out, "Write the results as JSON here");
   cmd->add_flag("!--no-time-split", s->time_split,
                 "Run the steps without the time split's region markers (its columns and JSON fields go too)");
@@ -282,6 +295,7 @@ Command add_bench_decode_command(CLI::App& bench) {
             runtime.block_size = s->block_size;
             runtime.max_num_seqs = s->batch;
             runtime.max_model_len = s->seq_len + 1;
+            runtime.moe_capacity_max_tokens = s->moe_capacity_max_tokens;
             runtime.validate_for(full);
             std::vector<AttentionKind> kinds = parse_attention_kinds(*attention, full.n_heads, "--attention");
             std::printf("== bench decode: %s cut to %lld of %lld layers (%lld dense, %lld MoE), random weights; "
@@ -289,6 +303,10 @@ Command add_bench_decode_command(CLI::App& bench) {
                         s->config_path.c_str(), (long long)c.n_layers, (long long)full.n_layers,
                         (long long)(c.n_layers - c.num_moe_layers()), (long long)c.num_moe_layers(),
                         (long long)s->batch, (long long)s->seq_len, (long long)s->block_size);
+            if (c.num_moe_layers() > 0)
+              std::printf("MoE: routed experts in the %s layout (--moe-capacity-max-tokens %lld)\n",
+                          s->batch <= s->moe_capacity_resolved() ? "capacity" : "compact",
+                          (long long)s->moe_capacity_resolved());
             if (s->device == Device::CUDA)
               std::printf("device: cuda (%s), bf16 weights and cache, f32 accumulation; median of %lld steps after "
                           "%lld warm-up, each timed to the end of its GPU work\n",

@@ -48,6 +48,9 @@ void add_model_options(CLI::App& cmd, ModelOptions& o) {
   cmd.add_option("--mla-absorbed-max-tokens", r.mla_absorbed_max_tokens,
                  "Prefill chunks of at most this many new tokens over a cached prefix take MLA's absorbed path "
                  "when it does less work; 1: decode only; -1: the device's default (CPU 128, CUDA 4)");
+  cmd.add_option("--moe-capacity-max-tokens", r.moe_capacity_max_tokens,
+                 "Steps of at most this many tokens run the routed experts with T rows each (no host copy); "
+                 "0: never; -1: the device's default (CPU 0, CUDA 128)");
   cmd.add_option("--gpu-memory-utilization", r.gpu_memory_utilization, "Fraction of GPU memory to use, (0, 1]");
   cmd.add_flag("--enable-prefix-caching,!--no-enable-prefix-caching,!--no-prefix-caching", r.enable_prefix_caching,
                "Share the cache of common prompt prefixes between requests (default: on)");

@@ -169,6 +169,35 @@ sub_bench_decode() {
   [ -s "${GC_TA_STEP:-}" ] && echo "NOTE: $(python3 -c "$ta_step_note" "$GC_TA_STEP" "$j" 2>&1 | tail -1)"
   return $rc
 }
+# The routed experts' two layouts (model/mlp.h MoeLayout) on one decode step of config_16B's MoE (64 experts,
+# top 6): compact (per-expert GEMMs sized by a host copy) against capacity (one batched GEMM per projection, no
+# host copy: the default up to 128 tokens on CUDA, an estimate until this measures it), at batch 8 and 64.
+sub_bench_moe_layouts() {
+  local rc=0 b cap j
+  for b in 8 64; do
+    for cap in 0 -1; do
+      j=$GC_TMP/bench_moe_b${b}_c${cap}.json
+      "$GC_BUILD/launch/mlarun" bench decode --config configs/config_16B.json --layers 2 --batch $b --seq-len 1024 \
+        --device cuda --attention mla --iters 10 --warmup 2 --moe-capacity-max-tokens $cap --json "$j" || rc=1
+    done
+  done
+  echo "NOTE: $(python3 -c '
+import json, sys
+out = []
+for b in (8, 64):
+    row = []
+    for cap in ("0", "-1"):
+        try:
+            d = json.load(open("%s/bench_moe_b%d_c%s.json" % (sys.argv[1], b, cap)))
+            r = d["records"][0]
+            row.append("%s %.3f ms (MoE %.3f ms)" % (d["moe_layout"], 1e3 * r["median_latency"],
+                                                     r["time_split_ms"]["moe"]))
+        except (OSError, ValueError, KeyError, IndexError) as e:
+            row.append("cap %s failed (%s)" % (cap, e))
+    out.append("batch %d: %s" % (b, " vs ".join(row)))
+print("16B/2 layers, 1024 cached, MoE layouts: " + "; ".join(out))' "$GC_TMP" 2>&1 | tail -1)"
+  return $rc
+}
 # MLA's naive vs absorbed path for prefill chunks over a 4096-token prefix (docs/model.md §2.6): config_16B has
 # 16 heads of DeepSeek's dims, the TP 8 shape of V2/V3; the crossing it measures is what --mla-absorbed-max-tokens
 # auto should be on this GPU (4 until measured).
@@ -203,6 +232,7 @@ case ${1:-} in
   __tp) sub_tp; exit ;;
   __bench_decode) sub_bench_decode; exit ;;
   __bench_prefill) sub_bench_prefill; exit ;;
+  __bench_moe_layouts) sub_bench_moe_layouts; exit ;;
   prepare | prepare-carry) prepare; exit ;;
 esac
 
@@ -372,6 +402,7 @@ need_bins bench-mla kernels/bench_mla_decode &&
   step bench-mla "$out/kernels.log" 15 60 1 "$kb/bench_mla_decode --quick --json \"$out/mla_decode.json\"$mla_opt"
 need_bins bench-decode launch/mlarun && step bench-decode "$out/model.log" 15 60 1 "\"$self\" __bench_decode"
 need_bins bench-prefill launch/mlarun && step bench-prefill "$out/model.log" 10 40 1 "\"$self\" __bench_prefill"
+need_bins bench-moe launch/mlarun && step bench-moe-layouts "$out/model.log" 20 60 1 "\"$self\" __bench_moe_layouts"
 
 wall=$(($(date +%s) - start))
 printf 'total: %d ok, %d FAIL/TIMEOUT, %d SKIP, %d DRY; %ds of the %ds budget; files: %s\n' "$n_ok" "$n_fail" \

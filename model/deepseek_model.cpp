@@ -3,6 +3,7 @@
 
 #include "model/mla_attention.h"
 #include "runtime/error.h"
+#include "runtime/runtime_options.h"
 #include "runtime/safetensors.h"
 #include "runtime/step_profiler.h"
 
@@ -28,11 +29,12 @@ DecoderLayer::DecoderLayer(const ModelConfig& c, const WeightSource& ckpt, int64
     mlp_ = std::make_unique<ParallelMLP>(ckpt, p + "mlp.", c.dim, c.inter_dim, comm, placement);
 }
 
-Tensor DecoderLayer::forward(Tensor& h, const StepContext& step, Tensor& cache, const ops::RopeTable& rope) const {
+Tensor DecoderLayer::forward(Tensor& h, const StepContext& step, Tensor& cache, const ops::RopeTable& rope,
+                             MoeLayout moe_layout) const {
   Tensor attn_out = attn_->forward(ops::rms_norm(h, input_norm_, eps_), step, cache, rope);
   Tensor normed = ops::add_rms_norm(h, attn_out, post_attention_norm_, eps_);  // h += attention
   // Time split: a dense layer's MLP is dense GEMM work; the MoE marks itself (its shared experts included).
-  ops::add_inplace(h, moe_ ? moe_->forward(normed)
+  ops::add_inplace(h, moe_ ? moe_->forward(normed, moe_layout)
                            : profiled(ProfileCategory::DenseGemm, [&] { return mlp_->forward(normed); }));
   return h;
 }
@@ -49,6 +51,9 @@ DeepseekModel::DeepseekModel(ModelConfig config, const WeightSource& ckpt, Commu
                " ranks does not divide ", comm.world_size(), " tensor-parallel ranks");
   mla_local_heads_ = config_.n_heads / (comm.world_size() / dcp_.size());  // query heads (a DCP group's)
   mla_ = make_mla_backend(MlaBackendKind::Auto, config_, mla_local_heads_, placement_, dcp_);
+  RuntimeOptions device_defaults;
+  device_defaults.device = placement_.device;
+  moe_capacity_max_tokens_ = device_defaults.moe_capacity_max_tokens_on_device();
   const AttentionFactory layers_attention = dcp_.on() ? mla_attention_factory(dcp) : attention;
   embed_ = VocabParallelEmbedding(ckpt, "model.embed_tokens.weight", config_.vocab_size, config_.dim, comm, placement_);
   layers_.reserve(size_t(config_.n_layers));
@@ -72,6 +77,11 @@ std::unique_ptr<DeepseekModel> DeepseekModel::load(ModelConfig config, const std
   Checkpoint ckpt(dir);
   return std::make_unique<DeepseekModel>(std::move(config), ckpt, comm, placement, progress, mla_attention_factory(),
                                          dcp);
+}
+
+void DeepseekModel::set_moe_capacity_max_tokens(int64_t max_tokens) {
+  MLARUN_CHECK(max_tokens >= 0, "option --moe-capacity-max-tokens: value ", max_tokens, ": must be at least 0");
+  moe_capacity_max_tokens_ = max_tokens;
 }
 
 void DeepseekModel::set_mla_backend(MlaBackendKind kind, MlaBackendOptions options) {
@@ -98,7 +108,8 @@ Tensor DeepseekModel::forward(const ForwardBatch& batch, const StepTensors& step
   profiled(ProfileCategory::Attention, [&] { mla_->plan(batch, step); });
   const StepContext ctx{batch, step, mla_.get()};
   Tensor h = embed_.forward(step.token_ids);
-  for (size_t l = 0; l < layers_.size(); ++l) layers_[l].forward(h, ctx, cache[l], rope_);
+  const MoeLayout moe_layout = this->moe_layout(T);
+  for (size_t l = 0; l < layers_.size(); ++l) layers_[l].forward(h, ctx, cache[l], rope_, moe_layout);
   const Tensor rows = ops::rms_norm(ops::gather_rows(h, step.logit_rows), final_norm_, float(config_.rms_norm_eps));
   return profiled(ProfileCategory::DenseGemm, [&] { return lm_head_.forward(rows); });
 }

@@ -32,7 +32,8 @@ class DecoderLayer {
   DecoderLayer(const ModelConfig& c, const WeightSource& ckpt, int64_t layer, Communicator& comm,
                const AttentionFactory& attention, const Placement& placement = {});
   // Updates the residual stream `h` in place and returns it.
-  Tensor forward(Tensor& h, const StepContext& step, Tensor& cache, const ops::RopeTable& rope) const;
+  Tensor forward(Tensor& h, const StepContext& step, Tensor& cache, const ops::RopeTable& rope,
+                 MoeLayout moe_layout = MoeLayout::Compact) const;
   int64_t cache_width() const { return attn_->cache_width(); }
   KvCacheFormat cache_format() const { return attn_->cache_format(); }
 
@@ -81,6 +82,12 @@ class DeepseekModel {
   // how it bounds its work.
   void set_mla_backend(MlaBackendKind kind, MlaBackendOptions options = {});
   const MlaBackend& mla_backend() const { return *mla_; }
+  // Steps of at most `max_tokens` tokens run the MoE layers' routed experts in the capacity layout (MoeLayout,
+  // model/mlp.h), longer ones compact; 0: always compact. Default: the device's (runtime_options.h).
+  void set_moe_capacity_max_tokens(int64_t max_tokens);
+  MoeLayout moe_layout(int64_t num_tokens) const {
+    return num_tokens <= moe_capacity_max_tokens_ ? MoeLayout::Capacity : MoeLayout::Compact;
+  }
   // This rank's place in its decode-context-parallel group (size 1: none); step tensors must be built with it.
   ContextParallel context_parallel() const { return {dcp_.size(), dcp_.rank()}; }
 
@@ -91,6 +98,7 @@ class DeepseekModel {
   int64_t mla_local_heads_ = 0;
   MlaDcpGroup dcp_;
   std::unique_ptr<MlaBackend> mla_;  // planned once per step, shared by every layer
+  int64_t moe_capacity_max_tokens_ = 0;
   VocabParallelEmbedding embed_;
   std::vector<DecoderLayer> layers_;
   Tensor final_norm_;

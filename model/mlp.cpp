@@ -17,13 +17,25 @@ Tensor ParallelMLP::forward(const Tensor& x) const {
   return down_.forward(ops::silu_mul(gate_.forward(x), up_.forward(x)));
 }
 
-Expert::Expert(const WeightSource& ckpt, const std::string& prefix, int64_t dim, int64_t inter,
-               const Placement& placement)
-    : gate_(ckpt, prefix + "gate_proj.weight", dim, inter, placement),
-      up_(ckpt, prefix + "up_proj.weight", dim, inter, placement),
-      down_(ckpt, prefix + "down_proj.weight", inter, dim, placement) {}
+namespace {
 
-Tensor Expert::forward(const Tensor& x) const { return down_.forward(ops::silu_mul(gate_.forward(x), up_.forward(x))); }
+// Projection `proj` of experts [first, first + n) under `prefix`, each [rows, cols], stacked into [n, rows, cols]
+// on the placement: one expert's weight at a time passes through the host.
+Tensor load_stacked_experts(const WeightSource& ckpt, const std::string& prefix, int64_t first, int64_t n,
+                            const std::string& proj, int64_t rows, int64_t cols, const Placement& placement) {
+  Tensor stacked = Tensor::empty({n, rows, cols}, placement.dtype, placement.device);
+  for (int64_t j = 0; j < n; ++j) {
+    const std::string name = prefix + "experts." + std::to_string(first + j) + "." + proj + ".weight";
+    ops::copy_into(stacked.rows(j, 1).view({rows, cols}), load_checked(ckpt, name, {rows, cols}, placement));
+  }
+  return stacked;
+}
+
+Tensor expert_matrix(const Tensor& stacked, int64_t j) {
+  return stacked.rows(j, 1).view({stacked.dim(1), stacked.dim(2)});
+}
+
+}  // namespace
 
 MoE::MoE(const ModelConfig& c, const WeightSource& ckpt, const std::string& prefix, Communicator& comm,
          const Placement& placement)
@@ -34,43 +46,57 @@ MoE::MoE(const ModelConfig& c, const WeightSource& ckpt, const std::string& pref
                               placement.with_dtype(DType::F32));
   ShardRange mine = shard_range(c.n_routed_experts, comm, "the routed experts of " + prefix);
   first_local_expert_ = mine.begin;
-  experts_.reserve(size_t(mine.size()));
-  for (int64_t e = mine.begin; e < mine.end; ++e)
-    experts_.emplace_back(ckpt, prefix + "experts." + std::to_string(e) + ".", c.dim, c.moe_inter_dim, placement);
+  num_local_experts_ = mine.size();
+  const int64_t n = num_local_experts_, first = mine.begin, I = c.moe_inter_dim;
+  w_gate_ = load_stacked_experts(ckpt, prefix, first, n, "gate_proj", I, c.dim, placement);
+  w_up_ = load_stacked_experts(ckpt, prefix, first, n, "up_proj", I, c.dim, placement);
+  w_down_ = load_stacked_experts(ckpt, prefix, first, n, "down_proj", c.dim, I, placement);
   if (c.n_shared_experts > 0)
     shared_.emplace(ckpt, prefix + "shared_experts.", c.dim, c.n_shared_experts * c.moe_inter_dim, comm,
                          placement);
 }
 
-Tensor MoE::forward(const Tensor& x) const {
+Tensor MoE::forward(const Tensor& x, MoeLayout layout) const {
   // Time split: routing, permutation, experts, combine and the shared experts are MoE; the all-reduce counts as
   // communication (the communicator marks it).
   ProfileRegion moe(ProfileCategory::Moe);
-  const int64_t T = x.dim(0), D = dim_;
-  ops::Routing r = ops::route(ops::linear(x, gate_, DType::F32), gate_bias_, routing_);
-  // The permutation is built where the routing lives; only the per-expert offsets come to the host (one small
-  // copy per layer: each expert's GEMM is sized by its row count).
-  ops::ExpertPermutation p = ops::permute_by_expert(r, first_local_expert_, int64_t(experts_.size()));
-  Tensor y;
-  const int64_t A = p.offsets.back();
-  if (A > 0) {
-    // The tokens of all local experts, grouped by expert; each expert runs once on its run of rows into its run
-    // of `out`, then every token sums its outputs weighted (experts in ascending order, f32).
-    Tensor xs = ops::gather_rows(x, p.tokens);
-    Tensor out = Tensor::empty({A, D}, x.dtype(), x.device());
-    for (size_t j = 0; j < experts_.size(); ++j) {
-      const int64_t begin = p.offsets[j], end = p.offsets[j + 1];
-      if (begin == end) continue;
-      ops::copy_into(out.rows(begin, end - begin), experts_[j].forward(xs.rows(begin, end - begin)));
-    }
-    y = ops::combine_experts(out, p, r);
-  } else {
-    y = Tensor::zeros({T, D}, DType::F32, x.device());
-  }
+  const ops::Routing r = ops::route(ops::linear(x, gate_, DType::F32), gate_bias_, routing_);
+  Tensor y = layout == MoeLayout::Capacity ? routed_capacity(x, r) : routed_compact(x, r);
   comm_->all_reduce_sum(y);  // every rank routed all tokens; each contributed its own experts
   y = ops::convert(y, x.dtype());
   if (shared_) ops::add_inplace(y, shared_->forward(x));
   return y;
+}
+
+Tensor MoE::routed_compact(const Tensor& x, const ops::Routing& r) const {
+  // The permutation is built where the routing lives; only the per-expert offsets come to the host (one small
+  // copy per layer: each expert's GEMM is sized by its row count).
+  const ops::ExpertPermutation p = ops::permute_by_expert(r, first_local_expert_, num_local_experts_);
+  const int64_t A = p.offsets.back();
+  if (A == 0) return Tensor::zeros({x.dim(0), dim_}, DType::F32, x.device());
+  // The tokens of all local experts, grouped by expert; each expert runs once on its run of rows into its run
+  // of `out`, then every token sums its outputs weighted (experts in ascending order, f32).
+  const Tensor xs = ops::gather_rows(x, p.tokens);
+  Tensor out = Tensor::empty({A, dim_}, x.dtype(), x.device());
+  for (int64_t j = 0; j < num_local_experts_; ++j) {
+    const int64_t begin = p.offsets[size_t(j)], rows = p.offsets[size_t(j) + 1] - begin;
+    if (rows == 0) continue;
+    const Tensor xj = xs.rows(begin, rows);
+    const Tensor h = ops::silu_mul(ops::linear(xj, expert_matrix(w_gate_, j)), ops::linear(xj, expert_matrix(w_up_, j)));
+    ops::copy_into(out.rows(begin, rows), ops::linear(h, expert_matrix(w_down_, j)));
+  }
+  return ops::combine_experts(out, p.slot_of, r);
+}
+
+Tensor MoE::routed_capacity(const Tensor& x, const ops::Routing& r) const {
+  // Row c * n + j of the grid is the c-th token of local expert j (zeros past its count): viewed as [T, n, dim]
+  // the experts are the "heads" of one batched product per projection.
+  const int64_t T = x.dim(0), n = num_local_experts_;
+  const ops::ExpertCapacityLayout c = ops::permute_to_capacity(r, first_local_expert_, n);
+  const Tensor xs = ops::gather_rows(x, c.tokens).view({T, n, dim_});
+  const Tensor h = ops::silu_mul(ops::head_linear(xs, w_gate_), ops::head_linear(xs, w_up_));
+  const Tensor out = ops::head_linear(h, w_down_).view({T * n, dim_});
+  return ops::combine_experts(out, c.slot_of, r);
 }
 
 }  // namespace mlarun

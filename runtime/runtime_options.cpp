@@ -66,12 +66,19 @@ void RuntimeOptions::validate() const {
   MLARUN_CHECK(mla_absorbed_max_tokens == -1 || mla_absorbed_max_tokens >= 1,
                "option --mla-absorbed-max-tokens: value ", mla_absorbed_max_tokens,
                ": must be at least 1 (1: the absorbed path for decode only) or -1 (the device's default)");
+  MLARUN_CHECK(moe_capacity_max_tokens >= -1, "option --moe-capacity-max-tokens: value ", moe_capacity_max_tokens,
+               ": must be at least 0 (0: never) or -1 (the device's default)");
   MLARUN_CHECK(eos_token_id >= -1, "eos_token_id: value ", eos_token_id, ": must be a token id or -1 (none)");
 }
 
 int64_t RuntimeOptions::mla_absorbed_max_tokens_on_device() const {
   if (mla_absorbed_max_tokens != -1) return mla_absorbed_max_tokens;
   return device == Device::CUDA ? kMlaAbsorbedMaxTokensCuda : kMlaAbsorbedMaxTokensCpu;
+}
+
+int64_t RuntimeOptions::moe_capacity_max_tokens_on_device() const {
+  if (moe_capacity_max_tokens != -1) return moe_capacity_max_tokens;
+  return device == Device::CUDA ? kMoeCapacityMaxTokensCuda : kMoeCapacityMaxTokensCpu;
 }
 
 void RuntimeOptions::validate_for(const ModelConfig& m) const {

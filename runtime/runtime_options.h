@@ -58,6 +58,10 @@ struct RuntimeOptions {
   // does less work there (runtime/mla_path_rule.h; docs/model.md §2.6); 1: decode only; -1 (auto): the device's
   // default, mla_absorbed_max_tokens_on_device()
   int64_t mla_absorbed_max_tokens = -1;
+  // --moe-capacity-max-tokens: steps of at most this many tokens run the routed experts in the capacity layout
+  // (model/mlp.h MoeLayout: sized by the step alone, no host copy, CUDA-graph capturable); 0: never; -1 (auto):
+  // moe_capacity_max_tokens_on_device()
+  int64_t moe_capacity_max_tokens = -1;
   bool enable_prefix_caching = true;       // --enable-prefix-caching / --no-enable-prefix-caching
   int32_t eos_token_id = -1;               // the model's end-of-sequence token (set from its config); -1: none
 
@@ -75,6 +79,17 @@ struct RuntimeOptions {
   static constexpr int64_t kMlaAbsorbedMaxTokensCuda = 4;
   // The CPU: the f32 reference ops, where `bench prefill` measured the cost model's crossing (docs/model.md §2.6).
   static constexpr int64_t kMlaAbsorbedMaxTokensCpu = 128;
+  // --moe-capacity-max-tokens as this device runs it: the value given, or for auto kMoeCapacityMaxTokensCuda /
+  // kMoeCapacityMaxTokensCpu.
+  int64_t moe_capacity_max_tokens_on_device() const;
+  // CUDA: the capacity layout computes (local experts) x T rows where the compact one computes top_k x T, but its
+  // batched products read each expert's weights once, as the compact ones do; at T rows per expert they stay
+  // under H100's ridge (~295 bf16 FLOP per byte) up to about 128 tokens, so they cost the weight reads alone. An
+  // estimate from the roofline, not yet measured: `bench decode --moe-capacity-max-tokens 0` against the default
+  // on a GPU says.
+  static constexpr int64_t kMoeCapacityMaxTokensCuda = 128;
+  // The CPU computes every row it is given (no weight-read bound to hide under): never.
+  static constexpr int64_t kMoeCapacityMaxTokensCpu = 0;
 
   void validate() const;                          // throws naming the option
   void validate_for(const ModelConfig& m) const;  // also: the model splits over tp ranks (and DCP groups)

@@ -34,7 +34,7 @@ Tensor narrow_last_dim(const Tensor& x, int64_t start, int64_t len);
 // b_repeat: how many consecutive rows of a share one row of b (1, or the head count when b broadcasts).
 Tensor concat_last_dim(const Tensor& a, const Tensor& b, int64_t b_repeat);
 Tensor transpose_last_two(const Tensor& x);
-Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& rows);
+Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& rows);  // a row -1: a zero row
 void scatter_add_rows(const Tensor& dst, const std::vector<int64_t>& rows, const Tensor& src,
                       const std::vector<float>& weights);
 void scatter_rows(const Tensor& dst, const std::vector<int64_t>& rows, const Tensor& src);  // dst[rows[i]] = src[i]
@@ -50,6 +50,10 @@ ExpertGroups group_by_expert(const Tensor& experts, const Tensor& weights, int64
 // The same permutation as host tensors, with each assignment's index (ExpertPermutation).
 ExpertPermutation permute_by_expert(const Tensor& experts, const Tensor& weights, int64_t first_expert,
                                     int64_t num_experts);
+// The capacity layout (ExpertCapacityLayout); throws if a token picked one expert twice.
+ExpertCapacityLayout permute_to_capacity(const Tensor& experts, int64_t first_expert, int64_t num_experts);
+// y f32 [T, D] = per token, in ascending expert order, sum of weight * expert_out[slot] (ops::combine_experts).
+Tensor combine_experts(const Tensor& expert_out, const Tensor& slot_of, const Tensor& experts, const Tensor& weights);
 
 // paged_cache.cpp; f32 only
 void write_cache(const Tensor& pool, const std::vector<int64_t>& slot_mapping, const Tensor& rows);

@@ -59,9 +59,13 @@ Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& rows) {
   shape[0] = int64_t(rows.size());
   Tensor out = Tensor::empty(shape, x.dtype());
   const size_t row_bytes = x.dim(0) ? x.nbytes() / size_t(x.dim(0)) : 0;
-  for (size_t i = 0; i < rows.size(); ++i)
-    std::memcpy(static_cast<char*>(out.raw()) + i * row_bytes,
-                static_cast<const char*>(x.raw()) + size_t(rows[i]) * row_bytes, row_bytes);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    char* dst = static_cast<char*>(out.raw()) + i * row_bytes;
+    if (rows[i] < 0)
+      std::memset(dst, 0, row_bytes);  // an empty row of a capacity layout
+    else
+      std::memcpy(dst, static_cast<const char*>(x.raw()) + size_t(rows[i]) * row_bytes, row_bytes);
+  }
   return out;
 }
 

@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "kernels/cpu/cpu_ops.h"
+#include "runtime/error.h"
 
 namespace mlarun::ops::cpu {
 
@@ -107,6 +108,48 @@ ExpertPermutation permute_by_expert(const Tensor& experts, const Tensor& weights
   }
   for (int64_t a = 0; a < A; ++a) p.tokens.data<int64_t>()[a] = g.tokens[size_t(a)];
   return p;
+}
+
+ExpertCapacityLayout permute_to_capacity(const Tensor& experts, int64_t first_expert, int64_t num_experts) {
+  const int64_t T = experts.dim(0), K = experts.dim(1), n = num_experts;
+  ExpertCapacityLayout c;
+  c.num_experts = n;
+  c.tokens = Tensor::empty({T * n}, DType::I64);
+  c.slot_of = Tensor::empty({T, K}, DType::I64);
+  std::fill_n(c.tokens.data<int64_t>(), T * n, int64_t(-1));
+  std::vector<int64_t> count(size_t(n), 0);
+  for (int64_t i = 0; i < T * K; ++i) {  // assignment order is token order: each expert's tokens ascend
+    const int64_t local = int64_t(experts.data<int32_t>()[i]) - first_expert;
+    int64_t slot = -1;
+    if (local >= 0 && local < n) {
+      const int64_t c_row = count[size_t(local)]++;
+      MLARUN_CHECK(c_row < T, "permute_to_capacity: expert ", local + first_expert, " chosen more than once by a token");
+      slot = c_row * n + local;
+      c.tokens.data<int64_t>()[slot] = i / K;
+    }
+    c.slot_of.data<int64_t>()[i] = slot;
+  }
+  return c;
+}
+
+Tensor combine_experts(const Tensor& expert_out, const Tensor& slot_of, const Tensor& experts, const Tensor& weights) {
+  const int64_t T = slot_of.dim(0), K = slot_of.dim(1), D = expert_out.dim(1);
+  Tensor y = Tensor::zeros({T, D}, DType::F32);
+  std::vector<int64_t> order(static_cast<size_t>(K));
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t* slots = slot_of.data<int64_t>() + t * K;
+    const int32_t* ex = experts.data<int32_t>() + t * K;
+    std::iota(order.begin(), order.end(), int64_t(0));
+    std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return ex[a] < ex[b]; });
+    float* out = y.data<float>() + t * D;
+    for (int64_t k : order) {
+      if (slots[k] < 0) continue;
+      const float w = weights.data<float>()[t * K + k];
+      const float* row = expert_out.data<float>() + slots[k] * D;
+      for (int64_t d = 0; d < D; ++d) out[d] += w * row[d];
+    }
+  }
+  return y;
 }
 
 }  // namespace mlarun::ops::cpu

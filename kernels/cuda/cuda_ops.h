@@ -56,6 +56,7 @@ Routing route(const Tensor& logits, const Tensor& bias, const RoutingParams& p);
 // moe_permute.cu: the device permutation and the weighted combine (see ops.h ExpertPermutation); routing on the device
 ExpertPermutation permute_by_expert(const Tensor& experts, const Tensor& weights, int64_t first_expert,
                                     int64_t num_experts);
+ExpertCapacityLayout permute_to_capacity(const Tensor& experts, int64_t first_expert, int64_t num_experts);
 Tensor combine_experts(const Tensor& expert_out, const Tensor& slot_of, const Tensor& experts,
                        const Tensor& weights);
 

@@ -55,9 +55,18 @@ __global__ void transpose_kernel(const void* x, void* out, int64_t batch, int64_
 }
 
 // out[i, :] = x[rows[i], :]
+// out[i, :] = x[rows[i], :]; a row -1 gives zeros (an empty row of a capacity layout)
 __global__ void gather_rows_kernel(const void* x, const int64_t* rows, void* out, int64_t n, int64_t row_elems,
                                    int es) {
-  MLARUN_GRID_STRIDE(i, n * row_elems) copy_element(out, i, x, rows[i / row_elems] * row_elems + i % row_elems, es);
+  MLARUN_GRID_STRIDE(i, n * row_elems) {
+    const int64_t row = rows[i / row_elems];
+    if (row >= 0) {
+      copy_element(out, i, x, row * row_elems + i % row_elems, es);
+    } else {
+      const uint64_t zero = 0;
+      copy_element(out, i, &zero, 0, es);
+    }
+  }
 }
 
 // out[rows[i], :] = src[i, :] (rows distinct)

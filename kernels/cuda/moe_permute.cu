@@ -2,8 +2,9 @@
 // this rank's experts sorted by (expert, token) exactly as the host counting sort orders them
 // (kernels/cpu/moe_routing.cpp group_by_expert), each assignment's index in that order, and the weighted combine
 // that sums each token's expert outputs in ascending expert order in f32 (the order of scatter_add_rows over the
-// same permutation). The per-expert offsets come back to the host in one small copy: the experts run one after
-// another and each GEMM's row count sizes it on the host (docs/kernels.md, "MoE").
+// same permutation). Compact layout: the per-expert offsets come back to the host in one small copy, each
+// expert's GEMM sized by its row count; capacity layout (permute_to_capacity): T rows per expert, nothing comes
+// back, so a decode step stays capturable in a CUDA graph (docs/kernels.md, "MoE").
 #include <vector>
 
 #include "kernels/cuda/cuda_common.cuh"
@@ -33,12 +34,15 @@ __global__ void count_kernel(const int32_t* experts, int64_t assignments, int64_
 }
 
 // Block e writes expert e's assignments in assignment order (= token order): a block-wide ordered compaction.
+// The c-th one lands at row offsets[e] + c (compact layout, with its weight) or c * n + e (capacity layout: T
+// rows per expert; rows and slots nobody writes were set to -1 first).
+template <bool kCapacity>
 __global__ void place_kernel(const int32_t* experts, const float* weights, int64_t assignments, int64_t top_k,
-                             int64_t first, const int64_t* offsets, int64_t* tokens, float* out_weights,
+                             int64_t first, int64_t n, const int64_t* offsets, int64_t* tokens, float* out_weights,
                              int64_t* slot_of) {
   __shared__ int warp_counts[kThreads / 32];
   const int64_t e = blockIdx.x;
-  int64_t base = offsets[e];
+  int64_t placed = 0;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   for (int64_t chunk = 0; chunk < assignments; chunk += blockDim.x) {
     const int64_t i = chunk + threadIdx.x;
@@ -52,12 +56,19 @@ __global__ void place_kernel(const int32_t* experts, const float* weights, int64
       total += warp_counts[w];
     }
     if (mine) {
-      const int64_t at = base + before + __popc(ballot & ((1u << lane) - 1u));
-      tokens[at] = i / top_k;
-      out_weights[at] = weights[i];
-      slot_of[i] = at;
+      const int64_t c = placed + before + __popc(ballot & ((1u << lane) - 1u));
+      if constexpr (kCapacity) {
+        const int64_t at = c * n + e;  // c < T: a token picks an expert at most once (routing's contract)
+        tokens[at] = i / top_k;
+        slot_of[i] = at;
+      } else {
+        const int64_t at = offsets[e] + c;
+        tokens[at] = i / top_k;
+        out_weights[at] = weights[i];
+        slot_of[i] = at;
+      }
     }
-    base += total;
+    placed += total;
     __syncthreads();  // warp_counts is rewritten by the next chunk
   }
 }
@@ -110,8 +121,8 @@ ExpertPermutation permute_by_expert(const Tensor& experts, const Tensor& weights
                                          offsets.data<int64_t>(), p.slot_of.data<int64_t>());
   MLARUN_CUDA_CHECK_LAUNCH("count_kernel");
   if (num_experts > 0 && A > 0) {
-    place_kernel<<<unsigned(num_experts), kThreads, 0, stream()>>>(
-        experts.data<int32_t>(), weights.data<float>(), A, K, first_expert, offsets.data<int64_t>(),
+    place_kernel<false><<<unsigned(num_experts), kThreads, 0, stream()>>>(
+        experts.data<int32_t>(), weights.data<float>(), A, K, first_expert, num_experts, offsets.data<int64_t>(),
         tokens.data<int64_t>(), w.data<float>(), p.slot_of.data<int64_t>());
     MLARUN_CUDA_CHECK_LAUNCH("place_kernel");
   }
@@ -121,6 +132,24 @@ ExpertPermutation permute_by_expert(const Tensor& experts, const Tensor& weights
   p.tokens = tokens.rows(0, n);
   p.weights = w.rows(0, n);
   return p;
+}
+
+ExpertCapacityLayout permute_to_capacity(const Tensor& experts, int64_t first_expert, int64_t num_experts) {
+  const int64_t T = experts.dim(0), K = experts.dim(1), A = T * K;
+  ExpertCapacityLayout c;
+  c.num_experts = num_experts;
+  c.tokens = Tensor::empty({T * num_experts}, DType::I64, Device::CUDA);
+  c.slot_of = Tensor::empty({T, K}, DType::I64, Device::CUDA);
+  // All bits set is -1 in two's complement: every row empty and every slot non-local until placed.
+  MLARUN_CUDA_CHECK(cudaMemsetAsync(c.tokens.raw(), 0xff, c.tokens.nbytes(), stream()));
+  MLARUN_CUDA_CHECK(cudaMemsetAsync(c.slot_of.raw(), 0xff, c.slot_of.nbytes(), stream()));
+  if (num_experts > 0 && A > 0) {
+    place_kernel<true><<<unsigned(num_experts), kThreads, 0, stream()>>>(
+        experts.data<int32_t>(), nullptr, A, K, first_expert, num_experts, nullptr, c.tokens.data<int64_t>(), nullptr,
+        c.slot_of.data<int64_t>());
+    MLARUN_CUDA_CHECK_LAUNCH("place_kernel");
+  }
+  return c;  // no copy to the host: T alone sized everything
 }
 
 Tensor combine_experts(const Tensor& expert_out, const Tensor& slot_of, const Tensor& experts,

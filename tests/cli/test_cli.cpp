@@ -39,14 +39,14 @@ float max_abs_diff(const Tensor& a, const Tensor& b) {
   return m;
 }
 
-void check_fixture(const std::string& name, int block_size) {
+void check_fixture(const std::string& name, int block_size, const std::string& extra_options = "") {
   ScratchDir tmp;
   std::string dir = mlarun::testing::data_dir() + "/" + name;
   SafetensorsFile ref(dir + "/reference.safetensors");
   for (int i = 0; ref.contains("prompt." + std::to_string(i) + ".input_ids"); ++i) {
     std::string p = "prompt." + std::to_string(i) + ".";
     std::string prompt = join(ref.load(p + "input_ids", DType::I64));
-    std::string common = "--model " + dir + " --block-size " + std::to_string(block_size) + " --device cpu";
+    std::string common = "--model " + dir + " --block-size " + std::to_string(block_size) + " --device cpu" + extra_options;
 
     RunResult score = run_mlarun("score " + common + " --tokens " + prompt + " --out " + tmp.file("score.safetensors"));
     ASSERT_EQ(score.exit_code, 0) << score.output;
@@ -124,6 +124,11 @@ TEST(Cli, V2TinyScoreAndGenerateMatchHuggingFace) { check_fixture("deepseek-v2-t
 TEST(Cli, V3TinyScoreAndGenerateMatchHuggingFace) { check_fixture("deepseek-v3-tiny", 16); }
 TEST(Cli, V3TinyBlockSize1) { check_fixture("deepseek-v3-tiny", 1); }
 TEST(Cli, V2TinyBlockSize256) { check_fixture("deepseek-v2-tiny", 256); }
+// Decode steps (and prompts of at most 8 tokens) with the routed experts in the capacity layout, longer prompts
+// in the compact one.
+TEST(Cli, V3TinyCapacityMoeLayoutMatchesHuggingFace) {
+  check_fixture("deepseek-v3-tiny", 16, " --moe-capacity-max-tokens 8");
+}
 
 TEST(Cli, BadInputFailsWithAClearMessage) {
   std::string v2 = mlarun::testing::data_dir() + "/deepseek-v2-tiny";
@@ -144,6 +149,9 @@ TEST(Cli, BadInputFailsWithAClearMessage) {
     std::printf("note: --num-blocks 100000000000 not checked: ASAN build without "
                 "ASAN_OPTIONS=allocator_may_return_null=1 (ctest sets it)\n");
   }
+  r = run_mlarun("score --model " + v2 + " --tokens 1,2 --out /tmp/x.safetensors --moe-capacity-max-tokens -3");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("--moe-capacity-max-tokens: value -3"), std::string::npos) << r.output;
   r = run_mlarun("info --model /nonexistent/dir");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.output.find("/nonexistent/dir"), std::string::npos) << r.output;

@@ -10,6 +10,7 @@
 #include <random>
 
 #include "gpu_test_util.h"
+#include "random_routing.h"
 #include "kernels/ops.h"
 #include "runtime/step_tensors.h"
 #include "test_util.h"
@@ -49,14 +50,8 @@ TEST(GpuStepOps, MoePermutationAndCombineMatchTheCpu) {
   MLARUN_GPU_OR_SKIP();
   std::mt19937 rng(5);
   const int64_t T = 37, K = 6, E = 64, D = 48;
-  Tensor experts = Tensor::empty({T, K}, DType::I32), weights = random_f32({T, K}, rng);
-  for (int64_t t = 0; t < T; ++t) {
-    std::vector<int32_t> all(E);
-    for (int32_t e = 0; e < E; ++e) all[size_t(e)] = e;
-    std::shuffle(all.begin(), all.end(), rng);
-    for (int64_t k = 0; k < K; ++k) experts.data<int32_t>()[t * K + k] = all[size_t(k)];
-  }
-  ops::Routing host{experts, weights}, dev{experts.to(Device::CUDA), weights.to(Device::CUDA)};
+  const ops::Routing host = random_routing(T, K, E, rng);
+  const ops::Routing dev{host.experts.to(Device::CUDA), host.weights.to(Device::CUDA)};
   for (auto [first, local] : {std::pair<int64_t, int64_t>{0, 64}, {16, 16}, {48, 16}}) {
     ops::ExpertPermutation want = ops::permute_by_expert(host, first, local);
     ops::ExpertPermutation got = ops::permute_by_expert(dev, first, local);
@@ -65,8 +60,32 @@ TEST(GpuStepOps, MoePermutationAndCombineMatchTheCpu) {
     EXPECT_TRUE(bitwise_equal(got.slot_of.to(Device::CPU), want.slot_of));
     EXPECT_TRUE(bitwise_equal(got.weights.to(Device::CPU), want.weights));
     Tensor out = random_f32({want.offsets.back(), D}, rng);
-    Tensor y_want = ops::combine_experts(out, want, host);
-    Tensor y_got = ops::combine_experts(out.to(Device::CUDA), got, dev);
+    Tensor y_want = ops::combine_experts(out, want.slot_of, host);
+    Tensor y_got = ops::combine_experts(out.to(Device::CUDA), got.slot_of, dev);
+    EXPECT_LT(rel_error(y_got, y_want), kF32RelTol);
+  }
+}
+
+// The capacity layout on the device: the same grid and slots as the CPU's (more tokens than one 256-thread
+// chunk, so the ordered compaction carries across chunks), the -1 rows gather as zeros, and the combine over the
+// grid matches the CPU's.
+TEST(GpuStepOps, MoeCapacityLayoutMatchesTheCpu) {
+  MLARUN_GPU_OR_SKIP();
+  std::mt19937 rng(6);
+  const int64_t T = 300, K = 8, E = 64, D = 40;
+  const ops::Routing host = random_routing(T, K, E, rng);
+  const ops::Routing dev{host.experts.to(Device::CUDA), host.weights.to(Device::CUDA)};
+  Tensor x = random_f32({T, D}, rng);
+  for (auto [first, local] : {std::pair<int64_t, int64_t>{0, 64}, {8, 8}, {56, 8}}) {
+    const ops::ExpertCapacityLayout want = ops::permute_to_capacity(host, first, local);
+    const ops::ExpertCapacityLayout got = ops::permute_to_capacity(dev, first, local);
+    EXPECT_TRUE(bitwise_equal(got.tokens.to(Device::CPU), want.tokens));
+    EXPECT_TRUE(bitwise_equal(got.slot_of.to(Device::CPU), want.slot_of));
+    EXPECT_TRUE(bitwise_equal(ops::gather_rows(x.to(Device::CUDA), got.tokens).to(Device::CPU),
+                              ops::gather_rows(x, want.tokens)));
+    Tensor out = random_f32({T * local, D}, rng);
+    Tensor y_want = ops::combine_experts(out, want.slot_of, host);
+    Tensor y_got = ops::combine_experts(out.to(Device::CUDA), got.slot_of, dev);
     EXPECT_LT(rel_error(y_got, y_want), kF32RelTol);
   }
 }

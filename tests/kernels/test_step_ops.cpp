@@ -1,13 +1,16 @@
 // The step path on the CPU: StepTensors lays a batch out as the kernels read it (parts by MLA path, cu_seqlens,
 // block tables, context slots) and refuses slots or blocks outside the cache; the tensor forms of the index ops
-// equal their list forms; the MoE permutation and combine equal group_by_expert + scatter_add_rows bit for bit.
+// equal their list forms; the MoE permutation and combine equal group_by_expert + scatter_add_rows bit for bit,
+// in the compact and the capacity layout.
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <random>
 
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/ops.h"
+#include "random_routing.h"
 #include "runtime/step_tensors.h"
 #include "test_util.h"
 
@@ -73,17 +76,8 @@ TEST(StepOps, TensorFormsEqualListForms) {
 TEST(StepOps, ExpertPermutationAndCombineEqualTheHostGrouping) {
   std::mt19937 rng(11);
   const int64_t T = 9, K = 3, E = 8, D = 4, first = 2, local = 4;
-  Tensor experts = Tensor::empty({T, K}, DType::I32), weights = Tensor::empty({T, K}, DType::F32);
-  for (int64_t t = 0; t < T; ++t) {
-    std::vector<int32_t> all = {0, 1, 2, 3, 4, 5, 6, 7};
-    std::shuffle(all.begin(), all.end(), rng);
-    for (int64_t k = 0; k < K; ++k) {
-      experts.data<int32_t>()[t * K + k] = all[size_t(k)];
-      weights.data<float>()[t * K + k] = std::uniform_real_distribution<float>(0.1f, 1.0f)(rng);
-    }
-  }
-  (void)E;
-  ops::Routing routing{experts, weights};
+  const ops::Routing routing = mlarun::testing::random_routing(T, K, E, rng);
+  const Tensor& experts = routing.experts;
   ops::ExpertGroups g = ops::group_by_expert(routing, first, local);
   ops::ExpertPermutation p = ops::permute_by_expert(routing, first, local);
   EXPECT_EQ(p.offsets, g.offsets);
@@ -106,6 +100,66 @@ TEST(StepOps, ExpertPermutationAndCombineEqualTheHostGrouping) {
   for (int64_t i = 0; i < out.numel(); ++i) out.data<float>()[i] = dist(rng);
   Tensor want = Tensor::zeros({T, D}, DType::F32);
   ops::scatter_add_rows(want, g.tokens, out, g.weights);
-  Tensor got = ops::combine_experts(out, p, routing);
+  Tensor got = ops::combine_experts(out, p.slot_of, routing);
   EXPECT_EQ(list<float>(got), list<float>(want)) << "bit for bit: the same sums in the same order";
+}
+
+// The capacity layout holds each local expert's tokens in ascending order down its column of the [T, n] grid
+// (the order group_by_expert gives), -1 below; each local assignment's slot names its row; and combining the
+// same expert outputs placed in either layout gives the same sums bit for bit.
+TEST(StepOps, CapacityLayoutHoldsTheHostGroupingAndCombinesAlike) {
+  std::mt19937 rng(12);
+  const int64_t T = 11, K = 3, E = 8, D = 5;
+  const ops::Routing routing = mlarun::testing::random_routing(T, K, E, rng);
+  for (auto [first, n] : {std::pair<int64_t, int64_t>{0, 8}, {2, 4}, {6, 2}}) {
+    const ops::ExpertGroups g = ops::group_by_expert(routing, first, n);
+    const ops::ExpertCapacityLayout c = ops::permute_to_capacity(routing, first, n);
+    ASSERT_EQ(c.tokens.numel(), T * n);
+    EXPECT_EQ(c.num_experts, n);
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t count = g.offsets[size_t(j + 1)] - g.offsets[size_t(j)];
+      for (int64_t row = 0; row < T; ++row)
+        EXPECT_EQ(c.tokens.data<int64_t>()[row * n + j], row < count ? g.tokens[size_t(g.offsets[size_t(j)] + row)] : -1)
+            << "expert " << first + j << " row " << row;
+    }
+    const ops::ExpertPermutation p = ops::permute_by_expert(routing, first, n);
+    Tensor compact = Tensor::empty({p.tokens.numel(), D}, DType::F32);
+    Tensor grid = Tensor::empty({T * n, D}, DType::F32);
+    std::fill_n(grid.data<float>(), grid.numel(), std::nanf(""));  // an empty row must never be read
+    std::normal_distribution<float> dist;
+    for (int64_t i = 0; i < T * K; ++i) {
+      const int64_t e = routing.experts.data<int32_t>()[i] - first;
+      const int64_t s = c.slot_of.data<int64_t>()[i];
+      if (e < 0 || e >= n) {
+        EXPECT_EQ(s, -1);
+        continue;
+      }
+      ASSERT_EQ(s % n, e);
+      EXPECT_EQ(c.tokens.data<int64_t>()[s], i / K);
+      for (int64_t d = 0; d < D; ++d) {  // the same output for the assignment in both layouts
+        const float v = dist(rng);
+        compact.data<float>()[p.slot_of.data<int64_t>()[i] * D + d] = v;
+        grid.data<float>()[s * D + d] = v;
+      }
+    }
+    EXPECT_EQ(list<float>(ops::combine_experts(grid, c.slot_of, routing)),
+              list<float>(ops::combine_experts(compact, p.slot_of, routing)));
+  }
+}
+
+TEST(StepOps, CapacityLayoutRefusesATokenPickingAnExpertTwice) {
+  Tensor experts = Tensor::empty({2, 2}, DType::I32), weights = Tensor::zeros({2, 2}, DType::F32);
+  for (int32_t i = 0; i < 4; ++i) experts.data<int32_t>()[i] = i == 3 ? 1 : i % 2;  // token 1: experts 0 and 1 ...
+  EXPECT_NO_THROW(ops::permute_to_capacity({experts, weights}, 0, 2));
+  experts.data<int32_t>()[2] = 1;  // ... now 1 and 1
+  EXPECT_ERROR_MENTIONS(ops::permute_to_capacity({experts, weights}, 0, 2), "expert 1", "more than once");
+}
+
+// The tensor form of gather_rows gives a zero row for index -1 (the capacity layout's empty rows).
+TEST(StepOps, GatherRowsGivesZerosForMinusOne) {
+  Tensor x = Tensor::from_f32({3, 2}, {1, 2, 3, 4, 5, 6});
+  Tensor rows = Tensor::empty({4}, DType::I64);
+  const int64_t idx[] = {2, -1, 0, -1};
+  std::copy(idx, idx + 4, rows.data<int64_t>());
+  EXPECT_EQ(list<float>(ops::gather_rows(x, rows)), (std::vector<float>{5, 6, 0, 0, 1, 2, 0, 0}));
 }

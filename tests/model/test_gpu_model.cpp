@@ -35,10 +35,13 @@ ForwardBatch make_step(const std::vector<int32_t>& tokens, int64_t start, const 
   return b;
 }
 
-void check_fixture_bf16(const std::string& name, int64_t block_size, MlaPath prefill_path) {
+// `moe_capacity_max_tokens` (-1: the GPU's default): steps up to this many tokens take the capacity MoE layout.
+void check_fixture_bf16(const std::string& name, int64_t block_size, MlaPath prefill_path,
+                        int64_t moe_capacity_max_tokens = -1) {
   SingleCommunicator comm;
   const std::string dir = data_dir() + "/" + name;
   auto model = DeepseekModel::load(dir, comm, Placement::cuda_bf16());
+  if (moe_capacity_max_tokens >= 0) model->set_moe_capacity_max_tokens(moe_capacity_max_tokens);
   const ModelConfig& c = model->config();
   SafetensorsFile ref(dir + "/reference.safetensors");
   const double bf16_error = bf16_error_of(ref);
@@ -72,7 +75,9 @@ void check_fixture_bf16(const std::string& name, int64_t block_size, MlaPath pre
       decode.add(step.data<float>(), want_greedy.data<float>() + (s + 1) * V, 1, V);
     }
   }
-  const std::string tag = name + " (block size " + std::to_string(block_size) + ")";
+  const std::string tag = name + " (block size " + std::to_string(block_size) +
+                          (moe_capacity_max_tokens >= 0 ? ", moe capacity <= " + std::to_string(moe_capacity_max_tokens)
+                                                        : std::string()) + ")";
   prefill.check(tag + " teacher-forced prefill", bf16_error);
   decode.check(tag + " prefill + decode", bf16_error);
 }
@@ -109,6 +114,15 @@ TEST(GpuModel, DeepseekV3TinyBf16WithinTwiceTheReferenceBf16Error) {
   MLARUN_GPU_OR_SKIP();
   check_fixture_bf16("deepseek-v3-tiny", 16, MlaPath::Naive);
   check_fixture_bf16("deepseek-v3-tiny", 256, MlaPath::Naive);
+}
+
+// The routed experts in either layout on the GPU (the default puts these short steps in the capacity layout):
+// compact for every step, and capacity for every step.
+TEST(GpuModel, DeepseekV3TinyBf16InBothMoeLayouts) {
+  MLARUN_GPU_OR_SKIP();
+  check_fixture_bf16("deepseek-v3-tiny", 16, MlaPath::Naive, 0);
+  check_fixture_bf16("deepseek-v3-tiny", 16, MlaPath::Naive, 1 << 20);
+  check_fixture_bf16("deepseek-v2-tiny", 16, MlaPath::Naive, 0);
 }
 
 // The CUDA backend (batched: one gather + one up-projection per step, varlen prefill, the decode part through

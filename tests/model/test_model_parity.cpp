@@ -57,12 +57,15 @@ std::unique_ptr<DeepseekModel> moved(std::unique_ptr<DeepseekModel> model,
   return fresh;
 }
 
-void check_fixture(const std::string& name, int64_t block_size, MlaPath prefill_path, bool move_first = false) {
+// `moe_capacity_max_tokens`: steps of at most this many tokens run the routed experts in the capacity layout.
+void check_fixture(const std::string& name, int64_t block_size, MlaPath prefill_path, bool move_first = false,
+                   int64_t moe_capacity_max_tokens = 0) {
   SingleCommunicator comm;
   std::string dir = mlarun::testing::data_dir() + "/" + name;
   std::vector<std::unique_ptr<char[]>> garbage;
   auto model = DeepseekModel::load(dir, comm);
   if (move_first) model = moved(std::move(model), garbage);
+  model->set_moe_capacity_max_tokens(moe_capacity_max_tokens);
   const ModelConfig& c = model->config();
   SafetensorsFile ref(dir + "/reference.safetensors");
   for (int i = 0;; ++i) {
@@ -157,4 +160,19 @@ TEST(ModelParity, TimeSplitLeavesTheLogitsAlone) {
                               ProfileCategory::NormRopeOther})
     EXPECT_GT(split[cat], 0) << profile_category_name(cat);
   EXPECT_EQ(split[ProfileCategory::Communication], 0);
+}
+
+// The capacity layout of the routed experts (T rows per local expert, sized without a host copy) gives Hugging
+// Face's logits as the compact one does: for decode steps only (the CUDA default's kind of split) and for every
+// step, prompts included, on both fixtures and every routing variant.
+TEST(ModelParity, CapacityMoeLayout) {
+  for (const char* name : {"deepseek-v2-tiny", "deepseek-v3-tiny", "shapes/v2-grouped-norope", "shapes/v3-nonorm-onegroup",
+                           "shapes/v3-grouped-noshared"}) {
+    SCOPED_TRACE(name);
+    check_fixture(name, 16, MlaPath::Naive, false, /*moe_capacity_max_tokens=*/1);
+    check_fixture(name, 16, MlaPath::Naive, false, /*moe_capacity_max_tokens=*/1 << 20);
+  }
+  SingleCommunicator comm;
+  auto model = DeepseekModel::load(mlarun::testing::data_dir() + "/deepseek-v2-tiny", comm);
+  EXPECT_ERROR_MENTIONS(model->set_moe_capacity_max_tokens(-1), "--moe-capacity-max-tokens", "-1");
 }

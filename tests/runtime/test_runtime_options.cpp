@@ -39,6 +39,11 @@ TEST(RuntimeOptions, OutOfRangeValuesNameTheOption) {
   o.mla_absorbed_max_tokens = -2;
   EXPECT_ERROR_MENTIONS(o.validate(), "--mla-absorbed-max-tokens", "-2");
   o = RuntimeOptions();
+  o.moe_capacity_max_tokens = -2;
+  EXPECT_ERROR_MENTIONS(o.validate(), "--moe-capacity-max-tokens", "-2");
+  o.moe_capacity_max_tokens = 0;
+  EXPECT_NO_THROW(o.validate()) << "0: never";
+  o = RuntimeOptions();
   o.num_blocks = 0;
   EXPECT_ERROR_MENTIONS(o.validate(), "--num-gpu-blocks-override", "0");
   o = RuntimeOptions();
@@ -53,6 +58,15 @@ TEST(RuntimeOptions, MlaAbsorbedMaxTokensDefaultsByDevice) {
   EXPECT_EQ(o.mla_absorbed_max_tokens_on_device(), 4) << "mla_decode's query rows per sequence";
   o.mla_absorbed_max_tokens = 1;
   EXPECT_EQ(o.mla_absorbed_max_tokens_on_device(), 1);
+}
+
+TEST(RuntimeOptions, MoeCapacityMaxTokensDefaultsByDevice) {
+  RuntimeOptions o;
+  EXPECT_EQ(o.moe_capacity_max_tokens_on_device(), 0) << "the CPU: always the compact layout";
+  o.device = Device::CUDA;
+  EXPECT_EQ(o.moe_capacity_max_tokens_on_device(), 128);
+  o.moe_capacity_max_tokens = 0;
+  EXPECT_EQ(o.moe_capacity_max_tokens_on_device(), 0);
 }
 
 TEST(RuntimeOptions, KvCacheDtypeParsesTheFourNames) {
