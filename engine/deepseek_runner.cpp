@@ -79,9 +79,16 @@ DeepseekRunner::DeepseekRunner(ModelConfig config, const std::string& model_dir,
   cache_ = CachePool::allocate(c.n_layers, capacity_.num_blocks, capacity_.rank_block_size,
                                row.dtype == placement.dtype ? model_->cache_width() : row.width, row.dtype,
                                placement.device);
+  DecodeGraphSettings graphs;
+  graphs.max_batch = options.enforce_eager ? 0 : std::min(options.max_num_seqs, DecodeGraphSettings::kMaxBatch);
+  graphs.block_size = capacity_.rank_block_size;
+  graphs.num_blocks = capacity_.num_blocks;
+  graphs.table_blocks = (options.max_model_len + capacity_.block_size - 1) / capacity_.block_size;
+  graphs_ = std::make_unique<DecodeGraphs>(*model_, cache_.layers, comm_, graphs);
 }
 
 Tensor DeepseekRunner::execute(const ForwardBatch& batch) {
+  if (Tensor logits = graphs_->run(batch, staging_); logits.defined()) return logits;  // a decode graph's replay
   // The step's index data leaves in one copy from the runner's (pinned) staging buffer; the logits stay put.
   const StepTensors step = StepTensors::build(batch, placement().device, capacity_.rank_block_size,
                                               capacity_.num_blocks, &staging_, model_->context_parallel());

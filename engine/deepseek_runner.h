@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 
+#include "engine/decode_graphs.h"
 #include "engine/model_runner.h"
 #include "model/deepseek_model.h"
 #include "runtime/cache_pool.h"
@@ -50,6 +51,7 @@ class DeepseekRunner final : public ModelRunner {
   const ModelConfig& config() const { return model_->config(); }
   const CacheCapacity& capacity() const { return capacity_; }
   const Placement& placement() const { return model_->placement(); }
+  const DecodeGraphs& decode_graphs() const { return *graphs_; }
   // Without --num-blocks: room for max_num_seqs sequences of max_model_len, within `budget_bytes` per rank, for a
   // cache whose auto dtype is `cache_dtype` (the model's; o.kv_cache_dtype picks the row: bf16 values or the
   // quantized rows of kernels/kv_quant.h) (under DCP a sequence takes 1/N of its blocks' rows on each rank).
@@ -64,6 +66,7 @@ class DeepseekRunner final : public ModelRunner {
   CachePool cache_;
   MlaPathRule mla_rule_;  // from the model's dims and --mla-absorbed-max-tokens
   HostStaging staging_;  // the step's index data on its way to the device
+  std::unique_ptr<DecodeGraphs> graphs_;  // decode steps replayed from CUDA graphs (off on the CPU, --enforce-eager)
 };
 
 }  // namespace mlarun

@@ -51,6 +51,8 @@ void add_model_options(CLI::App& cmd, ModelOptions& o) {
   cmd.add_option("--moe-capacity-max-tokens", r.moe_capacity_max_tokens,
                  "Steps of at most this many tokens run the routed experts with T rows each (no host copy); "
                  "0: never; -1: the device's default (CPU 0, CUDA 128)");
+  cmd.add_flag("--enforce-eager", r.enforce_eager,
+               "Run every step op by op: no CUDA graphs for decode steps (on the GPU they replay one per batch size)");
   cmd.add_option("--gpu-memory-utilization", r.gpu_memory_utilization, "Fraction of GPU memory to use, (0, 1]");
   cmd.add_flag("--enable-prefix-caching,!--no-enable-prefix-caching,!--no-prefix-caching", r.enable_prefix_caching,
                "Share the cache of common prompt prefixes between requests (default: on)");

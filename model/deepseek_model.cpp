@@ -96,6 +96,15 @@ Tensor DeepseekModel::forward(const ForwardBatch& batch, std::vector<Tensor>& ca
 }
 
 Tensor DeepseekModel::forward(const ForwardBatch& batch, const StepTensors& step, std::vector<Tensor>& cache) const {
+  return compute_logits(hidden_states(batch, step, cache));
+}
+
+Tensor DeepseekModel::compute_logits(const Tensor& hidden) const {
+  return profiled(ProfileCategory::DenseGemm, [&] { return lm_head_.forward(hidden); });
+}
+
+Tensor DeepseekModel::hidden_states(const ForwardBatch& batch, const StepTensors& step,
+                                    std::vector<Tensor>& cache) const {
   const int64_t T = batch.num_tokens();
   MLARUN_CHECK(T > 0, "forward: empty batch");
   MLARUN_CHECK(step.num_tokens == T && step.device == placement_.device, "forward: step tensors of ", step.num_tokens,
@@ -110,8 +119,7 @@ Tensor DeepseekModel::forward(const ForwardBatch& batch, const StepTensors& step
   Tensor h = embed_.forward(step.token_ids);
   const MoeLayout moe_layout = this->moe_layout(T);
   for (size_t l = 0; l < layers_.size(); ++l) layers_[l].forward(h, ctx, cache[l], rope_, moe_layout);
-  const Tensor rows = ops::rms_norm(ops::gather_rows(h, step.logit_rows), final_norm_, float(config_.rms_norm_eps));
-  return profiled(ProfileCategory::DenseGemm, [&] { return lm_head_.forward(rows); });
+  return ops::rms_norm(ops::gather_rows(h, step.logit_rows), final_norm_, float(config_.rms_norm_eps));
 }
 
 }  // namespace mlarun

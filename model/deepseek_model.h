@@ -78,6 +78,11 @@ class DeepseekModel {
   // (StepTensors::build, one upload; the runner keeps the staging buffer); the first form builds them itself.
   Tensor forward(const ForwardBatch& batch, std::vector<Tensor>& cache) const;
   Tensor forward(const ForwardBatch& batch, const StepTensors& step, std::vector<Tensor>& cache) const;
+  // forward in its two halves: the final-normed hidden state of each logit row [logit_rows, dim] (everything
+  // but the LM head: what a CUDA graph of a decode step holds, engine/decode_graphs.h), then the LM head's f32
+  // logits from such rows.
+  Tensor hidden_states(const ForwardBatch& batch, const StepTensors& step, std::vector<Tensor>& cache) const;
+  Tensor compute_logits(const Tensor& hidden) const;
   // Which MLA backend the layers attend through (Auto: the reference on the CPU, the batched one on the GPU), and
   // how it bounds its work.
   void set_mla_backend(MlaBackendKind kind, MlaBackendOptions options = {});

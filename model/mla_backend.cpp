@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "kernels/kv_quant.h"
+#include "runtime/device.h"
 #include "runtime/error.h"
 
 namespace mlarun {
@@ -225,6 +226,9 @@ class BatchedMlaBackend final : public MlaBackend {
       return merged_over_group(o, lse, w);
     }
     if (fmt.quantized() && !dcp_.on()) {  // every context row dequantized, then MQA over [c | k_pe] keys and c values
+      // Its row count is the step's total context, which a CUDA graph would freeze: no capture of this path.
+      MLARUN_CHECK(!stream_is_capturing(), "MLA decode over a quantized cache outside mla_decode's contract sizes "
+                   "its reads by the context lengths");
       const Tensor rows = ops::gather_rows_dequantized(cache, fmt, absorbed_slots(cache), q.dtype());
       const int64_t K = rows.dim(0);
       Tensor o = ops::varlen_attention(q_abs, rows.view({K, 1, R + Dr}), ops::narrow_last_dim(rows, 0, R).view({K, 1, R}),

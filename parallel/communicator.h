@@ -26,6 +26,9 @@ class Communicator {
   // Copies root's bytes into every rank's buffer.
   virtual void broadcast(void* data, size_t nbytes, int root) = 0;
   virtual void barrier() = 0;
+  // Whether all_reduce_sum may run inside a CUDA graph capture (runtime/cuda_graph.h): true for `single` (no
+  // collective) and `nccl` (the all-reduce joins the capturing stream); `mpi` moves host buffers, so it cannot.
+  virtual bool can_capture_graphs() const { return false; }
   // Ends every rank with `message` printed once (MPI_Abort under MPI); never returns.
   [[noreturn]] virtual void abort_all(const std::string& message, int code) = 0;
   // Seconds a collective may wait for its peers before the job is ended with a message naming the collective
@@ -51,6 +54,7 @@ class SingleCommunicator final : public Communicator {
   Tensor all_gather_last_dim(const Tensor& local) override { return local; }
   void broadcast(void*, size_t, int) override {}
   void barrier() override {}
+  bool can_capture_graphs() const override { return true; }
   std::unique_ptr<Communicator> split(int, int) override { return std::make_unique<SingleCommunicator>(); }
   [[noreturn]] void abort_all(const std::string& message, int code) override;
 };

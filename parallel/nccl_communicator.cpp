@@ -130,6 +130,15 @@ void NcclCommunicator::all_reduce_sum(Tensor& t) {
   const ncclDataType_t type = nccl_type(t, "all_reduce_sum");
   if (t.numel() == 0) return;
   const bool on_device = t.device() == Device::CUDA;
+  if (on_device && stream_is_capturing()) {
+    // Inside a CUDA graph capture (runtime/cuda_graph.h) the all-reduce joins the graph on the capturing stream;
+    // nothing runs yet, so there is nothing to wait for (the replay's caller waits on the step as a whole).
+    watchdog_.begin({"all_reduce (captured)", t.numel(), dtype_name(t.dtype())});
+    check_started(ncclAllReduce(t.raw(), t.raw(), size_t(t.numel()), type, ncclSum, nccl_comm_, current_stream()),
+                  "ncclAllReduce (captured)");
+    wait_enqueued("ncclAllReduce (captured)");  // a non-blocking communicator may still be enqueueing
+    return;
+  }
   Tensor dev = on_device ? t : t.to(Device::CUDA);
   watchdog_.begin({"all_reduce", dev.numel(), dtype_name(dev.dtype())});
   check_started(ncclAllReduce(dev.raw(), dev.raw(), size_t(dev.numel()), type, ncclSum, nccl_comm_, stream_),

@@ -29,6 +29,7 @@ class NcclCommunicator final : public Communicator {
   int rank() const override { return rank_; }
   int world_size() const override { return world_size_; }
   const char* backend() const override { return "nccl"; }
+  bool can_capture_graphs() const override { return true; }
   int device() const { return device_; }
   // f32 or bf16. Device tensors are reduced in place; a host tensor is staged through the GPU.
   void all_reduce_sum(Tensor& t) override;

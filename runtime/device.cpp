@@ -78,10 +78,12 @@ StreamHandle current_stream() { return g_current_stream; }
 StreamGuard::StreamGuard(StreamHandle stream) : previous_(g_current_stream) { g_current_stream = stream; }
 StreamGuard::~StreamGuard() { g_current_stream = previous_; }
 
-CudaStream::CudaStream() {
+CudaStream::CudaStream(bool blocking) {
   if (!gpu_available()) no_cuda("create a CUDA stream");
 #ifdef MLARUN_WITH_CUDA
-  MLARUN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  MLARUN_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, blocking ? cudaStreamDefault : cudaStreamNonBlocking));
+#else
+  (void)blocking;
 #endif
 }
 
@@ -102,6 +104,18 @@ void synchronize_stream(StreamHandle stream) {
   MLARUN_CUDA_CHECK(cudaStreamSynchronize(stream));
 #else
   (void)stream;
+#endif
+}
+
+bool stream_is_capturing(StreamHandle stream) {
+#ifdef MLARUN_WITH_CUDA
+  if (!gpu_available()) return false;
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  MLARUN_CUDA_CHECK(cudaStreamIsCapturing(stream, &status));
+  return status != cudaStreamCaptureStatusNone;
+#else
+  (void)stream;
+  return false;
 #endif
 }
 
@@ -180,6 +194,10 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
   cudaMemcpyKind kind = dst_device == Device::CPU   ? cudaMemcpyDeviceToHost
                         : src_device == Device::CPU ? cudaMemcpyHostToDevice
                                                     : cudaMemcpyDeviceToDevice;
+  // A graph would replay a host copy from or into host memory long since freed (or wait for a stream that only
+  // records): refused, which fails the capture (runtime/cuda_graph.h) and leaves the step to run eagerly.
+  MLARUN_CHECK(kind == cudaMemcpyDeviceToDevice || !stream_is_capturing(),
+               "a copy between host and GPU inside a CUDA graph capture");
   MLARUN_CUDA_CHECK(cudaMemcpyAsync(dst, src, nbytes, kind, current_stream()));
   if (kind == cudaMemcpyDeviceToHost) MLARUN_CUDA_CHECK(cudaStreamSynchronize(current_stream()));
 #else
@@ -234,6 +252,8 @@ void HostStaging::upload(void* dst, size_t nbytes) {
   MLARUN_CHECK(nbytes <= capacity_, "HostStaging: upload of ", nbytes, " bytes from a buffer of ", capacity_);
   if (nbytes == 0) return;
 #ifdef MLARUN_WITH_CUDA
+  MLARUN_CHECK(!stream_is_capturing(), "HostStaging: an upload inside a CUDA graph capture (the step's data goes "
+                                       "up before the replay)");
   MLARUN_CUDA_CHECK(cudaMemcpyAsync(dst, data_, nbytes, cudaMemcpyHostToDevice, current_stream()));
   if (!event_) {
     cudaEvent_t e = nullptr;

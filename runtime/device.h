@@ -51,10 +51,11 @@ class StreamGuard {
  private:
   StreamHandle previous_;
 };
-// An owned, non-blocking CUDA stream (for work that must not order itself after the default stream).
+// An owned CUDA stream: non-blocking by default (for work that must not order itself after the default stream);
+// a blocking one orders itself with the legacy default stream both ways, as the default stream's own work would.
 class CudaStream {
  public:
-  CudaStream();  // throws without a GPU
+  explicit CudaStream(bool blocking = false);  // throws without a GPU
   ~CudaStream();
   CudaStream(const CudaStream&) = delete;
   CudaStream& operator=(const CudaStream&) = delete;
@@ -67,6 +68,9 @@ class CudaStream {
 // Waits for the work queued on `stream` (the current one by default); throws with the CUDA error if any
 // earlier asynchronous work failed.
 void synchronize_stream(StreamHandle stream = current_stream());
+// Whether `stream` is being captured into a CUDA graph (runtime/cuda_graph.h): work there is recorded, not run,
+// so nothing may wait for it (false without a GPU).
+bool stream_is_capturing(StreamHandle stream = current_stream());
 void device_synchronize();
 
 // A CUDA timing event: `record` queues it on the current stream; `elapsed_ms(from, to)` is the GPU time between
@@ -94,6 +98,7 @@ void device_free(void* p);
 void device_memset_zero(void* p, size_t nbytes);
 // Copies on the current stream. Returns once the data is usable where it landed: a copy to the host waits for
 // the stream; a copy from (pageable) host memory returns once the source has been read, so the caller may free it.
+// A copy to or from the host while the stream is being captured into a CUDA graph is an error.
 void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes);
 
 // A host buffer for uploads that leave asynchronously: page-locked (cudaHostAlloc) in a CUDA build with a GPU, so

@@ -63,6 +63,9 @@ struct RuntimeOptions {
   // moe_capacity_max_tokens_on_device()
   int64_t moe_capacity_max_tokens = -1;
   bool enable_prefix_caching = true;       // --enable-prefix-caching / --no-enable-prefix-caching
+  // --enforce-eager: every step runs op by op; otherwise decode steps on the GPU replay CUDA graphs, one per
+  // batch-size bucket (engine/decode_graphs.h)
+  bool enforce_eager = false;
   int32_t eos_token_id = -1;               // the model's end-of-sequence token (set from its config); -1: none
 
   static constexpr int64_t kMaxBlockSize = 256;

@@ -39,21 +39,22 @@ class Packer {
     total_ += (std::max<size_t>(bytes, 1) + 255) / 256 * 256;
   }
 
-  void finish(Device device, HostStaging* staging) {
+  // Packs into a new buffer, or into `*into` when given: allocated on first use, then reused (same layout).
+  void finish(Device device, HostStaging* staging, FixedStepBuffer* into = nullptr) {
     HostStaging local;
     HostStaging& st = staging ? *staging : local;
-    Tensor buffer;
-    uint8_t* host = nullptr;
-    if (device == Device::CPU) {
-      buffer = Tensor::empty({int64_t(total_)}, DType::F8_E4M3);  // one byte per element: raw storage
-      host = static_cast<uint8_t*>(buffer.raw());
-    } else {
-      host = static_cast<uint8_t*>(st.reserve(total_));
-    }
+    std::vector<std::pair<size_t, Shape>> layout;
+    for (const Piece& p : pieces_) layout.emplace_back(p.offset, p.shape);
+    if (into && into->bytes.defined())
+      MLARUN_CHECK(layout == into->layout && into->bytes.device() == device, "step: a fixed layout of ",
+                   into->bytes.nbytes(), " bytes for a step of other sizes");
+    // Raw storage: one byte per element.
+    Tensor buffer = into && into->bytes.defined() ? into->bytes : Tensor::empty({int64_t(total_)}, DType::F8_E4M3, device);
+    if (into) *into = {buffer, std::move(layout)};
+    uint8_t* host = device == Device::CPU ? static_cast<uint8_t*>(buffer.raw()) : static_cast<uint8_t*>(st.reserve(total_));
     for (const Piece& p : pieces_)
       if (p.bytes) std::memcpy(host + p.offset, p.data, p.bytes);
     if (device != Device::CPU) {
-      buffer = Tensor::empty({int64_t(total_)}, DType::F8_E4M3, device);
       st.upload(buffer.raw(), total_);
       if (!staging) device_synchronize_if_needed(st);
     }
@@ -78,11 +79,11 @@ class Packer {
 };
 
 void add_part(Packer& pk, StepPart& part, const ForwardBatch& batch, bool absorbed, int64_t block_size,
-              const ContextParallel& cp) {
+              const ContextParallel& cp, int64_t min_blocks) {
   const int64_t T = batch.num_tokens(), group_block = block_size * cp.size;
   for (size_t i = 0; i < batch.sequences.size(); ++i)
     if (uses_absorbed_path(batch, batch.sequences[i]) == absorbed) part.seqs.push_back(int64_t(i));
-  int64_t blocks = 1;
+  int64_t blocks = std::max<int64_t>(1, min_blocks);
   for (int64_t i : part.seqs) {
     const BatchSequence& s = batch.sequences[size_t(i)];
     blocks = std::max(blocks, (s.start_pos + s.num_tokens + group_block - 1) / group_block);
@@ -145,6 +146,21 @@ void add_part(Packer& pk, StepPart& part, const ForwardBatch& batch, bool absorb
 
 StepTensors StepTensors::build(const ForwardBatch& batch, Device device, int64_t block_size, int64_t num_blocks,
                                HostStaging* staging, ContextParallel cp) {
+  return build_impl(batch, device, block_size, num_blocks, staging, cp, 1, nullptr);
+}
+
+StepTensors StepTensors::build_fixed(const ForwardBatch& batch, Device device, int64_t block_size, int64_t num_blocks,
+                                     int64_t table_blocks, FixedStepBuffer& buffer, HostStaging* staging) {
+  MLARUN_CHECK(table_blocks >= 1, "step: a fixed layout of ", table_blocks, " block-table columns");
+  for (const BatchSequence& s : batch.sequences)
+    MLARUN_CHECK(s.start_pos + s.num_tokens <= table_blocks * block_size, "step: ", s.start_pos + s.num_tokens,
+                 " tokens of context in a fixed layout of ", table_blocks, " blocks of ", block_size);
+  return build_impl(batch, device, block_size, num_blocks, staging, {}, table_blocks, &buffer);
+}
+
+StepTensors StepTensors::build_impl(const ForwardBatch& batch, Device device, int64_t block_size, int64_t num_blocks,
+                                    HostStaging* staging, ContextParallel cp, int64_t min_blocks,
+                                    FixedStepBuffer* into) {
   const int64_t T = batch.num_tokens(), S = int64_t(batch.sequences.size());
   MLARUN_CHECK(block_size >= 1 && num_blocks >= 0, "step: a cache of ", num_blocks, " blocks of ", block_size,
                " tokens");
@@ -158,7 +174,7 @@ StepTensors StepTensors::build(const ForwardBatch& batch, Device device, int64_t
   for (int64_t slot : batch.slot_mapping)
     MLARUN_CHECK(slot < slots, "step: slot ", slot, " outside the cache of ", slots, " slots");
   for (int64_t r : batch.logit_rows) MLARUN_CHECK(r >= 0 && r < T, "step: logit row ", r, " outside the ", T, " tokens");
-  int64_t blocks = 1;
+  int64_t blocks = min_blocks;
   for (const BatchSequence& s : batch.sequences) {
     MLARUN_CHECK(s.token_start >= 0 && s.num_tokens >= 0 && s.start_pos >= 0 && s.token_start + s.num_tokens <= T,
                  "step: a sequence owns rows [", s.token_start, ", ", s.token_start + s.num_tokens, ") of ", T,
@@ -199,9 +215,9 @@ StepTensors StepTensors::build(const ForwardBatch& batch, Device device, int64_t
   pk.add(&st.seq_lens, std::move(lens), {S});
   pk.add(&st.cu_seqlens_q, std::move(cu_q), {S + 1});
   pk.add(&st.cu_seqlens_k, std::move(cu_k), {S + 1});
-  add_part(pk, st.absorbed, batch, true, rank_block_size, cp);
-  add_part(pk, st.naive, batch, false, rank_block_size, cp);
-  pk.finish(device, staging);
+  add_part(pk, st.absorbed, batch, true, rank_block_size, cp, min_blocks);
+  add_part(pk, st.naive, batch, false, rank_block_size, cp, min_blocks);
+  pk.finish(device, staging, into);
   return st;
 }
 

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "runtime/device.h"
@@ -67,6 +68,12 @@ struct StepPart {
   bool empty() const { return seqs.empty(); }
 };
 
+// The device buffer of a fixed step layout (StepTensors::build_fixed) and the layout it was first packed in.
+struct FixedStepBuffer {
+  Tensor bytes;
+  std::vector<std::pair<size_t, Shape>> layout;  // each array's offset and shape
+};
+
 struct StepTensors {
   Device device = Device::CPU;
   int64_t num_tokens = 0;
@@ -89,6 +96,17 @@ struct StepTensors {
   // parallelism the batch's blocks and slots are the group's (block_size * cp.size tokens a block).
   static StepTensors build(const ForwardBatch& batch, Device device, int64_t block_size, int64_t num_blocks,
                            HostStaging* staging = nullptr, ContextParallel cp = {});
+  // The same in a layout fixed by the batch's counts alone, for a CUDA graph that replays the step
+  // (engine/decode_graphs.h): every block table padded to `table_blocks` columns (a sequence needing more is an
+  // error), and the packed bytes written into `buffer`: allocated by the first call, then reused, so every view
+  // points at the same address each step. A batch whose arrays would lie otherwise (other sequence, token or
+  // logit-row counts) is an error. No decode context parallelism.
+  static StepTensors build_fixed(const ForwardBatch& batch, Device device, int64_t block_size, int64_t num_blocks,
+                                 int64_t table_blocks, FixedStepBuffer& buffer, HostStaging* staging = nullptr);
+
+ private:
+  static StepTensors build_impl(const ForwardBatch& batch, Device device, int64_t block_size, int64_t num_blocks,
+                                HostStaging* staging, ContextParallel cp, int64_t min_blocks, FixedStepBuffer* into);
 };
 
 // MLA's path for one sequence: absorbed when the batch asks for it, or (Auto) when the batch's rule says so.

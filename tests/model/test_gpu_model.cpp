@@ -233,3 +233,54 @@ TEST(GpuModel, RunnerSizesTheCacheFromFreeMemoryAndTheStepLoopStopsAllocating) {
     EXPECT_EQ(first[r].token_ids, second[r].token_ids) << "greedy decoding on the GPU is repeatable";
   }
 }
+
+// Decode steps replayed from CUDA graphs (engine/decode_graphs.h) give the tokens of the same steps run op by op
+// (--enforce-eager) and their logits within bf16 rounding (padding changes the GEMMs' row counts, so cuBLAS may
+// sum in another order): six requests of different lengths finish at different steps, so the batch shrinks
+// through several buckets (6, 4, 2, 1), each captured once and then replayed.
+TEST(GpuModel, DecodeGraphsReplayWhatEagerStepsCompute) {
+  MLARUN_GPU_OR_SKIP();
+  RuntimeOptions o;
+  o.device = Device::CUDA;
+  o.block_size = 16;
+  o.max_model_len = 256;
+  o.max_num_seqs = 6;
+  o.max_num_batched_tokens = 512;
+  SingleCommunicator comm;
+  struct Run {
+    std::vector<RequestOutput> out;
+    int64_t captures = 0, replays = 0;
+  };
+  auto run = [&](bool eager) {
+    o.enforce_eager = eager;
+    DeepseekRunner runner(data_dir() + "/deepseek-v3-tiny", o, comm);
+    Engine engine(o, runner);
+    for (int r = 0; r < 6; ++r) {
+      SamplingParams params;
+      params.max_tokens = 3 + 4 * r;
+      params.ignore_eos = true;
+      RequestOptions keep;
+      keep.keep_logits = true;
+      engine.add_request({5, 17, 42, int32_t(r), 9, 100, int32_t(7 * r)}, params, keep);
+    }
+    Run result{engine.run(), runner.decode_graphs().captures(), runner.decode_graphs().replays()};
+    return result;
+  };
+  const Run eager = run(true), graphs = run(false);
+  EXPECT_EQ(eager.captures, 0);
+  EXPECT_GE(graphs.captures, 3) << "buckets 6, 4, 2 and 1 as the batch shrinks";
+  EXPECT_GE(graphs.replays, 20);
+  std::printf("decode graphs: %lld captured, %lld steps replayed\n", (long long)graphs.captures,
+              (long long)graphs.replays);
+  ASSERT_EQ(eager.out.size(), graphs.out.size());
+  double worst = 0;
+  for (size_t r = 0; r < eager.out.size(); ++r) {
+    EXPECT_EQ(graphs.out[r].token_ids, eager.out[r].token_ids) << "request " << r;
+    ASSERT_EQ(graphs.out[r].logits.size(), eager.out[r].logits.size());
+    for (size_t s = 0; s < eager.out[r].logits.size(); ++s)
+      for (size_t v = 0; v < eager.out[r].logits[s].size(); ++v)
+        worst = std::max(worst, double(std::fabs(graphs.out[r].logits[s][v] - eager.out[r].logits[s][v])));
+  }
+  std::printf("decode graphs vs eager: max |logit difference| %.4f\n", worst);
+  EXPECT_LT(worst, 0.05) << "bf16 rounding of the same math, not another computation";
+}
