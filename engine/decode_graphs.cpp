@@ -67,19 +67,29 @@ DecodeGraphs::DecodeGraphs(const DeepseekModel& model, std::vector<Tensor>& cach
                settings.table_blocks, " block-table columns");
 }
 
-Tensor DecodeGraphs::run(const ForwardBatch& batch, HostStaging& staging) {
-  // A profiled step times its regions with events a replay would not record: it runs eagerly.
-  if (!off_reason_.empty() || StepProfiler::active() || !decode_graph_unfit(batch).empty()) return {};
+std::string DecodeGraphs::unfit(const ForwardBatch& batch) const {
+  if (!off_reason_.empty()) return off_reason_;
+  // A profiled step times its regions with events a replay would not record.
+  if (StepProfiler::active()) return "a profiled step";
+  if (std::string why = decode_graph_unfit(batch); !why.empty()) return why;
   const int64_t S = int64_t(batch.sequences.size()), bucket = decode_graph_bucket(buckets_, S);
-  if (bucket == 0) return {};
+  if (bucket == 0) return std::to_string(S) + " sequences, over the largest bucket";
   // The compact MoE layout copies its offsets to the host: not capturable.
-  if (model_.config().num_moe_layers() > 0 && model_.moe_layout(bucket) != MoeLayout::Capacity) return {};
+  if (model_.config().num_moe_layers() > 0 && model_.moe_layout(bucket) != MoeLayout::Capacity)
+    return "the compact MoE layout at " + std::to_string(bucket) + " tokens (--moe-capacity-max-tokens)";
+  for (const BatchSequence& s : batch.sequences)
+    if (s.start_pos + 1 > settings_.table_blocks * settings_.block_size) return "a context over the graphs' tables";
+  const auto it = graphs_.find(bucket);
+  if (it != graphs_.end() && it->second->failed) return "its bucket's capture failed";
+  return "";
+}
+
+Tensor DecodeGraphs::run(const ForwardBatch& batch, HostStaging& staging) {
+  if (!unfit(batch).empty()) return {};
+  const int64_t S = int64_t(batch.sequences.size()), bucket = decode_graph_bucket(buckets_, S);
   std::unique_ptr<Graph>& slot = graphs_[bucket];
   if (!slot) slot = std::make_unique<Graph>();
   Graph& g = *slot;
-  if (g.failed) return {};
-  for (const BatchSequence& s : batch.sequences)  // longer than --max-model-len: not in the fixed tables
-    if (s.start_pos + 1 > settings_.table_blocks * settings_.block_size) return {};
   const ForwardBatch padded = pad_decode_batch(batch, bucket);
   g.step = StepTensors::build_fixed(padded, Device::CUDA, settings_.block_size, settings_.num_blocks,
                                     settings_.table_blocks, g.step_buffer, &staging);

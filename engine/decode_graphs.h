@@ -50,12 +50,15 @@ ForwardBatch pad_decode_batch(const ForwardBatch& batch, int64_t sequences);
 
 class DecodeGraphs {
  public:
-  // `model`, `cache` and `comm` outlive this object.
+  // `model` (MLA layers: a baseline attention's shapes may follow the context lengths), `cache` and `comm`
+  // outlive this object.
   DecodeGraphs(const DeepseekModel& model, std::vector<Tensor>& cache, const Communicator& comm,
                DecodeGraphSettings settings);
   // The f32 logits [S, vocab] of a decode step replayed from its bucket's graph; an undefined tensor when the
   // step runs eagerly instead (it does not qualify, or its bucket could not be captured).
   Tensor run(const ForwardBatch& batch, HostStaging& staging);
+  // Why run() would take `batch` eagerly ("" when it replays or captures a graph).
+  std::string unfit(const ForwardBatch& batch) const;
 
   const std::vector<int64_t>& buckets() const { return buckets_; }
   int64_t captures() const { return captures_; }  // graphs captured so far

@@ -20,6 +20,7 @@
 #include "bench/cache_footprint.h"
 #include "bench/random_weights.h"
 #include "bench/text_table.h"
+#include "engine/decode_graphs.h"
 #include "engine/block_manager.h"
 #include "kernels/kv_quant.h"
 #include "launch/cli_common.h"
@@ -45,6 +46,7 @@ struct DecodeSettings : BenchModelSettings {
   double memory_gib = 80;  // the device the capacity column speaks of (bench cache's --memory-gib)
   bool time_split = true;  // --no-time-split: the steps run without the profiler's markers
   int64_t moe_capacity_max_tokens = -1;  // --moe-capacity-max-tokens, as the runtime takes it (-1: the device's)
+  bool graphs = true;                    // !--enforce-eager: on CUDA, MLA rows also time the step as a CUDA graph
   int64_t moe_capacity_resolved() const {
     RuntimeOptions o;
     o.device = device;
@@ -66,6 +68,10 @@ struct DecodeResult {
   BudgetCapacity capacity;        // the whole model's cache at row_bytes in --memory-gib
   std::vector<double> latencies;  // seconds, timed steps only
   TimeSplit split_sum;            // summed over the timed steps (empty with --no-time-split)
+  // The same step replayed from a CUDA graph (engine/decode_graphs.h), timed after the eager ones; or why not.
+  std::vector<double> graph_latencies;
+  std::string graph_absent;
+  double graph_logit_diff = 0;    // max |logit| difference between a replayed step and an eager one
   double median() const;
   TimeSplit mean_split() const;
 };
@@ -109,6 +115,35 @@ BudgetCapacity capacity_of_rows(const ModelConfig& full, const AttentionKind& ki
   rows.row_bytes_per_rank = rows.token_layer_bytes = row_bytes;
   return capacity_in_budget(rows, int64_t(s.memory_gib * double(int64_t(1) << 30)), weight_bytes_per_rank(full, 1),
                             s.block_size);
+}
+
+// The step replayed from a CUDA graph (the runtime's decode path on a GPU): captured on its first run, checked
+// against the eager step's logits, then warm-up and timed replays like the eager steps (no time split: a graph
+// holds no region markers). MLA only: a baseline's shapes may follow the context lengths, which a graph freezes.
+void time_decode_graph(const DeepseekModel& model, const Communicator& comm, const ForwardBatch& batch,
+                       std::vector<Tensor>& cache, int64_t num_blocks, const AttentionKind& kind,
+                       const DecodeSettings& s, const Tensor& eager_logits, DecodeResult& r) {
+  if (s.device != Device::CUDA || !s.graphs || !kind.is_mla()) {
+    r.graph_absent = s.device != Device::CUDA ? "not on the GPU" : !s.graphs ? "--enforce-eager" : "a baseline";
+    return;
+  }
+  const int64_t bs = s.block_size;
+  DecodeGraphs graphs(model, cache, comm, {s.batch, bs, num_blocks, (s.seq_len + 1 + bs - 1) / bs});
+  HostStaging staging;
+  const Tensor first = graphs.run(batch, staging);
+  if (!first.defined()) {
+    r.graph_absent = graphs.unfit(batch);
+    return;
+  }
+  const Tensor got = ops::to_host_f32(first);
+  for (int64_t i = 0; i < got.numel(); ++i)
+    r.graph_logit_diff = std::max(r.graph_logit_diff,
+                                  double(std::fabs(got.data<float>()[i] - eager_logits.data<float>()[i])));
+  for (int64_t i = 0; i < s.warmup + s.iters; ++i) {
+    const TimedStep step = run_timed_step([&] { return graphs.run(batch, staging); }, nullptr,
+                                          "bench decode: " + kind.name() + ", graph step " + std::to_string(i));
+    if (i >= s.warmup) r.graph_latencies.push_back(step.seconds);
+  }
 }
 
 DecodeResult run_one(const ModelConfig& c, const ModelConfig& full, const AttentionKind& kind, KvCacheDtype kv,
@@ -160,13 +195,16 @@ DecodeResult run_one(const ModelConfig& c, const ModelConfig& full, const Attent
   r.cache_rows_read = s.batch * c.n_layers * (L + 1);
 
   StepProfiler profiler(s.device);  // warm-up steps too: on CUDA its event pool is grown before the timed steps
+  Tensor last_eager;
   for (int64_t i = 0; i < s.warmup + s.iters; ++i) {
     const TimedStep step = run_timed_step(model, batch, pool.layers, s.time_split ? &profiler : nullptr,
                                           "bench decode: " + kind.name() + ", step " + std::to_string(i));
     if (i < s.warmup) continue;
     r.latencies.push_back(step.seconds);
     if (s.time_split) r.split_sum += profiler.split();
+    last_eager = step.logits;
   }
+  time_decode_graph(model, comm, batch, pool.layers, num_blocks, kind, s, last_eager, r);
   return r;
 }
 
@@ -182,7 +220,7 @@ constexpr std::array<const char*, kProfileCategoryCount> kSplitColumns = {"attn 
 std::string results_table(const std::vector<DecodeResult>& results, const DecodeSettings& s) {
   std::vector<std::string> header = {"attention", "kv cache dtype", "kv heads", "cache B/token/layer",
                                      "tokens in " + fixed(s.memory_gib, 0) + " GiB", "cache read/step", "median ms",
-                                     "min ms", "tokens/s", "x MLA tokens/s"};
+                                     "min ms", "tokens/s", "x MLA tokens/s", "graph ms", "graph tokens/s"};
   if (s.time_split) header.insert(header.end(), kSplitColumns.begin(), kSplitColumns.end());
   TextTable t(header);
   for (const DecodeResult& r : results) {
@@ -195,7 +233,9 @@ std::string results_table(const std::vector<DecodeResult>& results, const Decode
         with_commas(r.row_bytes), with_commas(r.capacity.tokens()),
         fixed(double(r.cache_rows_read * r.row_bytes) / (1 << 20), 1) + " MiB", fixed(1e3 * r.median(), 2),
         fixed(1e3 * *std::min_element(r.latencies.begin(), r.latencies.end()), 2), fixed(rate, 1),
-        mla_rate > 0 ? fixed(rate / mla_rate, 2) : "-"};
+        mla_rate > 0 ? fixed(rate / mla_rate, 2) : "-",
+        r.graph_latencies.empty() ? "-" : fixed(1e3 * median(r.graph_latencies), 2),
+        r.graph_latencies.empty() ? "-" : fixed(double(s.batch) / median(r.graph_latencies), 1)};
     if (s.time_split) {
       const TimeSplit split = r.mean_split();
       for (ProfileCategory c : kProfileCategories) row.push_back(fixed(100 * split.share(c), 1));
@@ -233,6 +273,16 @@ json::Value results_json(const std::vector<DecodeResult>& results, const DecodeS
     j["min_latency"] = *std::min_element(r.latencies.begin(), r.latencies.end());
     j["latencies"] = lat;
     j["tokens_per_second"] = double(s.batch) / r.median();
+    if (r.graph_latencies.empty()) {
+      j["graph_absent"] = r.graph_absent;
+    } else {
+      json::Value glat = json::Value::array();
+      for (double x : r.graph_latencies) glat.push_back(x);
+      j["graph_latencies"] = glat;
+      j["graph_median_latency"] = median(r.graph_latencies);
+      j["graph_tokens_per_second"] = double(s.batch) / median(r.graph_latencies);
+      j["graph_vs_eager_max_abs_logit_diff"] = r.graph_logit_diff;
+    }
     if (s.time_split) {  // the mean of the timed steps, per category; the total against avg_latency
       const TimeSplit split = r.mean_split();
       json::Value ms = json::Value::object(), share = json::Value::object();
@@ -282,6 +332,8 @@ Command add_bench_decode_command(CLI::App& bench) {
                   "Steps of at most this many tokens run the routed experts in the capacity layout (T rows each, no "
                   "host copy); 0: never; -1: the device's default (CPU 0, CUDA 128)");
   cmd->add_option("--json", *json_out, "Write the results as JSON here");
+  cmd->add_flag("!--enforce-eager", s->graphs,
+                "On CUDA, time the MLA steps eagerly only (without it they are also replayed from a CUDA graph)");
   cmd->add_flag("!--no-time-split", s->time_split,
                 "Run the steps without the time split's region markers (its columns and JSON fields go too)");
   return {cmd, [=]() {

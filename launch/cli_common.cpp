@@ -111,10 +111,14 @@ json::Value bench_model_json(const std::string& benchmark, const BenchModelSetti
 
 TimedStep run_timed_step(const DeepseekModel& model, const ForwardBatch& batch, std::vector<Tensor>& cache,
                          StepProfiler* profiler, const std::string& what) {
+  return run_timed_step([&] { return model.forward(batch, cache); }, profiler, what);
+}
+
+TimedStep run_timed_step(const std::function<Tensor()>& run, StepProfiler* profiler, const std::string& what) {
   synchronize_stream();
   const auto start = std::chrono::steady_clock::now();
   if (profiler) profiler->begin_step();
-  const Tensor device_logits = model.forward(batch, cache);
+  const Tensor device_logits = run();
   if (profiler) profiler->end_step();
   synchronize_stream();  // the step ends when its GPU work does
   TimedStep step;

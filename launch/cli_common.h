@@ -4,6 +4,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -64,6 +65,8 @@ struct TimedStep {
 };
 TimedStep run_timed_step(const DeepseekModel& model, const ForwardBatch& batch, std::vector<Tensor>& cache,
                          StepProfiler* profiler, const std::string& what);
+// The same for a step `step` runs (a decode graph's replay) and whose device logits it returns.
+TimedStep run_timed_step(const std::function<Tensor()>& step, StepProfiler* profiler, const std::string& what);
 
 // This machine's CPU model name (/proc/cpuinfo), for benchmark reports; "unknown CPU" when it says none.
 std::string cpu_name();

@@ -183,6 +183,27 @@ TEST(BenchDecodeCli, NoTimeSplitLeavesTheSplitOut) {
   ASSERT_EQ(j.at("records").size(), 1u);
   EXPECT_FALSE(j.at("records")[0].contains("time_split_ms"));
   EXPECT_GT(j.at("records")[0].at("tokens_per_second").get<double>(), 0);
+  // On the CPU no step is replayed from a CUDA graph, and the report says why; the MoE layout is the CPU's.
+  EXPECT_EQ(j.at("records")[0].at("graph_absent").get<std::string>(), "not on the GPU");
+  EXPECT_FALSE(j.at("records")[0].contains("graph_median_latency"));
+  EXPECT_EQ(j.at("moe_layout").get<std::string>(), "compact");
+  EXPECT_EQ(j.at("moe_capacity_max_tokens").get<int64_t>(), 0);
+}
+
+// --moe-capacity-max-tokens puts a decode step of at most that many tokens in the capacity layout; the JSON and
+// the header say which ran. A negative value other than -1 is refused, naming the option.
+TEST(BenchDecodeCli, MoeCapacityLayoutIsReported) {
+  ScratchDir tmp;
+  RunResult r = run_mlarun("bench decode --config " + config("config_small.json") +
+                           " --layers 2 --batch 2 --seq-len 16 --block-size 16 --iters 1 --attention mla"
+                           " --moe-capacity-max-tokens 2 --json " + tmp.file("decode.json"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "capacity layout (--moe-capacity-max-tokens 2)")) << r.output;
+  json::Value j = json::parse_file(tmp.file("decode.json"));
+  EXPECT_EQ(j.at("moe_layout").get<std::string>(), "capacity");
+  RunResult bad = run_mlarun("bench decode --config " + config("config_small.json") + " --moe-capacity-max-tokens -2");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_TRUE(contains(bad.output, "--moe-capacity-max-tokens: value -2")) << bad.output;
 }
 
 TEST(BenchDecodeCli, BadInputFailsClearly) {

@@ -132,6 +132,7 @@ TEST(DecodeGraphs, OffOnTheCpu) {
   std::vector<Tensor> cache;
   DecodeGraphs graphs(*model, cache, comm, {8, 4, 16, 4});
   HostStaging staging;
+  EXPECT_EQ(graphs.unfit(decode_step(2, 5)), "not on the GPU");
   EXPECT_FALSE(graphs.run(decode_step(2, 5), staging).defined());
   EXPECT_EQ(graphs.captures(), 0);
   EXPECT_EQ(graphs.buckets(), (std::vector<int64_t>{1, 2, 4, 8}));
