@@ -344,7 +344,7 @@ else
   record build SKIP 0 "configure did not succeed (build.log)"
 fi
 tests=$b/tests kb=$b/kernels
-race_mla="--gtest_filter='*MlaDecodeSplits*:*ScheduleIsReused*'"
+race_mla="--gtest_filter='*MlaDecodeSplits*:*ScheduleIsReused*:*TensorCoreRuns*'"
 race_fa="--gtest_filter='*small_*'"
 
 # ---- validation: kernel tests, model and CLI, TP and NCCL, sanitizers ---------------------------------------

@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <numeric>
 #include <random>
@@ -106,12 +107,14 @@ struct Shape {
   bool varlen;         // lengths ~ N(seq_len, seq_len / 2), clipped at q_per_seq (FlashMLA's varlen)
   const char* target;  // the criterion this shape is held to (docs/kernels.md)
   cuda::MlaKvFormat format = cuda::MlaKvFormat::Bf16;
+  bool tensor_cores = false;  // the mma.sync attend kernel (attend_mma.cu) instead of the SIMT one
 };
 
 // PyTorch reference time for this shape from the --torch-anchors file, a JSON array of records {kind
 // "mla_decode_torch_ref", B, H, T, ms}; -1 when absent.
 double torch_anchor_ms(const json::Value& anchors, const Shape& s) {
-  if (!anchors.is_array() || s.q_per_seq != 1 || s.varlen || s.format != cuda::MlaKvFormat::Bf16) return -1;
+  if (!anchors.is_array() || s.q_per_seq != 1 || s.varlen || s.format != cuda::MlaKvFormat::Bf16 || s.tensor_cores)
+    return -1;
   for (const json::Value& r : anchors) {
     const json::Value *kind = json::find(r, "kind"), *B = json::find(r, "B"), *H = json::find(r, "H"),
                       *T = json::find(r, "T"), *ms = json::find(r, "ms");
@@ -161,12 +164,16 @@ int run(int argc, char** argv) {
   }
 
   // 1. Validation on mixed cases: every sequence checked.
-  const std::vector<Case> vcases = {{{0, 1, 33, 257, 1000, 64, 5}, {1, 2, 3, 4, 1, 2, 4}, 16, 64, 0, 100},
+  std::vector<Case> vcases = {{{0, 1, 33, 257, 1000, 64, 5}, {1, 2, 3, 4, 1, 2, 4}, 16, 64, 0, 100},
                                     {{0, 1, 700, 31}, {1, 4, 2, 1}, 128, 1, 0, 101},
                                     {{4000, 10, 1, 0, 2500}, {2, 1, 1, 3, 4}, 1, 16, 5, 102},
                                     {{3000, 2, 90}, {3, 2, 1}, 64, 256, 1024, 103},
                                     {{0, 1, 33, 257, 1000}, {1, 2, 3, 4, 1}, 16, 64, 0, 104, cuda::MlaKvFormat::Fp8},
                                     {{0, 1, 700, 31}, {1, 4, 2, 1}, 128, 16, 0, 105, cuda::MlaKvFormat::Int8}};
+  for (Case c : {vcases[0], vcases[1], vcases[3]}) {  // the bf16 ones again on tensor cores
+    c.tensor_cores = true;
+    vcases.push_back(c);
+  }
   bool all_ok = true;
   json::Value vjson = json::Value::array();
   for (const Case& v : vcases) {
@@ -176,11 +183,12 @@ int run(int argc, char** argv) {
     std::iota(all.begin(), all.end(), 0);
     const Comparison r = validate(in, v, dc, all);
     all_ok &= r.ok();
-    std::printf("validate %-4s H=%-3d bs=%-3d sms=%-4d  rel_l2 %.2e  max|d out| %.2e  max|d lse| %.2e  %s\n",
-                cuda::mla_kv_format_name(v.format), v.heads, v.block_size, dc.p.num_sms, r.rel_l2, r.max_abs,
-                r.max_lse, r.ok() ? "ok" : "FAILED");
+    std::printf("validate %-4s%s H=%-3d bs=%-3d sms=%-4d  rel_l2 %.2e  max|d out| %.2e  max|d lse| %.2e  %s\n",
+                cuda::mla_kv_format_name(v.format), v.tensor_cores ? " mma" : "    ", v.heads, v.block_size,
+                dc.p.num_sms, r.rel_l2, r.max_abs, r.max_lse, r.ok() ? "ok" : "FAILED");
     json::Value j = json::Value::object();
     j["kv_format"] = cuda::mla_kv_format_name(v.format);
+    j["tensor_cores"] = v.tensor_cores;
     j["heads"] = v.heads, j["block_size"] = v.block_size, j["rel_l2"] = r.rel_l2, j["ok"] = r.ok();
     vjson.push_back(j);
   }
@@ -202,21 +210,30 @@ int run(int argc, char** argv) {
       {"b64_s4096_h128_bs256", 64, 4096, 128, 1, 256, false, "within 10% of bs 64"},
       {"tp8_b128_varlen8192_h16", 128, 8192, 16, 1, 64, true, "(FlashMLA-style varlen, information)"},
       {"tp8_b128_s8192_h16_fp8", 128, 8192, 16, 1, 64, false, ">= 1.7x bf16 tokens/s", cuda::MlaKvFormat::Fp8},
-      {"tp8_b128_s8192_h16_int8", 128, 8192, 16, 1, 64, false, "(information)", cuda::MlaKvFormat::Int8}};
+      {"tp8_b128_s8192_h16_int8", 128, 8192, 16, 1, 64, false, "(information)", cuda::MlaKvFormat::Int8},
+      // The first three again with the attend kernel on tensor cores (MlaDecodeParams::tensor_cores).
+      {"tp8_b128_s8192_h16_mma", 128, 8192, 16, 1, 64, false, ">= 2600 GB/s whole call", cuda::MlaKvFormat::Bf16,
+       true},
+      {"b64_s4096_h128_mma", 64, 4096, 128, 1, 64, false, "<= 0.15 ms whole call", cuda::MlaKvFormat::Bf16, true},
+      {"mtp2_b128_s8192_h128_mma", 128, 8192, 128, 2, 64, false, ">= 450 TFLOP/s whole call",
+       cuda::MlaKvFormat::Bf16, true}};
+  std::map<std::string, double> simt_call_ms;  // each SIMT shape's whole call, the tensor-core rows' baseline
   double bf16_tp8_call_ms = -1;  // the first shape's whole call, the quantized rows' baseline
   std::printf("%-26s %9s %9s %9s %9s %8s %8s %9s %9s  %s\n", "shape", "call ms", "kern ms", "call GB/s", "kern GB/s",
               "call TF", "kern TF", "floor ms", "torch ms", "target");
   json::Value sjson = json::Value::array();
   for (const Shape& s : shapes) {
     // --quick: the TP 8 shape, and the same over fp8 rows (the quantized cache's speed-up over bf16).
-    const bool quick_shape = &s == &shapes[0] || std::string(s.name) == "tp8_b128_s8192_h16_fp8";
+    const bool quick_shape = &s == &shapes[0] || std::string(s.name) == "tp8_b128_s8192_h16_fp8" ||
+                             std::string(s.name) == "tp8_b128_s8192_h16_mma";
     if ((!only.empty() && only != s.name) || (quick && !quick_shape)) continue;
     std::vector<int> lens(size_t(s.batch), s.seq_len), qlens(size_t(s.batch), s.q_per_seq);
     std::mt19937_64 lrng(5);
     if (s.varlen)
       for (int& l : lens)
         l = std::max(s.q_per_seq, int(std::normal_distribution<double>(s.seq_len, s.seq_len / 2.0)(lrng)));
-    const Case c{lens, qlens, s.heads, s.block_size, sms, uint64_t(1000 + s.block_size), s.format};
+    Case c{lens, qlens, s.heads, s.block_size, sms, uint64_t(1000 + s.block_size), s.format};
+    c.tensor_cores = s.tensor_cores;
     const Inputs in = cuda::mla::make_inputs(c);
     double tokens = 0, flops = 0;
     for (int b = 0; b < s.batch; ++b) tokens += lens[b], flops += 2.0 * s.heads * qlens[b] * (kD + kDv) * lens[b];
@@ -247,6 +264,10 @@ int run(int argc, char** argv) {
     char speedup[48] = "";
     if (s.format != cuda::MlaKvFormat::Bf16 && bf16_tp8_call_ms > 0)
       std::snprintf(speedup, sizeof(speedup), " [%.2fx the bf16 tokens/s]", bf16_tp8_call_ms / call);
+    const std::string base = std::string(s.name).substr(0, std::string(s.name).size() - 4);  // "..._mma" -> "..."
+    const double simt = s.tensor_cores && simt_call_ms.count(base) ? simt_call_ms[base] : -1;
+    if (simt > 0) std::snprintf(speedup, sizeof(speedup), " [%.2fx the SIMT kernel]", simt / call);
+    if (!s.tensor_cores) simt_call_ms[s.name] = call;
     std::printf("%-26s %9.3f %9.3f %9.0f %9.0f %8.1f %8.1f %9.3f %9s  %s%s%s\n", s.name, call, kern,
                 bytes / call / 1e6, bytes / kern / 1e6, flops / call / 1e9, flops / kern / 1e9, floor_ms, torch_txt,
                 s.target, speedup, r.ok() ? "" : "  [VALIDATION FAILED]");
@@ -255,6 +276,8 @@ int run(int argc, char** argv) {
     j["q_per_seq"] = s.q_per_seq, j["block_size"] = s.block_size, j["varlen"] = s.varlen;
     j["kv_format"] = cuda::mla_kv_format_name(s.format);
     if (s.format != cuda::MlaKvFormat::Bf16 && bf16_tp8_call_ms > 0) j["speedup_vs_bf16"] = bf16_tp8_call_ms / call;
+    j["tensor_cores"] = s.tensor_cores;
+    if (simt > 0) j["speedup_vs_simt"] = simt / call;
     j["bytes"] = bytes, j["flops"] = flops, j["rotated_sets"] = n_rot;
     j["call_ms"] = call, j["kernel_ms"] = kern, j["schedule_ms"] = sched, j["combine_ms"] = comb;
     j["call_GBps"] = bytes / call / 1e6, j["kernel_GBps"] = bytes / kern / 1e6;

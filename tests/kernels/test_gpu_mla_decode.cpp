@@ -244,6 +244,36 @@ TEST(MlaDecodeGpu, QuantizedNanTileReadsNaN) {
   }
 }
 
+// The attend kernel on tensor cores (attend_mma.cu, MlaDecodeParams::tensor_cores) over the bf16 cases above:
+// block sizes, head counts (1: one m16 tile mostly empty; 128: four M tiles), query tokens, splits, empty and
+// one-token sequences; P in bf16 widens the absolute tolerance by kOutAbsBf16P (cases.h).
+class MlaDecodeTensorCores : public ::testing::TestWithParam<std::tuple<int, int, int>> {};
+TEST_P(MlaDecodeTensorCores, MatchesReference) {
+  const auto [heads, block_size, num_sms] = GetParam();  // num_sms 0: the device's; 5: long sequences split
+  Case c{kLens, kQLens, heads, block_size, num_sms, 31};
+  c.tensor_cores = true;
+  run_and_check(c);
+}
+INSTANTIATE_TEST_SUITE_P(Gpu, MlaDecodeTensorCores,
+                         ::testing::Combine(::testing::Values(1, 16, 128), ::testing::Values(1, 64, 256),
+                                            ::testing::Values(0, 5)));
+
+TEST(MlaDecodeGpu, TensorCoreRunsAreIdenticalAndKeepNanOutOfOtherSequences) {
+  if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
+  Case c{{4000, 10, 1, 0, 2500, 77}, {2, 1, 1, 3, 4, 2}, 16, 16, 1024, 32};
+  c.tensor_cores = true;
+  const Inputs in = make_inputs(c);
+  DeviceRun run(in, c);
+  ASSERT_TRUE(run.run_whole_call().ok());
+  const std::vector<float> once = DeviceRun::flat(run.out);
+  ASSERT_TRUE(run.run_whole_call().ok());
+  const std::vector<float> twice = DeviceRun::flat(run.out);
+  EXPECT_EQ(std::memcmp(once.data(), twice.data(), once.size() * 4), 0) << "a moving result is a race";
+  std::vector<int> all(in.seq_lens.size());
+  std::iota(all.begin(), all.end(), 0);
+  expect_matches_reference(in, c, run, all);
+}
+
 TEST(MlaDecodeGpu, EmptySequencesGiveZerosAndMinusInfinity) { run_and_check({{0, 0, 0}, {1, 2, 4}, 8, 64, 0, 15}); }
 
 TEST(MlaDecodeGpu, ScheduleIsReusedAcrossLayersAndRunsAreIdentical) {

@@ -7,8 +7,8 @@
 //   P.V     thread (row group, column group) accumulates 8 rows x 8 of the 512 columns in fp32 registers.
 // Each piece ends with a partial: o / l (fp32) and lse = m + log2 l (log2 domain), or 0 and -inf for a row that
 // saw no token. The combine kernel merges the partials. Tokens past a piece's end are zero-filled in shared
-// memory and masked; slots past seq_len are never read, so NaN there cannot leak. Tensor cores (mma.sync, then
-// wgmma) replace the two inner loops later; the tiling and the partial format stay.
+// memory and masked; slots past seq_len are never read, so NaN there cannot leak. attend_mma.cu runs the same
+// tiling and partials with both products on tensor cores (bf16 caches); attend_common.cuh holds what they share.
 // One kernel per cache format (MlaKvFormat): bf16 rows, or the 656-byte fp8/int8 rows of kernels/kv_quant.h,
 // which stay quantized in shared memory (half the bytes in flight) and are dequantized in the two inner loops:
 // the score takes one scale per 128-value tile of its dot product, P.V multiplies the scale into p.
@@ -23,55 +23,13 @@
 
 #include "runtime/cuda_check.h"
 #include "runtime/error.h"
+#include "kernels/cuda/mla_decode/attend_common.cuh"
 #include "kernels/cuda/mla_decode/mla_decode.h"
 
 namespace mlarun::ops::cuda {
 namespace {
 
 using namespace mla;
-using Code = MlaDecodeStatus::Code;
-using Format = MlaKvFormat;
-
-// Bytes of a cached row in memory and in the shared-memory ring, and the ring's share of shared memory.
-template <Format F>
-struct RowOf {
-  static constexpr int kBytes = kQuantRowBytes;
-  static constexpr int kSmemStride = kQuantRowBytes;
-  static constexpr size_t kSmemKv = kSmemKvQuantBytes;
-  static constexpr size_t kSmem = kSmemQuantBytes;
-};
-template <>
-struct RowOf<Format::Bf16> {
-  static constexpr int kBytes = kHeadDimQK * 2;
-  static constexpr int kSmemStride = kKvRowStride * 2;
-  static constexpr size_t kSmemKv = kSmemKvBytes;
-  static constexpr size_t kSmem = kSmemBytes;
-};
-
-struct AttendArgs {
-  const uint16_t* q;                 // bf16 [num_tokens, H, 576]
-  const unsigned char* kv_cache;     // [num_blocks, block_size] rows of RowOf<F>::kBytes
-  const int32_t* block_tables;       // [batch, max_blocks_per_seq]
-  const int32_t* seq_lens;           // [batch]
-  const int32_t* cu_seqlens_q;       // [batch + 1]
-  const int32_t* part_piece_begin;   // [num_parts + 1]
-  const int4* pieces;                // [max_pieces]: {sequence, first tile, end tile, 0}
-  float* lse_part;                   // [max_pieces, max_rows], log2 domain
-  float* o_part;                     // [max_pieces, max_rows, 512]
-  int32_t* status;                   // [4]
-  int num_heads, num_blocks, block_size, max_blocks_per_seq, max_rows;
-  float scale_log2;                  // softmax_scale * log2(e)
-};
-
-__device__ __forceinline__ void cp_async_16(void* smem, const void* gmem) {
-  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(gmem) : "memory");
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-template <int kPending>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
-}
 
 // 8 bf16 (one 16-byte load) -> 8 fp32, exactly: a bf16 is the upper half of an fp32.
 __device__ __forceinline__ void bf16x8_to_f32(const uint4 v, float (&f)[8]) {
@@ -116,51 +74,6 @@ __device__ __forceinline__ void codes8_to_f32(const uint2 v, float (&f)[8]) {
     for (int i = 0; i < 8; ++i) f[i] = f16[i];
   } else {
     int8x4_to_f32(v.x, f), int8x4_to_f32(v.y, f + 4);
-  }
-}
-
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-// Issues the loads of tokens [tok0, tok0 + kBlockN) of `seq` into one ring stage: a row at or past tok_end is
-// zero-filled, a row whose block id is outside the pool becomes NaN (and is reported). A quantized row of zeros
-// reads as zeros (scale 0); one of 0xff bytes reads as NaN (its scales are NaN), as does a bf16 row of 0x7fc0.
-template <Format F>
-__device__ __forceinline__ void load_kv_tile(const AttendArgs& a, unsigned char* stage, int seq, int tok0,
-                                             int tok_end) {
-  constexpr int kChunksPerRow = RowOf<F>::kBytes / 16;  // 16-byte pieces per cached row
-  constexpr int kChunks = kBlockN * kChunksPerRow;
-  const int32_t* table = a.block_tables + int64_t(seq) * a.max_blocks_per_seq;
-#pragma unroll
-  for (int i = 0; i < (kChunks + kThreads - 1) / kThreads; ++i) {
-    const int c = threadIdx.x + i * kThreads;
-    if (kChunks % kThreads != 0 && c >= kChunks) break;
-    const int row = c / kChunksPerRow, off = (c % kChunksPerRow) * 16;
-    unsigned char* dst = stage + row * RowOf<F>::kSmemStride + off;
-    const int t = tok0 + row;
-    uint4 fill = make_uint4(0u, 0u, 0u, 0u);
-    if (t < tok_end) {
-      const int32_t block = __ldg(table + t / a.block_size);
-      if (block >= 0 && block < a.num_blocks) {
-        cp_async_16(dst, a.kv_cache + (int64_t(block) * a.block_size + t % a.block_size) * RowOf<F>::kBytes + off);
-        continue;
-      }
-      if (off == 0 && atomicCAS(a.status, 0, Code::kBadBlockId) == 0) {
-        a.status[1] = seq;
-        a.status[2] = block;
-      }
-      fill = F == Format::Bf16 ? make_uint4(0x7fc07fc0u, 0x7fc07fc0u, 0x7fc07fc0u, 0x7fc07fc0u)  // bf16 NaN
-                               : make_uint4(~0u, ~0u, ~0u, ~0u);  // NaN scales (and NaN e4m3 codes)
-    }
-    *reinterpret_cast<uint4*>(dst) = fill;
   }
 }
 
@@ -240,7 +153,6 @@ __device__ __forceinline__ float v_values(const unsigned char* kv_row, int pv_co
 
 template <Format F>
 __global__ void __launch_bounds__(kThreads, 1) mla_decode_attend_kernel(const AttendArgs a) {
-  constexpr int kStageBytes = kBlockN * RowOf<F>::kSmemStride;
   extern __shared__ __align__(16) unsigned char smem[];
   float* q_s = reinterpret_cast<float*>(smem);                                      // [kRowsPerCta][576] fp32
   unsigned char* kv_s = smem + kSmemQBytes;                                         // [stages][kBlockN] rows
@@ -255,18 +167,11 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_attend_kernel(const At
   const int piece_end = a.part_piece_begin[blockIdx.x + 1];
 
   for (int pi = a.part_piece_begin[blockIdx.x]; pi < piece_end; ++pi) {
-    const int4 piece = a.pieces[pi];
-    const int seq = piece.x;
-    const int q_begin = a.cu_seqlens_q[seq];
-    const int n_q = a.cu_seqlens_q[seq + 1] - q_begin;
-    const int rows = n_q * a.num_heads;
+    const PieceView pv = piece_view(a, pi);
+    const int q_begin = pv.q_begin, rows = pv.rows;
     if (row0 >= rows) continue;  // this sequence has fewer rows than the grid covers (uniform over the CTA)
-    const int seq_len = a.seq_lens[seq];
-    const int tok_begin = piece.y * kBlockN;
-    const int tok_end = min(piece.z * kBlockN, seq_len);
-    const int num_tiles = piece.z - piece.y;
 
-    load_kv_tile<F>(a, kv_s, seq, tok_begin, tok_end);
+    load_kv_tile<F>(a, kv_s, pv.seq, pv.tok_begin, pv.tok_end);
     cp_async_commit();
 
     // q rows [row0, row0 + kRowsPerCta) of this sequence: contiguous in q because row = token * H + head.
@@ -280,33 +185,17 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_attend_kernel(const At
       dst[1] = make_float4(f[4], f[5], f[6], f[7]);
     }
 
-    // Softmax state of this warp's rows; a row sees tokens [tok_begin, visible) of this piece.
-    float m[kScoreRowsPerWarp], l[kScoreRowsPerWarp];
-    int visible[kScoreRowsPerWarp];
-#pragma unroll
-    for (int j = 0; j < kScoreRowsPerWarp; ++j) {
-      const int r = row0 + warp + kWarps * j;
-      m[j] = -INFINITY;
-      l[j] = 0.f;
-      visible[j] = r < rows ? min(tok_end, seq_len - n_q + r / a.num_heads + 1) : 0;  // causal among the queries
-    }
+    SoftmaxRows softmax;  // this warp's rows
+    softmax.start(a, pv, row0, warp);
     float acc[kAccRows][kAccCols];
 #pragma unroll
     for (int i = 0; i < kAccRows; ++i)
 #pragma unroll
       for (int c = 0; c < kAccCols; ++c) acc[i][c] = 0.f;
 
-    for (int it = 0; it < num_tiles; ++it) {
-      const int tok0 = tok_begin + it * kBlockN;
-      if (it + 1 < num_tiles) {
-        load_kv_tile<F>(a, kv_s + ((it + 1) % kKvStages) * kStageBytes, seq, tok0 + kBlockN, tok_end);
-        cp_async_commit();
-        cp_async_wait<1>();
-      } else {
-        cp_async_wait<0>();
-      }
-      __syncthreads();  // tile `it` (and, on the first tile, q_s) is visible to every thread
-      const unsigned char* kv = kv_s + (it % kKvStages) * kStageBytes;
+    for (int it = 0; it < pv.num_tiles; ++it) {
+      const int tok0 = pv.tok_begin + it * kBlockN;
+      const unsigned char* kv = ring_tile<F>(a, kv_s, it, pv);  // tile `it` (and q_s) visible to all
 
       // Scores of token tok0 + lane against this warp's rows.
       float s[kScoreRowsPerWarp];
@@ -314,17 +203,10 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_attend_kernel(const At
       for (int j = 0; j < kScoreRowsPerWarp; ++j) s[j] = 0.f;
       score_row<F>(kv + lane * RowOf<F>::kSmemStride, q_s, warp, s);
 
-      // Online softmax, base 2. A fully masked row keeps m = -inf, l = 0 and writes p = 0, alpha = 0.
 #pragma unroll
       for (int j = 0; j < kScoreRowsPerWarp; ++j) {
-        const float sc = tok0 + lane < visible[j] ? s[j] * a.scale_log2 : -INFINITY;
-        const float m_new = fmaxf(m[j], warp_max(sc));
-        const float m_use = m_new == -INFINITY ? 0.f : m_new;
-        const float p = exp2f(sc - m_use);
-        const float alpha = exp2f(m[j] - m_use);
-        l[j] = l[j] * alpha + warp_sum(p);
-        m[j] = m_new;
-        p_s[(warp + kWarps * j) * kBlockN + lane] = p;
+        float alpha;
+        p_s[(warp + kWarps * j) * kBlockN + lane] = softmax.step(j, s[j], tok0, lane, a.scale_log2, alpha);
         if (lane == 0) alpha_s[warp + kWarps * j] = alpha;
       }
       __syncthreads();  // p_s and alpha_s complete
@@ -358,15 +240,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_attend_kernel(const At
     }
 
     // Partial of this piece: lse (log2) from the softmax warps, o = acc / l from the P.V threads.
-#pragma unroll
-    for (int j = 0; j < kScoreRowsPerWarp; ++j) {
-      const int r = warp + kWarps * j;
-      if (lane == 0) {  // l == 0: no visible token. A NaN l (NaN in the cache) must stay NaN, so test == 0.
-        inv_l_s[r] = l[j] == 0.f ? 0.f : 1.f / l[j];
-        if (row0 + r < rows)
-          a.lse_part[int64_t(pi) * a.max_rows + row0 + r] = l[j] == 0.f ? -INFINITY : m[j] + log2f(l[j]);
-      }
-    }
+    softmax.finish(a, pi, row0, rows, warp, lane, inv_l_s);
     __syncthreads();
 #pragma unroll
     for (int i = 0; i < kAccRows; ++i) {
@@ -381,22 +255,9 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_attend_kernel(const At
   }
 }
 
-// cudaFuncSetAttribute once per device (bit d of the mask) and format, not on every call.
-template <Format F>
-void allow_large_smem() {
-  static std::atomic<unsigned long long> done{0};
-  int device = 0;
-  MLARUN_CUDA_CHECK(cudaGetDevice(&device));
-  const unsigned long long bit = device < 64 ? 1ull << device : 0ull;
-  if (bit != 0 && (done.load() & bit)) return;
-  MLARUN_CUDA_CHECK(cudaFuncSetAttribute(mla_decode_attend_kernel<F>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         int(RowOf<F>::kSmem)));
-  done.fetch_or(bit);
-}
-
 template <Format F>
 void launch_attend(const AttendArgs& a, dim3 grid, cudaStream_t stream) {
-  allow_large_smem<F>();
+  allow_large_smem<mla_decode_attend_kernel<F>>(RowOf<F>::kSmem);
   mla_decode_attend_kernel<F><<<grid, kThreads, RowOf<F>::kSmem, stream>>>(a);
   MLARUN_CUDA_CHECK(cudaGetLastError());
 }
@@ -406,24 +267,8 @@ void launch_attend(const AttendArgs& a, dim3 grid, cudaStream_t stream) {
 namespace mla {
 
 void launch_mla_decode_attend(const MlaDecodeParams& p, const mla::WorkspaceLayout& w, cudaStream_t stream) {
-  auto* base = static_cast<unsigned char*>(p.workspace);
-  AttendArgs a;
-  a.q = p.q;
-  a.kv_cache = static_cast<const unsigned char*>(p.kv_cache);
-  a.block_tables = p.block_tables;
-  a.seq_lens = p.seq_lens;
-  a.cu_seqlens_q = p.cu_seqlens_q;
-  a.part_piece_begin = reinterpret_cast<const int32_t*>(base + w.part_piece_begin);
-  a.pieces = reinterpret_cast<const int4*>(base + w.pieces);
-  a.lse_part = reinterpret_cast<float*>(base + w.lse_part);
-  a.o_part = reinterpret_cast<float*>(base + w.o_part);
-  a.status = reinterpret_cast<int32_t*>(base + w.status);
-  a.num_heads = p.num_heads;
-  a.num_blocks = p.num_blocks;
-  a.block_size = p.block_size;
-  a.max_blocks_per_seq = p.max_blocks_per_seq;
-  a.max_rows = int(w.max_rows);
-  a.scale_log2 = p.softmax_scale * 1.4426950408889634f;
+  if (p.tensor_cores && p.kv_format == Format::Bf16) return launch_mla_decode_attend_mma(p, w, stream);
+  const AttendArgs a = attend_args(p, w);
   const dim3 grid(unsigned(w.num_parts), unsigned(mla::m_tiles(p.num_heads, p.max_q_per_seq)));
   switch (p.kv_format) {
     case Format::Bf16: return launch_attend<Format::Bf16>(a, grid, stream);

@@ -72,6 +72,27 @@ static_assert((kBlockN * (kHeadDimQK / 8)) % kThreads == 0, "a KV tile is an exa
 static_assert(kSmemQBytes % 16 == 0 && kSmemKvBytes % 16 == 0 && kSmemPBytes % 16 == 0, "16-byte aligned parts");
 static_assert(kSmemBytes <= 227 * 1024, "shared memory per CTA is limited to 227 KB on H100");
 
+// ---- The tensor-core attend kernel (attend_mma.cu; bf16 caches) ---------------------------------------------
+// The same CTA tiling, workspace and partials as the SIMT kernel; both products on mma.sync m16n8k16 with fp32
+// accumulators: q rows and cached rows as stored (bf16), P rounded to bf16 for P.V as FlashAttention and FlashMLA
+// do. Off by default until a GPU has run its tests (MlaDecodeParams::tensor_cores; NOTES.md in this folder).
+constexpr bool kAttendOnTensorCores = false;
+constexpr int kMmaQStride = kHeadDimQK + 8;  // bf16 q rows padded by 16 B: ldmatrix rows in distinct bank groups
+constexpr int kMmaPStride = kBlockN + 8;     // bf16 P rows, likewise
+constexpr int kMmaSStride = kBlockN + 1;     // fp32 scores
+constexpr int kMmaColsPerWarp = kHeadDimV / kWarps;  // P.V: warp w owns output columns [64 w, 64 w + 64)
+static_assert(kMmaColsPerWarp == 64, "mma_lanes.h pv_col0");
+constexpr size_t kSmemMmaQBytes = size_t(kRowsPerCta) * kMmaQStride * 2;
+constexpr size_t kSmemMmaSBytes = size_t(kRowsPerCta) * kMmaSStride * 4;
+constexpr size_t kSmemMmaPBytes = size_t(kRowsPerCta) * kMmaPStride * 2;
+constexpr size_t kSmemMmaBytes = kSmemMmaQBytes + kSmemKvBytes + kSmemMmaSBytes + kSmemMmaPBytes + kSmemRowBytes;
+static_assert(kHeadDimQK % 32 == 0, "scores: two k-steps of 16 per ldmatrix of the cached rows");
+static_assert(kRowsPerCta == 32 && kBlockN == 32 && kWarps == 8,
+              "scores: the 2 x 4 tiles of 16 x 8 are one per warp; P.V: 2 m16 tiles x 8 n8 tiles per warp");
+static_assert(kSmemMmaQBytes % 16 == 0 && kSmemMmaSBytes % 16 == 0 && kSmemMmaPBytes % 16 == 0,
+              "16-byte aligned parts");
+static_assert(kSmemMmaBytes <= 227 * 1024, "shared memory per CTA is limited to 227 KB on H100");
+
 // ---- Scheduler and combine ---------------------------------------------------------------------------------
 constexpr int kSchedThreads = 1024;
 // Cost of one (sequence, chunk) piece beyond its tiles, in tiles: loading q, writing the partial and merging it.

@@ -1,0 +1,220 @@
+// What the two MLA decode attend kernels share (attend.cu: SIMT, every cache format; attend_mma.cu: tensor
+// cores, bf16): their arguments, the cached-row geometry per format, the tile loader of the two-stage cp.async
+// ring (rows past the piece zero-filled, rows of a block outside the pool NaN and reported), the piece a CTA
+// reads, the online softmax of a warp's rows with the partial's lse, and the shared-memory attribute.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/cuda/mla_decode/mla_decode.h"
+#include "runtime/cuda_check.h"
+
+namespace mlarun::ops::cuda::mla {
+
+using Code = MlaDecodeStatus::Code;
+using Format = MlaKvFormat;
+
+// Bytes of a cached row in memory and in the shared-memory ring, and the ring's share of shared memory.
+template <Format F>
+struct RowOf {
+  static constexpr int kBytes = kQuantRowBytes;
+  static constexpr int kSmemStride = kQuantRowBytes;
+  static constexpr size_t kSmemKv = kSmemKvQuantBytes;
+  static constexpr size_t kSmem = kSmemQuantBytes;
+};
+template <>
+struct RowOf<Format::Bf16> {
+  static constexpr int kBytes = kHeadDimQK * 2;
+  static constexpr int kSmemStride = kKvRowStride * 2;
+  static constexpr size_t kSmemKv = kSmemKvBytes;
+  static constexpr size_t kSmem = kSmemBytes;
+};
+
+struct AttendArgs {
+  const uint16_t* q;                 // bf16 [num_tokens, H, 576]
+  const unsigned char* kv_cache;     // [num_blocks, block_size] rows of RowOf<F>::kBytes
+  const int32_t* block_tables;       // [batch, max_blocks_per_seq]
+  const int32_t* seq_lens;           // [batch]
+  const int32_t* cu_seqlens_q;       // [batch + 1]
+  const int32_t* part_piece_begin;   // [num_parts + 1]
+  const int4* pieces;                // [max_pieces]: {sequence, first tile, end tile, 0}
+  float* lse_part;                   // [max_pieces, max_rows], log2 domain
+  float* o_part;                     // [max_pieces, max_rows, 512]
+  int32_t* status;                   // [4]
+  int num_heads, num_blocks, block_size, max_blocks_per_seq, max_rows;
+  float scale_log2;                  // softmax_scale * log2(e)
+};
+
+__device__ __forceinline__ void cp_async_16(void* smem, const void* gmem) {
+  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(gmem) : "memory");
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
+}
+
+// Issues the loads of tokens [tok0, tok0 + kBlockN) of `seq` into one ring stage: a row at or past tok_end is
+// zero-filled, a row whose block id is outside the pool becomes NaN (and is reported). A quantized row of zeros
+// reads as zeros (scale 0); one of 0xff bytes reads as NaN (its scales are NaN), as does a bf16 row of 0x7fc0.
+template <Format F>
+__device__ __forceinline__ void load_kv_tile(const AttendArgs& a, unsigned char* stage, int seq, int tok0,
+                                             int tok_end) {
+  constexpr int kChunksPerRow = RowOf<F>::kBytes / 16;  // 16-byte pieces per cached row
+  constexpr int kChunks = kBlockN * kChunksPerRow;
+  const int32_t* table = a.block_tables + int64_t(seq) * a.max_blocks_per_seq;
+#pragma unroll
+  for (int i = 0; i < (kChunks + kThreads - 1) / kThreads; ++i) {
+    const int c = threadIdx.x + i * kThreads;
+    if (kChunks % kThreads != 0 && c >= kChunks) break;
+    const int row = c / kChunksPerRow, off = (c % kChunksPerRow) * 16;
+    unsigned char* dst = stage + row * RowOf<F>::kSmemStride + off;
+    const int t = tok0 + row;
+    uint4 fill = make_uint4(0u, 0u, 0u, 0u);
+    if (t < tok_end) {
+      const int32_t block = __ldg(table + t / a.block_size);
+      if (block >= 0 && block < a.num_blocks) {
+        cp_async_16(dst, a.kv_cache + (int64_t(block) * a.block_size + t % a.block_size) * RowOf<F>::kBytes + off);
+        continue;
+      }
+      if (off == 0 && atomicCAS(a.status, 0, Code::kBadBlockId) == 0) {
+        a.status[1] = seq;
+        a.status[2] = block;
+      }
+      fill = F == Format::Bf16 ? make_uint4(0x7fc07fc0u, 0x7fc07fc0u, 0x7fc07fc0u, 0x7fc07fc0u)  // bf16 NaN
+                               : make_uint4(~0u, ~0u, ~0u, ~0u);  // NaN scales (and NaN e4m3 codes)
+    }
+    *reinterpret_cast<uint4*>(dst) = fill;
+  }
+}
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Piece `pi` as a CTA reads it: one sequence's query rows (row = token * H + head) over a run of its tiles.
+struct PieceView {
+  int seq, q_begin, n_q, rows, seq_len, tok_begin, tok_end, num_tiles;
+};
+__device__ __forceinline__ PieceView piece_view(const AttendArgs& a, int pi) {
+  const int4 piece = a.pieces[pi];
+  PieceView v;
+  v.seq = piece.x;
+  v.q_begin = a.cu_seqlens_q[v.seq];
+  v.n_q = a.cu_seqlens_q[v.seq + 1] - v.q_begin;
+  v.rows = v.n_q * a.num_heads;
+  v.seq_len = a.seq_lens[v.seq];
+  v.tok_begin = piece.y * kBlockN;
+  v.tok_end = min(piece.z * kBlockN, v.seq_len);
+  v.num_tiles = piece.z - piece.y;
+  return v;
+}
+
+// The ring at tile `it` of a piece: queues tile it + 1 into the other stage (when there is one), waits for tile
+// `it`, and returns its stage once every thread may read it (and, on the first tile, what was stored before).
+template <Format F>
+__device__ __forceinline__ const unsigned char* ring_tile(const AttendArgs& a, unsigned char* kv_s, int it,
+                                                          const PieceView& pv) {
+  constexpr int kStageBytes = kBlockN * RowOf<F>::kSmemStride;
+  if (it + 1 < pv.num_tiles) {
+    load_kv_tile<F>(a, kv_s + ((it + 1) % kKvStages) * kStageBytes, pv.seq, pv.tok_begin + (it + 1) * kBlockN,
+                    pv.tok_end);
+    cp_async_commit();
+    cp_async_wait<1>();
+  } else {
+    cp_async_wait<0>();
+  }
+  __syncthreads();
+  return kv_s + (it % kKvStages) * kStageBytes;
+}
+
+// The online softmax (base 2, fp32) of one warp's rows warp + kWarps j of the CTA's M tile, one cached token per
+// lane; a row sees tokens [tok_begin, visible) of the piece (causal among the queries). A fully masked row keeps
+// m = -inf, l = 0 and gives p = 0, alpha = 0; a NaN score makes l NaN, which stays NaN.
+struct SoftmaxRows {
+  float m[kScoreRowsPerWarp], l[kScoreRowsPerWarp];
+  int visible[kScoreRowsPerWarp];
+
+  __device__ __forceinline__ void start(const AttendArgs& a, const PieceView& pv, int row0, int warp) {
+#pragma unroll
+    for (int j = 0; j < kScoreRowsPerWarp; ++j) {
+      const int r = row0 + warp + kWarps * j;
+      m[j] = -INFINITY;
+      l[j] = 0.f;
+      visible[j] = r < pv.rows ? min(pv.tok_end, pv.seq_len - pv.n_q + r / a.num_heads + 1) : 0;
+    }
+  }
+  // Row j's raw score for token tok0 + lane: returns its p and sets `alpha`, the factor for what came before.
+  __device__ __forceinline__ float step(int j, float score, int tok0, int lane, float scale_log2, float& alpha) {
+    const float sc = tok0 + lane < visible[j] ? score * scale_log2 : -INFINITY;
+    const float m_new = fmaxf(m[j], warp_max(sc));
+    const float m_use = m_new == -INFINITY ? 0.f : m_new;
+    const float p = exp2f(sc - m_use);
+    alpha = exp2f(m[j] - m_use);
+    l[j] = l[j] * alpha + warp_sum(p);
+    m[j] = m_new;
+    return p;
+  }
+  // The piece's lse partial (log2; -inf for a row that saw no token) and 1 / l of each row into inv_l_s.
+  __device__ __forceinline__ void finish(const AttendArgs& a, int pi, int row0, int rows, int warp, int lane,
+                                         float* inv_l_s) const {
+#pragma unroll
+    for (int j = 0; j < kScoreRowsPerWarp; ++j) {
+      const int r = warp + kWarps * j;
+      if (lane == 0) {  // l == 0: no visible token. A NaN l (NaN in the cache) must stay NaN, so test == 0.
+        inv_l_s[r] = l[j] == 0.f ? 0.f : 1.f / l[j];
+        if (row0 + r < rows)
+          a.lse_part[int64_t(pi) * a.max_rows + row0 + r] = l[j] == 0.f ? -INFINITY : m[j] + log2f(l[j]);
+      }
+    }
+  }
+};
+
+// cudaFuncSetAttribute for `Kernel`'s dynamic shared memory, once per device (bit d of the mask), not per call.
+template <auto Kernel>
+void allow_large_smem(size_t bytes) {
+  static std::atomic<unsigned long long> done{0};
+  int device = 0;
+  MLARUN_CUDA_CHECK(cudaGetDevice(&device));
+  const unsigned long long bit = device < 64 ? 1ull << device : 0ull;
+  if (bit != 0 && (done.load() & bit)) return;
+  MLARUN_CUDA_CHECK(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+  done.fetch_or(bit);
+}
+
+// The kernels' view of checked params and the workspace's partial buffers.
+inline AttendArgs attend_args(const MlaDecodeParams& p, const WorkspaceLayout& w) {
+  auto* base = static_cast<unsigned char*>(p.workspace);
+  AttendArgs a;
+  a.q = p.q;
+  a.kv_cache = static_cast<const unsigned char*>(p.kv_cache);
+  a.block_tables = p.block_tables;
+  a.seq_lens = p.seq_lens;
+  a.cu_seqlens_q = p.cu_seqlens_q;
+  a.part_piece_begin = reinterpret_cast<const int32_t*>(base + w.part_piece_begin);
+  a.pieces = reinterpret_cast<const int4*>(base + w.pieces);
+  a.lse_part = reinterpret_cast<float*>(base + w.lse_part);
+  a.o_part = reinterpret_cast<float*>(base + w.o_part);
+  a.status = reinterpret_cast<int32_t*>(base + w.status);
+  a.num_heads = p.num_heads;
+  a.num_blocks = p.num_blocks;
+  a.block_size = p.block_size;
+  a.max_blocks_per_seq = p.max_blocks_per_seq;
+  a.max_rows = int(w.max_rows);
+  a.scale_log2 = p.softmax_scale * 1.4426950408889634f;
+  return a;
+}
+
+}  // namespace mlarun::ops::cuda::mla

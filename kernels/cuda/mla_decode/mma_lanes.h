@@ -1,0 +1,36 @@
+// Where each lane of the tensor-core attend kernel (attend_mma.cu) points its ldmatrix loads, and which
+// elements of an m16n8 accumulator it holds: plain arithmetic shared by the kernel and by the CPU test that
+// replays the kernel's fragment traffic through an emulation of ldmatrix and mma.sync
+// (tests/kernels/test_mla_decode_mma_lanes.cpp), so the index math is checked without a GPU.
+// Tiles (config.h): 32 (query token, head) rows x 32 cached tokens per step, 8 warps.
+#pragma once
+
+#if defined(__CUDACC__)
+#define MLARUN_HOST_DEVICE __host__ __device__
+#else
+#define MLARUN_HOST_DEVICE
+#endif
+
+namespace mlarun::ops::cuda::mla::lanes {
+
+// Scores S[32 x 32] = Q . K^T: warp w owns the 16 x 8 tile at rows score_row0(w), tokens score_tok0(w).
+MLARUN_HOST_DEVICE constexpr int score_row0(int warp) { return (warp >> 2) * 16; }
+MLARUN_HOST_DEVICE constexpr int score_tok0(int warp) { return (warp & 3) * 8; }
+// A operand (q rows, ldmatrix.x4): the lane's row within the 16-row tile and its column offset in a k-step.
+MLARUN_HOST_DEVICE constexpr int a_row(int lane) { return lane & 15; }
+MLARUN_HOST_DEVICE constexpr int a_col(int lane) { return (lane >> 4) * 8; }
+// B operand of the scores (cached rows, ldmatrix.x4, not transposed): the lane's token within the 8-token tile
+// and its column offset within a pair of k-steps (matrices: b0, b1 of step k, then b0, b1 of step k + 16).
+MLARUN_HOST_DEVICE constexpr int k_tok(int lane) { return lane & 7; }
+MLARUN_HOST_DEVICE constexpr int k_col(int lane) { return (lane >> 3) * 8; }
+// P.V: warp w owns output columns [pv_col0(w), pv_col0(w) + 64), both 16-row tiles.
+MLARUN_HOST_DEVICE constexpr int pv_col0(int warp) { return warp * 64; }
+// B operand of P.V (cached rows as V, ldmatrix.x4.trans): the lane's token within a 16-token k-step and its
+// column offset within a pair of n8 tiles (matrices: b0, b1 of the first tile, then of the second).
+MLARUN_HOST_DEVICE constexpr int v_tok(int lane) { return (lane & 7) + ((lane >> 3) & 1) * 8; }
+MLARUN_HOST_DEVICE constexpr int v_col(int lane) { return (lane >> 4) * 8; }
+// Accumulator element e (0..3) of an m16n8 tile: row and column within the tile.
+MLARUN_HOST_DEVICE constexpr int c_row(int lane, int e) { return (lane >> 2) + (e >> 1) * 8; }
+MLARUN_HOST_DEVICE constexpr int c_col(int lane, int e) { return (lane & 3) * 2 + (e & 1); }
+
+}  // namespace mlarun::ops::cuda::mla::lanes

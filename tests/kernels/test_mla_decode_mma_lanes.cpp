@@ -1,0 +1,161 @@
+// The tensor-core MLA decode kernel's fragment traffic, replayed on the CPU. Each lane's ldmatrix addresses and
+// accumulator elements come from kernels/cuda/mla_decode/mma_lanes.h, as in attend_mma.cu; ldmatrix (plain and
+// transposed) and mma.sync.m16n8k16 are emulated from the PTX ISA's fragment layouts, written here independently
+// of that header. One CTA's 32 x 32 scores over 576 values and its 32 x 512 P.V over 32 tokens must come out as
+// the plain products, every element written exactly once: the index math is checked without a GPU.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cmath>
+#include <functional>
+#include <random>
+#include <vector>
+
+#include "kernels/cuda/mla_decode/config.h"
+#include "kernels/cuda/mla_decode/mma_lanes.h"
+
+namespace {
+
+namespace mla = mlarun::ops::cuda::mla;
+namespace lanes = mlarun::ops::cuda::mla::lanes;
+
+struct Matrix {
+  int rows, cols;
+  std::vector<float> v;
+  Matrix(int r, int c) : rows(r), cols(c), v(size_t(r) * c) {}
+  float& at(int r, int c) { return v.at(size_t(r) * cols + c); }
+  float at(int r, int c) const { return v.at(size_t(r) * cols + c); }
+};
+
+using Reg = std::array<float, 2>;                     // one 32-bit register: two 16-bit elements
+using Frag4 = std::array<std::array<Reg, 4>, 32>;     // per lane, four registers
+using Acc = std::array<std::array<float, 4>, 32>;     // per lane, one m16n8 fp32 accumulator
+
+// ldmatrix.sync.aligned.m8n8.x4[.trans].b16: row r of matrix i is the 8 elements at lane 8i + r's address.
+// Plain: lane T receives (row T/4, columns 2(T%4), +1) of each matrix; transposed: (rows 2(T%4), +1, column T/4).
+Frag4 ldmatrix_x4(const Matrix& m, const std::function<std::array<int, 2>(int)>& address, bool trans) {
+  Frag4 out{};
+  for (int i = 0; i < 4; ++i) {
+    float mat[8][8];
+    for (int r = 0; r < 8; ++r) {
+      const auto [row, col] = address(8 * i + r);
+      for (int c = 0; c < 8; ++c) mat[r][c] = m.at(row, col + c);
+    }
+    for (int t = 0; t < 32; ++t)
+      out[size_t(t)][size_t(i)] = trans ? Reg{mat[2 * (t % 4)][t / 4], mat[2 * (t % 4) + 1][t / 4]}
+                                        : Reg{mat[t / 4][2 * (t % 4)], mat[t / 4][2 * (t % 4) + 1]};
+  }
+  return out;
+}
+
+// mma.sync.aligned.m16n8k16.row.col, lane (g = T/4, t = T%4): a0 = A[g][2t..], a1 = A[g+8][2t..],
+// a2 = A[g][8+2t..], a3 = A[g+8][8+2t..]; b0 = B[2t..][g], b1 = B[8+2t..][g]; c = C[g][2t], C[g][2t+1],
+// C[g+8][2t], C[g+8][2t+1].
+void mma_16816(Acc& c, const Frag4& a, const std::function<Reg(int lane, int which)>& b) {
+  float A[16][16], B[16][8];
+  for (int T = 0; T < 32; ++T) {
+    const int g = T / 4, t = T % 4;
+    for (int j = 0; j < 2; ++j) {
+      A[g][2 * t + j] = a[size_t(T)][0][size_t(j)];
+      A[g + 8][2 * t + j] = a[size_t(T)][1][size_t(j)];
+      A[g][8 + 2 * t + j] = a[size_t(T)][2][size_t(j)];
+      A[g + 8][8 + 2 * t + j] = a[size_t(T)][3][size_t(j)];
+      B[2 * t + j][g] = b(T, 0)[size_t(j)];
+      B[8 + 2 * t + j][g] = b(T, 1)[size_t(j)];
+    }
+  }
+  for (int T = 0; T < 32; ++T) {
+    const int g = T / 4, t = T % 4;
+    const int rows[4] = {g, g, g + 8, g + 8}, cols[4] = {2 * t, 2 * t + 1, 2 * t, 2 * t + 1};
+    for (int e = 0; e < 4; ++e)
+      for (int k = 0; k < 16; ++k) c[size_t(T)][size_t(e)] += A[rows[e]][k] * B[k][cols[e]];
+  }
+}
+
+// A lane's ldmatrix address as (row, column) of the matrix it reads.
+std::array<int, 2> at(int row, int col) { return {row, col}; }
+
+Matrix random_matrix(int r, int c, std::mt19937& rng) {
+  Matrix m(r, c);
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  for (float& x : m.v) x = u(rng);
+  return m;
+}
+
+}  // namespace
+
+TEST(MlaDecodeMmaLanes, ScoresTilesComputeQTimesKTransposed) {
+  std::mt19937 rng(1);
+  const Matrix q = random_matrix(mla::kRowsPerCta, mla::kHeadDimQK, rng);
+  const Matrix kv = random_matrix(mla::kBlockN, mla::kHeadDimQK, rng);
+  Matrix s(mla::kRowsPerCta, mla::kBlockN);
+  std::vector<int> written(size_t(s.rows * s.cols), 0);
+  for (int w = 0; w < mla::kWarps; ++w) {
+    const int m0 = lanes::score_row0(w), n0 = lanes::score_tok0(w);
+    Acc sc{};
+    for (int k = 0; k < mla::kHeadDimQK; k += 32) {
+      const auto q_at = [&](int k0) {
+        return [&, k0](int l) { return at(m0 + lanes::a_row(l), k0 + lanes::a_col(l)); };
+      };
+      const Frag4 qa0 = ldmatrix_x4(q, q_at(k), false), qa1 = ldmatrix_x4(q, q_at(k + 16), false);
+      const Frag4 kb = ldmatrix_x4(kv, [&](int l) { return at(n0 + lanes::k_tok(l), k + lanes::k_col(l)); }, false);
+      mma_16816(sc, qa0, [&](int T, int which) { return kb[size_t(T)][size_t(which)]; });
+      mma_16816(sc, qa1, [&](int T, int which) { return kb[size_t(T)][size_t(2 + which)]; });
+    }
+    for (int l = 0; l < 32; ++l)
+      for (int e = 0; e < 4; ++e) {
+        const int r = m0 + lanes::c_row(l, e), c = n0 + lanes::c_col(l, e);
+        s.at(r, c) = sc[size_t(l)][size_t(e)];
+        ++written[size_t(r * s.cols + c)];
+      }
+  }
+  for (int r = 0; r < s.rows; ++r)
+    for (int c = 0; c < s.cols; ++c) {
+      double want = 0;
+      for (int k = 0; k < mla::kHeadDimQK; ++k) want += double(q.at(r, k)) * kv.at(c, k);
+      ASSERT_EQ(written[size_t(r * s.cols + c)], 1) << "score (" << r << ", " << c << ")";
+      ASSERT_NEAR(s.at(r, c), want, 1e-3) << "score (" << r << ", " << c << ")";
+    }
+}
+
+TEST(MlaDecodeMmaLanes, PvTilesComputePTimesTheLatent) {
+  std::mt19937 rng(2);
+  const Matrix p = random_matrix(mla::kRowsPerCta, mla::kBlockN, rng);
+  const Matrix kv = random_matrix(mla::kBlockN, mla::kHeadDimQK, rng);
+  Matrix o(mla::kRowsPerCta, mla::kHeadDimV);
+  std::vector<int> written(size_t(o.rows * o.cols), 0);
+  for (int w = 0; w < mla::kWarps; ++w) {
+    const int c0 = lanes::pv_col0(w);
+    std::array<std::array<Acc, mla::kMmaColsPerWarp / 8>, 2> acc{};
+    for (int ks = 0; ks < mla::kBlockN; ks += 16) {
+      Frag4 pa[2];
+      for (int mt = 0; mt < 2; ++mt)
+        pa[mt] = ldmatrix_x4(p, [&](int l) { return at(mt * 16 + lanes::a_row(l), ks + lanes::a_col(l)); }, false);
+      for (int np = 0; np < mla::kMmaColsPerWarp / 16; ++np) {
+        const Frag4 vb = ldmatrix_x4(
+            kv, [&](int l) { return at(ks + lanes::v_tok(l), c0 + np * 16 + lanes::v_col(l)); }, true);
+        const auto first = [&](int T, int which) { return vb[size_t(T)][size_t(which)]; };
+        const auto second = [&](int T, int which) { return vb[size_t(T)][size_t(2 + which)]; };
+        for (int mt = 0; mt < 2; ++mt) {
+          mma_16816(acc[size_t(mt)][size_t(2 * np)], pa[mt], first);
+          mma_16816(acc[size_t(mt)][size_t(2 * np + 1)], pa[mt], second);
+        }
+      }
+    }
+    for (int mt = 0; mt < 2; ++mt)
+      for (int nt = 0; nt < mla::kMmaColsPerWarp / 8; ++nt)
+        for (int l = 0; l < 32; ++l)
+          for (int e = 0; e < 4; ++e) {
+            const int r = mt * 16 + lanes::c_row(l, e), c = c0 + nt * 8 + lanes::c_col(l, e);
+            o.at(r, c) = acc[size_t(mt)][size_t(nt)][size_t(l)][size_t(e)];
+            ++written[size_t(r * o.cols + c)];
+          }
+  }
+  for (int r = 0; r < o.rows; ++r)
+    for (int c = 0; c < o.cols; ++c) {
+      double want = 0;
+      for (int t = 0; t < mla::kBlockN; ++t) want += double(p.at(r, t)) * kv.at(t, c);
+      ASSERT_EQ(written[size_t(r * o.cols + c)], 1) << "output (" << r << ", " << c << ")";
+      ASSERT_NEAR(o.at(r, c), want, 1e-4) << "output (" << r << ", " << c << ")";
+    }
+}
