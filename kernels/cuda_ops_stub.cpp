@@ -15,6 +15,7 @@ namespace {
 
 Tensor linear(const Tensor&, const Tensor&, DType) { unavailable("linear"); }
 Tensor head_linear(const Tensor&, const Tensor&) { unavailable("head_linear"); }
+Tensor expert_linear(const Tensor&, const Tensor&, const Tensor&) { unavailable("expert_linear"); }
 void add(const Tensor&, const Tensor&, const Tensor&) { unavailable("add"); }
 Tensor silu_mul(const Tensor&, const Tensor&) { unavailable("silu_mul"); }
 Tensor embedding(const std::vector<int32_t>&, const Tensor&, int64_t) { unavailable("embedding"); }

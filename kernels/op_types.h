@@ -59,10 +59,11 @@ struct ExpertPermutation {
 // which row c * num_experts + j holds the c-th token routed to local expert j (tokens ascending), -1 past its
 // count. A token picks an expert at most once, so T rows per expert never overflow. Every size is known from T
 // alone: nothing comes back to the host and a step built on it can be captured in a CUDA graph; the experts then
-// run as one strided-batched GEMM per projection over all T rows of each (empty rows are zero and never read).
+// run as ops::expert_linear over the grid (empty rows are zero and never read).
 struct ExpertCapacityLayout {
   Tensor tokens;   // i64 [T * num_experts]: token of each row, -1 for an empty row
   Tensor slot_of;  // i64 [T, top_k]: the assignment's row, -1 when its expert is not local
+  Tensor counts;   // i64 [num_experts]: tokens of each local expert (its rows c < count hold them)
   int64_t num_experts = 0;
 };
 

@@ -38,6 +38,17 @@ Tensor head_linear(const Tensor& x, const Tensor& w) {
   return cpu::head_linear(x, w);
 }
 
+Tensor expert_linear(const Tensor& x, const Tensor& w, const Tensor& counts) {
+  const Device dev = device_of("expert_linear", {{"x", x}, {"w", w}, {"counts", counts}});
+  MLARUN_CHECK(x.ndim() == 3 && w.ndim() == 3 && x.dim(1) == w.dim(0) && x.dim(2) == w.dim(2) &&
+                   counts.dtype() == DType::I64 && counts.shape() == Shape{x.dim(1)},
+               "expert_linear: x ", x.describe(), ", expert weights ", w.describe(), " and counts ", counts.describe(),
+               " do not match");
+  if (dev == Device::CUDA) return cuda::expert_linear(x, w, counts);
+  require_f32("expert_linear", {{"x", x}, {"w", w}});
+  return cpu::expert_linear(x, w, counts);
+}
+
 Tensor add(const Tensor& a, const Tensor& b) {
   Tensor out = a.clone();
   add_inplace(out, b);

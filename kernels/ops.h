@@ -32,6 +32,11 @@ Tensor linear(const Tensor& x, const Tensor& w, DType out_dtype);
 // Per-head products: y[T, H, N] = x[T, H, K] . w[H, N, K]^T (the absorbed MLA weights, one matrix per head).
 // CUDA: one strided-batched GEMM.
 Tensor head_linear(const Tensor& x, const Tensor& w);
+// The routed experts over a capacity layout (ExpertCapacityLayout, op_types.h): y[c, j] = x[c, j] . w[j]^T for
+// the rows c < counts[j] of each expert j, zeros in the other rows; x [T, n, K], w [n, N, K], counts i64 [n] on
+// x's device. Only the experts that hold tokens are read: on the GPU a memory-bound kernel whose CTAs for an
+// empty expert return at once (kernels/cuda/expert_gemv.cu), counts staying on the device.
+Tensor expert_linear(const Tensor& x, const Tensor& w, const Tensor& counts);
 // out[i] = a[i] + b[i], same element count and dtype.
 Tensor add(const Tensor& a, const Tensor& b);
 void add_inplace(Tensor& a, const Tensor& b);

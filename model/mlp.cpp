@@ -82,7 +82,8 @@ Tensor MoE::routed_compact(const Tensor& x, const ops::Routing& r) const {
     const int64_t begin = p.offsets[size_t(j)], rows = p.offsets[size_t(j) + 1] - begin;
     if (rows == 0) continue;
     const Tensor xj = xs.rows(begin, rows);
-    const Tensor h = ops::silu_mul(ops::linear(xj, expert_matrix(w_gate_, j)), ops::linear(xj, expert_matrix(w_up_, j)));
+    const Tensor gate = ops::linear(xj, expert_matrix(w_gate_, j)), up = ops::linear(xj, expert_matrix(w_up_, j));
+    const Tensor h = ops::silu_mul(gate, up);
     ops::copy_into(out.rows(begin, rows), ops::linear(h, expert_matrix(w_down_, j)));
   }
   return ops::combine_experts(out, p.slot_of, r);
@@ -90,12 +91,19 @@ Tensor MoE::routed_compact(const Tensor& x, const ops::Routing& r) const {
 
 Tensor MoE::routed_capacity(const Tensor& x, const ops::Routing& r) const {
   // Row c * n + j of the grid is the c-th token of local expert j (zeros past its count): viewed as [T, n, dim]
-  // the experts are the "heads" of one batched product per projection.
-  const int64_t T = x.dim(0), n = num_local_experts_;
+  // the experts are the "heads" of one batched product per projection. While the experts hold few tokens each
+  // (at most kGemvRowsPerExpert on average: most of them none at batch 1), expert_linear reads only the experts
+  // with tokens; beyond, every expert is hit anyway and one strided-batched GEMM (tensor cores) does all rows.
+  constexpr int64_t kGemvRowsPerExpert = 8;
+  const int64_t T = x.dim(0), n = num_local_experts_, E = gate_.dim(0);
   const ops::ExpertCapacityLayout c = ops::permute_to_capacity(r, first_local_expert_, n);
   const Tensor xs = ops::gather_rows(x, c.tokens).view({T, n, dim_});
-  const Tensor h = ops::silu_mul(ops::head_linear(xs, w_gate_), ops::head_linear(xs, w_up_));
-  const Tensor out = ops::head_linear(h, w_down_).view({T * n, dim_});
+  const bool sparse = x.device() == Device::CPU || T * routing_.top_k <= kGemvRowsPerExpert * E;
+  const auto experts = [&](const Tensor& in, const Tensor& w) {
+    return sparse ? ops::expert_linear(in, w, c.counts) : ops::head_linear(in, w);
+  };
+  const Tensor h = ops::silu_mul(experts(xs, w_gate_), experts(xs, w_up_));
+  const Tensor out = experts(h, w_down_).view({T * n, dim_});
   return ops::combine_experts(out, c.slot_of, r);
 }
 

@@ -18,6 +18,8 @@ namespace mlarun::ops::cpu {
 // gemm.cpp (twin of cuda/cublas_gemm.cpp); f32 only
 Tensor linear(const Tensor& x, const Tensor& w);       // x [M, K], w [N, K] -> [M, N]
 Tensor head_linear(const Tensor& x, const Tensor& w);  // x [T, H, K], w [H, N, K] -> [T, H, N]
+// x [T, n, K], w [n, N, K], counts i64 [n] -> [T, n, N]: rows c < counts[j] of expert j, zeros elsewhere.
+Tensor expert_linear(const Tensor& x, const Tensor& w, const Tensor& counts);
 
 // elementwise_ops.cpp
 void add(const Tensor& a, const Tensor& b, const Tensor& out);  // f32; out may be a

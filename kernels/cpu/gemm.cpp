@@ -1,5 +1,8 @@
 // CPU matrix products (twin of cuda/cublas_gemm.cpp): y = x . w^T with checkpoint weights stored [out, in], and
-// the per-head form of the absorbed MLA weights. f32 in, f32 out, each output one fixed-order dot product.
+// the per-head form of the absorbed MLA weights, and the routed experts over a capacity layout (only the rows
+// that hold tokens). f32 in, f32 out, each output one fixed-order dot product.
+#include <algorithm>
+
 #include "kernels/cpu/cpu_common.h"
 #include "kernels/cpu/cpu_ops.h"
 
@@ -29,6 +32,16 @@ Tensor head_linear(const Tensor& x, const Tensor& w) {
   for (int64_t t = 0; t < T; ++t)
     for (int64_t h = 0; h < H; ++h)
       matmul_nt(x.data<float>() + (t * H + h) * K, w.data<float>() + h * N * K, y.data<float>() + (t * H + h) * N, 1,
+                N, K);
+  return y;
+}
+
+Tensor expert_linear(const Tensor& x, const Tensor& w, const Tensor& counts) {
+  const int64_t T = x.dim(0), n = x.dim(1), K = x.dim(2), N = w.dim(1);
+  Tensor y = Tensor::zeros({T, n, N}, DType::F32);
+  for (int64_t j = 0; j < n; ++j)
+    for (int64_t c = 0; c < std::min(T, counts.data<int64_t>()[j]); ++c)
+      matmul_nt(x.data<float>() + (c * n + j) * K, w.data<float>() + j * N * K, y.data<float>() + (c * n + j) * N, 1,
                 N, K);
   return y;
 }

@@ -116,13 +116,14 @@ ExpertCapacityLayout permute_to_capacity(const Tensor& experts, int64_t first_ex
   c.num_experts = n;
   c.tokens = Tensor::empty({T * n}, DType::I64);
   c.slot_of = Tensor::empty({T, K}, DType::I64);
+  c.counts = Tensor::zeros({n}, DType::I64);
   std::fill_n(c.tokens.data<int64_t>(), T * n, int64_t(-1));
-  std::vector<int64_t> count(size_t(n), 0);
+  int64_t* count = c.counts.data<int64_t>();
   for (int64_t i = 0; i < T * K; ++i) {  // assignment order is token order: each expert's tokens ascend
     const int64_t local = int64_t(experts.data<int32_t>()[i]) - first_expert;
     int64_t slot = -1;
     if (local >= 0 && local < n) {
-      const int64_t c_row = count[size_t(local)]++;
+      const int64_t c_row = count[local]++;
       MLARUN_CHECK(c_row < T, "permute_to_capacity: expert ", local + first_expert, " chosen more than once by a token");
       slot = c_row * n + local;
       c.tokens.data<int64_t>()[slot] = i / K;

@@ -23,6 +23,11 @@ namespace mlarun::ops::cuda {
 // cublas_gemm.cpp
 Tensor linear(const Tensor& x, const Tensor& w, DType out_dtype);  // x [M, K], w [N, K]
 Tensor head_linear(const Tensor& x, const Tensor& w);              // x [T, H, K], w [H, N, K]
+// expert_gemv.cu: ops::expert_linear (bf16); shapes checked by the caller. Outside the kernel's reach (K not a
+// multiple of 8, a K too long for shared memory) it falls back to head_linear over every row, then zeroes the
+// rows past the counts.
+Tensor expert_linear(const Tensor& x, const Tensor& w, const Tensor& counts);
+bool expert_linear_fits(const Tensor& x, const Tensor& w);
 
 // elementwise_ops.cu
 void add(const Tensor& a, const Tensor& b, const Tensor& out);  // out may be a

@@ -35,11 +35,11 @@ __global__ void count_kernel(const int32_t* experts, int64_t assignments, int64_
 
 // Block e writes expert e's assignments in assignment order (= token order): a block-wide ordered compaction.
 // The c-th one lands at row offsets[e] + c (compact layout, with its weight) or c * n + e (capacity layout: T
-// rows per expert; rows and slots nobody writes were set to -1 first).
+// rows per expert; rows and slots nobody writes were set to -1 first; the count goes to counts[e]).
 template <bool kCapacity>
 __global__ void place_kernel(const int32_t* experts, const float* weights, int64_t assignments, int64_t top_k,
                              int64_t first, int64_t n, const int64_t* offsets, int64_t* tokens, float* out_weights,
-                             int64_t* slot_of) {
+                             int64_t* slot_of, int64_t* counts) {
   __shared__ int warp_counts[kThreads / 32];
   const int64_t e = blockIdx.x;
   int64_t placed = 0;
@@ -71,6 +71,7 @@ __global__ void place_kernel(const int32_t* experts, const float* weights, int64
     placed += total;
     __syncthreads();  // warp_counts is rewritten by the next chunk
   }
+  if (kCapacity && threadIdx.x == 0) counts[e] = placed;
 }
 
 // y[t, :] = sum over t's assignments with a local expert, in ascending expert order, of w * x[slot, :], in f32.
@@ -123,7 +124,7 @@ ExpertPermutation permute_by_expert(const Tensor& experts, const Tensor& weights
   if (num_experts > 0 && A > 0) {
     place_kernel<false><<<unsigned(num_experts), kThreads, 0, stream()>>>(
         experts.data<int32_t>(), weights.data<float>(), A, K, first_expert, num_experts, offsets.data<int64_t>(),
-        tokens.data<int64_t>(), w.data<float>(), p.slot_of.data<int64_t>());
+        tokens.data<int64_t>(), w.data<float>(), p.slot_of.data<int64_t>(), nullptr);
     MLARUN_CUDA_CHECK_LAUNCH("place_kernel");
   }
   p.offsets.assign(size_t(num_experts + 1), 0);
@@ -140,13 +141,14 @@ ExpertCapacityLayout permute_to_capacity(const Tensor& experts, int64_t first_ex
   c.num_experts = num_experts;
   c.tokens = Tensor::empty({T * num_experts}, DType::I64, Device::CUDA);
   c.slot_of = Tensor::empty({T, K}, DType::I64, Device::CUDA);
+  c.counts = Tensor::zeros({num_experts}, DType::I64, Device::CUDA);
   // All bits set is -1 in two's complement: every row empty and every slot non-local until placed.
   MLARUN_CUDA_CHECK(cudaMemsetAsync(c.tokens.raw(), 0xff, c.tokens.nbytes(), stream()));
   MLARUN_CUDA_CHECK(cudaMemsetAsync(c.slot_of.raw(), 0xff, c.slot_of.nbytes(), stream()));
   if (num_experts > 0 && A > 0) {
     place_kernel<true><<<unsigned(num_experts), kThreads, 0, stream()>>>(
         experts.data<int32_t>(), nullptr, A, K, first_expert, num_experts, nullptr, c.tokens.data<int64_t>(), nullptr,
-        c.slot_of.data<int64_t>());
+        c.slot_of.data<int64_t>(), c.counts.data<int64_t>());
     MLARUN_CUDA_CHECK_LAUNCH("place_kernel");
   }
   return c;  // no copy to the host: T alone sized everything

@@ -90,6 +90,30 @@ TEST(GpuStepOps, MoeCapacityLayoutMatchesTheCpu) {
   }
 }
 
+// expert_linear on the GPU (kernels/cuda/expert_gemv.cu) against the CPU on the same bf16 values: experts with
+// no token (their CTAs return at once), one, eight (one pass) and twenty (three passes of eight), a count past T
+// clipped to T; rows past a count are zeros, also after the cuBLAS fallback K not a multiple of 8 takes.
+TEST(GpuStepOps, ExpertLinearMatchesTheCpu) {
+  MLARUN_GPU_OR_SKIP();
+  std::mt19937 rng(8);
+  for (const int64_t K : {264, 60}) {
+    SCOPED_TRACE("K " + std::to_string(K));
+    const int64_t T = 24, n = 6, N = 136;
+    const Tensor x = bf16_rounded(random_f32({T, n, K}, rng)), w = bf16_rounded(random_f32({n, N, K}, rng, 0.1f));
+    Tensor counts = Tensor::empty({n}, DType::I64);
+    const int64_t c[] = {0, 1, 8, 20, 0, 99};
+    std::copy(c, c + n, counts.data<int64_t>());
+    const Tensor want = ops::expert_linear(x, w, counts);
+    const Tensor got = ops::to_host_f32(ops::expert_linear(to_gpu(x), to_gpu(w), counts.to(Device::CUDA)));
+    EXPECT_LT(rel_error(got, want), kBf16RelTol);
+    for (int64_t r = 0; r < T; ++r)
+      for (int64_t j = 0; j < n; ++j) {
+        if (r < std::min(T, c[j])) continue;
+        for (int64_t o = 0; o < N; ++o) ASSERT_EQ(got.data<float>()[(r * n + j) * N + o], 0.f);
+      }
+  }
+}
+
 TEST(GpuStepOps, GenericPagedMlaOverAPartMatchesTheCpu) {
   MLARUN_GPU_OR_SKIP();
   std::mt19937 rng(9);

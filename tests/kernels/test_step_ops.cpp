@@ -118,8 +118,10 @@ TEST(StepOps, CapacityLayoutHoldsTheHostGroupingAndCombinesAlike) {
     EXPECT_EQ(c.num_experts, n);
     for (int64_t j = 0; j < n; ++j) {
       const int64_t count = g.offsets[size_t(j + 1)] - g.offsets[size_t(j)];
+      EXPECT_EQ(c.counts.data<int64_t>()[j], count) << "expert " << first + j;
       for (int64_t row = 0; row < T; ++row)
-        EXPECT_EQ(c.tokens.data<int64_t>()[row * n + j], row < count ? g.tokens[size_t(g.offsets[size_t(j)] + row)] : -1)
+        EXPECT_EQ(c.tokens.data<int64_t>()[row * n + j],
+                  row < count ? g.tokens[size_t(g.offsets[size_t(j)] + row)] : -1)
             << "expert " << first + j << " row " << row;
     }
     const ops::ExpertPermutation p = ops::permute_by_expert(routing, first, n);
@@ -153,6 +155,29 @@ TEST(StepOps, CapacityLayoutRefusesATokenPickingAnExpertTwice) {
   EXPECT_NO_THROW(ops::permute_to_capacity({experts, weights}, 0, 2));
   experts.data<int32_t>()[2] = 1;  // ... now 1 and 1
   EXPECT_ERROR_MENTIONS(ops::permute_to_capacity({experts, weights}, 0, 2), "expert 1", "more than once");
+}
+
+// expert_linear over a capacity grid: expert j's rows c < counts[j] are its product (head_linear's rows), every
+// other row zero; mismatched shapes are refused naming the operands.
+TEST(StepOps, ExpertLinearComputesOnlyTheRowsThatHoldTokens) {
+  std::mt19937 rng(13);
+  const int64_t T = 5, n = 4, K = 6, N = 3;
+  std::normal_distribution<float> dist;
+  Tensor x = Tensor::empty({T, n, K}, DType::F32), w = Tensor::empty({n, N, K}, DType::F32);
+  for (Tensor* t : {&x, &w})
+    for (int64_t i = 0; i < t->numel(); ++i) t->data<float>()[i] = dist(rng);
+  Tensor counts = Tensor::empty({n}, DType::I64);
+  const int64_t c[] = {0, 5, 2, 1};
+  std::copy(c, c + n, counts.data<int64_t>());
+  const Tensor got = ops::expert_linear(x, w, counts), all = ops::head_linear(x, w);
+  for (int64_t r = 0; r < T; ++r)
+    for (int64_t j = 0; j < n; ++j)
+      for (int64_t o = 0; o < N; ++o) {
+        const int64_t i = (r * n + j) * N + o;
+        EXPECT_EQ(got.data<float>()[i], r < c[j] ? all.data<float>()[i] : 0.f) << "row " << r << " expert " << j;
+      }
+  EXPECT_ERROR_MENTIONS(ops::expert_linear(x, w, Tensor::zeros({n + 1}, DType::I64)), "expert_linear", "counts");
+  EXPECT_ERROR_MENTIONS(ops::expert_linear(x, Tensor::zeros({n, N, K + 1}, DType::F32), counts), "expert weights");
 }
 
 // The tensor form of gather_rows gives a zero row for index -1 (the capacity layout's empty rows).

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/mla_decode/mla_decode.h"
 #include "runtime/cuda_check.h"
 
@@ -91,17 +92,6 @@ __device__ __forceinline__ void load_kv_tile(const AttendArgs& a, unsigned char*
     }
     *reinterpret_cast<uint4*>(dst) = fill;
   }
-}
-
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
 }
 
 // Piece `pi` as a CTA reads it: one sequence's query rows (row = token * H + head) over a run of its tiles.
