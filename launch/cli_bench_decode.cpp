@@ -18,6 +18,7 @@
 #include "bench/baseline_attention.h"
 #include "bench/bench_common.h"
 #include "bench/cache_footprint.h"
+#include "bench/decode_floor.h"
 #include "bench/random_weights.h"
 #include "bench/text_table.h"
 #include "engine/decode_graphs.h"
@@ -47,6 +48,7 @@ struct DecodeSettings : BenchModelSettings {
   bool time_split = true;  // --no-time-split: the steps run without the profiler's markers
   int64_t moe_capacity_max_tokens = -1;  // --moe-capacity-max-tokens, as the runtime takes it (-1: the device's)
   bool graphs = true;                    // !--enforce-eager: on CUDA, MLA rows also time the step as a CUDA graph
+  double copy_gbps = 0;                  // CUDA: the device's measured copy bandwidth, the floor's denominator
   int64_t moe_capacity_resolved() const {
     RuntimeOptions o;
     o.device = device;
@@ -72,6 +74,9 @@ struct DecodeResult {
   std::vector<double> graph_latencies;
   std::string graph_absent;
   double graph_logit_diff = 0;    // max |logit| difference between a replayed step and an eager one
+  DecodeStepBytes step_bytes;     // what the step cannot avoid reading (bench/decode_floor.h)
+  // The floor: step_bytes at the measured copy bandwidth (CUDA only; 0 on the CPU, which is compute-bound).
+  double floor_ms(const DecodeSettings& s) const { return s.copy_gbps > 0 ? step_bytes.total() / s.copy_gbps / 1e6 : 0; }
   double median() const;
   TimeSplit mean_split() const;
 };
@@ -193,6 +198,8 @@ DecodeResult run_one(const ModelConfig& c, const ModelConfig& full, const Attent
     batch.logit_rows.push_back(batch.add_sequence({seq.last_token()}, L, seq.block_table, bs));
   }
   r.cache_rows_read = s.batch * c.n_layers * (L + 1);
+  r.step_bytes = decode_step_bytes(c, r.weight_values, r.element_bytes, s.batch,
+                                   double(r.cache_rows_read) * double(r.row_bytes));
 
   StepProfiler profiler(s.device);  // warm-up steps too: on CUDA its event pool is grown before the timed steps
   Tensor last_eager;
@@ -220,7 +227,7 @@ constexpr std::array<const char*, kProfileCategoryCount> kSplitColumns = {"attn 
 std::string results_table(const std::vector<DecodeResult>& results, const DecodeSettings& s) {
   std::vector<std::string> header = {"attention", "kv cache dtype", "kv heads", "cache B/token/layer",
                                      "tokens in " + fixed(s.memory_gib, 0) + " GiB", "cache read/step", "median ms",
-                                     "min ms", "tokens/s", "x MLA tokens/s", "graph ms", "graph tokens/s"};
+                                     "min ms", "floor ms", "tokens/s", "x MLA tokens/s", "graph ms", "graph tokens/s"};
   if (s.time_split) header.insert(header.end(), kSplitColumns.begin(), kSplitColumns.end());
   TextTable t(header);
   for (const DecodeResult& r : results) {
@@ -232,7 +239,8 @@ std::string results_table(const std::vector<DecodeResult>& results, const Decode
         r.kind.name(), kv_name(r.kv, s), r.kind.is_mla() ? "latent" : std::to_string(r.kv_heads),
         with_commas(r.row_bytes), with_commas(r.capacity.tokens()),
         fixed(double(r.cache_rows_read * r.row_bytes) / (1 << 20), 1) + " MiB", fixed(1e3 * r.median(), 2),
-        fixed(1e3 * *std::min_element(r.latencies.begin(), r.latencies.end()), 2), fixed(rate, 1),
+        fixed(1e3 * *std::min_element(r.latencies.begin(), r.latencies.end()), 2),
+        r.floor_ms(s) > 0 ? fixed(r.floor_ms(s), 2) : "-", fixed(rate, 1),
         mla_rate > 0 ? fixed(rate / mla_rate, 2) : "-",
         r.graph_latencies.empty() ? "-" : fixed(1e3 * median(r.graph_latencies), 2),
         r.graph_latencies.empty() ? "-" : fixed(double(s.batch) / median(r.graph_latencies), 1)};
@@ -273,6 +281,13 @@ json::Value results_json(const std::vector<DecodeResult>& results, const DecodeS
     j["min_latency"] = *std::min_element(r.latencies.begin(), r.latencies.end());
     j["latencies"] = lat;
     j["tokens_per_second"] = double(s.batch) / r.median();
+    j["step_weight_bytes"] = r.step_bytes.weights;
+    j["step_cache_bytes"] = r.step_bytes.cache;
+    j["experts_hit_per_moe_layer"] = r.step_bytes.experts_hit;
+    if (r.floor_ms(s) > 0) {
+      j["floor_ms"] = r.floor_ms(s);
+      j["median_over_floor"] = 1e3 * r.median() / r.floor_ms(s);
+    }
     if (r.graph_latencies.empty()) {
       j["graph_absent"] = r.graph_absent;
     } else {
@@ -302,6 +317,7 @@ json::Value results_json(const std::vector<DecodeResult>& results, const DecodeS
   out["output_len"] = int64_t(1);
   out["memory_bytes"] = int64_t(s.memory_gib * double(int64_t(1) << 30));
   out["moe_capacity_max_tokens"] = s.moe_capacity_resolved();
+  if (s.copy_gbps > 0) out["device_copy_GBps"] = s.copy_gbps;
   out["moe_layout"] = s.batch <= s.moe_capacity_resolved() ? "capacity" : "compact";
   out["time_split_clock"] = !s.time_split              ? "off"
                             : s.device == Device::CUDA ? "cuda events on the current stream"
@@ -359,11 +375,16 @@ Command add_bench_decode_command(CLI::App& bench) {
               std::printf("MoE: routed experts in the %s layout (--moe-capacity-max-tokens %lld)\n",
                           s->batch <= s->moe_capacity_resolved() ? "capacity" : "compact",
                           (long long)s->moe_capacity_resolved());
-            if (s->device == Device::CUDA)
+            if (s->device == Device::CUDA) {
+              s->copy_gbps = measure_device_copy_gbps();
               std::printf("device: cuda (%s), bf16 weights and cache, f32 accumulation; median of %lld steps after "
                           "%lld warm-up, each timed to the end of its GPU work\n",
                           gpu_name().c_str(), (long long)s->iters, (long long)s->warmup);
-            else
+              std::printf("floor ms: the weights the step reads (routed experts: those a uniform routing of the "
+                          "batch hits, expected) and its cache reads at this GPU's copy bandwidth, %.0f GB/s "
+                          "(measured)\n",
+                          s->copy_gbps);
+            } else
               std::printf("device: this machine's CPU (%s), f32 reference ops, one thread; median of %lld steps after "
                           "%lld warm-up\n",
                           cpu_name().c_str(), (long long)s->iters, (long long)s->warmup);

@@ -162,7 +162,7 @@ sub_bench_decode() {
   rc=$?
   if [ $rc = 0 ]; then
     cat "$j"
-    echo "NOTE: $(python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['records'][0]; print('236B/2 layers, batch 64, 4096 cached: %.2f ms/step, %.0f tok/s' % (1e3*r['median_latency'], r['tokens_per_second']) + ('; split ' + ', '.join('%s %.1f%%' % (k, 100*v) for k, v in r['time_split_share'].items()) if 'time_split_share' in r else '') + ('; CUDA graph %.2f ms/step (%.0f tok/s, logits within %.3g of eager)' % (1e3*r['graph_median_latency'], r['graph_tokens_per_second'], r['graph_vs_eager_max_abs_logit_diff']) if 'graph_median_latency' in r else '; no CUDA graph: %s' % r.get('graph_absent')))" "$j" 2>&1 | tail -1)"
+    echo "NOTE: $(python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['records'][0]; print('236B/2 layers, batch 64, 4096 cached: %.2f ms/step, %.0f tok/s' % (1e3*r['median_latency'], r['tokens_per_second']) + (', floor %.2f ms (%.1fx it)' % (r['floor_ms'], r['median_over_floor']) if 'floor_ms' in r else '') + ('; split ' + ', '.join('%s %.1f%%' % (k, 100*v) for k, v in r['time_split_share'].items()) if 'time_split_share' in r else '') + ('; CUDA graph %.2f ms/step (%.0f tok/s, logits within %.3g of eager)' % (1e3*r['graph_median_latency'], r['graph_tokens_per_second'], r['graph_vs_eager_max_abs_logit_diff']) if 'graph_median_latency' in r else '; no CUDA graph: %s' % r.get('graph_absent')))" "$j" 2>&1 | tail -1)"
   fi
   # The same step in torch, DeepSeek's inference/model.py re-implemented (the torch-anchors step, this GPU).
   [ $rc = 0 ] || j=""

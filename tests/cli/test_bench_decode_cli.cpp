@@ -186,6 +186,11 @@ TEST(BenchDecodeCli, NoTimeSplitLeavesTheSplitOut) {
   // On the CPU no step is replayed from a CUDA graph, and the report says why; the MoE layout is the CPU's.
   EXPECT_EQ(j.at("records")[0].at("graph_absent").get<std::string>(), "not on the GPU");
   EXPECT_FALSE(j.at("records")[0].contains("graph_median_latency"));
+  // The bytes the step must read are reported on every device; the floor (time at a measured copy bandwidth)
+  // only on a GPU.
+  EXPECT_GT(j.at("records")[0].at("step_weight_bytes").get<double>(), 0);
+  EXPECT_GT(j.at("records")[0].at("step_cache_bytes").get<double>(), 0);
+  EXPECT_FALSE(j.at("records")[0].contains("floor_ms"));
   EXPECT_EQ(j.at("moe_layout").get<std::string>(), "compact");
   EXPECT_EQ(j.at("moe_capacity_max_tokens").get<int64_t>(), 0);
 }
