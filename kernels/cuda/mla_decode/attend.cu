@@ -239,17 +239,20 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_attend_kernel(const At
       __syncthreads();  // the stage and p_s may be overwritten now
     }
 
-    // Partial of this piece: lse (log2) from the softmax warps, o = acc / l from the P.V threads.
-    softmax.finish(a, pi, row0, rows, warp, lane, inv_l_s);
+    // The piece's result: lse from the softmax warps, o = acc / l from the P.V threads; final when the piece is
+    // its sequence's only one, else a partial for the combine.
+    const bool whole = piece_is_whole(a, pv);
+    softmax.finish(a, pi, pv, whole, row0, warp, lane, inv_l_s);
     __syncthreads();
 #pragma unroll
     for (int i = 0; i < kAccRows; ++i) {
       const int r = row0 + pv_row + i;
       if (r >= rows) continue;
       const float inv = inv_l_s[pv_row + i];
-      float4* dst = reinterpret_cast<float4*>(a.o_part + (int64_t(pi) * a.max_rows + r) * kHeadDimV + pv_col);
-      dst[0] = make_float4(acc[i][0] * inv, acc[i][1] * inv, acc[i][2] * inv, acc[i][3] * inv);
-      dst[1] = make_float4(acc[i][4] * inv, acc[i][5] * inv, acc[i][6] * inv, acc[i][7] * inv);
+      float o[kAccCols];
+#pragma unroll
+      for (int c = 0; c < kAccCols; ++c) o[c] = acc[i][c] * inv;
+      store_o<kAccCols>(a, pi, pv, whole, r, pv_col, o);
     }
     __syncthreads();  // q_s and inv_l_s are rewritten by the next piece
   }

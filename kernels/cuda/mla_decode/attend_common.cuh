@@ -4,6 +4,7 @@
 // reads, the online softmax of a warp's rows with the partial's lse, and the shared-memory attribute.
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <atomic>
@@ -43,8 +44,11 @@ struct AttendArgs {
   const int32_t* cu_seqlens_q;       // [batch + 1]
   const int32_t* part_piece_begin;   // [num_parts + 1]
   const int4* pieces;                // [max_pieces]: {sequence, first tile, end tile, 0}
+  const int32_t* seq_piece_begin;    // [batch + 1]: a sequence with one piece gets no partial (piece_is_whole)
   float* lse_part;                   // [max_pieces, max_rows], log2 domain
   float* o_part;                     // [max_pieces, max_rows, 512]
+  uint16_t* out;                     // bf16 [num_tokens, H, 512]: the final output of whole pieces
+  float* lse;                        // [num_tokens, H], natural log: likewise
   int32_t* status;                   // [4]
   int num_heads, num_blocks, block_size, max_blocks_per_seq, max_rows;
   float scale_log2;                  // softmax_scale * log2(e)
@@ -157,20 +161,59 @@ struct SoftmaxRows {
     m[j] = m_new;
     return p;
   }
-  // The piece's lse partial (log2; -inf for a row that saw no token) and 1 / l of each row into inv_l_s.
-  __device__ __forceinline__ void finish(const AttendArgs& a, int pi, int row0, int rows, int warp, int lane,
-                                         float* inv_l_s) const {
+  // Each row's lse (-inf for a row that saw no token) and 1 / l into inv_l_s: the final lse (natural log) of a
+  // whole piece, else the piece's partial (log2).
+  __device__ __forceinline__ void finish(const AttendArgs& a, int pi, const PieceView& pv, bool whole, int row0,
+                                         int warp, int lane, float* inv_l_s) const {
 #pragma unroll
     for (int j = 0; j < kScoreRowsPerWarp; ++j) {
       const int r = warp + kWarps * j;
       if (lane == 0) {  // l == 0: no visible token. A NaN l (NaN in the cache) must stay NaN, so test == 0.
         inv_l_s[r] = l[j] == 0.f ? 0.f : 1.f / l[j];
-        if (row0 + r < rows)
-          a.lse_part[int64_t(pi) * a.max_rows + row0 + r] = l[j] == 0.f ? -INFINITY : m[j] + log2f(l[j]);
+        const float lse2 = l[j] == 0.f ? -INFINITY : m[j] + log2f(l[j]);
+        if (row0 + r >= pv.rows) continue;
+        if (whole)
+          a.lse[int64_t(pv.q_begin) * a.num_heads + row0 + r] = lse2 * 0.6931471805599453f;  // log2 -> ln
+        else
+          a.lse_part[int64_t(pi) * a.max_rows + row0 + r] = lse2;
       }
     }
   }
 };
+
+// Whether piece `pv` is its sequence's only one: it then writes the final bf16 output and lse itself and the
+// combine skips the sequence (no fp32 partial written and read back).
+__device__ __forceinline__ bool piece_is_whole(const AttendArgs& a, const PieceView& pv) {
+  return a.seq_piece_begin[pv.seq + 1] - a.seq_piece_begin[pv.seq] == 1;
+}
+
+// kCount (2 or 8) consecutive output values of row `row` (of the sequence's rows) from column `col`, already
+// divided by l: bf16 into the final output of a whole piece, else fp32 into piece pi's partial.
+template <int kCount>
+__device__ __forceinline__ void store_o(const AttendArgs& a, int pi, const PieceView& pv, bool whole, int row, int col,
+                                        const float* v) {
+  static_assert(kCount == 2 || kCount == 8, "one 32-bit or one 128-bit bf16 store");
+  if (whole) {
+    uint32_t packed[kCount / 2];
+#pragma unroll
+    for (int i = 0; i < kCount / 2; ++i)
+      packed[i] = uint32_t(__bfloat16_as_ushort(__float2bfloat16_rn(v[2 * i]))) |
+                  (uint32_t(__bfloat16_as_ushort(__float2bfloat16_rn(v[2 * i + 1]))) << 16);
+    uint16_t* dst = a.out + (int64_t(pv.q_begin) * a.num_heads + row) * kHeadDimV + col;
+    if constexpr (kCount == 8)
+      *reinterpret_cast<uint4*>(dst) = make_uint4(packed[0], packed[1], packed[2], packed[3]);
+    else
+      *reinterpret_cast<uint32_t*>(dst) = packed[0];
+  } else {
+    float* dst = a.o_part + (int64_t(pi) * a.max_rows + row) * kHeadDimV + col;
+    if constexpr (kCount == 8) {
+      reinterpret_cast<float4*>(dst)[0] = make_float4(v[0], v[1], v[2], v[3]);
+      reinterpret_cast<float4*>(dst)[1] = make_float4(v[4], v[5], v[6], v[7]);
+    } else {
+      *reinterpret_cast<float2*>(dst) = make_float2(v[0], v[1]);
+    }
+  }
+}
 
 // cudaFuncSetAttribute for `Kernel`'s dynamic shared memory, once per device (bit d of the mask), not per call.
 template <auto Kernel>
@@ -195,8 +238,11 @@ inline AttendArgs attend_args(const MlaDecodeParams& p, const WorkspaceLayout& w
   a.cu_seqlens_q = p.cu_seqlens_q;
   a.part_piece_begin = reinterpret_cast<const int32_t*>(base + w.part_piece_begin);
   a.pieces = reinterpret_cast<const int4*>(base + w.pieces);
+  a.seq_piece_begin = reinterpret_cast<const int32_t*>(base + w.seq_piece_begin);
   a.lse_part = reinterpret_cast<float*>(base + w.lse_part);
   a.o_part = reinterpret_cast<float*>(base + w.o_part);
+  a.out = p.out;
+  a.lse = p.lse;
   a.status = reinterpret_cast<int32_t*>(base + w.status);
   a.num_heads = p.num_heads;
   a.num_blocks = p.num_blocks;

@@ -137,8 +137,9 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_attend_mma_kernel(cons
       __syncthreads();  // the stage, s_s and p_s may be overwritten now
     }
 
-    // Partial of this piece: lse (log2) from the softmax warps, o = acc / l from the P.V fragments.
-    softmax.finish(a, pi, row0, rows, warp, lane, inv_l_s);
+    // The piece's result (final when it is its sequence's only piece, else a partial), as the SIMT kernel.
+    const bool whole = piece_is_whole(a, pv);
+    softmax.finish(a, pi, pv, whole, row0, warp, lane, inv_l_s);
     __syncthreads();
 #pragma unroll
     for (int mt = 0; mt < 2; ++mt)
@@ -147,11 +148,11 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_attend_mma_kernel(cons
         const int r = mt * 16 + lanes::c_row(lane, 2 * half);
         if (row0 + r >= rows) continue;
         const float inv = inv_l_s[r];
-        float* dst = a.o_part + (int64_t(pi) * a.max_rows + row0 + r) * kHeadDimV + pv_col0 + lanes::c_col(lane, 0);
 #pragma unroll
-        for (int nt = 0; nt < kMmaColsPerWarp / 8; ++nt)
-          *reinterpret_cast<float2*>(dst + nt * 8) =
-              make_float2(acc[mt][nt][2 * half] * inv, acc[mt][nt][2 * half + 1] * inv);
+        for (int nt = 0; nt < kMmaColsPerWarp / 8; ++nt) {
+          const float o[2] = {acc[mt][nt][2 * half] * inv, acc[mt][nt][2 * half + 1] * inv};
+          store_o<2>(a, pi, pv, whole, row0 + r, pv_col0 + nt * 8 + lanes::c_col(lane, 0), o);
+        }
       }
     __syncthreads();  // q_s and inv_l_s are rewritten by the next piece
   }

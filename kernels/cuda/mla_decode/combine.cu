@@ -2,7 +2,8 @@
 // sequence into the final bf16 output and fp32 lse, by log-sum-exp:
 //   lse = log2 sum_i 2^lse_i,   o = sum_i 2^(lse_i - lse) o_i   (partials are in the log2 domain; lse leaves as ln).
 // One warp per (query token, head) row, 16 of the 512 columns per lane in float4 loads. It writes every output
-// row of every sequence: a row no token reached (no pieces, or every partial empty) gets o = 0 and lse = -inf;
+// row of every sequence but those of a sequence with a single piece, which the attend kernel wrote as final
+// (no partial): a row no token reached (no pieces, or every partial empty) gets o = 0 and lse = -inf;
 // every row of a sequence the scheduler found invalid gets NaN (all of them, also past max_q_per_seq rows), so
 // bad device-side metadata cannot pass for a result and no row keeps stale data. When cu_seqlens_q cannot
 // place the rows at all (status[3]), CTA b writes NaN over an equal share of all num_tokens rows instead.
@@ -60,6 +61,8 @@ __global__ void __launch_bounds__(kCombineWarps * 32) mla_decode_combine_kernel(
     t0 = a.cu_seqlens_q[seq], t1 = a.cu_seqlens_q[seq + 1];
   }
   const bool invalid = layout_bad || a.seq_status[seq] != 0;
+  // A sequence of one piece has its final rows from the attend kernel (attend_common.cuh piece_is_whole).
+  if (!invalid && a.seq_piece_begin[seq + 1] - a.seq_piece_begin[seq] == 1) return;
   const int rows = (t1 - t0) * a.num_heads;  // <= max_rows for a valid sequence: the loop runs once there
   for (int row = blockIdx.y * kCombineWarps + (threadIdx.x >> 5); row < rows; row += gridDim.y * kCombineWarps) {
     const int64_t out_row = int64_t(t0) * a.num_heads + row;  // row = query token * H + head
