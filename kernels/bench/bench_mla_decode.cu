@@ -170,7 +170,7 @@ int run(int argc, char** argv) {
                                     {{3000, 2, 90}, {3, 2, 1}, 64, 256, 1024, 103},
                                     {{0, 1, 33, 257, 1000}, {1, 2, 3, 4, 1}, 16, 64, 0, 104, cuda::MlaKvFormat::Fp8},
                                     {{0, 1, 700, 31}, {1, 4, 2, 1}, 128, 16, 0, 105, cuda::MlaKvFormat::Int8}};
-  for (Case c : {vcases[0], vcases[1], vcases[3]}) {  // the bf16 ones again on tensor cores
+  for (Case c : {vcases[0], vcases[1], vcases[3], vcases[4], vcases[5]}) {  // again on tensor cores
     c.tensor_cores = true;
     vcases.push_back(c);
   }
@@ -216,16 +216,23 @@ int run(int argc, char** argv) {
        true},
       {"b64_s4096_h128_mma", 64, 4096, 128, 1, 64, false, "<= 0.15 ms whole call", cuda::MlaKvFormat::Bf16, true},
       {"mtp2_b128_s8192_h128_mma", 128, 8192, 128, 2, 64, false, ">= 450 TFLOP/s whole call",
-       cuda::MlaKvFormat::Bf16, true}};
-  std::map<std::string, double> simt_call_ms;  // each SIMT shape's whole call, the tensor-core rows' baseline
-  double bf16_tp8_call_ms = -1;  // the first shape's whole call, the quantized rows' baseline
+       cuda::MlaKvFormat::Bf16, true},
+      {"tp8_b128_s8192_h16_fp8_mma", 128, 8192, 16, 1, 64, false, ">= 1.7x bf16 tokens/s", cuda::MlaKvFormat::Fp8,
+       true}};
+  std::map<std::string, double> call_ms;  // each shape's whole call so far: the baselines of later rows
+  const auto fixed2 = [](double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%.2f", v);
+    return std::string(buf);
+  };
   std::printf("%-26s %9s %9s %9s %9s %8s %8s %9s %9s  %s\n", "shape", "call ms", "kern ms", "call GB/s", "kern GB/s",
               "call TF", "kern TF", "floor ms", "torch ms", "target");
   json::Value sjson = json::Value::array();
   for (const Shape& s : shapes) {
     // --quick: the TP 8 shape, and the same over fp8 rows (the quantized cache's speed-up over bf16).
-    const bool quick_shape = &s == &shapes[0] || std::string(s.name) == "tp8_b128_s8192_h16_fp8" ||
-                             std::string(s.name) == "tp8_b128_s8192_h16_mma";
+    const std::string shape_name = s.name;
+    const bool quick_shape = &s == &shapes[0] || shape_name == "tp8_b128_s8192_h16_fp8" ||
+                             shape_name == "tp8_b128_s8192_h16_mma" || shape_name == "tp8_b128_s8192_h16_fp8_mma";
     if ((!only.empty() && only != s.name) || (quick && !quick_shape)) continue;
     std::vector<int> lens(size_t(s.batch), s.seq_len), qlens(size_t(s.batch), s.q_per_seq);
     std::mt19937_64 lrng(5);
@@ -260,22 +267,24 @@ int run(int argc, char** argv) {
     const double torch = torch_anchor_ms(anchors, s);
     char torch_txt[32] = "n/a";
     if (torch > 0) std::snprintf(torch_txt, sizeof(torch_txt), "%.3f", torch);
-    if (&s == &shapes[0]) bf16_tp8_call_ms = call;
-    char speedup[48] = "";
-    if (s.format != cuda::MlaKvFormat::Bf16 && bf16_tp8_call_ms > 0)
-      std::snprintf(speedup, sizeof(speedup), " [%.2fx the bf16 tokens/s]", bf16_tp8_call_ms / call);
-    const std::string base = std::string(s.name).substr(0, std::string(s.name).size() - 4);  // "..._mma" -> "..."
-    const double simt = s.tensor_cores && simt_call_ms.count(base) ? simt_call_ms[base] : -1;
-    if (simt > 0) std::snprintf(speedup, sizeof(speedup), " [%.2fx the SIMT kernel]", simt / call);
-    if (!s.tensor_cores) simt_call_ms[s.name] = call;
+    call_ms[s.name] = call;
+    // A quantized row against the bf16 TP 8 row of the same kernel; a tensor-core row against its SIMT twin.
+    const std::string name = s.name;
+    const std::string bf16_base = s.tensor_cores ? "tp8_b128_s8192_h16_mma" : "tp8_b128_s8192_h16";
+    const double bf16_ms = s.format != cuda::MlaKvFormat::Bf16 && call_ms.count(bf16_base) ? call_ms[bf16_base] : -1;
+    const std::string simt_twin = name.substr(0, name.size() - 4);  // "..._mma" -> "..."
+    const double simt = s.tensor_cores && call_ms.count(simt_twin) ? call_ms[simt_twin] : -1;
+    std::string speedup;
+    if (bf16_ms > 0) speedup += " [" + fixed2(bf16_ms / call) + "x the bf16 tokens/s]";
+    if (simt > 0) speedup += " [" + fixed2(simt / call) + "x the SIMT kernel]";
     std::printf("%-26s %9.3f %9.3f %9.0f %9.0f %8.1f %8.1f %9.3f %9s  %s%s%s\n", s.name, call, kern,
                 bytes / call / 1e6, bytes / kern / 1e6, flops / call / 1e9, flops / kern / 1e9, floor_ms, torch_txt,
-                s.target, speedup, r.ok() ? "" : "  [VALIDATION FAILED]");
+                s.target, speedup.c_str(), r.ok() ? "" : "  [VALIDATION FAILED]");
     json::Value j = json::Value::object();
     j["name"] = s.name, j["batch"] = s.batch, j["seq_len"] = s.seq_len, j["heads"] = s.heads;
     j["q_per_seq"] = s.q_per_seq, j["block_size"] = s.block_size, j["varlen"] = s.varlen;
     j["kv_format"] = cuda::mla_kv_format_name(s.format);
-    if (s.format != cuda::MlaKvFormat::Bf16 && bf16_tp8_call_ms > 0) j["speedup_vs_bf16"] = bf16_tp8_call_ms / call;
+    if (bf16_ms > 0) j["speedup_vs_bf16"] = bf16_ms / call;
     j["tensor_cores"] = s.tensor_cores;
     if (simt > 0) j["speedup_vs_simt"] = simt / call;
     j["bytes"] = bytes, j["flops"] = flops, j["rotated_sets"] = n_rot;

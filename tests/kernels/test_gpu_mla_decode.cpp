@@ -258,6 +258,20 @@ INSTANTIATE_TEST_SUITE_P(Gpu, MlaDecodeTensorCores,
                          ::testing::Combine(::testing::Values(1, 16, 128), ::testing::Values(1, 64, 256),
                                             ::testing::Values(0, 5)));
 
+// The tensor-core kernel over fp8 and int8 rows: codes widened to bf16 exactly, scores scaled per 128-value tile,
+// P times the token's scale per column tile.
+class MlaDecodeTensorCoresQuantized : public ::testing::TestWithParam<std::tuple<cuda::MlaKvFormat, int, int>> {};
+TEST_P(MlaDecodeTensorCoresQuantized, MatchesReference) {
+  const auto [format, heads, block_size] = GetParam();
+  Case c{kLens, kQLens, heads, block_size, 0, 33};
+  c.format = format;
+  c.tensor_cores = true;
+  run_and_check(c);
+}
+INSTANTIATE_TEST_SUITE_P(Gpu, MlaDecodeTensorCoresQuantized,
+                         ::testing::Combine(::testing::Values(cuda::MlaKvFormat::Fp8, cuda::MlaKvFormat::Int8),
+                                            ::testing::Values(16, 128), ::testing::Values(1, 64)));
+
 TEST(MlaDecodeGpu, TensorCoreRunsAreIdenticalAndKeepNanOutOfOtherSequences) {
   if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
   Case c{{4000, 10, 1, 0, 2500, 77}, {2, 1, 1, 3, 4, 2}, 16, 16, 1024, 32};

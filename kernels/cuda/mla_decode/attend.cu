@@ -31,40 +31,6 @@ namespace {
 
 using namespace mla;
 
-// 8 bf16 (one 16-byte load) -> 8 fp32, exactly: a bf16 is the upper half of an fp32.
-__device__ __forceinline__ void bf16x8_to_f32(const uint4 v, float (&f)[8]) {
-  const unsigned w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    f[2 * i] = __uint_as_float(w[i] << 16);
-    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-  }
-}
-
-// 16 e4m3 codes -> 16 fp32, exactly (every e4m3 value is an fp16; NaN stays NaN). Byte i is value i.
-__device__ __forceinline__ void fp8x16_to_f32(const uint4 v, float (&f)[16]) {
-  const unsigned w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const __half2_raw lo_raw = __nv_cvt_fp8x2_to_halfraw2(__nv_fp8x2_storage_t(w[i] & 0xffffu), __NV_E4M3);
-    const __half2_raw hi_raw = __nv_cvt_fp8x2_to_halfraw2(__nv_fp8x2_storage_t(w[i] >> 16), __NV_E4M3);
-    const float2 lo = __half22float2(__half2(lo_raw)), hi = __half22float2(__half2(hi_raw));
-    f[4 * i] = lo.x, f[4 * i + 1] = lo.y, f[4 * i + 2] = hi.x, f[4 * i + 3] = hi.y;
-  }
-}
-// 4 int8 codes in a word -> fp32 (sign-extended by the arithmetic shift).
-__device__ __forceinline__ void int8x4_to_f32(const unsigned w, float* f) {
-#pragma unroll
-  for (int b = 0; b < 4; ++b) f[b] = float(int32_t(w << (24 - 8 * b)) >> 24);
-}
-template <Format F>
-__device__ __forceinline__ void codes16_to_f32(const uint4 v, float (&f)[16]) {
-  if constexpr (F == Format::Fp8) {
-    fp8x16_to_f32(v, f);
-  } else {
-    int8x4_to_f32(v.x, f), int8x4_to_f32(v.y, f + 4), int8x4_to_f32(v.z, f + 8), int8x4_to_f32(v.w, f + 12);
-  }
-}
 template <Format F>
 __device__ __forceinline__ void codes8_to_f32(const uint2 v, float (&f)[8]) {
   if constexpr (F == Format::Fp8) {
@@ -270,7 +236,7 @@ void launch_attend(const AttendArgs& a, dim3 grid, cudaStream_t stream) {
 namespace mla {
 
 void launch_mla_decode_attend(const MlaDecodeParams& p, const mla::WorkspaceLayout& w, cudaStream_t stream) {
-  if (p.tensor_cores && p.kv_format == Format::Bf16) return launch_mla_decode_attend_mma(p, w, stream);
+  if (p.tensor_cores) return launch_mla_decode_attend_mma(p, w, stream);
   const AttendArgs a = attend_args(p, w);
   const dim3 grid(unsigned(w.num_parts), unsigned(mla::m_tiles(p.num_heads, p.max_q_per_seq)));
   switch (p.kv_format) {

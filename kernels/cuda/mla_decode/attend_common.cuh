@@ -5,6 +5,8 @@
 #pragma once
 
 #include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
 #include <atomic>
@@ -98,6 +100,40 @@ __device__ __forceinline__ void load_kv_tile(const AttendArgs& a, unsigned char*
   }
 }
 
+// 8 bf16 (one 16-byte load) -> 8 fp32, exactly: a bf16 is the upper half of an fp32.
+__device__ __forceinline__ void bf16x8_to_f32(const uint4 v, float (&f)[8]) {
+  const unsigned w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    f[2 * i] = __uint_as_float(w[i] << 16);
+    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+  }
+}
+
+// 16 e4m3 codes -> 16 fp32, exactly (every e4m3 value is an fp16; NaN stays NaN). Byte i is value i.
+__device__ __forceinline__ void fp8x16_to_f32(const uint4 v, float (&f)[16]) {
+  const unsigned w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const __half2_raw lo_raw = __nv_cvt_fp8x2_to_halfraw2(__nv_fp8x2_storage_t(w[i] & 0xffffu), __NV_E4M3);
+    const __half2_raw hi_raw = __nv_cvt_fp8x2_to_halfraw2(__nv_fp8x2_storage_t(w[i] >> 16), __NV_E4M3);
+    const float2 lo = __half22float2(__half2(lo_raw)), hi = __half22float2(__half2(hi_raw));
+    f[4 * i] = lo.x, f[4 * i + 1] = lo.y, f[4 * i + 2] = hi.x, f[4 * i + 3] = hi.y;
+  }
+}
+// 4 int8 codes in a word -> fp32 (sign-extended by the arithmetic shift).
+__device__ __forceinline__ void int8x4_to_f32(const unsigned w, float* f) {
+#pragma unroll
+  for (int b = 0; b < 4; ++b) f[b] = float(int32_t(w << (24 - 8 * b)) >> 24);
+}
+template <Format F>
+__device__ __forceinline__ void codes16_to_f32(const uint4 v, float (&f)[16]) {
+  if constexpr (F == Format::Fp8) {
+    fp8x16_to_f32(v, f);
+  } else {
+    int8x4_to_f32(v.x, f), int8x4_to_f32(v.y, f + 4), int8x4_to_f32(v.z, f + 8), int8x4_to_f32(v.w, f + 12);
+  }
+}
 // Piece `pi` as a CTA reads it: one sequence's query rows (row = token * H + head) over a run of its tiles.
 struct PieceView {
   int seq, q_begin, n_q, rows, seq_len, tok_begin, tok_end, num_tiles;

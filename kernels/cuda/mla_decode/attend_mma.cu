@@ -1,18 +1,20 @@
-// The MLA decode attend kernel on tensor cores (bf16 caches): the SIMT kernel's CTA tiling, schedule, masks and
-// partials (attend.cu), with both products on mma.sync m16n8k16 (bf16 in, fp32 accumulators). Per tile of
-// kBlockN = 32 cached rows, for the CTA's kRowsPerCta = 32 (query token, head) rows:
+// The MLA decode attend kernel on tensor cores: the SIMT kernel's CTA tiling, schedule, masks and partials
+// (attend.cu), with both products on mma.sync m16n8k16 (bf16 in, fp32 accumulators). Per tile of kBlockN = 32
+// cached rows, for the CTA's kRowsPerCta = 32 (query token, head) rows:
 //   scores  S[32 x 32] = Q . K^T over 576: warp w computes the 16 x 8 tile (rows 16 (w / 4), tokens 8 (w % 4)),
-//           36 k-steps, Q and K fragments by ldmatrix from the bf16 q tile and the cp.async ring, into smem;
-//   softmax online, base 2, fp32, exactly the SIMT kernel's (warp w owns rows w + 8j, one token per lane); P is
-//           rounded to bf16 for the product, the row sums l stay fp32 (FlashAttention's convention);
+//           Q and K fragments by ldmatrix from the bf16 q tile and the cached rows, into smem;
+//   softmax online, base 2, fp32, the SIMT kernel's (warp w owns rows w + 8j, one token per lane); P is rounded
+//           to bf16 for the product, the row sums l stay fp32 (FlashAttention's convention);
 //   P.V     O[32 x 512] += P . V: warp w owns columns [64 w, 64 w + 64), both m16 row tiles, 2 k-steps of 16
 //           tokens; V fragments by ldmatrix.trans straight from the cached rows.
-// Every cached row is read from memory once per CTA and serves all 32 rows. Off by default until a GPU has run
-// its tests: MlaDecodeParams::tensor_cores (NOTES.md in this folder).
+// fp8/int8 rows (kernels/kv_quant.h) keep their bytes in the ring; each tile's 512 codes are widened to bf16 in a
+// buffer of their own (exact), each 128-value tile's scale multiplies its share of a score after the products,
+// and P.V runs per 128-column tile with P' = p x the token's scale (what the SIMT kernel folds in too); k_pe is
+// bf16 and read from the ring. Every cached row is read from memory once per CTA and serves all 32 rows. Off by
+// default until a GPU has run its tests: MlaDecodeParams::tensor_cores (NOTES.md in this folder).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#include <atomic>
 #include <cmath>
 
 #include <cuda_runtime_api.h>
@@ -28,16 +30,62 @@ namespace {
 
 using namespace mla;
 using namespace mma_sm80;
-using Bf16Row = RowOf<Format::Bf16>;
 
+// Shared memory of the kernel for format F: q | ring | [codes as bf16] | scores | P (one, or one per scale tile)
+// | alpha, 1/l.
+template <Format F>
+struct MmaSmem {
+  static constexpr bool kQuant = F != Format::Bf16;
+  static constexpr int kPTiles = kQuant ? kQuantTiles : 1;
+  static constexpr size_t kRing = kSmemMmaQBytes;
+  static constexpr size_t kCodes = kRing + RowOf<F>::kSmemKv;
+  static constexpr size_t kScores = kCodes + (kQuant ? kSmemMmaCBytes : 0);
+  static constexpr size_t kP = kScores + kSmemMmaSBytes;
+  static constexpr size_t kRows = kP + kPTiles * kSmemMmaPBytes;
+  static constexpr size_t kBytes = kRows + kSmemRowBytes;
+};
+static_assert(MmaSmem<Format::Bf16>::kBytes == kSmemMmaBytes && MmaSmem<Format::Fp8>::kBytes == kSmemMmaQuantBytes,
+              "config.h's sizes");
+
+__device__ __forceinline__ uint32_t bf16_pair(float lo, float hi) {
+  return uint32_t(__bfloat16_as_ushort(__float2bfloat16_rn(lo))) |
+         (uint32_t(__bfloat16_as_ushort(__float2bfloat16_rn(hi))) << 16);
+}
+
+// The 512 codes of every row of a quantized tile, widened to bf16 (exactly) into `codes`.
+template <Format F>
+__device__ __forceinline__ void widen_codes(const unsigned char* kv, uint16_t* codes, int tid) {
+  constexpr int kChunks = kKvLoraRank / 16;  // 16 codes per 16-byte read
+  for (int i = tid; i < kBlockN * kChunks; i += kThreads) {
+    const int row = i / kChunks, c = (i % kChunks) * 16;
+    float f[16];
+    codes16_to_f32<F>(*reinterpret_cast<const uint4*>(kv + row * RowOf<F>::kSmemStride + c), f);
+    uint4* dst = reinterpret_cast<uint4*>(codes + row * kMmaCStride + c);
+    dst[0] = make_uint4(bf16_pair(f[0], f[1]), bf16_pair(f[2], f[3]), bf16_pair(f[4], f[5]), bf16_pair(f[6], f[7]));
+    dst[1] = make_uint4(bf16_pair(f[8], f[9]), bf16_pair(f[10], f[11]), bf16_pair(f[12], f[13]),
+                        bf16_pair(f[14], f[15]));
+  }
+}
+
+// Scale of 128-value tile t of cached row `row` of a quantized stage.
+template <Format F>
+__device__ __forceinline__ float row_scale(const unsigned char* kv, int row, int t) {
+  return *reinterpret_cast<const float*>(kv + row * RowOf<F>::kSmemStride + kQuantScalesOffset + 4 * t);
+}
+
+template <Format F>
 __global__ void __launch_bounds__(kThreads, 1) mla_decode_attend_mma_kernel(const AttendArgs a) {
+  using S = MmaSmem<F>;
   extern __shared__ __align__(16) unsigned char smem[];
-  uint16_t* q_s = reinterpret_cast<uint16_t*>(smem);                              // [32][kMmaQStride] bf16
-  unsigned char* kv_s = smem + kSmemMmaQBytes;                                    // [stages][32] cached rows
-  float* s_s = reinterpret_cast<float*>(kv_s + kSmemKvBytes);                     // [32][kMmaSStride] scores
-  uint16_t* p_s = reinterpret_cast<uint16_t*>(smem + kSmemMmaQBytes + kSmemKvBytes + kSmemMmaSBytes);  // [32][40]
-  float* alpha_s = reinterpret_cast<float*>(reinterpret_cast<unsigned char*>(p_s) + kSmemMmaPBytes);  // [32]
-  float* inv_l_s = alpha_s + kRowsPerCta;                                                            // [32]
+  uint16_t* q_s = reinterpret_cast<uint16_t*>(smem);                      // [32][kMmaQStride] bf16
+  unsigned char* kv_s = smem + S::kRing;                                  // [stages][32] cached rows as stored
+  uint16_t* c_s = reinterpret_cast<uint16_t*>(smem + S::kCodes);          // quantized: [32][kMmaCStride] bf16
+  float* s_s = reinterpret_cast<float*>(smem + S::kScores);               // [32][kMmaSStride] scores
+  uint16_t* p_s = reinterpret_cast<uint16_t*>(smem + S::kP);              // [kPTiles][32][kMmaPStride] bf16
+  float* alpha_s = reinterpret_cast<float*>(smem + S::kRows);             // [32]
+  float* inv_l_s = alpha_s + kRowsPerCta;                                 // [32]
+  constexpr int kRowStride = RowOf<F>::kSmemStride;                       // bytes per cached row in the ring
+  constexpr int kLatStride = S::kQuant ? kMmaCStride * 2 : kRowStride;    // bytes per row of the bf16 latent
 
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int row0 = blockIdx.y * kRowsPerCta;
@@ -45,16 +93,21 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_attend_mma_kernel(cons
   // The lanes' ldmatrix addresses and accumulator elements (mma_lanes.h, checked on the CPU by emulation).
   const int s_m = lanes::score_row0(warp), s_n = lanes::score_tok0(warp), pv_col0 = lanes::pv_col0(warp);
   const uint32_t q_lane = smem_u32(q_s + (s_m + lanes::a_row(lane)) * kMmaQStride + lanes::a_col(lane));
-  const int k_lane_off = (s_n + lanes::k_tok(lane)) * Bf16Row::kSmemStride + lanes::k_col(lane) * 2;  // bytes
-  const uint32_t p_lane = smem_u32(p_s + lanes::a_row(lane) * kMmaPStride + lanes::a_col(lane));
-  const int v_lane_off = lanes::v_tok(lane) * Bf16Row::kSmemStride + (pv_col0 + lanes::v_col(lane)) * 2;  // bytes
+  const int k_tok = s_n + lanes::k_tok(lane), k_col = lanes::k_col(lane);
+  const int k_lat_off = k_tok * kLatStride + k_col * 2;  // bytes into the latent (ring or widened codes)
+  const int k_rope_off = k_tok * kRowStride + (S::kQuant ? kQuantRopeOffset : 2 * kKvLoraRank) + k_col * 2;
+  const int p_tile = S::kQuant ? pv_col0 / kQuantTile : 0;  // the P this warp's columns take
+  const uint32_t p_lane =
+      smem_u32(p_s + (p_tile * kRowsPerCta + lanes::a_row(lane)) * kMmaPStride + lanes::a_col(lane));
+  const int v_lane_off = lanes::v_tok(lane) * kLatStride + (pv_col0 + lanes::v_col(lane)) * 2;  // bytes
+  const uint32_t c_u32 = smem_u32(c_s);
 
   for (int pi = a.part_piece_begin[blockIdx.x]; pi < piece_end; ++pi) {
     const PieceView pv = piece_view(a, pi);
     const int q_begin = pv.q_begin, rows = pv.rows;
     if (row0 >= rows) continue;  // uniform over the CTA
 
-    load_kv_tile<Format::Bf16>(a, kv_s, pv.seq, pv.tok_begin, pv.tok_end);
+    load_kv_tile<F>(a, kv_s, pv.seq, pv.tok_begin, pv.tok_end);
     cp_async_commit();
 
     // q rows [row0, row0 + 32) as stored (bf16), zeros past the sequence's rows.
@@ -78,32 +131,55 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_attend_mma_kernel(cons
 
     for (int it = 0; it < pv.num_tiles; ++it) {
       const int tok0 = pv.tok_begin + it * kBlockN;
-      const unsigned char* kv = ring_tile<Format::Bf16>(a, kv_s, it, pv);  // tile `it` (and q_s) visible to all
+      const unsigned char* kv = ring_tile<F>(a, kv_s, it, pv);  // tile `it` (and q_s) visible to all
       const uint32_t kv_u32 = smem_u32(kv);
-
-      // S tile of this warp: 36 k-steps of 16 over the 576 values, two per iteration.
-      float sc[4] = {0.f, 0.f, 0.f, 0.f};
-#pragma unroll 3
-      for (int k = 0; k < kHeadDimQK; k += 32) {
-        uint32_t qa0[4], qa1[4], kb[4];
-        ldmatrix_x4(qa0, q_lane + k * 2);
-        ldmatrix_x4(qa1, q_lane + (k + 16) * 2);
-        ldmatrix_x4(kb, kv_u32 + k_lane_off + k * 2);
-        mma_16816<__nv_bfloat16>(sc, qa0, kb[0], kb[1]);
-        mma_16816<__nv_bfloat16>(sc, qa1, kb[2], kb[3]);
+      if constexpr (S::kQuant) {
+        widen_codes<F>(kv, c_s, tid);
+        __syncthreads();
       }
+      const uint32_t lat_u32 = S::kQuant ? c_u32 : kv_u32;
+
+      // S tile of this warp: two 16-wide k-steps per iteration; a quantized latent scaled per 128-value tile.
+      float sc[4] = {0.f, 0.f, 0.f, 0.f};
+      const auto k_steps = [&](float (&c)[4], uint32_t k_base, int k_q, int k_end) {
+#pragma unroll 2
+        for (int k = k_q; k < k_end; k += 32) {
+          uint32_t qa0[4], qa1[4], kb[4];
+          ldmatrix_x4(qa0, q_lane + k * 2);
+          ldmatrix_x4(qa1, q_lane + (k + 16) * 2);
+          ldmatrix_x4(kb, k_base + (k - k_q) * 2);
+          mma_16816<__nv_bfloat16>(c, qa0, kb[0], kb[1]);
+          mma_16816<__nv_bfloat16>(c, qa1, kb[2], kb[3]);
+        }
+      };
+      if constexpr (S::kQuant) {
+#pragma unroll
+        for (int t = 0; t < kQuantTiles; ++t) {
+          float part[4] = {0.f, 0.f, 0.f, 0.f};
+          k_steps(part, lat_u32 + k_lat_off + t * kQuantTile * 2, t * kQuantTile, (t + 1) * kQuantTile);
+#pragma unroll
+          for (int e = 0; e < 4; ++e) sc[e] = fmaf(part[e], row_scale<F>(kv, s_n + lanes::c_col(lane, e), t), sc[e]);
+        }
+      } else {
+        k_steps(sc, lat_u32 + k_lat_off, 0, kKvLoraRank);
+      }
+      k_steps(sc, kv_u32 + k_rope_off, kKvLoraRank, kHeadDimQK);  // k_pe: bf16 in the ring
 #pragma unroll
       for (int e = 0; e < 4; ++e)
         s_s[(s_m + lanes::c_row(lane, e)) * kMmaSStride + s_n + lanes::c_col(lane, e)] = sc[e];
       __syncthreads();  // the 32 x 32 scores are complete
 
-      // The SIMT kernel's online softmax; P rounded to bf16 for the product.
+      // The SIMT kernel's online softmax; P rounded to bf16 for the product (times the token's scale per tile).
 #pragma unroll
       for (int j = 0; j < kScoreRowsPerWarp; ++j) {
         const int r = warp + kWarps * j;
         float alpha;
         const float p = softmax.step(j, s_s[r * kMmaSStride + lane], tok0, lane, a.scale_log2, alpha);
-        p_s[r * kMmaPStride + lane] = __bfloat16_as_ushort(__float2bfloat16_rn(p));
+#pragma unroll
+        for (int t = 0; t < S::kPTiles; ++t) {
+          const float pt = S::kQuant ? p * row_scale<F>(kv, lane, t) : p;
+          p_s[(t * kRowsPerCta + r) * kMmaPStride + lane] = __bfloat16_as_ushort(__float2bfloat16_rn(pt));
+        }
         if (lane == 0) alpha_s[r] = alpha;
       }
       __syncthreads();  // p_s and alpha_s complete
@@ -126,7 +202,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_attend_mma_kernel(cons
 #pragma unroll
         for (int np = 0; np < kMmaColsPerWarp / 16; ++np) {  // pairs of n8 tiles
           uint32_t vb[4];
-          ldmatrix_x4_trans(vb, kv_u32 + v_lane_off + ks * Bf16Row::kSmemStride + np * 16 * 2);
+          ldmatrix_x4_trans(vb, lat_u32 + v_lane_off + ks * kLatStride + np * 16 * 2);
 #pragma unroll
           for (int mt = 0; mt < 2; ++mt) {
             mma_16816<__nv_bfloat16>(acc[mt][2 * np], pa[mt], vb[0], vb[1]);
@@ -134,7 +210,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_attend_mma_kernel(cons
           }
         }
       }
-      __syncthreads();  // the stage, s_s and p_s may be overwritten now
+      __syncthreads();  // the stage, the widened codes, s_s and p_s may be overwritten now
     }
 
     // The piece's result (final when it is its sequence's only piece, else a partial), as the SIMT kernel.
@@ -158,15 +234,26 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_attend_mma_kernel(cons
   }
 }
 
+template <Format F>
+void launch(const AttendArgs& a, dim3 grid, cudaStream_t stream) {
+  allow_large_smem<mla_decode_attend_mma_kernel<F>>(MmaSmem<F>::kBytes);
+  mla_decode_attend_mma_kernel<F><<<grid, kThreads, MmaSmem<F>::kBytes, stream>>>(a);
+  MLARUN_CUDA_CHECK(cudaGetLastError());
+}
+
 }  // namespace
 
 namespace mla {
 
 void launch_mla_decode_attend_mma(const MlaDecodeParams& p, const WorkspaceLayout& w, cudaStream_t stream) {
-  allow_large_smem<mla_decode_attend_mma_kernel>(kSmemMmaBytes);
+  const AttendArgs a = attend_args(p, w);
   const dim3 grid(unsigned(w.num_parts), unsigned(m_tiles(p.num_heads, p.max_q_per_seq)));
-  mla_decode_attend_mma_kernel<<<grid, kThreads, kSmemMmaBytes, stream>>>(attend_args(p, w));
-  MLARUN_CUDA_CHECK(cudaGetLastError());
+  switch (p.kv_format) {
+    case Format::Bf16: return launch<Format::Bf16>(a, grid, stream);
+    case Format::Fp8: return launch<Format::Fp8>(a, grid, stream);
+    case Format::Int8: return launch<Format::Int8>(a, grid, stream);
+  }
+  fail("mla_decode: kv_format ", int(p.kv_format), " is not bf16, fp8 or int8");
 }
 
 }  // namespace mla

@@ -75,7 +75,8 @@ static_assert(kSmemBytes <= 227 * 1024, "shared memory per CTA is limited to 227
 // ---- The tensor-core attend kernel (attend_mma.cu; bf16 caches) ---------------------------------------------
 // The same CTA tiling, workspace and partials as the SIMT kernel; both products on mma.sync m16n8k16 with fp32
 // accumulators: q rows and cached rows as stored (bf16), P rounded to bf16 for P.V as FlashAttention and FlashMLA
-// do. Off by default until a GPU has run its tests (MlaDecodeParams::tensor_cores; NOTES.md in this folder).
+// do. Every cache format. Off by default until a GPU has run its tests (MlaDecodeParams::tensor_cores; NOTES.md
+// in this folder).
 constexpr bool kAttendOnTensorCores = false;
 constexpr int kMmaQStride = kHeadDimQK + 8;  // bf16 q rows padded by 16 B: ldmatrix rows in distinct bank groups
 constexpr int kMmaPStride = kBlockN + 8;     // bf16 P rows, likewise
@@ -86,12 +87,21 @@ constexpr size_t kSmemMmaQBytes = size_t(kRowsPerCta) * kMmaQStride * 2;
 constexpr size_t kSmemMmaSBytes = size_t(kRowsPerCta) * kMmaSStride * 4;
 constexpr size_t kSmemMmaPBytes = size_t(kRowsPerCta) * kMmaPStride * 2;
 constexpr size_t kSmemMmaBytes = kSmemMmaQBytes + kSmemKvBytes + kSmemMmaSBytes + kSmemMmaPBytes + kSmemRowBytes;
+// Quantized rows (fp8/int8): each tile's codes are widened to bf16 in a buffer of their own (exactly: every e4m3
+// and int8 value is a bf16), the scores take each 128-value tile's scale after its products, and P.V takes one
+// P per tile with the token's scale folded in (4 P buffers): the same arithmetic as the SIMT kernel's.
+constexpr int kMmaCStride = kKvLoraRank + 8;  // bf16 codes, rows padded by 16 B
+constexpr size_t kSmemMmaCBytes = size_t(kBlockN) * kMmaCStride * 2;
+constexpr size_t kSmemMmaQuantBytes = kSmemMmaQBytes + kSmemKvQuantBytes + kSmemMmaCBytes + kSmemMmaSBytes +
+                                      kQuantTiles * kSmemMmaPBytes + kSmemRowBytes;
 static_assert(kHeadDimQK % 32 == 0, "scores: two k-steps of 16 per ldmatrix of the cached rows");
 static_assert(kRowsPerCta == 32 && kBlockN == 32 && kWarps == 8,
               "scores: the 2 x 4 tiles of 16 x 8 are one per warp; P.V: 2 m16 tiles x 8 n8 tiles per warp");
 static_assert(kSmemMmaQBytes % 16 == 0 && kSmemMmaSBytes % 16 == 0 && kSmemMmaPBytes % 16 == 0,
               "16-byte aligned parts");
-static_assert(kSmemMmaBytes <= 227 * 1024, "shared memory per CTA is limited to 227 KB on H100");
+static_assert(kSmemMmaBytes <= 227 * 1024 && kSmemMmaQuantBytes <= 227 * 1024, "227 KB of shared memory per CTA");
+static_assert(kSmemMmaCBytes % 16 == 0 && kSmemKvQuantBytes % 16 == 0, "16-byte aligned parts");
+static_assert(kMmaColsPerWarp <= kQuantTile && kQuantTile % kMmaColsPerWarp == 0, "a warp's columns share a scale");
 
 // ---- Scheduler and combine ---------------------------------------------------------------------------------
 constexpr int kSchedThreads = 1024;

@@ -52,7 +52,7 @@ struct MlaDecodeParams {
   int max_q_per_seq = 0;       // 1..4: bound on query rows per sequence (sizes the grid and the workspace)
   int num_sms = 0;             // SMs to balance over (current_device_sm_count()); sizes the workspace
   float softmax_scale = 0.0f;  // scores = q . row * softmax_scale (DeepSeek: 1/sqrt(192) times mscale^2)
-  // The attend kernel on tensor cores (attend_mma.cu) for a bf16 cache; fp8/int8 caches always take the SIMT one.
+  // The attend kernel on tensor cores (attend_mma.cu) instead of the SIMT one (attend.cu), for every format.
   bool tensor_cores = mla::kAttendOnTensorCores;
 };
 // Causality: query i (0-based) of a sequence with L cached tokens and n query rows sees tokens 0 .. L - n + i
@@ -108,7 +108,7 @@ namespace mla {
 // One kernel each, in schedule.cu, attend.cu and combine.cu of this folder; `p` is checked.
 void launch_mla_decode_schedule(const MlaDecodeParams& p, const mla::WorkspaceLayout& w, cudaStream_t stream);
 void launch_mla_decode_attend(const MlaDecodeParams& p, const mla::WorkspaceLayout& w, cudaStream_t stream);
-// The bf16 attend kernel on tensor cores (attend_mma.cu); launch_mla_decode_attend calls it when p asks for it.
+// The attend kernel on tensor cores (attend_mma.cu); launch_mla_decode_attend calls it when p asks for it.
 void launch_mla_decode_attend_mma(const MlaDecodeParams& p, const mla::WorkspaceLayout& w, cudaStream_t stream);
 void launch_mla_decode_combine(const MlaDecodeParams& p, const mla::WorkspaceLayout& w, cudaStream_t stream);
 }  // namespace mla
