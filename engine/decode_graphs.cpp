@@ -62,7 +62,8 @@ DecodeGraphs::DecodeGraphs(const DeepseekModel& model, std::vector<Tensor>& cach
   // failed on one rank alone would leave the ranks' collectives differently ordered.
   else if (comm.world_size() > 1) off_reason_ = "more than one rank";
   else if (!comm.can_capture_graphs()) off_reason_ = std::string("the ") + comm.backend() + " communicator";
-  MLARUN_CHECK(off_reason_.size() || (settings.block_size >= 1 && settings.num_blocks >= 1 && settings.table_blocks >= 1),
+  const bool sized = settings.block_size >= 1 && settings.num_blocks >= 1 && settings.table_blocks >= 1;
+  MLARUN_CHECK(!off_reason_.empty() || sized,
                "decode graphs: a cache of ", settings.num_blocks, " blocks of ", settings.block_size, " tokens, ",
                settings.table_blocks, " block-table columns");
 }

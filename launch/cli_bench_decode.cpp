@@ -76,7 +76,9 @@ struct DecodeResult {
   double graph_logit_diff = 0;    // max |logit| difference between a replayed step and an eager one
   DecodeStepBytes step_bytes;     // what the step cannot avoid reading (bench/decode_floor.h)
   // The floor: step_bytes at the measured copy bandwidth (CUDA only; 0 on the CPU, which is compute-bound).
-  double floor_ms(const DecodeSettings& s) const { return s.copy_gbps > 0 ? step_bytes.total() / s.copy_gbps / 1e6 : 0; }
+  double floor_ms(const DecodeSettings& s) const {
+    return s.copy_gbps > 0 ? step_bytes.total() / s.copy_gbps / 1e6 : 0;
+  }
   double median() const;
   TimeSplit mean_split() const;
 };

@@ -49,9 +49,10 @@ class Packer {
       MLARUN_CHECK(layout == into->layout && into->bytes.device() == device, "step: a fixed layout of ",
                    into->bytes.nbytes(), " bytes for a step of other sizes");
     // Raw storage: one byte per element.
-    Tensor buffer = into && into->bytes.defined() ? into->bytes : Tensor::empty({int64_t(total_)}, DType::F8_E4M3, device);
+    Tensor buffer = into && into->bytes.defined() ? into->bytes
+                                                  : Tensor::empty({int64_t(total_)}, DType::F8_E4M3, device);
     if (into) *into = {buffer, std::move(layout)};
-    uint8_t* host = device == Device::CPU ? static_cast<uint8_t*>(buffer.raw()) : static_cast<uint8_t*>(st.reserve(total_));
+    uint8_t* host = static_cast<uint8_t*>(device == Device::CPU ? buffer.raw() : st.reserve(total_));
     for (const Piece& p : pieces_)
       if (p.bytes) std::memcpy(host + p.offset, p.data, p.bytes);
     if (device != Device::CPU) {

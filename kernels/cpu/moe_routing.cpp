@@ -124,7 +124,8 @@ ExpertCapacityLayout permute_to_capacity(const Tensor& experts, int64_t first_ex
     int64_t slot = -1;
     if (local >= 0 && local < n) {
       const int64_t c_row = count[local]++;
-      MLARUN_CHECK(c_row < T, "permute_to_capacity: expert ", local + first_expert, " chosen more than once by a token");
+      MLARUN_CHECK(c_row < T, "permute_to_capacity: expert ", local + first_expert,
+                   " chosen more than once by a token");
       slot = c_row * n + local;
       c.tokens.data<int64_t>()[slot] = i / K;
     }

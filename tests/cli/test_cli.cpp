@@ -46,7 +46,8 @@ void check_fixture(const std::string& name, int block_size, const std::string& e
   for (int i = 0; ref.contains("prompt." + std::to_string(i) + ".input_ids"); ++i) {
     std::string p = "prompt." + std::to_string(i) + ".";
     std::string prompt = join(ref.load(p + "input_ids", DType::I64));
-    std::string common = "--model " + dir + " --block-size " + std::to_string(block_size) + " --device cpu" + extra_options;
+    std::string common =
+        "--model " + dir + " --block-size " + std::to_string(block_size) + " --device cpu" + extra_options;
 
     RunResult score = run_mlarun("score " + common + " --tokens " + prompt + " --out " + tmp.file("score.safetensors"));
     ASSERT_EQ(score.exit_code, 0) << score.output;

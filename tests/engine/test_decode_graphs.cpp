@@ -108,10 +108,12 @@ TEST(DecodeGraphs, FixedStepLayoutKeepsItsAddressesAndPadsTheTables) {
   EXPECT_EQ(a.absorbed.block_tables.data<int32_t>()[6 + 1], 3) << "sequence 1's second block";
   EXPECT_EQ(a.absorbed.block_tables.data<int32_t>()[6 + 2], 0) << "past its blocks: zero";
   // Another step of the same bucket: other tokens, longer contexts, fewer real sequences.
-  const StepTensors b = StepTensors::build_fixed(pad_decode_batch(decode_step(2, 7, 9), 4), Device::CPU, 4, 16, 6, buffer);
+  const StepTensors b =
+      StepTensors::build_fixed(pad_decode_batch(decode_step(2, 7, 9), 4), Device::CPU, 4, 16, 6, buffer);
   EXPECT_EQ(buffer.bytes.raw(), where);
   for (auto [x, y] : {std::pair{&a.token_ids, &b.token_ids}, {&a.slot_mapping, &b.slot_mapping},
-                      {&a.absorbed.seq_lens, &b.absorbed.seq_lens}, {&a.absorbed.block_tables, &b.absorbed.block_tables},
+                      {&a.absorbed.seq_lens, &b.absorbed.seq_lens},
+                      {&a.absorbed.block_tables, &b.absorbed.block_tables},
                       {&a.logit_rows, &b.logit_rows}}) {
     EXPECT_EQ(x->raw(), y->raw()) << "every view at the same address";
     EXPECT_EQ(x->shape(), y->shape());

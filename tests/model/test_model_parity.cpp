@@ -166,8 +166,8 @@ TEST(ModelParity, TimeSplitLeavesTheLogitsAlone) {
 // Face's logits as the compact one does: for decode steps only (the CUDA default's kind of split) and for every
 // step, prompts included, on both fixtures and every routing variant.
 TEST(ModelParity, CapacityMoeLayout) {
-  for (const char* name : {"deepseek-v2-tiny", "deepseek-v3-tiny", "shapes/v2-grouped-norope", "shapes/v3-nonorm-onegroup",
-                           "shapes/v3-grouped-noshared"}) {
+  for (const char* name : {"deepseek-v2-tiny", "deepseek-v3-tiny", "shapes/v2-grouped-norope",
+                           "shapes/v3-nonorm-onegroup", "shapes/v3-grouped-noshared"}) {
     SCOPED_TRACE(name);
     check_fixture(name, 16, MlaPath::Naive, false, /*moe_capacity_max_tokens=*/1);
     check_fixture(name, 16, MlaPath::Naive, false, /*moe_capacity_max_tokens=*/1 << 20);
