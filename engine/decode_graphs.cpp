@@ -85,6 +85,17 @@ std::string DecodeGraphs::unfit(const ForwardBatch& batch) const {
   return "";
 }
 
+std::string DecodeGraphs::describe() const {
+  if (!off_reason_.empty()) return "off (" + off_reason_ + ")";
+  std::string usable;
+  for (int64_t b : buckets_) {
+    if (model_.config().num_moe_layers() > 0 && model_.moe_layout(b) != MoeLayout::Capacity) break;
+    usable += (usable.empty() ? "" : ", ") + std::to_string(b);
+  }
+  if (usable.empty()) return "off (every bucket's MoE in the compact layout: --moe-capacity-max-tokens)";
+  return "batches of " + usable + " sequences, each bucket captured on its first decode step (--enforce-eager: off)";
+}
+
 Tensor DecodeGraphs::run(const ForwardBatch& batch, HostStaging& staging) {
   if (!unfit(batch).empty()) return {};
   const int64_t S = int64_t(batch.sequences.size()), bucket = decode_graph_bucket(buckets_, S);

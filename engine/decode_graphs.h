@@ -59,6 +59,8 @@ class DecodeGraphs {
   Tensor run(const ForwardBatch& batch, HostStaging& staging);
   // Why run() would take `batch` eagerly ("" when it replays or captures a graph).
   std::string unfit(const ForwardBatch& batch) const;
+  // One line for the start-up log: "off (reason)", or the buckets a decode step may replay from.
+  std::string describe() const;
 
   const std::vector<int64_t>& buckets() const { return buckets_; }
   int64_t captures() const { return captures_; }  // graphs captured so far

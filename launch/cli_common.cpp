@@ -220,6 +220,8 @@ Session open_session(ModelOptions& o) {
                  double(cap.num_blocks * cap.bytes_per_block) / (1 << 20));
     std::fprintf(stderr, "mlarun: maximum concurrency for %lld tokens per request: %.2fx\n",
                  (long long)r.max_model_len, cap.max_concurrency(r.max_model_len));
+    if (r.device == Device::CUDA)
+      std::fprintf(stderr, "mlarun: decode CUDA graphs: %s\n", s.runner->decode_graphs().describe().c_str());
   }
   return s;
 }

@@ -135,6 +135,9 @@ TEST(DecodeGraphs, OffOnTheCpu) {
   DecodeGraphs graphs(*model, cache, comm, {8, 4, 16, 4});
   HostStaging staging;
   EXPECT_EQ(graphs.unfit(decode_step(2, 5)), "not on the GPU");
+  EXPECT_EQ(graphs.describe(), "off (not on the GPU)");
+  DecodeGraphs eager(*model, cache, comm, {0, 4, 16, 4});
+  EXPECT_EQ(eager.describe(), "off (--enforce-eager)");
   EXPECT_FALSE(graphs.run(decode_step(2, 5), staging).defined());
   EXPECT_EQ(graphs.captures(), 0);
   EXPECT_EQ(graphs.buckets(), (std::vector<int64_t>{1, 2, 4, 8}));

@@ -254,6 +254,8 @@ TEST(GpuModel, DecodeGraphsReplayWhatEagerStepsCompute) {
   auto run = [&](bool eager) {
     o.enforce_eager = eager;
     DeepseekRunner runner(data_dir() + "/deepseek-v3-tiny", o, comm);
+    const std::string graphs = runner.decode_graphs().describe();
+    EXPECT_EQ(graphs.rfind(eager ? "off (--enforce-eager)" : "batches of 1, 2, 4, 6 sequences", 0), 0u) << graphs;
     Engine engine(o, runner);
     for (int r = 0; r < 6; ++r) {
       SamplingParams params;
