@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "runtime/device_allocator.h"
 #include "runtime/error.h"
 #include "runtime/step_profiler.h"
 
@@ -96,6 +97,17 @@ std::string DecodeGraphs::describe() const {
   return "batches of " + usable + " sequences, each bucket captured on its first decode step (--enforce-eager: off)";
 }
 
+DecodeGraphs::~DecodeGraphs() {
+  if (!stream_) return;
+  try {
+    stream_->synchronize();
+  } catch (const Error&) {
+    // an earlier asynchronous failure: nothing to wait for any more
+  }
+  graphs_.clear();  // their tensors go back to the stream's cache
+  DeviceAllocator::instance().release_retained(stream_->handle());
+}
+
 Tensor DecodeGraphs::run(const ForwardBatch& batch, HostStaging& staging) {
   if (!unfit(batch).empty()) return {};
   const int64_t S = int64_t(batch.sequences.size()), bucket = decode_graph_bucket(buckets_, S);
@@ -114,7 +126,10 @@ Tensor DecodeGraphs::run(const ForwardBatch& batch, HostStaging& staging) {
 bool DecodeGraphs::capture(Graph& g, const ForwardBatch& padded, int64_t bucket) {
   const std::string what = "the decode step of " + std::to_string(bucket) + " sequences";
   try {
-    if (!stream_) stream_ = std::make_unique<CudaStream>(/*blocking=*/true);
+    if (!stream_) {
+      stream_ = std::make_unique<CudaStream>(/*blocking=*/true);
+      DeviceAllocator::instance().retain_cached(stream_->handle());  // the graphs' pool: see the header
+    }
     {
       // Warm-up: kernels loaded, cuBLAS set up and the graph stream's pool filled before anything is recorded.
       // It writes the real sequences' cache rows once; the replay writes the same rows again.

@@ -13,7 +13,9 @@
 //
 // The graph stream is a blocking stream, so it orders itself with the legacy default stream (every other step's
 // work, the uploads, the sampler) both ways without events. What a graph allocates comes from the caching
-// allocator on that stream, which no other stream's work reuses: the graphs' private pool (runtime/cuda_graph.h).
+// allocator on that stream, which no other stream's work reuses: the graphs' private pool (runtime/cuda_graph.h),
+// retained through empty_cache and out-of-memory retries (DeviceAllocator::retain_cached) because the graphs keep
+// writing into it.
 #pragma once
 
 #include <map>
@@ -54,6 +56,10 @@ class DecodeGraphs {
   // outlive this object.
   DecodeGraphs(const DeepseekModel& model, std::vector<Tensor>& cache, const Communicator& comm,
                DecodeGraphSettings settings);
+  // Waits for the last replay, drops the graphs, then gives their stream's cached blocks back to the driver.
+  ~DecodeGraphs();
+  DecodeGraphs(const DecodeGraphs&) = delete;
+  DecodeGraphs& operator=(const DecodeGraphs&) = delete;
   // The f32 logits [S, vocab] of a decode step replayed from its bucket's graph; an undefined tensor when the
   // step runs eagerly instead (it does not qualify, or its bucket could not be captured).
   Tensor run(const ForwardBatch& batch, HostStaging& staging);

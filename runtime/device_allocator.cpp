@@ -45,15 +45,31 @@ void* DeviceAllocator::take_cached(size_t rounded, CUstream_st* stream) {
   return p;
 }
 
-void DeviceAllocator::free_cached_blocks() {
+void DeviceAllocator::free_cached_blocks(CUstream_st* only) {
+  for (auto it = free_.begin(); it != free_.end();) {
+    const CUstream_st* stream = it->first.first;
+    if (only ? stream != only : retained_.count(it->first.first) > 0) {
+      ++it;
+      continue;
+    }
 #ifdef MLARUN_WITH_CUDA
-  for (auto& [key, p] : free_) {
-    cudaFree(p);  // a failure here leaves the block leaked; nothing better to do with it
-    stats_.bytes_reserved -= int64_t(key.second);
+    cudaFree(it->second);  // a failure here leaves the block leaked; nothing better to do with it
+    stats_.bytes_reserved -= int64_t(it->first.second);
     ++stats_.device_frees;
-  }
 #endif
-  free_.clear();
+    it = free_.erase(it);
+  }
+}
+
+void DeviceAllocator::retain_cached(CUstream_st* stream) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  retained_.insert(stream);
+}
+
+void DeviceAllocator::release_retained(CUstream_st* stream) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  retained_.erase(stream);
+  free_cached_blocks(stream);
 }
 
 void* DeviceAllocator::allocate(size_t nbytes, CUstream_st* stream) {

@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <mutex>
 #include <unordered_map>
 #include <utility>
@@ -39,8 +40,13 @@ class DeviceAllocator {
   // state) when the device is out of memory even after the cache was emptied.
   void* allocate(size_t nbytes, CUstream_st* stream);
   void release(void* p);
-  // Gives every cached free block back to the driver (used before measuring free memory).
+  // Gives every cached free block back to the driver (used before measuring free memory), but a retained stream's.
   void empty_cache();
+  // The free blocks of `stream` stay cached through empty_cache and out-of-memory retries: CUDA graphs captured on
+  // that stream (runtime/cuda_graph.h) still write into them when they replay. release_retained(stream) gives them
+  // back to the driver and ends that (when the graphs are gone).
+  void retain_cached(CUstream_st* stream);
+  void release_retained(CUstream_st* stream);
   DeviceMemoryStats stats() const;
   void reset_peak();
 
@@ -50,7 +56,8 @@ class DeviceAllocator {
  private:
   DeviceAllocator() = default;
   void* take_cached(size_t rounded, CUstream_st* stream);  // lock held
-  void free_cached_blocks();                                // lock held
+  // Lock held. Every cached block but the retained streams' (only == nullptr), or only `only`'s.
+  void free_cached_blocks(CUstream_st* only = nullptr);
 
   struct Block {
     size_t size;
@@ -59,6 +66,7 @@ class DeviceAllocator {
   mutable std::mutex mutex_;
   std::unordered_map<void*, Block> live_;                              // handed out
   std::multimap<std::pair<CUstream_st*, size_t>, void*> free_;         // (stream, size) -> block
+  std::set<CUstream_st*> retained_;                                     // streams whose free blocks stay
   DeviceMemoryStats stats_;
 };
 

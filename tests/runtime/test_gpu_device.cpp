@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "runtime/device.h"
+#include "runtime/device_allocator.h"
 #include "runtime/error.h"
 #include "runtime/step_profiler.h"
 #include "runtime/tensor.h"
@@ -36,6 +37,25 @@ TEST(GpuDevice, WithoutGpuDeviceAllocationIsAClearError) {
 
 // The step profiler's CUDA path: regions timed by events on the current stream, read after the step's own
 // synchronization; the second step reuses the first one's events.
+// A retained stream's free blocks survive empty_cache (CUDA graphs captured there still write into them) and are
+// reused from the cache; release_retained gives them back to the driver.
+TEST(GpuDevice, RetainedStreamBlocksSurviveEmptyCache) {
+  if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
+  DeviceAllocator& alloc = DeviceAllocator::instance();
+  CudaStream stream(/*blocking=*/true);
+  alloc.retain_cached(stream.handle());
+  void* p = alloc.allocate(size_t(3) << 20, stream.handle());
+  alloc.release(p);
+  alloc.empty_cache();
+  const DeviceMemoryStats before = alloc.stats();
+  void* q = alloc.allocate(size_t(3) << 20, stream.handle());
+  EXPECT_EQ(q, p) << "the retained block came back from the cache";
+  EXPECT_EQ(alloc.stats().device_mallocs, before.device_mallocs);
+  alloc.release(q);
+  alloc.release_retained(stream.handle());
+  EXPECT_EQ(alloc.stats().device_frees, before.device_frees + 1) << "given back to the driver";
+}
+
 TEST(GpuDevice, StepProfilerTimesRegionsWithEvents) {
   if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
   Tensor buffer = Tensor::empty({int64_t(64) << 20}, DType::F32, Device::CUDA);  // 256 MiB
