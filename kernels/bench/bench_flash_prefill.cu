@@ -186,6 +186,32 @@ int main(int argc, char** argv) {
       r["tflops"] = tflops, r["max_err"] = c.kernel, r["plain_err"] = c.plain, r["valid"] = c.ok();
       results.push_back(r);
     }
+    // 3) Varlen against uniform (issue 19: a mixed batch >= 90% of the uniform batch's TFLOP/s): 192/128, 16 heads,
+    // causal, 16384 tokens either as 4 x 4096 or as lengths from 1 to 4096; the varlen batch also longest first.
+    const std::vector<int> varlen = {4096, 1, 2048, 17, 1024, 3000, 512, 2000, 1500, 128, 2058};
+    struct Batch { const char* name; std::vector<int> lens; bool lpt; };
+    const std::vector<Batch> batches = {{"uniform 4 x 4096", std::vector<int>(4, 4096), false},
+                                        {"varlen 1..4096", varlen, false},
+                                        {"varlen 1..4096, longest first", varlen, true}};
+    std::printf("\n%-34s %9s %9s %11s\n", "batch (192/128 bf16, h16, causal)", "ms", "TFLOP/s", "x uniform");
+    double uniform_tflops = 0;
+    for (const Batch& bt : batches) {
+      Case pb{bt.name, 192, 128, 16, 16, DType::BF16, true, -1, bt.lens, bt.lens};
+      pb.longest_first = bt.lpt;
+      DeviceRun run = make_run(pb, seed + 16 * salt++);
+      const cuda::flash::Errors c = cuda::flash::validate(run, rows_to_check(pb, quick ? 4 : 12, rng));
+      all_ok &= report("sample", pb, c);
+      const double ms = cuda::bench::median_ms(3, quick ? 5 : reps, [&](int) { run.launch(); });
+      double flops = 0;
+      for (int s : bt.lens) flops += 2.0 * 16 * double(s) * s * (192 + 128) / 2;
+      const double tflops = flops / (ms * 1e-3) / 1e12;
+      if (uniform_tflops == 0) uniform_tflops = tflops;
+      std::printf("%-34s %9.3f %9.1f %11.2f\n", bt.name, ms, tflops, tflops / uniform_tflops);
+      json::Value r = json::Value::object();
+      r["kind"] = "prefill_varlen", r["backend"] = "mlarun", r["batch"] = bt.name, r["longest_first"] = bt.lpt;
+      r["ms"] = ms, r["tflops"] = tflops, r["x_uniform"] = tflops / uniform_tflops, r["valid"] = c.ok();
+      results.push_back(r);
+    }
     if (!json_path.empty()) {
       std::ofstream(json_path) << json::dump(results, 1) << "\n";
       std::printf("wrote %s\n", json_path.c_str());

@@ -11,12 +11,14 @@
 #include <cstdio>
 #include <functional>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "kernels/cuda/flash_prefill/cases.h"
 #include "kernels/cuda/flash_prefill/flash_prefill.h"
 #include "kernels/cuda/flash_prefill/reference.h"
+#include "kernels/cuda/flash_prefill/tile_order.cuh"
 #include "kernels/ops.h"
 #include "runtime/device.h"
 #include "runtime/error.h"
@@ -77,6 +79,14 @@ std::vector<Case> cases() {
                {300, 90, 500, 40, 64}, {2000, -70, 300, 100000, -1000}});
   v.push_back({"causal_offsets_window_fp16", 128, 128, 4, 2, DType::F16, true, 50, {129, 65}, {300, 77},
                {120, -20}});
+  // Every case so far again with the tiles launched longest first (tile_order.cuh): same results, another order.
+  const size_t plain = v.size();
+  for (size_t i = 0; i < plain; ++i) {
+    Case c = v[i];
+    c.name += "_lpt";
+    c.longest_first = true;
+    v.push_back(c);
+  }
   // One small case per head-dim pair (several key tiles, chunked): what launch/gpu_check.sh runs under racecheck.
   for (auto& d : dims)
     v.push_back({"small_" + std::to_string(d[0]) + "_" + std::to_string(d[1]), d[0], d[1], 2, 1, DType::BF16, true,
@@ -93,6 +103,50 @@ TEST_P(FlashPrefillGpu, MatchesCpuReferenceWithinTwiceThePlainError) {
 
 INSTANTIATE_TEST_SUITE_P(Cases, FlashPrefillGpu, ::testing::ValuesIn(cases()),
                          [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
+
+// The longest-first order (tile_order.cuh): every (sequence, m-block) tile exactly once, by non-increasing key
+// blocks as the kernel counts them (tile_key_blocks on the host), for a causal varlen batch with empty sequences,
+// explicit offsets and a window.
+TEST(FlashPrefillTileOrder, ListsEveryTileOnceLongestFirst) {
+  if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
+  const std::vector<int> len_q = {4096, 0, 17, 1000, 130, 0, 1}, len_k = {4096, 5, 300, 1000, 9000, 0, 64};
+  const std::vector<int> offset = {0, 0, 283, 0, 8870, 0, 63};
+  for (const int window : {-1, 300}) {
+    SCOPED_TRACE("window " + std::to_string(window));
+    std::vector<int32_t> cu_q{0}, cu_k{0};
+    for (size_t b = 0; b < len_q.size(); ++b) {
+      cu_q.push_back(cu_q.back() + len_q[b]);
+      cu_k.push_back(cu_k.back() + len_k[b]);
+    }
+    const int bm = 128, bn = 64, batch = int(len_q.size());
+    int tiles = 0;
+    for (int l : len_q) tiles += (l + bm - 1) / bm;
+    Tensor dcu_q = Tensor::empty({batch + 1}, DType::I32), dcu_k = Tensor::empty({batch + 1}, DType::I32);
+    Tensor doff = Tensor::empty({batch}, DType::I32);
+    std::copy(cu_q.begin(), cu_q.end(), dcu_q.data<int32_t>());
+    std::copy(cu_k.begin(), cu_k.end(), dcu_k.data<int32_t>());
+    std::copy(offset.begin(), offset.end(), doff.data<int32_t>());
+    dcu_q = dcu_q.to(Device::CUDA), dcu_k = dcu_k.to(Device::CUDA), doff = doff.to(Device::CUDA);
+    Tensor order = Tensor::empty({2 * int64_t(tiles)}, DType::I32, Device::CUDA);
+    const cuda::flash::TileOrderArgs args{dcu_q.data<int32_t>(), dcu_k.data<int32_t>(), doff.data<int32_t>(),
+                                          batch, tiles, 1, window, bm, bn};
+    cuda::flash::order_tiles_longest_first(args, reinterpret_cast<int2*>(order.raw()), nullptr);
+    const Tensor host = order.to(Device::CPU);
+    std::set<std::pair<int, int>> seen;
+    int last_work = 1 << 30;
+    for (int t = 0; t < tiles; ++t) {
+      const int seq = host.data<int32_t>()[2 * t], m_block = host.data<int32_t>()[2 * t + 1];
+      ASSERT_TRUE(seq >= 0 && seq < batch && m_block >= 0 && m_block * bm < len_q[size_t(seq)]) << "tile " << t;
+      EXPECT_TRUE(seen.insert({seq, m_block}).second) << "tile (" << seq << ", " << m_block << ") twice";
+      const size_t b = size_t(seq);
+      const int work = std::max(
+          0, cuda::flash::tile_key_blocks(m_block * bm, len_q[b], len_k[b], offset[b], true, window, bm, bn).count());
+      EXPECT_LE(work, last_work) << "tile " << t << " heavier than the one before it";
+      last_work = work;
+    }
+    EXPECT_EQ(int(seen.size()), tiles);
+  }
+}
 
 // NaN in an input reaches exactly the outputs a plain softmax(S) @ V makes NaN (flash_prefill.h), the other rows
 // still match the reference, and a row that sees no key still writes exact zeros and -inf. 128/128 bf16, causal,

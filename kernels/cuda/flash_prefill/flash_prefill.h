@@ -9,6 +9,7 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/flash_prefill/config.h"
 #include "runtime/dtype.h"
 
 namespace mlarun::ops::cuda {
@@ -51,6 +52,10 @@ struct FlashPrefillParams {
   // Sliding window: query i also needs j >= off + i - window_left (window_left + 1 keys including its own when
   // causal); -1 = no window. Without causal the right side stays unbounded.
   int window_left = -1;
+  // Launch the query tiles longest first over all sequences and heads (tile_order.cuh: a device-side counting
+  // sort by key blocks) instead of m-blocks x heads x sequences. Off by default until a GPU has measured it on the
+  // varlen workbench shapes (config.h kLongestFirst).
+  bool longest_first = flash::kLongestFirst;
 };
 
 // Checks every field (throws mlarun::Error naming the value) without touching CUDA.

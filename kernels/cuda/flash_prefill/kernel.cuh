@@ -19,8 +19,10 @@
 #include <cuda_runtime_api.h>
 
 #include "runtime/cuda_check.h"
+#include "runtime/tensor.h"
 #include "kernels/cuda/flash_prefill/flash_prefill.h"
 #include "kernels/cuda/flash_prefill/config.h"
+#include "kernels/cuda/flash_prefill/tile_order.cuh"
 #include "kernels/cuda/mma_sm80.cuh"
 
 namespace mlarun::ops::cuda::flash {
@@ -47,6 +49,8 @@ struct KernelArgs {
   float scale_log2;      // softmax scale * log2(e): p = exp2(s * scale_log2 - m * scale_log2)
   int causal;
   int window_left;       // -1: none
+  const int2* tiles;     // nullptr: grid (m-blocks, heads, sequences); else grid (heads, tiles), tile blockIdx.y
+                         // = {sequence, m-block} of the longest-first order (tile_order.cuh)
 };
 
 // Element offset of 16-byte chunk `chunk` of row `row` in a tile with `kStride` elements per row. The chunk
@@ -114,9 +118,16 @@ __global__ void __launch_bounds__(Traits<kDQK, kDV>::kThreads, Traits<kDQK, kDV>
   uint16_t* sK = sQ + T::kSmemQ;    // [kBlockN, kDQK] swizzled
   uint16_t* sV = sK + T::kSmemK;    // [kBlockN, kDV] swizzled
 
-  // Causal tiles near the end of a sequence see the most keys: launch them first.
-  const int m_block = args.causal ? int(gridDim.x) - 1 - int(blockIdx.x) : int(blockIdx.x);
-  const int head = blockIdx.y, seq = blockIdx.z;
+  // Longest first: the tile list's order (every sequence and head); otherwise within a (head, sequence), causal
+  // tiles near the end of the sequence (they see the most keys) launch first.
+  int m_block, head, seq;
+  if (args.tiles != nullptr) {
+    const int2 tile = args.tiles[blockIdx.y];
+    seq = tile.x, m_block = tile.y, head = blockIdx.x;
+  } else {
+    m_block = args.causal ? int(gridDim.x) - 1 - int(blockIdx.x) : int(blockIdx.x);
+    head = blockIdx.y, seq = blockIdx.z;
+  }
   const int q_start = args.cu_q[seq], len_q = args.cu_q[seq + 1] - q_start;
   const int m0 = m_block * kBlockM;
   if (m0 >= len_q) return;
@@ -127,12 +138,12 @@ __global__ void __launch_bounds__(Traits<kDQK, kDV>::kThreads, Traits<kDQK, kDV>
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int warp_row = warp * 16;  // this warp's 16 rows inside the tile
 
-  // Keys this tile may see: [key_begin, key_end).
+  // Keys this tile may see: [key_begin, key_end), in key blocks [n_begin, n_end).
   const int m_last = min(m0 + kBlockM, len_q) - 1;
   const int key_end = args.causal ? min(len_k, m_last + off + 1) : len_k;
   const int key_begin = args.window_left >= 0 ? max(0, m0 + off - args.window_left) : 0;
-  const int n_begin = key_begin / kBlockN;
-  const int n_end = key_end > key_begin ? (key_end + kBlockN - 1) / kBlockN : n_begin;
+  const KeyBlocks blocks = tile_key_blocks(m0, len_q, len_k, off, args.causal != 0, args.window_left, kBlockM, kBlockN);
+  const int n_begin = blocks.begin, n_end = blocks.end;
 
   const int64_t q_stride = int64_t(args.hq) * kDQK, k_stride = int64_t(args.hkv) * kDQK,
                 v_stride = int64_t(args.hkv) * kDV;
@@ -322,6 +333,7 @@ void launch_flash_prefill(const FlashPrefillParams& p, int max_seqlen_q, cudaStr
   args.scale_log2 = p.softmax_scale * 1.4426950408889634f;
   args.causal = p.causal ? 1 : 0;
   args.window_left = p.window_left;
+  args.tiles = nullptr;
 
   auto kernel = flash_prefill_kernel<kHeadDimQK, kHeadDimV, Element>;
   // More than 48 KB of dynamic smem must be opted into, once per device (not per launch: timed runs stay clean).
@@ -333,7 +345,20 @@ void launch_flash_prefill(const FlashPrefillParams& p, int max_seqlen_q, cudaStr
     MLARUN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes));
     configured_devices.fetch_or(bit);
   }
-  const dim3 grid((max_seqlen_q + T::kBlockM - 1) / T::kBlockM, p.num_heads_q, p.batch);
+  int num_tiles = 0;
+  for (int b = 0; b < p.batch; ++b)
+    num_tiles += (p.cu_seqlens_q_host[b + 1] - p.cu_seqlens_q_host[b] + T::kBlockM - 1) / T::kBlockM;
+  Tensor order;  // the longest-first tile list; freed at return, stream-ordered after the kernel reads it
+  if (p.longest_first && num_tiles > 0 && num_tiles <= 65535 && tile_order_smem_bytes(p.batch) <= 48 * 1024) {
+    order = Tensor::empty({2 * int64_t(num_tiles)}, DType::I32, Device::CUDA);
+    args.tiles = reinterpret_cast<const int2*>(order.raw());
+    order_tiles_longest_first({p.cu_seqlens_q, p.cu_seqlens_k, p.causal_offset, p.batch, num_tiles, args.causal,
+                               p.window_left, T::kBlockM, T::kBlockN},
+                              reinterpret_cast<int2*>(order.raw()), stream);
+  }
+  const dim3 grid = args.tiles != nullptr
+                        ? dim3(unsigned(p.num_heads_q), unsigned(num_tiles))
+                        : dim3((max_seqlen_q + T::kBlockM - 1) / T::kBlockM, p.num_heads_q, p.batch);
   kernel<<<grid, T::kThreads, T::kSmemBytes, stream>>>(args);
   MLARUN_CUDA_CHECK(cudaGetLastError());
 }
