@@ -79,10 +79,12 @@ std::vector<Case> cases() {
                {300, 90, 500, 40, 64}, {2000, -70, 300, 100000, -1000}});
   v.push_back({"causal_offsets_window_fp16", 128, 128, 4, 2, DType::F16, true, 50, {129, 65}, {300, 77},
                {120, -20}});
-  // Every case so far again with the tiles launched longest first (tile_order.cuh): same results, another order.
+  // Every case so far again with the tiles launched longest first (tile_order.cuh): same results, another order;
+  // but the three largest (their CPU references dominate the check's time under memcheck).
   const size_t plain = v.size();
   for (size_t i = 0; i < plain; ++i) {
     Case c = v[i];
+    if (c.name == "mla_128_heads" || c.name == "one_head_long" || c.name == "gqa_long_fp16") continue;
     c.name += "_lpt";
     c.longest_first = true;
     v.push_back(c);
