@@ -1,5 +1,5 @@
 // SwiGLU MLP, routed experts and the MoE combine (see mlp.h): routing, permutation and combine stay on the
-// activations' device (kernels/ops.h permute_by_expert, combine_experts).
+// activations' device (kernels/ops.h permute_by_expert / permute_to_capacity, expert_linear, combine_experts).
 #include "model/mlp.h"
 
 #include "runtime/error.h"

@@ -28,8 +28,8 @@ class ParallelMLP {
 // How a MoE layer lays out its routed experts' rows (docs/model.md §4.2). Compact: each expert's tokens
 // back to back, sized by per-expert counts brought to the host (one small copy per layer), one GEMM per expert;
 // the least work, for prefill. Capacity: T rows for every local expert, sized by T alone (no host copy, so a
-// decode step can be captured in a CUDA graph), one strided-batched GEMM per projection over all experts; it
-// computes num_experts * T rows instead of top_k * T, which a decode-sized step hides under the weight reads.
+// decode step can be captured in a CUDA graph); its products read only the experts that hold tokens while they
+// hold few (ops::expert_linear), else one strided-batched GEMM per projection over every row.
 enum class MoeLayout { Compact, Capacity };
 
 class MoE {
