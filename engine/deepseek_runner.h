@@ -47,6 +47,7 @@ class DeepseekRunner final : public ModelRunner {
   void sync_sampled(std::vector<int32_t>& tokens) override;
   bool is_driver() const override { return comm_.rank() == 0; }
   MlaPathRule mla_path_rule() const override { return mla_rule_; }
+  int64_t cuda_graph_replays() const override { return graphs_->replays(); }
 
   const ModelConfig& config() const { return model_->config(); }
   const CacheCapacity& capacity() const { return capacity_; }

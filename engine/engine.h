@@ -62,6 +62,7 @@ class Engine {
 
   bool has_unfinished() const { return !scheduler_.is_finished(); }
   const Scheduler& scheduler() const { return scheduler_; }
+  const ModelRunner& runner() const { return runner_; }
   const EngineStats& stats() const { return stats_; }
 
  private:

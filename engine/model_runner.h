@@ -26,6 +26,8 @@ class ModelRunner {
   // How the model's attention picks MLA's path for each sequence (runtime/mla_path_rule.h); the engine puts it in
   // every ForwardBatch. The default: absorbed for decode only.
   virtual MlaPathRule mla_path_rule() const { return {}; }
+  // Steps replayed from CUDA graphs so far (engine/decode_graphs.h); 0 for a runner without them.
+  virtual int64_t cuda_graph_replays() const { return 0; }
 };
 
 }  // namespace mlarun

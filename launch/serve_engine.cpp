@@ -187,6 +187,7 @@ void ServeEngine::loop() {
       waiting_ = engine_.scheduler().num_waiting();
       preemptions_ = engine_.scheduler().num_preemptions();
       kv_usage_ = cache.num_blocks ? double(cache.used) / double(cache.num_blocks) : 0.0;
+      cuda_graph_replays_ = engine_.runner().cuda_graph_replays();
       prompt_tokens_ += new_prompt;
       generation_tokens_ += new_gen;
       for (const RequestOutput& out : done)
@@ -239,6 +240,8 @@ std::string ServeEngine::metrics_text(const std::string& model_name) {
   metric("num_preemptions_total", "counter", "Cumulative number of preemptions from the engine.", double(preemptions_));
   metric("prompt_tokens_total", "counter", "Number of prefill tokens processed.", double(prompt_tokens_));
   metric("generation_tokens_total", "counter", "Number of generation tokens processed.", double(generation_tokens_));
+  metric("cuda_graph_replays_total", "counter", "Number of decode steps replayed from CUDA graphs.",
+         double(cuda_graph_replays_));
   o << "# HELP mlarun:request_success_total Count of finished requests by finish reason.\n"
        "# TYPE mlarun:request_success_total counter\n";
   for (const auto& [reason, n] : finished_by_reason_)

@@ -89,6 +89,7 @@ class ServeEngine {
   std::vector<Abort> aborts_;
   // Metrics, refreshed by the engine thread after each step.
   int64_t running_ = 0, waiting_ = 0, preemptions_ = 0, prompt_tokens_ = 0, generation_tokens_ = 0;
+  int64_t cuda_graph_replays_ = 0;
   double kv_usage_ = 0;
   std::map<std::string, int64_t> finished_by_reason_;
   Histogram ttft_, tpot_, e2e_;

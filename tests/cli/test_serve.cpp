@@ -249,6 +249,7 @@ TEST_F(Serve, ModelsHealthTokenizeDetokenizeMetrics) {
   for (const char* name : {"num_requests_running", "num_requests_waiting", "kv_cache_usage_perc", "prompt_tokens_total",
                            "generation_tokens_total", "num_preemptions_total"})
     EXPECT_GE(metric(m, name), 0) << name << "\n" << m;
+  EXPECT_EQ(metric(m, "cuda_graph_replays_total"), 0) << "the CPU replays no CUDA graph\n" << m;
   for (const char* h : {"time_to_first_token_seconds", "time_per_output_token_seconds", "e2e_request_latency_seconds"}) {
     EXPECT_NE(m.find(std::string("# TYPE mlarun:") + h + " histogram"), std::string::npos) << h;
     EXPECT_NE(m.find(std::string("mlarun:") + h + "_bucket{model_name=\"tiny\",le=\"+Inf\"}"), std::string::npos) << h;
