@@ -138,10 +138,7 @@ __global__ void __launch_bounds__(Traits<kDQK, kDV>::kThreads, Traits<kDQK, kDV>
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int warp_row = warp * 16;  // this warp's 16 rows inside the tile
 
-  // Keys this tile may see: [key_begin, key_end), in key blocks [n_begin, n_end).
-  const int m_last = min(m0 + kBlockM, len_q) - 1;
-  const int key_end = args.causal ? min(len_k, m_last + off + 1) : len_k;
-  const int key_begin = args.window_left >= 0 ? max(0, m0 + off - args.window_left) : 0;
+  // The key blocks this tile may see (tile_order.cuh: the formula the longest-first order counts with too).
   const KeyBlocks blocks = tile_key_blocks(m0, len_q, len_k, off, args.causal != 0, args.window_left, kBlockM, kBlockN);
   const int n_begin = blocks.begin, n_end = blocks.end;
 
