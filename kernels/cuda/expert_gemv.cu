@@ -21,15 +21,6 @@ constexpr int kThreads = 256, kWarps = kThreads / 32;
 constexpr int kCols = 64;  // output columns per CTA; warp w takes columns w, w + 8, ...
 constexpr int kRows = 8;   // tokens staged per pass
 
-__device__ __forceinline__ void bf16x8(const uint4 v, float (&f)[8]) {  // exact: bf16 is fp32's upper half
-  const unsigned w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    f[2 * i] = __uint_as_float(w[i] << 16);
-    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-  }
-}
-
 // x bf16 [T, n, K] (row c * n + j: expert j's c-th token), w bf16 [n, N, K], counts i64 [n] -> y bf16 [T, n, N].
 __global__ void __launch_bounds__(kThreads) expert_gemv_kernel(const uint16_t* x, const uint16_t* w,
                                                                const int64_t* counts, uint16_t* y, int T, int n, int N,
@@ -61,12 +52,12 @@ __global__ void __launch_bounds__(kThreads) expert_gemv_kernel(const uint16_t* x
 #pragma unroll 4
       for (int k = lane * 8; k < K; k += 32 * 8) {
         float wf[8];
-        bf16x8(__ldg(reinterpret_cast<const uint4*>(wrow + k)), wf);
+        bf16x8_to_f32(__ldg(reinterpret_cast<const uint4*>(wrow + k)), wf);
 #pragma unroll
         for (int r = 0; r < kRows; ++r) {
           if (r >= R) break;
           float xf[8];
-          bf16x8(*reinterpret_cast<const uint4*>(xs + r * K + k), xf);
+          bf16x8_to_f32(*reinterpret_cast<const uint4*>(xs + r * K + k), xf);
 #pragma unroll
           for (int e = 0; e < 8; ++e) acc[r] = fmaf(wf[e], xf[e], acc[r]);
         }

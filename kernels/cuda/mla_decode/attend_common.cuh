@@ -15,6 +15,7 @@
 
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/mla_decode/mla_decode.h"
+#include "kernels/cuda/mma_sm80.cuh"
 #include "runtime/cuda_check.h"
 
 namespace mlarun::ops::cuda::mla {
@@ -97,16 +98,6 @@ __device__ __forceinline__ void load_kv_tile(const AttendArgs& a, unsigned char*
                                : make_uint4(~0u, ~0u, ~0u, ~0u);  // NaN scales (and NaN e4m3 codes)
     }
     *reinterpret_cast<uint4*>(dst) = fill;
-  }
-}
-
-// 8 bf16 (one 16-byte load) -> 8 fp32, exactly: a bf16 is the upper half of an fp32.
-__device__ __forceinline__ void bf16x8_to_f32(const uint4 v, float (&f)[8]) {
-  const unsigned w[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    f[2 * i] = __uint_as_float(w[i] << 16);
-    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
   }
 }
 
@@ -232,9 +223,7 @@ __device__ __forceinline__ void store_o(const AttendArgs& a, int pi, const Piece
   if (whole) {
     uint32_t packed[kCount / 2];
 #pragma unroll
-    for (int i = 0; i < kCount / 2; ++i)
-      packed[i] = uint32_t(__bfloat16_as_ushort(__float2bfloat16_rn(v[2 * i]))) |
-                  (uint32_t(__bfloat16_as_ushort(__float2bfloat16_rn(v[2 * i + 1]))) << 16);
+    for (int i = 0; i < kCount / 2; ++i) packed[i] = mma_sm80::pack2<__nv_bfloat16>(v[2 * i], v[2 * i + 1]);
     uint16_t* dst = a.out + (int64_t(pv.q_begin) * a.num_heads + row) * kHeadDimV + col;
     if constexpr (kCount == 8)
       *reinterpret_cast<uint4*>(dst) = make_uint4(packed[0], packed[1], packed[2], packed[3]);

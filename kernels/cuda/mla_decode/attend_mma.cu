@@ -47,11 +47,6 @@ struct MmaSmem {
 static_assert(MmaSmem<Format::Bf16>::kBytes == kSmemMmaBytes && MmaSmem<Format::Fp8>::kBytes == kSmemMmaQuantBytes,
               "config.h's sizes");
 
-__device__ __forceinline__ uint32_t bf16_pair(float lo, float hi) {
-  return uint32_t(__bfloat16_as_ushort(__float2bfloat16_rn(lo))) |
-         (uint32_t(__bfloat16_as_ushort(__float2bfloat16_rn(hi))) << 16);
-}
-
 // The 512 codes of every row of a quantized tile, widened to bf16 (exactly) into `codes`.
 template <Format F>
 __device__ __forceinline__ void widen_codes(const unsigned char* kv, uint16_t* codes, int tid) {
@@ -61,9 +56,11 @@ __device__ __forceinline__ void widen_codes(const unsigned char* kv, uint16_t* c
     float f[16];
     codes16_to_f32<F>(*reinterpret_cast<const uint4*>(kv + row * RowOf<F>::kSmemStride + c), f);
     uint4* dst = reinterpret_cast<uint4*>(codes + row * kMmaCStride + c);
-    dst[0] = make_uint4(bf16_pair(f[0], f[1]), bf16_pair(f[2], f[3]), bf16_pair(f[4], f[5]), bf16_pair(f[6], f[7]));
-    dst[1] = make_uint4(bf16_pair(f[8], f[9]), bf16_pair(f[10], f[11]), bf16_pair(f[12], f[13]),
-                        bf16_pair(f[14], f[15]));
+    uint32_t packed[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) packed[i] = pack2<__nv_bfloat16>(f[2 * i], f[2 * i + 1]);
+    dst[0] = make_uint4(packed[0], packed[1], packed[2], packed[3]);
+    dst[1] = make_uint4(packed[4], packed[5], packed[6], packed[7]);
   }
 }
 

@@ -18,6 +18,7 @@
 
 #include "runtime/cuda_check.h"
 #include "kernels/cuda/mla_decode/mla_decode.h"
+#include "kernels/cuda/mma_sm80.cuh"
 
 namespace mlarun::ops::cuda {
 namespace {
@@ -39,11 +40,6 @@ struct CombineArgs {
 
 // fmaxf drops NaN; this keeps it, so a NaN partial poisons the row instead of vanishing.
 __device__ __forceinline__ float max_keep_nan(float a, float b) { return (a != a || b != b) ? a + b : fmaxf(a, b); }
-
-__device__ __forceinline__ unsigned pack_bf16x2(float lo, float hi) {
-  return unsigned(__bfloat16_as_ushort(__float2bfloat16_rn(lo))) |
-         (unsigned(__bfloat16_as_ushort(__float2bfloat16_rn(hi))) << 16);
-}
 
 __global__ void __launch_bounds__(kCombineWarps * 32) mla_decode_combine_kernel(const CombineArgs a) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
@@ -102,8 +98,9 @@ __global__ void __launch_bounds__(kCombineWarps * 32) mla_decode_combine_kernel(
       for (int k = 0; k < 4; ++k) acc[k][0] = acc[k][1] = acc[k][2] = acc[k][3] = lse2;
     }
 #pragma unroll
-    for (int k = 0; k < 4; ++k) out[k * 32 + lane] = make_uint2(pack_bf16x2(acc[k][0], acc[k][1]),
-                                                               pack_bf16x2(acc[k][2], acc[k][3]));
+    for (int k = 0; k < 4; ++k)
+      out[k * 32 + lane] = make_uint2(mma_sm80::pack2<__nv_bfloat16>(acc[k][0], acc[k][1]),
+                                      mma_sm80::pack2<__nv_bfloat16>(acc[k][2], acc[k][3]));
     if (lane == 0) a.lse[out_row] = lse2 * 0.6931471805599453f;  // log2 -> ln; -inf and NaN stay
   }
 }
