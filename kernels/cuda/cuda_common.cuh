@@ -1,10 +1,15 @@
 // Device-side helpers the CUDA ops share: f32/bf16 loads and stores chosen by a run-time flag (uniform across a
-// launch, so the branch costs nothing next to the memory access), rounding to bf16, and warp/block reductions.
+// launch, so the branch costs nothing next to the memory access), rounding to bf16, and warp/block reductions;
+// and the one launch-side helper every kernel with a large shared-memory tile needs (allow_dynamic_smem).
 #pragma once
 
 #include <cuda_bf16.h>
+#include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
+
+#include "runtime/cuda_check.h"
 
 namespace mlarun::ops::cuda {
 
@@ -72,6 +77,23 @@ __device__ __forceinline__ float block_max(float v, float* scratch) {
   float m = -INFINITY;
   for (int w = 0; w < warps; ++w) m = fmaxf(m, scratch[w]);
   return m;
+}
+
+// Opts `Kernel` into `bytes` of dynamic shared memory on the current device (launches past 48 KB need it): one
+// cudaFuncSetAttribute per device and larger size, never per launch, so timed launches stay clean.
+template <auto Kernel>
+void allow_dynamic_smem(size_t bytes) {
+  if (bytes <= 48 * 1024) return;
+  static std::atomic<size_t> allowed[64];  // per device, zero-initialised
+  int device = 0;
+  MLARUN_CUDA_CHECK(cudaGetDevice(&device));
+  std::atomic<size_t>* mine = device < 64 ? &allowed[device] : nullptr;
+  if (mine != nullptr && mine->load() >= bytes) return;
+  MLARUN_CUDA_CHECK(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+  if (mine == nullptr) return;
+  size_t seen = mine->load();
+  while (seen < bytes && !mine->compare_exchange_weak(seen, bytes)) {
+  }
 }
 
 }  // namespace mlarun::ops::cuda

@@ -7,8 +7,6 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#include <atomic>
-
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/cuda_ops.h"
@@ -80,13 +78,6 @@ __global__ void zero_rows_past_count_kernel(uint16_t* y, const int64_t* counts, 
   }
 }
 
-void allow_smem(size_t bytes) {
-  static std::atomic<size_t> allowed{0};
-  if (bytes <= 48 * 1024 || bytes <= allowed.load()) return;
-  MLARUN_CUDA_CHECK(cudaFuncSetAttribute(expert_gemv_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
-  allowed.store(bytes);
-}
-
 }  // namespace
 
 bool expert_linear_fits(const Tensor& x, const Tensor& w) {
@@ -110,7 +101,7 @@ Tensor expert_linear(const Tensor& x, const Tensor& w, const Tensor& counts) {
   Tensor y = Tensor::empty({T, n, N}, DType::BF16, Device::CUDA);
   if (y.numel() == 0) return y;
   const size_t smem = size_t(kRows) * size_t(K) * 2;
-  allow_smem(smem);
+  allow_dynamic_smem<expert_gemv_kernel>(smem);
   const dim3 grid(unsigned((N + kCols - 1) / kCols), unsigned(n));
   expert_gemv_kernel<<<grid, kThreads, smem, stream()>>>(x.data<uint16_t>(), w.data<uint16_t>(),
                                                          counts.data<int64_t>(), y.data<uint16_t>(), int(T), int(n),

@@ -11,7 +11,6 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <type_traits>
@@ -20,6 +19,7 @@
 
 #include "runtime/cuda_check.h"
 #include "runtime/tensor.h"
+#include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/flash_prefill/flash_prefill.h"
 #include "kernels/cuda/flash_prefill/config.h"
 #include "kernels/cuda/flash_prefill/tile_order.cuh"
@@ -333,15 +333,7 @@ void launch_flash_prefill(const FlashPrefillParams& p, int max_seqlen_q, cudaStr
   args.tiles = nullptr;
 
   auto kernel = flash_prefill_kernel<kHeadDimQK, kHeadDimV, Element>;
-  // More than 48 KB of dynamic smem must be opted into, once per device (not per launch: timed runs stay clean).
-  static std::atomic<uint64_t> configured_devices{0};
-  int device = 0;
-  MLARUN_CUDA_CHECK(cudaGetDevice(&device));
-  const uint64_t bit = device < 64 ? uint64_t(1) << device : 0;
-  if (bit == 0 || !(configured_devices.load() & bit)) {
-    MLARUN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, T::kSmemBytes));
-    configured_devices.fetch_or(bit);
-  }
+  allow_dynamic_smem<flash_prefill_kernel<kHeadDimQK, kHeadDimV, Element>>(T::kSmemBytes);  // once per device
   int num_tiles = 0;
   for (int b = 0; b < p.batch; ++b)
     num_tiles += (p.cu_seqlens_q_host[b + 1] - p.cu_seqlens_q_host[b] + T::kBlockM - 1) / T::kBlockM;

@@ -16,7 +16,6 @@
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
-#include <atomic>
 #include <cmath>
 
 #include <cuda_runtime_api.h>
@@ -226,7 +225,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_attend_kernel(const At
 
 template <Format F>
 void launch_attend(const AttendArgs& a, dim3 grid, cudaStream_t stream) {
-  allow_large_smem<mla_decode_attend_kernel<F>>(RowOf<F>::kSmem);
+  allow_dynamic_smem<mla_decode_attend_kernel<F>>(RowOf<F>::kSmem);
   mla_decode_attend_kernel<F><<<grid, kThreads, RowOf<F>::kSmem, stream>>>(a);
   MLARUN_CUDA_CHECK(cudaGetLastError());
 }

@@ -1,7 +1,7 @@
 // What the two MLA decode attend kernels share (attend.cu: SIMT, every cache format; attend_mma.cu: tensor
 // cores, bf16): their arguments, the cached-row geometry per format, the tile loader of the two-stage cp.async
 // ring (rows past the piece zero-filled, rows of a block outside the pool NaN and reported), the piece a CTA
-// reads, the online softmax of a warp's rows with the partial's lse, and the shared-memory attribute.
+// reads, and the online softmax of a warp's rows with the partial's lse.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -9,7 +9,6 @@
 #include <cuda_fp8.h>
 #include <cuda_runtime.h>
 
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 
@@ -238,18 +237,6 @@ __device__ __forceinline__ void store_o(const AttendArgs& a, int pi, const Piece
       *reinterpret_cast<float2*>(dst) = make_float2(v[0], v[1]);
     }
   }
-}
-
-// cudaFuncSetAttribute for `Kernel`'s dynamic shared memory, once per device (bit d of the mask), not per call.
-template <auto Kernel>
-void allow_large_smem(size_t bytes) {
-  static std::atomic<unsigned long long> done{0};
-  int device = 0;
-  MLARUN_CUDA_CHECK(cudaGetDevice(&device));
-  const unsigned long long bit = device < 64 ? 1ull << device : 0ull;
-  if (bit != 0 && (done.load() & bit)) return;
-  MLARUN_CUDA_CHECK(cudaFuncSetAttribute(Kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
-  done.fetch_or(bit);
 }
 
 // The kernels' view of checked params and the workspace's partial buffers.

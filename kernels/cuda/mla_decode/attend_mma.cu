@@ -233,7 +233,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_attend_mma_kernel(cons
 
 template <Format F>
 void launch(const AttendArgs& a, dim3 grid, cudaStream_t stream) {
-  allow_large_smem<mla_decode_attend_mma_kernel<F>>(MmaSmem<F>::kBytes);
+  allow_dynamic_smem<mla_decode_attend_mma_kernel<F>>(MmaSmem<F>::kBytes);
   mla_decode_attend_mma_kernel<F><<<grid, kThreads, MmaSmem<F>::kBytes, stream>>>(a);
   MLARUN_CUDA_CHECK(cudaGetLastError());
 }
