@@ -69,6 +69,11 @@ DecodeGraphs::DecodeGraphs(const DeepseekModel& model, std::vector<Tensor>& cach
                settings.table_blocks, " block-table columns");
 }
 
+bool DecodeGraphs::moe_capturable(int64_t bucket) const {
+  // The compact MoE layout copies its offsets to the host: not capturable.
+  return model_.config().num_moe_layers() == 0 || model_.moe_layout(bucket) == MoeLayout::Capacity;
+}
+
 std::string DecodeGraphs::unfit(const ForwardBatch& batch) const {
   if (!off_reason_.empty()) return off_reason_;
   // A profiled step times its regions with events a replay would not record.
@@ -76,8 +81,7 @@ std::string DecodeGraphs::unfit(const ForwardBatch& batch) const {
   if (std::string why = decode_graph_unfit(batch); !why.empty()) return why;
   const int64_t S = int64_t(batch.sequences.size()), bucket = decode_graph_bucket(buckets_, S);
   if (bucket == 0) return std::to_string(S) + " sequences, over the largest bucket";
-  // The compact MoE layout copies its offsets to the host: not capturable.
-  if (model_.config().num_moe_layers() > 0 && model_.moe_layout(bucket) != MoeLayout::Capacity)
+  if (!moe_capturable(bucket))
     return "the compact MoE layout at " + std::to_string(bucket) + " tokens (--moe-capacity-max-tokens)";
   for (const BatchSequence& s : batch.sequences)
     if (s.start_pos + 1 > settings_.table_blocks * settings_.block_size) return "a context over the graphs' tables";
@@ -90,7 +94,7 @@ std::string DecodeGraphs::describe() const {
   if (!off_reason_.empty()) return "off (" + off_reason_ + ")";
   std::string usable;
   for (int64_t b : buckets_) {
-    if (model_.config().num_moe_layers() > 0 && model_.moe_layout(b) != MoeLayout::Capacity) break;
+    if (!moe_capturable(b)) break;
     usable += (usable.empty() ? "" : ", ") + std::to_string(b);
   }
   if (usable.empty()) return "off (every bucket's MoE in the compact layout: --moe-capacity-max-tokens)";

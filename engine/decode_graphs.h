@@ -81,6 +81,7 @@ class DecodeGraphs {
     bool failed = false;
   };
   bool capture(Graph& g, const ForwardBatch& padded, int64_t bucket);
+  bool moe_capturable(int64_t bucket) const;  // its MoE layers (if any) run without a host copy at this size
 
   const DeepseekModel& model_;
   std::vector<Tensor>& cache_;

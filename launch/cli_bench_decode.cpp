@@ -50,10 +50,7 @@ struct DecodeSettings : BenchModelSettings {
   bool graphs = true;                    // !--enforce-eager: on CUDA, MLA rows also time the step as a CUDA graph
   double copy_gbps = 0;                  // CUDA: the device's measured copy bandwidth, the floor's denominator
   int64_t moe_capacity_resolved() const {
-    RuntimeOptions o;
-    o.device = device;
-    o.moe_capacity_max_tokens = moe_capacity_max_tokens;
-    return o.moe_capacity_max_tokens_on_device();
+    return RuntimeOptions::moe_capacity_max_tokens_for(device, moe_capacity_max_tokens);
   }
 };
 

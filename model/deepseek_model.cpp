@@ -51,9 +51,7 @@ DeepseekModel::DeepseekModel(ModelConfig config, const WeightSource& ckpt, Commu
                " ranks does not divide ", comm.world_size(), " tensor-parallel ranks");
   mla_local_heads_ = config_.n_heads / (comm.world_size() / dcp_.size());  // query heads (a DCP group's)
   mla_ = make_mla_backend(MlaBackendKind::Auto, config_, mla_local_heads_, placement_, dcp_);
-  RuntimeOptions device_defaults;
-  device_defaults.device = placement_.device;
-  moe_capacity_max_tokens_ = device_defaults.moe_capacity_max_tokens_on_device();
+  moe_capacity_max_tokens_ = RuntimeOptions::moe_capacity_max_tokens_for(placement_.device);
   const AttentionFactory layers_attention = dcp_.on() ? mla_attention_factory(dcp) : attention;
   embed_ = VocabParallelEmbedding(ckpt, "model.embed_tokens.weight", config_.vocab_size, config_.dim, comm, placement_);
   layers_.reserve(size_t(config_.n_layers));

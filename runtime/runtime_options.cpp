@@ -77,8 +77,7 @@ int64_t RuntimeOptions::mla_absorbed_max_tokens_on_device() const {
 }
 
 int64_t RuntimeOptions::moe_capacity_max_tokens_on_device() const {
-  if (moe_capacity_max_tokens != -1) return moe_capacity_max_tokens;
-  return device == Device::CUDA ? kMoeCapacityMaxTokensCuda : kMoeCapacityMaxTokensCpu;
+  return moe_capacity_max_tokens_for(device, moe_capacity_max_tokens);
 }
 
 void RuntimeOptions::validate_for(const ModelConfig& m) const {

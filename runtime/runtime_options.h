@@ -85,6 +85,11 @@ struct RuntimeOptions {
   // --moe-capacity-max-tokens as this device runs it: the value given, or for auto kMoeCapacityMaxTokensCuda /
   // kMoeCapacityMaxTokensCpu.
   int64_t moe_capacity_max_tokens_on_device() const;
+  // The same for any `value` of the option on `device` (-1, the default: kMoeCapacityMaxTokensCuda / ...Cpu).
+  static int64_t moe_capacity_max_tokens_for(Device device, int64_t value = -1) {
+    if (value != -1) return value;
+    return device == Device::CUDA ? kMoeCapacityMaxTokensCuda : kMoeCapacityMaxTokensCpu;
+  }
   // CUDA: the capacity layout computes (local experts) x T rows where the compact one computes top_k x T, but its
   // batched products read each expert's weights once, as the compact ones do; at T rows per expert they stay
   // under H100's ridge (~295 bf16 FLOP per byte) up to about 128 tokens, so they cost the weight reads alone. An
