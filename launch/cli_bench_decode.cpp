@@ -52,6 +52,8 @@ struct DecodeSettings : BenchModelSettings {
   int64_t moe_capacity_resolved() const {
     return RuntimeOptions::moe_capacity_max_tokens_for(device, moe_capacity_max_tokens);
   }
+  // The layout the step's MoE layers run in (the model's rule, DeepseekModel::moe_layout, for --batch tokens).
+  const char* moe_layout_name() const { return batch <= moe_capacity_resolved() ? "capacity" : "compact"; }
 };
 
 struct DecodeResult {
@@ -139,10 +141,7 @@ void time_decode_graph(const DeepseekModel& model, const Communicator& comm, con
     r.graph_absent = graphs.unfit(batch);
     return;
   }
-  const Tensor got = ops::to_host_f32(first);
-  for (int64_t i = 0; i < got.numel(); ++i)
-    r.graph_logit_diff = std::max(r.graph_logit_diff,
-                                  double(std::fabs(got.data<float>()[i] - eager_logits.data<float>()[i])));
+  r.graph_logit_diff = max_abs_logit_diff(ops::to_host_f32(first), eager_logits);
   for (int64_t i = 0; i < s.warmup + s.iters; ++i) {
     const TimedStep step = run_timed_step([&] { return graphs.run(batch, staging); }, nullptr,
                                           "bench decode: " + kind.name() + ", graph step " + std::to_string(i));
@@ -317,7 +316,7 @@ json::Value results_json(const std::vector<DecodeResult>& results, const DecodeS
   out["memory_bytes"] = int64_t(s.memory_gib * double(int64_t(1) << 30));
   out["moe_capacity_max_tokens"] = s.moe_capacity_resolved();
   if (s.copy_gbps > 0) out["device_copy_GBps"] = s.copy_gbps;
-  out["moe_layout"] = s.batch <= s.moe_capacity_resolved() ? "capacity" : "compact";
+  out["moe_layout"] = s.moe_layout_name();
   out["time_split_clock"] = !s.time_split              ? "off"
                             : s.device == Device::CUDA ? "cuda events on the current stream"
                                                        : "steady_clock";
@@ -372,7 +371,7 @@ Command add_bench_decode_command(CLI::App& bench) {
                         (long long)s->batch, (long long)s->seq_len, (long long)s->block_size);
             if (c.num_moe_layers() > 0)
               std::printf("MoE: routed experts in the %s layout (--moe-capacity-max-tokens %lld)\n",
-                          s->batch <= s->moe_capacity_resolved() ? "capacity" : "compact",
+                          s->moe_layout_name(),
                           (long long)s->moe_capacity_resolved());
             if (s->device == Device::CUDA) {
               s->copy_gbps = measure_device_copy_gbps();

@@ -288,9 +288,7 @@ Command add_bench_prefill_command(CLI::App& bench) {
                 r.absorbed_macs = attention_macs(c, true, n, p, s->batch);
                 r.model_prefers_absorbed = rule.absorbed_is_cheaper(n, p);
                 r.auto_absorbed = rule.absorbed(n, p);
-                for (int64_t j = 0; j < r.naive.logits.numel(); ++j)
-                  r.logit_diff = std::max<double>(
-                      r.logit_diff, std::fabs(r.naive.logits.data<float>()[j] - r.absorbed.logits.data<float>()[j]));
+                r.logit_diff = max_abs_logit_diff(r.naive.logits, r.absorbed.logits);
                 results.push_back(r);
               }
             std::cout << results_table(results) << "\n" << crossings_table(results, *s, c, max_tokens);

@@ -130,6 +130,14 @@ TimedStep run_timed_step(const std::function<Tensor()>& run, StepProfiler* profi
   return step;
 }
 
+double max_abs_logit_diff(const Tensor& a, const Tensor& b) {
+  MLARUN_CHECK(a.numel() == b.numel(), "logits of ", a.describe(), " and ", b.describe(), " do not compare");
+  double diff = 0;
+  for (int64_t i = 0; i < a.numel(); ++i)
+    diff = std::max(diff, double(std::fabs(a.data<float>()[i] - b.data<float>()[i])));
+  return diff;
+}
+
 std::string cpu_name() {
   std::ifstream in("/proc/cpuinfo");
   for (std::string line; std::getline(in, line);)

@@ -67,6 +67,8 @@ TimedStep run_timed_step(const DeepseekModel& model, const ForwardBatch& batch, 
                          StepProfiler* profiler, const std::string& what);
 // The same for a step `step` runs (a decode graph's replay) and whose device logits it returns.
 TimedStep run_timed_step(const std::function<Tensor()>& step, StepProfiler* profiler, const std::string& what);
+// The largest |a - b| over two f32 host tensors of one size: how far two runs of a step's logits differ.
+double max_abs_logit_diff(const Tensor& a, const Tensor& b);
 
 // This machine's CPU model name (/proc/cpuinfo), for benchmark reports; "unknown CPU" when it says none.
 std::string cpu_name();

@@ -19,6 +19,11 @@ Tensor ParallelMLP::forward(const Tensor& x) const {
 
 namespace {
 
+// Expert j's matrix [out, in] of a stacked projection [n, out, in].
+Tensor expert_matrix(const Tensor& stacked, int64_t j) {
+  return stacked.rows(j, 1).view({stacked.dim(1), stacked.dim(2)});
+}
+
 // Projection `proj` of experts [first, first + n) under `prefix`, each [rows, cols], stacked into [n, rows, cols]
 // on the placement: one expert's weight at a time passes through the host.
 Tensor load_stacked_experts(const WeightSource& ckpt, const std::string& prefix, int64_t first, int64_t n,
@@ -26,13 +31,9 @@ Tensor load_stacked_experts(const WeightSource& ckpt, const std::string& prefix,
   Tensor stacked = Tensor::empty({n, rows, cols}, placement.dtype, placement.device);
   for (int64_t j = 0; j < n; ++j) {
     const std::string name = prefix + "experts." + std::to_string(first + j) + "." + proj + ".weight";
-    ops::copy_into(stacked.rows(j, 1).view({rows, cols}), load_checked(ckpt, name, {rows, cols}, placement));
+    ops::copy_into(expert_matrix(stacked, j), load_checked(ckpt, name, {rows, cols}, placement));
   }
   return stacked;
-}
-
-Tensor expert_matrix(const Tensor& stacked, int64_t j) {
-  return stacked.rows(j, 1).view({stacked.dim(1), stacked.dim(2)});
 }
 
 }  // namespace

@@ -47,8 +47,8 @@ void* DeviceAllocator::take_cached(size_t rounded, CUstream_st* stream) {
 
 void DeviceAllocator::free_cached_blocks(CUstream_st* only) {
   for (auto it = free_.begin(); it != free_.end();) {
-    const CUstream_st* stream = it->first.first;
-    if (only ? stream != only : retained_.count(it->first.first) > 0) {
+    CUstream_st* const stream = it->first.first;
+    if (only ? stream != only : retained_.count(stream) > 0) {
       ++it;
       continue;
     }

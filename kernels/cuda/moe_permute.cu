@@ -57,16 +57,11 @@ __global__ void place_kernel(const int32_t* experts, const float* weights, int64
     }
     if (mine) {
       const int64_t c = placed + before + __popc(ballot & ((1u << lane) - 1u));
-      if constexpr (kCapacity) {
-        const int64_t at = c * n + e;  // c < T: a token picks an expert at most once (routing's contract)
-        tokens[at] = i / top_k;
-        slot_of[i] = at;
-      } else {
-        const int64_t at = offsets[e] + c;
-        tokens[at] = i / top_k;
-        out_weights[at] = weights[i];
-        slot_of[i] = at;
-      }
+      // Capacity: c < T, as a token picks an expert at most once (routing's contract).
+      const int64_t at = kCapacity ? c * n + e : offsets[e] + c;
+      tokens[at] = i / top_k;
+      slot_of[i] = at;
+      if constexpr (!kCapacity) out_weights[at] = weights[i];
     }
     placed += total;
     __syncthreads();  // warp_counts is rewritten by the next chunk

@@ -334,9 +334,10 @@ void launch_flash_prefill(const FlashPrefillParams& p, int max_seqlen_q, cudaStr
 
   auto kernel = flash_prefill_kernel<kHeadDimQK, kHeadDimV, Element>;
   allow_dynamic_smem<flash_prefill_kernel<kHeadDimQK, kHeadDimV, Element>>(T::kSmemBytes);  // once per device
-  int num_tiles = 0;
-  for (int b = 0; b < p.batch; ++b)
-    num_tiles += (p.cu_seqlens_q_host[b + 1] - p.cu_seqlens_q_host[b] + T::kBlockM - 1) / T::kBlockM;
+  int num_tiles = 0;  // counted for the longest-first order only
+  if (p.longest_first)
+    for (int b = 0; b < p.batch; ++b)
+      num_tiles += (p.cu_seqlens_q_host[b + 1] - p.cu_seqlens_q_host[b] + T::kBlockM - 1) / T::kBlockM;
   Tensor order;  // the longest-first tile list; freed at return, stream-ordered after the kernel reads it
   if (p.longest_first && num_tiles > 0 && num_tiles <= 65535 && tile_order_smem_bytes(p.batch) <= 48 * 1024) {
     order = Tensor::empty({2 * int64_t(num_tiles)}, DType::I32, Device::CUDA);
