@@ -75,6 +75,30 @@ void mma_16816(Acc& c, const Frag4& a, const std::function<Reg(int lane, int whi
 // A lane's ldmatrix address as (row, column) of the matrix it reads.
 std::array<int, 2> at(int row, int col) { return {row, col}; }
 
+// A replayed product's output: each accumulator element stored where its lane's c_row / c_col put it, counted.
+struct Written {
+  Matrix m;
+  std::vector<int> count;
+  Written(int rows, int cols) : m(rows, cols), count(size_t(rows) * cols, 0) {}
+  // The m16n8 accumulator `acc` of the tile at (r0, c0).
+  void store(const Acc& acc, int r0, int c0) {
+    for (int l = 0; l < 32; ++l)
+      for (int e = 0; e < 4; ++e) {
+        const int r = r0 + lanes::c_row(l, e), c = c0 + lanes::c_col(l, e);
+        m.at(r, c) = acc[size_t(l)][size_t(e)];
+        ++count[size_t(r * m.cols + c)];
+      }
+  }
+  // Every element written exactly once, within `tol` of want(r, c); `what` names an element in a failure.
+  void expect_equals(const std::function<double(int, int)>& want, double tol, const char* what) const {
+    for (int r = 0; r < m.rows; ++r)
+      for (int c = 0; c < m.cols; ++c) {
+        ASSERT_EQ(count[size_t(r * m.cols + c)], 1) << what << " (" << r << ", " << c << ")";
+        ASSERT_NEAR(m.at(r, c), want(r, c), tol) << what << " (" << r << ", " << c << ")";
+      }
+  }
+};
+
 Matrix random_matrix(int r, int c, std::mt19937& rng) {
   Matrix m(r, c);
   std::uniform_real_distribution<float> u(-1.f, 1.f);
@@ -88,8 +112,7 @@ TEST(MlaDecodeMmaLanes, ScoresTilesComputeQTimesKTransposed) {
   std::mt19937 rng(1);
   const Matrix q = random_matrix(mla::kRowsPerCta, mla::kHeadDimQK, rng);
   const Matrix kv = random_matrix(mla::kBlockN, mla::kHeadDimQK, rng);
-  Matrix s(mla::kRowsPerCta, mla::kBlockN);
-  std::vector<int> written(size_t(s.rows * s.cols), 0);
+  Written s(mla::kRowsPerCta, mla::kBlockN);
   for (int w = 0; w < mla::kWarps; ++w) {
     const int m0 = lanes::score_row0(w), n0 = lanes::score_tok0(w);
     Acc sc{};
@@ -102,28 +125,22 @@ TEST(MlaDecodeMmaLanes, ScoresTilesComputeQTimesKTransposed) {
       mma_16816(sc, qa0, [&](int T, int which) { return kb[size_t(T)][size_t(which)]; });
       mma_16816(sc, qa1, [&](int T, int which) { return kb[size_t(T)][size_t(2 + which)]; });
     }
-    for (int l = 0; l < 32; ++l)
-      for (int e = 0; e < 4; ++e) {
-        const int r = m0 + lanes::c_row(l, e), c = n0 + lanes::c_col(l, e);
-        s.at(r, c) = sc[size_t(l)][size_t(e)];
-        ++written[size_t(r * s.cols + c)];
-      }
+    s.store(sc, m0, n0);
   }
-  for (int r = 0; r < s.rows; ++r)
-    for (int c = 0; c < s.cols; ++c) {
-      double want = 0;
-      for (int k = 0; k < mla::kHeadDimQK; ++k) want += double(q.at(r, k)) * kv.at(c, k);
-      ASSERT_EQ(written[size_t(r * s.cols + c)], 1) << "score (" << r << ", " << c << ")";
-      ASSERT_NEAR(s.at(r, c), want, 1e-3) << "score (" << r << ", " << c << ")";
-    }
+  s.expect_equals(
+      [&](int r, int c) {
+        double want = 0;
+        for (int k = 0; k < mla::kHeadDimQK; ++k) want += double(q.at(r, k)) * kv.at(c, k);
+        return want;
+      },
+      1e-3, "score");
 }
 
 TEST(MlaDecodeMmaLanes, PvTilesComputePTimesTheLatent) {
   std::mt19937 rng(2);
   const Matrix p = random_matrix(mla::kRowsPerCta, mla::kBlockN, rng);
   const Matrix kv = random_matrix(mla::kBlockN, mla::kHeadDimQK, rng);
-  Matrix o(mla::kRowsPerCta, mla::kHeadDimV);
-  std::vector<int> written(size_t(o.rows * o.cols), 0);
+  Written o(mla::kRowsPerCta, mla::kHeadDimV);
   for (int w = 0; w < mla::kWarps; ++w) {
     const int c0 = lanes::pv_col0(w);
     std::array<std::array<Acc, mla::kMmaColsPerWarp / 8>, 2> acc{};
@@ -143,19 +160,13 @@ TEST(MlaDecodeMmaLanes, PvTilesComputePTimesTheLatent) {
       }
     }
     for (int mt = 0; mt < 2; ++mt)
-      for (int nt = 0; nt < mla::kMmaColsPerWarp / 8; ++nt)
-        for (int l = 0; l < 32; ++l)
-          for (int e = 0; e < 4; ++e) {
-            const int r = mt * 16 + lanes::c_row(l, e), c = c0 + nt * 8 + lanes::c_col(l, e);
-            o.at(r, c) = acc[size_t(mt)][size_t(nt)][size_t(l)][size_t(e)];
-            ++written[size_t(r * o.cols + c)];
-          }
+      for (int nt = 0; nt < mla::kMmaColsPerWarp / 8; ++nt) o.store(acc[size_t(mt)][size_t(nt)], mt * 16, c0 + nt * 8);
   }
-  for (int r = 0; r < o.rows; ++r)
-    for (int c = 0; c < o.cols; ++c) {
-      double want = 0;
-      for (int t = 0; t < mla::kBlockN; ++t) want += double(p.at(r, t)) * kv.at(t, c);
-      ASSERT_EQ(written[size_t(r * o.cols + c)], 1) << "output (" << r << ", " << c << ")";
-      ASSERT_NEAR(o.at(r, c), want, 1e-4) << "output (" << r << ", " << c << ")";
-    }
+  o.expect_equals(
+      [&](int r, int c) {
+        double want = 0;
+        for (int t = 0; t < mla::kBlockN; ++t) want += double(p.at(r, t)) * kv.at(t, c);
+        return want;
+      },
+      1e-4, "output");
 }

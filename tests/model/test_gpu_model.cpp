@@ -25,6 +25,17 @@ using namespace mlarun::testing;
 
 namespace {
 
+// The runner options of the GPU engine tests on the tiny fixture: blocks of 16, 256 tokens per sequence.
+RuntimeOptions tiny_cuda_options(int64_t max_num_seqs) {
+  RuntimeOptions o;
+  o.device = Device::CUDA;
+  o.block_size = 16;
+  o.max_model_len = 256;
+  o.max_num_seqs = max_num_seqs;
+  o.max_num_batched_tokens = 512;
+  return o;
+}
+
 ForwardBatch make_step(const std::vector<int32_t>& tokens, int64_t start, const std::vector<int32_t>& table,
                        int64_t block_size, bool all_logits, MlaPath path) {
   ForwardBatch b;
@@ -203,12 +214,7 @@ TEST(GpuModel, QuantizedCachesMatchTheCpuReadingTheSameFormat) {
 
 TEST(GpuModel, RunnerSizesTheCacheFromFreeMemoryAndTheStepLoopStopsAllocating) {
   MLARUN_GPU_OR_SKIP();
-  RuntimeOptions o;
-  o.device = Device::CUDA;
-  o.block_size = 16;
-  o.max_model_len = 256;
-  o.max_num_seqs = 8;
-  o.max_num_batched_tokens = 512;
+  RuntimeOptions o = tiny_cuda_options(/*max_num_seqs=*/8);
   SingleCommunicator comm;
   DeepseekRunner runner(data_dir() + "/deepseek-v3-tiny", o, comm);
   EXPECT_GT(runner.capacity().budget_bytes, 0);
@@ -240,12 +246,7 @@ TEST(GpuModel, RunnerSizesTheCacheFromFreeMemoryAndTheStepLoopStopsAllocating) {
 // through several buckets (6, 4, 2, 1), each captured once and then replayed.
 TEST(GpuModel, DecodeGraphsReplayWhatEagerStepsCompute) {
   MLARUN_GPU_OR_SKIP();
-  RuntimeOptions o;
-  o.device = Device::CUDA;
-  o.block_size = 16;
-  o.max_model_len = 256;
-  o.max_num_seqs = 6;
-  o.max_num_batched_tokens = 512;
+  RuntimeOptions o = tiny_cuda_options(/*max_num_seqs=*/6);
   SingleCommunicator comm;
   struct Run {
     std::vector<RequestOutput> out;
