@@ -1,6 +1,6 @@
 // The floor of a decode step: the bytes it cannot avoid reading (the weights it touches, the cache rows it attends
 // over) at the device's copy bandwidth. At decode batch sizes a DeepSeek step is memory-bound, so this is the
-// time the targets are measured against ("<= 9 ms (floor ~3.2 ms)").
+// time a decode step's speed is judged against (bench decode's `floor ms` and `median_over_floor`).
 #pragma once
 
 #include <cstdint>

@@ -1,9 +1,10 @@
-// Longest-first order of the flash prefill kernel's query tiles (issue 19: "a longest-first persistent scheduler
-// for causal"). The kernel's grid is otherwise (m-blocks, heads, sequences), dispatched in that order: in a varlen
-// batch the heaviest tiles of a late long sequence start last and the machine idles while they finish. Here a
-// one-CTA kernel lists every (sequence, m-block) tile by descending key blocks (a counting sort, on the device:
-// nothing waits for the host and a CUDA graph could hold it), and the attention kernel takes tile blockIdx.y of the
-// list for every head blockIdx.x, so the longest tiles of all sequences and heads go first (LPT scheduling).
+// Longest-first order of the flash prefill kernel's query tiles (LPT scheduling for causal varlen batches, the
+// first half of a persistent scheduler). The kernel's grid is otherwise (m-blocks, heads, sequences), dispatched
+// in that order: in a varlen batch the heaviest tiles of a late long sequence start last and the machine idles
+// while they finish. Here a one-CTA kernel lists every (sequence, m-block) tile by descending key blocks (a
+// counting sort, on the device: nothing waits for the host and a CUDA graph could hold it), and the attention
+// kernel takes tile blockIdx.y of the list for every head blockIdx.x, so the longest tiles of all sequences and
+// heads go first.
 #pragma once
 
 #include <cuda_runtime.h>
