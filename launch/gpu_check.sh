@@ -13,6 +13,10 @@
 #   launch/gpu_check.sh prepare                    on a machine that has them: copy CLI11, yaml-cpp, GoogleTest,
 #                                                  nlohmann-json, PCRE2 and cpp-httplib into the git-ignored .carry/ (alias:
 #                                                  prepare-carry); copy .carry/ along with the source tree
+#   launch/gpu_check.sh pack                       build the check's targets here (sm_90a) and pack them, stripped, with
+#                                                  the yaml-cpp/PCRE2 libraries they load, into .carry/prebuilt.tar.xz:
+#                                                  the check then starts from them instead of a cold build, and builds
+#                                                  only if they do not load there (GPU_CHECK_PREBUILT=0: always build)
 #
 # Deadline: every step runs under `timeout` (its own cap, never past the deadline); a step that would start with
 # less than it needs left is skipped and recorded SKIP. Default budget 400 s from the start, so the run ends
@@ -23,7 +27,7 @@
 # SDPA FA2/cuDNN, DeepSeek's reference MLA einsums and decode step, measured in this run) go to kernels.log (their
 # table and whole JSON), to the workbench JSONs beside each shape, and to the bench-decode NOTE.
 # Environment: OUT, MLARUN_BUILD_DIR (default build), GPU_CHECK_USE_CARRY=1 (take .carry/ before the system's
-# copies).
+# copies), GPU_CHECK_PREBUILT=0 (build even when .carry/prebuilt.tar.xz is there).
 # The machine needs nvcc, cuBLAS, NCCL, OpenMPI, CMake and a C++ compiler; CLI11, yaml-cpp, GoogleTest and
 # nlohmann-json come from the system or, where missing, from .carry/ (env.txt says which).
 set -uo pipefail
@@ -63,6 +67,20 @@ dep_state() {
   echo missing
 }
 deps="CLI11 yaml-cpp GTest nlohmann_json"
+targets="test_gpu_flash_prefill test_gpu_mla_decode test_gpu_ops test_gpu_model test_gpu_cli test_gpu_nccl"
+targets+=" test_gpu_device mlarun bench_flash_prefill bench_mla_decode"
+prebuilt=$root/.carry/prebuilt.tar.xz
+
+# The folder holding libnccl.so.2 when the loader would not find it on its own (NCCL from PyTorch's wheel, say);
+# empty when it is in the toolkit, the system or nowhere.
+nccl_extra_dir() {
+  local d
+  for d in /usr/local/cuda/lib64 /usr/local/cuda/lib "/usr/lib/$arch" /usr/lib64 /usr/local/lib; do
+    [ -e "$d/libnccl.so.2" ] && return 0
+  done
+  d=$(timeout 20 python3 -c 'import nvidia.nccl as m; print(list(m.__path__)[0] + "/lib")' 2>/dev/null)
+  [ -n "$d" ] && [ -e "$d/libnccl.so.2" ] && echo "$d"
+}
 
 # ---- prepare: gather the libraries into .carry/prefix (a mirror of their /usr paths) -----------------------
 prepare() {
@@ -88,6 +106,30 @@ prepare() {
   for p in $deps; do echo "  $p: $(pkg_dir "$p" "$carry" || echo 'NOT FOUND')"; done
 }
 
+# ---- pack: the check's binaries built here, for a GPU machine whose cold build would eat its budget -----------
+# The binaries keep this tree's absolute path for the test data (MLARUN_SOURCE_DIR): the check links that path to
+# its own tree there when the path is free.
+pack() {
+  local b=${MLARUN_BUILD_DIR:-build} t lib f
+  grep -q 'CMAKE_CUDA_ARCHITECTURES[^=]*=90a' "$b/CMakeCache.txt" 2>/dev/null ||
+    { echo "pack: $b is not configured for sm_90a (cmake -DCMAKE_CUDA_ARCHITECTURES=90a -DMLARUN_CUDA=ON)" >&2; return 1; }
+  cmake --build "$b" -j "$(nproc)" --target $targets || return 1
+  t=$(mktemp -d) && mkdir -p "$t/pb/lib"
+  for f in tests/test_gpu_flash_prefill tests/test_gpu_mla_decode tests/test_gpu_ops tests/test_gpu_model \
+           tests/test_gpu_cli tests/test_gpu_nccl tests/test_gpu_device launch/mlarun kernels/bench_flash_prefill \
+           kernels/bench_mla_decode; do
+    mkdir -p "$t/pb/$(dirname "$f")" && strip -o "$t/pb/$f" "$b/$f" || return 1
+  done
+  for lib in libyaml-cpp.so.0.7 libpcre2-8.so.0; do
+    f=$(ldd "$b/launch/mlarun" | awk -v l="$lib" '$1 == l {print $3}')
+    [ -n "$f" ] && cp -L "$f" "$t/pb/lib/"
+  done
+  { echo "source: $root"; echo "commit: $(git rev-parse --short HEAD) $(git status --porcelain -uno | wc -l) changed files"
+    echo "packed: $(date -u +%FT%TZ) on $(hostname)"; } >"$t/pb/STAMP"
+  mkdir -p "$root/.carry" && tar -C "$t/pb" -cf - . | xz -9 -T0 >"$prebuilt" && rm -rf "$t" || return 1
+  echo "pack: $(du -h "$prebuilt" | cut -f1) in .carry/prebuilt.tar.xz ($(git rev-parse --short HEAD)); carry .carry/"
+}
+
 # ---- internal subcommands (each one step, run under timeout by the main script) ---------------------------
 sub_env() {
   echo "date: $(date -u +%FT%TZ)  host: $(hostname)  cores: $(nproc)  mode: ${GC_MODE:-?}"
@@ -98,11 +140,37 @@ sub_env() {
   echo "mpirun: $(mpirun --version 2>&1 | head -1)"
   echo "compute-sanitizer: $( (compute-sanitizer --version || /usr/local/cuda/bin/compute-sanitizer --version) 2>&1 |
     grep -m1 -i version || echo 'not found')"
-  echo "nccl: $( (ldconfig -p | grep -m1 libnccl.so; ls /usr/local/cuda/lib64/libnccl.so* 2>/dev/null | head -1) | tr -s ' \n' ' ')"
+  echo "nccl: $( (ldconfig -p | grep -m1 libnccl.so; ls /usr/local/cuda/lib*/libnccl.so* 2>/dev/null | head -1) | tr -s ' \n' ' ')${GC_NCCL_DIR:+ + $GC_NCCL_DIR}"
+  echo "mpi: $(ldconfig -p | grep -m1 libmpi.so | tr -s ' \n' ' ')"
   echo "python: $(timeout 20 python3 -c 'import torch, transformers; print("torch", torch.__version__, "cuda", torch.version.cuda, "transformers", transformers.__version__)' 2>&1 | tail -1)"
   local p; for p in $deps; do echo "dep $p: $(dep_state "$p")"; done
   [ -d "$root/.carry" ] && echo "carried: $(du -sh "$root/.carry" | cut -f1) in .carry/"
   echo "git: $(git -C "$root" rev-parse --short HEAD 2>/dev/null) $(git -C "$root" status --porcelain 2>/dev/null | wc -l) changed files"
+}
+
+# Unpack .carry/prebuilt.tar.xz into the build folder and check that every binary loads here (no missing library,
+# `--version` and `--gtest_list_tests` answer); fails, leaving the build to cmake, where they do not.
+sub_prebuilt() {
+  local src f bad=0
+  mkdir -p "$GC_BUILD" && tar -C "$GC_BUILD" -xJf "$prebuilt" || return 1
+  mkdir -p "$GC_BUILD/prebuilt-lib" && cp -a "$GC_BUILD"/lib/. "$GC_BUILD/prebuilt-lib/" && rm -rf "${GC_BUILD:?}/lib"
+  cat "$GC_BUILD/STAMP"
+  src=$(awk '/^source: / {print $2}' "$GC_BUILD/STAMP")
+  if [ -n "$src" ] && [ "$src" != "$root" ]; then  # the test binaries read their data under the packing tree's path
+    if [ ! -e "$src" ]; then
+      mkdir -p "$(dirname "$src")" && ln -s "$root" "$src" && echo "linked $src -> $root"
+    elif [ "$(cd "$src" && pwd -P)" != "$(pwd -P)" ]; then
+      echo "FAIL: $src (the binaries' source path) exists here and is another folder"; return 1
+    fi
+  fi
+  for f in tests/test_gpu_flash_prefill tests/test_gpu_mla_decode tests/test_gpu_ops tests/test_gpu_model \
+           tests/test_gpu_cli tests/test_gpu_nccl tests/test_gpu_device launch/mlarun kernels/bench_flash_prefill \
+           kernels/bench_mla_decode; do
+    if ldd "$GC_BUILD/$f" | grep 'not found'; then echo "FAIL: $f cannot load"; bad=1; fi
+  done
+  [ $bad = 0 ] || return 1
+  "$GC_BUILD/launch/mlarun" --version && "$GC_BUILD/tests/test_gpu_device" --gtest_list_tests >/dev/null &&
+    echo "NOTE: prebuilt binaries load ($(awk '/^commit: / {print $2}' "$GC_BUILD/STAMP"))"
 }
 
 sub_configure() {
@@ -117,6 +185,11 @@ sub_configure() {
       echo "NOTE: $p from .carry"
     fi
   done
+  # NCCL only as PyTorch's wheel ships it (libnccl.so.2, no libnccl.so): a folder of links that FindNCCL accepts.
+  if [ -n "${GC_NCCL_DIR:-}" ] && [ -f "$GC_NCCL_DIR/../include/nccl.h" ]; then
+    d=/tmp/mlarun-nccl && mkdir -p "$d/lib" && ln -sfn "$(cd "$GC_NCCL_DIR/../include" && pwd)" "$d/include" &&
+      ln -sf "$GC_NCCL_DIR/libnccl.so.2" "$d/lib/libnccl.so" && flags+=("-DNCCL_ROOT=$d") && echo "NOTE: NCCL from $GC_NCCL_DIR"
+  fi
   for p in $deps; do
     read -r s d _ <<<"$(dep_state "$p")"
     case $s in
@@ -233,7 +306,9 @@ case ${1:-} in
   __bench_decode) sub_bench_decode; exit ;;
   __bench_prefill) sub_bench_prefill; exit ;;
   __bench_moe_layouts) sub_bench_moe_layouts; exit ;;
+  __prebuilt) sub_prebuilt; exit ;;
   prepare | prepare-carry) prepare; exit ;;
+  pack) pack; exit ;;
 esac
 
 # ---- arguments ---------------------------------------------------------------------------------------------
@@ -333,11 +408,19 @@ need_bins() {
 }
 
 # ---- the steps: environment and build ----------------------------------------------------------------------
+GC_NCCL_DIR=$(nccl_extra_dir) && export GC_NCCL_DIR
+case $b in /*) babs=$b ;; *) babs=$root/$b ;; esac
+export LD_LIBRARY_PATH="$babs/prebuilt-lib${GC_NCCL_DIR:+:$GC_NCCL_DIR}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 step env "$out/env.txt" 3 30 0 "\"$self\" __env"
 jobs=$(nproc)
-targets="test_gpu_flash_prefill test_gpu_mla_decode test_gpu_ops test_gpu_model test_gpu_cli test_gpu_nccl"
-targets+=" test_gpu_device mlarun bench_flash_prefill bench_mla_decode"
-if step configure "$out/build.log" 15 90 0 "\"$self\" __configure"; then
+use_prebuilt=0
+if [ "${GPU_CHECK_PREBUILT:-1}" != 0 ] && [ -f "$prebuilt" ] && [ ! -f "$b/CMakeCache.txt" ]; then
+  step prebuilt "$out/build.log" 10 60 0 "\"$self\" __prebuilt" && use_prebuilt=1
+  [ $use_prebuilt = 1 ] || rm -rf "$babs/prebuilt-lib"
+fi
+if [ $use_prebuilt = 1 ]; then
+  :
+elif step configure "$out/build.log" 15 90 0 "\"$self\" __configure"; then
   step build "$out/build.log" 45 "$build_cap" 0 "cmake --build \"$b\" -j $jobs --target $targets" || built=0
 else
   built=0
