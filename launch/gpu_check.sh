@@ -86,9 +86,9 @@ nccl_extra_dir() {
 prepare() {
   command -v dpkg >/dev/null || { echo "prepare needs dpkg (Debian/Ubuntu) to list the packages' files" >&2; return 1; }
   local rt lib pkgs=(libcli11-dev libyaml-cpp-dev libgtest-dev libgmock-dev nlohmann-json3-dev libpcre2-dev
-                    libcpp-httplib-dev) p f n=0
+                    libcpp-httplib-dev libbrotli-dev) p f n=0
   # The shared libraries behind the -dev packages (their runtime packages), found through the .so links.
-  for lib in libyaml-cpp libpcre2-8 libcpp-httplib; do
+  for lib in libyaml-cpp libpcre2-8 libcpp-httplib libbrotlicommon; do
     rt=$(dpkg -S "$(readlink -f /usr/lib/"$arch"/$lib.so 2>/dev/null)" 2>/dev/null | cut -d: -f1)
     [ -n "$rt" ] && pkgs+=("$rt")
   done
@@ -120,10 +120,10 @@ pack() {
            kernels/bench_mla_decode; do
     mkdir -p "$t/pb/$(dirname "$f")" && strip -o "$t/pb/$f" "$b/$f" || return 1
   done
-  for lib in libyaml-cpp.so.0.7 libpcre2-8.so.0; do
-    f=$(ldd "$b/launch/mlarun" | awk -v l="$lib" '$1 == l {print $3}')
-    [ -n "$f" ] && cp -L "$f" "$t/pb/lib/"
-  done
+  # The libraries of this system that a GPU machine may lack (yaml-cpp's soname is per minor version); MPI, NCCL,
+  # CUDA, libc and OpenSSL come from that machine's own copies.
+  ldd "$t"/pb/*/* | awk '$1 ~ /^lib(yaml-cpp|pcre2-8|cpp-httplib|brotli(common|dec|enc))\.so/ {print $3}' | sort -u |
+    while read -r f; do cp -L "$f" "$t/pb/lib/"; done
   { echo "source: $root"; echo "commit: $(git rev-parse --short HEAD) $(git status --porcelain -uno | wc -l) changed files"
     echo "packed: $(date -u +%FT%TZ) on $(hostname)"; } >"$t/pb/STAMP"
   mkdir -p "$root/.carry" && tar -C "$t/pb" -cf - . | xz -9 -T0 >"$prebuilt" && rm -rf "$t" || return 1
@@ -178,7 +178,7 @@ sub_configure() {
   [ -f "$GC_BUILD/CMakeCache.txt" ] || { command -v ninja >/dev/null && flags+=(-G Ninja); }
   command -v nvcc >/dev/null || flags+=(-DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc)
   # PCRE2 and cpp-httplib are found through pkg-config: the carried .pc files where the system has none.
-  for p in libpcre2-8 cpp-httplib; do
+  for p in libpcre2-8 cpp-httplib libbrotlicommon libbrotlidec libbrotlienc; do  # cpp-httplib's .pc needs brotli's
     if ! pkg-config --exists "$p" 2>/dev/null && [ -f "$carry/lib/$arch/pkgconfig/$p.pc" ]; then
       export PKG_CONFIG_PATH="$carry/lib/$arch/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
       sed -i "s|^prefix=.*|prefix=$carry|" "$carry/lib/$arch/pkgconfig/$p.pc"
