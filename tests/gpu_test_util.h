@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 
 #include "runtime/device.h"
@@ -43,8 +44,10 @@ inline Tensor to_host(const Tensor& t) {
   return h.dtype() == DType::F32 ? h : h.to_dtype(DType::F32);
 }
 
-// ||out - ref|| / ||ref|| over f32 host tensors of one size; +inf on a size mismatch or any NaN/inf in out.
-inline double rel_error(const Tensor& out, const Tensor& ref) {
+// ||out - ref|| / ||ref|| over tensors of one size, each read as host f32 wherever it lives; +inf on a size
+// mismatch or any NaN/inf in out.
+inline double rel_error(const Tensor& out_any, const Tensor& ref_any) {
+  const Tensor out = to_host(out_any), ref = to_host(ref_any);
   if (out.numel() != ref.numel()) return INFINITY;
   double diff = 0, norm = 0;
   for (int64_t i = 0; i < out.numel(); ++i) {
@@ -56,11 +59,11 @@ inline double rel_error(const Tensor& out, const Tensor& ref) {
   return std::sqrt(diff) / std::max(std::sqrt(norm), 1e-30);
 }
 
-inline bool bitwise_equal(const Tensor& a, const Tensor& b) {
-  if (a.numel() != b.numel()) return false;
-  for (int64_t i = 0; i < a.numel(); ++i)
-    if (!(a.data<float>()[i] == b.data<float>()[i])) return false;
-  return true;
+// Same dtype, shape and bytes, wherever each lives (any dtype: the step's index tensors are i32/i64).
+inline bool bitwise_equal(const Tensor& a_any, const Tensor& b_any) {
+  const Tensor a = a_any.device() == Device::CPU ? a_any : a_any.to(Device::CPU);
+  const Tensor b = b_any.device() == Device::CPU ? b_any : b_any.to(Device::CPU);
+  return a.dtype() == b.dtype() && a.shape() == b.shape() && std::memcmp(a.raw(), b.raw(), a.nbytes()) == 0;
 }
 
 }  // namespace mlarun::testing

@@ -142,8 +142,8 @@ int run(int argc, char** argv) {
     else if (a == "--reps") reps = std::max(1, std::stoi(value()));
     else if (a == "--validate-seqs") sample = std::max(1, std::stoi(value()));
     else if (a == "--quick") quick = true;
-    else fail("usage: bench_mla_decode [--json FILE] [--reps N] [--only SHAPE] [--validate-seqs K] [--quick] "
-              "[--torch-anchors FILE]; unknown argument ", a);
+    else fail("usage: bench_mla_decode [--json FILE] [--reps N] [--only SHAPE[,SHAPE...]] [--validate-seqs K] "
+              "[--quick] [--torch-anchors FILE]; unknown argument ", a);
   }
   if (!gpu_available()) {
     std::printf("no GPU (%s): nothing to validate or time\n", gpu_info().reason.c_str());
@@ -218,6 +218,10 @@ int run(int argc, char** argv) {
       {"mtp2_b128_s8192_h128_mma", 128, 8192, 128, 2, 64, false, ">= 450 TFLOP/s whole call",
        cuda::MlaKvFormat::Bf16, true},
       {"tp8_b128_s8192_h16_fp8_mma", 128, 8192, 16, 1, 64, false, ">= 1.7x bf16 tokens/s", cuda::MlaKvFormat::Fp8,
+       true},
+      {"tp8_b128_s8192_h16_bs16_mma", 128, 8192, 16, 1, 16, false, "within 10% of bs 64", cuda::MlaKvFormat::Bf16,
+       true},
+      {"tp8_b128_s8192_h16_bs256_mma", 128, 8192, 16, 1, 256, false, "within 10% of bs 64", cuda::MlaKvFormat::Bf16,
        true}};
   std::map<std::string, double> call_ms;  // each shape's whole call so far: the baselines of later rows
   const auto fixed2 = [](double v) {
@@ -233,7 +237,9 @@ int run(int argc, char** argv) {
     const std::string shape_name = s.name;
     const bool quick_shape = &s == &shapes[0] || shape_name == "tp8_b128_s8192_h16_fp8" ||
                              shape_name == "tp8_b128_s8192_h16_mma" || shape_name == "tp8_b128_s8192_h16_fp8_mma";
-    if ((!only.empty() && only != s.name) || (quick && !quick_shape)) continue;
+    if ((!only.empty() && ("," + only + ",").find("," + shape_name + ",") == std::string::npos) ||
+        (quick && !quick_shape))
+      continue;
     std::vector<int> lens(size_t(s.batch), s.seq_len), qlens(size_t(s.batch), s.q_per_seq);
     std::mt19937_64 lrng(5);
     if (s.varlen)
@@ -274,8 +280,15 @@ int run(int argc, char** argv) {
     const double bf16_ms = s.format != cuda::MlaKvFormat::Bf16 && call_ms.count(bf16_base) ? call_ms[bf16_base] : -1;
     const std::string simt_twin = name.substr(0, name.size() - 4);  // "..._mma" -> "..."
     const double simt = s.tensor_cores && call_ms.count(simt_twin) ? call_ms[simt_twin] : -1;
+    std::string bs_twin;  // "..._bs16[_mma]" -> "...[_mma]": the same shape in blocks of 64
+    if (const size_t at = name.find("_bs"); at != std::string::npos) {
+      const size_t end = name.find('_', at + 3);
+      bs_twin = name.substr(0, at) + (end == std::string::npos ? "" : name.substr(end));
+    }
+    const double bs64 = !bs_twin.empty() && call_ms.count(bs_twin) ? call_ms[bs_twin] : -1;
     std::string speedup;
     if (bf16_ms > 0) speedup += " [" + fixed2(bf16_ms / call) + "x the bf16 tokens/s]";
+    if (bs64 > 0) speedup += " [" + fixed2(call / bs64) + "x the block-64 time]";
     if (simt > 0) speedup += " [" + fixed2(simt / call) + "x the SIMT kernel]";
     std::printf("%-26s %9.3f %9.3f %9.0f %9.0f %8.1f %8.1f %9.3f %9s  %s%s%s\n", s.name, call, kern,
                 bytes / call / 1e6, bytes / kern / 1e6, flops / call / 1e9, flops / kern / 1e9, floor_ms, torch_txt,
@@ -287,6 +300,7 @@ int run(int argc, char** argv) {
     if (bf16_ms > 0) j["speedup_vs_bf16"] = bf16_ms / call;
     j["tensor_cores"] = s.tensor_cores;
     if (simt > 0) j["speedup_vs_simt"] = simt / call;
+    if (bs64 > 0) j["time_vs_block64"] = call / bs64;
     j["bytes"] = bytes, j["flops"] = flops, j["rotated_sets"] = n_rot;
     j["call_ms"] = call, j["kernel_ms"] = kern, j["schedule_ms"] = sched, j["combine_ms"] = comb;
     j["call_GBps"] = bytes / call / 1e6, j["kernel_GBps"] = bytes / kern / 1e6;

@@ -288,6 +288,17 @@ TEST(MlaDecodeGpu, TensorCoreRunsAreIdenticalAndKeepNanOutOfOtherSequences) {
   expect_matches_reference(in, c, run, all);
 }
 
+// Sized for compute-sanitizer's racecheck, which takes minutes on the split cases above: a schedule for 5 SMs over
+// short sequences (so they are split and combined), on both attend kernels.
+TEST(MlaDecodeGpu, SanitizerSizedSplitsOnBothKernels) {
+  for (bool tensor_cores : {false, true}) {
+    SCOPED_TRACE(tensor_cores ? "tensor cores" : "SIMT");
+    Case c{{300, 5, 1, 0, 130}, {2, 1, 1, 3, 1}, 16, 16, 5, 41};
+    c.tensor_cores = tensor_cores;
+    run_and_check(c);
+  }
+}
+
 TEST(MlaDecodeGpu, EmptySequencesGiveZerosAndMinusInfinity) { run_and_check({{0, 0, 0}, {1, 2, 4}, 8, 64, 0, 15}); }
 
 TEST(MlaDecodeGpu, ScheduleIsReusedAcrossLayersAndRunsAreIdentical) {
@@ -368,7 +379,13 @@ TEST(MlaDecodeGpu, InvalidSequencesGetNanInEveryRowNotStaleData) {
     // Sequence 1 has 3 query tokens where max_q_per_seq says 2: all 3 x 16 rows are NaN, also the 16 past
     // max_q * H that the combine's grid does not reach in one pass; the others still match the reference.
     DeviceRun run(in, c);
-    run.p.max_q_per_seq = 2;  // the workspace sized for 3 is large enough
+    // Fewer query rows per sequence can mean more splits (and a larger workspace) on a GPU of many SMs: size it
+    // for the claimed 2 as a caller would.
+    run.p.max_q_per_seq = 2;
+    run.p.workspace_bytes = std::max(run.p.workspace_bytes, cuda::mla_decode_workspace_bytes(
+                                                                run.p.batch, run.p.num_heads, 2, run.p.num_sms));
+    run.workspace = Tensor::empty({int64_t(run.p.workspace_bytes / 4 + 1)}, DType::F32, Device::CUDA);
+    run.p.workspace = run.workspace.raw();
     const MlaDecodeStatus s = run_over_zeros(run);
     EXPECT_EQ(s.code, MlaDecodeStatus::kBadQueryCount) << s.message();
     EXPECT_EQ(s.sequence, 1);
