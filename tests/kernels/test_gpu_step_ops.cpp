@@ -191,7 +191,8 @@ TEST(GpuStepOps, MlaDecodeOverAQuantizedCacheMatchesTheCpuWithLse) {
     ops::write_cache_quantized(pool, f, slots, random_f32({blocks * bs, R + Dr}, rng));
     Tensor readback = Tensor::empty({blocks, bs, R + Dr}, DType::F32);  // what every read must see
     for (int64_t i = 0; i < blocks * bs; ++i)
-      kvq::dequantize_row(pool.data<uint8_t>() + i * f.row_bytes(), f, readback.data<float>() + i * (R + Dr));
+      kvq::dequantize_row(static_cast<const uint8_t*>(pool.raw()) + i * f.row_bytes(), f,  // raw: i8 or fp8 pool
+                          readback.data<float>() + i * (R + Dr));
     ops::MlaDecodePlan plan = ops::plan_mla_decode(gpu.absorbed, Device::CUDA, DType::BF16, H, R, Dr, bs, quant);
     ASSERT_TRUE(plan.fast) << plan.reason;
     Tensor q = bf16_rounded(random_f32({cpu.absorbed.num_tokens, H, R + Dr}, rng, 0.3f));
