@@ -1,4 +1,4 @@
-// The whole model on the GPU in bf16 against both fixtures' fp32 references (criterion in gpu_parity.h): a
+// The whole model on the GPU in bf16 against every fixture's fp32 reference (criterion in gpu_parity.h): a
 // teacher-forced prefill over prompt + greedy tokens (naive MLA path, logits at every position), then the prompt
 // prefilled and the greedy tokens decoded one by one over the paged latent cache (absorbed path). And the runner
 // on the GPU: the cache sized from free memory after the warm-up, device logits sampled on the device, and a step loop that
@@ -125,6 +125,17 @@ TEST(GpuModel, DeepseekV3TinyBf16WithinTwiceTheReferenceBf16Error) {
   MLARUN_GPU_OR_SKIP();
   check_fixture_bf16("deepseek-v3-tiny", 16, MlaPath::Naive);
   check_fixture_bf16("deepseek-v3-tiny", 256, MlaPath::Naive);
+}
+
+// The five shape fixtures (no q compression, v dim != nope dim, odd head counts, every routing variant, plain and
+// half-rotated RoPE) in bf16 against their fp32 references, each within twice its own bf16 error.
+TEST(GpuModel, ShapeFixturesBf16WithinTwiceTheReferenceBf16Error) {
+  MLARUN_GPU_OR_SKIP();
+  for (const std::string& name : reference_fixtures()) {
+    if (name.rfind("shapes/", 0) != 0) continue;
+    check_fixture_bf16(name, 4, MlaPath::Naive);
+    check_fixture_bf16(name, 1, MlaPath::Absorbed);
+  }
 }
 
 // The routed experts in either layout on the GPU (the default puts these short steps in the capacity layout):

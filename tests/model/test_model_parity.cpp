@@ -126,6 +126,18 @@ TEST(ModelParity, ShapeVariants) {
   }
 }
 
+// Every reference records its bf16 error (transformers in bf16 against the fp32 reference): the GPU parity tests
+// allow twice it, so a fixture without it could not be checked on a GPU.
+TEST(ModelParity, EveryReferenceRecordsItsBf16Error) {
+  for (const std::string& name : mlarun::testing::reference_fixtures()) {
+    SafetensorsFile ref(mlarun::testing::data_dir() + "/" + name + "/reference.safetensors");
+    const auto it = ref.metadata().find("bf16_vs_fp32_max_abs");
+    ASSERT_NE(it, ref.metadata().end()) << name << ": no bf16_vs_fp32_max_abs (tests/tools/make_shape_fixtures.py "
+                                                   "--bf16-error)";
+    EXPECT_GT(std::stod(it->second), 0.0) << name;
+  }
+}
+
 // The step profiler (runtime/step_profiler.h) only watches: a prefill and a decode step give the same logits, bit
 // for bit, with and without it, and its split holds the attention, MoE, GEMM and base time the model marks and no
 // communication on one rank.

@@ -3,6 +3,12 @@ cover, with Hugging Face reference outputs, for the runtime's parity tests (test
 Runs on the CPU in seconds:
 
     python tests/tools/make_shape_fixtures.py tests/data/shapes
+    python tests/tools/make_shape_fixtures.py --bf16-error tests/data/shapes   # only (re)write the bf16 error
+
+Each reference's metadata holds bf16_vs_fp32_max_abs, as the two fixtures' do: the same checkpoint run by
+transformers in bf16 against the fp32 reference, max |logit difference| over every prompt position and every greedy
+step (teacher-forced); the GPU parity tests allow twice that. --bf16-error adds it to existing fixtures and leaves
+their tensors as they are.
 
 Needs Python 3 with torch and a transformers release that has the native DeepseekV2/DeepseekV3 classes (pip; the
 runtime itself never uses them). Each variant folder it writes holds:
@@ -120,10 +126,38 @@ def build(out_root, name, kind, overrides, note, seed, prompt_lens=(1, 6, 23), n
     import transformers
     meta = {"transformers": transformers.__version__, "torch": torch.__version__, "variant": name, "exercises": note}
     save_file(ref, os.path.join(out, "reference.safetensors"), metadata=meta)
+    add_bf16_error(out, kind)
     print(name, "->", out, "|", note)
 
+def add_bf16_error(out, kind):
+    """Writes bf16_vs_fp32_max_abs into out/reference.safetensors' metadata (tensors unchanged)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    path = os.path.join(out, "reference.safetensors")
+    with safe_open(path, "pt") as f:
+        meta = dict(f.metadata() or {})
+    ref = load_file(path)
+    cls = DeepseekV3ForCausalLM if kind == "v3" else DeepseekV2ForCausalLM
+    model = cls.from_pretrained(out, dtype=torch.bfloat16).eval()
+    worst = 0.0
+    for i in range(len([k for k in ref if k.endswith(".input_ids")])):
+        ids, greedy = ref[f"prompt.{i}.input_ids"], ref[f"prompt.{i}.greedy"]
+        L = ids.numel()
+        with torch.no_grad():
+            got = model(torch.cat([ids, greedy[:-1]])[None]).logits[0].float()
+        worst = max(worst, (got[:L] - ref[f"prompt.{i}.logits"]).abs().max().item(),
+                    (got[L - 1:] - ref[f"prompt.{i}.greedy_logits"]).abs().max().item())
+    meta["bf16_vs_fp32_max_abs"] = "%.4g" % worst
+    save_file(ref, path, metadata=meta)
+    print(os.path.basename(out), "bf16_vs_fp32_max_abs", meta["bf16_vs_fp32_max_abs"])
+
 if __name__ == "__main__":
-    root = sys.argv[1] if len(sys.argv) > 1 else "tests/data/shapes"
+    args = [a for a in sys.argv[1:] if a != "--bf16-error"]
+    root = args[0] if args else "tests/data/shapes"
+    if "--bf16-error" in sys.argv[1:]:
+        for name, (kind, _, _) in VARIANTS.items():
+            add_bf16_error(os.path.join(root, name), kind)
+        sys.exit(0)
     torch.manual_seed(0)
     for seed, (name, (kind, overrides, note)) in enumerate(VARIANTS.items(), start=100):
         build(root, name, kind, overrides, note, seed)

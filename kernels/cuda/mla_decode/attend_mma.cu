@@ -10,8 +10,8 @@
 // fp8/int8 rows (kernels/kv_quant.h) keep their bytes in the ring; each tile's 512 codes are widened to bf16 in a
 // buffer of their own (exact), each 128-value tile's scale multiplies its share of a score after the products,
 // and P.V runs per 128-column tile with P' = p x the token's scale (what the SIMT kernel folds in too); k_pe is
-// bf16 and read from the ring. Every cached row is read from memory once per CTA and serves all 32 rows. Off by
-// default until a GPU has run its tests: MlaDecodeParams::tensor_cores (NOTES.md in this folder).
+// bf16 and read from the ring. Every cached row is read from memory once per CTA and serves all 32 rows. On by
+// default since its tests passed on a GPU: MlaDecodeParams::tensor_cores (NOTES.md in this folder).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
