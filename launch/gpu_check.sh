@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one-call check for a GPU machine (H100/H200, 16 cores): build what the check needs, validate (kernel
 # tests, race repeats, model/CLI parity, TP over MPI on one GPU, NCCL at world size 1, compute-sanitizer), then
-# time (PyTorch's anchors on this GPU, the two kernel workbenches beside them, one `mlarun bench decode`, one
-# `mlarun bench prefill`). Why
+# time (PyTorch's anchors on this GPU, the two kernel workbenches beside them, Nsight Compute on each kernel, `mlarun
+# bench decode` at batch 64 and 1, `mlarun bench prefill`, the MoE layouts). Run a packed binary by hand there with
+# LD_LIBRARY_PATH=build/prebuilt-lib. Why
 # one script with a hard deadline: a GPU session is short and metered, so the whole run must end within 7 minutes
 # whatever hangs, validation must come before speed, and the results must be a handful of files that are quick
 # to copy off.
@@ -28,7 +29,7 @@
 # table and whole JSON), to the workbench JSONs beside each shape, and to the bench-decode NOTE.
 # Environment: OUT, MLARUN_BUILD_DIR (default build), GPU_CHECK_USE_CARRY=1 (take .carry/ before the system's
 # copies), GPU_CHECK_PREBUILT=0 (build even when .carry/prebuilt.tar.xz is there), GPU_CHECK_MLA_ARGS (the MLA
-# workbench's shape options, default --quick) and GPU_CHECK_MLA_CAP_S (its cap, default 60).
+# workbench's shape options, default the decode targets' shapes) and GPU_CHECK_MLA_CAP_S (its cap, default 100).
 # The machine needs nvcc, cuBLAS, NCCL, OpenMPI, CMake and a C++ compiler; CLI11, yaml-cpp, GoogleTest and
 # nlohmann-json come from the system or, where missing, from .carry/ (env.txt says which).
 set -uo pipefail
@@ -113,7 +114,7 @@ prepare() {
 pack() {
   local b=${MLARUN_BUILD_DIR:-build} t lib f
   grep -q 'CMAKE_CUDA_ARCHITECTURES[^=]*=90a' "$b/CMakeCache.txt" 2>/dev/null ||
-    { echo "pack: $b is not configured for sm_90a (cmake -DCMAKE_CUDA_ARCHITECTURES=90a -DMLARUN_CUDA=ON)" >&2; return 1; }
+    { echo "pack: $b is not configured for sm_90a (-DCMAKE_CUDA_ARCHITECTURES=90a -DMLARUN_CUDA=ON)" >&2; return 1; }
   cmake --build "$b" -j "$(nproc)" --target $targets || return 1
   t=$(mktemp -d) && mkdir -p "$t/pb/lib"
   for f in tests/test_gpu_flash_prefill tests/test_gpu_mla_decode tests/test_gpu_ops tests/test_gpu_model \
@@ -125,7 +126,8 @@ pack() {
   # CUDA, libc and OpenSSL come from that machine's own copies.
   ldd "$t"/pb/*/* | awk '$1 ~ /^lib(yaml-cpp|pcre2-8|cpp-httplib|brotli(common|dec|enc))\.so/ {print $3}' | sort -u |
     while read -r f; do cp -L "$f" "$t/pb/lib/"; done
-  { echo "source: $root"; echo "commit: $(git rev-parse --short HEAD) $(git status --porcelain -uno | wc -l) changed files"
+  { echo "source: $root"
+    echo "commit: $(git rev-parse --short HEAD) $(git status --porcelain -uno | wc -l) changed files"
     echo "packed: $(date -u +%FT%TZ) on $(hostname)"; } >"$t/pb/STAMP"
   mkdir -p "$root/.carry" && tar -C "$t/pb" -cf - . | xz -9 -T0 >"$prebuilt" && rm -rf "$t" || return 1
   echo "pack: $(du -h "$prebuilt" | cut -f1) in .carry/prebuilt.tar.xz ($(git rev-parse --short HEAD)); carry .carry/"
@@ -141,7 +143,8 @@ sub_env() {
   echo "mpirun: $(mpirun --version 2>&1 | head -1)"
   echo "compute-sanitizer: $( (compute-sanitizer --version || /usr/local/cuda/bin/compute-sanitizer --version) 2>&1 |
     grep -m1 -i version || echo 'not found')"
-  echo "nccl: $( (ldconfig -p | grep -m1 libnccl.so; ls /usr/local/cuda/lib*/libnccl.so* 2>/dev/null | head -1) | tr -s ' \n' ' ')${GC_NCCL_DIR:+ + $GC_NCCL_DIR}"
+  echo "nccl: $( (ldconfig -p | grep -m1 libnccl.so; ls /usr/local/cuda/lib*/libnccl.so* 2>/dev/null | head -1) |
+    tr -s ' \n' ' ')${GC_NCCL_DIR:+ + $GC_NCCL_DIR}"
   echo "mpi: $(ldconfig -p | grep -m1 libmpi.so | tr -s ' \n' ' ')"
   echo "python: $(timeout 20 python3 -c 'import torch, transformers; print("torch", torch.__version__, "cuda", torch.version.cuda, "transformers", transformers.__version__)' 2>&1 | tail -1)"
   local p; for p in $deps; do echo "dep $p: $(dep_state "$p")"; done
@@ -189,7 +192,8 @@ sub_configure() {
   # NCCL only as PyTorch's wheel ships it (libnccl.so.2, no libnccl.so): a folder of links that FindNCCL accepts.
   if [ -n "${GC_NCCL_DIR:-}" ] && [ -f "$GC_NCCL_DIR/../include/nccl.h" ]; then
     d=/tmp/mlarun-nccl && mkdir -p "$d/lib" && ln -sfn "$(cd "$GC_NCCL_DIR/../include" && pwd)" "$d/include" &&
-      ln -sf "$GC_NCCL_DIR/libnccl.so.2" "$d/lib/libnccl.so" && flags+=("-DNCCL_ROOT=$d") && echo "NOTE: NCCL from $GC_NCCL_DIR"
+      ln -sf "$GC_NCCL_DIR/libnccl.so.2" "$d/lib/libnccl.so" && flags+=("-DNCCL_ROOT=$d") &&
+      echo "NOTE: NCCL from $GC_NCCL_DIR"
   fi
   for p in $deps; do
     read -r s d _ <<<"$(dep_state "$p")"
@@ -452,7 +456,8 @@ fa=$tests/test_gpu_flash_prefill mla=$tests/test_gpu_mla_decode
 need_bins sanitizer tests/test_gpu_flash_prefill tests/test_gpu_mla_decode && {
   step memcheck-mla "$out/sanitizer.log" 20 75 1 "$san memcheck $mla --gtest_brief=1"
   step memcheck-flash "$out/sanitizer.log" 20 75 1 "$san memcheck $fa --gtest_brief=1"
-  step racecheck-mla "$out/sanitizer.log" 15 60 1 "$san racecheck --racecheck-report all $mla --gtest_brief=1 $race_mla_small"
+  step racecheck-mla "$out/sanitizer.log" 15 60 1 \
+    "$san racecheck --racecheck-report all $mla --gtest_brief=1 $race_mla_small"
   step racecheck-flash "$out/sanitizer.log" 15 60 1 "$san racecheck --racecheck-report all $fa --gtest_brief=1 $race_fa"
   step synccheck-mla-flash "$out/sanitizer.log" 10 45 1 "$san synccheck $mla --gtest_brief=1 $race_mla; r=\$?;
     $san synccheck $fa --gtest_brief=1 $race_fa && exit \$r"
@@ -481,13 +486,33 @@ else
 fi
 ta_dry=$((n_dry > ta_dry))  # a dry run shows the options the anchors would add
 fa_opt="" mla_opt=""
+# The decode roofline's table: both kernels at the TP 8 and 128-head shapes (the SIMT rows carry the torch anchor),
+# the MTP shape, block sizes 16 and 256, the fp8 cache (~40 s on an H200).
+mla_shapes="--only tp8_b128_s8192_h16,b64_s4096_h128,tp8_b128_s8192_h16_mma,b64_s4096_h128_mma"
+mla_shapes+=",mtp2_b128_s8192_h128_mma,tp8_b128_s8192_h16_bs16_mma,tp8_b128_s8192_h16_bs256_mma"
+mla_shapes+=",tp8_b128_s8192_h16_fp8_mma"
 { [ -s "$ta_flash" ] || [ $ta_dry = 1 ]; } && fa_opt=" --anchors \"$ta_flash\""
 { [ -s "$ta_mla" ] || [ $ta_dry = 1 ]; } && mla_opt=" --torch-anchors \"$ta_mla\""
 need_bins bench-flash kernels/bench_flash_prefill &&
   step bench-flash "$out/kernels.log" 15 60 1 "$kb/bench_flash_prefill --quick --json \"$out/flash_prefill.json\"$fa_opt"
 need_bins bench-mla kernels/bench_mla_decode &&
-  step bench-mla "$out/kernels.log" 15 "${GPU_CHECK_MLA_CAP_S:-60}" 1 \
-    "$kb/bench_mla_decode ${GPU_CHECK_MLA_ARGS:---quick} --json \"$out/mla_decode.json\"$mla_opt"
+  step bench-mla "$out/kernels.log" 15 "${GPU_CHECK_MLA_CAP_S:-100}" 1 \
+    "$kb/bench_mla_decode ${GPU_CHECK_MLA_ARGS:-$mla_shapes} --json \"$out/mla_decode.json\"$mla_opt"
+# Nsight Compute on one launch of each fast kernel at its headline shape (the TP 8 decode shape on tensor cores; MLA
+# prefill 192/128, 128 heads, 4k): throughput, occupancy, stall reasons. Clocks left alone (--clock-control none).
+ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+ncu_opt="--clock-control none --launch-count 1 --section SpeedOfLight --section Occupancy --section WarpStateStats"
+ncu_opt+=" --section SchedulerStats --section LaunchStats --section MemoryWorkloadAnalysis"
+if [ -n "$ncu" ] || [ $dry = 1 ]; then
+  need_bins ncu-mla kernels/bench_mla_decode && step ncu-mla "$out/kernels.log" 15 45 1 \
+    "${ncu:-ncu} $ncu_opt --launch-skip 10 -k regex:attend_mma $kb/bench_mla_decode --reps 3 \
+     --only tp8_b128_s8192_h16_mma"
+  need_bins ncu-flash kernels/bench_flash_prefill && step ncu-flash "$out/kernels.log" 15 45 1 \
+    "${ncu:-ncu} $ncu_opt --launch-skip 2 -k regex:flash_prefill_kernel $kb/bench_flash_prefill --reps 3 \
+     --only 'b1 h128 s4096 d192/128'"
+else
+  record ncu SKIP 0 "no ncu on this machine"
+fi
 need_bins bench-decode launch/mlarun && step bench-decode "$out/model.log" 15 90 1 "\"$self\" __bench_decode"
 need_bins bench-prefill launch/mlarun && step bench-prefill "$out/model.log" 10 40 1 "\"$self\" __bench_prefill"
 need_bins bench-moe launch/mlarun && step bench-moe-layouts "$out/model.log" 20 60 1 "\"$self\" __bench_moe_layouts"

@@ -8,7 +8,8 @@
 // FlashAttention's FLOP count (2*b*h*s_q*s_k*(d_qk+d_v), halved when causal), beside PyTorch's numbers for the
 // same shapes when --anchors names a file of them (no file, no such column). Exit 1 on a validation failure;
 // "no GPU" exits 0. Ceilings and contract: docs/kernels.md.
-// Usage: bench_flash_prefill [--json FILE] [--anchors FILE] [--reps N] [--quick]
+// Usage: bench_flash_prefill [--json FILE] [--anchors FILE] [--reps N] [--quick] [--only TEXT]
+// (--only: the timed shapes whose name holds TEXT, nothing else: one kernel to put under a profiler)
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -104,7 +105,7 @@ double anchor_tflops(const json::Value* anchors, const std::string& backend, int
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string json_path, anchors_path;
+  std::string json_path, anchors_path, only;
   int reps = 30;
   bool quick = false;
   for (int i = 1; i < argc; ++i) {
@@ -113,8 +114,9 @@ int main(int argc, char** argv) {
     else if (a == "--anchors" && i + 1 < argc) anchors_path = argv[++i];
     else if (a == "--reps" && i + 1 < argc) reps = std::max(1, std::atoi(argv[++i]));
     else if (a == "--quick") quick = true;
+    else if (a == "--only" && i + 1 < argc) only = argv[++i];
     else {
-      std::fprintf(stderr, "usage: %s [--json FILE] [--anchors FILE] [--reps N] [--quick]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--json FILE] [--anchors FILE] [--reps N] [--quick] [--only TEXT]\n", argv[0]);
       return 2;
     }
   }
@@ -148,6 +150,7 @@ int main(int argc, char** argv) {
     checks.push_back({"192/128 mha 4 noncausal", 192, 128, 4, 4, DType::BF16, false, -1, mixed, {7, 17, 200, 1000}});
     checks.push_back({"128/128 gqa 4:2 window 256", 128, 128, 4, 2, DType::BF16, true, 256, mixed, mixed});
     uint64_t salt = 0;
+    if (!only.empty()) checks.clear();
     for (const Case& pb : checks) {
       DeviceRun run = make_run(pb, seed + 16 * salt++);
       all_ok &= report("check", pb, cuda::flash::validate(run, rows_to_check(pb, quick ? 16 : 0, rng)));
@@ -167,6 +170,7 @@ int main(int argc, char** argv) {
       char name[96];
       std::snprintf(name, sizeof name, "b%d h%d s%d d%d/%d %s", t.b, t.h, t.s, t.d, t.dv,
                     t.causal ? "causal" : "full");
+      if (!only.empty() && std::string(name).find(only) == std::string::npos) continue;
       const Case pb{name, t.d, t.dv, t.h, t.h, DType::BF16, t.causal, -1, std::vector<int>(size_t(t.b), t.s),
                  std::vector<int>(size_t(t.b), t.s)};
       DeviceRun run = make_run(pb, seed + 16 * salt++);
@@ -196,6 +200,7 @@ int main(int argc, char** argv) {
     std::printf("\n%-34s %9s %9s %11s\n", "batch (192/128 bf16, h16, causal)", "ms", "TFLOP/s", "x uniform");
     double uniform_tflops = 0;
     for (const Batch& bt : batches) {
+      if (!only.empty()) break;
       Case pb{bt.name, 192, 128, 16, 16, DType::BF16, true, -1, bt.lens, bt.lens};
       pb.longest_first = bt.lpt;
       DeviceRun run = make_run(pb, seed + 16 * salt++);

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# launch/gpu_check.sh on a machine without a GPU: --help, argument errors, and a dry run that lists every GPU step
+# (kernels, model, sanitizers, timings, Nsight Compute) as DRY, keeps to the 8 output files and records no failure.
+# Configure and build are skipped so the check never reconfigures the build folder this test runs from.
+set -uo pipefail
+root=${1:?usage: gpu_check_dry_run.sh SOURCE_DIR}
+out=$(mktemp -d) && trap 'rm -rf "$out"' EXIT
+cd "$root" || exit 1
+fail() { echo "FAIL: $*"; exit 1; }
+
+bash launch/gpu_check.sh --help | grep -q "one-call check" || fail "--help does not describe the check"
+bash launch/gpu_check.sh --budget soon >/dev/null 2>&1 && fail "a budget of 'soon' was accepted"
+msg=$(bash launch/gpu_check.sh --frobnicate 2>&1) && fail "an unknown argument was accepted"
+grep -q "unknown argument '--frobnicate'" <<<"$msg" || fail "an unknown argument is not named: $msg"
+
+OUT=$out/o MLARUN_BUILD_DIR=$out/build GPU_CHECK_PREBUILT=0 \
+  bash launch/gpu_check.sh --dry-run --budget 120 --skip '^(configure|build)$' >"$out/stdout" 2>&1 ||
+  { cat "$out/stdout"; fail "the dry run exited non-zero"; }
+s=$out/o/summary.txt
+for step in env kernels kernels-repeat3 model-ops model-model tp-nccl memcheck-mla racecheck-mla initcheck-mla \
+            torch-anchors bench-flash bench-mla ncu-mla ncu-flash bench-decode bench-moe-layouts; do
+  grep -Eq "^$step +(ok|DRY) " "$s" || { cat "$s"; fail "step $step is not listed as ok or DRY"; }
+done
+grep -Eq "^total: [0-9]+ ok, 0 FAIL/TIMEOUT" "$s" || { cat "$s"; fail "the dry run recorded a failure"; }
+n=$(find "$out/o" -type f | wc -l)
+[ "$n" -le 8 ] || fail "$n files in OUT (at most 8)"
+echo "gpu_check dry run: $(tail -1 "$s")"
