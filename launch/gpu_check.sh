@@ -15,7 +15,8 @@
 #                                                  nlohmann-json, PCRE2 and cpp-httplib into the git-ignored .carry/ (alias:
 #                                                  prepare-carry); copy .carry/ along with the source tree
 #   launch/gpu_check.sh pack                       build the check's targets here (sm_90a) and pack them, stripped, with
-#                                                  the yaml-cpp/PCRE2 libraries they load, into .carry/prebuilt.tar.xz:
+#                                                  the Debian libraries they load (yaml-cpp, PCRE2, cpp-httplib,
+#                                                  brotli), into .carry/prebuilt.tar.xz:
 #                                                  the check then starts from them instead of a cold build, and builds
 #                                                  only if they do not load there (GPU_CHECK_PREBUILT=0: always build)
 #
@@ -71,6 +72,9 @@ dep_state() {
 deps="CLI11 yaml-cpp GTest nlohmann_json"
 targets="test_gpu_flash_prefill test_gpu_mla_decode test_gpu_ops test_gpu_model test_gpu_cli test_gpu_nccl"
 targets+=" test_gpu_device mlarun bench_flash_prefill bench_mla_decode"
+binaries="tests/test_gpu_flash_prefill tests/test_gpu_mla_decode tests/test_gpu_ops tests/test_gpu_model"
+binaries+=" tests/test_gpu_cli tests/test_gpu_nccl tests/test_gpu_device launch/mlarun kernels/bench_flash_prefill"
+binaries+=" kernels/bench_mla_decode"  # the targets' files, under the build folder
 prebuilt=$root/.carry/prebuilt.tar.xz
 
 # The folder holding libnccl.so.2 when the loader would not find it on its own (NCCL from PyTorch's wheel, say);
@@ -117,9 +121,7 @@ pack() {
     { echo "pack: $b is not configured for sm_90a (-DCMAKE_CUDA_ARCHITECTURES=90a -DMLARUN_CUDA=ON)" >&2; return 1; }
   cmake --build "$b" -j "$(nproc)" --target $targets || return 1
   t=$(mktemp -d) && mkdir -p "$t/pb/lib"
-  for f in tests/test_gpu_flash_prefill tests/test_gpu_mla_decode tests/test_gpu_ops tests/test_gpu_model \
-           tests/test_gpu_cli tests/test_gpu_nccl tests/test_gpu_device launch/mlarun kernels/bench_flash_prefill \
-           kernels/bench_mla_decode; do
+  for f in $binaries; do
     mkdir -p "$t/pb/$(dirname "$f")" && strip -o "$t/pb/$f" "$b/$f" || return 1
   done
   # The libraries of this system that a GPU machine may lack (yaml-cpp's soname is per minor version); MPI, NCCL,
@@ -167,9 +169,7 @@ sub_prebuilt() {
       echo "FAIL: $src (the binaries' source path) exists here and is another folder"; return 1
     fi
   fi
-  for f in tests/test_gpu_flash_prefill tests/test_gpu_mla_decode tests/test_gpu_ops tests/test_gpu_model \
-           tests/test_gpu_cli tests/test_gpu_nccl tests/test_gpu_device launch/mlarun kernels/bench_flash_prefill \
-           kernels/bench_mla_decode; do
+  for f in $binaries; do
     if ldd "$GC_BUILD/$f" | grep 'not found'; then echo "FAIL: $f cannot load"; bad=1; fi
   done
   [ $bad = 0 ] || return 1
