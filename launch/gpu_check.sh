@@ -233,6 +233,22 @@ sub_tp() {
     [ "$one8" = "$dcp8" ]
 }
 
+# One line from a `bench decode` JSON ($1) for the summary, its shape named by $2.
+decode_note='
+import json, sys
+r = json.load(open(sys.argv[1]))["records"][0]
+s = "%s: %.2f ms/step, %.0f tok/s" % (sys.argv[2], 1e3 * r["median_latency"], r["tokens_per_second"])
+if "floor_ms" in r:
+    s += ", floor %.2f ms (%.1fx it)" % (r["floor_ms"], r["median_over_floor"])
+if "time_split_share" in r:
+    s += "; split " + ", ".join("%s %.1f%%" % (k, 100 * v) for k, v in r["time_split_share"].items())
+if "graph_median_latency" in r:
+    s += "; CUDA graph %.2f ms/step (%.0f tok/s, logits within %.3g of eager)" % (
+        1e3 * r["graph_median_latency"], r["graph_tokens_per_second"], r["graph_vs_eager_max_abs_logit_diff"])
+else:
+    s += "; no CUDA graph: %s" % r.get("graph_absent")
+print(s)'
+
 sub_bench_decode() {
   local j rc=0 b
   for b in 64 1; do
@@ -240,12 +256,24 @@ sub_bench_decode() {
     "$GC_BUILD/launch/mlarun" bench decode --config configs/config_236B.json --layers 2 --batch $b --seq-len 4096 \
       --device cuda --attention mla --iters 10 --warmup 2 --json "$j" || { rc=1; continue; }
     cat "$j"
-    echo "NOTE: $(python3 -c "import json,sys; r=json.load(open(sys.argv[1]))['records'][0]; print('236B/2 layers, batch %s, 4096 cached: %.2f ms/step, %.0f tok/s' % (sys.argv[2], 1e3*r['median_latency'], r['tokens_per_second']) + (', floor %.2f ms (%.1fx it)' % (r['floor_ms'], r['median_over_floor']) if 'floor_ms' in r else '') + ('; split ' + ', '.join('%s %.1f%%' % (k, 100*v) for k, v in r['time_split_share'].items()) if 'time_split_share' in r else '') + ('; CUDA graph %.2f ms/step (%.0f tok/s, logits within %.3g of eager)' % (1e3*r['graph_median_latency'], r['graph_tokens_per_second'], r['graph_vs_eager_max_abs_logit_diff']) if 'graph_median_latency' in r else '; no CUDA graph: %s' % r.get('graph_absent')))" "$j" $b 2>&1 | tail -1)"
+    echo "NOTE: $(python3 -c "$decode_note" "$j" "236B/2 layers, batch $b, 4096 cached" 2>&1 | tail -1)"
   done
   # The same step in torch, DeepSeek's inference/model.py re-implemented (the torch-anchors step, this GPU).
   j=$GC_TMP/bench_decode_b64.json
   [ -s "$j" ] || j=""
   [ -s "${GC_TA_STEP:-}" ] && echo "NOTE: $(python3 -c "$ta_step_note" "$GC_TA_STEP" "$j" 2>&1 | tail -1)"
+  return $rc
+}
+# config_16B at full depth (27 layers, random weights, ~31 GB in bf16) decoding over 4096 cached tokens at batch 1,
+# 16 and 64: tokens/s beside the step's memory floor. Last, as it needs the most time (a model build per batch).
+sub_bench_decode_16b() {
+  local j rc=0 b
+  for b in 1 16 64; do
+    j=$GC_TMP/bench_16b_b$b.json
+    "$GC_BUILD/launch/mlarun" bench decode --config configs/config_16B.json --layers 27 --batch $b --seq-len 4096 \
+      --device cuda --attention mla --iters 10 --warmup 2 --no-time-split --json "$j" || { rc=1; continue; }
+    echo "NOTE: $(python3 -c "$decode_note" "$j" "16B/27 layers, batch $b, 4096 cached" 2>&1 | tail -1)"
+  done
   return $rc
 }
 # The routed experts' two layouts (model/mlp.h MoeLayout) on one decode step of config_16B's MoE (64 experts,
@@ -312,6 +340,7 @@ case ${1:-} in
   __bench_decode) sub_bench_decode; exit ;;
   __bench_prefill) sub_bench_prefill; exit ;;
   __bench_moe_layouts) sub_bench_moe_layouts; exit ;;
+  __bench_decode_16b) sub_bench_decode_16b; exit ;;
   __prebuilt) sub_prebuilt; exit ;;
   prepare | prepare-carry) prepare; exit ;;
   pack) pack; exit ;;
@@ -516,6 +545,7 @@ fi
 need_bins bench-decode launch/mlarun && step bench-decode "$out/model.log" 15 90 1 "\"$self\" __bench_decode"
 need_bins bench-prefill launch/mlarun && step bench-prefill "$out/model.log" 10 40 1 "\"$self\" __bench_prefill"
 need_bins bench-moe launch/mlarun && step bench-moe-layouts "$out/model.log" 20 60 1 "\"$self\" __bench_moe_layouts"
+need_bins bench-decode-16b launch/mlarun && step bench-decode-16b "$out/model.log" 40 120 1 "\"$self\" __bench_decode_16b"
 
 wall=$(($(date +%s) - start))
 printf 'total: %d ok, %d FAIL/TIMEOUT, %d SKIP, %d DRY; %ds of the %ds budget; files: %s\n' "$n_ok" "$n_fail" \
