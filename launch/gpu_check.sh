@@ -545,7 +545,8 @@ fi
 need_bins bench-decode launch/mlarun && step bench-decode "$out/model.log" 15 90 1 "\"$self\" __bench_decode"
 need_bins bench-prefill launch/mlarun && step bench-prefill "$out/model.log" 10 40 1 "\"$self\" __bench_prefill"
 need_bins bench-moe launch/mlarun && step bench-moe-layouts "$out/model.log" 20 60 1 "\"$self\" __bench_moe_layouts"
-need_bins bench-decode-16b launch/mlarun && step bench-decode-16b "$out/model.log" 40 120 1 "\"$self\" __bench_decode_16b"
+need_bins bench-decode-16b launch/mlarun &&
+  step bench-decode-16b "$out/model.log" 40 120 1 "\"$self\" __bench_decode_16b"
 
 wall=$(($(date +%s) - start))
 printf 'total: %d ok, %d FAIL/TIMEOUT, %d SKIP, %d DRY; %ds of the %ds budget; files: %s\n' "$n_ok" "$n_fail" \
