@@ -70,11 +70,11 @@ dep_state() {
   echo missing
 }
 deps="CLI11 yaml-cpp GTest nlohmann_json"
-targets="test_gpu_flash_prefill test_gpu_mla_decode test_gpu_ops test_gpu_model test_gpu_cli test_gpu_nccl"
-targets+=" test_gpu_device mlarun bench_flash_prefill bench_mla_decode"
+# The check's binaries under the build folder; their file names are the CMake targets it builds.
 binaries="tests/test_gpu_flash_prefill tests/test_gpu_mla_decode tests/test_gpu_ops tests/test_gpu_model"
 binaries+=" tests/test_gpu_cli tests/test_gpu_nccl tests/test_gpu_device launch/mlarun kernels/bench_flash_prefill"
-binaries+=" kernels/bench_mla_decode"  # the targets' files, under the build folder
+binaries+=" kernels/bench_mla_decode"
+targets=$(for f in $binaries; do printf '%s ' "${f##*/}"; done)
 prebuilt=$root/.carry/prebuilt.tar.xz
 
 # The folder holding libnccl.so.2 when the loader would not find it on its own (NCCL from PyTorch's wheel, say);
