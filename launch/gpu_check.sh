@@ -465,13 +465,17 @@ tests=$b/tests kb=$b/kernels
 race_mla="--gtest_filter='*MlaDecodeSplits*:*ScheduleIsReused*:*TensorCoreRuns*'"
 race_fa="--gtest_filter='*small_*'"
 race_mla_small="--gtest_filter='*SanitizerSized*'"  # racecheck needs minutes on the split cases of race_mla
+# The fitted decode kernel's 54 small cases: repeated with race_mla, left out of memcheck and initcheck (minutes
+# there; SanitizerSized covers its 16, 32 and 64-row tiles under every tool).
+repeat_mla="--gtest_filter='*MlaDecodeSplits*:*ScheduleIsReused*:*TensorCoreRuns*:*MlaDecodeFitted*'"
+not_fitted="--gtest_filter='-*MlaDecodeFitted*'"
 
 # ---- validation: kernel tests, model and CLI, TP and NCCL, sanitizers ---------------------------------------
 need_bins kernels tests/test_gpu_flash_prefill tests/test_gpu_mla_decode &&
   step kernels "$out/kernels.log" 20 100 1 "$tests/test_gpu_flash_prefill --gtest_brief=1; r=\$?;
     $tests/test_gpu_mla_decode --gtest_brief=1 && exit \$r"
 need_bins kernels-repeat3 tests/test_gpu_flash_prefill tests/test_gpu_mla_decode &&
-  step kernels-repeat3 "$out/kernels.log" 10 50 1 "$tests/test_gpu_mla_decode --gtest_brief=1 --gtest_repeat=3 $race_mla;
+  step kernels-repeat3 "$out/kernels.log" 10 50 1 "$tests/test_gpu_mla_decode --gtest_brief=1 --gtest_repeat=3 $repeat_mla;
     r=\$?; $tests/test_gpu_flash_prefill --gtest_brief=1 --gtest_repeat=3 $race_fa && exit \$r"
 for t in ops device model cli nccl; do
   # Not brief: a crash's log then ends at the test that crashed.
@@ -483,14 +487,14 @@ san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer
 san="$san --error-exitcode 86 --print-limit 20 --tool"
 fa=$tests/test_gpu_flash_prefill mla=$tests/test_gpu_mla_decode
 need_bins sanitizer tests/test_gpu_flash_prefill tests/test_gpu_mla_decode && {
-  step memcheck-mla "$out/sanitizer.log" 20 75 1 "$san memcheck $mla --gtest_brief=1"
+  step memcheck-mla "$out/sanitizer.log" 20 75 1 "$san memcheck $mla --gtest_brief=1 $not_fitted"
   step memcheck-flash "$out/sanitizer.log" 20 75 1 "$san memcheck $fa --gtest_brief=1"
   step racecheck-mla "$out/sanitizer.log" 15 60 1 \
     "$san racecheck --racecheck-report all $mla --gtest_brief=1 $race_mla_small"
   step racecheck-flash "$out/sanitizer.log" 15 60 1 "$san racecheck --racecheck-report all $fa --gtest_brief=1 $race_fa"
   step synccheck-mla-flash "$out/sanitizer.log" 10 45 1 "$san synccheck $mla --gtest_brief=1 $race_mla; r=\$?;
     $san synccheck $fa --gtest_brief=1 $race_fa && exit \$r"
-  step initcheck-mla "$out/sanitizer.log" 15 60 1 "$san initcheck $mla --gtest_brief=1"
+  step initcheck-mla "$out/sanitizer.log" 15 60 1 "$san initcheck $mla --gtest_brief=1 $not_fitted"
 }
 
 # ---- speed: torch anchors, workbenches (each validates before it times), one bench decode --------------------
@@ -515,11 +519,13 @@ else
 fi
 ta_dry=$((n_dry > ta_dry))  # a dry run shows the options the anchors would add
 fa_opt="" mla_opt=""
-# The decode roofline's table: both kernels at the TP 8 and 128-head shapes (the SIMT rows carry the torch anchor),
-# the MTP shape, block sizes 16 and 256, the fp8 cache (~40 s on an H200).
+# The decode roofline's table: the SIMT and 32-row kernels at the TP 8 and 128-head shapes (the SIMT rows carry the
+# torch anchor), the MTP shape, block sizes 16 and 256, the fp8 cache (~40 s on an H200); then the fitted kernel's
+# rows, each printed with its speed against the 32-row kernel's twin.
 mla_shapes="--only tp8_b128_s8192_h16,b64_s4096_h128,tp8_b128_s8192_h16_mma,b64_s4096_h128_mma"
 mla_shapes+=",mtp2_b128_s8192_h128_mma,tp8_b128_s8192_h16_bs16_mma,tp8_b128_s8192_h16_bs256_mma"
-mla_shapes+=",tp8_b128_s8192_h16_fp8_mma"
+mla_shapes+=",tp8_b128_s8192_h16_fp8_mma,tp8_b128_s8192_h16_fit,b64_s4096_h128_fit,mtp2_b128_s8192_h128_fit"
+mla_shapes+=",tp8_b128_s8192_h16_bs16_fit,tp8_b128_s8192_h16_bs256_fit"
 { [ -s "$ta_flash" ] || [ $ta_dry = 1 ]; } && fa_opt=" --anchors \"$ta_flash\""
 { [ -s "$ta_mla" ] || [ $ta_dry = 1 ]; } && mla_opt=" --torch-anchors \"$ta_mla\""
 need_bins bench-flash kernels/bench_flash_prefill &&
@@ -536,6 +542,9 @@ if [ -n "$ncu" ] || [ $dry = 1 ]; then
   need_bins ncu-mla kernels/bench_mla_decode && step ncu-mla "$out/kernels.log" 15 45 1 \
     "${ncu:-ncu} $ncu_opt --launch-skip 10 -k regex:attend_mma $kb/bench_mla_decode --reps 3 \
      --only tp8_b128_s8192_h16_mma"
+  need_bins ncu-mla-fitted kernels/bench_mla_decode && step ncu-mla-fitted "$out/kernels.log" 15 45 1 \
+    "${ncu:-ncu} $ncu_opt --launch-skip 10 -k regex:attend_fitted $kb/bench_mla_decode --reps 3 \
+     --only tp8_b128_s8192_h16_fit"
   need_bins ncu-flash kernels/bench_flash_prefill && step ncu-flash "$out/kernels.log" 15 45 1 \
     "${ncu:-ncu} $ncu_opt --launch-skip 2 -k regex:flash_prefill_kernel $kb/bench_flash_prefill --reps 3 \
      --only 'b1 h128 s4096 d192/128'"

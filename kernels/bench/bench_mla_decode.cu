@@ -45,6 +45,13 @@ using cuda::mla::Inputs;
 namespace {
 
 constexpr int kD = cuda::mla::kHeadDimQK, kDv = cuda::mla::kHeadDimV;
+using AttendKernel = cuda::mla::AttendKernel;
+constexpr AttendKernel kMma = AttendKernel::TensorCores, kFit = AttendKernel::TensorCoresFitted;
+constexpr cuda::MlaKvFormat kBf16 = cuda::MlaKvFormat::Bf16, kFp8 = cuda::MlaKvFormat::Fp8;
+// Per AttendKernel: the name in the JSON, the tag in the validation lines, the suffix of its shape names.
+constexpr const char* kAttendName[3] = {"simt", "tensor_cores", "tensor_cores_fitted"};
+constexpr const char* kAttendTag[3] = {"    ", " mma", " fit"};
+constexpr const char* kAttendSuffix[3] = {"", "_mma", "_fit"};
 
 struct DevBuf {  // one cudaMalloc, freed on scope exit (the ceiling measurements' scratch)
   void* p = nullptr;
@@ -107,13 +114,14 @@ struct Shape {
   bool varlen;         // lengths ~ N(seq_len, seq_len / 2), clipped at q_per_seq (FlashMLA's varlen)
   const char* target;  // the criterion this shape is held to (docs/kernels.md)
   cuda::MlaKvFormat format = cuda::MlaKvFormat::Bf16;
-  bool tensor_cores = false;  // the mma.sync attend kernel (attend_mma.cu) instead of the SIMT one
+  AttendKernel attend = AttendKernel::Simt;  // MlaDecodeParams::attend
 };
 
 // PyTorch reference time for this shape from the --torch-anchors file, a JSON array of records {kind
 // "mla_decode_torch_ref", B, H, T, ms}; -1 when absent.
 double torch_anchor_ms(const json::Value& anchors, const Shape& s) {
-  if (!anchors.is_array() || s.q_per_seq != 1 || s.varlen || s.format != cuda::MlaKvFormat::Bf16 || s.tensor_cores)
+  if (!anchors.is_array() || s.q_per_seq != 1 || s.varlen || s.format != cuda::MlaKvFormat::Bf16 ||
+      s.attend != AttendKernel::Simt)
     return -1;
   for (const json::Value& r : anchors) {
     const json::Value *kind = json::find(r, "kind"), *B = json::find(r, "B"), *H = json::find(r, "H"),
@@ -171,7 +179,14 @@ int run(int argc, char** argv) {
                                     {{0, 1, 33, 257, 1000}, {1, 2, 3, 4, 1}, 16, 64, 0, 104, cuda::MlaKvFormat::Fp8},
                                     {{0, 1, 700, 31}, {1, 4, 2, 1}, 128, 16, 0, 105, cuda::MlaKvFormat::Int8}};
   for (Case c : {vcases[0], vcases[1], vcases[3], vcases[4], vcases[5]}) {  // again on tensor cores
-    c.tensor_cores = true;
+    c.attend = AttendKernel::TensorCores;
+    vcases.push_back(c);
+  }
+  // The fitted kernel at each of its M tiles: 16 rows (16 heads, one query), 32 (two), 64 (four; 128 heads).
+  for (Case c : {Case{{0, 1, 33, 257, 1000, 64, 5}, {1, 1, 1, 1, 1, 1, 1}, 16, 64, 0, 106},
+                 Case{{0, 1, 33, 257, 1000, 64, 5}, {1, 2, 2, 1, 2, 1, 2}, 16, 16, 0, 107}, vcases[0], vcases[1],
+                 vcases[3]}) {
+    c.attend = AttendKernel::TensorCoresFitted;
     vcases.push_back(c);
   }
   bool all_ok = true;
@@ -184,11 +199,11 @@ int run(int argc, char** argv) {
     const Comparison r = validate(in, v, dc, all);
     all_ok &= r.ok();
     std::printf("validate %-4s%s H=%-3d bs=%-3d sms=%-4d  rel_l2 %.2e  max|d out| %.2e  max|d lse| %.2e  %s\n",
-                cuda::mla_kv_format_name(v.format), v.tensor_cores ? " mma" : "    ", v.heads, v.block_size,
+                cuda::mla_kv_format_name(v.format), kAttendTag[int(v.attend)], v.heads, v.block_size,
                 dc.p.num_sms, r.rel_l2, r.max_abs, r.max_lse, r.ok() ? "ok" : "FAILED");
     json::Value j = json::Value::object();
     j["kv_format"] = cuda::mla_kv_format_name(v.format);
-    j["tensor_cores"] = v.tensor_cores;
+    j["attend"] = kAttendName[int(v.attend)];
     j["heads"] = v.heads, j["block_size"] = v.block_size, j["rel_l2"] = r.rel_l2, j["ok"] = r.ok();
     vjson.push_back(j);
   }
@@ -200,6 +215,15 @@ int run(int argc, char** argv) {
               prop.name, sms, ceil.copy_gbps, ceil.datasheet_gbps, ceil.gemm_tflops,
               anchors.is_array() ? "anchors loaded" : "no anchors file");
   report["copy_GBps"] = ceil.copy_gbps, report["gemm_TFLOPs"] = ceil.gemm_tflops;
+  json::Value resident = json::Value::object();  // the fitted kernel's CTAs per SM: held against its geometry
+  std::printf("fitted kernel, CTAs per SM (held / planned):");
+  for (int m : cuda::mla::kFitRows) {
+    const int held = cuda::mla::fitted_attend_resident_ctas(m);
+    std::printf("  %d rows %d / %d", m, held, cuda::mla::fit_ctas_per_sm(m));
+    resident[std::to_string(m)] = held;
+  }
+  std::printf("\n");
+  report["fitted_resident_ctas_per_sm"] = resident;
   const std::vector<Shape> shapes = {
       {"tp8_b128_s8192_h16", 128, 8192, 16, 1, 64, false, ">= 2600 GB/s whole call"},
       {"b64_s4096_h128", 64, 4096, 128, 1, 64, false, "<= 0.15 ms whole call"},
@@ -211,18 +235,21 @@ int run(int argc, char** argv) {
       {"tp8_b128_varlen8192_h16", 128, 8192, 16, 1, 64, true, "(FlashMLA-style varlen, information)"},
       {"tp8_b128_s8192_h16_fp8", 128, 8192, 16, 1, 64, false, ">= 1.7x bf16 tokens/s", cuda::MlaKvFormat::Fp8},
       {"tp8_b128_s8192_h16_int8", 128, 8192, 16, 1, 64, false, "(information)", cuda::MlaKvFormat::Int8},
-      // The first three again with the attend kernel on tensor cores (MlaDecodeParams::tensor_cores).
-      {"tp8_b128_s8192_h16_mma", 128, 8192, 16, 1, 64, false, ">= 2600 GB/s whole call", cuda::MlaKvFormat::Bf16,
-       true},
-      {"b64_s4096_h128_mma", 64, 4096, 128, 1, 64, false, "<= 0.15 ms whole call", cuda::MlaKvFormat::Bf16, true},
-      {"mtp2_b128_s8192_h128_mma", 128, 8192, 128, 2, 64, false, ">= 450 TFLOP/s whole call",
-       cuda::MlaKvFormat::Bf16, true},
-      {"tp8_b128_s8192_h16_fp8_mma", 128, 8192, 16, 1, 64, false, ">= 1.7x bf16 tokens/s", cuda::MlaKvFormat::Fp8,
-       true},
-      {"tp8_b128_s8192_h16_bs16_mma", 128, 8192, 16, 1, 16, false, "within 10% of bs 64", cuda::MlaKvFormat::Bf16,
-       true},
-      {"tp8_b128_s8192_h16_bs256_mma", 128, 8192, 16, 1, 256, false, "within 10% of bs 64", cuda::MlaKvFormat::Bf16,
-       true}};
+      // The first three again with the attend kernel on tensor cores (MlaDecodeParams::attend), 32-row tiles...
+      {"tp8_b128_s8192_h16_mma", 128, 8192, 16, 1, 64, false, ">= 2600 GB/s whole call", kBf16, kMma},
+      {"b64_s4096_h128_mma", 64, 4096, 128, 1, 64, false, "<= 0.15 ms whole call", kBf16, kMma},
+      {"mtp2_b128_s8192_h128_mma", 128, 8192, 128, 2, 64, false, ">= 450 TFLOP/s whole call", kBf16, kMma},
+      {"tp8_b128_s8192_h16_fp8_mma", 128, 8192, 16, 1, 64, false, ">= 1.7x bf16 tokens/s", kFp8, kMma},
+      {"tp8_b128_s8192_h16_bs16_mma", 128, 8192, 16, 1, 16, false, "within 10% of bs 64", kBf16, kMma},
+      {"tp8_b128_s8192_h16_bs256_mma", 128, 8192, 16, 1, 256, false, "within 10% of bs 64", kBf16, kMma},
+      // ... and with the M tile fitted to the rows (attend_mma_fitted.cu; bf16 rows).
+      {"tp8_b128_s8192_h16_fit", 128, 8192, 16, 1, 64, false, ">= 2600 GB/s whole call", kBf16, kFit},
+      {"b64_s4096_h128_fit", 64, 4096, 128, 1, 64, false, "<= 0.15 ms whole call", kBf16, kFit},
+      {"mtp2_b128_s8192_h128_fit", 128, 8192, 128, 2, 64, false, ">= 450 TFLOP/s whole call", kBf16, kFit},
+      {"tp8_b128_s8192_h16_bs16_fit", 128, 8192, 16, 1, 16, false, "within 10% of bs 64", kBf16, kFit},
+      {"tp8_b128_s8192_h16_bs256_fit", 128, 8192, 16, 1, 256, false, "within 10% of bs 64", kBf16, kFit},
+      {"b64_s4096_h128_bs16_fit", 64, 4096, 128, 1, 16, false, "within 10% of bs 64", kBf16, kFit},
+      {"b64_s4096_h128_bs256_fit", 64, 4096, 128, 1, 256, false, "within 10% of bs 64", kBf16, kFit}};
   std::map<std::string, double> call_ms;  // each shape's whole call so far: the baselines of later rows
   const auto fixed2 = [](double v) {
     char buf[32];
@@ -236,7 +263,8 @@ int run(int argc, char** argv) {
     // --quick: the TP 8 shape, and the same over fp8 rows (the quantized cache's speed-up over bf16).
     const std::string shape_name = s.name;
     const bool quick_shape = &s == &shapes[0] || shape_name == "tp8_b128_s8192_h16_fp8" ||
-                             shape_name == "tp8_b128_s8192_h16_mma" || shape_name == "tp8_b128_s8192_h16_fp8_mma";
+                             shape_name == "tp8_b128_s8192_h16_mma" || shape_name == "tp8_b128_s8192_h16_fp8_mma" ||
+                             shape_name == "tp8_b128_s8192_h16_fit";
     if ((!only.empty() && ("," + only + ",").find("," + shape_name + ",") == std::string::npos) ||
         (quick && !quick_shape))
       continue;
@@ -246,7 +274,7 @@ int run(int argc, char** argv) {
       for (int& l : lens)
         l = std::max(s.q_per_seq, int(std::normal_distribution<double>(s.seq_len, s.seq_len / 2.0)(lrng)));
     Case c{lens, qlens, s.heads, s.block_size, sms, uint64_t(1000 + s.block_size), s.format};
-    c.tensor_cores = s.tensor_cores;
+    c.attend = s.attend;
     const Inputs in = cuda::mla::make_inputs(c);
     double tokens = 0, flops = 0;
     for (int b = 0; b < s.batch; ++b) tokens += lens[b], flops += 2.0 * s.heads * qlens[b] * (kD + kDv) * lens[b];
@@ -274,12 +302,14 @@ int run(int argc, char** argv) {
     char torch_txt[32] = "n/a";
     if (torch > 0) std::snprintf(torch_txt, sizeof(torch_txt), "%.3f", torch);
     call_ms[s.name] = call;
-    // A quantized row against the bf16 TP 8 row of the same kernel; a tensor-core row against its SIMT twin.
+    // A quantized row against the bf16 TP 8 row of the same kernel; a 32-row tensor-core row against its SIMT
+    // twin, a fitted row against its 32-row twin.
     const std::string name = s.name;
-    const std::string bf16_base = s.tensor_cores ? "tp8_b128_s8192_h16_mma" : "tp8_b128_s8192_h16";
+    const std::string bf16_base = std::string("tp8_b128_s8192_h16") + kAttendSuffix[int(s.attend)];
     const double bf16_ms = s.format != cuda::MlaKvFormat::Bf16 && call_ms.count(bf16_base) ? call_ms[bf16_base] : -1;
-    const std::string simt_twin = name.substr(0, name.size() - 4);  // "..._mma" -> "..."
-    const double simt = s.tensor_cores && call_ms.count(simt_twin) ? call_ms[simt_twin] : -1;
+    const std::string base = name.substr(0, name.size() - 4);  // "..._mma" -> "...", "..._fit" -> "..."
+    const double simt = s.attend == kMma && call_ms.count(base) ? call_ms[base] : -1;
+    const double mma32 = s.attend == kFit && call_ms.count(base + "_mma") ? call_ms[base + "_mma"] : -1;
     std::string bs_twin;  // "..._bs16[_mma]" -> "...[_mma]": the same shape in blocks of 64
     if (const size_t at = name.find("_bs"); at != std::string::npos) {
       const size_t end = name.find('_', at + 3);
@@ -290,6 +320,7 @@ int run(int argc, char** argv) {
     if (bf16_ms > 0) speedup += " [" + fixed2(bf16_ms / call) + "x the bf16 tokens/s]";
     if (bs64 > 0) speedup += " [" + fixed2(call / bs64) + "x the block-64 time]";
     if (simt > 0) speedup += " [" + fixed2(simt / call) + "x the SIMT kernel]";
+    if (mma32 > 0) speedup += " [" + fixed2(mma32 / call) + "x the 32-row kernel]";
     std::printf("%-26s %9.3f %9.3f %9.0f %9.0f %8.1f %8.1f %9.3f %9s  %s%s%s\n", s.name, call, kern,
                 bytes / call / 1e6, bytes / kern / 1e6, flops / call / 1e9, flops / kern / 1e9, floor_ms, torch_txt,
                 s.target, speedup.c_str(), r.ok() ? "" : "  [VALIDATION FAILED]");
@@ -298,8 +329,9 @@ int run(int argc, char** argv) {
     j["q_per_seq"] = s.q_per_seq, j["block_size"] = s.block_size, j["varlen"] = s.varlen;
     j["kv_format"] = cuda::mla_kv_format_name(s.format);
     if (bf16_ms > 0) j["speedup_vs_bf16"] = bf16_ms / call;
-    j["tensor_cores"] = s.tensor_cores;
+    j["attend"] = kAttendName[int(s.attend)];
     if (simt > 0) j["speedup_vs_simt"] = simt / call;
+    if (mma32 > 0) j["speedup_vs_32_row_kernel"] = mma32 / call;
     if (bs64 > 0) j["time_vs_block64"] = call / bs64;
     j["bytes"] = bytes, j["flops"] = flops, j["rotated_sets"] = n_rot;
     j["call_ms"] = call, j["kernel_ms"] = kern, j["schedule_ms"] = sched, j["combine_ms"] = comb;

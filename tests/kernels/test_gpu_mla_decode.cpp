@@ -110,6 +110,8 @@ TEST(MlaDecodeApi, EveryBadFieldIsNamedWithItsValue) {
       {[](auto& p) { p.out = reinterpret_cast<uint16_t*>(g_fake + 8); }, "is not 16-byte aligned"},
       {[](auto& p) { p.workspace = g_fake + 16; }, "is not 256-byte aligned"},
       {[](auto& p) { p.workspace_bytes -= 1; }, " bytes needed for batch 4, 16 heads, max_q_per_seq 2 and 132 SMs"},
+      {[](auto& p) { p.attend = cuda::mla::AttendKernel(3); },
+       "attend 3 is not simt (0), tensor cores (1) or fitted tensor cores (2)"},
   };
   for (const Bad& bad : cases) {
     SCOPED_TRACE(bad.expect);
@@ -149,6 +151,30 @@ TEST(MlaDecodeApi, WorkspaceAndPartsFollowTheConfig) {
   EXPECT_GT(cuda::mla_decode_workspace_bytes(8, 16, 2, 132), small);
   EXPECT_THROW(cuda::mla_decode_workspace_bytes(0, 16, 1, 132), Error);
   EXPECT_THROW(cuda::mla_decode_num_parts(16, 1, 0), Error);
+}
+
+TEST(MlaDecodeApi, FittedKernelFitsItsTileToTheRowsAndTheWorkspaceFitsEveryKernel) {
+  using cuda::mla::AttendKernel;
+  constexpr AttendKernel kFit = AttendKernel::TensorCoresFitted;
+  EXPECT_EQ(cuda::mla_decode_num_parts(16, 1, 132, kFit), 264);  // 16 rows: one 16-row tile, two CTAs per SM
+  EXPECT_EQ(cuda::mla_decode_num_parts(1, 4, 132, kFit), 264);   // 4 rows: still one 16-row tile
+  EXPECT_EQ(cuda::mla_decode_num_parts(16, 2, 132, kFit), 132);  // 32 rows: one 32-row tile
+  EXPECT_EQ(cuda::mla_decode_num_parts(128, 1, 132, kFit), 66);  // 128 rows: two 64-row tiles
+  EXPECT_EQ(cuda::mla_decode_num_parts(128, 4, 132, kFit), 16);  // 512 rows: eight
+  EXPECT_EQ(cuda::mla_decode_num_parts(24, 3, 132, kFit), 66);   // 72 rows: two, the second mostly empty
+  EXPECT_EQ(cuda::mla_decode_num_parts(16, 1, 132, AttendKernel::Simt), 132);
+  // Every kernel's layout fits mla_decode_workspace_bytes, so the checks pass whichever one a call picks.
+  for (AttendKernel k : {AttendKernel::Simt, AttendKernel::TensorCores, kFit})
+    for (cuda::MlaKvFormat f : {cuda::MlaKvFormat::Bf16, cuda::MlaKvFormat::Fp8})
+      for (int heads : {1, 16, 128}) {
+        MlaDecodeParams p = fake_params();
+        p.attend = k, p.kv_format = f, p.num_heads = heads;
+        p.workspace_bytes = cuda::mla_decode_workspace_bytes(p.batch, p.num_heads, p.max_q_per_seq, p.num_sms);
+        EXPECT_NO_THROW(cuda::check_mla_decode(p)) << int(k) << " " << int(f) << " " << heads;
+      }
+  // The 16-row tile takes the most parts, so the most partials: the shared size is the fitted one there.
+  EXPECT_EQ(cuda::mla_decode_workspace_bytes(8, 16, 1, 132),
+            cuda::mla::workspace_layout(8, 16, 1, 132, cuda::mla::attend_geometry(kFit, false, 16, 1)).total);
 }
 
 // ---- GPU cases ---------------------------------------------------------------------------------------------
@@ -244,14 +270,14 @@ TEST(MlaDecodeGpu, QuantizedNanTileReadsNaN) {
   }
 }
 
-// The attend kernel on tensor cores (attend_mma.cu, MlaDecodeParams::tensor_cores) over the bf16 cases above:
+// The attend kernel on tensor cores (attend_mma.cu, MlaDecodeParams::attend = TensorCores) over the bf16 cases above:
 // block sizes, head counts (1: one m16 tile mostly empty; 128: four M tiles), query tokens, splits, empty and
 // one-token sequences; P in bf16 widens the absolute tolerance by kOutAbsBf16P (cases.h).
 class MlaDecodeTensorCores : public ::testing::TestWithParam<std::tuple<int, int, int>> {};
 TEST_P(MlaDecodeTensorCores, MatchesReference) {
   const auto [heads, block_size, num_sms] = GetParam();  // num_sms 0: the device's; 5: long sequences split
   Case c{kLens, kQLens, heads, block_size, num_sms, 31};
-  c.tensor_cores = true;
+  c.attend = cuda::mla::AttendKernel::TensorCores;
   run_and_check(c);
 }
 INSTANTIATE_TEST_SUITE_P(Gpu, MlaDecodeTensorCores,
@@ -265,17 +291,58 @@ TEST_P(MlaDecodeTensorCoresQuantized, MatchesReference) {
   const auto [format, heads, block_size] = GetParam();
   Case c{kLens, kQLens, heads, block_size, 0, 33};
   c.format = format;
-  c.tensor_cores = true;
+  c.attend = cuda::mla::AttendKernel::TensorCores;
   run_and_check(c);
 }
 INSTANTIATE_TEST_SUITE_P(Gpu, MlaDecodeTensorCoresQuantized,
                          ::testing::Combine(::testing::Values(cuda::MlaKvFormat::Fp8, cuda::MlaKvFormat::Int8),
                                             ::testing::Values(16, 128), ::testing::Values(1, 64)));
 
+// The fitted tensor-core kernel (attend_mma_fitted.cu) at each of its M tiles, chosen by heads x query tokens:
+// 16 rows (two warps share each score tile's 576 values; 4, 8 or 16 heads), 32, and 64 (one or more tiles, the
+// last one partly empty at 72 rows); block sizes 1, 64 and 256; the device's SMs or a 5-part split schedule.
+// Sequence 1 has fewer cached tokens than query tokens where max_q > 1 (rows that see nothing).
+class MlaDecodeFitted : public ::testing::TestWithParam<std::tuple<std::pair<int, int>, int, int>> {};
+TEST_P(MlaDecodeFitted, MatchesReference) {
+  const auto [heads_q, block_size, num_sms] = GetParam();
+  const auto [heads, max_q] = heads_q;
+  std::vector<int> q_lens(kLens.size());
+  for (size_t i = 0; i < q_lens.size(); ++i) q_lens[i] = 1 + int(i + 1) % max_q;  // every count 1..max_q
+  Case c{kLens, q_lens, heads, block_size, num_sms, 37};
+  c.attend = cuda::mla::AttendKernel::TensorCoresFitted;
+  run_and_check(c);
+}
+INSTANTIATE_TEST_SUITE_P(Gpu, MlaDecodeFitted,
+                         ::testing::Combine(::testing::Values(std::pair{16, 1}, std::pair{4, 4}, std::pair{8, 2},
+                                                              std::pair{16, 2}, std::pair{32, 1}, std::pair{16, 4},
+                                                              std::pair{128, 1}, std::pair{24, 3},
+                                                              std::pair{128, 4}),
+                                            ::testing::Values(1, 64, 256), ::testing::Values(0, 5)));
+
+// The geometry's CTAs per SM (which sizes the schedule) must be what the device can hold at once.
+TEST(MlaDecodeGpu, FittedKernelHoldsItsCtasPerSm) {
+  if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
+  for (int m : cuda::mla::kFitRows)
+    EXPECT_GE(cuda::mla::fitted_attend_resident_ctas(m), cuda::mla::fit_ctas_per_sm(m)) << m << " rows per CTA";
+}
+
+// Asked of quantized rows, the fitted kernel hands them to the 32-row kernel with its geometry.
+TEST(MlaDecodeGpu, FittedKernelOverQuantizedRowsMatchesReference) {
+  for (cuda::MlaKvFormat format : {cuda::MlaKvFormat::Fp8, cuda::MlaKvFormat::Int8}) {
+    SCOPED_TRACE(cuda::mla_kv_format_name(format));
+    Case c{kLens, kQLens, 16, 64, 0, 39};
+    c.format = format;
+    c.attend = cuda::mla::AttendKernel::TensorCoresFitted;
+    run_and_check(c);
+  }
+}
+
 TEST(MlaDecodeGpu, TensorCoreRunsAreIdenticalAndKeepNanOutOfOtherSequences) {
   if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
+  for (auto attend : {cuda::mla::AttendKernel::TensorCores, cuda::mla::AttendKernel::TensorCoresFitted}) {
+  SCOPED_TRACE(int(attend));
   Case c{{4000, 10, 1, 0, 2500, 77}, {2, 1, 1, 3, 4, 2}, 16, 16, 1024, 32};
-  c.tensor_cores = true;
+  c.attend = attend;
   const Inputs in = make_inputs(c);
   DeviceRun run(in, c);
   ASSERT_TRUE(run.run_whole_call().ok());
@@ -286,16 +353,24 @@ TEST(MlaDecodeGpu, TensorCoreRunsAreIdenticalAndKeepNanOutOfOtherSequences) {
   std::vector<int> all(in.seq_lens.size());
   std::iota(all.begin(), all.end(), 0);
   expect_matches_reference(in, c, run, all);
+  }
 }
 
 // Sized for compute-sanitizer's racecheck, which takes minutes on the split cases above: a schedule for 5 SMs over
-// short sequences (so they are split and combined), on both attend kernels.
-TEST(MlaDecodeGpu, SanitizerSizedSplitsOnBothKernels) {
-  for (bool tensor_cores : {false, true}) {
-    SCOPED_TRACE(tensor_cores ? "tensor cores" : "SIMT");
-    Case c{{300, 5, 1, 0, 130}, {2, 1, 1, 3, 1}, 16, 16, 5, 41};
-    c.tensor_cores = tensor_cores;
-    run_and_check(c);
+// short sequences (so they are split and combined), on every attend kernel (the fitted one at 16, 32 and 64 rows).
+TEST(MlaDecodeGpu, SanitizerSizedSplitsOnEveryKernel) {
+  using cuda::mla::AttendKernel;
+  for (AttendKernel attend : {AttendKernel::Simt, AttendKernel::TensorCores, AttendKernel::TensorCoresFitted}) {
+    for (const std::vector<int>& q_lens : {std::vector<int>{2, 1, 1, 3, 1}, std::vector<int>{1, 1, 1, 1, 1}}) {
+      for (int heads : {16, 4}) {
+        if (attend != AttendKernel::TensorCoresFitted && (q_lens[0] == 1 || heads == 4)) continue;
+        SCOPED_TRACE("attend " + std::to_string(int(attend)) + ", max_q " + std::to_string(q_lens[3]) +
+                     ", heads " + std::to_string(heads));
+        Case c{{300, 5, 1, 0, 130}, q_lens, heads, 16, 5, 41};
+        c.attend = attend;
+        run_and_check(c);
+      }
+    }
   }
 }
 

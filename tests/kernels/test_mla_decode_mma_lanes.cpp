@@ -9,6 +9,7 @@
 #include <cmath>
 #include <functional>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/cuda/mla_decode/config.h"
@@ -169,4 +170,84 @@ TEST(MlaDecodeMmaLanes, PvTilesComputePTimesTheLatent) {
         return want;
       },
       1e-4, "output");
+}
+
+// The fitted kernel (attend_mma_fitted.cu) at M = 16, 32 and 64 rows: each warp's score tiles over its share of
+// the 576 values (fit_k0 .. + fit_k_len; even k-steps in one chain, odd in another, as the kernel sums them), one
+// score buffer per share, each element written once into each; the shares add up to Q . K^T. P.V over M / 16
+// row tiles.
+TEST(MlaDecodeMmaLanes, FittedScoresCoverEveryRowAndTokenOncePerShare) {
+  for (int m : mla::kFitRows) {
+    SCOPED_TRACE("M = " + std::to_string(m));
+    ASSERT_EQ(lanes::fit_k_splits(m), mla::fit_score_splits(m));
+    std::mt19937 rng(uint32_t(3 + m));
+    const Matrix q = random_matrix(m, mla::kHeadDimQK, rng);
+    const Matrix kv = random_matrix(mla::kBlockN, mla::kHeadDimQK, rng);
+    std::vector<Written> shares(size_t(lanes::fit_k_splits(m)), Written(m, mla::kBlockN));
+    for (int w = 0; w < mla::kWarps; ++w) {
+      const int m0 = lanes::fit_score_row0(m, w), n0 = lanes::fit_score_tok0(m, w), k0 = lanes::fit_k0(m, w);
+      for (int t = 0; t < lanes::fit_tok_tiles_per_warp(m); ++t) {
+        Acc chain[2] = {};
+        for (int k = 0; k < lanes::fit_k_len(m); k += 32) {
+          const auto q_at = [&](int kk) {
+            return [&, kk](int l) { return at(m0 + lanes::a_row(l), k0 + kk + lanes::a_col(l)); };
+          };
+          const Frag4 qa0 = ldmatrix_x4(q, q_at(k), false), qa1 = ldmatrix_x4(q, q_at(k + 16), false);
+          const Frag4 kb = ldmatrix_x4(
+              kv, [&](int l) { return at(n0 + 8 * t + lanes::k_tok(l), k0 + k + lanes::k_col(l)); }, false);
+          mma_16816(chain[0], qa0, [&](int T, int which) { return kb[size_t(T)][size_t(which)]; });
+          mma_16816(chain[1], qa1, [&](int T, int which) { return kb[size_t(T)][size_t(2 + which)]; });
+        }
+        Acc sum{};
+        for (int l = 0; l < 32; ++l)
+          for (int e = 0; e < 4; ++e) sum[size_t(l)][size_t(e)] = chain[0][size_t(l)][size_t(e)] + chain[1][size_t(l)][size_t(e)];
+        shares[size_t(lanes::fit_k_split(m, w))].store(sum, m0, n0 + 8 * t);
+      }
+    }
+    for (size_t s = 0; s < shares.size(); ++s) {
+      const int k_begin = int(s) * lanes::fit_k_len(m), k_end = k_begin + lanes::fit_k_len(m);
+      shares[s].expect_equals(
+          [&](int r, int c) {
+            double want = 0;
+            for (int k = k_begin; k < k_end; ++k) want += double(q.at(r, k)) * kv.at(c, k);
+            return want;
+          },
+          1e-3, "score share");
+    }
+  }
+}
+
+TEST(MlaDecodeMmaLanes, FittedPvCoversEveryRowTile) {
+  for (int m : mla::kFitRows) {
+    SCOPED_TRACE("M = " + std::to_string(m));
+    std::mt19937 rng(uint32_t(4 + m));
+    const Matrix p = random_matrix(m, mla::kBlockN, rng);
+    const Matrix kv = random_matrix(mla::kBlockN, mla::kHeadDimQK, rng);
+    Written o(m, mla::kHeadDimV);
+    for (int w = 0; w < mla::kWarps; ++w) {
+      const int c0 = lanes::pv_col0(w);
+      std::vector<std::array<Acc, mla::kMmaColsPerWarp / 8>> acc(size_t(m / 16));
+      for (int ks = 0; ks < mla::kBlockN; ks += 16)
+        for (int mt = 0; mt < m / 16; ++mt) {
+          const Frag4 pa =
+              ldmatrix_x4(p, [&](int l) { return at(mt * 16 + lanes::a_row(l), ks + lanes::a_col(l)); }, false);
+          for (int np = 0; np < mla::kMmaColsPerWarp / 16; ++np) {
+            const Frag4 vb = ldmatrix_x4(
+                kv, [&](int l) { return at(ks + lanes::v_tok(l), c0 + np * 16 + lanes::v_col(l)); }, true);
+            mma_16816(acc[size_t(mt)][size_t(2 * np)], pa, [&](int T, int which) { return vb[size_t(T)][size_t(which)]; });
+            mma_16816(acc[size_t(mt)][size_t(2 * np + 1)], pa,
+                      [&](int T, int which) { return vb[size_t(T)][size_t(2 + which)]; });
+          }
+        }
+      for (int mt = 0; mt < m / 16; ++mt)
+        for (int nt = 0; nt < mla::kMmaColsPerWarp / 8; ++nt) o.store(acc[size_t(mt)][size_t(nt)], mt * 16, c0 + nt * 8);
+    }
+    o.expect_equals(
+        [&](int r, int c) {
+          double want = 0;
+          for (int t = 0; t < mla::kBlockN; ++t) want += double(p.at(r, t)) * kv.at(t, c);
+          return want;
+        },
+        1e-4, "output");
+  }
 }

@@ -235,7 +235,9 @@ void launch_attend(const AttendArgs& a, dim3 grid, cudaStream_t stream) {
 namespace mla {
 
 void launch_mla_decode_attend(const MlaDecodeParams& p, const mla::WorkspaceLayout& w, cudaStream_t stream) {
-  if (p.tensor_cores) return launch_mla_decode_attend_mma(p, w, stream);
+  if (p.attend == AttendKernel::TensorCoresFitted && p.kv_format == Format::Bf16)
+    return launch_mla_decode_attend_mma_fitted(p, w, stream);
+  if (p.attend != AttendKernel::Simt) return launch_mla_decode_attend_mma(p, w, stream);  // quantized: 32 rows
   const AttendArgs a = attend_args(p, w);
   const dim3 grid(unsigned(w.num_parts), unsigned(mla::m_tiles(p.num_heads, p.max_q_per_seq)));
   switch (p.kv_format) {

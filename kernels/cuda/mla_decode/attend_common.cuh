@@ -160,16 +160,18 @@ __device__ __forceinline__ const unsigned char* ring_tile(const AttendArgs& a, u
   return kv_s + (it % kKvStages) * kStageBytes;
 }
 
-// The online softmax (base 2, fp32) of one warp's rows warp + kWarps j of the CTA's M tile, one cached token per
-// lane; a row sees tokens [tok_begin, visible) of the piece (causal among the queries). A fully masked row keeps
-// m = -inf, l = 0 and gives p = 0, alpha = 0; a NaN score makes l NaN, which stays NaN.
-struct SoftmaxRows {
-  float m[kScoreRowsPerWarp], l[kScoreRowsPerWarp];
-  int visible[kScoreRowsPerWarp];
+// The online softmax (base 2, fp32) of one warp's kRows rows warp + kWarps j of the CTA's M tile, one cached token
+// per lane; a row sees tokens [tok_begin, visible) of the piece (causal among the queries). A fully masked row keeps
+// m = -inf, l = 0 and gives p = 0, alpha = 0; a NaN score makes l NaN, which stays NaN. kLazySum keeps each lane's
+// share of l and adds the lanes once, in finish, instead of once per tile (alpha is the same on every lane).
+template <int kRows, bool kLazySum = false>
+struct SoftmaxRowsOf {
+  float m[kRows], l[kRows];
+  int visible[kRows];
 
   __device__ __forceinline__ void start(const AttendArgs& a, const PieceView& pv, int row0, int warp) {
 #pragma unroll
-    for (int j = 0; j < kScoreRowsPerWarp; ++j) {
+    for (int j = 0; j < kRows; ++j) {
       const int r = row0 + warp + kWarps * j;
       m[j] = -INFINITY;
       l[j] = 0.f;
@@ -183,7 +185,7 @@ struct SoftmaxRows {
     const float m_use = m_new == -INFINITY ? 0.f : m_new;
     const float p = exp2f(sc - m_use);
     alpha = exp2f(m[j] - m_use);
-    l[j] = l[j] * alpha + warp_sum(p);
+    l[j] = l[j] * alpha + (kLazySum ? p : warp_sum(p));
     m[j] = m_new;
     return p;
   }
@@ -192,11 +194,12 @@ struct SoftmaxRows {
   __device__ __forceinline__ void finish(const AttendArgs& a, int pi, const PieceView& pv, bool whole, int row0,
                                          int warp, int lane, float* inv_l_s) const {
 #pragma unroll
-    for (int j = 0; j < kScoreRowsPerWarp; ++j) {
+    for (int j = 0; j < kRows; ++j) {
       const int r = warp + kWarps * j;
+      const float lj = kLazySum ? warp_sum(l[j]) : l[j];
       if (lane == 0) {  // l == 0: no visible token. A NaN l (NaN in the cache) must stay NaN, so test == 0.
-        inv_l_s[r] = l[j] == 0.f ? 0.f : 1.f / l[j];
-        const float lse2 = l[j] == 0.f ? -INFINITY : m[j] + log2f(l[j]);
+        inv_l_s[r] = lj == 0.f ? 0.f : 1.f / lj;
+        const float lse2 = lj == 0.f ? -INFINITY : m[j] + log2f(lj);
         if (row0 + r >= pv.rows) continue;
         if (whole)
           a.lse[int64_t(pv.q_begin) * a.num_heads + row0 + r] = lse2 * 0.6931471805599453f;  // log2 -> ln
@@ -206,6 +209,7 @@ struct SoftmaxRows {
     }
   }
 };
+using SoftmaxRows = SoftmaxRowsOf<kScoreRowsPerWarp>;  // the 32-row kernels'
 
 // Whether piece `pv` is its sequence's only one: it then writes the final bf16 output and lse itself and the
 // combine skips the sequence (no fp32 partial written and read back).

@@ -11,7 +11,7 @@
 // buffer of their own (exact), each 128-value tile's scale multiplies its share of a score after the products,
 // and P.V runs per 128-column tile with P' = p x the token's scale (what the SIMT kernel folds in too); k_pe is
 // bf16 and read from the ring. Every cached row is read from memory once per CTA and serves all 32 rows. On by
-// default since its tests passed on a GPU: MlaDecodeParams::tensor_cores (NOTES.md in this folder).
+// default since its tests passed on a GPU: MlaDecodeParams::attend (NOTES.md in this folder).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 

@@ -35,7 +35,7 @@ constexpr float kCaseScale = 0.0721687836f;  // 1/sqrt(192), DeepSeek's pre-abso
 // Tolerances of the comparison: per element |out - ref| <= kOutRel * |ref| + kOutAbs, |lse - ref| <= kLseAbs +
 // kLseRel * |ref| (an -inf reference must be matched exactly), and the relative L2 error of out below kMaxRelL2.
 constexpr double kOutRel = 8e-3, kOutAbs = 1e-4, kLseAbs = 2e-4, kLseRel = 2e-5, kMaxRelL2 = 5e-3;
-// The tensor-core kernel rounds P (quantized rows: p times the token's scale) to bf16 for P.V: each is off by at
+// The tensor-core kernels round P (quantized rows: p times the token's scale) to bf16 for P.V: each is off by at
 // most 2^-9 of itself, so an output element (a p-weighted mean of values in [-1, 1]) by at most 2^-9; twice that
 // is added to its absolute tolerance.
 constexpr double kOutAbsBf16P = 2.0 / 512;
@@ -45,7 +45,7 @@ struct Case {
   int heads = 16, block_size = 64, num_sms = 0;  // num_sms 0: the device's
   uint64_t seed = 1;
   MlaKvFormat format = MlaKvFormat::Bf16;
-  bool tensor_cores = false;  // MlaDecodeParams::tensor_cores (the mma.sync attend kernel for bf16 rows)
+  AttendKernel attend = AttendKernel::Simt;  // MlaDecodeParams::attend
 };
 
 // 16-bit words of one cached row in the case's format (a quantized row's 656 bytes are 328 words).
@@ -136,7 +136,7 @@ struct DeviceRun {
     lse = Tensor::empty({in.num_tokens, c.heads}, DType::F32, Device::CUDA);
     p.q = q.data<uint16_t>(), p.kv_cache = pool.raw(), p.block_tables = tables.data<int32_t>();
     p.kv_format = c.format;
-    p.tensor_cores = c.tensor_cores;
+    p.attend = c.attend;
     p.seq_lens = seq_lens.data<int32_t>(), p.cu_seqlens_q = cu_q.data<int32_t>();
     p.out = out.data<uint16_t>(), p.lse = lse.data<float>();
     p.num_tokens = in.num_tokens, p.batch = int(in.seq_lens.size()), p.num_heads = c.heads;
@@ -209,7 +209,7 @@ inline Comparison compare_with_reference(const Inputs& in, const Case& c, const 
       const double e = std::fabs(got - want);
       err2 += e * e, ref2 += want * want;
       r.max_abs = std::max(r.max_abs, std::isnan(e) ? INFINITY : e);
-      if (!(e <= kOutRel * std::fabs(want) + kOutAbs + (c.tensor_cores ? kOutAbsBf16P : 0.0))) {
+      if (!(e <= kOutRel * std::fabs(want) + kOutAbs + (c.attend != AttendKernel::Simt ? kOutAbsBf16P : 0.0))) {
         std::ostringstream os;
         os << "seq " << b << " row " << i / kDv << " col " << i % kDv << ": got " << got << " want " << want;
         note(os.str());

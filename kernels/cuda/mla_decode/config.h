@@ -75,9 +75,8 @@ static_assert(kSmemBytes <= 227 * 1024, "shared memory per CTA is limited to 227
 // ---- The tensor-core attend kernel (attend_mma.cu; bf16 caches) ---------------------------------------------
 // The same CTA tiling, workspace and partials as the SIMT kernel; both products on mma.sync m16n8k16 with fp32
 // accumulators: q rows and cached rows as stored (bf16), P rounded to bf16 for P.V as FlashAttention and FlashMLA
-// do. Every cache format. On by default since its tests passed on an H200, where it ran the TP 8 shape 2.8x
-// faster than the SIMT kernel (MlaDecodeParams::tensor_cores; NOTES.md in this folder).
-constexpr bool kAttendOnTensorCores = true;
+// do. Every cache format. The default since its tests passed on an H200, where it ran the TP 8 shape 2.8x
+// faster than the SIMT kernel (kDefaultAttend below; NOTES.md in this folder).
 constexpr int kMmaQStride = kHeadDimQK + 8;  // bf16 q rows padded by 16 B: ldmatrix rows in distinct bank groups
 constexpr int kMmaPStride = kBlockN + 8;     // bf16 P rows, likewise
 constexpr int kMmaSStride = kBlockN + 1;     // fp32 scores
@@ -103,6 +102,50 @@ static_assert(kSmemMmaBytes <= 227 * 1024 && kSmemMmaQuantBytes <= 227 * 1024, "
 static_assert(kSmemMmaCBytes % 16 == 0 && kSmemKvQuantBytes % 16 == 0, "16-byte aligned parts");
 static_assert(kMmaColsPerWarp <= kQuantTile && kQuantTile % kMmaColsPerWarp == 0, "a warp's columns share a scale");
 
+// ---- The fitted tensor-core attend kernel (attend_mma_fitted.cu; bf16 caches) ------------------------------------
+// What ncu showed of the 32-row kernel on an H200 (NOTES.md): latency-bound, not memory- or math-bound, with one
+// 8-warp CTA per SM, one tile in flight and each warp's scores one chain of 36 dependent MMAs; and at 16 heads half
+// of its rows are padding. This kernel fits the M tile to the rows a sequence has (16, 32 or 64: no padding
+// beyond one m16 tile up to 16 rows, each cached tile read once for 64 rows), splits each warp's scores into
+// two accumulator chains (and the 576 values over two warps at 16 rows), rings three or four tiles (two CTAs per
+// SM at 16 rows), waits on one barrier fewer per tile and sums each softmax row once per piece, not per tile.
+// Quantized caches keep the 32-row kernel. Off by default until a GPU has run its tests (MlaDecodeParams::attend).
+constexpr int kFitRows[3] = {16, 32, 64};
+constexpr int fit_rows_per_cta(int64_t rows) { return rows <= 16 ? 16 : rows <= 32 ? 32 : 64; }
+constexpr int fit_stages(int m) { return m == 16 ? 2 : m == 32 ? 4 : 3; }       // ring depth
+constexpr int fit_ctas_per_sm(int m) { return m == 16 ? 2 : 1; }                // 16 rows: 16 warps per SM
+constexpr int fit_score_splits(int m) { return m == 16 ? 2 : 1; }               // warps sharing one tile's 576
+constexpr size_t fit_smem_q_bytes(int m) { return size_t(m) * kMmaQStride * 2; }
+constexpr size_t fit_smem_ring_bytes(int m) { return size_t(fit_stages(m)) * kBlockN * kKvRowStride * 2; }
+constexpr size_t fit_smem_s_bytes(int m) { return size_t(fit_score_splits(m)) * m * kMmaSStride * 4; }
+constexpr size_t fit_smem_p_bytes(int m) { return size_t(m) * kMmaPStride * 2; }
+constexpr size_t fit_smem_bytes(int m) {
+  return fit_smem_q_bytes(m) + fit_smem_ring_bytes(m) + fit_smem_s_bytes(m) + fit_smem_p_bytes(m) + size_t(2) * m * 4;
+}
+static_assert(fit_smem_bytes(16) * 2 + 2048 <= 228 * 1024, "16 rows: two CTAs per SM (1 KB reserved per CTA)");
+static_assert(fit_smem_bytes(32) <= 227 * 1024 && fit_smem_bytes(64) <= 227 * 1024, "227 KB per CTA");
+static_assert(fit_smem_q_bytes(16) % 16 == 0 && fit_smem_s_bytes(16) % 16 == 0 && fit_smem_p_bytes(16) % 16 == 0,
+              "16-byte aligned parts");
+
+// ---- Which attend kernel, and the grid geometry that follows ------------------------------------------------
+enum class AttendKernel : int32_t {
+  Simt = 0,               // attend.cu: every format, fp32 FMAs
+  TensorCores = 1,        // attend_mma.cu: 32-row M tiles, every format
+  TensorCoresFitted = 2,  // attend_mma_fitted.cu: M tile fitted to the rows (bf16; quantized rows as TensorCores)
+};
+constexpr AttendKernel kDefaultAttend = AttendKernel::TensorCores;  // MlaDecodeParams::attend
+
+// Rows per CTA (the M tile) and CTAs per SM of the attend kernel that serves a call: the scheduler cuts the
+// work into SMs x ctas_per_sm / m_tiles parts, and the grid is parts x m_tiles.
+struct AttendGeometry {
+  int rows_per_cta = kRowsPerCta, ctas_per_sm = kCtasPerSm;
+};
+inline AttendGeometry attend_geometry(AttendKernel kernel, bool quantized, int64_t num_heads, int64_t max_q) {
+  if (kernel != AttendKernel::TensorCoresFitted || quantized) return {};
+  const int m = fit_rows_per_cta(num_heads * max_q);
+  return {m, fit_ctas_per_sm(m)};
+}
+
 // ---- Scheduler and combine ---------------------------------------------------------------------------------
 constexpr int kSchedThreads = 1024;
 // Cost of one (sequence, chunk) piece beyond its tiles, in tiles: loading q, writing the partial and merging it.
@@ -111,12 +154,12 @@ constexpr int kFixedCostTiles = 2;
 constexpr int kCombineWarps = 4;  // one warp per (query token, head) row
 
 // Row tiles a sequence with max_q queries needs: every part is served by this many CTAs (grid.y).
-inline int64_t m_tiles(int64_t num_heads, int64_t max_q) {
-  return (max_q * num_heads + kRowsPerCta - 1) / kRowsPerCta;
+inline int64_t m_tiles(int64_t num_heads, int64_t max_q, AttendGeometry g = {}) {
+  return (max_q * num_heads + g.rows_per_cta - 1) / g.rows_per_cta;
 }
 // Parts (grid.x): CTAs along the KV length, chosen so that parts x m_tiles fills the machine once.
-inline int64_t num_parts(int64_t num_heads, int64_t max_q, int64_t num_sms) {
-  const int64_t parts = num_sms * kCtasPerSm / m_tiles(num_heads, max_q);
+inline int64_t num_parts(int64_t num_heads, int64_t max_q, int64_t num_sms, AttendGeometry g = {}) {
+  const int64_t parts = num_sms * g.ctas_per_sm / m_tiles(num_heads, max_q, g);
   return parts > 0 ? parts : 1;
 }
 
@@ -135,10 +178,11 @@ struct WorkspaceLayout {
   size_t total = 0;
 };
 
-inline WorkspaceLayout workspace_layout(int64_t batch, int64_t num_heads, int64_t max_q, int64_t num_sms) {
+inline WorkspaceLayout workspace_layout(int64_t batch, int64_t num_heads, int64_t max_q, int64_t num_sms,
+                                        AttendGeometry g = {}) {
   auto align = [](size_t n) { return (n + 255) / 256 * 256; };
   WorkspaceLayout w;
-  w.num_parts = num_parts(num_heads, max_q, num_sms);
+  w.num_parts = num_parts(num_heads, max_q, num_sms, g);
   w.max_pieces = batch + w.num_parts;
   w.max_rows = max_q * num_heads;
   size_t at = 0;

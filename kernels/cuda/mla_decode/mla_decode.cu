@@ -3,6 +3,7 @@
 // and the three-stage call. The kernels live in {schedule,attend,combine}.cu here.
 #include "kernels/cuda/mla_decode/mla_decode.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -35,7 +36,7 @@ void check_sizes(int batch, int num_heads, int max_q_per_seq, int num_sms) {
 }
 
 mla::WorkspaceLayout layout_of(const MlaDecodeParams& p) {
-  return mla::workspace_layout(p.batch, p.num_heads, p.max_q_per_seq, p.num_sms);
+  return mla::workspace_layout(p.batch, p.num_heads, p.max_q_per_seq, p.num_sms, mla::attend_geometry_of(p));
 }
 
 }  // namespace
@@ -55,13 +56,26 @@ int mla_kv_row_bytes(MlaKvFormat f) {
 
 size_t mla_decode_workspace_bytes(int batch, int num_heads, int max_q_per_seq, int num_sms) {
   check_sizes(batch, num_heads, max_q_per_seq, num_sms);
-  return mla::workspace_layout(batch, num_heads, max_q_per_seq, num_sms).total;
+  size_t most = 0;  // the largest over the kernels' geometries, so any MlaDecodeParams::attend fits
+  for (mla::AttendKernel k : {mla::AttendKernel::Simt, mla::AttendKernel::TensorCores,
+                              mla::AttendKernel::TensorCoresFitted}) {
+    const mla::AttendGeometry g = mla::attend_geometry(k, false, num_heads, max_q_per_seq);
+    most = std::max(most, mla::workspace_layout(batch, num_heads, max_q_per_seq, num_sms, g).total);
+  }
+  return most;
 }
 
-int mla_decode_num_parts(int num_heads, int max_q_per_seq, int num_sms) {
+int mla_decode_num_parts(int num_heads, int max_q_per_seq, int num_sms, mla::AttendKernel attend) {
   check_sizes(1, num_heads, max_q_per_seq, num_sms);
-  return int(mla::num_parts(num_heads, max_q_per_seq, num_sms));
+  const mla::AttendGeometry g = mla::attend_geometry(attend, false, num_heads, max_q_per_seq);
+  return int(mla::num_parts(num_heads, max_q_per_seq, num_sms, g));
 }
+
+namespace mla {
+AttendGeometry attend_geometry_of(const MlaDecodeParams& p) {
+  return attend_geometry(p.attend, p.kv_format != MlaKvFormat::Bf16, p.num_heads, p.max_q_per_seq);
+}
+}  // namespace mla
 
 int current_device_sm_count() {
   int device = 0, sms = 0;
@@ -79,6 +93,9 @@ void check_mla_decode(const MlaDecodeParams& p) {
   MLARUN_CHECK(p.kv_format == MlaKvFormat::Bf16 || p.kv_format == MlaKvFormat::Fp8 ||
                    p.kv_format == MlaKvFormat::Int8,
                kWho, "kv_format ", int32_t(p.kv_format), " is not bf16 (0), fp8 (1) or int8 (2)");
+  MLARUN_CHECK(p.attend == mla::AttendKernel::Simt || p.attend == mla::AttendKernel::TensorCores ||
+                   p.attend == mla::AttendKernel::TensorCoresFitted,
+               kWho, "attend ", int32_t(p.attend), " is not simt (0), tensor cores (1) or fitted tensor cores (2)");
   check_range("block_size", p.block_size, 1, mla::kMaxBlockSize);
   check_range("num_blocks", p.num_blocks, 1, std::numeric_limits<int32_t>::max());
   check_range("max_blocks_per_seq", p.max_blocks_per_seq, 1,

@@ -52,8 +52,10 @@ struct MlaDecodeParams {
   int max_q_per_seq = 0;       // 1..4: bound on query rows per sequence (sizes the grid and the workspace)
   int num_sms = 0;             // SMs to balance over (current_device_sm_count()); sizes the workspace
   float softmax_scale = 0.0f;  // scores = q . row * softmax_scale (DeepSeek: 1/sqrt(192) times mscale^2)
-  // The attend kernel on tensor cores (attend_mma.cu) instead of the SIMT one (attend.cu), for every format.
-  bool tensor_cores = mla::kAttendOnTensorCores;
+  // Which attend kernel (config.h AttendKernel): tensor cores with 32-row tiles (attend_mma.cu), SIMT (attend.cu),
+  // or tensor cores with the M tile fitted to the rows (attend_mma_fitted.cu, bf16 rows). Every one fits the
+  // workspace of mla_decode_workspace_bytes.
+  mla::AttendKernel attend = mla::kDefaultAttend;
 };
 // Causality: query i (0-based) of a sequence with L cached tokens and n query rows sees tokens 0 .. L - n + i
 // (its own token and everything before it). A query that sees no token (L = 0, or L < n for its first rows)
@@ -63,10 +65,13 @@ struct MlaDecodeParams {
 // Checks every field (throws mlarun::Error naming the value) without touching CUDA.
 void check_mla_decode(const MlaDecodeParams& p);
 
-// Workspace bytes for these sizes (pure arithmetic; checks its arguments like check_mla_decode).
+// Workspace bytes for these sizes, enough for every attend kernel (pure arithmetic; checks its arguments like
+// check_mla_decode).
 size_t mla_decode_workspace_bytes(int batch, int num_heads, int max_q_per_seq, int num_sms);
-// CTAs along the KV length (the grid is parts x ceil(max_q * H / 32)).
-int mla_decode_num_parts(int num_heads, int max_q_per_seq, int num_sms);
+// CTAs along the KV length (the grid is parts x ceil(max_q * H / rows per CTA)) for the attend kernel over bf16
+// rows (quantized rows take the 32-row geometry of AttendKernel::TensorCores).
+int mla_decode_num_parts(int num_heads, int max_q_per_seq, int num_sms,
+                         mla::AttendKernel attend = mla::kDefaultAttend);
 // Multiprocessors of the current device (a CUDA call; throws mlarun::Error when there is none).
 int current_device_sm_count();
 
@@ -108,8 +113,16 @@ namespace mla {
 // One kernel each, in schedule.cu, attend.cu and combine.cu of this folder; `p` is checked.
 void launch_mla_decode_schedule(const MlaDecodeParams& p, const mla::WorkspaceLayout& w, cudaStream_t stream);
 void launch_mla_decode_attend(const MlaDecodeParams& p, const mla::WorkspaceLayout& w, cudaStream_t stream);
-// The attend kernel on tensor cores (attend_mma.cu); launch_mla_decode_attend calls it when p asks for it.
+// The attend kernels on tensor cores (attend_mma.cu, attend_mma_fitted.cu); launch_mla_decode_attend calls the
+// one p asks for.
 void launch_mla_decode_attend_mma(const MlaDecodeParams& p, const mla::WorkspaceLayout& w, cudaStream_t stream);
+void launch_mla_decode_attend_mma_fitted(const MlaDecodeParams& p, const mla::WorkspaceLayout& w,
+                                         cudaStream_t stream);
+// CTAs of the fitted kernel with `rows_per_cta` (16, 32 or 64) that fit on one SM of the current device (the
+// geometry assumes config.h fit_ctas_per_sm; the workbench and a GPU test check it).
+int fitted_attend_resident_ctas(int rows_per_cta);
+// The grid geometry of the attend kernel that serves `p` (config.h attend_geometry).
+mla::AttendGeometry attend_geometry_of(const MlaDecodeParams& p);
 void launch_mla_decode_combine(const MlaDecodeParams& p, const mla::WorkspaceLayout& w, cudaStream_t stream);
 }  // namespace mla
 

@@ -5,6 +5,8 @@
 // Tiles (config.h): 32 (query token, head) rows x 32 cached tokens per step, 8 warps.
 #pragma once
 
+#include "kernels/cuda/mla_decode/config.h"
+
 #if defined(__CUDACC__)
 #define MLARUN_HOST_DEVICE __host__ __device__
 #else
@@ -32,5 +34,25 @@ MLARUN_HOST_DEVICE constexpr int v_col(int lane) { return (lane >> 4) * 8; }
 // Accumulator element e (0..3) of an m16n8 tile: row and column within the tile.
 MLARUN_HOST_DEVICE constexpr int c_row(int lane, int e) { return (lane >> 2) + (e >> 1) * 8; }
 MLARUN_HOST_DEVICE constexpr int c_col(int lane, int e) { return (lane & 3) * 2 + (e & 1); }
+
+// ---- The fitted kernel (attend_mma_fitted.cu): M = 16, 32 or 64 rows x 32 tokens per step, 8 warps ----------
+// Scores: the (M / 16) x 4 tiles of 16 x 8 go to the warps, fit_warps_per_mtile(M) per m16 tile. Four or more
+// warps on one m16 tile take one token tile each and split the 576 values between them (fit_k0 .. + fit_k_len);
+// two take two token tiles each over all 576 (so one q fragment serves two tiles).
+MLARUN_HOST_DEVICE constexpr int fit_warps_per_mtile(int m) { return 8 / (m / 16); }
+MLARUN_HOST_DEVICE constexpr int fit_tok_tiles_per_warp(int m) { return fit_warps_per_mtile(m) >= 4 ? 1 : 2; }
+MLARUN_HOST_DEVICE constexpr int fit_k_splits(int m) {
+  return fit_warps_per_mtile(m) >= 4 ? fit_warps_per_mtile(m) / 4 : 1;
+}
+MLARUN_HOST_DEVICE constexpr int fit_k_len(int m) { return kHeadDimQK / fit_k_splits(m); }
+MLARUN_HOST_DEVICE constexpr int fit_score_row0(int m, int warp) { return (warp / fit_warps_per_mtile(m)) * 16; }
+MLARUN_HOST_DEVICE constexpr int fit_score_tok0(int m, int warp) {
+  return (warp % fit_warps_per_mtile(m)) % (4 / fit_tok_tiles_per_warp(m)) * fit_tok_tiles_per_warp(m) * 8;
+}
+MLARUN_HOST_DEVICE constexpr int fit_k_split(int m, int warp) {  // which share of the 576 values (score buffer)
+  return (warp % fit_warps_per_mtile(m)) / (4 / fit_tok_tiles_per_warp(m));
+}
+MLARUN_HOST_DEVICE constexpr int fit_k0(int m, int warp) { return fit_k_split(m, warp) * fit_k_len(m); }
+// P.V: warp w owns output columns [pv_col0(w), pv_col0(w) + 64) for all M / 16 row tiles, as in the 32-row kernel.
 
 }  // namespace mlarun::ops::cuda::mla::lanes

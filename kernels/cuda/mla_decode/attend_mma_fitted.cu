@@ -1,0 +1,274 @@
+// The MLA decode attend kernel on tensor cores with the M tile fitted to the rows (config.h, "fitted"): what the
+// 32-row kernel (attend_mma.cu) measured on an H200 asked for. That one is latency-bound (ncu: one 8-warp CTA per
+// SM, 6.6 cycles between a warp's instructions, DRAM at 24 %), computes 32 rows where 16 heads have 16, and each
+// warp's scores are one chain of 36 dependent MMAs. Here, per tile of kBlockN = 32 cached rows:
+//   scores  S[M x 32] = Q . K^T over 576 on mma.sync m16n8k16, M = 16, 32 or 64 (mma_lanes.h fit_*): at 16 rows
+//           two warps share a token tile's 576 values (two score buffers the softmax adds), at 64 rows a warp's q
+//           fragment serves two token tiles; two accumulator chains per tile (even and odd k-steps);
+//   softmax online, base 2, fp32, one token per lane (attend_common.cuh), the row sums added over the lanes once
+//           per piece; P rounded to bf16 for the product;
+//   P.V     O[M x 512] += P . V: warp w owns columns [64 w, 64 w + 64) of all M / 16 row tiles.
+// The ring holds fit_stages(M) tiles (2 at 16 rows, where two CTAs share an SM; 4 and 3 above). A tile's loads are
+// issued after the barrier that opens the step before it is needed, so no barrier closes a step: three per tile.
+// Same schedule, masks, partials and whole-piece outputs as the other attend kernels. bf16 rows only (quantized
+// rows run attend_mma.cu). Not yet run on a GPU: MlaDecodeParams::attend = AttendKernel::TensorCoresFitted.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+
+#include <cuda_runtime_api.h>
+
+#include "kernels/cuda/mla_decode/attend_common.cuh"
+#include "kernels/cuda/mla_decode/mla_decode.h"
+#include "kernels/cuda/mla_decode/mma_lanes.h"
+#include "kernels/cuda/mma_sm80.cuh"
+#include "runtime/cuda_check.h"
+
+namespace mlarun::ops::cuda {
+namespace {
+
+using namespace mla;
+using namespace mma_sm80;
+
+// Shared memory with M rows per CTA: q | ring | scores (one buffer per share of the 576) | P | alpha, 1/l.
+template <int kM>
+struct FitSmem {
+  static constexpr size_t kRing = fit_smem_q_bytes(kM);
+  static constexpr size_t kScores = kRing + fit_smem_ring_bytes(kM);
+  static constexpr size_t kP = kScores + fit_smem_s_bytes(kM);
+  static constexpr size_t kRows = kP + fit_smem_p_bytes(kM);
+  static constexpr size_t kBytes = kRows + size_t(2) * kM * 4;
+};
+static_assert(FitSmem<16>::kBytes == fit_smem_bytes(16) && FitSmem<64>::kBytes == fit_smem_bytes(64), "config.h");
+static_assert(lanes::fit_k_splits(16) == fit_score_splits(16) && lanes::fit_k_splits(64) == fit_score_splits(64),
+              "one score buffer per share of the 576 values");
+
+template <int kM>
+__global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_attend_fitted_kernel(const AttendArgs a) {
+  constexpr Format F = Format::Bf16;
+  constexpr int kStages = fit_stages(kM);
+  constexpr int kMTiles = kM / 16;
+  constexpr int kTokTiles = lanes::fit_tok_tiles_per_warp(kM);  // score tiles of a warp (one q fragment)
+  constexpr int kKLen = lanes::fit_k_len(kM);                   // values of the 576 a warp's scores cover
+  constexpr int kSplits = lanes::fit_k_splits(kM);
+  constexpr int kRowsPerWarp = kM / kWarps;                     // softmax rows
+  constexpr int kRowStride = RowOf<F>::kSmemStride;             // bytes per cached row in the ring
+  constexpr int kStageBytes = kBlockN * kRowStride;
+  constexpr int kVTiles = kMmaColsPerWarp / 8;                  // n8 tiles of a warp's P.V columns
+  static_assert(kKLen % 32 == 0 && kM % (16 * 1) == 0 && kRowsPerWarp >= 1, "whole k pairs, whole m16 tiles");
+  static_assert(kSplits <= 2, "the softmax adds at most two score buffers");
+  using S = FitSmem<kM>;
+  extern __shared__ __align__(16) unsigned char smem[];
+  uint16_t* q_s = reinterpret_cast<uint16_t*>(smem);              // [kM][kMmaQStride] bf16
+  unsigned char* kv_s = smem + S::kRing;                          // [kStages][32] cached rows
+  float* s_s = reinterpret_cast<float*>(smem + S::kScores);       // [kSplits][kM][kMmaSStride]
+  uint16_t* p_s = reinterpret_cast<uint16_t*>(smem + S::kP);      // [kM][kMmaPStride] bf16
+  float* alpha_s = reinterpret_cast<float*>(smem + S::kRows);     // [kM]
+  float* inv_l_s = alpha_s + kM;                                  // [kM]
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+  const int row0 = blockIdx.y * kM;
+  const int piece_end = a.part_piece_begin[blockIdx.x + 1];
+  // The lanes' ldmatrix addresses and accumulator elements (mma_lanes.h, checked on the CPU by emulation).
+  const int s_m = lanes::fit_score_row0(kM, warp), s_n = lanes::fit_score_tok0(kM, warp);
+  const int k0 = lanes::fit_k0(kM, warp), pv_col0 = lanes::pv_col0(warp);
+  const uint32_t q_lane = smem_u32(q_s + (s_m + lanes::a_row(lane)) * kMmaQStride + k0 + lanes::a_col(lane));
+  const int k_lane_off = (s_n + lanes::k_tok(lane)) * kRowStride + (k0 + lanes::k_col(lane)) * 2;  // bytes
+  const uint32_t p_lane = smem_u32(p_s + lanes::a_row(lane) * kMmaPStride + lanes::a_col(lane));
+  const int v_lane_off = lanes::v_tok(lane) * kRowStride + (pv_col0 + lanes::v_col(lane)) * 2;  // bytes
+  float* s_mine = s_s + lanes::fit_k_split(kM, warp) * kM * kMmaSStride;
+
+  for (int pi = a.part_piece_begin[blockIdx.x]; pi < piece_end; ++pi) {
+    const PieceView pv = piece_view(a, pi);
+    const int rows = pv.rows;
+    if (row0 >= rows) continue;  // uniform over the CTA
+
+    // The ring's first kStages - 1 tiles, one commit group each (empty past the piece, so the counts hold).
+#pragma unroll
+    for (int st = 0; st < kStages - 1; ++st) {
+      if (st < pv.num_tiles)
+        load_kv_tile<F>(a, kv_s + st * kStageBytes, pv.seq, pv.tok_begin + st * kBlockN, pv.tok_end);
+      cp_async_commit();
+    }
+    // q rows [row0, row0 + kM) as stored (bf16), zeros past the sequence's rows.
+    const uint16_t* q_src = a.q + (int64_t(pv.q_begin) * a.num_heads + row0) * kHeadDimQK;
+    for (int c = tid; c < kM * (kHeadDimQK / 8); c += kThreads) {
+      const int r = c / (kHeadDimQK / 8), col = (c % (kHeadDimQK / 8)) * 8;
+      const uint4 v = row0 + r < rows ? __ldg(reinterpret_cast<const uint4*>(q_src + r * kHeadDimQK + col))
+                                      : make_uint4(0u, 0u, 0u, 0u);
+      *reinterpret_cast<uint4*>(q_s + r * kMmaQStride + col) = v;
+    }
+
+    SoftmaxRowsOf<kRowsPerWarp, true> softmax;  // this warp's rows
+    softmax.start(a, pv, row0, warp);
+    float acc[kMTiles][kVTiles][4];  // [m16 tile][n8 tile][fragment]
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+      for (int nt = 0; nt < kVTiles; ++nt)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) acc[mt][nt][e] = 0.f;
+
+    for (int it = 0; it < pv.num_tiles; ++it) {
+      cp_async_wait<kStages - 2>();  // this thread's loads of tile `it` have landed
+      __syncthreads();               // everyone's (and q_s); every warp is past tile it - 1, so its stage is free
+      const int next = it + kStages - 1;
+      if (next < pv.num_tiles)
+        load_kv_tile<F>(a, kv_s + (next % kStages) * kStageBytes, pv.seq, pv.tok_begin + next * kBlockN, pv.tok_end);
+      cp_async_commit();
+      const int tok0 = pv.tok_begin + it * kBlockN;
+      const uint32_t kv_u32 = smem_u32(kv_s + (it % kStages) * kStageBytes);
+
+      // Scores of this warp's tiles over its share of the 576 values: even k-steps into chain 0, odd into 1.
+      float c[kTokTiles][2][4];
+#pragma unroll
+      for (int t = 0; t < kTokTiles; ++t)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) c[t][0][e] = c[t][1][e] = 0.f;
+#pragma unroll 3
+      for (int k = 0; k < kKLen; k += 32) {
+        uint32_t qa0[4], qa1[4];
+        ldmatrix_x4(qa0, q_lane + k * 2);
+        ldmatrix_x4(qa1, q_lane + (k + 16) * 2);
+#pragma unroll
+        for (int t = 0; t < kTokTiles; ++t) {
+          uint32_t kb[4];
+          ldmatrix_x4(kb, kv_u32 + k_lane_off + t * 8 * kRowStride + k * 2);
+          mma_16816<__nv_bfloat16>(c[t][0], qa0, kb[0], kb[1]);
+          mma_16816<__nv_bfloat16>(c[t][1], qa1, kb[2], kb[3]);
+        }
+      }
+#pragma unroll
+      for (int t = 0; t < kTokTiles; ++t)
+#pragma unroll
+        for (int e = 0; e < 4; ++e)
+          s_mine[(s_m + lanes::c_row(lane, e)) * kMmaSStride + s_n + 8 * t + lanes::c_col(lane, e)] =
+              c[t][0][e] + c[t][1][e];
+      __syncthreads();  // the M x 32 scores are complete
+
+      // Online softmax of this warp's rows; P rounded to bf16 for the product.
+#pragma unroll
+      for (int j = 0; j < kRowsPerWarp; ++j) {
+        const int r = warp + kWarps * j;
+        float score = s_s[r * kMmaSStride + lane];
+        if constexpr (kSplits == 2) score += s_s[(kM + r) * kMmaSStride + lane];
+        float alpha;
+        const float p = softmax.step(j, score, tok0, lane, a.scale_log2, alpha);
+        p_s[r * kMmaPStride + lane] = __bfloat16_as_ushort(__float2bfloat16_rn(p));
+        if (lane == 0) alpha_s[r] = alpha;
+      }
+      __syncthreads();  // p_s and alpha_s complete
+
+#pragma unroll
+      for (int mt = 0; mt < kMTiles; ++mt) {
+        const float a_lo = alpha_s[mt * 16 + lanes::c_row(lane, 0)];  // accumulator elements 0, 1
+        const float a_hi = alpha_s[mt * 16 + lanes::c_row(lane, 2)];  // and 2, 3
+#pragma unroll
+        for (int nt = 0; nt < kVTiles; ++nt) {
+          acc[mt][nt][0] *= a_lo, acc[mt][nt][1] *= a_lo;
+          acc[mt][nt][2] *= a_hi, acc[mt][nt][3] *= a_hi;
+        }
+      }
+#pragma unroll
+      for (int ks = 0; ks < kBlockN; ks += 16) {
+        uint32_t pa[kMTiles][4];
+#pragma unroll
+        for (int mt = 0; mt < kMTiles; ++mt) ldmatrix_x4(pa[mt], p_lane + (mt * 16 * kMmaPStride + ks) * 2);
+#pragma unroll
+        for (int np = 0; np < kVTiles / 2; ++np) {  // pairs of n8 tiles
+          uint32_t vb[4];
+          ldmatrix_x4_trans(vb, kv_u32 + v_lane_off + ks * kRowStride + np * 16 * 2);
+#pragma unroll
+          for (int mt = 0; mt < kMTiles; ++mt) {
+            mma_16816<__nv_bfloat16>(acc[mt][2 * np], pa[mt], vb[0], vb[1]);
+            mma_16816<__nv_bfloat16>(acc[mt][2 * np + 1], pa[mt], vb[2], vb[3]);
+          }
+        }
+      }
+      // No barrier here: the next step's opening barrier orders these reads before any write they would see.
+    }
+    cp_async_wait<0>();  // only empty groups can be pending here; the next piece starts its count from zero
+
+    // The piece's result (final when it is its sequence's only piece, else a partial), as the other kernels.
+    const bool whole = piece_is_whole(a, pv);
+    softmax.finish(a, pi, pv, whole, row0, warp, lane, inv_l_s);
+    __syncthreads();  // inv_l_s complete; every warp is done with the ring, q_s, s_s and p_s of this piece
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {  // accumulator elements {0, 1}, then {2, 3}: one row, two columns
+        const int r = mt * 16 + lanes::c_row(lane, 2 * half);
+        if (row0 + r >= rows) continue;
+        const float inv = inv_l_s[r];
+#pragma unroll
+        for (int nt = 0; nt < kVTiles; ++nt) {
+          const float o[2] = {acc[mt][nt][2 * half] * inv, acc[mt][nt][2 * half + 1] * inv};
+          store_o<2>(a, pi, pv, whole, row0 + r, pv_col0 + nt * 8 + lanes::c_col(lane, 0), o);
+        }
+      }
+    __syncthreads();  // inv_l_s is rewritten by the next piece
+  }
+}
+
+// Opts the kernel into its shared memory and, where two CTAs share an SM, into the largest shared-memory carveout
+// (once per process: the attribute belongs to the function, not to a launch).
+template <int kM>
+void prepare() {
+  allow_dynamic_smem<mla_decode_attend_fitted_kernel<kM>>(FitSmem<kM>::kBytes);
+  if constexpr (fit_ctas_per_sm(kM) > 1) {
+    static const bool carveout = [] {
+      MLARUN_CUDA_CHECK(cudaFuncSetAttribute(mla_decode_attend_fitted_kernel<kM>,
+                                             cudaFuncAttributePreferredSharedMemoryCarveout,
+                                             int(cudaSharedmemCarveoutMaxShared)));
+      return true;
+    }();
+    (void)carveout;
+  }
+}
+
+template <int kM>
+void launch(const AttendArgs& a, dim3 grid, cudaStream_t stream) {
+  prepare<kM>();
+  mla_decode_attend_fitted_kernel<kM><<<grid, kThreads, FitSmem<kM>::kBytes, stream>>>(a);
+  MLARUN_CUDA_CHECK(cudaGetLastError());
+}
+
+template <int kM>
+int resident() {
+  prepare<kM>();
+  int ctas = 0;
+  MLARUN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, mla_decode_attend_fitted_kernel<kM>,
+                                                                  kThreads, FitSmem<kM>::kBytes));
+  return ctas;
+}
+
+}  // namespace
+
+namespace mla {
+
+void launch_mla_decode_attend_mma_fitted(const MlaDecodeParams& p, const WorkspaceLayout& w, cudaStream_t stream) {
+  MLARUN_CHECK(p.kv_format == Format::Bf16, "mla_decode: the fitted attend kernel reads bf16 rows, not ",
+               mla_kv_format_name(p.kv_format));
+  const AttendGeometry g = attend_geometry_of(p);
+  const AttendArgs a = attend_args(p, w);
+  const dim3 grid(unsigned(w.num_parts), unsigned(m_tiles(p.num_heads, p.max_q_per_seq, g)));
+  switch (g.rows_per_cta) {
+    case 16: return launch<16>(a, grid, stream);
+    case 32: return launch<32>(a, grid, stream);
+    case 64: return launch<64>(a, grid, stream);
+  }
+  fail("mla_decode: no fitted attend kernel for ", g.rows_per_cta, " rows per CTA");
+}
+
+int fitted_attend_resident_ctas(int rows_per_cta) {
+  switch (rows_per_cta) {
+    case 16: return resident<16>();
+    case 32: return resident<32>();
+    case 64: return resident<64>();
+  }
+  fail("mla_decode: no fitted attend kernel for ", rows_per_cta, " rows per CTA");
+}
+
+}  // namespace mla
+}  // namespace mlarun::ops::cuda
