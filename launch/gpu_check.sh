@@ -73,7 +73,7 @@ deps="CLI11 yaml-cpp GTest nlohmann_json"
 # The check's binaries under the build folder; their file names are the CMake targets it builds.
 binaries="tests/test_gpu_flash_prefill tests/test_gpu_mla_decode tests/test_gpu_ops tests/test_gpu_model"
 binaries+=" tests/test_gpu_cli tests/test_gpu_nccl tests/test_gpu_device launch/mlarun kernels/bench_flash_prefill"
-binaries+=" kernels/bench_mla_decode"
+binaries+=" kernels/bench_mla_decode tests/test_gpu_wgmma_probe"
 targets=$(for f in $binaries; do printf '%s ' "${f##*/}"; done)
 prebuilt=$root/.carry/prebuilt.tar.xz
 
@@ -471,6 +471,12 @@ repeat_mla="--gtest_filter='*MlaDecodeSplits*:*ScheduleIsReused*:*TensorCoreRuns
 not_fitted="--gtest_filter='-*MlaDecodeFitted*'"
 
 # ---- validation: kernel tests, model and CLI, TP and NCCL, sanitizers ---------------------------------------
+# The wgmma layer first (seconds): descriptors, swizzle and fragment maps on the tensor cores, before any kernel
+# that builds on them; memcheck on it right after, as its failures are the cheapest to read.
+need_bins wgmma-probe tests/test_gpu_wgmma_probe &&
+  step wgmma-probe "$out/kernels.log" 5 30 1 "$tests/test_gpu_wgmma_probe; r=\$?;
+    $(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer) --error-exitcode 86 --tool memcheck \
+    $tests/test_gpu_wgmma_probe --gtest_brief=1 && exit \$r"
 need_bins kernels tests/test_gpu_flash_prefill tests/test_gpu_mla_decode &&
   step kernels "$out/kernels.log" 20 100 1 "$tests/test_gpu_flash_prefill --gtest_brief=1; r=\$?;
     $tests/test_gpu_mla_decode --gtest_brief=1 && exit \$r"
