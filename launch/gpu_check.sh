@@ -465,10 +465,11 @@ tests=$b/tests kb=$b/kernels
 race_mla="--gtest_filter='*MlaDecodeSplits*:*ScheduleIsReused*:*TensorCoreRuns*'"
 race_fa="--gtest_filter='*small_*'"
 race_mla_small="--gtest_filter='*SanitizerSized*'"  # racecheck needs minutes on the split cases of race_mla
-# The fitted decode kernel's 54 small cases: repeated with race_mla, left out of memcheck and initcheck (minutes
-# there; SanitizerSized covers its 16, 32 and 64-row tiles under every tool).
-repeat_mla="--gtest_filter='*MlaDecodeSplits*:*ScheduleIsReused*:*TensorCoreRuns*:*MlaDecodeFitted*'"
-not_fitted="--gtest_filter='-*MlaDecodeFitted*'"
+# The fitted and wgmma decode kernels' 90 small cases: repeated with race_mla, left out of memcheck and initcheck
+# (minutes there; SanitizerSized covers both kernels, the fitted one at its 16, 32 and 64-row tiles, under every
+# tool).
+repeat_mla="--gtest_filter='*MlaDecodeSplits*:*ScheduleIsReused*:*TensorCoreRuns*:*MlaDecodeFitted*:*Wgmma*'"
+not_fitted="--gtest_filter='-*MlaDecodeFitted*:*MlaDecodeWgmma*'"
 
 # ---- validation: kernel tests, model and CLI, TP and NCCL, sanitizers ---------------------------------------
 # The wgmma layer first (seconds): descriptors, swizzle and fragment maps on the tensor cores, before any kernel
@@ -481,7 +482,8 @@ need_bins kernels tests/test_gpu_flash_prefill tests/test_gpu_mla_decode &&
   step kernels "$out/kernels.log" 20 100 1 "$tests/test_gpu_flash_prefill --gtest_brief=1; r=\$?;
     $tests/test_gpu_mla_decode --gtest_brief=1 && exit \$r"
 need_bins kernels-repeat3 tests/test_gpu_flash_prefill tests/test_gpu_mla_decode &&
-  step kernels-repeat3 "$out/kernels.log" 10 50 1 "$tests/test_gpu_mla_decode --gtest_brief=1 --gtest_repeat=3 $repeat_mla;
+  step kernels-repeat3 "$out/kernels.log" 10 50 1 "$tests/test_gpu_mla_decode --gtest_brief=1 --gtest_repeat=3 \
+    $repeat_mla;
     r=\$?; $tests/test_gpu_flash_prefill --gtest_brief=1 --gtest_repeat=3 $race_fa && exit \$r"
 for t in ops device model cli nccl; do
   # Not brief: a crash's log then ends at the test that crashed.
@@ -531,7 +533,8 @@ fa_opt="" mla_opt=""
 mla_shapes="--only tp8_b128_s8192_h16,b64_s4096_h128,tp8_b128_s8192_h16_mma,b64_s4096_h128_mma"
 mla_shapes+=",mtp2_b128_s8192_h128_mma,tp8_b128_s8192_h16_bs16_mma,tp8_b128_s8192_h16_bs256_mma"
 mla_shapes+=",tp8_b128_s8192_h16_fp8_mma,tp8_b128_s8192_h16_fit,b64_s4096_h128_fit,mtp2_b128_s8192_h128_fit"
-mla_shapes+=",tp8_b128_s8192_h16_bs16_fit,tp8_b128_s8192_h16_bs256_fit"
+mla_shapes+=",tp8_b128_s8192_h16_bs16_fit,tp8_b128_s8192_h16_bs256_fit,tp8_b128_s8192_h16_wg,b64_s4096_h128_wg"
+mla_shapes+=",mtp2_b128_s8192_h128_wg,b64_s4096_h128_bs16_wg,b64_s4096_h128_bs256_wg"
 { [ -s "$ta_flash" ] || [ $ta_dry = 1 ]; } && fa_opt=" --anchors \"$ta_flash\""
 { [ -s "$ta_mla" ] || [ $ta_dry = 1 ]; } && mla_opt=" --torch-anchors \"$ta_mla\""
 need_bins bench-flash kernels/bench_flash_prefill &&
@@ -551,6 +554,9 @@ if [ -n "$ncu" ] || [ $dry = 1 ]; then
   need_bins ncu-mla-fitted kernels/bench_mla_decode && step ncu-mla-fitted "$out/kernels.log" 15 45 1 \
     "${ncu:-ncu} $ncu_opt --launch-skip 10 -k regex:attend_fitted $kb/bench_mla_decode --reps 3 \
      --only tp8_b128_s8192_h16_fit"
+  need_bins ncu-mla-wgmma kernels/bench_mla_decode && step ncu-mla-wgmma "$out/kernels.log" 15 45 1 \
+    "${ncu:-ncu} $ncu_opt --launch-skip 10 -k regex:attend_wgmma $kb/bench_mla_decode --reps 3 \
+     --only b64_s4096_h128_wg"
   need_bins ncu-flash kernels/bench_flash_prefill && step ncu-flash "$out/kernels.log" 15 45 1 \
     "${ncu:-ncu} $ncu_opt --launch-skip 2 -k regex:flash_prefill_kernel $kb/bench_flash_prefill --reps 3 \
      --only 'b1 h128 s4096 d192/128'"

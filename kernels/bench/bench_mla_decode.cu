@@ -47,11 +47,12 @@ namespace {
 constexpr int kD = cuda::mla::kHeadDimQK, kDv = cuda::mla::kHeadDimV;
 using AttendKernel = cuda::mla::AttendKernel;
 constexpr AttendKernel kMma = AttendKernel::TensorCores, kFit = AttendKernel::TensorCoresFitted;
+constexpr AttendKernel kWg = AttendKernel::Wgmma;
 constexpr cuda::MlaKvFormat kBf16 = cuda::MlaKvFormat::Bf16, kFp8 = cuda::MlaKvFormat::Fp8;
 // Per AttendKernel: the name in the JSON, the tag in the validation lines, the suffix of its shape names.
-constexpr const char* kAttendName[3] = {"simt", "tensor_cores", "tensor_cores_fitted"};
-constexpr const char* kAttendTag[3] = {"    ", " mma", " fit"};
-constexpr const char* kAttendSuffix[3] = {"", "_mma", "_fit"};
+constexpr const char* kAttendName[4] = {"simt", "tensor_cores", "tensor_cores_fitted", "wgmma"};
+constexpr const char* kAttendTag[4] = {"    ", " mma", " fit", "  wg"};
+constexpr const char* kAttendSuffix[4] = {"", "_mma", "_fit", "_wg"};
 
 struct DevBuf {  // one cudaMalloc, freed on scope exit (the ceiling measurements' scratch)
   void* p = nullptr;
@@ -182,11 +183,14 @@ int run(int argc, char** argv) {
     c.attend = AttendKernel::TensorCores;
     vcases.push_back(c);
   }
-  // The fitted kernel at each of its M tiles: 16 rows (16 heads, one query), 32 (two), 64 (four; 128 heads).
+  // The fitted kernel at each of its M tiles: 16 rows (16 heads, one query), 32 (two), 64 (four; 128 heads); the
+  // wgmma kernel over the same cases.
   for (Case c : {Case{{0, 1, 33, 257, 1000, 64, 5}, {1, 1, 1, 1, 1, 1, 1}, 16, 64, 0, 106},
                  Case{{0, 1, 33, 257, 1000, 64, 5}, {1, 2, 2, 1, 2, 1, 2}, 16, 16, 0, 107}, vcases[0], vcases[1],
                  vcases[3]}) {
     c.attend = AttendKernel::TensorCoresFitted;
+    vcases.push_back(c);
+    c.attend = kWg;
     vcases.push_back(c);
   }
   bool all_ok = true;
@@ -249,7 +253,13 @@ int run(int argc, char** argv) {
       {"tp8_b128_s8192_h16_bs16_fit", 128, 8192, 16, 1, 16, false, "within 10% of bs 64", kBf16, kFit},
       {"tp8_b128_s8192_h16_bs256_fit", 128, 8192, 16, 1, 256, false, "within 10% of bs 64", kBf16, kFit},
       {"b64_s4096_h128_bs16_fit", 64, 4096, 128, 1, 16, false, "within 10% of bs 64", kBf16, kFit},
-      {"b64_s4096_h128_bs256_fit", 64, 4096, 128, 1, 256, false, "within 10% of bs 64", kBf16, kFit}};
+      {"b64_s4096_h128_bs256_fit", 64, 4096, 128, 1, 256, false, "within 10% of bs 64", kBf16, kFit},
+      // ... and on Hopper's wgmma with 64-row tiles (attend_wgmma.cu; bf16 rows).
+      {"tp8_b128_s8192_h16_wg", 128, 8192, 16, 1, 64, false, ">= 2600 GB/s whole call", kBf16, kWg},
+      {"b64_s4096_h128_wg", 64, 4096, 128, 1, 64, false, "<= 0.15 ms whole call", kBf16, kWg},
+      {"mtp2_b128_s8192_h128_wg", 128, 8192, 128, 2, 64, false, ">= 450 TFLOP/s whole call", kBf16, kWg},
+      {"b64_s4096_h128_bs16_wg", 64, 4096, 128, 1, 16, false, "within 10% of bs 64", kBf16, kWg},
+      {"b64_s4096_h128_bs256_wg", 64, 4096, 128, 1, 256, false, "within 10% of bs 64", kBf16, kWg}};
   std::map<std::string, double> call_ms;  // each shape's whole call so far: the baselines of later rows
   const auto fixed2 = [](double v) {
     char buf[32];
@@ -264,7 +274,7 @@ int run(int argc, char** argv) {
     const std::string shape_name = s.name;
     const bool quick_shape = &s == &shapes[0] || shape_name == "tp8_b128_s8192_h16_fp8" ||
                              shape_name == "tp8_b128_s8192_h16_mma" || shape_name == "tp8_b128_s8192_h16_fp8_mma" ||
-                             shape_name == "tp8_b128_s8192_h16_fit";
+                             shape_name == "tp8_b128_s8192_h16_fit" || shape_name == "tp8_b128_s8192_h16_wg";
     if ((!only.empty() && ("," + only + ",").find("," + shape_name + ",") == std::string::npos) ||
         (quick && !quick_shape))
       continue;
@@ -307,9 +317,11 @@ int run(int argc, char** argv) {
     const std::string name = s.name;
     const std::string bf16_base = std::string("tp8_b128_s8192_h16") + kAttendSuffix[int(s.attend)];
     const double bf16_ms = s.format != cuda::MlaKvFormat::Bf16 && call_ms.count(bf16_base) ? call_ms[bf16_base] : -1;
-    const std::string base = name.substr(0, name.size() - 4);  // "..._mma" -> "...", "..._fit" -> "..."
+    const std::string suffix = kAttendSuffix[int(s.attend)];
+    const std::string base = name.substr(0, name.size() - suffix.size());  // "..._mma" -> "...", and so on
     const double simt = s.attend == kMma && call_ms.count(base) ? call_ms[base] : -1;
-    const double mma32 = s.attend == kFit && call_ms.count(base + "_mma") ? call_ms[base + "_mma"] : -1;
+    const double mma32 =
+        (s.attend == kFit || s.attend == kWg) && call_ms.count(base + "_mma") ? call_ms[base + "_mma"] : -1;
     std::string bs_twin;  // "..._bs16[_mma]" -> "...[_mma]": the same shape in blocks of 64
     if (const size_t at = name.find("_bs"); at != std::string::npos) {
       const size_t end = name.find('_', at + 3);

@@ -200,7 +200,8 @@ TEST(MlaDecodeMmaLanes, FittedScoresCoverEveryRowAndTokenOncePerShare) {
         }
         Acc sum{};
         for (int l = 0; l < 32; ++l)
-          for (int e = 0; e < 4; ++e) sum[size_t(l)][size_t(e)] = chain[0][size_t(l)][size_t(e)] + chain[1][size_t(l)][size_t(e)];
+          for (int e = 0; e < 4; ++e)
+            sum[size_t(l)][size_t(e)] = chain[0][size_t(l)][size_t(e)] + chain[1][size_t(l)][size_t(e)];
         shares[size_t(lanes::fit_k_split(m, w))].store(sum, m0, n0 + 8 * t);
       }
     }
@@ -234,13 +235,15 @@ TEST(MlaDecodeMmaLanes, FittedPvCoversEveryRowTile) {
           for (int np = 0; np < mla::kMmaColsPerWarp / 16; ++np) {
             const Frag4 vb = ldmatrix_x4(
                 kv, [&](int l) { return at(ks + lanes::v_tok(l), c0 + np * 16 + lanes::v_col(l)); }, true);
-            mma_16816(acc[size_t(mt)][size_t(2 * np)], pa, [&](int T, int which) { return vb[size_t(T)][size_t(which)]; });
+            mma_16816(acc[size_t(mt)][size_t(2 * np)], pa,
+                      [&](int T, int which) { return vb[size_t(T)][size_t(which)]; });
             mma_16816(acc[size_t(mt)][size_t(2 * np + 1)], pa,
                       [&](int T, int which) { return vb[size_t(T)][size_t(2 + which)]; });
           }
         }
       for (int mt = 0; mt < m / 16; ++mt)
-        for (int nt = 0; nt < mla::kMmaColsPerWarp / 8; ++nt) o.store(acc[size_t(mt)][size_t(nt)], mt * 16, c0 + nt * 8);
+        for (int nt = 0; nt < mla::kMmaColsPerWarp / 8; ++nt)
+          o.store(acc[size_t(mt)][size_t(nt)], mt * 16, c0 + nt * 8);
     }
     o.expect_equals(
         [&](int r, int c) {

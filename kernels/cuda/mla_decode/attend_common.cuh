@@ -66,21 +66,30 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
 }
 
-// Issues the loads of tokens [tok0, tok0 + kBlockN) of `seq` into one ring stage: a row at or past tok_end is
-// zero-filled, a row whose block id is outside the pool becomes NaN (and is reported). A quantized row of zeros
-// reads as zeros (scale 0); one of 0xff bytes reads as NaN (its scales are NaN), as does a bf16 row of 0x7fc0.
+// Where the 16-byte piece at byte `off` of cached row `row` goes in a ring stage: rows kept whole, one after another.
 template <Format F>
-__device__ __forceinline__ void load_kv_tile(const AttendArgs& a, unsigned char* stage, int seq, int tok0,
-                                             int tok_end) {
+struct WholeRows {
+  __device__ __forceinline__ unsigned char* operator()(unsigned char* stage, int row, int off) const {
+    return stage + row * RowOf<F>::kSmemStride + off;
+  }
+};
+
+// Issues the loads of tokens [tok0, tok0 + kRows) of `seq` into one ring stage (by kNumThreads threads, placed by
+// `place`): a row at or past tok_end is zero-filled, a row whose block id is outside the pool becomes NaN (and is
+// reported). A quantized row of zeros reads as zeros (scale 0); one of 0xff bytes reads as NaN (its scales are
+// NaN), as does a bf16 row of 0x7fc0.
+template <Format F, int kRows = kBlockN, int kNumThreads = kThreads, class Place = WholeRows<F>>
+__device__ __forceinline__ void load_kv_rows(const AttendArgs& a, unsigned char* stage, int seq, int tok0,
+                                             int tok_end, Place place = {}) {
   constexpr int kChunksPerRow = RowOf<F>::kBytes / 16;  // 16-byte pieces per cached row
-  constexpr int kChunks = kBlockN * kChunksPerRow;
+  constexpr int kChunks = kRows * kChunksPerRow;
   const int32_t* table = a.block_tables + int64_t(seq) * a.max_blocks_per_seq;
 #pragma unroll
-  for (int i = 0; i < (kChunks + kThreads - 1) / kThreads; ++i) {
-    const int c = threadIdx.x + i * kThreads;
-    if (kChunks % kThreads != 0 && c >= kChunks) break;
+  for (int i = 0; i < (kChunks + kNumThreads - 1) / kNumThreads; ++i) {
+    const int c = threadIdx.x + i * kNumThreads;
+    if (kChunks % kNumThreads != 0 && c >= kChunks) break;
     const int row = c / kChunksPerRow, off = (c % kChunksPerRow) * 16;
-    unsigned char* dst = stage + row * RowOf<F>::kSmemStride + off;
+    unsigned char* dst = place(stage, row, off);
     const int t = tok0 + row;
     uint4 fill = make_uint4(0u, 0u, 0u, 0u);
     if (t < tok_end) {
@@ -98,6 +107,12 @@ __device__ __forceinline__ void load_kv_tile(const AttendArgs& a, unsigned char*
     }
     *reinterpret_cast<uint4*>(dst) = fill;
   }
+}
+// The 32-row kernels' tile: tokens [tok0, tok0 + kBlockN) by the CTA's kThreads threads, rows whole.
+template <Format F>
+__device__ __forceinline__ void load_kv_tile(const AttendArgs& a, unsigned char* stage, int seq, int tok0,
+                                             int tok_end) {
+  load_kv_rows<F>(a, stage, seq, tok0, tok_end);
 }
 
 // 16 e4m3 codes -> 16 fp32, exactly (every e4m3 value is an fp16; NaN stays NaN). Byte i is value i.

@@ -127,11 +127,30 @@ static_assert(fit_smem_bytes(32) <= 227 * 1024 && fit_smem_bytes(64) <= 227 * 10
 static_assert(fit_smem_q_bytes(16) % 16 == 0 && fit_smem_s_bytes(16) % 16 == 0 && fit_smem_p_bytes(16) % 16 == 0,
               "16-byte aligned parts");
 
+// ---- The Hopper attend kernel (attend_wgmma.cu; sm_90a, bf16 caches) ------------------------------------------
+// 64 (query token, head) rows per CTA, 64 cached tokens per step, two warpgroups: each computes the 64 x 64 scores
+// with wgmma from 128-byte-swizzled slabs (kernels/cuda/wgmma_sm90.cuh), keeps the softmax in registers and
+// multiplies P (from registers) by its 256 of the 512 latent columns. Q and a two-stage ring of cached tiles fill
+// shared memory: nine slabs of 64 x 64 bf16 each. Not yet run on a GPU (MlaDecodeParams::attend).
+constexpr int kWgRows = 64;
+constexpr int kWgBlockN = 64;                                   // cached tokens per step (two scheduler tiles)
+constexpr int kWgThreads = 256;                                 // two warpgroups
+constexpr int kWgSlabs = kHeadDimQK / 64;                       // 9 slabs of 64 columns
+constexpr size_t kWgSlabBytes = size_t(64) * 128;               // 64 rows (q rows or tokens) x 128 bytes
+constexpr size_t kWgQBytes = kWgSlabs * kWgSlabBytes;           // 72 KB
+constexpr size_t kWgStageBytes = kWgSlabs * kWgSlabBytes;       // 72 KB per cached tile
+constexpr int kWgStages = 2;
+constexpr size_t kWgSmemBytes = kWgQBytes + kWgStages * kWgStageBytes + 1024;  // + slack to align to 1024
+static_assert(kWgBlockN == 2 * kBlockN, "a step is two of the scheduler's tiles");
+static_assert(kHeadDimQK % 64 == 0 && kHeadDimV == 512, "nine slabs; two warpgroups of 256 columns");
+static_assert(kWgSmemBytes <= 227 * 1024, "227 KB of shared memory per CTA");
+
 // ---- Which attend kernel, and the grid geometry that follows ------------------------------------------------
 enum class AttendKernel : int32_t {
   Simt = 0,               // attend.cu: every format, fp32 FMAs
   TensorCores = 1,        // attend_mma.cu: 32-row M tiles, every format
   TensorCoresFitted = 2,  // attend_mma_fitted.cu: M tile fitted to the rows (bf16; quantized rows as TensorCores)
+  Wgmma = 3,              // attend_wgmma.cu: Hopper, 64-row tiles (bf16; quantized rows as TensorCores)
 };
 constexpr AttendKernel kDefaultAttend = AttendKernel::TensorCores;  // MlaDecodeParams::attend
 
@@ -141,7 +160,8 @@ struct AttendGeometry {
   int rows_per_cta = kRowsPerCta, ctas_per_sm = kCtasPerSm;
 };
 inline AttendGeometry attend_geometry(AttendKernel kernel, bool quantized, int64_t num_heads, int64_t max_q) {
-  if (kernel != AttendKernel::TensorCoresFitted || quantized) return {};
+  if (quantized || (kernel != AttendKernel::TensorCoresFitted && kernel != AttendKernel::Wgmma)) return {};
+  if (kernel == AttendKernel::Wgmma) return {kWgRows, 1};
   const int m = fit_rows_per_cta(num_heads * max_q);
   return {m, fit_ctas_per_sm(m)};
 }

@@ -1,0 +1,208 @@
+// The MLA decode attend kernel on Hopper's warpgroup MMA (wgmma, sm_90a), FlashMLA's shape of the problem: a CTA
+// takes 64 (query token, head) rows of one sequence's piece and streams its cached rows 64 tokens at a time.
+//   scores  S[64 x 64] = Q . K^T over 576: 36 wgmma m64n64k16, Q and the cached tile both K-major in nine
+//           128-byte-swizzled slabs of 64 columns (kernels/cuda/wgmma_sm90.cuh); each of the two warpgroups
+//           computes all of S, so the softmax needs nothing from the other;
+//   softmax online, base 2, fp32, in registers: a thread holds two rows x 16 tokens, a row's four threads (one
+//           quad) exchange maxima by shuffles, the row sums are added over the quad once per piece;
+//   P.V     O[64 x 512] += P . V: P from registers (the score accumulators are the A fragments), V the same
+//           slabs read N-major; warpgroup g owns columns [256 g, 256 g + 256) (128 fp32 accumulators a thread).
+// The cached tiles come by cp.async into a two-stage ring (placed into the slabs as they land), published to the
+// tensor cores by fence.proxy.async and one barrier per step; a step's MMAs are waited for before that barrier, so
+// the stage they read is free for the load issued after it. Schedule, masks, partials and whole-piece outputs are
+// the other attend kernels'. bf16 rows (quantized rows run attend_mma.cu). Not yet run on a GPU: the wgmma probe
+// (kernels/cuda/wgmma_probe.h) checks its building blocks first; MlaDecodeParams::attend = AttendKernel::Wgmma.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+
+#include <cuda_runtime_api.h>
+
+#include "kernels/cuda/mla_decode/attend_common.cuh"
+#include "kernels/cuda/mla_decode/mla_decode.h"
+#include "kernels/cuda/mma_sm80.cuh"
+#include "kernels/cuda/wgmma_sm90.cuh"
+#include "kernels/cuda/wgmma_sm90_mma.cuh"
+#include "runtime/cuda_check.h"
+
+namespace mlarun::ops::cuda {
+namespace {
+
+using namespace mla;
+using namespace wgmma_sm90;
+
+constexpr Format kF = Format::Bf16;
+constexpr int kRowChunks = kHeadDimQK / 8;  // 16-byte pieces of a q row or a cached row: 72
+
+// A cached row's 16-byte piece at byte `off` goes to slab off / 128, row `row`, swizzled (stages are 1024-aligned).
+struct SlabRows {
+  __device__ __forceinline__ unsigned char* operator()(unsigned char* stage, int row, int off) const {
+    return stage + (off >> 7) * kWgSlabBytes + swizzle128(slab_offset(row, (off & 127) >> 1));
+  }
+};
+
+// Quad maximum / sum: the four threads holding one accumulator row.
+__device__ __forceinline__ float quad_max(float v) {
+  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+__device__ __forceinline__ float quad_sum(float v) {
+  v += __shfl_xor_sync(0xffffffffu, v, 1);
+  return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
+__global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(const AttendArgs a) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const uint32_t raw_u32 = mma_sm80::smem_u32(smem_raw);
+  const uint32_t q_u32 = (raw_u32 + kAtomBytes - 1) & ~(kAtomBytes - 1);  // slabs need 1024-byte alignment
+  const uint32_t ring_u32 = q_u32 + uint32_t(kWgQBytes);
+  unsigned char* q_s = smem_raw + (q_u32 - raw_u32);
+  unsigned char* ring = q_s + kWgQBytes;
+
+  const int tid = threadIdx.x, lane = tid & 31, warp = (tid >> 5) & 3, group = tid >> 7;
+  const int row0 = blockIdx.y * kWgRows;
+  const int piece_end = a.part_piece_begin[blockIdx.x + 1];
+  const int r_lo = acc_row(warp, lane, 0), r_hi = acc_row(warp, lane, 2);  // this thread's two rows (S and O)
+
+  for (int pi = a.part_piece_begin[blockIdx.x]; pi < piece_end; ++pi) {
+    const PieceView pv = piece_view(a, pi);
+    const int rows = pv.rows;
+    if (row0 >= rows) continue;  // uniform over the CTA
+    const int num_steps = (pv.num_tiles + 1) / 2;  // 64-token steps over the scheduler's 32-token tiles
+
+    // Step 0's cached tile and the q rows (zeros past the sequence's rows): one commit group.
+    load_kv_rows<kF, kWgBlockN, kWgThreads>(a, ring, pv.seq, pv.tok_begin, pv.tok_end, SlabRows{});
+    const uint16_t* q_src = a.q + (int64_t(pv.q_begin) * a.num_heads + row0) * kHeadDimQK;
+    for (int c = tid; c < kWgRows * kRowChunks; c += kWgThreads) {
+      const int r = c / kRowChunks, off = (c % kRowChunks) * 16;
+      unsigned char* dst = SlabRows{}(q_s, r, off);
+      if (row0 + r < rows)
+        cp_async_16(dst, reinterpret_cast<const unsigned char*>(q_src + r * kHeadDimQK) + off);
+      else
+        *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
+    }
+    cp_async_commit();
+
+    const auto visible_of = [&](int r) {  // tokens [tok_begin, visible) of the piece row r sees (causal)
+      return row0 + r < rows ? min(pv.tok_end, pv.seq_len - pv.n_q + (row0 + r) / a.num_heads + 1) : 0;
+    };
+    const int visible[2] = {visible_of(r_lo), visible_of(r_hi)};
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // l: this thread's share, added over the quad at the end
+    float o[128];
+#pragma unroll
+    for (int e = 0; e < 128; ++e) o[e] = 0.f;
+
+    for (int it = 0; it < num_steps; ++it) {
+      cp_async_wait<0>();  // this thread's pieces of step it (and of q) have landed
+      fence_async_smem();  // ... where the tensor cores will read them
+      __syncthreads();     // everyone's; and both warpgroups are done with step it - 1, so its stage is free
+      if (it + 1 < num_steps)
+        load_kv_rows<kF, kWgBlockN, kWgThreads>(a, ring + ((it + 1) % kWgStages) * kWgStageBytes, pv.seq,
+                                                pv.tok_begin + (it + 1) * kWgBlockN, pv.tok_end, SlabRows{});
+      cp_async_commit();
+      const uint32_t stage_u32 = ring_u32 + uint32_t((it % kWgStages) * kWgStageBytes);
+      const int tok0 = pv.tok_begin + it * kWgBlockN;
+
+      float s[32];
+#pragma unroll
+      for (int e = 0; e < 32; ++e) s[e] = 0.f;
+      wgmma_fence();
+#pragma unroll
+      for (int slab = 0; slab < kWgSlabs; ++slab)
+#pragma unroll
+        for (int k = 0; k < 4; ++k)
+          Mma<64>::ss<0>(s, k_major_desc(q_u32 + slab * uint32_t(kWgSlabBytes), k),
+                         k_major_desc(stage_u32 + slab * uint32_t(kWgSlabBytes), k), slab + k > 0);
+      wgmma_commit();
+      wgmma_wait<0>();
+      fence_registers(s);
+
+      // Online softmax of the thread's two rows (h = 0: r_lo, elements with bit 1 clear; h = 1: r_hi).
+      float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+      for (int e = 0; e < 32; ++e) {
+        const int h = (e >> 1) & 1;
+        s[e] = tok0 + acc_col(lane, e) < visible[h] ? s[e] * a.scale_log2 : -INFINITY;
+        mx[h] = fmaxf(mx[h], s[e]);
+      }
+      float alpha[2], m_use[2];
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const float m_new = fmaxf(m[h], quad_max(mx[h]));
+        m_use[h] = m_new == -INFINITY ? 0.f : m_new;
+        alpha[h] = exp2f(m[h] - m_use[h]);
+        m[h] = m_new;
+        l[h] *= alpha[h];
+      }
+      // P as A fragments: k-step kk (tokens 16 kk ..) takes n8 tiles 2 kk and 2 kk + 1 of S; registers (row lo,
+      // tokens lo), (row hi, lo), (row lo, hi), (row hi, hi).
+      uint32_t p[4][4];
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+          const int e = 8 * kk + 4 * (i >> 1) + 2 * (i & 1), h = i & 1;
+          const float p0 = exp2f(s[e] - m_use[h]), p1 = exp2f(s[e + 1] - m_use[h]);
+          l[h] += p0 + p1;
+          p[kk][i] = mma_sm80::pack2<__nv_bfloat16>(p0, p1);
+        }
+#pragma unroll
+      for (int e = 0; e < 128; ++e) o[e] *= alpha[(e >> 1) & 1];
+
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < 4; ++kk)
+        Mma<256>::rs<1>(o, p[kk],
+                        n_major_desc(stage_u32 + 4 * group * uint32_t(kWgSlabBytes), 16 * kk, uint32_t(kWgSlabBytes)),
+                        1);
+      wgmma_commit();
+      wgmma_wait<0>();  // before the next step's barrier frees this stage
+      fence_registers(o);
+    }
+    cp_async_wait<0>();  // only an empty group can be pending here
+
+    // The piece's result: final rows when it is its sequence's only piece, else a partial (as the other kernels).
+    const bool whole = piece_is_whole(a, pv);
+    float inv[2];
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const float lh = quad_sum(l[h]);
+      const int r = h ? r_hi : r_lo;
+      inv[h] = lh == 0.f ? 0.f : 1.f / lh;  // l == 0: no visible token; a NaN l stays NaN
+      const float lse2 = lh == 0.f ? -INFINITY : m[h] + log2f(lh);
+      if (group == 0 && (lane & 3) == 0 && row0 + r < rows) {
+        if (whole)
+          a.lse[int64_t(pv.q_begin) * a.num_heads + row0 + r] = lse2 * 0.6931471805599453f;  // log2 -> ln
+        else
+          a.lse_part[int64_t(pi) * a.max_rows + row0 + r] = lse2;
+      }
+    }
+#pragma unroll
+    for (int e = 0; e < 128; e += 2) {
+      const int h = (e >> 1) & 1, r = h ? r_hi : r_lo;
+      if (row0 + r >= rows) continue;
+      const float out[2] = {o[e] * inv[h], o[e + 1] * inv[h]};
+      store_o<2>(a, pi, pv, whole, row0 + r, 256 * group + acc_col(lane, e), out);
+    }
+    __syncthreads();  // q and the ring are rewritten by the next piece
+  }
+}
+
+}  // namespace
+
+namespace mla {
+
+void launch_mla_decode_attend_wgmma(const MlaDecodeParams& p, const WorkspaceLayout& w, cudaStream_t stream) {
+  MLARUN_CHECK(p.kv_format == Format::Bf16, "mla_decode: the wgmma attend kernel reads bf16 rows, not ",
+               mla_kv_format_name(p.kv_format));
+  const AttendGeometry g = attend_geometry_of(p);
+  const AttendArgs a = attend_args(p, w);
+  const dim3 grid(unsigned(w.num_parts), unsigned(m_tiles(p.num_heads, p.max_q_per_seq, g)));
+  allow_dynamic_smem<mla_decode_attend_wgmma_kernel>(kWgSmemBytes);
+  mla_decode_attend_wgmma_kernel<<<grid, kWgThreads, kWgSmemBytes, stream>>>(a);
+  MLARUN_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace mla
+}  // namespace mlarun::ops::cuda
