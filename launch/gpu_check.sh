@@ -258,6 +258,16 @@ sub_bench_decode() {
     cat "$j"
     echo "NOTE: $(python3 -c "$decode_note" "$j" "236B/2 layers, batch $b, 4096 cached" 2>&1 | tail -1)"
   done
+  # Batch 64 again with the other MLA decode attend kernels (MLARUN_MLA_DECODE_KERNEL), fastest first to fail.
+  local k
+  for k in fitted wgmma; do
+    j=$GC_TMP/bench_decode_b64_$k.json
+    MLARUN_MLA_DECODE_KERNEL=$k "$GC_BUILD/launch/mlarun" bench decode --config configs/config_236B.json \
+      --layers 2 --batch 64 --seq-len 4096 --device cuda --attention mla --iters 10 --warmup 2 --json "$j" ||
+      { rc=1; continue; }
+    echo "NOTE: $(python3 -c "$decode_note" "$j" "236B/2 layers, batch 64, 4096 cached, attend kernel $k" 2>&1 |
+      tail -1)"
+  done
   # The same step in torch, DeepSeek's inference/model.py re-implemented (the torch-anchors step, this GPU).
   j=$GC_TMP/bench_decode_b64.json
   [ -s "$j" ] || j=""
@@ -464,6 +474,8 @@ fi
 tests=$b/tests kb=$b/kernels
 race_mla="--gtest_filter='*MlaDecodeSplits*:*ScheduleIsReused*:*TensorCoreRuns*'"
 race_fa="--gtest_filter='*small_*'"
+# The Hopper flash kernel's cases under memcheck: the small and edge ones (all of its cases end in _wg).
+memcheck_fa_wg="--gtest_filter='*small_*_wg:*zero_length_sequences_wg:*fewer_keys_than_queries_wg:*Nan*wgmma'"
 race_mla_small="--gtest_filter='*SanitizerSized*'"  # racecheck needs minutes on the split cases of race_mla
 # The fitted and wgmma decode kernels' 90 small cases: repeated with race_mla, left out of memcheck and initcheck
 # (minutes there; SanitizerSized covers both kernels, the fitted one at its 16, 32 and 64-row tiles, under every
@@ -496,7 +508,8 @@ san="$san --error-exitcode 86 --print-limit 20 --tool"
 fa=$tests/test_gpu_flash_prefill mla=$tests/test_gpu_mla_decode
 need_bins sanitizer tests/test_gpu_flash_prefill tests/test_gpu_mla_decode && {
   step memcheck-mla "$out/sanitizer.log" 20 75 1 "$san memcheck $mla --gtest_brief=1 $not_fitted"
-  step memcheck-flash "$out/sanitizer.log" 20 75 1 "$san memcheck $fa --gtest_brief=1"
+  step memcheck-flash "$out/sanitizer.log" 20 75 1 "$san memcheck $fa --gtest_brief=1 --gtest_filter='-*_wg'"
+  step memcheck-flash-wgmma "$out/sanitizer.log" 10 45 1 "$san memcheck $fa --gtest_brief=1 $memcheck_fa_wg"
   step racecheck-mla "$out/sanitizer.log" 15 60 1 \
     "$san racecheck --racecheck-report all $mla --gtest_brief=1 $race_mla_small"
   step racecheck-flash "$out/sanitizer.log" 15 60 1 "$san racecheck --racecheck-report all $fa --gtest_brief=1 $race_fa"
@@ -538,7 +551,7 @@ mla_shapes+=",mtp2_b128_s8192_h128_wg,b64_s4096_h128_bs16_wg,b64_s4096_h128_bs25
 { [ -s "$ta_flash" ] || [ $ta_dry = 1 ]; } && fa_opt=" --anchors \"$ta_flash\""
 { [ -s "$ta_mla" ] || [ $ta_dry = 1 ]; } && mla_opt=" --torch-anchors \"$ta_mla\""
 need_bins bench-flash kernels/bench_flash_prefill &&
-  step bench-flash "$out/kernels.log" 15 60 1 "$kb/bench_flash_prefill --quick --json \"$out/flash_prefill.json\"$fa_opt"
+  step bench-flash "$out/kernels.log" 15 90 1 "$kb/bench_flash_prefill --quick --json \"$out/flash_prefill.json\"$fa_opt"
 need_bins bench-mla kernels/bench_mla_decode &&
   step bench-mla "$out/kernels.log" 15 "${GPU_CHECK_MLA_CAP_S:-100}" 1 \
     "$kb/bench_mla_decode ${GPU_CHECK_MLA_ARGS:-$mla_shapes} --json \"$out/mla_decode.json\"$mla_opt"
@@ -560,10 +573,13 @@ if [ -n "$ncu" ] || [ $dry = 1 ]; then
   need_bins ncu-flash kernels/bench_flash_prefill && step ncu-flash "$out/kernels.log" 15 45 1 \
     "${ncu:-ncu} $ncu_opt --launch-skip 2 -k regex:flash_prefill_kernel $kb/bench_flash_prefill --reps 3 \
      --only 'b1 h128 s4096 d192/128'"
+  need_bins ncu-flash-wgmma kernels/bench_flash_prefill && step ncu-flash-wgmma "$out/kernels.log" 15 45 1 \
+    "${ncu:-ncu} $ncu_opt --launch-skip 2 -k regex:flash_prefill_wgmma_kernel $kb/bench_flash_prefill --reps 3 \
+     --only 'b1 h128 s4096 d192/128 causal wg'"
 else
   record ncu SKIP 0 "no ncu on this machine"
 fi
-need_bins bench-decode launch/mlarun && step bench-decode "$out/model.log" 15 90 1 "\"$self\" __bench_decode"
+need_bins bench-decode launch/mlarun && step bench-decode "$out/model.log" 15 130 1 "\"$self\" __bench_decode"
 need_bins bench-prefill launch/mlarun && step bench-prefill "$out/model.log" 10 40 1 "\"$self\" __bench_prefill"
 need_bins bench-moe launch/mlarun && step bench-moe-layouts "$out/model.log" 20 60 1 "\"$self\" __bench_moe_layouts"
 need_bins bench-decode-16b launch/mlarun &&

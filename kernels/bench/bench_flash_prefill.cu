@@ -151,6 +151,12 @@ int main(int argc, char** argv) {
     checks.push_back({"128/128 gqa 4:2 window 256", 128, 128, 4, 2, DType::BF16, true, 256, mixed, mixed});
     uint64_t salt = 0;
     if (!only.empty()) checks.clear();
+    for (size_t i = 0, n = checks.size(); i < n; ++i) {  // each again on the Hopper kernel (wgmma)
+      Case wg = checks[i];
+      wg.name += " [wgmma]";
+      wg.wgmma = true;
+      checks.push_back(wg);
+    }
     for (const Case& pb : checks) {
       DeviceRun run = make_run(pb, seed + 16 * salt++);
       all_ok &= report("check", pb, cuda::flash::validate(run, rows_to_check(pb, quick ? 16 : 0, rng)));
@@ -165,14 +171,16 @@ int main(int argc, char** argv) {
     json::Value results = json::Value::array();
     std::printf("\n%-34s %9s %9s %11s %11s %8s\n", "shape (bf16, MHA)", "ms", "TFLOP/s", "torch FA2", "cuDNN",
                 "x cuDNN");
-    for (const Timed& t : shapes) {
+    for (const Timed& t : shapes)
+    for (bool wgmma : {false, true}) {  // stage A's kernel, then the Hopper one (rows ending in "wg")
       if (quick && t.s > 8192) continue;
       char name[96];
-      std::snprintf(name, sizeof name, "b%d h%d s%d d%d/%d %s", t.b, t.h, t.s, t.d, t.dv,
-                    t.causal ? "causal" : "full");
+      std::snprintf(name, sizeof name, "b%d h%d s%d d%d/%d %s%s", t.b, t.h, t.s, t.d, t.dv,
+                    t.causal ? "causal" : "full", wgmma ? " wg" : "");
       if (!only.empty() && std::string(name).find(only) == std::string::npos) continue;
-      const Case pb{name, t.d, t.dv, t.h, t.h, DType::BF16, t.causal, -1, std::vector<int>(size_t(t.b), t.s),
-                 std::vector<int>(size_t(t.b), t.s)};
+      Case pb{name, t.d, t.dv, t.h, t.h, DType::BF16, t.causal, -1, std::vector<int>(size_t(t.b), t.s),
+              std::vector<int>(size_t(t.b), t.s)};
+      pb.wgmma = wgmma;
       DeviceRun run = make_run(pb, seed + 16 * salt++);
       const cuda::flash::Errors c = cuda::flash::validate(run, rows_to_check(pb, quick ? 4 : 12, rng));
       all_ok &= report("sample", pb, c);
@@ -186,7 +194,7 @@ int main(int argc, char** argv) {
                   cudnn > 0 ? tflops / cudnn : 0.0);
       json::Value r = json::Value::object();
       r["kind"] = "prefill", r["backend"] = "mlarun", r["B"] = t.b, r["H"] = t.h, r["S"] = t.s;
-      r["D"] = t.d, r["DV"] = t.dv, r["causal"] = t.causal, r["ms"] = ms;
+      r["D"] = t.d, r["DV"] = t.dv, r["causal"] = t.causal, r["ms"] = ms, r["kernel"] = wgmma ? "wgmma" : "mma";
       r["tflops"] = tflops, r["max_err"] = c.kernel, r["plain_err"] = c.plain, r["valid"] = c.ok();
       results.push_back(r);
     }
@@ -199,10 +207,14 @@ int main(int argc, char** argv) {
                                         {"varlen 1..4096, longest first", varlen, true}};
     std::printf("\n%-34s %9s %9s %11s\n", "batch (192/128 bf16, h16, causal)", "ms", "TFLOP/s", "x uniform");
     double uniform_tflops = 0;
+    for (bool wgmma : {false, true})  // each kernel against its own uniform batch
     for (const Batch& bt : batches) {
       if (!only.empty()) break;
-      Case pb{bt.name, 192, 128, 16, 16, DType::BF16, true, -1, bt.lens, bt.lens};
+      const std::string name = std::string(bt.name) + (wgmma ? " wg" : "");
+      Case pb{name, 192, 128, 16, 16, DType::BF16, true, -1, bt.lens, bt.lens};
       pb.longest_first = bt.lpt;
+      pb.wgmma = wgmma;
+      if (&bt == &batches[0]) uniform_tflops = 0;
       DeviceRun run = make_run(pb, seed + 16 * salt++);
       const cuda::flash::Errors c = cuda::flash::validate(run, rows_to_check(pb, quick ? 4 : 12, rng));
       all_ok &= report("sample", pb, c);
@@ -211,9 +223,10 @@ int main(int argc, char** argv) {
       for (int s : bt.lens) flops += 2.0 * 16 * double(s) * s * (192 + 128) / 2;
       const double tflops = flops / (ms * 1e-3) / 1e12;
       if (uniform_tflops == 0) uniform_tflops = tflops;
-      std::printf("%-34s %9.3f %9.1f %11.2f\n", bt.name, ms, tflops, tflops / uniform_tflops);
+      std::printf("%-34s %9.3f %9.1f %11.2f\n", name.c_str(), ms, tflops, tflops / uniform_tflops);
       json::Value r = json::Value::object();
       r["kind"] = "prefill_varlen", r["backend"] = "mlarun", r["batch"] = bt.name, r["longest_first"] = bt.lpt;
+      r["kernel"] = wgmma ? "wgmma" : "mma";
       r["ms"] = ms, r["tflops"] = tflops, r["x_uniform"] = tflops / uniform_tflops, r["valid"] = c.ok();
       results.push_back(r);
     }

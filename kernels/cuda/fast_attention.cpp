@@ -4,6 +4,7 @@
 // upload here. Whether a shape is in a kernel's contract is decided here (flash_prefill_fits, mla_decode_unfit);
 // outside it the ops layer (kernels/ops_step.cpp) runs the generic kernels instead.
 #include <algorithm>
+#include <cstdlib>
 #include <string>
 
 #include "kernels/cuda/cuda_common.h"
@@ -18,6 +19,33 @@ bool flash_prefill_fits(int64_t d_qk, int64_t d_v, DType dtype) {
   if (dtype != DType::BF16 && dtype != DType::F16) return false;
   return (d_qk == 192 && d_v == 128) || (d_qk == 128 && d_v == 128) || (d_qk == 64 && d_v == 64) ||
          (d_qk == 256 && d_v == 256);
+}
+
+int32_t parse_mla_decode_kernel(const char* value) {
+  const std::string v = value == nullptr ? "" : value;
+  if (v.empty()) return int32_t(mla::kDefaultAttend);
+  const char* names[] = {"simt", "mma", "fitted", "wgmma"};  // AttendKernel 0..3
+  for (int32_t i = 0; i < 4; ++i)
+    if (v == names[i]) return i;
+  fail("MLARUN_MLA_DECODE_KERNEL = '", v, "' is not one of simt, mma, fitted, wgmma (unset: mma)");
+}
+
+bool parse_flash_prefill_wgmma(const char* value) {
+  const std::string v = value == nullptr ? "" : value;
+  if (v.empty()) return flash::kWgmmaPrefill;
+  MLARUN_CHECK(v == "mma" || v == "wgmma", "MLARUN_FLASH_PREFILL_KERNEL = '", v,
+               "' is not one of mma, wgmma (unset: mma)");
+  return v == "wgmma";
+}
+
+int32_t mla_decode_kernel_from_env() {
+  static const int32_t kernel = parse_mla_decode_kernel(std::getenv("MLARUN_MLA_DECODE_KERNEL"));
+  return kernel;
+}
+
+bool flash_prefill_wgmma_from_env() {
+  static const bool wgmma = parse_flash_prefill_wgmma(std::getenv("MLARUN_FLASH_PREFILL_KERNEL"));
+  return wgmma;
 }
 
 namespace {
@@ -37,6 +65,7 @@ FlashPrefillParams flash_params(const Tensor& q, const Tensor& k, const Tensor& 
   p.dtype = q.dtype();
   p.softmax_scale = scale;
   p.causal = true;
+  p.wgmma = flash_prefill_wgmma_from_env();
   return p;
 }
 }  // namespace
@@ -130,6 +159,7 @@ Tensor mla_decode_run(const Tensor& q, const Tensor& pool, KvQuant cache, const 
   p.max_q_per_seq = int(part.max_q);
   p.num_sms = num_sms;
   p.softmax_scale = scale;
+  p.attend = mla::AttendKernel(mla_decode_kernel_from_env());
   if (schedule) mla_decode_schedule(p, stream());
   mla_decode_attend(p, stream());
   mla_decode_combine(p, stream());

@@ -93,6 +93,19 @@ std::vector<Case> cases() {
   for (auto& d : dims)
     v.push_back({"small_" + std::to_string(d[0]) + "_" + std::to_string(d[1]), d[0], d[1], 2, 1, DType::BF16, true,
                  -1, {1, 17, 130}, {1, 40, 200}});
+  // Every case so far on the Hopper kernel (kernel_wgmma.cuh), names ending in "_wg" (the small ones included, so
+  // racecheck sees it too), but the two longest-sequence ones and the longest-first copies other than two.
+  const size_t all = v.size();
+  for (size_t i = 0; i < all; ++i) {
+    Case c = v[i];
+    const bool lpt = c.name.size() > 4 && c.name.compare(c.name.size() - 4, 4, "_lpt") == 0;
+    if (c.name == "one_head_long" || c.name == "gqa_long_fp16" ||
+        (lpt && c.name != "gqa_causal_192_128_bf16_lpt" && c.name != "causal_offsets_mla_lpt"))
+      continue;
+    c.name += "_wg";
+    c.wgmma = true;
+    v.push_back(c);
+  }
   return v;
 }
 
@@ -155,9 +168,11 @@ TEST(FlashPrefillTileOrder, ListsEveryTileOnceLongestFirst) {
 // 4 q heads over 2 kv heads (q heads 0, 1 read kv head 0). seq 0: q NaN (row 5, head 1); seq 1: k NaN (key 10,
 // kv head 0); seq 2: v NaN (key 0, kv head 1, column 7); seq 3: 20 queries over 5 keys (rows 0..14 see nothing)
 // with v NaN (key 0, kv head 0, column 2) in the one key tile that rows 15..19 share with them.
-TEST(FlashPrefillNan, ReachesTheRowsThatSeeItAndNoOthers) {
+class FlashPrefillNan : public ::testing::TestWithParam<bool> {};  // stage A's kernel, then the Hopper one
+TEST_P(FlashPrefillNan, ReachesTheRowsThatSeeItAndNoOthers) {
   if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
-  const Case c{"nan_propagation", 128, 128, 4, 2, DType::BF16, true, -1, {40, 70, 33, 20}, {40, 70, 33, 5}};
+  Case c{"nan_propagation", 128, 128, 4, 2, DType::BF16, true, -1, {40, 70, 33, 20}, {40, 70, 33, 5}};
+  c.wgmma = GetParam();
   const std::vector<int> cq = {0, 40, 110, 143, 163}, ck = {0, 40, 110, 143, 148};
   const int dv = c.dv, hq = c.hq;
   std::mt19937 rng(7);
@@ -218,6 +233,8 @@ TEST(FlashPrefillNan, ReachesTheRowsThatSeeItAndNoOthers) {
   EXPECT_EQ(wrong, 0) << "elements with NaN where none belongs, or none where one does";
   EXPECT_EQ(nan_out, int64_t(dv) + 60 * 2 * dv + 33 * 2 + 5 * 2);
 }
+INSTANTIATE_TEST_SUITE_P(Kernels, FlashPrefillNan, ::testing::Values(false, true),
+                         [](const ::testing::TestParamInfo<bool>& info) { return info.param ? "wgmma" : "mma"; });
 
 // ---- API boundary: no GPU needed ----------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@
 #include <tuple>
 #include <vector>
 
+#include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/mla_decode/cases.h"
 #include "kernels/cuda/mla_decode/mla_decode.h"
 #include "kernels/ops.h"
@@ -151,6 +152,36 @@ TEST(MlaDecodeApi, WorkspaceAndPartsFollowTheConfig) {
   EXPECT_GT(cuda::mla_decode_workspace_bytes(8, 16, 2, 132), small);
   EXPECT_THROW(cuda::mla_decode_workspace_bytes(0, 16, 1, 132), Error);
   EXPECT_THROW(cuda::mla_decode_num_parts(16, 1, 0), Error);
+}
+
+// The model's choice of kernels by environment variable (kernels/cuda/cuda_ops.h): names, defaults, bad values.
+TEST(MlaDecodeApi, KernelChoicesByEnvironmentParseAndNameBadValues) {
+  using cuda::mla::AttendKernel;
+  EXPECT_EQ(cuda::parse_mla_decode_kernel(nullptr), int32_t(cuda::mla::kDefaultAttend));
+  EXPECT_EQ(cuda::parse_mla_decode_kernel(""), int32_t(cuda::mla::kDefaultAttend));
+  EXPECT_EQ(cuda::parse_mla_decode_kernel("simt"), int32_t(AttendKernel::Simt));
+  EXPECT_EQ(cuda::parse_mla_decode_kernel("mma"), int32_t(AttendKernel::TensorCores));
+  EXPECT_EQ(cuda::parse_mla_decode_kernel("fitted"), int32_t(AttendKernel::TensorCoresFitted));
+  EXPECT_EQ(cuda::parse_mla_decode_kernel("wgmma"), int32_t(AttendKernel::Wgmma));
+  try {
+    cuda::parse_mla_decode_kernel("WGMMA");
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("MLARUN_MLA_DECODE_KERNEL = 'WGMMA' is not one of simt, mma, fitted, wgmma"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(cuda::parse_flash_prefill_wgmma(nullptr));
+  EXPECT_FALSE(cuda::parse_flash_prefill_wgmma("mma"));
+  EXPECT_TRUE(cuda::parse_flash_prefill_wgmma("wgmma"));
+  try {
+    cuda::parse_flash_prefill_wgmma("fa3");
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("MLARUN_FLASH_PREFILL_KERNEL = 'fa3' is not one of mma, wgmma"),
+              std::string::npos)
+        << e.what();
+  }
 }
 
 TEST(MlaDecodeApi, FittedKernelFitsItsTileToTheRowsAndTheWorkspaceFitsEveryKernel) {

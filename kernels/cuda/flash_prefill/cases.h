@@ -32,6 +32,7 @@ struct Case {
   std::vector<int> len_q, len_k;   // per sequence
   std::vector<int> offset = {};    // per sequence causal offsets (FlashPrefillParams::causal_offset); empty: none
   bool longest_first = false;      // FlashPrefillParams::longest_first (the tile order of tile_order.cuh)
+  bool wgmma = false;              // FlashPrefillParams::wgmma (the Hopper kernel, kernel_wgmma.cuh)
 };
 
 // A validation passes when nothing is left unwritten, the output error is within twice the plain
@@ -82,6 +83,7 @@ struct DeviceRun {
     p.dtype = c.dtype, p.softmax_scale = 1.0f / std::sqrt(float(c.dqk)), p.causal = c.causal;
     p.window_left = c.window;
     p.longest_first = c.longest_first;
+    p.wgmma = c.wgmma;
     if (!c.offset.empty()) {
       doffset = int_tensor(std::vector<int32_t>(c.offset.begin(), c.offset.end()));
       p.causal_offset = doffset.data<int32_t>();

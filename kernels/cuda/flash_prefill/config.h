@@ -50,6 +50,20 @@ struct Traits : TileConfig<kHeadDimQK, kHeadDimV> {
   static_assert(kSmemBytes <= 227 * 1024, "shared memory per CTA is limited to 227 KB on H100");
 };
 
+// ---- The Hopper kernel (kernel_wgmma.cuh; sm_90a) ----------------------------------------------------------------
+// FlashPrefillParams::wgmma's default: off until a GPU has run the flash tests on it.
+constexpr bool kWgmmaPrefill = false;
+// 128 query rows per CTA, two warpgroups of 64 rows each (wgmma's M), kBlockN keys per step; Q, K and V in
+// 128-byte-swizzled slabs of 64 columns (kernels/cuda/wgmma_sm90.cuh), one buffer each, loaded as stage A loads
+// them. Registers per thread: S kBlockN / 2, O d_v / 2, P kBlockN / 4.
+template <int kHeadDimQK, int kHeadDimV>
+struct WgmmaTile {
+  static constexpr int kBlockM = 128, kBlockN = kHeadDimV > 128 ? 64 : 128, kThreads = 256;
+  static constexpr int kSmemBytes = (kBlockM + kBlockN) * kHeadDimQK * 2 + kBlockN * kHeadDimV * 2 + 1024;
+  static_assert(kHeadDimQK % 64 == 0 && kHeadDimV % 64 == 0, "whole slabs of 64 columns");
+  static_assert(kSmemBytes <= 227 * 1024, "227 KB of shared memory per CTA");
+};
+
 // The (d_qk, d_v) pairs that have an instantiation (one .cu each per dtype).
 struct HeadDims {
   int qk, v;

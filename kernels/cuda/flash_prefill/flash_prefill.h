@@ -56,6 +56,9 @@ struct FlashPrefillParams {
   // sort by key blocks) instead of m-blocks x heads x sequences. On by default: faster on the varlen workbench
   // batch of a GPU run (config.h kLongestFirst).
   bool longest_first = flash::kLongestFirst;
+  // The Hopper kernel (kernel_wgmma.cuh: wgmma, sm_90a) instead of stage A's mma.sync one. Not yet run on a GPU,
+  // so off by default (config.h kWgmmaPrefill).
+  bool wgmma = flash::kWgmmaPrefill;
 };
 
 // Checks every field (throws mlarun::Error naming the value) without touching CUDA.
@@ -69,6 +72,9 @@ namespace flash {
 // One instantiation per (d_qk, d_v, dtype) in instantiations/flash_prefill_<qk>_<v>_<dtype>.cu; `p` is already checked.
 template <int kHeadDimQK, int kHeadDimV, DType kDType>
 void launch_flash_prefill(const FlashPrefillParams& p, int max_seqlen_q, cudaStream_t stream);
+// The same for the Hopper kernel, in instantiations/flash_prefill_wgmma_<qk>_<v>_<dtype>.cu.
+template <int kHeadDimQK, int kHeadDimV, DType kDType>
+void launch_flash_prefill_wgmma(const FlashPrefillParams& p, int max_seqlen_q, cudaStream_t stream);
 }  // namespace flash
 
 }  // namespace mlarun::ops::cuda

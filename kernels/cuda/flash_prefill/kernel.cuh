@@ -309,11 +309,8 @@ __global__ void __launch_bounds__(Traits<kDQK, kDV>::kThreads, Traits<kDQK, kDV>
   }
 }
 
-// The launcher flash_prefill.h declares; one explicit instantiation per file under instantiations/.
-template <int kHeadDimQK, int kHeadDimV, DType kDType>
-void launch_flash_prefill(const FlashPrefillParams& p, int max_seqlen_q, cudaStream_t stream) {
-  using T = Traits<kHeadDimQK, kHeadDimV>;
-  using Element = typename ElementOf<kDType>::type;
+// The checked params as the kernels read them (no tile list yet).
+inline KernelArgs kernel_args(const FlashPrefillParams& p) {
   KernelArgs args;
   args.q = static_cast<const uint16_t*>(p.q);
   args.k = static_cast<const uint16_t*>(p.k);
@@ -331,21 +328,36 @@ void launch_flash_prefill(const FlashPrefillParams& p, int max_seqlen_q, cudaStr
   args.causal = p.causal ? 1 : 0;
   args.window_left = p.window_left;
   args.tiles = nullptr;
+  return args;
+}
 
-  auto kernel = flash_prefill_kernel<kHeadDimQK, kHeadDimV, Element>;
-  allow_dynamic_smem<flash_prefill_kernel<kHeadDimQK, kHeadDimV, Element>>(T::kSmemBytes);  // once per device
-  int num_tiles = 0;  // counted for the longest-first order only
+// When p asks for the longest-first order and the batch fits it: the tile list for (block_m, block_n) tiles,
+// built on the device into `order` and set as args.tiles; returns the number of tiles (the grid's y).
+inline int tile_list(const FlashPrefillParams& p, int block_m, int block_n, Tensor& order, KernelArgs& args,
+                     cudaStream_t stream) {
+  int num_tiles = 0;
   if (p.longest_first)
     for (int b = 0; b < p.batch; ++b)
-      num_tiles += (p.cu_seqlens_q_host[b + 1] - p.cu_seqlens_q_host[b] + T::kBlockM - 1) / T::kBlockM;
+      num_tiles += (p.cu_seqlens_q_host[b + 1] - p.cu_seqlens_q_host[b] + block_m - 1) / block_m;
+  if (!p.longest_first || num_tiles == 0 || num_tiles > 65535 || tile_order_smem_bytes(p.batch) > 48 * 1024) return 0;
+  order = Tensor::empty({2 * int64_t(num_tiles)}, DType::I32, Device::CUDA);
+  args.tiles = reinterpret_cast<const int2*>(order.raw());
+  order_tiles_longest_first({p.cu_seqlens_q, p.cu_seqlens_k, p.causal_offset, p.batch, num_tiles, args.causal,
+                             p.window_left, block_m, block_n},
+                            reinterpret_cast<int2*>(order.raw()), stream);
+  return num_tiles;
+}
+
+// The launcher flash_prefill.h declares; one explicit instantiation per file under instantiations/.
+template <int kHeadDimQK, int kHeadDimV, DType kDType>
+void launch_flash_prefill(const FlashPrefillParams& p, int max_seqlen_q, cudaStream_t stream) {
+  using T = Traits<kHeadDimQK, kHeadDimV>;
+  using Element = typename ElementOf<kDType>::type;
+  KernelArgs args = kernel_args(p);
+  auto kernel = flash_prefill_kernel<kHeadDimQK, kHeadDimV, Element>;
+  allow_dynamic_smem<flash_prefill_kernel<kHeadDimQK, kHeadDimV, Element>>(T::kSmemBytes);  // once per device
   Tensor order;  // the longest-first tile list; freed at return, stream-ordered after the kernel reads it
-  if (p.longest_first && num_tiles > 0 && num_tiles <= 65535 && tile_order_smem_bytes(p.batch) <= 48 * 1024) {
-    order = Tensor::empty({2 * int64_t(num_tiles)}, DType::I32, Device::CUDA);
-    args.tiles = reinterpret_cast<const int2*>(order.raw());
-    order_tiles_longest_first({p.cu_seqlens_q, p.cu_seqlens_k, p.causal_offset, p.batch, num_tiles, args.causal,
-                               p.window_left, T::kBlockM, T::kBlockN},
-                              reinterpret_cast<int2*>(order.raw()), stream);
-  }
+  const int num_tiles = tile_list(p, T::kBlockM, T::kBlockN, order, args, stream);
   const dim3 grid = args.tiles != nullptr
                         ? dim3(unsigned(p.num_heads_q), unsigned(num_tiles))
                         : dim3((max_seqlen_q + T::kBlockM - 1) / T::kBlockM, p.num_heads_q, p.batch);

@@ -1,0 +1,214 @@
+// The flash prefill kernel on Hopper's warpgroup MMA (wgmma, sm_90a): stage A's kernel (kernel.cuh) with its two
+// GEMM loops moved to wgmma, the first step of stage B in NOTES.md. A CTA takes 128 query rows of one (sequence,
+// head), two warpgroups of 64 rows each; per key tile of kBlockN rows:
+//   S = Q K^T   m64n{kBlockN}k16 from shared memory, Q and K K-major in 128-byte-swizzled slabs of 64 columns
+//               (kernels/cuda/wgmma_sm90.cuh), each warpgroup its own 64 rows of Q;
+//   softmax     stage A's mask and online softmax, unchanged, on the accumulators (a thread holds two rows);
+//   O += P V    m64n{d_v}k16 with P from registers (the score accumulators are the A fragments) and V read N-major
+//               from its slabs.
+// Loads stay stage A's (cp.async, one K and one V buffer: V(n) lands during S(n), K(n-1) during P V(n)), with
+// fence.proxy.async before each barrier that hands a buffer to the tensor cores, and every MMA waited for before
+// the barrier that frees its buffer. Masks, NaN rules, lse and tile orders are stage A's. Included by the
+// instantiations/flash_prefill_wgmma_*.cu files. Not yet run on a GPU (FlashPrefillParams::wgmma).
+#pragma once
+
+#include "kernels/cuda/flash_prefill/kernel.cuh"
+#include "kernels/cuda/wgmma_sm90.cuh"
+#include "kernels/cuda/wgmma_sm90_mma.cuh"
+
+namespace mlarun::ops::cuda::flash {
+
+// Rows [0, kRows) x [0, kD) of a tile whose row r starts at g + r * stride, into slabs of 64 columns at `slabs`
+// (1024-aligned shared-memory address; slab j holds columns [64 j, 64 j + 64) of every row); rows at or past
+// valid_rows are zero-filled.
+template <int kRows, int kD, int kThreads>
+__device__ __forceinline__ void load_slabs(uint32_t slabs, const uint16_t* g, int64_t stride, int valid_rows,
+                                           int tid) {
+  constexpr int kChunks = kD / 8;  // 16-byte chunks per row
+  static_assert((kRows * kChunks) % kThreads == 0, "whole passes");
+#pragma unroll
+  for (int i = 0; i < kRows * kChunks / kThreads; ++i) {
+    const int c = tid + i * kThreads, row = c / kChunks, chunk = c % kChunks;
+    const bool valid = row < valid_rows;
+    const uint32_t dst = slabs + (chunk / 8) * uint32_t(kRows * wgmma_sm90::kSlabRowBytes) +
+                         wgmma_sm90::swizzle128(wgmma_sm90::slab_offset(row, (chunk % 8) * 8));
+    cp_async_16(dst, g + (valid ? row * stride : 0) + chunk * 8, valid ? 16 : 0);
+  }
+}
+
+template <int kDQK, int kDV, typename Element>
+__global__ void __launch_bounds__(WgmmaTile<kDQK, kDV>::kThreads, 1)
+    flash_prefill_wgmma_kernel(const KernelArgs args) {
+  using namespace wgmma_sm90;
+  using W = WgmmaTile<kDQK, kDV>;
+  constexpr int kBlockM = W::kBlockM, kBlockN = W::kBlockN, kThreads = W::kThreads;
+  constexpr int kSRegs = kBlockN / 2, kORegs = kDV / 2;
+  constexpr uint32_t kQSlab = kBlockM * kSlabRowBytes, kKSlab = kBlockN * kSlabRowBytes, kVSlab = kKSlab;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const uint32_t raw_u32 = smem_u32(smem_raw);
+  const uint32_t q_u32 = (raw_u32 + kAtomBytes - 1) & ~(kAtomBytes - 1);  // slabs need 1024-byte alignment
+  const uint32_t k_u32 = q_u32 + (kDQK / 64) * kQSlab, v_u32 = k_u32 + (kDQK / 64) * kKSlab;
+
+  int m_block, head, seq;  // the tile, as stage A picks it
+  if (args.tiles != nullptr) {
+    const int2 tile = args.tiles[blockIdx.y];
+    seq = tile.x, m_block = tile.y, head = blockIdx.x;
+  } else {
+    m_block = args.causal ? int(gridDim.x) - 1 - int(blockIdx.x) : int(blockIdx.x);
+    head = blockIdx.y, seq = blockIdx.z;
+  }
+  const int q_start = args.cu_q[seq], len_q = args.cu_q[seq + 1] - q_start;
+  const int m0 = m_block * kBlockM;
+  if (m0 >= len_q) return;
+  const int k_start = args.cu_k[seq], len_k = args.cu_k[seq + 1] - k_start;
+  const int off = args.causal_offset != nullptr ? args.causal_offset[seq] : len_k - len_q;
+  const int kv_head = head / args.group;
+  const int tid = threadIdx.x, group = tid / 128, warp = (tid / 32) % 4, lane = tid % 32;
+  const KeyBlocks blocks =
+      tile_key_blocks(m0, len_q, len_k, off, args.causal != 0, args.window_left, kBlockM, kBlockN);
+  const int n_begin = blocks.begin, n_end = blocks.end;
+
+  const int64_t q_stride = int64_t(args.hq) * kDQK, k_stride = int64_t(args.hkv) * kDQK,
+                v_stride = int64_t(args.hkv) * kDV;
+  const uint16_t* gQ = args.q + (int64_t(q_start + m0) * args.hq + head) * kDQK;
+  const uint16_t* gK = args.k + (int64_t(k_start) * args.hkv + kv_head) * kDQK;
+  const uint16_t* gV = args.v + (int64_t(k_start) * args.hkv + kv_head) * kDV;
+
+  float o[kORegs];
+#pragma unroll
+  for (int e = 0; e < kORegs; ++e) o[e] = 0.f;
+  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+  // This thread's two rows (index in the sequence): accumulator elements with bit 1 clear, then set.
+  const int row_q[2] = {m0 + 64 * group + acc_row(warp, lane, 0), m0 + 64 * group + acc_row(warp, lane, 2)};
+  const uint32_t q_wg = q_u32 + uint32_t(group) * 64 * kSlabRowBytes;  // this warpgroup's 64 rows of every slab
+
+  if (n_end > n_begin) {
+    load_slabs<kBlockM, kDQK, kThreads>(q_u32, gQ, q_stride, len_q - m0, tid);
+    load_slabs<kBlockN, kDQK, kThreads>(k_u32, gK + int64_t(n_end - 1) * kBlockN * k_stride, k_stride,
+                                        len_k - (n_end - 1) * kBlockN, tid);
+    cp_async_commit();
+  }
+  for (int n = n_end - 1; n >= n_begin; --n) {
+    const int n0 = n * kBlockN;
+    cp_async_wait_all();
+    fence_async_smem();
+    __syncthreads();  // K(n) landed for everyone and the tensor cores; every P V(n + 1) is done with V
+    load_slabs<kBlockN, kDV, kThreads>(v_u32, gV + int64_t(n0) * v_stride, v_stride, len_k - n0, tid);
+    cp_async_commit();
+
+    float s[kSRegs];
+#pragma unroll
+    for (int e = 0; e < kSRegs; ++e) s[e] = 0.f;
+    wgmma_fence();
+#pragma unroll
+    for (int slab = 0; slab < kDQK / 64; ++slab)
+#pragma unroll
+      for (int k = 0; k < 4; ++k)
+        Mma<kBlockN>::template ss<0, Element>(s, k_major_desc(q_wg + slab * kQSlab, k),
+                                              k_major_desc(k_u32 + slab * kKSlab, k), slab + k > 0);
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_registers(s);
+
+    // Stage A's mask: only the tiles that cross the sequence end, the causal diagonal or the window's left edge.
+    const bool need_mask = n0 + kBlockN > len_k || (args.causal && n0 + kBlockN - 1 > m0 + off) ||
+                           (args.window_left >= 0 && n0 < m0 + kBlockM - 1 + off - args.window_left);
+    if (need_mask) {
+#pragma unroll
+      for (int e = 0; e < kSRegs; ++e) {
+        const int key = n0 + acc_col(lane, e), row = row_q[(e >> 1) & 1];
+        const bool visible = key < len_k && (!args.causal || key <= row + off) &&
+                             (args.window_left < 0 || key >= row + off - args.window_left);
+        if (!visible) s[e] = -INFINITY;
+      }
+    }
+    // Stage A's online softmax on the thread's two rows (elements 4 i + 2 r and 4 i + 2 r + 1 of row r).
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float mx = row_max[r];
+#pragma unroll
+      for (int i = 0; i < kSRegs / 4; ++i) mx = fmaxf(mx, fmaxf(s[4 * i + 2 * r], s[4 * i + 2 * r + 1]));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      const float m_scaled = mx == -INFINITY ? 0.f : mx * args.scale_log2;
+      const float alpha = row_max[r] == -INFINITY ? 0.f : exp2f(row_max[r] * args.scale_log2 - m_scaled);
+      row_max[r] = mx;
+      row_sum[r] *= alpha;
+#pragma unroll
+      for (int i = 0; i < kORegs / 4; ++i) o[4 * i + 2 * r] *= alpha, o[4 * i + 2 * r + 1] *= alpha;
+#pragma unroll
+      for (int i = 0; i < kSRegs / 4; ++i)
+#pragma unroll
+        for (int e = 4 * i + 2 * r; e < 4 * i + 2 * r + 2; ++e) {
+          s[e] = exp2f(fmaf(s[e], args.scale_log2, -m_scaled));
+          row_sum[r] += s[e];
+        }
+    }
+    // P as A fragments: k-step kk takes n8 tiles 2 kk and 2 kk + 1 (registers: row lo, row hi, row lo + 8 keys...).
+    uint32_t p[kBlockN / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; ++kk)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) p[kk][i] = pack2<Element>(s[8 * kk + 2 * i], s[8 * kk + 2 * i + 1]);
+
+    cp_async_wait_all();
+    fence_async_smem();
+    __syncthreads();  // V(n) landed for everyone and the tensor cores; every S(n) is done with K
+    if (n > n_begin) {
+      load_slabs<kBlockN, kDQK, kThreads>(k_u32, gK + int64_t(n0 - kBlockN) * k_stride, k_stride,
+                                          len_k - (n0 - kBlockN), tid);
+      cp_async_commit();
+    }
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kBlockN / 16; ++kk)
+      Mma<kDV>::template rs<1, Element>(o, p[kk], n_major_desc(v_u32, 16 * kk, kVSlab), 1);
+    wgmma_commit();
+    wgmma_wait<0>();  // before the next barrier hands V's buffer to the next load
+    fence_registers(o);
+  }
+
+  // Stage A's epilogue (row sums over the quad; a row that saw no key writes zeros and lse -inf; NaN stays NaN),
+  // written straight from the accumulators: two values per 4-byte store.
+  float inv[2];
+  bool empty[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
+    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
+    empty[r] = row_sum[r] == 0.f;
+    inv[r] = empty[r] ? 0.f : 1.f / row_sum[r];
+  }
+  if (args.lse != nullptr && (lane & 3) == 0) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+      if (row_q[r] < len_q)
+        args.lse[int64_t(q_start + row_q[r]) * args.hq + head] =
+            empty[r] ? -INFINITY : row_max[r] * args.scale + logf(row_sum[r]);
+  }
+#pragma unroll
+  for (int e = 0; e < kORegs; e += 2) {
+    const int r = (e >> 1) & 1;
+    if (row_q[r] >= len_q) continue;
+    uint16_t* dst = args.out + (int64_t(q_start + row_q[r]) * args.hq + head) * kDV + acc_col(lane, e);
+    *reinterpret_cast<uint32_t*>(dst) = empty[r] ? 0u : pack2<Element>(o[e] * inv[r], o[e + 1] * inv[r]);
+  }
+}
+
+// The wgmma launcher flash_prefill.h declares; one explicit instantiation per file under instantiations/.
+template <int kHeadDimQK, int kHeadDimV, DType kDType>
+void launch_flash_prefill_wgmma(const FlashPrefillParams& p, int max_seqlen_q, cudaStream_t stream) {
+  using W = WgmmaTile<kHeadDimQK, kHeadDimV>;
+  using Element = typename ElementOf<kDType>::type;
+  KernelArgs args = kernel_args(p);
+  allow_dynamic_smem<flash_prefill_wgmma_kernel<kHeadDimQK, kHeadDimV, Element>>(W::kSmemBytes);
+  Tensor order;  // the longest-first tile list; freed at return, stream-ordered after the kernel reads it
+  const int num_tiles = tile_list(p, W::kBlockM, W::kBlockN, order, args, stream);
+  const dim3 grid = args.tiles != nullptr
+                        ? dim3(unsigned(p.num_heads_q), unsigned(num_tiles))
+                        : dim3((max_seqlen_q + W::kBlockM - 1) / W::kBlockM, p.num_heads_q, p.batch);
+  flash_prefill_wgmma_kernel<kHeadDimQK, kHeadDimV, Element><<<grid, W::kThreads, W::kSmemBytes, stream>>>(args);
+  MLARUN_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace mlarun::ops::cuda::flash
