@@ -47,12 +47,12 @@ namespace {
 constexpr int kD = cuda::mla::kHeadDimQK, kDv = cuda::mla::kHeadDimV;
 using AttendKernel = cuda::mla::AttendKernel;
 constexpr AttendKernel kMma = AttendKernel::TensorCores, kFit = AttendKernel::TensorCoresFitted;
-constexpr AttendKernel kWg = AttendKernel::Wgmma;
+constexpr AttendKernel kWg = AttendKernel::Wgmma, kWgs = AttendKernel::WgmmaSplit;
 constexpr cuda::MlaKvFormat kBf16 = cuda::MlaKvFormat::Bf16, kFp8 = cuda::MlaKvFormat::Fp8;
 // Per AttendKernel: the name in the JSON, the tag in the validation lines, the suffix of its shape names.
-constexpr const char* kAttendName[4] = {"simt", "tensor_cores", "tensor_cores_fitted", "wgmma"};
-constexpr const char* kAttendTag[4] = {"    ", " mma", " fit", "  wg"};
-constexpr const char* kAttendSuffix[4] = {"", "_mma", "_fit", "_wg"};
+constexpr const char* kAttendName[5] = {"simt", "tensor_cores", "tensor_cores_fitted", "wgmma", "wgmma_split"};
+constexpr const char* kAttendTag[5] = {"    ", " mma", " fit", "  wg", " wgs"};
+constexpr const char* kAttendSuffix[5] = {"", "_mma", "_fit", "_wg", "_wgs"};
 
 struct DevBuf {  // one cudaMalloc, freed on scope exit (the ceiling measurements' scratch)
   void* p = nullptr;
@@ -192,6 +192,8 @@ int run(int argc, char** argv) {
     vcases.push_back(c);
     c.attend = kWg;
     vcases.push_back(c);
+    c.attend = kWgs;
+    vcases.push_back(c);
   }
   bool all_ok = true;
   json::Value vjson = json::Value::array();
@@ -259,7 +261,10 @@ int run(int argc, char** argv) {
       {"b64_s4096_h128_wg", 64, 4096, 128, 1, 64, false, "<= 0.15 ms whole call", kBf16, kWg},
       {"mtp2_b128_s8192_h128_wg", 128, 8192, 128, 2, 64, false, ">= 450 TFLOP/s whole call", kBf16, kWg},
       {"b64_s4096_h128_bs16_wg", 64, 4096, 128, 1, 16, false, "within 10% of bs 64", kBf16, kWg},
-      {"b64_s4096_h128_bs256_wg", 64, 4096, 128, 1, 256, false, "within 10% of bs 64", kBf16, kWg}};
+      {"b64_s4096_h128_bs256_wg", 64, 4096, 128, 1, 256, false, "within 10% of bs 64", kBf16, kWg},
+      {"b64_s4096_h128_wgs", 64, 4096, 128, 1, 64, false, "<= 0.15 ms whole call", kBf16, kWgs},
+      {"mtp2_b128_s8192_h128_wgs", 128, 8192, 128, 2, 64, false, ">= 450 TFLOP/s whole call", kBf16, kWgs},
+      {"tp8_b128_s8192_h16_wgs", 128, 8192, 16, 1, 64, false, ">= 2600 GB/s whole call", kBf16, kWgs}};
   std::map<std::string, double> call_ms;  // each shape's whole call so far: the baselines of later rows
   const auto fixed2 = [](double v) {
     char buf[32];
@@ -320,8 +325,8 @@ int run(int argc, char** argv) {
     const std::string suffix = kAttendSuffix[int(s.attend)];
     const std::string base = name.substr(0, name.size() - suffix.size());  // "..._mma" -> "...", and so on
     const double simt = s.attend == kMma && call_ms.count(base) ? call_ms[base] : -1;
-    const double mma32 =
-        (s.attend == kFit || s.attend == kWg) && call_ms.count(base + "_mma") ? call_ms[base + "_mma"] : -1;
+    const bool faster_kind = s.attend == kFit || s.attend == kWg || s.attend == kWgs;
+    const double mma32 = faster_kind && call_ms.count(base + "_mma") ? call_ms[base + "_mma"] : -1;
     std::string bs_twin;  // "..._bs16[_mma]" -> "...[_mma]": the same shape in blocks of 64
     if (const size_t at = name.find("_bs"); at != std::string::npos) {
       const size_t end = name.find('_', at + 3);

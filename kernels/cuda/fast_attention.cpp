@@ -24,10 +24,10 @@ bool flash_prefill_fits(int64_t d_qk, int64_t d_v, DType dtype) {
 int32_t parse_mla_decode_kernel(const char* value) {
   const std::string v = value == nullptr ? "" : value;
   if (v.empty()) return int32_t(mla::kDefaultAttend);
-  const char* names[] = {"simt", "mma", "fitted", "wgmma"};  // AttendKernel 0..3
-  for (int32_t i = 0; i < 4; ++i)
+  const char* names[] = {"simt", "mma", "fitted", "wgmma", "wgmma-split"};  // AttendKernel 0..4
+  for (int32_t i = 0; i < 5; ++i)
     if (v == names[i]) return i;
-  fail("MLARUN_MLA_DECODE_KERNEL = '", v, "' is not one of simt, mma, fitted, wgmma (unset: mma)");
+  fail("MLARUN_MLA_DECODE_KERNEL = '", v, "' is not one of simt, mma, fitted, wgmma, wgmma-split (unset: mma)");
 }
 
 bool parse_flash_prefill_wgmma(const char* value) {

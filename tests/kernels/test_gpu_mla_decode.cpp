@@ -111,8 +111,8 @@ TEST(MlaDecodeApi, EveryBadFieldIsNamedWithItsValue) {
       {[](auto& p) { p.out = reinterpret_cast<uint16_t*>(g_fake + 8); }, "is not 16-byte aligned"},
       {[](auto& p) { p.workspace = g_fake + 16; }, "is not 256-byte aligned"},
       {[](auto& p) { p.workspace_bytes -= 1; }, " bytes needed for batch 4, 16 heads, max_q_per_seq 2 and 132 SMs"},
-      {[](auto& p) { p.attend = cuda::mla::AttendKernel(4); },
-       "attend 4 is not simt (0), tensor cores (1), fitted tensor cores (2) or wgmma (3)"},
+      {[](auto& p) { p.attend = cuda::mla::AttendKernel(5); },
+       "attend 5 is not simt (0), tensor cores (1), fitted tensor cores (2), wgmma (3) or wgmma split (4)"},
   };
   for (const Bad& bad : cases) {
     SCOPED_TRACE(bad.expect);
@@ -163,11 +163,13 @@ TEST(MlaDecodeApi, KernelChoicesByEnvironmentParseAndNameBadValues) {
   EXPECT_EQ(cuda::parse_mla_decode_kernel("mma"), int32_t(AttendKernel::TensorCores));
   EXPECT_EQ(cuda::parse_mla_decode_kernel("fitted"), int32_t(AttendKernel::TensorCoresFitted));
   EXPECT_EQ(cuda::parse_mla_decode_kernel("wgmma"), int32_t(AttendKernel::Wgmma));
+  EXPECT_EQ(cuda::parse_mla_decode_kernel("wgmma-split"), int32_t(AttendKernel::WgmmaSplit));
   try {
     cuda::parse_mla_decode_kernel("WGMMA");
     ADD_FAILURE() << "accepted";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("MLARUN_MLA_DECODE_KERNEL = 'WGMMA' is not one of simt, mma, fitted, wgmma"),
+    EXPECT_NE(std::string(e.what()).find("MLARUN_MLA_DECODE_KERNEL = 'WGMMA' is not one of simt, mma, fitted, "
+                                         "wgmma, wgmma-split"),
               std::string::npos)
         << e.what();
   }
@@ -197,8 +199,10 @@ TEST(MlaDecodeApi, FittedKernelFitsItsTileToTheRowsAndTheWorkspaceFitsEveryKerne
   EXPECT_EQ(cuda::mla_decode_num_parts(16, 1, 132, AttendKernel::Wgmma), 132);   // one 64-row tile
   EXPECT_EQ(cuda::mla_decode_num_parts(128, 1, 132, AttendKernel::Wgmma), 66);   // two
   EXPECT_EQ(cuda::mla_decode_num_parts(128, 2, 132, AttendKernel::Wgmma), 33);   // four
+  EXPECT_EQ(cuda::mla_decode_num_parts(128, 2, 132, AttendKernel::WgmmaSplit), 33);
   // Every kernel's layout fits mla_decode_workspace_bytes, so the checks pass whichever one a call picks.
-  for (AttendKernel k : {AttendKernel::Simt, AttendKernel::TensorCores, kFit, AttendKernel::Wgmma})
+  for (AttendKernel k :
+       {AttendKernel::Simt, AttendKernel::TensorCores, kFit, AttendKernel::Wgmma, AttendKernel::WgmmaSplit})
     for (cuda::MlaKvFormat f : {cuda::MlaKvFormat::Bf16, cuda::MlaKvFormat::Fp8})
       for (int heads : {1, 16, 128}) {
         MlaDecodeParams p = fake_params();
@@ -362,7 +366,8 @@ TEST(MlaDecodeGpu, FittedKernelHoldsItsCtasPerSm) {
 
 // Asked of quantized rows, the fitted and the wgmma kernels hand them to the 32-row kernel with its geometry.
 TEST(MlaDecodeGpu, FittedAndWgmmaKernelsOverQuantizedRowsMatchReference) {
-  for (auto attend : {cuda::mla::AttendKernel::TensorCoresFitted, cuda::mla::AttendKernel::Wgmma})
+  for (auto attend : {cuda::mla::AttendKernel::TensorCoresFitted, cuda::mla::AttendKernel::Wgmma,
+                      cuda::mla::AttendKernel::WgmmaSplit})
     for (cuda::MlaKvFormat format : {cuda::MlaKvFormat::Fp8, cuda::MlaKvFormat::Int8}) {
       SCOPED_TRACE(std::string(cuda::mla_kv_format_name(format)) + ", attend " + std::to_string(int(attend)));
       Case c{kLens, kQLens, 16, 64, 0, 39};
@@ -372,28 +377,32 @@ TEST(MlaDecodeGpu, FittedAndWgmmaKernelsOverQuantizedRowsMatchReference) {
     }
 }
 
-// The Hopper kernel (attend_wgmma.cu): 64-row tiles (one mostly empty at 4 or 16 rows, several at 128 heads and 2
-// or 4 query tokens, the last partly empty at 72 rows), 64-token steps over the scheduler's 32-token tiles (odd
-// tile counts end in a half-empty step), block sizes 1, 64 and 256, the device's SMs or a 5-part split schedule.
-class MlaDecodeWgmma : public ::testing::TestWithParam<std::tuple<std::pair<int, int>, int, int>> {};
+// The Hopper kernels (attend_wgmma.cu; every warpgroup scoring all tokens, or half of them each): 64-row tiles
+// (one mostly empty at 4 or 16 rows, several at 128 heads and 2 or 4 query tokens, the last partly empty at 72
+// rows), 64-token steps over the scheduler's 32-token tiles (odd tile counts end in a half-empty step), block sizes
+// 1, 64 and 256, the device's SMs or a 5-part split schedule.
+class MlaDecodeWgmma
+    : public ::testing::TestWithParam<std::tuple<cuda::mla::AttendKernel, std::pair<int, int>, int, int>> {};
 TEST_P(MlaDecodeWgmma, MatchesReference) {
-  const auto [heads_q, block_size, num_sms] = GetParam();
+  const auto [attend, heads_q, block_size, num_sms] = GetParam();
   const auto [heads, max_q] = heads_q;
   std::vector<int> q_lens(kLens.size());
   for (size_t i = 0; i < q_lens.size(); ++i) q_lens[i] = 1 + int(i + 1) % max_q;
   Case c{kLens, q_lens, heads, block_size, num_sms, 43};
-  c.attend = cuda::mla::AttendKernel::Wgmma;
+  c.attend = attend;
   run_and_check(c);
 }
 INSTANTIATE_TEST_SUITE_P(Gpu, MlaDecodeWgmma,
-                         ::testing::Combine(::testing::Values(std::pair{16, 1}, std::pair{4, 4}, std::pair{64, 1},
+                         ::testing::Combine(::testing::Values(cuda::mla::AttendKernel::Wgmma,
+                                                              cuda::mla::AttendKernel::WgmmaSplit),
+                                            ::testing::Values(std::pair{16, 1}, std::pair{4, 4}, std::pair{64, 1},
                                                               std::pair{128, 1}, std::pair{24, 3}, std::pair{128, 2}),
                                             ::testing::Values(1, 64, 256), ::testing::Values(0, 5)));
 
 TEST(MlaDecodeGpu, TensorCoreRunsAreIdenticalAndKeepNanOutOfOtherSequences) {
   if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
   for (auto attend : {cuda::mla::AttendKernel::TensorCores, cuda::mla::AttendKernel::TensorCoresFitted,
-                      cuda::mla::AttendKernel::Wgmma}) {
+                      cuda::mla::AttendKernel::Wgmma, cuda::mla::AttendKernel::WgmmaSplit}) {
   SCOPED_TRACE(int(attend));
   Case c{{4000, 10, 1, 0, 2500, 77}, {2, 1, 1, 3, 4, 2}, 16, 16, 1024, 32};
   c.attend = attend;
@@ -414,8 +423,8 @@ TEST(MlaDecodeGpu, TensorCoreRunsAreIdenticalAndKeepNanOutOfOtherSequences) {
 // short sequences (so they are split and combined), on every attend kernel (the fitted one at 16, 32 and 64 rows).
 TEST(MlaDecodeGpu, SanitizerSizedSplitsOnEveryKernel) {
   using cuda::mla::AttendKernel;
-  for (AttendKernel attend :
-       {AttendKernel::Simt, AttendKernel::TensorCores, AttendKernel::TensorCoresFitted, AttendKernel::Wgmma}) {
+  for (AttendKernel attend : {AttendKernel::Simt, AttendKernel::TensorCores, AttendKernel::TensorCoresFitted,
+                              AttendKernel::Wgmma, AttendKernel::WgmmaSplit}) {
     for (const std::vector<int>& q_lens : {std::vector<int>{2, 1, 1, 3, 1}, std::vector<int>{1, 1, 1, 1, 1}}) {
       for (int heads : {16, 4}) {
         if (attend != AttendKernel::TensorCoresFitted && (q_lens[0] == 1 || heads == 4)) continue;

@@ -52,18 +52,29 @@ __device__ __forceinline__ float quad_sum(float v) {
   return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
 
+// kSplit: each warpgroup scores only its half of the step's 64 tokens (m64n32k16), the two exchange their row
+// maxima and write P into one shared slab, and P.V reads P from there (both operands in shared memory): a third
+// fewer MMAs per step than every warpgroup scoring all 64 tokens, for two more barriers.
+template <bool kSplit>
 __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(const AttendArgs a) {
+  constexpr int kScoreN = kSplit ? kWgBlockN / 2 : kWgBlockN;  // tokens a warpgroup scores
+  constexpr int kSRegs = kScoreN / 2;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const uint32_t raw_u32 = mma_sm80::smem_u32(smem_raw);
   const uint32_t q_u32 = (raw_u32 + kAtomBytes - 1) & ~(kAtomBytes - 1);  // slabs need 1024-byte alignment
   const uint32_t ring_u32 = q_u32 + uint32_t(kWgQBytes);
+  const uint32_t p_u32 = ring_u32 + uint32_t(kWgStages * kWgStageBytes);  // kSplit: P [64 rows x 64 tokens]
   unsigned char* q_s = smem_raw + (q_u32 - raw_u32);
   unsigned char* ring = q_s + kWgQBytes;
+  unsigned char* p_s = ring + kWgStages * kWgStageBytes;
+  float* max_s = reinterpret_cast<float*>(p_s + kWgSlabBytes);  // kSplit: [2 warpgroups][64 rows]
+  float* sum_s = max_s + 2 * kWgRows;                            // kSplit: [2][64] row sums at the end
 
   const int tid = threadIdx.x, lane = tid & 31, warp = (tid >> 5) & 3, group = tid >> 7;
   const int row0 = blockIdx.y * kWgRows;
   const int piece_end = a.part_piece_begin[blockIdx.x + 1];
   const int r_lo = acc_row(warp, lane, 0), r_hi = acc_row(warp, lane, 2);  // this thread's two rows (S and O)
+  const int tok_lane = kSplit ? group * kScoreN : 0;  // the first of the step's tokens this warpgroup scores
 
   for (int pi = a.part_piece_begin[blockIdx.x]; pi < piece_end; ++pi) {
     const PieceView pv = piece_view(a, pi);
@@ -88,7 +99,7 @@ __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(
       return row0 + r < rows ? min(pv.tok_end, pv.seq_len - pv.n_q + (row0 + r) / a.num_heads + 1) : 0;
     };
     const int visible[2] = {visible_of(r_lo), visible_of(r_hi)};
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // l: this thread's share, added over the quad at the end
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // l: this thread's share, added up at the end
     float o[128];
 #pragma unroll
     for (int e = 0; e < 128; ++e) o[e] = 0.f;
@@ -102,18 +113,19 @@ __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(
                                                 pv.tok_begin + (it + 1) * kWgBlockN, pv.tok_end, SlabRows{});
       cp_async_commit();
       const uint32_t stage_u32 = ring_u32 + uint32_t((it % kWgStages) * kWgStageBytes);
-      const int tok0 = pv.tok_begin + it * kWgBlockN;
+      const int tok0 = pv.tok_begin + it * kWgBlockN + tok_lane;  // token of this warpgroup's score column 0
 
-      float s[32];
+      float s[kSRegs];
 #pragma unroll
-      for (int e = 0; e < 32; ++e) s[e] = 0.f;
+      for (int e = 0; e < kSRegs; ++e) s[e] = 0.f;
       wgmma_fence();
 #pragma unroll
       for (int slab = 0; slab < kWgSlabs; ++slab)
 #pragma unroll
         for (int k = 0; k < 4; ++k)
-          Mma<64>::ss<0>(s, k_major_desc(q_u32 + slab * uint32_t(kWgSlabBytes), k),
-                         k_major_desc(stage_u32 + slab * uint32_t(kWgSlabBytes), k), slab + k > 0);
+          Mma<kScoreN>::template ss<0>(
+              s, k_major_desc(q_u32 + slab * uint32_t(kWgSlabBytes), k),
+              k_major_desc(stage_u32 + slab * uint32_t(kWgSlabBytes) + tok_lane * kSlabRowBytes, k), slab + k > 0);
       wgmma_commit();
       wgmma_wait<0>();
       fence_registers(s);
@@ -121,15 +133,22 @@ __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(
       // Online softmax of the thread's two rows (h = 0: r_lo, elements with bit 1 clear; h = 1: r_hi).
       float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-      for (int e = 0; e < 32; ++e) {
+      for (int e = 0; e < kSRegs; ++e) {
         const int h = (e >> 1) & 1;
         s[e] = tok0 + acc_col(lane, e) < visible[h] ? s[e] * a.scale_log2 : -INFINITY;
         mx[h] = fmaxf(mx[h], s[e]);
       }
+      mx[0] = quad_max(mx[0]), mx[1] = quad_max(mx[1]);
+      if constexpr (kSplit) {  // the other warpgroup's maxima over its tokens
+        if ((lane & 3) == 0) max_s[group * kWgRows + r_lo] = mx[0], max_s[group * kWgRows + r_hi] = mx[1];
+        __syncthreads();
+        mx[0] = fmaxf(mx[0], max_s[(1 - group) * kWgRows + r_lo]);
+        mx[1] = fmaxf(mx[1], max_s[(1 - group) * kWgRows + r_hi]);
+      }
       float alpha[2], m_use[2];
 #pragma unroll
       for (int h = 0; h < 2; ++h) {
-        const float m_new = fmaxf(m[h], quad_max(mx[h]));
+        const float m_new = fmaxf(m[h], mx[h]);
         m_use[h] = m_new == -INFINITY ? 0.f : m_new;
         alpha[h] = exp2f(m[h] - m_use[h]);
         m[h] = m_new;
@@ -137,9 +156,9 @@ __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(
       }
       // P as A fragments: k-step kk (tokens 16 kk ..) takes n8 tiles 2 kk and 2 kk + 1 of S; registers (row lo,
       // tokens lo), (row hi, lo), (row lo, hi), (row hi, hi).
-      uint32_t p[4][4];
+      uint32_t p[kScoreN / 16][4];
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk)
+      for (int kk = 0; kk < kScoreN / 16; ++kk)
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
           const int e = 8 * kk + 4 * (i >> 1) + 2 * (i & 1), h = i & 1;
@@ -147,27 +166,50 @@ __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(
           l[h] += p0 + p1;
           p[kk][i] = mma_sm80::pack2<__nv_bfloat16>(p0, p1);
         }
+      if constexpr (kSplit) {  // this warpgroup's 32 token columns of the shared P slab (K-major for P.V)
+#pragma unroll
+        for (int kk = 0; kk < kScoreN / 16; ++kk)
+#pragma unroll
+          for (int i = 0; i < 4; ++i) {
+            const int e = 8 * kk + 4 * (i >> 1) + 2 * (i & 1);
+            const int r = (i & 1) ? r_hi : r_lo, col = tok_lane + acc_col(lane, e);
+            *reinterpret_cast<uint32_t*>(p_s + swizzle128(slab_offset(r, col))) = p[kk][i];
+          }
+        fence_async_smem();
+        __syncthreads();  // P complete for the tensor cores
+      }
 #pragma unroll
       for (int e = 0; e < 128; ++e) o[e] *= alpha[(e >> 1) & 1];
 
       wgmma_fence();
+      const uint32_t v_u32 = stage_u32 + 4 * group * uint32_t(kWgSlabBytes);  // this warpgroup's 256 columns
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk)
-        Mma<256>::rs<1>(o, p[kk],
-                        n_major_desc(stage_u32 + 4 * group * uint32_t(kWgSlabBytes), 16 * kk, uint32_t(kWgSlabBytes)),
-                        1);
+      for (int kk = 0; kk < 4; ++kk) {
+        const uint64_t v_desc = n_major_desc(v_u32, 16 * kk, uint32_t(kWgSlabBytes));
+        if constexpr (kSplit)
+          Mma<256>::ss<1>(o, k_major_desc(p_u32, kk), v_desc, 1);
+        else
+          Mma<256>::rs<1>(o, p[kk], v_desc, 1);
+      }
       wgmma_commit();
-      wgmma_wait<0>();  // before the next step's barrier frees this stage
+      wgmma_wait<0>();  // before the next step's barrier frees this stage (and P)
       fence_registers(o);
     }
     cp_async_wait<0>();  // only an empty group can be pending here
 
     // The piece's result: final rows when it is its sequence's only piece, else a partial (as the other kernels).
     const bool whole = piece_is_whole(a, pv);
+    float lsum[2] = {quad_sum(l[0]), quad_sum(l[1])};
+    if constexpr (kSplit) {  // the other warpgroup's share of the row sums (its tokens)
+      if ((lane & 3) == 0) sum_s[group * kWgRows + r_lo] = lsum[0], sum_s[group * kWgRows + r_hi] = lsum[1];
+      __syncthreads();
+      lsum[0] += sum_s[(1 - group) * kWgRows + r_lo];
+      lsum[1] += sum_s[(1 - group) * kWgRows + r_hi];
+    }
     float inv[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const float lh = quad_sum(l[h]);
+      const float lh = lsum[h];
       const int r = h ? r_hi : r_lo;
       inv[h] = lh == 0.f ? 0.f : 1.f / lh;  // l == 0: no visible token; a NaN l stays NaN
       const float lse2 = lh == 0.f ? -INFINITY : m[h] + log2f(lh);
@@ -185,7 +227,7 @@ __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(
       const float out[2] = {o[e] * inv[h], o[e + 1] * inv[h]};
       store_o<2>(a, pi, pv, whole, row0 + r, 256 * group + acc_col(lane, e), out);
     }
-    __syncthreads();  // q and the ring are rewritten by the next piece
+    __syncthreads();  // q, the ring, P and the row buffers are rewritten by the next piece
   }
 }
 
@@ -199,8 +241,13 @@ void launch_mla_decode_attend_wgmma(const MlaDecodeParams& p, const WorkspaceLay
   const AttendGeometry g = attend_geometry_of(p);
   const AttendArgs a = attend_args(p, w);
   const dim3 grid(unsigned(w.num_parts), unsigned(m_tiles(p.num_heads, p.max_q_per_seq, g)));
-  allow_dynamic_smem<mla_decode_attend_wgmma_kernel>(kWgSmemBytes);
-  mla_decode_attend_wgmma_kernel<<<grid, kWgThreads, kWgSmemBytes, stream>>>(a);
+  if (p.attend == AttendKernel::WgmmaSplit) {
+    allow_dynamic_smem<mla_decode_attend_wgmma_kernel<true>>(kWgSplitSmemBytes);
+    mla_decode_attend_wgmma_kernel<true><<<grid, kWgThreads, kWgSplitSmemBytes, stream>>>(a);
+  } else {
+    allow_dynamic_smem<mla_decode_attend_wgmma_kernel<false>>(kWgSmemBytes);
+    mla_decode_attend_wgmma_kernel<false><<<grid, kWgThreads, kWgSmemBytes, stream>>>(a);
+  }
   MLARUN_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -143,7 +143,10 @@ constexpr int kWgStages = 2;
 constexpr size_t kWgSmemBytes = kWgQBytes + kWgStages * kWgStageBytes + 1024;  // + slack to align to 1024
 static_assert(kWgBlockN == 2 * kBlockN, "a step is two of the scheduler's tiles");
 static_assert(kHeadDimQK % 64 == 0 && kHeadDimV == 512, "nine slabs; two warpgroups of 256 columns");
-static_assert(kWgSmemBytes <= 227 * 1024, "227 KB of shared memory per CTA");
+// The split variant (AttendKernel::WgmmaSplit): each warpgroup scores 32 of the 64 tokens; P [64 x 64] bf16 in
+// one more slab, row maxima and row sums exchanged through [2][64] floats each.
+constexpr size_t kWgSplitSmemBytes = kWgSmemBytes + kWgSlabBytes + 2 * 2 * kWgRows * sizeof(float);
+static_assert(kWgSplitSmemBytes <= 227 * 1024, "227 KB of shared memory per CTA");
 
 // ---- Which attend kernel, and the grid geometry that follows ------------------------------------------------
 enum class AttendKernel : int32_t {
@@ -151,6 +154,7 @@ enum class AttendKernel : int32_t {
   TensorCores = 1,        // attend_mma.cu: 32-row M tiles, every format
   TensorCoresFitted = 2,  // attend_mma_fitted.cu: M tile fitted to the rows (bf16; quantized rows as TensorCores)
   Wgmma = 3,              // attend_wgmma.cu: Hopper, 64-row tiles (bf16; quantized rows as TensorCores)
+  WgmmaSplit = 4,         // the same with each warpgroup scoring half of the tokens
 };
 constexpr AttendKernel kDefaultAttend = AttendKernel::TensorCores;  // MlaDecodeParams::attend
 
@@ -160,8 +164,8 @@ struct AttendGeometry {
   int rows_per_cta = kRowsPerCta, ctas_per_sm = kCtasPerSm;
 };
 inline AttendGeometry attend_geometry(AttendKernel kernel, bool quantized, int64_t num_heads, int64_t max_q) {
-  if (quantized || (kernel != AttendKernel::TensorCoresFitted && kernel != AttendKernel::Wgmma)) return {};
-  if (kernel == AttendKernel::Wgmma) return {kWgRows, 1};
+  if (quantized || kernel == AttendKernel::Simt || kernel == AttendKernel::TensorCores) return {};
+  if (kernel == AttendKernel::Wgmma || kernel == AttendKernel::WgmmaSplit) return {kWgRows, 1};
   const int m = fit_rows_per_cta(num_heads * max_q);
   return {m, fit_ctas_per_sm(m)};
 }
