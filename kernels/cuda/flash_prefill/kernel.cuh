@@ -107,6 +107,52 @@ struct LaneAddr {
   }
 };
 
+// The CTA's tile: the sequence, head and first query row (m0) it computes, and what it needs of the sequence.
+// Longest first: the tile list's order (every sequence and head); otherwise within a (head, sequence), causal
+// tiles near the end of the sequence (they see the most keys) launch first. Query i sees keys j <= off + i:
+// bottom-right alignment unless the caller gives the offset.
+struct TileOf {
+  int seq, head, m0, q_start, len_q, k_start, len_k, off;
+};
+__device__ __forceinline__ TileOf tile_of(const KernelArgs& args, int block_m) {
+  TileOf t;
+  int m_block;
+  if (args.tiles != nullptr) {
+    const int2 tile = args.tiles[blockIdx.y];
+    t.seq = tile.x, m_block = tile.y, t.head = blockIdx.x;
+  } else {
+    m_block = args.causal ? int(gridDim.x) - 1 - int(blockIdx.x) : int(blockIdx.x);
+    t.head = blockIdx.y, t.seq = blockIdx.z;
+  }
+  t.q_start = args.cu_q[t.seq], t.len_q = args.cu_q[t.seq + 1] - t.q_start;
+  t.m0 = m_block * block_m;
+  t.k_start = args.cu_k[t.seq], t.len_k = args.cu_k[t.seq + 1] - t.k_start;
+  t.off = args.causal_offset != nullptr ? args.causal_offset[t.seq] : t.len_k - t.len_q;
+  return t;
+}
+
+// The epilogue's rows: a thread's two rows (query index row_q in the sequence) get their sums completed over the
+// quad, `empty` (the row saw no key: it writes zeros and lse -inf) and 1 / sum, and the quad's first thread writes
+// their lse. A NaN sum stays NaN (1 / NaN), so a row that saw NaN reads NaN; never test `row_sum > 0` here.
+__device__ __forceinline__ void finish_rows(const KernelArgs& args, float (&row_sum)[2], const float (&row_max)[2],
+                                            const int (&row_q)[2], int len_q, int q_start, int head, int lane,
+                                            bool (&empty)[2], float (&inv)[2]) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
+    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
+    empty[r] = row_sum[r] == 0.f;
+    inv[r] = empty[r] ? 0.f : 1.f / row_sum[r];
+  }
+  if (args.lse != nullptr && (lane & 3) == 0) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+      if (row_q[r] < len_q)
+        args.lse[int64_t(q_start + row_q[r]) * args.hq + head] =
+            empty[r] ? -INFINITY : row_max[r] * args.scale + logf(row_sum[r]);
+  }
+}
+
 template <int kDQK, int kDV, typename Element>
 __global__ void __launch_bounds__(Traits<kDQK, kDV>::kThreads, Traits<kDQK, kDV>::kMinBlocksPerSm)
     flash_prefill_kernel(const KernelArgs args) {
@@ -118,23 +164,10 @@ __global__ void __launch_bounds__(Traits<kDQK, kDV>::kThreads, Traits<kDQK, kDV>
   uint16_t* sK = sQ + T::kSmemQ;    // [kBlockN, kDQK] swizzled
   uint16_t* sV = sK + T::kSmemK;    // [kBlockN, kDV] swizzled
 
-  // Longest first: the tile list's order (every sequence and head); otherwise within a (head, sequence), causal
-  // tiles near the end of the sequence (they see the most keys) launch first.
-  int m_block, head, seq;
-  if (args.tiles != nullptr) {
-    const int2 tile = args.tiles[blockIdx.y];
-    seq = tile.x, m_block = tile.y, head = blockIdx.x;
-  } else {
-    m_block = args.causal ? int(gridDim.x) - 1 - int(blockIdx.x) : int(blockIdx.x);
-    head = blockIdx.y, seq = blockIdx.z;
-  }
-  const int q_start = args.cu_q[seq], len_q = args.cu_q[seq + 1] - q_start;
-  const int m0 = m_block * kBlockM;
-  if (m0 >= len_q) return;
-  const int k_start = args.cu_k[seq], len_k = args.cu_k[seq + 1] - k_start;
-  // Query i sees keys j <= off + i: bottom-right alignment unless the caller gives the offset.
-  const int off = args.causal_offset != nullptr ? args.causal_offset[seq] : len_k - len_q;
-  const int kv_head = head / args.group;
+  const TileOf t = tile_of(args, kBlockM);
+  if (t.m0 >= t.len_q) return;
+  const int head = t.head, q_start = t.q_start, len_q = t.len_q, m0 = t.m0, k_start = t.k_start, len_k = t.len_k,
+            off = t.off, kv_head = head / args.group;
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int warp_row = warp * 16;  // this warp's 16 rows inside the tile
 
@@ -272,20 +305,7 @@ __global__ void __launch_bounds__(Traits<kDQK, kDV>::kThreads, Traits<kDQK, kDV>
   // row's out and lse read NaN, as a plain softmax gives and as MLA decode does. Never `row_sum > 0` here.
   float inv[2];
   bool empty[2];
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
-    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
-    empty[r] = row_sum[r] == 0.f;
-    inv[r] = empty[r] ? 0.f : 1.f / row_sum[r];
-  }
-  if (args.lse != nullptr && (lane & 3) == 0) {
-#pragma unroll
-    for (int r = 0; r < 2; ++r)
-      if (row_q[r] < len_q)
-        args.lse[int64_t(q_start + row_q[r]) * args.hq + head] =
-            empty[r] ? -INFINITY : row_max[r] * args.scale + logf(row_sum[r]);
-  }
+  finish_rows(args, row_sum, row_max, row_q, len_q, q_start, head, lane, empty, inv);
   // Stage O through this warp's own 16 rows of the Q buffer (only this warp ever read them), then write
   // 16-byte chunks so a row of the output goes out in contiguous pieces.
   __syncwarp();

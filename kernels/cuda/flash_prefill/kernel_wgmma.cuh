@@ -49,20 +49,10 @@ __global__ void __launch_bounds__(WgmmaTile<kDQK, kDV>::kThreads, 1)
   const uint32_t q_u32 = (raw_u32 + kAtomBytes - 1) & ~(kAtomBytes - 1);  // slabs need 1024-byte alignment
   const uint32_t k_u32 = q_u32 + (kDQK / 64) * kQSlab, v_u32 = k_u32 + (kDQK / 64) * kKSlab;
 
-  int m_block, head, seq;  // the tile, as stage A picks it
-  if (args.tiles != nullptr) {
-    const int2 tile = args.tiles[blockIdx.y];
-    seq = tile.x, m_block = tile.y, head = blockIdx.x;
-  } else {
-    m_block = args.causal ? int(gridDim.x) - 1 - int(blockIdx.x) : int(blockIdx.x);
-    head = blockIdx.y, seq = blockIdx.z;
-  }
-  const int q_start = args.cu_q[seq], len_q = args.cu_q[seq + 1] - q_start;
-  const int m0 = m_block * kBlockM;
-  if (m0 >= len_q) return;
-  const int k_start = args.cu_k[seq], len_k = args.cu_k[seq + 1] - k_start;
-  const int off = args.causal_offset != nullptr ? args.causal_offset[seq] : len_k - len_q;
-  const int kv_head = head / args.group;
+  const TileOf t = tile_of(args, kBlockM);  // the tile, as stage A picks it
+  if (t.m0 >= t.len_q) return;
+  const int head = t.head, q_start = t.q_start, len_q = t.len_q, m0 = t.m0, k_start = t.k_start, len_k = t.len_k,
+            off = t.off, kv_head = head / args.group;
   const int tid = threadIdx.x, group = tid / 128, warp = (tid / 32) % 4, lane = tid % 32;
   const KeyBlocks blocks =
       tile_key_blocks(m0, len_q, len_k, off, args.causal != 0, args.window_left, kBlockM, kBlockN);
@@ -172,20 +162,7 @@ __global__ void __launch_bounds__(WgmmaTile<kDQK, kDV>::kThreads, 1)
   // written straight from the accumulators: two values per 4-byte store.
   float inv[2];
   bool empty[2];
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 1);
-    row_sum[r] += __shfl_xor_sync(0xffffffffu, row_sum[r], 2);
-    empty[r] = row_sum[r] == 0.f;
-    inv[r] = empty[r] ? 0.f : 1.f / row_sum[r];
-  }
-  if (args.lse != nullptr && (lane & 3) == 0) {
-#pragma unroll
-    for (int r = 0; r < 2; ++r)
-      if (row_q[r] < len_q)
-        args.lse[int64_t(q_start + row_q[r]) * args.hq + head] =
-            empty[r] ? -INFINITY : row_max[r] * args.scale + logf(row_sum[r]);
-  }
+  finish_rows(args, row_sum, row_max, row_q, len_q, q_start, head, lane, empty, inv);
 #pragma unroll
   for (int e = 0; e < kORegs; e += 2) {
     const int r = (e >> 1) & 1;

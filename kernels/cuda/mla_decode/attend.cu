@@ -241,7 +241,7 @@ void launch_mla_decode_attend(const MlaDecodeParams& p, const mla::WorkspaceLayo
     return launch_mla_decode_attend_wgmma(p, w, stream);
   if (p.attend != AttendKernel::Simt) return launch_mla_decode_attend_mma(p, w, stream);  // quantized: 32 rows
   const AttendArgs a = attend_args(p, w);
-  const dim3 grid(unsigned(w.num_parts), unsigned(mla::m_tiles(p.num_heads, p.max_q_per_seq)));
+  const dim3 grid = attend_grid(p, w);
   switch (p.kv_format) {
     case Format::Bf16: return launch_attend<Format::Bf16>(a, grid, stream);
     case Format::Fp8: return launch_attend<Format::Fp8>(a, grid, stream);

@@ -284,4 +284,14 @@ inline AttendArgs attend_args(const MlaDecodeParams& p, const WorkspaceLayout& w
   return a;
 }
 
+// The attend grid: parts x M tiles of the kernel that serves `p` (config.h attend_geometry).
+inline dim3 attend_grid(const MlaDecodeParams& p, const WorkspaceLayout& w) {
+  return dim3(unsigned(w.num_parts), unsigned(m_tiles(p.num_heads, p.max_q_per_seq, attend_geometry_of(p))));
+}
+// The fitted and wgmma kernels read bf16 rows only (quantized rows are sent to the 32-row kernel before this).
+inline void check_bf16_rows(const MlaDecodeParams& p, const char* kernel) {
+  MLARUN_CHECK(p.kv_format == Format::Bf16, "mla_decode: the ", kernel, " attend kernel reads bf16 rows, not ",
+               mla_kv_format_name(p.kv_format));
+}
+
 }  // namespace mlarun::ops::cuda::mla

@@ -244,7 +244,7 @@ namespace mla {
 
 void launch_mla_decode_attend_mma(const MlaDecodeParams& p, const WorkspaceLayout& w, cudaStream_t stream) {
   const AttendArgs a = attend_args(p, w);
-  const dim3 grid(unsigned(w.num_parts), unsigned(m_tiles(p.num_heads, p.max_q_per_seq)));
+  const dim3 grid = attend_grid(p, w);
   switch (p.kv_format) {
     case Format::Bf16: return launch<Format::Bf16>(a, grid, stream);
     case Format::Fp8: return launch<Format::Fp8>(a, grid, stream);

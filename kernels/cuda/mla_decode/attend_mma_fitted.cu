@@ -248,11 +248,10 @@ int resident() {
 namespace mla {
 
 void launch_mla_decode_attend_mma_fitted(const MlaDecodeParams& p, const WorkspaceLayout& w, cudaStream_t stream) {
-  MLARUN_CHECK(p.kv_format == Format::Bf16, "mla_decode: the fitted attend kernel reads bf16 rows, not ",
-               mla_kv_format_name(p.kv_format));
-  const AttendGeometry g = attend_geometry_of(p);
+  check_bf16_rows(p, "fitted");
   const AttendArgs a = attend_args(p, w);
-  const dim3 grid(unsigned(w.num_parts), unsigned(m_tiles(p.num_heads, p.max_q_per_seq, g)));
+  const dim3 grid = attend_grid(p, w);
+  const AttendGeometry g = attend_geometry_of(p);
   switch (g.rows_per_cta) {
     case 16: return launch<16>(a, grid, stream);
     case 32: return launch<32>(a, grid, stream);

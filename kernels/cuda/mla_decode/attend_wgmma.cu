@@ -236,11 +236,9 @@ __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(
 namespace mla {
 
 void launch_mla_decode_attend_wgmma(const MlaDecodeParams& p, const WorkspaceLayout& w, cudaStream_t stream) {
-  MLARUN_CHECK(p.kv_format == Format::Bf16, "mla_decode: the wgmma attend kernel reads bf16 rows, not ",
-               mla_kv_format_name(p.kv_format));
-  const AttendGeometry g = attend_geometry_of(p);
+  check_bf16_rows(p, "wgmma");
   const AttendArgs a = attend_args(p, w);
-  const dim3 grid(unsigned(w.num_parts), unsigned(m_tiles(p.num_heads, p.max_q_per_seq, g)));
+  const dim3 grid = attend_grid(p, w);
   if (p.attend == AttendKernel::WgmmaSplit) {
     allow_dynamic_smem<mla_decode_attend_wgmma_kernel<true>>(kWgSplitSmemBytes);
     mla_decode_attend_wgmma_kernel<true><<<grid, kWgThreads, kWgSplitSmemBytes, stream>>>(a);
