@@ -123,7 +123,7 @@ __global__ void __launch_bounds__(256) probe_attention(const uint16_t* q, const 
   for (int kk = 0; kk < 4; ++kk)
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      const int e = 8 * kk + 4 * (i >> 1) + 2 * (i & 1);  // regs: (row g, k lo), (g + 8, lo), (g, hi), (g + 8, hi)
+      const int e = acc_to_a(kk, i);  // registers: (row g, k lo), (g + 8, lo), (g, hi), (g + 8, hi)
       p[kk][i] = mma_sm80::pack2<__nv_bfloat16>(s[e] * kProbeScoreScale, s[e + 1] * kProbeScoreScale);
     }
   float o[128];

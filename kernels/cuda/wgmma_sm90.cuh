@@ -59,6 +59,10 @@ MLARUN_WGMMA_HD constexpr int acc_row(int warp, int lane, int e) {
   return 16 * warp + (lane >> 2) + ((e >> 1) & 1) * 8;
 }
 MLARUN_WGMMA_HD constexpr int acc_col(int lane, int e) { return 8 * (e >> 2) + (lane & 3) * 2 + (e & 1); }
+// An accumulator used as the next product's register A operand (P in P.V): register i of k-step kk holds the
+// thread's accumulator elements e and e + 1 for e = acc_to_a(kk, i), that is n8 tiles 2 kk and 2 kk + 1 in the
+// order (row lo, k lo), (row hi, k lo), (row lo, k hi), (row hi, k hi) of the A fragment.
+MLARUN_WGMMA_HD constexpr int acc_to_a(int kk, int i) { return 8 * kk + 4 * (i >> 1) + 2 * (i & 1); }
 
 #if defined(__CUDACC__)
 // wgmma exists on sm_90a only; elsewhere these compile to a trap (nothing calls them there).

@@ -10,36 +10,18 @@
 #include <vector>
 
 #include "kernels/cuda/wgmma_sm90.cuh"
+#include "tests/kernels/wgmma_emulation.h"
 
 namespace {
 
 namespace wg = mlarun::ops::cuda::wgmma_sm90;
+namespace test = mlarun::test;
 
-struct Fields {
-  uint32_t start, lbo, sbo, base_offset, swizzle;
-};
-Fields decode(uint64_t d) {
-  return {uint32_t(d & 0x3FFF) << 4, uint32_t((d >> 16) & 0x3FFF) << 4, uint32_t((d >> 32) & 0x3FFF) << 4,
-          uint32_t((d >> 49) & 7), uint32_t(d >> 62)};
-}
-// The swizzle as the ISA states it: in each 1024-byte span, 16-byte chunk j of 128-byte row i moves to j ^ i.
-uint32_t isa_swizzle(uint32_t addr) {
-  const uint32_t row = (addr / 128) % 8, chunk = (addr / 16) % 8;
-  return addr - chunk * 16 + ((chunk ^ row) * 16);
-}
-
-// K-major SW128, element (mn, k) of one k-step (k < 16): rows of 128 bytes within an 8-row atom, atoms SBO apart,
-// the 16 k values 2 bytes apart.
-uint32_t k_major_read(uint64_t desc, int mn, int k) {
-  const Fields f = decode(desc);
-  return isa_swizzle(f.start + (mn % 8) * 128 + (mn / 8) * f.sbo + k * 2);
-}
-// N-major SW128, element (k, n) of one k-step: 64 n values contiguous per 128-byte row, the next 64 LBO away; k
-// rows 128 bytes apart within 8, the next 8 SBO away.
-uint32_t n_major_read(uint64_t desc, int k, int n) {
-  const Fields f = decode(desc);
-  return isa_swizzle(f.start + (n % 64) * 2 + (n / 64) * f.lbo + (k % 8) * 128 + (k / 8) * f.sbo);
-}
+using test::wgmma::decode;
+using test::wgmma::Fields;
+using test::wgmma::isa_swizzle;
+using test::wgmma::k_major_read;
+using test::wgmma::n_major_read;
 
 TEST(WgmmaLayout, SwizzleIsTheIsaPermutationOfEachAtom) {
   for (uint32_t addr = 0; addr < 4 * wg::kAtomBytes; addr += 2) {

@@ -13,6 +13,7 @@
 #pragma once
 
 #include "kernels/cuda/flash_prefill/kernel.cuh"
+#include "kernels/cuda/flash_prefill/wgmma_lanes.h"
 #include "kernels/cuda/wgmma_sm90.cuh"
 #include "kernels/cuda/wgmma_sm90_mma.cuh"
 
@@ -30,8 +31,7 @@ __device__ __forceinline__ void load_slabs(uint32_t slabs, const uint16_t* g, in
   for (int i = 0; i < kRows * kChunks / kThreads; ++i) {
     const int c = tid + i * kThreads, row = c / kChunks, chunk = c % kChunks;
     const bool valid = row < valid_rows;
-    const uint32_t dst = slabs + (chunk / 8) * uint32_t(kRows * wgmma_sm90::kSlabRowBytes) +
-                         wgmma_sm90::swizzle128(wgmma_sm90::slab_offset(row, (chunk % 8) * 8));
+    const uint32_t dst = slabs + wg::chunk_offset(kRows, row, chunk);
     cp_async_16(dst, g + (valid ? row * stride : 0) + chunk * 8, valid ? 16 : 0);
   }
 }
@@ -43,7 +43,7 @@ __global__ void __launch_bounds__(WgmmaTile<kDQK, kDV>::kThreads, 1)
   using W = WgmmaTile<kDQK, kDV>;
   constexpr int kBlockM = W::kBlockM, kBlockN = W::kBlockN, kThreads = W::kThreads;
   constexpr int kSRegs = kBlockN / 2, kORegs = kDV / 2;
-  constexpr uint32_t kQSlab = kBlockM * kSlabRowBytes, kKSlab = kBlockN * kSlabRowBytes, kVSlab = kKSlab;
+  constexpr uint32_t kQSlab = kBlockM * kSlabRowBytes, kKSlab = kBlockN * kSlabRowBytes;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const uint32_t raw_u32 = smem_u32(smem_raw);
   const uint32_t q_u32 = (raw_u32 + kAtomBytes - 1) & ~(kAtomBytes - 1);  // slabs need 1024-byte alignment
@@ -70,7 +70,6 @@ __global__ void __launch_bounds__(WgmmaTile<kDQK, kDV>::kThreads, 1)
   float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
   // This thread's two rows (index in the sequence): accumulator elements with bit 1 clear, then set.
   const int row_q[2] = {m0 + 64 * group + acc_row(warp, lane, 0), m0 + 64 * group + acc_row(warp, lane, 2)};
-  const uint32_t q_wg = q_u32 + uint32_t(group) * 64 * kSlabRowBytes;  // this warpgroup's 64 rows of every slab
 
   if (n_end > n_begin) {
     load_slabs<kBlockM, kDQK, kThreads>(q_u32, gQ, q_stride, len_q - m0, tid);
@@ -94,8 +93,8 @@ __global__ void __launch_bounds__(WgmmaTile<kDQK, kDV>::kThreads, 1)
     for (int slab = 0; slab < kDQK / 64; ++slab)
 #pragma unroll
       for (int k = 0; k < 4; ++k)
-        Mma<kBlockN>::template ss<0, Element>(s, k_major_desc(q_wg + slab * kQSlab, k),
-                                              k_major_desc(k_u32 + slab * kKSlab, k), slab + k > 0);
+        Mma<kBlockN>::template ss<0, Element>(s, wg::q_desc(q_u32, kBlockM, group, slab, k),
+                                              wg::k_desc(k_u32, kBlockN, slab, k), slab + k > 0);
     wgmma_commit();
     wgmma_wait<0>();
     fence_registers(s);
@@ -134,12 +133,12 @@ __global__ void __launch_bounds__(WgmmaTile<kDQK, kDV>::kThreads, 1)
           row_sum[r] += s[e];
         }
     }
-    // P as A fragments: k-step kk takes n8 tiles 2 kk and 2 kk + 1 (registers: row lo, row hi, row lo + 8 keys...).
+    // P as A fragments: k-step kk takes n8 tiles 2 kk and 2 kk + 1 (wgmma_sm90.cuh acc_to_a).
     uint32_t p[kBlockN / 16][4];
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 16; ++kk)
 #pragma unroll
-      for (int i = 0; i < 4; ++i) p[kk][i] = pack2<Element>(s[8 * kk + 2 * i], s[8 * kk + 2 * i + 1]);
+      for (int i = 0; i < 4; ++i) p[kk][i] = pack2<Element>(s[acc_to_a(kk, i)], s[acc_to_a(kk, i) + 1]);
 
     cp_async_wait_all();
     fence_async_smem();
@@ -152,7 +151,7 @@ __global__ void __launch_bounds__(WgmmaTile<kDQK, kDV>::kThreads, 1)
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 16; ++kk)
-      Mma<kDV>::template rs<1, Element>(o, p[kk], n_major_desc(v_u32, 16 * kk, kVSlab), 1);
+      Mma<kDV>::template rs<1, Element>(o, p[kk], wg::v_desc(v_u32, kBlockN, kk), 1);
     wgmma_commit();
     wgmma_wait<0>();  // before the next barrier hands V's buffer to the next load
     fence_registers(o);

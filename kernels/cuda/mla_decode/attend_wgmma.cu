@@ -21,6 +21,7 @@
 
 #include "kernels/cuda/mla_decode/attend_common.cuh"
 #include "kernels/cuda/mla_decode/mla_decode.h"
+#include "kernels/cuda/mla_decode/wgmma_lanes.h"
 #include "kernels/cuda/mma_sm80.cuh"
 #include "kernels/cuda/wgmma_sm90.cuh"
 #include "kernels/cuda/wgmma_sm90_mma.cuh"
@@ -35,10 +36,10 @@ using namespace wgmma_sm90;
 constexpr Format kF = Format::Bf16;
 constexpr int kRowChunks = kHeadDimQK / 8;  // 16-byte pieces of a q row or a cached row: 72
 
-// A cached row's 16-byte piece at byte `off` goes to slab off / 128, row `row`, swizzled (stages are 1024-aligned).
+// A cached row's 16-byte piece at byte `off` goes to slab off / 128, row `row`, swizzled (wgmma_lanes.h).
 struct SlabRows {
   __device__ __forceinline__ unsigned char* operator()(unsigned char* stage, int row, int off) const {
-    return stage + (off >> 7) * kWgSlabBytes + swizzle128(slab_offset(row, (off & 127) >> 1));
+    return stage + wg::row_piece(row, off);
   }
 };
 
@@ -74,7 +75,7 @@ __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(
   const int row0 = blockIdx.y * kWgRows;
   const int piece_end = a.part_piece_begin[blockIdx.x + 1];
   const int r_lo = acc_row(warp, lane, 0), r_hi = acc_row(warp, lane, 2);  // this thread's two rows (S and O)
-  const int tok_lane = kSplit ? group * kScoreN : 0;  // the first of the step's tokens this warpgroup scores
+  const int tok_lane = wg::score_tok0(kSplit, group);  // the first of the step's tokens this warpgroup scores
 
   for (int pi = a.part_piece_begin[blockIdx.x]; pi < piece_end; ++pi) {
     const PieceView pv = piece_view(a, pi);
@@ -123,9 +124,8 @@ __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(
       for (int slab = 0; slab < kWgSlabs; ++slab)
 #pragma unroll
         for (int k = 0; k < 4; ++k)
-          Mma<kScoreN>::template ss<0>(
-              s, k_major_desc(q_u32 + slab * uint32_t(kWgSlabBytes), k),
-              k_major_desc(stage_u32 + slab * uint32_t(kWgSlabBytes) + tok_lane * kSlabRowBytes, k), slab + k > 0);
+          Mma<kScoreN>::template ss<0>(s, wg::q_desc(q_u32, slab, k), wg::k_desc(stage_u32, slab, k, tok_lane),
+                                       slab + k > 0);
       wgmma_commit();
       wgmma_wait<0>();
       fence_registers(s);
@@ -161,7 +161,7 @@ __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(
       for (int kk = 0; kk < kScoreN / 16; ++kk)
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
-          const int e = 8 * kk + 4 * (i >> 1) + 2 * (i & 1), h = i & 1;
+          const int e = wg::p_element(kk, i), h = i & 1;
           const float p0 = exp2f(s[e] - m_use[h]), p1 = exp2f(s[e + 1] - m_use[h]);
           l[h] += p0 + p1;
           p[kk][i] = mma_sm80::pack2<__nv_bfloat16>(p0, p1);
@@ -171,9 +171,8 @@ __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(
         for (int kk = 0; kk < kScoreN / 16; ++kk)
 #pragma unroll
           for (int i = 0; i < 4; ++i) {
-            const int e = 8 * kk + 4 * (i >> 1) + 2 * (i & 1);
-            const int r = (i & 1) ? r_hi : r_lo, col = tok_lane + acc_col(lane, e);
-            *reinterpret_cast<uint32_t*>(p_s + swizzle128(slab_offset(r, col))) = p[kk][i];
+            const int r = (i & 1) ? r_hi : r_lo, col = tok_lane + acc_col(lane, wg::p_element(kk, i));
+            *reinterpret_cast<uint32_t*>(p_s + wg::p_offset(r, col)) = p[kk][i];
           }
         fence_async_smem();
         __syncthreads();  // P complete for the tensor cores
@@ -182,14 +181,12 @@ __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(
       for (int e = 0; e < 128; ++e) o[e] *= alpha[(e >> 1) & 1];
 
       wgmma_fence();
-      const uint32_t v_u32 = stage_u32 + 4 * group * uint32_t(kWgSlabBytes);  // this warpgroup's 256 columns
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {
-        const uint64_t v_desc = n_major_desc(v_u32, 16 * kk, uint32_t(kWgSlabBytes));
+      for (int kk = 0; kk < 4; ++kk) {  // this warpgroup's 256 columns
         if constexpr (kSplit)
-          Mma<256>::ss<1>(o, k_major_desc(p_u32, kk), v_desc, 1);
+          Mma<256>::ss<1>(o, wg::p_desc(p_u32, kk), wg::v_desc(stage_u32, group, kk), 1);
         else
-          Mma<256>::rs<1>(o, p[kk], v_desc, 1);
+          Mma<256>::rs<1>(o, p[kk], wg::v_desc(stage_u32, group, kk), 1);
       }
       wgmma_commit();
       wgmma_wait<0>();  // before the next step's barrier frees this stage (and P)

@@ -1,0 +1,113 @@
+// One key tile of the Hopper flash prefill kernel (kernel_wgmma.cuh) replayed on the CPU, for every head-dim pair
+// it serves: Q, K and V stored where the kernel's loader stores them (flash_prefill/wgmma_lanes.h chunk_offset),
+// S read through the kernel's descriptors by an emulation of wgmma (tests/kernels/wgmma_emulation.h, the ISA's
+// view, written apart from the kernel's headers), P built from the accumulators the kernel's way (acc_to_a) and
+// P V through its V descriptors. S and O must equal the plain products exactly (inputs are multiples of 1/8 and
+// the emulation sums in double).
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/flash_prefill/config.h"
+#include "kernels/cuda/flash_prefill/wgmma_lanes.h"
+#include "kernels/cuda/wgmma_sm90.cuh"
+#include "tests/kernels/wgmma_emulation.h"
+
+namespace {
+
+namespace flash = mlarun::ops::cuda::flash;
+namespace sm90 = mlarun::ops::cuda::wgmma_sm90;
+namespace emu = mlarun::test::wgmma;
+
+using Matrix = std::vector<std::vector<double>>;
+Matrix zeros(int r, int c) { return Matrix(size_t(r), std::vector<double>(size_t(c), 0.0)); }
+Matrix random_eighths(int r, int c, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> u(-16, 16);
+  Matrix m = zeros(r, c);
+  for (auto& row : m)
+    for (double& x : row) x = u(rng) / 8.0;
+  return m;
+}
+
+// Shared memory as one double per 16-bit element, addressed in bytes (unwritten: NaN).
+struct Smem {
+  std::vector<double> v;
+  explicit Smem(size_t bytes) : v(bytes / 2, NAN) {}
+  double& at(uint32_t addr) { return v.at(addr / 2); }
+};
+
+// Stores a rows x d matrix as the kernel's load_slabs does: chunk c of row r at base + chunk_offset(rows, r, c).
+void store(Smem& s, uint32_t base, const Matrix& m) {
+  const int rows = int(m.size()), d = int(m[0].size());
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < d / 8; ++c)
+      for (int e = 0; e < 8; ++e)
+        s.at(base + flash::wg::chunk_offset(rows, r, c) + 2 * e) = m[size_t(r)][size_t(8 * c + e)];
+}
+
+template <int kDQK, int kDV>
+void replay_tile() {
+  using W = flash::WgmmaTile<kDQK, kDV>;
+  constexpr int kM = W::kBlockM, kN = W::kBlockN;
+  SCOPED_TRACE(std::to_string(kDQK) + "/" + std::to_string(kDV));
+  const uint32_t q_base = 0, k_base = (kDQK / 64) * kM * 128, v_base = k_base + (kDQK / 64) * kN * 128;
+  Smem s(size_t(W::kSmemBytes));
+  const Matrix q = random_eighths(kM, kDQK, 1), k = random_eighths(kN, kDQK, 2), v = random_eighths(kN, kDV, 3);
+  store(s, q_base, q);
+  store(s, k_base, k);
+  store(s, v_base, v);
+  for (int g = 0; g < 2; ++g) {
+    Matrix sc = zeros(64, kN);  // S of warpgroup g: its 64 query rows x kN keys
+    for (int slab = 0; slab < kDQK / 64; ++slab)
+      for (int kk = 0; kk < 4; ++kk) {
+        const uint64_t da = flash::wg::q_desc(q_base, kM, g, slab, kk), db = flash::wg::k_desc(k_base, kN, slab, kk);
+        for (int m = 0; m < 64; ++m)
+          for (int n = 0; n < kN; ++n)
+            for (int e = 0; e < 16; ++e)
+              sc[size_t(m)][size_t(n)] += s.at(emu::k_major_read(da, m, e)) * s.at(emu::k_major_read(db, n, e));
+      }
+    for (int m = 0; m < 64; ++m)
+      for (int n = 0; n < kN; ++n) {
+        double want = 0;
+        for (int d = 0; d < kDQK; ++d) want += q[size_t(64 * g + m)][size_t(d)] * k[size_t(n)][size_t(d)];
+        ASSERT_EQ(sc[size_t(m)][size_t(n)], want) << "S of warpgroup " << g << " (" << m << ", " << n << ")";
+      }
+    // P = S as the kernel packs it (thread t, k-step kk, register i, half j), then O = P V through v_desc.
+    Matrix o = zeros(64, kDV);
+    for (int kk = 0; kk < kN / 16; ++kk) {
+      Matrix a = zeros(64, 16);
+      for (int t = 0; t < 128; ++t)
+        for (int i = 0; i < 4; ++i)
+          for (int j = 0; j < 2; ++j) {
+            const int e = sm90::acc_to_a(kk, i) + j;
+            const double value = sc[size_t(sm90::acc_row(t / 32, t % 32, e))][size_t(sm90::acc_col(t % 32, e))];
+            a[size_t(emu::a_frag_row(t / 32, t % 32, i))][size_t(emu::a_frag_k(t % 32, i, j))] = value;
+          }
+      const uint64_t dv = flash::wg::v_desc(v_base, kN, kk);
+      for (int m = 0; m < 64; ++m)
+        for (int c = 0; c < kDV; ++c)
+          for (int e = 0; e < 16; ++e)
+            o[size_t(m)][size_t(c)] += a[size_t(m)][size_t(e)] * s.at(emu::n_major_read(dv, e, c));
+    }
+    for (int m = 0; m < 64; ++m)
+      for (int c = 0; c < kDV; ++c) {
+        double want = 0;
+        for (int n = 0; n < kN; ++n) want += sc[size_t(m)][size_t(n)] * v[size_t(n)][size_t(c)];
+        ASSERT_EQ(o[size_t(m)][size_t(c)], want) << "O of warpgroup " << g << " (" << m << ", " << c << ")";
+      }
+  }
+}
+
+TEST(FlashPrefillWgmmaLanes, OneKeyTileGivesTheProductsForEveryHeadDimPair) {
+  replay_tile<192, 128>();
+  replay_tile<128, 128>();
+  replay_tile<64, 64>();
+  replay_tile<256, 256>();
+}
+
+}  // namespace

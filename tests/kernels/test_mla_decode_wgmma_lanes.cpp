@@ -1,0 +1,153 @@
+// One step of the wgmma attend kernel (attend_wgmma.cu) replayed on the CPU: q rows and a cached tile stored where
+// the kernel stores them (wgmma_lanes.h row_piece), the scores read through the kernel's descriptors by an
+// emulation of wgmma (tests/kernels/wgmma_emulation.h: the ISA's view of shared memory, written independently of
+// the kernel's headers), the score accumulators turned into P the kernel's way (registers, or the split variant's
+// shared slab), and P.V through the kernel's V descriptors. S and O must be the plain products (exact: inputs are
+// small multiples of 1/8 and the emulation sums in double), every element once, for both variants.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/mla_decode/config.h"
+#include "kernels/cuda/mla_decode/wgmma_lanes.h"
+#include "kernels/cuda/wgmma_sm90.cuh"
+#include "tests/kernels/wgmma_emulation.h"
+
+namespace {
+
+namespace mla = mlarun::ops::cuda::mla;
+namespace wg = mlarun::ops::cuda::mla::wg;
+namespace sm90 = mlarun::ops::cuda::wgmma_sm90;
+namespace emu = mlarun::test::wgmma;
+
+constexpr int kRows = mla::kWgRows, kTokens = mla::kWgBlockN, kD = mla::kHeadDimQK, kDv = mla::kHeadDimV;
+
+// Shared memory as one double per 16-bit element, addressed in bytes; unwritten elements are NaN.
+struct Smem {
+  std::vector<double> v;
+  std::vector<int> writes;
+  explicit Smem(size_t bytes) : v(bytes / 2, NAN), writes(bytes / 2, 0) {}
+  void put(uint32_t addr, double x) {
+    v.at(addr / 2) = x;
+    ++writes.at(addr / 2);
+  }
+  double at(uint32_t addr) const { return v.at(addr / 2); }
+};
+
+using Matrix = std::vector<std::vector<double>>;
+Matrix zeros(int r, int c) { return Matrix(size_t(r), std::vector<double>(size_t(c), 0.0)); }
+Matrix random_eighths(int r, int c, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> u(-16, 16);
+  Matrix m = zeros(r, c);
+  for (auto& row : m)
+    for (double& x : row) x = u(rng) / 8.0;
+  return m;
+}
+
+// wgmma m64nNk16 with A and B from shared memory (A K-major; B K-major, or N-major when trans_b).
+void mma_ss(Matrix& d, const Smem& s, uint64_t desc_a, uint64_t desc_b, bool trans_b, int n) {
+  for (int m = 0; m < 64; ++m)
+    for (int j = 0; j < n; ++j)
+      for (int k = 0; k < 16; ++k)
+        d[size_t(m)][size_t(j)] += s.at(emu::k_major_read(desc_a, m, k)) *
+                                   s.at(trans_b ? emu::n_major_read(desc_b, k, j) : emu::k_major_read(desc_b, j, k));
+}
+// The same with A from registers: a[thread][register][half] of the warpgroup's 128 threads.
+using AFrag = std::array<std::array<std::array<double, 2>, 4>, 128>;
+void mma_rs(Matrix& d, const AFrag& a, const Smem& s, uint64_t desc_b, int n) {
+  Matrix am = zeros(64, 16);
+  for (int t = 0; t < 128; ++t)
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 2; ++j)
+        am[size_t(emu::a_frag_row(t / 32, t % 32, i))][size_t(emu::a_frag_k(t % 32, i, j))] =
+            a[size_t(t)][size_t(i)][size_t(j)];
+  for (int m = 0; m < 64; ++m)
+    for (int col = 0; col < n; ++col)
+      for (int k = 0; k < 16; ++k)
+        d[size_t(m)][size_t(col)] += am[size_t(m)][size_t(k)] * s.at(emu::n_major_read(desc_b, k, col));
+}
+
+// Stores rows x 576 the way the kernel's loader does: 16-byte pieces at base + row_piece(row, byte offset).
+void store_rows(Smem& s, uint32_t base, const Matrix& m) {
+  for (int r = 0; r < int(m.size()); ++r)
+    for (int off = 0; off < kD * 2; off += 16)
+      for (int e = 0; e < 8; ++e) s.put(base + wg::row_piece(r, off) + 2 * e, m[size_t(r)][size_t(off / 2 + e)]);
+}
+
+void replay_step(bool split) {
+  SCOPED_TRACE(split ? "split scores" : "every warpgroup scores all tokens");
+  const uint32_t q_base = 0, stage = uint32_t(mla::kWgQBytes) + uint32_t(mla::kWgStageBytes);  // ring stage 1
+  const uint32_t p_base = uint32_t(mla::kWgQBytes + mla::kWgStages * mla::kWgStageBytes);
+  Smem s(mla::kWgSplitSmemBytes);
+  const Matrix q = random_eighths(kRows, kD, split ? 11 : 12), kv = random_eighths(kTokens, kD, split ? 13 : 14);
+  store_rows(s, q_base, q);
+  store_rows(s, stage, kv);
+  const int score_n = split ? kTokens / 2 : kTokens;
+
+  Matrix p_full = zeros(kRows, kTokens);  // P as the two warpgroups hold it (here P = S, to check indices exactly)
+  for (int g = 0; g < 2; ++g) {
+    const int tok0 = wg::score_tok0(split, g);
+    Matrix sc = zeros(64, score_n);
+    for (int slab = 0; slab < mla::kWgSlabs; ++slab)
+      for (int k = 0; k < 4; ++k)
+        mma_ss(sc, s, wg::q_desc(q_base, slab, k), wg::k_desc(stage, slab, k, tok0), false, score_n);
+    for (int m = 0; m < kRows; ++m)
+      for (int t = 0; t < score_n; ++t) {
+        double want = 0;
+        for (int d = 0; d < kD; ++d) want += q[size_t(m)][size_t(d)] * kv[size_t(tok0 + t)][size_t(d)];
+        ASSERT_EQ(sc[size_t(m)][size_t(t)], want) << "S of warpgroup " << g << " (" << m << ", " << t << ")";
+        p_full[size_t(m)][size_t(tok0 + t)] = want;
+      }
+    // The split variant's P slab, written as the kernel writes it: thread (warp, lane), k-step kk, register i
+    // holds accumulator elements e and e + 1 (one row, two adjacent tokens).
+    for (int thread = 0; split && thread < 128; ++thread) {
+      const int warp = thread / 32, lane = thread % 32;
+      for (int kk = 0; kk < score_n / 16; ++kk)
+        for (int i = 0; i < 4; ++i) {
+          const int e = wg::p_element(kk, i), r = sm90::acc_row(warp, lane, e), c = sm90::acc_col(lane, e);
+          ASSERT_EQ(sm90::acc_row(warp, lane, e + 1), r);
+          ASSERT_EQ(sm90::acc_col(lane, e + 1), c + 1);
+          s.put(p_base + wg::p_offset(r, tok0 + c), sc[size_t(r)][size_t(c)]);
+          s.put(p_base + wg::p_offset(r, tok0 + c + 1), sc[size_t(r)][size_t(c + 1)]);
+        }
+    }
+  }
+
+  for (int g = 0; g < 2; ++g) {
+    Matrix o = zeros(64, 256);
+    for (int kk = 0; kk < 4; ++kk) {
+      if (split) {
+        mma_ss(o, s, wg::p_desc(p_base, kk), wg::v_desc(stage, g, kk), true, 256);
+        continue;
+      }
+      AFrag a{};  // the register P of k-step kk, built as the kernel builds it from its own S (P here)
+      for (int thread = 0; thread < 128; ++thread)
+        for (int i = 0; i < 4; ++i) {
+          const int e = wg::p_element(kk, i);
+          const int r = sm90::acc_row(thread / 32, thread % 32, e), c = sm90::acc_col(thread % 32, e);
+          a[size_t(thread)][size_t(i)] = {p_full[size_t(r)][size_t(c)], p_full[size_t(r)][size_t(c + 1)]};
+        }
+      mma_rs(o, a, s, wg::v_desc(stage, g, kk), 256);
+    }
+    for (int m = 0; m < kRows; ++m)
+      for (int c = 0; c < 256; ++c) {
+        double want = 0;
+        for (int t = 0; t < kTokens; ++t) want += p_full[size_t(m)][size_t(t)] * kv[size_t(t)][size_t(256 * g + c)];
+        ASSERT_EQ(o[size_t(m)][size_t(c)], want) << "O of warpgroup " << g << " (" << m << ", " << c << ")";
+      }
+  }
+  if (!split) return;
+  for (int r = 0; r < kRows; ++r)
+    for (int t = 0; t < kTokens; ++t)
+      ASSERT_EQ(s.writes.at((p_base + wg::p_offset(r, t)) / 2), 1) << "P (" << r << ", " << t << ") written once";
+}
+
+TEST(MlaDecodeWgmmaLanes, OneStepGivesTheProductsWithEveryWarpgroupScoringAllTokens) { replay_step(false); }
+TEST(MlaDecodeWgmmaLanes, OneStepGivesTheProductsWithSplitScores) { replay_step(true); }
+
+}  // namespace
