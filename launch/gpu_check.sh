@@ -552,7 +552,8 @@ mla_shapes+=",mtp2_b128_s8192_h128_wgs,tp8_b128_s8192_h16_wgs"
 { [ -s "$ta_flash" ] || [ $ta_dry = 1 ]; } && fa_opt=" --anchors \"$ta_flash\""
 { [ -s "$ta_mla" ] || [ $ta_dry = 1 ]; } && mla_opt=" --torch-anchors \"$ta_mla\""
 need_bins bench-flash kernels/bench_flash_prefill &&
-  step bench-flash "$out/kernels.log" 15 90 1 "$kb/bench_flash_prefill --quick --json \"$out/flash_prefill.json\"$fa_opt"
+  step bench-flash "$out/kernels.log" 15 90 1 \
+    "$kb/bench_flash_prefill --quick --json \"$out/flash_prefill.json\"$fa_opt"
 need_bins bench-mla kernels/bench_mla_decode &&
   step bench-mla "$out/kernels.log" 15 "${GPU_CHECK_MLA_CAP_S:-100}" 1 \
     "$kb/bench_mla_decode ${GPU_CHECK_MLA_ARGS:-$mla_shapes} --json \"$out/mla_decode.json\"$mla_opt"

@@ -56,7 +56,7 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
   constexpr int kRowStride = RowOf<F>::kSmemStride;             // bytes per cached row in the ring
   constexpr int kStageBytes = kBlockN * kRowStride;
   constexpr int kVTiles = kMmaColsPerWarp / 8;                  // n8 tiles of a warp's P.V columns
-  static_assert(kKLen % 32 == 0 && kM % (16 * 1) == 0 && kRowsPerWarp >= 1, "whole k pairs, whole m16 tiles");
+  static_assert(kKLen % 32 == 0 && kM % 16 == 0 && kRowsPerWarp >= 1, "whole k pairs, whole m16 tiles");
   static_assert(kSplits <= 2, "the softmax adds at most two score buffers");
   using S = FitSmem<kM>;
   extern __shared__ __align__(16) unsigned char smem[];

@@ -54,7 +54,8 @@ struct MlaDecodeParams {
   float softmax_scale = 0.0f;  // scores = q . row * softmax_scale (DeepSeek: 1/sqrt(192) times mscale^2)
   // Which attend kernel (config.h AttendKernel): tensor cores with 32-row tiles (attend_mma.cu), SIMT (attend.cu),
   // tensor cores with the M tile fitted to the rows (attend_mma_fitted.cu, bf16 rows), or Hopper's wgmma over
-  // 64-row tiles (attend_wgmma.cu, bf16 rows, sm_90a). Every one fits the workspace of mla_decode_workspace_bytes.
+  // 64-row tiles (attend_wgmma.cu, bf16 rows, sm_90a; every warpgroup scoring all tokens, or half of them each).
+  // Quantized rows asked of the last three run the 32-row kernel. Every one fits mla_decode_workspace_bytes.
   mla::AttendKernel attend = mla::kDefaultAttend;
 };
 // Causality: query i (0-based) of a sequence with L cached tokens and n query rows sees tokens 0 .. L - n + i
