@@ -491,7 +491,7 @@ need_bins wgmma-probe tests/test_gpu_wgmma_probe &&
     $(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer) --error-exitcode 86 --tool memcheck \
     $tests/test_gpu_wgmma_probe --gtest_brief=1 && exit \$r"
 need_bins kernels tests/test_gpu_flash_prefill tests/test_gpu_mla_decode &&
-  step kernels "$out/kernels.log" 20 100 1 "$tests/test_gpu_flash_prefill --gtest_brief=1; r=\$?;
+  step kernels "$out/kernels.log" 20 150 1 "$tests/test_gpu_flash_prefill --gtest_brief=1; r=\$?;
     $tests/test_gpu_mla_decode --gtest_brief=1 && exit \$r"
 need_bins kernels-repeat3 tests/test_gpu_flash_prefill tests/test_gpu_mla_decode &&
   step kernels-repeat3 "$out/kernels.log" 10 50 1 "$tests/test_gpu_mla_decode --gtest_brief=1 --gtest_repeat=3 \
