@@ -71,10 +71,14 @@ std::string mla_decode_unfit(const StepPart&, DType, KvQuant, int64_t, int64_t, 
 }
 int mla_decode_sm_count() { unavailable("mla_decode"); }
 size_t mla_decode_workspace(const StepPart&, int64_t, int) { unavailable("mla_decode"); }
-Tensor mla_decode_run(const Tensor&, const Tensor&, KvQuant, const StepPart&, const Tensor&, int, bool, int64_t, float,
-                      Tensor*) {
+Tensor mla_decode_run(const Tensor&, const Tensor&, KvQuant, const StepPart&, const Tensor&, int, int32_t, bool,
+                      int64_t, float, Tensor*) {
   unavailable("mla_decode");
 }
+int32_t mla_decode_kernel() { unavailable("mla_decode"); }
+bool flash_prefill_wgmma() { unavailable("flash_prefill"); }
+void set_mla_decode_kernel(int32_t) { unavailable("mla_decode"); }
+void set_flash_prefill_wgmma(int32_t) { unavailable("flash_prefill"); }
 
 void write_cache_quantized(const Tensor&, const KvCacheFormat&, const Tensor&, const Tensor&) {
   unavailable("write_cache_quantized");

@@ -172,6 +172,7 @@ struct MlaDecodePlan {
   int num_sms = 0;
   int64_t heads = 0;
   KvQuant cache = KvQuant::None;
+  int32_t attend = 0;              // mla_decode's attend kernel when planned (kernels/cuda/cuda_ops.h; fast only)
   mutable bool scheduled = false;  // the schedule is in the workspace
 };
 MlaDecodePlan plan_mla_decode(const StepPart& part, Device device, DType dtype, int64_t heads, int64_t kv_lora_rank,

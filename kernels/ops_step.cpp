@@ -246,6 +246,7 @@ MlaDecodePlan plan_mla_decode(const StepPart& part, Device device, DType dtype, 
   }
   plan.fast = true;
   plan.num_sms = cuda::mla_decode_sm_count();
+  plan.attend = cuda::mla_decode_kernel();  // fixed for the plan: the schedule in its workspace is this kernel's
   plan.workspace = Tensor::empty({int64_t(cuda::mla_decode_workspace(part, heads, plan.num_sms))}, DType::F8_E4M3,
                                  Device::CUDA);
   return plan;
@@ -270,8 +271,8 @@ Tensor mla_decode(const Tensor& q, const Tensor& pool, const StepPart& part, con
                    pool_fits(),
                "mla_decode: q ", q.describe(), " for ", part.num_tokens, " rows of ", plan.heads,
                " heads over a pool of ", pool.describe());
-  Tensor o = cuda::mla_decode_run(q, pool, plan.cache, part, plan.workspace, plan.num_sms, !plan.scheduled,
-                                  kv_lora_rank, scale, lse);
+  Tensor o = cuda::mla_decode_run(q, pool, plan.cache, part, plan.workspace, plan.num_sms, plan.attend,
+                                  !plan.scheduled, kv_lora_rank, scale, lse);
   plan.scheduled = true;  // later layers reuse the step's schedule
   return o;
 }

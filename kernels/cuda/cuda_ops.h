@@ -101,13 +101,18 @@ size_t mla_decode_workspace(const StepPart& part, int64_t heads, int num_sms);
 // Unset or empty: the defaults. The parsers throw mlarun::Error naming the variable, the value and the choices.
 int32_t parse_mla_decode_kernel(const char* value);  // AttendKernel as an int
 bool parse_flash_prefill_wgmma(const char* value);
-int32_t mla_decode_kernel_from_env();
-bool flash_prefill_wgmma_from_env();
+// The choices in force: the environment's, unless a test or benchmark set them (kernel -1 / wgmma -1: back to the
+// environment's). mla_decode plans record the kernel they were made with (ops::MlaDecodePlan::attend).
+int32_t mla_decode_kernel();
+bool flash_prefill_wgmma();
+void set_mla_decode_kernel(int32_t kernel);
+void set_flash_prefill_wgmma(int32_t wgmma);
 // o_lat [part.num_tokens, H, R] (bf16); runs the schedule stage first when `schedule`, then attend and combine.
 // `lse` (when not null) receives f32 [part.num_tokens, H], natural log.
+// `attend`: the attend kernel (config.h AttendKernel as an int) the workspace's schedule was or will be made for.
 Tensor mla_decode_run(const Tensor& q, const Tensor& pool, KvQuant cache, const StepPart& part,
-                      const Tensor& workspace, int num_sms, bool schedule, int64_t kv_lora_rank, float scale,
-                      Tensor* lse);
+                      const Tensor& workspace, int num_sms, int32_t attend, bool schedule, int64_t kv_lora_rank,
+                      float scale, Tensor* lse);
 
 // sampling.cu
 std::vector<int32_t> argmax_rows(const Tensor& logits);

@@ -4,6 +4,7 @@
 // upload here. Whether a shape is in a kernel's contract is decided here (flash_prefill_fits, mla_decode_unfit);
 // outside it the ops layer (kernels/ops_step.cpp) runs the generic kernels instead.
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <string>
 
@@ -38,14 +39,34 @@ bool parse_flash_prefill_wgmma(const char* value) {
   return v == "wgmma";
 }
 
-int32_t mla_decode_kernel_from_env() {
-  static const int32_t kernel = parse_mla_decode_kernel(std::getenv("MLARUN_MLA_DECODE_KERNEL"));
-  return kernel;
+namespace {
+std::atomic<int32_t> g_mla_decode_kernel{-1}, g_flash_prefill_wgmma{-1};  // -1: the environment's
+}  // namespace
+
+int32_t mla_decode_kernel() {
+  const int32_t set = g_mla_decode_kernel.load();
+  if (set >= 0) return set;
+  static const int32_t from_env = parse_mla_decode_kernel(std::getenv("MLARUN_MLA_DECODE_KERNEL"));
+  return from_env;
 }
 
-bool flash_prefill_wgmma_from_env() {
-  static const bool wgmma = parse_flash_prefill_wgmma(std::getenv("MLARUN_FLASH_PREFILL_KERNEL"));
-  return wgmma;
+bool flash_prefill_wgmma() {
+  const int32_t set = g_flash_prefill_wgmma.load();
+  if (set >= 0) return set != 0;
+  static const bool from_env = parse_flash_prefill_wgmma(std::getenv("MLARUN_FLASH_PREFILL_KERNEL"));
+  return from_env;
+}
+
+void set_mla_decode_kernel(int32_t kernel) {
+  MLARUN_CHECK(kernel >= -1 && kernel <= int32_t(mla::AttendKernel::WgmmaSplit), "set_mla_decode_kernel: ", kernel,
+               " is not -1 (the environment's) or an AttendKernel 0..", int32_t(mla::AttendKernel::WgmmaSplit));
+  g_mla_decode_kernel.store(kernel);
+}
+
+void set_flash_prefill_wgmma(int32_t wgmma) {
+  MLARUN_CHECK(wgmma >= -1 && wgmma <= 1, "set_flash_prefill_wgmma: ", wgmma,
+               " is not -1 (the environment's), 0 (mma) or 1 (wgmma)");
+  g_flash_prefill_wgmma.store(wgmma);
 }
 
 namespace {
@@ -65,7 +86,7 @@ FlashPrefillParams flash_params(const Tensor& q, const Tensor& k, const Tensor& 
   p.dtype = q.dtype();
   p.softmax_scale = scale;
   p.causal = true;
-  p.wgmma = flash_prefill_wgmma_from_env();
+  p.wgmma = flash_prefill_wgmma();
   return p;
 }
 }  // namespace
@@ -128,8 +149,8 @@ size_t mla_decode_workspace(const StepPart& part, int64_t heads, int num_sms) {
 }
 
 Tensor mla_decode_run(const Tensor& q, const Tensor& pool, KvQuant cache, const StepPart& part,
-                      const Tensor& workspace, int num_sms, bool schedule, int64_t kv_lora_rank, float scale,
-                      Tensor* lse_out) {
+                      const Tensor& workspace, int num_sms, int32_t attend, bool schedule, int64_t kv_lora_rank,
+                      float scale, Tensor* lse_out) {
   const int64_t T = q.dim(0), H = q.dim(1);
   Tensor out = Tensor::empty({T, H, kv_lora_rank}, q.dtype(), Device::CUDA);
   Tensor lse = Tensor::empty({T, H}, DType::F32, Device::CUDA);
@@ -159,7 +180,7 @@ Tensor mla_decode_run(const Tensor& q, const Tensor& pool, KvQuant cache, const 
   p.max_q_per_seq = int(part.max_q);
   p.num_sms = num_sms;
   p.softmax_scale = scale;
-  p.attend = mla::AttendKernel(mla_decode_kernel_from_env());
+  p.attend = mla::AttendKernel(attend);
   if (schedule) mla_decode_schedule(p, stream());
   mla_decode_attend(p, stream());
   mla_decode_combine(p, stream());

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <numeric>
@@ -173,6 +174,15 @@ TEST(MlaDecodeApi, KernelChoicesByEnvironmentParseAndNameBadValues) {
               std::string::npos)
         << e.what();
   }
+  // What a test or benchmark sets wins over the environment until it gives the choice back (-1).
+  cuda::set_mla_decode_kernel(int32_t(AttendKernel::Wgmma));
+  EXPECT_EQ(cuda::mla_decode_kernel(), int32_t(AttendKernel::Wgmma));
+  cuda::set_mla_decode_kernel(-1);
+  if (std::getenv("MLARUN_MLA_DECODE_KERNEL") == nullptr) {
+    EXPECT_EQ(cuda::mla_decode_kernel(), int32_t(cuda::mla::kDefaultAttend));
+  }
+  EXPECT_THROW(cuda::set_mla_decode_kernel(5), Error);
+  EXPECT_THROW(cuda::set_flash_prefill_wgmma(2), Error);
   EXPECT_FALSE(cuda::parse_flash_prefill_wgmma(nullptr));
   EXPECT_FALSE(cuda::parse_flash_prefill_wgmma("mma"));
   EXPECT_TRUE(cuda::parse_flash_prefill_wgmma("wgmma"));

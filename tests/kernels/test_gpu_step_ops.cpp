@@ -8,9 +8,11 @@
 
 #include <algorithm>
 #include <random>
+#include <string>
 
 #include "gpu_test_util.h"
 #include "random_routing.h"
+#include "kernels/cuda/cuda_ops.h"
 #include "kernels/ops.h"
 #include "runtime/step_tensors.h"
 #include "test_util.h"
@@ -30,6 +32,19 @@ ForwardBatch step_batch(int64_t decode_rows) {
   b.mla_path = MlaPath::Auto;
   return b;
 }
+
+// Sets the model's kernel choices for a test (kernels/cuda/cuda_ops.h) and gives them back to the environment.
+struct KernelChoice {
+  KernelChoice(int32_t mla_decode_kernel, int32_t flash_wgmma) {
+    ops::cuda::set_mla_decode_kernel(mla_decode_kernel);
+    ops::cuda::set_flash_prefill_wgmma(flash_wgmma);
+  }
+  ~KernelChoice() {
+    ops::cuda::set_mla_decode_kernel(-1);
+    ops::cuda::set_flash_prefill_wgmma(-1);
+  }
+};
+constexpr int32_t kMlaDecodeKernels = 5;  // config.h AttendKernel: simt, mma, fitted, wgmma, wgmma-split
 
 }  // namespace
 
@@ -126,8 +141,10 @@ TEST(GpuStepOps, GenericPagedMlaOverAPartMatchesTheCpu) {
   EXPECT_LT(rel_error(got, want), kF32RelTol);
 }
 
-TEST(GpuStepOps, FlashPrefillThroughVarlenAttentionMatchesTheCpu) {
-  MLARUN_GPU_OR_SKIP();
+namespace {
+
+// flash_prefill through varlen_attention (MLA's 192/128 in bf16), and a shape outside its contract.
+void check_flash_through_varlen() {
   std::mt19937 rng(13);
   const ForwardBatch b = step_batch(1);
   const StepTensors cpu = StepTensors::build(b, Device::CPU, 16, 8), gpu = StepTensors::build(b, Device::CUDA, 16, 8);
@@ -146,8 +163,8 @@ TEST(GpuStepOps, FlashPrefillThroughVarlenAttentionMatchesTheCpu) {
             kBf16RelTol);
 }
 
-TEST(GpuStepOps, MlaDecodeThroughTheStepPlanMatchesTheCpu) {
-  MLARUN_GPU_OR_SKIP();
+// mla_decode through the once-per-step plan, two layers on one schedule, with the attend kernel `kernel`.
+void check_decode_through_plan(int32_t kernel) {
   std::mt19937 rng(17);
   for (int64_t rows : {1, 3}) {  // plain decode, and MTP-style rows (absorbed path forced)
     ForwardBatch b;  // decode sequences only, `rows` query rows each (absorbed path forced)
@@ -159,6 +176,7 @@ TEST(GpuStepOps, MlaDecodeThroughTheStepPlanMatchesTheCpu) {
     const int64_t H = 16, R = 512, Dr = 64;
     ops::MlaDecodePlan plan = ops::plan_mla_decode(gpu.absorbed, Device::CUDA, DType::BF16, H, R, Dr, 16);
     ASSERT_TRUE(plan.fast) << plan.reason;
+    EXPECT_EQ(plan.attend, kernel);
     Tensor pool = bf16_rounded(random_f32({8, 16, R + Dr}, rng));
     Tensor pool_gpu = to_gpu(pool);
     for (int layer = 0; layer < 2; ++layer) {  // the second call reuses the schedule
@@ -167,6 +185,28 @@ TEST(GpuStepOps, MlaDecodeThroughTheStepPlanMatchesTheCpu) {
       Tensor got = ops::mla_decode(to_gpu(q), pool_gpu, gpu.absorbed, plan, R, 0.05f);
       EXPECT_LT(rel_error(got, want), kBf16RelTol) << rows << " rows, layer " << layer;
     }
+  }
+}
+
+}  // namespace
+
+// Both flash prefill kernels (stage A and wgmma: FlashPrefillParams::wgmma as the model chooses it).
+TEST(GpuStepOps, FlashPrefillThroughVarlenAttentionMatchesTheCpu) {
+  MLARUN_GPU_OR_SKIP();
+  for (int32_t wgmma : {0, 1}) {
+    SCOPED_TRACE(wgmma ? "wgmma kernel" : "stage A kernel");
+    KernelChoice choice(-1, wgmma);
+    check_flash_through_varlen();
+  }
+}
+
+// Every attend kernel of mla_decode, as the model chooses it (recorded in the plan that holds its schedule).
+TEST(GpuStepOps, MlaDecodeThroughTheStepPlanMatchesTheCpu) {
+  MLARUN_GPU_OR_SKIP();
+  for (int32_t kernel = 0; kernel < kMlaDecodeKernels; ++kernel) {
+    SCOPED_TRACE("attend kernel " + std::to_string(kernel));
+    KernelChoice choice(kernel, -1);
+    check_decode_through_plan(kernel);
   }
 }
 
