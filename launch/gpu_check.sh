@@ -477,7 +477,7 @@ race_fa="--gtest_filter='*small_*'"
 # The Hopper flash kernel's cases under memcheck: the small and edge ones (all of its cases end in _wg).
 memcheck_fa_wg="--gtest_filter='*small_*_wg:*zero_length_sequences_wg:*fewer_keys_than_queries_wg:*Nan*wgmma'"
 race_mla_small="--gtest_filter='*SanitizerSized*'"  # racecheck needs minutes on the split cases of race_mla
-# The fitted and wgmma decode kernels' 126 small cases: repeated with race_mla, left out of memcheck and initcheck
+# The fitted and wgmma decode kernels' 166 small cases: repeated with race_mla, left out of memcheck and initcheck
 # (minutes there; SanitizerSized covers both kernels, the fitted one at its 16, 32 and 64-row tiles, under every
 # tool).
 repeat_mla="--gtest_filter='*MlaDecodeSplits*:*ScheduleIsReused*:*TensorCoreRuns*:*MlaDecodeFitted*:*Wgmma*'"
@@ -546,7 +546,8 @@ fa_opt="" mla_opt=""
 mla_shapes="--only tp8_b128_s8192_h16,b64_s4096_h128,tp8_b128_s8192_h16_mma,b64_s4096_h128_mma"
 mla_shapes+=",mtp2_b128_s8192_h128_mma,tp8_b128_s8192_h16_bs16_mma,tp8_b128_s8192_h16_bs256_mma"
 mla_shapes+=",tp8_b128_s8192_h16_fp8_mma,tp8_b128_s8192_h16_fit,b64_s4096_h128_fit,mtp2_b128_s8192_h128_fit"
-mla_shapes+=",tp8_b128_s8192_h16_bs16_fit,tp8_b128_s8192_h16_bs256_fit,tp8_b128_s8192_h16_wg,b64_s4096_h128_wg"
+mla_shapes+=",tp8_b128_s8192_h16_bs16_fit,tp8_b128_s8192_h16_bs256_fit,tp8_b128_s8192_h16_fp8_fit"
+mla_shapes+=",tp8_b128_s8192_h16_wg,b64_s4096_h128_wg"
 mla_shapes+=",mtp2_b128_s8192_h128_wg,b64_s4096_h128_bs16_wg,b64_s4096_h128_bs256_wg,b64_s4096_h128_wgs"
 mla_shapes+=",mtp2_b128_s8192_h128_wgs,tp8_b128_s8192_h16_wgs"
 { [ -s "$ta_flash" ] || [ $ta_dry = 1 ]; } && fa_opt=" --anchors \"$ta_flash\""

@@ -49,6 +49,7 @@ using AttendKernel = cuda::mla::AttendKernel;
 constexpr AttendKernel kMma = AttendKernel::TensorCores, kFit = AttendKernel::TensorCoresFitted;
 constexpr AttendKernel kWg = AttendKernel::Wgmma, kWgs = AttendKernel::WgmmaSplit;
 constexpr cuda::MlaKvFormat kBf16 = cuda::MlaKvFormat::Bf16, kFp8 = cuda::MlaKvFormat::Fp8;
+constexpr cuda::MlaKvFormat kInt8 = cuda::MlaKvFormat::Int8;
 // Per AttendKernel: the name in the JSON, the tag in the validation lines, the suffix of its shape names.
 constexpr const char* kAttendName[5] = {"simt", "tensor_cores", "tensor_cores_fitted", "wgmma", "wgmma_split"};
 constexpr const char* kAttendTag[5] = {"    ", " mma", " fit", "  wg", " wgs"};
@@ -183,11 +184,11 @@ int run(int argc, char** argv) {
     c.attend = AttendKernel::TensorCores;
     vcases.push_back(c);
   }
-  // The fitted kernel at each of its M tiles: 16 rows (16 heads, one query), 32 (two), 64 (four; 128 heads); the
-  // wgmma kernel over the same cases.
+  // The fitted kernel at each of its M tiles: 16 rows (16 heads, one query), 32 (two), 64 (four; 128 heads), and
+  // over fp8 and int8 rows; the wgmma kernels over the same cases (quantized ones run the 32-row kernel there).
   for (Case c : {Case{{0, 1, 33, 257, 1000, 64, 5}, {1, 1, 1, 1, 1, 1, 1}, 16, 64, 0, 106},
                  Case{{0, 1, 33, 257, 1000, 64, 5}, {1, 2, 2, 1, 2, 1, 2}, 16, 16, 0, 107}, vcases[0], vcases[1],
-                 vcases[3]}) {
+                 vcases[3], vcases[4], vcases[5]}) {
     c.attend = AttendKernel::TensorCoresFitted;
     vcases.push_back(c);
     c.attend = kWg;
@@ -222,11 +223,12 @@ int run(int argc, char** argv) {
               anchors.is_array() ? "anchors loaded" : "no anchors file");
   report["copy_GBps"] = ceil.copy_gbps, report["gemm_TFLOPs"] = ceil.gemm_tflops;
   json::Value resident = json::Value::object();  // the fitted kernel's CTAs per SM: held against its geometry
-  std::printf("fitted kernel, CTAs per SM (held / planned):");
+  std::printf("fitted kernel, CTAs per SM (bf16 rows, quantized rows / planned):");
   for (int m : cuda::mla::kFitRows) {
     const int held = cuda::mla::fitted_attend_resident_ctas(m);
-    std::printf("  %d rows %d / %d", m, held, cuda::mla::fit_ctas_per_sm(m));
-    resident[std::to_string(m)] = held;
+    const int held_q = cuda::mla::fitted_attend_resident_ctas(m, true);
+    std::printf("  %d rows %d, %d / %d", m, held, held_q, cuda::mla::fit_ctas_per_sm(m));
+    resident[std::to_string(m)] = held, resident[std::to_string(m) + "_quantized"] = held_q;
   }
   std::printf("\n");
   report["fitted_resident_ctas_per_sm"] = resident;
@@ -256,6 +258,8 @@ int run(int argc, char** argv) {
       {"tp8_b128_s8192_h16_bs256_fit", 128, 8192, 16, 1, 256, false, "within 10% of bs 64", kBf16, kFit},
       {"b64_s4096_h128_bs16_fit", 64, 4096, 128, 1, 16, false, "within 10% of bs 64", kBf16, kFit},
       {"b64_s4096_h128_bs256_fit", 64, 4096, 128, 1, 256, false, "within 10% of bs 64", kBf16, kFit},
+      {"tp8_b128_s8192_h16_fp8_fit", 128, 8192, 16, 1, 64, false, ">= 1.7x bf16 tokens/s", kFp8, kFit},
+      {"tp8_b128_s8192_h16_int8_fit", 128, 8192, 16, 1, 64, false, "(information)", kInt8, kFit},
       // ... and on Hopper's wgmma with 64-row tiles (attend_wgmma.cu; bf16 rows).
       {"tp8_b128_s8192_h16_wg", 128, 8192, 16, 1, 64, false, ">= 2600 GB/s whole call", kBf16, kWg},
       {"b64_s4096_h128_wg", 64, 4096, 128, 1, 64, false, "<= 0.15 ms whole call", kBf16, kWg},

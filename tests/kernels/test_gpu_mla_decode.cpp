@@ -371,10 +371,33 @@ INSTANTIATE_TEST_SUITE_P(Gpu, MlaDecodeFitted,
 TEST(MlaDecodeGpu, FittedKernelHoldsItsCtasPerSm) {
   if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
   for (int m : cuda::mla::kFitRows)
-    EXPECT_GE(cuda::mla::fitted_attend_resident_ctas(m), cuda::mla::fit_ctas_per_sm(m)) << m << " rows per CTA";
+    for (bool quantized : {false, true})
+      EXPECT_GE(cuda::mla::fitted_attend_resident_ctas(m, quantized), cuda::mla::fit_ctas_per_sm(m))
+          << m << " rows per CTA" << (quantized ? ", quantized rows" : "");
 }
 
-// Asked of quantized rows, the fitted and the wgmma kernels hand them to the 32-row kernel with its geometry.
+// The fitted kernel over fp8 and int8 rows at each of its M tiles (16 rows: the 576 values split between two
+// warps cross a scale tile), block sizes 1 and 64, the device's SMs or a 5-part split.
+class MlaDecodeFittedQuantized
+    : public ::testing::TestWithParam<std::tuple<cuda::MlaKvFormat, std::pair<int, int>, int, int>> {};
+TEST_P(MlaDecodeFittedQuantized, MatchesReference) {
+  const auto [format, heads_q, block_size, num_sms] = GetParam();
+  const auto [heads, max_q] = heads_q;
+  std::vector<int> q_lens(kLens.size());
+  for (size_t i = 0; i < q_lens.size(); ++i) q_lens[i] = 1 + int(i + 1) % max_q;
+  Case c{kLens, q_lens, heads, block_size, num_sms, 47};
+  c.format = format;
+  c.attend = cuda::mla::AttendKernel::TensorCoresFitted;
+  run_and_check(c);
+}
+INSTANTIATE_TEST_SUITE_P(Gpu, MlaDecodeFittedQuantized,
+                         ::testing::Combine(::testing::Values(cuda::MlaKvFormat::Fp8, cuda::MlaKvFormat::Int8),
+                                            ::testing::Values(std::pair{16, 1}, std::pair{8, 2}, std::pair{16, 2},
+                                                              std::pair{16, 4}, std::pair{128, 1}),
+                                            ::testing::Values(1, 64), ::testing::Values(0, 5)));
+
+// Quantized rows: the fitted kernel reads them itself, the wgmma kernels hand them to the 32-row kernel with its
+// geometry.
 TEST(MlaDecodeGpu, FittedAndWgmmaKernelsOverQuantizedRowsMatchReference) {
   for (auto attend : {cuda::mla::AttendKernel::TensorCoresFitted, cuda::mla::AttendKernel::Wgmma,
                       cuda::mla::AttendKernel::WgmmaSplit})
@@ -442,6 +465,9 @@ TEST(MlaDecodeGpu, SanitizerSizedSplitsOnEveryKernel) {
                      ", heads " + std::to_string(heads));
         Case c{{300, 5, 1, 0, 130}, q_lens, heads, 16, 5, 41};
         c.attend = attend;
+        run_and_check(c);
+        if (attend != AttendKernel::TensorCoresFitted) continue;
+        c.format = cuda::MlaKvFormat::Fp8;  // the fitted kernel's quantized path too
         run_and_check(c);
       }
     }

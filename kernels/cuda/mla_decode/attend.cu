@@ -235,8 +235,7 @@ void launch_attend(const AttendArgs& a, dim3 grid, cudaStream_t stream) {
 namespace mla {
 
 void launch_mla_decode_attend(const MlaDecodeParams& p, const mla::WorkspaceLayout& w, cudaStream_t stream) {
-  if (p.attend == AttendKernel::TensorCoresFitted && p.kv_format == Format::Bf16)
-    return launch_mla_decode_attend_mma_fitted(p, w, stream);
+  if (p.attend == AttendKernel::TensorCoresFitted) return launch_mla_decode_attend_mma_fitted(p, w, stream);
   if ((p.attend == AttendKernel::Wgmma || p.attend == AttendKernel::WgmmaSplit) && p.kv_format == Format::Bf16)
     return launch_mla_decode_attend_wgmma(p, w, stream);
   if (p.attend != AttendKernel::Simt) return launch_mla_decode_attend_mma(p, w, stream);  // quantized: 32 rows

@@ -47,29 +47,6 @@ struct MmaSmem {
 static_assert(MmaSmem<Format::Bf16>::kBytes == kSmemMmaBytes && MmaSmem<Format::Fp8>::kBytes == kSmemMmaQuantBytes,
               "config.h's sizes");
 
-// The 512 codes of every row of a quantized tile, widened to bf16 (exactly) into `codes`.
-template <Format F>
-__device__ __forceinline__ void widen_codes(const unsigned char* kv, uint16_t* codes, int tid) {
-  constexpr int kChunks = kKvLoraRank / 16;  // 16 codes per 16-byte read
-  for (int i = tid; i < kBlockN * kChunks; i += kThreads) {
-    const int row = i / kChunks, c = (i % kChunks) * 16;
-    float f[16];
-    codes16_to_f32<F>(*reinterpret_cast<const uint4*>(kv + row * RowOf<F>::kSmemStride + c), f);
-    uint4* dst = reinterpret_cast<uint4*>(codes + row * kMmaCStride + c);
-    uint32_t packed[8];
-#pragma unroll
-    for (int i = 0; i < 8; ++i) packed[i] = pack2<__nv_bfloat16>(f[2 * i], f[2 * i + 1]);
-    dst[0] = make_uint4(packed[0], packed[1], packed[2], packed[3]);
-    dst[1] = make_uint4(packed[4], packed[5], packed[6], packed[7]);
-  }
-}
-
-// Scale of 128-value tile t of cached row `row` of a quantized stage.
-template <Format F>
-__device__ __forceinline__ float row_scale(const unsigned char* kv, int row, int t) {
-  return *reinterpret_cast<const float*>(kv + row * RowOf<F>::kSmemStride + kQuantScalesOffset + 4 * t);
-}
-
 template <Format F>
 __global__ void __launch_bounds__(kThreads, 1) mla_decode_attend_mma_kernel(const AttendArgs a) {
   using S = MmaSmem<F>;

@@ -10,8 +10,10 @@
 //   P.V     O[M x 512] += P . V: warp w owns columns [64 w, 64 w + 64) of all M / 16 row tiles.
 // The ring holds fit_stages(M) tiles (2 at 16 rows, where two CTAs share an SM; 4 and 3 above). A tile's loads are
 // issued after the barrier that opens the step before it is needed, so no barrier closes a step: three per tile.
-// Same schedule, masks, partials and whole-piece outputs as the other attend kernels. bf16 rows only (quantized
-// rows run attend_mma.cu). Not yet run on a GPU: MlaDecodeParams::attend = AttendKernel::TensorCoresFitted.
+// Same schedule, masks, partials and whole-piece outputs as the other attend kernels. fp8/int8 rows as the 32-row
+// kernel reads them: codes widened to bf16 in a buffer of their own after the tile lands (one more barrier), each
+// 32-value step of the scores folded in times its tokens' 128-value-tile scale, one P per scale tile with the
+// token's scale in it. Not yet run on a GPU: MlaDecodeParams::attend = AttendKernel::TensorCoresFitted.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -31,22 +33,32 @@ namespace {
 using namespace mla;
 using namespace mma_sm80;
 
-// Shared memory with M rows per CTA: q | ring | scores (one buffer per share of the 576) | P | alpha, 1/l.
-template <int kM>
+// Shared memory with M rows per CTA for format F: q | ring | [codes as bf16] | scores (one buffer per share of the
+// 576) | P (one, or one per 128-value scale tile) | alpha, 1/l.
+template <int kM, Format F>
 struct FitSmem {
+  static constexpr bool kQuant = F != Format::Bf16;
+  static constexpr int kPTiles = kQuant ? kQuantTiles : 1;
   static constexpr size_t kRing = fit_smem_q_bytes(kM);
-  static constexpr size_t kScores = kRing + fit_smem_ring_bytes(kM);
+  static constexpr size_t kCodes = kRing + size_t(fit_stages(kM)) * kBlockN * RowOf<F>::kSmemStride;
+  static constexpr size_t kScores = kCodes + (kQuant ? kSmemMmaCBytes : 0);
   static constexpr size_t kP = kScores + fit_smem_s_bytes(kM);
-  static constexpr size_t kRows = kP + fit_smem_p_bytes(kM);
+  static constexpr size_t kRows = kP + kPTiles * fit_smem_p_bytes(kM);
   static constexpr size_t kBytes = kRows + size_t(2) * kM * 4;
 };
-static_assert(FitSmem<16>::kBytes == fit_smem_bytes(16) && FitSmem<64>::kBytes == fit_smem_bytes(64), "config.h");
+static_assert(FitSmem<16, Format::Bf16>::kBytes == fit_smem_bytes(16) &&
+                  FitSmem<64, Format::Bf16>::kBytes == fit_smem_bytes(64) &&
+                  FitSmem<16, Format::Fp8>::kBytes == fit_smem_quant_bytes(16),
+              "config.h");
 static_assert(lanes::fit_k_splits(16) == fit_score_splits(16) && lanes::fit_k_splits(64) == fit_score_splits(64),
               "one score buffer per share of the 576 values");
+static_assert(kQuantTile % 32 == 0 && (kHeadDimQK / 2) % 32 == 0,
+              "a 32-value step of the scores never straddles a scale tile, the latent's end or a warp's share");
 
-template <int kM>
+template <int kM, Format F>
 __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_attend_fitted_kernel(const AttendArgs a) {
-  constexpr Format F = Format::Bf16;
+  using S = FitSmem<kM, F>;
+  constexpr bool kQuant = S::kQuant;
   constexpr int kStages = fit_stages(kM);
   constexpr int kMTiles = kM / 16;
   constexpr int kTokTiles = lanes::fit_tok_tiles_per_warp(kM);  // score tiles of a warp (one q fragment)
@@ -55,15 +67,17 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
   constexpr int kRowsPerWarp = kM / kWarps;                     // softmax rows
   constexpr int kRowStride = RowOf<F>::kSmemStride;             // bytes per cached row in the ring
   constexpr int kStageBytes = kBlockN * kRowStride;
+  constexpr int kLatStride = kQuant ? kMmaCStride * 2 : kRowStride;  // bytes per row of the bf16 latent
+  constexpr int kRopeOffset = kQuant ? kQuantRopeOffset : 2 * kKvLoraRank;  // k_pe's bytes in a ring row
   constexpr int kVTiles = kMmaColsPerWarp / 8;                  // n8 tiles of a warp's P.V columns
   static_assert(kKLen % 32 == 0 && kM % 16 == 0 && kRowsPerWarp >= 1, "whole k pairs, whole m16 tiles");
   static_assert(kSplits <= 2, "the softmax adds at most two score buffers");
-  using S = FitSmem<kM>;
   extern __shared__ __align__(16) unsigned char smem[];
   uint16_t* q_s = reinterpret_cast<uint16_t*>(smem);              // [kM][kMmaQStride] bf16
-  unsigned char* kv_s = smem + S::kRing;                          // [kStages][32] cached rows
+  unsigned char* kv_s = smem + S::kRing;                          // [kStages][32] cached rows as stored
+  uint16_t* c_s = reinterpret_cast<uint16_t*>(smem + S::kCodes);  // quantized: [32][kMmaCStride] bf16 codes
   float* s_s = reinterpret_cast<float*>(smem + S::kScores);       // [kSplits][kM][kMmaSStride]
-  uint16_t* p_s = reinterpret_cast<uint16_t*>(smem + S::kP);      // [kM][kMmaPStride] bf16
+  uint16_t* p_s = reinterpret_cast<uint16_t*>(smem + S::kP);      // [kPTiles][kM][kMmaPStride] bf16
   float* alpha_s = reinterpret_cast<float*>(smem + S::kRows);     // [kM]
   float* inv_l_s = alpha_s + kM;                                  // [kM]
 
@@ -74,9 +88,12 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
   const int s_m = lanes::fit_score_row0(kM, warp), s_n = lanes::fit_score_tok0(kM, warp);
   const int k0 = lanes::fit_k0(kM, warp), pv_col0 = lanes::pv_col0(warp);
   const uint32_t q_lane = smem_u32(q_s + (s_m + lanes::a_row(lane)) * kMmaQStride + k0 + lanes::a_col(lane));
-  const int k_lane_off = (s_n + lanes::k_tok(lane)) * kRowStride + (k0 + lanes::k_col(lane)) * 2;  // bytes
-  const uint32_t p_lane = smem_u32(p_s + lanes::a_row(lane) * kMmaPStride + lanes::a_col(lane));
-  const int v_lane_off = lanes::v_tok(lane) * kRowStride + (pv_col0 + lanes::v_col(lane)) * 2;  // bytes
+  const int k_tok = s_n + lanes::k_tok(lane), k_col = lanes::k_col(lane);
+  const uint32_t c_u32 = smem_u32(c_s);
+  const int p_tile = kQuant ? pv_col0 / kQuantTile : 0;  // the P this warp's columns take
+  const uint32_t p_lane =
+      smem_u32(p_s + (p_tile * kM + lanes::a_row(lane)) * kMmaPStride + lanes::a_col(lane));
+  const int v_lane_off = lanes::v_tok(lane) * kLatStride + (pv_col0 + lanes::v_col(lane)) * 2;  // bytes
   float* s_mine = s_s + lanes::fit_k_split(kM, warp) * kM * kMmaSStride;
 
   for (int pi = a.part_piece_begin[blockIdx.x]; pi < piece_end; ++pi) {
@@ -118,9 +135,17 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
         load_kv_tile<F>(a, kv_s + (next % kStages) * kStageBytes, pv.seq, pv.tok_begin + next * kBlockN, pv.tok_end);
       cp_async_commit();
       const int tok0 = pv.tok_begin + it * kBlockN;
-      const uint32_t kv_u32 = smem_u32(kv_s + (it % kStages) * kStageBytes);
+      const unsigned char* kv = kv_s + (it % kStages) * kStageBytes;
+      const uint32_t kv_u32 = smem_u32(kv);
+      if constexpr (kQuant) {
+        widen_codes<F>(kv, c_s, tid);
+        __syncthreads();  // the tile's codes as bf16, for every warp
+      }
+      const uint32_t lat_u32 = kQuant ? c_u32 : kv_u32;
 
-      // Scores of this warp's tiles over its share of the 576 values: even k-steps into chain 0, odd into 1.
+      // Scores of this warp's tiles over its share of the 576 values: even k-steps into chain 0, odd into 1. A
+      // quantized latent is scaled per 128-value tile: each 32-value step (inside one tile) is folded into the
+      // score times its tokens' scale.
       float c[kTokTiles][2][4];
 #pragma unroll
       for (int t = 0; t < kTokTiles; ++t)
@@ -128,13 +153,32 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
         for (int e = 0; e < 4; ++e) c[t][0][e] = c[t][1][e] = 0.f;
 #pragma unroll 3
       for (int k = 0; k < kKLen; k += 32) {
+        const int kk = k0 + k;  // where this step starts in the 576
+        const bool rope = kk >= kKvLoraRank;
         uint32_t qa0[4], qa1[4];
         ldmatrix_x4(qa0, q_lane + k * 2);
         ldmatrix_x4(qa1, q_lane + (k + 16) * 2);
 #pragma unroll
         for (int t = 0; t < kTokTiles; ++t) {
+          const int tok = k_tok + 8 * t;  // the cached row this lane's ldmatrix row reads
+          const uint32_t k_addr = rope || !kQuant
+                                      ? kv_u32 + tok * kRowStride + (rope ? kRopeOffset + (kk - kKvLoraRank) * 2
+                                                                          : kk * 2) + k_col * 2
+                                      : lat_u32 + tok * kLatStride + (kk + k_col) * 2;
           uint32_t kb[4];
-          ldmatrix_x4(kb, kv_u32 + k_lane_off + t * 8 * kRowStride + k * 2);
+          ldmatrix_x4(kb, k_addr);
+          if constexpr (kQuant) {
+            if (!rope) {  // this step alone, then folded in with its tokens' scales
+              float part[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+              mma_16816<__nv_bfloat16>(part[0], qa0, kb[0], kb[1]);
+              mma_16816<__nv_bfloat16>(part[1], qa1, kb[2], kb[3]);
+#pragma unroll
+              for (int e = 0; e < 4; ++e)
+                c[t][0][e] = fmaf(part[0][e] + part[1][e],
+                                  row_scale<F>(kv, s_n + 8 * t + lanes::c_col(lane, e), kk / kQuantTile), c[t][0][e]);
+              continue;
+            }
+          }
           mma_16816<__nv_bfloat16>(c[t][0], qa0, kb[0], kb[1]);
           mma_16816<__nv_bfloat16>(c[t][1], qa1, kb[2], kb[3]);
         }
@@ -147,7 +191,7 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
               c[t][0][e] + c[t][1][e];
       __syncthreads();  // the M x 32 scores are complete
 
-      // Online softmax of this warp's rows; P rounded to bf16 for the product.
+      // Online softmax of this warp's rows; P rounded to bf16 for the product (times the token's scale per tile).
 #pragma unroll
       for (int j = 0; j < kRowsPerWarp; ++j) {
         const int r = warp + kWarps * j;
@@ -155,7 +199,11 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
         if constexpr (kSplits == 2) score += s_s[(kM + r) * kMmaSStride + lane];
         float alpha;
         const float p = softmax.step(j, score, tok0, lane, a.scale_log2, alpha);
-        p_s[r * kMmaPStride + lane] = __bfloat16_as_ushort(__float2bfloat16_rn(p));
+#pragma unroll
+        for (int t = 0; t < S::kPTiles; ++t) {
+          const float pt = kQuant ? p * row_scale<F>(kv, lane, t) : p;
+          p_s[(t * kM + r) * kMmaPStride + lane] = __bfloat16_as_ushort(__float2bfloat16_rn(pt));
+        }
         if (lane == 0) alpha_s[r] = alpha;
       }
       __syncthreads();  // p_s and alpha_s complete
@@ -178,7 +226,7 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
 #pragma unroll
         for (int np = 0; np < kVTiles / 2; ++np) {  // pairs of n8 tiles
           uint32_t vb[4];
-          ldmatrix_x4_trans(vb, kv_u32 + v_lane_off + ks * kRowStride + np * 16 * 2);
+          ldmatrix_x4_trans(vb, lat_u32 + v_lane_off + ks * kLatStride + np * 16 * 2);
 #pragma unroll
           for (int mt = 0; mt < kMTiles; ++mt) {
             mma_16816<__nv_bfloat16>(acc[mt][2 * np], pa[mt], vb[0], vb[1]);
@@ -207,18 +255,18 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
           store_o<2>(a, pi, pv, whole, row0 + r, pv_col0 + nt * 8 + lanes::c_col(lane, 0), o);
         }
       }
-    __syncthreads();  // inv_l_s is rewritten by the next piece
+    __syncthreads();  // q_s and inv_l_s are rewritten by the next piece
   }
 }
 
 // Opts the kernel into its shared memory and, where two CTAs share an SM, into the largest shared-memory carveout
 // (once per process: the attribute belongs to the function, not to a launch).
-template <int kM>
+template <int kM, Format F>
 void prepare() {
-  allow_dynamic_smem<mla_decode_attend_fitted_kernel<kM>>(FitSmem<kM>::kBytes);
+  allow_dynamic_smem<mla_decode_attend_fitted_kernel<kM, F>>(FitSmem<kM, F>::kBytes);
   if constexpr (fit_ctas_per_sm(kM) > 1) {
     static const bool carveout = [] {
-      MLARUN_CUDA_CHECK(cudaFuncSetAttribute(mla_decode_attend_fitted_kernel<kM>,
+      MLARUN_CUDA_CHECK(cudaFuncSetAttribute(mla_decode_attend_fitted_kernel<kM, F>,
                                              cudaFuncAttributePreferredSharedMemoryCarveout,
                                              int(cudaSharedmemCarveoutMaxShared)));
       return true;
@@ -227,19 +275,29 @@ void prepare() {
   }
 }
 
-template <int kM>
+template <int kM, Format F>
 void launch(const AttendArgs& a, dim3 grid, cudaStream_t stream) {
-  prepare<kM>();
-  mla_decode_attend_fitted_kernel<kM><<<grid, kThreads, FitSmem<kM>::kBytes, stream>>>(a);
+  prepare<kM, F>();
+  mla_decode_attend_fitted_kernel<kM, F><<<grid, kThreads, FitSmem<kM, F>::kBytes, stream>>>(a);
   MLARUN_CUDA_CHECK(cudaGetLastError());
 }
 
 template <int kM>
+void launch_format(const MlaDecodeParams& p, const AttendArgs& a, dim3 grid, cudaStream_t stream) {
+  switch (p.kv_format) {
+    case Format::Bf16: return launch<kM, Format::Bf16>(a, grid, stream);
+    case Format::Fp8: return launch<kM, Format::Fp8>(a, grid, stream);
+    case Format::Int8: return launch<kM, Format::Int8>(a, grid, stream);
+  }
+  fail("mla_decode: kv_format ", int(p.kv_format), " is not bf16, fp8 or int8");
+}
+
+template <int kM, Format F>
 int resident() {
-  prepare<kM>();
+  prepare<kM, F>();
   int ctas = 0;
-  MLARUN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, mla_decode_attend_fitted_kernel<kM>,
-                                                                  kThreads, FitSmem<kM>::kBytes));
+  MLARUN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, mla_decode_attend_fitted_kernel<kM, F>,
+                                                                  kThreads, FitSmem<kM, F>::kBytes));
   return ctas;
 }
 
@@ -248,23 +306,22 @@ int resident() {
 namespace mla {
 
 void launch_mla_decode_attend_mma_fitted(const MlaDecodeParams& p, const WorkspaceLayout& w, cudaStream_t stream) {
-  check_bf16_rows(p, "fitted");
   const AttendArgs a = attend_args(p, w);
   const dim3 grid = attend_grid(p, w);
   const AttendGeometry g = attend_geometry_of(p);
   switch (g.rows_per_cta) {
-    case 16: return launch<16>(a, grid, stream);
-    case 32: return launch<32>(a, grid, stream);
-    case 64: return launch<64>(a, grid, stream);
+    case 16: return launch_format<16>(p, a, grid, stream);
+    case 32: return launch_format<32>(p, a, grid, stream);
+    case 64: return launch_format<64>(p, a, grid, stream);
   }
   fail("mla_decode: no fitted attend kernel for ", g.rows_per_cta, " rows per CTA");
 }
 
-int fitted_attend_resident_ctas(int rows_per_cta) {
+int fitted_attend_resident_ctas(int rows_per_cta, bool quantized) {
   switch (rows_per_cta) {
-    case 16: return resident<16>();
-    case 32: return resident<32>();
-    case 64: return resident<64>();
+    case 16: return quantized ? resident<16, Format::Fp8>() : resident<16, Format::Bf16>();
+    case 32: return quantized ? resident<32, Format::Fp8>() : resident<32, Format::Bf16>();
+    case 64: return quantized ? resident<64, Format::Fp8>() : resident<64, Format::Bf16>();
   }
   fail("mla_decode: no fitted attend kernel for ", rows_per_cta, " rows per CTA");
 }

@@ -109,7 +109,7 @@ static_assert(kMmaColsPerWarp <= kQuantTile && kQuantTile % kMmaColsPerWarp == 0
 // beyond one m16 tile up to 16 rows, each cached tile read once for 64 rows), splits each warp's scores into
 // two accumulator chains (and the 576 values over two warps at 16 rows), rings three or four tiles (two CTAs per
 // SM at 16 rows), waits on one barrier fewer per tile and sums each softmax row once per piece, not per tile.
-// Quantized caches keep the 32-row kernel. Off by default until a GPU has run its tests (MlaDecodeParams::attend).
+// Every cache format. Off by default until a GPU has run its tests (MlaDecodeParams::attend).
 constexpr int kFitRows[3] = {16, 32, 64};
 constexpr int fit_rows_per_cta(int64_t rows) { return rows <= 16 ? 16 : rows <= 32 ? 32 : 64; }
 constexpr int fit_stages(int m) { return m == 16 ? 2 : m == 32 ? 4 : 3; }       // ring depth
@@ -122,8 +122,17 @@ constexpr size_t fit_smem_p_bytes(int m) { return size_t(m) * kMmaPStride * 2; }
 constexpr size_t fit_smem_bytes(int m) {
   return fit_smem_q_bytes(m) + fit_smem_ring_bytes(m) + fit_smem_s_bytes(m) + fit_smem_p_bytes(m) + size_t(2) * m * 4;
 }
-static_assert(fit_smem_bytes(16) * 2 + 2048 <= 228 * 1024, "16 rows: two CTAs per SM (1 KB reserved per CTA)");
-static_assert(fit_smem_bytes(32) <= 227 * 1024 && fit_smem_bytes(64) <= 227 * 1024, "227 KB per CTA");
+// Quantized rows (fp8/int8): the ring keeps the 656-byte rows, each tile's codes are widened to bf16 in a buffer
+// of their own, and P.V takes one P per 128-value scale tile (the 32-row kernel's scheme).
+constexpr size_t fit_smem_quant_bytes(int m) {
+  return fit_smem_q_bytes(m) + size_t(fit_stages(m)) * kBlockN * kQuantRowBytes + kSmemMmaCBytes +
+         fit_smem_s_bytes(m) + kQuantTiles * fit_smem_p_bytes(m) + size_t(2) * m * 4;
+}
+static_assert(fit_smem_bytes(16) * 2 + 2048 <= 228 * 1024 && fit_smem_quant_bytes(16) * 2 + 2048 <= 228 * 1024,
+              "16 rows: two CTAs per SM (1 KB reserved per CTA)");
+static_assert(fit_smem_bytes(32) <= 227 * 1024 && fit_smem_bytes(64) <= 227 * 1024 &&
+                  fit_smem_quant_bytes(32) <= 227 * 1024 && fit_smem_quant_bytes(64) <= 227 * 1024,
+              "227 KB per CTA");
 static_assert(fit_smem_q_bytes(16) % 16 == 0 && fit_smem_s_bytes(16) % 16 == 0 && fit_smem_p_bytes(16) % 16 == 0,
               "16-byte aligned parts");
 
@@ -152,7 +161,7 @@ static_assert(kWgSplitSmemBytes <= 227 * 1024, "227 KB of shared memory per CTA"
 enum class AttendKernel : int32_t {
   Simt = 0,               // attend.cu: every format, fp32 FMAs
   TensorCores = 1,        // attend_mma.cu: 32-row M tiles, every format
-  TensorCoresFitted = 2,  // attend_mma_fitted.cu: M tile fitted to the rows (bf16; quantized rows as TensorCores)
+  TensorCoresFitted = 2,  // attend_mma_fitted.cu: M tile fitted to the rows, every format
   Wgmma = 3,              // attend_wgmma.cu: Hopper, 64-row tiles (bf16; quantized rows as TensorCores)
   WgmmaSplit = 4,         // the same with each warpgroup scoring half of the tokens
 };
@@ -164,10 +173,12 @@ struct AttendGeometry {
   int rows_per_cta = kRowsPerCta, ctas_per_sm = kCtasPerSm;
 };
 inline AttendGeometry attend_geometry(AttendKernel kernel, bool quantized, int64_t num_heads, int64_t max_q) {
-  if (quantized || kernel == AttendKernel::Simt || kernel == AttendKernel::TensorCores) return {};
-  if (kernel == AttendKernel::Wgmma || kernel == AttendKernel::WgmmaSplit) return {kWgRows, 1};
-  const int m = fit_rows_per_cta(num_heads * max_q);
-  return {m, fit_ctas_per_sm(m)};
+  if (kernel == AttendKernel::TensorCoresFitted) {
+    const int m = fit_rows_per_cta(num_heads * max_q);
+    return {m, fit_ctas_per_sm(m)};
+  }
+  if ((kernel == AttendKernel::Wgmma || kernel == AttendKernel::WgmmaSplit) && !quantized) return {kWgRows, 1};
+  return {};  // SIMT, 32-row tensor cores, and quantized rows asked of the wgmma kernels
 }
 
 // ---- Scheduler and combine ---------------------------------------------------------------------------------

@@ -53,9 +53,9 @@ struct MlaDecodeParams {
   int num_sms = 0;             // SMs to balance over (current_device_sm_count()); sizes the workspace
   float softmax_scale = 0.0f;  // scores = q . row * softmax_scale (DeepSeek: 1/sqrt(192) times mscale^2)
   // Which attend kernel (config.h AttendKernel): tensor cores with 32-row tiles (attend_mma.cu), SIMT (attend.cu),
-  // tensor cores with the M tile fitted to the rows (attend_mma_fitted.cu, bf16 rows), or Hopper's wgmma over
-  // 64-row tiles (attend_wgmma.cu, bf16 rows, sm_90a; every warpgroup scoring all tokens, or half of them each).
-  // Quantized rows asked of the last three run the 32-row kernel. Every one fits mla_decode_workspace_bytes.
+  // tensor cores with the M tile fitted to the rows (attend_mma_fitted.cu), or Hopper's wgmma over 64-row tiles
+  // (attend_wgmma.cu, bf16 rows, sm_90a; every warpgroup scoring all tokens, or half of them each; quantized rows
+  // asked of these two run the 32-row kernel). Every one fits mla_decode_workspace_bytes.
   mla::AttendKernel attend = mla::kDefaultAttend;
 };
 // Causality: query i (0-based) of a sequence with L cached tokens and n query rows sees tokens 0 .. L - n + i
@@ -121,9 +121,9 @@ void launch_mla_decode_attend_mma_fitted(const MlaDecodeParams& p, const mla::Wo
                                          cudaStream_t stream);
 // The Hopper attend kernel (attend_wgmma.cu, sm_90a): wgmma over 64-row tiles.
 void launch_mla_decode_attend_wgmma(const MlaDecodeParams& p, const mla::WorkspaceLayout& w, cudaStream_t stream);
-// CTAs of the fitted kernel with `rows_per_cta` (16, 32 or 64) that fit on one SM of the current device (the
-// geometry assumes config.h fit_ctas_per_sm; the workbench and a GPU test check it).
-int fitted_attend_resident_ctas(int rows_per_cta);
+// CTAs of the fitted kernel with `rows_per_cta` (16, 32 or 64), over bf16 or quantized rows, that fit on one SM
+// of the current device (the geometry assumes config.h fit_ctas_per_sm; the workbench and a GPU test check it).
+int fitted_attend_resident_ctas(int rows_per_cta, bool quantized = false);
 // The grid geometry of the attend kernel that serves `p` (config.h attend_geometry).
 mla::AttendGeometry attend_geometry_of(const MlaDecodeParams& p);
 void launch_mla_decode_combine(const MlaDecodeParams& p, const mla::WorkspaceLayout& w, cudaStream_t stream);
