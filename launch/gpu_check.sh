@@ -319,13 +319,33 @@ print("16B/2 layers, 1024 cached, MoE layouts: " + "; ".join(out))' "$GC_TMP" 2>
 # 16 heads of DeepSeek's dims, the TP 8 shape of V2/V3; the crossing it measures is what --mla-absorbed-max-tokens
 # auto should be on this GPU (4: an H200 measured absorbed faster up to 4 rows, where mla_decode's contract ends).
 sub_bench_prefill() {
-  local j=$GC_TMP/bench_prefill.json rc
+  local j=$GC_TMP/bench_prefill.json rc k
   "$GC_BUILD/launch/mlarun" bench prefill --config configs/config_16B.json --layers 1 --device cuda \
     --prefix-lens 1024,4096 --chunk-lens 2,4,8,16,32,64,128 --batch 8 --iters 5 --warmup 2 --json "$j"
   rc=$?
   [ $rc = 0 ] && cat "$j"
+  # A 2048-token chunk over a 65536-token cached prefix on the naive path (the prefix up-projected in pieces of
+  # --prefill-context-piece-tokens, merged by log-sum-exp), with each flash kernel: its attention rate by
+  # FlashAttention's count, against bench-flash's uniform 192/128 rate in kernels.log (the target: >= 60%).
+  for k in mma wgmma; do
+    j=$GC_TMP/bench_prefill_64k_$k.json
+    MLARUN_FLASH_PREFILL_KERNEL=$k "$GC_BUILD/launch/mlarun" bench prefill --config configs/config_16B.json \
+      --layers 1 --device cuda --prefix-lens 65536 --chunk-lens 2048 --batch 1 --iters 3 --warmup 1 --json "$j" ||
+      { rc=1; continue; }
+    echo "NOTE: $(python3 -c "$prefill_note" "$j" "$k" 2>&1 | tail -1)"
+  done
   return $rc
 }
+# One line from a bench prefill JSON ($1) of one chunk over one prefix, flash kernel $2: the naive path's attention
+# time and its rate by FlashAttention's FLOP count (causal within the chunk; up-projection time included).
+prefill_note='
+import json, sys
+d = json.load(open(sys.argv[1])); r = d["records"][0]; h = d["num_heads"]
+p, c, ms = r["prefix_len"], r["chunk_len"], r["naive"]["attention_median_ms"]
+flops = 2.0 * h * c * (p + (c + 1) / 2.0) * (192 + 128)
+print("chunk %d over prefix %d, flash %s: naive attention %.3f ms, %.1f TFLOP/s (FA count, up-projection "
+      "included); absorbed %.3f ms" % (c, p, sys.argv[2], ms, flops / ms / 1e9, r["absorbed"]["attention_median_ms"]))
+'
 # One line from the decode-step anchor records ($1) and bench decode's JSON ($2, "" when it failed).
 ta_step_note='
 import json, sys
@@ -583,7 +603,7 @@ else
   record ncu SKIP 0 "no ncu on this machine"
 fi
 need_bins bench-decode launch/mlarun && step bench-decode "$out/model.log" 15 130 1 "\"$self\" __bench_decode"
-need_bins bench-prefill launch/mlarun && step bench-prefill "$out/model.log" 10 40 1 "\"$self\" __bench_prefill"
+need_bins bench-prefill launch/mlarun && step bench-prefill "$out/model.log" 10 70 1 "\"$self\" __bench_prefill"
 need_bins bench-moe launch/mlarun && step bench-moe-layouts "$out/model.log" 20 60 1 "\"$self\" __bench_moe_layouts"
 need_bins bench-decode-16b launch/mlarun &&
   step bench-decode-16b "$out/model.log" 40 120 1 "\"$self\" __bench_decode_16b"
