@@ -336,6 +336,27 @@ sub_bench_prefill() {
   done
   return $rc
 }
+# One NOTE line per workbench JSON ($1) for the summary: each newer kernel's time against the verified one's on the
+# same shape (MLA decode: against the 32-row kernel; flash prefill: wgmma against stage A).
+mla_verdict='
+import json, sys
+d = json.load(open(sys.argv[1]))
+parts = ["%s %.3f ms %.2fx" % (s["name"], s["call_ms"], s["speedup_vs_32_row_kernel"])
+         for s in d.get("shapes", []) if "speedup_vs_32_row_kernel" in s]
+parts += ["%s %.2fx the bf16 tokens/s" % (s["name"], s["speedup_vs_bf16"])
+          for s in d.get("shapes", []) if "speedup_vs_bf16" in s and s.get("attend") == "tensor_cores_fitted"]
+print("against the 32-row kernel: " + ("; ".join(parts) or "no rows"))
+'
+flash_verdict='
+import json, sys
+recs = [r for r in json.load(open(sys.argv[1])) if r.get("kind") == "prefill"]
+key = lambda r: (r["B"], r["H"], r["S"], r["D"], r["DV"], r["causal"])
+base = {key(r): r for r in recs if r.get("kernel") == "mma"}
+parts = ["b%d h%d s%d d%d/%d %.1f TFLOP/s %.2fx" % (key(r)[:5] + (r["tflops"], r["tflops"] / base[key(r)]["tflops"]))
+         for r in recs if r.get("kernel") == "wgmma" and key(r) in base]
+print("wgmma against stage A: " + ("; ".join(parts) or "no rows"))
+'
+export mla_verdict flash_verdict  # the bench steps run in a bash of their own
 # One line from a bench prefill JSON ($1) of one chunk over one prefix, flash kernel $2: the naive path's attention
 # time and its rate by FlashAttention's FLOP count (causal within the chunk; up-projection time included).
 prefill_note='
@@ -574,10 +595,12 @@ mla_shapes+=",mtp2_b128_s8192_h128_wgs,tp8_b128_s8192_h16_wgs"
 { [ -s "$ta_mla" ] || [ $ta_dry = 1 ]; } && mla_opt=" --torch-anchors \"$ta_mla\""
 need_bins bench-flash kernels/bench_flash_prefill &&
   step bench-flash "$out/kernels.log" 15 90 1 \
-    "$kb/bench_flash_prefill --quick --json \"$out/flash_prefill.json\"$fa_opt"
+    "$kb/bench_flash_prefill --quick --json \"$out/flash_prefill.json\"$fa_opt; r=\$?;
+    echo \"NOTE: \$(python3 -c \"\$flash_verdict\" \"$out/flash_prefill.json\" 2>&1 | tail -1)\"; exit \$r"
 need_bins bench-mla kernels/bench_mla_decode &&
   step bench-mla "$out/kernels.log" 15 "${GPU_CHECK_MLA_CAP_S:-100}" 1 \
-    "$kb/bench_mla_decode ${GPU_CHECK_MLA_ARGS:-$mla_shapes} --json \"$out/mla_decode.json\"$mla_opt"
+    "$kb/bench_mla_decode ${GPU_CHECK_MLA_ARGS:-$mla_shapes} --json \"$out/mla_decode.json\"$mla_opt; r=\$?;
+    echo \"NOTE: \$(python3 -c \"\$mla_verdict\" \"$out/mla_decode.json\" 2>&1 | tail -1)\"; exit \$r"
 # Nsight Compute on one launch of each fast kernel at its headline shape (the TP 8 decode shape on tensor cores; MLA
 # prefill 192/128, 128 heads, 4k): throughput, occupancy, stall reasons. Clocks left alone (--clock-control none).
 ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
