@@ -30,7 +30,7 @@
 # table and whole JSON), to the workbench JSONs beside each shape, and to the bench-decode NOTE.
 # Environment: OUT, MLARUN_BUILD_DIR (default build), GPU_CHECK_USE_CARRY=1 (take .carry/ before the system's
 # copies), GPU_CHECK_PREBUILT=0 (build even when .carry/prebuilt.tar.xz is there), GPU_CHECK_MLA_ARGS (the MLA
-# workbench's shape options, default the decode targets' shapes) and GPU_CHECK_MLA_CAP_S (its cap, default 100).
+# workbench's shape options, default the decode targets' shapes) and GPU_CHECK_MLA_CAP_S (its cap, default 160).
 # The machine needs nvcc, cuBLAS, NCCL, OpenMPI, CMake and a C++ compiler; CLI11, yaml-cpp, GoogleTest and
 # nlohmann-json come from the system or, where missing, from .carry/ (env.txt says which).
 set -uo pipefail
@@ -598,7 +598,7 @@ need_bins bench-flash kernels/bench_flash_prefill &&
     "$kb/bench_flash_prefill --quick --json \"$out/flash_prefill.json\"$fa_opt; r=\$?;
     echo \"NOTE: \$(python3 -c \"\$flash_verdict\" \"$out/flash_prefill.json\" 2>&1 | tail -1)\"; exit \$r"
 need_bins bench-mla kernels/bench_mla_decode &&
-  step bench-mla "$out/kernels.log" 15 "${GPU_CHECK_MLA_CAP_S:-100}" 1 \
+  step bench-mla "$out/kernels.log" 15 "${GPU_CHECK_MLA_CAP_S:-160}" 1 \
     "$kb/bench_mla_decode ${GPU_CHECK_MLA_ARGS:-$mla_shapes} --json \"$out/mla_decode.json\"$mla_opt; r=\$?;
     echo \"NOTE: \$(python3 -c \"\$mla_verdict\" \"$out/mla_decode.json\" 2>&1 | tail -1)\"; exit \$r"
 # Nsight Compute on one launch of each fast kernel at its headline shape (the TP 8 decode shape on tensor cores; MLA
