@@ -1,0 +1,189 @@
+// The MLA decode attend kernels written after the first GPU run (kernels/cuda/mla_decode/NOTES.md): the fitted
+// tensor-core kernel (attend_mma_fitted.cu, every cache format) and the two wgmma ones (attend_wgmma.cu), each
+// against the CPU reference with tests/kernels/mla_decode_gpu_checks.h; their geometry and workspace at the API
+// boundary, and the model's choice of kernel (kernels/cuda/cuda_ops.h). The cases common to every kernel
+// (splits, invalid metadata, sanitizer-sized runs) are in test_gpu_mla_decode.cpp. GPU cases skip without a GPU.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <string>
+#include <tuple>
+#include <utility>
+#include <vector>
+
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/mla_decode/cases.h"
+#include "kernels/cuda/mla_decode/mla_decode.h"
+#include "runtime/device.h"
+#include "runtime/error.h"
+#include "tests/kernels/mla_decode_gpu_checks.h"
+
+using namespace mlarun;
+namespace cuda = mlarun::ops::cuda;
+using cuda::MlaDecodeParams;
+
+namespace {
+
+using cuda::mla::Case;
+using cuda::mla_test::fake_params;
+using cuda::mla_test::kLens;
+using cuda::mla_test::kQLens;
+using cuda::mla_test::run_and_check;
+
+}  // namespace
+
+// The model's choice of kernels by environment variable (kernels/cuda/cuda_ops.h): names, defaults, bad values.
+TEST(MlaDecodeApi, KernelChoicesByEnvironmentParseAndNameBadValues) {
+  using cuda::mla::AttendKernel;
+  EXPECT_EQ(cuda::parse_mla_decode_kernel(nullptr), int32_t(cuda::mla::kDefaultAttend));
+  EXPECT_EQ(cuda::parse_mla_decode_kernel(""), int32_t(cuda::mla::kDefaultAttend));
+  EXPECT_EQ(cuda::parse_mla_decode_kernel("simt"), int32_t(AttendKernel::Simt));
+  EXPECT_EQ(cuda::parse_mla_decode_kernel("mma"), int32_t(AttendKernel::TensorCores));
+  EXPECT_EQ(cuda::parse_mla_decode_kernel("fitted"), int32_t(AttendKernel::TensorCoresFitted));
+  EXPECT_EQ(cuda::parse_mla_decode_kernel("wgmma"), int32_t(AttendKernel::Wgmma));
+  EXPECT_EQ(cuda::parse_mla_decode_kernel("wgmma-split"), int32_t(AttendKernel::WgmmaSplit));
+  try {
+    cuda::parse_mla_decode_kernel("WGMMA");
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("MLARUN_MLA_DECODE_KERNEL = 'WGMMA' is not one of simt, mma, fitted, "
+                                         "wgmma, wgmma-split"),
+              std::string::npos)
+        << e.what();
+  }
+  // What a test or benchmark sets wins over the environment until it gives the choice back (-1).
+  cuda::set_mla_decode_kernel(int32_t(AttendKernel::Wgmma));
+  EXPECT_EQ(cuda::mla_decode_kernel(), int32_t(AttendKernel::Wgmma));
+  cuda::set_mla_decode_kernel(-1);
+  if (std::getenv("MLARUN_MLA_DECODE_KERNEL") == nullptr) {
+    EXPECT_EQ(cuda::mla_decode_kernel(), int32_t(cuda::mla::kDefaultAttend));
+  }
+  EXPECT_THROW(cuda::set_mla_decode_kernel(5), Error);
+  EXPECT_THROW(cuda::set_flash_prefill_wgmma(2), Error);
+  EXPECT_FALSE(cuda::parse_flash_prefill_wgmma(nullptr));
+  EXPECT_FALSE(cuda::parse_flash_prefill_wgmma("mma"));
+  EXPECT_TRUE(cuda::parse_flash_prefill_wgmma("wgmma"));
+  try {
+    cuda::parse_flash_prefill_wgmma("fa3");
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("MLARUN_FLASH_PREFILL_KERNEL = 'fa3' is not one of mma, wgmma"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(MlaDecodeApi, FittedKernelFitsItsTileToTheRowsAndTheWorkspaceFitsEveryKernel) {
+  using cuda::mla::AttendKernel;
+  constexpr AttendKernel kFit = AttendKernel::TensorCoresFitted;
+  EXPECT_EQ(cuda::mla_decode_num_parts(16, 1, 132, kFit), 264);  // 16 rows: one 16-row tile, two CTAs per SM
+  EXPECT_EQ(cuda::mla_decode_num_parts(1, 4, 132, kFit), 264);   // 4 rows: still one 16-row tile
+  EXPECT_EQ(cuda::mla_decode_num_parts(16, 2, 132, kFit), 132);  // 32 rows: one 32-row tile
+  EXPECT_EQ(cuda::mla_decode_num_parts(128, 1, 132, kFit), 66);  // 128 rows: two 64-row tiles
+  EXPECT_EQ(cuda::mla_decode_num_parts(128, 4, 132, kFit), 16);  // 512 rows: eight
+  EXPECT_EQ(cuda::mla_decode_num_parts(24, 3, 132, kFit), 66);   // 72 rows: two, the second mostly empty
+  EXPECT_EQ(cuda::mla_decode_num_parts(16, 1, 132, AttendKernel::Simt), 132);
+  EXPECT_EQ(cuda::mla_decode_num_parts(16, 1, 132, AttendKernel::Wgmma), 132);   // one 64-row tile
+  EXPECT_EQ(cuda::mla_decode_num_parts(128, 1, 132, AttendKernel::Wgmma), 66);   // two
+  EXPECT_EQ(cuda::mla_decode_num_parts(128, 2, 132, AttendKernel::Wgmma), 33);   // four
+  EXPECT_EQ(cuda::mla_decode_num_parts(128, 2, 132, AttendKernel::WgmmaSplit), 33);
+  // Every kernel's layout fits mla_decode_workspace_bytes, so the checks pass whichever one a call picks.
+  for (AttendKernel k :
+       {AttendKernel::Simt, AttendKernel::TensorCores, kFit, AttendKernel::Wgmma, AttendKernel::WgmmaSplit})
+    for (cuda::MlaKvFormat f : {cuda::MlaKvFormat::Bf16, cuda::MlaKvFormat::Fp8})
+      for (int heads : {1, 16, 128}) {
+        MlaDecodeParams p = fake_params();
+        p.attend = k, p.kv_format = f, p.num_heads = heads;
+        p.workspace_bytes = cuda::mla_decode_workspace_bytes(p.batch, p.num_heads, p.max_q_per_seq, p.num_sms);
+        EXPECT_NO_THROW(cuda::check_mla_decode(p)) << int(k) << " " << int(f) << " " << heads;
+      }
+  // The 16-row tile takes the most parts, so the most partials: the shared size is the fitted one there.
+  EXPECT_EQ(cuda::mla_decode_workspace_bytes(8, 16, 1, 132),
+            cuda::mla::workspace_layout(8, 16, 1, 132, cuda::mla::attend_geometry(kFit, false, 16, 1)).total);
+}
+
+// The fitted tensor-core kernel (attend_mma_fitted.cu) at each of its M tiles, chosen by heads x query tokens:
+// 16 rows (two warps share each score tile's 576 values; 4, 8 or 16 heads), 32, and 64 (one or more tiles, the
+// last one partly empty at 72 rows); block sizes 1, 64 and 256; the device's SMs or a 5-part split schedule.
+// Sequence 1 has fewer cached tokens than query tokens where max_q > 1 (rows that see nothing).
+class MlaDecodeFitted : public ::testing::TestWithParam<std::tuple<std::pair<int, int>, int, int>> {};
+TEST_P(MlaDecodeFitted, MatchesReference) {
+  const auto [heads_q, block_size, num_sms] = GetParam();
+  const auto [heads, max_q] = heads_q;
+  std::vector<int> q_lens(kLens.size());
+  for (size_t i = 0; i < q_lens.size(); ++i) q_lens[i] = 1 + int(i + 1) % max_q;  // every count 1..max_q
+  Case c{kLens, q_lens, heads, block_size, num_sms, 37};
+  c.attend = cuda::mla::AttendKernel::TensorCoresFitted;
+  run_and_check(c);
+}
+INSTANTIATE_TEST_SUITE_P(Gpu, MlaDecodeFitted,
+                         ::testing::Combine(::testing::Values(std::pair{16, 1}, std::pair{4, 4}, std::pair{8, 2},
+                                                              std::pair{16, 2}, std::pair{32, 1}, std::pair{16, 4},
+                                                              std::pair{128, 1}, std::pair{24, 3},
+                                                              std::pair{128, 4}),
+                                            ::testing::Values(1, 64, 256), ::testing::Values(0, 5)));
+
+// The geometry's CTAs per SM (which sizes the schedule) must be what the device can hold at once.
+TEST(MlaDecodeGpu, FittedKernelHoldsItsCtasPerSm) {
+  if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
+  for (int m : cuda::mla::kFitRows)
+    for (bool quantized : {false, true})
+      EXPECT_GE(cuda::mla::fitted_attend_resident_ctas(m, quantized), cuda::mla::fit_ctas_per_sm(m))
+          << m << " rows per CTA" << (quantized ? ", quantized rows" : "");
+}
+
+// The fitted kernel over fp8 and int8 rows at each of its M tiles (16 rows: the 576 values split between two
+// warps cross a scale tile), block sizes 1 and 64, the device's SMs or a 5-part split.
+class MlaDecodeFittedQuantized
+    : public ::testing::TestWithParam<std::tuple<cuda::MlaKvFormat, std::pair<int, int>, int, int>> {};
+TEST_P(MlaDecodeFittedQuantized, MatchesReference) {
+  const auto [format, heads_q, block_size, num_sms] = GetParam();
+  const auto [heads, max_q] = heads_q;
+  std::vector<int> q_lens(kLens.size());
+  for (size_t i = 0; i < q_lens.size(); ++i) q_lens[i] = 1 + int(i + 1) % max_q;
+  Case c{kLens, q_lens, heads, block_size, num_sms, 47};
+  c.format = format;
+  c.attend = cuda::mla::AttendKernel::TensorCoresFitted;
+  run_and_check(c);
+}
+INSTANTIATE_TEST_SUITE_P(Gpu, MlaDecodeFittedQuantized,
+                         ::testing::Combine(::testing::Values(cuda::MlaKvFormat::Fp8, cuda::MlaKvFormat::Int8),
+                                            ::testing::Values(std::pair{16, 1}, std::pair{8, 2}, std::pair{16, 2},
+                                                              std::pair{16, 4}, std::pair{128, 1}),
+                                            ::testing::Values(1, 64), ::testing::Values(0, 5)));
+
+// Quantized rows: the fitted kernel reads them itself, the wgmma kernels hand them to the 32-row kernel with its
+// geometry.
+TEST(MlaDecodeGpu, FittedAndWgmmaKernelsOverQuantizedRowsMatchReference) {
+  for (auto attend : {cuda::mla::AttendKernel::TensorCoresFitted, cuda::mla::AttendKernel::Wgmma,
+                      cuda::mla::AttendKernel::WgmmaSplit})
+    for (cuda::MlaKvFormat format : {cuda::MlaKvFormat::Fp8, cuda::MlaKvFormat::Int8}) {
+      SCOPED_TRACE(std::string(cuda::mla_kv_format_name(format)) + ", attend " + std::to_string(int(attend)));
+      Case c{kLens, kQLens, 16, 64, 0, 39};
+      c.format = format;
+      c.attend = attend;
+      run_and_check(c);
+    }
+}
+
+// The Hopper kernels (attend_wgmma.cu; every warpgroup scoring all tokens, or half of them each): 64-row tiles
+// (one mostly empty at 4 or 16 rows, several at 128 heads and 2 or 4 query tokens, the last partly empty at 72
+// rows), 64-token steps over the scheduler's 32-token tiles (odd tile counts end in a half-empty step), block sizes
+// 1, 64 and 256, the device's SMs or a 5-part split schedule.
+class MlaDecodeWgmma
+    : public ::testing::TestWithParam<std::tuple<cuda::mla::AttendKernel, std::pair<int, int>, int, int>> {};
+TEST_P(MlaDecodeWgmma, MatchesReference) {
+  const auto [attend, heads_q, block_size, num_sms] = GetParam();
+  const auto [heads, max_q] = heads_q;
+  std::vector<int> q_lens(kLens.size());
+  for (size_t i = 0; i < q_lens.size(); ++i) q_lens[i] = 1 + int(i + 1) % max_q;
+  Case c{kLens, q_lens, heads, block_size, num_sms, 43};
+  c.attend = attend;
+  run_and_check(c);
+}
+INSTANTIATE_TEST_SUITE_P(Gpu, MlaDecodeWgmma,
+                         ::testing::Combine(::testing::Values(cuda::mla::AttendKernel::Wgmma,
+                                                              cuda::mla::AttendKernel::WgmmaSplit),
+                                            ::testing::Values(std::pair{16, 1}, std::pair{4, 4}, std::pair{64, 1},
+                                                              std::pair{128, 1}, std::pair{24, 3}, std::pair{128, 2}),
+                                            ::testing::Values(1, 64, 256), ::testing::Values(0, 5)));
