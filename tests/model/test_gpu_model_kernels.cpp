@@ -1,0 +1,108 @@
+// The whole model on the GPU with each attention kernel it can choose (kernels/cuda/cuda_ops.h): a model of random
+// weights whose MLA shapes are in the fast kernels' contracts (kv_lora_rank 512, rope 64, q/k 192, v 128: the
+// fixtures' tiny shapes are not, so they never reach mla_decode or flash_prefill) prefills a prompt through
+// flash_prefill and decodes greedy steps through mla_decode. Every decode kernel, and the wgmma flash kernel, must
+// give the default kernels' logits within the bf16 tolerance: the step-level check that a kernel may become the
+// default. Skips without a GPU.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "bench/random_weights.h"
+#include "gpu_test_util.h"
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/ops.h"
+#include "model/deepseek_model.h"
+#include "random_model_util.h"
+#include "runtime/cache_pool.h"
+#include "runtime/placement.h"
+
+using namespace mlarun;
+using namespace mlarun::testing;
+
+namespace {
+
+// tiny_random_config with DeepSeek-V2's attention shapes per head: 16 heads of q/k 128 + 64 (rope), v 128, a
+// 512-value latent; two layers (one dense, one MoE).
+ModelConfig fast_kernel_config() {
+  ModelConfig c = tiny_random_config();
+  c.dim = 256;
+  c.inter_dim = 256;
+  c.moe_inter_dim = 64;
+  c.n_heads = 16;
+  c.kv_lora_rank = 512;
+  c.qk_nope_head_dim = 128;
+  c.qk_rope_head_dim = 64;
+  c.v_head_dim = 128;
+  c.validate();
+  return c;
+}
+
+// Logits of a prompt prefilled in one step (last row) and of `steps` decode steps after it, f32 on the host, one
+// [1, vocab] tensor per step, with the kernels set by `decode_kernel` / `flash_wgmma` (-1: the default). The
+// decoded tokens are the greedy ones, recorded into `tokens` when it is empty, else taken from it (so every run
+// decodes the same tokens, whatever near-ties its rounding breaks the other way).
+std::vector<Tensor> run_steps(const DeepseekModel& model, int32_t decode_kernel, int32_t flash_wgmma, int steps,
+                              std::vector<int32_t>& tokens) {
+  ops::cuda::set_mla_decode_kernel(decode_kernel);
+  ops::cuda::set_flash_prefill_wgmma(flash_wgmma);
+  const ModelConfig& c = model.config();
+  constexpr int64_t kBlock = 16, kBlocks = 12;
+  CachePool pool = CachePool::allocate(c.n_layers, kBlocks, kBlock, c.latent_dim(), DType::BF16, Device::CUDA);
+  std::vector<int32_t> table;
+  for (int64_t b = kBlocks - 1; b >= 0; --b) table.push_back(int32_t(b));  // reversed: not the identity
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 70; ++i) prompt.push_back(int32_t((7 * i + 3) % c.vocab_size));
+  std::vector<Tensor> out;
+  ForwardBatch first;
+  first.add_sequence(prompt, 0, table, kBlock);
+  first.logit_rows.push_back(int64_t(prompt.size()) - 1);
+  first.mla_path = MlaPath::Naive;
+  out.push_back(ops::to_host_f32(model.forward(first, pool.layers)));
+  int64_t pos = int64_t(prompt.size());
+  for (int s = 0; s < steps; ++s, ++pos) {
+    if (int(tokens.size()) <= s) {
+      const float* row = out.back().data<float>();
+      int32_t best = 0;
+      for (int64_t v = 1; v < c.vocab_size; ++v)
+        if (row[v] > row[best]) best = int32_t(v);
+      tokens.push_back(best);
+    }
+    const int32_t next = tokens[size_t(s)];
+    ForwardBatch step;
+    step.add_sequence(std::vector<int32_t>{next}, pos, table, kBlock);
+    step.logit_rows.push_back(0);
+    step.mla_path = MlaPath::Absorbed;
+    out.push_back(ops::to_host_f32(model.forward(step, pool.layers)));
+  }
+  ops::cuda::set_mla_decode_kernel(-1);
+  ops::cuda::set_flash_prefill_wgmma(-1);
+  return out;
+}
+
+}  // namespace
+
+TEST(GpuModelKernels, EveryAttentionKernelGivesTheDefaultKernelsLogits) {
+  MLARUN_GPU_OR_SKIP();
+  const ModelConfig c = fast_kernel_config();
+  RandomWeights weights(c);
+  SingleCommunicator comm;
+  DeepseekModel model(c, weights, comm, Placement::cuda_bf16());
+  ASSERT_TRUE(ops::flash_prefill_fits(c.qk_nope_head_dim + c.qk_rope_head_dim, c.v_head_dim, DType::BF16));
+  constexpr int kSteps = 6;
+  std::vector<int32_t> tokens;
+  const std::vector<Tensor> base = run_steps(model, -1, -1, kSteps, tokens);
+  struct Choice {
+    const char* name;
+    int32_t decode_kernel, flash_wgmma;
+  };
+  for (const Choice& k : {Choice{"decode simt", 0, -1}, Choice{"decode fitted", 2, -1}, Choice{"decode wgmma", 3, -1},
+                          Choice{"decode wgmma-split", 4, -1}, Choice{"flash wgmma", -1, 1}}) {
+    SCOPED_TRACE(k.name);
+    const std::vector<Tensor> got = run_steps(model, k.decode_kernel, k.flash_wgmma, kSteps, tokens);
+    ASSERT_EQ(got.size(), base.size());
+    for (size_t s = 0; s < got.size(); ++s)
+      EXPECT_LT(rel_error(got[s], base[s]), kBf16RelTol) << (s == 0 ? "prefill" : "decode step " + std::to_string(s));
+  }
+}
