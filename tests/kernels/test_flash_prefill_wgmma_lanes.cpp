@@ -23,16 +23,9 @@ namespace flash = mlarun::ops::cuda::flash;
 namespace sm90 = mlarun::ops::cuda::wgmma_sm90;
 namespace emu = mlarun::test::wgmma;
 
-using Matrix = std::vector<std::vector<double>>;
-Matrix zeros(int r, int c) { return Matrix(size_t(r), std::vector<double>(size_t(c), 0.0)); }
-Matrix random_eighths(int r, int c, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int> u(-16, 16);
-  Matrix m = zeros(r, c);
-  for (auto& row : m)
-    for (double& x : row) x = u(rng) / 8.0;
-  return m;
-}
+using emu::Matrix;
+using emu::random_eighths;
+using emu::zeros;
 
 // Shared memory as one double per 16-bit element, addressed in bytes (unwritten: NaN).
 struct Smem {

@@ -38,16 +38,9 @@ struct Smem {
   double at(uint32_t addr) const { return v.at(addr / 2); }
 };
 
-using Matrix = std::vector<std::vector<double>>;
-Matrix zeros(int r, int c) { return Matrix(size_t(r), std::vector<double>(size_t(c), 0.0)); }
-Matrix random_eighths(int r, int c, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int> u(-16, 16);
-  Matrix m = zeros(r, c);
-  for (auto& row : m)
-    for (double& x : row) x = u(rng) / 8.0;
-  return m;
-}
+using emu::Matrix;
+using emu::random_eighths;
+using emu::zeros;
 
 // wgmma m64nNk16 with A and B from shared memory (A K-major; B K-major, or N-major when trans_b).
 void mma_ss(Matrix& d, const Smem& s, uint64_t desc_a, uint64_t desc_b, bool trans_b, int n) {

@@ -1,9 +1,12 @@
 // The tensor cores' view of shared memory for wgmma, rebuilt from the PTX ISA's description of the descriptor
 // and of the canonical 128-byte-swizzled layouts, independently of kernels/cuda/wgmma_sm90.cuh: the CPU tests
-// read operands the way the hardware says it does and compare with where the kernels' code stored them.
+// read operands the way the hardware says it does and compare with where the kernels' code stored them. Also the
+// exact matrices their replays compute with.
 #pragma once
 
 #include <cstdint>
+#include <random>
+#include <vector>
 
 namespace mlarun::test::wgmma {
 
@@ -34,5 +37,17 @@ inline uint32_t n_major_read(uint64_t desc, int k, int n) {
 // (row 16 w + lane / 4 + 8 (i % 2), k 2 (lane % 4) + j + 8 (i / 2)).
 inline int a_frag_row(int w, int lane, int i) { return 16 * w + lane / 4 + 8 * (i % 2); }
 inline int a_frag_k(int lane, int i, int j) { return 2 * (lane % 4) + j + 8 * (i / 2); }
+
+// Matrices of the replays: doubles, so sums of products of multiples of 1/8 stay exact.
+using Matrix = std::vector<std::vector<double>>;
+inline Matrix zeros(int r, int c) { return Matrix(size_t(r), std::vector<double>(size_t(c), 0.0)); }
+inline Matrix random_eighths(int r, int c, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int> u(-16, 16);
+  Matrix m = zeros(r, c);
+  for (auto& row : m)
+    for (double& x : row) x = u(rng) / 8.0;
+  return m;
+}
 
 }  // namespace mlarun::test::wgmma
