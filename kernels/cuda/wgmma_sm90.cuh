@@ -15,8 +15,7 @@
 //   N-major   (the 64 columns are N, rows are K, for example cached tokens as V in P . V): start = slab + 128 k0
 //             bytes for the k-step at row k0, SBO 1024 (the next 8 rows), LBO = the distance between consecutive
 //             slabs (the next 64 columns of N).
-// These are the canonical SW128 layouts of the PTX ISA's wgmma section (CUTLASS names them Layout_K_SW128_Atom and
-// Layout_MN_SW128_Atom).
+// These are wgmma's canonical 128-byte-swizzled layouts, K-major and MN-major.
 #pragma once
 
 #include <cstdint>
@@ -87,8 +86,7 @@ __device__ __forceinline__ void wgmma_wait() {
 __device__ __forceinline__ void fence_async_smem() {
   MLARUN_WGMMA_ASM("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
-// Keeps the compiler from moving reads or writes of accumulators across a wgmma / wait (CUTLASS's
-// warpgroup_fence_operand).
+// Keeps the compiler from moving reads or writes of accumulators across a wgmma / wait.
 template <int kN>
 __device__ __forceinline__ void fence_registers(float (&d)[kN]) {
 #pragma unroll

@@ -14,6 +14,7 @@
 
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/mla_decode/mla_decode.h"
+#include "kernels/cuda/mla_decode/mma_lanes.h"
 #include "kernels/cuda/mma_sm80.cuh"
 #include "runtime/cuda_check.h"
 
@@ -282,6 +283,28 @@ __device__ __forceinline__ void store_o(const AttendArgs& a, int pi, const Piece
   }
 }
 
+// The mma.sync kernels' piece result: each thread's m16n8 accumulators acc[mt][nt] (rows mt * 16 + c_row of the
+// CTA's tile, columns col0 + nt * 8 + c_col) divided by their row's l (inv_l_s) and stored as the final output of
+// a whole piece or as its partial (store_o); rows past the sequence's `rows` are not stored.
+template <int kMTiles, int kNTiles>
+__device__ __forceinline__ void store_acc_rows(const AttendArgs& a, int pi, const PieceView& pv, bool whole,
+                                               int row0, int lane, int col0, const float (&acc)[kMTiles][kNTiles][4],
+                                               const float* inv_l_s) {
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {  // accumulator elements {0, 1}, then {2, 3}: one row, two columns
+      const int r = mt * 16 + lanes::c_row(lane, 2 * half);
+      if (row0 + r >= pv.rows) continue;
+      const float inv = inv_l_s[r];
+#pragma unroll
+      for (int nt = 0; nt < kNTiles; ++nt) {
+        const float o[2] = {acc[mt][nt][2 * half] * inv, acc[mt][nt][2 * half + 1] * inv};
+        store_o<2>(a, pi, pv, whole, row0 + r, col0 + nt * 8 + lanes::c_col(lane, 0), o);
+      }
+    }
+}
+
 // The kernels' view of checked params and the workspace's partial buffers.
 inline AttendArgs attend_args(const MlaDecodeParams& p, const WorkspaceLayout& w) {
   auto* base = static_cast<unsigned char*>(p.workspace);
@@ -311,11 +334,6 @@ inline AttendArgs attend_args(const MlaDecodeParams& p, const WorkspaceLayout& w
 // The attend grid: parts x M tiles of the kernel that serves `p` (config.h attend_geometry).
 inline dim3 attend_grid(const MlaDecodeParams& p, const WorkspaceLayout& w) {
   return dim3(unsigned(w.num_parts), unsigned(m_tiles(p.num_heads, p.max_q_per_seq, attend_geometry_of(p))));
-}
-// The fitted and wgmma kernels read bf16 rows only (quantized rows are sent to the 32-row kernel before this).
-inline void check_bf16_rows(const MlaDecodeParams& p, const char* kernel) {
-  MLARUN_CHECK(p.kv_format == Format::Bf16, "mla_decode: the ", kernel, " attend kernel reads bf16 rows, not ",
-               mla_kv_format_name(p.kv_format));
 }
 
 }  // namespace mlarun::ops::cuda::mla

@@ -191,19 +191,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_decode_attend_mma_kernel(cons
     const bool whole = piece_is_whole(a, pv);
     softmax.finish(a, pi, pv, whole, row0, warp, lane, inv_l_s);
     __syncthreads();
-#pragma unroll
-    for (int mt = 0; mt < 2; ++mt)
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {  // accumulator elements {0, 1}, then {2, 3}: one row, two columns
-        const int r = mt * 16 + lanes::c_row(lane, 2 * half);
-        if (row0 + r >= rows) continue;
-        const float inv = inv_l_s[r];
-#pragma unroll
-        for (int nt = 0; nt < kMmaColsPerWarp / 8; ++nt) {
-          const float o[2] = {acc[mt][nt][2 * half] * inv, acc[mt][nt][2 * half + 1] * inv};
-          store_o<2>(a, pi, pv, whole, row0 + r, pv_col0 + nt * 8 + lanes::c_col(lane, 0), o);
-        }
-      }
+    store_acc_rows(a, pi, pv, whole, row0, lane, pv_col0, acc, inv_l_s);
     __syncthreads();  // q_s and inv_l_s are rewritten by the next piece
   }
 }

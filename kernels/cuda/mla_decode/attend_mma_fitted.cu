@@ -242,19 +242,7 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
     const bool whole = piece_is_whole(a, pv);
     softmax.finish(a, pi, pv, whole, row0, warp, lane, inv_l_s);
     __syncthreads();  // inv_l_s complete; every warp is done with the ring, q_s, s_s and p_s of this piece
-#pragma unroll
-    for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-      for (int half = 0; half < 2; ++half) {  // accumulator elements {0, 1}, then {2, 3}: one row, two columns
-        const int r = mt * 16 + lanes::c_row(lane, 2 * half);
-        if (row0 + r >= rows) continue;
-        const float inv = inv_l_s[r];
-#pragma unroll
-        for (int nt = 0; nt < kVTiles; ++nt) {
-          const float o[2] = {acc[mt][nt][2 * half] * inv, acc[mt][nt][2 * half + 1] * inv};
-          store_o<2>(a, pi, pv, whole, row0 + r, pv_col0 + nt * 8 + lanes::c_col(lane, 0), o);
-        }
-      }
+    store_acc_rows(a, pi, pv, whole, row0, lane, pv_col0, acc, inv_l_s);
     __syncthreads();  // q_s and inv_l_s are rewritten by the next piece
   }
 }

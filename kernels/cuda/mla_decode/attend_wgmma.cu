@@ -233,7 +233,8 @@ __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(
 namespace mla {
 
 void launch_mla_decode_attend_wgmma(const MlaDecodeParams& p, const WorkspaceLayout& w, cudaStream_t stream) {
-  check_bf16_rows(p, "wgmma");
+  MLARUN_CHECK(p.kv_format == Format::Bf16, "mla_decode: the wgmma attend kernel reads bf16 rows, not ",
+               mla_kv_format_name(p.kv_format));
   const AttendArgs a = attend_args(p, w);
   const dim3 grid = attend_grid(p, w);
   if (p.attend == AttendKernel::WgmmaSplit) {
