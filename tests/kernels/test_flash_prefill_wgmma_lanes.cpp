@@ -6,7 +6,6 @@
 // the emulation sums in double).
 #include <gtest/gtest.h>
 
-#include <array>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -20,19 +19,13 @@
 namespace {
 
 namespace flash = mlarun::ops::cuda::flash;
-namespace sm90 = mlarun::ops::cuda::wgmma_sm90;
 namespace emu = mlarun::test::wgmma;
 
 using emu::Matrix;
 using emu::random_eighths;
 using emu::zeros;
 
-// Shared memory as one double per 16-bit element, addressed in bytes (unwritten: NaN).
-struct Smem {
-  std::vector<double> v;
-  explicit Smem(size_t bytes) : v(bytes / 2, NAN) {}
-  double& at(uint32_t addr) { return v.at(addr / 2); }
-};
+using emu::Smem;
 
 // Stores a rows x d matrix as the kernel's load_slabs does: chunk c of row r at base + chunk_offset(rows, r, c).
 void store(Smem& s, uint32_t base, const Matrix& m) {
@@ -40,7 +33,7 @@ void store(Smem& s, uint32_t base, const Matrix& m) {
   for (int r = 0; r < rows; ++r)
     for (int c = 0; c < d / 8; ++c)
       for (int e = 0; e < 8; ++e)
-        s.at(base + flash::wg::chunk_offset(rows, r, c) + 2 * e) = m[size_t(r)][size_t(8 * c + e)];
+        s.put(base + flash::wg::chunk_offset(rows, r, c) + 2 * e, m[size_t(r)][size_t(8 * c + e)]);
 }
 
 template <int kDQK, int kDV>
@@ -57,36 +50,19 @@ void replay_tile() {
   for (int g = 0; g < 2; ++g) {
     Matrix sc = zeros(64, kN);  // S of warpgroup g: its 64 query rows x kN keys
     for (int slab = 0; slab < kDQK / 64; ++slab)
-      for (int kk = 0; kk < 4; ++kk) {
-        const uint64_t da = flash::wg::q_desc(q_base, kM, g, slab, kk), db = flash::wg::k_desc(k_base, kN, slab, kk);
-        for (int m = 0; m < 64; ++m)
-          for (int n = 0; n < kN; ++n)
-            for (int e = 0; e < 16; ++e)
-              sc[size_t(m)][size_t(n)] += s.at(emu::k_major_read(da, m, e)) * s.at(emu::k_major_read(db, n, e));
-      }
+      for (int kk = 0; kk < 4; ++kk)
+        emu::mma_ss(sc, s, flash::wg::q_desc(q_base, kM, g, slab, kk), flash::wg::k_desc(k_base, kN, slab, kk),
+                    false, kN);
     for (int m = 0; m < 64; ++m)
       for (int n = 0; n < kN; ++n) {
         double want = 0;
         for (int d = 0; d < kDQK; ++d) want += q[size_t(64 * g + m)][size_t(d)] * k[size_t(n)][size_t(d)];
         ASSERT_EQ(sc[size_t(m)][size_t(n)], want) << "S of warpgroup " << g << " (" << m << ", " << n << ")";
       }
-    // P = S as the kernel packs it (thread t, k-step kk, register i, half j), then O = P V through v_desc.
+    // P = S as the kernel packs it into registers, then O = P V through v_desc.
     Matrix o = zeros(64, kDV);
-    for (int kk = 0; kk < kN / 16; ++kk) {
-      Matrix a = zeros(64, 16);
-      for (int t = 0; t < 128; ++t)
-        for (int i = 0; i < 4; ++i)
-          for (int j = 0; j < 2; ++j) {
-            const int e = sm90::acc_to_a(kk, i) + j;
-            const double value = sc[size_t(sm90::acc_row(t / 32, t % 32, e))][size_t(sm90::acc_col(t % 32, e))];
-            a[size_t(emu::a_frag_row(t / 32, t % 32, i))][size_t(emu::a_frag_k(t % 32, i, j))] = value;
-          }
-      const uint64_t dv = flash::wg::v_desc(v_base, kN, kk);
-      for (int m = 0; m < 64; ++m)
-        for (int c = 0; c < kDV; ++c)
-          for (int e = 0; e < 16; ++e)
-            o[size_t(m)][size_t(c)] += a[size_t(m)][size_t(e)] * s.at(emu::n_major_read(dv, e, c));
-    }
+    for (int kk = 0; kk < kN / 16; ++kk)
+      emu::mma_rs(o, emu::a_from_acc(sc, kk), s, flash::wg::v_desc(v_base, kN, kk), kDV);
     for (int m = 0; m < 64; ++m)
       for (int c = 0; c < kDV; ++c) {
         double want = 0;

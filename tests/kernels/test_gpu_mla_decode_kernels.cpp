@@ -30,6 +30,13 @@ using cuda::mla_test::kLens;
 using cuda::mla_test::kQLens;
 using cuda::mla_test::run_and_check;
 
+// Query tokens for kLens's seven sequences: 1 + (i + 1) % max_q for sequence i, so every count 1..max_q occurs.
+std::vector<int> q_lens_up_to(int max_q) {
+  std::vector<int> q_lens(kLens.size());
+  for (size_t i = 0; i < q_lens.size(); ++i) q_lens[i] = 1 + int(i + 1) % max_q;
+  return q_lens;
+}
+
 }  // namespace
 
 // The model's choice of kernels by environment variable (kernels/cuda/cuda_ops.h): names, defaults, bad values.
@@ -105,13 +112,12 @@ TEST(MlaDecodeApi, FittedKernelFitsItsTileToTheRowsAndTheWorkspaceFitsEveryKerne
 // The fitted tensor-core kernel (attend_mma_fitted.cu) at each of its M tiles, chosen by heads x query tokens:
 // 16 rows (two warps share each score tile's 576 values; 4, 8 or 16 heads), 32, and 64 (one or more tiles, the
 // last one partly empty at 72 rows); block sizes 1, 64 and 256; the device's SMs or a 5-part split schedule.
-// Sequence 1 has fewer cached tokens than query tokens where max_q > 1 (rows that see nothing).
+// Rows that see nothing: sequence 0 holds no cached token, sequence 1 one token under 3 queries where max_q > 2.
 class MlaDecodeFitted : public ::testing::TestWithParam<std::tuple<std::pair<int, int>, int, int>> {};
 TEST_P(MlaDecodeFitted, MatchesReference) {
   const auto [heads_q, block_size, num_sms] = GetParam();
   const auto [heads, max_q] = heads_q;
-  std::vector<int> q_lens(kLens.size());
-  for (size_t i = 0; i < q_lens.size(); ++i) q_lens[i] = 1 + int(i + 1) % max_q;  // every count 1..max_q
+  const std::vector<int> q_lens = q_lens_up_to(max_q);
   Case c{kLens, q_lens, heads, block_size, num_sms, 37};
   c.attend = cuda::mla::AttendKernel::TensorCoresFitted;
   run_and_check(c);
@@ -139,8 +145,7 @@ class MlaDecodeFittedQuantized
 TEST_P(MlaDecodeFittedQuantized, MatchesReference) {
   const auto [format, heads_q, block_size, num_sms] = GetParam();
   const auto [heads, max_q] = heads_q;
-  std::vector<int> q_lens(kLens.size());
-  for (size_t i = 0; i < q_lens.size(); ++i) q_lens[i] = 1 + int(i + 1) % max_q;
+  const std::vector<int> q_lens = q_lens_up_to(max_q);
   Case c{kLens, q_lens, heads, block_size, num_sms, 47};
   c.format = format;
   c.attend = cuda::mla::AttendKernel::TensorCoresFitted;
@@ -175,8 +180,7 @@ class MlaDecodeWgmma
 TEST_P(MlaDecodeWgmma, MatchesReference) {
   const auto [attend, heads_q, block_size, num_sms] = GetParam();
   const auto [heads, max_q] = heads_q;
-  std::vector<int> q_lens(kLens.size());
-  for (size_t i = 0; i < q_lens.size(); ++i) q_lens[i] = 1 + int(i + 1) % max_q;
+  const std::vector<int> q_lens = q_lens_up_to(max_q);
   Case c{kLens, q_lens, heads, block_size, num_sms, 43};
   c.attend = attend;
   run_and_check(c);

@@ -137,31 +137,34 @@ TEST(MlaDecodeMmaLanes, ScoresTilesComputeQTimesKTransposed) {
       1e-3, "score");
 }
 
-TEST(MlaDecodeMmaLanes, PvTilesComputePTimesTheLatent) {
-  std::mt19937 rng(2);
-  const Matrix p = random_matrix(mla::kRowsPerCta, mla::kBlockN, rng);
+namespace {
+
+// P.V of a CTA of m rows (m / 16 row tiles): warp w's 64 columns from its lanes' fragments (the 32-row kernel is
+// m = 32); every output element written once, equal to the plain product.
+void replay_pv(int m, uint32_t seed) {
+  std::mt19937 rng(seed);
+  const Matrix p = random_matrix(m, mla::kBlockN, rng);
   const Matrix kv = random_matrix(mla::kBlockN, mla::kHeadDimQK, rng);
-  Written o(mla::kRowsPerCta, mla::kHeadDimV);
+  Written o(m, mla::kHeadDimV);
   for (int w = 0; w < mla::kWarps; ++w) {
     const int c0 = lanes::pv_col0(w);
-    std::array<std::array<Acc, mla::kMmaColsPerWarp / 8>, 2> acc{};
-    for (int ks = 0; ks < mla::kBlockN; ks += 16) {
-      Frag4 pa[2];
-      for (int mt = 0; mt < 2; ++mt)
-        pa[mt] = ldmatrix_x4(p, [&](int l) { return at(mt * 16 + lanes::a_row(l), ks + lanes::a_col(l)); }, false);
-      for (int np = 0; np < mla::kMmaColsPerWarp / 16; ++np) {
-        const Frag4 vb = ldmatrix_x4(
-            kv, [&](int l) { return at(ks + lanes::v_tok(l), c0 + np * 16 + lanes::v_col(l)); }, true);
-        const auto first = [&](int T, int which) { return vb[size_t(T)][size_t(which)]; };
-        const auto second = [&](int T, int which) { return vb[size_t(T)][size_t(2 + which)]; };
-        for (int mt = 0; mt < 2; ++mt) {
-          mma_16816(acc[size_t(mt)][size_t(2 * np)], pa[mt], first);
-          mma_16816(acc[size_t(mt)][size_t(2 * np + 1)], pa[mt], second);
+    std::vector<std::array<Acc, mla::kMmaColsPerWarp / 8>> acc(size_t(m / 16));
+    for (int ks = 0; ks < mla::kBlockN; ks += 16)
+      for (int mt = 0; mt < m / 16; ++mt) {
+        const Frag4 pa =
+            ldmatrix_x4(p, [&](int l) { return at(mt * 16 + lanes::a_row(l), ks + lanes::a_col(l)); }, false);
+        for (int np = 0; np < mla::kMmaColsPerWarp / 16; ++np) {
+          const Frag4 vb = ldmatrix_x4(
+              kv, [&](int l) { return at(ks + lanes::v_tok(l), c0 + np * 16 + lanes::v_col(l)); }, true);
+          mma_16816(acc[size_t(mt)][size_t(2 * np)], pa,
+                    [&](int T, int which) { return vb[size_t(T)][size_t(which)]; });
+          mma_16816(acc[size_t(mt)][size_t(2 * np + 1)], pa,
+                    [&](int T, int which) { return vb[size_t(T)][size_t(2 + which)]; });
         }
       }
-    }
-    for (int mt = 0; mt < 2; ++mt)
-      for (int nt = 0; nt < mla::kMmaColsPerWarp / 8; ++nt) o.store(acc[size_t(mt)][size_t(nt)], mt * 16, c0 + nt * 8);
+    for (int mt = 0; mt < m / 16; ++mt)
+      for (int nt = 0; nt < mla::kMmaColsPerWarp / 8; ++nt)
+        o.store(acc[size_t(mt)][size_t(nt)], mt * 16, c0 + nt * 8);
   }
   o.expect_equals(
       [&](int r, int c) {
@@ -171,6 +174,10 @@ TEST(MlaDecodeMmaLanes, PvTilesComputePTimesTheLatent) {
       },
       1e-4, "output");
 }
+
+}  // namespace
+
+TEST(MlaDecodeMmaLanes, PvTilesComputePTimesTheLatent) { replay_pv(mla::kRowsPerCta, 2); }
 
 // The fitted kernel (attend_mma_fitted.cu) at M = 16, 32 and 64 rows: each warp's score tiles over its share of
 // the 576 values (fit_k0 .. + fit_k_len; even k-steps in one chain, odd in another, as the kernel sums them), one
@@ -221,36 +228,6 @@ TEST(MlaDecodeMmaLanes, FittedScoresCoverEveryRowAndTokenOncePerShare) {
 TEST(MlaDecodeMmaLanes, FittedPvCoversEveryRowTile) {
   for (int m : mla::kFitRows) {
     SCOPED_TRACE("M = " + std::to_string(m));
-    std::mt19937 rng(uint32_t(4 + m));
-    const Matrix p = random_matrix(m, mla::kBlockN, rng);
-    const Matrix kv = random_matrix(mla::kBlockN, mla::kHeadDimQK, rng);
-    Written o(m, mla::kHeadDimV);
-    for (int w = 0; w < mla::kWarps; ++w) {
-      const int c0 = lanes::pv_col0(w);
-      std::vector<std::array<Acc, mla::kMmaColsPerWarp / 8>> acc(size_t(m / 16));
-      for (int ks = 0; ks < mla::kBlockN; ks += 16)
-        for (int mt = 0; mt < m / 16; ++mt) {
-          const Frag4 pa =
-              ldmatrix_x4(p, [&](int l) { return at(mt * 16 + lanes::a_row(l), ks + lanes::a_col(l)); }, false);
-          for (int np = 0; np < mla::kMmaColsPerWarp / 16; ++np) {
-            const Frag4 vb = ldmatrix_x4(
-                kv, [&](int l) { return at(ks + lanes::v_tok(l), c0 + np * 16 + lanes::v_col(l)); }, true);
-            mma_16816(acc[size_t(mt)][size_t(2 * np)], pa,
-                      [&](int T, int which) { return vb[size_t(T)][size_t(which)]; });
-            mma_16816(acc[size_t(mt)][size_t(2 * np + 1)], pa,
-                      [&](int T, int which) { return vb[size_t(T)][size_t(2 + which)]; });
-          }
-        }
-      for (int mt = 0; mt < m / 16; ++mt)
-        for (int nt = 0; nt < mla::kMmaColsPerWarp / 8; ++nt)
-          o.store(acc[size_t(mt)][size_t(nt)], mt * 16, c0 + nt * 8);
-    }
-    o.expect_equals(
-        [&](int r, int c) {
-          double want = 0;
-          for (int t = 0; t < mla::kBlockN; ++t) want += double(p.at(r, t)) * kv.at(t, c);
-          return want;
-        },
-        1e-4, "output");
+    replay_pv(m, uint32_t(4 + m));
   }
 }

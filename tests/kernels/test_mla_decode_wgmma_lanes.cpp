@@ -26,44 +26,10 @@ namespace emu = mlarun::test::wgmma;
 
 constexpr int kRows = mla::kWgRows, kTokens = mla::kWgBlockN, kD = mla::kHeadDimQK, kDv = mla::kHeadDimV;
 
-// Shared memory as one double per 16-bit element, addressed in bytes; unwritten elements are NaN.
-struct Smem {
-  std::vector<double> v;
-  std::vector<int> writes;
-  explicit Smem(size_t bytes) : v(bytes / 2, NAN), writes(bytes / 2, 0) {}
-  void put(uint32_t addr, double x) {
-    v.at(addr / 2) = x;
-    ++writes.at(addr / 2);
-  }
-  double at(uint32_t addr) const { return v.at(addr / 2); }
-};
-
 using emu::Matrix;
 using emu::random_eighths;
+using emu::Smem;
 using emu::zeros;
-
-// wgmma m64nNk16 with A and B from shared memory (A K-major; B K-major, or N-major when trans_b).
-void mma_ss(Matrix& d, const Smem& s, uint64_t desc_a, uint64_t desc_b, bool trans_b, int n) {
-  for (int m = 0; m < 64; ++m)
-    for (int j = 0; j < n; ++j)
-      for (int k = 0; k < 16; ++k)
-        d[size_t(m)][size_t(j)] += s.at(emu::k_major_read(desc_a, m, k)) *
-                                   s.at(trans_b ? emu::n_major_read(desc_b, k, j) : emu::k_major_read(desc_b, j, k));
-}
-// The same with A from registers: a[thread][register][half] of the warpgroup's 128 threads.
-using AFrag = std::array<std::array<std::array<double, 2>, 4>, 128>;
-void mma_rs(Matrix& d, const AFrag& a, const Smem& s, uint64_t desc_b, int n) {
-  Matrix am = zeros(64, 16);
-  for (int t = 0; t < 128; ++t)
-    for (int i = 0; i < 4; ++i)
-      for (int j = 0; j < 2; ++j)
-        am[size_t(emu::a_frag_row(t / 32, t % 32, i))][size_t(emu::a_frag_k(t % 32, i, j))] =
-            a[size_t(t)][size_t(i)][size_t(j)];
-  for (int m = 0; m < 64; ++m)
-    for (int col = 0; col < n; ++col)
-      for (int k = 0; k < 16; ++k)
-        d[size_t(m)][size_t(col)] += am[size_t(m)][size_t(k)] * s.at(emu::n_major_read(desc_b, k, col));
-}
 
 // Stores rows x 576 the way the kernel's loader does: 16-byte pieces at base + row_piece(row, byte offset).
 void store_rows(Smem& s, uint32_t base, const Matrix& m) {
@@ -88,7 +54,7 @@ void replay_step(bool split) {
     Matrix sc = zeros(64, score_n);
     for (int slab = 0; slab < mla::kWgSlabs; ++slab)
       for (int k = 0; k < 4; ++k)
-        mma_ss(sc, s, wg::q_desc(q_base, slab, k), wg::k_desc(stage, slab, k, tok0), false, score_n);
+        emu::mma_ss(sc, s, wg::q_desc(q_base, slab, k), wg::k_desc(stage, slab, k, tok0), false, score_n);
     for (int m = 0; m < kRows; ++m)
       for (int t = 0; t < score_n; ++t) {
         double want = 0;
@@ -115,17 +81,11 @@ void replay_step(bool split) {
     Matrix o = zeros(64, 256);
     for (int kk = 0; kk < 4; ++kk) {
       if (split) {
-        mma_ss(o, s, wg::p_desc(p_base, kk), wg::v_desc(stage, g, kk), true, 256);
+        emu::mma_ss(o, s, wg::p_desc(p_base, kk), wg::v_desc(stage, g, kk), true, 256);
         continue;
       }
-      AFrag a{};  // the register P of k-step kk, built as the kernel builds it from its own S (P here)
-      for (int thread = 0; thread < 128; ++thread)
-        for (int i = 0; i < 4; ++i) {
-          const int e = wg::p_element(kk, i);
-          const int r = sm90::acc_row(thread / 32, thread % 32, e), c = sm90::acc_col(thread % 32, e);
-          a[size_t(thread)][size_t(i)] = {p_full[size_t(r)][size_t(c)], p_full[size_t(r)][size_t(c + 1)]};
-        }
-      mma_rs(o, a, s, wg::v_desc(stage, g, kk), 256);
+      // The register P of k-step kk, built as the kernel builds it from its own S (P here).
+      emu::mma_rs(o, emu::a_from_acc(p_full, kk), s, wg::v_desc(stage, g, kk), 256);
     }
     for (int m = 0; m < kRows; ++m)
       for (int c = 0; c < 256; ++c) {

@@ -1,12 +1,17 @@
 // The tensor cores' view of shared memory for wgmma, rebuilt from the PTX ISA's description of the descriptor
 // and of the canonical 128-byte-swizzled layouts, independently of kernels/cuda/wgmma_sm90.cuh: the CPU tests
 // read operands the way the hardware says it does and compare with where the kernels' code stored them. Also the
-// exact matrices their replays compute with.
+// exact matrices and emulated shared memory their replays compute with, wgmma itself (SS and RS), and, marked as
+// the kernels' side, their accumulator-to-operand map.
 #pragma once
 
+#include <array>
+#include <cmath>
 #include <cstdint>
 #include <random>
 #include <vector>
+
+#include "kernels/cuda/wgmma_sm90.cuh"
 
 namespace mlarun::test::wgmma {
 
@@ -48,6 +53,57 @@ inline Matrix random_eighths(int r, int c, uint32_t seed) {
   for (auto& row : m)
     for (double& x : row) x = u(rng) / 8.0;
   return m;
+}
+
+// Shared memory as one double per 16-bit element, addressed in bytes: unwritten elements are NaN, and every
+// element counts its writes.
+struct Smem {
+  std::vector<double> v;
+  std::vector<int> writes;
+  explicit Smem(size_t bytes) : v(bytes / 2, NAN), writes(bytes / 2, 0) {}
+  void put(uint32_t addr, double x) {
+    v.at(addr / 2) = x;
+    ++writes.at(addr / 2);
+  }
+  double at(uint32_t addr) const { return v.at(addr / 2); }
+};
+
+// wgmma m64nNk16 with A and B from shared memory (A K-major; B K-major, or N-major when trans_b): d += A . B.
+inline void mma_ss(Matrix& d, const Smem& s, uint64_t desc_a, uint64_t desc_b, bool trans_b, int n) {
+  for (int m = 0; m < 64; ++m)
+    for (int j = 0; j < n; ++j)
+      for (int k = 0; k < 16; ++k)
+        d[size_t(m)][size_t(j)] += s.at(k_major_read(desc_a, m, k)) *
+                                   s.at(trans_b ? n_major_read(desc_b, k, j) : k_major_read(desc_b, j, k));
+}
+// The same with A from registers, a[thread][register][half] of the warpgroup's 128 threads, and B N-major.
+using AFrag = std::array<std::array<std::array<double, 2>, 4>, 128>;
+inline void mma_rs(Matrix& d, const AFrag& a, const Smem& s, uint64_t desc_b, int n) {
+  Matrix am = zeros(64, 16);
+  for (int t = 0; t < 128; ++t)
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 2; ++j)
+        am[size_t(a_frag_row(t / 32, t % 32, i))][size_t(a_frag_k(t % 32, i, j))] =
+            a[size_t(t)][size_t(i)][size_t(j)];
+  for (int m = 0; m < 64; ++m)
+    for (int col = 0; col < n; ++col)
+      for (int k = 0; k < 16; ++k)
+        d[size_t(m)][size_t(col)] += am[size_t(m)][size_t(k)] * s.at(n_major_read(desc_b, k, col));
+}
+
+// The kernels' side, under test: k-step kk of an accumulator matrix `acc` (64 rows) turned into the register A
+// operand as they do it (kernels/cuda/wgmma_sm90.cuh acc_row, acc_col, acc_to_a).
+inline AFrag a_from_acc(const Matrix& acc, int kk) {
+  namespace sm90 = ops::cuda::wgmma_sm90;
+  AFrag a{};
+  for (int t = 0; t < 128; ++t)
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 2; ++j) {
+        const int e = sm90::acc_to_a(kk, i) + j;
+        const int r = sm90::acc_row(t / 32, t % 32, e), c = sm90::acc_col(t % 32, e);
+        a[size_t(t)][size_t(i)][size_t(j)] = acc[size_t(r)][size_t(c)];
+      }
+  return a;
 }
 
 }  // namespace mlarun::test::wgmma
