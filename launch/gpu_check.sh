@@ -523,6 +523,10 @@ race_mla_small="--gtest_filter='*SanitizerSized*'"  # racecheck needs minutes on
 # tool).
 repeat_mla="--gtest_filter='*MlaDecodeSplits*:*ScheduleIsReused*:*TensorCoreRuns*:*MlaDecodeFitted*:*Wgmma*'"
 not_fitted="--gtest_filter='-*MlaDecodeFitted*:*MlaDecodeWgmma*'"
+verified_fa="--gtest_filter='-*_wg:*/wgmma'" wgmma_fa="--gtest_filter='*_wg:*/wgmma'"
+verified_mla="--gtest_filter='-*Fitted*:*Wgmma*:*EveryKernel*'"
+fitted_mla="--gtest_filter='*MlaDecodeFitted*:*FittedKernel*'"
+wgmma_mla="--gtest_filter='*MlaDecodeWgmma*:*FittedAndWgmma*:*EveryKernel*'"
 
 # ---- validation: kernel tests, model and CLI, TP and NCCL, sanitizers ---------------------------------------
 # The wgmma layer first (seconds): descriptors, swizzle and fragment maps on the tensor cores, before any kernel
@@ -531,9 +535,16 @@ need_bins wgmma-probe tests/test_gpu_wgmma_probe &&
   step wgmma-probe "$out/kernels.log" 5 30 1 "$tests/test_gpu_wgmma_probe; r=\$?;
     $(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer) --error-exitcode 86 --tool memcheck \
     $tests/test_gpu_wgmma_probe --gtest_brief=1 && exit \$r"
+# The kernels the H200 verified first, then each new kernel family in its own process: a kernel that faults
+# poisons its CUDA context, and would otherwise fail every test after it in the same binary.
 need_bins kernels tests/test_gpu_flash_prefill tests/test_gpu_mla_decode &&
-  step kernels "$out/kernels.log" 20 150 1 "$tests/test_gpu_flash_prefill --gtest_brief=1; r=\$?;
-    $tests/test_gpu_mla_decode --gtest_brief=1 && exit \$r"
+  step kernels "$out/kernels.log" 20 100 1 "$tests/test_gpu_flash_prefill --gtest_brief=1 $verified_fa; r=\$?;
+    $tests/test_gpu_mla_decode --gtest_brief=1 $verified_mla && exit \$r"
+need_bins kernels-fitted tests/test_gpu_mla_decode &&
+  step kernels-fitted "$out/kernels.log" 10 60 1 "$tests/test_gpu_mla_decode --gtest_brief=1 $fitted_mla"
+need_bins kernels-wgmma tests/test_gpu_mla_decode tests/test_gpu_flash_prefill &&
+  step kernels-wgmma "$out/kernels.log" 10 90 1 "$tests/test_gpu_mla_decode --gtest_brief=1 $wgmma_mla; r=\$?;
+    $tests/test_gpu_flash_prefill --gtest_brief=1 $wgmma_fa && exit \$r"
 need_bins kernels-repeat3 tests/test_gpu_flash_prefill tests/test_gpu_mla_decode &&
   step kernels-repeat3 "$out/kernels.log" 10 50 1 "$tests/test_gpu_mla_decode --gtest_brief=1 --gtest_repeat=3 \
     $repeat_mla;
