@@ -258,9 +258,10 @@ sub_bench_decode() {
     cat "$j"
     echo "NOTE: $(python3 -c "$decode_note" "$j" "236B/2 layers, batch $b, 4096 cached" 2>&1 | tail -1)"
   done
-  # Batch 64 again with the other MLA decode attend kernels (MLARUN_MLA_DECODE_KERNEL), fastest first to fail.
+  # Batch 64 again with the 32-row tensor-core kernel, the default before AttendKernel::Auto
+  # (MLARUN_MLA_DECODE_KERNEL; the workbench compares every kernel at the kernel level).
   local k
-  for k in fitted wgmma wgmma-split; do
+  for k in mma; do
     j=$GC_TMP/bench_decode_b64_$k.json
     MLARUN_MLA_DECODE_KERNEL=$k "$GC_BUILD/launch/mlarun" bench decode --config configs/config_236B.json \
       --layers 2 --batch 64 --seq-len 4096 --device cuda --attention mla --iters 10 --warmup 2 --json "$j" ||

@@ -25,17 +25,18 @@ bool flash_prefill_fits(int64_t d_qk, int64_t d_v, DType dtype) {
 int32_t parse_mla_decode_kernel(const char* value) {
   const std::string v = value == nullptr ? "" : value;
   if (v.empty()) return int32_t(mla::kDefaultAttend);
-  const char* names[] = {"simt", "mma", "fitted", "wgmma", "wgmma-split"};  // AttendKernel 0..4
-  for (int32_t i = 0; i < 5; ++i)
+  const char* names[] = {"simt", "mma", "fitted", "wgmma", "wgmma-split", "auto"};  // AttendKernel 0..5
+  for (int32_t i = 0; i < 6; ++i)
     if (v == names[i]) return i;
-  fail("MLARUN_MLA_DECODE_KERNEL = '", v, "' is not one of simt, mma, fitted, wgmma, wgmma-split (unset: mma)");
+  fail("MLARUN_MLA_DECODE_KERNEL = '", v,
+       "' is not one of simt, mma, fitted, wgmma, wgmma-split, auto (unset: auto)");
 }
 
 bool parse_flash_prefill_wgmma(const char* value) {
   const std::string v = value == nullptr ? "" : value;
   if (v.empty()) return flash::kWgmmaPrefill;
   MLARUN_CHECK(v == "mma" || v == "wgmma", "MLARUN_FLASH_PREFILL_KERNEL = '", v,
-               "' is not one of mma, wgmma (unset: mma)");
+               "' is not one of mma, wgmma (unset: wgmma where the device runs it)");
   return v == "wgmma";
 }
 
@@ -58,8 +59,8 @@ bool flash_prefill_wgmma() {
 }
 
 void set_mla_decode_kernel(int32_t kernel) {
-  MLARUN_CHECK(kernel >= -1 && kernel <= int32_t(mla::AttendKernel::WgmmaSplit), "set_mla_decode_kernel: ", kernel,
-               " is not -1 (the environment's) or an AttendKernel 0..", int32_t(mla::AttendKernel::WgmmaSplit));
+  MLARUN_CHECK(kernel >= -1 && kernel <= int32_t(mla::AttendKernel::Auto), "set_mla_decode_kernel: ", kernel,
+               " is not -1 (the environment's) or an AttendKernel 0..", int32_t(mla::AttendKernel::Auto));
   g_mla_decode_kernel.store(kernel);
 }
 

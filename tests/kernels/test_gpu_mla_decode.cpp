@@ -103,8 +103,8 @@ TEST(MlaDecodeApi, EveryBadFieldIsNamedWithItsValue) {
       {[](auto& p) { p.out = reinterpret_cast<uint16_t*>(g_fake + 8); }, "is not 16-byte aligned"},
       {[](auto& p) { p.workspace = g_fake + 16; }, "is not 256-byte aligned"},
       {[](auto& p) { p.workspace_bytes -= 1; }, " bytes needed for batch 4, 16 heads, max_q_per_seq 2 and 132 SMs"},
-      {[](auto& p) { p.attend = cuda::mla::AttendKernel(5); },
-       "attend 5 is not simt (0), tensor cores (1), fitted tensor cores (2), wgmma (3) or wgmma split (4)"},
+      {[](auto& p) { p.attend = cuda::mla::AttendKernel(6); },
+       "attend 6 is not simt (0), tensor cores (1), fitted tensor cores (2), wgmma (3), wgmma split (4) or auto (5)"},
   };
   for (const Bad& bad : cases) {
     SCOPED_TRACE(bad.expect);
@@ -135,10 +135,11 @@ TEST(MlaDecodeApi, QuantizedRowsAreTheCpuCacheRows) {
 }
 
 TEST(MlaDecodeApi, WorkspaceAndPartsFollowTheConfig) {
-  EXPECT_EQ(cuda::mla_decode_num_parts(16, 1, 132), 132);  // 16 rows: one M tile, one part per SM
-  EXPECT_EQ(cuda::mla_decode_num_parts(128, 1, 132), 33);  // 128 rows: 4 M tiles share each part
-  EXPECT_EQ(cuda::mla_decode_num_parts(128, 4, 132), 8);   // 512 rows: 16 M tiles
-  EXPECT_EQ(cuda::mla_decode_num_parts(128, 4, 4), 1);
+  constexpr auto kMma = cuda::mla::AttendKernel::TensorCores;     // 32-row tiles (the fitted ones: kernels test)
+  EXPECT_EQ(cuda::mla_decode_num_parts(16, 1, 132, kMma), 132);  // 16 rows: one M tile, one part per SM
+  EXPECT_EQ(cuda::mla_decode_num_parts(128, 1, 132, kMma), 33);  // 128 rows: 4 M tiles share each part
+  EXPECT_EQ(cuda::mla_decode_num_parts(128, 4, 132, kMma), 8);   // 512 rows: 16 M tiles
+  EXPECT_EQ(cuda::mla_decode_num_parts(128, 4, 4, kMma), 1);
   const size_t small = cuda::mla_decode_workspace_bytes(8, 16, 1, 132);
   EXPECT_GT(cuda::mla_decode_workspace_bytes(64, 16, 1, 132), small);
   EXPECT_GT(cuda::mla_decode_workspace_bytes(8, 16, 2, 132), small);

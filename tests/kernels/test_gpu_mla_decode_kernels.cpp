@@ -49,12 +49,14 @@ TEST(MlaDecodeApi, KernelChoicesByEnvironmentParseAndNameBadValues) {
   EXPECT_EQ(cuda::parse_mla_decode_kernel("fitted"), int32_t(AttendKernel::TensorCoresFitted));
   EXPECT_EQ(cuda::parse_mla_decode_kernel("wgmma"), int32_t(AttendKernel::Wgmma));
   EXPECT_EQ(cuda::parse_mla_decode_kernel("wgmma-split"), int32_t(AttendKernel::WgmmaSplit));
+  EXPECT_EQ(cuda::parse_mla_decode_kernel("auto"), int32_t(AttendKernel::Auto));
+  EXPECT_EQ(cuda::mla::kDefaultAttend, AttendKernel::Auto);
   try {
     cuda::parse_mla_decode_kernel("WGMMA");
     ADD_FAILURE() << "accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("MLARUN_MLA_DECODE_KERNEL = 'WGMMA' is not one of simt, mma, fitted, "
-                                         "wgmma, wgmma-split"),
+                                         "wgmma, wgmma-split, auto"),
               std::string::npos)
         << e.what();
   }
@@ -65,9 +67,10 @@ TEST(MlaDecodeApi, KernelChoicesByEnvironmentParseAndNameBadValues) {
   if (std::getenv("MLARUN_MLA_DECODE_KERNEL") == nullptr) {
     EXPECT_EQ(cuda::mla_decode_kernel(), int32_t(cuda::mla::kDefaultAttend));
   }
-  EXPECT_THROW(cuda::set_mla_decode_kernel(5), Error);
+  EXPECT_THROW(cuda::set_mla_decode_kernel(6), Error);
+  EXPECT_THROW(cuda::set_mla_decode_kernel(-2), Error);
   EXPECT_THROW(cuda::set_flash_prefill_wgmma(2), Error);
-  EXPECT_FALSE(cuda::parse_flash_prefill_wgmma(nullptr));
+  EXPECT_TRUE(cuda::parse_flash_prefill_wgmma(nullptr));  // the Hopper kernel where the device runs it
   EXPECT_FALSE(cuda::parse_flash_prefill_wgmma("mma"));
   EXPECT_TRUE(cuda::parse_flash_prefill_wgmma("wgmma"));
   try {
@@ -107,6 +110,29 @@ TEST(MlaDecodeApi, FittedKernelFitsItsTileToTheRowsAndTheWorkspaceFitsEveryKerne
   // The 16-row tile takes the most parts, so the most partials: the shared size is the fitted one there.
   EXPECT_EQ(cuda::mla_decode_workspace_bytes(8, 16, 1, 132),
             cuda::mla::workspace_layout(8, 16, 1, 132, cuda::mla::attend_geometry(kFit, false, 16, 1)).total);
+}
+
+// AttendKernel::Auto: the fitted kernel up to 63 rows and over quantized rows, the split wgmma kernel from 64 bf16
+// rows up on a device that runs it, the fitted one on any other; explicit kernels are kept as asked.
+TEST(MlaDecodeApi, AutoTakesTheKernelMeasuredFastestForTheRows) {
+  using cuda::mla::AttendKernel;
+  using cuda::mla::auto_attend;
+  constexpr AttendKernel kFit = AttendKernel::TensorCoresFitted, kWgs = AttendKernel::WgmmaSplit;
+  EXPECT_EQ(auto_attend(false, 16, 1, true), kFit);    // TP 8: 16 rows
+  EXPECT_EQ(auto_attend(false, 16, 3, true), kFit);    // 48 rows
+  EXPECT_EQ(auto_attend(false, 16, 4, true), kWgs);    // 64 rows
+  EXPECT_EQ(auto_attend(false, 128, 1, true), kWgs);   // no TP: 128 rows
+  EXPECT_EQ(auto_attend(false, 128, 2, true), kWgs);   // MTP
+  EXPECT_EQ(auto_attend(true, 128, 2, true), kFit);    // fp8/int8 rows: the fitted kernel reads them
+  EXPECT_EQ(auto_attend(false, 128, 1, false), kFit);  // no wgmma on this device or in this build
+  for (AttendKernel k : {AttendKernel::Simt, AttendKernel::TensorCores, kFit, AttendKernel::Wgmma, kWgs})
+    EXPECT_EQ(cuda::resolve_attend(k, false, 128, 1), k);
+  // Auto resolves once per call shape, so the schedule and the attend kernel agree: its parts are its kernel's.
+  const AttendKernel r = cuda::resolve_attend(AttendKernel::Auto, false, 128, 1);
+  EXPECT_TRUE(r == kFit || r == kWgs) << int(r);
+  EXPECT_EQ(cuda::mla_decode_num_parts(128, 1, 132, AttendKernel::Auto), cuda::mla_decode_num_parts(128, 1, 132, r));
+  EXPECT_EQ(cuda::resolve_attend(AttendKernel::Auto, false, 16, 1), kFit);
+  EXPECT_EQ(cuda::resolve_attend(AttendKernel::Auto, true, 128, 1), kFit);
 }
 
 // The fitted tensor-core kernel (attend_mma_fitted.cu) at each of its M tiles, chosen by heads x query tokens:
@@ -169,6 +195,23 @@ TEST(MlaDecodeGpu, FittedAndWgmmaKernelsOverQuantizedRowsMatchReference) {
       c.attend = attend;
       run_and_check(c);
     }
+}
+
+// The default (AttendKernel::Auto) on this GPU, on both sides of its switch (16 and 128 heads, 1 and 2 query
+// tokens), over bf16 and fp8 rows, with the device's SMs: the kernel it resolves to matches the reference.
+TEST(MlaDecodeGpu, AutoKernelMatchesReferenceOnBothSidesOfItsSwitch) {
+  for (int heads : {16, 128})
+    for (int max_q : {1, 2})
+      for (cuda::MlaKvFormat format : {cuda::MlaKvFormat::Bf16, cuda::MlaKvFormat::Fp8}) {
+        const auto k = cuda::resolve_attend(cuda::mla::AttendKernel::Auto, format != cuda::MlaKvFormat::Bf16,
+                                            heads, max_q);
+        SCOPED_TRACE(std::to_string(heads) + " heads, " + std::to_string(max_q) + " queries, " +
+                     cuda::mla_kv_format_name(format) + ": auto resolves to " + std::to_string(int(k)));
+        Case c{kLens, q_lens_up_to(max_q), heads, 64, 0, 47};
+        c.format = format;
+        c.attend = cuda::mla::AttendKernel::Auto;
+        run_and_check(c);
+      }
 }
 
 // The Hopper kernels (attend_wgmma.cu; every warpgroup scoring all tokens, or half of them each): 64-row tiles

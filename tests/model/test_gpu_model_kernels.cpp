@@ -1,11 +1,15 @@
 // The whole model on the GPU with each attention kernel it can choose (kernels/cuda/cuda_ops.h): a model of random
 // weights whose MLA shapes are in the fast kernels' contracts (kv_lora_rank 512, rope 64, q/k 192, v 128: the
 // fixtures' tiny shapes are not, so they never reach mla_decode or flash_prefill) prefills a prompt through
-// flash_prefill and decodes greedy steps through mla_decode. Every decode kernel, and the wgmma flash kernel, must
-// give the default kernels' logits within the bf16 tolerance: the step-level check that a kernel may become the
-// default. Skips without a GPU.
+// flash_prefill and decodes greedy steps through mla_decode. The same model in f32 on the CPU is the reference:
+// every kernel's worst step must be within twice the default kernels' worst error against it (or the bf16
+// tolerance, if larger), the step-level check that a kernel may serve the model. Two bf16 kernels can differ by
+// about as much as each differs from f32 (1.1% after two decode steps on an H100), so they are not compared with
+// each other. Skips without a GPU.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -40,16 +44,17 @@ ModelConfig fast_kernel_config() {
 }
 
 // Logits of a prompt prefilled in one step (last row) and of `steps` decode steps after it, f32 on the host, one
-// [1, vocab] tensor per step, with the kernels set by `decode_kernel` / `flash_wgmma` (-1: the default). The
-// decoded tokens are the greedy ones, recorded into `tokens` when it is empty, else taken from it (so every run
-// decodes the same tokens, whatever near-ties its rounding breaks the other way).
-std::vector<Tensor> run_steps(const DeepseekModel& model, int32_t decode_kernel, int32_t flash_wgmma, int steps,
-                              std::vector<int32_t>& tokens) {
+// [1, vocab] tensor per step, on the model's device, with the kernels set by `decode_kernel` / `flash_wgmma` (-1:
+// the default). The decoded tokens are the greedy ones, recorded into `tokens` when it is empty, else taken from
+// it (so every run decodes the same tokens, whatever near-ties its rounding breaks the other way).
+std::vector<Tensor> run_steps(const DeepseekModel& model, Device device, int32_t decode_kernel, int32_t flash_wgmma,
+                              int steps, std::vector<int32_t>& tokens) {
   ops::cuda::set_mla_decode_kernel(decode_kernel);
   ops::cuda::set_flash_prefill_wgmma(flash_wgmma);
   const ModelConfig& c = model.config();
   constexpr int64_t kBlock = 16, kBlocks = 12;
-  CachePool pool = CachePool::allocate(c.n_layers, kBlocks, kBlock, c.latent_dim(), DType::BF16, Device::CUDA);
+  const DType cache_dtype = device == Device::CUDA ? DType::BF16 : DType::F32;
+  CachePool pool = CachePool::allocate(c.n_layers, kBlocks, kBlock, c.latent_dim(), cache_dtype, device);
   std::vector<int32_t> table;
   for (int64_t b = kBlocks - 1; b >= 0; --b) table.push_back(int32_t(b));  // reversed: not the identity
   std::vector<int32_t> prompt;
@@ -83,26 +88,48 @@ std::vector<Tensor> run_steps(const DeepseekModel& model, int32_t decode_kernel,
 
 }  // namespace
 
-TEST(GpuModelKernels, EveryAttentionKernelGivesTheDefaultKernelsLogits) {
+TEST(GpuModelKernels, EveryAttentionKernelIsWithinTwiceTheDefaultKernelsErrorAgainstF32) {
   MLARUN_GPU_OR_SKIP();
   const ModelConfig c = fast_kernel_config();
   RandomWeights weights(c);
   SingleCommunicator comm;
+  DeepseekModel cpu_model(c, weights, comm, Placement::cpu());
   DeepseekModel model(c, weights, comm, Placement::cuda_bf16());
   ASSERT_TRUE(ops::flash_prefill_fits(c.qk_nope_head_dim + c.qk_rope_head_dim, c.v_head_dim, DType::BF16));
   constexpr int kSteps = 6;
-  std::vector<int32_t> tokens;
-  const std::vector<Tensor> base = run_steps(model, -1, -1, kSteps, tokens);
+  std::vector<int32_t> tokens;  // the f32 model's greedy tokens, decoded by every run
+  const std::vector<Tensor> want = run_steps(cpu_model, Device::CPU, -1, -1, kSteps, tokens);
+  const std::vector<Tensor> base = run_steps(model, Device::CUDA, -1, -1, kSteps, tokens);
+  ASSERT_EQ(base.size(), want.size());
+  // The worst step's error, not each step's: a step where rounding flips a near-tied expert choice costs every
+  // bf16 run about 1% there, whichever kernel it used.
+  const auto worst_error = [&](const std::vector<Tensor>& got, std::string& where) {
+    double worst = 0;
+    for (size_t s = 0; s < got.size(); ++s) {
+      const double e = rel_error(got[s], want[s]);
+      if (e > worst) worst = e, where = s == 0 ? "prefill" : "decode step " + std::to_string(s);
+    }
+    return worst;
+  };
+  std::string base_where;
+  const double base_error = worst_error(base, base_where);
+  EXPECT_LT(base_error, 5 * kBf16RelTol) << "the default kernels, at " << base_where;  // bf16, not garbage
+  const double bound = std::max(2 * base_error, kBf16RelTol);
+  std::printf("%-20s worst rel error against f32 %.4f at %s\n", "default kernels", base_error, base_where.c_str());
   struct Choice {
     const char* name;
     int32_t decode_kernel, flash_wgmma;
   };
-  for (const Choice& k : {Choice{"decode simt", 0, -1}, Choice{"decode fitted", 2, -1}, Choice{"decode wgmma", 3, -1},
-                          Choice{"decode wgmma-split", 4, -1}, Choice{"flash wgmma", -1, 1}}) {
+  for (const Choice& k : {Choice{"decode simt", 0, -1}, Choice{"decode mma", 1, -1}, Choice{"decode fitted", 2, -1},
+                          Choice{"decode wgmma", 3, -1}, Choice{"decode wgmma-split", 4, -1},
+                          Choice{"flash mma", -1, 0}, Choice{"flash wgmma", -1, 1}}) {
     SCOPED_TRACE(k.name);
-    const std::vector<Tensor> got = run_steps(model, k.decode_kernel, k.flash_wgmma, kSteps, tokens);
-    ASSERT_EQ(got.size(), base.size());
-    for (size_t s = 0; s < got.size(); ++s)
-      EXPECT_LT(rel_error(got[s], base[s]), kBf16RelTol) << (s == 0 ? "prefill" : "decode step " + std::to_string(s));
+    const std::vector<Tensor> got = run_steps(model, Device::CUDA, k.decode_kernel, k.flash_wgmma, kSteps, tokens);
+    ASSERT_EQ(got.size(), want.size());
+    std::string where;
+    const double error = worst_error(got, where);
+    std::printf("%-20s worst rel error against f32 %.4f at %s\n", k.name, error, where.c_str());
+    EXPECT_LT(error, bound) << "at " << where << "; the default kernels' worst error " << base_error << " at "
+                            << base_where;
   }
 }

@@ -11,6 +11,7 @@
 
 #include "kernels/cuda/flash_prefill/flash_prefill.h"
 #include "kernels/cuda/flash_prefill/config.h"
+#include "kernels/cuda/wgmma_device.h"
 #include "runtime/error.h"
 
 namespace mlarun::ops::cuda {
@@ -116,11 +117,12 @@ void flash_prefill(const FlashPrefillParams& p, cudaStream_t stream) {
   if (max_q == 0) return;  // no query rows: nothing to write
 
   const bool bf16 = p.dtype == DType::BF16;
+  const bool wgmma = p.wgmma && device_runs_wgmma();  // elsewhere the Hopper kernel would trap: stage A's
   LaunchFn launch = nullptr;
-  if (p.head_dim_qk == 192 && p.head_dim_v == 128) launch = pick<192, 128>(bf16, p.wgmma);
-  if (p.head_dim_qk == 128 && p.head_dim_v == 128) launch = pick<128, 128>(bf16, p.wgmma);
-  if (p.head_dim_qk == 64 && p.head_dim_v == 64) launch = pick<64, 64>(bf16, p.wgmma);
-  if (p.head_dim_qk == 256 && p.head_dim_v == 256) launch = pick<256, 256>(bf16, p.wgmma);
+  if (p.head_dim_qk == 192 && p.head_dim_v == 128) launch = pick<192, 128>(bf16, wgmma);
+  if (p.head_dim_qk == 128 && p.head_dim_v == 128) launch = pick<128, 128>(bf16, wgmma);
+  if (p.head_dim_qk == 64 && p.head_dim_v == 64) launch = pick<64, 64>(bf16, wgmma);
+  if (p.head_dim_qk == 256 && p.head_dim_v == 256) launch = pick<256, 256>(bf16, wgmma);
   MLARUN_CHECK(launch != nullptr, "flash_prefill: no kernel for head dims (qk ", p.head_dim_qk, ", v ",
                p.head_dim_v, ") although they passed the check");
   launch(p, max_q, stream);

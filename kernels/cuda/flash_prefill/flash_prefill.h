@@ -56,8 +56,9 @@ struct FlashPrefillParams {
   // sort by key blocks) instead of m-blocks x heads x sequences. On by default: faster on the varlen workbench
   // batch of a GPU run (config.h kLongestFirst).
   bool longest_first = flash::kLongestFirst;
-  // The Hopper kernel (kernel_wgmma.cuh: wgmma, sm_90a) instead of stage A's mma.sync one. Not yet run on a GPU,
-  // so off by default (config.h kWgmmaPrefill).
+  // The Hopper kernel (kernel_wgmma.cuh: wgmma) instead of stage A's mma.sync one, where the device runs it
+  // (kernels/cuda/wgmma_device.h: an sm_90a build on a compute capability 9.0 device; elsewhere stage A's kernel
+  // serves the call). On by default (config.h kWgmmaPrefill).
   bool wgmma = flash::kWgmmaPrefill;
 };
 

@@ -164,14 +164,26 @@ enum class AttendKernel : int32_t {
   TensorCoresFitted = 2,  // attend_mma_fitted.cu: M tile fitted to the rows, every format
   Wgmma = 3,              // attend_wgmma.cu: Hopper, 64-row tiles (bf16; quantized rows as TensorCores)
   WgmmaSplit = 4,         // the same with each warpgroup scoring half of the tokens
+  Auto = 5,               // the fastest one measured for the call's rows (auto_attend below)
 };
-constexpr AttendKernel kDefaultAttend = AttendKernel::TensorCores;  // MlaDecodeParams::attend
+constexpr AttendKernel kDefaultAttend = AttendKernel::Auto;  // MlaDecodeParams::attend
+
+// Auto's choice, from the H100 workbench (NOTES.md): the fitted kernel at 16 rows (H x max_q; 1.95x the 32-row
+// kernel at the TP 8 shape, where wgmma's 64-row tiles are three-quarters padding: 1.31x) and over quantized
+// rows; the split wgmma kernel from 64 bf16 rows up (2.58x at 128 heads, 2.74x at 128 heads x 2 queries, against
+// the fitted kernel's 1.45x and 1.53x) on a device that runs it. 17..63 rows were not measured; they take the
+// fitted kernel, whose tile fits them.
+inline AttendKernel auto_attend(bool quantized, int64_t num_heads, int64_t max_q, bool device_runs_wgmma) {
+  if (device_runs_wgmma && !quantized && num_heads * max_q >= kWgRows) return AttendKernel::WgmmaSplit;
+  return AttendKernel::TensorCoresFitted;
+}
 
 // Rows per CTA (the M tile) and CTAs per SM of the attend kernel that serves a call: the scheduler cuts the
 // work into SMs x ctas_per_sm / m_tiles parts, and the grid is parts x m_tiles.
 struct AttendGeometry {
   int rows_per_cta = kRowsPerCta, ctas_per_sm = kCtasPerSm;
 };
+// `kernel` is never Auto here: callers resolve it first (mla_decode.h resolve_attend).
 inline AttendGeometry attend_geometry(AttendKernel kernel, bool quantized, int64_t num_heads, int64_t max_q) {
   if (kernel == AttendKernel::TensorCoresFitted) {
     const int m = fit_rows_per_cta(num_heads * max_q);

@@ -10,6 +10,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "kernels/cuda/wgmma_device.h"
 #include "runtime/cuda_check.h"
 #include "runtime/error.h"
 
@@ -37,6 +38,13 @@ void check_sizes(int batch, int num_heads, int max_q_per_seq, int num_sms) {
 
 mla::WorkspaceLayout layout_of(const MlaDecodeParams& p) {
   return mla::workspace_layout(p.batch, p.num_heads, p.max_q_per_seq, p.num_sms, mla::attend_geometry_of(p));
+}
+
+// `p` with AttendKernel::Auto replaced by the kernel it stands for: the stages below pass on only concrete kernels.
+MlaDecodeParams resolved(const MlaDecodeParams& p) {
+  MlaDecodeParams r = p;
+  r.attend = resolve_attend(p.attend, p.kv_format != MlaKvFormat::Bf16, p.num_heads, p.max_q_per_seq);
+  return r;
 }
 
 }  // namespace
@@ -68,13 +76,21 @@ size_t mla_decode_workspace_bytes(int batch, int num_heads, int max_q_per_seq, i
 
 int mla_decode_num_parts(int num_heads, int max_q_per_seq, int num_sms, mla::AttendKernel attend) {
   check_sizes(1, num_heads, max_q_per_seq, num_sms);
-  const mla::AttendGeometry g = mla::attend_geometry(attend, false, num_heads, max_q_per_seq);
+  const mla::AttendKernel k = resolve_attend(attend, false, num_heads, max_q_per_seq);
+  const mla::AttendGeometry g = mla::attend_geometry(k, false, num_heads, max_q_per_seq);
   return int(mla::num_parts(num_heads, max_q_per_seq, num_sms, g));
+}
+
+mla::AttendKernel resolve_attend(mla::AttendKernel attend, bool quantized, int num_heads, int max_q_per_seq) {
+  if (attend != mla::AttendKernel::Auto) return attend;
+  return mla::auto_attend(quantized, num_heads, max_q_per_seq, device_runs_wgmma());
 }
 
 namespace mla {
 AttendGeometry attend_geometry_of(const MlaDecodeParams& p) {
-  return attend_geometry(p.attend, p.kv_format != MlaKvFormat::Bf16, p.num_heads, p.max_q_per_seq);
+  const bool quantized = p.kv_format != MlaKvFormat::Bf16;
+  const AttendKernel k = resolve_attend(p.attend, quantized, p.num_heads, p.max_q_per_seq);
+  return attend_geometry(k, quantized, p.num_heads, p.max_q_per_seq);
 }
 }  // namespace mla
 
@@ -94,9 +110,9 @@ void check_mla_decode(const MlaDecodeParams& p) {
   MLARUN_CHECK(p.kv_format == MlaKvFormat::Bf16 || p.kv_format == MlaKvFormat::Fp8 ||
                    p.kv_format == MlaKvFormat::Int8,
                kWho, "kv_format ", int32_t(p.kv_format), " is not bf16 (0), fp8 (1) or int8 (2)");
-  MLARUN_CHECK(int32_t(p.attend) >= 0 && int32_t(p.attend) <= int32_t(mla::AttendKernel::WgmmaSplit), kWho,
-               "attend ", int32_t(p.attend),
-               " is not simt (0), tensor cores (1), fitted tensor cores (2), wgmma (3) or wgmma split (4)");
+  MLARUN_CHECK(int32_t(p.attend) >= 0 && int32_t(p.attend) <= int32_t(mla::AttendKernel::Auto), kWho, "attend ",
+               int32_t(p.attend),
+               " is not simt (0), tensor cores (1), fitted tensor cores (2), wgmma (3), wgmma split (4) or auto (5)");
   check_range("block_size", p.block_size, 1, mla::kMaxBlockSize);
   check_range("num_blocks", p.num_blocks, 1, std::numeric_limits<int32_t>::max());
   check_range("max_blocks_per_seq", p.max_blocks_per_seq, 1,
@@ -121,23 +137,27 @@ void check_mla_decode(const MlaDecodeParams& p) {
                " and ", p.num_sms, " SMs (mla_decode_workspace_bytes)");
 }
 
-void mla_decode_schedule(const MlaDecodeParams& p, cudaStream_t stream) {
-  check_mla_decode(p);
+void mla_decode_schedule(const MlaDecodeParams& p_asked, cudaStream_t stream) {
+  check_mla_decode(p_asked);
+  const MlaDecodeParams p = resolved(p_asked);
   mla::launch_mla_decode_schedule(p, layout_of(p), stream);
 }
 
-void mla_decode_attend(const MlaDecodeParams& p, cudaStream_t stream) {
-  check_mla_decode(p);
+void mla_decode_attend(const MlaDecodeParams& p_asked, cudaStream_t stream) {
+  check_mla_decode(p_asked);
+  const MlaDecodeParams p = resolved(p_asked);
   mla::launch_mla_decode_attend(p, layout_of(p), stream);
 }
 
-void mla_decode_combine(const MlaDecodeParams& p, cudaStream_t stream) {
-  check_mla_decode(p);
+void mla_decode_combine(const MlaDecodeParams& p_asked, cudaStream_t stream) {
+  check_mla_decode(p_asked);
+  const MlaDecodeParams p = resolved(p_asked);
   mla::launch_mla_decode_combine(p, layout_of(p), stream);
 }
 
-void mla_decode(const MlaDecodeParams& p, cudaStream_t stream) {
-  check_mla_decode(p);
+void mla_decode(const MlaDecodeParams& p_asked, cudaStream_t stream) {
+  check_mla_decode(p_asked);
+  const MlaDecodeParams p = resolved(p_asked);
   const mla::WorkspaceLayout w = layout_of(p);
   mla::launch_mla_decode_schedule(p, w, stream);
   mla::launch_mla_decode_attend(p, w, stream);

@@ -55,7 +55,8 @@ struct MlaDecodeParams {
   // Which attend kernel (config.h AttendKernel): tensor cores with 32-row tiles (attend_mma.cu), SIMT (attend.cu),
   // tensor cores with the M tile fitted to the rows (attend_mma_fitted.cu), or Hopper's wgmma over 64-row tiles
   // (attend_wgmma.cu, bf16 rows, sm_90a; every warpgroup scoring all tokens, or half of them each; quantized rows
-  // asked of these two run the 32-row kernel). Every one fits mla_decode_workspace_bytes.
+  // asked of these two run the 32-row kernel), or, by default, Auto: the one measured fastest for the call's rows
+  // on this device (config.h auto_attend). Every one fits mla_decode_workspace_bytes.
   mla::AttendKernel attend = mla::kDefaultAttend;
 };
 // Causality: query i (0-based) of a sequence with L cached tokens and n query rows sees tokens 0 .. L - n + i
@@ -73,6 +74,9 @@ size_t mla_decode_workspace_bytes(int batch, int num_heads, int max_q_per_seq, i
 // rows (quantized rows take the 32-row geometry of AttendKernel::TensorCores).
 int mla_decode_num_parts(int num_heads, int max_q_per_seq, int num_sms,
                          mla::AttendKernel attend = mla::kDefaultAttend);
+// The kernel that serves a call asking for `attend`: itself, or for AttendKernel::Auto config.h auto_attend on the
+// current device (a cached device attribute query: kernels/cuda/wgmma_device.h; graph-capture safe).
+mla::AttendKernel resolve_attend(mla::AttendKernel attend, bool quantized, int num_heads, int max_q_per_seq);
 // Multiprocessors of the current device (a CUDA call; throws mlarun::Error when there is none).
 int current_device_sm_count();
 
