@@ -8,8 +8,8 @@
 // Off by default: with no profiler active on the thread a region costs one thread-local pointer test.
 // Timestamps: on the CPU std::chrono::steady_clock at each boundary. On CUDA a timing event recorded on the current
 // stream at each boundary, from a pool reused step after step (no allocation once a step has been seen), read after
-// the step's own synchronization: GPU time between boundaries, no synchronization added inside the step. The CUDA
-// path is compile-checked only so far (it has not run on a GPU).
+// the step's own synchronization: GPU time between boundaries, no synchronization added inside the step (its GPU
+// test passed on an H200 and an H100).
 #pragma once
 
 #include <array>

@@ -75,8 +75,8 @@ static_assert(kSmemBytes <= 227 * 1024, "shared memory per CTA is limited to 227
 // ---- The tensor-core attend kernel (attend_mma.cu; bf16 caches) ---------------------------------------------
 // The same CTA tiling, workspace and partials as the SIMT kernel; both products on mma.sync m16n8k16 with fp32
 // accumulators: q rows and cached rows as stored (bf16), P rounded to bf16 for P.V as FlashAttention and FlashMLA
-// do. Every cache format. The default since its tests passed on an H200, where it ran the TP 8 shape 2.8x
-// faster than the SIMT kernel (kDefaultAttend below; NOTES.md in this folder).
+// do. Every cache format. It ran the TP 8 shape 2.8x faster than the SIMT kernel on an H200; the fitted and
+// wgmma kernels below, which AttendKernel::Auto picks between, are faster still (NOTES.md in this folder).
 constexpr int kMmaQStride = kHeadDimQK + 8;  // bf16 q rows padded by 16 B: ldmatrix rows in distinct bank groups
 constexpr int kMmaPStride = kBlockN + 8;     // bf16 P rows, likewise
 constexpr int kMmaSStride = kBlockN + 1;     // fp32 scores
@@ -140,7 +140,7 @@ static_assert(fit_smem_q_bytes(16) % 16 == 0 && fit_smem_s_bytes(16) % 16 == 0 &
 // 64 (query token, head) rows per CTA, 64 cached tokens per step, two warpgroups: each computes the 64 x 64 scores
 // with wgmma from 128-byte-swizzled slabs (kernels/cuda/wgmma_sm90.cuh), keeps the softmax in registers and
 // multiplies P (from registers) by its 256 of the 512 latent columns. Q and a two-stage ring of cached tiles fill
-// shared memory: nine slabs of 64 x 64 bf16 each. Not yet run on a GPU (MlaDecodeParams::attend).
+// shared memory: nine slabs of 64 x 64 bf16 each (MlaDecodeParams::attend; measured in NOTES.md).
 constexpr int kWgRows = 64;
 constexpr int kWgBlockN = 64;                                   // cached tokens per step (two scheduler tiles)
 constexpr int kWgThreads = 256;                                 // two warpgroups
