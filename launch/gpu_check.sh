@@ -603,6 +603,10 @@ mla_shapes+=",tp8_b128_s8192_h16_bs16_fit,tp8_b128_s8192_h16_bs256_fit,tp8_b128_
 mla_shapes+=",tp8_b128_s8192_h16_wg,b64_s4096_h128_wg"
 mla_shapes+=",mtp2_b128_s8192_h128_wg,b64_s4096_h128_bs16_wg,b64_s4096_h128_bs256_wg,b64_s4096_h128_wgs"
 mla_shapes+=",mtp2_b128_s8192_h128_wgs,tp8_b128_s8192_h16_wgs"
+# Where AttendKernel::Auto switches kernels (32, 48 and 64 rows), each kernel side by side.
+mla_shapes+=",tp8_mtp2_b128_s8192_h16_mma,tp8_mtp2_b128_s8192_h16_fit,tp8_mtp2_b128_s8192_h16_wgs"
+mla_shapes+=",tp8_mtp3_b128_s8192_h16_fit,tp8_mtp3_b128_s8192_h16_wgs"
+mla_shapes+=",tp2_b128_s8192_h64_mma,tp2_b128_s8192_h64_fit,tp2_b128_s8192_h64_wgs"
 { [ -s "$ta_flash" ] || [ $ta_dry = 1 ]; } && fa_opt=" --anchors \"$ta_flash\""
 { [ -s "$ta_mla" ] || [ $ta_dry = 1 ]; } && mla_opt=" --torch-anchors \"$ta_mla\""
 need_bins bench-flash kernels/bench_flash_prefill &&

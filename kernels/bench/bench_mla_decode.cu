@@ -268,7 +268,17 @@ int run(int argc, char** argv) {
       {"b64_s4096_h128_bs256_wg", 64, 4096, 128, 1, 256, false, "within 10% of bs 64", kBf16, kWg},
       {"b64_s4096_h128_wgs", 64, 4096, 128, 1, 64, false, "<= 0.15 ms whole call", kBf16, kWgs},
       {"mtp2_b128_s8192_h128_wgs", 128, 8192, 128, 2, 64, false, ">= 450 TFLOP/s whole call", kBf16, kWgs},
-      {"tp8_b128_s8192_h16_wgs", 128, 8192, 16, 1, 64, false, ">= 2600 GB/s whole call", kBf16, kWgs}};
+      {"tp8_b128_s8192_h16_wgs", 128, 8192, 16, 1, 64, false, ">= 2600 GB/s whole call", kBf16, kWgs},
+      // Where AttendKernel::Auto switches from the fitted kernel to the split wgmma one (config.h auto_attend: 64
+      // rows): 32 rows (TP 8 with two query tokens), 48 (three) and 64 (TP 2: 64 heads), each kernel side by side.
+      {"tp8_mtp2_b128_s8192_h16_mma", 128, 8192, 16, 2, 64, false, "(Auto's switch)", kBf16, kMma},
+      {"tp8_mtp2_b128_s8192_h16_fit", 128, 8192, 16, 2, 64, false, "(Auto's switch)", kBf16, kFit},
+      {"tp8_mtp2_b128_s8192_h16_wgs", 128, 8192, 16, 2, 64, false, "(Auto's switch)", kBf16, kWgs},
+      {"tp8_mtp3_b128_s8192_h16_fit", 128, 8192, 16, 3, 64, false, "(Auto's switch)", kBf16, kFit},
+      {"tp8_mtp3_b128_s8192_h16_wgs", 128, 8192, 16, 3, 64, false, "(Auto's switch)", kBf16, kWgs},
+      {"tp2_b128_s8192_h64_mma", 128, 8192, 64, 1, 64, false, "(Auto's switch)", kBf16, kMma},
+      {"tp2_b128_s8192_h64_fit", 128, 8192, 64, 1, 64, false, "(Auto's switch)", kBf16, kFit},
+      {"tp2_b128_s8192_h64_wgs", 128, 8192, 64, 1, 64, false, "(Auto's switch)", kBf16, kWgs}};
   std::map<std::string, double> call_ms;  // each shape's whole call so far: the baselines of later rows
   const auto fixed2 = [](double v) {
     char buf[32];
