@@ -40,6 +40,18 @@ __device__ unsigned char* aligned_smem(uint32_t& addr) {
   return raw + (addr - base);
 }
 
+// Q [kProbeRows x 576] into the first nine slabs and the keys [kProbeTokens x 576] into the nine after them (their
+// address: the returned one plus kKeysOffset), both landed for the whole CTA on return. Returns Q's address.
+constexpr uint32_t kKeysOffset = kQkSlabs * kSlabBytes;
+__device__ uint32_t load_scores_operands(const uint16_t* q, const uint16_t* keys) {
+  uint32_t base;
+  unsigned char* smem = aligned_smem(base);
+  load_slabs(q, kProbeRows, kProbeDimQK, smem, base);
+  load_slabs(keys, kProbeTokens, kProbeDimQK, smem + kKeysOffset, base + kKeysOffset);
+  __syncthreads();
+  return base;
+}
+
 // S = Q . K^T over 576 into d (each warpgroup computes all of it): nine slabs x four k-steps.
 __device__ __forceinline__ void scores(float (&d)[32], uint32_t q_slabs, uint32_t k_slabs) {
   wgmma_fence();
@@ -71,15 +83,11 @@ __device__ void store_acc(const float* d, int n, float* out, int ld, int col0) {
 }
 
 __global__ void __launch_bounds__(128) probe_scores(const uint16_t* q, const uint16_t* k, float* out) {
-  uint32_t base;
-  unsigned char* smem = aligned_smem(base);
-  load_slabs(q, kProbeRows, kProbeDimQK, smem, base);
-  load_slabs(k, kProbeTokens, kProbeDimQK, smem + kQkSlabs * kSlabBytes, base + kQkSlabs * kSlabBytes);
-  __syncthreads();
+  const uint32_t base = load_scores_operands(q, k);
   float d[32];
 #pragma unroll
   for (int i = 0; i < 32; ++i) d[i] = 0.f;
-  scores(d, base, base + kQkSlabs * kSlabBytes);
+  scores(d, base, base + kKeysOffset);
   store_acc(d, 32, out, kProbeTokens, 0);
 }
 
@@ -107,16 +115,12 @@ __global__ void __launch_bounds__(256) probe_pv(const uint16_t* p_src, const uin
 }
 
 __global__ void __launch_bounds__(256) probe_attention(const uint16_t* q, const uint16_t* kv, float* out) {
-  uint32_t base;
-  unsigned char* smem = aligned_smem(base);
-  load_slabs(q, kProbeRows, kProbeDimQK, smem, base);
-  load_slabs(kv, kProbeTokens, kProbeDimQK, smem + kQkSlabs * kSlabBytes, base + kQkSlabs * kSlabBytes);
-  __syncthreads();
+  const uint32_t base = load_scores_operands(q, kv);
   const int g = threadIdx.x / 128;
   float s[32];
 #pragma unroll
   for (int i = 0; i < 32; ++i) s[i] = 0.f;
-  scores(s, base, base + kQkSlabs * kSlabBytes);
+  scores(s, base, base + kKeysOffset);
   // The score accumulator of tokens 16 kk .. + 16 is the A fragment of k-step kk: n8 tiles 2 kk and 2 kk + 1.
   uint32_t p[4][4];
 #pragma unroll
@@ -129,7 +133,7 @@ __global__ void __launch_bounds__(256) probe_attention(const uint16_t* q, const 
   float o[128];
 #pragma unroll
   for (int i = 0; i < 128; ++i) o[i] = 0.f;
-  pv(o, p, base + kQkSlabs * kSlabBytes, g);  // V: the first eight slabs of the cached rows
+  pv(o, p, base + kKeysOffset, g);  // V: the first eight slabs of the cached rows
   store_acc(o, 128, out, kProbeDimV, 256 * g);
 }
 
