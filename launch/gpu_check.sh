@@ -524,8 +524,8 @@ race_mla_small="--gtest_filter='*SanitizerSized*'"  # racecheck needs minutes on
 # tool).
 repeat_mla="--gtest_filter='*MlaDecodeSplits*:*ScheduleIsReused*:*TensorCoreRuns*:*MlaDecodeFitted*:*Wgmma*'"
 not_fitted="--gtest_filter='-*MlaDecodeFitted*:*MlaDecodeWgmma*'"
-verified_fa="--gtest_filter='-*_wg:*/wgmma'" wgmma_fa="--gtest_filter='*_wg:*/wgmma'"
-verified_mla="--gtest_filter='-*Fitted*:*Wgmma*:*EveryKernel*'"
+first_fa="--gtest_filter='-*_wg:*/wgmma'" wgmma_fa="--gtest_filter='*_wg:*/wgmma'"
+first_mla="--gtest_filter='-*Fitted*:*Wgmma*:*EveryKernel*'"
 fitted_mla="--gtest_filter='*MlaDecodeFitted*:*FittedKernel*'"
 wgmma_mla="--gtest_filter='*MlaDecodeWgmma*:*FittedAndWgmma*:*EveryKernel*'"
 
@@ -536,11 +536,11 @@ need_bins wgmma-probe tests/test_gpu_wgmma_probe &&
   step wgmma-probe "$out/kernels.log" 5 30 1 "$tests/test_gpu_wgmma_probe; r=\$?;
     $(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer) --error-exitcode 86 --tool memcheck \
     $tests/test_gpu_wgmma_probe --gtest_brief=1 && exit \$r"
-# The kernels the H200 verified first, then each new kernel family in its own process: a kernel that faults
-# poisons its CUDA context, and would otherwise fail every test after it in the same binary.
+# The first kernels (stage A; SIMT and 32-row decode) with the shared cases, then each later kernel family in its
+# own process: a kernel that faults poisons its CUDA context, and would otherwise fail every later test of its binary.
 need_bins kernels tests/test_gpu_flash_prefill tests/test_gpu_mla_decode &&
-  step kernels "$out/kernels.log" 20 100 1 "$tests/test_gpu_flash_prefill --gtest_brief=1 $verified_fa; r=\$?;
-    $tests/test_gpu_mla_decode --gtest_brief=1 $verified_mla && exit \$r"
+  step kernels "$out/kernels.log" 20 100 1 "$tests/test_gpu_flash_prefill --gtest_brief=1 $first_fa; r=\$?;
+    $tests/test_gpu_mla_decode --gtest_brief=1 $first_mla && exit \$r"
 need_bins kernels-fitted tests/test_gpu_mla_decode &&
   step kernels-fitted "$out/kernels.log" 10 60 1 "$tests/test_gpu_mla_decode --gtest_brief=1 $fitted_mla"
 need_bins kernels-wgmma tests/test_gpu_mla_decode tests/test_gpu_flash_prefill &&
