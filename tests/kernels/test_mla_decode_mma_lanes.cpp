@@ -231,3 +231,39 @@ TEST(MlaDecodeMmaLanes, FittedPvCoversEveryRowTile) {
     replay_pv(m, uint32_t(4 + m));
   }
 }
+
+// The cached-row loader (attend_common.cuh load_kv_rows) at every (rows, threads, row bytes) a kernel calls it
+// with: each 16-byte piece of each row is issued exactly once, a thread serves one row only (its one block-table
+// read), and a warp's pieces of one iteration are whole runs of consecutive pieces.
+TEST(MlaDecodeMmaLanes, RowLoaderIssuesEveryPieceOfEveryRowOnce) {
+  struct Use {
+    int rows, threads, row_bytes;
+  };
+  const Use uses[] = {{mla::kBlockN, mla::kThreads, mla::kHeadDimQK * 2},   // SIMT, mma, fitted: bf16
+                      {mla::kBlockN, mla::kThreads, mla::kQuantRowBytes},   // the same, fp8 / int8 rows
+                      {mla::kWgBlockN, mla::kWgThreads, mla::kHeadDimQK * 2}};  // wgmma
+  for (const Use& u : uses) {
+    SCOPED_TRACE(std::to_string(u.rows) + " rows, " + std::to_string(u.threads) + " threads, " +
+                 std::to_string(u.row_bytes) + " bytes");
+    const int chunks = u.row_bytes / 16;
+    std::vector<int> issued(size_t(u.rows) * chunks, 0);
+    for (int tid = 0; tid < u.threads; ++tid) {
+      const int row = lanes::load_row(u.rows, u.threads, tid);
+      ASSERT_GE(row, 0);
+      ASSERT_LT(row, u.rows);
+      for (int i = 0; i < lanes::load_iters(u.rows, u.threads, chunks); ++i) {
+        const int c = lanes::load_chunk(u.rows, u.threads, tid, i);
+        if (c < chunks) ++issued[size_t(row) * chunks + c];
+      }
+    }
+    for (size_t k = 0; k < issued.size(); ++k)
+      ASSERT_EQ(issued[k], 1) << "row " << k / chunks << " piece " << k % chunks;
+    // Coalescing: in one iteration, the lanes of a warp that serve one row read consecutive pieces.
+    for (int warp = 0; warp < u.threads / 32; ++warp)
+      for (int lane = 1; lane < 32; ++lane) {
+        const int tid = 32 * warp + lane;
+        if (lanes::load_row(u.rows, u.threads, tid) == lanes::load_row(u.rows, u.threads, tid - 1))
+          EXPECT_EQ(lanes::load_chunk(u.rows, u.threads, tid, 0), lanes::load_chunk(u.rows, u.threads, tid - 1, 0) + 1);
+      }
+  }
+}

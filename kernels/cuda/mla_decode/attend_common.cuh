@@ -78,35 +78,42 @@ struct WholeRows {
 // Issues the loads of tokens [tok0, tok0 + kRows) of `seq` into one ring stage (by kNumThreads threads, placed by
 // `place`): a row at or past tok_end is zero-filled, a row whose block id is outside the pool becomes NaN (and is
 // reported). A quantized row of zeros reads as zeros (scale 0); one of 0xff bytes reads as NaN (its scales are
-// NaN), as does a bf16 row of 0x7fc0.
+// NaN), as does a bf16 row of 0x7fc0. Each thread serves one row (lanes::load_row / load_chunk in mma_lanes.h):
+// one block-table read and one division by the block size per thread and tile, then straight-line cp.async. (One
+// of each per 16-byte piece cost about 100 SASS instructions per piece, 18 pieces a thread per wgmma step.)
 template <Format F, int kRows = kBlockN, int kNumThreads = kThreads, class Place = WholeRows<F>>
 __device__ __forceinline__ void load_kv_rows(const AttendArgs& a, unsigned char* stage, int seq, int tok0,
                                              int tok_end, Place place = {}) {
   constexpr int kChunksPerRow = RowOf<F>::kBytes / 16;  // 16-byte pieces per cached row
-  constexpr int kChunks = kRows * kChunksPerRow;
-  const int32_t* table = a.block_tables + int64_t(seq) * a.max_blocks_per_seq;
+  constexpr int kIters = lanes::load_iters(kRows, kNumThreads, kChunksPerRow);
+  static_assert(kNumThreads % kRows == 0, "whole threads per row");
+  const int row = lanes::load_row(kRows, kNumThreads, threadIdx.x);
+  const int t = tok0 + row;
+  uint4 fill = make_uint4(0u, 0u, 0u, 0u);
+  if (t < tok_end) {
+    const int32_t block = __ldg(a.block_tables + int64_t(seq) * a.max_blocks_per_seq + t / a.block_size);
+    if (block >= 0 && block < a.num_blocks) {
+      const unsigned char* src = a.kv_cache + (int64_t(block) * a.block_size + t % a.block_size) * RowOf<F>::kBytes;
 #pragma unroll
-  for (int i = 0; i < (kChunks + kNumThreads - 1) / kNumThreads; ++i) {
-    const int c = threadIdx.x + i * kNumThreads;
-    if (kChunks % kNumThreads != 0 && c >= kChunks) break;
-    const int row = c / kChunksPerRow, off = (c % kChunksPerRow) * 16;
-    unsigned char* dst = place(stage, row, off);
-    const int t = tok0 + row;
-    uint4 fill = make_uint4(0u, 0u, 0u, 0u);
-    if (t < tok_end) {
-      const int32_t block = __ldg(table + t / a.block_size);
-      if (block >= 0 && block < a.num_blocks) {
-        cp_async_16(dst, a.kv_cache + (int64_t(block) * a.block_size + t % a.block_size) * RowOf<F>::kBytes + off);
-        continue;
+      for (int i = 0; i < kIters; ++i) {
+        const int c = lanes::load_chunk(kRows, kNumThreads, threadIdx.x, i);
+        if (kChunksPerRow % (kNumThreads / kRows) == 0 || c < kChunksPerRow)
+          cp_async_16(place(stage, row, 16 * c), src + 16 * c);
       }
-      if (off == 0 && atomicCAS(a.status, 0, Code::kBadBlockId) == 0) {
-        a.status[1] = seq;
-        a.status[2] = block;
-      }
-      fill = F == Format::Bf16 ? make_uint4(0x7fc07fc0u, 0x7fc07fc0u, 0x7fc07fc0u, 0x7fc07fc0u)  // bf16 NaN
-                               : make_uint4(~0u, ~0u, ~0u, ~0u);  // NaN scales (and NaN e4m3 codes)
+      return;
     }
-    *reinterpret_cast<uint4*>(dst) = fill;
+    if (lanes::load_chunk(kRows, kNumThreads, threadIdx.x, 0) == 0 && atomicCAS(a.status, 0, Code::kBadBlockId) == 0) {
+      a.status[1] = seq;
+      a.status[2] = block;
+    }
+    fill = F == Format::Bf16 ? make_uint4(0x7fc07fc0u, 0x7fc07fc0u, 0x7fc07fc0u, 0x7fc07fc0u)  // bf16 NaN
+                             : make_uint4(~0u, ~0u, ~0u, ~0u);  // NaN scales (and NaN e4m3 codes)
+  }
+#pragma unroll
+  for (int i = 0; i < kIters; ++i) {
+    const int c = lanes::load_chunk(kRows, kNumThreads, threadIdx.x, i);
+    if (kChunksPerRow % (kNumThreads / kRows) == 0 || c < kChunksPerRow)
+      *reinterpret_cast<uint4*>(place(stage, row, 16 * c)) = fill;
   }
 }
 // The 32-row kernels' tile: tokens [tok0, tok0 + kBlockN) by the CTA's kThreads threads, rows whole.

@@ -9,10 +9,11 @@
 //           slabs read N-major; warpgroup g owns columns [256 g, 256 g + 256) (128 fp32 accumulators a thread).
 // The cached tiles come by cp.async into a two-stage ring (placed into the slabs as they land), published to the
 // tensor cores by fence.proxy.async and one barrier per step; a step's MMAs are waited for before that barrier, so
-// the stage they read is free for the load issued after it. Schedule, masks, partials and whole-piece outputs are
-// the other attend kernels'. bf16 rows (quantized rows run attend_mma.cu). The wgmma probe (kernels/cuda/
-// wgmma_probe.h) checks its building blocks first. On an H100 the split variant decodes 128 heads 2.6x faster than
-// the 32-row kernel: AttendKernel::Auto's choice from 64 bf16 rows up (NOTES.md in this folder).
+// the stage they read is free for the loads issued after it, which go out while the tensor cores compute the
+// step's scores. Schedule, masks, partials and whole-piece outputs are the other attend kernels'. bf16 rows
+// (quantized rows run attend_mma.cu). The wgmma probe (kernels/cuda/wgmma_probe.h) checks its building blocks
+// first. On an H100 the split variant decodes 128 heads 2.6x faster than the 32-row kernel: AttendKernel::Auto's
+// choice from 64 bf16 rows up (NOTES.md in this folder).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -110,10 +111,6 @@ __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(
       cp_async_wait<0>();  // this thread's pieces of step it (and of q) have landed
       fence_async_smem();  // ... where the tensor cores will read them
       __syncthreads();     // everyone's; and both warpgroups are done with step it - 1, so its stage is free
-      if (it + 1 < num_steps)
-        load_kv_rows<kF, kWgBlockN, kWgThreads>(a, ring + ((it + 1) % kWgStages) * kWgStageBytes, pv.seq,
-                                                pv.tok_begin + (it + 1) * kWgBlockN, pv.tok_end, SlabRows{});
-      cp_async_commit();
       const uint32_t stage_u32 = ring_u32 + uint32_t((it % kWgStages) * kWgStageBytes);
       const int tok0 = pv.tok_begin + it * kWgBlockN + tok_lane;  // token of this warpgroup's score column 0
 
@@ -128,6 +125,12 @@ __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(
           Mma<kScoreN>::template ss<0>(s, wg::q_desc(q_u32, slab, k), wg::k_desc(stage_u32, slab, k, tok_lane),
                                        slab + k > 0);
       wgmma_commit();
+      // The next step's loads are issued while the tensor cores compute the scores: they fill the other stage,
+      // whose last readers (step it - 1's P.V) were waited for before the barrier above.
+      if (it + 1 < num_steps)
+        load_kv_rows<kF, kWgBlockN, kWgThreads>(a, ring + ((it + 1) % kWgStages) * kWgStageBytes, pv.seq,
+                                                pv.tok_begin + (it + 1) * kWgBlockN, pv.tok_end, SlabRows{});
+      cp_async_commit();
       wgmma_wait<0>();
       fence_registers(s);
 

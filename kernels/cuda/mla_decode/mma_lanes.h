@@ -55,4 +55,19 @@ MLARUN_HOST_DEVICE constexpr int fit_k_split(int m, int warp) {  // which share 
 MLARUN_HOST_DEVICE constexpr int fit_k0(int m, int warp) { return fit_k_split(m, warp) * fit_k_len(m); }
 // P.V: warp w owns output columns [pv_col0(w), pv_col0(w) + 64) for all M / 16 row tiles, as in the 32-row kernel.
 
+// ---- The cached-row loader of every attend kernel (attend_common.cuh load_kv_rows) --------------------------
+// `threads` threads load `rows` rows of `chunks` 16-byte pieces: thread t serves row t / (threads / rows) and its
+// pieces t % (threads / rows) + i * (threads / rows) for i < load_iters (the last ones past `chunks` skipped), so a
+// warp reads whole 64- or 128-byte runs of 8 or 4 rows and each thread looks its row's block up once.
+MLARUN_HOST_DEVICE constexpr int load_threads_per_row(int rows, int threads) { return threads / rows; }
+MLARUN_HOST_DEVICE constexpr int load_iters(int rows, int threads, int chunks) {
+  return (chunks + load_threads_per_row(rows, threads) - 1) / load_threads_per_row(rows, threads);
+}
+MLARUN_HOST_DEVICE constexpr int load_row(int rows, int threads, int tid) {
+  return tid / load_threads_per_row(rows, threads);
+}
+MLARUN_HOST_DEVICE constexpr int load_chunk(int rows, int threads, int tid, int i) {
+  return tid % load_threads_per_row(rows, threads) + i * load_threads_per_row(rows, threads);
+}
+
 }  // namespace mlarun::ops::cuda::mla::lanes
