@@ -46,7 +46,7 @@ struct AttendArgs {
   const int32_t* seq_lens;           // [batch]
   const int32_t* cu_seqlens_q;       // [batch + 1]
   const int32_t* part_piece_begin;   // [num_parts + 1]
-  const int4* pieces;                // [max_pieces]: {sequence, first tile, end tile, 0}
+  const int4* pieces;                // [max_pieces]: {sequence, first tile, end tile, part}
   const int32_t* seq_piece_begin;    // [batch + 1]: a sequence with one piece gets no partial (piece_is_whole)
   float* lse_part;                   // [max_pieces, max_rows], log2 domain
   float* o_part;                     // [max_pieces, max_rows, 512]

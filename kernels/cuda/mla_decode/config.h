@@ -194,7 +194,7 @@ inline AttendGeometry attend_geometry(AttendKernel kernel, bool quantized, int64
 }
 
 // ---- Scheduler and combine ---------------------------------------------------------------------------------
-constexpr int kSchedThreads = 1024;
+constexpr int kSchedThreads = 512;
 // Cost of one (sequence, chunk) piece beyond its tiles, in tiles: loading q, writing the partial and merging it.
 // The balance target is (tiles + kFixedCostTiles) per piece, the same for every CTA.
 constexpr int kFixedCostTiles = 2;
@@ -219,7 +219,7 @@ struct WorkspaceLayout {
   size_t part_piece_begin = 0;  // int32 [num_parts + 1]: pieces of part p are [begin[p], begin[p+1])
   size_t seq_piece_begin = 0;   // int32 [batch + 1]: pieces of sequence b (piece order is sequence order)
   size_t seq_status = 0;        // int32 [batch]: 0 or the status code that made sequence b invalid
-  size_t pieces = 0;            // int32x4 [max_pieces]: {sequence, first tile, end tile, 0}
+  size_t pieces = 0;            // int32x4 [max_pieces]: {sequence, first tile, end tile, part}
   size_t lse_part = 0;          // f32 [max_pieces, max_rows]: log2-domain lse of each partial row
   size_t o_part = 0;            // f32 [max_pieces, max_rows, kHeadDimV]: normalised partial outputs
   size_t total = 0;
