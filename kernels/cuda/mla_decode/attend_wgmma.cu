@@ -54,6 +54,13 @@ __device__ __forceinline__ float quad_sum(float v) {
   v += __shfl_xor_sync(0xffffffffu, v, 1);
   return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
+// 2^x in one MUFU.EX2: exp2f without fast math adds a range fix-up (a compare, a select and two multiplies) for
+// results below 2^-126, which a softmax weight that small does not need (it flushes to 0; -inf gives 0, NaN NaN).
+__device__ __forceinline__ float exp2_ftz(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
 
 // kSplit: each warpgroup scores only its half of the step's 64 tokens (m64n32k16), the two exchange their row
 // maxima and write P into one shared slab, and P.V reads P from there (both operands in shared memory): a third
@@ -154,7 +161,7 @@ __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(
       for (int h = 0; h < 2; ++h) {
         const float m_new = fmaxf(m[h], mx[h]);
         m_use[h] = m_new == -INFINITY ? 0.f : m_new;
-        alpha[h] = exp2f(m[h] - m_use[h]);
+        alpha[h] = exp2_ftz(m[h] - m_use[h]);
         m[h] = m_new;
         l[h] *= alpha[h];
       }
@@ -166,7 +173,7 @@ __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(
 #pragma unroll
         for (int i = 0; i < 4; ++i) {
           const int e = wg::p_element(kk, i), h = i & 1;
-          const float p0 = exp2f(s[e] - m_use[h]), p1 = exp2f(s[e + 1] - m_use[h]);
+          const float p0 = exp2_ftz(s[e] - m_use[h]), p1 = exp2_ftz(s[e + 1] - m_use[h]);
           l[h] += p0 + p1;
           p[kk][i] = mma_sm80::pack2<__nv_bfloat16>(p0, p1);
         }
@@ -181,8 +188,12 @@ __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(
         fence_async_smem();
         __syncthreads();  // P complete for the tensor cores
       }
+      // Once the rows' maxima settle, every alpha is 1: the warp skips its 128 multiplies (a third of the
+      // softmax's instructions; exact either way, and a NaN alpha is not 1).
+      if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
 #pragma unroll
-      for (int e = 0; e < 128; ++e) o[e] *= alpha[(e >> 1) & 1];
+        for (int e = 0; e < 128; ++e) o[e] *= alpha[(e >> 1) & 1];
+      }
 
       wgmma_fence();
 #pragma unroll
