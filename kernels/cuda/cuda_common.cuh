@@ -29,6 +29,15 @@ __device__ __forceinline__ float round_to(float v, bool bf16) {
   return bf16 ? __bfloat162float(__float2bfloat16_rn(v)) : v;
 }
 
+// 2^x in one MUFU.EX2, for softmax weights: exp2f without fast math adds a range fix-up (a compare, a select and
+// two multiplies) for results below 2^-126, which such a weight does not need (it flushes to 0; -inf gives 0 and
+// NaN stays NaN). Elsewhere the two agree bit for bit.
+__device__ __forceinline__ float exp2_ftz(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
 // 8 bf16 (one 16-byte load) -> 8 fp32, exactly: a bf16 is the upper half of an fp32.
 __device__ __forceinline__ void bf16x8_to_f32(const uint4 v, float (&f)[8]) {
   const unsigned w[4] = {v.x, v.y, v.z, v.w};

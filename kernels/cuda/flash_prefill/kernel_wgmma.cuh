@@ -6,9 +6,10 @@
 //   softmax     stage A's mask and online softmax, unchanged, on the accumulators (a thread holds two rows);
 //   O += P V    m64n{d_v}k16 with P from registers (the score accumulators are the A fragments) and V read N-major
 //               from its slabs.
-// Loads stay stage A's (cp.async, one K and one V buffer: V(n) lands during S(n), K(n-1) during P V(n)), with
-// fence.proxy.async before each barrier that hands a buffer to the tensor cores, and every MMA waited for before
-// the barrier that frees its buffer. Masks, NaN rules, lse and tile orders are stage A's. Included by the
+// Loads stay stage A's (cp.async, one K and one V buffer: V(n) lands during S(n), K(n-1) during P V(n), issued
+// after P V(n)'s MMAs; V(n)'s issue stays before S(n)'s, where moving it after them made ptxas spill at 192/128),
+// with fence.proxy.async before each barrier that hands a buffer to the tensor cores, and every MMA waited for
+// before the barrier that frees its buffer. Masks, NaN rules, lse and tile orders are stage A's. Included by the
 // instantiations/flash_prefill_wgmma_*.cu files. The default where the device runs it (FlashPrefillParams::wgmma):
 // 1.4-1.7x stage A's TFLOP/s on an H100 (NOTES.md in this folder).
 #pragma once
@@ -112,7 +113,9 @@ __global__ void __launch_bounds__(WgmmaTile<kDQK, kDV>::kThreads, 1)
         if (!visible) s[e] = -INFINITY;
       }
     }
-    // Stage A's online softmax on the thread's two rows (elements 4 i + 2 r and 4 i + 2 r + 1 of row r).
+    // Stage A's online softmax on the thread's two rows (elements 4 i + 2 r and 4 i + 2 r + 1 of row r), with
+    // 2^x in one instruction (cuda_common.cuh exp2_ftz).
+    float alpha[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       float mx = row_max[r];
@@ -121,18 +124,25 @@ __global__ void __launch_bounds__(WgmmaTile<kDQK, kDV>::kThreads, 1)
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
       const float m_scaled = mx == -INFINITY ? 0.f : mx * args.scale_log2;
-      const float alpha = row_max[r] == -INFINITY ? 0.f : exp2f(row_max[r] * args.scale_log2 - m_scaled);
+      alpha[r] = row_max[r] == -INFINITY ? 0.f : exp2_ftz(row_max[r] * args.scale_log2 - m_scaled);
       row_max[r] = mx;
-      row_sum[r] *= alpha;
-#pragma unroll
-      for (int i = 0; i < kORegs / 4; ++i) o[4 * i + 2 * r] *= alpha, o[4 * i + 2 * r + 1] *= alpha;
+      row_sum[r] *= alpha[r];
 #pragma unroll
       for (int i = 0; i < kSRegs / 4; ++i)
 #pragma unroll
         for (int e = 4 * i + 2 * r; e < 4 * i + 2 * r + 2; ++e) {
-          s[e] = exp2f(fmaf(s[e], args.scale_log2, -m_scaled));
+          s[e] = exp2_ftz(fmaf(s[e], args.scale_log2, -m_scaled));
           row_sum[r] += s[e];
         }
+    }
+    // Once the rows' maxima settle every alpha is 1 and the warp skips the output's rescaling (exact either way;
+    // a NaN alpha is not 1).
+    if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
+#pragma unroll
+      for (int i = 0; i < kORegs / 4; ++i) {
+        o[4 * i] *= alpha[0], o[4 * i + 1] *= alpha[0];
+        o[4 * i + 2] *= alpha[1], o[4 * i + 3] *= alpha[1];
+      }
     }
     // P as A fragments: k-step kk takes n8 tiles 2 kk and 2 kk + 1 (wgmma_sm90.cuh acc_to_a).
     uint32_t p[kBlockN / 16][4];
@@ -144,16 +154,16 @@ __global__ void __launch_bounds__(WgmmaTile<kDQK, kDV>::kThreads, 1)
     cp_async_wait_all();
     fence_async_smem();
     __syncthreads();  // V(n) landed for everyone and the tensor cores; every S(n) is done with K
-    if (n > n_begin) {
-      load_slabs<kBlockN, kDQK, kThreads>(k_u32, gK + int64_t(n0 - kBlockN) * k_stride, k_stride,
-                                          len_k - (n0 - kBlockN), tid);
-      cp_async_commit();
-    }
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 16; ++kk)
       Mma<kDV>::template rs<1, Element>(o, p[kk], wg::v_desc(v_u32, kBlockN, kk), 1);
     wgmma_commit();
+    if (n > n_begin) {  // K(n - 1)'s loads go out while the tensor cores compute P V(n) (which reads V only)
+      load_slabs<kBlockN, kDQK, kThreads>(k_u32, gK + int64_t(n0 - kBlockN) * k_stride, k_stride,
+                                          len_k - (n0 - kBlockN), tid);
+      cp_async_commit();
+    }
     wgmma_wait<0>();  // before the next barrier hands V's buffer to the next load
     fence_registers(o);
   }

@@ -54,14 +54,6 @@ __device__ __forceinline__ float quad_sum(float v) {
   v += __shfl_xor_sync(0xffffffffu, v, 1);
   return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
-// 2^x in one MUFU.EX2: exp2f without fast math adds a range fix-up (a compare, a select and two multiplies) for
-// results below 2^-126, which a softmax weight that small does not need (it flushes to 0; -inf gives 0, NaN NaN).
-__device__ __forceinline__ float exp2_ftz(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
-  return y;
-}
-
 // kSplit: each warpgroup scores only its half of the step's 64 tokens (m64n32k16), the two exchange their row
 // maxima and write P into one shared slab, and P.V reads P from there (both operands in shared memory): a third
 // fewer MMAs per step than every warpgroup scoring all 64 tokens, for two more barriers.
