@@ -346,6 +346,10 @@ parts = ["%s %.3f ms %.2fx" % (s["name"], s["call_ms"], s["speedup_vs_32_row_ker
          for s in d.get("shapes", []) if "speedup_vs_32_row_kernel" in s]
 parts += ["%s %.2fx the bf16 tokens/s" % (s["name"], s["speedup_vs_bf16"])
           for s in d.get("shapes", []) if "speedup_vs_bf16" in s and s.get("attend") == "tensor_cores_fitted"]
+parts += ["%s %.3f ms %.2fx without L2 prefetch" % (s["name"], s["call_ms"], s["speedup_vs_no_prefetch"])
+          for s in d.get("shapes", []) if "speedup_vs_no_prefetch" in s]
+parts += ["schedule %s %.1f us" % (s["name"], 1e3 * s["schedule_ms"])
+          for s in d.get("shapes", [])[:1] if "schedule_ms" in s]
 print("against the 32-row kernel: " + ("; ".join(parts) or "no rows"))
 '
 flash_verdict='

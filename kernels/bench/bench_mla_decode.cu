@@ -9,7 +9,8 @@
 // kernel-only (attend) and whole call (schedule + attend + combine), next to the copy and GEMM ceilings measured
 // here at run time, and to PyTorch reference times when --torch-anchors names a file of them (no file, no such
 // column). The TP 8 shape also runs over fp8 and int8 caches (656-byte rows dequantized in the kernel; bytes
-// count the rows as stored) with their speed-up over bf16 printed. Ceilings and contract: docs/kernels.md.
+// count the rows as stored) with their speed-up over bf16 printed; rows named "_pf<N>" ask L2 to prefetch N
+// tiles ahead of the ring (MlaDecodeParams::l2_prefetch_tiles) and print their speed-up over the same row without. Ceilings and contract: docs/kernels.md.
 // Exit: 0 ok or no GPU ("no GPU" printed), 1 validation failed, 2 error.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -117,6 +118,7 @@ struct Shape {
   const char* target;  // the criterion this shape is held to (docs/kernels.md)
   cuda::MlaKvFormat format = cuda::MlaKvFormat::Bf16;
   AttendKernel attend = AttendKernel::Simt;  // MlaDecodeParams::attend
+  int l2_prefetch_tiles = 0;                 // MlaDecodeParams::l2_prefetch_tiles (rows named "..._pf<N>")
 };
 
 // PyTorch reference time for this shape from the --torch-anchors file, a JSON array of records {kind
@@ -278,15 +280,21 @@ int run(int argc, char** argv) {
       {"tp8_mtp3_b128_s8192_h16_wgs", 128, 8192, 16, 3, 64, false, "(Auto's switch)", kBf16, kWgs},
       {"tp2_b128_s8192_h64_mma", 128, 8192, 64, 1, 64, false, "(Auto's switch)", kBf16, kMma},
       {"tp2_b128_s8192_h64_fit", 128, 8192, 64, 1, 64, false, "(Auto's switch)", kBf16, kFit},
-      {"tp2_b128_s8192_h64_wgs", 128, 8192, 64, 1, 64, false, "(Auto's switch)", kBf16, kWgs}};
+      {"tp2_b128_s8192_h64_wgs", 128, 8192, 64, 1, 64, false, "(Auto's switch)", kBf16, kWgs},
+      // L2 prefetch ahead of the ring (MlaDecodeParams::l2_prefetch_tiles), each against its row without it.
+      {"tp8_b128_s8192_h16_fit_pf2", 128, 8192, 16, 1, 64, false, ">= 2600 GB/s whole call", kBf16, kFit, 2},
+      {"tp8_b128_s8192_h16_fit_pf4", 128, 8192, 16, 1, 64, false, ">= 2600 GB/s whole call", kBf16, kFit, 4},
+      {"tp8_b128_s8192_h16_fp8_fit_pf2", 128, 8192, 16, 1, 64, false, ">= 1.7x bf16 tokens/s", kFp8, kFit, 2},
+      {"b64_s4096_h128_wgs_pf2", 64, 4096, 128, 1, 64, false, "<= 0.15 ms whole call", kBf16, kWgs, 2},
+      {"mtp2_b128_s8192_h128_wgs_pf2", 128, 8192, 128, 2, 64, false, ">= 450 TFLOP/s whole call", kBf16, kWgs, 2}};
   std::map<std::string, double> call_ms;  // each shape's whole call so far: the baselines of later rows
   const auto fixed2 = [](double v) {
     char buf[32];
     std::snprintf(buf, sizeof(buf), "%.2f", v);
     return std::string(buf);
   };
-  std::printf("%-26s %9s %9s %9s %9s %8s %8s %9s %9s  %s\n", "shape", "call ms", "kern ms", "call GB/s", "kern GB/s",
-              "call TF", "kern TF", "floor ms", "torch ms", "target");
+  std::printf("%-30s %9s %9s %9s %9s %9s %8s %8s %9s %9s  %s\n", "shape", "call ms", "kern ms", "sched ms",
+              "call GB/s", "kern GB/s", "call TF", "kern TF", "floor ms", "torch ms", "target");
   json::Value sjson = json::Value::array();
   for (const Shape& s : shapes) {
     // --quick: the TP 8 shape, and the same over fp8 rows (the quantized cache's speed-up over bf16).
@@ -304,6 +312,7 @@ int run(int argc, char** argv) {
         l = std::max(s.q_per_seq, int(std::normal_distribution<double>(s.seq_len, s.seq_len / 2.0)(lrng)));
     Case c{lens, qlens, s.heads, s.block_size, sms, uint64_t(1000 + s.block_size), s.format};
     c.attend = s.attend;
+    c.l2_prefetch_tiles = s.l2_prefetch_tiles;
     const Inputs in = cuda::mla::make_inputs(c);
     double tokens = 0, flops = 0;
     for (int b = 0; b < s.batch; ++b) tokens += lens[b], flops += 2.0 * s.heads * qlens[b] * (kD + kDv) * lens[b];
@@ -339,7 +348,7 @@ int run(int argc, char** argv) {
     const std::string suffix = kAttendSuffix[int(s.attend)];
     const std::string base = name.substr(0, name.size() - suffix.size());  // "..._mma" -> "...", and so on
     const double simt = s.attend == kMma && call_ms.count(base) ? call_ms[base] : -1;
-    const bool faster_kind = s.attend == kFit || s.attend == kWg || s.attend == kWgs;
+    const bool faster_kind = s.l2_prefetch_tiles == 0 && (s.attend == kFit || s.attend == kWg || s.attend == kWgs);
     const double mma32 = faster_kind && call_ms.count(base + "_mma") ? call_ms[base + "_mma"] : -1;
     std::string bs_twin;  // "..._bs16[_mma]" -> "...[_mma]": the same shape in blocks of 64
     if (const size_t at = name.find("_bs"); at != std::string::npos) {
@@ -347,12 +356,15 @@ int run(int argc, char** argv) {
       bs_twin = name.substr(0, at) + (end == std::string::npos ? "" : name.substr(end));
     }
     const double bs64 = !bs_twin.empty() && call_ms.count(bs_twin) ? call_ms[bs_twin] : -1;
+    const std::string pf_twin = s.l2_prefetch_tiles > 0 ? name.substr(0, name.rfind("_pf")) : "";
+    const double no_pf = !pf_twin.empty() && call_ms.count(pf_twin) ? call_ms[pf_twin] : -1;
     std::string speedup;
+    if (no_pf > 0) speedup += " [" + fixed2(no_pf / call) + "x without L2 prefetch]";
     if (bf16_ms > 0) speedup += " [" + fixed2(bf16_ms / call) + "x the bf16 tokens/s]";
     if (bs64 > 0) speedup += " [" + fixed2(call / bs64) + "x the block-64 time]";
     if (simt > 0) speedup += " [" + fixed2(simt / call) + "x the SIMT kernel]";
     if (mma32 > 0) speedup += " [" + fixed2(mma32 / call) + "x the 32-row kernel]";
-    std::printf("%-26s %9.3f %9.3f %9.0f %9.0f %8.1f %8.1f %9.3f %9s  %s%s%s\n", s.name, call, kern,
+    std::printf("%-30s %9.3f %9.3f %9.3f %9.0f %9.0f %8.1f %8.1f %9.3f %9s  %s%s%s\n", s.name, call, kern, sched,
                 bytes / call / 1e6, bytes / kern / 1e6, flops / call / 1e9, flops / kern / 1e9, floor_ms, torch_txt,
                 s.target, speedup.c_str(), r.ok() ? "" : "  [VALIDATION FAILED]");
     json::Value j = json::Value::object();
@@ -364,6 +376,8 @@ int run(int argc, char** argv) {
     if (simt > 0) j["speedup_vs_simt"] = simt / call;
     if (mma32 > 0) j["speedup_vs_32_row_kernel"] = mma32 / call;
     if (bs64 > 0) j["time_vs_block64"] = call / bs64;
+    if (s.l2_prefetch_tiles > 0) j["l2_prefetch_tiles"] = s.l2_prefetch_tiles;
+    if (no_pf > 0) j["speedup_vs_no_prefetch"] = no_pf / call;
     j["bytes"] = bytes, j["flops"] = flops, j["rotated_sets"] = n_rot;
     j["call_ms"] = call, j["kernel_ms"] = kern, j["schedule_ms"] = sched, j["combine_ms"] = comb;
     j["call_GBps"] = bytes / call / 1e6, j["kernel_GBps"] = bytes / kern / 1e6;

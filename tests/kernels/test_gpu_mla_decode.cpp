@@ -68,6 +68,8 @@ TEST(MlaDecodeApi, EveryBadFieldIsNamedWithItsValue) {
     std::string expect;
   };
   const std::vector<Bad> cases = {
+      {[](auto& p) { p.l2_prefetch_tiles = -1; }, "l2_prefetch_tiles -1 is outside 0..8"},
+      {[](auto& p) { p.l2_prefetch_tiles = 9; }, "l2_prefetch_tiles 9 is outside 0..8"},
       {[](auto& p) { p.block_size = 0; }, "block_size 0 is outside 1..256"},
       {[](auto& p) { p.block_size = 257; }, "block_size 257 is outside 1..256"},
       {[](auto& p) { p.num_heads = 0; }, "num_heads 0 is outside 1..128"},

@@ -5,6 +5,7 @@
 // (splits, invalid metadata, sanitizer-sized runs) are in test_gpu_mla_decode.cpp. GPU cases skip without a GPU.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <string>
 #include <tuple>
@@ -14,6 +15,7 @@
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/mla_decode/cases.h"
 #include "kernels/cuda/mla_decode/mla_decode.h"
+#include "kernels/cuda/wgmma_device.h"
 #include "runtime/device.h"
 #include "runtime/error.h"
 #include "tests/kernels/mla_decode_gpu_checks.h"
@@ -212,6 +214,43 @@ TEST(MlaDecodeGpu, AutoKernelMatchesReferenceOnBothSidesOfItsSwitch) {
         c.attend = cuda::mla::AttendKernel::Auto;
         run_and_check(c);
       }
+}
+
+// L2 prefetch (MlaDecodeParams::l2_prefetch_tiles) is a hint: the kernels that take it give the same bits with
+// it as without, at 1, 3 and 8 tiles ahead, with the device's SMs and over a 5-part split schedule, at block
+// sizes 1 and 64 (the wgmma kernels on a device that runs them, bf16 rows; the fitted one over fp8 rows too).
+TEST(MlaDecodeGpu, L2PrefetchChangesNoBit) {
+  if (!gpu_available()) GTEST_SKIP() << gpu_info().reason;
+  using K = cuda::mla::AttendKernel;
+  for (K kernel : {K::TensorCoresFitted, K::Wgmma, K::WgmmaSplit})
+    for (cuda::MlaKvFormat format : {cuda::MlaKvFormat::Bf16, cuda::MlaKvFormat::Fp8})
+      for (int block_size : {1, 64})
+        for (int num_sms : {0, 5}) {
+          if (kernel != K::TensorCoresFitted && (format != cuda::MlaKvFormat::Bf16 || !cuda::device_runs_wgmma()))
+            continue;
+          Case c{kLens, q_lens_up_to(2), 16, block_size, num_sms, 53};
+          c.format = format, c.attend = kernel;
+          const cuda::mla::Inputs in = cuda::mla::make_inputs(c);
+          cuda::mla::DeviceRun plain(in, c);
+          ASSERT_TRUE(plain.run_whole_call().ok());
+          const std::vector<float> out = cuda::mla::DeviceRun::flat(plain.out);
+          const std::vector<float> lse = cuda::mla::DeviceRun::flat(plain.lse);
+          for (int ahead : {1, 3, 8}) {
+            SCOPED_TRACE("kernel " + std::to_string(int(kernel)) + ", " + cuda::mla_kv_format_name(format) +
+                         ", block " + std::to_string(block_size) + ", sms " + std::to_string(num_sms) + ", " +
+                         std::to_string(ahead) + " tiles ahead");
+            c.l2_prefetch_tiles = ahead;
+            cuda::mla::DeviceRun hinted(in, c);
+            ASSERT_TRUE(hinted.run_whole_call().ok());
+            const std::vector<float> out_h = cuda::mla::DeviceRun::flat(hinted.out);
+            const std::vector<float> lse_h = cuda::mla::DeviceRun::flat(hinted.lse);
+            ASSERT_EQ(out_h.size(), out.size());
+            for (size_t i = 0; i < out.size(); ++i)  // NaN where the reference run has NaN (invalid rows: none here)
+              ASSERT_TRUE(out_h[i] == out[i] || (std::isnan(out_h[i]) && std::isnan(out[i]))) << "out " << i;
+            for (size_t i = 0; i < lse.size(); ++i)
+              ASSERT_TRUE(lse_h[i] == lse[i] || (std::isnan(lse_h[i]) && std::isnan(lse[i]))) << "lse " << i;
+          }
+        }
 }
 
 // The Hopper kernels (attend_wgmma.cu; every warpgroup scoring all tokens, or half of them each): 64-row tiles

@@ -54,6 +54,7 @@ struct AttendArgs {
   float* lse;                        // [num_tokens, H], natural log: likewise
   int32_t* status;                   // [4]
   int num_heads, num_blocks, block_size, max_blocks_per_seq, max_rows;
+  int l2_prefetch_tiles;             // MlaDecodeParams::l2_prefetch_tiles
   float scale_log2;                  // softmax_scale * log2(e)
 };
 
@@ -115,6 +116,21 @@ __device__ __forceinline__ void load_kv_rows(const AttendArgs& a, unsigned char*
     if (kChunksPerRow % (kNumThreads / kRows) == 0 || c < kChunksPerRow)
       *reinterpret_cast<uint4*>(place(stage, row, 16 * c)) = fill;
   }
+}
+// Asks L2 for the rows load_kv_rows would load for tokens [tok0, tok0 + kRows) (MlaDecodeParams::
+// l2_prefetch_tiles): one bulk prefetch of a whole cached row by the thread that serves the row's first piece;
+// rows past tok_end or in a block outside the pool are skipped (load_kv_rows reports those). A hint only: no
+// shared memory, nothing to wait for.
+template <Format F, int kRows = kBlockN, int kNumThreads = kThreads>
+__device__ __forceinline__ void prefetch_kv_rows_l2(const AttendArgs& a, int seq, int tok0, int tok_end) {
+  const int t = tok0 + lanes::load_row(kRows, kNumThreads, threadIdx.x);
+  if (lanes::load_chunk(kRows, kNumThreads, threadIdx.x, 0) != 0 || t >= tok_end) return;
+  const int32_t block = __ldg(a.block_tables + int64_t(seq) * a.max_blocks_per_seq + t / a.block_size);
+  if (block < 0 || block >= a.num_blocks) return;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  const unsigned char* src = a.kv_cache + (int64_t(block) * a.block_size + t % a.block_size) * RowOf<F>::kBytes;
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "n"(RowOf<F>::kBytes) : "memory");
+#endif
 }
 // The 32-row kernels' tile: tokens [tok0, tok0 + kBlockN) by the CTA's kThreads threads, rows whole.
 template <Format F>
@@ -334,6 +350,7 @@ inline AttendArgs attend_args(const MlaDecodeParams& p, const WorkspaceLayout& w
   a.block_size = p.block_size;
   a.max_blocks_per_seq = p.max_blocks_per_seq;
   a.max_rows = int(w.max_rows);
+  a.l2_prefetch_tiles = p.l2_prefetch_tiles;
   a.scale_log2 = p.softmax_scale * 1.4426950408889634f;
   return a;
 }

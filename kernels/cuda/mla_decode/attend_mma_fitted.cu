@@ -135,6 +135,8 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
       if (next < pv.num_tiles)
         load_kv_tile<F>(a, kv_s + (next % kStages) * kStageBytes, pv.seq, pv.tok_begin + next * kBlockN, pv.tok_end);
       cp_async_commit();
+      if (a.l2_prefetch_tiles > 0 && next + a.l2_prefetch_tiles < pv.num_tiles)
+        prefetch_kv_rows_l2<F>(a, pv.seq, pv.tok_begin + (next + a.l2_prefetch_tiles) * kBlockN, pv.tok_end);
       const int tok0 = pv.tok_begin + it * kBlockN;
       const unsigned char* kv = kv_s + (it % kStages) * kStageBytes;
       const uint32_t kv_u32 = smem_u32(kv);

@@ -130,6 +130,9 @@ __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(
         load_kv_rows<kF, kWgBlockN, kWgThreads>(a, ring + ((it + 1) % kWgStages) * kWgStageBytes, pv.seq,
                                                 pv.tok_begin + (it + 1) * kWgBlockN, pv.tok_end, SlabRows{});
       cp_async_commit();
+      if (const int ahead = (a.l2_prefetch_tiles + 1) / 2; ahead > 0 && it + 1 + ahead < num_steps)  // in steps
+        prefetch_kv_rows_l2<kF, kWgBlockN, kWgThreads>(a, pv.seq, pv.tok_begin + (it + 1 + ahead) * kWgBlockN,
+                                                       pv.tok_end);
       wgmma_wait<0>();
       fence_registers(s);
 

@@ -46,6 +46,7 @@ struct Case {
   uint64_t seed = 1;
   MlaKvFormat format = MlaKvFormat::Bf16;
   AttendKernel attend = AttendKernel::Simt;  // MlaDecodeParams::attend
+  int l2_prefetch_tiles = 0;                 // MlaDecodeParams::l2_prefetch_tiles
 };
 
 // 16-bit words of one cached row in the case's format (a quantized row's 656 bytes are 328 words).
@@ -137,6 +138,7 @@ struct DeviceRun {
     p.q = q.data<uint16_t>(), p.kv_cache = pool.raw(), p.block_tables = tables.data<int32_t>();
     p.kv_format = c.format;
     p.attend = c.attend;
+    p.l2_prefetch_tiles = c.l2_prefetch_tiles;
     p.seq_lens = seq_lens.data<int32_t>(), p.cu_seqlens_q = cu_q.data<int32_t>();
     p.out = out.data<uint16_t>(), p.lse = lse.data<float>();
     p.num_tokens = in.num_tokens, p.batch = int(in.seq_lens.size()), p.num_heads = c.heads;

@@ -113,6 +113,7 @@ void check_mla_decode(const MlaDecodeParams& p) {
   MLARUN_CHECK(int32_t(p.attend) >= 0 && int32_t(p.attend) <= int32_t(mla::AttendKernel::Auto), kWho, "attend ",
                int32_t(p.attend),
                " is not simt (0), tensor cores (1), fitted tensor cores (2), wgmma (3), wgmma split (4) or auto (5)");
+  check_range("l2_prefetch_tiles", p.l2_prefetch_tiles, 0, 8);
   check_range("block_size", p.block_size, 1, mla::kMaxBlockSize);
   check_range("num_blocks", p.num_blocks, 1, std::numeric_limits<int32_t>::max());
   check_range("max_blocks_per_seq", p.max_blocks_per_seq, 1,

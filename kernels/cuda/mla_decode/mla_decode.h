@@ -58,6 +58,11 @@ struct MlaDecodeParams {
   // asked of these two run the 32-row kernel), or, by default, Auto: the one measured fastest for the call's rows
   // on this device (config.h auto_attend). Every one fits mla_decode_workspace_bytes.
   mla::AttendKernel attend = mla::kDefaultAttend;
+  // How many of the scheduler's 32-token tiles past the ones the ring is loading the fitted and wgmma kernels ask
+  // L2 to fetch ahead (one bulk prefetch per cached row, no shared memory; 0..8, 0: none). The ring holds one or
+  // two tiles in flight per CTA, fewer bytes than DRAM's latency needs at the TP 8 shape (NOTES.md); off until a
+  // GPU measures it (bench_mla_decode's _pf rows).
+  int l2_prefetch_tiles = 0;
 };
 // Causality: query i (0-based) of a sequence with L cached tokens and n query rows sees tokens 0 .. L - n + i
 // (its own token and everything before it). A query that sees no token (L = 0, or L < n for its first rows)
