@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <vector>
 
 #include "runtime/dtype.h"
 #include "runtime/error.h"
@@ -65,4 +66,30 @@ TEST(DType, BulkConversions) {
   EXPECT_EQ(back[0], -7.0f);
   EXPECT_EQ(back[1], float(1 << 20));
   EXPECT_THROW(convert_from_f32(src, DType::I32, bf, 1), Error);
+}
+
+// Buffers past a million elements convert on several threads (runtime/dtype.cpp in_pieces): every element must be
+// what the element-wise conversion gives, across the pieces' seams too.
+TEST(DType, LargeBulkConversionsMatchElementWise) {
+  const size_t n = (size_t(3) << 20) + 12345;  // several pieces, the last one short
+  std::vector<float> src(n);
+  for (size_t i = 0; i < n; ++i) src[i] = float(int64_t(i * 2654435761u % 2000003) - 1000001) * 1.37e-3f;
+  std::vector<uint16_t> bf(n), f16(n);
+  std::vector<uint8_t> f8(n);
+  convert_from_f32(src.data(), DType::BF16, bf.data(), n);
+  convert_from_f32(src.data(), DType::F16, f16.data(), n);
+  convert_from_f32(src.data(), DType::F8_E4M3, f8.data(), n);
+  std::vector<float> back(n);
+  convert_to_f32(bf.data(), DType::BF16, back.data(), n);
+  for (size_t i = 0; i < n; ++i) {
+    ASSERT_EQ(bf[i], float_to_bf16(src[i])) << i;
+    ASSERT_EQ(f16[i], float_to_f16(src[i])) << i;
+    ASSERT_EQ(f8[i], float_to_fp8_e4m3(src[i])) << i;
+    ASSERT_EQ(back[i], bf16_to_float(bf[i])) << i;
+  }
+  std::vector<int8_t> i8(n);
+  for (size_t i = 0; i < n; ++i) i8[i] = int8_t(i * 7);
+  convert_to_f32(i8.data(), DType::I8, back.data(), n);
+  for (size_t i = 0; i < n; ++i) ASSERT_EQ(back[i], float(int8_t(i * 7))) << i;
+  EXPECT_THROW(convert_from_f32(src.data(), DType::I32, bf.data(), n), Error);  // refused before any thread
 }
