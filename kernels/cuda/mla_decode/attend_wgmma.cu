@@ -54,6 +54,7 @@ __device__ __forceinline__ float quad_sum(float v) {
   v += __shfl_xor_sync(0xffffffffu, v, 1);
   return v + __shfl_xor_sync(0xffffffffu, v, 2);
 }
+
 // kSplit: each warpgroup scores only its half of the step's 64 tokens (m64n32k16), the two exchange their row
 // maxima and write P into one shared slab, and P.V reads P from there (both operands in shared memory): a third
 // fewer MMAs per step than every warpgroup scoring all 64 tokens, for two more barriers.
