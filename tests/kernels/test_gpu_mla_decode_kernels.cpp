@@ -219,7 +219,7 @@ TEST(MlaDecodeGpu, AutoKernelMatchesReferenceOnBothSidesOfItsSwitch) {
 // L2 prefetch (MlaDecodeParams::l2_prefetch_tiles) is a hint: the kernels that take it give the same bits with
 // it as without, at 1, 3 and 8 tiles ahead, with the device's SMs and over a 5-part split schedule, at block
 // sizes 1 and 64 (the wgmma kernels on a device that runs them, bf16 rows; the fitted one over fp8 rows too).
-TEST(MlaDecodeGpu, L2PrefetchChangesNoBit) {
+TEST(MlaDecodeGpu, EveryKernelGivesTheSameBitsWithL2Prefetch) {
   if (!gpu_available()) GTEST_SKIP() << gpu_info().reason;
   using K = cuda::mla::AttendKernel;
   for (K kernel : {K::TensorCoresFitted, K::Wgmma, K::WgmmaSplit})
