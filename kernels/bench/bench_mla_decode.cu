@@ -10,7 +10,8 @@
 // here at run time, and to PyTorch reference times when --torch-anchors names a file of them (no file, no such
 // column). The TP 8 shape also runs over fp8 and int8 caches (656-byte rows dequantized in the kernel; bytes
 // count the rows as stored) with their speed-up over bf16 printed; rows named "_pf<N>" ask L2 to prefetch N
-// tiles ahead of the ring (MlaDecodeParams::l2_prefetch_tiles) and print their speed-up over the same row without. Ceilings and contract: docs/kernels.md.
+// tiles ahead of the ring (MlaDecodeParams::l2_prefetch_tiles) and print their speed-up over the same row
+// without. Ceilings and contract: docs/kernels.md.
 // Exit: 0 ok or no GPU ("no GPU" printed), 1 validation failed, 2 error.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
