@@ -77,8 +77,9 @@ struct RuntimeOptions {
   // --mla-absorbed-max-tokens as this device runs it: the value given, or for auto the longest chunk the device's
   // absorbed kernel serves well (CUDA: kMlaAbsorbedMaxTokensCuda; the CPU: kMlaAbsorbedMaxTokensCpu).
   int64_t mla_absorbed_max_tokens_on_device() const;
-  // CUDA: the MLA decode kernel's query rows per sequence (kernels/cuda/mla_decode); longer absorbed chunks would
-  // take the generic kernel, so auto stops there until `bench prefill` on a GPU says otherwise.
+  // CUDA: the MLA decode kernel's query rows per sequence (kernels/cuda/mla_decode). A longer absorbed chunk
+  // reaches it cut into pseudo-sequences of 4 rows (StepPart::decode_view_*), a path no GPU has timed yet: auto
+  // stays here until `bench prefill` on a GPU measures the crossing.
   static constexpr int64_t kMlaAbsorbedMaxTokensCuda = 4;
   // The CPU: the f32 reference ops, where `bench prefill` measured the cost model's crossing (docs/model.md §2.6).
   static constexpr int64_t kMlaAbsorbedMaxTokensCpu = 128;

@@ -79,6 +79,30 @@ class Packer {
   size_t total_ = 0;
 };
 
+// StepPart::decode_view_*: every sequence of the absorbed part cut into pseudo-sequences of at most
+// kDecodeViewMaxQ rows, each ending where its last row's causal window ends, each with the sequence's table row.
+void add_decode_view(Packer& pk, StepPart& part, const ForwardBatch& batch, int64_t block_size, int64_t blocks) {
+  constexpr int64_t kMaxQ = StepPart::kDecodeViewMaxQ;
+  std::vector<int32_t> tables, lens, cu_q{0};
+  for (int64_t i : part.seqs) {
+    const BatchSequence& s = batch.sequences[size_t(i)];
+    const int64_t need = (s.start_pos + s.num_tokens + block_size - 1) / block_size;  // as the part's own table
+    for (int64_t first = 0; first < s.num_tokens; first += kMaxQ) {
+      const int64_t rows = std::min(kMaxQ, s.num_tokens - first);
+      lens.push_back(int32_t(s.start_pos + first + rows));
+      cu_q.push_back(int32_t(cu_q.back() + rows));
+      const size_t at = tables.size();
+      tables.resize(at + size_t(blocks), 0);
+      std::copy(s.block_table.begin(), s.block_table.begin() + need, tables.begin() + std::ptrdiff_t(at));
+    }
+  }
+  const int64_t v = int64_t(lens.size());
+  part.decode_view_seqs = v;
+  pk.add(&part.decode_view_tables, std::move(tables), {v, blocks});
+  pk.add(&part.decode_view_seq_lens, std::move(lens), {v});
+  pk.add(&part.decode_view_cu_q, std::move(cu_q), {v + 1});
+}
+
 void add_part(Packer& pk, StepPart& part, const ForwardBatch& batch, bool absorbed, int64_t block_size,
               const ContextParallel& cp, int64_t min_blocks) {
   const int64_t T = batch.num_tokens(), group_block = block_size * cp.size;
@@ -141,6 +165,8 @@ void add_part(Packer& pk, StepPart& part, const ForwardBatch& batch, bool absorb
   const int64_t k = int64_t(slots.size()), c = int64_t(context_rows.size());
   pk.add(&part.kv_slots, std::move(slots), {k});
   pk.add(&part.context_rows, std::move(context_rows), {c});
+  if (absorbed && !cp.on() && part.max_q > StepPart::kDecodeViewMaxQ)
+    add_decode_view(pk, part, batch, block_size, blocks);
 }
 
 }  // namespace

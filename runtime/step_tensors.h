@@ -64,6 +64,17 @@ struct StepPart {
   // of the group's all-gather ([padded rows * dcp_size], rank-interleaved) is each context row.
   int64_t dcp_size = 1;
   Tensor context_rows;
+  // mla_decode's view of an absorbed part in which a sequence has more new tokens than that kernel takes
+  // (kDecodeViewMaxQ; prefill chunks sent down the absorbed path): each sequence becomes consecutive
+  // pseudo-sequences of at most kDecodeViewMaxQ query rows, pseudo-sequence g's context ending with its last row
+  // (seq_len = start_pos + that row's index + 1), so every row keeps its causal window, all of them reading the
+  // sequence's block table. The rows keep their order, so outputs need no permutation. Built without decode
+  // context parallelism only; decode_view_seqs is 0 when every sequence fits as it is.
+  static constexpr int64_t kDecodeViewMaxQ = 4;  // kernels/cuda/mla_decode kMaxQueriesPerSeq (asserted there)
+  int64_t decode_view_seqs = 0;
+  Tensor decode_view_tables;    // i32 [decode_view_seqs, max_blocks]
+  Tensor decode_view_seq_lens;  // i32 [decode_view_seqs]
+  Tensor decode_view_cu_q;      // i32 [decode_view_seqs + 1]
   int64_t num_seqs() const { return int64_t(seqs.size()); }
   bool empty() const { return seqs.empty(); }
 };

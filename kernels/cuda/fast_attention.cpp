@@ -2,7 +2,8 @@
 // naive prefill over a step's varlen layout, and mla_decode (kernels/cuda/mla_decode/) for the absorbed decode
 // over the paged latent cache. Both read the step's device tensors (runtime/step_tensors.h) as they are: no
 // upload here. Whether a shape is in a kernel's contract is decided here (flash_prefill_fits, mla_decode_unfit);
-// outside it the ops layer (kernels/ops_step.cpp) runs the generic kernels instead.
+// outside it the ops layer (kernels/ops_step.cpp) runs the generic kernels instead. An absorbed prefill chunk of
+// more than 4 rows reaches mla_decode through the step's decode view (StepPart::decode_view_*).
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -126,6 +127,20 @@ namespace {
 MlaKvFormat mla_format_of(KvQuant cache) {
   return cache == KvQuant::Fp8 ? MlaKvFormat::Fp8 : cache == KvQuant::Int8 ? MlaKvFormat::Int8 : MlaKvFormat::Bf16;
 }
+
+// The sequences mla_decode sees for a part: its own, or its decode view (StepPart::decode_view_*: sequences of more
+// than kMaxQueriesPerSeq rows cut into pseudo-sequences that keep every row's causal window and the row order).
+struct DecodeRows {
+  const Tensor &block_tables, &seq_lens, &cu_seqlens_q;
+  int64_t num_seqs, max_q;
+};
+static_assert(StepPart::kDecodeViewMaxQ == mla::kMaxQueriesPerSeq, "the view cuts sequences to what mla_decode takes");
+DecodeRows decode_rows(const StepPart& part) {
+  if (part.decode_view_seqs > 0)
+    return {part.decode_view_tables, part.decode_view_seq_lens, part.decode_view_cu_q, part.decode_view_seqs,
+            std::min(part.max_q, StepPart::kDecodeViewMaxQ)};
+  return {part.block_tables, part.seq_lens, part.cu_seqlens_q, part.num_seqs(), part.max_q};
+}
 }  // namespace
 
 std::string mla_decode_unfit(const StepPart& part, DType dtype, KvQuant cache, int64_t heads, int64_t kv_lora_rank,
@@ -135,18 +150,21 @@ std::string mla_decode_unfit(const StepPart& part, DType dtype, KvQuant cache, i
   if (kv_lora_rank != 512) return "kv_lora_rank " + std::to_string(kv_lora_rank) + " (mla_decode takes 512)";
   if (rope_dim != 64) return "qk_rope_head_dim " + std::to_string(rope_dim) + " (mla_decode takes 64)";
   if (heads < 1 || heads > 128) return std::to_string(heads) + " heads per rank (mla_decode takes 1..128)";
-  if (part.max_q < 1 || part.max_q > 4)
-    return std::to_string(part.max_q) + " query rows in one sequence (mla_decode takes 1..4)";
+  const DecodeRows rows = decode_rows(part);
+  if (rows.max_q < 1 || rows.max_q > 4)
+    return std::to_string(rows.max_q) + " query rows in one sequence (mla_decode takes 1..4)";
   if (block_size < 1 || block_size > 256) return "block_size " + std::to_string(block_size) + " (mla_decode: 1..256)";
-  if (part.num_seqs() < 1 || part.num_seqs() > 8192)
-    return std::to_string(part.num_seqs()) + " sequences (mla_decode takes 1..8192)";
+  if (rows.num_seqs < 1 || rows.num_seqs > 8192)
+    return std::to_string(rows.num_seqs) + " sequences (mla_decode takes 1..8192" +
+           (part.decode_view_seqs > 0 ? ", chunks counted in pieces of 4 rows)" : ")");
   return "";
 }
 
 int mla_decode_sm_count() { return std::clamp(current_device_sm_count(), 1, int(mla::kMaxSms)); }
 
 size_t mla_decode_workspace(const StepPart& part, int64_t heads, int num_sms) {
-  return mla_decode_workspace_bytes(int(part.num_seqs()), int(heads), int(part.max_q), num_sms);
+  const DecodeRows rows = decode_rows(part);
+  return mla_decode_workspace_bytes(int(rows.num_seqs), int(heads), int(rows.max_q), num_sms);
 }
 
 Tensor mla_decode_run(const Tensor& q, const Tensor& pool, KvQuant cache, const StepPart& part,
@@ -159,26 +177,27 @@ Tensor mla_decode_run(const Tensor& q, const Tensor& pool, KvQuant cache, const 
   MLARUN_CHECK(pool.ndim() == 3 && pool.dim(2) * int64_t(dtype_size(pool.dtype())) == mla_kv_row_bytes(format),
                "mla_decode: a pool of ", pool.describe(), " does not hold ", mla_kv_format_name(format), " rows of ",
                mla_kv_row_bytes(format), " bytes");
+  const DecodeRows rows = decode_rows(part);
   MlaDecodeParams p;
   p.q = q.data<uint16_t>();
   p.kv_cache = pool.raw();
   p.kv_format = format;
-  p.block_tables = part.block_tables.data<int32_t>();
-  p.seq_lens = part.seq_lens.data<int32_t>();
-  p.cu_seqlens_q = part.cu_seqlens_q.data<int32_t>();
+  p.block_tables = rows.block_tables.data<int32_t>();
+  p.seq_lens = rows.seq_lens.data<int32_t>();
+  p.cu_seqlens_q = rows.cu_seqlens_q.data<int32_t>();
   p.out = out.data<uint16_t>();
   p.lse = lse.data<float>();
   p.workspace = workspace.raw();
   p.workspace_bytes = workspace.nbytes();
   p.num_tokens = int(T);
-  p.batch = int(part.num_seqs());
+  p.batch = int(rows.num_seqs);
   p.num_heads = int(H);
   p.kv_lora_rank = int(kv_lora_rank);
   p.rope_dim = int(q.dim(2) - kv_lora_rank);  // q's width: the pool's may be a byte count
   p.num_blocks = int(pool.dim(0));
   p.block_size = int(pool.dim(1));
   p.max_blocks_per_seq = int(part.max_blocks);
-  p.max_q_per_seq = int(part.max_q);
+  p.max_q_per_seq = int(rows.max_q);
   p.num_sms = num_sms;
   p.softmax_scale = scale;
   p.attend = mla::AttendKernel(attend);

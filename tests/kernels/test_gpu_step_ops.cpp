@@ -163,12 +163,14 @@ void check_flash_through_varlen() {
             kBf16RelTol);
 }
 
-// mla_decode through the once-per-step plan, two layers on one schedule, with the attend kernel `kernel`.
+// mla_decode through the once-per-step plan, two layers on one schedule, with the attend kernel `kernel`: decode,
+// MTP-style rows, and prefill chunks of 7 and 13 rows on the absorbed path (mla_decode takes at most 4 rows a
+// sequence: these go through the step's decode view, StepPart::decode_view_*).
 void check_decode_through_plan(int32_t kernel) {
   std::mt19937 rng(17);
-  for (int64_t rows : {1, 3}) {  // plain decode, and MTP-style rows (absorbed path forced)
-    ForwardBatch b;  // decode sequences only, `rows` query rows each (absorbed path forced)
-    b.add_sequence(std::vector<int32_t>(size_t(rows), 2), 40, {1, 0, 6}, 16);
+  for (int64_t rows : {1, 3, 7, 13}) {
+    ForwardBatch b;  // `rows` query rows per sequence, absorbed path forced
+    b.add_sequence(std::vector<int32_t>(size_t(rows), 2), 40, {1, 0, 6, 7}, 16);
     b.add_sequence(std::vector<int32_t>(size_t(rows), 4), 3, {2}, 16);
     b.mla_path = MlaPath::Absorbed;
     const StepTensors cpu = StepTensors::build(b, Device::CPU, 16, 8);

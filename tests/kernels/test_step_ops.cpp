@@ -1,5 +1,6 @@
 // The step path on the CPU: StepTensors lays a batch out as the kernels read it (parts by MLA path, cu_seqlens,
-// block tables, context slots) and refuses slots or blocks outside the cache; the tensor forms of the index ops
+// block tables, context slots, mla_decode's view of long absorbed chunks) and refuses slots or blocks outside the
+// cache; the tensor forms of the index ops
 // equal their list forms; the MoE permutation and combine equal group_by_expert + scatter_add_rows bit for bit,
 // in the compact and the capacity layout.
 #include <gtest/gtest.h>
@@ -48,6 +49,62 @@ TEST(StepTensors, LaysOutTheBatchByPath) {
   EXPECT_EQ(list<int64_t>(st.absorbed.rows), (std::vector<int64_t>{3}));
   EXPECT_EQ(list<int32_t>(st.absorbed.token_keys), (std::vector<int32_t>{3}));
   EXPECT_EQ(st.absorbed.max_q, 1);
+}
+
+// An absorbed part with a sequence of more than 4 new tokens (a prefill chunk sent down the absorbed path) gets
+// mla_decode's view: pseudo-sequences of at most 4 rows, each row seeing exactly the keys it sees in the part
+// (token_keys), each pseudo-sequence reading its sequence's table row, the rows in the part's order.
+TEST(StepTensors, AbsorbedChunksGetADecodeViewThatKeepsEveryRowsKeys) {
+  ForwardBatch b;
+  b.add_sequence({1, 2, 3, 4, 5, 6, 7, 8, 9}, 5, {3, 1, 4, 2}, 4);  // 9 rows after 5 cached: pieces of 4, 4, 1
+  b.add_sequence({7}, 2, {0}, 4);                                    // a decode
+  b.add_sequence({1, 2, 3, 4}, 0, {5}, 4);                           // 4 rows: one piece
+  b.mla_path = MlaPath::Absorbed;
+  const StepTensors st = StepTensors::build(b, Device::CPU, 4, 7);
+  const StepPart& part = st.absorbed;
+  ASSERT_EQ(part.max_q, 9);
+  ASSERT_EQ(part.decode_view_seqs, 5);
+  EXPECT_EQ(list<int32_t>(part.decode_view_seq_lens), (std::vector<int32_t>{9, 13, 14, 3, 4}));
+  EXPECT_EQ(list<int32_t>(part.decode_view_cu_q), (std::vector<int32_t>{0, 4, 8, 9, 10, 14}));
+  EXPECT_EQ(list<int32_t>(part.decode_view_tables),
+            (std::vector<int32_t>{3, 1, 4, 2, 3, 1, 4, 2, 3, 1, 4, 2, 0, 0, 0, 0, 5, 0, 0, 0}));
+
+  // Random batches: row j of a pseudo-sequence with L keys and n rows sees L - n + j + 1 keys (mla_decode's
+  // causal rule); that must be the row's token_keys, and its table the row's own (token_table_start).
+  std::mt19937 rng(11);
+  for (int trial = 0; trial < 50; ++trial) {
+    ForwardBatch r;
+    int32_t next_block = 0;
+    const int seqs = 1 + int(rng() % 6);
+    for (int i = 0; i < seqs; ++i) {
+      const int64_t start = int64_t(rng() % 40), n = 1 + int64_t(rng() % 19);
+      std::vector<int32_t> table;
+      for (int64_t t = 0; t < (start + n + 7) / 8; ++t) table.push_back(next_block++);
+      r.add_sequence(std::vector<int32_t>(size_t(n), 1), start, table, 8);
+    }
+    r.mla_path = MlaPath::Absorbed;
+    const StepTensors t = StepTensors::build(r, Device::CPU, 8, next_block);
+    const StepPart& a = t.absorbed;
+    if (a.max_q <= StepPart::kDecodeViewMaxQ) {
+      EXPECT_EQ(a.decode_view_seqs, 0);
+      continue;
+    }
+    const auto lens = list<int32_t>(a.decode_view_seq_lens), cu = list<int32_t>(a.decode_view_cu_q);
+    const auto vtab = list<int32_t>(a.decode_view_tables), tab = list<int32_t>(a.block_tables);
+    const auto keys = list<int32_t>(a.token_keys), start = list<int32_t>(a.token_table_start);
+    ASSERT_EQ(cu.back(), a.num_tokens);
+    for (int64_t g = 0; g < a.decode_view_seqs; ++g) {
+      const int32_t n = cu[size_t(g + 1)] - cu[size_t(g)];
+      ASSERT_GE(n, 1);
+      ASSERT_LE(n, StepPart::kDecodeViewMaxQ);
+      for (int32_t j = 0; j < n; ++j) {
+        const size_t row = size_t(cu[size_t(g)] + j);
+        EXPECT_EQ(lens[size_t(g)] - n + j + 1, keys[row]) << "trial " << trial << " row " << row;
+        for (int64_t c = 0; c < a.max_blocks; ++c)
+          ASSERT_EQ(vtab[size_t(g * a.max_blocks + c)], tab[size_t(start[row] + c)]) << "trial " << trial;
+      }
+    }
+  }
 }
 
 TEST(StepTensors, RefusesSlotsAndBlocksOutsideTheCache) {
