@@ -7,18 +7,14 @@
 #include <vector>
 
 #include "kernels/ops.h"
+#include "kernels/random_normal.h"
 #include "runtime/error.h"
 
 namespace mlarun {
 
 namespace {
 
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
+using random_values::splitmix64;
 
 uint64_t name_hash(const std::string& s) {
   uint64_t h = 1469598103934665603ULL;  // FNV-1a
@@ -44,13 +40,8 @@ void parallel_ranges(int64_t n, Fn fn) {
 }  // namespace
 
 void random_normal_values(uint64_t stream, int64_t first_index, float* out, int64_t n) {
-  const float k = std::sqrt(3.0f) / 65536.0f;  // sum of four U[0,1) has mean 2 and variance 1/3
   parallel_ranges(n, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      uint64_t r = splitmix64(stream ^ splitmix64(uint64_t(first_index + i)));
-      float sum = float((r & 0xffff) + ((r >> 16) & 0xffff) + ((r >> 32) & 0xffff) + (r >> 48)) + 2.0f;  // + 4 * 0.5
-      out[i] = (sum - 2.0f * 65536.0f) * k;
-    }
+    for (int64_t i = begin; i < end; ++i) out[i] = random_values::normal(stream, uint64_t(first_index + i));
   });
 }
 
@@ -127,34 +118,50 @@ Tensor RandomWeights::load(const std::string& tensor, DType dtype) const {
   return load_slice(tensor, 0, 0, s.shape.at(0), dtype);
 }
 
-Tensor RandomWeights::load_slice(const std::string& tensor, int dim, int64_t begin, int64_t end, DType dtype) const {
+RandomWeights::Slice RandomWeights::slice_of(const std::string& tensor, int dim, int64_t begin, int64_t end) const {
   const Spec& s = spec(tensor);
   const int nd = int(s.shape.size());
   MLARUN_CHECK(dim >= 0 && dim < nd && begin >= 0 && begin <= end && end <= s.shape[size_t(dim)], source_name(),
                ": slice [", begin, ", ", end, ") of dimension ", dim, " is outside tensor '", tensor, "' of shape ",
                shape_str(s.shape));
-  int64_t outer = 1, inner = 1;
-  for (int i = 0; i < dim; ++i) outer *= s.shape[size_t(i)];
+  int64_t inner = 1;
   for (int i = dim + 1; i < nd; ++i) inner *= s.shape[size_t(i)];
-  Shape out_shape = s.shape;
-  out_shape[size_t(dim)] = end - begin;
-  Tensor out = Tensor::empty(out_shape, DType::F32);
-  float* dst = out.data<float>();
-  const int64_t run = (end - begin) * inner, full = s.shape[size_t(dim)];
-  for (int64_t o = 0; o < outer; ++o)  // one contiguous run of the full tensor per outer index
-    random_normal_values(s.stream, (o * full + begin) * inner, dst + o * run, run);
-
-  float scale = 1.0f, offset = 0.0f;
+  Slice r;
+  r.stream = s.stream;
+  r.shape = s.shape;
+  r.shape[size_t(dim)] = end - begin;
+  // One contiguous run of the full tensor per index of the dimensions before `dim`.
+  r.run = std::max<int64_t>(1, (end - begin) * inner);
+  r.stride = s.shape[size_t(dim)] * inner;
+  r.first = begin * inner;
   switch (s.init) {
-    case Init::Norm: scale = 0.05f, offset = 1.0f; break;
-    case Init::Matrix: scale = 1.0f / std::sqrt(float(s.shape.back())); break;
+    case Init::Norm: r.scale = 0.05f, r.offset = 1.0f; break;
+    case Init::Matrix: r.scale = 1.0f / std::sqrt(float(s.shape.back())); break;
     case Init::Embedding: break;
-    case Init::Bias: scale = 0.01f; break;
+    case Init::Bias: r.scale = 0.01f; break;
   }
+  return r;
+}
+
+Tensor RandomWeights::load_slice(const std::string& tensor, int dim, int64_t begin, int64_t end, DType dtype) const {
+  const Slice sl = slice_of(tensor, dim, begin, end);
+  Tensor out = Tensor::empty(sl.shape, DType::F32);
+  float* dst = out.data<float>();
+  for (int64_t o = 0; o * sl.run < out.numel(); ++o)
+    random_normal_values(sl.stream, o * sl.stride + sl.first, dst + o * sl.run, sl.run);
   parallel_ranges(out.numel(), [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) dst[i] = dst[i] * scale + offset;
+    for (int64_t i = begin; i < end; ++i) dst[i] = dst[i] * sl.scale + sl.offset;
   });
   return dtype == DType::F32 ? out : out.to_dtype(dtype);
+}
+
+Tensor RandomWeights::load_slice_placed(const std::string& tensor, int dim, int64_t begin, int64_t end,
+                                        const Placement& placement) const {
+  if (placement.device != Device::CUDA) return Tensor();  // the host path is the one above
+  const Slice sl = slice_of(tensor, dim, begin, end);
+  Tensor out = Tensor::empty(sl.shape, placement.dtype, Device::CUDA);
+  ops::fill_random_normal(out, sl.stream, sl.run, sl.stride, sl.first, sl.scale, sl.offset);
+  return out;
 }
 
 std::vector<std::string> RandomWeights::tensor_names() const {
@@ -172,13 +179,21 @@ int64_t RandomWeights::total_values() const {
 void write_random_cache_rows(std::vector<Tensor>& layers, const KvCacheFormat& format,
                              const std::vector<int64_t>& slots, uint64_t seed, int64_t seq, int64_t num_seqs,
                              const Placement& placement) {
-  Tensor rows = Tensor::empty({int64_t(slots.size()), format.width()}, DType::F32);
+  if (slots.empty()) return;
+  const Shape shape = {int64_t(slots.size()), format.width()};
+  const bool on_gpu = placement.device == Device::CUDA;  // the rows made there: nothing from the host
+  Tensor rows = Tensor::empty(shape, on_gpu ? placement.dtype : DType::F32, placement.device);
   for (size_t l = 0; l < layers.size(); ++l) {
-    random_normal_values(seed * 1000003 + uint64_t(int64_t(l) * num_seqs + seq), 0, rows.data<float>(), rows.numel());
-    if (format.quantized())
-      ops::write_cache_quantized(layers[l], format, slots, placement.place(rows));
+    const uint64_t stream = seed * 1000003 + uint64_t(int64_t(l) * num_seqs + seq);
+    if (on_gpu)
+      ops::fill_random_normal(rows, stream, rows.numel(), 0, 0, 1.0f, 0.0f);
     else
-      ops::write_cache(layers[l], slots, placement.place(rows));
+      random_normal_values(stream, 0, rows.data<float>(), rows.numel());
+    const Tensor placed = on_gpu ? rows : placement.place(rows);
+    if (format.quantized())
+      ops::write_cache_quantized(layers[l], format, slots, placed);
+    else
+      ops::write_cache(layers[l], slots, placed);
   }
 }
 

@@ -30,6 +30,10 @@ class RandomWeights final : public WeightSource {
   Tensor load(const std::string& tensor, DType dtype = DType::F32) const override;
   Tensor load_slice(const std::string& tensor, int dim, int64_t begin, int64_t end,
                     DType dtype = DType::F32) const override;
+  // On the GPU the values are made there, in the placement's dtype (ops::fill_random_normal): the same values,
+  // without the host's generation, conversion and copy of every weight.
+  Tensor load_slice_placed(const std::string& tensor, int dim, int64_t begin, int64_t end,
+                           const Placement& placement) const override;
 
   std::vector<std::string> tensor_names() const;  // sorted
   int64_t total_values() const;                   // sum of element counts
@@ -41,6 +45,15 @@ class RandomWeights final : public WeightSource {
     Init init;
     uint64_t stream;  // from the seed and the name
   };
+  // Where a slice's values come from: runs of `run` values, run o starting at value o * stride + first of
+  // `stream`, each value times scale plus offset.
+  struct Slice {
+    Shape shape;
+    uint64_t stream = 0;
+    int64_t run = 1, stride = 0, first = 0;
+    float scale = 1.0f, offset = 0.0f;
+  };
+  Slice slice_of(const std::string& tensor, int dim, int64_t begin, int64_t end) const;
   void add(const std::string& name, const Shape& shape, Init init);
   void add_attention(const ModelConfig& c, const std::string& prefix);
   void add_mlp(const std::string& prefix, int64_t dim, int64_t inter);

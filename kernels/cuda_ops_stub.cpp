@@ -20,6 +20,9 @@ void add(const Tensor&, const Tensor&, const Tensor&) { unavailable("add"); }
 Tensor silu_mul(const Tensor&, const Tensor&) { unavailable("silu_mul"); }
 Tensor embedding(const std::vector<int32_t>&, const Tensor&, int64_t) { unavailable("embedding"); }
 Tensor convert(const Tensor&, DType) { unavailable("convert"); }
+void fill_random_normal(Tensor&, uint64_t, int64_t, int64_t, int64_t, float, float) {
+  unavailable("fill_random_normal");
+}
 Tensor rms_norm(const Tensor&, const Tensor&, float) { unavailable("rms_norm"); }
 Tensor add_rms_norm(const Tensor&, const Tensor&, const Tensor&, float) { unavailable("add_rms_norm"); }
 Tensor narrow_last_dim(const Tensor&, int64_t, int64_t) { unavailable("narrow_last_dim"); }

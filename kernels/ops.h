@@ -99,6 +99,12 @@ void write_cache(Tensor& pool, const std::vector<int64_t>& slot_mapping, const T
 // Gathers the first `len` tokens of one sequence from the pool through its block table -> [len, width].
 Tensor gather_cache(const Tensor& pool, const std::vector<int32_t>& block_table, int64_t len);
 
+// The benchmarks' random values made where they live (kernels/random_normal.h): `out` (contiguous, f32 or bf16)
+// is read as rows of `run` elements; element i of row o becomes value o * stride + first + i of `stream`, times
+// `scale`, plus `offset` (two rounded f32 operations, not fused), in out's dtype. The same values on every device.
+void fill_random_normal(Tensor& out, uint64_t stream, int64_t run, int64_t stride, int64_t first, float scale,
+                        float offset);
+
 // Absorbed MLA attention over the paged latent cache for one sequence (contract: docs/kernels.md):
 // q[Tq, H, Dc + Dr] = [q_nope . W_UK | q_pe], cached rows [c (Dc) | k_pe (Dr)], scores = q . row * scale,
 // o[Tq, H, Dc] = sum_t p_t * c_t. Query i at position q_offset + i sees cached tokens 0..q_offset + i.

@@ -20,6 +20,18 @@ Tensor convert(const Tensor& x, DType dtype) {
   return cpu::convert(x, dtype);
 }
 
+void fill_random_normal(Tensor& out, uint64_t stream, int64_t run, int64_t stride, int64_t first, float scale,
+                        float offset) {
+  const Device dev = device_of("fill_random_normal", {{"out", out}});
+  MLARUN_CHECK((out.dtype() == DType::F32 || out.dtype() == DType::BF16) && run >= 1 && out.numel() % run == 0 &&
+                   stride >= 0 && first >= 0,
+               "fill_random_normal: ", out.describe(), " in rows of ", run, " (stride ", stride, ", first ", first,
+               "): f32 or bf16 whole rows");
+  if (out.numel() == 0) return;
+  if (dev == Device::CUDA) return cuda::fill_random_normal(out, stream, run, stride, first, scale, offset);
+  cpu::fill_random_normal(out, stream, run, stride, first, scale, offset);
+}
+
 Tensor to_host_f32(const Tensor& x) {
   device_of("to_host_f32", {{"x", x}});
   return convert(x.device() == Device::CPU ? x : x.to(Device::CPU), DType::F32);

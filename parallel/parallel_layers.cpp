@@ -90,6 +90,8 @@ Tensor load_shard_checked(const WeightSource& ckpt, const std::string& name, con
                           const Placement& placement) {
   check_shape(ckpt, name, full);
   check_dtype(ckpt, name, full);
+  if (!full.empty() && !ckpt.contains(name + "_scale_inv"))  // made in place by the source, when it can
+    if (Tensor placed = ckpt.load_slice_placed(name, dim, r.begin, r.end, placement); placed.defined()) return placed;
   Tensor w = full.empty() || (dim == 0 && r.begin == 0 && r.end == full[0]) ? ckpt.load(name, DType::F32)
                                                                              : ckpt.load_slice(name, dim, r.begin, r.end, DType::F32);
   apply_block_scales(ckpt, name, full, dim, r, w);

@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "runtime/placement.h"
 #include "runtime/tensor.h"
 
 namespace mlarun {
@@ -24,6 +25,13 @@ class WeightSource {
   // Indices [begin, end) of dimension `dim` only (a tensor-parallel shard).
   virtual Tensor load_slice(const std::string& tensor, int dim, int64_t begin, int64_t end,
                             DType dtype = DType::F32) const = 0;
+  // The same slice made directly where `placement` puts it, in its dtype, by a source that can (random weights
+  // on the GPU: nothing made on the host or copied); an undefined tensor, the default, means: load the slice and
+  // let the caller place it.
+  virtual Tensor load_slice_placed(const std::string& tensor, int dim, int64_t begin, int64_t end,
+                                   const Placement& placement) const {
+    return (void)tensor, (void)dim, (void)begin, (void)end, (void)placement, Tensor();
+  }
 };
 
 }  // namespace mlarun

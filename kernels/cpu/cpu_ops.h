@@ -26,6 +26,9 @@ void add(const Tensor& a, const Tensor& b, const Tensor& out);  // f32; out may 
 Tensor silu_mul(const Tensor& gate, const Tensor& up);          // f32
 Tensor embedding(const std::vector<int32_t>& ids, const Tensor& table, int64_t vocab_start);  // f32 table
 Tensor convert(const Tensor& x, DType dtype);                   // any dtype the runtime converts
+// data_movement.cpp: the benchmarks' random values (ops::fill_random_normal), f32 or bf16 out
+void fill_random_normal(Tensor& out, uint64_t stream, int64_t run, int64_t stride, int64_t first, float scale,
+                        float offset);
 
 // rms_norm.cpp; f32 only
 Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps);

@@ -1,14 +1,30 @@
 // CPU data movement (twin of cuda/data_movement.cu): column slices, concatenation, transposes, row gathers move
-// bytes of any dtype with memcpy; the weighted scatter-add sums in f32, in list order.
+// bytes of any dtype with memcpy; the weighted scatter-add sums in f32, in list order; the benchmarks' random
+// values are written in place.
 #include <algorithm>
 #include <cstring>
 
 #include "kernels/cpu/cpu_ops.h"
 #include "kernels/op_checks.h"
+#include "kernels/random_normal.h"
+#include "runtime/dtype.h"
 
 namespace mlarun::ops::cpu {
 
 using detail::leading_rows;
+
+void fill_random_normal(Tensor& out, uint64_t stream, int64_t run, int64_t stride, int64_t first, float scale,
+                        float offset) {
+  const bool bf16 = out.dtype() == DType::BF16;
+  for (int64_t i = 0; i < out.numel(); ++i) {
+    const int64_t index = i / run * stride + first + i % run;
+    const float v = random_values::normal(stream, uint64_t(index)) * scale + offset;
+    if (bf16)
+      static_cast<uint16_t*>(out.raw())[i] = float_to_bf16(v);
+    else
+      out.data<float>()[i] = v;
+  }
+}
 
 Tensor narrow_last_dim(const Tensor& x, int64_t start, int64_t len) {
   Shape shape = x.shape();

@@ -35,6 +35,9 @@ Tensor silu_mul(const Tensor& gate, const Tensor& up);
 Tensor embedding(const std::vector<int32_t>& ids, const Tensor& table, int64_t vocab_start);
 Tensor embedding(const Tensor& ids, const Tensor& table, int64_t vocab_start);  // ids i32 on the device
 Tensor convert(const Tensor& x, DType dtype);
+// the benchmarks' random values made on the device (ops::fill_random_normal), f32 or bf16 out
+void fill_random_normal(Tensor& out, uint64_t stream, int64_t run, int64_t stride, int64_t first, float scale,
+                        float offset);
 
 // rms_norm.cu
 Tensor rms_norm(const Tensor& x, const Tensor& weight, float eps);

@@ -1,9 +1,10 @@
-// Element-wise CUDA ops: add, SiLU-mul, embedding rows, dtype conversion. Each element is computed in f32 and
-// rounded once to the output dtype (silu_mul rounds the activation first, as a bf16 model does: act_fn(gate) is a
+// Element-wise CUDA ops: add, SiLU-mul, embedding rows, dtype conversion, the benchmarks' random values. Each
+// element is computed in f32 and rounded once to the output dtype (silu_mul rounds the activation first, as a bf16 model does: act_fn(gate) is a
 // bf16 tensor before it meets up). Grid-stride loops, one thread per element: simple and memory-bound.
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/random_normal.h"
 
 namespace mlarun::ops::cuda {
 
@@ -37,6 +38,16 @@ __global__ void embedding_kernel(const int32_t* ids, const void* table, void* ou
 __global__ void convert_kernel(const void* in, bool in_bf16, void* out, bool out_bf16, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     store_f(out, i, load_f(in, i, in_bf16), out_bf16);
+}
+
+// Element i of rows of `run`: value i / run * stride + first + i % run of stream `values`, times scale plus offset with
+// the multiply and the add rounded apart (__fmul_rn / __fadd_rn: nvcc would fuse them), as the host computes it.
+__global__ void fill_random_normal_kernel(void* out, bool bf16, int64_t n, uint64_t values, int64_t run,
+                                          int64_t stride, int64_t first, float scale, float offset) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t index = i / run * stride + first + i % run;
+    store_f(out, i, __fadd_rn(__fmul_rn(random_values::normal(values, uint64_t(index)), scale), offset), bf16);
+  }
 }
 
 }  // namespace
@@ -76,6 +87,17 @@ Tensor embedding(const Tensor& ids, const Tensor& table, int64_t vocab_start) {
 
 Tensor embedding(const std::vector<int32_t>& ids, const Tensor& table, int64_t vocab_start) {
   return embedding(upload(ids), table, vocab_start);
+}
+
+
+void fill_random_normal(Tensor& out, uint64_t values, int64_t run, int64_t stride, int64_t first, float scale,
+                        float offset) {
+  const bool bf16 = is_bf16(out, "fill_random_normal");
+  const int64_t n = out.numel();
+  if (n == 0) return;
+  fill_random_normal_kernel<<<grid_for(n, kThreads), kThreads, 0, stream()>>>(out.raw(), bf16, n, values, run, stride,
+                                                                               first, scale, offset);
+  MLARUN_CUDA_CHECK_LAUNCH("fill_random_normal_kernel");
 }
 
 Tensor convert(const Tensor& x, DType dtype) {

@@ -8,6 +8,8 @@
 
 #include "bench/baseline_attention.h"
 #include "bench/random_weights.h"
+#include "kernels/ops.h"
+#include "kernels/random_normal.h"
 #include "model/deepseek_model.h"
 #include "random_model_util.h"
 #include "test_util.h"
@@ -137,4 +139,35 @@ TEST(RandomWeights, DeepseekV2ShapesCountItsParameters) {
   // A rank's slice of a large tensor is generated alone: 1/8 of q_proj's rows.
   Tensor part = mha.load_slice("model.layers.0.self_attn.q_proj.weight", 0, 0, 16 * 128);
   EXPECT_EQ(part.shape(), (Shape{16 * 128, 5120}));
+}
+
+// The values are a fixed function of (stream, index): the formula the benchmarks have always used (written out
+// here again), and ops::fill_random_normal (the GPU's way to make them, checked against these on a GPU by
+// GpuModelKernels.RandomWeightsMadeOnTheGpuAreTheHostsValues) makes the same ones on the CPU, in f32 and bf16.
+TEST(RandomWeights, ValuesAreAFixedFunctionOfStreamAndIndex) {
+  EXPECT_EQ(random_values::kNormalScale, std::sqrt(3.0f) / 65536.0f);
+  const auto mix = [](uint64_t x) {
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+  };
+  for (uint64_t i = 0; i < 10000; ++i) {
+    const uint64_t stream = 77 + 1000003 * (i % 7);
+    const uint64_t r = mix(stream ^ mix(i));
+    const float sum = float((r & 0xffff) + ((r >> 16) & 0xffff) + ((r >> 32) & 0xffff) + (r >> 48)) + 2.0f;
+    ASSERT_EQ(random_values::normal(stream, i), (sum - 2.0f * 65536.0f) * (std::sqrt(3.0f) / 65536.0f)) << i;
+  }
+  Tensor f = Tensor::empty({3, 5}, DType::F32), b = Tensor::empty({3, 5}, DType::BF16);
+  ops::fill_random_normal(f, 41, 5, 11, 2, 0.5f, 1.0f);
+  ops::fill_random_normal(b, 41, 5, 11, 2, 0.5f, 1.0f);
+  for (int64_t o = 0; o < 3; ++o)
+    for (int64_t i = 0; i < 5; ++i) {
+      float want = 0;
+      random_normal_values(41, o * 11 + 2 + i, &want, 1);
+      want = want * 0.5f + 1.0f;
+      EXPECT_EQ(f.data<float>()[o * 5 + i], want);
+      EXPECT_EQ(static_cast<const uint16_t*>(b.raw())[o * 5 + i], float_to_bf16(want));
+    }
+  EXPECT_ERROR_MENTIONS(ops::fill_random_normal(f, 41, 4, 11, 2, 1.0f, 0.0f), "whole rows");
 }

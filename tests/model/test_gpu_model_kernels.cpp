@@ -16,6 +16,7 @@
 #include "bench/random_weights.h"
 #include "gpu_test_util.h"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/kv_quant.h"
 #include "kernels/ops.h"
 #include "model/deepseek_model.h"
 #include "random_model_util.h"
@@ -131,5 +132,51 @@ TEST(GpuModelKernels, EveryAttentionKernelIsWithinTwiceTheDefaultKernelsErrorAga
     std::printf("%-20s worst rel error against f32 %.4f at %s\n", k.name, error, where.c_str());
     EXPECT_LT(error, bound) << "at " << where << "; the default kernels' worst error " << base_error << " at "
                             << base_where;
+  }
+}
+
+// Random weights made on the GPU (RandomWeights::load_slice_placed, ops::fill_random_normal) are the bf16 of the
+// values the host makes, bit for bit: every tensor of the model above, whole and as a slice of each dimension
+// (a tensor-parallel shard), and the random cache rows of the benchmarks.
+TEST(GpuModelKernels, RandomWeightsMadeOnTheGpuAreTheHostsValues) {
+  MLARUN_GPU_OR_SKIP();
+  const ModelConfig c = fast_kernel_config();
+  const RandomWeights w(c, AttentionKind::mla(), 3);
+  const Placement gpu = Placement::cuda_bf16();
+  const auto same_bits = [](const Tensor& host_f32, const Tensor& device_bf16, const std::string& what) {
+    const Tensor want = host_f32.to_dtype(DType::BF16);
+    const Tensor got = device_bf16.to(Device::CPU);
+    ASSERT_EQ(got.shape(), want.shape()) << what;
+    ASSERT_EQ(got.dtype(), DType::BF16) << what;
+    const auto* a = static_cast<const uint16_t*>(want.raw());
+    const auto* b = static_cast<const uint16_t*>(got.raw());
+    for (int64_t i = 0; i < want.numel(); ++i) ASSERT_EQ(a[i], b[i]) << what << " element " << i;
+  };
+  for (const std::string& name : w.tensor_names()) {
+    const Shape shape = w.shape_of(name);
+    for (int dim = 0; dim < int(shape.size()); ++dim) {
+      const int64_t n = shape[size_t(dim)], begin = n / 3, end = n - n / 4;  // a middle slice; whole for dim 0 too
+      same_bits(w.load_slice(name, dim, begin, end), w.load_slice_placed(name, dim, begin, end, gpu),
+                name + " dim " + std::to_string(dim));
+      if (dim == 0) same_bits(w.load(name), w.load_slice_placed(name, 0, 0, n, gpu), name);
+    }
+  }
+  // Cache rows: slot s of layer l holds value i of the row's stream, rounded to bf16 (bench/random_weights.h).
+  const KvCacheFormat f = kv_cache_format(DType::BF16, DType::BF16, c.kv_lora_rank, c.qk_rope_head_dim);
+  const int64_t width = f.width();
+  CachePool pool = CachePool::allocate(2, 4, 16, width, DType::BF16, Device::CUDA);
+  const std::vector<int64_t> slots = {3, 17, 40, 41, 63};
+  const uint64_t seed = 9;
+  const int64_t seq = 1, num_seqs = 4;
+  write_random_cache_rows(pool.layers, f, slots, seed, seq, num_seqs, gpu);
+  for (int64_t l = 0; l < 2; ++l) {
+    Tensor want = Tensor::empty({int64_t(slots.size()), width}, DType::F32);
+    random_normal_values(seed * 1000003 + uint64_t(l * num_seqs + seq), 0, want.data<float>(), want.numel());
+    const Tensor want_bf16 = want.to_dtype(DType::BF16), got = pool.layers[size_t(l)].to(Device::CPU);
+    for (size_t k = 0; k < slots.size(); ++k)
+      for (int64_t i = 0; i < width; ++i)
+        ASSERT_EQ(static_cast<const uint16_t*>(got.raw())[size_t(slots[k] * width + i)],
+                  static_cast<const uint16_t*>(want_bf16.raw())[k * size_t(width) + size_t(i)])
+            << "layer " << l << " slot " << slots[k] << " value " << i;
   }
 }
