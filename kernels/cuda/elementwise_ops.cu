@@ -1,6 +1,7 @@
 // Element-wise CUDA ops: add, SiLU-mul, embedding rows, dtype conversion, the benchmarks' random values. Each
-// element is computed in f32 and rounded once to the output dtype (silu_mul rounds the activation first, as a bf16 model does: act_fn(gate) is a
-// bf16 tensor before it meets up). Grid-stride loops, one thread per element: simple and memory-bound.
+// element is computed in f32 and rounded once to the output dtype (silu_mul rounds the activation first, as a
+// bf16 model does: act_fn(gate) is a bf16 tensor before it meets up). Grid-stride loops, one thread per element:
+// simple and memory-bound.
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/cuda_ops.h"
