@@ -4,8 +4,9 @@
 // pools through the sequences' block tables (no prefill through the model), then B sequences decode one token
 // each: warm-up, then the median of N steps. Runs on the CPU (the f32 reference ops, one thread) or, with --device
 // cuda, on the GPU with bf16 weights (random weights and cache rows made on the GPU, the host's values bit for bit:
-// bench/random_weights.h; steps timed to the end of their GPU work); reports tokens/s, the cache bytes per token per layer as allocated,
-// the tokens that fit in --memory-gib beside the whole model's bf16 weights, and the cache bytes each step reads.
+// bench/random_weights.h; steps timed to the end of their GPU work); reports tokens/s, the cache bytes per token
+// per layer as allocated, the tokens that fit in --memory-gib beside the whole model's bf16 weights, and the cache
+// bytes each step reads.
 // Each timed step is also split by where its time goes (runtime/step_profiler.h: attention, MoE, dense GEMMs,
 // norms/RoPE/other, communication), marked in the model, the baselines and the communicators.
 #include <algorithm>
