@@ -3,12 +3,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <thread>
 #include <vector>
 
 #include "kernels/ops.h"
 #include "kernels/random_normal.h"
 #include "runtime/error.h"
+#include "runtime/parallel_ranges.h"
 
 namespace mlarun {
 
@@ -20,21 +20,6 @@ uint64_t name_hash(const std::string& s) {
   uint64_t h = 1469598103934665603ULL;  // FNV-1a
   for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ULL;
   return h;
-}
-
-// Runs fn(begin, end) over [0, n) on several threads when n is large (each value depends only on its index, so
-// the split changes nothing); a model of real dimensions has billions of values to make.
-template <typename Fn>
-void parallel_ranges(int64_t n, Fn fn) {
-  constexpr int64_t kMinPerThread = int64_t(1) << 20;
-  const int64_t threads = std::min<int64_t>({int64_t(std::max(1u, std::thread::hardware_concurrency())), 16,
-                                             std::max<int64_t>(1, n / kMinPerThread)});
-  if (threads <= 1) return fn(int64_t(0), n);
-  std::vector<std::thread> pool;
-  const int64_t part = (n + threads - 1) / threads;
-  for (int64_t t = 0; t < threads; ++t)
-    pool.emplace_back([=] { fn(std::min(n, t * part), std::min(n, (t + 1) * part)); });
-  for (std::thread& th : pool) th.join();
 }
 
 }  // namespace
@@ -144,22 +129,14 @@ RandomWeights::Slice RandomWeights::slice_of(const std::string& tensor, int dim,
 }
 
 Tensor RandomWeights::load_slice(const std::string& tensor, int dim, int64_t begin, int64_t end, DType dtype) const {
-  const Slice sl = slice_of(tensor, dim, begin, end);
-  Tensor out = Tensor::empty(sl.shape, DType::F32);
-  float* dst = out.data<float>();
-  for (int64_t o = 0; o * sl.run < out.numel(); ++o)
-    random_normal_values(sl.stream, o * sl.stride + sl.first, dst + o * sl.run, sl.run);
-  parallel_ranges(out.numel(), [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) dst[i] = dst[i] * sl.scale + sl.offset;
-  });
+  const Tensor out = load_slice_placed(tensor, dim, begin, end, Placement::cpu());
   return dtype == DType::F32 ? out : out.to_dtype(dtype);
 }
 
 Tensor RandomWeights::load_slice_placed(const std::string& tensor, int dim, int64_t begin, int64_t end,
                                         const Placement& placement) const {
-  if (placement.device != Device::CUDA) return Tensor();  // the host path is the one above
   const Slice sl = slice_of(tensor, dim, begin, end);
-  Tensor out = Tensor::empty(sl.shape, placement.dtype, Device::CUDA);
+  Tensor out = Tensor::empty(sl.shape, placement.dtype, placement.device);
   ops::fill_random_normal(out, sl.stream, sl.run, sl.stride, sl.first, sl.scale, sl.offset);
   return out;
 }
@@ -180,20 +157,14 @@ void write_random_cache_rows(std::vector<Tensor>& layers, const KvCacheFormat& f
                              const std::vector<int64_t>& slots, uint64_t seed, int64_t seq, int64_t num_seqs,
                              const Placement& placement) {
   if (slots.empty()) return;
-  const Shape shape = {int64_t(slots.size()), format.width()};
-  const bool on_gpu = placement.device == Device::CUDA;  // the rows made there: nothing from the host
-  Tensor rows = Tensor::empty(shape, on_gpu ? placement.dtype : DType::F32, placement.device);
+  Tensor rows = Tensor::empty({int64_t(slots.size()), format.width()}, placement.dtype, placement.device);
   for (size_t l = 0; l < layers.size(); ++l) {
-    const uint64_t stream = seed * 1000003 + uint64_t(int64_t(l) * num_seqs + seq);
-    if (on_gpu)
-      ops::fill_random_normal(rows, stream, rows.numel(), 0, 0, 1.0f, 0.0f);
-    else
-      random_normal_values(stream, 0, rows.data<float>(), rows.numel());
-    const Tensor placed = on_gpu ? rows : placement.place(rows);
+    ops::fill_random_normal(rows, seed * 1000003 + uint64_t(int64_t(l) * num_seqs + seq), rows.numel(), 0, 0, 1.0f,
+                            0.0f);
     if (format.quantized())
-      ops::write_cache_quantized(layers[l], format, slots, placed);
+      ops::write_cache_quantized(layers[l], format, slots, rows);
     else
-      ops::write_cache(layers[l], slots, placed);
+      ops::write_cache(layers[l], slots, rows);
   }
 }
 

@@ -30,8 +30,9 @@ class RandomWeights final : public WeightSource {
   Tensor load(const std::string& tensor, DType dtype = DType::F32) const override;
   Tensor load_slice(const std::string& tensor, int dim, int64_t begin, int64_t end,
                     DType dtype = DType::F32) const override;
-  // On the GPU the values are made there, in the placement's dtype (ops::fill_random_normal): the same values,
-  // without the host's generation, conversion and copy of every weight.
+  // The values are made where the placement puts them, in its dtype (ops::fill_random_normal): on the GPU the
+  // same values without the host's generation, conversion and copy of every weight. load_slice is this on the
+  // host in f32.
   Tensor load_slice_placed(const std::string& tensor, int dim, int64_t begin, int64_t end,
                            const Placement& placement) const override;
 
@@ -65,8 +66,8 @@ class RandomWeights final : public WeightSource {
   std::map<std::string, Spec> tensors_;
 };
 
-// Writes n deterministic ~N(0, 1) values: out[i] depends only on (stream, first_index + i). Also used to fill
-// benchmark caches with random rows.
+// Writes n deterministic ~N(0, 1) values: out[i] depends only on (stream, first_index + i) (kernels/random_normal.h;
+// ops::fill_random_normal writes the same values into a tensor on any device).
 void random_normal_values(uint64_t stream, int64_t first_index, float* out, int64_t n);
 
 // A benchmark's cache as if sequence `seq` of `num_seqs` had been prefilled: its `slots` in every layer's pool of

@@ -3,13 +3,11 @@
 // large buffers (a model's weights on their way to the GPU) run on several threads, element for element the same.
 #include "runtime/dtype.h"
 
-#include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <thread>
-#include <vector>
 
 #include "runtime/error.h"
+#include "runtime/parallel_ranges.h"
 
 namespace mlarun {
 
@@ -190,29 +188,14 @@ void convert_from_f32_serial(const float* src, DType to, void* dst, size_t n) {
   }
 }
 
-// Runs fn(begin, count) over [0, n) in contiguous pieces, on up to 16 threads once each would get at least
-// kPerThread elements (about a millisecond of conversion); small buffers stay on the caller's thread.
-template <class Fn>
-void in_pieces(size_t n, Fn fn) {
-  constexpr size_t kPerThread = size_t(1) << 20;
-  const size_t threads =
-      std::min<size_t>({size_t(std::max(1u, std::thread::hardware_concurrency())), 16, n / kPerThread});
-  if (threads <= 1) return fn(size_t(0), n);
-  const size_t piece = (n + threads - 1) / threads;
-  std::vector<std::thread> pool;
-  for (size_t t = 1; t < threads; ++t)
-    if (t * piece < n) pool.emplace_back(fn, t * piece, std::min(piece, n - t * piece));
-  fn(size_t(0), std::min(piece, n));
-  for (std::thread& th : pool) th.join();
-}
-
 }  // namespace
 
 void convert_to_f32(const void* src, DType from, float* dst, size_t n) {
   const size_t w = dtype_size(from);
   if (w == 0) fail("convert_to_f32: unknown dtype ", int(from));
-  in_pieces(n, [&](size_t begin, size_t count) {
-    convert_to_f32_serial(static_cast<const unsigned char*>(src) + begin * w, from, dst + begin, count);
+  parallel_ranges(int64_t(n), [&](int64_t begin, int64_t end) {
+    convert_to_f32_serial(static_cast<const unsigned char*>(src) + size_t(begin) * w, from, dst + begin,
+                          size_t(end - begin));
   });
 }
 
@@ -220,8 +203,9 @@ void convert_from_f32(const float* src, DType to, void* dst, size_t n) {
   const size_t w = dtype_size(to);
   if (to != DType::F32 && to != DType::BF16 && to != DType::F16 && to != DType::F8_E4M3)
     fail("convert_from_f32: cannot convert to ", dtype_name(to));  // here, not on a worker thread
-  in_pieces(n, [&](size_t begin, size_t count) {
-    convert_from_f32_serial(src + begin, to, static_cast<unsigned char*>(dst) + begin * w, count);
+  parallel_ranges(int64_t(n), [&](int64_t begin, int64_t end) {
+    convert_from_f32_serial(src + begin, to, static_cast<unsigned char*>(dst) + size_t(begin) * w,
+                            size_t(end - begin));
   });
 }
 

@@ -8,6 +8,7 @@
 #include "kernels/op_checks.h"
 #include "kernels/random_normal.h"
 #include "runtime/dtype.h"
+#include "runtime/parallel_ranges.h"
 
 namespace mlarun::ops::cpu {
 
@@ -16,14 +17,16 @@ using detail::leading_rows;
 void fill_random_normal(Tensor& out, uint64_t stream, int64_t run, int64_t stride, int64_t first, float scale,
                         float offset) {
   const bool bf16 = out.dtype() == DType::BF16;
-  for (int64_t i = 0; i < out.numel(); ++i) {
-    const int64_t index = i / run * stride + first + i % run;
-    const float v = random_values::normal(stream, uint64_t(index)) * scale + offset;
-    if (bf16)
-      static_cast<uint16_t*>(out.raw())[i] = float_to_bf16(v);
-    else
-      out.data<float>()[i] = v;
-  }
+  parallel_ranges(out.numel(), [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t index = i / run * stride + first + i % run;
+      const float v = random_values::normal(stream, uint64_t(index)) * scale + offset;
+      if (bf16)
+        static_cast<uint16_t*>(out.raw())[i] = float_to_bf16(v);
+      else
+        static_cast<float*>(out.raw())[i] = v;
+    }
+  });
 }
 
 Tensor narrow_last_dim(const Tensor& x, int64_t start, int64_t len) {
