@@ -76,6 +76,14 @@ struct WholeRows {
   }
 };
 
+// Token t's block id in `seq`'s table (`block`) and its cached row, or null when that id is outside the pool.
+template <Format F>
+__device__ __forceinline__ const unsigned char* cached_row(const AttendArgs& a, int seq, int t, int32_t& block) {
+  block = __ldg(a.block_tables + int64_t(seq) * a.max_blocks_per_seq + t / a.block_size);
+  if (block < 0 || block >= a.num_blocks) return nullptr;
+  return a.kv_cache + (int64_t(block) * a.block_size + t % a.block_size) * RowOf<F>::kBytes;
+}
+
 // Issues the loads of tokens [tok0, tok0 + kRows) of `seq` into one ring stage (by kNumThreads threads, placed by
 // `place`): a row at or past tok_end is zero-filled, a row whose block id is outside the pool becomes NaN (and is
 // reported). A quantized row of zeros reads as zeros (scale 0); one of 0xff bytes reads as NaN (its scales are
@@ -92,9 +100,8 @@ __device__ __forceinline__ void load_kv_rows(const AttendArgs& a, unsigned char*
   const int t = tok0 + row;
   uint4 fill = make_uint4(0u, 0u, 0u, 0u);
   if (t < tok_end) {
-    const int32_t block = __ldg(a.block_tables + int64_t(seq) * a.max_blocks_per_seq + t / a.block_size);
-    if (block >= 0 && block < a.num_blocks) {
-      const unsigned char* src = a.kv_cache + (int64_t(block) * a.block_size + t % a.block_size) * RowOf<F>::kBytes;
+    int32_t block;
+    if (const unsigned char* src = cached_row<F>(a, seq, t, block)) {
 #pragma unroll
       for (int i = 0; i < kIters; ++i) {
         const int c = lanes::load_chunk(kRows, kNumThreads, threadIdx.x, i);
@@ -125,10 +132,10 @@ template <Format F, int kRows = kBlockN, int kNumThreads = kThreads>
 __device__ __forceinline__ void prefetch_kv_rows_l2(const AttendArgs& a, int seq, int tok0, int tok_end) {
   const int t = tok0 + lanes::load_row(kRows, kNumThreads, threadIdx.x);
   if (lanes::load_chunk(kRows, kNumThreads, threadIdx.x, 0) != 0 || t >= tok_end) return;
-  const int32_t block = __ldg(a.block_tables + int64_t(seq) * a.max_blocks_per_seq + t / a.block_size);
-  if (block < 0 || block >= a.num_blocks) return;
+  int32_t block;
+  const unsigned char* src = cached_row<F>(a, seq, t, block);
+  if (src == nullptr) return;
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  const unsigned char* src = a.kv_cache + (int64_t(block) * a.block_size + t % a.block_size) * RowOf<F>::kBytes;
   asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "n"(RowOf<F>::kBytes) : "memory");
 #endif
 }
