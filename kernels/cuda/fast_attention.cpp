@@ -151,10 +151,10 @@ std::string mla_decode_unfit(const StepPart& part, DType dtype, KvQuant cache, i
   if (rope_dim != 64) return "qk_rope_head_dim " + std::to_string(rope_dim) + " (mla_decode takes 64)";
   if (heads < 1 || heads > 128) return std::to_string(heads) + " heads per rank (mla_decode takes 1..128)";
   const DecodeRows rows = decode_rows(part);
-  if (rows.max_q < 1 || rows.max_q > 4)
+  if (rows.max_q < 1 || rows.max_q > mla::kMaxQueriesPerSeq)
     return std::to_string(rows.max_q) + " query rows in one sequence (mla_decode takes 1..4)";
   if (block_size < 1 || block_size > 256) return "block_size " + std::to_string(block_size) + " (mla_decode: 1..256)";
-  if (rows.num_seqs < 1 || rows.num_seqs > 8192)
+  if (rows.num_seqs < 1 || rows.num_seqs > mla::kMaxBatch)
     return std::to_string(rows.num_seqs) + " sequences (mla_decode takes 1..8192" +
            (part.decode_view_seqs > 0 ? ", chunks counted in pieces of 4 rows)" : ")");
   return "";
