@@ -181,14 +181,20 @@ sub_configure() {
   local flags=(-DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a -DMLARUN_CUDA=ON) p s d
   [ -f "$GC_BUILD/CMakeCache.txt" ] || { command -v ninja >/dev/null && flags+=(-G Ninja); }
   command -v nvcc >/dev/null || flags+=(-DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc)
-  # PCRE2 and cpp-httplib are found through pkg-config: the carried .pc files where the system has none.
+  # PCRE2 and cpp-httplib are found through pkg-config: the carried .pc files where the system has none. Each is
+  # asked of the system alone and the ones it lacks are copied, pointed at .carry, into one folder put on the path
+  # after the loop: adding the carried folder inside the loop made every later package look present, with its .pc
+  # still naming /usr (the first GPU machine without PCRE2 and cpp-httplib compiled without httplib.h's folder).
+  local pc_missing=$carry/pkgconfig-missing
+  rm -rf "$pc_missing"
   for p in libpcre2-8 cpp-httplib libbrotlicommon libbrotlidec libbrotlienc; do  # cpp-httplib's .pc needs brotli's
     if ! pkg-config --exists "$p" 2>/dev/null && [ -f "$carry/lib/$arch/pkgconfig/$p.pc" ]; then
-      export PKG_CONFIG_PATH="$carry/lib/$arch/pkgconfig${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
-      sed -i "s|^prefix=.*|prefix=$carry|" "$carry/lib/$arch/pkgconfig/$p.pc"
+      mkdir -p "$pc_missing" &&
+        sed "s|^prefix=.*|prefix=$carry|" "$carry/lib/$arch/pkgconfig/$p.pc" >"$pc_missing/$p.pc"
       echo "NOTE: $p from .carry"
     fi
   done
+  [ -d "$pc_missing" ] && export PKG_CONFIG_PATH="$pc_missing${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
   # NCCL only as PyTorch's wheel ships it (libnccl.so.2, no libnccl.so): a folder of links that FindNCCL accepts.
   if [ -n "${GC_NCCL_DIR:-}" ] && [ -f "$GC_NCCL_DIR/../include/nccl.h" ]; then
     d=/tmp/mlarun-nccl && mkdir -p "$d/lib" && ln -sfn "$(cd "$GC_NCCL_DIR/../include" && pwd)" "$d/include" &&
@@ -322,7 +328,7 @@ print("16B/2 layers, 1024 cached, MoE layouts: " + "; ".join(out))' "$GC_TMP" 2>
 sub_bench_prefill() {
   local j=$GC_TMP/bench_prefill.json rc k
   "$GC_BUILD/launch/mlarun" bench prefill --config configs/config_16B.json --layers 1 --device cuda \
-    --prefix-lens 1024,4096 --chunk-lens 2,4,8,16,32,64,128 --batch 8 --iters 5 --warmup 2 --json "$j"
+    --prefix-lens 1024,4096 --chunk-lens 2,4,8,16,32,64,128,192,256 --batch 8 --iters 5 --warmup 2 --json "$j"
   rc=$?
   [ $rc = 0 ] && cat "$j"
   # A 2048-token chunk over a 65536-token cached prefix on the naive path (the prefix up-projected in pieces of

@@ -77,10 +77,11 @@ struct RuntimeOptions {
   // --mla-absorbed-max-tokens as this device runs it: the value given, or for auto the longest chunk the device's
   // absorbed kernel serves well (CUDA: kMlaAbsorbedMaxTokensCuda; the CPU: kMlaAbsorbedMaxTokensCpu).
   int64_t mla_absorbed_max_tokens_on_device() const;
-  // CUDA: the MLA decode kernel's query rows per sequence (kernels/cuda/mla_decode). A longer absorbed chunk
-  // reaches it cut into pseudo-sequences of 4 rows (StepPart::decode_view_*), a path no GPU has timed yet: auto
-  // stays here until `bench prefill` on a GPU measures the crossing.
-  static constexpr int64_t kMlaAbsorbedMaxTokensCuda = 4;
+  // CUDA: an absorbed chunk reaches mla_decode cut into pseudo-sequences of at most 4 rows (StepPart::decode_view_*).
+  // `bench prefill` on an H200 (config_16B, 1 layer, batch 8) measured that path faster than the naive one for every
+  // chunk of 2..128 tokens after 1024 and 4096 cached (docs/model.md §2.6), the same bound as the CPU's; the cost
+  // model stops it near 160 anyway.
+  static constexpr int64_t kMlaAbsorbedMaxTokensCuda = 128;
   // The CPU: the f32 reference ops, where `bench prefill` measured the cost model's crossing (docs/model.md §2.6).
   static constexpr int64_t kMlaAbsorbedMaxTokensCpu = 128;
   // --moe-capacity-max-tokens as this device runs it: the value given, or for auto kMoeCapacityMaxTokensCuda /
