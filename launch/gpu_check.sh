@@ -182,15 +182,21 @@ sub_configure() {
   [ -f "$GC_BUILD/CMakeCache.txt" ] || { command -v ninja >/dev/null && flags+=(-G Ninja); }
   command -v nvcc >/dev/null || flags+=(-DCMAKE_CUDA_COMPILER=/usr/local/cuda/bin/nvcc)
   # PCRE2 and cpp-httplib are found through pkg-config: the carried .pc files where the system has none. Each is
-  # asked of the system alone and the ones it lacks are copied, pointed at .carry, into one folder put on the path
-  # after the loop: adding the carried folder inside the loop made every later package look present, with its .pc
-  # still naming /usr (the first GPU machine without PCRE2 and cpp-httplib compiled without httplib.h's folder).
-  local pc_missing=$carry/pkgconfig-missing
+  # asked of the system alone and the ones it lacks are copied into one folder put on the path after the loop
+  # (adding the carried folder inside the loop made every later package look present, its .pc still naming /usr).
+  # Each copy's headers folder holds that package's headers alone: .carry/prefix/include also holds the carried
+  # nlohmann-json, which must not shadow a newer system copy (an H200 machine's cold build failed to link on the
+  # two json versions' ABI namespaces).
+  local pc_missing=$carry/pkgconfig-missing h inc
   rm -rf "$pc_missing"
   for p in libpcre2-8 cpp-httplib libbrotlicommon libbrotlidec libbrotlienc; do  # cpp-httplib's .pc needs brotli's
     if ! pkg-config --exists "$p" 2>/dev/null && [ -f "$carry/lib/$arch/pkgconfig/$p.pc" ]; then
-      mkdir -p "$pc_missing" &&
-        sed "s|^prefix=.*|prefix=$carry|" "$carry/lib/$arch/pkgconfig/$p.pc" >"$pc_missing/$p.pc"
+      inc=$pc_missing/include/$p
+      mkdir -p "$inc"
+      case $p in libpcre2-8) h="pcre2.h pcre2posix.h" ;; cpp-httplib) h=httplib.h ;; *) h=brotli ;; esac
+      for f in $h; do ln -sfn "$carry/include/$f" "$inc/$f"; done
+      sed -e "s|^prefix=.*|prefix=$carry|" -e "s|^includedir=.*|includedir=$inc|" \
+        "$carry/lib/$arch/pkgconfig/$p.pc" >"$pc_missing/$p.pc"
       echo "NOTE: $p from .carry"
     fi
   done
