@@ -418,7 +418,7 @@ esac
 dry=${DRY_RUN:-0}
 budget=${GPU_CHECK_BUDGET_S:-400}
 skip=${GPU_CHECK_SKIP:-}                   # steps whose name matches this regex are recorded SKIP, not run
-build_cap=${GPU_CHECK_BUILD_CAP_S:-270}    # the build's own limit (a cold 16-core build is ~2 min)
+build_cap=${GPU_CHECK_BUILD_CAP_S:-270}    # the build's own limit (a cold 16-core build: 41 s on an H200 machine)
 while [ $# -gt 0 ]; do
   case $1 in
     --dry-run) dry=1 ;;

@@ -7,7 +7,8 @@
 //   O += P V    m64n{d_v}k16 with P from registers (the score accumulators are the A fragments) and V read N-major
 //               from its slabs.
 // Loads stay stage A's (cp.async, one K and one V buffer: V(n) lands during S(n), K(n-1) during P V(n), issued
-// after P V(n)'s MMAs; V(n)'s issue stays before S(n)'s, where moving it after them made ptxas spill at 192/128),
+// before or after P V(n)'s MMAs by head dim; V(n)'s issue stays before S(n)'s, where moving it after them made
+// ptxas spill at 192/128),
 // with fence.proxy.async before each barrier that hands a buffer to the tensor cores, and every MMA waited for
 // before the barrier that frees its buffer. Masks, NaN rules, lse and tile orders are stage A's. Included by the
 // instantiations/flash_prefill_wgmma_*.cu files. The default where the device runs it (FlashPrefillParams::wgmma):
@@ -135,14 +136,12 @@ __global__ void __launch_bounds__(WgmmaTile<kDQK, kDV>::kThreads, 1)
           row_sum[r] += s[e];
         }
     }
-    // Once the rows' maxima settle every alpha is 1 and the warp skips the output's rescaling (exact either way;
-    // a NaN alpha is not 1).
-    if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
+    // Every tile rescales the output: skipping it when a warp's alphas were all 1 (one vote a tile) measured 3-11 %
+    // slower on an H200 at q/k dims 64, 192 and 256, and gained only where the other load order is faster (NOTES.md).
 #pragma unroll
-      for (int i = 0; i < kORegs / 4; ++i) {
-        o[4 * i] *= alpha[0], o[4 * i + 1] *= alpha[0];
-        o[4 * i + 2] *= alpha[1], o[4 * i + 3] *= alpha[1];
-      }
+    for (int i = 0; i < kORegs / 4; ++i) {
+      o[4 * i] *= alpha[0], o[4 * i + 1] *= alpha[0];
+      o[4 * i + 2] *= alpha[1], o[4 * i + 3] *= alpha[1];
     }
     // P as A fragments: k-step kk takes n8 tiles 2 kk and 2 kk + 1 (wgmma_sm90.cuh acc_to_a).
     uint32_t p[kBlockN / 16][4];
@@ -154,12 +153,20 @@ __global__ void __launch_bounds__(WgmmaTile<kDQK, kDV>::kThreads, 1)
     cp_async_wait_all();
     fence_async_smem();
     __syncthreads();  // V(n) landed for everyone and the tensor cores; every S(n) is done with K
+    // K(n - 1)'s loads go out before P V(n)'s MMAs for q/k dims up to 128 and after them above (P V reads V only):
+    // each order measured the faster one for those dims on an H200 (NOTES.md).
+    constexpr bool kLoadKAfterPV = kDQK > 128;
+    if (!kLoadKAfterPV && n > n_begin) {
+      load_slabs<kBlockN, kDQK, kThreads>(k_u32, gK + int64_t(n0 - kBlockN) * k_stride, k_stride,
+                                          len_k - (n0 - kBlockN), tid);
+      cp_async_commit();
+    }
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kBlockN / 16; ++kk)
       Mma<kDV>::template rs<1, Element>(o, p[kk], wg::v_desc(v_u32, kBlockN, kk), 1);
     wgmma_commit();
-    if (n > n_begin) {  // K(n - 1)'s loads go out while the tensor cores compute P V(n) (which reads V only)
+    if (kLoadKAfterPV && n > n_begin) {
       load_slabs<kBlockN, kDQK, kThreads>(k_u32, gK + int64_t(n0 - kBlockN) * k_stride, k_stride,
                                           len_k - (n0 - kBlockN), tid);
       cp_async_commit();
