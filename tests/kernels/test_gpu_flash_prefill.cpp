@@ -315,7 +315,9 @@ TEST_F(FlashPrefillBoundary, RejectsScalarsOutOfRange) {
   expect_error("softmax_scale = nan");
   p.softmax_scale = 1.f, p.window_left = -2;
   expect_error("window_left = -2");
-  p.window_left = -1, p.batch = 0;
+  p.window_left = -1, p.longest_first = 2;
+  expect_error("longest_first = 2 must be -1 (the kernel's default), 0 or 1");
+  p.longest_first = -1, p.batch = 0;
   expect_error("batch = 0 must be in [1, 65535]");
 }
 

@@ -82,7 +82,7 @@ struct DeviceRun {
     p.num_heads_q = c.hq, p.num_heads_kv = c.hkv, p.head_dim_qk = c.dqk, p.head_dim_v = c.dv;
     p.dtype = c.dtype, p.softmax_scale = 1.0f / std::sqrt(float(c.dqk)), p.causal = c.causal;
     p.window_left = c.window;
-    p.longest_first = c.longest_first;
+    p.longest_first = c.longest_first ? 1 : 0;
     p.wgmma = c.wgmma;
     if (!c.offset.empty()) {
       doffset = int_tensor(std::vector<int32_t>(c.offset.begin(), c.offset.end()));

@@ -8,9 +8,12 @@
 
 namespace mlarun::ops::cuda::flash {
 
-// FlashPrefillParams::longest_first's default: on since the flash tests passed with it on an H200 and the
-// workbench's varlen batch ran 4.5% faster in that order (NOTES.md in this folder).
+// FlashPrefillParams::longest_first's default for stage A's kernel: on since the flash tests passed with it on an
+// H200 and the workbench's varlen batch ran 4.5% faster in that order (NOTES.md in this folder).
 constexpr bool kLongestFirst = true;
+// ... and for the wgmma kernel: off, as that batch ran 6-8% slower longest first on an H100 and, in three runs of
+// the kernel as it is now, on an H200 (NOTES.md).
+constexpr bool kLongestFirstWgmma = false;
 
 // kBlockM query rows x kBlockN key rows per iteration; kWarps = kBlockM / 16 (one m16 tile per warp).
 // Shared memory = (kBlockM + kBlockN) * d_qk * 2 B + kBlockN * d_v * 2 B (single stage).

@@ -53,9 +53,10 @@ struct FlashPrefillParams {
   // causal); -1 = no window. Without causal the right side stays unbounded.
   int window_left = -1;
   // Launch the query tiles longest first over all sequences and heads (tile_order.cuh: a device-side counting
-  // sort by key blocks) instead of m-blocks x heads x sequences. On by default: faster on the varlen workbench
-  // batch of a GPU run (config.h kLongestFirst).
-  bool longest_first = flash::kLongestFirst;
+  // sort by key blocks) instead of m-blocks x heads x sequences: 1 on, 0 off, -1 (the default) the kernel's own
+  // default, which is what measured faster on the varlen workbench batch (config.h: kLongestFirst for stage A's
+  // kernel, on; kLongestFirstWgmma for the wgmma one, off).
+  int longest_first = -1;
   // The Hopper kernel (kernel_wgmma.cuh: wgmma) instead of stage A's mma.sync one, where the device runs it
   // (kernels/cuda/wgmma_device.h: an sm_90a build on a compute capability 9.0 device; elsewhere stage A's kernel
   // serves the call). On by default (config.h kWgmmaPrefill).

@@ -351,15 +351,17 @@ inline KernelArgs kernel_args(const FlashPrefillParams& p) {
   return args;
 }
 
-// When p asks for the longest-first order and the batch fits it: the tile list for (block_m, block_n) tiles,
-// built on the device into `order` and set as args.tiles; returns the number of tiles (the grid's y).
-inline int tile_list(const FlashPrefillParams& p, int block_m, int block_n, Tensor& order, KernelArgs& args,
-                     cudaStream_t stream) {
+// When p asks for the longest-first order (or leaves it to the kernel, whose default is `kernel_default`) and the
+// batch fits it: the tile list for (block_m, block_n) tiles, built on the device into `order` and set as
+// args.tiles; returns the number of tiles (the grid's y).
+inline int tile_list(const FlashPrefillParams& p, bool kernel_default, int block_m, int block_n, Tensor& order,
+                     KernelArgs& args, cudaStream_t stream) {
+  const bool longest_first = p.longest_first < 0 ? kernel_default : p.longest_first != 0;
   int num_tiles = 0;
-  if (p.longest_first)
+  if (longest_first)
     for (int b = 0; b < p.batch; ++b)
       num_tiles += (p.cu_seqlens_q_host[b + 1] - p.cu_seqlens_q_host[b] + block_m - 1) / block_m;
-  if (!p.longest_first || num_tiles == 0 || num_tiles > 65535 || tile_order_smem_bytes(p.batch) > 48 * 1024) return 0;
+  if (!longest_first || num_tiles == 0 || num_tiles > 65535 || tile_order_smem_bytes(p.batch) > 48 * 1024) return 0;
   order = Tensor::empty({2 * int64_t(num_tiles)}, DType::I32, Device::CUDA);
   args.tiles = reinterpret_cast<const int2*>(order.raw());
   order_tiles_longest_first({p.cu_seqlens_q, p.cu_seqlens_k, p.causal_offset, p.batch, num_tiles, args.causal,
@@ -377,7 +379,7 @@ void launch_flash_prefill(const FlashPrefillParams& p, int max_seqlen_q, cudaStr
   auto kernel = flash_prefill_kernel<kHeadDimQK, kHeadDimV, Element>;
   allow_dynamic_smem<flash_prefill_kernel<kHeadDimQK, kHeadDimV, Element>>(T::kSmemBytes);  // once per device
   Tensor order;  // the longest-first tile list; freed at return, stream-ordered after the kernel reads it
-  const int num_tiles = tile_list(p, T::kBlockM, T::kBlockN, order, args, stream);
+  const int num_tiles = tile_list(p, kLongestFirst, T::kBlockM, T::kBlockN, order, args, stream);
   const dim3 grid = args.tiles != nullptr
                         ? dim3(unsigned(p.num_heads_q), unsigned(num_tiles))
                         : dim3((max_seqlen_q + T::kBlockM - 1) / T::kBlockM, p.num_heads_q, p.batch);
