@@ -349,6 +349,18 @@ sub_bench_prefill() {
   done
   return $rc
 }
+# Where the naive path's time goes for a 2048-token chunk over a 65,536-token cached prefix (issue 19's 64k row:
+# 0.49 of the uniform kernel's rate against >= 0.60): every kernel of one `bench prefill` run timed by Nsight Compute
+# (one metric, the GPU duration) and summed per kernel name. The run's setup (random weights, the cache fill) and
+# its absorbed step are in the list too, under their own kernels' names.
+sub_ncu_prefill() {
+  local rep=$GC_TMP/ncu_prefill
+  "${GC_NCU:?}" --clock-control none --metrics gpu__time_duration.sum -f -o "$rep" "$GC_BUILD/launch/mlarun" bench \
+    prefill --config configs/config_16B.json --layers 1 --device cuda --prefix-lens 65536 --chunk-lens 2048 \
+    --batch 1 --iters 1 --warmup 0 || return 1
+  "$GC_NCU" --import "$rep.ncu-rep" --csv --page raw --metrics gpu__time_duration.sum >"$rep.csv" || return 1
+  python3 -c "$ncu_kernel_totals" "$rep.csv"
+}
 # One NOTE line per workbench JSON ($1) for the summary: each newer kernel's time against the verified one's on the
 # same shape (MLA decode: against the 32-row kernel; flash prefill: wgmma against stage A).
 mla_verdict='
@@ -399,6 +411,28 @@ try:
 except (OSError, ValueError, KeyError, IndexError):
     pass
 print(s)'
+# Nsight Compute's raw CSV ($1: one row per launch, gpu__time_duration.sum) summed per kernel name, largest first.
+ncu_kernel_totals='
+import collections, csv, sys
+rows = list(csv.reader(open(sys.argv[1])))
+h = next(i for i, r in enumerate(rows) if "Kernel Name" in r and "gpu__time_duration.sum" in r)
+kn, tm = rows[h].index("Kernel Name"), rows[h].index("gpu__time_duration.sum")
+unit = rows[h + 1][tm].strip() if len(rows) > h + 1 else ""
+to_ms = {"nsecond": 1e-6, "ns": 1e-6, "usecond": 1e-3, "us": 1e-3, "msecond": 1.0, "ms": 1.0}.get(unit, 1e-6)
+total, launches = collections.defaultdict(float), collections.Counter()
+for r in rows[h + 1:]:
+    try:
+        t = float(r[tm].replace(",", ""))
+    except (IndexError, ValueError):  # the units row
+        continue
+    name = (r[kn].split("(")[0].strip() or r[kn])[:110]
+    total[name] += t * to_ms
+    launches[name] += 1
+print("NOTE: %d launches, %.3f ms of kernels in all; the largest by name below" % (
+    sum(launches.values()), sum(total.values())))
+for name, ms in sorted(total.items(), key=lambda kv: -kv[1])[:30]:
+    print("%10.3f ms %6d  %s" % (ms, launches[name], name))
+'
 
 
 case ${1:-} in
@@ -407,6 +441,7 @@ case ${1:-} in
   __tp) sub_tp; exit ;;
   __bench_decode) sub_bench_decode; exit ;;
   __bench_prefill) sub_bench_prefill; exit ;;
+  __ncu_prefill) sub_ncu_prefill; exit ;;
   __bench_moe_layouts) sub_bench_moe_layouts; exit ;;
   __bench_decode_16b) sub_bench_decode_16b; exit ;;
   __prebuilt) sub_prebuilt; exit ;;
@@ -657,6 +692,13 @@ if [ -n "$ncu" ] || [ $dry = 1 ]; then
   need_bins ncu-flash-wgmma kernels/bench_flash_prefill && step ncu-flash-wgmma "$out/kernels.log" 15 45 1 \
     "${ncu:-ncu} $ncu_opt --launch-skip 2 -k regex:flash_prefill_wgmma_kernel $kb/bench_flash_prefill --reps 3 \
      --only 'b1 h128 s4096 d192/128 causal wg'"
+  # The fp8 cache's fitted kernel at the TP 8 shape (0.72x the bf16 tokens/s on an H200: why), and the 64k
+  # prefill chunk's kernels.
+  need_bins ncu-mla-fp8 kernels/bench_mla_decode && step ncu-mla-fp8 "$out/kernels.log" 15 45 1 \
+    "${ncu:-ncu} $ncu_opt --launch-skip 10 -k regex:attend_fitted $kb/bench_mla_decode --reps 3 \
+     --only tp8_b128_s8192_h16_fp8_fit"
+  need_bins ncu-prefill-64k launch/mlarun && step ncu-prefill-64k "$out/model.log" 30 90 1 \
+    "GC_NCU=\"${ncu:-ncu}\" \"$self\" __ncu_prefill"
 else
   record ncu SKIP 0 "no ncu on this machine"
 fi
