@@ -41,6 +41,7 @@ cd "$root" || exit 2
 export GC_BUILD=${MLARUN_BUILD_DIR:-build}
 export GC_OUT=${OUT:-$root/gpu_out}
 carry=$root/.carry/prefix
+notes=$root/launch/gpu_check_notes.py  # the summary's NOTE lines, each read from a benchmark's output
 arch=$(uname -m)-linux-gnu
 mpi_flags="--oversubscribe"
 [ "$(id -u)" = 0 ] && mpi_flags="--allow-run-as-root --oversubscribe"
@@ -245,22 +246,8 @@ sub_tp() {
     [ "$one8" = "$dcp8" ]
 }
 
-# One line from a `bench decode` JSON ($1) for the summary, its shape named by $2.
-decode_note='
-import json, sys
-r = json.load(open(sys.argv[1]))["records"][0]
-s = "%s: %.2f ms/step, %.0f tok/s" % (sys.argv[2], 1e3 * r["median_latency"], r["tokens_per_second"])
-if "floor_ms" in r:
-    s += ", floor %.2f ms (%.1fx it)" % (r["floor_ms"], r["median_over_floor"])
-if "time_split_share" in r:
-    s += "; split " + ", ".join("%s %.1f%%" % (k, 100 * v) for k, v in r["time_split_share"].items())
-if "graph_median_latency" in r:
-    s += "; CUDA graph %.2f ms/step (%.0f tok/s, logits within %.3g of eager)" % (
-        1e3 * r["graph_median_latency"], r["graph_tokens_per_second"], r["graph_vs_eager_max_abs_logit_diff"])
-else:
-    s += "; no CUDA graph: %s" % r.get("graph_absent")
-print(s)'
-
+# `bench decode` on config_236B cut to 2 layers, batch 64 and 1 over 4096 cached tokens (the decode-step targets),
+# then batch 64 with the 32-row kernel, then DeepSeek's step in torch from the anchors beside it.
 sub_bench_decode() {
   local j rc=0 b
   for b in 64 1; do
@@ -268,7 +255,7 @@ sub_bench_decode() {
     "$GC_BUILD/launch/mlarun" bench decode --config configs/config_236B.json --layers 2 --batch $b --seq-len 4096 \
       --device cuda --attention mla --iters 10 --warmup 2 --json "$j" || { rc=1; continue; }
     cat "$j"
-    echo "NOTE: $(python3 -c "$decode_note" "$j" "236B/2 layers, batch $b, 4096 cached" 2>&1 | tail -1)"
+    python3 "$notes" decode "$j" "236B/2 layers, batch $b, 4096 cached"
   done
   # Batch 64 again with the 32-row tensor-core kernel, the default before AttendKernel::Auto
   # (MLARUN_MLA_DECODE_KERNEL; the workbench compares every kernel at the kernel level).
@@ -278,13 +265,12 @@ sub_bench_decode() {
     MLARUN_MLA_DECODE_KERNEL=$k "$GC_BUILD/launch/mlarun" bench decode --config configs/config_236B.json \
       --layers 2 --batch 64 --seq-len 4096 --device cuda --attention mla --iters 10 --warmup 2 --json "$j" ||
       { rc=1; continue; }
-    echo "NOTE: $(python3 -c "$decode_note" "$j" "236B/2 layers, batch 64, 4096 cached, attend kernel $k" 2>&1 |
-      tail -1)"
+    python3 "$notes" decode "$j" "236B/2 layers, batch 64, 4096 cached, attend kernel $k"
   done
   # The same step in torch, DeepSeek's inference/model.py re-implemented (the torch-anchors step, this GPU).
   j=$GC_TMP/bench_decode_b64.json
   [ -s "$j" ] || j=""
-  [ -s "${GC_TA_STEP:-}" ] && echo "NOTE: $(python3 -c "$ta_step_note" "$GC_TA_STEP" "$j" 2>&1 | tail -1)"
+  [ -s "${GC_TA_STEP:-}" ] && python3 "$notes" torch-step "$GC_TA_STEP" "$j"
   return $rc
 }
 # config_16B at full depth (27 layers, random weights, ~31 GB in bf16) decoding over 4096 cached tokens at batch 1,
@@ -295,7 +281,7 @@ sub_bench_decode_16b() {
     j=$GC_TMP/bench_16b_b$b.json
     "$GC_BUILD/launch/mlarun" bench decode --config configs/config_16B.json --layers 27 --batch $b --seq-len 4096 \
       --device cuda --attention mla --iters 10 --warmup 2 --no-time-split --json "$j" || { rc=1; continue; }
-    echo "NOTE: $(python3 -c "$decode_note" "$j" "16B/27 layers, batch $b, 4096 cached" 2>&1 | tail -1)"
+    python3 "$notes" decode "$j" "16B/27 layers, batch $b, 4096 cached"
   done
   return $rc
 }
@@ -311,26 +297,13 @@ sub_bench_moe_layouts() {
         --device cuda --attention mla --iters 10 --warmup 2 --moe-capacity-max-tokens $cap --json "$j" || rc=1
     done
   done
-  echo "NOTE: $(python3 -c '
-import json, sys
-out = []
-for b in (8, 64):
-    row = []
-    for cap in ("0", "-1"):
-        try:
-            d = json.load(open("%s/bench_moe_b%d_c%s.json" % (sys.argv[1], b, cap)))
-            r = d["records"][0]
-            row.append("%s %.3f ms (MoE %.3f ms)" % (d["moe_layout"], 1e3 * r["median_latency"],
-                                                     r["time_split_ms"]["moe"]))
-        except (OSError, ValueError, KeyError, IndexError) as e:
-            row.append("cap %s failed (%s)" % (cap, e))
-    out.append("batch %d: %s" % (b, " vs ".join(row)))
-print("16B/2 layers, 1024 cached, MoE layouts: " + "; ".join(out))' "$GC_TMP" 2>&1 | tail -1)"
+  python3 "$notes" moe-layouts "$GC_TMP"
   return $rc
 }
 # MLA's naive vs absorbed path for prefill chunks over a 4096-token prefix (docs/model.md §2.6): config_16B has
 # 16 heads of DeepSeek's dims, the TP 8 shape of V2/V3; the crossing it measures is what --mla-absorbed-max-tokens
-# auto should be on this GPU (4: an H200 measured absorbed faster up to 4 rows, where mla_decode's contract ends).
+# auto should be on this GPU (128: an H200 measured every chunk of 2..128 faster absorbed after 1024 and 4096
+# cached, docs/model.md §2.6).
 sub_bench_prefill() {
   local j=$GC_TMP/bench_prefill.json rc k
   "$GC_BUILD/launch/mlarun" bench prefill --config configs/config_16B.json --layers 1 --device cuda \
@@ -345,11 +318,11 @@ sub_bench_prefill() {
     MLARUN_FLASH_PREFILL_KERNEL=$k "$GC_BUILD/launch/mlarun" bench prefill --config configs/config_16B.json \
       --layers 1 --device cuda --prefix-lens 65536 --chunk-lens 2048 --batch 1 --iters 3 --warmup 1 --json "$j" ||
       { rc=1; continue; }
-    echo "NOTE: $(python3 -c "$prefill_note" "$j" "$k" 2>&1 | tail -1)"
+    python3 "$notes" prefill "$j" "$k"
   done
   return $rc
 }
-# Where the naive path's time goes for a 2048-token chunk over a 65,536-token cached prefix (issue 19's 64k row:
+# Where the naive path's time goes for a 2048-token chunk over a 65,536-token cached prefix (the 64k prefill target:
 # 0.49 of the uniform kernel's rate against >= 0.60): every kernel of one `bench prefill` run timed by Nsight Compute
 # (one metric, the GPU duration) and summed per kernel name. The run's setup (random weights, the cache fill) and
 # its absorbed step are in the list too, under their own kernels' names.
@@ -359,80 +332,8 @@ sub_ncu_prefill() {
     prefill --config configs/config_16B.json --layers 1 --device cuda --prefix-lens 65536 --chunk-lens 2048 \
     --batch 1 --iters 1 --warmup 0 || return 1
   "$GC_NCU" --import "$rep.ncu-rep" --csv --page raw --metrics gpu__time_duration.sum >"$rep.csv" || return 1
-  python3 -c "$ncu_kernel_totals" "$rep.csv"
+  python3 "$notes" ncu-kernels "$rep.csv"
 }
-# One NOTE line per workbench JSON ($1) for the summary: each newer kernel's time against the verified one's on the
-# same shape (MLA decode: against the 32-row kernel; flash prefill: wgmma against stage A).
-mla_verdict='
-import json, sys
-d = json.load(open(sys.argv[1]))
-parts = ["%s %.3f ms %.2fx" % (s["name"], s["call_ms"], s["speedup_vs_32_row_kernel"])
-         for s in d.get("shapes", []) if "speedup_vs_32_row_kernel" in s]
-parts += ["%s %.2fx the bf16 tokens/s" % (s["name"], s["speedup_vs_bf16"])
-          for s in d.get("shapes", []) if "speedup_vs_bf16" in s and s.get("attend") == "tensor_cores_fitted"]
-parts += ["%s %.3f ms %.2fx without L2 prefetch" % (s["name"], s["call_ms"], s["speedup_vs_no_prefetch"])
-          for s in d.get("shapes", []) if "speedup_vs_no_prefetch" in s]
-parts += ["schedule %s %.1f us" % (s["name"], 1e3 * s["schedule_ms"])
-          for s in d.get("shapes", [])[:1] if "schedule_ms" in s]
-print("against the 32-row kernel: " + ("; ".join(parts) or "no rows"))
-'
-flash_verdict='
-import json, sys
-recs = [r for r in json.load(open(sys.argv[1])) if r.get("kind") == "prefill"]
-key = lambda r: (r["B"], r["H"], r["S"], r["D"], r["DV"], r["causal"])
-base = {key(r): r for r in recs if r.get("kernel") == "mma"}
-parts = ["b%d h%d s%d d%d/%d %.1f TFLOP/s %.2fx" % (key(r)[:5] + (r["tflops"], r["tflops"] / base[key(r)]["tflops"]))
-         for r in recs if r.get("kernel") == "wgmma" and key(r) in base]
-print("wgmma against stage A: " + ("; ".join(parts) or "no rows"))
-'
-export mla_verdict flash_verdict  # the bench steps run in a bash of their own
-# One line from a bench prefill JSON ($1) of one chunk over one prefix, flash kernel $2: the naive path's attention
-# time and its rate by FlashAttention's FLOP count (causal within the chunk; up-projection time included).
-prefill_note='
-import json, sys
-d = json.load(open(sys.argv[1])); r = d["records"][0]; h = d["num_heads"]
-p, c, ms = r["prefix_len"], r["chunk_len"], r["naive"]["attention_median_ms"]
-flops = 2.0 * h * c * (p + (c + 1) / 2.0) * (192 + 128)
-print("chunk %d over prefix %d, flash %s: naive attention %.3f ms, %.1f TFLOP/s (FA count, up-projection "
-      "included); absorbed %.3f ms" % (c, p, sys.argv[2], ms, flops / ms / 1e9, r["absorbed"]["attention_median_ms"]))
-'
-# One line from the decode-step anchor records ($1) and bench decode's JSON ($2, "" when it failed).
-ta_step_note='
-import json, sys
-recs = json.load(open(sys.argv[1]))
-parts = ["batch %d %s" % (r["batch"], "%.2f ms" % r["ms"] if r.get("ms") is not None
-                          else "absent (%s)" % r.get("absent")) for r in recs]
-s = "torch model.py-style step, same GPU (236B/%s layers, %s cached): " % (
-    recs[0]["layers"] if recs else "?", recs[0]["cached"] if recs else "?") + (", ".join(parts) or "not measured")
-try:
-    ms = 1e3 * json.load(open(sys.argv[2]))["records"][0]["median_latency"]
-    t = [r["ms"] for r in recs if r["batch"] == 64 and r.get("ms")]
-    s += "; mlarun batch 64 %.1fx faster" % (t[0] / ms) if t else ""
-except (OSError, ValueError, KeyError, IndexError):
-    pass
-print(s)'
-# Nsight Compute's raw CSV ($1: one row per launch, gpu__time_duration.sum) summed per kernel name, largest first.
-ncu_kernel_totals='
-import collections, csv, sys
-rows = list(csv.reader(open(sys.argv[1])))
-h = next(i for i, r in enumerate(rows) if "Kernel Name" in r and "gpu__time_duration.sum" in r)
-kn, tm = rows[h].index("Kernel Name"), rows[h].index("gpu__time_duration.sum")
-unit = rows[h + 1][tm].strip() if len(rows) > h + 1 else ""
-to_ms = {"nsecond": 1e-6, "ns": 1e-6, "usecond": 1e-3, "us": 1e-3, "msecond": 1.0, "ms": 1.0}.get(unit, 1e-6)
-total, launches = collections.defaultdict(float), collections.Counter()
-for r in rows[h + 1:]:
-    try:
-        t = float(r[tm].replace(",", ""))
-    except (IndexError, ValueError):  # the units row
-        continue
-    name = (r[kn].split("(")[0].strip() or r[kn])[:110]
-    total[name] += t * to_ms
-    launches[name] += 1
-print("NOTE: %d launches, %.3f ms of kernels in all; the largest by name below" % (
-    sum(launches.values()), sum(total.values())))
-for name, ms in sorted(total.items(), key=lambda kv: -kv[1])[:30]:
-    print("%10.3f ms %6d  %s" % (ms, launches[name], name))
-'
 
 
 case ${1:-} in
@@ -666,11 +567,11 @@ mla_shapes+=",b64_s4096_h128_wgs_pf2,mtp2_b128_s8192_h128_wgs_pf2"
 need_bins bench-flash kernels/bench_flash_prefill &&
   step bench-flash "$out/kernels.log" 15 90 1 \
     "$kb/bench_flash_prefill --quick --json \"$out/flash_prefill.json\"$fa_opt; r=\$?;
-    echo \"NOTE: \$(python3 -c \"\$flash_verdict\" \"$out/flash_prefill.json\" 2>&1 | tail -1)\"; exit \$r"
+    python3 \"$notes\" flash-verdict \"$out/flash_prefill.json\"; exit \$r"
 need_bins bench-mla kernels/bench_mla_decode &&
   step bench-mla "$out/kernels.log" 15 "${GPU_CHECK_MLA_CAP_S:-160}" 1 \
     "$kb/bench_mla_decode ${GPU_CHECK_MLA_ARGS:-$mla_shapes} --json \"$out/mla_decode.json\"$mla_opt; r=\$?;
-    echo \"NOTE: \$(python3 -c \"\$mla_verdict\" \"$out/mla_decode.json\" 2>&1 | tail -1)\"; exit \$r"
+    python3 \"$notes\" mla-verdict \"$out/mla_decode.json\"; exit \$r"
 # Nsight Compute on one launch of each fast kernel at its headline shape (the TP 8 decode shape on tensor cores; MLA
 # prefill 192/128, 128 heads, 4k): throughput, occupancy, stall reasons. Clocks left alone (--clock-control none).
 ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)

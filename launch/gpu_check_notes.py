@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""The one-line NOTEs launch/gpu_check.sh puts in its summary, each read from a benchmark's JSON (or Nsight
+Compute's CSV). Kept out of the shell script so each can be read and tested on its own
+(tests/tools/test_gpu_check_notes.py); a note that cannot be made says why in its line and exits 0, as a note
+never decides whether a step passed.
+
+Usage: gpu_check_notes.py KIND ARGS...
+  decode FILE LABEL          a `bench decode` JSON: step time, tokens/s, floor, time split, CUDA graph
+  moe-layouts DIR            DIR/bench_moe_b{8,64}_c{0,-1}.json: the compact against the capacity MoE layout
+  mla-verdict FILE           bench_mla_decode's JSON: each newer kernel against the 32-row one, fp8, L2 prefetch
+  flash-verdict FILE         bench_flash_prefill's JSON: the wgmma kernel against stage A, shape by shape
+  prefill FILE KERNEL        a `bench prefill` JSON of one chunk over one prefix: the naive path's rate
+  torch-step ANCHORS [FILE]  torch_anchors.py's decode-step records, beside `bench decode`'s batch-64 JSON
+  ncu-kernels CSV            Nsight Compute's raw CSV (gpu__time_duration.sum): time per kernel name, largest first
+"""
+import collections
+import csv
+import json
+import sys
+
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def decode(path, label):
+    r = load(path)["records"][0]
+    s = "%s: %.2f ms/step, %.0f tok/s" % (label, 1e3 * r["median_latency"], r["tokens_per_second"])
+    if "floor_ms" in r:
+        s += ", floor %.2f ms (%.1fx it)" % (r["floor_ms"], r["median_over_floor"])
+    if "time_split_share" in r:
+        s += "; split " + ", ".join("%s %.1f%%" % (k, 100 * v) for k, v in r["time_split_share"].items())
+    if "graph_median_latency" in r:
+        s += "; CUDA graph %.2f ms/step (%.0f tok/s, logits within %.3g of eager)" % (
+            1e3 * r["graph_median_latency"], r["graph_tokens_per_second"], r["graph_vs_eager_max_abs_logit_diff"])
+    else:
+        s += "; no CUDA graph: %s" % r.get("graph_absent")
+    return s
+
+
+def moe_layouts(folder):
+    out = []
+    for b in (8, 64):
+        row = []
+        for cap in ("0", "-1"):
+            try:
+                d = load("%s/bench_moe_b%d_c%s.json" % (folder, b, cap))
+                r = d["records"][0]
+                row.append("%s %.3f ms (MoE %.3f ms)" % (d["moe_layout"], 1e3 * r["median_latency"],
+                                                         r["time_split_ms"]["moe"]))
+            except (OSError, ValueError, KeyError, IndexError) as e:
+                row.append("cap %s failed (%s)" % (cap, e))
+        out.append("batch %d: %s" % (b, " vs ".join(row)))
+    return "16B/2 layers, 1024 cached, MoE layouts: " + "; ".join(out)
+
+
+def mla_verdict(path):
+    shapes = load(path).get("shapes", [])
+    parts = ["%s %.3f ms %.2fx" % (s["name"], s["call_ms"], s["speedup_vs_32_row_kernel"])
+             for s in shapes if "speedup_vs_32_row_kernel" in s]
+    parts += ["%s %.2fx the bf16 tokens/s" % (s["name"], s["speedup_vs_bf16"])
+              for s in shapes if "speedup_vs_bf16" in s and s.get("attend") == "tensor_cores_fitted"]
+    parts += ["%s %.3f ms %.2fx without L2 prefetch" % (s["name"], s["call_ms"], s["speedup_vs_no_prefetch"])
+              for s in shapes if "speedup_vs_no_prefetch" in s]
+    parts += ["schedule %s %.1f us" % (s["name"], 1e3 * s["schedule_ms"]) for s in shapes[:1] if "schedule_ms" in s]
+    return "against the 32-row kernel: " + ("; ".join(parts) or "no rows")
+
+
+def flash_verdict(path):
+    recs = [r for r in load(path) if r.get("kind") == "prefill"]
+
+    def key(r):
+        return (r["B"], r["H"], r["S"], r["D"], r["DV"], r["causal"])
+
+    base = {key(r): r for r in recs if r.get("kernel") == "mma"}
+    parts = ["b%d h%d s%d d%d/%d %.1f TFLOP/s %.2fx"
+             % (key(r)[:5] + (r["tflops"], r["tflops"] / base[key(r)]["tflops"]))
+             for r in recs if r.get("kernel") == "wgmma" and key(r) in base]
+    return "wgmma against stage A: " + ("; ".join(parts) or "no rows")
+
+
+def prefill(path, kernel):
+    """The naive path's attention time and its rate by FlashAttention's FLOP count (causal within the chunk, MLA's
+    192/128 head dims; the up-projection's time included)."""
+    d = load(path)
+    r, h = d["records"][0], d["num_heads"]
+    p, c, ms = r["prefix_len"], r["chunk_len"], r["naive"]["attention_median_ms"]
+    flops = 2.0 * h * c * (p + (c + 1) / 2.0) * (192 + 128)
+    return ("chunk %d over prefix %d, flash %s: naive attention %.3f ms, %.1f TFLOP/s (FA count, up-projection "
+            "included); absorbed %.3f ms" % (c, p, kernel, ms, flops / ms / 1e9,
+                                            r["absorbed"]["attention_median_ms"]))
+
+
+def torch_step(anchors, decode_json=""):
+    recs = load(anchors)
+    parts = ["batch %d %s" % (r["batch"], "%.2f ms" % r["ms"] if r.get("ms") is not None
+                              else "absent (%s)" % r.get("absent")) for r in recs]
+    s = "torch model.py-style step, same GPU (236B/%s layers, %s cached): " % (
+        recs[0]["layers"] if recs else "?", recs[0]["cached"] if recs else "?") + (", ".join(parts) or "not measured")
+    try:
+        ms = 1e3 * load(decode_json)["records"][0]["median_latency"]
+        t = [r["ms"] for r in recs if r["batch"] == 64 and r.get("ms")]
+        s += "; mlarun batch 64 %.1fx faster" % (t[0] / ms) if t else ""
+    except (OSError, ValueError, KeyError, IndexError):
+        pass
+    return s
+
+
+def ncu_kernels(path, top=30):
+    with open(path) as f:
+        rows = list(csv.reader(f))
+    h = next(i for i, r in enumerate(rows) if "Kernel Name" in r and "gpu__time_duration.sum" in r)
+    kn, tm = rows[h].index("Kernel Name"), rows[h].index("gpu__time_duration.sum")
+    unit = rows[h + 1][tm].strip() if len(rows) > h + 1 and len(rows[h + 1]) > tm else ""
+    to_ms = {"nsecond": 1e-6, "ns": 1e-6, "usecond": 1e-3, "us": 1e-3, "msecond": 1.0, "ms": 1.0}.get(unit, 1e-6)
+    total, launches = collections.defaultdict(float), collections.Counter()
+    for r in rows[h + 1:]:
+        try:
+            t = float(r[tm].replace(",", ""))
+        except (IndexError, ValueError):  # the units row
+            continue
+        name = (r[kn].split("(")[0].strip() or r[kn])[:110]
+        total[name] += t * to_ms
+        launches[name] += 1
+    lines = ["%d launches, %.3f ms of kernels in all; the largest by name below" % (
+        sum(launches.values()), sum(total.values()))]
+    lines += ["%10.3f ms %6d  %s" % (ms, launches[name], name)
+              for name, ms in sorted(total.items(), key=lambda kv: -kv[1])[:top]]
+    return "\n".join(lines)
+
+
+KINDS = {"decode": (decode, 2, 2), "moe-layouts": (moe_layouts, 1, 1), "mla-verdict": (mla_verdict, 1, 1),
+         "flash-verdict": (flash_verdict, 1, 1), "prefill": (prefill, 2, 2), "torch-step": (torch_step, 1, 2),
+         "ncu-kernels": (ncu_kernels, 1, 1)}
+
+
+def main(argv):
+    if len(argv) < 2 or argv[1] not in KINDS:
+        sys.stderr.write(__doc__)
+        return 2
+    fn, least, most = KINDS[argv[1]]
+    args = argv[2:]
+    if not least <= len(args) <= most:
+        sys.stderr.write("gpu_check_notes.py %s: takes %d to %d arguments, got %d\n" % (argv[1], least, most,
+                                                                                      len(args)))
+        return 2
+    try:
+        text = fn(*args)
+    except Exception as e:  # a note never fails its step: it says what it could not read
+        text = "no %s note: %s: %s" % (argv[1], type(e).__name__, e)
+    lines = text.split("\n")
+    print("NOTE: " + lines[0])
+    for line in lines[1:]:
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,118 @@
+#!/usr/bin/env python3
+"""launch/gpu_check_notes.py, the summary lines of launch/gpu_check.sh: `decode` and `prefill` on JSON that
+`mlarun bench decode` / `bench prefill` write on the CPU (the tiny fixture's config, seconds), the GPU-only
+workbenches' verdicts on JSON of the shape their writers give (bench_mla_decode.cu, bench_flash_prefill.cu), Nsight
+Compute's raw CSV, and the rules: a note that cannot be read says why and exits 0; a wrong call exits 2.
+Usage: test_gpu_check_notes.py REPO_ROOT MLARUN"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+ROOT, MLARUN = os.path.abspath(sys.argv[1]), sys.argv[2]
+NOTES = os.path.join(ROOT, "launch", "gpu_check_notes.py")
+CONFIG = os.path.join(ROOT, "tests", "data", "deepseek-v2-tiny", "config.json")
+failures = []
+
+
+def expect(cond, what):
+    if not cond:
+        failures.append(what)
+        print("FAIL:", what)
+
+
+def note(*args):
+    p = subprocess.run([sys.executable, NOTES] + list(args), capture_output=True, text=True)
+    return p.returncode, p.stdout
+
+
+def write(folder, name, obj):
+    path = os.path.join(folder, name)
+    with open(path, "w") as f:
+        json.dump(obj, f)
+    return path
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    # `bench decode` on the CPU: no floor and no CUDA graph there, which the note says.
+    dj = os.path.join(tmp, "decode.json")
+    subprocess.run([MLARUN, "bench", "decode", "--config", CONFIG, "--layers", "1", "--batch", "2", "--seq-len", "32",
+                    "--iters", "2", "--warmup", "0", "--attention", "mla", "--json", dj], check=True,
+                   stdout=subprocess.DEVNULL)
+    rec = json.load(open(dj))["records"][0]
+    rc, out = note("decode", dj, "tiny, batch 2")
+    expect(rc == 0 and out.startswith("NOTE: tiny, batch 2: %.2f ms/step" % (1e3 * rec["median_latency"])),
+           "decode note: " + out)
+    expect("; split attention " in out and "; no CUDA graph: " in out, "decode note parts: " + out)
+
+    # `bench prefill` on the CPU: one chunk over one prefix.
+    pj = os.path.join(tmp, "prefill.json")
+    subprocess.run([MLARUN, "bench", "prefill", "--config", CONFIG, "--layers", "1", "--prefix-lens", "64",
+                    "--chunk-lens", "8", "--batch", "1", "--iters", "1", "--warmup", "0", "--json", pj], check=True,
+                   stdout=subprocess.DEVNULL)
+    r = json.load(open(pj))["records"][0]
+    rc, out = note("prefill", pj, "wgmma")
+    expect(rc == 0 and out.startswith("NOTE: chunk 8 over prefix 64, flash wgmma: naive attention %.3f ms"
+                                      % r["naive"]["attention_median_ms"]), "prefill note: " + out)
+
+    # bench_mla_decode's JSON (its fields as bench_mla_decode.cu writes them).
+    mj = write(tmp, "mla.json", {"shapes": [
+        {"name": "tp8_fit", "call_ms": 0.358, "speedup_vs_32_row_kernel": 1.99, "schedule_ms": 0.0078},
+        {"name": "tp8_fp8_fit", "call_ms": 0.5, "speedup_vs_bf16": 0.72, "attend": "tensor_cores_fitted"},
+        {"name": "tp8_fit_pf2", "call_ms": 0.402, "speedup_vs_no_prefetch": 0.89}]})
+    rc, out = note("mla-verdict", mj)
+    expect(out.strip() == "NOTE: against the 32-row kernel: tp8_fit 0.358 ms 1.99x; tp8_fp8_fit 0.72x the bf16 "
+                          "tokens/s; tp8_fit_pf2 0.402 ms 0.89x without L2 prefetch; schedule tp8_fit 7.8 us",
+           "mla verdict: " + out)
+
+    # bench_flash_prefill's JSON: the wgmma row against stage A's row of the same shape; a row alone is left out.
+    shape = {"kind": "prefill", "B": 1, "H": 16, "S": 8192, "D": 128, "DV": 128, "causal": True}
+    fj = write(tmp, "flash.json", [dict(shape, kernel="mma", tflops=200.0), dict(shape, kernel="wgmma", tflops=400.0),
+                                   dict(shape, S=4096, kernel="wgmma", tflops=300.0)])
+    rc, out = note("flash-verdict", fj)
+    expect(out.strip() == "NOTE: wgmma against stage A: b1 h16 s8192 d128/128 400.0 TFLOP/s 2.00x",
+           "flash verdict: " + out)
+
+    # The MoE layouts: one file missing is named in the line, the others still read.
+    for b, cap, layout, ms in ((8, "0", "compact", 2.5), (8, "-1", "capacity", 1.5), (64, "0", "compact", 4.0)):
+        write(tmp, "bench_moe_b%d_c%s.json" % (b, cap), {"moe_layout": layout, "records": [
+            {"median_latency": ms / 1e3, "time_split_ms": {"moe": ms / 2}}]})
+    rc, out = note("moe-layouts", tmp)
+    expect(rc == 0 and "batch 8: compact 2.500 ms (MoE 1.250 ms) vs capacity 1.500 ms (MoE 0.750 ms)" in out
+           and "batch 64: compact 4.000 ms (MoE 2.000 ms) vs cap -1 failed" in out, "moe layouts: " + out)
+
+    # The torch step beside mlarun's batch-64 step, and without it.
+    tj = write(tmp, "ta.json", [{"batch": 64, "ms": 28.0, "layers": 2, "cached": 4096},
+                                {"batch": 1, "ms": None, "absent": "no GPU", "layers": 2, "cached": 4096}])
+    d64 = write(tmp, "d64.json", {"records": [{"median_latency": 0.007}]})
+    rc, out = note("torch-step", tj, d64)
+    expect(out.strip() == "NOTE: torch model.py-style step, same GPU (236B/2 layers, 4096 cached): batch 64 28.00 "
+                          "ms, batch 1 absent (no GPU); mlarun batch 64 4.0x faster", "torch step: " + out)
+    rc, out = note("torch-step", tj, "")
+    expect(rc == 0 and out.strip().endswith("batch 1 absent (no GPU)"), "torch step without bench decode: " + out)
+
+    # Nsight Compute's raw CSV: a units row, thousands separators, launches summed per name, largest first.
+    cj = os.path.join(tmp, "ncu.csv")
+    with open(cj, "w") as f:
+        f.write('"ID","Kernel Name","Grid Size","gpu__time_duration.sum"\n"","","","usecond"\n'
+                '"0","void flash<192, 128>(Args)","(16, 16, 1)","1,200.5"\n"1","gemm_bf16","(8, 1, 1)","50"\n'
+                '"2","void flash<192, 128>(Args)","(16, 16, 1)","799.5"\n')
+    rc, out = note("ncu-kernels", cj)
+    lines = out.splitlines()
+    expect(rc == 0 and lines[0] == "NOTE: 3 launches, 2.050 ms of kernels in all; the largest by name below",
+           "ncu first line: " + out)
+    expect(len(lines) == 3 and lines[1].split() == ["2.000", "ms", "2", "void", "flash<192,", "128>"]
+           and lines[2].split() == ["0.050", "ms", "1", "gemm_bf16"], "ncu rows: " + out)
+
+    # Unreadable input: a NOTE that says so, exit 0 (a note never fails its step); a wrong call: exit 2.
+    rc, out = note("mla-verdict", os.path.join(tmp, "absent.json"))
+    expect(rc == 0 and out.startswith("NOTE: no mla-verdict note: FileNotFoundError"), "absent file: " + out)
+    bad = write(tmp, "bad.json", {"records": []})
+    rc, out = note("decode", bad, "x")
+    expect(rc == 0 and out.startswith("NOTE: no decode note: IndexError"), "empty records: " + out)
+    expect(note("frobnicate")[0] == 2, "an unknown kind was accepted")
+    expect(note("decode", dj)[0] == 2, "decode with one argument was accepted")
+
+print("gpu_check notes: %d failures" % len(failures))
+sys.exit(1 if failures else 0)
