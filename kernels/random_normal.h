@@ -6,15 +6,11 @@
 
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define MLARUN_RANDOM_HD __host__ __device__
-#else
-#define MLARUN_RANDOM_HD
-#endif
+#include "kernels/host_device.h"
 
 namespace mlarun::random_values {
 
-MLARUN_RANDOM_HD inline uint64_t splitmix64(uint64_t x) {
+MLARUN_HOST_DEVICE inline uint64_t splitmix64(uint64_t x) {
   x += 0x9e3779b97f4a7c15ULL;
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
@@ -26,7 +22,7 @@ constexpr float kNormalScale = 1.7320508075688772f / 65536.0f;
 
 // Every step is exact or one rounded f32 operation (the sum fits 2^19, the subtraction is exact), so a compiler
 // has nothing to fuse: the host and the device agree.
-MLARUN_RANDOM_HD inline float normal(uint64_t stream, uint64_t index) {
+MLARUN_HOST_DEVICE inline float normal(uint64_t stream, uint64_t index) {
   const uint64_t r = splitmix64(stream ^ splitmix64(index));
   const float sum = float((r & 0xffff) + ((r >> 16) & 0xffff) + ((r >> 32) & 0xffff) + (r >> 48)) + 2.0f;
   return (sum - 2.0f * 65536.0f) * kNormalScale;

@@ -90,7 +90,6 @@ Tensor embedding(const std::vector<int32_t>& ids, const Tensor& table, int64_t v
   return embedding(upload(ids), table, vocab_start);
 }
 
-
 void fill_random_normal(Tensor& out, uint64_t values, int64_t run, int64_t stride, int64_t first, float scale,
                         float offset) {
   const bool bf16 = is_bf16(out, "fill_random_normal");

@@ -20,11 +20,7 @@
 
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define MLARUN_WGMMA_HD __host__ __device__
-#else
-#define MLARUN_WGMMA_HD
-#endif
+#include "kernels/host_device.h"
 
 namespace mlarun::ops::cuda::wgmma_sm90 {
 
@@ -33,35 +29,35 @@ constexpr uint32_t kSlabRowBytes = 128;
 constexpr uint32_t kAtomBytes = 1024;    // 8 rows: the swizzle's period and the slab alignment
 
 // Shared-memory byte address (absolute, or relative to a 1024-byte aligned base) after the 128-byte swizzle.
-MLARUN_WGMMA_HD constexpr uint32_t swizzle128(uint32_t addr) { return addr ^ ((addr >> 3) & 0x70u); }
+MLARUN_HOST_DEVICE constexpr uint32_t swizzle128(uint32_t addr) { return addr ^ ((addr >> 3) & 0x70u); }
 // Unswizzled byte offset of element (row, col) in a slab, col < 64.
-MLARUN_WGMMA_HD constexpr uint32_t slab_offset(uint32_t row, uint32_t col) { return row * kSlabRowBytes + col * 2; }
+MLARUN_HOST_DEVICE constexpr uint32_t slab_offset(uint32_t row, uint32_t col) { return row * kSlabRowBytes + col * 2; }
 
 // Descriptor of a 128-byte-swizzled operand at shared-memory address `addr` (bits: start >> 4 in 0-13, leading
 // byte offset >> 4 in 16-29, stride byte offset >> 4 in 32-45, base offset 0 in 49-51, swizzle mode 1 in 62-63).
-MLARUN_WGMMA_HD constexpr uint64_t sw128_desc(uint32_t addr, uint32_t lbo_bytes, uint32_t sbo_bytes) {
+MLARUN_HOST_DEVICE constexpr uint64_t sw128_desc(uint32_t addr, uint32_t lbo_bytes, uint32_t sbo_bytes) {
   return uint64_t((addr & 0x3FFFFu) >> 4) | (uint64_t((lbo_bytes >> 4) & 0x3FFFu) << 16) |
          (uint64_t((sbo_bytes >> 4) & 0x3FFFu) << 32) | (uint64_t(1) << 62);
 }
 // K-major k-step `k16` (columns 16 k16 .. + 16) of the slab at `slab` (1024-byte aligned).
-MLARUN_WGMMA_HD constexpr uint64_t k_major_desc(uint32_t slab, uint32_t k16) {
+MLARUN_HOST_DEVICE constexpr uint64_t k_major_desc(uint32_t slab, uint32_t k16) {
   return sw128_desc(slab + 32 * k16, 16, kAtomBytes);
 }
 // N-major k-step at slab row `k0` (a multiple of 8) of the slabs starting at `slab`, `slab_stride` bytes apart.
-MLARUN_WGMMA_HD constexpr uint64_t n_major_desc(uint32_t slab, uint32_t k0, uint32_t slab_stride) {
+MLARUN_HOST_DEVICE constexpr uint64_t n_major_desc(uint32_t slab, uint32_t k0, uint32_t slab_stride) {
   return sw128_desc(slab + kSlabRowBytes * k0, slab_stride, kAtomBytes);
 }
 
 // Accumulator element e of an m64nN fp32 wgmma result held by `lane` of warp `warp` (0..3) of the warpgroup:
 // row and column (the m16n8 layout of each warp's 16 rows, repeated every 8 columns: e = 4 j + i for n8 tile j).
-MLARUN_WGMMA_HD constexpr int acc_row(int warp, int lane, int e) {
+MLARUN_HOST_DEVICE constexpr int acc_row(int warp, int lane, int e) {
   return 16 * warp + (lane >> 2) + ((e >> 1) & 1) * 8;
 }
-MLARUN_WGMMA_HD constexpr int acc_col(int lane, int e) { return 8 * (e >> 2) + (lane & 3) * 2 + (e & 1); }
+MLARUN_HOST_DEVICE constexpr int acc_col(int lane, int e) { return 8 * (e >> 2) + (lane & 3) * 2 + (e & 1); }
 // An accumulator used as the next product's register A operand (P in P.V): register i of k-step kk holds the
 // thread's accumulator elements e and e + 1 for e = acc_to_a(kk, i), that is n8 tiles 2 kk and 2 kk + 1 in the
 // order (row lo, k lo), (row hi, k lo), (row lo, k hi), (row hi, k hi) of the A fragment.
-MLARUN_WGMMA_HD constexpr int acc_to_a(int kk, int i) { return 8 * kk + 4 * (i >> 1) + 2 * (i & 1); }
+MLARUN_HOST_DEVICE constexpr int acc_to_a(int kk, int i) { return 8 * kk + 4 * (i >> 1) + 2 * (i & 1); }
 
 #if defined(__CUDACC__)
 // wgmma exists on sm_90a only; elsewhere these compile to a trap (nothing calls them there).

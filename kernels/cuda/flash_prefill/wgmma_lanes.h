@@ -14,19 +14,19 @@ namespace sm90 = wgmma_sm90;
 
 // Byte offset of 16-byte chunk `chunk` of row `row` in a [rows x d] tile stored as slabs of 64 columns (slab
 // chunk / 8 holds columns 64 (chunk / 8) .. + 64 of every row, rows x 128 bytes each), swizzled.
-MLARUN_WGMMA_HD constexpr uint32_t chunk_offset(int rows, int row, int chunk) {
+MLARUN_HOST_DEVICE constexpr uint32_t chunk_offset(int rows, int row, int chunk) {
   return uint32_t(chunk / 8) * uint32_t(rows) * sm90::kSlabRowBytes +
          sm90::swizzle128(sm90::slab_offset(row, (chunk % 8) * 8));
 }
 // S = Q K^T, k-step k of slab `slab`: warpgroup g's 64 of Q's block_m rows (A), all block_n keys of K (B).
-MLARUN_WGMMA_HD constexpr uint64_t q_desc(uint32_t q_base, int block_m, int group, int slab, int k) {
+MLARUN_HOST_DEVICE constexpr uint64_t q_desc(uint32_t q_base, int block_m, int group, int slab, int k) {
   return sm90::k_major_desc(q_base + uint32_t(slab * block_m + 64 * group) * sm90::kSlabRowBytes, k);
 }
-MLARUN_WGMMA_HD constexpr uint64_t k_desc(uint32_t k_base, int block_n, int slab, int k) {
+MLARUN_HOST_DEVICE constexpr uint64_t k_desc(uint32_t k_base, int block_n, int slab, int k) {
   return sm90::k_major_desc(k_base + uint32_t(slab * block_n) * sm90::kSlabRowBytes, k);
 }
 // O += P V, k-step kk (keys 16 kk ..): all of V's columns, slabs block_n x 128 bytes apart, read N-major.
-MLARUN_WGMMA_HD constexpr uint64_t v_desc(uint32_t v_base, int block_n, int kk) {
+MLARUN_HOST_DEVICE constexpr uint64_t v_desc(uint32_t v_base, int block_n, int kk) {
   return sm90::n_major_desc(v_base, 16 * kk, uint32_t(block_n) * sm90::kSlabRowBytes);
 }
 

@@ -6,12 +6,7 @@
 #pragma once
 
 #include "kernels/cuda/mla_decode/config.h"
-
-#if defined(__CUDACC__)
-#define MLARUN_HOST_DEVICE __host__ __device__
-#else
-#define MLARUN_HOST_DEVICE
-#endif
+#include "kernels/host_device.h"
 
 namespace mlarun::ops::cuda::mla::lanes {
 

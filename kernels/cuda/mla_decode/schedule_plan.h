@@ -17,19 +17,16 @@
 #include <cstdint>
 
 #include "kernels/cuda/mla_decode/config.h"
-
-#if defined(__CUDACC__)
-#define MLARUN_SCHED_HD __host__ __device__
-#else
-#define MLARUN_SCHED_HD
-#endif
+#include "kernels/host_device.h"
 
 namespace mlarun::ops::cuda::mla::plan {
 
 // Units on the line of a sequence with `tiles` tiles (an empty or invalid sequence has none).
-MLARUN_SCHED_HD constexpr int64_t seq_cost(int32_t tiles) { return tiles > 0 ? int64_t(tiles) + kFixedCostTiles : 0; }
+MLARUN_HOST_DEVICE constexpr int64_t seq_cost(int32_t tiles) {
+  return tiles > 0 ? int64_t(tiles) + kFixedCostTiles : 0;
+}
 // Units per part for `total` units over `parts` parts (at least 1).
-MLARUN_SCHED_HD constexpr int64_t part_units(int64_t total, int64_t parts) {
+MLARUN_HOST_DEVICE constexpr int64_t part_units(int64_t total, int64_t parts) {
   return total > parts ? (total + parts - 1) / parts : 1;
 }
 
@@ -38,7 +35,7 @@ MLARUN_SCHED_HD constexpr int64_t part_units(int64_t total, int64_t parts) {
 struct SeqPieces {
   int32_t first_part = 0, count = 0;
 };
-MLARUN_SCHED_HD constexpr SeqPieces seq_pieces(int64_t start, int32_t tiles, int64_t units) {
+MLARUN_HOST_DEVICE constexpr SeqPieces seq_pieces(int64_t start, int32_t tiles, int64_t units) {
   if (tiles <= 0) return {};
   const int64_t first = (start + kFixedCostTiles) / units, last = (start + kFixedCostTiles + tiles - 1) / units;
   return {int32_t(first), int32_t(last - first + 1)};
@@ -47,7 +44,7 @@ MLARUN_SCHED_HD constexpr SeqPieces seq_pieces(int64_t start, int32_t tiles, int
 struct PieceTiles {
   int32_t begin = 0, end = 0;
 };
-MLARUN_SCHED_HD constexpr PieceTiles piece_tiles(int64_t start, int32_t tiles, int64_t units, int32_t part) {
+MLARUN_HOST_DEVICE constexpr PieceTiles piece_tiles(int64_t start, int32_t tiles, int64_t units, int32_t part) {
   const int64_t first_unit = start + kFixedCostTiles;  // the line unit of tile 0
   const int64_t lo = int64_t(part) * units - first_unit, hi = (int64_t(part) + 1) * units - first_unit;
   return {int32_t(lo > 0 ? lo : 0), int32_t(hi < tiles ? hi : tiles)};

@@ -16,26 +16,28 @@ namespace sm90 = wgmma_sm90;
 
 // Byte offset, in a stage of cached rows or in the q buffer, of the 16-byte piece at byte `off` of row `row`:
 // slab off / 128, swizzled (stages and the q buffer are 1024-byte aligned).
-MLARUN_WGMMA_HD constexpr uint32_t row_piece(int row, int off) {
+MLARUN_HOST_DEVICE constexpr uint32_t row_piece(int row, int off) {
   return uint32_t(off >> 7) * uint32_t(kWgSlabBytes) + sm90::swizzle128(sm90::slab_offset(row, (off & 127) >> 1));
 }
 // The first of the step's tokens warpgroup `group` scores: all 64 from 0, or its 32 when the scores are split.
-MLARUN_WGMMA_HD constexpr int score_tok0(bool split, int group) { return split ? group * (kWgBlockN / 2) : 0; }
+MLARUN_HOST_DEVICE constexpr int score_tok0(bool split, int group) { return split ? group * (kWgBlockN / 2) : 0; }
 // Scores, k-step k of slab `slab`: Q (A, K-major) and the stage's rows from token `tok0` (B, K-major).
-MLARUN_WGMMA_HD constexpr uint64_t q_desc(uint32_t q_base, int slab, int k) {
+MLARUN_HOST_DEVICE constexpr uint64_t q_desc(uint32_t q_base, int slab, int k) {
   return sm90::k_major_desc(q_base + uint32_t(slab) * uint32_t(kWgSlabBytes), k);
 }
-MLARUN_WGMMA_HD constexpr uint64_t k_desc(uint32_t stage, int slab, int k, int tok0) {
+MLARUN_HOST_DEVICE constexpr uint64_t k_desc(uint32_t stage, int slab, int k, int tok0) {
   return sm90::k_major_desc(stage + uint32_t(slab) * uint32_t(kWgSlabBytes) + uint32_t(tok0) * sm90::kSlabRowBytes, k);
 }
 // P.V, k-step kk (tokens 16 kk ..): V of warpgroup g's 256 columns (slabs 4 g .. 4 g + 3, read N-major).
-MLARUN_WGMMA_HD constexpr uint64_t v_desc(uint32_t stage, int group, int kk) {
+MLARUN_HOST_DEVICE constexpr uint64_t v_desc(uint32_t stage, int group, int kk) {
   return sm90::n_major_desc(stage + 4 * uint32_t(group) * uint32_t(kWgSlabBytes), 16 * kk, uint32_t(kWgSlabBytes));
 }
 // The split variant's P [64 rows x 64 tokens]: element (row, token) and the A descriptor of k-step kk.
-MLARUN_WGMMA_HD constexpr uint32_t p_offset(int row, int tok) { return sm90::swizzle128(sm90::slab_offset(row, tok)); }
-MLARUN_WGMMA_HD constexpr uint64_t p_desc(uint32_t p_base, int kk) { return sm90::k_major_desc(p_base, kk); }
+MLARUN_HOST_DEVICE constexpr uint32_t p_offset(int row, int tok) {
+  return sm90::swizzle128(sm90::slab_offset(row, tok));
+}
+MLARUN_HOST_DEVICE constexpr uint64_t p_desc(uint32_t p_base, int kk) { return sm90::k_major_desc(p_base, kk); }
 // The score accumulator element whose pair (e, e + 1) is register i of P's A fragment for k-step kk.
-MLARUN_WGMMA_HD constexpr int p_element(int kk, int i) { return sm90::acc_to_a(kk, i); }
+MLARUN_HOST_DEVICE constexpr int p_element(int kk, int i) { return sm90::acc_to_a(kk, i); }
 
 }  // namespace mlarun::ops::cuda::mla::wg
