@@ -559,9 +559,8 @@ mla_shapes+=",mtp2_b128_s8192_h128_wgs,tp8_b128_s8192_h16_wgs"
 mla_shapes+=",tp8_mtp2_b128_s8192_h16_mma,tp8_mtp2_b128_s8192_h16_fit,tp8_mtp2_b128_s8192_h16_wgs"
 mla_shapes+=",tp8_mtp3_b128_s8192_h16_fit,tp8_mtp3_b128_s8192_h16_wgs"
 mla_shapes+=",tp2_b128_s8192_h64_mma,tp2_b128_s8192_h64_fit,tp2_b128_s8192_h64_wgs"
-# L2 prefetch ahead of the ring (MlaDecodeParams::l2_prefetch_tiles), each row against its twin without it.
-mla_shapes+=",tp8_b128_s8192_h16_fit_pf2,tp8_b128_s8192_h16_fit_pf4,tp8_b128_s8192_h16_fp8_fit_pf2"
-mla_shapes+=",b64_s4096_h128_wgs_pf2,mtp2_b128_s8192_h128_wgs_pf2"
+# (The L2-prefetch rows, `_pf2` / `_pf4`, are left to --only: 0.68-0.95x their twins on an H200, so the option
+# stays off; name them in GPU_CHECK_MLA_ARGS to time them again.)
 { [ -s "$ta_flash" ] || [ $ta_dry = 1 ]; } && fa_opt=" --anchors \"$ta_flash\""
 { [ -s "$ta_mla" ] || [ $ta_dry = 1 ]; } && mla_opt=" --torch-anchors \"$ta_mla\""
 need_bins bench-flash kernels/bench_flash_prefill &&
