@@ -552,6 +552,10 @@ mla_shapes="--only tp8_b128_s8192_h16,b64_s4096_h128,tp8_b128_s8192_h16_mma,b64_
 mla_shapes+=",mtp2_b128_s8192_h128_mma,tp8_b128_s8192_h16_bs16_mma,tp8_b128_s8192_h16_bs256_mma"
 mla_shapes+=",tp8_b128_s8192_h16_fp8_mma,tp8_b128_s8192_h16_fit,b64_s4096_h128_fit,mtp2_b128_s8192_h128_fit"
 mla_shapes+=",tp8_b128_s8192_h16_bs16_fit,tp8_b128_s8192_h16_bs256_fit,tp8_b128_s8192_h16_fp8_fit"
+# The quantized cache's codes widened in shared memory against read into registers (MlaDecodeParams::
+# codes_in_registers, off until these rows say which is faster): TP 8 over fp8 and int8, 128 heads over fp8.
+mla_shapes+=",tp8_b128_s8192_h16_int8_fit,b64_s4096_h128_fp8_fit,tp8_b128_s8192_h16_fp8_fit_reg"
+mla_shapes+=",tp8_b128_s8192_h16_int8_fit_reg,b64_s4096_h128_fp8_fit_reg"
 mla_shapes+=",tp8_b128_s8192_h16_wg,b64_s4096_h128_wg"
 mla_shapes+=",mtp2_b128_s8192_h128_wg,b64_s4096_h128_bs16_wg,b64_s4096_h128_bs256_wg,b64_s4096_h128_wgs"
 mla_shapes+=",mtp2_b128_s8192_h128_wgs,tp8_b128_s8192_h16_wgs"
@@ -597,6 +601,9 @@ if [ -n "$ncu" ] || [ $dry = 1 ]; then
   need_bins ncu-mla-fp8 kernels/bench_mla_decode && step ncu-mla-fp8 "$out/kernels.log" 15 45 1 \
     "${ncu:-ncu} $ncu_opt --launch-skip 10 -k regex:attend_fitted $kb/bench_mla_decode --reps 3 \
      --only tp8_b128_s8192_h16_fp8_fit"
+  need_bins ncu-mla-fp8-reg kernels/bench_mla_decode && step ncu-mla-fp8-reg "$out/kernels.log" 15 45 1 \
+    "${ncu:-ncu} $ncu_opt --launch-skip 10 -k regex:attend_fitted $kb/bench_mla_decode --reps 3 \
+     --only tp8_b128_s8192_h16_fp8_fit_reg"
   need_bins ncu-prefill-64k launch/mlarun && step ncu-prefill-64k "$out/model.log" 30 90 1 \
     "GC_NCU=\"${ncu:-ncu}\" \"$self\" __ncu_prefill"
 else

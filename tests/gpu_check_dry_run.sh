@@ -18,7 +18,7 @@ OUT=$out/o MLARUN_BUILD_DIR=$out/build GPU_CHECK_PREBUILT=0 \
   { cat "$out/stdout"; fail "the dry run exited non-zero"; }
 s=$out/o/summary.txt
 for step in env kernels kernels-repeat3 model-ops model-model tp-nccl memcheck-mla racecheck-mla initcheck-mla \
-            torch-anchors bench-flash bench-mla ncu-mla ncu-flash ncu-mla-fp8 ncu-prefill-64k bench-decode \
+            torch-anchors bench-flash bench-mla ncu-mla ncu-flash ncu-mla-fp8 ncu-mla-fp8-reg ncu-prefill-64k bench-decode \
             bench-moe-layouts bench-decode-16b; do
   grep -Eq "^$step +(ok|DRY) " "$s" || { cat "$s"; fail "step $step is not listed as ok or DRY"; }
 done

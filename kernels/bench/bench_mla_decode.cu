@@ -11,7 +11,8 @@
 // column). The TP 8 shape also runs over fp8 and int8 caches (656-byte rows dequantized in the kernel; bytes
 // count the rows as stored) with their speed-up over bf16 printed; rows named "_pf<N>" ask L2 to prefetch N
 // tiles ahead of the ring (MlaDecodeParams::l2_prefetch_tiles) and print their speed-up over the same row
-// without. Ceilings and contract: docs/kernels.md.
+// without; rows named "_reg" read the quantized codes into registers (MlaDecodeParams::codes_in_registers) and print
+// their speed-up over the same row with the codes widened in shared memory. Ceilings and contract: docs/kernels.md.
 // Exit: 0 ok or no GPU ("no GPU" printed), 1 validation failed, 2 error.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -120,6 +121,7 @@ struct Shape {
   cuda::MlaKvFormat format = cuda::MlaKvFormat::Bf16;
   AttendKernel attend = AttendKernel::Simt;  // MlaDecodeParams::attend
   int l2_prefetch_tiles = 0;                 // MlaDecodeParams::l2_prefetch_tiles (rows named "..._pf<N>")
+  bool codes_in_registers = false;           // MlaDecodeParams::codes_in_registers (rows named "..._reg")
 };
 
 // PyTorch reference time for this shape from the --torch-anchors file, a JSON array of records {kind
@@ -226,12 +228,14 @@ int run(int argc, char** argv) {
               anchors.is_array() ? "anchors loaded" : "no anchors file");
   report["copy_GBps"] = ceil.copy_gbps, report["gemm_TFLOPs"] = ceil.gemm_tflops;
   json::Value resident = json::Value::object();  // the fitted kernel's CTAs per SM: held against its geometry
-  std::printf("fitted kernel, CTAs per SM (bf16 rows, quantized rows / planned):");
+  std::printf("fitted kernel, CTAs per SM (bf16 rows, quantized rows, their codes in registers / planned):");
   for (int m : cuda::mla::kFitRows) {
     const int held = cuda::mla::fitted_attend_resident_ctas(m);
     const int held_q = cuda::mla::fitted_attend_resident_ctas(m, true);
-    std::printf("  %d rows %d, %d / %d", m, held, held_q, cuda::mla::fit_ctas_per_sm(m));
+    const int held_r = cuda::mla::fitted_attend_resident_ctas(m, true, true);
+    std::printf("  %d rows %d, %d, %d / %d", m, held, held_q, held_r, cuda::mla::fit_ctas_per_sm(m));
     resident[std::to_string(m)] = held, resident[std::to_string(m) + "_quantized"] = held_q;
+    resident[std::to_string(m) + "_codes_in_registers"] = held_r;
   }
   std::printf("\n");
   report["fitted_resident_ctas_per_sm"] = resident;
@@ -263,6 +267,11 @@ int run(int argc, char** argv) {
       {"b64_s4096_h128_bs256_fit", 64, 4096, 128, 1, 256, false, "within 10% of bs 64", kBf16, kFit},
       {"tp8_b128_s8192_h16_fp8_fit", 128, 8192, 16, 1, 64, false, ">= 1.7x bf16 tokens/s", kFp8, kFit},
       {"tp8_b128_s8192_h16_int8_fit", 128, 8192, 16, 1, 64, false, "(information)", kInt8, kFit},
+      {"b64_s4096_h128_fp8_fit", 64, 4096, 128, 1, 64, false, "(information)", kFp8, kFit},
+      // ... the quantized rows again with the codes read into registers, each against its row above.
+      {"tp8_b128_s8192_h16_fp8_fit_reg", 128, 8192, 16, 1, 64, false, ">= 1.7x bf16 tokens/s", kFp8, kFit, 0, true},
+      {"tp8_b128_s8192_h16_int8_fit_reg", 128, 8192, 16, 1, 64, false, "(information)", kInt8, kFit, 0, true},
+      {"b64_s4096_h128_fp8_fit_reg", 64, 4096, 128, 1, 64, false, "(information)", kFp8, kFit, 0, true},
       // ... and on Hopper's wgmma with 64-row tiles (attend_wgmma.cu; bf16 rows).
       {"tp8_b128_s8192_h16_wg", 128, 8192, 16, 1, 64, false, ">= 2600 GB/s whole call", kBf16, kWg},
       {"b64_s4096_h128_wg", 64, 4096, 128, 1, 64, false, "<= 0.15 ms whole call", kBf16, kWg},
@@ -314,6 +323,7 @@ int run(int argc, char** argv) {
     Case c{lens, qlens, s.heads, s.block_size, sms, uint64_t(1000 + s.block_size), s.format};
     c.attend = s.attend;
     c.l2_prefetch_tiles = s.l2_prefetch_tiles;
+    c.codes_in_registers = s.codes_in_registers;
     const Inputs in = cuda::mla::make_inputs(c);
     double tokens = 0, flops = 0;
     for (int b = 0; b < s.batch; ++b) tokens += lens[b], flops += 2.0 * s.heads * qlens[b] * (kD + kDv) * lens[b];
@@ -341,15 +351,21 @@ int run(int argc, char** argv) {
     char torch_txt[32] = "n/a";
     if (torch > 0) std::snprintf(torch_txt, sizeof(torch_txt), "%.3f", torch);
     call_ms[s.name] = call;
-    // A quantized row against the bf16 TP 8 row of the same kernel; a 32-row tensor-core row against its SIMT
-    // twin, a fitted row against its 32-row twin.
-    const std::string name = s.name;
-    const std::string bf16_base = std::string("tp8_b128_s8192_h16") + kAttendSuffix[int(s.attend)];
-    const double bf16_ms = s.format != cuda::MlaKvFormat::Bf16 && call_ms.count(bf16_base) ? call_ms[bf16_base] : -1;
+    // A quantized row against the bf16 row of the same shape and kernel; a 32-row tensor-core row against its SIMT
+    // twin, a fitted row against its 32-row twin; an L2-prefetch or codes-in-registers row against its row without.
+    const std::string full_name = s.name;
+    const std::string reg_twin = s.codes_in_registers ? full_name.substr(0, full_name.rfind("_reg")) : "";
+    const std::string pf_twin = s.l2_prefetch_tiles > 0 ? full_name.substr(0, full_name.rfind("_pf")) : "";
+    const std::string name = !reg_twin.empty() ? reg_twin : !pf_twin.empty() ? pf_twin : full_name;
+    std::string bf16_twin = name;  // "..._fp8_fit" -> "..._fit"
+    for (const char* tag : {"_fp8", "_int8"})
+      if (const size_t at = bf16_twin.find(tag); at != std::string::npos) bf16_twin.erase(at, std::string(tag).size());
+    const double bf16_ms = s.format != cuda::MlaKvFormat::Bf16 && call_ms.count(bf16_twin) ? call_ms[bf16_twin] : -1;
     const std::string suffix = kAttendSuffix[int(s.attend)];
     const std::string base = name.substr(0, name.size() - suffix.size());  // "..._mma" -> "...", and so on
     const double simt = s.attend == kMma && call_ms.count(base) ? call_ms[base] : -1;
-    const bool faster_kind = s.l2_prefetch_tiles == 0 && (s.attend == kFit || s.attend == kWg || s.attend == kWgs);
+    const bool faster_kind =
+        pf_twin.empty() && reg_twin.empty() && (s.attend == kFit || s.attend == kWg || s.attend == kWgs);
     const double mma32 = faster_kind && call_ms.count(base + "_mma") ? call_ms[base + "_mma"] : -1;
     std::string bs_twin;  // "..._bs16[_mma]" -> "...[_mma]": the same shape in blocks of 64
     if (const size_t at = name.find("_bs"); at != std::string::npos) {
@@ -357,10 +373,11 @@ int run(int argc, char** argv) {
       bs_twin = name.substr(0, at) + (end == std::string::npos ? "" : name.substr(end));
     }
     const double bs64 = !bs_twin.empty() && call_ms.count(bs_twin) ? call_ms[bs_twin] : -1;
-    const std::string pf_twin = s.l2_prefetch_tiles > 0 ? name.substr(0, name.rfind("_pf")) : "";
     const double no_pf = !pf_twin.empty() && call_ms.count(pf_twin) ? call_ms[pf_twin] : -1;
+    const double widened = !reg_twin.empty() && call_ms.count(reg_twin) ? call_ms[reg_twin] : -1;
     std::string speedup;
     if (no_pf > 0) speedup += " [" + fixed2(no_pf / call) + "x without L2 prefetch]";
+    if (widened > 0) speedup += " [" + fixed2(widened / call) + "x the codes widened in shared memory]";
     if (bf16_ms > 0) speedup += " [" + fixed2(bf16_ms / call) + "x the bf16 tokens/s]";
     if (bs64 > 0) speedup += " [" + fixed2(call / bs64) + "x the block-64 time]";
     if (simt > 0) speedup += " [" + fixed2(simt / call) + "x the SIMT kernel]";
@@ -379,6 +396,8 @@ int run(int argc, char** argv) {
     if (bs64 > 0) j["time_vs_block64"] = call / bs64;
     if (s.l2_prefetch_tiles > 0) j["l2_prefetch_tiles"] = s.l2_prefetch_tiles;
     if (no_pf > 0) j["speedup_vs_no_prefetch"] = no_pf / call;
+    if (s.codes_in_registers) j["codes_in_registers"] = true;
+    if (widened > 0) j["speedup_vs_codes_widened"] = widened / call;
     j["bytes"] = bytes, j["flops"] = flops, j["rotated_sets"] = n_rot;
     j["call_ms"] = call, j["kernel_ms"] = kern, j["schedule_ms"] = sched, j["combine_ms"] = comb;
     j["call_GBps"] = bytes / call / 1e6, j["kernel_GBps"] = bytes / kern / 1e6;

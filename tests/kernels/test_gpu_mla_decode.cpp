@@ -197,26 +197,30 @@ TEST(MlaDecodeGpu, QuantizedSplitScheduleMatchesReference) {
 }
 
 // A tile holding NaN was stored with a NaN scale: every query that sees that token gets NaN, as on the CPU;
-// the other sequences are untouched.
+// the other sequences are untouched. The SIMT kernel and the fitted one (codes widened or in registers).
 TEST(MlaDecodeGpu, QuantizedNanTileReadsNaN) {
   if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
-  for (auto format : {cuda::MlaKvFormat::Fp8, cuda::MlaKvFormat::Int8}) {
-    SCOPED_TRACE(cuda::mla_kv_format_name(format));
-    Case c{{40, 70}, {1, 1}, 16, 16, 0, 23};
-    c.format = format;
-    Inputs in = make_inputs(c);
-    // Token 5 of sequence 1: its second tile's scale becomes NaN (what quantize_row writes for a NaN value).
-    const int words = cuda::mla::row_words(format);
-    auto* row = reinterpret_cast<uint8_t*>(in.pool.data() +
-                                           (size_t(in.tables[size_t(in.max_blocks) + 0]) * c.block_size + 5) * words);
-    const float nan = NAN;
-    std::memcpy(row + cuda::mla::kQuantScalesOffset + 4, &nan, 4);
-    DeviceRun run(in, c);
-    ASSERT_TRUE(run.run_whole_call().ok());
-    expect_matches_reference(in, c, run, {0});
-    const std::vector<float> lse = DeviceRun::flat(run.lse);
-    for (int h = 0; h < c.heads; ++h) EXPECT_TRUE(std::isnan(lse[size_t(in.cu_q[1]) * c.heads + h])) << "head " << h;
-  }
+  using K = cuda::mla::AttendKernel;
+  for (auto format : {cuda::MlaKvFormat::Fp8, cuda::MlaKvFormat::Int8})
+    for (auto [kernel, in_registers] :
+         {std::pair{K::Simt, false}, std::pair{K::TensorCoresFitted, false}, std::pair{K::TensorCoresFitted, true}}) {
+      SCOPED_TRACE(std::string(cuda::mla_kv_format_name(format)) + ", kernel " + std::to_string(int(kernel)) +
+                   (in_registers ? ", codes in registers" : ""));
+      Case c{{40, 70}, {1, 1}, 16, 16, 0, 23};
+      c.format = format, c.attend = kernel, c.codes_in_registers = in_registers;
+      Inputs in = make_inputs(c);
+      // Token 5 of sequence 1: its second tile's scale becomes NaN (what quantize_row writes for a NaN value).
+      const int words = cuda::mla::row_words(format);
+      const size_t slot = size_t(in.tables[size_t(in.max_blocks) + 0]) * c.block_size + 5;
+      auto* row = reinterpret_cast<uint8_t*>(in.pool.data() + slot * words);
+      const float nan = NAN;
+      std::memcpy(row + cuda::mla::kQuantScalesOffset + 4, &nan, 4);
+      DeviceRun run(in, c);
+      ASSERT_TRUE(run.run_whole_call().ok());
+      expect_matches_reference(in, c, run, {0});
+      const std::vector<float> lse = DeviceRun::flat(run.lse);
+      for (int h = 0; h < c.heads; ++h) EXPECT_TRUE(std::isnan(lse[size_t(in.cu_q[1]) * c.heads + h])) << "head " << h;
+    }
 }
 
 // The attend kernel on tensor cores (attend_mma.cu, MlaDecodeParams::attend = TensorCores) over the bf16 cases above:
@@ -268,7 +272,8 @@ TEST(MlaDecodeGpu, TensorCoreRunsAreIdenticalAndKeepNanOutOfOtherSequences) {
 }
 
 // Sized for compute-sanitizer's racecheck, which takes minutes on the split cases above: a schedule for 5 SMs over
-// short sequences (so they are split and combined), on every attend kernel (the fitted one at 16, 32 and 64 rows).
+// short sequences (so they are split and combined), on every attend kernel (the fitted one at 16, 32 and 64 rows,
+// over fp8 rows too).
 TEST(MlaDecodeGpu, SanitizerSizedSplitsOnEveryKernel) {
   using cuda::mla::AttendKernel;
   for (AttendKernel attend : {AttendKernel::Simt, AttendKernel::TensorCores, AttendKernel::TensorCoresFitted,
@@ -282,7 +287,9 @@ TEST(MlaDecodeGpu, SanitizerSizedSplitsOnEveryKernel) {
         c.attend = attend;
         run_and_check(c);
         if (attend != AttendKernel::TensorCoresFitted) continue;
-        c.format = cuda::MlaKvFormat::Fp8;  // the fitted kernel's quantized path too
+        c.format = cuda::MlaKvFormat::Fp8;  // the fitted kernel's quantized path too, codes widened and in registers
+        run_and_check(c);
+        c.codes_in_registers = true;
         run_and_check(c);
       }
     }

@@ -162,28 +162,51 @@ TEST(MlaDecodeGpu, FittedKernelHoldsItsCtasPerSm) {
   if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
   for (int m : cuda::mla::kFitRows)
     for (bool quantized : {false, true})
-      EXPECT_GE(cuda::mla::fitted_attend_resident_ctas(m, quantized), cuda::mla::fit_ctas_per_sm(m))
-          << m << " rows per CTA" << (quantized ? ", quantized rows" : "");
+      for (bool in_registers : {false, true})
+        EXPECT_GE(cuda::mla::fitted_attend_resident_ctas(m, quantized, in_registers), cuda::mla::fit_ctas_per_sm(m))
+            << m << " rows per CTA" << (quantized ? ", quantized rows" : "")
+            << (in_registers ? ", codes in registers" : "");
 }
 
 // The fitted kernel over fp8 and int8 rows at each of its M tiles (16 rows: the 576 values split between two
-// warps cross a scale tile), block sizes 1 and 64, the device's SMs or a 5-part split.
+// warps cross a scale tile), block sizes 1 and 64, the device's SMs or a 5-part split; the codes widened in shared
+// memory or read into registers (MlaDecodeParams::codes_in_registers).
 class MlaDecodeFittedQuantized
-    : public ::testing::TestWithParam<std::tuple<cuda::MlaKvFormat, std::pair<int, int>, int, int>> {};
+    : public ::testing::TestWithParam<std::tuple<cuda::MlaKvFormat, std::pair<int, int>, int, int, bool>> {};
 TEST_P(MlaDecodeFittedQuantized, MatchesReference) {
-  const auto [format, heads_q, block_size, num_sms] = GetParam();
+  const auto [format, heads_q, block_size, num_sms, in_registers] = GetParam();
   const auto [heads, max_q] = heads_q;
   const std::vector<int> q_lens = q_lens_up_to(max_q);
   Case c{kLens, q_lens, heads, block_size, num_sms, 47};
   c.format = format;
   c.attend = cuda::mla::AttendKernel::TensorCoresFitted;
+  c.codes_in_registers = in_registers;
   run_and_check(c);
 }
 INSTANTIATE_TEST_SUITE_P(Gpu, MlaDecodeFittedQuantized,
                          ::testing::Combine(::testing::Values(cuda::MlaKvFormat::Fp8, cuda::MlaKvFormat::Int8),
                                             ::testing::Values(std::pair{16, 1}, std::pair{8, 2}, std::pair{16, 2},
                                                               std::pair{16, 4}, std::pair{128, 1}),
-                                            ::testing::Values(1, 64), ::testing::Values(0, 5)));
+                                            ::testing::Values(1, 64), ::testing::Values(0, 5),
+                                            ::testing::Bool()));
+
+// Quantized rows far from 1 (Case::magnitude_exp: sequences' values times 2^-30, 1 or 2^30, tiles of one sequence
+// 16x apart, q the inverse): the fitted kernel with the codes in registers keeps its f16 operands in range with its
+// power-of-two units (q per row, P per tile, the accumulators carried across tiles), as the widening one does in
+// bf16. 16, 32 and 64-row tiles (16 heads x 1 and 2 queries, 128 heads), a 5-part split.
+TEST(MlaDecodeGpu, FittedKernelKeepsQuantizedRowsFarFromOneInRange) {
+  const std::vector<int> lens = {300, 97, 1000, 64, 33, 530};
+  for (cuda::MlaKvFormat format : {cuda::MlaKvFormat::Fp8, cuda::MlaKvFormat::Int8})
+    for (auto [heads, max_q] : {std::pair{16, 1}, std::pair{16, 2}, std::pair{128, 1}})
+      for (bool in_registers : {false, true}) {
+        SCOPED_TRACE(std::string(cuda::mla_kv_format_name(format)) + ", " + std::to_string(heads) + " heads, " +
+                     std::to_string(max_q) + " queries" + (in_registers ? ", codes in registers" : ""));
+        Case c{lens, std::vector<int>(lens.size(), max_q), heads, 64, 5, 61};
+        c.format = format, c.attend = cuda::mla::AttendKernel::TensorCoresFitted;
+        c.codes_in_registers = in_registers, c.magnitude_exp = 30;
+        run_and_check(c);
+      }
+}
 
 // Quantized rows: the fitted kernel reads them itself, the wgmma kernels hand them to the 32-row kernel with its
 // geometry.

@@ -60,10 +60,13 @@ with tempfile.TemporaryDirectory() as tmp:
     mj = write(tmp, "mla.json", {"shapes": [
         {"name": "tp8_fit", "call_ms": 0.358, "speedup_vs_32_row_kernel": 1.99, "schedule_ms": 0.0078},
         {"name": "tp8_fp8_fit", "call_ms": 0.5, "speedup_vs_bf16": 0.72, "attend": "tensor_cores_fitted"},
-        {"name": "tp8_fit_pf2", "call_ms": 0.402, "speedup_vs_no_prefetch": 0.89}]})
+        {"name": "tp8_fit_pf2", "call_ms": 0.402, "speedup_vs_no_prefetch": 0.89},
+        {"name": "tp8_fp8_fit_reg", "call_ms": 0.25, "speedup_vs_bf16": 1.43, "attend": "tensor_cores_fitted",
+         "codes_in_registers": True, "speedup_vs_codes_widened": 2.0}]})
     rc, out = note("mla-verdict", mj)
     expect(out.strip() == "NOTE: against the 32-row kernel: tp8_fit 0.358 ms 1.99x; tp8_fp8_fit 0.72x the bf16 "
-                          "tokens/s; tp8_fit_pf2 0.402 ms 0.89x without L2 prefetch; schedule tp8_fit 7.8 us",
+                          "tokens/s; tp8_fp8_fit_reg 1.43x the bf16 tokens/s; tp8_fit_pf2 0.402 ms 0.89x without L2 "
+                          "prefetch; tp8_fp8_fit_reg 0.250 ms 2.00x the codes widened; schedule tp8_fit 7.8 us",
            "mla verdict: " + out)
 
     # bench_flash_prefill's JSON: the wgmma row against stage A's row of the same shape; a row alone is left out.

@@ -13,8 +13,10 @@
 // Same schedule, masks, partials and whole-piece outputs as the other attend kernels. fp8/int8 rows as the 32-row
 // kernel reads them: codes widened to bf16 in a buffer of their own after the tile lands (one more barrier), each
 // 32-value step of the scores folded in times its tokens' 128-value-tile scale, one P per scale tile with the
-// token's scale in it. On an H100 it runs the TP 8 shape at 2.15 TB/s, 1.95x the 32-row kernel: AttendKernel::Auto's
-// choice up to 63 rows and over quantized rows (NOTES.md in this folder).
+// token's scale in it. Or, with MlaDecodeParams::codes_in_registers, each lane reads its fragments' codes from the
+// ring itself as f16 (quant_fragments.cuh): no widening pass, no bf16 codes, a ring of four tiles at 16 rows. On an
+// H100 it runs the TP 8 shape at 2.15 TB/s, 1.95x the 32-row kernel: AttendKernel::Auto's choice up to 63 rows and
+// over quantized rows (NOTES.md in this folder).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -25,6 +27,7 @@
 #include "kernels/cuda/mla_decode/attend_common.cuh"
 #include "kernels/cuda/mla_decode/mla_decode.h"
 #include "kernels/cuda/mla_decode/mma_lanes.h"
+#include "kernels/cuda/mla_decode/quant_fragments.cuh"
 #include "kernels/cuda/mma_sm80.cuh"
 #include "runtime/cuda_check.h"
 
@@ -34,33 +37,38 @@ namespace {
 using namespace mla;
 using namespace mma_sm80;
 
-// Shared memory with M rows per CTA for format F: q | ring | [codes as bf16] | scores (one buffer per share of the
-// 576) | P (one, or one per 128-value scale tile) | alpha, 1/l.
-template <int kM, Format F>
+// Shared memory with M rows per CTA for format F: q | ring | [codes as bf16, unless kRegCodes] | scores (one buffer
+// per share of the 576) | P (one, or one per 128-value scale tile) | alpha, 1/l.
+template <int kM, Format F, bool kRegCodes>
 struct FitSmem {
   static constexpr bool kQuant = F != Format::Bf16;
+  static constexpr bool kWiden = kQuant && !kRegCodes;  // codes widened to bf16 in shared memory
+  static constexpr int kStages = kQuant && kRegCodes ? fit_stages_codes_in_registers(kM) : fit_stages(kM);
   static constexpr int kPTiles = kQuant ? kQuantTiles : 1;
   static constexpr size_t kRing = fit_smem_q_bytes(kM);
-  static constexpr size_t kCodes = kRing + size_t(fit_stages(kM)) * kBlockN * RowOf<F>::kSmemStride;
-  static constexpr size_t kScores = kCodes + (kQuant ? kSmemMmaCBytes : 0);
+  static constexpr size_t kCodes = kRing + size_t(kStages) * kBlockN * RowOf<F>::kSmemStride;
+  static constexpr size_t kScores = kCodes + (kWiden ? kSmemMmaCBytes : 0);
   static constexpr size_t kP = kScores + fit_smem_s_bytes(kM);
   static constexpr size_t kRows = kP + kPTiles * fit_smem_p_bytes(kM);
   static constexpr size_t kBytes = kRows + size_t(2) * kM * 4;
 };
-static_assert(FitSmem<16, Format::Bf16>::kBytes == fit_smem_bytes(16) &&
-                  FitSmem<64, Format::Bf16>::kBytes == fit_smem_bytes(64) &&
-                  FitSmem<16, Format::Fp8>::kBytes == fit_smem_quant_bytes(16),
+static_assert(FitSmem<16, Format::Bf16, false>::kBytes == fit_smem_bytes(16) &&
+                  FitSmem<64, Format::Bf16, false>::kBytes == fit_smem_bytes(64) &&
+                  FitSmem<16, Format::Fp8, false>::kBytes == fit_smem_quant_bytes(16) &&
+                  FitSmem<16, Format::Int8, true>::kBytes == fit_smem_codes_in_registers_bytes(16) &&
+                  FitSmem<64, Format::Fp8, true>::kBytes == fit_smem_codes_in_registers_bytes(64),
               "config.h");
 static_assert(lanes::fit_k_splits(16) == fit_score_splits(16) && lanes::fit_k_splits(64) == fit_score_splits(64),
               "one score buffer per share of the 576 values");
 static_assert(kQuantTile % 32 == 0 && (kHeadDimQK / 2) % 32 == 0,
               "a 32-value step of the scores never straddles a scale tile, the latent's end or a warp's share");
 
-template <int kM, Format F>
+// kRegCodes (quantized F only): codes read into the fragments as f16 (quant_fragments.cuh) instead of widened.
+template <int kM, Format F, bool kRegCodes>
 __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_attend_fitted_kernel(const AttendArgs a) {
-  using S = FitSmem<kM, F>;
-  constexpr bool kQuant = S::kQuant;
-  constexpr int kStages = fit_stages(kM);
+  using S = FitSmem<kM, F, kRegCodes>;
+  constexpr bool kQuant = S::kQuant, kWiden = S::kWiden, kF16 = kQuant && kRegCodes;
+  constexpr int kStages = S::kStages;
   constexpr int kMTiles = kM / 16;
   constexpr int kTokTiles = lanes::fit_tok_tiles_per_warp(kM);  // score tiles of a warp (one q fragment)
   constexpr int kKLen = lanes::fit_k_len(kM);                   // values of the 576 a warp's scores cover
@@ -68,17 +76,18 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
   constexpr int kRowsPerWarp = kM / kWarps;                     // softmax rows
   constexpr int kRowStride = RowOf<F>::kSmemStride;             // bytes per cached row in the ring
   constexpr int kStageBytes = kBlockN * kRowStride;
-  constexpr int kLatStride = kQuant ? kMmaCStride * 2 : kRowStride;  // bytes per row of the bf16 latent
+  constexpr int kLatStride = kWiden ? kMmaCStride * 2 : kRowStride;  // bytes per row of the bf16 latent
   constexpr int kRopeOffset = kQuant ? kQuantRopeOffset : 2 * kKvLoraRank;  // k_pe's bytes in a ring row
   constexpr int kVTiles = kMmaColsPerWarp / 8;                  // n8 tiles of a warp's P.V columns
   static_assert(kKLen % 32 == 0 && kM % 16 == 0 && kRowsPerWarp >= 1, "whole k pairs, whole m16 tiles");
   static_assert(kSplits <= 2, "the softmax adds at most two score buffers");
+  static_assert(!kRegCodes || kQuant, "codes in registers: quantized rows only");
   extern __shared__ __align__(16) unsigned char smem[];
   uint16_t* q_s = reinterpret_cast<uint16_t*>(smem);              // [kM][kMmaQStride] bf16
   unsigned char* kv_s = smem + S::kRing;                          // [kStages][32] cached rows as stored
-  uint16_t* c_s = reinterpret_cast<uint16_t*>(smem + S::kCodes);  // quantized: [32][kMmaCStride] bf16 codes
+  uint16_t* c_s = reinterpret_cast<uint16_t*>(smem + S::kCodes);  // kWiden: [32][kMmaCStride] bf16 codes
   float* s_s = reinterpret_cast<float*>(smem + S::kScores);       // [kSplits][kM][kMmaSStride]
-  uint16_t* p_s = reinterpret_cast<uint16_t*>(smem + S::kP);      // [kPTiles][kM][kMmaPStride] bf16
+  uint16_t* p_s = reinterpret_cast<uint16_t*>(smem + S::kP);      // [kPTiles][kM][kMmaPStride] Elem
   float* alpha_s = reinterpret_cast<float*>(smem + S::kRows);     // [kM]
   float* inv_l_s = alpha_s + kM;                                  // [kM]
 
@@ -109,14 +118,23 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
         load_kv_tile<F>(a, kv_s + st * kStageBytes, pv.seq, pv.tok_begin + st * kBlockN, pv.tok_end);
       cp_async_commit();
     }
-    // q rows [row0, row0 + kM) as stored (bf16), zeros past the sequence's rows.
+    // q rows [row0, row0 + kM) as stored (bf16), zeros past the sequence's rows; or, codes in registers, as f16
+    // in units of 2^-e per row (q_unit: 2^-e, the softmax's factor for the row's scores).
     const uint16_t* q_src = a.q + (int64_t(pv.q_begin) * a.num_heads + row0) * kHeadDimQK;
-    for (int c = tid; c < kM * (kHeadDimQK / 8); c += kThreads) {
-      const int r = c / (kHeadDimQK / 8), col = (c % (kHeadDimQK / 8)) * 8;
-      const uint4 v = row0 + r < rows ? __ldg(reinterpret_cast<const uint4*>(q_src + r * kHeadDimQK + col))
-                                      : make_uint4(0u, 0u, 0u, 0u);
-      *reinterpret_cast<uint4*>(q_s + r * kMmaQStride + col) = v;
+    float q_unit[kRowsPerWarp];
+    if constexpr (kF16) {
+      stage_q_rows_f16(q_src, rows - row0, q_s, warp, lane, q_unit);
+    } else {
+#pragma unroll
+      for (int j = 0; j < kRowsPerWarp; ++j) q_unit[j] = 1.f;
+      for (int c = tid; c < kM * (kHeadDimQK / 8); c += kThreads) {
+        const int r = c / (kHeadDimQK / 8), col = (c % (kHeadDimQK / 8)) * 8;
+        const uint4 v = row0 + r < rows ? __ldg(reinterpret_cast<const uint4*>(q_src + r * kHeadDimQK + col))
+                                        : make_uint4(0u, 0u, 0u, 0u);
+        *reinterpret_cast<uint4*>(q_s + r * kMmaQStride + col) = v;
+      }
     }
+    int unit_exp = 0;  // codes in registers: the accumulators are in units of 2^unit_exp (stage_scale_exp)
 
     SoftmaxRowsOf<kRowsPerWarp, true> softmax;  // this warp's rows
     softmax.start(a, pv, row0, warp);
@@ -140,11 +158,11 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
       const int tok0 = pv.tok_begin + it * kBlockN;
       const unsigned char* kv = kv_s + (it % kStages) * kStageBytes;
       const uint32_t kv_u32 = smem_u32(kv);
-      if constexpr (kQuant) {
+      if constexpr (kWiden) {
         widen_codes<F>(kv, c_s, tid);
         __syncthreads();  // the tile's codes as bf16, for every warp
       }
-      const uint32_t lat_u32 = kQuant ? c_u32 : kv_u32;
+      const uint32_t lat_u32 = kWiden ? c_u32 : kv_u32;
 
       // Scores of this warp's tiles over its share of the 576 values: even k-steps into chain 0, odd into 1. A
       // quantized latent is scaled per 128-value tile: each 32-value step (inside one tile) is folded into the
@@ -163,6 +181,23 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
         ldmatrix_x4(qa1, q_lane + (k + 16) * 2);
 #pragma unroll
         for (int t = 0; t < kTokTiles; ++t) {
+          if constexpr (kF16) {
+            if (!rope) {  // the lane's codes of both k-steps, one word each (q_s holds q at q_code_col)
+              const unsigned char* word =
+                  kv + (s_n + 8 * t + lanes::code_word_tok(lane)) * kRowStride + kk + lanes::code_word_byte(lane);
+              uint32_t kb[4];
+              codes4_to_f16x2<F>(lds32(word), kb[0], kb[1]);
+              codes4_to_f16x2<F>(lds32(word + 16), kb[2], kb[3]);
+              float part[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+              mma_16816<__half>(part[0], qa0, kb[0], kb[1]);
+              mma_16816<__half>(part[1], qa1, kb[2], kb[3]);
+#pragma unroll
+              for (int e = 0; e < 4; ++e)
+                c[t][0][e] = fmaf(part[0][e] + part[1][e],
+                                  row_scale<F>(kv, s_n + 8 * t + lanes::c_col(lane, e), kk / kQuantTile), c[t][0][e]);
+              continue;
+            }
+          }
           const int tok = k_tok + 8 * t;  // the cached row this lane's ldmatrix row reads
           const uint32_t k_addr = rope || !kQuant
                                       ? kv_u32 + tok * kRowStride + (rope ? kRopeOffset + (kk - kKvLoraRank) * 2
@@ -195,26 +230,43 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
       __syncthreads();  // the M x 32 scores are complete
 
       // Online softmax of this warp's rows; P rounded to bf16 for the product (times the token's scale per tile).
+      // Codes in registers: P' = p x scale x 2^-E_t in f16, E_t the tile's scale exponent (below 2, no overflow).
+      float p_unit[S::kPTiles];
+#pragma unroll
+      for (int t = 0; t < S::kPTiles; ++t) {
+        if constexpr (kF16)
+          p_unit[t] = exp2_int(-stage_scale_exp<F>(kv, lane, t));
+        else
+          p_unit[t] = 1.f;
+      }
 #pragma unroll
       for (int j = 0; j < kRowsPerWarp; ++j) {
         const int r = warp + kWarps * j;
         float score = s_s[r * kMmaSStride + lane];
         if constexpr (kSplits == 2) score += s_s[(kM + r) * kMmaSStride + lane];
         float alpha;
-        const float p = softmax.step(j, score, tok0, lane, a.scale_log2, alpha);
+        const float p = softmax.step(j, score, tok0, lane, a.scale_log2 * q_unit[j], alpha);
 #pragma unroll
         for (int t = 0; t < S::kPTiles; ++t) {
-          const float pt = kQuant ? p * row_scale<F>(kv, lane, t) : p;
-          p_s[(t * kM + r) * kMmaPStride + lane] = __bfloat16_as_ushort(__float2bfloat16_rn(pt));
+          const float pt = kQuant ? p * (row_scale<F>(kv, lane, t) * p_unit[t]) : p;
+          p_s[(t * kM + r) * kMmaPStride + lane] = kF16 ? __half_as_ushort(__float2half_rn(pt))
+                                                        : __bfloat16_as_ushort(__float2bfloat16_rn(pt));
         }
         if (lane == 0) alpha_s[r] = alpha;
+      }
+      // Codes in registers: this warp's accumulators go from units of 2^E (last tile) to 2^E_t (this one).
+      float unit_shift = 1.f;
+      if constexpr (kF16) {
+        const int e = stage_scale_exp<F>(kv, lane, p_tile);
+        unit_shift = exp2_int(it == 0 ? 0 : max(-126, min(127, unit_exp - e)));
+        unit_exp = e;
       }
       __syncthreads();  // p_s and alpha_s complete
 
 #pragma unroll
       for (int mt = 0; mt < kMTiles; ++mt) {
-        const float a_lo = alpha_s[mt * 16 + lanes::c_row(lane, 0)];  // accumulator elements 0, 1
-        const float a_hi = alpha_s[mt * 16 + lanes::c_row(lane, 2)];  // and 2, 3
+        const float a_lo = alpha_s[mt * 16 + lanes::c_row(lane, 0)] * unit_shift;  // accumulator elements 0, 1
+        const float a_hi = alpha_s[mt * 16 + lanes::c_row(lane, 2)] * unit_shift;  // and 2, 3
 #pragma unroll
         for (int nt = 0; nt < kVTiles; ++nt) {
           acc[mt][nt][0] *= a_lo, acc[mt][nt][1] *= a_lo;
@@ -226,14 +278,26 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
         uint32_t pa[kMTiles][4];
 #pragma unroll
         for (int mt = 0; mt < kMTiles; ++mt) ldmatrix_x4(pa[mt], p_lane + (mt * 16 * kMmaPStride + ks) * 2);
+        if constexpr (kF16) {  // four n8 tiles per 32-column half from four words (columns: pv_code_col)
 #pragma unroll
-        for (int np = 0; np < kVTiles / 2; ++np) {  // pairs of n8 tiles
-          uint32_t vb[4];
-          ldmatrix_x4_trans(vb, lat_u32 + v_lane_off + ks * kLatStride + np * 16 * 2);
+          for (int h = 0; h < kVTiles / 4; ++h) {
+            uint32_t b0[4], b1[4];
+            pv_code_fragments<F, kRowStride>(kv, ks, pv_col0 + 32 * h, lane, b0, b1);
 #pragma unroll
-          for (int mt = 0; mt < kMTiles; ++mt) {
-            mma_16816<__nv_bfloat16>(acc[mt][2 * np], pa[mt], vb[0], vb[1]);
-            mma_16816<__nv_bfloat16>(acc[mt][2 * np + 1], pa[mt], vb[2], vb[3]);
+            for (int i = 0; i < 4; ++i)
+#pragma unroll
+              for (int mt = 0; mt < kMTiles; ++mt) mma_16816<__half>(acc[mt][4 * h + i], pa[mt], b0[i], b1[i]);
+          }
+        } else {
+#pragma unroll
+          for (int np = 0; np < kVTiles / 2; ++np) {  // pairs of n8 tiles
+            uint32_t vb[4];
+            ldmatrix_x4_trans(vb, lat_u32 + v_lane_off + ks * kLatStride + np * 16 * 2);
+#pragma unroll
+            for (int mt = 0; mt < kMTiles; ++mt) {
+              mma_16816<__nv_bfloat16>(acc[mt][2 * np], pa[mt], vb[0], vb[1]);
+              mma_16816<__nv_bfloat16>(acc[mt][2 * np + 1], pa[mt], vb[2], vb[3]);
+            }
           }
         }
       }
@@ -245,20 +309,23 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
     const bool whole = piece_is_whole(a, pv);
     softmax.finish(a, pi, pv, whole, row0, warp, lane, inv_l_s);
     __syncthreads();  // inv_l_s complete; every warp is done with the ring, q_s, s_s and p_s of this piece
-    store_acc_rows(a, pi, pv, whole, row0, lane, pv_col0, acc, inv_l_s);
+    if constexpr (kF16)
+      store_code_col_rows(a, pi, pv, whole, row0, lane, pv_col0, acc, inv_l_s, exp2_int(unit_exp));
+    else
+      store_acc_rows(a, pi, pv, whole, row0, lane, pv_col0, acc, inv_l_s);
     __syncthreads();  // q_s and inv_l_s are rewritten by the next piece
   }
 }
 
 // Opts the kernel into its shared memory and, where two CTAs share an SM, into the largest shared-memory carveout
 // (once per process: the attribute belongs to the function, not to a launch).
-template <int kM, Format F>
+template <int kM, Format F, bool kRegCodes>
 void prepare() {
-  allow_dynamic_smem<mla_decode_attend_fitted_kernel<kM, F>>(FitSmem<kM, F>::kBytes);
+  constexpr auto kernel = mla_decode_attend_fitted_kernel<kM, F, kRegCodes>;
+  allow_dynamic_smem<kernel>(FitSmem<kM, F, kRegCodes>::kBytes);
   if constexpr (fit_ctas_per_sm(kM) > 1) {
     static const bool carveout = [] {
-      MLARUN_CUDA_CHECK(cudaFuncSetAttribute(mla_decode_attend_fitted_kernel<kM, F>,
-                                             cudaFuncAttributePreferredSharedMemoryCarveout,
+      MLARUN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
                                              int(cudaSharedmemCarveoutMaxShared)));
       return true;
     }();
@@ -266,30 +333,39 @@ void prepare() {
   }
 }
 
-template <int kM, Format F>
+template <int kM, Format F, bool kRegCodes>
 void launch(const AttendArgs& a, dim3 grid, cudaStream_t stream) {
-  prepare<kM, F>();
-  mla_decode_attend_fitted_kernel<kM, F><<<grid, kThreads, FitSmem<kM, F>::kBytes, stream>>>(a);
+  prepare<kM, F, kRegCodes>();
+  mla_decode_attend_fitted_kernel<kM, F, kRegCodes><<<grid, kThreads, FitSmem<kM, F, kRegCodes>::kBytes, stream>>>(a);
   MLARUN_CUDA_CHECK(cudaGetLastError());
 }
 
 template <int kM>
 void launch_format(const MlaDecodeParams& p, const AttendArgs& a, dim3 grid, cudaStream_t stream) {
+  const bool regs = p.codes_in_registers;
   switch (p.kv_format) {
-    case Format::Bf16: return launch<kM, Format::Bf16>(a, grid, stream);
-    case Format::Fp8: return launch<kM, Format::Fp8>(a, grid, stream);
-    case Format::Int8: return launch<kM, Format::Int8>(a, grid, stream);
+    case Format::Bf16: return launch<kM, Format::Bf16, false>(a, grid, stream);
+    case Format::Fp8:
+      return regs ? launch<kM, Format::Fp8, true>(a, grid, stream) : launch<kM, Format::Fp8, false>(a, grid, stream);
+    case Format::Int8:
+      return regs ? launch<kM, Format::Int8, true>(a, grid, stream) : launch<kM, Format::Int8, false>(a, grid, stream);
   }
   fail("mla_decode: kv_format ", int(p.kv_format), " is not bf16, fp8 or int8");
 }
 
-template <int kM, Format F>
+template <int kM, Format F, bool kRegCodes>
 int resident() {
-  prepare<kM, F>();
+  prepare<kM, F, kRegCodes>();
   int ctas = 0;
-  MLARUN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&ctas, mla_decode_attend_fitted_kernel<kM, F>,
-                                                                  kThreads, FitSmem<kM, F>::kBytes));
+  MLARUN_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+      &ctas, mla_decode_attend_fitted_kernel<kM, F, kRegCodes>, kThreads, FitSmem<kM, F, kRegCodes>::kBytes));
   return ctas;
+}
+
+template <int kM>
+int resident_format(bool quantized, bool codes_in_registers) {
+  if (!quantized) return resident<kM, Format::Bf16, false>();
+  return codes_in_registers ? resident<kM, Format::Fp8, true>() : resident<kM, Format::Fp8, false>();
 }
 
 }  // namespace
@@ -308,11 +384,11 @@ void launch_mla_decode_attend_mma_fitted(const MlaDecodeParams& p, const Workspa
   fail("mla_decode: no fitted attend kernel for ", g.rows_per_cta, " rows per CTA");
 }
 
-int fitted_attend_resident_ctas(int rows_per_cta, bool quantized) {
+int fitted_attend_resident_ctas(int rows_per_cta, bool quantized, bool codes_in_registers) {
   switch (rows_per_cta) {
-    case 16: return quantized ? resident<16, Format::Fp8>() : resident<16, Format::Bf16>();
-    case 32: return quantized ? resident<32, Format::Fp8>() : resident<32, Format::Bf16>();
-    case 64: return quantized ? resident<64, Format::Fp8>() : resident<64, Format::Bf16>();
+    case 16: return resident_format<16>(quantized, codes_in_registers);
+    case 32: return resident_format<32>(quantized, codes_in_registers);
+    case 64: return resident_format<64>(quantized, codes_in_registers);
   }
   fail("mla_decode: no fitted attend kernel for ", rows_per_cta, " rows per CTA");
 }

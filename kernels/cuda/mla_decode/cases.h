@@ -47,6 +47,10 @@ struct Case {
   MlaKvFormat format = MlaKvFormat::Bf16;
   AttendKernel attend = AttendKernel::Simt;  // MlaDecodeParams::attend
   int l2_prefetch_tiles = 0;                 // MlaDecodeParams::l2_prefetch_tiles
+  bool codes_in_registers = false;           // MlaDecodeParams::codes_in_registers
+  // Magnitudes far from 1 when m > 0: sequence b's cached rows times 2^(m (b % 3 - 1)) and its q rows times the
+  // inverse (scores stay as they were), each 32-token tile's rows also times 2^(4 ((t / 32) % 3 - 1)).
+  int magnitude_exp = 0;
 };
 
 // 16-bit words of one cached row in the case's format (a quantized row's 656 bytes are 328 words).
@@ -101,13 +105,15 @@ inline Inputs make_inputs(const Case& c) {
   for (int b = 0; b < batch; ++b) {
     int32_t* table = in.tables.data() + size_t(b) * in.max_blocks;
     for (int j = 0; j < (c.seq_lens[b] + bs - 1) / bs; ++j) table[j] = ids[size_t(next++)];
+    const int seq_exp = c.magnitude_exp * (b % 3 - 1);
     for (int t = 0; t < c.seq_lens[b]; ++t) {
       uint16_t* row = in.pool.data() + (size_t(table[t / bs]) * bs + t % bs) * words;
+      const float f = std::ldexp(1.0f, c.magnitude_exp > 0 ? seq_exp + 4 * ((t / 32) % 3 - 1) : 0);  // exact
       if (!quantized) {
-        for (int d = 0; d < kD; ++d) row[d] = rng.bf16();
+        for (int d = 0; d < kD; ++d) row[d] = float_to_bf16(bf16_to_float(rng.bf16()) * f);
         continue;
       }
-      for (int d = 0; d < kD; ++d) values[size_t(d)] = bf16_to_float(rng.bf16());
+      for (int d = 0; d < kD; ++d) values[size_t(d)] = bf16_to_float(rng.bf16()) * f;
       kvq::quantize_row(values.data(), cpu_format(c.format), reinterpret_cast<uint8_t*>(row));
     }
     in.seq_lens.push_back(c.seq_lens[b]);
@@ -116,6 +122,11 @@ inline Inputs make_inputs(const Case& c) {
   in.num_tokens = in.cu_q.back();
   in.q.resize(size_t(in.num_tokens) * c.heads * kD);
   for (auto& v : in.q) v = rng.bf16();
+  for (int b = 0; b < batch && c.magnitude_exp > 0; ++b) {
+    const float f = std::ldexp(1.0f, -c.magnitude_exp * (b % 3 - 1));
+    for (size_t i = size_t(in.cu_q[size_t(b)]) * c.heads * kD; i < size_t(in.cu_q[size_t(b) + 1]) * c.heads * kD; ++i)
+      in.q[i] = float_to_bf16(bf16_to_float(in.q[i]) * f);
+  }
   return in;
 }
 
@@ -139,6 +150,7 @@ struct DeviceRun {
     p.kv_format = c.format;
     p.attend = c.attend;
     p.l2_prefetch_tiles = c.l2_prefetch_tiles;
+    p.codes_in_registers = c.codes_in_registers;
     p.seq_lens = seq_lens.data<int32_t>(), p.cu_seqlens_q = cu_q.data<int32_t>();
     p.out = out.data<uint16_t>(), p.lse = lse.data<float>();
     p.num_tokens = in.num_tokens, p.batch = int(in.seq_lens.size()), p.num_heads = c.heads;
@@ -201,6 +213,12 @@ inline Comparison compare_with_reference(const Inputs& in, const Case& c, const 
         kvq::dequantize_row(reinterpret_cast<const uint8_t*>(block + size_t(t) * words), cpu_format(c.format),
                             dst + size_t(t) * kD);
     }
+    // The absolute tolerances are for values in [-1, 1]: they scale with the sequence's largest latent value.
+    double magnitude = 1;
+    for (int t = 0; t < len; ++t) {
+      const float* row = pool.data<float>() + size_t(t) * kD;  // blocks of the compact pool are consecutive
+      for (int d = 0; d < kDv; ++d) magnitude = std::max(magnitude, double(std::fabs(row[d])));
+    }
     std::vector<int32_t> table(static_cast<size_t>(nblk));
     std::iota(table.begin(), table.end(), 0);
     Tensor ref, ref_lse;
@@ -211,7 +229,8 @@ inline Comparison compare_with_reference(const Inputs& in, const Case& c, const 
       const double e = std::fabs(got - want);
       err2 += e * e, ref2 += want * want;
       r.max_abs = std::max(r.max_abs, std::isnan(e) ? INFINITY : e);
-      if (!(e <= kOutRel * std::fabs(want) + kOutAbs + (c.attend != AttendKernel::Simt ? kOutAbsBf16P : 0.0))) {
+      const double abs_tol = (kOutAbs + (c.attend != AttendKernel::Simt ? kOutAbsBf16P : 0.0)) * magnitude;
+      if (!(e <= kOutRel * std::fabs(want) + abs_tol)) {
         std::ostringstream os;
         os << "seq " << b << " row " << i / kDv << " col " << i % kDv << ": got " << got << " want " << want;
         note(os.str());

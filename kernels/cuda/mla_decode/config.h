@@ -128,10 +128,21 @@ constexpr size_t fit_smem_quant_bytes(int m) {
   return fit_smem_q_bytes(m) + size_t(fit_stages(m)) * kBlockN * kQuantRowBytes + kSmemMmaCBytes +
          fit_smem_s_bytes(m) + kQuantTiles * fit_smem_p_bytes(m) + size_t(2) * m * 4;
 }
-static_assert(fit_smem_bytes(16) * 2 + 2048 <= 228 * 1024 && fit_smem_quant_bytes(16) * 2 + 2048 <= 228 * 1024,
+// Quantized rows with the codes read straight from the ring into the tensor cores' registers
+// (MlaDecodeParams::codes_in_registers; quant_fragments.cuh): no bf16 copy of the codes and no barrier for it, so
+// at 16 rows the ring holds four tiles instead of two and still fits two CTAs per SM.
+constexpr int fit_stages_codes_in_registers(int m) { return m == 16 ? 4 : fit_stages(m); }
+constexpr size_t fit_smem_codes_in_registers_bytes(int m) {
+  return fit_smem_q_bytes(m) + size_t(fit_stages_codes_in_registers(m)) * kBlockN * kQuantRowBytes +
+         fit_smem_s_bytes(m) + kQuantTiles * fit_smem_p_bytes(m) + size_t(2) * m * 4;
+}
+static_assert(fit_smem_bytes(16) * 2 + 2048 <= 228 * 1024 && fit_smem_quant_bytes(16) * 2 + 2048 <= 228 * 1024 &&
+                  fit_smem_codes_in_registers_bytes(16) * 2 + 2048 <= 228 * 1024,
               "16 rows: two CTAs per SM (1 KB reserved per CTA)");
 static_assert(fit_smem_bytes(32) <= 227 * 1024 && fit_smem_bytes(64) <= 227 * 1024 &&
-                  fit_smem_quant_bytes(32) <= 227 * 1024 && fit_smem_quant_bytes(64) <= 227 * 1024,
+                  fit_smem_quant_bytes(32) <= 227 * 1024 && fit_smem_quant_bytes(64) <= 227 * 1024 &&
+                  fit_smem_codes_in_registers_bytes(32) <= 227 * 1024 &&
+                  fit_smem_codes_in_registers_bytes(64) <= 227 * 1024,
               "227 KB per CTA");
 static_assert(fit_smem_q_bytes(16) % 16 == 0 && fit_smem_s_bytes(16) % 16 == 0 && fit_smem_p_bytes(16) % 16 == 0,
               "16-byte aligned parts");

@@ -63,6 +63,11 @@ struct MlaDecodeParams {
   // two tiles in flight per CTA, fewer bytes than DRAM's latency needs at the TP 8 shape (NOTES.md); off until a
   // GPU measures it (bench_mla_decode's _pf rows).
   int l2_prefetch_tiles = 0;
+  // Quantized rows in the fitted kernel (attend_mma_fitted.cu, which Auto picks for them): each lane reads its
+  // fragments' codes from the ring as f16 (quant_fragments.cuh) instead of the kernel widening every tile's codes to
+  // bf16 in shared memory behind one more barrier; frees the room for a ring of four tiles at 16 rows. Off until a
+  // GPU has run it (bench_mla_decode's _reg rows time it against the widening); ignored by the other kernels.
+  bool codes_in_registers = false;
 };
 // Causality: query i (0-based) of a sequence with L cached tokens and n query rows sees tokens 0 .. L - n + i
 // (its own token and everything before it). A query that sees no token (L = 0, or L < n for its first rows)
@@ -130,9 +135,10 @@ void launch_mla_decode_attend_mma_fitted(const MlaDecodeParams& p, const mla::Wo
                                          cudaStream_t stream);
 // The Hopper attend kernel (attend_wgmma.cu, sm_90a): wgmma over 64-row tiles.
 void launch_mla_decode_attend_wgmma(const MlaDecodeParams& p, const mla::WorkspaceLayout& w, cudaStream_t stream);
-// CTAs of the fitted kernel with `rows_per_cta` (16, 32 or 64), over bf16 or quantized rows, that fit on one SM
-// of the current device (the geometry assumes config.h fit_ctas_per_sm; the workbench and a GPU test check it).
-int fitted_attend_resident_ctas(int rows_per_cta, bool quantized = false);
+// CTAs of the fitted kernel with `rows_per_cta` (16, 32 or 64), over bf16 or quantized rows (their codes widened
+// in shared memory or read into registers), that fit on one SM of the current device (the geometry assumes
+// config.h fit_ctas_per_sm; the workbench and a GPU test check it).
+int fitted_attend_resident_ctas(int rows_per_cta, bool quantized = false, bool codes_in_registers = false);
 // The grid geometry of the attend kernel that serves `p` (config.h attend_geometry).
 mla::AttendGeometry attend_geometry_of(const MlaDecodeParams& p);
 void launch_mla_decode_combine(const MlaDecodeParams& p, const mla::WorkspaceLayout& w, cudaStream_t stream);

@@ -5,6 +5,8 @@
 // Tiles (config.h): 32 (query token, head) rows x 32 cached tokens per step, 8 warps.
 #pragma once
 
+#include <cstdint>
+
 #include "kernels/cuda/mla_decode/config.h"
 #include "kernels/host_device.h"
 
@@ -49,6 +51,66 @@ MLARUN_HOST_DEVICE constexpr int fit_k_split(int m, int warp) {  // which share 
 }
 MLARUN_HOST_DEVICE constexpr int fit_k0(int m, int warp) { return fit_k_split(m, warp) * fit_k_len(m); }
 // P.V: warp w owns output columns [pv_col0(w), pv_col0(w) + 64) for all M / 16 row tiles, as in the 32-row kernel.
+
+// ---- The fitted kernel over quantized rows, codes read into registers (quant_fragments.cuh) -----------------
+// Scores: a lane's B fragment of one 16-value k-step (b0: k 2t, 2t + 1; b1: k 2t + 8, 2t + 9; t = lane % 4, token
+// n = lane / 4) is the one 32-bit word of four codes at bytes code_word_byte(lane) .. + 3 of the step, which holds
+// latent values 4t .. 4t + 3. So q's latent values are stored permuted within each 16-value group: value k at
+// column q_code_col(k) of q's shared-memory row, where the A fragment's k 2t, 2t + 1, 2t + 8, 2t + 9 are.
+MLARUN_HOST_DEVICE constexpr int q_code_col(int k) {
+  return (k & ~15) + ((k >> 2) & 3) * 2 + (k & 1) + ((k >> 1) & 1) * 8;
+}
+MLARUN_HOST_DEVICE constexpr int code_word_tok(int lane) { return lane >> 2; }
+MLARUN_HOST_DEVICE constexpr int code_word_byte(int lane) { return (lane & 3) * 4; }
+// P.V: per 16-token k-step and 32-column half h of its warp's 64 columns, lane (g = lane / 4, t = lane % 4) reads
+// the word at byte pv_code_byte(lane) of the half in the rows of tokens pv_code_tok(lane, r), r = 0..3 (k 2t,
+// 2t + 1, 2t + 8, 2t + 9). Byte i of the first two words, paired (interleave_bytes_01 / _23), is n8 tile 4 h + i's
+// b0 at n = g; of the last two, its b1. So the n8 tile j's column n is column pv_code_col(j, n) of the warp's 64,
+// and a lane's accumulators of tiles 4 h .. 4 h + 3 hold 8 consecutive columns of each of its rows
+// (pv_code_out_col).
+MLARUN_HOST_DEVICE constexpr int pv_code_tok(int lane, int r) { return (lane & 3) * 2 + (r & 1) + (r >> 1) * 8; }
+MLARUN_HOST_DEVICE constexpr int pv_code_byte(int lane) { return (lane >> 2) * 4; }
+MLARUN_HOST_DEVICE constexpr int pv_code_col(int tile, int n) { return (tile >> 2) * 32 + n * 4 + (tile & 3); }
+// Accumulator element e of n8 tile 4 h + i is value 4 (e & 1) + i of the 8 consecutive columns from
+// pv_code_out_col(lane, h) that the lane stores for its row c_row(lane, e).
+MLARUN_HOST_DEVICE constexpr int pv_code_out_col(int lane, int h) { return h * 32 + (lane & 3) * 8; }
+
+// PTX prmt (CUDA's __byte_perm) with selector nibbles 0..7: byte i of the result is byte sel[i] of {b, a}.
+MLARUN_HOST_DEVICE inline uint32_t byte_perm(uint32_t a, uint32_t b, uint32_t sel) {
+#ifdef __CUDA_ARCH__
+  return __byte_perm(a, b, sel);
+#else
+  const uint64_t x = (uint64_t(b) << 32) | a;
+  uint32_t r = 0;
+  for (int i = 0; i < 4; ++i) r |= uint32_t((x >> (8 * ((sel >> (4 * i)) & 7))) & 0xffu) << (8 * i);
+  return r;
+#endif
+}
+// Bytes 0, 1 of `lo` and `hi` interleaved as {lo_0, hi_0, lo_1, hi_1}, and bytes 2, 3 likewise: P.V pairs the
+// codes of two tokens into one B register this way (lo: the lower token), and an int8 code gets its f16 exponent.
+MLARUN_HOST_DEVICE inline uint32_t interleave_bytes_01(uint32_t lo, uint32_t hi) { return byte_perm(lo, hi, 0x5140); }
+MLARUN_HOST_DEVICE inline uint32_t interleave_bytes_23(uint32_t lo, uint32_t hi) { return byte_perm(lo, hi, 0x7362); }
+// int8 codes to f16 exactly: interleaving (codes ^ 0x80) with 0x64 bytes gives the f16 bits of 1024 + (code + 128),
+// from which 1152 (f16 bits kInt8F16Bias) is subtracted.
+constexpr uint32_t kInt8F16Exponents = 0x64646464u;
+constexpr uint16_t kInt8F16Bias = 0x6480;
+
+// Power-of-two units that keep f16 operands in range (f16 has 3 more mantissa bits than bf16 and no wider range).
+// q over quantized rows: the row times 2^q_f16_exp puts its largest latent magnitude (|bf16| bits `abs_max`) in
+// [2^14, 2^15); 0 for a row of zeros, inf or NaN; clamped to [-64, 64] so k_pe, kept as bf16, stays finite.
+MLARUN_HOST_DEVICE constexpr int q_f16_exp(uint32_t abs_max) {
+  const int field = int(abs_max >> 7);
+  const int e = abs_max == 0 || field >= 255 ? 0 : 14 - (field - 127);
+  return e < -64 ? -64 : e > 64 ? 64 : e;
+}
+// P times a token's scale over one 128-value tile of a stage: times 2^-E, E the exponent of the stage's largest
+// scale there (f32 bits without the sign, `max_bits`), it is below 2; E = 0 for zero or non-finite scales (a NaN
+// scale keeps P NaN); clamped to [-126, 126] so 2^E and 2^-E are normal floats.
+MLARUN_HOST_DEVICE constexpr int scale_tile_exp(uint32_t max_bits) {
+  const int field = int(max_bits >> 23);
+  const int e = max_bits == 0 || field >= 255 ? 0 : field - 127;
+  return e < -126 ? -126 : e > 126 ? 126 : e;
+}
 
 // ---- The cached-row loader of every attend kernel (attend_common.cuh load_kv_rows) --------------------------
 // `threads` threads load `rows` rows of `chunks` 16-byte pieces: thread t serves row t / (threads / rows) and its
