@@ -199,12 +199,14 @@ int main(int argc, char** argv) {
       results.push_back(r);
     }
     // 3) Varlen against uniform (the goal: a mixed batch >= 90% of the uniform batch's TFLOP/s): 192/128, 16 heads,
-    // causal, 16384 tokens either as 4 x 4096 or as lengths from 1 to 4096; the varlen batch also longest first.
+    // causal, 16384 tokens either as 4 x 4096 or as lengths from 1 to 4096; the varlen batch also longest first
+    // (FlashPrefillParams::longest_first 1) and longest first one head after another (2).
     const std::vector<int> varlen = {4096, 1, 2048, 17, 1024, 3000, 512, 2000, 1500, 128, 2058};
-    struct Batch { const char* name; std::vector<int> lens; bool lpt; };
-    const std::vector<Batch> batches = {{"uniform 4 x 4096", std::vector<int>(4, 4096), false},
-                                        {"varlen 1..4096", varlen, false},
-                                        {"varlen 1..4096, longest first", varlen, true}};
+    struct Batch { const char* name; std::vector<int> lens; int lpt; };
+    const std::vector<Batch> batches = {{"uniform 4 x 4096", std::vector<int>(4, 4096), 0},
+                                        {"varlen 1..4096", varlen, 0},
+                                        {"varlen 1..4096, longest first", varlen, 1},
+                                        {"varlen 1..4096, by head", varlen, 2}};
     std::printf("\n%-34s %9s %9s %11s\n", "batch (192/128 bf16, h16, causal)", "ms", "TFLOP/s", "x uniform");
     double uniform_tflops = 0;
     for (bool wgmma : {false, true})  // each kernel against its own uniform batch

@@ -80,13 +80,18 @@ std::vector<Case> cases() {
   v.push_back({"causal_offsets_window_fp16", 128, 128, 4, 2, DType::F16, true, 50, {129, 65}, {300, 77},
                {120, -20}});
   // Every case so far again with the tiles launched longest first (tile_order.cuh): same results, another order;
-  // but the three largest (their CPU references dominate the check's time under memcheck).
+  // but the three largest (their CPU references dominate the check's time under memcheck). Two of them also one
+  // head after another (longest_first 2).
   const size_t plain = v.size();
   for (size_t i = 0; i < plain; ++i) {
     Case c = v[i];
     if (c.name == "mla_128_heads" || c.name == "one_head_long" || c.name == "gqa_long_fp16") continue;
     c.name += "_lpt";
-    c.longest_first = true;
+    c.longest_first = 1;
+    v.push_back(c);
+    if (c.name != "gqa_causal_192_128_bf16_lpt" && c.name != "causal_offsets_mla_lpt") continue;
+    c.name += "_by_head";
+    c.longest_first = 2;
     v.push_back(c);
   }
   // One small case per head-dim pair (several key tiles, chunked): what launch/gpu_check.sh runs under racecheck.
@@ -315,8 +320,8 @@ TEST_F(FlashPrefillBoundary, RejectsScalarsOutOfRange) {
   expect_error("softmax_scale = nan");
   p.softmax_scale = 1.f, p.window_left = -2;
   expect_error("window_left = -2");
-  p.window_left = -1, p.longest_first = 2;
-  expect_error("longest_first = 2 must be -1 (the kernel's default), 0 or 1");
+  p.window_left = -1, p.longest_first = 3;
+  expect_error("longest_first = 3 must be -1 (the kernel's default), 0, 1 or 2");
   p.longest_first = -1, p.batch = 0;
   expect_error("batch = 0 must be in [1, 65535]");
 }

@@ -31,7 +31,7 @@ struct Case {
   int window;                      // window_left; -1 = none
   std::vector<int> len_q, len_k;   // per sequence
   std::vector<int> offset = {};    // per sequence causal offsets (FlashPrefillParams::causal_offset); empty: none
-  bool longest_first = false;      // FlashPrefillParams::longest_first (the tile order of tile_order.cuh)
+  int longest_first = 0;           // FlashPrefillParams::longest_first (0, or a tile order of tile_order.cuh)
   bool wgmma = false;              // FlashPrefillParams::wgmma (the Hopper kernel, kernel_wgmma.cuh)
 };
 
@@ -82,7 +82,7 @@ struct DeviceRun {
     p.num_heads_q = c.hq, p.num_heads_kv = c.hkv, p.head_dim_qk = c.dqk, p.head_dim_v = c.dv;
     p.dtype = c.dtype, p.softmax_scale = 1.0f / std::sqrt(float(c.dqk)), p.causal = c.causal;
     p.window_left = c.window;
-    p.longest_first = c.longest_first ? 1 : 0;
+    p.longest_first = c.longest_first;
     p.wgmma = c.wgmma;
     if (!c.offset.empty()) {
       doffset = int_tensor(std::vector<int32_t>(c.offset.begin(), c.offset.end()));

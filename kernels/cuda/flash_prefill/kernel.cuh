@@ -51,6 +51,7 @@ struct KernelArgs {
   int window_left;       // -1: none
   const int2* tiles;     // nullptr: grid (m-blocks, heads, sequences); else grid (heads, tiles), tile blockIdx.y
                          // = {sequence, m-block} of the longest-first order (tile_order.cuh)
+  int heads_outer;       // with tiles: grid (tiles, heads) instead, tile blockIdx.x (one head's tiles together)
 };
 
 // Element offset of 16-byte chunk `chunk` of row `row` in a tile with `kStride` elements per row. The chunk
@@ -118,8 +119,8 @@ __device__ __forceinline__ TileOf tile_of(const KernelArgs& args, int block_m) {
   TileOf t;
   int m_block;
   if (args.tiles != nullptr) {
-    const int2 tile = args.tiles[blockIdx.y];
-    t.seq = tile.x, m_block = tile.y, t.head = blockIdx.x;
+    const int2 tile = args.tiles[args.heads_outer ? blockIdx.x : blockIdx.y];
+    t.seq = tile.x, m_block = tile.y, t.head = args.heads_outer ? blockIdx.y : blockIdx.x;
   } else {
     m_block = args.causal ? int(gridDim.x) - 1 - int(blockIdx.x) : int(blockIdx.x);
     t.head = blockIdx.y, t.seq = blockIdx.z;
@@ -348,26 +349,30 @@ inline KernelArgs kernel_args(const FlashPrefillParams& p) {
   args.causal = p.causal ? 1 : 0;
   args.window_left = p.window_left;
   args.tiles = nullptr;
+  args.heads_outer = 0;
   return args;
 }
 
-// When p asks for the longest-first order (or leaves it to the kernel, whose default is `kernel_default`) and the
-// batch fits it: the tile list for (block_m, block_n) tiles, built on the device into `order` and set as
-// args.tiles; returns the number of tiles (the grid's y).
-inline int tile_list(const FlashPrefillParams& p, bool kernel_default, int block_m, int block_n, Tensor& order,
-                     KernelArgs& args, cudaStream_t stream) {
-  const bool longest_first = p.longest_first < 0 ? kernel_default : p.longest_first != 0;
+// The grid of a launch. When p asks for the longest-first order (or leaves it to the kernel, whose default is
+// `kernel_default`) and the batch fits it: the tile list for (block_m, block_n) tiles, built on the device into
+// `order` and set as args.tiles, and a grid of (heads, tiles), or (tiles, heads) for longest_first 2 (one head's
+// tiles, longest first, then the next head's); otherwise (m-blocks, heads, sequences).
+inline dim3 launch_grid(const FlashPrefillParams& p, bool kernel_default, int block_m, int block_n, int max_seqlen_q,
+                        Tensor& order, KernelArgs& args, cudaStream_t stream) {
+  const dim3 plain((max_seqlen_q + block_m - 1) / block_m, p.num_heads_q, p.batch);
+  if (p.longest_first < 0 ? !kernel_default : p.longest_first == 0) return plain;
   int num_tiles = 0;
-  if (longest_first)
-    for (int b = 0; b < p.batch; ++b)
-      num_tiles += (p.cu_seqlens_q_host[b + 1] - p.cu_seqlens_q_host[b] + block_m - 1) / block_m;
-  if (!longest_first || num_tiles == 0 || num_tiles > 65535 || tile_order_smem_bytes(p.batch) > 48 * 1024) return 0;
+  for (int b = 0; b < p.batch; ++b)
+    num_tiles += (p.cu_seqlens_q_host[b + 1] - p.cu_seqlens_q_host[b] + block_m - 1) / block_m;
+  if (num_tiles == 0 || num_tiles > 65535 || tile_order_smem_bytes(p.batch) > 48 * 1024) return plain;
   order = Tensor::empty({2 * int64_t(num_tiles)}, DType::I32, Device::CUDA);
   args.tiles = reinterpret_cast<const int2*>(order.raw());
+  args.heads_outer = p.longest_first == 2 ? 1 : 0;
   order_tiles_longest_first({p.cu_seqlens_q, p.cu_seqlens_k, p.causal_offset, p.batch, num_tiles, args.causal,
                              p.window_left, block_m, block_n},
                             reinterpret_cast<int2*>(order.raw()), stream);
-  return num_tiles;
+  return args.heads_outer ? dim3(unsigned(num_tiles), unsigned(p.num_heads_q))
+                          : dim3(unsigned(p.num_heads_q), unsigned(num_tiles));
 }
 
 // The launcher flash_prefill.h declares; one explicit instantiation per file under instantiations/.
@@ -379,10 +384,7 @@ void launch_flash_prefill(const FlashPrefillParams& p, int max_seqlen_q, cudaStr
   auto kernel = flash_prefill_kernel<kHeadDimQK, kHeadDimV, Element>;
   allow_dynamic_smem<flash_prefill_kernel<kHeadDimQK, kHeadDimV, Element>>(T::kSmemBytes);  // once per device
   Tensor order;  // the longest-first tile list; freed at return, stream-ordered after the kernel reads it
-  const int num_tiles = tile_list(p, kLongestFirst, T::kBlockM, T::kBlockN, order, args, stream);
-  const dim3 grid = args.tiles != nullptr
-                        ? dim3(unsigned(p.num_heads_q), unsigned(num_tiles))
-                        : dim3((max_seqlen_q + T::kBlockM - 1) / T::kBlockM, p.num_heads_q, p.batch);
+  const dim3 grid = launch_grid(p, kLongestFirst, T::kBlockM, T::kBlockN, max_seqlen_q, order, args, stream);
   kernel<<<grid, T::kThreads, T::kSmemBytes, stream>>>(args);
   MLARUN_CUDA_CHECK(cudaGetLastError());
 }

@@ -197,10 +197,7 @@ void launch_flash_prefill_wgmma(const FlashPrefillParams& p, int max_seqlen_q, c
   KernelArgs args = kernel_args(p);
   allow_dynamic_smem<flash_prefill_wgmma_kernel<kHeadDimQK, kHeadDimV, Element>>(W::kSmemBytes);
   Tensor order;  // the longest-first tile list; freed at return, stream-ordered after the kernel reads it
-  const int num_tiles = tile_list(p, kLongestFirstWgmma, W::kBlockM, W::kBlockN, order, args, stream);
-  const dim3 grid = args.tiles != nullptr
-                        ? dim3(unsigned(p.num_heads_q), unsigned(num_tiles))
-                        : dim3((max_seqlen_q + W::kBlockM - 1) / W::kBlockM, p.num_heads_q, p.batch);
+  const dim3 grid = launch_grid(p, kLongestFirstWgmma, W::kBlockM, W::kBlockN, max_seqlen_q, order, args, stream);
   flash_prefill_wgmma_kernel<kHeadDimQK, kHeadDimV, Element><<<grid, W::kThreads, W::kSmemBytes, stream>>>(args);
   MLARUN_CUDA_CHECK(cudaGetLastError());
 }
