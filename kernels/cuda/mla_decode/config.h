@@ -132,6 +132,9 @@ constexpr size_t fit_smem_quant_bytes(int m) {
 // (MlaDecodeParams::codes_in_registers; quant_fragments.cuh): no bf16 copy of the codes and no barrier for it, so
 // at 16 rows the ring holds four tiles instead of two and still fits two CTAs per SM.
 constexpr int fit_stages_codes_in_registers(int m) { return m == 16 ? 4 : fit_stages(m); }
+// MlaDecodeParams::codes_in_registers's default: off until a GPU has run its tests and timed it against the
+// widening (bench_mla_decode's _reg rows).
+constexpr bool kCodesInRegisters = false;
 constexpr size_t fit_smem_codes_in_registers_bytes(int m) {
   return fit_smem_q_bytes(m) + size_t(fit_stages_codes_in_registers(m)) * kBlockN * kQuantRowBytes +
          fit_smem_s_bytes(m) + kQuantTiles * fit_smem_p_bytes(m) + size_t(2) * m * 4;
