@@ -95,7 +95,8 @@ MLARUN_HOST_DEVICE inline uint32_t interleave_bytes_23(uint32_t lo, uint32_t hi)
 constexpr uint32_t kInt8F16Exponents = 0x64646464u;
 constexpr uint16_t kInt8F16Bias = 0x6480;
 
-// Power-of-two units that keep f16 operands in range (f16 has 3 more mantissa bits than bf16 and no wider range).
+// Power-of-two units that keep f16 operands in range (f16 has 3 more mantissa bits than bf16, and a far narrower
+// range).
 // q over quantized rows: the row times 2^q_f16_exp puts its largest latent magnitude (|bf16| bits `abs_max`) in
 // [2^14, 2^15); 0 for a row of zeros, inf or NaN; clamped to [-64, 64] so k_pe, kept as bf16, stays finite.
 MLARUN_HOST_DEVICE constexpr int q_f16_exp(uint32_t abs_max) {

@@ -12,7 +12,7 @@
 //     units of 2^E from tile to tile (the factor joins the softmax's rescaling); four 32-bit loads and four byte
 //     permutes give a lane's B fragments of four n8 tiles, whose columns are therefore interleaved
 //     (pv_code_col), and a lane stores 8 consecutive columns per row.
-// The lane maps are replayed on the CPU (tests/kernels/test_mla_decode_mma_lanes.cpp, MlaDecodeMmaLanes.Codes*).
+// The lane maps are replayed on the CPU (tests/kernels/test_mla_decode_code_lanes.cpp, MlaDecodeMmaLanes.Codes*).
 #pragma once
 
 #include <cuda_bf16.h>
