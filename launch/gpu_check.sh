@@ -482,8 +482,9 @@ fitted_mla="--gtest_filter='*MlaDecodeFitted*:*FittedKernel*'"
 wgmma_mla="--gtest_filter='*MlaDecodeWgmma*:*FittedAndWgmma*:*EveryKernel*'"
 
 # ---- validation: kernel tests, model and CLI, TP and NCCL, sanitizers ---------------------------------------
-# The wgmma layer first (seconds): descriptors, swizzle and fragment maps on the tensor cores, before any kernel
-# that builds on them; memcheck on it right after, as its failures are the cheapest to read.
+# The wgmma layer first (seconds): descriptors, swizzle and fragment maps on the tensor cores, and TMA copies counted
+# on an mbarrier, before any kernel that builds on them; memcheck on it right after, as its failures are the
+# cheapest to read.
 need_bins wgmma-probe tests/test_gpu_wgmma_probe &&
   step wgmma-probe "$out/kernels.log" 5 30 1 "$tests/test_gpu_wgmma_probe; r=\$?;
     $(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer) --error-exitcode 86 --tool memcheck \

@@ -1,12 +1,15 @@
 // The wgmma probe's kernels (wgmma_probe.h): one CTA each, operands loaded into 128-byte-swizzled slabs with plain
-// 16-byte stores and published to the tensor cores by fence.proxy.async and a barrier, products issued back to
-// back and waited for once, accumulators written out through the fragment map of wgmma_sm90.cuh.
+// 16-byte stores and published to the tensor cores by fence.proxy.async and a barrier (or, for the TMA probe's
+// keys, copied by TMA and counted on an mbarrier), products issued back to back and waited for once, accumulators
+// written out through the fragment map of wgmma_sm90.cuh.
 #include "kernels/cuda/wgmma_probe.h"
 
 #include <cuda_runtime.h>
 
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/mma_sm80.cuh"
+#include "kernels/cuda/tma_map.h"
+#include "kernels/cuda/tma_sm90.cuh"
 #include "kernels/cuda/wgmma_sm90.cuh"
 #include "kernels/cuda/wgmma_sm90_mma.cuh"
 #include "runtime/cuda_check.h"
@@ -137,7 +140,52 @@ __global__ void __launch_bounds__(256) probe_attention(const uint16_t* q, const 
   store_acc(o, 128, out, kProbeDimV, 256 * g);
 }
 
+// The keys by TMA: thread 0 arms the barrier with the tile's bytes and issues every box (run j, slab s) into its
+// place in the key slabs; warpgroup 1 waits on the barrier and computes S. Q comes by plain stores as above.
+__global__ void __launch_bounds__(256) probe_scores_tma(const __grid_constant__ CUtensorMap keys, const uint16_t* q,
+                                                        const TmaProbeKeys tile, float* out) {
+  __shared__ __align__(8) uint64_t full;
+  uint32_t base;
+  unsigned char* smem = aligned_smem(base);
+  const uint32_t bar = mma_sm80::smem_u32(&full);
+  if (threadIdx.x == 0) tma_sm90::mbarrier_init(bar, 1);
+  load_slabs(q, kProbeRows, kProbeDimQK, smem, base);
+  __syncthreads();
+  const uint32_t k_slabs = base + kKeysOffset;
+  if (threadIdx.x == 0) {
+    tma_sm90::mbarrier_arrive_expect_tx(bar, uint32_t(kProbeTokens) * kProbeDimQK * 2);
+    for (int j = 0; j < tile.runs; ++j)
+      for (int s = 0; s < kQkSlabs; ++s)
+        tma_sm90::tma_load_2d(k_slabs + s * kSlabBytes + uint32_t(j * tile.box_rows) * kSlabRowBytes, &keys, bar,
+                              s * int(kSlabCols), tile.first_row[j]);
+  }
+  if (threadIdx.x < 128) return;
+  tma_sm90::mbarrier_wait_or_trap(bar, 0, 1u << 20);  // a wrong byte count fails the launch, not hangs it
+  float d[32];
+#pragma unroll
+  for (int i = 0; i < 32; ++i) d[i] = 0.f;
+  scores(d, base, k_slabs);
+  store_acc(d, 32, out, kProbeTokens, 0);
+}
+
 }  // namespace
+
+void wgmma_tma_probe(const uint16_t* q, const TmaProbeKeys& keys, float* out) {
+  MLARUN_CHECK(keys.box_rows >= 8 && keys.box_rows % 8 == 0 && keys.runs >= 1 && keys.runs <= 8 &&
+                   keys.box_rows * keys.runs == kProbeTokens,
+               "wgmma_tma_probe: ", keys.runs, " runs of ", keys.box_rows,
+               " rows must be 1..8 runs of a multiple of 8 rows, 64 rows in all");
+  for (int j = 0; j < keys.runs; ++j)
+    MLARUN_CHECK(keys.first_row[j] >= 0 && keys.first_row[j] + keys.box_rows <= keys.pool_rows,
+                 "wgmma_tma_probe: run ", j, " rows [", keys.first_row[j], ", +", keys.box_rows,
+                 ") are outside the pool's ", keys.pool_rows, " rows");
+  const CUtensorMap map = make_tma_map({keys.pool, uint64_t(keys.pool_rows), kProbeDimQK, kProbeDimQK * 2,
+                                        uint32_t(keys.box_rows)});
+  allow_dynamic_smem<probe_scores_tma>(kSmemBytes);
+  probe_scores_tma<<<1, 256, kSmemBytes>>>(map, q, keys, out);
+  MLARUN_CUDA_CHECK(cudaGetLastError());
+  MLARUN_CUDA_CHECK(cudaDeviceSynchronize());
+}
 
 void wgmma_probe(WgmmaProbe which, const uint16_t* a, const uint16_t* b, float* out) {
   switch (which) {
