@@ -130,8 +130,9 @@ constexpr size_t fit_smem_quant_bytes(int m) {
 }
 // Quantized rows with the codes read straight from the ring into the tensor cores' registers
 // (MlaDecodeParams::codes_in_registers; quant_fragments.cuh): no bf16 copy of the codes and no barrier for it, so
-// at 16 rows the ring holds four tiles instead of two and still fits two CTAs per SM.
-constexpr int fit_stages_codes_in_registers(int m) { return m == 16 ? 4 : fit_stages(m); }
+// the ring deepens: at 16 rows four tiles instead of two (still two CTAs per SM), six and five at 32 and 64 rows
+// (a 656-byte-row tile is 57 % of a bf16 one: this keeps as many cached tokens in flight as bf16's ring, or more).
+constexpr int fit_stages_codes_in_registers(int m) { return m == 16 ? 4 : m == 32 ? 6 : 5; }
 // MlaDecodeParams::codes_in_registers's default: off until a GPU has run its tests and timed it against the
 // widening (bench_mla_decode's _reg rows).
 constexpr bool kCodesInRegisters = false;
