@@ -21,6 +21,7 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <type_traits>
 
 #include <cuda_runtime_api.h>
 
@@ -62,6 +63,20 @@ static_assert(lanes::fit_k_splits(16) == fit_score_splits(16) && lanes::fit_k_sp
               "one score buffer per share of the 576 values");
 static_assert(kQuantTile % 32 == 0 && (kHeadDimQK / 2) % 32 == 0,
               "a 32-value step of the scores never straddles a scale tile, the latent's end or a warp's share");
+
+// One 32-value step of a quantized latent's scores (k-steps kk and kk + 16 of the cached tokens tok0 ..): its two
+// products alone, then folded into `c` times each token's scale for the step's 128-value tile.
+template <typename Elem, Format F>
+__device__ __forceinline__ void fold_scaled_step(float (&c)[4], const uint32_t (&qa0)[4], const uint32_t (&qa1)[4],
+                                                 const uint32_t (&kb)[4], const unsigned char* kv, int tok0, int lane,
+                                                 int kk) {
+  float part[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
+  mma_16816<Elem>(part[0], qa0, kb[0], kb[1]);
+  mma_16816<Elem>(part[1], qa1, kb[2], kb[3]);
+#pragma unroll
+  for (int e = 0; e < 4; ++e)
+    c[e] = fmaf(part[0][e] + part[1][e], row_scale<F>(kv, tok0 + lanes::c_col(lane, e), kk / kQuantTile), c[e]);
+}
 
 // kRegCodes (quantized F only): codes read into the fragments as f16 (quant_fragments.cuh) instead of widened.
 template <int kM, Format F, bool kRegCodes>
@@ -181,42 +196,25 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
         ldmatrix_x4(qa1, q_lane + (k + 16) * 2);
 #pragma unroll
         for (int t = 0; t < kTokTiles; ++t) {
-          if constexpr (kF16) {
-            if (!rope) {  // the lane's codes of both k-steps, one word each (q_s holds q at q_code_col)
-              const unsigned char* word =
-                  kv + (s_n + 8 * t + lanes::code_word_tok(lane)) * kRowStride + kk + lanes::code_word_byte(lane);
-              uint32_t kb[4];
-              codes4_to_f16x2<F>(lds32(word), kb[0], kb[1]);
-              codes4_to_f16x2<F>(lds32(word + 16), kb[2], kb[3]);
-              float part[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-              mma_16816<__half>(part[0], qa0, kb[0], kb[1]);
-              mma_16816<__half>(part[1], qa1, kb[2], kb[3]);
-#pragma unroll
-              for (int e = 0; e < 4; ++e)
-                c[t][0][e] = fmaf(part[0][e] + part[1][e],
-                                  row_scale<F>(kv, s_n + 8 * t + lanes::c_col(lane, e), kk / kQuantTile), c[t][0][e]);
-              continue;
-            }
-          }
           const int tok = k_tok + 8 * t;  // the cached row this lane's ldmatrix row reads
-          const uint32_t k_addr = rope || !kQuant
-                                      ? kv_u32 + tok * kRowStride + (rope ? kRopeOffset + (kk - kKvLoraRank) * 2
-                                                                          : kk * 2) + k_col * 2
-                                      : lat_u32 + tok * kLatStride + (kk + k_col) * 2;
           uint32_t kb[4];
-          ldmatrix_x4(kb, k_addr);
           if constexpr (kQuant) {
             if (!rope) {  // this step alone, then folded in with its tokens' scales
-              float part[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-              mma_16816<__nv_bfloat16>(part[0], qa0, kb[0], kb[1]);
-              mma_16816<__nv_bfloat16>(part[1], qa1, kb[2], kb[3]);
-#pragma unroll
-              for (int e = 0; e < 4; ++e)
-                c[t][0][e] = fmaf(part[0][e] + part[1][e],
-                                  row_scale<F>(kv, s_n + 8 * t + lanes::c_col(lane, e), kk / kQuantTile), c[t][0][e]);
+              if constexpr (kF16) {  // the lane's codes of both k-steps, one word each (q_s holds q at q_code_col)
+                const unsigned char* word =
+                    kv + (s_n + 8 * t + lanes::code_word_tok(lane)) * kRowStride + kk + lanes::code_word_byte(lane);
+                codes4_to_f16x2<F>(lds32(word), kb[0], kb[1]);
+                codes4_to_f16x2<F>(lds32(word + 16), kb[2], kb[3]);
+              } else {
+                ldmatrix_x4(kb, lat_u32 + tok * kLatStride + (kk + k_col) * 2);
+              }
+              fold_scaled_step<std::conditional_t<kF16, __half, __nv_bfloat16>, F>(c[t][0], qa0, qa1, kb, kv,
+                                                                                  s_n + 8 * t, lane, kk);
               continue;
             }
           }
+          ldmatrix_x4(kb, kv_u32 + tok * kRowStride + (rope ? kRopeOffset + (kk - kKvLoraRank) * 2 : kk * 2) +
+                              k_col * 2);
           mma_16816<__nv_bfloat16>(c[t][0], qa0, kb[0], kb[1]);
           mma_16816<__nv_bfloat16>(c[t][1], qa1, kb[2], kb[3]);
         }
