@@ -14,29 +14,22 @@
 
 #include "kernels/cuda/mla_decode/config.h"
 #include "kernels/cuda/mla_decode/mma_lanes.h"
+#include "runtime/dtype.h"
 #include "tests/kernels/mma_sync_emulation.h"
 
 namespace {
 
 using namespace mlarun::test::mma_emulation;  // and its mla / lanes namespace aliases
 
-// An f16 bit pattern's value (normal, subnormal, inf; NaN as NaN).
-double f16_value(uint16_t h) {
-  const int exp = (h >> 10) & 31, man = h & 1023;
-  const double v = exp == 0    ? std::ldexp(double(man), -24)
-                   : exp == 31 ? (man != 0 ? NAN : INFINITY)
-                               : std::ldexp(double(1024 + man), exp - 25);
-  return (h & 0x8000) ? -v : v;
-}
 // Codes 0, 1 and 2, 3 of a word of four int8 codes as the kernel makes them f16 (quant_fragments.cuh
 // codes4_to_f16x2): the interleaved bias bytes, then 1152 subtracted.
 std::array<Reg, 2> int8_codes4(uint32_t w) {
-  const double bias = f16_value(lanes::kInt8F16Bias);
+  const float bias = mlarun::f16_to_float(lanes::kInt8F16Bias);
   const uint32_t flipped = w ^ 0x80808080u;
   const uint32_t lo = lanes::interleave_bytes_01(flipped, lanes::kInt8F16Exponents);
   const uint32_t hi = lanes::interleave_bytes_23(flipped, lanes::kInt8F16Exponents);
   const auto reg = [&](uint32_t v) {
-    return Reg{float(f16_value(uint16_t(v & 0xffffu)) - bias), float(f16_value(uint16_t(v >> 16)) - bias)};
+    return Reg{mlarun::f16_to_float(uint16_t(v & 0xffffu)) - bias, mlarun::f16_to_float(uint16_t(v >> 16)) - bias};
   };
   return {reg(lo), reg(hi)};
 }

@@ -229,13 +229,13 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
 
       // Online softmax of this warp's rows; P rounded to bf16 for the product (times the token's scale per tile).
       // Codes in registers: P' = p x scale x 2^-E_t in f16, E_t the tile's scale exponent (below 2, no overflow).
+      int p_exp[S::kPTiles];  // codes in registers: E_t of each 128-value tile over this stage
       float p_unit[S::kPTiles];
 #pragma unroll
       for (int t = 0; t < S::kPTiles; ++t) {
-        if constexpr (kF16)
-          p_unit[t] = exp2_int(-stage_scale_exp<F>(kv, lane, t));
-        else
-          p_unit[t] = 1.f;
+        p_exp[t] = 0;
+        if constexpr (kF16) p_exp[t] = stage_scale_exp<F>(kv, lane, t);
+        p_unit[t] = kF16 ? exp2_int(-p_exp[t]) : 1.f;
       }
 #pragma unroll
       for (int j = 0; j < kRowsPerWarp; ++j) {
@@ -255,7 +255,9 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
       // Codes in registers: this warp's accumulators go from units of 2^E (last tile) to 2^E_t (this one).
       float unit_shift = 1.f;
       if constexpr (kF16) {
-        const int e = stage_scale_exp<F>(kv, lane, p_tile);
+        int e = p_exp[0];  // E of this warp's columns' tile (p_tile), selected without indexing the registers
+#pragma unroll
+        for (int t = 1; t < S::kPTiles; ++t) e = t == p_tile ? p_exp[t] : e;
         unit_shift = exp2_int(it == 0 ? 0 : max(-126, min(127, unit_exp - e)));
         unit_exp = e;
       }

@@ -77,20 +77,23 @@ __device__ __forceinline__ void stage_q_rows_f16(const uint16_t* q_tile, int val
     const float up = exp2_int(e);
     unit[j] = exp2_int(-e);
     uint16_t* row = q_s + r * kMmaQStride;
-    const auto widen = [](uint32_t w, float f, int half) {  // bf16 half `half` of w, times f
-      return __uint_as_float(half == 0 ? w << 16 : w & 0xffff0000u) * f;
-    };
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {  // latent values k, k + 1: adjacent at q_code_col(k) (k even)
-      const int k = 256 * (i / 4) + 8 * lane + 2 * (i % 4);
-      *reinterpret_cast<uint32_t*>(row + lanes::q_code_col(k)) =
-          mma_sm80::pack2<__half>(widen(words[i], up, 0), widen(words[i], up, 1));
+    for (int h = 0; h < 2; ++h) {
+      float f[8];
+      bf16x8_to_f32(lat[h], f);
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {  // latent values k, k + 1: adjacent at q_code_col(k) (k even)
+        const int k = 256 * h + 8 * lane + 2 * i;
+        *reinterpret_cast<uint32_t*>(row + lanes::q_code_col(k)) =
+            mma_sm80::pack2<__half>(f[2 * i] * up, f[2 * i + 1] * up);
+      }
     }
     if (lane < kRopeDim / 8) {
-      const uint32_t w[4] = {rope.x, rope.y, rope.z, rope.w};
+      float f[8];
+      bf16x8_to_f32(rope, f);
       uint32_t out[4];
 #pragma unroll
-      for (int i = 0; i < 4; ++i) out[i] = mma_sm80::pack2<__nv_bfloat16>(widen(w[i], up, 0), widen(w[i], up, 1));
+      for (int i = 0; i < 4; ++i) out[i] = mma_sm80::pack2<__nv_bfloat16>(f[2 * i] * up, f[2 * i + 1] * up);
       *reinterpret_cast<uint4*>(row + kKvLoraRank + 8 * lane) = make_uint4(out[0], out[1], out[2], out[3]);
     }
   }
