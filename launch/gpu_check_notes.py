@@ -8,7 +8,8 @@ Usage: gpu_check_notes.py KIND ARGS...
   decode FILE LABEL          a `bench decode` JSON: step time, tokens/s, floor, time split, CUDA graph
   moe-layouts DIR            DIR/bench_moe_b{8,64}_c{0,-1}.json: the compact against the capacity MoE layout
   mla-verdict FILE           bench_mla_decode's JSON: each newer kernel against the 32-row one, fp8, L2 prefetch,
-                             quantized codes read into registers against widened
+                             quantized codes read into registers against widened, the warp-specialized wgmma
+                             kernel against the split one
   flash-verdict FILE         bench_flash_prefill's JSON: the wgmma kernel against stage A, shape by shape
   prefill FILE KERNEL        a `bench prefill` JSON of one chunk over one prefix: the naive path's rate
   torch-step ANCHORS [FILE]  torch_anchors.py's decode-step records, beside `bench decode`'s batch-64 JSON
@@ -66,6 +67,8 @@ def mla_verdict(path):
               for s in shapes if "speedup_vs_no_prefetch" in s]
     parts += ["%s %.3f ms %.2fx the codes widened" % (s["name"], s["call_ms"], s["speedup_vs_codes_widened"])
               for s in shapes if "speedup_vs_codes_widened" in s]
+    parts += ["%s %.3f ms %.2fx the split wgmma kernel" % (s["name"], s["call_ms"], s["speedup_vs_wgmma_split"])
+              for s in shapes if "speedup_vs_wgmma_split" in s]
     parts += ["schedule %s %.1f us" % (s["name"], 1e3 * s["schedule_ms"]) for s in shapes[:1] if "schedule_ms" in s]
     return "against the 32-row kernel: " + ("; ".join(parts) or "no rows")
 

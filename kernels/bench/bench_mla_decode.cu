@@ -51,12 +51,15 @@ constexpr int kD = cuda::mla::kHeadDimQK, kDv = cuda::mla::kHeadDimV;
 using AttendKernel = cuda::mla::AttendKernel;
 constexpr AttendKernel kMma = AttendKernel::TensorCores, kFit = AttendKernel::TensorCoresFitted;
 constexpr AttendKernel kWg = AttendKernel::Wgmma, kWgs = AttendKernel::WgmmaSplit;
+constexpr AttendKernel kWgws = AttendKernel::WgmmaWarpSpecialized;
 constexpr cuda::MlaKvFormat kBf16 = cuda::MlaKvFormat::Bf16, kFp8 = cuda::MlaKvFormat::Fp8;
 constexpr cuda::MlaKvFormat kInt8 = cuda::MlaKvFormat::Int8;
 // Per AttendKernel: the name in the JSON, the tag in the validation lines, the suffix of its shape names.
-constexpr const char* kAttendName[5] = {"simt", "tensor_cores", "tensor_cores_fitted", "wgmma", "wgmma_split"};
-constexpr const char* kAttendTag[5] = {"    ", " mma", " fit", "  wg", " wgs"};
-constexpr const char* kAttendSuffix[5] = {"", "_mma", "_fit", "_wg", "_wgs"};
+// (5 is Auto, which no row asks for: each row names its kernel.)
+constexpr const char* kAttendName[7] = {"simt",        "tensor_cores", "tensor_cores_fitted", "wgmma",
+                                        "wgmma_split", "auto",         "wgmma_warp_specialized"};
+constexpr const char* kAttendTag[7] = {"    ", " mma", " fit", "  wg", " wgs", "auto", "wgws"};
+constexpr const char* kAttendSuffix[7] = {"", "_mma", "_fit", "_wg", "_wgs", "_auto", "_wgws"};
 
 struct DevBuf {  // one cudaMalloc, freed on scope exit (the ceiling measurements' scratch)
   void* p = nullptr;
@@ -200,6 +203,8 @@ int run(int argc, char** argv) {
     vcases.push_back(c);
     c.attend = kWgs;
     vcases.push_back(c);
+    c.attend = kWgws;
+    vcases.push_back(c);
   }
   bool all_ok = true;
   json::Value vjson = json::Value::array();
@@ -281,6 +286,11 @@ int run(int argc, char** argv) {
       {"b64_s4096_h128_wgs", 64, 4096, 128, 1, 64, false, "<= 0.15 ms whole call", kBf16, kWgs},
       {"mtp2_b128_s8192_h128_wgs", 128, 8192, 128, 2, 64, false, ">= 450 TFLOP/s whole call", kBf16, kWgs},
       {"tp8_b128_s8192_h16_wgs", 128, 8192, 16, 1, 64, false, ">= 2600 GB/s whole call", kBf16, kWgs},
+      // ... with a loading warpgroup and an mbarrier ring (attend_wgmma_ws.cu), each against the split row above.
+      {"b64_s4096_h128_wgws", 64, 4096, 128, 1, 64, false, "<= 0.15 ms whole call", kBf16, kWgws},
+      {"mtp2_b128_s8192_h128_wgws", 128, 8192, 128, 2, 64, false, ">= 450 TFLOP/s whole call", kBf16, kWgws},
+      {"tp8_b128_s8192_h16_wgws", 128, 8192, 16, 1, 64, false, ">= 2600 GB/s whole call", kBf16, kWgws},
+      {"b64_s4096_h128_bs16_wgws", 64, 4096, 128, 1, 16, false, "within 10% of bs 64", kBf16, kWgws},
       // Where AttendKernel::Auto switches from the fitted kernel to the split wgmma one (config.h auto_attend: 64
       // rows): 32 rows (TP 8 with two query tokens), 48 (three) and 64 (TP 2: 64 heads), each kernel side by side.
       {"tp8_mtp2_b128_s8192_h16_mma", 128, 8192, 16, 2, 64, false, "(Auto's switch)", kBf16, kMma},
@@ -367,6 +377,7 @@ int run(int argc, char** argv) {
     const bool faster_kind =
         pf_twin.empty() && reg_twin.empty() && (s.attend == kFit || s.attend == kWg || s.attend == kWgs);
     const double mma32 = faster_kind && call_ms.count(base + "_mma") ? call_ms[base + "_mma"] : -1;
+    const double split = s.attend == kWgws && call_ms.count(base + "_wgs") ? call_ms[base + "_wgs"] : -1;
     std::string bs_twin;  // "..._bs16[_mma]" -> "...[_mma]": the same shape in blocks of 64
     if (const size_t at = name.find("_bs"); at != std::string::npos) {
       const size_t end = name.find('_', at + 3);
@@ -382,6 +393,7 @@ int run(int argc, char** argv) {
     if (bs64 > 0) speedup += " [" + fixed2(call / bs64) + "x the block-64 time]";
     if (simt > 0) speedup += " [" + fixed2(simt / call) + "x the SIMT kernel]";
     if (mma32 > 0) speedup += " [" + fixed2(mma32 / call) + "x the 32-row kernel]";
+    if (split > 0) speedup += " [" + fixed2(split / call) + "x the split wgmma kernel]";
     std::printf("%-30s %9.3f %9.3f %9.3f %9.0f %9.0f %8.1f %8.1f %9.3f %9s  %s%s%s\n", s.name, call, kern, sched,
                 bytes / call / 1e6, bytes / kern / 1e6, flops / call / 1e9, flops / kern / 1e9, floor_ms, torch_txt,
                 s.target, speedup.c_str(), r.ok() ? "" : "  [VALIDATION FAILED]");
@@ -393,6 +405,7 @@ int run(int argc, char** argv) {
     j["attend"] = kAttendName[int(s.attend)];
     if (simt > 0) j["speedup_vs_simt"] = simt / call;
     if (mma32 > 0) j["speedup_vs_32_row_kernel"] = mma32 / call;
+    if (split > 0) j["speedup_vs_wgmma_split"] = split / call;
     if (bs64 > 0) j["time_vs_block64"] = call / bs64;
     if (s.l2_prefetch_tiles > 0) j["l2_prefetch_tiles"] = s.l2_prefetch_tiles;
     if (no_pf > 0) j["speedup_vs_no_prefetch"] = no_pf / call;

@@ -35,6 +35,11 @@ __device__ __forceinline__ void mbarrier_init(uint32_t bar, uint32_t count) {
 __device__ __forceinline__ void mbarrier_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
   MLARUN_TMA_ASM("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
 }
+// One arrival, with release semantics: this thread's earlier writes to shared memory (stores, and cp.async copies
+// it has waited for) are visible to whoever sees the phase complete.
+__device__ __forceinline__ void mbarrier_arrive(uint32_t bar) {
+  MLARUN_TMA_ASM("mbarrier.arrive.release.cta.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
 // Until the phase with parity `phase` (0 for the first) has completed: its arrivals made and its bytes landed.
 __device__ __forceinline__ void mbarrier_wait(uint32_t bar, uint32_t phase) {
   MLARUN_TMA_ASM(

@@ -82,6 +82,19 @@ __device__ __forceinline__ void wgmma_wait() {
 __device__ __forceinline__ void fence_async_smem() {
   MLARUN_WGMMA_ASM("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
+// Warp specialization: a warpgroup gives registers back to the CTA's pool (dec) or takes them from it (inc), every
+// thread of the warpgroup at once; kRegs per thread, a multiple of 8 in [24, 256]. ptxas allocates the code after
+// each one within its count.
+template <int kRegs>
+__device__ __forceinline__ void setmaxnreg_dec() {
+  static_assert(kRegs >= 24 && kRegs <= 256 && kRegs % 8 == 0, "setmaxnreg takes a multiple of 8 in [24, 256]");
+  MLARUN_WGMMA_ASM("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(kRegs));
+}
+template <int kRegs>
+__device__ __forceinline__ void setmaxnreg_inc() {
+  static_assert(kRegs >= 24 && kRegs <= 256 && kRegs % 8 == 0, "setmaxnreg takes a multiple of 8 in [24, 256]");
+  MLARUN_WGMMA_ASM("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(kRegs));
+}
 // Keeps the compiler from moving reads or writes of accumulators across a wgmma / wait.
 template <int kN>
 __device__ __forceinline__ void fence_registers(float (&d)[kN]) {

@@ -22,6 +22,7 @@
 
 #include "kernels/cuda/mla_decode/cases.h"
 #include "kernels/cuda/mla_decode/mla_decode.h"
+#include "kernels/cuda/wgmma_device.h"
 #include "kernels/ops.h"
 #include "runtime/device.h"
 #include "runtime/dtype.h"
@@ -105,8 +106,10 @@ TEST(MlaDecodeApi, EveryBadFieldIsNamedWithItsValue) {
       {[](auto& p) { p.out = reinterpret_cast<uint16_t*>(g_fake + 8); }, "is not 16-byte aligned"},
       {[](auto& p) { p.workspace = g_fake + 16; }, "is not 256-byte aligned"},
       {[](auto& p) { p.workspace_bytes -= 1; }, " bytes needed for batch 4, 16 heads, max_q_per_seq 2 and 132 SMs"},
-      {[](auto& p) { p.attend = cuda::mla::AttendKernel(6); },
-       "attend 6 is not simt (0), tensor cores (1), fitted tensor cores (2), wgmma (3), wgmma split (4) or auto (5)"},
+      {[](auto& p) { p.attend = cuda::mla::AttendKernel(7); },
+       "attend 7 is not simt (0), tensor cores (1), fitted tensor cores (2), wgmma (3), wgmma split (4), auto (5) or "
+       "wgmma warp-specialized (6)"},
+      {[](auto& p) { p.attend = cuda::mla::AttendKernel(-1); }, "attend -1 is not simt (0)"},
   };
   for (const Bad& bad : cases) {
     SCOPED_TRACE(bad.expect);
@@ -251,11 +254,9 @@ INSTANTIATE_TEST_SUITE_P(Gpu, MlaDecodeTensorCoresQuantized,
                          ::testing::Combine(::testing::Values(cuda::MlaKvFormat::Fp8, cuda::MlaKvFormat::Int8),
                                             ::testing::Values(16, 128), ::testing::Values(1, 64)));
 
-TEST(MlaDecodeGpu, TensorCoreRunsAreIdenticalAndKeepNanOutOfOtherSequences) {
-  if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
-  for (auto attend : {cuda::mla::AttendKernel::TensorCores, cuda::mla::AttendKernel::TensorCoresFitted,
-                      cuda::mla::AttendKernel::Wgmma, cuda::mla::AttendKernel::WgmmaSplit}) {
-  SCOPED_TRACE(int(attend));
+// Two runs give the same bits (a moving result is a race), and NaN-free sequences stay so next to long ones.
+void expect_identical_runs(cuda::mla::AttendKernel attend) {
+  SCOPED_TRACE("attend " + std::to_string(int(attend)));
   Case c{{4000, 10, 1, 0, 2500, 77}, {2, 1, 1, 3, 4, 2}, 16, 16, 1024, 32};
   c.attend = attend;
   const Inputs in = make_inputs(c);
@@ -268,32 +269,57 @@ TEST(MlaDecodeGpu, TensorCoreRunsAreIdenticalAndKeepNanOutOfOtherSequences) {
   std::vector<int> all(in.seq_lens.size());
   std::iota(all.begin(), all.end(), 0);
   expect_matches_reference(in, c, run, all);
-  }
+}
+
+TEST(MlaDecodeGpu, TensorCoreRunsAreIdenticalAndKeepNanOutOfOtherSequences) {
+  if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
+  for (auto attend : {cuda::mla::AttendKernel::TensorCores, cuda::mla::AttendKernel::TensorCoresFitted,
+                      cuda::mla::AttendKernel::Wgmma, cuda::mla::AttendKernel::WgmmaSplit})
+    expect_identical_runs(attend);
+}
+// The warp-specialized kernel in tests of its own name (here and below), so a run can take it alone or leave it
+// out: a kernel that faults ends its process's CUDA context.
+TEST(MlaDecodeGpu, WarpSpecializedRunsAreIdenticalAndKeepNanOutOfOtherSequences) {
+  if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
+  expect_identical_runs(cuda::mla::AttendKernel::WgmmaWarpSpecialized);
 }
 
 // Sized for compute-sanitizer's racecheck, which takes minutes on the split cases above: a schedule for 5 SMs over
 // short sequences (so they are split and combined), on every attend kernel (the fitted one at 16, 32 and 64 rows,
 // over fp8 rows too).
+void check_sanitizer_sized(cuda::mla::AttendKernel attend) {
+  using cuda::mla::AttendKernel;
+  for (const std::vector<int>& q_lens : {std::vector<int>{2, 1, 1, 3, 1}, std::vector<int>{1, 1, 1, 1, 1}}) {
+    for (int heads : {16, 4}) {
+      if (attend != AttendKernel::TensorCoresFitted && (q_lens[0] == 1 || heads == 4)) continue;
+      SCOPED_TRACE("attend " + std::to_string(int(attend)) + ", max_q " + std::to_string(q_lens[3]) + ", heads " +
+                   std::to_string(heads));
+      Case c{{300, 5, 1, 0, 130}, q_lens, heads, 16, 5, 41};
+      c.attend = attend;
+      run_and_check(c);
+      if (attend != AttendKernel::TensorCoresFitted) continue;
+      c.format = cuda::MlaKvFormat::Fp8;  // the fitted kernel's quantized path too, codes widened and in registers
+      run_and_check(c);
+      c.codes_in_registers = true;
+      run_and_check(c);
+    }
+  }
+}
+
 TEST(MlaDecodeGpu, SanitizerSizedSplitsOnEveryKernel) {
   using cuda::mla::AttendKernel;
   for (AttendKernel attend : {AttendKernel::Simt, AttendKernel::TensorCores, AttendKernel::TensorCoresFitted,
-                              AttendKernel::Wgmma, AttendKernel::WgmmaSplit}) {
-    for (const std::vector<int>& q_lens : {std::vector<int>{2, 1, 1, 3, 1}, std::vector<int>{1, 1, 1, 1, 1}}) {
-      for (int heads : {16, 4}) {
-        if (attend != AttendKernel::TensorCoresFitted && (q_lens[0] == 1 || heads == 4)) continue;
-        SCOPED_TRACE("attend " + std::to_string(int(attend)) + ", max_q " + std::to_string(q_lens[3]) +
-                     ", heads " + std::to_string(heads));
-        Case c{{300, 5, 1, 0, 130}, q_lens, heads, 16, 5, 41};
-        c.attend = attend;
-        run_and_check(c);
-        if (attend != AttendKernel::TensorCoresFitted) continue;
-        c.format = cuda::MlaKvFormat::Fp8;  // the fitted kernel's quantized path too, codes widened and in registers
-        run_and_check(c);
-        c.codes_in_registers = true;
-        run_and_check(c);
-      }
-    }
-  }
+                              AttendKernel::Wgmma, AttendKernel::WgmmaSplit})
+    check_sanitizer_sized(attend);
+}
+// The warp-specialized kernel also over 128 heads and 1 or 2 query tokens: four 64-row CTAs per part, the last two
+// skipping the one-query pieces (the loading and computing warpgroups must skip the same ones), several pieces
+// per CTA (the barriers' phases run on across them).
+TEST(MlaDecodeGpu, SanitizerSizedSplitsOnWarpSpecializedKernel) {
+  check_sanitizer_sized(cuda::mla::AttendKernel::WgmmaWarpSpecialized);
+  Case c{{300, 5, 1, 0, 130}, {2, 1, 1, 2, 1}, 128, 16, 5, 43};
+  c.attend = cuda::mla::AttendKernel::WgmmaWarpSpecialized;
+  run_and_check(c);
 }
 
 TEST(MlaDecodeGpu, EmptySequencesGiveZerosAndMinusInfinity) { run_and_check({{0, 0, 0}, {1, 2, 4}, 8, 64, 0, 15}); }
@@ -324,9 +350,12 @@ TEST(MlaDecodeGpu, ScheduleIsReusedAcrossLayersAndRunsAreIdentical) {
   EXPECT_EQ(std::memcmp(once.data(), twice.data(), once.size() * 4), 0);
 }
 
-TEST(MlaDecodeGpu, BadDeviceMetadataIsReportedAndPoisonsOnlyThatSequence) {
-  if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
-  const Case c{{200, 100, 50}, {1, 2, 1}, 16, 16, 0, 17};
+// On the default kernel and on the wgmma ones (whose loaders fill a bad block's rows with NaN in shared memory:
+// in the warp-specialized kernel, the loading warpgroup with plain stores behind its mbarrier).
+void expect_bad_metadata_reported(cuda::mla::AttendKernel attend) {
+  SCOPED_TRACE("attend " + std::to_string(int(attend)));
+  Case c{{200, 100, 50}, {1, 2, 1}, 16, 16, 0, 17};
+  c.attend = attend;
   Inputs in = make_inputs(c);
   in.tables[size_t(1) * in.max_blocks + 2] = in.num_blocks + 5;  // sequence 1 needs its third block
   DeviceRun run(in, c);
@@ -348,6 +377,18 @@ TEST(MlaDecodeGpu, BadDeviceMetadataIsReportedAndPoisonsOnlyThatSequence) {
   EXPECT_NE(s.message().find("seq_len"), std::string::npos);
   const std::vector<float> lse = DeviceRun::flat(run2.lse);
   for (int h = 0; h < c.heads; ++h) EXPECT_TRUE(std::isnan(lse[size_t(in.cu_q[2]) * c.heads + h]));
+}
+
+TEST(MlaDecodeGpu, BadDeviceMetadataIsReportedAndPoisonsOnlyThatSequence) {
+  if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
+  using cuda::mla::AttendKernel;
+  for (AttendKernel attend : {AttendKernel::Auto, AttendKernel::Wgmma, AttendKernel::WgmmaSplit})
+    if (attend == AttendKernel::Auto || cuda::device_runs_wgmma()) expect_bad_metadata_reported(attend);
+}
+TEST(MlaDecodeGpu, WarpSpecializedKernelReportsBadMetadataAndPoisonsOnlyThatSequence) {
+  if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
+  if (!cuda::device_runs_wgmma()) GTEST_SKIP() << "this device or build runs no wgmma";
+  expect_bad_metadata_reported(cuda::mla::AttendKernel::WgmmaWarpSpecialized);
 }
 
 // Every out/lse element of query tokens [t0, t1) is NaN. Outputs are zeroed before the run (not NaN-poisoned),

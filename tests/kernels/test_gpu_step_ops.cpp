@@ -44,7 +44,8 @@ struct KernelChoice {
     ops::cuda::set_flash_prefill_wgmma(-1);
   }
 };
-constexpr int32_t kMlaDecodeKernels = 5;  // config.h AttendKernel: simt, mma, fitted, wgmma, wgmma-split
+// config.h AttendKernel: simt, mma, fitted, wgmma, wgmma-split and wgmma-ws (5 is auto, which picks one of them).
+constexpr int32_t kMlaDecodeKernels[] = {0, 1, 2, 3, 4, 6};
 
 }  // namespace
 
@@ -205,7 +206,7 @@ TEST(GpuStepOps, FlashPrefillThroughVarlenAttentionMatchesTheCpu) {
 // Every attend kernel of mla_decode, as the model chooses it (recorded in the plan that holds its schedule).
 TEST(GpuStepOps, MlaDecodeThroughTheStepPlanMatchesTheCpu) {
   MLARUN_GPU_OR_SKIP();
-  for (int32_t kernel = 0; kernel < kMlaDecodeKernels; ++kernel) {
+  for (int32_t kernel : kMlaDecodeKernels) {
     SCOPED_TRACE("attend kernel " + std::to_string(kernel));
     KernelChoice choice(kernel, -1);
     check_decode_through_plan(kernel);

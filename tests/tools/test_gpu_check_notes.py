@@ -62,11 +62,13 @@ with tempfile.TemporaryDirectory() as tmp:
         {"name": "tp8_fp8_fit", "call_ms": 0.5, "speedup_vs_bf16": 0.72, "attend": "tensor_cores_fitted"},
         {"name": "tp8_fit_pf2", "call_ms": 0.402, "speedup_vs_no_prefetch": 0.89},
         {"name": "tp8_fp8_fit_reg", "call_ms": 0.25, "speedup_vs_bf16": 1.43, "attend": "tensor_cores_fitted",
-         "codes_in_registers": True, "speedup_vs_codes_widened": 2.0}]})
+         "codes_in_registers": True, "speedup_vs_codes_widened": 2.0},
+        {"name": "h128_wgws", "call_ms": 0.16, "speedup_vs_wgmma_split": 1.5, "attend": "wgmma_warp_specialized"}]})
     rc, out = note("mla-verdict", mj)
     expect(out.strip() == "NOTE: against the 32-row kernel: tp8_fit 0.358 ms 1.99x; tp8_fp8_fit 0.72x the bf16 "
                           "tokens/s; tp8_fp8_fit_reg 1.43x the bf16 tokens/s; tp8_fit_pf2 0.402 ms 0.89x without L2 "
-                          "prefetch; tp8_fp8_fit_reg 0.250 ms 2.00x the codes widened; schedule tp8_fit 7.8 us",
+                          "prefetch; tp8_fp8_fit_reg 0.250 ms 2.00x the codes widened; h128_wgws 0.160 ms 1.50x the "
+                          "split wgmma kernel; schedule tp8_fit 7.8 us",
            "mla verdict: " + out)
 
     # bench_flash_prefill's JSON: the wgmma row against stage A's row of the same shape; a row alone is left out.

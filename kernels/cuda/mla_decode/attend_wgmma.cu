@@ -22,6 +22,7 @@
 #include <cuda_runtime_api.h>
 
 #include "kernels/cuda/mla_decode/attend_common.cuh"
+#include "kernels/cuda/mla_decode/attend_wgmma_rows.cuh"
 #include "kernels/cuda/mla_decode/mla_decode.h"
 #include "kernels/cuda/mla_decode/wgmma_lanes.h"
 #include "kernels/cuda/mma_sm80.cuh"
@@ -37,23 +38,6 @@ using namespace wgmma_sm90;
 
 constexpr Format kF = Format::Bf16;
 constexpr int kRowChunks = kHeadDimQK / 8;  // 16-byte pieces of a q row or a cached row: 72
-
-// A cached row's 16-byte piece at byte `off` goes to slab off / 128, row `row`, swizzled (wgmma_lanes.h).
-struct SlabRows {
-  __device__ __forceinline__ unsigned char* operator()(unsigned char* stage, int row, int off) const {
-    return stage + wg::row_piece(row, off);
-  }
-};
-
-// Quad maximum / sum: the four threads holding one accumulator row.
-__device__ __forceinline__ float quad_max(float v) {
-  v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
-  return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
-}
-__device__ __forceinline__ float quad_sum(float v) {
-  v += __shfl_xor_sync(0xffffffffu, v, 1);
-  return v + __shfl_xor_sync(0xffffffffu, v, 2);
-}
 
 // kSplit: each warpgroup scores only its half of the step's 64 tokens (m64n32k16), the two exchange their row
 // maxima and write P into one shared slab, and P.V reads P from there (both operands in shared memory): a third
@@ -98,11 +82,8 @@ __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(
     }
     cp_async_commit();
 
-    const auto visible_of = [&](int r) {  // tokens [tok_begin, visible) of the piece row r sees (causal)
-      return row0 + r < rows ? min(pv.tok_end, pv.seq_len - pv.n_q + (row0 + r) / a.num_heads + 1) : 0;
-    };
-    const int visible[2] = {visible_of(r_lo), visible_of(r_hi)};
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};  // l: this thread's share, added up at the end
+    WgSoftmax sm;
+    sm.start(a, pv, row0, r_lo, r_hi);
     float o[128];
 #pragma unroll
     for (int e = 0; e < 128; ++e) o[e] = 0.f;
@@ -137,15 +118,9 @@ __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(
       wgmma_wait<0>();
       fence_registers(s);
 
-      // Online softmax of the thread's two rows (h = 0: r_lo, elements with bit 1 clear; h = 1: r_hi).
-      float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-      for (int e = 0; e < kSRegs; ++e) {
-        const int h = (e >> 1) & 1;
-        s[e] = tok0 + acc_col(lane, e) < visible[h] ? s[e] * a.scale_log2 : -INFINITY;
-        mx[h] = fmaxf(mx[h], s[e]);
-      }
-      mx[0] = quad_max(mx[0]), mx[1] = quad_max(mx[1]);
+      // Online softmax of the thread's two rows.
+      float mx[2];
+      sm.row_max(s, tok0, lane, a.scale_log2, mx);
       if constexpr (kSplit) {  // the other warpgroup's maxima over its tokens
         if ((lane & 3) == 0) max_s[group * kWgRows + r_lo] = mx[0], max_s[group * kWgRows + r_hi] = mx[1];
         __syncthreads();
@@ -153,26 +128,9 @@ __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(
         mx[1] = fmaxf(mx[1], max_s[(1 - group) * kWgRows + r_hi]);
       }
       float alpha[2], m_use[2];
-#pragma unroll
-      for (int h = 0; h < 2; ++h) {
-        const float m_new = fmaxf(m[h], mx[h]);
-        m_use[h] = m_new == -INFINITY ? 0.f : m_new;
-        alpha[h] = exp2_ftz(m[h] - m_use[h]);
-        m[h] = m_new;
-        l[h] *= alpha[h];
-      }
-      // P as A fragments: k-step kk (tokens 16 kk ..) takes n8 tiles 2 kk and 2 kk + 1 of S; registers (row lo,
-      // tokens lo), (row hi, lo), (row lo, hi), (row hi, hi).
+      sm.advance(mx, alpha, m_use);
       uint32_t p[kScoreN / 16][4];
-#pragma unroll
-      for (int kk = 0; kk < kScoreN / 16; ++kk)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const int e = wg::p_element(kk, i), h = i & 1;
-          const float p0 = exp2_ftz(s[e] - m_use[h]), p1 = exp2_ftz(s[e + 1] - m_use[h]);
-          l[h] += p0 + p1;
-          p[kk][i] = mma_sm80::pack2<__nv_bfloat16>(p0, p1);
-        }
+      sm.probabilities(s, m_use, p);
       if constexpr (kSplit) {  // this warpgroup's 32 token columns of the shared P slab (K-major for P.V)
 #pragma unroll
         for (int kk = 0; kk < kScoreN / 16; ++kk)
@@ -184,12 +142,7 @@ __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(
         fence_async_smem();
         __syncthreads();  // P complete for the tensor cores
       }
-      // Once the rows' maxima settle, every alpha is 1: the warp skips its 128 multiplies (a third of the
-      // softmax's instructions; exact either way, and a NaN alpha is not 1).
-      if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
-#pragma unroll
-        for (int e = 0; e < 128; ++e) o[e] *= alpha[(e >> 1) & 1];
-      }
+      rescale_o(o, alpha);
 
       wgmma_fence();
 #pragma unroll
@@ -207,34 +160,14 @@ __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(
 
     // The piece's result: final rows when it is its sequence's only piece, else a partial (as the other kernels).
     const bool whole = piece_is_whole(a, pv);
-    float lsum[2] = {quad_sum(l[0]), quad_sum(l[1])};
+    float lsum[2] = {quad_sum(sm.l[0]), quad_sum(sm.l[1])};
     if constexpr (kSplit) {  // the other warpgroup's share of the row sums (its tokens)
       if ((lane & 3) == 0) sum_s[group * kWgRows + r_lo] = lsum[0], sum_s[group * kWgRows + r_hi] = lsum[1];
       __syncthreads();
       lsum[0] += sum_s[(1 - group) * kWgRows + r_lo];
       lsum[1] += sum_s[(1 - group) * kWgRows + r_hi];
     }
-    float inv[2];
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const float lh = lsum[h];
-      const int r = h ? r_hi : r_lo;
-      inv[h] = lh == 0.f ? 0.f : 1.f / lh;  // l == 0: no visible token; a NaN l stays NaN
-      const float lse2 = lh == 0.f ? -INFINITY : m[h] + log2f(lh);
-      if (group == 0 && (lane & 3) == 0 && row0 + r < rows) {
-        if (whole)
-          a.lse[int64_t(pv.q_begin) * a.num_heads + row0 + r] = lse2 * 0.6931471805599453f;  // log2 -> ln
-        else
-          a.lse_part[int64_t(pi) * a.max_rows + row0 + r] = lse2;
-      }
-    }
-#pragma unroll
-    for (int e = 0; e < 128; e += 2) {
-      const int h = (e >> 1) & 1, r = h ? r_hi : r_lo;
-      if (row0 + r >= rows) continue;
-      const float out[2] = {o[e] * inv[h], o[e + 1] * inv[h]};
-      store_o<2>(a, pi, pv, whole, row0 + r, 256 * group + acc_col(lane, e), out);
-    }
+    finish_wg_rows(a, pi, pv, whole, row0, r_lo, r_hi, group, lane, lsum, sm.m, o);
     __syncthreads();  // q, the ring, P and the row buffers are rewritten by the next piece
   }
 }
