@@ -11,9 +11,8 @@
 //   warpgroups 1 and 2 compute: each waits for a stage's `full`, and arrives on its `empty` after its last MMA
 //            reading it, which is what the loader waits for before refilling it. Nothing else joins them, so
 //            one's softmax can run while the other's MMAs hold the tensor cores.
-// q gets the same pair of barriers (q_full, q_empty) per piece. Phases run on over the CTA's pieces: the n-th use
-// of a stage or of q waits for parity n & 1 (the loader for the previous use's release: parity (n & 1) ^ 1, which a
-// fresh barrier passes). setmaxnreg gives the loader's registers to the computing warpgroups. Waits trap after a
+// q gets the same pair of barriers (q_full, q_empty) per piece. Phases run on over the CTA's pieces (ws_ring.h: the
+// parities, played out on the CPU by tests/kernels/test_mla_decode_ws_ring.cpp). setmaxnreg gives the loader's registers to the computing warpgroups. Waits trap after a
 // long time instead of hanging a launch whose protocol is broken. Schedule, masks, softmax (attend_wgmma_rows.cuh),
 // partials and whole-piece outputs are the other attend kernels'. bf16 rows.
 #include <cuda_bf16.h>
@@ -25,6 +24,7 @@
 #include "kernels/cuda/mla_decode/attend_wgmma_rows.cuh"
 #include "kernels/cuda/mla_decode/mla_decode.h"
 #include "kernels/cuda/mla_decode/wgmma_lanes.h"
+#include "kernels/cuda/mla_decode/ws_ring.h"
 #include "kernels/cuda/mma_sm80.cuh"
 #include "kernels/cuda/tma_sm90.cuh"
 #include "kernels/cuda/wgmma_sm90.cuh"
@@ -59,8 +59,7 @@ __device__ __forceinline__ void wait_phase(uint32_t bar, uint32_t parity) {
   tma_sm90::mbarrier_wait_or_trap(bar, parity, kStuckPolls);
 }
 
-// Warpgroup 0: every piece's q rows and cached tiles, in the order the computing warpgroups take them. Tile n of
-// the CTA (counted over its pieces) goes to stage n % 2, its (n / 2)-th use.
+// Warpgroup 0: every piece's q rows and cached tiles, in the order the computing warpgroups take them.
 __device__ __forceinline__ void load_pieces(const AttendArgs& a, unsigned char* q_s, unsigned char* ring,
                                             const Barriers& bars, int row0) {
   const int tid = threadIdx.x;
@@ -71,12 +70,12 @@ __device__ __forceinline__ void load_pieces(const AttendArgs& a, unsigned char* 
     if (row0 >= pv.rows) continue;  // as the computing warpgroups do
     const int num_steps = (pv.num_tiles + 1) / 2;
     for (int it = 0; it < num_steps; ++it, ++n) {
-      const int stage = n % kWgStages;
-      wait_phase(bars.empty(stage), ((n / kWgStages) & 1) ^ 1);  // its previous tile's readers are done
+      const int stage = ws::stage_of(n, kWgStages);
+      wait_phase(bars.empty(stage), ws::empty_parity(n, kWgStages));  // its previous tile's readers are done
       load_kv_rows<kF, kWgBlockN, kLoaders>(a, ring + stage * kWgStageBytes, pv.seq, pv.tok_begin + it * kWgBlockN,
                                             pv.tok_end, SlabRows{});
       if (it == 0) {  // the piece's q rows (zeros past the sequence's rows), once the last piece's scores are done
-        wait_phase(bars.q_empty(), (np & 1) ^ 1);
+        wait_phase(bars.q_empty(), ws::q_empty_parity(np));
         const uint16_t* q_src = a.q + (int64_t(pv.q_begin) * a.num_heads + row0) * kHeadDimQK;
         for (int c = tid; c < kWgRows * kRowChunks; c += kLoaders) {
           const int r = c / kRowChunks, off = (c % kRowChunks) * 16;
@@ -93,7 +92,7 @@ __device__ __forceinline__ void load_pieces(const AttendArgs& a, unsigned char* 
       if (it == 0) tma_sm90::mbarrier_arrive(bars.q_full());
       tma_sm90::mbarrier_arrive(bars.full(stage));
     }
-    ++np;
+    np += num_steps > 0;  // a piece without steps (the scheduler makes none) needs no q
   }
 }
 
@@ -114,11 +113,11 @@ __device__ __forceinline__ void attend_pieces(const AttendArgs& a, uint32_t q_u3
     float o[128];
 #pragma unroll
     for (int e = 0; e < 128; ++e) o[e] = 0.f;
-    wait_phase(bars.q_full(), np & 1);
+    if (num_steps > 0) wait_phase(bars.q_full(), ws::q_full_parity(np));
 
     for (int it = 0; it < num_steps; ++it, ++n) {
-      const int stage = n % kWgStages;
-      wait_phase(bars.full(stage), (n / kWgStages) & 1);
+      const int stage = ws::stage_of(n, kWgStages);
+      wait_phase(bars.full(stage), ws::full_parity(n, kWgStages));
       const uint32_t stage_u32 = ring_u32 + uint32_t(stage * kWgStageBytes);
       const int tok0 = pv.tok_begin + it * kWgBlockN;  // token of score column 0
 
@@ -151,8 +150,7 @@ __device__ __forceinline__ void attend_pieces(const AttendArgs& a, uint32_t q_u3
       fence_registers(o);
       tma_sm90::mbarrier_arrive(bars.empty(stage));  // this warpgroup's last read of the stage is done
     }
-    if (num_steps == 0) tma_sm90::mbarrier_arrive(bars.q_empty());  // (the scheduler makes no empty piece)
-    ++np;
+    np += num_steps > 0;  // a piece without steps (the scheduler makes none) reads no q: zeros and -inf below
 
     // The piece's result: final rows when it is its sequence's only piece, else a partial. Each warpgroup saw
     // every token, so its row sums are whole.

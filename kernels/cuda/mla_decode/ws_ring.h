@@ -1,0 +1,28 @@
+// The hand-off protocol of the warp-specialized wgmma attend kernel (attend_wgmma_ws.cu) as plain arithmetic, shared
+// by the kernel and by the CPU test that plays it out under random interleavings of its threads against a model of
+// mbarriers (tests/kernels/test_mla_decode_ws_ring.cpp: no deadlock, no stage or q rewritten while read, every read
+// sees the tile or piece it expects), so the parities the kernel waits for are checked without a GPU.
+//
+// An mbarrier counts arrivals; when a phase's count is in, the phase completes and the next begins. A wait names the
+// parity of the phase it waits for, and passes once that phase has completed, which a fresh barrier's phase "before
+// the first" (parity 1) has. Tile n of a CTA (counted over its pieces) goes to stage n % stages, its (n / stages)-th
+// use of that stage; piece number p (counted over the pieces the CTA does not skip) is q's p-th use.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/host_device.h"
+
+namespace mlarun::ops::cuda::mla::ws {
+
+MLARUN_HOST_DEVICE constexpr int stage_of(int n, int stages) { return n % stages; }
+// The computing warpgroups wait on full[stage_of(n)] for the phase that tile n's copies complete.
+MLARUN_HOST_DEVICE constexpr uint32_t full_parity(int n, int stages) { return uint32_t(n / stages) & 1u; }
+// The loader waits on empty[stage_of(n)] for the phase in which the stage's previous tile, n - stages, was released:
+// for the first use of a stage, the phase before the first, which has passed.
+MLARUN_HOST_DEVICE constexpr uint32_t empty_parity(int n, int stages) { return full_parity(n, stages) ^ 1u; }
+// The same for q, one use per piece.
+MLARUN_HOST_DEVICE constexpr uint32_t q_full_parity(int piece) { return uint32_t(piece) & 1u; }
+MLARUN_HOST_DEVICE constexpr uint32_t q_empty_parity(int piece) { return q_full_parity(piece) ^ 1u; }
+
+}  // namespace mlarun::ops::cuda::mla::ws
