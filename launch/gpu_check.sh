@@ -475,15 +475,17 @@ race_mla_small="--gtest_filter='*SanitizerSized*'"  # racecheck needs minutes on
 # (minutes there; SanitizerSized covers both kernels, the fitted one at its 16, 32 and 64-row tiles, under every
 # tool).
 repeat_mla="--gtest_filter='*MlaDecodeSplits*:*ScheduleIsReused*:*TensorCoreRuns*:*MlaDecodeFitted*:*Wgmma*"
-repeat_mla+="-*WarpSpecialized*'"
-not_fitted="--gtest_filter='-*MlaDecodeFitted*:*MlaDecodeWgmma*:*WarpSpecialized*'"
+repeat_mla+="-*WarpSpecialized*:*Seesaw*'"
+not_fitted="--gtest_filter='-*MlaDecodeFitted*:*MlaDecodeWgmma*:*WarpSpecialized*:*Seesaw*'"
 first_fa="--gtest_filter='-*_wg:*/wgmma'" wgmma_fa="--gtest_filter='*_wg:*/wgmma'"
-first_mla="--gtest_filter='-*Fitted*:*Wgmma*:*EveryKernel*:*WarpSpecialized*'"
+first_mla="--gtest_filter='-*Fitted*:*Wgmma*:*EveryKernel*:*WarpSpecialized*:*Seesaw*'"
 fitted_mla="--gtest_filter='*MlaDecodeFitted*:*FittedKernel*'"
-wgmma_mla="--gtest_filter='*MlaDecodeWgmma*:*FittedAndWgmma*:*EveryKernel*-*WarpSpecialized*'"
-# The warp-specialized wgmma decode kernel (attend_wgmma_ws.cu; its tests carry the name): alone in its process, then
-# under memcheck, racecheck and synccheck at the sanitizer size, so a fault there leaves the other kernels' results.
+wgmma_mla="--gtest_filter='*MlaDecodeWgmma*:*FittedAndWgmma*:*EveryKernel*-*WarpSpecialized*:*Seesaw*'"
+# The warp-specialized wgmma decode kernels (attend_wgmma_ws.cu, attend_wgmma_seesaw.cu; their tests carry the
+# names): each alone in its process, then under memcheck, racecheck and synccheck at the sanitizer size, so a fault
+# in one leaves the other kernels' results.
 ws_mla="--gtest_filter='*WarpSpecialized*'" ws_mla_small="--gtest_filter='*SanitizerSizedSplitsOnWarpSpecialized*'"
+ss_mla="--gtest_filter='*Seesaw*'" ss_mla_small="--gtest_filter='*SanitizerSizedSplitsOnSeesaw*'"
 
 # ---- validation: kernel tests, model and CLI, TP and NCCL, sanitizers ---------------------------------------
 # The wgmma layer first (seconds): descriptors, swizzle and fragment maps on the tensor cores, and TMA copies counted
@@ -507,6 +509,10 @@ need_bins kernels-wgmma-ws tests/test_gpu_mla_decode &&
   step kernels-wgmma-ws "$out/kernels.log" 10 60 1 "$tests/test_gpu_mla_decode --gtest_brief=1 $ws_mla; r=\$?;
     $(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer) --error-exitcode 86 --tool memcheck \
     $tests/test_gpu_mla_decode --gtest_brief=1 $ws_mla_small && exit \$r"
+need_bins kernels-wgmma-seesaw tests/test_gpu_mla_decode &&
+  step kernels-wgmma-seesaw "$out/kernels.log" 10 60 1 "$tests/test_gpu_mla_decode --gtest_brief=1 $ss_mla; r=\$?;
+    $(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer) --error-exitcode 86 --tool memcheck \
+    $tests/test_gpu_mla_decode --gtest_brief=1 $ss_mla_small && exit \$r"
 need_bins kernels-repeat3 tests/test_gpu_flash_prefill tests/test_gpu_mla_decode &&
   step kernels-repeat3 "$out/kernels.log" 10 50 1 "$tests/test_gpu_mla_decode --gtest_brief=1 --gtest_repeat=3 \
     $repeat_mla;
@@ -532,6 +538,9 @@ need_bins sanitizer tests/test_gpu_flash_prefill tests/test_gpu_mla_decode && {
   step race-sync-mla-ws "$out/sanitizer.log" 10 45 1 \
     "$san racecheck --racecheck-report all $mla --gtest_brief=1 $ws_mla_small; r=\$?;
     $san synccheck $mla --gtest_brief=1 $ws_mla_small && exit \$r"
+  step race-sync-mla-seesaw "$out/sanitizer.log" 10 45 1 \
+    "$san racecheck --racecheck-report all $mla --gtest_brief=1 $ss_mla_small; r=\$?;
+    $san synccheck $mla --gtest_brief=1 $ss_mla_small && exit \$r"
   step initcheck-mla "$out/sanitizer.log" 15 60 1 "$san initcheck $mla --gtest_brief=1 $not_fitted"
 }
 
@@ -573,6 +582,9 @@ mla_shapes+=",mtp2_b128_s8192_h128_wg,b64_s4096_h128_bs16_wg,b64_s4096_h128_bs25
 mla_shapes+=",mtp2_b128_s8192_h128_wgs,tp8_b128_s8192_h16_wgs"
 # The warp-specialized wgmma kernel, each row printed against its split twin above.
 mla_shapes+=",b64_s4096_h128_wgws,mtp2_b128_s8192_h128_wgws,tp8_b128_s8192_h16_wgws,b64_s4096_h128_bs16_wgws"
+# ... and the seesaw one (the steps split between the computing warpgroups), likewise.
+mla_shapes+=",b64_s4096_h128_wgss,mtp2_b128_s8192_h128_wgss,tp8_b128_s8192_h16_wgss,b64_s4096_h128_bs16_wgss"
+mla_shapes+=",b64_s4096_h128_bs256_wgss"
 # Where AttendKernel::Auto switches kernels (32, 48 and 64 rows), each kernel side by side.
 mla_shapes+=",tp8_mtp2_b128_s8192_h16_mma,tp8_mtp2_b128_s8192_h16_fit,tp8_mtp2_b128_s8192_h16_wgs"
 mla_shapes+=",tp8_mtp3_b128_s8192_h16_fit,tp8_mtp3_b128_s8192_h16_wgs"
@@ -605,8 +617,11 @@ if [ -n "$ncu" ] || [ $dry = 1 ]; then
     "${ncu:-ncu} $ncu_opt --launch-skip 10 -k regex:attend_wgmma $kb/bench_mla_decode --reps 3 \
      --only b64_s4096_h128_wg"
   need_bins ncu-mla-wgmma-ws kernels/bench_mla_decode && step ncu-mla-wgmma-ws "$out/kernels.log" 15 45 1 \
-    "${ncu:-ncu} $ncu_opt --launch-skip 10 -k regex:attend_wgmma_ws $kb/bench_mla_decode --reps 3 \
+    "${ncu:-ncu} $ncu_opt --launch-skip 10 -k regex:ws_attend_kernel $kb/bench_mla_decode --reps 3 \
      --only b64_s4096_h128_wgws"
+  need_bins ncu-mla-wgmma-seesaw kernels/bench_mla_decode && step ncu-mla-wgmma-seesaw "$out/kernels.log" 15 45 1 \
+    "${ncu:-ncu} $ncu_opt --launch-skip 10 -k regex:ws_attend_kernel $kb/bench_mla_decode --reps 3 \
+     --only b64_s4096_h128_wgss"
   need_bins ncu-flash kernels/bench_flash_prefill && step ncu-flash "$out/kernels.log" 15 45 1 \
     "${ncu:-ncu} $ncu_opt --launch-skip 2 -k regex:flash_prefill_kernel $kb/bench_flash_prefill --reps 3 \
      --only 'b1 h128 s4096 d192/128'"

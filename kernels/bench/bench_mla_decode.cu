@@ -51,15 +51,15 @@ constexpr int kD = cuda::mla::kHeadDimQK, kDv = cuda::mla::kHeadDimV;
 using AttendKernel = cuda::mla::AttendKernel;
 constexpr AttendKernel kMma = AttendKernel::TensorCores, kFit = AttendKernel::TensorCoresFitted;
 constexpr AttendKernel kWg = AttendKernel::Wgmma, kWgs = AttendKernel::WgmmaSplit;
-constexpr AttendKernel kWgws = AttendKernel::WgmmaWarpSpecialized;
+constexpr AttendKernel kWgws = AttendKernel::WgmmaWarpSpecialized, kWgss = AttendKernel::WgmmaSeesaw;
 constexpr cuda::MlaKvFormat kBf16 = cuda::MlaKvFormat::Bf16, kFp8 = cuda::MlaKvFormat::Fp8;
 constexpr cuda::MlaKvFormat kInt8 = cuda::MlaKvFormat::Int8;
 // Per AttendKernel: the name in the JSON, the tag in the validation lines, the suffix of its shape names.
 // (5 is Auto, which no row asks for: each row names its kernel.)
-constexpr const char* kAttendName[7] = {"simt",        "tensor_cores", "tensor_cores_fitted", "wgmma",
-                                        "wgmma_split", "auto",         "wgmma_warp_specialized"};
-constexpr const char* kAttendTag[7] = {"    ", " mma", " fit", "  wg", " wgs", "auto", "wgws"};
-constexpr const char* kAttendSuffix[7] = {"", "_mma", "_fit", "_wg", "_wgs", "_auto", "_wgws"};
+constexpr const char* kAttendName[8] = {"simt",        "tensor_cores", "tensor_cores_fitted",    "wgmma",
+                                        "wgmma_split", "auto",         "wgmma_warp_specialized", "wgmma_seesaw"};
+constexpr const char* kAttendTag[8] = {"    ", " mma", " fit", "  wg", " wgs", "auto", "wgws", "wgss"};
+constexpr const char* kAttendSuffix[8] = {"", "_mma", "_fit", "_wg", "_wgs", "_auto", "_wgws", "_wgss"};
 
 struct DevBuf {  // one cudaMalloc, freed on scope exit (the ceiling measurements' scratch)
   void* p = nullptr;
@@ -205,6 +205,8 @@ int run(int argc, char** argv) {
     vcases.push_back(c);
     c.attend = kWgws;
     vcases.push_back(c);
+    c.attend = kWgss;
+    vcases.push_back(c);
   }
   bool all_ok = true;
   json::Value vjson = json::Value::array();
@@ -291,6 +293,12 @@ int run(int argc, char** argv) {
       {"mtp2_b128_s8192_h128_wgws", 128, 8192, 128, 2, 64, false, ">= 450 TFLOP/s whole call", kBf16, kWgws},
       {"tp8_b128_s8192_h16_wgws", 128, 8192, 16, 1, 64, false, ">= 2600 GB/s whole call", kBf16, kWgws},
       {"b64_s4096_h128_bs16_wgws", 64, 4096, 128, 1, 16, false, "within 10% of bs 64", kBf16, kWgws},
+      // ... and with the steps split between the computing warpgroups (attend_wgmma_seesaw.cu), likewise.
+      {"b64_s4096_h128_wgss", 64, 4096, 128, 1, 64, false, "<= 0.15 ms whole call", kBf16, kWgss},
+      {"mtp2_b128_s8192_h128_wgss", 128, 8192, 128, 2, 64, false, ">= 450 TFLOP/s whole call", kBf16, kWgss},
+      {"tp8_b128_s8192_h16_wgss", 128, 8192, 16, 1, 64, false, ">= 2600 GB/s whole call", kBf16, kWgss},
+      {"b64_s4096_h128_bs16_wgss", 64, 4096, 128, 1, 16, false, "within 10% of bs 64", kBf16, kWgss},
+      {"b64_s4096_h128_bs256_wgss", 64, 4096, 128, 1, 256, false, "within 10% of bs 64", kBf16, kWgss},
       // Where AttendKernel::Auto switches from the fitted kernel to the split wgmma one (config.h auto_attend: 64
       // rows): 32 rows (TP 8 with two query tokens), 48 (three) and 64 (TP 2: 64 heads), each kernel side by side.
       {"tp8_mtp2_b128_s8192_h16_mma", 128, 8192, 16, 2, 64, false, "(Auto's switch)", kBf16, kMma},
@@ -377,7 +385,8 @@ int run(int argc, char** argv) {
     const bool faster_kind =
         pf_twin.empty() && reg_twin.empty() && (s.attend == kFit || s.attend == kWg || s.attend == kWgs);
     const double mma32 = faster_kind && call_ms.count(base + "_mma") ? call_ms[base + "_mma"] : -1;
-    const double split = s.attend == kWgws && call_ms.count(base + "_wgs") ? call_ms[base + "_wgs"] : -1;
+    const double split =
+        (s.attend == kWgws || s.attend == kWgss) && call_ms.count(base + "_wgs") ? call_ms[base + "_wgs"] : -1;
     std::string bs_twin;  // "..._bs16[_mma]" -> "...[_mma]": the same shape in blocks of 64
     if (const size_t at = name.find("_bs"); at != std::string::npos) {
       const size_t end = name.find('_', at + 3);

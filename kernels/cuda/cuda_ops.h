@@ -99,8 +99,8 @@ std::string mla_decode_unfit(const StepPart& part, DType dtype, KvQuant cache, i
 int mla_decode_sm_count();
 size_t mla_decode_workspace(const StepPart& part, int64_t heads, int num_sms);
 // The kernels the model's attention uses, chosen by environment variables read once per process (as vLLM picks its
-// attention backend): MLARUN_MLA_DECODE_KERNEL = simt | mma | fitted | wgmma | wgmma-split | auto | wgmma-ws
-// (mla_decode's attend kernel, config.h AttendKernel 0..6) and MLARUN_FLASH_PREFILL_KERNEL = mma | wgmma
+// attention backend): MLARUN_MLA_DECODE_KERNEL = simt | mma | fitted | wgmma | wgmma-split | auto | wgmma-ws |
+// wgmma-seesaw (mla_decode's attend kernel, config.h AttendKernel 0..7) and MLARUN_FLASH_PREFILL_KERNEL = mma | wgmma
 // (FlashPrefillParams::wgmma). Unset or empty: the defaults (auto; wgmma where the device runs it). The parsers
 // throw mlarun::Error naming the variable, the value and the choices.
 int32_t parse_mla_decode_kernel(const char* value);  // AttendKernel as an int

@@ -26,12 +26,13 @@ bool flash_prefill_fits(int64_t d_qk, int64_t d_v, DType dtype) {
 int32_t parse_mla_decode_kernel(const char* value) {
   const std::string v = value == nullptr ? "" : value;
   if (v.empty()) return int32_t(mla::kDefaultAttend);
-  const char* names[] = {"simt", "mma", "fitted", "wgmma", "wgmma-split", "auto", "wgmma-ws"};  // AttendKernel 0..6
+  const char* names[] = {"simt",        "mma",  "fitted",   "wgmma",
+                         "wgmma-split", "auto", "wgmma-ws", "wgmma-seesaw"};  // AttendKernel 0..7
   static_assert(sizeof(names) / sizeof(names[0]) == int32_t(mla::kLastAttendKernel) + 1, "a name per kernel");
   for (int32_t i = 0; i <= int32_t(mla::kLastAttendKernel); ++i)
     if (v == names[i]) return i;
   fail("MLARUN_MLA_DECODE_KERNEL = '", v,
-       "' is not one of simt, mma, fitted, wgmma, wgmma-split, wgmma-ws, auto (unset: auto)");
+       "' is not one of simt, mma, fitted, wgmma, wgmma-split, wgmma-ws, wgmma-seesaw, auto (unset: auto)");
 }
 
 bool parse_flash_prefill_wgmma(const char* value) {

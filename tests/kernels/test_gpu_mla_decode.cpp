@@ -106,9 +106,9 @@ TEST(MlaDecodeApi, EveryBadFieldIsNamedWithItsValue) {
       {[](auto& p) { p.out = reinterpret_cast<uint16_t*>(g_fake + 8); }, "is not 16-byte aligned"},
       {[](auto& p) { p.workspace = g_fake + 16; }, "is not 256-byte aligned"},
       {[](auto& p) { p.workspace_bytes -= 1; }, " bytes needed for batch 4, 16 heads, max_q_per_seq 2 and 132 SMs"},
-      {[](auto& p) { p.attend = cuda::mla::AttendKernel(7); },
-       "attend 7 is not simt (0), tensor cores (1), fitted tensor cores (2), wgmma (3), wgmma split (4), auto (5) or "
-       "wgmma warp-specialized (6)"},
+      {[](auto& p) { p.attend = cuda::mla::AttendKernel(8); },
+       "attend 8 is not simt (0), tensor cores (1), fitted tensor cores (2), wgmma (3), wgmma split (4), auto (5), "
+       "wgmma warp-specialized (6) or wgmma seesaw (7)"},
       {[](auto& p) { p.attend = cuda::mla::AttendKernel(-1); }, "attend -1 is not simt (0)"},
   };
   for (const Bad& bad : cases) {
@@ -283,6 +283,10 @@ TEST(MlaDecodeGpu, WarpSpecializedRunsAreIdenticalAndKeepNanOutOfOtherSequences)
   if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
   expect_identical_runs(cuda::mla::AttendKernel::WgmmaWarpSpecialized);
 }
+TEST(MlaDecodeGpu, SeesawRunsAreIdenticalAndKeepNanOutOfOtherSequences) {
+  if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
+  expect_identical_runs(cuda::mla::AttendKernel::WgmmaSeesaw);
+}
 
 // Sized for compute-sanitizer's racecheck, which takes minutes on the split cases above: a schedule for 5 SMs over
 // short sequences (so they are split and combined), on every attend kernel (the fitted one at 16, 32 and 64 rows,
@@ -315,11 +319,19 @@ TEST(MlaDecodeGpu, SanitizerSizedSplitsOnEveryKernel) {
 // The warp-specialized kernel also over 128 heads and 1 or 2 query tokens: four 64-row CTAs per part, the last two
 // skipping the one-query pieces (the loading and computing warpgroups must skip the same ones), several pieces
 // per CTA (the barriers' phases run on across them).
-TEST(MlaDecodeGpu, SanitizerSizedSplitsOnWarpSpecializedKernel) {
-  check_sanitizer_sized(cuda::mla::AttendKernel::WgmmaWarpSpecialized);
+void check_sanitizer_sized_128_heads(cuda::mla::AttendKernel attend) {
+  check_sanitizer_sized(attend);
   Case c{{300, 5, 1, 0, 130}, {2, 1, 1, 2, 1}, 128, 16, 5, 43};
-  c.attend = cuda::mla::AttendKernel::WgmmaWarpSpecialized;
+  c.attend = attend;
   run_and_check(c);
+}
+TEST(MlaDecodeGpu, SanitizerSizedSplitsOnWarpSpecializedKernel) {
+  check_sanitizer_sized_128_heads(cuda::mla::AttendKernel::WgmmaWarpSpecialized);
+}
+// The seesaw kernel over the same: pieces of one step (B scores nothing), of an odd count (a last step of A's alone)
+// and of an even one.
+TEST(MlaDecodeGpu, SanitizerSizedSplitsOnSeesawKernel) {
+  check_sanitizer_sized_128_heads(cuda::mla::AttendKernel::WgmmaSeesaw);
 }
 
 TEST(MlaDecodeGpu, EmptySequencesGiveZerosAndMinusInfinity) { run_and_check({{0, 0, 0}, {1, 2, 4}, 8, 64, 0, 15}); }
@@ -389,6 +401,11 @@ TEST(MlaDecodeGpu, WarpSpecializedKernelReportsBadMetadataAndPoisonsOnlyThatSequ
   if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
   if (!cuda::device_runs_wgmma()) GTEST_SKIP() << "this device or build runs no wgmma";
   expect_bad_metadata_reported(cuda::mla::AttendKernel::WgmmaWarpSpecialized);
+}
+TEST(MlaDecodeGpu, SeesawKernelReportsBadMetadataAndPoisonsOnlyThatSequence) {
+  if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
+  if (!cuda::device_runs_wgmma()) GTEST_SKIP() << "this device or build runs no wgmma";
+  expect_bad_metadata_reported(cuda::mla::AttendKernel::WgmmaSeesaw);
 }
 
 // Every out/lse element of query tokens [t0, t1) is NaN. Outputs are zeroed before the run (not NaN-poisoned),

@@ -52,6 +52,7 @@ TEST(MlaDecodeApi, KernelChoicesByEnvironmentParseAndNameBadValues) {
   EXPECT_EQ(cuda::parse_mla_decode_kernel("wgmma"), int32_t(AttendKernel::Wgmma));
   EXPECT_EQ(cuda::parse_mla_decode_kernel("wgmma-split"), int32_t(AttendKernel::WgmmaSplit));
   EXPECT_EQ(cuda::parse_mla_decode_kernel("wgmma-ws"), int32_t(AttendKernel::WgmmaWarpSpecialized));
+  EXPECT_EQ(cuda::parse_mla_decode_kernel("wgmma-seesaw"), int32_t(AttendKernel::WgmmaSeesaw));
   EXPECT_EQ(cuda::parse_mla_decode_kernel("auto"), int32_t(AttendKernel::Auto));
   EXPECT_EQ(cuda::mla::kDefaultAttend, AttendKernel::Auto);
   try {
@@ -59,7 +60,7 @@ TEST(MlaDecodeApi, KernelChoicesByEnvironmentParseAndNameBadValues) {
     ADD_FAILURE() << "accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("MLARUN_MLA_DECODE_KERNEL = 'WGMMA' is not one of simt, mma, fitted, "
-                                         "wgmma, wgmma-split, wgmma-ws, auto"),
+                                         "wgmma, wgmma-split, wgmma-ws, wgmma-seesaw, auto"),
               std::string::npos)
         << e.what();
   }
@@ -73,7 +74,10 @@ TEST(MlaDecodeApi, KernelChoicesByEnvironmentParseAndNameBadValues) {
   cuda::set_mla_decode_kernel(int32_t(AttendKernel::WgmmaWarpSpecialized));
   EXPECT_EQ(cuda::mla_decode_kernel(), int32_t(AttendKernel::WgmmaWarpSpecialized));
   cuda::set_mla_decode_kernel(-1);
-  EXPECT_THROW(cuda::set_mla_decode_kernel(7), Error);
+  cuda::set_mla_decode_kernel(int32_t(AttendKernel::WgmmaSeesaw));
+  EXPECT_EQ(cuda::mla_decode_kernel(), int32_t(AttendKernel::WgmmaSeesaw));
+  cuda::set_mla_decode_kernel(-1);
+  EXPECT_THROW(cuda::set_mla_decode_kernel(8), Error);
   EXPECT_THROW(cuda::set_mla_decode_kernel(-2), Error);
   EXPECT_THROW(cuda::set_flash_prefill_wgmma(2), Error);
   EXPECT_TRUE(cuda::parse_flash_prefill_wgmma(nullptr));  // the Hopper kernel where the device runs it
@@ -105,9 +109,10 @@ TEST(MlaDecodeApi, FittedKernelFitsItsTileToTheRowsAndTheWorkspaceFitsEveryKerne
   EXPECT_EQ(cuda::mla_decode_num_parts(128, 2, 132, AttendKernel::WgmmaSplit), 33);
   EXPECT_EQ(cuda::mla_decode_num_parts(128, 2, 132, AttendKernel::WgmmaWarpSpecialized), 33);
   EXPECT_EQ(cuda::mla_decode_num_parts(16, 1, 132, AttendKernel::WgmmaWarpSpecialized), 132);
+  EXPECT_EQ(cuda::mla_decode_num_parts(128, 1, 132, AttendKernel::WgmmaSeesaw), 66);
   // Every kernel's layout fits mla_decode_workspace_bytes, so the checks pass whichever one a call picks.
   for (AttendKernel k : {AttendKernel::Simt, AttendKernel::TensorCores, kFit, AttendKernel::Wgmma,
-                         AttendKernel::WgmmaSplit, AttendKernel::WgmmaWarpSpecialized})
+                         AttendKernel::WgmmaSplit, AttendKernel::WgmmaWarpSpecialized, AttendKernel::WgmmaSeesaw})
     for (cuda::MlaKvFormat f : {cuda::MlaKvFormat::Bf16, cuda::MlaKvFormat::Fp8})
       for (int heads : {1, 16, 128}) {
         MlaDecodeParams p = fake_params();
@@ -134,7 +139,7 @@ TEST(MlaDecodeApi, AutoTakesTheKernelMeasuredFastestForTheRows) {
   EXPECT_EQ(auto_attend(true, 128, 2, true), kFit);    // fp8/int8 rows: the fitted kernel reads them
   EXPECT_EQ(auto_attend(false, 128, 1, false), kFit);  // no wgmma on this device or in this build
   for (AttendKernel k : {AttendKernel::Simt, AttendKernel::TensorCores, kFit, AttendKernel::Wgmma, kWgs,
-                         AttendKernel::WgmmaWarpSpecialized})
+                         AttendKernel::WgmmaWarpSpecialized, AttendKernel::WgmmaSeesaw})
     EXPECT_EQ(cuda::resolve_attend(k, false, 128, 1), k);
   // Auto resolves once per call shape, so the schedule and the attend kernel agree: its parts are its kernel's.
   const AttendKernel r = cuda::resolve_attend(AttendKernel::Auto, false, 128, 1);
@@ -219,7 +224,8 @@ TEST(MlaDecodeGpu, FittedKernelKeepsQuantizedRowsFarFromOneInRange) {
 // geometry.
 TEST(MlaDecodeGpu, FittedAndWgmmaKernelsOverQuantizedRowsMatchReference) {
   for (auto attend : {cuda::mla::AttendKernel::TensorCoresFitted, cuda::mla::AttendKernel::Wgmma,
-                      cuda::mla::AttendKernel::WgmmaSplit, cuda::mla::AttendKernel::WgmmaWarpSpecialized})
+                      cuda::mla::AttendKernel::WgmmaSplit, cuda::mla::AttendKernel::WgmmaWarpSpecialized,
+                      cuda::mla::AttendKernel::WgmmaSeesaw})
     for (cuda::MlaKvFormat format : {cuda::MlaKvFormat::Fp8, cuda::MlaKvFormat::Int8}) {
       SCOPED_TRACE(std::string(cuda::mla_kv_format_name(format)) + ", attend " + std::to_string(int(attend)));
       Case c{kLens, kQLens, 16, 64, 0, 39};
@@ -303,10 +309,15 @@ INSTANTIATE_TEST_SUITE_P(Gpu, MlaDecodeWgmma,
                                             ::testing::Values(std::pair{16, 1}, std::pair{4, 4}, std::pair{64, 1},
                                                               std::pair{128, 1}, std::pair{24, 3}, std::pair{128, 2}),
                                             ::testing::Values(1, 64, 256), ::testing::Values(0, 5)));
-// The warp-specialized kernel (attend_wgmma_ws.cu) over the same cases, under a name of its own so a run can take
-// it alone or leave it out (test_gpu_mla_decode.cpp has its other tests).
+// The warp-specialized kernels (attend_wgmma_ws.cu, attend_wgmma_seesaw.cu) over the same cases, each under a name
+// of its own so a run can take it alone or leave it out (test_gpu_mla_decode.cpp has their other tests).
 INSTANTIATE_TEST_SUITE_P(WarpSpecialized, MlaDecodeWgmma,
                          ::testing::Combine(::testing::Values(cuda::mla::AttendKernel::WgmmaWarpSpecialized),
+                                            ::testing::Values(std::pair{16, 1}, std::pair{4, 4}, std::pair{64, 1},
+                                                              std::pair{128, 1}, std::pair{24, 3}, std::pair{128, 2}),
+                                            ::testing::Values(1, 64, 256), ::testing::Values(0, 5)));
+INSTANTIATE_TEST_SUITE_P(Seesaw, MlaDecodeWgmma,
+                         ::testing::Combine(::testing::Values(cuda::mla::AttendKernel::WgmmaSeesaw),
                                             ::testing::Values(std::pair{16, 1}, std::pair{4, 4}, std::pair{64, 1},
                                                               std::pair{128, 1}, std::pair{24, 3}, std::pair{128, 2}),
                                             ::testing::Values(1, 64, 256), ::testing::Values(0, 5)));

@@ -44,8 +44,9 @@ struct KernelChoice {
     ops::cuda::set_flash_prefill_wgmma(-1);
   }
 };
-// config.h AttendKernel: simt, mma, fitted, wgmma, wgmma-split and wgmma-ws (5 is auto, which picks one of them).
-constexpr int32_t kMlaDecodeKernels[] = {0, 1, 2, 3, 4, 6};
+// config.h AttendKernel: simt, mma, fitted, wgmma, wgmma-split, wgmma-ws and wgmma-seesaw (5 is auto, which picks
+// one of them).
+constexpr int32_t kMlaDecodeKernels[] = {0, 1, 2, 3, 4, 6, 7};
 
 }  // namespace
 

@@ -1,9 +1,10 @@
-// The warp-specialized wgmma attend kernel's hand-off (attend_wgmma_ws.cu; the parities in ws_ring.h) played out on
-// the CPU: each loading and computing thread runs the kernel's sequence of waits, copies, reads and arrivals, in a
-// random interleaving, against a model of mbarriers. For random runs of pieces (skipped ones included) it must
-// finish (no deadlock), never write a stage or q while a computing thread reads it, and every read must find the
-// tile or piece it expects, landed. Broken variants of the protocol (a wrong parity, q released early) must be
-// caught, so the model is not one that passes anything.
+// The warp-specialized wgmma attend kernels' hand-offs (attend_wgmma_ws.cuh's loader with attend_wgmma_ws.cu's or
+// attend_wgmma_seesaw.cu's computing warpgroups; the parities in ws_ring.h) played out on the CPU: each thread runs
+// its kernel's sequence of waits, copies, stores, reads and arrivals, in a random interleaving, against a model of
+// mbarriers. For random runs of pieces (skipped ones and ones without steps included) a run must finish (no
+// deadlock), never write what a thread is reading, and every read must find, landed, what its kernel expects there
+// (the tile, q, the other warpgroup's P, maxima and row sums). Broken variants of each protocol must be caught, so
+// the model is not one that passes anything.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -29,13 +30,16 @@ struct MBarrier {
   bool passed(uint32_t parity) const { return (uint32_t(completed) & 1u) != parity; }
 };
 
-// What the kernel's threads wait for; mutations of it must be caught.
+// What the kernels' threads do; each mutation must be caught.
 struct Protocol {
   uint32_t (*full_parity)(int, int) = ws::full_parity;
   uint32_t (*empty_parity)(int, int) = ws::empty_parity;
   uint32_t (*q_full_parity)(int) = ws::q_full_parity;
   uint32_t (*q_empty_parity)(int) = ws::q_empty_parity;
-  bool release_q_after_first_scores = false;  // the kernel releases q after the piece's last scores
+  bool release_q_after_first_scores = false;  // the kernels release q after a warpgroup's last scores of a piece
+  bool b_writes_l_first = false;              // the seesaw's B writes its row sums only once it has read A's
+  bool a_skips_b_ready = false;               // the seesaw's A waits for B's beta before reading it
+  bool a_writes_p_during_scores = false;      // the seesaw's A writes its P over slab 8 once its scores are done
 };
 
 struct Piece {
@@ -43,62 +47,205 @@ struct Piece {
   int steps;
 };
 
-enum class Op { Wait, BeginWrite, Land, Arrive, BeginRead, EndRead, ReadQ };
-struct Step {
-  Op op;
-  int a = 0, value = 0;  // Wait/Arrive: barrier; BeginWrite/Land/BeginRead/EndRead/ReadQ: resource
-  uint32_t parity = 0;
-};
-
-// Resources: the ring's stages 0 .. kStages - 1 and q; barriers: full[s], empty[s], q_full, q_empty.
-constexpr int kStages = kWgStages, kQ = kStages;
+// Thread groups: the loading warpgroup, computing warpgroups 1 (the seesaw's A) and 2 (B).
+enum Group { kLoader, kA, kB, kGroups };
+// Resources: a stage's slabs 0-7 (V, and most of K), its slab 8 (k_pe; the seesaw's P tile), q, and the seesaw's
+// exchange rows (A's maximum and alpha, B's maximum and beta, the two row sums).
+constexpr int kStages = kWgStages;
+constexpr int res_v(int s) { return s; }
+constexpr int res_slab8(int s) { return kStages + s; }
+constexpr int kResQ = 2 * kStages, kResXA = kResQ + 1, kResXB = kResQ + 2, kResLA = kResQ + 3, kResLB = kResQ + 4;
+constexpr int kResources = kResQ + 5;
+// Barriers: full[s], empty[s], q_full, q_empty, then the seesaw's signals.
 constexpr int full_bar(int s) { return s; }
 constexpr int empty_bar(int s) { return kStages + s; }
-constexpr int kQFull = 2 * kStages, kQEmpty = 2 * kStages + 1, kBarriers = 2 * kStages + 2;
+constexpr int kQFull = 2 * kStages, kQEmpty = kQFull + 1, kAReady = kQFull + 2, kBReady = kQFull + 3;
+constexpr int kPAReady = kQFull + 4, kLAReady = kQFull + 5, kLBReady = kQFull + 6;
+// And one per group for its collective operations: a warpgroup's wgmma completes for all of its threads, so none
+// passes the wait for it before every thread of the group has issued it (where the reads it models happen).
+constexpr int group_bar(int g) { return kQFull + 7 + g; }
+constexpr int kBarriers = kQFull + 7 + kGroups;
 
-// A loading thread's sequence (load_pieces in the kernel).
-std::vector<Step> loader_steps(const std::vector<Piece>& pieces, const Protocol& p) {
-  std::vector<Step> out;
+enum class Op { Wait, Arrive, Write, Land, ReadBegin, ReadEnd, Read };
+struct Step {
+  Op op;
+  int a = 0;        // the barrier or the resource
+  int value = 0;    // Write/Land: what this thread writes; ReadBegin/Read: what the writers must have written
+  int writer = 0;   // ReadBegin/Read: the group whose writes are expected
+  uint32_t parity = 0;
+};
+// A thread's sequence, and how many collective operations it has passed (its group's barrier's phases).
+struct Program {
+  std::vector<Step> steps;
+  int collectives = 0;
+  void push_back(const Step& s) { steps.push_back(s); }
+};
+
+void wait(Program& p, int bar, uint32_t parity) { p.push_back({Op::Wait, bar, 0, 0, parity}); }
+void arrive(Program& p, int bar) { p.push_back({Op::Arrive, bar}); }
+void store(Program& p, int res, int value) {  // a write that lands before the thread goes on
+  p.push_back({Op::Write, res, value});
+  p.push_back({Op::Land, res, value});
+}
+void read_begin(Program& p, int res, int writer, int value) { p.push_back({Op::ReadBegin, res, value, writer}); }
+void read_end(Program& p, int res) { p.push_back({Op::ReadEnd, res}); }
+void read(Program& p, int res, int writer, int value) { p.push_back({Op::Read, res, value, writer}); }
+// wgmma.wait_group: every thread of group g has issued what it waits for.
+void collective(Program& p, int g) {
+  arrive(p, group_bar(g));
+  wait(p, group_bar(g), uint32_t(p.collectives++) & 1u);
+}
+
+// Values: a tile is its step number n; q its piece number; a P tile, a maximum or a row sum its use number, offset
+// so that no two kinds meet.
+constexpr int p_of_a(int use) { return 1000000 + use; }
+constexpr int p_of_b(int use) { return 2000000 + use; }
+
+// A loading thread (ws_load_pieces): for each step, wait for the stage's release, copy its rows (all nine slabs),
+// with q at a piece's first step once q is released, wait for the copies, arrive.
+Program loader_program(const std::vector<Piece>& pieces, const Protocol& p) {
+  Program out;
   int n = 0, np = 0;
   for (const Piece& piece : pieces) {
     if (piece.skipped) continue;
     for (int it = 0; it < piece.steps; ++it, ++n) {
       const int s = ws::stage_of(n, kStages);
-      out.push_back({Op::Wait, empty_bar(s), 0, p.empty_parity(n, kStages)});
-      out.push_back({Op::BeginWrite, s, n});
+      wait(out, empty_bar(s), p.empty_parity(n, kStages));
+      out.push_back({Op::Write, res_v(s), n});
+      out.push_back({Op::Write, res_slab8(s), n});
       if (it == 0) {
-        out.push_back({Op::Wait, kQEmpty, 0, p.q_empty_parity(np)});
-        out.push_back({Op::BeginWrite, kQ, np});
+        wait(out, kQEmpty, p.q_empty_parity(np));
+        out.push_back({Op::Write, kResQ, np});
       }
-      out.push_back({Op::Land, s, n});  // cp.async.wait_group 0: this thread's copies are in
-      if (it == 0) out.push_back({Op::Land, kQ, np});
-      if (it == 0) out.push_back({Op::Arrive, kQFull});
-      out.push_back({Op::Arrive, full_bar(s)});
+      out.push_back({Op::Land, res_v(s), n});  // cp.async.wait_group 0: this thread's copies are in
+      out.push_back({Op::Land, res_slab8(s), n});
+      if (it == 0) out.push_back({Op::Land, kResQ, np});
+      if (it == 0) arrive(out, kQFull);
+      arrive(out, full_bar(s));
     }
     np += piece.steps > 0;
   }
   return out;
 }
 
-// A computing thread's sequence (attend_pieces in the kernel): each step's scores read q and the stage, P.V the
-// stage again; the stage is released after P.V, q after the piece's last scores.
-std::vector<Step> computer_steps(const std::vector<Piece>& pieces, const Protocol& p) {
-  std::vector<Step> out;
+// A computing thread of attend_wgmma_ws.cu (OwnSteps): each step's scores read q and the whole stage, P.V slabs 0-7;
+// the stage is released after P.V, q after the piece's last scores.
+Program own_steps_program(const std::vector<Piece>& pieces, const Protocol& p, int g) {
+  Program out;
   int n = 0, np = 0;
   for (const Piece& piece : pieces) {
     if (piece.skipped) continue;
-    if (piece.steps > 0) out.push_back({Op::Wait, kQFull, 0, p.q_full_parity(np)});
+    if (piece.steps > 0) wait(out, kQFull, p.q_full_parity(np));
     for (int it = 0; it < piece.steps; ++it, ++n) {
       const int s = ws::stage_of(n, kStages);
-      out.push_back({Op::Wait, full_bar(s), 0, p.full_parity(n, kStages)});
-      out.push_back({Op::BeginRead, s, n});
-      out.push_back({Op::ReadQ, kQ, np});
-      const int release_at = p.release_q_after_first_scores ? 0 : piece.steps - 1;
-      if (it == release_at) out.push_back({Op::Arrive, kQEmpty});
-      out.push_back({Op::EndRead, s, n});
-      out.push_back({Op::Arrive, empty_bar(s)});
+      wait(out, full_bar(s), p.full_parity(n, kStages));
+      read_begin(out, res_v(s), kLoader, n);
+      read(out, res_slab8(s), kLoader, n);
+      read(out, kResQ, kLoader, np);
+      collective(out, g);  // the scores
+      if (it == (p.release_q_after_first_scores ? 0 : piece.steps - 1)) arrive(out, kQEmpty);
+      collective(out, g);  // P.V
+      read_end(out, res_v(s));
+      arrive(out, empty_bar(s));
     }
     np += piece.steps > 0;
+  }
+  return out;
+}
+
+// A computing thread of attend_wgmma_seesaw.cu, warpgroup A (`is_a`) or B, in the kernel's order.
+Program seesaw_program(const std::vector<Piece>& pieces, const Protocol& p, bool is_a) {
+  Program out;
+  int n = 0, np = 0, na = 0, nb = 0, ne = 0;
+  for (const Piece& piece : pieces) {
+    if (piece.skipped) continue;
+    const int steps = piece.steps;
+    if (steps > 0) {
+      wait(out, kQFull, p.q_full_parity(np));
+      if (!is_a && steps == 1) arrive(out, kQEmpty);
+    }
+    const int last_scored = is_a ? (steps - 1) & ~1 : steps - 1 - (steps & 1);
+    for (int it = 0; it < steps; it += 2, n += 2) {
+      const bool pair = it + 1 < steps;
+      const int s0 = ws::stage_of(n, kStages), s1 = ws::stage_of(n + 1, kStages);
+      const int release_q_at = p.release_q_after_first_scores ? (is_a ? 0 : 1) : last_scored;
+      if (is_a) {
+        wait(out, full_bar(s0), p.full_parity(n, kStages));
+        read_begin(out, res_v(s0), kLoader, n);  // scores, then P.V from registers
+        read_begin(out, res_slab8(s0), kLoader, n);
+        read(out, kResQ, kLoader, np);
+        if (p.a_writes_p_during_scores) store(out, res_slab8(s0), p_of_a(na));
+        collective(out, kA);  // the scores
+        read_end(out, res_slab8(s0));
+        if (it == release_q_at) arrive(out, kQEmpty);
+        store(out, kResXA, na);
+        arrive(out, kAReady);
+        if (pair) {
+          if (!p.a_skips_b_ready) wait(out, kBReady, ws::use_parity(nb));
+          read(out, kResXB, kB, nb);
+        }
+        collective(out, kA);  // P_n V_n from registers
+        if (!p.a_writes_p_during_scores) store(out, res_slab8(s0), p_of_a(na));
+        arrive(out, kPAReady);
+        if (pair) {
+          wait(out, full_bar(s1), p.full_parity(n + 1, kStages));
+          read_begin(out, res_v(s1), kLoader, n + 1);
+          read_begin(out, res_slab8(s1), kB, p_of_b(nb));
+          collective(out, kA);  // P_n+1 V_n+1 from B's P tile
+          read_end(out, res_slab8(s1));
+          read_end(out, res_v(s1));
+          arrive(out, empty_bar(s1));
+        }
+        read_end(out, res_v(s0));
+        arrive(out, empty_bar(s0));
+      } else {
+        if (pair) {
+          wait(out, full_bar(s1), p.full_parity(n + 1, kStages));
+          read_begin(out, res_v(s1), kLoader, n + 1);
+          read_begin(out, res_slab8(s1), kLoader, n + 1);
+          read(out, kResQ, kLoader, np);
+          collective(out, kB);  // the scores
+          read_end(out, res_slab8(s1));
+          if (it + 1 == release_q_at) arrive(out, kQEmpty);
+        }
+        wait(out, kAReady, ws::use_parity(na));
+        read(out, kResXA, kA, na);
+        if (pair) {
+          store(out, kResXB, nb);
+          store(out, res_slab8(s1), p_of_b(nb));
+          arrive(out, kBReady);
+        }
+        wait(out, kPAReady, ws::use_parity(na));
+        wait(out, full_bar(s0), p.full_parity(n, kStages));
+        read_begin(out, res_v(s0), kLoader, n);
+        read_begin(out, res_slab8(s0), kA, p_of_a(na));
+        collective(out, kB);  // both products of the step(s)
+        read_end(out, res_slab8(s0));
+        read_end(out, res_v(s0));
+        if (pair) {
+          read_end(out, res_v(s1));
+          arrive(out, empty_bar(s1));
+        }
+        arrive(out, empty_bar(s0));
+      }
+      ++na;
+      nb += pair;
+    }
+    n -= steps & 1;
+    np += steps > 0;
+    if (is_a) {  // the row sums
+      store(out, kResLA, ne);
+      arrive(out, kLAReady);
+      wait(out, kLBReady, ws::use_parity(ne));
+      read(out, kResLB, kB, ne);
+    } else {
+      if (p.b_writes_l_first) store(out, kResLB, ne);
+      wait(out, kLAReady, ws::use_parity(ne));
+      read(out, kResLA, kA, ne);
+      if (!p.b_writes_l_first) store(out, kResLB, ne);
+      arrive(out, kLBReady);
+    }
+    ++ne;
   }
   return out;
 }
@@ -108,34 +255,57 @@ struct Outcome {
   std::string hazard;  // empty: none
 };
 
-// Runs `loaders` loading and `computers` computing threads in a random interleaving until all are done, one is
-// caught reading or writing what it must not, or none can move (a deadlock).
-Outcome play(const std::vector<Piece>& pieces, const Protocol& p, int loaders, int computers, std::mt19937& rng) {
+enum class Kernel { OwnSteps, Seesaw };
+
+// Runs `loaders` loading threads and `per_group` threads in each computing warpgroup in a random interleaving
+// until all are done, one is caught writing what is being read or reading what has not landed, or none can move.
+Outcome play(Kernel kernel, const std::vector<Piece>& pieces, const Protocol& p, int loaders, int per_group,
+             std::mt19937& rng) {
   std::vector<std::vector<Step>> prog;
-  for (int i = 0; i < loaders; ++i) prog.push_back(loader_steps(pieces, p));
-  for (int i = 0; i < computers; ++i) prog.push_back(computer_steps(pieces, p));
+  std::vector<int> group;
+  for (int i = 0; i < loaders; ++i) prog.push_back(loader_program(pieces, p).steps), group.push_back(kLoader);
+  for (int g : {kA, kB})
+    for (int i = 0; i < per_group; ++i) {
+      prog.push_back(kernel == Kernel::Seesaw ? seesaw_program(pieces, p, g == kA).steps
+                                              : own_steps_program(pieces, p, g).steps);
+      group.push_back(g);
+    }
+  const int threads = int(prog.size());
   std::vector<size_t> pc(prog.size(), 0);
   std::vector<MBarrier> bars(kBarriers);
   for (int b = 0; b < kBarriers; ++b) {
-    const bool by_loaders = b == kQFull || b < kStages;
-    bars[b].count = bars[b].pending = by_loaders ? loaders : computers;
+    int count = per_group;  // the seesaw's signals and the computing groups' own: one warpgroup's threads
+    if (b < kStages || b == kQFull || b == group_bar(kLoader)) count = loaders;
+    else if (b < 2 * kStages || b == kQEmpty) count = 2 * per_group;
+    bars[size_t(b)].count = bars[size_t(b)].pending = count;
   }
-  // content[r][i]: what loader i's part of resource r holds (-1: a copy in flight); writers / readers in progress.
-  std::vector<std::vector<int>> content(kStages + 1, std::vector<int>(size_t(loaders), -2));
-  std::vector<int> writers(kStages + 1, 0), readers(kStages + 1, 0);
+  // content[r][t]: what thread t last wrote into resource r (-1: in flight; -3: overwritten by another group);
+  // writers[r] / writer_group[r]: writes in flight; reading[r][t]: thread t's read windows open on r. A thread's
+  // window is its part of a warpgroup's wgmma, which completes for the whole warpgroup before any of its threads
+  // passes the wait that closes the window: so a write conflicts with its own thread's open window and with other
+  // groups' ones, not with its own group's other threads' (their reads are done once the writer's wait passed).
+  std::vector<std::vector<int>> content(kResources, std::vector<int>(size_t(threads), -2));
+  std::vector<std::vector<int>> reading(kResources, std::vector<int>(size_t(threads), 0));
+  std::vector<int> writers(kResources, 0), writer_group(kResources, -1);
+  const auto read_by_others = [&](int r, int t) {
+    for (int u = 0; u < threads; ++u)
+      if (reading[size_t(r)][size_t(u)] > 0 && (u == t || group[size_t(u)] != group[size_t(t)])) return true;
+    return false;
+  };
   Outcome out;
-  const auto landed_as = [&](int r, int value) {
-    for (int v : content[size_t(r)])
-      if (v != value) return false;
-    return writers[size_t(r)] == 0;
+  const auto landed = [&](int r, int writer, int value) {
+    if (writers[size_t(r)] > 0) return false;
+    for (int t = 0; t < threads; ++t)
+      if (group[size_t(t)] == writer && content[size_t(r)][size_t(t)] != value) return false;
+    return true;
   };
   for (;;) {
-    std::vector<size_t> ready;
+    std::vector<int> ready;
     bool all_done = true;
-    for (size_t t = 0; t < prog.size(); ++t) {
-      if (pc[t] == prog[t].size()) continue;
+    for (int t = 0; t < threads; ++t) {
+      if (pc[size_t(t)] == prog[size_t(t)].size()) continue;
       all_done = false;
-      const Step& s = prog[t][pc[t]];
+      const Step& s = prog[size_t(t)][pc[size_t(t)]];
       if (s.op != Op::Wait || bars[size_t(s.a)].passed(s.parity)) ready.push_back(t);
     }
     if (all_done) {
@@ -143,89 +313,107 @@ Outcome play(const std::vector<Piece>& pieces, const Protocol& p, int loaders, i
       return out;
     }
     if (ready.empty()) return out;  // deadlock
-    const size_t t = ready[std::uniform_int_distribution<size_t>(0, ready.size() - 1)(rng)];
-    const Step& s = prog[t][pc[t]++];
-    const std::string who = (t < size_t(loaders) ? "loader " : "computer ") + std::to_string(t);
-    const std::string what = s.a == kQ ? "q" : "stage " + std::to_string(s.a);
+    const int t = ready[std::uniform_int_distribution<size_t>(0, ready.size() - 1)(rng)];
+    const Step& s = prog[size_t(t)][pc[size_t(t)]++];
+    const int g = group[size_t(t)];
+    const std::string who = std::string(g == kLoader ? "loader " : g == kA ? "A " : "B ") + std::to_string(t);
+    const std::string what = "resource " + std::to_string(s.a);
+    const size_t r = size_t(s.a);
     switch (s.op) {
       case Op::Wait: break;
-      case Op::Arrive: bars[size_t(s.a)].arrive(); break;
-      case Op::BeginWrite:
-        if (readers[size_t(s.a)] > 0) out.hazard = who + " writes " + what + " while it is read";
-        content[size_t(s.a)][t] = -1, ++writers[size_t(s.a)];
+      case Op::Arrive: bars[r].arrive(); break;
+      case Op::Write:
+        if (read_by_others(s.a, t)) out.hazard = who + " writes " + what + " while it is read";
+        if (writers[r] > 0 && writer_group[r] != g) out.hazard = who + " writes " + what + " while another group does";
+        content[r][size_t(t)] = -1, ++writers[r], writer_group[r] = g;
         break;
-      case Op::Land: content[size_t(s.a)][t] = s.value, --writers[size_t(s.a)]; break;
-      case Op::BeginRead:
-      case Op::ReadQ:
-        if (!landed_as(s.a, s.value))
+      case Op::Land:
+        for (int u = 0; u < threads; ++u)  // what other groups wrote there is gone
+          if (group[size_t(u)] != g) content[r][size_t(u)] = -3;
+        content[r][size_t(t)] = s.value, --writers[r];
+        break;
+      case Op::ReadBegin:
+      case Op::Read:
+        if (!landed(s.a, s.writer, s.value))
           out.hazard = who + " reads " + what + " for " + std::to_string(s.value) + " before it has landed";
-        readers[size_t(s.a)] += s.op == Op::BeginRead;
+        reading[r][size_t(t)] += s.op == Op::ReadBegin;
         break;
-      case Op::EndRead: --readers[size_t(s.a)]; break;
+      case Op::ReadEnd: --reading[r][size_t(t)]; break;
     }
     if (!out.hazard.empty()) return out;
   }
 }
 
-std::vector<Piece> random_pieces(std::mt19937& rng) {
+std::vector<Piece> random_pieces(std::mt19937& rng, bool with_empty) {
   std::vector<Piece> pieces(size_t(std::uniform_int_distribution<int>(0, 6)(rng)));
   for (Piece& piece : pieces) {
     piece.skipped = std::uniform_int_distribution<int>(0, 3)(rng) == 0;
-    piece.steps = std::uniform_int_distribution<int>(1, 5)(rng);
+    piece.steps = std::uniform_int_distribution<int>(with_empty ? 0 : 1, 5)(rng);
   }
   return pieces;
 }
 
-}  // namespace
-
-TEST(MlaDecodeWsRing, TheKernelsProtocolFinishesWithoutHazardsInRandomInterleavings) {
-  std::mt19937 rng(2026);
+void expect_protocol_holds(Kernel kernel, uint32_t seed) {
+  std::mt19937 rng(seed);
   for (int trial = 0; trial < 3000; ++trial) {
-    const std::vector<Piece> pieces = random_pieces(rng);
-    const int loaders = 1 + trial % 3, computers = 1 + (trial / 3) % 4;
-    const Outcome o = play(pieces, Protocol{}, loaders, computers, rng);
+    const std::vector<Piece> pieces = random_pieces(rng, trial % 4 == 3);  // every fourth with empty pieces
+    const int loaders = 1 + trial % 3, per_group = 1 + (trial / 3) % 3;
+    const Outcome o = play(kernel, pieces, Protocol{}, loaders, per_group, rng);
     ASSERT_TRUE(o.hazard.empty()) << "trial " << trial << ": " << o.hazard;
     ASSERT_TRUE(o.finished) << "trial " << trial << ": deadlock";
   }
-  // The kernel's thread counts (128 loading, 256 computing) on one longer run of pieces.
+  // The kernels' thread counts (128 loading, 128 in each computing warpgroup) on one longer run of pieces.
   const std::vector<Piece> pieces = {{false, 3}, {true, 2}, {false, 1}, {false, 4}, {true, 1}, {false, 2}};
-  const Outcome o = play(pieces, Protocol{}, 128, 256, rng);
+  const Outcome o = play(kernel, pieces, Protocol{}, 128, 128, rng);
   EXPECT_TRUE(o.finished && o.hazard.empty()) << o.hazard;
 }
 
-// A piece with no step (the scheduler makes none; the kernel's threads then leave q alone) passes too.
-TEST(MlaDecodeWsRing, APieceWithoutStepsLeavesQAlone) {
-  std::mt19937 rng(7);
-  for (int trial = 0; trial < 200; ++trial) {
-    const Outcome o = play({{false, 2}, {false, 0}, {false, 3}, {false, 0}}, Protocol{}, 2, 3, rng);
-    ASSERT_TRUE(o.finished && o.hazard.empty()) << "trial " << trial << ": " << o.hazard;
+// Each broken variant is caught in some trial: a deadlock or a hazard.
+void expect_caught(Kernel kernel, const char* name, const Protocol& p) {
+  std::mt19937 rng(11);
+  bool caught = false;
+  for (int trial = 0; trial < 1000 && !caught; ++trial) {
+    std::vector<Piece> pieces = random_pieces(rng, trial % 2 == 1);
+    pieces.push_back({false, 3});
+    pieces.push_back({false, 2});
+    const Outcome o = play(kernel, pieces, p, 2, 2, rng);
+    caught = !o.finished || !o.hazard.empty();
   }
+  EXPECT_TRUE(caught) << name << " was never caught";
 }
 
-// Each broken variant is caught in some trial: a deadlock or a hazard.
-TEST(MlaDecodeWsRing, BrokenProtocolsAreCaught) {
-  struct Variant {
-    const char* name;
-    Protocol p;
-  };
+std::vector<std::pair<const char*, Protocol>> broken_ring_protocols() {
   Protocol loader_waits_current_phase, reads_before_landing, q_loader_waits_current_phase, q_released_early;
   loader_waits_current_phase.empty_parity = ws::full_parity;
   reads_before_landing.full_parity = ws::empty_parity;
   q_loader_waits_current_phase.q_empty_parity = ws::q_full_parity;
   q_released_early.release_q_after_first_scores = true;
-  for (const Variant& v : {Variant{"empty waits on its current phase", loader_waits_current_phase},
-                           Variant{"full waits on the phase before", reads_before_landing},
-                           Variant{"q_empty waits on its current phase", q_loader_waits_current_phase},
-                           Variant{"q released after the first scores", q_released_early}}) {
-    std::mt19937 rng(11);
-    bool caught = false;
-    for (int trial = 0; trial < 500 && !caught; ++trial) {
-      std::vector<Piece> pieces = random_pieces(rng);
-      pieces.push_back({false, 3});
-      pieces.push_back({false, 2});
-      const Outcome o = play(pieces, v.p, 2, 2, rng);
-      caught = !o.finished || !o.hazard.empty();
-    }
-    EXPECT_TRUE(caught) << v.name << " was never caught";
+  return {{"empty waits on its current phase", loader_waits_current_phase},
+          {"full waits on the phase before", reads_before_landing},
+          {"q_empty waits on its current phase", q_loader_waits_current_phase},
+          {"q released after the first scores", q_released_early}};
+}
+
+}  // namespace
+
+TEST(MlaDecodeWsRing, OwnStepsFinishWithoutHazardsInRandomInterleavings) {
+  expect_protocol_holds(Kernel::OwnSteps, 2026);
+}
+
+TEST(MlaDecodeWsRing, SeesawFinishesWithoutHazardsInRandomInterleavings) {
+  expect_protocol_holds(Kernel::Seesaw, 2027);
+}
+
+TEST(MlaDecodeWsRing, BrokenProtocolsAreCaught) {
+  for (const auto& [name, p] : broken_ring_protocols()) {
+    expect_caught(Kernel::OwnSteps, name, p);
+    expect_caught(Kernel::Seesaw, name, p);
   }
+  Protocol b_writes_l_first, a_skips_b_ready, a_writes_p_during_scores;
+  b_writes_l_first.b_writes_l_first = true;
+  a_skips_b_ready.a_skips_b_ready = true;
+  a_writes_p_during_scores.a_writes_p_during_scores = true;
+  expect_caught(Kernel::Seesaw, "B writes its row sums before reading A's", b_writes_l_first);
+  expect_caught(Kernel::Seesaw, "A reads beta without waiting for it", a_skips_b_ready);
+  expect_caught(Kernel::Seesaw, "A writes P over slab 8 during its scores", a_writes_p_during_scores);
 }

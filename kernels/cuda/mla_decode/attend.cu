@@ -237,13 +237,12 @@ namespace mla {
 
 void launch_mla_decode_attend(const MlaDecodeParams& p, const mla::WorkspaceLayout& w, cudaStream_t stream) {
   if (p.attend == AttendKernel::TensorCoresFitted) return launch_mla_decode_attend_mma_fitted(p, w, stream);
-  if ((p.attend == AttendKernel::Wgmma || p.attend == AttendKernel::WgmmaSplit ||
-       p.attend == AttendKernel::WgmmaWarpSpecialized) &&
-      p.kv_format == Format::Bf16) {
+  if (is_wgmma_attend(p.attend) && p.kv_format == Format::Bf16) {
     MLARUN_CHECK(device_runs_wgmma(), "mla_decode: attend wgmma (", int32_t(p.attend),
                  ") needs a compute capability 9.0 device and a build with sm_90a code (CMAKE_CUDA_ARCHITECTURES "
                  "90a); AttendKernel::Auto picks a kernel this device runs");
     if (p.attend == AttendKernel::WgmmaWarpSpecialized) return launch_mla_decode_attend_wgmma_ws(p, w, stream);
+    if (p.attend == AttendKernel::WgmmaSeesaw) return launch_mla_decode_attend_wgmma_seesaw(p, w, stream);
     return launch_mla_decode_attend_wgmma(p, w, stream);
   }
   if (p.attend != AttendKernel::Simt) return launch_mla_decode_attend_mma(p, w, stream);  // quantized: 32 rows

@@ -180,10 +180,8 @@ constexpr int kWsThreads = 384;     // warpgroup 0 loads, warpgroups 1 and 2 com
 constexpr int kWsLoaderRegs = 56;   // per thread, after setmaxnreg (40 spilled the loader's loop)
 constexpr int kWsMathRegs = 224;    // ptxas used 192 of them (2026-11-27)
 constexpr int kWsBarriers = 6;      // mbarriers: full[2], empty[2] (the ring's stages), q_full, q_empty
-constexpr size_t kWsSmemBytes = kWgSmemBytes + kWsBarriers * 8;
 static_assert(128 * kWsLoaderRegs + 256 * kWsMathRegs <= 65536 / kWsThreads / 8 * 8 * kWsThreads,
               "setmaxnreg only moves the registers the CTA was launched with (65536 / 384, rounded down to 8)");
-static_assert(kWsSmemBytes <= 227 * 1024, "227 KB of shared memory per CTA");
 
 // ---- Which attend kernel, and the grid geometry that follows ------------------------------------------------
 enum class AttendKernel : int32_t {
@@ -195,9 +193,15 @@ enum class AttendKernel : int32_t {
   Auto = 5,               // the fastest one measured for the call's rows (auto_attend below)
   WgmmaWarpSpecialized = 6,  // Wgmma with a loading warpgroup and an mbarrier ring (after Auto: the values are
                              // the model's MLARUN_MLA_DECODE_KERNEL names, kernels/cuda/fast_attention.cpp)
+  WgmmaSeesaw = 7,           // the same frame, the steps split between the two computing warpgroups (FlashMLA's)
 };
 constexpr AttendKernel kDefaultAttend = AttendKernel::Auto;  // MlaDecodeParams::attend
-constexpr AttendKernel kLastAttendKernel = AttendKernel::WgmmaWarpSpecialized;  // the largest value
+constexpr AttendKernel kLastAttendKernel = AttendKernel::WgmmaSeesaw;  // the largest value
+// The wgmma kernels (sm_90a, bf16 rows; quantized rows asked of them run the 32-row kernel).
+constexpr bool is_wgmma_attend(AttendKernel k) {
+  return k == AttendKernel::Wgmma || k == AttendKernel::WgmmaSplit || k == AttendKernel::WgmmaWarpSpecialized ||
+         k == AttendKernel::WgmmaSeesaw;
+}
 
 // Auto's choice, from the H100 workbench (NOTES.md): the fitted kernel at 16 rows (H x max_q; 1.95x the 32-row
 // kernel at the TP 8 shape, where wgmma's 64-row tiles are three-quarters padding: 1.31x) and over quantized
@@ -220,10 +224,7 @@ inline AttendGeometry attend_geometry(AttendKernel kernel, bool quantized, int64
     const int m = fit_rows_per_cta(num_heads * max_q);
     return {m, fit_ctas_per_sm(m)};
   }
-  if ((kernel == AttendKernel::Wgmma || kernel == AttendKernel::WgmmaSplit ||
-       kernel == AttendKernel::WgmmaWarpSpecialized) &&
-      !quantized)
-    return {kWgRows, 1};
+  if (is_wgmma_attend(kernel) && !quantized) return {kWgRows, 1};
   return {};  // SIMT, 32-row tensor cores, and quantized rows asked of the wgmma kernels
 }
 

@@ -67,7 +67,8 @@ size_t mla_decode_workspace_bytes(int batch, int num_heads, int max_q_per_seq, i
   size_t most = 0;  // the largest over the kernels' geometries, so any MlaDecodeParams::attend fits
   for (mla::AttendKernel k : {mla::AttendKernel::Simt, mla::AttendKernel::TensorCores,
                               mla::AttendKernel::TensorCoresFitted, mla::AttendKernel::Wgmma,
-                              mla::AttendKernel::WgmmaSplit, mla::AttendKernel::WgmmaWarpSpecialized}) {
+                              mla::AttendKernel::WgmmaSplit, mla::AttendKernel::WgmmaWarpSpecialized,
+                              mla::AttendKernel::WgmmaSeesaw}) {
     const mla::AttendGeometry g = mla::attend_geometry(k, false, num_heads, max_q_per_seq);
     most = std::max(most, mla::workspace_layout(batch, num_heads, max_q_per_seq, num_sms, g).total);
   }
@@ -112,8 +113,8 @@ void check_mla_decode(const MlaDecodeParams& p) {
                kWho, "kv_format ", int32_t(p.kv_format), " is not bf16 (0), fp8 (1) or int8 (2)");
   MLARUN_CHECK(int32_t(p.attend) >= 0 && int32_t(p.attend) <= int32_t(mla::kLastAttendKernel), kWho, "attend ",
                int32_t(p.attend),
-               " is not simt (0), tensor cores (1), fitted tensor cores (2), wgmma (3), wgmma split (4), auto (5) or "
-               "wgmma warp-specialized (6)");
+               " is not simt (0), tensor cores (1), fitted tensor cores (2), wgmma (3), wgmma split (4), auto (5), "
+               "wgmma warp-specialized (6) or wgmma seesaw (7)");
   check_range("l2_prefetch_tiles", p.l2_prefetch_tiles, 0, 8);
   check_range("block_size", p.block_size, 1, mla::kMaxBlockSize);
   check_range("num_blocks", p.num_blocks, 1, std::numeric_limits<int32_t>::max());

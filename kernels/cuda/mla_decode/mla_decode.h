@@ -55,9 +55,9 @@ struct MlaDecodeParams {
   // Which attend kernel (config.h AttendKernel): tensor cores with 32-row tiles (attend_mma.cu), SIMT (attend.cu),
   // tensor cores with the M tile fitted to the rows (attend_mma_fitted.cu), or Hopper's wgmma over 64-row tiles
   // (attend_wgmma.cu, bf16 rows, sm_90a; every warpgroup scoring all tokens, or half of them each; or with a
-  // loading warpgroup, attend_wgmma_ws.cu; quantized rows asked of these three run the 32-row kernel), or, by
-  // default, Auto: the one measured fastest for the call's rows on this device (config.h auto_attend). Every one
-  // fits mla_decode_workspace_bytes.
+  // loading warpgroup, attend_wgmma_ws.cu and _seesaw.cu; quantized rows asked of these run the 32-row kernel),
+  // or, by default, Auto: the one measured fastest for the call's rows on this device (config.h auto_attend).
+  // Every one fits mla_decode_workspace_bytes.
   mla::AttendKernel attend = mla::kDefaultAttend;
   // How many of the scheduler's 32-token tiles past the ones the ring is loading the fitted and wgmma kernels ask
   // L2 to fetch ahead (one bulk prefetch per cached row, no shared memory; 0..8, 0: none). The ring holds one or
@@ -136,9 +136,11 @@ void launch_mla_decode_attend_mma(const MlaDecodeParams& p, const mla::Workspace
 void launch_mla_decode_attend_mma_fitted(const MlaDecodeParams& p, const mla::WorkspaceLayout& w,
                                          cudaStream_t stream);
 // The Hopper attend kernels (sm_90a): wgmma over 64-row tiles (attend_wgmma.cu), and with a loading warpgroup
-// (attend_wgmma_ws.cu).
+// (attend_wgmma_ws.cu; attend_wgmma_seesaw.cu).
 void launch_mla_decode_attend_wgmma(const MlaDecodeParams& p, const mla::WorkspaceLayout& w, cudaStream_t stream);
 void launch_mla_decode_attend_wgmma_ws(const MlaDecodeParams& p, const mla::WorkspaceLayout& w, cudaStream_t stream);
+void launch_mla_decode_attend_wgmma_seesaw(const MlaDecodeParams& p, const mla::WorkspaceLayout& w,
+                                           cudaStream_t stream);
 // CTAs of the fitted kernel with `rows_per_cta` (16, 32 or 64), over bf16 or quantized rows (their codes widened
 // in shared memory or read into registers), that fit on one SM of the current device (the geometry assumes
 // config.h fit_ctas_per_sm; the workbench and a GPU test check it).

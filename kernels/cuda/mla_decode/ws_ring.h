@@ -21,6 +21,9 @@ MLARUN_HOST_DEVICE constexpr uint32_t full_parity(int n, int stages) { return ui
 // The loader waits on empty[stage_of(n)] for the phase in which the stage's previous tile, n - stages, was released:
 // for the first use of a stage, the phase before the first, which has passed.
 MLARUN_HOST_DEVICE constexpr uint32_t empty_parity(int n, int stages) { return full_parity(n, stages) ^ 1u; }
+// A barrier one side arrives on and the other waits for once per use (the seesaw's signals between its computing
+// warpgroups): use k waits for the phase of parity k & 1.
+MLARUN_HOST_DEVICE constexpr uint32_t use_parity(int use) { return uint32_t(use) & 1u; }
 // The same for q, one use per piece.
 MLARUN_HOST_DEVICE constexpr uint32_t q_full_parity(int piece) { return uint32_t(piece) & 1u; }
 MLARUN_HOST_DEVICE constexpr uint32_t q_empty_parity(int piece) { return q_full_parity(piece) ^ 1u; }
