@@ -3,7 +3,8 @@
 // emulation of wgmma (tests/kernels/wgmma_emulation.h: the ISA's view of shared memory, written independently of
 // the kernel's headers), the score accumulators turned into P the kernel's way (registers, or the split variant's
 // shared slab), and P.V through the kernel's V descriptors. S and O must be the plain products (exact: inputs are
-// small multiples of 1/8 and the emulation sums in double), every element once, for both variants.
+// small multiples of 1/8 and the emulation sums in double), every element once, for both variants; and a pair of
+// steps of the seesaw kernel (attend_wgmma_seesaw.cu), its P tiles over the stages' slab 8.
 #include <gtest/gtest.h>
 
 #include <array>
@@ -38,6 +39,22 @@ void store_rows(Smem& s, uint32_t base, const Matrix& m) {
       for (int e = 0; e < 8; ++e) s.put(base + wg::row_piece(r, off) + 2 * e, m[size_t(r)][size_t(off / 2 + e)]);
 }
 
+// The kernel's P stores: thread (warp, lane), k-step kk, register i holds accumulator elements e and e + 1 (one
+// row, two adjacent tokens), stored at p_offset from `p_base`.
+void store_p_tile(Smem& s, uint32_t p_base, const Matrix& p, int tok0, int score_n) {
+  for (int thread = 0; thread < 128; ++thread) {
+    const int warp = thread / 32, lane = thread % 32;
+    for (int kk = 0; kk < score_n / 16; ++kk)
+      for (int i = 0; i < 4; ++i) {
+        const int e = wg::p_element(kk, i), r = sm90::acc_row(warp, lane, e), c = sm90::acc_col(lane, e);
+        ASSERT_EQ(sm90::acc_row(warp, lane, e + 1), r);
+        ASSERT_EQ(sm90::acc_col(lane, e + 1), c + 1);
+        s.put(p_base + wg::p_offset(r, tok0 + c), p[size_t(r)][size_t(c)]);
+        s.put(p_base + wg::p_offset(r, tok0 + c + 1), p[size_t(r)][size_t(c + 1)]);
+      }
+  }
+}
+
 void replay_step(bool split) {
   SCOPED_TRACE(split ? "split scores" : "every warpgroup scores all tokens");
   const uint32_t q_base = 0, stage = uint32_t(mla::kWgQBytes) + uint32_t(mla::kWgStageBytes);  // ring stage 1
@@ -62,19 +79,7 @@ void replay_step(bool split) {
         ASSERT_EQ(sc[size_t(m)][size_t(t)], want) << "S of warpgroup " << g << " (" << m << ", " << t << ")";
         p_full[size_t(m)][size_t(tok0 + t)] = want;
       }
-    // The split variant's P slab, written as the kernel writes it: thread (warp, lane), k-step kk, register i
-    // holds accumulator elements e and e + 1 (one row, two adjacent tokens).
-    for (int thread = 0; split && thread < 128; ++thread) {
-      const int warp = thread / 32, lane = thread % 32;
-      for (int kk = 0; kk < score_n / 16; ++kk)
-        for (int i = 0; i < 4; ++i) {
-          const int e = wg::p_element(kk, i), r = sm90::acc_row(warp, lane, e), c = sm90::acc_col(lane, e);
-          ASSERT_EQ(sm90::acc_row(warp, lane, e + 1), r);
-          ASSERT_EQ(sm90::acc_col(lane, e + 1), c + 1);
-          s.put(p_base + wg::p_offset(r, tok0 + c), sc[size_t(r)][size_t(c)]);
-          s.put(p_base + wg::p_offset(r, tok0 + c + 1), sc[size_t(r)][size_t(c + 1)]);
-        }
-    }
+    if (split) store_p_tile(s, p_base, sc, tok0, score_n);  // the split variant's P slab, as the kernel writes it
   }
 
   for (int g = 0; g < 2; ++g) {
@@ -98,6 +103,49 @@ void replay_step(bool split) {
   for (int r = 0; r < kRows; ++r)
     for (int t = 0; t < kTokens; ++t)
       ASSERT_EQ(s.writes.at((p_base + wg::p_offset(r, t)) / 2), 1) << "P (" << r << ", " << t << ") written once";
+}
+
+// A pair of steps of the seesaw kernel (attend_wgmma_seesaw.cu): A scores the tile in stage 0 and B the one in
+// stage 1 (each all 64 tokens); each writes its P into its stage's P tile (p_tile_of_stage: slab 8, k_pe, after
+// its scores) and multiplies its P from registers by its 256 columns of its own tile's V and the other's P tile by
+// its columns of the other tile's V. Each half of O must be [P_A P_B] . [V_0; V_1] (here P = S), and the P tiles
+// must leave V's slabs alone.
+TEST(MlaDecodeWgmmaLanes, SeesawPairGivesTheProductsAndItsPTilesLeaveVAlone) {
+  const uint32_t q_base = 0, stage0 = uint32_t(mla::kWgQBytes), stage1 = stage0 + uint32_t(mla::kWgStageBytes);
+  Smem s(mla::kWgSmemBytes);
+  const Matrix q = random_eighths(kRows, kD, 21);
+  const Matrix kv[2] = {random_eighths(kTokens, kD, 22), random_eighths(kTokens, kD, 23)};
+  store_rows(s, q_base, q);
+  store_rows(s, stage0, kv[0]);
+  store_rows(s, stage1, kv[1]);
+  const uint32_t stages[2] = {stage0, stage1};
+  Matrix p[2] = {zeros(kRows, kTokens), zeros(kRows, kTokens)};
+  for (int g = 0; g < 2; ++g) {  // warpgroup g scores the tile in stage g, then stores its P over slab 8
+    for (int slab = 0; slab < mla::kWgSlabs; ++slab)
+      for (int k = 0; k < 4; ++k)
+        emu::mma_ss(p[g], s, wg::q_desc(q_base, slab, k), wg::k_desc(stages[g], slab, k, 0), false, kTokens);
+    store_p_tile(s, wg::p_tile_of_stage(stages[g]), p[g], 0, kTokens);
+  }
+  for (int g = 0; g < 2; ++g) {
+    Matrix o = zeros(64, 256);
+    for (int kk = 0; kk < 4; ++kk) {
+      emu::mma_rs(o, emu::a_from_acc(p[g], kk), s, wg::v_desc(stages[g], g, kk), 256);  // its own, from registers
+      emu::mma_ss(o, s, wg::p_desc(wg::p_tile_of_stage(stages[1 - g]), kk), wg::v_desc(stages[1 - g], g, kk), true,
+                  256);  // the other's, from its P tile
+    }
+    for (int m = 0; m < kRows; ++m)
+      for (int c = 0; c < 256; ++c) {
+        double want = 0;
+        for (int h = 0; h < 2; ++h)
+          for (int t = 0; t < kTokens; ++t) want += p[h][size_t(m)][size_t(t)] * kv[h][size_t(t)][size_t(256 * g + c)];
+        ASSERT_EQ(o[size_t(m)][size_t(c)], want) << "O of warpgroup " << g << " (" << m << ", " << c << ")";
+      }
+  }
+  for (int g = 0; g < 2; ++g)
+    for (uint32_t b = 0; b < uint32_t(mla::kWgStageBytes); b += 2) {
+      const bool in_p_tile = stages[g] + b >= wg::p_tile_of_stage(stages[g]);
+      ASSERT_EQ(s.writes.at((stages[g] + b) / 2), in_p_tile ? 2 : 1) << "stage " << g << " byte " << b;
+    }
 }
 
 TEST(MlaDecodeWgmmaLanes, OneStepGivesTheProductsWithEveryWarpgroupScoringAllTokens) { replay_step(false); }

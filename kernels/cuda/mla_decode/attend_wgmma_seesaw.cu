@@ -124,9 +124,9 @@ struct Seesaw {
         const int s0 = ws::stage_of(n, kWgStages), s1 = ws::stage_of(n + 1, kWgStages);
         const uint32_t st0 = smem.ring_u32 + uint32_t(s0 * kWgStageBytes);
         const uint32_t st1 = smem.ring_u32 + uint32_t(s1 * kWgStageBytes);
-        constexpr uint32_t kPTile = 8 * uint32_t(kWgSlabBytes);  // slab 8 (rope) of a stage holds its P
-        unsigned char* p0_tile = smem.ring + s0 * kWgStageBytes + kPTile;
-        unsigned char* p1_tile = smem.ring + s1 * kWgStageBytes + kPTile;
+        // A step's P tile: slab 8 (k_pe) of its stage.
+        unsigned char* p0_tile = smem.ring + (wg::p_tile_of_stage(st0) - smem.ring_u32);
+        unsigned char* p1_tile = smem.ring + (wg::p_tile_of_stage(st1) - smem.ring_u32);
         const int tok0 = pv.tok_begin + it * kWgBlockN;
         float s[kWgBlockN / 2], mx[2], alpha[2], m_use[2];
         uint32_t p[kWgBlockN / 16][4];
@@ -156,7 +156,7 @@ struct Seesaw {
             rescale_o(o, beta);
             sm.l[0] *= beta[0], sm.l[1] *= beta[1];
             ws_wait(bars.full(s1), ws::full_parity(n + 1, kWgStages));  // (landed: B waited for it)
-            pv_from_tile(o, st1 + kPTile, st1, 0);
+            pv_from_tile(o, wg::p_tile_of_stage(st1), st1, 0);
             wgmma_wait<0>();
             fence_registers(o);
             tma_sm90::mbarrier_arrive(bars.empty(s1));
@@ -188,7 +188,7 @@ struct Seesaw {
           if (pair) pv_from_registers(o, p, st1, 1);
           wait(bars, kPAReady, na);
           ws_wait(bars.full(s0), ws::full_parity(n, kWgStages));  // (landed: A waited for it)
-          pv_from_tile(o, st0 + kPTile, st0, 1);
+          pv_from_tile(o, wg::p_tile_of_stage(st0), st0, 1);
           wgmma_wait<0>();
           fence_registers(o);
           if (pair) tma_sm90::mbarrier_arrive(bars.empty(s1));

@@ -37,6 +37,11 @@ MLARUN_HOST_DEVICE constexpr uint32_t p_offset(int row, int tok) {
   return sm90::swizzle128(sm90::slab_offset(row, tok));
 }
 MLARUN_HOST_DEVICE constexpr uint64_t p_desc(uint32_t p_base, int kk) { return sm90::k_major_desc(p_base, kk); }
+// The seesaw kernel's P tile of a step (attend_wgmma_seesaw.cu): laid out as the split variant's P, in slab 8 of the
+// step's own stage (k_pe, which only that step's scores read).
+MLARUN_HOST_DEVICE constexpr uint32_t p_tile_of_stage(uint32_t stage) {
+  return stage + uint32_t(kWgSlabs - 1) * uint32_t(kWgSlabBytes);
+}
 // The score accumulator element whose pair (e, e + 1) is register i of P's A fragment for k-step kk.
 MLARUN_HOST_DEVICE constexpr int p_element(int kk, int i) { return sm90::acc_to_a(kk, i); }
 
