@@ -467,17 +467,21 @@ else
 fi
 tests=$b/tests kb=$b/kernels
 race_mla="--gtest_filter='*MlaDecodeSplits*:*ScheduleIsReused*:*TensorCoreRuns*'"
-race_fa="--gtest_filter='*small_*'"
+race_fa="--gtest_filter='*small_*-*_ws'"
 # The Hopper flash kernel's cases under memcheck: the small and edge ones (all of its cases end in _wg).
 memcheck_fa_wg="--gtest_filter='*small_*_wg:*zero_length_sequences_wg:*fewer_keys_than_queries_wg:*Nan*wgmma'"
-race_mla_small="--gtest_filter='*SanitizerSized*'"  # racecheck needs minutes on the split cases of race_mla
+# Its warp-specialized variant's (cases ending in _ws): alone in its process, then those under memcheck, racecheck
+# and synccheck, so a fault there leaves the other flash kernels' results.
+ws_fa="--gtest_filter='*_ws:*/wgmma_ws'" race_fa_ws="--gtest_filter='*small_*_ws'"
+memcheck_fa_ws="--gtest_filter='*small_*_ws:*zero_length_sequences_ws:*fewer_keys_than_queries_ws:*Nan*wgmma_ws'"
+race_mla_small="--gtest_filter='*SanitizerSizedSplitsOnEveryKernel*'"  # racecheck needs minutes on race_mla's
 # The fitted and wgmma decode kernels' 166 small cases: repeated with race_mla, left out of memcheck and initcheck
 # (minutes there; SanitizerSized covers both kernels, the fitted one at its 16, 32 and 64-row tiles, under every
 # tool).
 repeat_mla="--gtest_filter='*MlaDecodeSplits*:*ScheduleIsReused*:*TensorCoreRuns*:*MlaDecodeFitted*:*Wgmma*"
 repeat_mla+="-*WarpSpecialized*:*Seesaw*'"
 not_fitted="--gtest_filter='-*MlaDecodeFitted*:*MlaDecodeWgmma*:*WarpSpecialized*:*Seesaw*'"
-first_fa="--gtest_filter='-*_wg:*/wgmma'" wgmma_fa="--gtest_filter='*_wg:*/wgmma'"
+first_fa="--gtest_filter='-*_wg:*/wgmma:*_ws:*/wgmma_ws'" wgmma_fa="--gtest_filter='*_wg:*/wgmma'"
 first_mla="--gtest_filter='-*Fitted*:*Wgmma*:*EveryKernel*:*WarpSpecialized*:*Seesaw*'"
 fitted_mla="--gtest_filter='*MlaDecodeFitted*:*FittedKernel*'"
 wgmma_mla="--gtest_filter='*MlaDecodeWgmma*:*FittedAndWgmma*:*EveryKernel*-*WarpSpecialized*:*Seesaw*'"
@@ -513,6 +517,10 @@ need_bins kernels-wgmma-seesaw tests/test_gpu_mla_decode &&
   step kernels-wgmma-seesaw "$out/kernels.log" 10 60 1 "$tests/test_gpu_mla_decode --gtest_brief=1 $ss_mla; r=\$?;
     $(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer) --error-exitcode 86 --tool memcheck \
     $tests/test_gpu_mla_decode --gtest_brief=1 $ss_mla_small && exit \$r"
+need_bins kernels-flash-ws tests/test_gpu_flash_prefill &&
+  step kernels-flash-ws "$out/kernels.log" 10 60 1 "$tests/test_gpu_flash_prefill --gtest_brief=1 $ws_fa; r=\$?;
+    $(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer) --error-exitcode 86 --tool memcheck \
+    $tests/test_gpu_flash_prefill --gtest_brief=1 $memcheck_fa_ws && exit \$r"
 need_bins kernels-repeat3 tests/test_gpu_flash_prefill tests/test_gpu_mla_decode &&
   step kernels-repeat3 "$out/kernels.log" 10 50 1 "$tests/test_gpu_mla_decode --gtest_brief=1 --gtest_repeat=3 \
     $repeat_mla;
@@ -528,7 +536,8 @@ san="$san --error-exitcode 86 --print-limit 20 --tool"
 fa=$tests/test_gpu_flash_prefill mla=$tests/test_gpu_mla_decode
 need_bins sanitizer tests/test_gpu_flash_prefill tests/test_gpu_mla_decode && {
   step memcheck-mla "$out/sanitizer.log" 20 75 1 "$san memcheck $mla --gtest_brief=1 $not_fitted"
-  step memcheck-flash "$out/sanitizer.log" 20 75 1 "$san memcheck $fa --gtest_brief=1 --gtest_filter='-*_wg'"
+  step memcheck-flash "$out/sanitizer.log" 20 75 1 \
+    "$san memcheck $fa --gtest_brief=1 --gtest_filter='-*_wg:*_ws:*/wgmma_ws'"
   step memcheck-flash-wgmma "$out/sanitizer.log" 10 45 1 "$san memcheck $fa --gtest_brief=1 $memcheck_fa_wg"
   step racecheck-mla "$out/sanitizer.log" 15 60 1 \
     "$san racecheck --racecheck-report all $mla --gtest_brief=1 $race_mla_small"
@@ -538,6 +547,9 @@ need_bins sanitizer tests/test_gpu_flash_prefill tests/test_gpu_mla_decode && {
   step race-sync-mla-ws "$out/sanitizer.log" 10 45 1 \
     "$san racecheck --racecheck-report all $mla --gtest_brief=1 $ws_mla_small; r=\$?;
     $san synccheck $mla --gtest_brief=1 $ws_mla_small && exit \$r"
+  step race-sync-flash-ws "$out/sanitizer.log" 10 45 1 \
+    "$san racecheck --racecheck-report all $fa --gtest_brief=1 $race_fa_ws; r=\$?;
+    $san synccheck $fa --gtest_brief=1 $race_fa_ws && exit \$r"
   step race-sync-mla-seesaw "$out/sanitizer.log" 10 45 1 \
     "$san racecheck --racecheck-report all $mla --gtest_brief=1 $ss_mla_small; r=\$?;
     $san synccheck $mla --gtest_brief=1 $ss_mla_small && exit \$r"
@@ -625,6 +637,9 @@ if [ -n "$ncu" ] || [ $dry = 1 ]; then
   need_bins ncu-flash kernels/bench_flash_prefill && step ncu-flash "$out/kernels.log" 15 45 1 \
     "${ncu:-ncu} $ncu_opt --launch-skip 2 -k regex:flash_prefill_kernel $kb/bench_flash_prefill --reps 3 \
      --only 'b1 h128 s4096 d192/128'"
+  need_bins ncu-flash-wgmma-ws kernels/bench_flash_prefill && step ncu-flash-wgmma-ws "$out/kernels.log" 15 45 1 \
+    "${ncu:-ncu} $ncu_opt --launch-skip 2 -k regex:flash_prefill_wgmma_ws_kernel $kb/bench_flash_prefill --reps 3 \
+     --only 'b1 h128 s4096 d192/128 causal ws'"
   need_bins ncu-flash-wgmma kernels/bench_flash_prefill && step ncu-flash-wgmma "$out/kernels.log" 15 45 1 \
     "${ncu:-ncu} $ncu_opt --launch-skip 2 -k regex:flash_prefill_wgmma_kernel $kb/bench_flash_prefill --reps 3 \
      --only 'b1 h128 s4096 d192/128 causal wg'"

@@ -10,7 +10,8 @@ Usage: gpu_check_notes.py KIND ARGS...
   mla-verdict FILE           bench_mla_decode's JSON: each newer kernel against the 32-row one, fp8, L2 prefetch,
                              quantized codes read into registers against widened, the warp-specialized wgmma
                              kernel against the split one
-  flash-verdict FILE         bench_flash_prefill's JSON: the wgmma kernel against stage A, shape by shape
+  flash-verdict FILE         bench_flash_prefill's JSON: the wgmma kernel against stage A, its warp-specialized
+                             variant against it, shape by shape
   prefill FILE KERNEL        a `bench prefill` JSON of one chunk over one prefix: the naive path's rate
   torch-step ANCHORS [FILE]  torch_anchors.py's decode-step records, beside `bench decode`'s batch-64 JSON
   ncu-kernels CSV            Nsight Compute's raw CSV (gpu__time_duration.sum): time per kernel name, largest first
@@ -80,10 +81,15 @@ def flash_verdict(path):
         return (r["B"], r["H"], r["S"], r["D"], r["DV"], r["causal"])
 
     base = {key(r): r for r in recs if r.get("kernel") == "mma"}
+    wg = {key(r): r for r in recs if r.get("kernel") == "wgmma"}
     parts = ["b%d h%d s%d d%d/%d %.1f TFLOP/s %.2fx"
              % (key(r)[:5] + (r["tflops"], r["tflops"] / base[key(r)]["tflops"]))
              for r in recs if r.get("kernel") == "wgmma" and key(r) in base]
-    return "wgmma against stage A: " + ("; ".join(parts) or "no rows")
+    ws = ["b%d h%d s%d d%d/%d %.1f TFLOP/s %.2fx"
+          % (key(r)[:5] + (r["tflops"], r["tflops"] / wg[key(r)]["tflops"]))
+          for r in recs if r.get("kernel") == "wgmma_ws" and key(r) in wg]
+    return ("wgmma against stage A: " + ("; ".join(parts) or "no rows") +
+            ("; warp-specialized against wgmma: " + "; ".join(ws) if ws else ""))
 
 
 def prefill(path, kernel):

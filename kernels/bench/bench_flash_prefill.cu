@@ -37,6 +37,15 @@ using cuda::flash::DeviceRun;
 
 namespace {
 
+// The kernels the workbench times: stage A's, the Hopper one, its warp-specialized variant (d_v up to 128).
+struct FlashKernel {
+  bool wgmma, warp_specialized;
+  const char* suffix;  // of the row names
+  const char* json;    // "kernel" in the JSON
+};
+constexpr FlashKernel kFlashKernels[] = {{false, false, "", "mma"}, {true, false, " wg", "wgmma"},
+                                         {true, true, " ws", "wgmma_ws"}};
+
 // splitmix64 hash of (seed, index) -> two uniforms -> one normal sample (Box-Muller), rounded to the dtype.
 __global__ void fill_normal(uint16_t* dst, int64_t n, uint64_t seed, bool bf16) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
@@ -151,10 +160,14 @@ int main(int argc, char** argv) {
     checks.push_back({"128/128 gqa 4:2 window 256", 128, 128, 4, 2, DType::BF16, true, 256, mixed, mixed});
     uint64_t salt = 0;
     if (!only.empty()) checks.clear();
-    for (size_t i = 0, n = checks.size(); i < n; ++i) {  // each again on the Hopper kernel (wgmma)
+    for (size_t i = 0, n = checks.size(); i < n; ++i) {  // each again on the Hopper kernels (wgmma, and ws to d_v 128)
       Case wg = checks[i];
       wg.name += " [wgmma]";
       wg.wgmma = true;
+      checks.push_back(wg);
+      if (wg.dv > 128) continue;
+      wg.name += " [ws]";
+      wg.warp_specialized = true;
       checks.push_back(wg);
     }
     for (const Case& pb : checks) {
@@ -171,16 +184,20 @@ int main(int argc, char** argv) {
     json::Value results = json::Value::array();
     std::printf("\n%-34s %9s %9s %11s %11s %8s\n", "shape (bf16, MHA)", "ms", "TFLOP/s", "torch FA2", "cuDNN",
                 "x cuDNN");
+    // Stage A's kernel, the Hopper one (rows ending in "wg") and its warp-specialized variant ("ws", d_v up to 128).
     for (const Timed& t : shapes)
-    for (bool wgmma : {false, true}) {  // stage A's kernel, then the Hopper one (rows ending in "wg")
+    for (const FlashKernel kernel : kFlashKernels) {
       if (quick && t.s > 8192) continue;
+      if (kernel.warp_specialized && t.dv > 128) continue;
+      const bool wgmma = kernel.wgmma;
       char name[96];
       std::snprintf(name, sizeof name, "b%d h%d s%d d%d/%d %s%s", t.b, t.h, t.s, t.d, t.dv,
-                    t.causal ? "causal" : "full", wgmma ? " wg" : "");
+                    t.causal ? "causal" : "full", kernel.suffix);
       if (!only.empty() && std::string(name).find(only) == std::string::npos) continue;
       Case pb{name, t.d, t.dv, t.h, t.h, DType::BF16, t.causal, -1, std::vector<int>(size_t(t.b), t.s),
               std::vector<int>(size_t(t.b), t.s)};
       pb.wgmma = wgmma;
+      pb.warp_specialized = kernel.warp_specialized;
       DeviceRun run = make_run(pb, seed + 16 * salt++);
       const cuda::flash::Errors c = cuda::flash::validate(run, rows_to_check(pb, quick ? 4 : 12, rng));
       all_ok &= report("sample", pb, c);
@@ -194,7 +211,7 @@ int main(int argc, char** argv) {
                   cudnn > 0 ? tflops / cudnn : 0.0);
       json::Value r = json::Value::object();
       r["kind"] = "prefill", r["backend"] = "mlarun", r["B"] = t.b, r["H"] = t.h, r["S"] = t.s;
-      r["D"] = t.d, r["DV"] = t.dv, r["causal"] = t.causal, r["ms"] = ms, r["kernel"] = wgmma ? "wgmma" : "mma";
+      r["D"] = t.d, r["DV"] = t.dv, r["causal"] = t.causal, r["ms"] = ms, r["kernel"] = kernel.json;
       r["tflops"] = tflops, r["max_err"] = c.kernel, r["plain_err"] = c.plain, r["valid"] = c.ok();
       results.push_back(r);
     }
@@ -209,13 +226,14 @@ int main(int argc, char** argv) {
                                         {"varlen 1..4096, by head", varlen, 2}};
     std::printf("\n%-34s %9s %9s %11s\n", "batch (192/128 bf16, h16, causal)", "ms", "TFLOP/s", "x uniform");
     double uniform_tflops = 0;
-    for (bool wgmma : {false, true})  // each kernel against its own uniform batch
+    for (const FlashKernel kernel : kFlashKernels)  // each kernel against its own uniform batch
     for (const Batch& bt : batches) {
       if (!only.empty()) break;
-      const std::string name = std::string(bt.name) + (wgmma ? " wg" : "");
+      const std::string name = std::string(bt.name) + kernel.suffix;
       Case pb{name, 192, 128, 16, 16, DType::BF16, true, -1, bt.lens, bt.lens};
       pb.longest_first = bt.lpt;
-      pb.wgmma = wgmma;
+      pb.wgmma = kernel.wgmma;
+      pb.warp_specialized = kernel.warp_specialized;
       if (&bt == &batches[0]) uniform_tflops = 0;
       DeviceRun run = make_run(pb, seed + 16 * salt++);
       const cuda::flash::Errors c = cuda::flash::validate(run, rows_to_check(pb, quick ? 4 : 12, rng));
@@ -228,7 +246,7 @@ int main(int argc, char** argv) {
       std::printf("%-34s %9.3f %9.1f %11.2f\n", name.c_str(), ms, tflops, tflops / uniform_tflops);
       json::Value r = json::Value::object();
       r["kind"] = "prefill_varlen", r["backend"] = "mlarun", r["batch"] = bt.name, r["longest_first"] = bt.lpt;
-      r["kernel"] = wgmma ? "wgmma" : "mma";
+      r["kernel"] = kernel.json;
       r["ms"] = ms, r["tflops"] = tflops, r["x_uniform"] = tflops / uniform_tflops, r["valid"] = c.ok();
       results.push_back(r);
     }

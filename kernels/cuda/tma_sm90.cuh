@@ -69,6 +69,13 @@ __device__ __forceinline__ void mbarrier_wait_or_trap(uint32_t bar, uint32_t pha
         : "memory");
   if (!done) __trap();
 }
+// Polls before mbarrier_wait_bounded gives up. Each poll waits in hardware for a while, so this is seconds: far
+// beyond any legitimate wait of the warp-specialized kernels (one tile's or piece's work), short of a hung test run.
+constexpr uint32_t kStuckPolls = 1u << 22;
+// The warp-specialized kernels' wait: a protocol that never completes a phase traps instead of hanging the launch.
+__device__ __forceinline__ void mbarrier_wait_bounded(uint32_t bar, uint32_t phase) {
+  mbarrier_wait_or_trap(bar, phase, kStuckPolls);
+}
 // The box at element (col, row) of the tensor map `map` (a __grid_constant__ kernel parameter or other global
 // memory) into shared memory at `dst` (1024-byte aligned for the 128-byte swizzle), completing its bytes on `bar`.
 __device__ __forceinline__ void tma_load_2d(uint32_t dst, const CUtensorMap* map, uint32_t bar, int col, int row) {

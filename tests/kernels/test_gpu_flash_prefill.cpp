@@ -111,6 +111,16 @@ std::vector<Case> cases() {
     c.wgmma = true;
     v.push_back(c);
   }
+  // The same on the warp-specialized Hopper kernel (kernel_wgmma_ws.cuh), names ending in "_ws", where d_v is up to
+  // 128 (256/256 keeps the wgmma kernel).
+  const size_t with_wg = v.size();
+  for (size_t i = all; i < with_wg; ++i) {
+    Case c = v[i];
+    if (c.dv > 128) continue;
+    c.name = c.name.substr(0, c.name.size() - 3) + "_ws";
+    c.warp_specialized = true;
+    v.push_back(c);
+  }
   return v;
 }
 
@@ -173,11 +183,13 @@ TEST(FlashPrefillTileOrder, ListsEveryTileOnceLongestFirst) {
 // 4 q heads over 2 kv heads (q heads 0, 1 read kv head 0). seq 0: q NaN (row 5, head 1); seq 1: k NaN (key 10,
 // kv head 0); seq 2: v NaN (key 0, kv head 1, column 7); seq 3: 20 queries over 5 keys (rows 0..14 see nothing)
 // with v NaN (key 0, kv head 0, column 2) in the one key tile that rows 15..19 share with them.
-class FlashPrefillNan : public ::testing::TestWithParam<bool> {};  // stage A's kernel, then the Hopper one
+// Stage A's kernel (0), the Hopper one (1), its warp-specialized variant (2).
+class FlashPrefillNan : public ::testing::TestWithParam<int> {};
 TEST_P(FlashPrefillNan, ReachesTheRowsThatSeeItAndNoOthers) {
   if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
   Case c{"nan_propagation", 128, 128, 4, 2, DType::BF16, true, -1, {40, 70, 33, 20}, {40, 70, 33, 5}};
-  c.wgmma = GetParam();
+  c.wgmma = GetParam() >= 1;
+  c.warp_specialized = GetParam() == 2;
   const std::vector<int> cq = {0, 40, 110, 143, 163}, ck = {0, 40, 110, 143, 148};
   const int dv = c.dv, hq = c.hq;
   std::mt19937 rng(7);
@@ -238,8 +250,10 @@ TEST_P(FlashPrefillNan, ReachesTheRowsThatSeeItAndNoOthers) {
   EXPECT_EQ(wrong, 0) << "elements with NaN where none belongs, or none where one does";
   EXPECT_EQ(nan_out, int64_t(dv) + 60 * 2 * dv + 33 * 2 + 5 * 2);
 }
-INSTANTIATE_TEST_SUITE_P(Kernels, FlashPrefillNan, ::testing::Values(false, true),
-                         [](const ::testing::TestParamInfo<bool>& info) { return info.param ? "wgmma" : "mma"; });
+INSTANTIATE_TEST_SUITE_P(Kernels, FlashPrefillNan, ::testing::Values(0, 1, 2),
+                         [](const ::testing::TestParamInfo<int>& info) {
+                           return std::string(info.param == 0 ? "mma" : info.param == 1 ? "wgmma" : "wgmma_ws");
+                         });
 
 // ---- API boundary: no GPU needed ----------------------------------------------------------------------------
 

@@ -13,9 +13,9 @@
 #include <vector>
 
 #include "kernels/cuda/mla_decode/config.h"
-#include "kernels/cuda/mla_decode/ws_ring.h"
+#include "kernels/cuda/ws_ring.h"
 
-namespace ws = mlarun::ops::cuda::mla::ws;
+namespace ws = mlarun::ops::cuda::ws;
 using mlarun::ops::cuda::mla::kWgStages;
 
 namespace {
@@ -398,6 +398,17 @@ std::vector<std::pair<const char*, Protocol>> broken_ring_protocols() {
 
 TEST(MlaDecodeWsRing, OwnStepsFinishWithoutHazardsInRandomInterleavings) {
   expect_protocol_holds(Kernel::OwnSteps, 2026);
+}
+
+// flash_prefill's warp-specialized kernel (kernel_wgmma_ws.cuh) is this protocol with one piece per CTA (its key
+// tiles; q loaded once, with the first).
+TEST(MlaDecodeWsRing, OnePieceAsTheFlashKernelRunsIt) {
+  std::mt19937 rng(2028);
+  for (int steps = 0; steps <= 9; ++steps)
+    for (int trial = 0; trial < 50; ++trial) {
+      const Outcome o = play(Kernel::OwnSteps, {{false, steps}}, Protocol{}, 1 + trial % 3, 1 + trial % 2, rng);
+      ASSERT_TRUE(o.finished && o.hazard.empty()) << steps << " tiles, trial " << trial << ": " << o.hazard;
+    }
 }
 
 TEST(MlaDecodeWsRing, SeesawFinishesWithoutHazardsInRandomInterleavings) {

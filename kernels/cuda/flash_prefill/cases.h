@@ -33,6 +33,7 @@ struct Case {
   std::vector<int> offset = {};    // per sequence causal offsets (FlashPrefillParams::causal_offset); empty: none
   int longest_first = 0;           // FlashPrefillParams::longest_first (0, or a tile order of tile_order.cuh)
   bool wgmma = false;              // FlashPrefillParams::wgmma (the Hopper kernel, kernel_wgmma.cuh)
+  bool warp_specialized = false;   // FlashPrefillParams::warp_specialized (with wgmma: kernel_wgmma_ws.cuh)
 };
 
 // A validation passes when nothing is left unwritten, the output error is within twice the plain
@@ -84,6 +85,7 @@ struct DeviceRun {
     p.window_left = c.window;
     p.longest_first = c.longest_first;
     p.wgmma = c.wgmma;
+    p.warp_specialized = c.warp_specialized;
     if (!c.offset.empty()) {
       doffset = int_tensor(std::vector<int32_t>(c.offset.begin(), c.offset.end()));
       p.causal_offset = doffset.data<int32_t>();

@@ -68,6 +68,29 @@ struct WgmmaTile {
   static_assert(kSmemBytes <= 227 * 1024, "227 KB of shared memory per CTA");
 };
 
+// The warp-specialized variant (FlashPrefillParams::warp_specialized, kernel_wgmma_ws.cuh): the same tiles and
+// computing warpgroups, with a third warpgroup that loads Q once and K and V into a two-stage ring handed over on
+// mbarriers (off by default until a GPU has run its tests and timed it against the kernel above). Head dims up to
+// 128 for V (192/128, 128/128, 64/64); 256/256 runs the kernel above.
+constexpr bool kWarpSpecializedPrefill = false;
+template <int kHeadDimQK, int kHeadDimV>
+struct WgmmaWsTile : WgmmaTile<kHeadDimQK, kHeadDimV> {
+  using Base = WgmmaTile<kHeadDimQK, kHeadDimV>;
+  static constexpr int kThreads = 384, kStages = 2;
+  // Registers per thread after setmaxnreg, and the loader's load passes unrolled (all of them spilled at 56).
+  static constexpr int kLoaderRegs = 56, kMathRegs = 224, kLoaderUnroll = 4;
+  // d_v 256 holds 128 output accumulators a thread: at 240 registers ptxas serialized its wgmma and spilled ~1 KB
+  // (the unspecialized kernel takes 254), so that pair keeps the kernel above.
+  static_assert(kHeadDimV <= 128, "d_v up to 128");
+  static constexpr int kQBytes = Base::kBlockM * kHeadDimQK * 2;
+  static constexpr int kKBytes = Base::kBlockN * kHeadDimQK * 2, kVBytes = Base::kBlockN * kHeadDimV * 2;
+  static constexpr int kBarriers = 2 * kStages + 1;  // full[stage], empty[stage], q_full
+  static constexpr int kSmemBytes = kQBytes + kStages * (kKBytes + kVBytes) + 1024 + 8 * kBarriers;
+  static_assert(kSmemBytes <= 227 * 1024, "227 KB of shared memory per CTA");
+  static_assert(128 * kLoaderRegs + 256 * kMathRegs <= 65536 / kThreads / 8 * 8 * kThreads,
+                "setmaxnreg only moves the registers the CTA was launched with (65536 / 384, rounded down to 8)");
+};
+
 // The (d_qk, d_v) pairs that have an instantiation (one .cu each per dtype).
 struct HeadDims {
   int qk, v;

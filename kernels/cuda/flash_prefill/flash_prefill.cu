@@ -46,7 +46,11 @@ void check_cu_seqlens(const int32_t* cu, int batch, int64_t total, const char* n
 using LaunchFn = void (*)(const FlashPrefillParams&, int, cudaStream_t);
 
 template <int kQK, int kV>
-LaunchFn pick(bool bf16, bool wgmma) {
+LaunchFn pick(bool bf16, bool wgmma, bool warp_specialized) {
+  if constexpr (kV <= 128)  // (config.h WgmmaWsTile: d_v 256 keeps the unspecialized kernel)
+    if (wgmma && warp_specialized)
+      return bf16 ? flash::launch_flash_prefill_wgmma_ws<kQK, kV, DType::BF16>
+                  : flash::launch_flash_prefill_wgmma_ws<kQK, kV, DType::F16>;
   if (wgmma)
     return bf16 ? flash::launch_flash_prefill_wgmma<kQK, kV, DType::BF16>
                 : flash::launch_flash_prefill_wgmma<kQK, kV, DType::F16>;
@@ -121,10 +125,10 @@ void flash_prefill(const FlashPrefillParams& p, cudaStream_t stream) {
   const bool bf16 = p.dtype == DType::BF16;
   const bool wgmma = p.wgmma && device_runs_wgmma();  // elsewhere the Hopper kernel would trap: stage A's
   LaunchFn launch = nullptr;
-  if (p.head_dim_qk == 192 && p.head_dim_v == 128) launch = pick<192, 128>(bf16, wgmma);
-  if (p.head_dim_qk == 128 && p.head_dim_v == 128) launch = pick<128, 128>(bf16, wgmma);
-  if (p.head_dim_qk == 64 && p.head_dim_v == 64) launch = pick<64, 64>(bf16, wgmma);
-  if (p.head_dim_qk == 256 && p.head_dim_v == 256) launch = pick<256, 256>(bf16, wgmma);
+  if (p.head_dim_qk == 192 && p.head_dim_v == 128) launch = pick<192, 128>(bf16, wgmma, p.warp_specialized);
+  if (p.head_dim_qk == 128 && p.head_dim_v == 128) launch = pick<128, 128>(bf16, wgmma, p.warp_specialized);
+  if (p.head_dim_qk == 64 && p.head_dim_v == 64) launch = pick<64, 64>(bf16, wgmma, p.warp_specialized);
+  if (p.head_dim_qk == 256 && p.head_dim_v == 256) launch = pick<256, 256>(bf16, wgmma, p.warp_specialized);
   MLARUN_CHECK(launch != nullptr, "flash_prefill: no kernel for head dims (qk ", p.head_dim_qk, ", v ",
                p.head_dim_v, ") although they passed the check");
   launch(p, max_q, stream);

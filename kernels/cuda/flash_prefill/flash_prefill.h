@@ -63,6 +63,10 @@ struct FlashPrefillParams {
   // (kernels/cuda/wgmma_device.h: an sm_90a build on a compute capability 9.0 device; elsewhere stage A's kernel
   // serves the call). On by default (config.h kWgmmaPrefill).
   bool wgmma = flash::kWgmmaPrefill;
+  // With `wgmma`: its warp-specialized variant (kernel_wgmma_ws.cuh: a loading warpgroup and a two-stage K/V ring on
+  // mbarriers), for d_v up to 128 (256/256 keeps the wgmma kernel). Off by default (config.h
+  // kWarpSpecializedPrefill) until a GPU has run its tests and timed it.
+  bool warp_specialized = flash::kWarpSpecializedPrefill;
 };
 
 // Checks every field (throws mlarun::Error naming the value) without touching CUDA.
@@ -76,9 +80,12 @@ namespace flash {
 // One instantiation per (d_qk, d_v, dtype) in instantiations/flash_prefill_<qk>_<v>_<dtype>.cu; `p` is already checked.
 template <int kHeadDimQK, int kHeadDimV, DType kDType>
 void launch_flash_prefill(const FlashPrefillParams& p, int max_seqlen_q, cudaStream_t stream);
-// The same for the Hopper kernel, in instantiations/flash_prefill_wgmma_<qk>_<v>_<dtype>.cu.
+// The same for the Hopper kernel and its warp-specialized variant, in instantiations/flash_prefill_wgmma_<qk>_<v>_
+// <dtype>.cu.
 template <int kHeadDimQK, int kHeadDimV, DType kDType>
 void launch_flash_prefill_wgmma(const FlashPrefillParams& p, int max_seqlen_q, cudaStream_t stream);
+template <int kHeadDimQK, int kHeadDimV, DType kDType>
+void launch_flash_prefill_wgmma_ws(const FlashPrefillParams& p, int max_seqlen_q, cudaStream_t stream);
 }  // namespace flash
 
 }  // namespace mlarun::ops::cuda

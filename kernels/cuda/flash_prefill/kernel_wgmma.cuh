@@ -24,18 +24,94 @@ namespace mlarun::ops::cuda::flash {
 
 // Rows [0, kRows) x [0, kD) of a tile whose row r starts at g + r * stride, into slabs of 64 columns at `slabs`
 // (1024-aligned shared-memory address; slab j holds columns [64 j, 64 j + 64) of every row); rows at or past
-// valid_rows are zero-filled.
-template <int kRows, int kD, int kThreads>
+// valid_rows are zero-filled. kUnroll: passes unrolled (all by default; the warp-specialized kernel's loader, with
+// few registers, unrolls fewer).
+template <int kRows, int kD, int kThreads, int kUnroll = kRows * (kD / 8) / kThreads>
 __device__ __forceinline__ void load_slabs(uint32_t slabs, const uint16_t* g, int64_t stride, int valid_rows,
                                            int tid) {
   constexpr int kChunks = kD / 8;  // 16-byte chunks per row
   static_assert((kRows * kChunks) % kThreads == 0, "whole passes");
-#pragma unroll
+#pragma unroll kUnroll
   for (int i = 0; i < kRows * kChunks / kThreads; ++i) {
     const int c = tid + i * kThreads, row = c / kChunks, chunk = c % kChunks;
     const bool valid = row < valid_rows;
     const uint32_t dst = slabs + wg::chunk_offset(kRows, row, chunk);
     cp_async_16(dst, g + (valid ? row * stride : 0) + chunk * 8, valid ? 16 : 0);
+  }
+}
+
+// One key tile's scores of a thread's two rows (row_q: their index in the sequence), from masks to P, as stage A
+// does it: the mask only on tiles that cross the sequence end, the causal diagonal or the window's left edge; the
+// online softmax (row maxima in the unscaled domain, 2^x in one instruction: cuda_common.cuh exp2_ftz); the output
+// rescaled on every tile (skipping it when a warp's alphas were all 1, one vote a tile, measured 3-11 % slower on an
+// H200 at q/k dims 64, 192 and 256, and gained only where the other load order is faster: NOTES.md); P as the A
+// fragments of P V (k-step kk takes n8 tiles 2 kk and 2 kk + 1: wgmma_sm90.cuh acc_to_a).
+template <int kBlockM, int kBlockN, int kORegs, typename Element>
+__device__ __forceinline__ void softmax_tile(const KernelArgs& args, float (&s)[kBlockN / 2], float (&o)[kORegs],
+                                             uint32_t (&p)[kBlockN / 16][4], float (&row_max)[2],
+                                             float (&row_sum)[2], const int (&row_q)[2], int n0, int m0, int len_k,
+                                             int off, int lane) {
+  using namespace wgmma_sm90;
+  constexpr int kSRegs = kBlockN / 2;
+  const bool need_mask = n0 + kBlockN > len_k || (args.causal && n0 + kBlockN - 1 > m0 + off) ||
+                         (args.window_left >= 0 && n0 < m0 + kBlockM - 1 + off - args.window_left);
+  if (need_mask) {
+#pragma unroll
+    for (int e = 0; e < kSRegs; ++e) {
+      const int key = n0 + acc_col(lane, e), row = row_q[(e >> 1) & 1];
+      const bool visible = key < len_k && (!args.causal || key <= row + off) &&
+                           (args.window_left < 0 || key >= row + off - args.window_left);
+      if (!visible) s[e] = -INFINITY;
+    }
+  }
+  // The thread's two rows: elements 4 i + 2 r and 4 i + 2 r + 1 of row r.
+  float alpha[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float mx = row_max[r];
+#pragma unroll
+    for (int i = 0; i < kSRegs / 4; ++i) mx = fmaxf(mx, fmaxf(s[4 * i + 2 * r], s[4 * i + 2 * r + 1]));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float m_scaled = mx == -INFINITY ? 0.f : mx * args.scale_log2;
+    alpha[r] = row_max[r] == -INFINITY ? 0.f : exp2_ftz(row_max[r] * args.scale_log2 - m_scaled);
+    row_max[r] = mx;
+    row_sum[r] *= alpha[r];
+#pragma unroll
+    for (int i = 0; i < kSRegs / 4; ++i)
+#pragma unroll
+      for (int e = 4 * i + 2 * r; e < 4 * i + 2 * r + 2; ++e) {
+        s[e] = exp2_ftz(fmaf(s[e], args.scale_log2, -m_scaled));
+        row_sum[r] += s[e];
+      }
+  }
+#pragma unroll
+  for (int i = 0; i < kORegs / 4; ++i) {
+    o[4 * i] *= alpha[0], o[4 * i + 1] *= alpha[0];
+    o[4 * i + 2] *= alpha[1], o[4 * i + 3] *= alpha[1];
+  }
+#pragma unroll
+  for (int kk = 0; kk < kBlockN / 16; ++kk)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) p[kk][i] = pack2<Element>(s[acc_to_a(kk, i)], s[acc_to_a(kk, i) + 1]);
+}
+
+// Stage A's epilogue (row sums over the quad; a row that saw no key writes zeros and lse -inf; NaN stays NaN),
+// written straight from the accumulators: two values per 4-byte store.
+template <int kORegs, typename Element>
+__device__ __forceinline__ void store_rows(const KernelArgs& args, const float (&o)[kORegs], float (&row_sum)[2],
+                                           const float (&row_max)[2], const int (&row_q)[2], int len_q, int q_start,
+                                           int head, int lane) {
+  constexpr int kDV = 2 * kORegs;
+  float inv[2];
+  bool empty[2];
+  finish_rows(args, row_sum, row_max, row_q, len_q, q_start, head, lane, empty, inv);
+#pragma unroll
+  for (int e = 0; e < kORegs; e += 2) {
+    const int r = (e >> 1) & 1;
+    if (row_q[r] >= len_q) continue;
+    uint16_t* dst = args.out + (int64_t(q_start + row_q[r]) * args.hq + head) * kDV + wgmma_sm90::acc_col(lane, e);
+    *reinterpret_cast<uint32_t*>(dst) = empty[r] ? 0u : pack2<Element>(o[e] * inv[r], o[e + 1] * inv[r]);
   }
 }
 
@@ -102,53 +178,8 @@ __global__ void __launch_bounds__(WgmmaTile<kDQK, kDV>::kThreads, 1)
     wgmma_wait<0>();
     fence_registers(s);
 
-    // Stage A's mask: only the tiles that cross the sequence end, the causal diagonal or the window's left edge.
-    const bool need_mask = n0 + kBlockN > len_k || (args.causal && n0 + kBlockN - 1 > m0 + off) ||
-                           (args.window_left >= 0 && n0 < m0 + kBlockM - 1 + off - args.window_left);
-    if (need_mask) {
-#pragma unroll
-      for (int e = 0; e < kSRegs; ++e) {
-        const int key = n0 + acc_col(lane, e), row = row_q[(e >> 1) & 1];
-        const bool visible = key < len_k && (!args.causal || key <= row + off) &&
-                             (args.window_left < 0 || key >= row + off - args.window_left);
-        if (!visible) s[e] = -INFINITY;
-      }
-    }
-    // Stage A's online softmax on the thread's two rows (elements 4 i + 2 r and 4 i + 2 r + 1 of row r), with
-    // 2^x in one instruction (cuda_common.cuh exp2_ftz).
-    float alpha[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float mx = row_max[r];
-#pragma unroll
-      for (int i = 0; i < kSRegs / 4; ++i) mx = fmaxf(mx, fmaxf(s[4 * i + 2 * r], s[4 * i + 2 * r + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float m_scaled = mx == -INFINITY ? 0.f : mx * args.scale_log2;
-      alpha[r] = row_max[r] == -INFINITY ? 0.f : exp2_ftz(row_max[r] * args.scale_log2 - m_scaled);
-      row_max[r] = mx;
-      row_sum[r] *= alpha[r];
-#pragma unroll
-      for (int i = 0; i < kSRegs / 4; ++i)
-#pragma unroll
-        for (int e = 4 * i + 2 * r; e < 4 * i + 2 * r + 2; ++e) {
-          s[e] = exp2_ftz(fmaf(s[e], args.scale_log2, -m_scaled));
-          row_sum[r] += s[e];
-        }
-    }
-    // Every tile rescales the output: skipping it when a warp's alphas were all 1 (one vote a tile) measured 3-11 %
-    // slower on an H200 at q/k dims 64, 192 and 256, and gained only where the other load order is faster (NOTES.md).
-#pragma unroll
-    for (int i = 0; i < kORegs / 4; ++i) {
-      o[4 * i] *= alpha[0], o[4 * i + 1] *= alpha[0];
-      o[4 * i + 2] *= alpha[1], o[4 * i + 3] *= alpha[1];
-    }
-    // P as A fragments: k-step kk takes n8 tiles 2 kk and 2 kk + 1 (wgmma_sm90.cuh acc_to_a).
     uint32_t p[kBlockN / 16][4];
-#pragma unroll
-    for (int kk = 0; kk < kBlockN / 16; ++kk)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) p[kk][i] = pack2<Element>(s[acc_to_a(kk, i)], s[acc_to_a(kk, i) + 1]);
+    softmax_tile<kBlockM, kBlockN, kORegs, Element>(args, s, o, p, row_max, row_sum, row_q, n0, m0, len_k, off, lane);
 
     cp_async_wait_all();
     fence_async_smem();
@@ -175,18 +206,7 @@ __global__ void __launch_bounds__(WgmmaTile<kDQK, kDV>::kThreads, 1)
     fence_registers(o);
   }
 
-  // Stage A's epilogue (row sums over the quad; a row that saw no key writes zeros and lse -inf; NaN stays NaN),
-  // written straight from the accumulators: two values per 4-byte store.
-  float inv[2];
-  bool empty[2];
-  finish_rows(args, row_sum, row_max, row_q, len_q, q_start, head, lane, empty, inv);
-#pragma unroll
-  for (int e = 0; e < kORegs; e += 2) {
-    const int r = (e >> 1) & 1;
-    if (row_q[r] >= len_q) continue;
-    uint16_t* dst = args.out + (int64_t(q_start + row_q[r]) * args.hq + head) * kDV + acc_col(lane, e);
-    *reinterpret_cast<uint32_t*>(dst) = empty[r] ? 0u : pack2<Element>(o[e] * inv[r], o[e + 1] * inv[r]);
-  }
+  store_rows<kORegs, Element>(args, o, row_sum, row_max, row_q, len_q, q_start, head, lane);
 }
 
 // The wgmma launcher flash_prefill.h declares; one explicit instantiation per file under instantiations/.

@@ -21,7 +21,7 @@
 #include "kernels/cuda/mla_decode/attend_wgmma_ws.cuh"
 #include "kernels/cuda/mla_decode/mla_decode.h"
 #include "kernels/cuda/mla_decode/wgmma_lanes.h"
-#include "kernels/cuda/mla_decode/ws_ring.h"
+#include "kernels/cuda/ws_ring.h"
 #include "kernels/cuda/tma_sm90.cuh"
 #include "kernels/cuda/wgmma_sm90.cuh"
 #include "kernels/cuda/wgmma_sm90_mma.cuh"

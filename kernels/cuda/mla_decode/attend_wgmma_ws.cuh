@@ -20,7 +20,7 @@
 #include "kernels/cuda/mla_decode/attend_wgmma_rows.cuh"
 #include "kernels/cuda/mla_decode/config.h"
 #include "kernels/cuda/mla_decode/wgmma_lanes.h"
-#include "kernels/cuda/mla_decode/ws_ring.h"
+#include "kernels/cuda/ws_ring.h"
 #include "kernels/cuda/mma_sm80.cuh"
 #include "kernels/cuda/tma_sm90.cuh"
 #include "kernels/cuda/wgmma_sm90.cuh"
@@ -31,9 +31,6 @@ namespace mlarun::ops::cuda::mla {
 
 constexpr int kWsLoaders = 128;  // warpgroup 0
 constexpr int kWsComputers = kWsThreads - kWsLoaders;
-// Polls of a barrier before a wait gives up and traps. Each poll waits in hardware for a while, so this is seconds:
-// far beyond any legitimate wait (one piece's work), short of a hung test run.
-constexpr uint32_t kWsStuckPolls = 1u << 22;
 
 // The CTA's mbarriers, after the ring: full[stage], empty[stage], q_full, q_empty, then the computing side's own.
 struct WsBarriers {
@@ -58,9 +55,7 @@ constexpr size_t ws_smem_bytes(int extra_barriers, int exchange_floats) {
   return kWgSmemBytes + size_t(kWsBarriers + extra_barriers) * 8 + 8 + size_t(exchange_floats) * 4;
 }
 
-__device__ __forceinline__ void ws_wait(uint32_t bar, uint32_t parity) {
-  tma_sm90::mbarrier_wait_or_trap(bar, parity, kWsStuckPolls);
-}
+__device__ __forceinline__ void ws_wait(uint32_t bar, uint32_t parity) { tma_sm90::mbarrier_wait_bounded(bar, parity); }
 
 // Warpgroup 0: every piece's q rows and cached tiles, in the order the computing warpgroups take them.
 __device__ __forceinline__ void ws_load_pieces(const AttendArgs& a, const WsSmem& sm, int row0) {

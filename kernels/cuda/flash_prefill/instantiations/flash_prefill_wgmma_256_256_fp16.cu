@@ -1,4 +1,5 @@
-// One instantiation of the Hopper flash prefill launcher (d_qk 256, d_v 256, fp16), one per file as for stage A.
+// One instantiation of the Hopper flash prefill launcher, kernel_wgmma.cuh (d_qk 256, d_v 256, fp16), one per file
+// as for stage A; its warp-specialized variant takes d_v up to 128.
 #include "kernels/cuda/flash_prefill/kernel_wgmma.cuh"
 
 namespace mlarun::ops::cuda::flash {

@@ -1,7 +1,9 @@
-// The hand-off protocol of the warp-specialized wgmma attend kernel (attend_wgmma_ws.cu) as plain arithmetic, shared
-// by the kernel and by the CPU test that plays it out under random interleavings of its threads against a model of
-// mbarriers (tests/kernels/test_mla_decode_ws_ring.cpp: no deadlock, no stage or q rewritten while read, every read
-// sees the tile or piece it expects), so the parities the kernel waits for are checked without a GPU.
+// The hand-off protocol of the warp-specialized wgmma kernels (a loading warpgroup and computing warpgroups that
+// meet at mbarriers: mla_decode's attend_wgmma_ws.cuh / _ws.cu / _seesaw.cu, flash_prefill's kernel_wgmma_ws.cuh)
+// as plain arithmetic, shared by the kernels and by the CPU test that plays their threads out under random
+// interleavings against a model of mbarriers (tests/kernels/test_mla_decode_ws_ring.cpp: no deadlock, no stage or q
+// rewritten while read, every read sees the tile or piece it expects), so the parities the kernels wait for are
+// checked without a GPU.
 //
 // An mbarrier counts arrivals; when a phase's count is in, the phase completes and the next begins. A wait names the
 // parity of the phase it waits for, and passes once that phase has completed, which a fresh barrier's phase "before
@@ -13,7 +15,7 @@
 
 #include "kernels/host_device.h"
 
-namespace mlarun::ops::cuda::mla::ws {
+namespace mlarun::ops::cuda::ws {
 
 MLARUN_HOST_DEVICE constexpr int stage_of(int n, int stages) { return n % stages; }
 // The computing warpgroups wait on full[stage_of(n)] for the phase that tile n's copies complete.
@@ -28,4 +30,4 @@ MLARUN_HOST_DEVICE constexpr uint32_t use_parity(int use) { return uint32_t(use)
 MLARUN_HOST_DEVICE constexpr uint32_t q_full_parity(int piece) { return uint32_t(piece) & 1u; }
 MLARUN_HOST_DEVICE constexpr uint32_t q_empty_parity(int piece) { return q_full_parity(piece) ^ 1u; }
 
-}  // namespace mlarun::ops::cuda::mla::ws
+}  // namespace mlarun::ops::cuda::ws

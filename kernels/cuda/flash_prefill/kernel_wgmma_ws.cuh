@@ -1,0 +1,137 @@
+// The Hopper flash prefill kernel with warp specialization (FlashPrefillParams::warp_specialized, sm_90a), the next
+// step of stage B in NOTES.md: kernel_wgmma.cuh's two computing warpgroups (64 query rows each, S = Q K^T and
+// O += P V on wgmma, the softmax in registers: softmax_tile and store_rows there), fed by a third warpgroup.
+// Why: ncu on the wgmma kernel at 192/128 found no eligible warp in 58 % of the cycles, its loads and its softmax
+// waiting in turn with the GEMMs behind two CTA-wide barriers per key tile. Here
+//   warpgroup 0 loads Q once, then K and V of each key tile (last one first, as before) by cp.async into a
+//            two-stage ring, and publishes a stage on its `full` mbarrier once its copies have landed (each thread
+//            waits for its own copies, fences them for the tensor cores and arrives);
+//   warpgroups 1 and 2 compute: each waits for a stage's `full` phase and arrives on its `empty` one after its
+//            P V, which the loader waits for before refilling the stage. Nothing else joins them, so one's softmax
+//            can run while the other's GEMMs hold the tensor cores, and the next tile's loads go out as soon as a
+//            stage is free.
+// The parities come from kernels/cuda/ws_ring.h (the decode kernels' protocol with one piece; played out on the CPU
+// by tests/kernels/test_mla_decode_ws_ring.cpp). setmaxnreg moves the loader's registers to the computing
+// warpgroups; a wait that never completes traps. Masks, NaN rules, lse and tile orders are the wgmma kernel's.
+#pragma once
+
+#include "kernels/cuda/flash_prefill/kernel_wgmma.cuh"
+#include "kernels/cuda/tma_sm90.cuh"
+#include "kernels/cuda/ws_ring.h"
+
+namespace mlarun::ops::cuda::flash {
+
+template <int kDQK, int kDV, typename Element>
+__global__ void __launch_bounds__(WgmmaWsTile<kDQK, kDV>::kThreads, 1)
+    flash_prefill_wgmma_ws_kernel(const KernelArgs args) {
+  using namespace wgmma_sm90;
+  using W = WgmmaWsTile<kDQK, kDV>;
+  constexpr int kBlockM = W::kBlockM, kBlockN = W::kBlockN, kStages = W::kStages, kLoaders = 128;
+  constexpr int kORegs = kDV / 2;
+  constexpr int kLoaderUnroll = W::kLoaderUnroll;
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  const uint32_t raw_u32 = smem_u32(smem_raw);
+  const uint32_t q_u32 = (raw_u32 + kAtomBytes - 1) & ~(kAtomBytes - 1);  // slabs need 1024-byte alignment
+  const uint32_t ring_u32 = q_u32 + uint32_t(W::kQBytes);
+  const auto k_of = [&](int stage) { return ring_u32 + uint32_t(stage * (W::kKBytes + W::kVBytes)); };
+  const auto v_of = [&](int stage) { return k_of(stage) + uint32_t(W::kKBytes); };
+  const uint32_t bars = ring_u32 + uint32_t(kStages * (W::kKBytes + W::kVBytes));
+  const auto full = [&](int stage) { return bars + 8 * stage; };
+  const auto empty = [&](int stage) { return bars + 8 * (kStages + stage); };
+  const uint32_t q_full = bars + 8 * (2 * kStages);
+
+  const TileOf t = tile_of(args, kBlockM);  // the tile, as stage A picks it
+  if (t.m0 >= t.len_q) return;               // uniform over the CTA, before any barrier
+  const int head = t.head, q_start = t.q_start, len_q = t.len_q, m0 = t.m0, k_start = t.k_start, len_k = t.len_k,
+            off = t.off, kv_head = head / args.group;
+  const KeyBlocks blocks =
+      tile_key_blocks(m0, len_q, len_k, off, args.causal != 0, args.window_left, kBlockM, kBlockN);
+  const int n_begin = blocks.begin, n_end = blocks.end, tiles = n_end > n_begin ? n_end - n_begin : 0;
+
+  if (threadIdx.x == 0) {
+    for (int stage = 0; stage < kStages; ++stage) {
+      tma_sm90::mbarrier_init(full(stage), kLoaders);
+      tma_sm90::mbarrier_init(empty(stage), 256);
+    }
+    tma_sm90::mbarrier_init(q_full, kLoaders);
+  }
+  __syncthreads();  // the last CTA-wide barrier: from here the warpgroups meet only at the mbarriers
+
+  if (threadIdx.x < kLoaders) {  // warpgroup 0: Q with the first tile, then K and V tile by tile
+    setmaxnreg_dec<W::kLoaderRegs>();
+    const int tid = threadIdx.x;
+    const int64_t q_stride = int64_t(args.hq) * kDQK, k_stride = int64_t(args.hkv) * kDQK,
+                  v_stride = int64_t(args.hkv) * kDV;
+    const uint16_t* gK = args.k + (int64_t(k_start) * args.hkv + kv_head) * kDQK;
+    const uint16_t* gV = args.v + (int64_t(k_start) * args.hkv + kv_head) * kDV;
+    for (int i = 0; i < tiles; ++i) {
+      const int stage = ws::stage_of(i, kStages), n0 = (n_end - 1 - i) * kBlockN;
+      tma_sm90::mbarrier_wait_bounded(empty(stage), ws::empty_parity(i, kStages));
+      load_slabs<kBlockN, kDQK, kLoaders, kLoaderUnroll>(k_of(stage), gK + int64_t(n0) * k_stride, k_stride, len_k - n0, tid);
+      load_slabs<kBlockN, kDV, kLoaders, kLoaderUnroll>(v_of(stage), gV + int64_t(n0) * v_stride, v_stride, len_k - n0, tid);
+      if (i == 0)
+        load_slabs<kBlockM, kDQK, kLoaders, kLoaderUnroll>(q_u32, args.q + (int64_t(q_start + m0) * args.hq + head) * kDQK,
+                                            q_stride, len_q - m0, tid);
+      cp_async_commit();
+      cp_async_wait_all();  // this thread's copies have landed
+      fence_async_smem();   // ... where the tensor cores will read them
+      if (i == 0) tma_sm90::mbarrier_arrive(q_full);
+      tma_sm90::mbarrier_arrive(full(stage));
+    }
+  } else {
+    // Warpgroups 1 and 2: rows [64 group, 64 group + 64) of the tile.
+    setmaxnreg_inc<W::kMathRegs>();
+    const int tid = threadIdx.x - kLoaders, group = tid / 128, warp = (tid / 32) % 4, lane = tid % 32;
+    float o[kORegs];
+#pragma unroll
+    for (int e = 0; e < kORegs; ++e) o[e] = 0.f;
+    float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+    const int row_q[2] = {m0 + 64 * group + acc_row(warp, lane, 0), m0 + 64 * group + acc_row(warp, lane, 2)};
+    if (tiles > 0) tma_sm90::mbarrier_wait_bounded(q_full, ws::q_full_parity(0));
+    for (int i = 0; i < tiles; ++i) {
+      const int stage = ws::stage_of(i, kStages), n0 = (n_end - 1 - i) * kBlockN;
+      tma_sm90::mbarrier_wait_bounded(full(stage), ws::full_parity(i, kStages));
+      float s[kBlockN / 2];
+#pragma unroll
+      for (int e = 0; e < kBlockN / 2; ++e) s[e] = 0.f;
+      wgmma_fence();
+#pragma unroll
+      for (int slab = 0; slab < kDQK / 64; ++slab)
+#pragma unroll
+        for (int k = 0; k < 4; ++k)
+          Mma<kBlockN>::template ss<0, Element>(s, wg::q_desc(q_u32, kBlockM, group, slab, k),
+                                                wg::k_desc(k_of(stage), kBlockN, slab, k), slab + k > 0);
+      wgmma_commit();
+      wgmma_wait<0>();
+      fence_registers(s);
+
+      uint32_t p[kBlockN / 16][4];
+      softmax_tile<kBlockM, kBlockN, kORegs, Element>(args, s, o, p, row_max, row_sum, row_q, n0, m0, len_k, off,
+                                                      lane);
+
+      wgmma_fence();
+#pragma unroll
+      for (int kk = 0; kk < kBlockN / 16; ++kk)
+        Mma<kDV>::template rs<1, Element>(o, p[kk], wg::v_desc(v_of(stage), kBlockN, kk), 1);
+      wgmma_commit();
+      wgmma_wait<0>();
+      fence_registers(o);
+      tma_sm90::mbarrier_arrive(empty(stage));  // this warpgroup is done with the stage's K and V
+    }
+    store_rows<kORegs, Element>(args, o, row_sum, row_max, row_q, len_q, q_start, head, lane);
+  }
+}
+
+template <int kHeadDimQK, int kHeadDimV, DType kDType>
+void launch_flash_prefill_wgmma_ws(const FlashPrefillParams& p, int max_seqlen_q, cudaStream_t stream) {
+  using W = WgmmaWsTile<kHeadDimQK, kHeadDimV>;
+  using Element = typename ElementOf<kDType>::type;
+  KernelArgs args = kernel_args(p);
+  allow_dynamic_smem<flash_prefill_wgmma_ws_kernel<kHeadDimQK, kHeadDimV, Element>>(W::kSmemBytes);
+  Tensor order;  // the longest-first tile list; freed at return, stream-ordered after the kernel reads it
+  const dim3 grid = launch_grid(p, kLongestFirstWgmma, W::kBlockM, W::kBlockN, max_seqlen_q, order, args, stream);
+  flash_prefill_wgmma_ws_kernel<kHeadDimQK, kHeadDimV, Element><<<grid, W::kThreads, W::kSmemBytes, stream>>>(args);
+  MLARUN_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace mlarun::ops::cuda::flash
