@@ -79,9 +79,9 @@ Tensor mla_decode_run(const Tensor&, const Tensor&, KvQuant, const StepPart&, co
   unavailable("mla_decode");
 }
 int32_t mla_decode_kernel() { unavailable("mla_decode"); }
-bool flash_prefill_wgmma() { unavailable("flash_prefill"); }
+int32_t flash_prefill_kernel() { unavailable("flash_prefill"); }
 void set_mla_decode_kernel(int32_t) { unavailable("mla_decode"); }
-void set_flash_prefill_wgmma(int32_t) { unavailable("flash_prefill"); }
+void set_flash_prefill_kernel(int32_t) { unavailable("flash_prefill"); }
 
 void write_cache_quantized(const Tensor&, const KvCacheFormat&, const Tensor&, const Tensor&) {
   unavailable("write_cache_quantized");

@@ -313,7 +313,7 @@ sub_bench_prefill() {
   # A 2048-token chunk over a 65536-token cached prefix on the naive path (the prefix up-projected in pieces of
   # --prefill-context-piece-tokens, merged by log-sum-exp), with each flash kernel: its attention rate by
   # FlashAttention's count, against bench-flash's uniform 192/128 rate in kernels.log (the target: >= 60%).
-  for k in mma wgmma; do
+  for k in mma wgmma wgmma-ws; do
     j=$GC_TMP/bench_prefill_64k_$k.json
     MLARUN_FLASH_PREFILL_KERNEL=$k "$GC_BUILD/launch/mlarun" bench prefill --config configs/config_16B.json \
       --layers 1 --device cuda --prefix-lens 65536 --chunk-lens 2048 --batch 1 --iters 3 --warmup 1 --json "$j" ||

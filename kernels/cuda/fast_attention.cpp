@@ -35,16 +35,18 @@ int32_t parse_mla_decode_kernel(const char* value) {
        "' is not one of simt, mma, fitted, wgmma, wgmma-split, wgmma-ws, wgmma-seesaw, auto (unset: auto)");
 }
 
-bool parse_flash_prefill_wgmma(const char* value) {
+int32_t parse_flash_prefill_kernel(const char* value) {
   const std::string v = value == nullptr ? "" : value;
-  if (v.empty()) return flash::kWgmmaPrefill;
-  MLARUN_CHECK(v == "mma" || v == "wgmma", "MLARUN_FLASH_PREFILL_KERNEL = '", v,
-               "' is not one of mma, wgmma (unset: wgmma where the device runs it)");
-  return v == "wgmma";
+  if (v.empty()) return flash::kWgmmaPrefill ? 1 : 0;
+  const char* names[] = {"mma", "wgmma", "wgmma-ws"};  // 0..2: kernels/cuda/cuda_ops.h
+  for (int32_t i = 0; i < 3; ++i)
+    if (v == names[i]) return i;
+  fail("MLARUN_FLASH_PREFILL_KERNEL = '", v,
+       "' is not one of mma, wgmma, wgmma-ws (unset: wgmma where the device runs it)");
 }
 
 namespace {
-std::atomic<int32_t> g_mla_decode_kernel{-1}, g_flash_prefill_wgmma{-1};  // -1: the environment's
+std::atomic<int32_t> g_mla_decode_kernel{-1}, g_flash_prefill_kernel{-1};  // -1: the environment's
 }  // namespace
 
 int32_t mla_decode_kernel() {
@@ -54,10 +56,10 @@ int32_t mla_decode_kernel() {
   return from_env;
 }
 
-bool flash_prefill_wgmma() {
-  const int32_t set = g_flash_prefill_wgmma.load();
-  if (set >= 0) return set != 0;
-  static const bool from_env = parse_flash_prefill_wgmma(std::getenv("MLARUN_FLASH_PREFILL_KERNEL"));
+int32_t flash_prefill_kernel() {
+  const int32_t set = g_flash_prefill_kernel.load();
+  if (set >= 0) return set;
+  static const int32_t from_env = parse_flash_prefill_kernel(std::getenv("MLARUN_FLASH_PREFILL_KERNEL"));
   return from_env;
 }
 
@@ -67,10 +69,10 @@ void set_mla_decode_kernel(int32_t kernel) {
   g_mla_decode_kernel.store(kernel);
 }
 
-void set_flash_prefill_wgmma(int32_t wgmma) {
-  MLARUN_CHECK(wgmma >= -1 && wgmma <= 1, "set_flash_prefill_wgmma: ", wgmma,
-               " is not -1 (the environment's), 0 (mma) or 1 (wgmma)");
-  g_flash_prefill_wgmma.store(wgmma);
+void set_flash_prefill_kernel(int32_t kernel) {
+  MLARUN_CHECK(kernel >= -1 && kernel <= 2, "set_flash_prefill_kernel: ", kernel,
+               " is not -1 (the environment's), 0 (mma), 1 (wgmma) or 2 (wgmma-ws)");
+  g_flash_prefill_kernel.store(kernel);
 }
 
 namespace {
@@ -90,7 +92,9 @@ FlashPrefillParams flash_params(const Tensor& q, const Tensor& k, const Tensor& 
   p.dtype = q.dtype();
   p.softmax_scale = scale;
   p.causal = true;
-  p.wgmma = flash_prefill_wgmma();
+  const int32_t kernel = flash_prefill_kernel();
+  p.wgmma = kernel >= 1;
+  p.warp_specialized = kernel == 2;
   return p;
 }
 }  // namespace

@@ -79,15 +79,20 @@ TEST(MlaDecodeApi, KernelChoicesByEnvironmentParseAndNameBadValues) {
   cuda::set_mla_decode_kernel(-1);
   EXPECT_THROW(cuda::set_mla_decode_kernel(8), Error);
   EXPECT_THROW(cuda::set_mla_decode_kernel(-2), Error);
-  EXPECT_THROW(cuda::set_flash_prefill_wgmma(2), Error);
-  EXPECT_TRUE(cuda::parse_flash_prefill_wgmma(nullptr));  // the Hopper kernel where the device runs it
-  EXPECT_FALSE(cuda::parse_flash_prefill_wgmma("mma"));
-  EXPECT_TRUE(cuda::parse_flash_prefill_wgmma("wgmma"));
+  EXPECT_THROW(cuda::set_flash_prefill_kernel(3), Error);
+  EXPECT_THROW(cuda::set_flash_prefill_kernel(-2), Error);
+  cuda::set_flash_prefill_kernel(2);
+  EXPECT_EQ(cuda::flash_prefill_kernel(), 2);
+  cuda::set_flash_prefill_kernel(-1);
+  EXPECT_EQ(cuda::parse_flash_prefill_kernel(nullptr), 1);  // the Hopper kernel where the device runs it
+  EXPECT_EQ(cuda::parse_flash_prefill_kernel("mma"), 0);
+  EXPECT_EQ(cuda::parse_flash_prefill_kernel("wgmma"), 1);
+  EXPECT_EQ(cuda::parse_flash_prefill_kernel("wgmma-ws"), 2);
   try {
-    cuda::parse_flash_prefill_wgmma("fa3");
+    cuda::parse_flash_prefill_kernel("fa3");
     ADD_FAILURE() << "accepted";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("MLARUN_FLASH_PREFILL_KERNEL = 'fa3' is not one of mma, wgmma"),
+    EXPECT_NE(std::string(e.what()).find("MLARUN_FLASH_PREFILL_KERNEL = 'fa3' is not one of mma, wgmma, wgmma-ws"),
               std::string::npos)
         << e.what();
   }

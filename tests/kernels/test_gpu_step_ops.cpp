@@ -35,13 +35,13 @@ ForwardBatch step_batch(int64_t decode_rows) {
 
 // Sets the model's kernel choices for a test (kernels/cuda/cuda_ops.h) and gives them back to the environment.
 struct KernelChoice {
-  KernelChoice(int32_t mla_decode_kernel, int32_t flash_wgmma) {
+  KernelChoice(int32_t mla_decode_kernel, int32_t flash_kernel) {
     ops::cuda::set_mla_decode_kernel(mla_decode_kernel);
-    ops::cuda::set_flash_prefill_wgmma(flash_wgmma);
+    ops::cuda::set_flash_prefill_kernel(flash_kernel);
   }
   ~KernelChoice() {
     ops::cuda::set_mla_decode_kernel(-1);
-    ops::cuda::set_flash_prefill_wgmma(-1);
+    ops::cuda::set_flash_prefill_kernel(-1);
   }
 };
 // config.h AttendKernel: simt, mma, fitted, wgmma, wgmma-split, wgmma-ws and wgmma-seesaw (5 is auto, which picks
@@ -194,12 +194,13 @@ void check_decode_through_plan(int32_t kernel) {
 
 }  // namespace
 
-// Both flash prefill kernels (stage A and wgmma: FlashPrefillParams::wgmma as the model chooses it).
+// Every flash prefill kernel (stage A, wgmma, wgmma warp-specialized: FlashPrefillParams::wgmma and
+// warp_specialized as the model chooses them).
 TEST(GpuStepOps, FlashPrefillThroughVarlenAttentionMatchesTheCpu) {
   MLARUN_GPU_OR_SKIP();
-  for (int32_t wgmma : {0, 1}) {
-    SCOPED_TRACE(wgmma ? "wgmma kernel" : "stage A kernel");
-    KernelChoice choice(-1, wgmma);
+  for (int32_t kernel : {0, 1, 2}) {
+    SCOPED_TRACE(kernel == 0 ? "stage A kernel" : kernel == 1 ? "wgmma kernel" : "wgmma warp-specialized kernel");
+    KernelChoice choice(-1, kernel);
     check_flash_through_varlen();
   }
 }

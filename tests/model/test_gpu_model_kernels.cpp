@@ -45,13 +45,13 @@ ModelConfig fast_kernel_config() {
 }
 
 // Logits of a prompt prefilled in one step (last row) and of `steps` decode steps after it, f32 on the host, one
-// [1, vocab] tensor per step, on the model's device, with the kernels set by `decode_kernel` / `flash_wgmma` (-1:
+// [1, vocab] tensor per step, on the model's device, with the kernels set by `decode_kernel` / `flash_kernel` (-1:
 // the default). The decoded tokens are the greedy ones, recorded into `tokens` when it is empty, else taken from
 // it (so every run decodes the same tokens, whatever near-ties its rounding breaks the other way).
-std::vector<Tensor> run_steps(const DeepseekModel& model, Device device, int32_t decode_kernel, int32_t flash_wgmma,
+std::vector<Tensor> run_steps(const DeepseekModel& model, Device device, int32_t decode_kernel, int32_t flash_kernel,
                               int steps, std::vector<int32_t>& tokens) {
   ops::cuda::set_mla_decode_kernel(decode_kernel);
-  ops::cuda::set_flash_prefill_wgmma(flash_wgmma);
+  ops::cuda::set_flash_prefill_kernel(flash_kernel);
   const ModelConfig& c = model.config();
   constexpr int64_t kBlock = 16, kBlocks = 12;
   const DType cache_dtype = device == Device::CUDA ? DType::BF16 : DType::F32;
@@ -83,7 +83,7 @@ std::vector<Tensor> run_steps(const DeepseekModel& model, Device device, int32_t
     out.push_back(ops::to_host_f32(model.forward(step, pool.layers)));
   }
   ops::cuda::set_mla_decode_kernel(-1);
-  ops::cuda::set_flash_prefill_wgmma(-1);
+  ops::cuda::set_flash_prefill_kernel(-1);
   return out;
 }
 
@@ -119,14 +119,14 @@ TEST(GpuModelKernels, EveryAttentionKernelIsWithinTwiceTheDefaultKernelsErrorAga
   std::printf("%-20s worst rel error against f32 %.4f at %s\n", "default kernels", base_error, base_where.c_str());
   struct Choice {
     const char* name;
-    int32_t decode_kernel, flash_wgmma;
+    int32_t decode_kernel, flash_kernel;
   };
   for (const Choice& k : {Choice{"decode simt", 0, -1}, Choice{"decode mma", 1, -1}, Choice{"decode fitted", 2, -1},
                           Choice{"decode wgmma", 3, -1}, Choice{"decode wgmma-split", 4, -1},
-                          Choice{"flash mma", -1, 0}, Choice{"flash wgmma", -1, 1},
+                          Choice{"flash mma", -1, 0}, Choice{"flash wgmma", -1, 1}, Choice{"flash wgmma-ws", -1, 2},
                           Choice{"decode wgmma-ws", 6, -1}, Choice{"decode wgmma-seesaw", 7, -1}}) {
     SCOPED_TRACE(k.name);
-    const std::vector<Tensor> got = run_steps(model, Device::CUDA, k.decode_kernel, k.flash_wgmma, kSteps, tokens);
+    const std::vector<Tensor> got = run_steps(model, Device::CUDA, k.decode_kernel, k.flash_kernel, kSteps, tokens);
     ASSERT_EQ(got.size(), want.size());
     std::string where;
     const double error = worst_error(got, where);
