@@ -76,7 +76,7 @@ binaries="tests/test_gpu_flash_prefill tests/test_gpu_mla_decode tests/test_gpu_
 binaries+=" tests/test_gpu_cli tests/test_gpu_nccl tests/test_gpu_device launch/mlarun kernels/bench_flash_prefill"
 binaries+=" kernels/bench_mla_decode tests/test_gpu_wgmma_probe"
 targets=$(for f in $binaries; do printf '%s ' "${f##*/}"; done)
-prebuilt=$root/.carry/prebuilt.tar.xz
+prebuilt=${GC_PREBUILT:-$root/.carry/prebuilt.tar.xz}  # (GC_PREBUILT: another file, for tests/gpu_check_dry_run.sh)
 
 # The folder holding libnccl.so.2 when the loader would not find it on its own (NCCL from PyTorch's wheel, say);
 # empty when it is in the toolkit, the system or nowhere.
@@ -116,6 +116,14 @@ prepare() {
 # ---- pack: the check's binaries built here, for a GPU machine whose cold build would eat its budget -----------
 # The binaries keep this tree's absolute path for the test data (MLARUN_SOURCE_DIR): the check links that path to
 # its own tree there when the path is free.
+# A digest of the sources the binaries are built from (paths and contents of the C++/CUDA/CMake files), the same
+# with or without git: pack records it, and the check takes a packed build only where the tree still has it.
+source_digest() {
+  (cd "$root" && find CMakeLists.txt cmake kernels engine model parallel runtime launch bench tests -type f \
+    \( -name '*.cu' -o -name '*.cuh' -o -name '*.cpp' -o -name '*.h' -o -name '*.hpp' -o -name 'CMakeLists.txt' \
+    -o -name '*.cmake' \) 2>/dev/null | LC_ALL=C sort | xargs -d '\n' sha256sum | sha256sum | cut -c1-16)
+}
+
 pack() {
   local b=${MLARUN_BUILD_DIR:-build} t lib f
   grep -q 'CMAKE_CUDA_ARCHITECTURES[^=]*=90a' "$b/CMakeCache.txt" 2>/dev/null ||
@@ -131,6 +139,7 @@ pack() {
     while read -r f; do cp -L "$f" "$t/pb/lib/"; done
   { echo "source: $root"
     echo "commit: $(git rev-parse --short HEAD) $(git status --porcelain -uno | wc -l) changed files"
+    echo "sources: $(source_digest)"
     echo "packed: $(date -u +%FT%TZ) on $(hostname)"; } >"$t/pb/STAMP"
   mkdir -p "$root/.carry" && tar -C "$t/pb" -cf - . | xz -9 -T0 >"$prebuilt" && rm -rf "$t" || return 1
   echo "pack: $(du -h "$prebuilt" | cut -f1) in .carry/prebuilt.tar.xz ($(git rev-parse --short HEAD)); carry .carry/"
@@ -159,6 +168,13 @@ sub_env() {
 # `--version` and `--gtest_list_tests` answer); fails, leaving the build to cmake, where they do not.
 sub_prebuilt() {
   local src f bad=0
+  local packed now
+  packed=$(tar -xJOf "$prebuilt" ./STAMP 2>/dev/null | awk '/^sources: / {print $2}') now=$(source_digest)
+  if [ "$packed" != "$now" ]; then  # a pack of other sources would time and test other code
+    echo "FAIL: .carry/prebuilt.tar.xz was packed from other sources (digest ${packed:-none}, this tree $now):" \
+      "building instead; run launch/gpu_check.sh pack before copying .carry/"
+    return 1
+  fi
   mkdir -p "$GC_BUILD" && tar -C "$GC_BUILD" -xJf "$prebuilt" || return 1
   mkdir -p "$GC_BUILD/prebuilt-lib" && cp -a "$GC_BUILD"/lib/. "$GC_BUILD/prebuilt-lib/" && rm -rf "${GC_BUILD:?}/lib"
   cat "$GC_BUILD/STAMP"

@@ -17,12 +17,19 @@ OUT=$out/o MLARUN_BUILD_DIR=$out/build GPU_CHECK_PREBUILT=0 \
   bash launch/gpu_check.sh --dry-run --budget 120 --skip '^(configure|build)$' >"$out/stdout" 2>&1 ||
   { cat "$out/stdout"; fail "the dry run exited non-zero"; }
 s=$out/o/summary.txt
-for step in env kernels kernels-repeat3 model-ops model-model tp-nccl memcheck-mla racecheck-mla initcheck-mla \
-            torch-anchors bench-flash bench-mla ncu-mla ncu-flash ncu-mla-fp8 ncu-mla-fp8-reg ncu-prefill-64k bench-decode \
-            bench-moe-layouts bench-decode-16b; do
+for step in env kernels kernels-wgmma-ws kernels-wgmma-seesaw kernels-flash-ws kernels-repeat3 model-ops model-model \
+            tp-nccl memcheck-mla racecheck-mla race-sync-mla-ws race-sync-flash-ws race-sync-mla-seesaw initcheck-mla \
+            torch-anchors bench-flash bench-mla ncu-mla ncu-flash ncu-mla-fp8 ncu-mla-fp8-reg ncu-mla-wgmma-ws \
+            ncu-mla-wgmma-seesaw ncu-flash-wgmma-ws ncu-prefill-64k bench-decode bench-moe-layouts bench-decode-16b; do
   grep -Eq "^$step +(ok|DRY) " "$s" || { cat "$s"; fail "step $step is not listed as ok or DRY"; }
 done
 grep -Eq "^total: [0-9]+ ok, 0 FAIL/TIMEOUT" "$s" || { cat "$s"; fail "the dry run recorded a failure"; }
 n=$(find "$out/o" -type f | wc -l)
 [ "$n" -le 8 ] || fail "$n files in OUT (at most 8)"
+# A packed build of other sources is refused (it would test and time other code), naming the fix.
+mkdir -p "$out/carry" && echo "sources: 0000000000000000" >"$out/carry/STAMP"
+msg=$(cd "$root" && prebuilt_tar=$out/stale.tar.xz && tar -C "$out/carry" -cJf "$prebuilt_tar" ./STAMP &&
+  GC_PREBUILT=$prebuilt_tar MLARUN_BUILD_DIR=$out/pb bash launch/gpu_check.sh __prebuilt 2>&1) &&
+  fail "a prebuilt of other sources was taken: $msg"
+grep -q "packed from other sources" <<<"$msg" || fail "a stale prebuilt is not named: $msg"
 echo "gpu_check dry run: $(tail -1 "$s")"
