@@ -1,7 +1,7 @@
 // The hand-off protocol of the warp-specialized wgmma kernels (a loading warpgroup and computing warpgroups that
 // meet at mbarriers: mla_decode's attend_wgmma_ws.cuh / _ws.cu / _seesaw.cu, flash_prefill's kernel_wgmma_ws.cuh)
 // as plain arithmetic, shared by the kernels and by the CPU test that plays their threads out under random
-// interleavings against a model of mbarriers (tests/kernels/test_mla_decode_ws_ring.cpp: no deadlock, no stage or q
+// interleavings against a model of mbarriers (tests/kernels/test_ws_ring.cpp: no deadlock, no stage or q
 // rewritten while read, every read sees the tile or piece it expects), so the parities the kernels wait for are
 // checked without a GPU.
 //

@@ -11,7 +11,7 @@
 //            can run while the other's GEMMs hold the tensor cores, and the next tile's loads go out as soon as a
 //            stage is free.
 // The parities come from kernels/cuda/ws_ring.h (the decode kernels' protocol with one piece; played out on the CPU
-// by tests/kernels/test_mla_decode_ws_ring.cpp). setmaxnreg moves the loader's registers to the computing
+// by tests/kernels/test_ws_ring.cpp). setmaxnreg moves the loader's registers to the computing
 // warpgroups; a wait that never completes traps. Masks, NaN rules, lse and tile orders are the wgmma kernel's.
 #pragma once
 

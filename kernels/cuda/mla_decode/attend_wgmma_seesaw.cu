@@ -16,7 +16,7 @@
 // the probabilities need no shared memory of their own. Row sums are kept per warpgroup and added once per piece. An
 // odd step count ends with a step of A's alone (B adds P_n V_n for its columns). Signals between A and B are
 // mbarriers of 128 arrivals (one warpgroup): a_ready and p_a_ready per step A scores, b_ready per pair, and l_a /
-// l_b for the row sums at the end of a piece; the parities count those uses (tests/kernels/test_mla_decode_ws_ring.cpp
+// l_b for the row sums at the end of a piece; the parities count those uses (tests/kernels/test_ws_ring.cpp
 // plays every thread's sequence out on the CPU). Schedule, masks, partials and whole-piece outputs are the other
 // attend kernels'. bf16 rows.
 #include <cuda_bf16.h>

@@ -6,7 +6,7 @@
 //   its threads wait for their own copies, fence them for the async proxy (wgmma) and arrive on the stage's `full`
 //   mbarrier; it refills a stage once both computing warpgroups have arrived on its `empty` one. q has its own pair
 //   (q_full, q_empty) per piece.
-// Phases run on across a CTA's pieces (ws_ring.h has the parities; tests/kernels/test_mla_decode_ws_ring.cpp plays
+// Phases run on across a CTA's pieces (ws_ring.h has the parities; tests/kernels/test_ws_ring.cpp plays
 // the kernels' threads out on the CPU against a model of mbarriers). setmaxnreg moves the loader's registers to the
 // computing warpgroups. A wait that never completes traps instead of hanging the launch.
 #pragma once

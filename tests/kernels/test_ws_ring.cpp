@@ -396,13 +396,13 @@ std::vector<std::pair<const char*, Protocol>> broken_ring_protocols() {
 
 }  // namespace
 
-TEST(MlaDecodeWsRing, OwnStepsFinishWithoutHazardsInRandomInterleavings) {
+TEST(WsRing, OwnStepsFinishWithoutHazardsInRandomInterleavings) {
   expect_protocol_holds(Kernel::OwnSteps, 2026);
 }
 
 // flash_prefill's warp-specialized kernel (kernel_wgmma_ws.cuh) is this protocol with one piece per CTA (its key
 // tiles; q loaded once, with the first).
-TEST(MlaDecodeWsRing, OnePieceAsTheFlashKernelRunsIt) {
+TEST(WsRing, OnePieceAsTheFlashKernelRunsIt) {
   std::mt19937 rng(2028);
   for (int steps = 0; steps <= 9; ++steps)
     for (int trial = 0; trial < 50; ++trial) {
@@ -411,11 +411,11 @@ TEST(MlaDecodeWsRing, OnePieceAsTheFlashKernelRunsIt) {
     }
 }
 
-TEST(MlaDecodeWsRing, SeesawFinishesWithoutHazardsInRandomInterleavings) {
+TEST(WsRing, SeesawFinishesWithoutHazardsInRandomInterleavings) {
   expect_protocol_holds(Kernel::Seesaw, 2027);
 }
 
-TEST(MlaDecodeWsRing, BrokenProtocolsAreCaught) {
+TEST(WsRing, BrokenProtocolsAreCaught) {
   for (const auto& [name, p] : broken_ring_protocols()) {
     expect_caught(Kernel::OwnSteps, name, p);
     expect_caught(Kernel::Seesaw, name, p);
