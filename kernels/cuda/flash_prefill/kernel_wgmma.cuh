@@ -40,6 +40,25 @@ __device__ __forceinline__ void load_slabs(uint32_t slabs, const uint16_t* g, in
   }
 }
 
+// S = Q K^T for one key tile: warpgroup `group`'s 64 rows of Q (at q_u32) against the kBlockN keys at k_u32, both
+// K-major in slabs of 64 columns; waited for.
+template <int kBlockM, int kBlockN, int kDQK, typename Element>
+__device__ __forceinline__ void scores_tile(float (&s)[kBlockN / 2], uint32_t q_u32, uint32_t k_u32, int group) {
+  using namespace wgmma_sm90;
+#pragma unroll
+  for (int e = 0; e < kBlockN / 2; ++e) s[e] = 0.f;
+  wgmma_fence();
+#pragma unroll
+  for (int slab = 0; slab < kDQK / 64; ++slab)
+#pragma unroll
+    for (int k = 0; k < 4; ++k)
+      Mma<kBlockN>::template ss<0, Element>(s, wg::q_desc(q_u32, kBlockM, group, slab, k),
+                                            wg::k_desc(k_u32, kBlockN, slab, k), slab + k > 0);
+  wgmma_commit();
+  wgmma_wait<0>();
+  fence_registers(s);
+}
+
 // One key tile's scores of a thread's two rows (row_q: their index in the sequence), from masks to P, as stage A
 // does it: the mask only on tiles that cross the sequence end, the causal diagonal or the window's left edge; the
 // online softmax (row maxima in the unscaled domain, 2^x in one instruction: cuda_common.cuh exp2_ftz); the output
@@ -165,18 +184,7 @@ __global__ void __launch_bounds__(WgmmaTile<kDQK, kDV>::kThreads, 1)
     cp_async_commit();
 
     float s[kSRegs];
-#pragma unroll
-    for (int e = 0; e < kSRegs; ++e) s[e] = 0.f;
-    wgmma_fence();
-#pragma unroll
-    for (int slab = 0; slab < kDQK / 64; ++slab)
-#pragma unroll
-      for (int k = 0; k < 4; ++k)
-        Mma<kBlockN>::template ss<0, Element>(s, wg::q_desc(q_u32, kBlockM, group, slab, k),
-                                              wg::k_desc(k_u32, kBlockN, slab, k), slab + k > 0);
-    wgmma_commit();
-    wgmma_wait<0>();
-    fence_registers(s);
+    scores_tile<kBlockM, kBlockN, kDQK, Element>(s, q_u32, k_u32, group);
 
     uint32_t p[kBlockN / 16][4];
     softmax_tile<kBlockM, kBlockN, kORegs, Element>(args, s, o, p, row_max, row_sum, row_q, n0, m0, len_k, off, lane);
@@ -209,17 +217,25 @@ __global__ void __launch_bounds__(WgmmaTile<kDQK, kDV>::kThreads, 1)
   store_rows<kORegs, Element>(args, o, row_sum, row_max, row_q, len_q, q_start, head, lane);
 }
 
+// Launches `kKernel` (a kernel of the Hopper family, tiles `Tile`) over the call's tiles: the grid, the
+// longest-first list and the shared memory as the wgmma kernels take them.
+template <class Tile, auto kKernel>
+void launch_on_tiles(const FlashPrefillParams& p, int max_seqlen_q, cudaStream_t stream) {
+  KernelArgs args = kernel_args(p);
+  allow_dynamic_smem<kKernel>(Tile::kSmemBytes);
+  Tensor order;  // the longest-first tile list; freed at return, stream-ordered after the kernel reads it
+  const dim3 grid =
+      launch_grid(p, kLongestFirstWgmma, Tile::kBlockM, Tile::kBlockN, max_seqlen_q, order, args, stream);
+  kKernel<<<grid, Tile::kThreads, Tile::kSmemBytes, stream>>>(args);
+  MLARUN_CUDA_CHECK(cudaGetLastError());
+}
+
 // The wgmma launcher flash_prefill.h declares; one explicit instantiation per file under instantiations/.
 template <int kHeadDimQK, int kHeadDimV, DType kDType>
 void launch_flash_prefill_wgmma(const FlashPrefillParams& p, int max_seqlen_q, cudaStream_t stream) {
-  using W = WgmmaTile<kHeadDimQK, kHeadDimV>;
   using Element = typename ElementOf<kDType>::type;
-  KernelArgs args = kernel_args(p);
-  allow_dynamic_smem<flash_prefill_wgmma_kernel<kHeadDimQK, kHeadDimV, Element>>(W::kSmemBytes);
-  Tensor order;  // the longest-first tile list; freed at return, stream-ordered after the kernel reads it
-  const dim3 grid = launch_grid(p, kLongestFirstWgmma, W::kBlockM, W::kBlockN, max_seqlen_q, order, args, stream);
-  flash_prefill_wgmma_kernel<kHeadDimQK, kHeadDimV, Element><<<grid, W::kThreads, W::kSmemBytes, stream>>>(args);
-  MLARUN_CUDA_CHECK(cudaGetLastError());
+  launch_on_tiles<WgmmaTile<kHeadDimQK, kHeadDimV>, flash_prefill_wgmma_kernel<kHeadDimQK, kHeadDimV, Element>>(
+      p, max_seqlen_q, stream);
 }
 
 }  // namespace mlarun::ops::cuda::flash

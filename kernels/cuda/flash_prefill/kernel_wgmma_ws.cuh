@@ -92,18 +92,7 @@ __global__ void __launch_bounds__(WgmmaWsTile<kDQK, kDV>::kThreads, 1)
       const int stage = ws::stage_of(i, kStages), n0 = (n_end - 1 - i) * kBlockN;
       tma_sm90::mbarrier_wait_bounded(full(stage), ws::full_parity(i, kStages));
       float s[kBlockN / 2];
-#pragma unroll
-      for (int e = 0; e < kBlockN / 2; ++e) s[e] = 0.f;
-      wgmma_fence();
-#pragma unroll
-      for (int slab = 0; slab < kDQK / 64; ++slab)
-#pragma unroll
-        for (int k = 0; k < 4; ++k)
-          Mma<kBlockN>::template ss<0, Element>(s, wg::q_desc(q_u32, kBlockM, group, slab, k),
-                                                wg::k_desc(k_of(stage), kBlockN, slab, k), slab + k > 0);
-      wgmma_commit();
-      wgmma_wait<0>();
-      fence_registers(s);
+      scores_tile<kBlockM, kBlockN, kDQK, Element>(s, q_u32, k_of(stage), group);
 
       uint32_t p[kBlockN / 16][4];
       softmax_tile<kBlockM, kBlockN, kORegs, Element>(args, s, o, p, row_max, row_sum, row_q, n0, m0, len_k, off,
@@ -124,14 +113,9 @@ __global__ void __launch_bounds__(WgmmaWsTile<kDQK, kDV>::kThreads, 1)
 
 template <int kHeadDimQK, int kHeadDimV, DType kDType>
 void launch_flash_prefill_wgmma_ws(const FlashPrefillParams& p, int max_seqlen_q, cudaStream_t stream) {
-  using W = WgmmaWsTile<kHeadDimQK, kHeadDimV>;
   using Element = typename ElementOf<kDType>::type;
-  KernelArgs args = kernel_args(p);
-  allow_dynamic_smem<flash_prefill_wgmma_ws_kernel<kHeadDimQK, kHeadDimV, Element>>(W::kSmemBytes);
-  Tensor order;  // the longest-first tile list; freed at return, stream-ordered after the kernel reads it
-  const dim3 grid = launch_grid(p, kLongestFirstWgmma, W::kBlockM, W::kBlockN, max_seqlen_q, order, args, stream);
-  flash_prefill_wgmma_ws_kernel<kHeadDimQK, kHeadDimV, Element><<<grid, W::kThreads, W::kSmemBytes, stream>>>(args);
-  MLARUN_CUDA_CHECK(cudaGetLastError());
+  launch_on_tiles<WgmmaWsTile<kHeadDimQK, kHeadDimV>, flash_prefill_wgmma_ws_kernel<kHeadDimQK, kHeadDimV, Element>>(
+      p, max_seqlen_q, stream);
 }
 
 }  // namespace mlarun::ops::cuda::flash
