@@ -61,8 +61,8 @@ struct MlaDecodeParams {
   mla::AttendKernel attend = mla::kDefaultAttend;
   // How many of the scheduler's 32-token tiles past the ones the ring is loading the fitted and wgmma kernels ask
   // L2 to fetch ahead (one bulk prefetch per cached row, no shared memory; 0..8, 0: none). The ring holds one or
-  // two tiles in flight per CTA, fewer bytes than DRAM's latency needs at the TP 8 shape (NOTES.md); off until a
-  // GPU measures it (bench_mla_decode's _pf rows).
+  // two tiles in flight per CTA, fewer bytes than DRAM's latency needs at the TP 8 shape (NOTES.md); off (0.68-0.95x
+  // on an H200). The warp-specialized wgmma kernels (attend_wgmma_ws.cu, _seesaw.cu) ignore it.
   int l2_prefetch_tiles = 0;
   // Quantized rows in the fitted kernel (attend_mma_fitted.cu, which Auto picks for them): each lane reads its
   // fragments' codes from the ring as f16 (quant_fragments.cuh) instead of the kernel widening every tile's codes to
