@@ -634,39 +634,25 @@ need_bins bench-mla kernels/bench_mla_decode &&
 ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
 ncu_opt="--clock-control none --launch-count 1 --section SpeedOfLight --section Occupancy --section WarpStateStats"
 ncu_opt+=" --section SchedulerStats --section LaunchStats --section MemoryWorkloadAnalysis"
+# ncu_step NAME BENCH SKIP KERNEL ONLY: one launch of the kernels matching KERNEL (after SKIP of them) in workbench
+# kernels/BENCH, running the rows ONLY (quoted for the shell where it holds spaces).
+ncu_step() {
+  need_bins "$1" "kernels/$2" && step "$1" "$out/kernels.log" 15 45 1 \
+    "${ncu:-ncu} $ncu_opt --launch-skip $3 -k regex:$4 $kb/$2 --reps 3 --only $5"
+}
 if [ -n "$ncu" ] || [ $dry = 1 ]; then
-  need_bins ncu-mla kernels/bench_mla_decode && step ncu-mla "$out/kernels.log" 15 45 1 \
-    "${ncu:-ncu} $ncu_opt --launch-skip 10 -k regex:attend_mma $kb/bench_mla_decode --reps 3 \
-     --only tp8_b128_s8192_h16_mma"
-  need_bins ncu-mla-fitted kernels/bench_mla_decode && step ncu-mla-fitted "$out/kernels.log" 15 45 1 \
-    "${ncu:-ncu} $ncu_opt --launch-skip 10 -k regex:attend_fitted $kb/bench_mla_decode --reps 3 \
-     --only tp8_b128_s8192_h16_fit"
-  need_bins ncu-mla-wgmma kernels/bench_mla_decode && step ncu-mla-wgmma "$out/kernels.log" 15 45 1 \
-    "${ncu:-ncu} $ncu_opt --launch-skip 10 -k regex:attend_wgmma $kb/bench_mla_decode --reps 3 \
-     --only b64_s4096_h128_wg"
-  need_bins ncu-mla-wgmma-ws kernels/bench_mla_decode && step ncu-mla-wgmma-ws "$out/kernels.log" 15 45 1 \
-    "${ncu:-ncu} $ncu_opt --launch-skip 10 -k regex:ws_attend_kernel $kb/bench_mla_decode --reps 3 \
-     --only b64_s4096_h128_wgws"
-  need_bins ncu-mla-wgmma-seesaw kernels/bench_mla_decode && step ncu-mla-wgmma-seesaw "$out/kernels.log" 15 45 1 \
-    "${ncu:-ncu} $ncu_opt --launch-skip 10 -k regex:ws_attend_kernel $kb/bench_mla_decode --reps 3 \
-     --only b64_s4096_h128_wgss"
-  need_bins ncu-flash kernels/bench_flash_prefill && step ncu-flash "$out/kernels.log" 15 45 1 \
-    "${ncu:-ncu} $ncu_opt --launch-skip 2 -k regex:flash_prefill_kernel $kb/bench_flash_prefill --reps 3 \
-     --only 'b1 h128 s4096 d192/128'"
-  need_bins ncu-flash-wgmma-ws kernels/bench_flash_prefill && step ncu-flash-wgmma-ws "$out/kernels.log" 15 45 1 \
-    "${ncu:-ncu} $ncu_opt --launch-skip 2 -k regex:flash_prefill_wgmma_ws_kernel $kb/bench_flash_prefill --reps 3 \
-     --only 'b1 h128 s4096 d192/128 causal ws'"
-  need_bins ncu-flash-wgmma kernels/bench_flash_prefill && step ncu-flash-wgmma "$out/kernels.log" 15 45 1 \
-    "${ncu:-ncu} $ncu_opt --launch-skip 2 -k regex:flash_prefill_wgmma_kernel $kb/bench_flash_prefill --reps 3 \
-     --only 'b1 h128 s4096 d192/128 causal wg'"
+  ncu_step ncu-mla bench_mla_decode 10 attend_mma tp8_b128_s8192_h16_mma
+  ncu_step ncu-mla-fitted bench_mla_decode 10 attend_fitted tp8_b128_s8192_h16_fit
+  ncu_step ncu-mla-wgmma bench_mla_decode 10 attend_wgmma b64_s4096_h128_wg
+  ncu_step ncu-mla-wgmma-ws bench_mla_decode 10 ws_attend_kernel b64_s4096_h128_wgws
+  ncu_step ncu-mla-wgmma-seesaw bench_mla_decode 10 ws_attend_kernel b64_s4096_h128_wgss
+  ncu_step ncu-flash bench_flash_prefill 2 flash_prefill_kernel "'b1 h128 s4096 d192/128'"
+  ncu_step ncu-flash-wgmma-ws bench_flash_prefill 2 flash_prefill_wgmma_ws_kernel "'b1 h128 s4096 d192/128 causal ws'"
+  ncu_step ncu-flash-wgmma bench_flash_prefill 2 flash_prefill_wgmma_kernel "'b1 h128 s4096 d192/128 causal wg'"
   # The fp8 cache's fitted kernel at the TP 8 shape (0.72x the bf16 tokens/s on an H200: why), and the 64k
   # prefill chunk's kernels.
-  need_bins ncu-mla-fp8 kernels/bench_mla_decode && step ncu-mla-fp8 "$out/kernels.log" 15 45 1 \
-    "${ncu:-ncu} $ncu_opt --launch-skip 10 -k regex:attend_fitted $kb/bench_mla_decode --reps 3 \
-     --only tp8_b128_s8192_h16_fp8_fit"
-  need_bins ncu-mla-fp8-reg kernels/bench_mla_decode && step ncu-mla-fp8-reg "$out/kernels.log" 15 45 1 \
-    "${ncu:-ncu} $ncu_opt --launch-skip 10 -k regex:attend_fitted $kb/bench_mla_decode --reps 3 \
-     --only tp8_b128_s8192_h16_fp8_fit_reg"
+  ncu_step ncu-mla-fp8 bench_mla_decode 10 attend_fitted tp8_b128_s8192_h16_fp8_fit
+  ncu_step ncu-mla-fp8-reg bench_mla_decode 10 attend_fitted tp8_b128_s8192_h16_fp8_fit_reg
   need_bins ncu-prefill-64k launch/mlarun && step ncu-prefill-64k "$out/model.log" 30 90 1 \
     "GC_NCU=\"${ncu:-ncu}\" \"$self\" __ncu_prefill"
 else
