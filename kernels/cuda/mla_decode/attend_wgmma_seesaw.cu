@@ -49,7 +49,7 @@ __device__ __forceinline__ void arrive(const WsBarriers& bars, int which) {
   tma_sm90::mbarrier_arrive(bars.extra(which));
 }
 __device__ __forceinline__ void wait(const WsBarriers& bars, int which, int use) {
-  ws_wait(bars.extra(which), ws::use_parity(use));
+  tma_sm90::mbarrier_wait_bounded(bars.extra(which), ws::use_parity(use));
 }
 
 // The thread's two rows' values to / from an exchange array (one quad writes each row).
@@ -114,7 +114,7 @@ struct Seesaw {
 #pragma unroll
       for (int e = 0; e < 128; ++e) o[e] = 0.f;
       if (num_steps > 0) {
-        ws_wait(bars.q_full(), ws::q_full_parity(np));
+        tma_sm90::mbarrier_wait_bounded(bars.q_full(), ws::q_full_parity(np));
         if (!is_a && num_steps == 1) tma_sm90::mbarrier_arrive(bars.q_empty());  // B scores nothing here
       }
       const int last_scored = is_a ? (num_steps - 1) & ~1 : num_steps - 1 - (num_steps & 1);  // by this warpgroup
@@ -131,7 +131,7 @@ struct Seesaw {
         float s[kWgBlockN / 2], mx[2], alpha[2], m_use[2];
         uint32_t p[kWgBlockN / 16][4];
         if (is_a) {
-          ws_wait(bars.full(s0), ws::full_parity(n, kWgStages));
+          tma_sm90::mbarrier_wait_bounded(bars.full(s0), ws::full_parity(n, kWgStages));
           ws_scores(s, smem.q_u32, st0);
           if (it == last_scored) tma_sm90::mbarrier_arrive(bars.q_empty());
           sm.row_max(s, tok0, lane, a.scale_log2, mx);
@@ -155,7 +155,8 @@ struct Seesaw {
           if (pair) {
             rescale_o(o, beta);
             sm.l[0] *= beta[0], sm.l[1] *= beta[1];
-            ws_wait(bars.full(s1), ws::full_parity(n + 1, kWgStages));  // (landed: B waited for it)
+            // (landed: B waited for it)
+            tma_sm90::mbarrier_wait_bounded(bars.full(s1), ws::full_parity(n + 1, kWgStages));
             pv_from_tile(o, wg::p_tile_of_stage(st1), st1, 0);
             wgmma_wait<0>();
             fence_registers(o);
@@ -165,7 +166,7 @@ struct Seesaw {
         } else {
           float alpha_a[2];
           if (pair) {
-            ws_wait(bars.full(s1), ws::full_parity(n + 1, kWgStages));
+            tma_sm90::mbarrier_wait_bounded(bars.full(s1), ws::full_parity(n + 1, kWgStages));
             ws_scores(s, smem.q_u32, st1);
             if (it + 1 == last_scored) tma_sm90::mbarrier_arrive(bars.q_empty());
             sm.row_max(s, tok0 + kWgBlockN, lane, a.scale_log2, mx);
@@ -187,7 +188,7 @@ struct Seesaw {
           rescale_o(o, alpha_a);
           if (pair) pv_from_registers(o, p, st1, 1);
           wait(bars, kPAReady, na);
-          ws_wait(bars.full(s0), ws::full_parity(n, kWgStages));  // (landed: A waited for it)
+          tma_sm90::mbarrier_wait_bounded(bars.full(s0), ws::full_parity(n, kWgStages));  // (landed: A waited for it)
           pv_from_tile(o, wg::p_tile_of_stage(st0), st0, 1);
           wgmma_wait<0>();
           fence_registers(o);

@@ -52,11 +52,11 @@ struct OwnSteps {
       float o[128];
 #pragma unroll
       for (int e = 0; e < 128; ++e) o[e] = 0.f;
-      if (num_steps > 0) ws_wait(bars.q_full(), ws::q_full_parity(np));
+      if (num_steps > 0) tma_sm90::mbarrier_wait_bounded(bars.q_full(), ws::q_full_parity(np));
 
       for (int it = 0; it < num_steps; ++it, ++n) {
         const int stage = ws::stage_of(n, kWgStages);
-        ws_wait(bars.full(stage), ws::full_parity(n, kWgStages));
+        tma_sm90::mbarrier_wait_bounded(bars.full(stage), ws::full_parity(n, kWgStages));
         const uint32_t stage_u32 = smem.ring_u32 + uint32_t(stage * kWgStageBytes);
         float s[kWgBlockN / 2];
         ws_scores(s, smem.q_u32, stage_u32);

@@ -55,8 +55,6 @@ constexpr size_t ws_smem_bytes(int extra_barriers, int exchange_floats) {
   return kWgSmemBytes + size_t(kWsBarriers + extra_barriers) * 8 + 8 + size_t(exchange_floats) * 4;
 }
 
-__device__ __forceinline__ void ws_wait(uint32_t bar, uint32_t parity) { tma_sm90::mbarrier_wait_bounded(bar, parity); }
-
 // Warpgroup 0: every piece's q rows and cached tiles, in the order the computing warpgroups take them.
 __device__ __forceinline__ void ws_load_pieces(const AttendArgs& a, const WsSmem& sm, int row0) {
   constexpr int kRowChunks = kHeadDimQK / 8;  // 16-byte pieces of a q row: 72
@@ -69,11 +67,12 @@ __device__ __forceinline__ void ws_load_pieces(const AttendArgs& a, const WsSmem
     const int num_steps = (pv.num_tiles + 1) / 2;
     for (int it = 0; it < num_steps; ++it, ++n) {
       const int stage = ws::stage_of(n, kWgStages);
-      ws_wait(sm.bars.empty(stage), ws::empty_parity(n, kWgStages));  // its previous tile's readers are done
+      // The stage's previous tile's readers are done.
+      tma_sm90::mbarrier_wait_bounded(sm.bars.empty(stage), ws::empty_parity(n, kWgStages));
       load_kv_rows<Format::Bf16, kWgBlockN, kWsLoaders>(a, sm.ring + stage * kWgStageBytes, pv.seq,
                                                         pv.tok_begin + it * kWgBlockN, pv.tok_end, SlabRows{});
       if (it == 0) {  // the piece's q rows (zeros past the sequence's rows), once the last piece's scores are done
-        ws_wait(sm.bars.q_empty(), ws::q_empty_parity(np));
+        tma_sm90::mbarrier_wait_bounded(sm.bars.q_empty(), ws::q_empty_parity(np));
         const uint16_t* q_src = a.q + (int64_t(pv.q_begin) * a.num_heads + row0) * kHeadDimQK;
         for (int c = tid; c < kWgRows * kRowChunks; c += kWsLoaders) {
           const int r = c / kRowChunks, off = (c % kRowChunks) * 16;
