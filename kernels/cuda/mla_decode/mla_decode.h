@@ -66,9 +66,9 @@ struct MlaDecodeParams {
   int l2_prefetch_tiles = 0;
   // Quantized rows in the fitted kernel (attend_mma_fitted.cu, which Auto picks for them): each lane reads its
   // fragments' codes from the ring as f16 (quant_fragments.cuh) instead of the kernel widening every tile's codes to
-  // bf16 in shared memory behind one more barrier; frees the room for a ring of four tiles at 16 rows. Off until a
-  // GPU has run it (config.h kCodesInRegisters; bench_mla_decode's _reg rows time it against the widening); ignored
-  // by the other kernels.
+  // bf16 in shared memory behind one more barrier; frees the room for a ring of four tiles at 16 rows. On by
+  // default (config.h kCodesInRegisters: 1.21x the widening at the TP 8 shape on an H200); ignored by the other
+  // kernels.
   bool codes_in_registers = mla::kCodesInRegisters;
 };
 // Causality: query i (0-based) of a sequence with L cached tokens and n query rows sees tokens 0 .. L - n + i
