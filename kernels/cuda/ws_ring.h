@@ -30,13 +30,4 @@ MLARUN_HOST_DEVICE constexpr uint32_t use_parity(int use) { return uint32_t(use)
 MLARUN_HOST_DEVICE constexpr uint32_t q_full_parity(int piece) { return uint32_t(piece) & 1u; }
 MLARUN_HOST_DEVICE constexpr uint32_t q_empty_parity(int piece) { return q_full_parity(piece) ^ 1u; }
 
-// Turns at the tensor cores (flash_prefill's warp-specialized kernel): computing warpgroups 0 and 1 issue their
-// GEMMs in turns, 0 first, `turns` each; turn k of warpgroup g waits on g's turn barrier for use k (use_parity)
-// and, once issued, arrives on the other's. Warpgroup 1 opens 0's first turn, and does not hand over its last
-// (nobody would take it): each turn barrier gets exactly as many arrivals as it has waits.
-MLARUN_HOST_DEVICE constexpr bool opens_first_turn(int group, int turns) { return group == 1 && turns > 0; }
-MLARUN_HOST_DEVICE constexpr bool hands_turn_over(int group, int turn, int turns) {
-  return group == 0 || turn + 1 < turns;
-}
-
 }  // namespace mlarun::ops::cuda::ws

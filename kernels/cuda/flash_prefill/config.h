@@ -76,17 +76,15 @@ constexpr bool kWarpSpecializedPrefill = false;
 template <int kHeadDimQK, int kHeadDimV>
 struct WgmmaWsTile : WgmmaTile<kHeadDimQK, kHeadDimV> {
   using Base = WgmmaTile<kHeadDimQK, kHeadDimV>;
-  // 64 keys a tile: a warpgroup holds tile i's scores while tile i - 1's P V is in flight (S, P and O at once; 128
-  // keys at d_v 128 made ptxas spill and serialize the wgmma).
-  static constexpr int kThreads = 384, kStages = 2, kBlockN = 64;
+  static constexpr int kThreads = 384, kStages = 2;
   // Registers per thread after setmaxnreg, and the loader's load passes unrolled (all of them spilled at 56).
   static constexpr int kLoaderRegs = 56, kMathRegs = 224, kLoaderUnroll = 4;
   // d_v 256 holds 128 output accumulators a thread: at 240 registers ptxas serialized its wgmma and spilled ~1 KB
   // (the unspecialized kernel takes 254), so that pair keeps the kernel above.
   static_assert(kHeadDimV <= 128, "d_v up to 128");
   static constexpr int kQBytes = Base::kBlockM * kHeadDimQK * 2;
-  static constexpr int kKBytes = kBlockN * kHeadDimQK * 2, kVBytes = kBlockN * kHeadDimV * 2;
-  static constexpr int kBarriers = 2 * kStages + 3;  // full[stage], empty[stage], q_full, turn[2]
+  static constexpr int kKBytes = Base::kBlockN * kHeadDimQK * 2, kVBytes = Base::kBlockN * kHeadDimV * 2;
+  static constexpr int kBarriers = 2 * kStages + 1;  // full[stage], empty[stage], q_full
   static constexpr int kSmemBytes = kQBytes + kStages * (kKBytes + kVBytes) + 1024 + 8 * kBarriers;
   static_assert(kSmemBytes <= 227 * 1024, "227 KB of shared memory per CTA");
   static_assert(128 * kLoaderRegs + 256 * kMathRegs <= 65536 / kThreads / 8 * 8 * kThreads,

@@ -1,20 +1,17 @@
 // The Hopper flash prefill kernel with warp specialization (FlashPrefillParams::warp_specialized, sm_90a), the next
 // step of stage B in NOTES.md: kernel_wgmma.cuh's two computing warpgroups (64 query rows each, S = Q K^T and
-// O += P V on wgmma, the softmax in registers: softmax_scores and store_rows there), fed by a third warpgroup.
+// O += P V on wgmma, the softmax in registers: softmax_tile and store_rows there), fed by a third warpgroup.
 // Why: ncu on the wgmma kernel at 192/128 found no eligible warp in 58 % of the cycles, its loads and its softmax
 // waiting in turn with the GEMMs behind two CTA-wide barriers per key tile. Here
 //   warpgroup 0 loads Q once, then K and V of each key tile (last one first, as before) by cp.async into a
 //            two-stage ring, and publishes a stage on its `full` mbarrier once its copies have landed (each thread
 //            waits for its own copies, fences them for the tensor cores and arrives);
-//   warpgroups 1 and 2 compute, FlashAttention-3's way. Turn i of a warpgroup issues key tile i's scores together
-//            with tile i - 1's P V; tile i's softmax then runs while that P V does, and the output is rescaled once
-//            it has landed, after which the stage of tile i - 1 is released on its `empty` mbarrier. The two
-//            warpgroups take turns at issuing (two more mbarriers, ws_ring.h's turn rules), so one's softmax runs
-//            while the other's GEMMs hold the tensor cores.
-// The first version (every tile's S, softmax and P V in a row, each waited for; no turns) ran at 0.86-0.91x the
-// wgmma kernel at d_v 128 on an H200, its computing warps waiting on their own GEMMs (NOTES.md).
+//   warpgroups 1 and 2 compute: each waits for a stage's `full` phase and arrives on its `empty` one after its
+//            P V, which the loader waits for before refilling the stage. Nothing else joins them, so one's softmax
+//            can run while the other's GEMMs hold the tensor cores, and the next tile's loads go out as soon as a
+//            stage is free.
 // The parities come from kernels/cuda/ws_ring.h (the decode kernels' protocol with one piece; played out on the CPU
-// by tests/kernels/test_ws_ring.cpp, turns included). setmaxnreg moves the loader's registers to the computing
+// by tests/kernels/test_ws_ring.cpp). setmaxnreg moves the loader's registers to the computing
 // warpgroups; a wait that never completes traps. Masks, NaN rules, lse and tile orders are the wgmma kernel's.
 #pragma once
 
@@ -42,7 +39,6 @@ __global__ void __launch_bounds__(WgmmaWsTile<kDQK, kDV>::kThreads, 1)
   const auto full = [&](int stage) { return bars + 8 * stage; };
   const auto empty = [&](int stage) { return bars + 8 * (kStages + stage); };
   const uint32_t q_full = bars + 8 * (2 * kStages);
-  const auto turn = [&](int group) { return bars + 8 * (2 * kStages + 1 + group); };
 
   const TileOf t = tile_of(args, kBlockM);  // the tile, as stage A picks it
   if (t.m0 >= t.len_q) return;               // uniform over the CTA, before any barrier
@@ -58,7 +54,6 @@ __global__ void __launch_bounds__(WgmmaWsTile<kDQK, kDV>::kThreads, 1)
       tma_sm90::mbarrier_init(empty(stage), 256);
     }
     tma_sm90::mbarrier_init(q_full, kLoaders);
-    for (int group = 0; group < 2; ++group) tma_sm90::mbarrier_init(turn(group), 128);
   }
   __syncthreads();  // the last CTA-wide barrier: from here the warpgroups meet only at the mbarriers
 
@@ -84,8 +79,7 @@ __global__ void __launch_bounds__(WgmmaWsTile<kDQK, kDV>::kThreads, 1)
       tma_sm90::mbarrier_arrive(full(stage));
     }
   } else {
-    // Warpgroups 1 and 2: rows [64 group, 64 group + 64) of the tile. Turn i issues tile i's scores (i < tiles)
-    // and tile i - 1's P V (i > 0), from P of the turn before.
+    // Warpgroups 1 and 2: rows [64 group, 64 group + 64) of the tile.
     setmaxnreg_inc<W::kMathRegs>();
     const int tid = threadIdx.x - kLoaders, group = tid / 128, warp = (tid / 32) % 4, lane = tid % 32;
     float o[kORegs];
@@ -93,60 +87,25 @@ __global__ void __launch_bounds__(WgmmaWsTile<kDQK, kDV>::kThreads, 1)
     for (int e = 0; e < kORegs; ++e) o[e] = 0.f;
     float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
     const int row_q[2] = {m0 + 64 * group + acc_row(warp, lane, 0), m0 + 64 * group + acc_row(warp, lane, 2)};
-    const int turns = tiles > 0 ? tiles + 1 : 0;
-    if (tiles > 0) {
-      tma_sm90::mbarrier_wait_bounded(q_full, ws::q_full_parity(0));
-      if (ws::opens_first_turn(group, turns)) tma_sm90::mbarrier_arrive(turn(0));
-      // Turn 0: tile 0's scores alone.
+    if (tiles > 0) tma_sm90::mbarrier_wait_bounded(q_full, ws::q_full_parity(0));
+    for (int i = 0; i < tiles; ++i) {
+      const int stage = ws::stage_of(i, kStages), n0 = (n_end - 1 - i) * kBlockN;
+      tma_sm90::mbarrier_wait_bounded(full(stage), ws::full_parity(i, kStages));
+      float s[kBlockN / 2];
+      scores_tile<kBlockM, kBlockN, kDQK, Element>(s, q_u32, k_of(stage), group);
+
       uint32_t p[kBlockN / 16][4];
-      {
-        float s[kBlockN / 2], alpha[2];
-        tma_sm90::mbarrier_wait_bounded(full(0), ws::full_parity(0, kStages));
-        tma_sm90::mbarrier_wait_bounded(turn(group), ws::use_parity(0));
-        issue_scores<kBlockM, kBlockN, kDQK, Element>(s, q_u32, k_of(0), group);
-        wgmma_commit();
-        if (ws::hands_turn_over(group, 0, turns)) tma_sm90::mbarrier_arrive(turn(1 - group));
-        wgmma_wait<0>();
-        fence_registers(s);
-        softmax_scores<kBlockM, kBlockN>(args, s, row_max, row_sum, alpha, row_q, (n_end - 1) * kBlockN, m0, len_k,
-                                         off, lane);
-        pack_p<kBlockN, Element>(s, p);
-      }
-      // Turns 1 .. tiles - 1: tile i's scores with tile i - 1's P V; tile i's softmax while that P V runs.
-      for (int i = 1; i < tiles; ++i) {
-        const int stage = ws::stage_of(i, kStages), prev = ws::stage_of(i - 1, kStages);
-        float s[kBlockN / 2], alpha[2];
-        tma_sm90::mbarrier_wait_bounded(full(stage), ws::full_parity(i, kStages));
-        tma_sm90::mbarrier_wait_bounded(turn(group), ws::use_parity(i));
-        issue_scores<kBlockM, kBlockN, kDQK, Element>(s, q_u32, k_of(stage), group);
-        wgmma_commit();
-#pragma unroll
-        for (int kk = 0; kk < kBlockN / 16; ++kk)
-          Mma<kDV>::template rs<1, Element>(o, p[kk], wg::v_desc(v_of(prev), kBlockN, kk), 1);
-        wgmma_commit();
-        if (ws::hands_turn_over(group, i, turns)) tma_sm90::mbarrier_arrive(turn(1 - group));
-        wgmma_wait<1>();  // the scores (committed first); the P V still in flight, reading p
-        fence_registers(s);
-        softmax_scores<kBlockM, kBlockN>(args, s, row_max, row_sum, alpha, row_q, (n_end - 1 - i) * kBlockN, m0,
-                                         len_k, off, lane);
-        wgmma_wait<0>();
-        fence_registers(o);
-        tma_sm90::mbarrier_arrive(empty(prev));  // this warpgroup is done with tile i - 1's K and V
-        pack_p<kBlockN, Element>(s, p);
-        rescale_rows(o, alpha);
-      }
-      // Turn `tiles`: the last tile's P V alone.
-      const int last = ws::stage_of(tiles - 1, kStages);
-      tma_sm90::mbarrier_wait_bounded(turn(group), ws::use_parity(tiles));
+      softmax_tile<kBlockM, kBlockN, kORegs, Element>(args, s, o, p, row_max, row_sum, row_q, n0, m0, len_k, off,
+                                                      lane);
+
       wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < kBlockN / 16; ++kk)
-        Mma<kDV>::template rs<1, Element>(o, p[kk], wg::v_desc(v_of(last), kBlockN, kk), 1);
+        Mma<kDV>::template rs<1, Element>(o, p[kk], wg::v_desc(v_of(stage), kBlockN, kk), 1);
       wgmma_commit();
-      if (ws::hands_turn_over(group, tiles, turns)) tma_sm90::mbarrier_arrive(turn(1 - group));
       wgmma_wait<0>();
       fence_registers(o);
-      tma_sm90::mbarrier_arrive(empty(last));
+      tma_sm90::mbarrier_arrive(empty(stage));  // this warpgroup is done with the stage's K and V
     }
     store_rows<kORegs, Element>(args, o, row_sum, row_max, row_q, len_q, q_start, head, lane);
   }
