@@ -70,8 +70,9 @@ struct WgmmaTile {
 
 // The warp-specialized variant (FlashPrefillParams::warp_specialized, kernel_wgmma_ws.cuh): the same tiles and
 // computing warpgroups, with a third warpgroup that loads Q once and K and V into a two-stage ring handed over on
-// mbarriers (off by default until a GPU has run its tests and timed it against the kernel above). Head dims up to
-// 128 for V (192/128, 128/128, 64/64); 256/256 runs the kernel above.
+// mbarriers. Off by default: on an H200 it passed its tests and sanitizers but ran 0.86-0.91x the kernel above at
+// d_v 128 (1.09x at 64/64; NOTES.md). Head dims up to 128 for V (192/128, 128/128, 64/64); 256/256 runs the kernel
+// above.
 constexpr bool kWarpSpecializedPrefill = false;
 template <int kHeadDimQK, int kHeadDimV>
 struct WgmmaWsTile : WgmmaTile<kHeadDimQK, kHeadDimV> {
