@@ -40,6 +40,12 @@ __device__ __forceinline__ void mbarrier_arrive_expect_tx(uint32_t bar, uint32_t
 __device__ __forceinline__ void mbarrier_arrive(uint32_t bar) {
   MLARUN_TMA_ASM("mbarrier.arrive.release.cta.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
 }
+// One arrival that the hardware makes for this thread once all of its earlier cp.async copies have landed (at once
+// if none is pending); the thread goes on without waiting. `noinc`: it counts as one of the phase's `count`
+// arrivals. This is how a cp.async loader hands a stage to wgmma readers without waiting for its own copies.
+__device__ __forceinline__ void mbarrier_arrive_on_copies(uint32_t bar) {
+  MLARUN_TMA_ASM("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
 // Until the phase with parity `phase` (0 for the first) has completed: its arrivals made and its bytes landed.
 __device__ __forceinline__ void mbarrier_wait(uint32_t bar, uint32_t phase) {
   MLARUN_TMA_ASM(

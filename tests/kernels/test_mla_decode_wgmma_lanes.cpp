@@ -110,27 +110,30 @@ void replay_step(bool split) {
 // its scores) and multiplies its P from registers by its 256 columns of its own tile's V and the other's P tile by
 // its columns of the other tile's V. Each half of O must be [P_A P_B] . [V_0; V_1] (here P = S), and the P tiles
 // must leave V's slabs alone.
+// A's P tile goes over slab 8 of its own step's stage, B's into the frame's tile after the ring
+// (attend_wgmma_ws.cuh: WsSmem::tile).
 TEST(MlaDecodeWgmmaLanes, SeesawPairGivesTheProductsAndItsPTilesLeaveVAlone) {
   const uint32_t q_base = 0, stage0 = uint32_t(mla::kWgQBytes), stage1 = stage0 + uint32_t(mla::kWgStageBytes);
-  Smem s(mla::kWgSmemBytes);
+  const uint32_t b_tile = stage0 + uint32_t(mla::kWgStages * mla::kWgStageBytes);
+  Smem s(mla::kWgSmemBytes + mla::kWgSlabBytes);
   const Matrix q = random_eighths(kRows, kD, 21);
   const Matrix kv[2] = {random_eighths(kTokens, kD, 22), random_eighths(kTokens, kD, 23)};
   store_rows(s, q_base, q);
   store_rows(s, stage0, kv[0]);
   store_rows(s, stage1, kv[1]);
-  const uint32_t stages[2] = {stage0, stage1};
+  const uint32_t stages[2] = {stage0, stage1}, p_tiles[2] = {wg::p_tile_of_stage(stage0), b_tile};
   Matrix p[2] = {zeros(kRows, kTokens), zeros(kRows, kTokens)};
-  for (int g = 0; g < 2; ++g) {  // warpgroup g scores the tile in stage g, then stores its P over slab 8
+  for (int g = 0; g < 2; ++g) {  // warpgroup g scores the tile in stage g, then stores its P
     for (int slab = 0; slab < mla::kWgSlabs; ++slab)
       for (int k = 0; k < 4; ++k)
         emu::mma_ss(p[g], s, wg::q_desc(q_base, slab, k), wg::k_desc(stages[g], slab, k, 0), false, kTokens);
-    store_p_tile(s, wg::p_tile_of_stage(stages[g]), p[g], 0, kTokens);
+    store_p_tile(s, p_tiles[g], p[g], 0, kTokens);
   }
   for (int g = 0; g < 2; ++g) {
     Matrix o = zeros(64, 256);
     for (int kk = 0; kk < 4; ++kk) {
       emu::mma_rs(o, emu::a_from_acc(p[g], kk), s, wg::v_desc(stages[g], g, kk), 256);  // its own, from registers
-      emu::mma_ss(o, s, wg::p_desc(wg::p_tile_of_stage(stages[1 - g]), kk), wg::v_desc(stages[1 - g], g, kk), true,
+      emu::mma_ss(o, s, wg::p_desc(p_tiles[1 - g], kk), wg::v_desc(stages[1 - g], g, kk), true,
                   256);  // the other's, from its P tile
     }
     for (int m = 0; m < kRows; ++m)
@@ -143,9 +146,11 @@ TEST(MlaDecodeWgmmaLanes, SeesawPairGivesTheProductsAndItsPTilesLeaveVAlone) {
   }
   for (int g = 0; g < 2; ++g)
     for (uint32_t b = 0; b < uint32_t(mla::kWgStageBytes); b += 2) {
-      const bool in_p_tile = stages[g] + b >= wg::p_tile_of_stage(stages[g]);
+      const bool in_p_tile = g == 0 && stages[g] + b >= wg::p_tile_of_stage(stages[g]);
       ASSERT_EQ(s.writes.at((stages[g] + b) / 2), in_p_tile ? 2 : 1) << "stage " << g << " byte " << b;
     }
+  for (uint32_t b = 0; b < uint32_t(mla::kWgSlabBytes); b += 2)
+    ASSERT_EQ(s.writes.at((b_tile + b) / 2), 1) << "B's P tile, byte " << b;
 }
 
 TEST(MlaDecodeWgmmaLanes, OneStepGivesTheProductsWithEveryWarpgroupScoringAllTokens) { replay_step(false); }

@@ -1,10 +1,13 @@
-// The warp-specialized wgmma attend kernels' hand-offs (attend_wgmma_ws.cuh's loader with attend_wgmma_ws.cu's or
-// attend_wgmma_seesaw.cu's computing warpgroups; the parities in ws_ring.h) played out on the CPU: each thread runs
-// its kernel's sequence of waits, copies, stores, reads and arrivals, in a random interleaving, against a model of
-// mbarriers. For random runs of pieces (skipped ones and ones without steps included) a run must finish (no
-// deadlock), never write what a thread is reading, and every read must find, landed, what its kernel expects there
-// (the tile, q, the other warpgroup's P, maxima and row sums). Broken variants of each protocol must be caught, so
-// the model is not one that passes anything.
+// The warp-specialized wgmma kernels' hand-offs (attend_wgmma_ws.cuh's loader with attend_wgmma_ws.cu's or
+// attend_wgmma_seesaw.cu's computing warpgroups, and flash_prefill's kernel_wgmma_ws.cuh; the parities in
+// ws_ring.h) played out on the CPU: each thread runs its kernel's sequence of waits, copies, stores, reads and
+// arrivals, in a random interleaving, against a model of mbarriers. For random runs of pieces (skipped ones and ones
+// without steps included) a run must finish (no deadlock), never write what a thread is reading, and every read must
+// find, landed, what its kernel expects there (the tile, q, the other warpgroup's P, maxima and row sums). Broken
+// variants of each protocol must be caught, so the model is not one that passes anything.
+//   A copy is modelled as landing before its thread goes on. The decode loader does go on (the hardware arrives on
+// `full` when its copies land), but a landing waits on nothing, so it cannot close a cycle of waits, and every
+// reader waits for the arrival that follows it: the model's deadlocks and hazards are the kernels'.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -40,6 +43,8 @@ struct Protocol {
   bool b_writes_l_first = false;              // the seesaw's B writes its row sums only once it has read A's
   bool a_skips_b_ready = false;               // the seesaw's A waits for B's beta before reading it
   bool a_writes_p_during_scores = false;      // the seesaw's A writes its P over slab 8 once its scores are done
+  bool a_releases_lo_before_its_product = false;  // A releases a lo half after its product from it
+  bool b_releases_hi_before_its_product = false;  // B releases step n + 1's hi half after its P_n+1 V_n+1
 };
 
 struct Piece {
@@ -49,17 +54,19 @@ struct Piece {
 
 // Thread groups: the loading warpgroup, computing warpgroups 1 (the seesaw's A) and 2 (B).
 enum Group { kLoader, kA, kB, kGroups };
-// Resources: a stage's slabs 0-7 (V, and most of K), its slab 8 (k_pe; the seesaw's P tile), q, and the seesaw's
-// exchange rows (A's maximum and alpha, B's maximum and beta, the two row sums).
+// Resources: a stage's lo half (slabs 0-3), the V slabs of its hi half (4-7), its slab 8 (k_pe; A's P tile), q,
+// B's P tile, and the seesaw's exchange rows (A's maximum and alpha, B's maximum and beta, the two row sums).
 constexpr int kStages = kWgStages;
-constexpr int res_v(int s) { return s; }
-constexpr int res_slab8(int s) { return kStages + s; }
-constexpr int kResQ = 2 * kStages, kResXA = kResQ + 1, kResXB = kResQ + 2, kResLA = kResQ + 3, kResLB = kResQ + 4;
-constexpr int kResources = kResQ + 5;
-// Barriers: full[s], empty[s], q_full, q_empty, then the seesaw's signals.
-constexpr int full_bar(int s) { return s; }
-constexpr int empty_bar(int s) { return kStages + s; }
-constexpr int kQFull = 2 * kStages, kQEmpty = kQFull + 1, kAReady = kQFull + 2, kBReady = kQFull + 3;
+enum Half { kLo, kHi };
+constexpr int res_lo(int s) { return s; }
+constexpr int res_hi(int s) { return kStages + s; }
+constexpr int res_slab8(int s) { return 2 * kStages + s; }
+constexpr int kResQ = 3 * kStages, kResPB = kResQ + 1, kResXA = kResQ + 2, kResXB = kResQ + 3;
+constexpr int kResLA = kResQ + 4, kResLB = kResQ + 5, kResources = kResQ + 6;
+// Barriers: full[s][half], empty[s][half], q_full, q_empty, then the seesaw's signals.
+constexpr int full_bar(int s, int h) { return 2 * s + h; }
+constexpr int empty_bar(int s, int h) { return 2 * kStages + 2 * s + h; }
+constexpr int kQFull = 4 * kStages, kQEmpty = kQFull + 1, kAReady = kQFull + 2, kBReady = kQFull + 3;
 constexpr int kPAReady = kQFull + 4, kLAReady = kQFull + 5, kLBReady = kQFull + 6;
 // And one per group for its collective operations: a warpgroup's wgmma completes for all of its threads, so none
 // passes the wait for it before every thread of the group has issued it (where the reads it models happen).
@@ -101,36 +108,76 @@ void collective(Program& p, int g) {
 constexpr int p_of_a(int use) { return 1000000 + use; }
 constexpr int p_of_b(int use) { return 2000000 + use; }
 
-// A loading thread (ws_load_pieces): for each step, wait for the stage's release, copy its rows (all nine slabs),
-// with q at a piece's first step once q is released, wait for the copies, arrive.
-Program loader_program(const std::vector<Piece>& pieces, const Protocol& p) {
+enum class Kernel { OwnSteps, Seesaw, FlashWholeStages };
+
+// A loading thread of attend_wgmma_ws.cuh (ws_load_pieces): half a stage at a time, each once its readers have
+// released it, in the seesaw's order for its pairs; q with a piece's first half once q is released.
+Program loader_program(const std::vector<Piece>& pieces, const Protocol& p, bool paired) {
+  Program out;
+  int n = 0, np = 0;
+  for (const Piece& piece : pieces) {
+    if (piece.skipped) continue;
+    const auto load_half = [&](int it, int half) {
+      const int tile = n + it, s = ws::stage_of(tile, kStages);
+      wait(out, empty_bar(s, half), p.empty_parity(tile, kStages));
+      if (half == kLo) {
+        store(out, res_lo(s), tile);
+      } else {
+        store(out, res_hi(s), tile);
+        store(out, res_slab8(s), tile);
+      }
+      arrive(out, full_bar(s, half));
+    };
+    for (int it = 0; it < piece.steps; it += paired ? 2 : 1) {
+      load_half(it, kLo);
+      if (it == 0) {
+        wait(out, kQEmpty, p.q_empty_parity(np));
+        store(out, kResQ, np);
+        arrive(out, kQFull);
+      }
+      if (paired && it + 1 < piece.steps) {
+        load_half(it + 1, kHi);
+        load_half(it, kHi);
+        load_half(it + 1, kLo);
+      } else {
+        load_half(it, kHi);
+      }
+    }
+    n += piece.steps;
+    np += piece.steps > 0;
+  }
+  return out;
+}
+
+// flash_prefill's loader (kernel_wgmma_ws.cuh): whole stages (on the lo barriers here), q with the first, each
+// thread waiting for its own copies before it arrives.
+Program whole_stage_loader_program(const std::vector<Piece>& pieces, const Protocol& p) {
   Program out;
   int n = 0, np = 0;
   for (const Piece& piece : pieces) {
     if (piece.skipped) continue;
     for (int it = 0; it < piece.steps; ++it, ++n) {
       const int s = ws::stage_of(n, kStages);
-      wait(out, empty_bar(s), p.empty_parity(n, kStages));
-      out.push_back({Op::Write, res_v(s), n});
-      out.push_back({Op::Write, res_slab8(s), n});
+      wait(out, empty_bar(s, kLo), p.empty_parity(n, kStages));
+      for (int r : {res_lo(s), res_hi(s), res_slab8(s)}) out.push_back({Op::Write, r, n});
       if (it == 0) {
         wait(out, kQEmpty, p.q_empty_parity(np));
         out.push_back({Op::Write, kResQ, np});
       }
-      out.push_back({Op::Land, res_v(s), n});  // cp.async.wait_group 0: this thread's copies are in
-      out.push_back({Op::Land, res_slab8(s), n});
+      for (int r : {res_lo(s), res_hi(s), res_slab8(s)}) out.push_back({Op::Land, r, n});  // cp.async.wait_group 0
       if (it == 0) out.push_back({Op::Land, kResQ, np});
       if (it == 0) arrive(out, kQFull);
-      arrive(out, full_bar(s));
+      arrive(out, full_bar(s, kLo));
     }
     np += piece.steps > 0;
   }
   return out;
 }
 
-// A computing thread of attend_wgmma_ws.cu (OwnSteps): each step's scores read q and the whole stage, P.V slabs 0-7;
-// the stage is released after P.V, q after the piece's last scores.
-Program own_steps_program(const std::vector<Piece>& pieces, const Protocol& p, int g) {
+// A computing thread of attend_wgmma_ws.cu (OwnSteps), or of flash_prefill's kernel (`whole`: one barrier pair per
+// stage): each step's scores read q and the whole stage, P.V its V; the stage is released after P.V, q after the
+// piece's last scores.
+Program own_steps_program(const std::vector<Piece>& pieces, const Protocol& p, int g, bool whole) {
   Program out;
   int n = 0, np = 0;
   for (const Piece& piece : pieces) {
@@ -138,19 +185,38 @@ Program own_steps_program(const std::vector<Piece>& pieces, const Protocol& p, i
     if (piece.steps > 0) wait(out, kQFull, p.q_full_parity(np));
     for (int it = 0; it < piece.steps; ++it, ++n) {
       const int s = ws::stage_of(n, kStages);
-      wait(out, full_bar(s), p.full_parity(n, kStages));
-      read_begin(out, res_v(s), kLoader, n);
+      wait(out, full_bar(s, kLo), p.full_parity(n, kStages));
+      if (!whole) wait(out, full_bar(s, kHi), p.full_parity(n, kStages));
+      read_begin(out, res_lo(s), kLoader, n);
+      read_begin(out, res_hi(s), kLoader, n);
       read(out, res_slab8(s), kLoader, n);
       read(out, kResQ, kLoader, np);
       collective(out, g);  // the scores
       if (it == (p.release_q_after_first_scores ? 0 : piece.steps - 1)) arrive(out, kQEmpty);
       collective(out, g);  // P.V
-      read_end(out, res_v(s));
-      arrive(out, empty_bar(s));
+      read_end(out, res_lo(s));
+      read_end(out, res_hi(s));
+      arrive(out, empty_bar(s, kLo));
+      if (!whole) arrive(out, empty_bar(s, kHi));
     }
     np += piece.steps > 0;
   }
   return out;
+}
+
+// The scores of tile n in stage s, half by half as they land (hi first: B's order): both halves and slab 8 read,
+// then the windows the scores alone need are closed (`keep`: the half this warpgroup's P.V still reads).
+void scores_by_halves(Program& out, const Protocol& p, int g, int s, int n, int np, bool hi_first, int keep) {
+  for (int half : {hi_first ? kHi : kLo, hi_first ? kLo : kHi}) {
+    wait(out, full_bar(s, half), p.full_parity(n, kStages));
+    read_begin(out, half == kLo ? res_lo(s) : res_hi(s), kLoader, n);
+    if (half == kHi) read_begin(out, res_slab8(s), kLoader, n);
+  }
+  read(out, kResQ, kLoader, np);
+  if (g == kA && p.a_writes_p_during_scores) store(out, res_slab8(s), p_of_a(n));
+  collective(out, g);
+  read_end(out, res_slab8(s));
+  read_end(out, keep == kLo ? res_hi(s) : res_lo(s));
 }
 
 // A computing thread of attend_wgmma_seesaw.cu, warpgroup A (`is_a`) or B, in the kernel's order.
@@ -170,13 +236,7 @@ Program seesaw_program(const std::vector<Piece>& pieces, const Protocol& p, bool
       const int s0 = ws::stage_of(n, kStages), s1 = ws::stage_of(n + 1, kStages);
       const int release_q_at = p.release_q_after_first_scores ? (is_a ? 0 : 1) : last_scored;
       if (is_a) {
-        wait(out, full_bar(s0), p.full_parity(n, kStages));
-        read_begin(out, res_v(s0), kLoader, n);  // scores, then P.V from registers
-        read_begin(out, res_slab8(s0), kLoader, n);
-        read(out, kResQ, kLoader, np);
-        if (p.a_writes_p_during_scores) store(out, res_slab8(s0), p_of_a(na));
-        collective(out, kA);  // the scores
-        read_end(out, res_slab8(s0));
+        scores_by_halves(out, p, kA, s0, n, np, false, kLo);  // lo stays open: P_n V_n reads it
         if (it == release_q_at) arrive(out, kQEmpty);
         store(out, kResXA, na);
         arrive(out, kAReady);
@@ -184,49 +244,48 @@ Program seesaw_program(const std::vector<Piece>& pieces, const Protocol& p, bool
           if (!p.a_skips_b_ready) wait(out, kBReady, ws::use_parity(nb));
           read(out, kResXB, kB, nb);
         }
+        if (p.a_releases_lo_before_its_product) arrive(out, empty_bar(s0, kLo));
         collective(out, kA);  // P_n V_n from registers
-        if (!p.a_writes_p_during_scores) store(out, res_slab8(s0), p_of_a(na));
+        read_end(out, res_lo(s0));
+        if (!p.a_releases_lo_before_its_product) arrive(out, empty_bar(s0, kLo));
+        if (!p.a_writes_p_during_scores) store(out, res_slab8(s0), p_of_a(n));
         arrive(out, kPAReady);
         if (pair) {
-          wait(out, full_bar(s1), p.full_parity(n + 1, kStages));
-          read_begin(out, res_v(s1), kLoader, n + 1);
-          read_begin(out, res_slab8(s1), kB, p_of_b(nb));
+          wait(out, full_bar(s1, kLo), p.full_parity(n + 1, kStages));
+          read_begin(out, res_lo(s1), kLoader, n + 1);
+          read_begin(out, kResPB, kB, p_of_b(nb));
+          if (p.a_releases_lo_before_its_product) arrive(out, empty_bar(s1, kLo));
           collective(out, kA);  // P_n+1 V_n+1 from B's P tile
-          read_end(out, res_slab8(s1));
-          read_end(out, res_v(s1));
-          arrive(out, empty_bar(s1));
+          read_end(out, kResPB);
+          read_end(out, res_lo(s1));
+          if (!p.a_releases_lo_before_its_product) arrive(out, empty_bar(s1, kLo));
         }
-        read_end(out, res_v(s0));
-        arrive(out, empty_bar(s0));
       } else {
         if (pair) {
-          wait(out, full_bar(s1), p.full_parity(n + 1, kStages));
-          read_begin(out, res_v(s1), kLoader, n + 1);
-          read_begin(out, res_slab8(s1), kLoader, n + 1);
-          read(out, kResQ, kLoader, np);
-          collective(out, kB);  // the scores
-          read_end(out, res_slab8(s1));
+          scores_by_halves(out, p, kB, s1, n + 1, np, true, kHi);  // hi stays open: P_n+1 V_n+1 reads it
           if (it + 1 == release_q_at) arrive(out, kQEmpty);
         }
         wait(out, kAReady, ws::use_parity(na));
         read(out, kResXA, kA, na);
         if (pair) {
           store(out, kResXB, nb);
-          store(out, res_slab8(s1), p_of_b(nb));
+          store(out, kResPB, p_of_b(nb));  // no barrier: these scores needed a lo half A released after its read
           arrive(out, kBReady);
+          if (p.b_releases_hi_before_its_product) arrive(out, empty_bar(s1, kHi));
         }
         wait(out, kPAReady, ws::use_parity(na));
-        wait(out, full_bar(s0), p.full_parity(n, kStages));
-        read_begin(out, res_v(s0), kLoader, n);
-        read_begin(out, res_slab8(s0), kA, p_of_a(na));
-        collective(out, kB);  // both products of the step(s)
-        read_end(out, res_slab8(s0));
-        read_end(out, res_v(s0));
+        wait(out, full_bar(s0, kHi), p.full_parity(n, kStages));
+        read_begin(out, res_hi(s0), kLoader, n);
+        read_begin(out, res_slab8(s0), kA, p_of_a(n));
         if (pair) {
-          read_end(out, res_v(s1));
-          arrive(out, empty_bar(s1));
+          collective(out, kB);  // wgmma.wait_group 1: P_n+1 V_n+1 from registers
+          read_end(out, res_hi(s1));
+          if (!p.b_releases_hi_before_its_product) arrive(out, empty_bar(s1, kHi));
         }
-        arrive(out, empty_bar(s0));
+        collective(out, kB);  // P_n V_n from A's P tile
+        read_end(out, res_slab8(s0));
+        read_end(out, res_hi(s0));
+        arrive(out, empty_bar(s0, kHi));
       }
       ++na;
       nb += pair;
@@ -255,19 +314,20 @@ struct Outcome {
   std::string hazard;  // empty: none
 };
 
-enum class Kernel { OwnSteps, Seesaw };
-
 // Runs `loaders` loading threads and `per_group` threads in each computing warpgroup in a random interleaving
 // until all are done, one is caught writing what is being read or reading what has not landed, or none can move.
 Outcome play(Kernel kernel, const std::vector<Piece>& pieces, const Protocol& p, int loaders, int per_group,
              std::mt19937& rng) {
   std::vector<std::vector<Step>> prog;
   std::vector<int> group;
-  for (int i = 0; i < loaders; ++i) prog.push_back(loader_program(pieces, p).steps), group.push_back(kLoader);
+  const bool whole = kernel == Kernel::FlashWholeStages, seesaw = kernel == Kernel::Seesaw;
+  for (int i = 0; i < loaders; ++i) {
+    prog.push_back(whole ? whole_stage_loader_program(pieces, p).steps : loader_program(pieces, p, seesaw).steps);
+    group.push_back(kLoader);
+  }
   for (int g : {kA, kB})
     for (int i = 0; i < per_group; ++i) {
-      prog.push_back(kernel == Kernel::Seesaw ? seesaw_program(pieces, p, g == kA).steps
-                                              : own_steps_program(pieces, p, g).steps);
+      prog.push_back(seesaw ? seesaw_program(pieces, p, g == kA).steps : own_steps_program(pieces, p, g, whole).steps);
       group.push_back(g);
     }
   const int threads = int(prog.size());
@@ -275,8 +335,8 @@ Outcome play(Kernel kernel, const std::vector<Piece>& pieces, const Protocol& p,
   std::vector<MBarrier> bars(kBarriers);
   for (int b = 0; b < kBarriers; ++b) {
     int count = per_group;  // the seesaw's signals and the computing groups' own: one warpgroup's threads
-    if (b < kStages || b == kQFull || b == group_bar(kLoader)) count = loaders;
-    else if (b < 2 * kStages || b == kQEmpty) count = 2 * per_group;
+    if (b < 2 * kStages || b == kQFull || b == group_bar(kLoader)) count = loaders;  // full halves
+    else if ((b < 4 * kStages && !seesaw) || b == kQEmpty) count = 2 * per_group;  // (the seesaw: one releaser)
     bars[size_t(b)].count = bars[size_t(b)].pending = count;
   }
   // content[r][t]: what thread t last wrote into resource r (-1: in flight; -3: overwritten by another group);
@@ -396,17 +456,18 @@ std::vector<std::pair<const char*, Protocol>> broken_ring_protocols() {
 
 }  // namespace
 
-TEST(WsRing, OwnStepsFinishWithoutHazardsInRandomInterleavings) {
+TEST(WsRing, OwnStepsFinishWithoutHazardsInRandomInterleavings) {  // attend_wgmma_ws.cu
   expect_protocol_holds(Kernel::OwnSteps, 2026);
 }
 
-// flash_prefill's warp-specialized kernel (kernel_wgmma_ws.cuh) is this protocol with one piece per CTA (its key
+// flash_prefill's warp-specialized kernel (kernel_wgmma_ws.cuh) runs whole stages, one piece per CTA (its key
 // tiles; q loaded once, with the first).
 TEST(WsRing, OnePieceAsTheFlashKernelRunsIt) {
   std::mt19937 rng(2028);
   for (int steps = 0; steps <= 9; ++steps)
     for (int trial = 0; trial < 50; ++trial) {
-      const Outcome o = play(Kernel::OwnSteps, {{false, steps}}, Protocol{}, 1 + trial % 3, 1 + trial % 2, rng);
+      const Outcome o =
+          play(Kernel::FlashWholeStages, {{false, steps}}, Protocol{}, 1 + trial % 3, 1 + trial % 2, rng);
       ASSERT_TRUE(o.finished && o.hazard.empty()) << steps << " tiles, trial " << trial << ": " << o.hazard;
     }
 }
@@ -419,12 +480,17 @@ TEST(WsRing, BrokenProtocolsAreCaught) {
   for (const auto& [name, p] : broken_ring_protocols()) {
     expect_caught(Kernel::OwnSteps, name, p);
     expect_caught(Kernel::Seesaw, name, p);
+    expect_caught(Kernel::FlashWholeStages, name, p);
   }
-  Protocol b_writes_l_first, a_skips_b_ready, a_writes_p_during_scores;
+  Protocol b_writes_l_first, a_skips_b_ready, a_writes_p_during_scores, a_releases_lo_early, b_releases_hi_early;
   b_writes_l_first.b_writes_l_first = true;
   a_skips_b_ready.a_skips_b_ready = true;
   a_writes_p_during_scores.a_writes_p_during_scores = true;
+  a_releases_lo_early.a_releases_lo_before_its_product = true;
+  b_releases_hi_early.b_releases_hi_before_its_product = true;
   expect_caught(Kernel::Seesaw, "B writes its row sums before reading A's", b_writes_l_first);
   expect_caught(Kernel::Seesaw, "A reads beta without waiting for it", a_skips_b_ready);
   expect_caught(Kernel::Seesaw, "A writes P over slab 8 during its scores", a_writes_p_during_scores);
+  expect_caught(Kernel::Seesaw, "A releases a lo half before its product from it", a_releases_lo_early);
+  expect_caught(Kernel::Seesaw, "B releases a hi half before its product from it", b_releases_hi_early);
 }

@@ -11,14 +11,19 @@
 //        O_B = O_B alpha_A beta + P_n+1 V_n+1[B's columns] (from registers);
 //   A then rescales by beta, writes P_n beta to shared memory and adds P_n+1 V_n+1[A's columns]; B adds
 //        (P_n beta) V_n[B's columns]. Both now hold m_B.
-// Each warpgroup's softmax runs while the other's MMAs hold the tensor cores. A P tile (64 rows x 64 tokens, bf16)
-// goes into slab 8 of its own step's stage: the rope part of the cached rows, which only that step's scores read, so
-// the probabilities need no shared memory of their own. Row sums are kept per warpgroup and added once per piece. An
-// odd step count ends with a step of A's alone (B adds P_n V_n for its columns). Signals between A and B are
-// mbarriers of 128 arrivals (one warpgroup): a_ready and p_a_ready per step A scores, b_ready per pair, and l_a /
-// l_b for the row sums at the end of a piece; the parities count those uses (tests/kernels/test_ws_ring.cpp
-// plays every thread's sequence out on the CPU). Schedule, masks, partials and whole-piece outputs are the other
-// attend kernels'. bf16 rows.
+// Each warpgroup's softmax runs while the other's MMAs hold the tensor cores. A's P tile (64 rows x 64 tokens, bf16)
+// goes into slab 8 of its step's stage: the rope part of the cached rows, which only that step's scores read. B's
+// has 8 KB of its own; B writes the next one only after scores that needed a lo half A releases once its product
+// from the last one is done, so it needs no barrier. The stages' halves (frame:
+// attend_wgmma_ws.cuh) go back to the loader as their readers finish, the lo halves (A's columns) by A, the hi
+// halves (B's columns, k_pe, A's P) by B: step n's lo half after A's first product, step n + 1's hi half after B's,
+// the other two at the end of the pair; the loader refills them in that order, and A scores a tile lo half first,
+// B hi half first, so the next pair's scores start on what lands first. Row sums are kept per warpgroup and added
+// once per piece. An odd step count ends with a step of A's alone (B adds P_n V_n for its columns). Signals between
+// A and B are mbarriers of 128 arrivals (one warpgroup): a_ready and p_a_ready per step A scores, b_ready per
+// pair, and l_a / l_b for the row sums at the end of a piece; the parities count those uses
+// (tests/kernels/test_ws_ring.cpp plays every thread's sequence out on the CPU). Schedule, masks, partials and
+// whole-piece outputs are the other attend kernels'. bf16 rows.
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -92,6 +97,9 @@ __device__ __forceinline__ void pv_from_tile(float (&o)[128], uint32_t p_u32, ui
 }
 
 struct Seesaw {
+  static constexpr bool kPairedLoads = true;
+  static constexpr int kEmptyArrivals = 128;  // lo halves are A's alone to release, hi halves B's
+  static constexpr int kTileBytes = int(kWgSlabBytes);  // B's P tile
   static constexpr int kExtraBarriers = kSeesawBarriers, kExchangeFloats = kSeesawRowArrays * kWgRows;
 
   static __device__ __forceinline__ void run(const AttendArgs& a, const WsSmem& smem, int row0) {
@@ -114,7 +122,7 @@ struct Seesaw {
 #pragma unroll
       for (int e = 0; e < 128; ++e) o[e] = 0.f;
       if (num_steps > 0) {
-        tma_sm90::mbarrier_wait_bounded(bars.q_full(), ws::q_full_parity(np));
+        ws_wait_q(bars, np);
         if (!is_a && num_steps == 1) tma_sm90::mbarrier_arrive(bars.q_empty());  // B scores nothing here
       }
       const int last_scored = is_a ? (num_steps - 1) & ~1 : num_steps - 1 - (num_steps & 1);  // by this warpgroup
@@ -124,15 +132,11 @@ struct Seesaw {
         const int s0 = ws::stage_of(n, kWgStages), s1 = ws::stage_of(n + 1, kWgStages);
         const uint32_t st0 = smem.ring_u32 + uint32_t(s0 * kWgStageBytes);
         const uint32_t st1 = smem.ring_u32 + uint32_t(s1 * kWgStageBytes);
-        // A step's P tile: slab 8 (k_pe) of its stage.
-        unsigned char* p0_tile = smem.ring + (wg::p_tile_of_stage(st0) - smem.ring_u32);
-        unsigned char* p1_tile = smem.ring + (wg::p_tile_of_stage(st1) - smem.ring_u32);
         const int tok0 = pv.tok_begin + it * kWgBlockN;
         float s[kWgBlockN / 2], mx[2], alpha[2], m_use[2];
         uint32_t p[kWgBlockN / 16][4];
         if (is_a) {
-          tma_sm90::mbarrier_wait_bounded(bars.full(s0), ws::full_parity(n, kWgStages));
-          ws_scores(s, smem.q_u32, st0);
+          ws_scores<false>(s, smem.q_u32, smem, s0, n);  // lo first: the loader's first half of the pair
           if (it == last_scored) tma_sm90::mbarrier_arrive(bars.q_empty());
           sm.row_max(s, tok0, lane, a.scale_log2, mx);
           sm.advance(mx, alpha, m_use);  // m = m_A, l scaled by alpha_A
@@ -150,24 +154,24 @@ struct Seesaw {
           }
           wgmma_wait<0>();
           fence_registers(o);
-          store_p(p0_tile, p, lane, r_lo, r_hi, beta);  // P_n against m_B, for B's columns
+          tma_sm90::mbarrier_arrive(bars.empty(s0, kLoHalf));  // A's last read of step n's lo half
+          // P_n against m_B, for B's columns, into slab 8 (k_pe) of step n's stage: the hi half, which B releases
+          // after reading it. (B's P tile has shared memory of its own: the lo half is A's to release.)
+          store_p(smem.ring + (wg::p_tile_of_stage(st0) - smem.ring_u32), p, lane, r_lo, r_hi, beta);
           arrive(bars, kPAReady);
           if (pair) {
             rescale_o(o, beta);
             sm.l[0] *= beta[0], sm.l[1] *= beta[1];
-            // (landed: B waited for it)
-            tma_sm90::mbarrier_wait_bounded(bars.full(s1), ws::full_parity(n + 1, kWgStages));
-            pv_from_tile(o, wg::p_tile_of_stage(st1), st1, 0);
+            ws_wait_full(bars, s1, kLoHalf, n + 1);  // (landed: B scored it)
+            pv_from_tile(o, smem.tile_u32, st1, 0);
             wgmma_wait<0>();
             fence_registers(o);
-            tma_sm90::mbarrier_arrive(bars.empty(s1));
+            tma_sm90::mbarrier_arrive(bars.empty(s1, kLoHalf));  // the last read of step n + 1's lo half (B's P too)
           }
-          tma_sm90::mbarrier_arrive(bars.empty(s0));
         } else {
           float alpha_a[2];
           if (pair) {
-            tma_sm90::mbarrier_wait_bounded(bars.full(s1), ws::full_parity(n + 1, kWgStages));
-            ws_scores(s, smem.q_u32, st1);
+            ws_scores<true>(s, smem.q_u32, smem, s1, n + 1);  // hi first: the loader's second half of the pair
             if (it + 1 == last_scored) tma_sm90::mbarrier_arrive(bars.q_empty());
             sm.row_max(s, tok0 + kWgBlockN, lane, a.scale_log2, mx);
           }
@@ -181,19 +185,23 @@ struct Seesaw {
             put_rows(x + kBeta * kWgRows, lane, r_lo, r_hi, alpha);
             put_rows(x + kMB * kWgRows, lane, r_lo, r_hi, sm.m);
             const float one[2] = {1.f, 1.f};
-            store_p(p1_tile, p, lane, r_lo, r_hi, one);
+            // Over the last pair's P tile: A has read it, since these scores needed a lo half A released after.
+            store_p(smem.tile, p, lane, r_lo, r_hi, one);
             arrive(bars, kBReady);
             alpha_a[0] *= alpha[0], alpha_a[1] *= alpha[1];
           }
           rescale_o(o, alpha_a);
           if (pair) pv_from_registers(o, p, st1, 1);
           wait(bars, kPAReady, na);
-          tma_sm90::mbarrier_wait_bounded(bars.full(s0), ws::full_parity(n, kWgStages));  // (landed: A waited for it)
+          ws_wait_full(bars, s0, kHiHalf, n);  // (landed: A scored it)
           pv_from_tile(o, wg::p_tile_of_stage(st0), st0, 1);
+          if (pair) {
+            wgmma_wait<1>();  // the product from registers
+            tma_sm90::mbarrier_arrive(bars.empty(s1, kHiHalf));  // B's last read of step n + 1's hi half
+          }
           wgmma_wait<0>();
           fence_registers(o);
-          if (pair) tma_sm90::mbarrier_arrive(bars.empty(s1));
-          tma_sm90::mbarrier_arrive(bars.empty(s0));
+          tma_sm90::mbarrier_arrive(bars.empty(s0, kHiHalf));  // the last read of step n's hi half (A's P too)
         }
         ++na;
         nb += pair;

@@ -4,16 +4,15 @@
 // warpgroups no longer in step. Why: ncu showed that kernel's warps with nothing to issue most of the time, the two
 // warpgroups waiting at the same CTA-wide barriers in turn with the loads, so the tensor cores idle through every
 // softmax. Here
-//   warpgroup 0 loads: per piece the q rows, then each step's cached tile into a two-stage ring (cp.async, one
-//            row per two threads, the block table read per row), and publishes a stage on its `full` mbarrier once
-//            its copies have landed (each loader waits for its own copies, fences them for the tensor cores and
-//            arrives: the same hand-off as the unsplit kernel's, with an mbarrier in place of __syncthreads);
-//   warpgroups 1 and 2 compute: each waits for a stage's `full`, and arrives on its `empty` after its last MMA
-//            reading it, which is what the loader waits for before refilling it. Nothing else joins them, so
-//            one's softmax can run while the other's MMAs hold the tensor cores.
-// q gets the same pair of barriers (q_full, q_empty) per piece. The loader and the kernel's frame are in
-// attend_wgmma_ws.cuh. Schedule, masks, softmax (attend_wgmma_rows.cuh), partials and whole-piece outputs are the
-// other attend kernels'. bf16 rows.
+//   warpgroup 0 loads: per piece the q rows, then each step's cached tile into a two-stage ring, half a stage at
+//            a time (attend_wgmma_ws.cuh: cp.async, one row per two threads, the block table read per row; each
+//            half's `full` mbarrier completes when its copies land);
+//   warpgroups 1 and 2 compute: each scores a step's tile half by half as the halves land, and arrives on both
+//            halves' `empty` after its last MMA reading the stage, which is what the loader waits for before
+//            refilling it. Nothing else joins them, so one's softmax can run while the other's MMAs hold the
+//            tensor cores.
+// q gets a pair of barriers of its own (q_full, q_empty) per piece. Schedule, masks, softmax
+// (attend_wgmma_rows.cuh), partials and whole-piece outputs are the other attend kernels'. bf16 rows.
 #include <cuda_runtime.h>
 
 #include "kernels/cuda/mla_decode/attend_common.cuh"
@@ -34,7 +33,9 @@ using namespace wgmma_sm90;
 
 // Warpgroups 1 and 2 (`group` 0 and 1 here): the unsplit wgmma kernel's steps, each warpgroup on its own.
 struct OwnSteps {
-  static constexpr int kExtraBarriers = 0, kExchangeFloats = 0;
+  static constexpr bool kPairedLoads = false;
+  static constexpr int kEmptyArrivals = kWsComputers;  // both warpgroups read all of every stage
+  static constexpr int kTileBytes = 0, kExtraBarriers = 0, kExchangeFloats = 0;
 
   static __device__ __forceinline__ void run(const AttendArgs& a, const WsSmem& smem, int row0) {
     const int tid = threadIdx.x - kWsLoaders, lane = tid & 31, warp = (tid >> 5) & 3, group = tid >> 7;
@@ -52,14 +53,13 @@ struct OwnSteps {
       float o[128];
 #pragma unroll
       for (int e = 0; e < 128; ++e) o[e] = 0.f;
-      if (num_steps > 0) tma_sm90::mbarrier_wait_bounded(bars.q_full(), ws::q_full_parity(np));
+      if (num_steps > 0) ws_wait_q(bars, np);
 
       for (int it = 0; it < num_steps; ++it, ++n) {
         const int stage = ws::stage_of(n, kWgStages);
-        tma_sm90::mbarrier_wait_bounded(bars.full(stage), ws::full_parity(n, kWgStages));
         const uint32_t stage_u32 = smem.ring_u32 + uint32_t(stage * kWgStageBytes);
         float s[kWgBlockN / 2];
-        ws_scores(s, smem.q_u32, stage_u32);
+        ws_scores<false>(s, smem.q_u32, smem, stage, n);
         if (it + 1 == num_steps) tma_sm90::mbarrier_arrive(bars.q_empty());  // the piece's last read of q
 
         float mx[2], alpha[2], m_use[2];
@@ -75,7 +75,8 @@ struct OwnSteps {
         wgmma_commit();
         wgmma_wait<0>();
         fence_registers(o);
-        tma_sm90::mbarrier_arrive(bars.empty(stage));  // this warpgroup's last read of the stage is done
+        tma_sm90::mbarrier_arrive(bars.empty(stage, kLoHalf));  // this warpgroup's last read of the stage is done
+        tma_sm90::mbarrier_arrive(bars.empty(stage, kHiHalf));
       }
       np += num_steps > 0;  // a piece without steps (the scheduler makes none) reads no q: zeros and -inf below
 

@@ -179,7 +179,7 @@ static_assert(kWgSplitSmemBytes <= 227 * 1024, "227 KB of shared memory per CTA"
 constexpr int kWsThreads = 384;     // warpgroup 0 loads, warpgroups 1 and 2 compute
 constexpr int kWsLoaderRegs = 56;   // per thread, after setmaxnreg (40 spilled the loader's loop)
 constexpr int kWsMathRegs = 224;    // ptxas used 192 (warp-specialized) and 222 (seesaw) of them (2026-11-27)
-constexpr int kWsBarriers = 6;      // mbarriers: full[2], empty[2] (the ring's stages), q_full, q_empty
+constexpr int kWsBarriers = 10;     // mbarriers: full and empty of each half of the ring's two stages, q_full, q_empty
 static_assert(128 * kWsLoaderRegs + 256 * kWsMathRegs <= 65536 / kWsThreads / 8 * 8 * kWsThreads,
               "setmaxnreg only moves the registers the CTA was launched with (65536 / 384, rounded down to 8)");
 
