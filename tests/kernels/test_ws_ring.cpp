@@ -45,6 +45,7 @@ struct Protocol {
   bool a_writes_p_during_scores = false;      // the seesaw's A writes its P over slab 8 once its scores are done
   bool a_releases_lo_before_its_product = false;  // A releases a lo half after its product from it
   bool b_releases_hi_before_its_product = false;  // B releases step n + 1's hi half after its P_n+1 V_n+1
+  bool flash_releases_k_before_its_scores = false;  // flash_prefill releases a stage's K after its scores
 };
 
 struct Piece {
@@ -108,7 +109,7 @@ void collective(Program& p, int g) {
 constexpr int p_of_a(int use) { return 1000000 + use; }
 constexpr int p_of_b(int use) { return 2000000 + use; }
 
-enum class Kernel { OwnSteps, Seesaw, FlashWholeStages };
+enum class Kernel { OwnSteps, Seesaw, Flash };
 
 // A loading thread of attend_wgmma_ws.cuh (ws_load_pieces): half a stage at a time, each once its readers have
 // released it, in the seesaw's order for its pairs; q with a piece's first half once q is released.
@@ -149,35 +150,55 @@ Program loader_program(const std::vector<Piece>& pieces, const Protocol& p, bool
   return out;
 }
 
-// flash_prefill's loader (kernel_wgmma_ws.cuh): whole stages (on the lo barriers here), q with the first, each
-// thread waiting for its own copies before it arrives.
-Program whole_stage_loader_program(const std::vector<Piece>& pieces, const Protocol& p) {
+// flash_prefill's kernel (kernel_wgmma_ws.cuh), one piece per CTA: its loader brings Q once, then each tile's K
+// (the lo half here) and V (the hi half), each once released; its computing threads score K, release it, and
+// release V after P V.
+Program flash_loader_program(const std::vector<Piece>& pieces, const Protocol& p) {
   Program out;
-  int n = 0, np = 0;
+  int n = 0;
   for (const Piece& piece : pieces) {
-    if (piece.skipped) continue;
+    if (piece.steps > 0) {
+      store(out, kResQ, 0);
+      arrive(out, kQFull);
+    }
     for (int it = 0; it < piece.steps; ++it, ++n) {
       const int s = ws::stage_of(n, kStages);
-      wait(out, empty_bar(s, kLo), p.empty_parity(n, kStages));
-      for (int r : {res_lo(s), res_hi(s), res_slab8(s)}) out.push_back({Op::Write, r, n});
-      if (it == 0) {
-        wait(out, kQEmpty, p.q_empty_parity(np));
-        out.push_back({Op::Write, kResQ, np});
+      for (int half : {kLo, kHi}) {
+        wait(out, empty_bar(s, half), p.empty_parity(n, kStages));
+        store(out, half == kLo ? res_lo(s) : res_hi(s), n);
+        arrive(out, full_bar(s, half));
       }
-      for (int r : {res_lo(s), res_hi(s), res_slab8(s)}) out.push_back({Op::Land, r, n});  // cp.async.wait_group 0
-      if (it == 0) out.push_back({Op::Land, kResQ, np});
-      if (it == 0) arrive(out, kQFull);
-      arrive(out, full_bar(s, kLo));
     }
-    np += piece.steps > 0;
+  }
+  return out;
+}
+Program flash_program(const std::vector<Piece>& pieces, const Protocol& p, int g) {
+  Program out;
+  int n = 0;
+  for (const Piece& piece : pieces) {
+    if (piece.steps > 0) wait(out, kQFull, p.q_full_parity(0));
+    for (int it = 0; it < piece.steps; ++it, ++n) {
+      const int s = ws::stage_of(n, kStages);
+      wait(out, full_bar(s, kLo), p.full_parity(n, kStages));
+      read_begin(out, res_lo(s), kLoader, n);
+      read(out, kResQ, kLoader, 0);
+      if (p.flash_releases_k_before_its_scores) arrive(out, empty_bar(s, kLo));
+      collective(out, g);  // the scores
+      read_end(out, res_lo(s));
+      if (!p.flash_releases_k_before_its_scores) arrive(out, empty_bar(s, kLo));
+      wait(out, full_bar(s, kHi), p.full_parity(n, kStages));
+      read_begin(out, res_hi(s), kLoader, n);
+      collective(out, g);  // P V
+      read_end(out, res_hi(s));
+      arrive(out, empty_bar(s, kHi));
+    }
   }
   return out;
 }
 
-// A computing thread of attend_wgmma_ws.cu (OwnSteps), or of flash_prefill's kernel (`whole`: one barrier pair per
-// stage): each step's scores read q and the whole stage, P.V its V; the stage is released after P.V, q after the
-// piece's last scores.
-Program own_steps_program(const std::vector<Piece>& pieces, const Protocol& p, int g, bool whole) {
+// A computing thread of attend_wgmma_ws.cu (OwnSteps): each step's scores read q and the whole stage, P.V its V;
+// both halves are released after P.V, q after the piece's last scores.
+Program own_steps_program(const std::vector<Piece>& pieces, const Protocol& p, int g) {
   Program out;
   int n = 0, np = 0;
   for (const Piece& piece : pieces) {
@@ -186,7 +207,7 @@ Program own_steps_program(const std::vector<Piece>& pieces, const Protocol& p, i
     for (int it = 0; it < piece.steps; ++it, ++n) {
       const int s = ws::stage_of(n, kStages);
       wait(out, full_bar(s, kLo), p.full_parity(n, kStages));
-      if (!whole) wait(out, full_bar(s, kHi), p.full_parity(n, kStages));
+      wait(out, full_bar(s, kHi), p.full_parity(n, kStages));
       read_begin(out, res_lo(s), kLoader, n);
       read_begin(out, res_hi(s), kLoader, n);
       read(out, res_slab8(s), kLoader, n);
@@ -197,7 +218,7 @@ Program own_steps_program(const std::vector<Piece>& pieces, const Protocol& p, i
       read_end(out, res_lo(s));
       read_end(out, res_hi(s));
       arrive(out, empty_bar(s, kLo));
-      if (!whole) arrive(out, empty_bar(s, kHi));
+      arrive(out, empty_bar(s, kHi));
     }
     np += piece.steps > 0;
   }
@@ -320,14 +341,16 @@ Outcome play(Kernel kernel, const std::vector<Piece>& pieces, const Protocol& p,
              std::mt19937& rng) {
   std::vector<std::vector<Step>> prog;
   std::vector<int> group;
-  const bool whole = kernel == Kernel::FlashWholeStages, seesaw = kernel == Kernel::Seesaw;
+  const bool flash = kernel == Kernel::Flash, seesaw = kernel == Kernel::Seesaw;
   for (int i = 0; i < loaders; ++i) {
-    prog.push_back(whole ? whole_stage_loader_program(pieces, p).steps : loader_program(pieces, p, seesaw).steps);
+    prog.push_back(flash ? flash_loader_program(pieces, p).steps : loader_program(pieces, p, seesaw).steps);
     group.push_back(kLoader);
   }
   for (int g : {kA, kB})
     for (int i = 0; i < per_group; ++i) {
-      prog.push_back(seesaw ? seesaw_program(pieces, p, g == kA).steps : own_steps_program(pieces, p, g, whole).steps);
+      prog.push_back(seesaw ? seesaw_program(pieces, p, g == kA).steps
+                     : flash ? flash_program(pieces, p, g).steps
+                             : own_steps_program(pieces, p, g).steps);
       group.push_back(g);
     }
   const int threads = int(prog.size());
@@ -436,6 +459,7 @@ void expect_caught(Kernel kernel, const char* name, const Protocol& p) {
     std::vector<Piece> pieces = random_pieces(rng, trial % 2 == 1);
     pieces.push_back({false, 3});
     pieces.push_back({false, 2});
+    if (kernel == Kernel::Flash) pieces = {{false, 1 + trial % 6}};  // one piece per CTA
     const Outcome o = play(kernel, pieces, p, 2, 2, rng);
     caught = !o.finished || !o.hazard.empty();
   }
@@ -460,14 +484,13 @@ TEST(WsRing, OwnStepsFinishWithoutHazardsInRandomInterleavings) {  // attend_wgm
   expect_protocol_holds(Kernel::OwnSteps, 2026);
 }
 
-// flash_prefill's warp-specialized kernel (kernel_wgmma_ws.cuh) runs whole stages, one piece per CTA (its key
-// tiles; q loaded once, with the first).
+// flash_prefill's warp-specialized kernel (kernel_wgmma_ws.cuh): one piece per CTA (its key tiles; Q loaded once,
+// before the first), K and V of a stage handed over apart.
 TEST(WsRing, OnePieceAsTheFlashKernelRunsIt) {
   std::mt19937 rng(2028);
   for (int steps = 0; steps <= 9; ++steps)
     for (int trial = 0; trial < 50; ++trial) {
-      const Outcome o =
-          play(Kernel::FlashWholeStages, {{false, steps}}, Protocol{}, 1 + trial % 3, 1 + trial % 2, rng);
+      const Outcome o = play(Kernel::Flash, {{false, steps}}, Protocol{}, 1 + trial % 3, 1 + trial % 2, rng);
       ASSERT_TRUE(o.finished && o.hazard.empty()) << steps << " tiles, trial " << trial << ": " << o.hazard;
     }
 }
@@ -480,8 +503,13 @@ TEST(WsRing, BrokenProtocolsAreCaught) {
   for (const auto& [name, p] : broken_ring_protocols()) {
     expect_caught(Kernel::OwnSteps, name, p);
     expect_caught(Kernel::Seesaw, name, p);
-    expect_caught(Kernel::FlashWholeStages, name, p);
   }
+  // flash_prefill's (no q_empty: one piece).
+  for (const auto& [name, p] : broken_ring_protocols())
+    if (p.empty_parity != ws::empty_parity || p.full_parity != ws::full_parity) expect_caught(Kernel::Flash, name, p);
+  Protocol flash_releases_k_early;
+  flash_releases_k_early.flash_releases_k_before_its_scores = true;
+  expect_caught(Kernel::Flash, "flash_prefill releases K before its scores", flash_releases_k_early);
   Protocol b_writes_l_first, a_skips_b_ready, a_writes_p_during_scores, a_releases_lo_early, b_releases_hi_early;
   b_writes_l_first.b_writes_l_first = true;
   a_skips_b_ready.a_skips_b_ready = true;

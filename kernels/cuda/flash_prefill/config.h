@@ -85,7 +85,7 @@ struct WgmmaWsTile : WgmmaTile<kHeadDimQK, kHeadDimV> {
   static_assert(kHeadDimV <= 128, "d_v up to 128");
   static constexpr int kQBytes = Base::kBlockM * kHeadDimQK * 2;
   static constexpr int kKBytes = Base::kBlockN * kHeadDimQK * 2, kVBytes = Base::kBlockN * kHeadDimV * 2;
-  static constexpr int kBarriers = 2 * kStages + 1;  // full[stage], empty[stage], q_full
+  static constexpr int kBarriers = 4 * kStages + 1;  // full[stage][K, V], empty[stage][K, V], q_full
   static constexpr int kSmemBytes = kQBytes + kStages * (kKBytes + kVBytes) + 1024 + 8 * kBarriers;
   static_assert(kSmemBytes <= 227 * 1024, "227 KB of shared memory per CTA");
   static_assert(128 * kLoaderRegs + 256 * kMathRegs <= 65536 / kThreads / 8 * 8 * kThreads,

@@ -4,12 +4,12 @@
 // Why: ncu on the wgmma kernel at 192/128 found no eligible warp in 58 % of the cycles, its loads and its softmax
 // waiting in turn with the GEMMs behind two CTA-wide barriers per key tile. Here
 //   warpgroup 0 loads Q once, then K and V of each key tile (last one first, as before) by cp.async into a
-//            two-stage ring, and publishes a stage on its `full` mbarrier once its copies have landed (each thread
-//            waits for its own copies, fences them for the tensor cores and arrives);
-//   warpgroups 1 and 2 compute: each waits for a stage's `full` phase and arrives on its `empty` one after its
-//            P V, which the loader waits for before refilling the stage. Nothing else joins them, so one's softmax
-//            can run while the other's GEMMs hold the tensor cores, and the next tile's loads go out as soon as a
-//            stage is free.
+//            two-stage ring, K and V of a stage each with a `full` and an `empty` mbarrier. It never waits for its
+//            own copies: the hardware arrives on `full` for each loading thread once its copies have landed
+//            (cp.async.mbarrier.arrive.noinc), so both stages' loads can be in flight at once;
+//   warpgroups 1 and 2 compute: each waits for a stage's K, scores, releases K (the loader refills it while the
+//            softmax and P V run), waits for V, and releases V after its P V. Nothing else joins them, so one's
+//            softmax can run while the other's GEMMs hold the tensor cores.
 // The parities come from kernels/cuda/ws_ring.h (the decode kernels' protocol with one piece; played out on the CPU
 // by tests/kernels/test_ws_ring.cpp). setmaxnreg moves the loader's registers to the computing
 // warpgroups; a wait that never completes traps. Masks, NaN rules, lse and tile orders are the wgmma kernel's.
@@ -36,9 +36,10 @@ __global__ void __launch_bounds__(WgmmaWsTile<kDQK, kDV>::kThreads, 1)
   const auto k_of = [&](int stage) { return ring_u32 + uint32_t(stage * (W::kKBytes + W::kVBytes)); };
   const auto v_of = [&](int stage) { return k_of(stage) + uint32_t(W::kKBytes); };
   const uint32_t bars = ring_u32 + uint32_t(kStages * (W::kKBytes + W::kVBytes));
-  const auto full = [&](int stage) { return bars + 8 * stage; };
-  const auto empty = [&](int stage) { return bars + 8 * (kStages + stage); };
-  const uint32_t q_full = bars + 8 * (2 * kStages);
+  // full[stage][K, V], empty[stage][K, V], q_full
+  const auto full = [&](int stage, int v) { return bars + 8 * (2 * stage + v); };
+  const auto empty = [&](int stage, int v) { return bars + 8 * (2 * kStages + 2 * stage + v); };
+  const uint32_t q_full = bars + 8 * (4 * kStages);
 
   const TileOf t = tile_of(args, kBlockM);  // the tile, as stage A picks it
   if (t.m0 >= t.len_q) return;               // uniform over the CTA, before any barrier
@@ -49,34 +50,37 @@ __global__ void __launch_bounds__(WgmmaWsTile<kDQK, kDV>::kThreads, 1)
   const int n_begin = blocks.begin, n_end = blocks.end, tiles = n_end > n_begin ? n_end - n_begin : 0;
 
   if (threadIdx.x == 0) {
-    for (int stage = 0; stage < kStages; ++stage) {
-      tma_sm90::mbarrier_init(full(stage), kLoaders);
-      tma_sm90::mbarrier_init(empty(stage), 256);
-    }
+    for (int stage = 0; stage < kStages; ++stage)
+      for (int v = 0; v < 2; ++v) {
+        tma_sm90::mbarrier_init(full(stage, v), kLoaders);  // one arrival per loading thread, when its copies land
+        tma_sm90::mbarrier_init(empty(stage, v), 256);
+      }
     tma_sm90::mbarrier_init(q_full, kLoaders);
   }
   __syncthreads();  // the last CTA-wide barrier: from here the warpgroups meet only at the mbarriers
 
-  if (threadIdx.x < kLoaders) {  // warpgroup 0: Q with the first tile, then K and V tile by tile
+  if (threadIdx.x < kLoaders) {  // warpgroup 0: Q before the first tile, then K and V tile by tile
     setmaxnreg_dec<W::kLoaderRegs>();
     const int tid = threadIdx.x;
     const int64_t q_stride = int64_t(args.hq) * kDQK, k_stride = int64_t(args.hkv) * kDQK,
                   v_stride = int64_t(args.hkv) * kDV;
     const uint16_t* gK = args.k + (int64_t(k_start) * args.hkv + kv_head) * kDQK;
     const uint16_t* gV = args.v + (int64_t(k_start) * args.hkv + kv_head) * kDV;
+    if (tiles > 0) {  // (rows past the tile are zero-filled by the copies themselves: no plain stores to fence)
+      const uint16_t* gQ = args.q + (int64_t(q_start + m0) * args.hq + head) * kDQK;
+      load_slabs<kBlockM, kDQK, kLoaders, kLoaderUnroll>(q_u32, gQ, q_stride, len_q - m0, tid);
+      tma_sm90::mbarrier_arrive_on_copies(q_full);
+    }
     for (int i = 0; i < tiles; ++i) {
       const int stage = ws::stage_of(i, kStages), n0 = (n_end - 1 - i) * kBlockN;
-      tma_sm90::mbarrier_wait_bounded(empty(stage), ws::empty_parity(i, kStages));
-      load_slabs<kBlockN, kDQK, kLoaders, kLoaderUnroll>(k_of(stage), gK + int64_t(n0) * k_stride, k_stride, len_k - n0, tid);
-      load_slabs<kBlockN, kDV, kLoaders, kLoaderUnroll>(v_of(stage), gV + int64_t(n0) * v_stride, v_stride, len_k - n0, tid);
-      if (i == 0)
-        load_slabs<kBlockM, kDQK, kLoaders, kLoaderUnroll>(q_u32, args.q + (int64_t(q_start + m0) * args.hq + head) * kDQK,
-                                            q_stride, len_q - m0, tid);
-      cp_async_commit();
-      cp_async_wait_all();  // this thread's copies have landed
-      fence_async_smem();   // ... where the tensor cores will read them
-      if (i == 0) tma_sm90::mbarrier_arrive(q_full);
-      tma_sm90::mbarrier_arrive(full(stage));
+      tma_sm90::mbarrier_wait_bounded(empty(stage, 0), ws::empty_parity(i, kStages));
+      load_slabs<kBlockN, kDQK, kLoaders, kLoaderUnroll>(k_of(stage), gK + int64_t(n0) * k_stride, k_stride,
+                                                         len_k - n0, tid);
+      tma_sm90::mbarrier_arrive_on_copies(full(stage, 0));
+      tma_sm90::mbarrier_wait_bounded(empty(stage, 1), ws::empty_parity(i, kStages));
+      load_slabs<kBlockN, kDV, kLoaders, kLoaderUnroll>(v_of(stage), gV + int64_t(n0) * v_stride, v_stride,
+                                                        len_k - n0, tid);
+      tma_sm90::mbarrier_arrive_on_copies(full(stage, 1));
     }
   } else {
     // Warpgroups 1 and 2: rows [64 group, 64 group + 64) of the tile.
@@ -87,17 +91,26 @@ __global__ void __launch_bounds__(WgmmaWsTile<kDQK, kDV>::kThreads, 1)
     for (int e = 0; e < kORegs; ++e) o[e] = 0.f;
     float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
     const int row_q[2] = {m0 + 64 * group + acc_row(warp, lane, 0), m0 + 64 * group + acc_row(warp, lane, 2)};
-    if (tiles > 0) tma_sm90::mbarrier_wait_bounded(q_full, ws::q_full_parity(0));
+    // Each wait on a barrier the copies arrive on is followed by a proxy fence for the tensor cores' reads (as in
+    // mla_decode's attend_wgmma_ws.cuh).
+    if (tiles > 0) {
+      tma_sm90::mbarrier_wait_bounded(q_full, ws::q_full_parity(0));
+      fence_async_smem();
+    }
     for (int i = 0; i < tiles; ++i) {
       const int stage = ws::stage_of(i, kStages), n0 = (n_end - 1 - i) * kBlockN;
-      tma_sm90::mbarrier_wait_bounded(full(stage), ws::full_parity(i, kStages));
+      tma_sm90::mbarrier_wait_bounded(full(stage, 0), ws::full_parity(i, kStages));
+      fence_async_smem();
       float s[kBlockN / 2];
       scores_tile<kBlockM, kBlockN, kDQK, Element>(s, q_u32, k_of(stage), group);
+      tma_sm90::mbarrier_arrive(empty(stage, 0));  // this warpgroup is done with the stage's K
 
       uint32_t p[kBlockN / 16][4];
       softmax_tile<kBlockM, kBlockN, kORegs, Element>(args, s, o, p, row_max, row_sum, row_q, n0, m0, len_k, off,
                                                       lane);
 
+      tma_sm90::mbarrier_wait_bounded(full(stage, 1), ws::full_parity(i, kStages));
+      fence_async_smem();
       wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < kBlockN / 16; ++kk)
@@ -105,7 +118,7 @@ __global__ void __launch_bounds__(WgmmaWsTile<kDQK, kDV>::kThreads, 1)
       wgmma_commit();
       wgmma_wait<0>();
       fence_registers(o);
-      tma_sm90::mbarrier_arrive(empty(stage));  // this warpgroup is done with the stage's K and V
+      tma_sm90::mbarrier_arrive(empty(stage, 1));  // ... and with its V
     }
     store_rows<kORegs, Element>(args, o, row_sum, row_max, row_q, len_q, q_start, head, lane);
   }
