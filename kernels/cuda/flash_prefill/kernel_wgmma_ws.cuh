@@ -82,6 +82,8 @@ __global__ void __launch_bounds__(WgmmaWsTile<kDQK, kDV>::kThreads, 1)
                                                         len_k - n0, tid);
       tma_sm90::mbarrier_arrive_on_copies(full(stage, 1));
     }
+    cp_async_commit();  // no copy of this thread's still in flight when it exits
+    cp_async_wait_all();
   } else {
     // Warpgroups 1 and 2: rows [64 group, 64 group + 64) of the tile.
     setmaxnreg_inc<W::kMathRegs>();

@@ -156,6 +156,8 @@ __device__ __forceinline__ void ws_load_pieces(const AttendArgs& a, const WsSmem
     n += num_steps;
     np += num_steps > 0;  // a piece without steps (the scheduler makes none) needs no q
   }
+  cp_async_commit();  // no copy of this thread's still in flight when it exits
+  cp_async_wait<0>();
 }
 
 // Until half `half` of `stage`, holding tile n, has landed (then fenced for the tensor cores: the loader's copies
