@@ -17,21 +17,22 @@
 
 #include "kernels/cuda/mla_decode/config.h"
 #include "kernels/cuda/ws_ring.h"
+#include "tests/kernels/mbarrier_model.h"
 
 namespace ws = mlarun::ops::cuda::ws;
+namespace mbarrier_model = mlarun::test::mbarrier_model;
 using mlarun::ops::cuda::mla::kWgStages;
+using mbarrier_model::arrive;
+using mbarrier_model::MBarrier;
+using mbarrier_model::Outcome;
+using mbarrier_model::Program;
+using mbarrier_model::read;
+using mbarrier_model::read_begin;
+using mbarrier_model::read_end;
+using mbarrier_model::store;
+using mbarrier_model::wait;
 
 namespace {
-
-// An mbarrier: `count` arrivals complete a phase. A wait for parity p passes once the phase of that parity has
-// completed: the current phase's parity is completed & 1, so p passes while it differs from it.
-struct MBarrier {
-  int count = 1, pending = 1, completed = 0;
-  void arrive() {
-    if (--pending == 0) ++completed, pending = count;
-  }
-  bool passed(uint32_t parity) const { return (uint32_t(completed) & 1u) != parity; }
-};
 
 // What the kernels' threads do; each mutation must be caught.
 struct Protocol {
@@ -74,35 +75,8 @@ constexpr int kPAReady = kQFull + 4, kLAReady = kQFull + 5, kLBReady = kQFull + 
 constexpr int group_bar(int g) { return kQFull + 7 + g; }
 constexpr int kBarriers = kQFull + 7 + kGroups;
 
-enum class Op { Wait, Arrive, Write, Land, ReadBegin, ReadEnd, Read };
-struct Step {
-  Op op;
-  int a = 0;        // the barrier or the resource
-  int value = 0;    // Write/Land: what this thread writes; ReadBegin/Read: what the writers must have written
-  int writer = 0;   // ReadBegin/Read: the group whose writes are expected
-  uint32_t parity = 0;
-};
-// A thread's sequence, and how many collective operations it has passed (its group's barrier's phases).
-struct Program {
-  std::vector<Step> steps;
-  int collectives = 0;
-  void push_back(const Step& s) { steps.push_back(s); }
-};
-
-void wait(Program& p, int bar, uint32_t parity) { p.push_back({Op::Wait, bar, 0, 0, parity}); }
-void arrive(Program& p, int bar) { p.push_back({Op::Arrive, bar}); }
-void store(Program& p, int res, int value) {  // a write that lands before the thread goes on
-  p.push_back({Op::Write, res, value});
-  p.push_back({Op::Land, res, value});
-}
-void read_begin(Program& p, int res, int writer, int value) { p.push_back({Op::ReadBegin, res, value, writer}); }
-void read_end(Program& p, int res) { p.push_back({Op::ReadEnd, res}); }
-void read(Program& p, int res, int writer, int value) { p.push_back({Op::Read, res, value, writer}); }
 // wgmma.wait_group: every thread of group g has issued what it waits for.
-void collective(Program& p, int g) {
-  arrive(p, group_bar(g));
-  wait(p, group_bar(g), uint32_t(p.collectives++) & 1u);
-}
+void collective(Program& p, int g) { mbarrier_model::collective_on(p, group_bar(g)); }
 
 // Values: a tile is its step number n; q its piece number; a P tile, a maximum or a row sum its use number, offset
 // so that no two kinds meet.
@@ -330,101 +304,32 @@ Program seesaw_program(const std::vector<Piece>& pieces, const Protocol& p, bool
   return out;
 }
 
-struct Outcome {
-  bool finished = false;
-  std::string hazard;  // empty: none
-};
-
 // Runs `loaders` loading threads and `per_group` threads in each computing warpgroup in a random interleaving
 // until all are done, one is caught writing what is being read or reading what has not landed, or none can move.
 Outcome play(Kernel kernel, const std::vector<Piece>& pieces, const Protocol& p, int loaders, int per_group,
              std::mt19937& rng) {
-  std::vector<std::vector<Step>> prog;
-  std::vector<int> group;
+  std::vector<Program> programs;
+  std::vector<int> groups;
   const bool flash = kernel == Kernel::Flash, seesaw = kernel == Kernel::Seesaw;
   for (int i = 0; i < loaders; ++i) {
-    prog.push_back(flash ? flash_loader_program(pieces, p).steps : loader_program(pieces, p, seesaw).steps);
-    group.push_back(kLoader);
+    programs.push_back(flash ? flash_loader_program(pieces, p) : loader_program(pieces, p, seesaw));
+    groups.push_back(kLoader);
   }
   for (int g : {kA, kB})
     for (int i = 0; i < per_group; ++i) {
-      prog.push_back(seesaw ? seesaw_program(pieces, p, g == kA).steps
-                     : flash ? flash_program(pieces, p, g).steps
-                             : own_steps_program(pieces, p, g).steps);
-      group.push_back(g);
+      programs.push_back(seesaw  ? seesaw_program(pieces, p, g == kA)
+                         : flash ? flash_program(pieces, p, g)
+                                 : own_steps_program(pieces, p, g));
+      groups.push_back(g);
     }
-  const int threads = int(prog.size());
-  std::vector<size_t> pc(prog.size(), 0);
-  std::vector<MBarrier> bars(kBarriers);
+  std::vector<MBarrier> bars;
   for (int b = 0; b < kBarriers; ++b) {
     int count = per_group;  // the seesaw's signals and the computing groups' own: one warpgroup's threads
     if (b < 2 * kStages || b == kQFull || b == group_bar(kLoader)) count = loaders;  // full halves
     else if ((b < 4 * kStages && !seesaw) || b == kQEmpty) count = 2 * per_group;  // (the seesaw: one releaser)
-    bars[size_t(b)].count = bars[size_t(b)].pending = count;
+    bars.push_back(mbarrier_model::barrier_of(count));
   }
-  // content[r][t]: what thread t last wrote into resource r (-1: in flight; -3: overwritten by another group);
-  // writers[r] / writer_group[r]: writes in flight; reading[r][t]: thread t's read windows open on r. A thread's
-  // window is its part of a warpgroup's wgmma, which completes for the whole warpgroup before any of its threads
-  // passes the wait that closes the window: so a write conflicts with its own thread's open window and with other
-  // groups' ones, not with its own group's other threads' (their reads are done once the writer's wait passed).
-  std::vector<std::vector<int>> content(kResources, std::vector<int>(size_t(threads), -2));
-  std::vector<std::vector<int>> reading(kResources, std::vector<int>(size_t(threads), 0));
-  std::vector<int> writers(kResources, 0), writer_group(kResources, -1);
-  const auto read_by_others = [&](int r, int t) {
-    for (int u = 0; u < threads; ++u)
-      if (reading[size_t(r)][size_t(u)] > 0 && (u == t || group[size_t(u)] != group[size_t(t)])) return true;
-    return false;
-  };
-  Outcome out;
-  const auto landed = [&](int r, int writer, int value) {
-    if (writers[size_t(r)] > 0) return false;
-    for (int t = 0; t < threads; ++t)
-      if (group[size_t(t)] == writer && content[size_t(r)][size_t(t)] != value) return false;
-    return true;
-  };
-  for (;;) {
-    std::vector<int> ready;
-    bool all_done = true;
-    for (int t = 0; t < threads; ++t) {
-      if (pc[size_t(t)] == prog[size_t(t)].size()) continue;
-      all_done = false;
-      const Step& s = prog[size_t(t)][pc[size_t(t)]];
-      if (s.op != Op::Wait || bars[size_t(s.a)].passed(s.parity)) ready.push_back(t);
-    }
-    if (all_done) {
-      out.finished = true;
-      return out;
-    }
-    if (ready.empty()) return out;  // deadlock
-    const int t = ready[std::uniform_int_distribution<size_t>(0, ready.size() - 1)(rng)];
-    const Step& s = prog[size_t(t)][pc[size_t(t)]++];
-    const int g = group[size_t(t)];
-    const std::string who = std::string(g == kLoader ? "loader " : g == kA ? "A " : "B ") + std::to_string(t);
-    const std::string what = "resource " + std::to_string(s.a);
-    const size_t r = size_t(s.a);
-    switch (s.op) {
-      case Op::Wait: break;
-      case Op::Arrive: bars[r].arrive(); break;
-      case Op::Write:
-        if (read_by_others(s.a, t)) out.hazard = who + " writes " + what + " while it is read";
-        if (writers[r] > 0 && writer_group[r] != g) out.hazard = who + " writes " + what + " while another group does";
-        content[r][size_t(t)] = -1, ++writers[r], writer_group[r] = g;
-        break;
-      case Op::Land:
-        for (int u = 0; u < threads; ++u)  // what other groups wrote there is gone
-          if (group[size_t(u)] != g) content[r][size_t(u)] = -3;
-        content[r][size_t(t)] = s.value, --writers[r];
-        break;
-      case Op::ReadBegin:
-      case Op::Read:
-        if (!landed(s.a, s.writer, s.value))
-          out.hazard = who + " reads " + what + " for " + std::to_string(s.value) + " before it has landed";
-        reading[r][size_t(t)] += s.op == Op::ReadBegin;
-        break;
-      case Op::ReadEnd: --reading[r][size_t(t)]; break;
-    }
-    if (!out.hazard.empty()) return out;
-  }
+  return mbarrier_model::interleave(programs, groups, {"loader", "A", "B"}, bars, kResources, rng);
 }
 
 std::vector<Piece> random_pieces(std::mt19937& rng, bool with_empty) {
