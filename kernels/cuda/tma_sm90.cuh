@@ -82,6 +82,12 @@ constexpr uint32_t kStuckPolls = 1u << 22;
 __device__ __forceinline__ void mbarrier_wait_bounded(uint32_t bar, uint32_t phase) {
   mbarrier_wait_or_trap(bar, phase, kStuckPolls);
 }
+// mbarrier_wait_bounded on a barrier that cp.async copies arrive on (mbarrier_arrive_on_copies), then a proxy fence
+// so that the tensor cores (the async proxy) read what landed.
+__device__ __forceinline__ void mbarrier_wait_copies_landed(uint32_t bar, uint32_t phase) {
+  mbarrier_wait_bounded(bar, phase);
+  MLARUN_TMA_ASM("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
 // The box at element (col, row) of the tensor map `map` (a __grid_constant__ kernel parameter or other global
 // memory) into shared memory at `dst` (1024-byte aligned for the 128-byte swizzle), completing its bytes on `bar`.
 __device__ __forceinline__ void tma_load_2d(uint32_t dst, const CUtensorMap* map, uint32_t bar, int col, int row) {

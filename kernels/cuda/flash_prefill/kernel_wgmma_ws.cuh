@@ -93,16 +93,10 @@ __global__ void __launch_bounds__(WgmmaWsTile<kDQK, kDV>::kThreads, 1)
     for (int e = 0; e < kORegs; ++e) o[e] = 0.f;
     float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
     const int row_q[2] = {m0 + 64 * group + acc_row(warp, lane, 0), m0 + 64 * group + acc_row(warp, lane, 2)};
-    // Each wait on a barrier the copies arrive on is followed by a proxy fence for the tensor cores' reads (as in
-    // mla_decode's attend_wgmma_ws.cuh).
-    if (tiles > 0) {
-      tma_sm90::mbarrier_wait_bounded(q_full, ws::q_full_parity(0));
-      fence_async_smem();
-    }
+    if (tiles > 0) tma_sm90::mbarrier_wait_copies_landed(q_full, ws::q_full_parity(0));
     for (int i = 0; i < tiles; ++i) {
       const int stage = ws::stage_of(i, kStages), n0 = (n_end - 1 - i) * kBlockN;
-      tma_sm90::mbarrier_wait_bounded(full(stage, 0), ws::full_parity(i, kStages));
-      fence_async_smem();
+      tma_sm90::mbarrier_wait_copies_landed(full(stage, 0), ws::full_parity(i, kStages));
       float s[kBlockN / 2];
       scores_tile<kBlockM, kBlockN, kDQK, Element>(s, q_u32, k_of(stage), group);
       tma_sm90::mbarrier_arrive(empty(stage, 0));  // this warpgroup is done with the stage's K
@@ -111,8 +105,7 @@ __global__ void __launch_bounds__(WgmmaWsTile<kDQK, kDV>::kThreads, 1)
       softmax_tile<kBlockM, kBlockN, kORegs, Element>(args, s, o, p, row_max, row_sum, row_q, n0, m0, len_k, off,
                                                       lane);
 
-      tma_sm90::mbarrier_wait_bounded(full(stage, 1), ws::full_parity(i, kStages));
-      fence_async_smem();
+      tma_sm90::mbarrier_wait_copies_landed(full(stage, 1), ws::full_parity(i, kStages));
       wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < kBlockN / 16; ++kk)

@@ -90,12 +90,14 @@ __device__ __forceinline__ const unsigned char* cached_row(const AttendArgs& a, 
 // NaN), as does a bf16 row of 0x7fc0. Each thread serves one row (lanes::load_row / load_chunk in mma_lanes.h):
 // one block-table read and one division by the block size per thread and tile, then straight-line cp.async. (One
 // of each per 16-byte piece cost about 100 SASS instructions per piece, 18 pieces a thread per wgmma step.)
-template <Format F, int kRows = kBlockN, int kNumThreads = kThreads, class Place = WholeRows<F>>
-__device__ __forceinline__ void load_kv_rows(const AttendArgs& a, unsigned char* stage, int seq, int tok0,
-                                             int tok_end, Place place = {}) {
-  constexpr int kChunksPerRow = RowOf<F>::kBytes / 16;  // 16-byte pieces per cached row
-  constexpr int kIters = lanes::load_iters(kRows, kNumThreads, kChunksPerRow);
+// load_kv_row_chunks does this for the 16-byte pieces [kFirstChunk, kFirstChunk + kChunks) of each row (the
+// warp-specialized wgmma kernels load a stage half by half: attend_wgmma_ws.cuh); load_kv_rows for all of them.
+template <Format F, int kRows, int kNumThreads, int kFirstChunk, int kChunks, class Place>
+__device__ __forceinline__ void load_kv_row_chunks(const AttendArgs& a, unsigned char* stage, int seq, int tok0,
+                                                   int tok_end, Place place) {
+  constexpr int kIters = lanes::load_iters(kRows, kNumThreads, kChunks);
   static_assert(kNumThreads % kRows == 0, "whole threads per row");
+  static_assert(kFirstChunk >= 0 && kFirstChunk + kChunks <= RowOf<F>::kBytes / 16, "pieces of the row");
   const int row = lanes::load_row(kRows, kNumThreads, threadIdx.x);
   const int t = tok0 + row;
   uint4 fill = make_uint4(0u, 0u, 0u, 0u);
@@ -105,8 +107,8 @@ __device__ __forceinline__ void load_kv_rows(const AttendArgs& a, unsigned char*
 #pragma unroll
       for (int i = 0; i < kIters; ++i) {
         const int c = lanes::load_chunk(kRows, kNumThreads, threadIdx.x, i);
-        if (kChunksPerRow % (kNumThreads / kRows) == 0 || c < kChunksPerRow)
-          cp_async_16(place(stage, row, 16 * c), src + 16 * c);
+        if (kChunks % (kNumThreads / kRows) == 0 || c < kChunks)
+          cp_async_16(place(stage, row, 16 * (kFirstChunk + c)), src + 16 * (kFirstChunk + c));
       }
       return;
     }
@@ -120,9 +122,14 @@ __device__ __forceinline__ void load_kv_rows(const AttendArgs& a, unsigned char*
 #pragma unroll
   for (int i = 0; i < kIters; ++i) {
     const int c = lanes::load_chunk(kRows, kNumThreads, threadIdx.x, i);
-    if (kChunksPerRow % (kNumThreads / kRows) == 0 || c < kChunksPerRow)
-      *reinterpret_cast<uint4*>(place(stage, row, 16 * c)) = fill;
+    if (kChunks % (kNumThreads / kRows) == 0 || c < kChunks)
+      *reinterpret_cast<uint4*>(place(stage, row, 16 * (kFirstChunk + c))) = fill;
   }
+}
+template <Format F, int kRows = kBlockN, int kNumThreads = kThreads, class Place = WholeRows<F>>
+__device__ __forceinline__ void load_kv_rows(const AttendArgs& a, unsigned char* stage, int seq, int tok0,
+                                             int tok_end, Place place = {}) {
+  load_kv_row_chunks<F, kRows, kNumThreads, 0, RowOf<F>::kBytes / 16>(a, stage, seq, tok0, tok_end, place);
 }
 // Asks L2 for the rows load_kv_rows would load for tokens [tok0, tok0 + kRows) (MlaDecodeParams::
 // l2_prefetch_tiles): one bulk prefetch of a whole cached row by the thread that serves the row's first piece;

@@ -69,34 +69,13 @@ constexpr size_t ws_smem_bytes(int extra_barriers, int exchange_floats, size_t t
   return kWgSmemBytes + tile_bytes + size_t(kWsBarriers + extra_barriers) * 8 + 8 + size_t(exchange_floats) * 4;
 }
 
-// One loading thread's share of slabs [kSlab0, kSlab1) of the 64 rows of tokens [tok0, tok0 + 64): cp.async for
-// rows in the pool; NaN for a row whose block is outside it (reported, as load_kv_rows does); zeros past tok_end.
+// One loading thread's share of slabs [kSlab0, kSlab1) of the 64 rows of tokens [tok0, tok0 + 64) (load_kv_rows'
+// rules: NaN for a block outside the pool, zeros past tok_end).
 template <int kSlab0, int kSlab1>
 __device__ __forceinline__ void ws_load_half_rows(const AttendArgs& a, unsigned char* stage, int seq, int tok0,
                                                   int tok_end) {
-  constexpr int kPerRow = kWsLoaders / kWgBlockN;  // threads per row: 2
-  constexpr int kIters = (kSlab1 - kSlab0) * 8 / kPerRow;
-  static_assert((kSlab1 - kSlab0) * 8 % kPerRow == 0, "whole 16-byte pieces per thread");
-  const int row = threadIdx.x / kPerRow, first = 128 * kSlab0 + 16 * (threadIdx.x % kPerRow), t = tok0 + row;
-  uint4 fill = make_uint4(0u, 0u, 0u, 0u);
-  if (t < tok_end) {
-    int32_t block;
-    if (const unsigned char* src = cached_row<Format::Bf16>(a, seq, t, block)) {
-#pragma unroll
-      for (int i = 0; i < kIters; ++i) {
-        const int off = first + 16 * kPerRow * i;
-        cp_async_16(SlabRows{}(stage, row, off), src + off);
-      }
-      return;
-    }
-    if (threadIdx.x % kPerRow == 0 && atomicCAS(a.status, 0, Code::kBadBlockId) == 0) {
-      a.status[1] = seq;
-      a.status[2] = block;
-    }
-    fill = make_uint4(0x7fc07fc0u, 0x7fc07fc0u, 0x7fc07fc0u, 0x7fc07fc0u);  // bf16 NaN
-  }
-#pragma unroll
-  for (int i = 0; i < kIters; ++i) *reinterpret_cast<uint4*>(SlabRows{}(stage, row, first + 16 * kPerRow * i)) = fill;
+  load_kv_row_chunks<Format::Bf16, kWgBlockN, kWsLoaders, 8 * kSlab0, 8 * (kSlab1 - kSlab0)>(a, stage, seq, tok0,
+                                                                                           tok_end, SlabRows{});
 }
 
 // A loading thread's two arrivals on a `full` barrier: its copies, when they land; its plain stores, now.
@@ -163,14 +142,12 @@ __device__ __forceinline__ void ws_load_pieces(const AttendArgs& a, const WsSmem
 // Until half `half` of `stage`, holding tile n, has landed (then fenced for the tensor cores: the loader's copies
 // reach its `full` without a fence of the loader's own).
 __device__ __forceinline__ void ws_wait_full(const WsBarriers& bars, int stage, int half, int n) {
-  tma_sm90::mbarrier_wait_bounded(bars.full(stage, half), ws::full_parity(n, kWgStages));
-  wgmma_sm90::fence_async_smem();
+  tma_sm90::mbarrier_wait_copies_landed(bars.full(stage, half), ws::full_parity(n, kWgStages));
 }
 
 // Until the q rows of the CTA's piece number np have landed (fenced as above).
 __device__ __forceinline__ void ws_wait_q(const WsBarriers& bars, int np) {
-  tma_sm90::mbarrier_wait_bounded(bars.q_full(), ws::q_full_parity(np));
-  wgmma_sm90::fence_async_smem();
+  tma_sm90::mbarrier_wait_copies_landed(bars.q_full(), ws::q_full_parity(np));
 }
 
 // Issues S (+)= Q . K^T over slabs [kSlab0, kSlab1) of the stage at `stage_u32` (m64n64k16 from shared memory);
