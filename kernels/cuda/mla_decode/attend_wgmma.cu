@@ -37,7 +37,6 @@ using namespace mla;
 using namespace wgmma_sm90;
 
 constexpr Format kF = Format::Bf16;
-constexpr int kRowChunks = kHeadDimQK / 8;  // 16-byte pieces of a q row or a cached row: 72
 
 // kSplit: each warpgroup scores only its half of the step's 64 tokens (m64n32k16), the two exchange their row
 // maxima and write P into one shared slab, and P.V reads P from there (both operands in shared memory): a third
@@ -71,15 +70,7 @@ __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(
 
     // Step 0's cached tile and the q rows (zeros past the sequence's rows): one commit group.
     load_kv_rows<kF, kWgBlockN, kWgThreads>(a, ring, pv.seq, pv.tok_begin, pv.tok_end, SlabRows{});
-    const uint16_t* q_src = a.q + (int64_t(pv.q_begin) * a.num_heads + row0) * kHeadDimQK;
-    for (int c = tid; c < kWgRows * kRowChunks; c += kWgThreads) {
-      const int r = c / kRowChunks, off = (c % kRowChunks) * 16;
-      unsigned char* dst = SlabRows{}(q_s, r, off);
-      if (row0 + r < rows)
-        cp_async_16(dst, reinterpret_cast<const unsigned char*>(q_src + r * kHeadDimQK) + off);
-      else
-        *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
-    }
+    load_q_rows<kWgThreads>(a, pv, row0, q_s, tid);
     cp_async_commit();
 
     WgSoftmax sm;

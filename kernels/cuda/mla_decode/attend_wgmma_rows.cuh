@@ -24,6 +24,23 @@ struct SlabRows {
   }
 };
 
+// The piece's 64 q rows from row0 (zeros past the sequence's rows) into the q slabs, by kNumThreads threads
+// (thread `tid` among them): cp.async, not committed or waited for.
+template <int kNumThreads>
+__device__ __forceinline__ void load_q_rows(const AttendArgs& a, const PieceView& pv, int row0, unsigned char* q,
+                                            int tid) {
+  constexpr int kRowChunks = kHeadDimQK / 8;  // 16-byte pieces of a q row: 72
+  const uint16_t* q_src = a.q + (int64_t(pv.q_begin) * a.num_heads + row0) * kHeadDimQK;
+  for (int c = tid; c < kWgRows * kRowChunks; c += kNumThreads) {
+    const int r = c / kRowChunks, off = (c % kRowChunks) * 16;
+    unsigned char* dst = SlabRows{}(q, r, off);
+    if (row0 + r < pv.rows)
+      cp_async_16(dst, reinterpret_cast<const unsigned char*>(q_src + r * kHeadDimQK) + off);
+    else
+      *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
+  }
+}
+
 // Quad maximum / sum: the four threads holding one accumulator row.
 __device__ __forceinline__ float quad_max(float v) {
   v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));

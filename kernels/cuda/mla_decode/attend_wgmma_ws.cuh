@@ -89,7 +89,6 @@ __device__ __forceinline__ void ws_publish(uint32_t full) {
 // releases the halves (kPaired: the seesaw's pairs of steps).
 template <bool kPaired>
 __device__ __forceinline__ void ws_load_pieces(const AttendArgs& a, const WsSmem& sm, int row0) {
-  constexpr int kRowChunks = kHeadDimQK / 8;  // 16-byte pieces of a q row: 72
   const int tid = threadIdx.x;
   const int piece_end = a.part_piece_begin[blockIdx.x + 1];
   int n = 0, np = 0;  // tiles and pieces loaded so far
@@ -113,15 +112,7 @@ __device__ __forceinline__ void ws_load_pieces(const AttendArgs& a, const WsSmem
       load_half(it, kLoHalf);
       if (it == 0) {  // the piece's q rows (zeros past the sequence's rows), once the last piece's scores are done
         tma_sm90::mbarrier_wait_bounded(sm.bars.q_empty(), ws::q_empty_parity(np));
-        const uint16_t* q_src = a.q + (int64_t(pv.q_begin) * a.num_heads + row0) * kHeadDimQK;
-        for (int c = tid; c < kWgRows * kRowChunks; c += kWsLoaders) {
-          const int r = c / kRowChunks, off = (c % kRowChunks) * 16;
-          unsigned char* dst = SlabRows{}(sm.q, r, off);
-          if (row0 + r < pv.rows)
-            cp_async_16(dst, reinterpret_cast<const unsigned char*>(q_src + r * kHeadDimQK) + off);
-          else
-            *reinterpret_cast<uint4*>(dst) = make_uint4(0u, 0u, 0u, 0u);
-        }
+        load_q_rows<kWsLoaders>(a, pv, row0, sm.q, tid);
         ws_publish(sm.bars.q_full());
       }
       if (kPaired && it + 1 < num_steps) {  // in the order the seesaw releases them (attend_wgmma_seesaw.cu)
