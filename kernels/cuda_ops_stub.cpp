@@ -15,6 +15,7 @@ namespace {
 
 Tensor linear(const Tensor&, const Tensor&, DType) { unavailable("linear"); }
 Tensor head_linear(const Tensor&, const Tensor&) { unavailable("head_linear"); }
+KeysValues mla_up_project(const Tensor&, const Tensor&, int64_t, int64_t) { unavailable("mla_up_project"); }
 Tensor expert_linear(const Tensor&, const Tensor&, const Tensor&) { unavailable("expert_linear"); }
 void add(const Tensor&, const Tensor&, const Tensor&) { unavailable("add"); }
 Tensor silu_mul(const Tensor&, const Tensor&) { unavailable("silu_mul"); }
@@ -27,6 +28,7 @@ Tensor rms_norm(const Tensor&, const Tensor&, float) { unavailable("rms_norm"); 
 Tensor add_rms_norm(const Tensor&, const Tensor&, const Tensor&, float) { unavailable("add_rms_norm"); }
 Tensor narrow_last_dim(const Tensor&, int64_t, int64_t) { unavailable("narrow_last_dim"); }
 Tensor concat_last_dim(const Tensor&, const Tensor&, int64_t) { unavailable("concat_last_dim"); }
+void copy_columns(const Tensor&, const Tensor&, const ColumnCopy&) { unavailable("copy_columns"); }
 Tensor transpose_last_two(const Tensor&) { unavailable("transpose_last_two"); }
 Tensor gather_rows(const Tensor&, const std::vector<int64_t>&) { unavailable("gather_rows"); }
 void scatter_add_rows(const Tensor&, const std::vector<int64_t>&, const Tensor&, const std::vector<float>&) {

@@ -81,4 +81,10 @@ struct OffsetVarlen {
   int64_t num_seqs() const { return int64_t(causal_offset_host.size()); }
 };
 
+// MLA's per-head keys and values, up-projected from latent rows (ops::mla_up_project): k [n, H, nope + rope] with
+// the rope key shared by every head, v [n, H, v_head_dim]; the layouts varlen_attention takes.
+struct KeysValues {
+  Tensor k, v;
+};
+
 }  // namespace mlarun::ops

@@ -38,6 +38,20 @@ Tensor head_linear(const Tensor& x, const Tensor& w) {
   return cpu::head_linear(x, w);
 }
 
+KeysValues mla_up_project(const Tensor& rows, const Tensor& wkv_b, int64_t nope, int64_t vd) {
+  const Device dev = device_of("mla_up_project", {{"rows", rows}, {"wkv_b", wkv_b}});
+  MLARUN_CHECK(nope > 0 && vd > 0 && wkv_b.ndim() == 2 && wkv_b.dim(0) % (nope + vd) == 0, "mla_up_project: wkv_b ",
+               wkv_b.describe(), " is not heads x (nope ", nope, " + v ", vd, ") rows of the latent width");
+  const int64_t R = wkv_b.dim(1);
+  MLARUN_CHECK(rows.ndim() == 2 && rows.dim(1) > R, "mla_up_project: latent rows ", rows.describe(),
+               " are not [n, ", R, " + rope] for wkv_b ", wkv_b.describe());
+  if (dev == Device::CUDA) return cuda::mla_up_project(rows, wkv_b, nope, vd);
+  const int64_t n = rows.dim(0), H = wkv_b.dim(0) / (nope + vd), Dr = rows.dim(1) - R;
+  const Tensor kvb = linear(narrow_last_dim(rows, 0, R), wkv_b).view({n, H, nope + vd});
+  return {concat_last_dim(narrow_last_dim(kvb, 0, nope), narrow_last_dim(rows, R, Dr).view({n, 1, Dr})),
+          narrow_last_dim(kvb, nope, vd)};
+}
+
 Tensor expert_linear(const Tensor& x, const Tensor& w, const Tensor& counts) {
   const Device dev = device_of("expert_linear", {{"x", x}, {"w", w}, {"counts", counts}});
   MLARUN_CHECK(x.ndim() == 3 && w.ndim() == 3 && x.dim(1) == w.dim(0) && x.dim(2) == w.dim(2) &&

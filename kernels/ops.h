@@ -32,6 +32,12 @@ Tensor linear(const Tensor& x, const Tensor& w, DType out_dtype);
 // Per-head products: y[T, H, N] = x[T, H, K] . w[H, N, K]^T (the absorbed MLA weights, one matrix per head).
 // CUDA: one strided-batched GEMM.
 Tensor head_linear(const Tensor& x, const Tensor& w);
+// MLA's naive-path keys and values from latent rows [n, R + Dr] (R = wkv_b's input width): per head h,
+// k[:, h] = [rows[:, :R] . W_UK_h^T | rows[:, R:]] (the rope key, shared by every head) and
+// v[:, h] = rows[:, :R] . W_UV_h^T, with wkv_b [H * (nope + vd), R] as checkpoints store it (head h's nope rows,
+// then its v rows). CUDA: two strided-batched GEMMs that write k and v in place and one copy of the rope columns,
+// with no [n, H, nope + vd] intermediate and no slicing copies.
+KeysValues mla_up_project(const Tensor& rows, const Tensor& wkv_b, int64_t nope, int64_t vd);
 // The routed experts over a capacity layout (ExpertCapacityLayout, op_types.h): y[c, j] = x[c, j] . w[j]^T for
 // the rows c < counts[j] of each expert j, zeros in the other rows; x [T, n, K], w [n, N, K], counts i64 [n] on
 // x's device. Only the experts that hold tokens are read: on the GPU a memory-bound kernel whose CTAs for an

@@ -59,14 +59,9 @@ class ReferenceMlaBackend final : public MlaBackend {
   }
 
   Tensor naive(const Tensor& q, const BatchSequence& s, const Tensor& cache, const MlaLayerWeights& w) const {
-    const int64_t ctx = s.start_pos + s.num_tokens, R = c_.kv_lora_rank, Dr = c_.qk_rope_head_dim;
-    const int64_t nope = c_.qk_nope_head_dim, vd = c_.v_head_dim;
-    Tensor rows = ops::gather_cache(cache, s.block_table, ctx);  // [ctx, R + Dr]
-    Tensor kvb = ops::linear(ops::narrow_last_dim(rows, 0, R), w.wkv_b).view({ctx, heads_, nope + vd});
+    const int64_t ctx = s.start_pos + s.num_tokens, nope = c_.qk_nope_head_dim, vd = c_.v_head_dim;
     // K = [k_nope | k_pe] per head (k_pe shared by all heads), V per head.
-    Tensor k = ops::concat_last_dim(ops::narrow_last_dim(kvb, 0, nope),
-                                    ops::narrow_last_dim(rows, R, Dr).view({ctx, 1, Dr}));
-    Tensor v = ops::narrow_last_dim(kvb, nope, vd);
+    const auto [k, v] = ops::mla_up_project(ops::gather_cache(cache, s.block_table, ctx), w.wkv_b, nope, vd);
     return ops::attention(q, k, v, scale_, s.start_pos);
   }
 
@@ -153,18 +148,17 @@ class BatchedMlaBackend final : public MlaBackend {
   }
 
   // The latent rows `index` names, up-projected: k [n, H_out, nope + rope] (k_pe shared by all heads), v per head.
-  std::pair<Tensor, Tensor> up_projected(const ContextLatents& src, const Tensor& index, DType dtype,
-                                         const MlaLayerWeights& w) const {
-    const int64_t n = index.numel(), R = c_.kv_lora_rank, Dr = c_.qk_rope_head_dim;
-    const int64_t nope = c_.qk_nope_head_dim, vd = c_.v_head_dim;
+  ops::KeysValues up_projected(const ContextLatents& src, const Tensor& index, DType dtype,
+                               const MlaLayerWeights& w) const {
+    const int64_t n = index.numel(), nope = c_.qk_nope_head_dim, vd = c_.v_head_dim;
     const Tensor& t = src.table;
     const Tensor rows = src.fmt.quantized() ? ops::gather_rows_dequantized(t, src.fmt, index, dtype)
                                             : ops::gather_rows(t.view({t.dim(0) * t.dim(1), t.dim(2)}), index);
-    Tensor kvb = ops::linear(ops::narrow_last_dim(rows, 0, R), w.wkv_b).view({n, out_heads_, nope + vd});
-    Tensor k = ops::concat_last_dim(ops::narrow_last_dim(kvb, 0, nope),
-                                    ops::narrow_last_dim(rows, R, Dr).view({n, 1, Dr}));
     kv_rows_peak_ = std::max(kv_rows_peak_, n);
-    return {k, ops::narrow_last_dim(kvb, nope, vd)};
+    ops::KeysValues kv = ops::mla_up_project(rows, w.wkv_b, nope, vd);
+    MLARUN_CHECK(kv.k.dim(1) == out_heads_, "MLA naive path: wkv_b ", w.wkv_b.describe(), " up-projects ",
+                 kv.k.dim(1), " heads, this rank attends ", out_heads_);
+    return kv;
   }
 
   // Every context row of every prefill sequence gathered and up-projected at once (one GEMM), then varlen

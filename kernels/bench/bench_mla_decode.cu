@@ -309,6 +309,10 @@ int run(int argc, char** argv) {
       {"tp2_b128_s8192_h64_mma", 128, 8192, 64, 1, 64, false, "(Auto's switch)", kBf16, kMma},
       {"tp2_b128_s8192_h64_fit", 128, 8192, 64, 1, 64, false, "(Auto's switch)", kBf16, kFit},
       {"tp2_b128_s8192_h64_wgs", 128, 8192, 64, 1, 64, false, "(Auto's switch)", kBf16, kWgs},
+      // At 64 heads one CTA reads each cache tile (at 128 two do, through L2): the ring kernels' time per tile
+      // there, against the split kernel's row above.
+      {"tp2_b128_s8192_h64_wgws", 128, 8192, 64, 1, 64, false, "(one CTA per tile)", kBf16, kWgws},
+      {"tp2_b128_s8192_h64_wgss", 128, 8192, 64, 1, 64, false, "(one CTA per tile)", kBf16, kWgss},
       // L2 prefetch ahead of the ring (MlaDecodeParams::l2_prefetch_tiles), each against its row without it.
       {"tp8_b128_s8192_h16_fit_pf2", 128, 8192, 16, 1, 64, false, ">= 2600 GB/s whole call", kBf16, kFit, 2},
       {"tp8_b128_s8192_h16_fit_pf4", 128, 8192, 16, 1, 64, false, ">= 2600 GB/s whole call", kBf16, kFit, 4},

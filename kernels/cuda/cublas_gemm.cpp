@@ -1,8 +1,9 @@
 // Matrix products through cuBLAS with f32 accumulation: linear (y = x . W^T, weights [out, in] as checkpoints
-// store them) and head_linear (one product per head in a single strided-batched call, for MLA's absorbed
-// W_UK and W_UV). Row-major tensors are column-major transposes, so y^T[N, M] = W[N, K] . x^T computes y.
-// One handle per process, on the current stream per call, with a workspace from the caching allocator (so cuBLAS
-// allocates nothing in the step loop).
+// store them), head_linear (one product per head in a single strided-batched call, for MLA's absorbed W_UK and
+// W_UV) and mla_up_project (MLA's naive-path K and V written in place by two strided-batched calls). Row-major
+// tensors are column-major transposes, so y^T[N, M] = W[N, K] . x^T computes y. One handle per process, on the
+// current stream per call, with a workspace from the caching allocator (so cuBLAS allocates nothing in the step
+// loop).
 #include <cublas_v2.h>
 
 #include <mutex>
@@ -91,6 +92,35 @@ Tensor head_linear(const Tensor& x, const Tensor& w) {
       cuda_type(x.dtype()), as_int(H * K, "head_linear", "H*K"), K, &beta, y.raw(), cuda_type(x.dtype()),
       as_int(H * N, "head_linear", "H*N"), N, as_int(H, "head_linear", "H"), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
   return y;
+}
+
+KeysValues mla_up_project(const Tensor& rows, const Tensor& wkv_b, int64_t nope, int64_t vd) {
+  check_operands("mla_up_project", rows, wkv_b, rows.dtype());
+  const int64_t n = rows.dim(0), W = rows.dim(1), R = wkv_b.dim(1), Dr = W - R, H = wkv_b.dim(0) / (nope + vd);
+  KeysValues kv{Tensor::empty({n, H, nope + Dr}, rows.dtype(), Device::CUDA),
+                Tensor::empty({n, H, vd}, rows.dtype(), Device::CUDA)};
+  if (n == 0 || H == 0) return kv;
+  const float alpha = 1.0f, beta = 0.0f;
+  const cudaDataType_t type = cuda_type(rows.dtype());
+  {
+    std::unique_lock<std::mutex> lock;
+    cublasHandle_t h = bound_handle(lock);
+    // Head h of `out` (row width H * width, head stride width): out[:, h, :cols]^T [cols, n] =
+    // wkv_b[h * (nope + vd) + first ..][cols, R] . latent^T [R, n], the latent being rows' first R columns (ld W).
+    auto product = [&](int64_t first, int64_t cols, const Tensor& out, int64_t width) {
+      MLARUN_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+          h, CUBLAS_OP_T, CUBLAS_OP_N, as_int(cols, "mla_up_project", "cols"), as_int(n, "mla_up_project", "n"),
+          as_int(R, "mla_up_project", "R"), &alpha, wkv_b.rows(first, wkv_b.dim(0) - first).raw(), type, int(R),
+          (nope + vd) * R, rows.raw(), type, as_int(W, "mla_up_project", "W"), 0, &beta, out.raw(), type,
+          as_int(H * width, "mla_up_project", "H*width"), width, as_int(H, "mla_up_project", "H"),
+          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    };
+    product(0, nope, kv.k, nope + Dr);
+    product(nope, vd, kv.v, vd);
+  }
+  // The rope key into every head's tail: k viewed as [n * H, nope + Dr], row r taking rows[r / H, R:].
+  copy_columns(rows, kv.k, {n * H, Dr, W, R, H, nope + Dr, nope});
+  return kv;
 }
 
 }  // namespace mlarun::ops::cuda

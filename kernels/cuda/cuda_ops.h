@@ -23,6 +23,7 @@ namespace mlarun::ops::cuda {
 // cublas_gemm.cpp
 Tensor linear(const Tensor& x, const Tensor& w, DType out_dtype);  // x [M, K], w [N, K]
 Tensor head_linear(const Tensor& x, const Tensor& w);              // x [T, H, K], w [H, N, K]
+KeysValues mla_up_project(const Tensor& rows, const Tensor& wkv_b, int64_t nope, int64_t vd);  // ops::'s shapes
 // expert_gemv.cu: ops::expert_linear (bf16); shapes checked by the caller. Outside the kernel's reach (K not a
 // multiple of 8, a K too long for shared memory) it falls back to head_linear over every row, then zeroes the
 // rows past the counts.
@@ -47,6 +48,14 @@ Tensor add_rms_norm(const Tensor& residual, const Tensor& delta, const Tensor& w
 Tensor narrow_last_dim(const Tensor& x, int64_t start, int64_t len);
 // b_repeat: how many consecutive rows of a share one row of b (1, or the head count when b broadcasts).
 Tensor concat_last_dim(const Tensor& a, const Tensor& b, int64_t b_repeat);
+// dst[r, dst_col + j] = src[r / src_row_div, src_col + j] for r < rows, j < width, both row-major with the given
+// row widths (elements); moves up to 16 bytes per thread where the widths, columns and addresses allow.
+struct ColumnCopy {
+  int64_t rows = 0, width = 0;
+  int64_t src_width = 0, src_col = 0, src_row_div = 1;
+  int64_t dst_width = 0, dst_col = 0;
+};
+void copy_columns(const Tensor& src, const Tensor& dst, const ColumnCopy& c);
 Tensor transpose_last_two(const Tensor& x);
 Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& rows);
 Tensor gather_rows(const Tensor& x, const Tensor& rows);                // rows i64 on the device

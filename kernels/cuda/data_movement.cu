@@ -1,8 +1,10 @@
-// Data movement on the GPU: column slices, concatenation (with the head broadcast MLA's shared k_pe needs),
-// transposes, row gathers (copies of any element size, one thread per element) and the weighted scatter-add that
-// combines MoE expert outputs. The scatter-add is deterministic: the host turns the row list into, per destination
-// row, its sources in list order, and one block sums them in that order in f32.
+// Data movement on the GPU: column blocks (slices, and concatenation with the head broadcast MLA's shared k_pe
+// needs), row gathers and scatters (these move up to 16 bytes per thread where sizes and addresses allow),
+// transposes (one thread per element), and the weighted scatter-add that combines MoE expert outputs. The
+// scatter-add is deterministic: the host turns the row list into, per destination row, its sources in list order,
+// and one block sums them in that order in f32.
 #include <algorithm>
+#include <initializer_list>
 
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/cuda_common.h"
@@ -27,22 +29,12 @@ __device__ __forceinline__ void copy_element(void* dst, int64_t di, const void* 
 #define MLARUN_GRID_STRIDE(i, n) \
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
 
-// out[r, j] = x[r, start + j]
-__global__ void narrow_kernel(const void* x, void* out, int64_t rows, int64_t cols, int64_t start, int64_t len,
-                              int es) {
-  MLARUN_GRID_STRIDE(i, rows * len) copy_element(out, i, x, (i / len) * cols + start + i % len, es);
-}
-
-// out[r, j] = j < da ? a[r, j] : b[r / repeat, j - da]
-__global__ void concat_kernel(const void* a, const void* b, void* out, int64_t rows, int64_t da, int64_t db,
-                              int64_t repeat, int es) {
-  const int64_t width = da + db;
-  MLARUN_GRID_STRIDE(i, rows * width) {
-    const int64_t r = i / width, j = i % width;
-    if (j < da)
-      copy_element(out, i, a, r * da + j, es);
-    else
-      copy_element(out, i, b, (r / repeat) * db + (j - da), es);
+// ColumnCopy (cuda_ops.h) in units of U: every width and column counted in U's, one U per thread.
+template <typename U>
+__global__ void copy_columns_kernel(const U* src, U* dst, ColumnCopy c) {
+  MLARUN_GRID_STRIDE(i, c.rows * c.width) {
+    const int64_t r = i / c.width, j = i % c.width;
+    dst[r * c.dst_width + c.dst_col + j] = src[(r / c.src_row_div) * c.src_width + c.src_col + j];
   }
 }
 
@@ -54,25 +46,19 @@ __global__ void transpose_kernel(const void* x, void* out, int64_t batch, int64_
   }
 }
 
-// out[i, :] = x[rows[i], :]
-// out[i, :] = x[rows[i], :]; a row -1 gives zeros (an empty row of a capacity layout)
-__global__ void gather_rows_kernel(const void* x, const int64_t* rows, void* out, int64_t n, int64_t row_elems,
-                                   int es) {
-  MLARUN_GRID_STRIDE(i, n * row_elems) {
-    const int64_t row = rows[i / row_elems];
-    if (row >= 0) {
-      copy_element(out, i, x, row * row_elems + i % row_elems, es);
-    } else {
-      const uint64_t zero = 0;
-      copy_element(out, i, &zero, 0, es);
-    }
+// out[i, :] = x[rows[i], :]; a row -1 gives zeros (an empty row of a capacity layout). Rows counted in units U.
+template <typename U>
+__global__ void gather_rows_kernel(const U* x, const int64_t* rows, U* out, int64_t n, int64_t row_units) {
+  MLARUN_GRID_STRIDE(i, n * row_units) {
+    const int64_t row = rows[i / row_units];
+    out[i] = row >= 0 ? x[row * row_units + i % row_units] : U{};
   }
 }
 
-// out[rows[i], :] = src[i, :] (rows distinct)
-__global__ void scatter_rows_kernel(void* dst, const int64_t* rows, const void* src, int64_t n, int64_t row_elems,
-                                    int es) {
-  MLARUN_GRID_STRIDE(i, n * row_elems) copy_element(dst, rows[i / row_elems] * row_elems + i % row_elems, src, i, es);
+// out[rows[i], :] = src[i, :] (rows distinct), in units U.
+template <typename U>
+__global__ void scatter_rows_kernel(U* dst, const int64_t* rows, const U* src, int64_t n, int64_t row_units) {
+  MLARUN_GRID_STRIDE(i, n * row_units) dst[rows[i / row_units] * row_units + i % row_units] = src[i];
 }
 
 // Block b adds into dst row dst_rows[b] the sources list[begin[b] .. begin[b + 1]) in order.
@@ -96,15 +82,57 @@ __global__ void scatter_add_kernel(void* dst, bool dst_bf16, const void* src, bo
 
 using detail::leading_rows;
 
+namespace {
+
+// The widest copy unit, in bytes, from 16 down to one element of `es` bytes, that divides every size in `elems`
+// (counted in elements) and both addresses.
+int64_t widest_unit(int64_t es, std::initializer_list<int64_t> elems, const void* a, const void* b) {
+  int64_t unit = 16;
+  for (; unit > es; unit /= 2) {
+    bool fits = reinterpret_cast<uintptr_t>(a) % unit == 0 && reinterpret_cast<uintptr_t>(b) % unit == 0;
+    for (int64_t n : elems) fits = fits && n * es % unit == 0;
+    if (fits) break;
+  }
+  return unit;
+}
+
+// Calls launch(U{}) with U the unsigned type of `unit` bytes.
+template <typename Launch>
+void with_unit(int64_t unit, Launch&& launch) {
+  switch (unit) {
+    case 16: launch(uint4{}); break;
+    case 8: launch(uint2{}); break;
+    case 4: launch(uint32_t{}); break;
+    case 2: launch(uint16_t{}); break;
+    default: launch(uint8_t{}); break;
+  }
+}
+
+}  // namespace
+
+void copy_columns(const Tensor& src, const Tensor& dst, const ColumnCopy& c) {
+  if (c.rows == 0 || c.width == 0) return;
+  const int64_t es = int64_t(dtype_size(src.dtype()));
+  const int64_t unit = widest_unit(es, {c.width, c.src_width, c.src_col, c.dst_width, c.dst_col}, src.raw(),
+                                   dst.raw());
+  ColumnCopy u = c;
+  const int64_t per = unit / es;  // elements per unit
+  u.width /= per, u.src_width /= per, u.src_col /= per, u.dst_width /= per, u.dst_col /= per;
+  with_unit(unit, [&](auto unit_type) {
+    using U = decltype(unit_type);
+    copy_columns_kernel<U><<<grid_for(u.rows * u.width, kThreads), kThreads, 0, stream()>>>(
+        static_cast<const U*>(src.raw()), static_cast<U*>(dst.raw()), u);
+  });
+  MLARUN_CUDA_CHECK_LAUNCH("copy_columns_kernel");
+}
+
 Tensor narrow_last_dim(const Tensor& x, int64_t start, int64_t len) {
   Shape shape = x.shape();
   const int64_t cols = shape.back(), rows = leading_rows(x);
   shape.back() = len;
   Tensor out = Tensor::empty(shape, x.dtype(), Device::CUDA);
   if (out.numel() == 0) return out;
-  narrow_kernel<<<grid_for(out.numel(), kThreads), kThreads, 0, stream()>>>(x.raw(), out.raw(), rows, cols, start,
-                                                                             len, int(dtype_size(x.dtype())));
-  MLARUN_CUDA_CHECK_LAUNCH("narrow_kernel");
+  copy_columns(x, out, {rows, len, cols, start, 1, len, 0});
   return out;
 }
 
@@ -114,9 +142,8 @@ Tensor concat_last_dim(const Tensor& a, const Tensor& b, int64_t b_repeat) {
   shape.back() = da + db;
   Tensor out = Tensor::empty(shape, a.dtype(), Device::CUDA);
   if (out.numel() == 0) return out;
-  concat_kernel<<<grid_for(out.numel(), kThreads), kThreads, 0, stream()>>>(a.raw(), b.raw(), out.raw(), rows, da, db,
-                                                                             b_repeat, int(dtype_size(a.dtype())));
-  MLARUN_CUDA_CHECK_LAUNCH("concat_kernel");
+  copy_columns(a, out, {rows, da, da, 0, 1, da + db, 0});
+  copy_columns(b, out, {rows, db, db, 0, b_repeat, da + db, da});
   return out;
 }
 
@@ -138,9 +165,13 @@ Tensor gather_rows(const Tensor& x, const Tensor& rows) {
   shape[0] = n;
   Tensor out = Tensor::empty(shape, x.dtype(), Device::CUDA);
   if (out.numel() == 0) return out;
-  const int64_t row_elems = out.numel() / n;
-  gather_rows_kernel<<<grid_for(out.numel(), kThreads), kThreads, 0, stream()>>>(
-      x.raw(), rows.data<int64_t>(), out.raw(), n, row_elems, int(dtype_size(x.dtype())));
+  const int64_t row_elems = out.numel() / n, es = int64_t(dtype_size(x.dtype()));
+  const int64_t unit = widest_unit(es, {row_elems}, x.raw(), out.raw()), row_units = row_elems * es / unit;
+  with_unit(unit, [&](auto unit_type) {
+    using U = decltype(unit_type);
+    gather_rows_kernel<U><<<grid_for(n * row_units, kThreads), kThreads, 0, stream()>>>(
+        static_cast<const U*>(x.raw()), rows.data<int64_t>(), static_cast<U*>(out.raw()), n, row_units);
+  });
   MLARUN_CUDA_CHECK_LAUNCH("gather_rows_kernel");
   return out;
 }
@@ -150,9 +181,13 @@ Tensor gather_rows(const Tensor& x, const std::vector<int64_t>& rows) { return g
 void scatter_rows(const Tensor& dst, const Tensor& rows, const Tensor& src) {
   const int64_t n = rows.numel();
   if (n == 0 || src.numel() == 0) return;
-  const int64_t row_elems = src.numel() / n;
-  scatter_rows_kernel<<<grid_for(src.numel(), kThreads), kThreads, 0, stream()>>>(
-      dst.raw(), rows.data<int64_t>(), src.raw(), n, row_elems, int(dtype_size(src.dtype())));
+  const int64_t row_elems = src.numel() / n, es = int64_t(dtype_size(src.dtype()));
+  const int64_t unit = widest_unit(es, {row_elems}, dst.raw(), src.raw()), row_units = row_elems * es / unit;
+  with_unit(unit, [&](auto unit_type) {
+    using U = decltype(unit_type);
+    scatter_rows_kernel<U><<<grid_for(n * row_units, kThreads), kThreads, 0, stream()>>>(
+        static_cast<U*>(dst.raw()), rows.data<int64_t>(), static_cast<const U*>(src.raw()), n, row_units);
+  });
   MLARUN_CUDA_CHECK_LAUNCH("scatter_rows_kernel");
 }
 

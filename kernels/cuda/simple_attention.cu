@@ -230,19 +230,23 @@ __global__ void lse_merge_rescale_kernel(void* o, const float* lse_all, int64_t 
   }
 }
 
-// One thread per (row, head): the running output (f32 or bf16) and the part's merged by their log-sum-exps.
+// One warp per (row, head), its lanes across the row (coalesced): the running output (f32 or bf16) and the part's
+// merged by their log-sum-exps. Lane 0 writes the merged lse once every lane has read the old one.
 __global__ void merge_partials_kernel(void* o, float* lse, const void* o_part, const float* lse_part, int64_t rows,
                                       int64_t D, bool o_bf16, bool part_bf16) {
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < rows; i += int64_t(gridDim.x) * blockDim.x) {
+  const int lane = threadIdx.x % 32;
+  const int64_t warps = int64_t(gridDim.x) * (blockDim.x / 32);
+  for (int64_t i = (blockIdx.x * int64_t(blockDim.x) + threadIdx.x) / 32; i < rows; i += warps) {
     const float a = lse[i], b = lse_part[i];
     if (b == -INFINITY) continue;  // the part saw no key: nothing to add
     const float m = fmaxf(a, b);
     const float wa = a == -INFINITY ? 0.0f : expf(a - m), wb = expf(b - m), sum = wa + wb;
-    for (int64_t d = 0; d < D; ++d) {
+    for (int64_t d = lane; d < D; d += 32) {
       const float acc = wa == 0.0f ? 0.0f : wa * load_f(o, i * D + d, o_bf16);
       store_f(o, i * D + d, (acc + wb * load_f(o_part, i * D + d, part_bf16)) / sum, o_bf16);
     }
-    lse[i] = m + logf(sum);
+    __syncwarp();
+    if (lane == 0) lse[i] = m + logf(sum);
   }
 }
 }  // namespace
@@ -252,7 +256,7 @@ void merge_attention_partials(const Tensor& o, const Tensor& lse, const Tensor& 
   const int64_t rows = lse.numel(), D = o.dim(2);
   if (rows == 0) return;
   constexpr int kThreads = 128;
-  merge_partials_kernel<<<grid_for(rows, kThreads), kThreads, 0, stream()>>>(
+  merge_partials_kernel<<<grid_for(rows * 32, kThreads), kThreads, 0, stream()>>>(
       o.raw(), lse.data<float>(), o_part.raw(), lse_part.data<float>(), rows, D, o_bf16, part_bf16);
   MLARUN_CUDA_CHECK_LAUNCH("merge_partials_kernel");
 }

@@ -73,6 +73,36 @@ TEST(CpuOps, HeadLinearIsPerHeadLinear) {
   expect_close(y, want, 1e-4, "head_linear");
 }
 
+// MLA's naive-path K and V: head h's nope keys and values from its rows of wkv_b, the rope columns shared.
+TEST(CpuOps, MlaUpProjectIsPerHeadKeysWithTheSharedRopeAndValues) {
+  std::mt19937 rng(3);
+  const int n = 4, H = 3, nope = 5, vd = 7, R = 9, Dr = 2;  // v dim != nope dim
+  Tensor rows = random_tensor({n, R + Dr}, rng), wkv_b = random_tensor({H * (nope + vd), R}, rng);
+  const ops::KeysValues kv = ops::mla_up_project(rows, wkv_b, nope, vd);
+  ASSERT_EQ(kv.k.shape(), (Shape{n, H, nope + Dr}));
+  ASSERT_EQ(kv.v.shape(), (Shape{n, H, vd}));
+  std::vector<double> want_k(size_t(n * H * (nope + Dr))), want_v(size_t(n * H * vd));
+  auto dot = [&](int t, int w_row) {
+    double acc = 0;
+    for (int c = 0; c < R; ++c)
+      acc += double(rows.data<float>()[t * (R + Dr) + c]) * wkv_b.data<float>()[w_row * R + c];
+    return acc;
+  };
+  for (int t = 0; t < n; ++t)
+    for (int h = 0; h < H; ++h) {
+      for (int j = 0; j < nope; ++j) want_k[size_t((t * H + h) * (nope + Dr) + j)] = dot(t, h * (nope + vd) + j);
+      for (int j = 0; j < Dr; ++j)
+        want_k[size_t((t * H + h) * (nope + Dr) + nope + j)] = rows.data<float>()[t * (R + Dr) + R + j];
+      for (int j = 0; j < vd; ++j) want_v[size_t((t * H + h) * vd + j)] = dot(t, h * (nope + vd) + nope + j);
+    }
+  expect_close(kv.k, want_k, 1e-4, "mla_up_project k");
+  expect_close(kv.v, want_v, 1e-4, "mla_up_project v");
+  EXPECT_ERROR_MENTIONS(ops::mla_up_project(rows, random_tensor({H * (nope + vd) + 1, R}, rng), nope, vd),
+                        "mla_up_project", "[37, 9]", "nope 5 + v 7");
+  EXPECT_ERROR_MENTIONS(ops::mla_up_project(random_tensor({n, R}, rng), wkv_b, nope, vd), "mla_up_project", "[4, 9]",
+                        "9 + rope");
+}
+
 TEST(CpuOps, RmsNormSiluMulAndEmbedding) {
   std::mt19937 rng(3);
   Tensor x = random_tensor({3, 16}, rng), w = random_tensor({16}, rng);

@@ -1,8 +1,8 @@
 // The dense and data-movement CUDA ops against their CPU reference on fresh random inputs: linear (bf16 and f32,
-// bf16 -> f32 output), head_linear, add, rms_norm and its fused residual form, silu_mul, embedding, conversions,
-// column slices, concatenation with head broadcast, transposes, row gathers and the weighted scatter-add. The CPU
-// reference gets the bf16-rounded inputs, so only the GPU's own rounding and summation order differ; copies must be
-// exact. Skips without a GPU.
+// bf16 -> f32 output), head_linear, MLA's up-projection, add, rms_norm and its fused residual form, silu_mul,
+// embedding, conversions, column slices, concatenation with head broadcast, transposes, row gathers and the
+// weighted scatter-add. The CPU reference gets the bf16-rounded inputs, so only the GPU's own rounding and
+// summation order differ; copies must be exact. Skips without a GPU.
 #include <gtest/gtest.h>
 
 #include "gpu_test_util.h"
@@ -37,6 +37,31 @@ TEST(GpuOps, HeadLinearIsOneStridedBatchedProduct) {
     Tensor x = bf16_rounded(random_f32({T, H, K}, rng)), w = bf16_rounded(random_f32({H, N, K}, rng, 0.05f));
     EXPECT_LT(rel_error(to_host(ops::head_linear(to_gpu(x), to_gpu(w))), ops::head_linear(x, w)), kBf16RelTol)
         << T << " tokens, " << H << " heads";
+  }
+}
+
+// MLA's naive-path K and V written in place by two strided-batched GEMMs and the rope columns' copy: the shapes of
+// DeepSeek-V2/V3 (16 heads), v dim != nope dim, and odd sizes that leave cuBLAS and the copy unaligned.
+TEST(GpuOps, MlaUpProjectMatchesItsCpuReference) {
+  MLARUN_GPU_OR_SKIP();
+  std::mt19937 rng(16);
+  for (auto [n, H, nope, vd, R, Dr] : {std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, int64_t>{
+                                           300, 16, 128, 128, 512, 64},
+                                       {5, 2, 128, 64, 512, 64},
+                                       {37, 3, 5, 7, 24, 6}}) {
+    Tensor rows = bf16_rounded(random_f32({n, R + Dr}, rng));
+    Tensor w = bf16_rounded(random_f32({H * (nope + vd), R}, rng, 0.05f));
+    const ops::KeysValues want = ops::mla_up_project(rows, w, nope, vd);
+    for (DType dtype : {DType::BF16, DType::F32}) {
+      const ops::KeysValues got = ops::mla_up_project(to_gpu(rows, dtype), to_gpu(w, dtype), nope, vd);
+      ASSERT_EQ(got.k.shape(), want.k.shape());
+      ASSERT_EQ(got.v.shape(), want.v.shape());
+      EXPECT_LT(rel_error(to_host(got.k), want.k), kBf16RelTol) << n << " rows, " << H << " heads";
+      EXPECT_LT(rel_error(to_host(got.v), want.v), kBf16RelTol) << n << " rows, " << H << " heads";
+      // The rope columns are copies.
+      EXPECT_TRUE(
+          bitwise_equal(to_host(ops::narrow_last_dim(got.k, nope, Dr)), ops::narrow_last_dim(want.k, nope, Dr)));
+    }
   }
 }
 
@@ -88,6 +113,15 @@ TEST(GpuOps, SlicesConcatTransposeGatherAreExactCopies) {
     EXPECT_TRUE(bitwise_equal(to_host(ops::concat_last_dim(gx, to_gpu(b, dtype))), ops::concat_last_dim(x, b)));
     Tensor same = bf16_rounded(random_f32({6, 4, 3}, rng));
     EXPECT_TRUE(bitwise_equal(to_host(ops::concat_last_dim(gx, to_gpu(same, dtype))), ops::concat_last_dim(x, same)));
+    // Widths, columns and rows that allow 16-, 8- and 4-byte units in the column copies.
+    Tensor wide = bf16_rounded(random_f32({6, 4, 192}, rng)), gwide = to_gpu(wide, dtype);
+    for (auto [start, len] : {std::pair<int64_t, int64_t>{64, 128}, {4, 8}, {2, 2}, {128, 64}})
+      EXPECT_TRUE(
+          bitwise_equal(to_host(ops::narrow_last_dim(gwide, start, len)), ops::narrow_last_dim(wide, start, len)))
+          << start << " + " << len;
+    Tensor rope = bf16_rounded(random_f32({6, 1, 64}, rng));
+    EXPECT_TRUE(
+        bitwise_equal(to_host(ops::concat_last_dim(gwide, to_gpu(rope, dtype))), ops::concat_last_dim(wide, rope)));
     EXPECT_TRUE(bitwise_equal(to_host(ops::transpose_last_two(gx)), ops::transpose_last_two(x)));
     std::vector<int64_t> rows = {5, 0, 0, 3, 2};
     EXPECT_TRUE(bitwise_equal(to_host(ops::gather_rows(gx, rows)), ops::gather_rows(x, rows)));
