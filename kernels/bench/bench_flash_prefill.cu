@@ -217,14 +217,19 @@ int main(int argc, char** argv) {
     }
     // 3) Varlen against uniform (the goal: a mixed batch >= 90% of the uniform batch's TFLOP/s): 192/128, 16 heads,
     // causal, 16384 tokens either as 4 x 4096 or as lengths from 1 to 4096; the varlen batch also longest first
-    // (FlashPrefillParams::longest_first 1) and longest first one head after another (2).
+    // (FlashPrefillParams::longest_first 1), longest first one head after another (2), and in the plain order from
+    // a list without the empty m-blocks, one head after another (3) or each tile's heads together (4); the uniform
+    // batch also in order 3.
     const std::vector<int> varlen = {4096, 1, 2048, 17, 1024, 3000, 512, 2000, 1500, 128, 2058};
     struct Batch { const char* name; std::vector<int> lens; int lpt; };
     const std::vector<Batch> batches = {{"uniform 4 x 4096", std::vector<int>(4, 4096), 0},
                                         {"varlen 1..4096", varlen, 0},
                                         {"varlen 1..4096, longest first", varlen, 1},
-                                        {"varlen 1..4096, by head", varlen, 2}};
-    std::printf("\n%-34s %9s %9s %11s\n", "batch (192/128 bf16, h16, causal)", "ms", "TFLOP/s", "x uniform");
+                                        {"varlen 1..4096, by head", varlen, 2},
+                                        {"varlen 1..4096, compact by head", varlen, 3},
+                                        {"varlen 1..4096, compact", varlen, 4},
+                                        {"uniform 4 x 4096, compact by head", std::vector<int>(4, 4096), 3}};
+    std::printf("\n%-38s %9s %9s %11s\n", "batch (192/128 bf16, h16, causal)", "ms", "TFLOP/s", "x uniform");
     double uniform_tflops = 0;
     for (const FlashKernel kernel : kFlashKernels)  // each kernel against its own uniform batch
     for (const Batch& bt : batches) {
@@ -243,7 +248,7 @@ int main(int argc, char** argv) {
       for (int s : bt.lens) flops += 2.0 * 16 * double(s) * s * (192 + 128) / 2;
       const double tflops = flops / (ms * 1e-3) / 1e12;
       if (uniform_tflops == 0) uniform_tflops = tflops;
-      std::printf("%-34s %9.3f %9.1f %11.2f\n", name.c_str(), ms, tflops, tflops / uniform_tflops);
+      std::printf("%-38s %9.3f %9.1f %11.2f\n", name.c_str(), ms, tflops, tflops / uniform_tflops);
       json::Value r = json::Value::object();
       r["kind"] = "prefill_varlen", r["backend"] = "mlarun", r["batch"] = bt.name, r["longest_first"] = bt.lpt;
       r["kernel"] = kernel.json;

@@ -81,7 +81,7 @@ std::vector<Case> cases() {
                {120, -20}});
   // Every case so far again with the tiles launched longest first (tile_order.cuh): same results, another order;
   // but the three largest (their CPU references dominate the check's time under memcheck). Two of them also one
-  // head after another (longest_first 2).
+  // head after another (longest_first 2), and in the plain order from the tile list (3 and 4).
   const size_t plain = v.size();
   for (size_t i = 0; i < plain; ++i) {
     Case c = v[i];
@@ -89,9 +89,20 @@ std::vector<Case> cases() {
     c.name += "_lpt";
     c.longest_first = 1;
     v.push_back(c);
-    if (c.name != "gqa_causal_192_128_bf16_lpt" && c.name != "causal_offsets_mla_lpt") continue;
-    c.name += "_by_head";
-    c.longest_first = 2;
+    const bool ordered = c.name == "gqa_causal_192_128_bf16_lpt" || c.name == "causal_offsets_mla_lpt";
+    if (ordered) {
+      c.name += "_by_head";
+      c.longest_first = 2;
+      v.push_back(c);
+    }
+    // The plain order from the list without empty m-blocks, by head (3) and heads together (4); the
+    // non-causal case lists its m-blocks ascending.
+    if (!ordered && v[i].name != "mha_noncausal_128_128_bf16") continue;
+    c.name = v[i].name + "_compact_by_head";
+    c.longest_first = 3;
+    v.push_back(c);
+    c.name = v[i].name + "_compact";
+    c.longest_first = 4;
     v.push_back(c);
   }
   // One small case per head-dim pair (several key tiles, chunked): what launch/gpu_check.sh runs under racecheck.
@@ -137,7 +148,8 @@ INSTANTIATE_TEST_SUITE_P(Cases, FlashPrefillGpu, ::testing::ValuesIn(cases()),
 // The longest-first order (tile_order.cuh): every (sequence, m-block) tile exactly once, by non-increasing key
 // blocks as the kernel counts them (tile_key_blocks on the host), for a causal varlen batch with empty sequences,
 // explicit offsets and a window.
-TEST(FlashPrefillTileOrder, ListsEveryTileOnceLongestFirst) {
+// Longest first: by descending key blocks; plain: sequence by sequence, each one's causal m-blocks last first.
+TEST(FlashPrefillTileOrder, ListsEveryTileOnceLongestFirstOrInThePlainOrder) {
   if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
   const std::vector<int> len_q = {4096, 0, 17, 1000, 130, 0, 1}, len_k = {4096, 5, 300, 1000, 9000, 0, 64};
   const std::vector<int> offset = {0, 0, 283, 0, 8870, 0, 63};
@@ -157,24 +169,35 @@ TEST(FlashPrefillTileOrder, ListsEveryTileOnceLongestFirst) {
     std::copy(cu_k.begin(), cu_k.end(), dcu_k.data<int32_t>());
     std::copy(offset.begin(), offset.end(), doff.data<int32_t>());
     dcu_q = dcu_q.to(Device::CUDA), dcu_k = dcu_k.to(Device::CUDA), doff = doff.to(Device::CUDA);
-    Tensor order = Tensor::empty({2 * int64_t(tiles)}, DType::I32, Device::CUDA);
-    const cuda::flash::TileOrderArgs args{dcu_q.data<int32_t>(), dcu_k.data<int32_t>(), doff.data<int32_t>(),
-                                          batch, tiles, 1, window, bm, bn};
-    cuda::flash::order_tiles_longest_first(args, reinterpret_cast<int2*>(order.raw()), nullptr);
-    const Tensor host = order.to(Device::CPU);
-    std::set<std::pair<int, int>> seen;
-    int last_work = 1 << 30;
-    for (int t = 0; t < tiles; ++t) {
-      const int seq = host.data<int32_t>()[2 * t], m_block = host.data<int32_t>()[2 * t + 1];
-      ASSERT_TRUE(seq >= 0 && seq < batch && m_block >= 0 && m_block * bm < len_q[size_t(seq)]) << "tile " << t;
-      EXPECT_TRUE(seen.insert({seq, m_block}).second) << "tile (" << seq << ", " << m_block << ") twice";
-      const size_t b = size_t(seq);
-      const int work = std::max(
-          0, cuda::flash::tile_key_blocks(m_block * bm, len_q[b], len_k[b], offset[b], true, window, bm, bn).count());
-      EXPECT_LE(work, last_work) << "tile " << t << " heavier than the one before it";
-      last_work = work;
+    for (const int longest_first : {1, 0}) {
+      Tensor order = Tensor::empty({2 * int64_t(tiles)}, DType::I32, Device::CUDA);
+      const cuda::flash::TileOrderArgs args{dcu_q.data<int32_t>(), dcu_k.data<int32_t>(), doff.data<int32_t>(),
+                                            batch, tiles, 1, window, bm, bn, longest_first};
+      cuda::flash::order_tiles(args, reinterpret_cast<int2*>(order.raw()), nullptr);
+      const Tensor host = order.to(Device::CPU);
+      std::set<std::pair<int, int>> seen;
+      int last_work = 1 << 30;
+      std::pair<int, int> last{-1, 0};
+      for (int t = 0; t < tiles; ++t) {
+        const int seq = host.data<int32_t>()[2 * t], m_block = host.data<int32_t>()[2 * t + 1];
+        ASSERT_TRUE(seq >= 0 && seq < batch && m_block >= 0 && m_block * bm < len_q[size_t(seq)]) << "tile " << t;
+        EXPECT_TRUE(seen.insert({seq, m_block}).second) << "tile (" << seq << ", " << m_block << ") twice";
+        const size_t b = size_t(seq);
+        const int work = std::max(
+            0, cuda::flash::tile_key_blocks(m_block * bm, len_q[b], len_k[b], offset[b], true, window, bm, bn).count());
+        if (longest_first) {
+          EXPECT_LE(work, last_work) << "tile " << t << " heavier than the one before it";
+        } else {
+          EXPECT_TRUE(seq > last.first || (seq == last.first && m_block == last.second - 1))
+              << "tile " << t << " (" << seq << ", " << m_block << ") after (" << last.first << ", " << last.second
+              << ")";
+          EXPECT_TRUE(seq == last.first || m_block == (len_q[b] + bm - 1) / bm - 1) << "a sequence's last block first";
+        }
+        last_work = work;
+        last = {seq, m_block};
+      }
+      EXPECT_EQ(int(seen.size()), tiles) << "longest_first " << longest_first;
     }
-    EXPECT_EQ(int(seen.size()), tiles);
   }
 }
 
@@ -334,8 +357,8 @@ TEST_F(FlashPrefillBoundary, RejectsScalarsOutOfRange) {
   expect_error("softmax_scale = nan");
   p.softmax_scale = 1.f, p.window_left = -2;
   expect_error("window_left = -2");
-  p.window_left = -1, p.longest_first = 3;
-  expect_error("longest_first = 3 must be -1 (the kernel's default), 0, 1 or 2");
+  p.window_left = -1, p.longest_first = 5;
+  expect_error("longest_first = 5 must be -1 (the kernel's default), 0, 1, 2, 3 or 4");
   p.longest_first = -1, p.batch = 0;
   expect_error("batch = 0 must be in [1, 65535]");
 }

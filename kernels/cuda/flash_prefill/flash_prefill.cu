@@ -83,8 +83,8 @@ void check_flash_prefill(const FlashPrefillParams& p) {
                p.softmax_scale, " must be positive and finite");
   MLARUN_CHECK(p.window_left >= -1, "flash_prefill: window_left = ", p.window_left,
                " must be -1 (no window) or >= 0");
-  MLARUN_CHECK(p.longest_first >= -1 && p.longest_first <= 2, "flash_prefill: longest_first = ", p.longest_first,
-               " must be -1 (the kernel's default), 0, 1 or 2");
+  MLARUN_CHECK(p.longest_first >= -1 && p.longest_first <= 4, "flash_prefill: longest_first = ", p.longest_first,
+               " must be -1 (the kernel's default), 0, 1, 2, 3 or 4");
   MLARUN_CHECK(p.total_q >= 0 && p.total_q <= std::numeric_limits<int32_t>::max() && p.total_k >= 0 &&
                    p.total_k <= std::numeric_limits<int32_t>::max(),
                "flash_prefill: total_q = ", p.total_q, " and total_k = ", p.total_k, " must be in [0, 2^31)");

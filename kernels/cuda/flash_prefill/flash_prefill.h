@@ -56,8 +56,10 @@ struct FlashPrefillParams {
   // sort by key blocks) instead of m-blocks x heads x sequences: 1 on, 0 off, -1 (the default) the kernel's own
   // default, which is what measured faster on the varlen workbench batch (config.h: kLongestFirst for stage A's
   // kernel, on; kLongestFirstWgmma for the wgmma one, off). 2: longest first within each head, one head after
-  // another (every sequence's keys of one head stay in L2 together, and no CTA is launched for an empty m-block;
-  // not measured yet: the workbench's varlen rows time it against 0 and 1).
+  // another (every sequence's keys of one head stay in L2 together, and no CTA is launched for an empty m-block).
+  // 3: the plain grid's order (sequence by sequence, the heaviest causal m-block first) from a list without the
+  // empty m-blocks, one head after another; 4: the same list with every head of a tile launched together. The
+  // workbench's varlen rows time each against 0.
   int longest_first = -1;
   // The Hopper kernel (kernel_wgmma.cuh: wgmma) instead of stage A's mma.sync one, where the device runs it
   // (kernels/cuda/wgmma_device.h: an sm_90a build on a compute capability 9.0 device; elsewhere stage A's kernel

@@ -353,10 +353,11 @@ inline KernelArgs kernel_args(const FlashPrefillParams& p) {
   return args;
 }
 
-// The grid of a launch. When p asks for the longest-first order (or leaves it to the kernel, whose default is
-// `kernel_default`) and the batch fits it: the tile list for (block_m, block_n) tiles, built on the device into
-// `order` and set as args.tiles, and a grid of (heads, tiles), or (tiles, heads) for longest_first 2 (one head's
-// tiles, longest first, then the next head's); otherwise (m-blocks, heads, sequences).
+// The grid of a launch. When p asks for a tile list (longest_first 1-4, or -1 where the kernel's default,
+// `kernel_default`, is longest first) and the batch fits it: the list for (block_m, block_n) tiles, built on the
+// device into `order` (longest first for 1 and 2, the plain order without empty m-blocks for 3 and 4) and set as
+// args.tiles, and a grid of (heads, tiles), or (tiles, heads) for 2 and 3 (one head's tiles, then the next
+// head's); otherwise (m-blocks, heads, sequences).
 inline dim3 launch_grid(const FlashPrefillParams& p, bool kernel_default, int block_m, int block_n, int max_seqlen_q,
                         Tensor& order, KernelArgs& args, cudaStream_t stream) {
   const dim3 plain((max_seqlen_q + block_m - 1) / block_m, p.num_heads_q, p.batch);
@@ -367,10 +368,10 @@ inline dim3 launch_grid(const FlashPrefillParams& p, bool kernel_default, int bl
   if (num_tiles == 0 || num_tiles > 65535 || tile_order_smem_bytes(p.batch) > 48 * 1024) return plain;
   order = Tensor::empty({2 * int64_t(num_tiles)}, DType::I32, Device::CUDA);
   args.tiles = reinterpret_cast<const int2*>(order.raw());
-  args.heads_outer = p.longest_first == 2 ? 1 : 0;
-  order_tiles_longest_first({p.cu_seqlens_q, p.cu_seqlens_k, p.causal_offset, p.batch, num_tiles, args.causal,
-                             p.window_left, block_m, block_n},
-                            reinterpret_cast<int2*>(order.raw()), stream);
+  args.heads_outer = p.longest_first == 2 || p.longest_first == 3 ? 1 : 0;
+  order_tiles({p.cu_seqlens_q, p.cu_seqlens_k, p.causal_offset, p.batch, num_tiles, args.causal, p.window_left,
+               block_m, block_n, p.longest_first <= 2 ? 1 : 0},
+              reinterpret_cast<int2*>(order.raw()), stream);
   return args.heads_outer ? dim3(unsigned(num_tiles), unsigned(p.num_heads_q))
                           : dim3(unsigned(p.num_heads_q), unsigned(num_tiles));
 }

@@ -1,6 +1,7 @@
-// order_tiles_longest_first (see tile_order.cuh): one CTA. Tiles per sequence and their prefix by a block scan,
-// then a counting sort by key blocks: histogram, a scan from the heaviest bin down, and each tile's place taken
-// with an atomic in its bin (the order inside a bin is free: every tile's result is independent of it).
+// order_tiles (see tile_order.cuh): one CTA. Tiles per sequence and their prefix by a block scan; in the plain
+// order each tile then goes straight to its place, longest first by a counting sort by key blocks: histogram, a
+// scan from the heaviest bin down, and each tile's place taken with an atomic in its bin (the order inside a bin
+// is free: every tile's result is independent of it).
 #include "kernels/cuda/flash_prefill/tile_order.cuh"
 
 #include "runtime/cuda_check.h"
@@ -59,6 +60,14 @@ __global__ void __launch_bounds__(kThreads) order_tiles_kernel(const TileOrderAr
         tile_key_blocks(m_block * a.block_m, len_q, len_k, off, a.causal != 0, a.window_left, a.block_m, a.block_n);
     return min(max(kb.count(), 0) + 1, kBins - 1);
   };
+  if (!a.longest_first) {  // the plain order: place t is tile t, its m-blocks reversed when causal
+    for (int t = tid; t < a.num_tiles; t += kThreads) {
+      int seq, m_block;
+      tile(t, seq, m_block);
+      tiles[t] = make_int2(seq, a.causal ? tiles_of(seq) - 1 - m_block : m_block);
+    }
+    return;
+  }
   for (int t = tid; t < a.num_tiles; t += kThreads) {
     int seq, m_block;
     atomicAdd(&bins[tile(t, seq, m_block)], 1);
@@ -89,9 +98,9 @@ static_assert(kBins % kThreads == 0, "each thread scans whole bins");
 
 size_t tile_order_smem_bytes(int batch) { return size_t(kThreads + kBins + batch + 1) * sizeof(int); }
 
-void order_tiles_longest_first(const TileOrderArgs& a, int2* tiles, cudaStream_t stream) {
+void order_tiles(const TileOrderArgs& a, int2* tiles, cudaStream_t stream) {
   const size_t smem = tile_order_smem_bytes(a.batch);
-  MLARUN_CHECK(smem <= 48 * 1024, "flash_prefill: longest-first order of ", a.batch, " sequences needs ", smem,
+  MLARUN_CHECK(smem <= 48 * 1024, "flash_prefill: the tile list of ", a.batch, " sequences needs ", smem,
                " bytes of shared memory (48 KiB at most)");
   if (a.num_tiles == 0) return;
   order_tiles_kernel<<<1, kThreads, smem, stream>>>(a, tiles);

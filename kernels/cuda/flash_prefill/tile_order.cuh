@@ -1,10 +1,11 @@
-// Longest-first order of the flash prefill kernel's query tiles (LPT scheduling for causal varlen batches, the
-// first half of a persistent scheduler). The kernel's grid is otherwise (m-blocks, heads, sequences), dispatched
-// in that order: in a varlen batch the heaviest tiles of a late long sequence start last and the machine idles
-// while they finish. Here a one-CTA kernel lists every (sequence, m-block) tile by descending key blocks (a
-// counting sort, on the device: nothing waits for the host and a CUDA graph could hold it), and the attention
-// kernel takes tile blockIdx.y of the list for every head blockIdx.x, so the longest tiles of all sequences and
-// heads go first.
+// Lists of the flash prefill kernel's query tiles, for launch orders other than its plain grid (m-blocks, heads,
+// sequences), which is sized by the longest sequence: in a varlen batch it launches a CTA for every empty m-block
+// of the shorter sequences, and the heaviest tiles of a late long sequence start last while the machine idles.
+// A one-CTA kernel lists every (sequence, m-block) tile, on the device (nothing waits for the host and a CUDA graph
+// could hold it), either longest first (by descending key blocks: a counting sort; LPT scheduling for causal
+// varlen batches, the first half of a persistent scheduler) or in the plain grid's order without the empty
+// m-blocks (sequence by sequence, the heaviest causal m-block first). The attention kernel takes its tile from the
+// list and its head from the other grid dimension.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -35,10 +36,12 @@ struct TileOrderArgs {
   const int32_t* causal_offset;  // device [batch] or nullptr (bottom-right)
   int batch, num_tiles;          // num_tiles = sum over sequences of ceil(len_q / block_m)
   int causal, window_left, block_m, block_n;
+  int longest_first = 1;         // 1: by descending key blocks; 0: the plain grid's order, empty m-blocks left out
 };
-// Bytes of shared memory order_tiles_longest_first needs for `batch` sequences (<= 48 KB up to 8192 of them).
+// Bytes of shared memory order_tiles needs for `batch` sequences (<= 48 KB up to 8192 of them).
 size_t tile_order_smem_bytes(int batch);
-// Writes tiles[0 .. num_tiles) = {sequence, m_block} by descending key blocks (ties in no particular order).
-void order_tiles_longest_first(const TileOrderArgs& a, int2* tiles, cudaStream_t stream);
+// Writes tiles[0 .. num_tiles) = {sequence, m_block}: longest first, by descending key blocks (ties in no particular
+// order), or in the plain order (sequences ascending; m-blocks descending when causal, else ascending).
+void order_tiles(const TileOrderArgs& a, int2* tiles, cudaStream_t stream);
 
 }  // namespace mlarun::ops::cuda::flash
