@@ -1,5 +1,5 @@
-// order_tiles (see tile_order.cuh): one CTA. Tiles per sequence and their prefix by a block scan; in the plain
-// order each tile then goes straight to its place, longest first by a counting sort by key blocks: histogram, a
+// order_tiles (see tile_order.cuh): one CTA. Tiles per sequence and their prefix by a block scan. Then, in the
+// plain order, each tile goes straight to its place; longest first, a counting sort by key blocks: histogram, a
 // scan from the heaviest bin down, and each tile's place taken with an atomic in its bin (the order inside a bin
 // is free: every tile's result is independent of it).
 #include "kernels/cuda/flash_prefill/tile_order.cuh"
