@@ -145,10 +145,9 @@ TEST_P(FlashPrefillGpu, MatchesCpuReferenceWithinTwiceThePlainError) {
 INSTANTIATE_TEST_SUITE_P(Cases, FlashPrefillGpu, ::testing::ValuesIn(cases()),
                          [](const ::testing::TestParamInfo<Case>& info) { return info.param.name; });
 
-// The longest-first order (tile_order.cuh): every (sequence, m-block) tile exactly once, by non-increasing key
-// blocks as the kernel counts them (tile_key_blocks on the host), for a causal varlen batch with empty sequences,
-// explicit offsets and a window.
-// Longest first: by descending key blocks; plain: sequence by sequence, each one's causal m-blocks last first.
+// The tile lists (tile_order.cuh): every (sequence, m-block) tile exactly once, for a causal varlen batch with
+// empty sequences, explicit offsets and a window; longest first by non-increasing key blocks as the kernel counts
+// them (tile_key_blocks on the host), the plain order sequence by sequence with each one's m-blocks last first.
 TEST(FlashPrefillTileOrder, ListsEveryTileOnceLongestFirstOrInThePlainOrder) {
   if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
   const std::vector<int> len_q = {4096, 0, 17, 1000, 130, 0, 1}, len_k = {4096, 5, 300, 1000, 9000, 0, 64};
