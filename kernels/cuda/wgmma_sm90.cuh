@@ -39,6 +39,13 @@ MLARUN_HOST_DEVICE constexpr uint64_t sw128_desc(uint32_t addr, uint32_t lbo_byt
   return uint64_t((addr & 0x3FFFFu) >> 4) | (uint64_t((lbo_bytes >> 4) & 0x3FFFu) << 16) |
          (uint64_t((sbo_bytes >> 4) & 0x3FFFu) << 32) | (uint64_t(1) << 62);
 }
+// The descriptor of the operand `bytes` (a multiple of 16) further on in shared memory: only the start field (bits
+// 0-13, the address >> 4) moves, and while both addresses stay under 256 KB (all of shared memory) it cannot carry
+// out of the field, so the low word alone is added to. A kernel makes one descriptor per operand outside its
+// k-loops and steps it by compile-time offsets: one add per MMA instead of the mask, shift and OR of sw128_desc.
+MLARUN_HOST_DEVICE constexpr uint64_t desc_advance(uint64_t desc, uint32_t bytes) {
+  return (desc & ~uint64_t(0xFFFFFFFFu)) | uint32_t(uint32_t(desc) + (bytes >> 4));
+}
 // K-major k-step `k16` (columns 16 k16 .. + 16) of the slab at `slab` (1024-byte aligned).
 MLARUN_HOST_DEVICE constexpr uint64_t k_major_desc(uint32_t slab, uint32_t k16) {
   return sw128_desc(slab + 32 * k16, 16, kAtomBytes);

@@ -41,6 +41,26 @@ TEST(WgmmaLayout, DescriptorFieldsRoundTrip) {
   EXPECT_EQ(decode(wg::k_major_desc(0x8000, 3)).start, 0x8000u + 96);
 }
 
+// desc_advance (what the kernels step their descriptors with) equals making the descriptor at the moved address,
+// for every 16-byte aligned pair of addresses in shared memory's 256 KB, and for both operand orders' offsets.
+TEST(WgmmaLayout, AdvancedDescriptorIsTheDescriptorOfTheMovedAddress) {
+  constexpr uint32_t kSmem = 1u << 18;
+  for (uint32_t base = 0; base < kSmem; base += 1024 * 7 + 16)
+    for (uint32_t bytes = 0; base + bytes < kSmem; bytes += 16 * 61) {
+      ASSERT_EQ(wg::desc_advance(wg::sw128_desc(base, 16, 1024), bytes), wg::sw128_desc(base + bytes, 16, 1024))
+          << base << " + " << bytes;
+      ASSERT_EQ(wg::desc_advance(wg::sw128_desc(base, 0x9000, 1024), bytes),
+                wg::sw128_desc(base + bytes, 0x9000, 1024))
+          << base << " + " << bytes;
+    }
+  // The kernels' own steps: k-step k16 of a slab, and N-major row k0.
+  for (uint32_t k16 = 0; k16 < 4; ++k16)
+    EXPECT_EQ(wg::desc_advance(wg::k_major_desc(0x1c400, 0), 32 * k16), wg::k_major_desc(0x1c400, k16));
+  for (uint32_t k0 = 0; k0 < 64; k0 += 16)
+    EXPECT_EQ(wg::desc_advance(wg::n_major_desc(0x24000, 0, 8192), wg::kSlabRowBytes * k0),
+              wg::n_major_desc(0x24000, k0, 8192));
+}
+
 // Q . K^T: a [rows x 576] matrix stored as nine slabs; every k-step of every slab reads each element where the
 // loader put it (wgmma_probe.cu load_slabs and the kernels place element (r, c) at slab c / 64, row r, col c % 64).
 TEST(WgmmaLayout, KMajorStepsReadWhatTheLoaderStored) {

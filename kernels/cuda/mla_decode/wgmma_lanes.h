@@ -21,22 +21,29 @@ MLARUN_HOST_DEVICE constexpr uint32_t row_piece(int row, int off) {
 }
 // The first of the step's tokens warpgroup `group` scores: all 64 from 0, or its 32 when the scores are split.
 MLARUN_HOST_DEVICE constexpr int score_tok0(bool split, int group) { return split ? group * (kWgBlockN / 2) : 0; }
-// Scores, k-step k of slab `slab`: Q (A, K-major) and the stage's rows from token `tok0` (B, K-major).
+// Scores, k-step k of slab `slab`: Q (A, K-major) and the stage's rows from token `tok0` (B, K-major). Each is
+// the descriptor of its operand's first k-step, the same in every (slab, k) of a step's unrolled loop (so made
+// once), advanced by a compile-time offset (sm90::desc_advance).
 MLARUN_HOST_DEVICE constexpr uint64_t q_desc(uint32_t q_base, int slab, int k) {
-  return sm90::k_major_desc(q_base + uint32_t(slab) * uint32_t(kWgSlabBytes), k);
+  return sm90::desc_advance(sm90::k_major_desc(q_base, 0), uint32_t(slab) * uint32_t(kWgSlabBytes) + 32u * k);
 }
 MLARUN_HOST_DEVICE constexpr uint64_t k_desc(uint32_t stage, int slab, int k, int tok0) {
-  return sm90::k_major_desc(stage + uint32_t(slab) * uint32_t(kWgSlabBytes) + uint32_t(tok0) * sm90::kSlabRowBytes, k);
+  return sm90::desc_advance(sm90::k_major_desc(stage + uint32_t(tok0) * sm90::kSlabRowBytes, 0),
+                            uint32_t(slab) * uint32_t(kWgSlabBytes) + 32u * k);
 }
 // P.V, k-step kk (tokens 16 kk ..): V of warpgroup g's 256 columns (slabs 4 g .. 4 g + 3, read N-major).
 MLARUN_HOST_DEVICE constexpr uint64_t v_desc(uint32_t stage, int group, int kk) {
-  return sm90::n_major_desc(stage + 4 * uint32_t(group) * uint32_t(kWgSlabBytes), 16 * kk, uint32_t(kWgSlabBytes));
+  return sm90::desc_advance(
+      sm90::n_major_desc(stage + 4 * uint32_t(group) * uint32_t(kWgSlabBytes), 0, uint32_t(kWgSlabBytes)),
+      16u * sm90::kSlabRowBytes * kk);
 }
 // The split variant's P [64 rows x 64 tokens]: element (row, token) and the A descriptor of k-step kk.
 MLARUN_HOST_DEVICE constexpr uint32_t p_offset(int row, int tok) {
   return sm90::swizzle128(sm90::slab_offset(row, tok));
 }
-MLARUN_HOST_DEVICE constexpr uint64_t p_desc(uint32_t p_base, int kk) { return sm90::k_major_desc(p_base, kk); }
+MLARUN_HOST_DEVICE constexpr uint64_t p_desc(uint32_t p_base, int kk) {
+  return sm90::desc_advance(sm90::k_major_desc(p_base, 0), 32u * kk);
+}
 // The seesaw kernel's P tile of a step (attend_wgmma_seesaw.cu): laid out as the split variant's P, in slab 8 of the
 // step's own stage (k_pe, which only that step's scores read).
 MLARUN_HOST_DEVICE constexpr uint32_t p_tile_of_stage(uint32_t stage) {
