@@ -608,9 +608,9 @@ mla_shapes+=",tp8_b128_s8192_h16_int8_fit_reg,b64_s4096_h128_fp8_fit_reg"
 mla_shapes+=",tp8_b128_s8192_h16_wg,b64_s4096_h128_wg"
 mla_shapes+=",mtp2_b128_s8192_h128_wg,b64_s4096_h128_bs16_wg,b64_s4096_h128_bs256_wg,b64_s4096_h128_wgs"
 mla_shapes+=",mtp2_b128_s8192_h128_wgs,tp8_b128_s8192_h16_wgs"
-# The warp-specialized and seesaw wgmma kernels at 128 heads, each printed against its split twin above (on an H200:
-# 1.00x and 0.79x, mla_decode/NOTES.md; their MTP, TP 8 and block-size rows are left to GPU_CHECK_MLA_ARGS, which
-# the 160 s of this step did not hold).
+# The warp-specialized and seesaw wgmma kernels at 128 heads, each printed against its split twin above (on an H200,
+# with the ring in half stages: 1.02-1.06x and 0.92x, mla_decode/NOTES.md; their MTP, TP 8 and block-size rows are
+# left to GPU_CHECK_MLA_ARGS, which the 160 s of this step did not hold).
 mla_shapes+=",b64_s4096_h128_wgws,b64_s4096_h128_wgss"
 # Where AttendKernel::Auto switches kernels (32, 48 and 64 rows), each kernel side by side.
 mla_shapes+=",tp8_mtp2_b128_s8192_h16_mma,tp8_mtp2_b128_s8192_h16_fit,tp8_mtp2_b128_s8192_h16_wgs"
