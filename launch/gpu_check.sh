@@ -8,9 +8,11 @@
 # whatever hangs, validation must come before speed, and the results must be a handful of files that are quick
 # to copy off.
 #
-#   launch/gpu_check.sh [--dry-run] [--budget S] [--skip REGEX]
+#   launch/gpu_check.sh [--dry-run] [--budget S] [--skip REGEX] [--only REGEX]
 #                                                  the check; DRY_RUN=1 = --dry-run, GPU_CHECK_BUDGET_S = --budget,
-#                                                  GPU_CHECK_SKIP = --skip (e.g. 'check-' for no sanitizer)
+#                                                  GPU_CHECK_SKIP = --skip (e.g. 'check-' for no sanitizer),
+#                                                  GPU_CHECK_ONLY = --only: only the steps matching it, besides
+#                                                  env, prebuilt, configure and build (e.g. 'flash-pipe|bench-flash')
 #   launch/gpu_check.sh prepare                    on a machine that has them: copy CLI11, yaml-cpp, GoogleTest,
 #                                                  nlohmann-json, PCRE2 and cpp-httplib into the git-ignored .carry/ (alias:
 #                                                  prepare-carry); copy .carry/ along with the source tree
@@ -329,7 +331,7 @@ sub_bench_prefill() {
   # A 2048-token chunk over a 65536-token cached prefix on the naive path (the prefix up-projected in pieces of
   # --prefill-context-piece-tokens, merged by log-sum-exp), with each flash kernel: its attention rate by
   # FlashAttention's count, against bench-flash's uniform 192/128 rate in kernels.log (the target: >= 60%).
-  for k in mma wgmma wgmma-ws; do
+  for k in mma wgmma wgmma-ws wgmma-pipelined wgmma-pingpong; do
     j=$GC_TMP/bench_prefill_64k_$k.json
     MLARUN_FLASH_PREFILL_KERNEL=$k "$GC_BUILD/launch/mlarun" bench prefill --config configs/config_16B.json \
       --layers 1 --device cuda --prefix-lens 65536 --chunk-lens 2048 --batch 1 --iters 3 --warmup 1 --json "$j" ||
@@ -370,6 +372,7 @@ esac
 dry=${DRY_RUN:-0}
 budget=${GPU_CHECK_BUDGET_S:-400}
 skip=${GPU_CHECK_SKIP:-}                   # steps whose name matches this regex are recorded SKIP, not run
+only=${GPU_CHECK_ONLY:-}                   # when set, the other steps are recorded SKIP (setup steps still run)
 build_cap=${GPU_CHECK_BUILD_CAP_S:-270}    # the build's own limit (a cold 16-core build: 41 s on an H200 machine)
 while [ $# -gt 0 ]; do
   case $1 in
@@ -377,8 +380,10 @@ while [ $# -gt 0 ]; do
     --budget) budget=${2:?--budget needs seconds}; shift ;;
     --budget=*) budget=${1#--budget=} ;;
     --skip) skip=${2:?--skip needs a regular expression}; shift ;;
+    --only) only=${2:?--only needs a regular expression}; shift ;;
     -h | --help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$self"; exit 0 ;;
-    *) echo "gpu_check: unknown argument '$1' (--dry-run, --budget S, --skip REGEX, prepare, --help)" >&2; exit 2 ;;
+    *) echo "gpu_check: unknown argument '$1' (--dry-run, --budget S, --skip REGEX, --only REGEX, prepare, --help)" >&2
+       exit 2 ;;
   esac
   shift
 done
@@ -426,6 +431,11 @@ step() {
   if [ -n "$skip" ] && [[ $name =~ $skip ]]; then
     echo "== [$name] skipped: --skip '$skip'" >>"$log"
     record "$name" SKIP 0 "--skip '$skip'"
+    return 3
+  fi
+  if [ -n "$only" ] && ! [[ $name =~ ^(env|prebuilt|configure|build)$ || $name =~ $only ]]; then
+    echo "== [$name] skipped: --only '$only'" >>"$log"
+    record "$name" SKIP 0 "--only '$only'"
     return 3
   fi
   if ((left < need)); then
@@ -483,13 +493,18 @@ else
 fi
 tests=$b/tests kb=$b/kernels
 race_mla="--gtest_filter='*MlaDecodeSplits*:*ScheduleIsReused*:*TensorCoreRuns*'"
-race_fa="--gtest_filter='*small_*-*_ws'"
+race_fa="--gtest_filter='*small_*-*_ws:*_pipe:*_pingpong'"
 # The Hopper flash kernel's cases under memcheck: the small and edge ones (all of its cases end in _wg).
 memcheck_fa_wg="--gtest_filter='*small_*_wg:*zero_length_sequences_wg:*fewer_keys_than_queries_wg:*Nan*wgmma'"
 # Its warp-specialized variant's (cases ending in _ws): alone in its process, then those under memcheck, racecheck
 # and synccheck, so a fault there leaves the other flash kernels' results.
 ws_fa="--gtest_filter='*_ws:*/wgmma_ws'" race_fa_ws="--gtest_filter='*small_*_ws'"
 memcheck_fa_ws="--gtest_filter='*small_*_ws:*zero_length_sequences_ws:*fewer_keys_than_queries_ws:*Nan*wgmma_ws'"
+# The same for its pipelined variant (cases ending in _pipe, and _pingpong with turns).
+pipe_fa="--gtest_filter='*_pipe:*_pingpong:*/wgmma_pipelined:*/wgmma_pingpong'"
+race_fa_pipe="--gtest_filter='*small_*_pipe:*small_*_pingpong'"
+memcheck_fa_pipe="--gtest_filter='*small_*_pipe:*zero_length_sequences_pipe:*fewer_keys_than_queries_pipe"
+memcheck_fa_pipe+=":*small_*_pingpong:*zero_length_sequences_pingpong:*Nan*wgmma_pipelined:*Nan*wgmma_pingpong'"
 race_mla_small="--gtest_filter='*SanitizerSizedSplitsOnEveryKernel*'"  # racecheck needs minutes on race_mla's
 # The fitted and wgmma decode kernels' 166 small cases: repeated with race_mla, left out of memcheck and initcheck
 # (minutes there; SanitizerSized covers both kernels, the fitted one at its 16, 32 and 64-row tiles, under every
@@ -497,7 +512,9 @@ race_mla_small="--gtest_filter='*SanitizerSizedSplitsOnEveryKernel*'"  # raceche
 repeat_mla="--gtest_filter='*MlaDecodeSplits*:*ScheduleIsReused*:*TensorCoreRuns*:*MlaDecodeFitted*:*Wgmma*"
 repeat_mla+="-*WarpSpecialized*:*Seesaw*'"
 not_fitted="--gtest_filter='-*MlaDecodeFitted*:*MlaDecodeWgmma*:*WarpSpecialized*:*Seesaw*'"
-first_fa="--gtest_filter='-*_wg:*/wgmma:*_ws:*/wgmma_ws'" wgmma_fa="--gtest_filter='*_wg:*/wgmma'"
+first_fa="--gtest_filter='-*_wg:*/wgmma:*_ws:*/wgmma_ws:*_pipe:*/wgmma_pipelined:*_pingpong:*/wgmma_pingpong'"
+wgmma_fa="--gtest_filter='*_wg:*/wgmma'"
+stage_a_fa="--gtest_filter='-*_wg:*_ws:*/wgmma_ws:*_pipe:*/wgmma_pipelined:*_pingpong:*/wgmma_pingpong'"
 first_mla="--gtest_filter='-*Fitted*:*Wgmma*:*EveryKernel*:*WarpSpecialized*:*Seesaw*'"
 fitted_mla="--gtest_filter='*MlaDecodeFitted*:*FittedKernel*'"
 wgmma_mla="--gtest_filter='*MlaDecodeWgmma*:*FittedAndWgmma*:*EveryKernel*-*WarpSpecialized*:*Seesaw*'"
@@ -537,6 +554,10 @@ need_bins kernels-flash-ws tests/test_gpu_flash_prefill &&
   step kernels-flash-ws "$out/kernels.log" 10 60 1 "$tests/test_gpu_flash_prefill --gtest_brief=1 $ws_fa; r=\$?;
     $(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer) --error-exitcode 86 --tool memcheck \
     $tests/test_gpu_flash_prefill --gtest_brief=1 $memcheck_fa_ws && exit \$r"
+need_bins kernels-flash-pipe tests/test_gpu_flash_prefill &&
+  step kernels-flash-pipe "$out/kernels.log" 10 60 1 "$tests/test_gpu_flash_prefill --gtest_brief=1 $pipe_fa; r=\$?;
+    $(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer) --error-exitcode 86 --tool memcheck \
+    $tests/test_gpu_flash_prefill --gtest_brief=1 $memcheck_fa_pipe && exit \$r"
 need_bins kernels-repeat3 tests/test_gpu_flash_prefill tests/test_gpu_mla_decode &&
   step kernels-repeat3 "$out/kernels.log" 10 50 1 "$tests/test_gpu_mla_decode --gtest_brief=1 --gtest_repeat=3 \
     $repeat_mla;
@@ -553,7 +574,7 @@ fa=$tests/test_gpu_flash_prefill mla=$tests/test_gpu_mla_decode
 need_bins sanitizer tests/test_gpu_flash_prefill tests/test_gpu_mla_decode && {
   step memcheck-mla "$out/sanitizer.log" 20 75 1 "$san memcheck $mla --gtest_brief=1 $not_fitted"
   step memcheck-flash "$out/sanitizer.log" 20 75 1 \
-    "$san memcheck $fa --gtest_brief=1 --gtest_filter='-*_wg:*_ws:*/wgmma_ws'"
+    "$san memcheck $fa --gtest_brief=1 $stage_a_fa"
   step memcheck-flash-wgmma "$out/sanitizer.log" 10 45 1 "$san memcheck $fa --gtest_brief=1 $memcheck_fa_wg"
   step racecheck-mla "$out/sanitizer.log" 15 60 1 \
     "$san racecheck --racecheck-report all $mla --gtest_brief=1 $race_mla_small"
@@ -566,6 +587,9 @@ need_bins sanitizer tests/test_gpu_flash_prefill tests/test_gpu_mla_decode && {
   step race-sync-flash-ws "$out/sanitizer.log" 10 45 1 \
     "$san racecheck --racecheck-report all $fa --gtest_brief=1 $race_fa_ws; r=\$?;
     $san synccheck $fa --gtest_brief=1 $race_fa_ws && exit \$r"
+  step race-sync-flash-pipe "$out/sanitizer.log" 10 45 1 \
+    "$san racecheck --racecheck-report all $fa --gtest_brief=1 $race_fa_pipe; r=\$?;
+    $san synccheck $fa --gtest_brief=1 $race_fa_pipe && exit \$r"
   step race-sync-mla-seesaw "$out/sanitizer.log" 10 45 1 \
     "$san racecheck --racecheck-report all $mla --gtest_brief=1 $ss_mla_small; r=\$?;
     $san synccheck $mla --gtest_brief=1 $ss_mla_small && exit \$r"
@@ -621,7 +645,7 @@ mla_shapes+=",tp2_b128_s8192_h64_mma,tp2_b128_s8192_h64_fit,tp2_b128_s8192_h64_w
 { [ -s "$ta_flash" ] || [ $ta_dry = 1 ]; } && fa_opt=" --anchors \"$ta_flash\""
 { [ -s "$ta_mla" ] || [ $ta_dry = 1 ]; } && mla_opt=" --torch-anchors \"$ta_mla\""
 need_bins bench-flash kernels/bench_flash_prefill &&
-  step bench-flash "$out/kernels.log" 15 90 1 \
+  step bench-flash "$out/kernels.log" 15 150 1 \
     "$kb/bench_flash_prefill --quick --json \"$out/flash_prefill.json\"$fa_opt; r=\$?;
     python3 \"$notes\" flash-verdict \"$out/flash_prefill.json\"; exit \$r"
 need_bins bench-mla kernels/bench_mla_decode &&
@@ -647,6 +671,10 @@ if [ -n "$ncu" ] || [ $dry = 1 ]; then
   ncu_step ncu-mla-wgmma-seesaw bench_mla_decode 10 ws_attend_kernel b64_s4096_h128_wgss
   ncu_step ncu-flash bench_flash_prefill 2 flash_prefill_kernel "'b1 h128 s4096 d192/128'"
   ncu_step ncu-flash-wgmma-ws bench_flash_prefill 2 flash_prefill_wgmma_ws_kernel "'b1 h128 s4096 d192/128 causal ws'"
+  ncu_step ncu-flash-pipe bench_flash_prefill 2 flash_prefill_wgmma_pipelined_kernel \
+    "'b1 h128 s4096 d192/128 causal pipe'"
+  ncu_step ncu-flash-pipe-pp bench_flash_prefill 2 flash_prefill_wgmma_pipelined_kernel \
+    "'b1 h128 s4096 d192/128 causal pp'"
   ncu_step ncu-flash-wgmma bench_flash_prefill 2 flash_prefill_wgmma_kernel "'b1 h128 s4096 d192/128 causal wg'"
   # The fp8 cache's fitted kernel at the TP 8 shape (0.72x the bf16 tokens/s on an H200: why), and the 64k
   # prefill chunk's kernels.

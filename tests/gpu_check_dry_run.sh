@@ -17,15 +17,27 @@ OUT=$out/o MLARUN_BUILD_DIR=$out/build GPU_CHECK_PREBUILT=0 \
   bash launch/gpu_check.sh --dry-run --budget 120 --skip '^(configure|build)$' >"$out/stdout" 2>&1 ||
   { cat "$out/stdout"; fail "the dry run exited non-zero"; }
 s=$out/o/summary.txt
-for step in env kernels kernels-wgmma-ws kernels-wgmma-seesaw kernels-flash-ws kernels-repeat3 model-ops model-model \
-            tp-nccl memcheck-mla racecheck-mla race-sync-mla-ws race-sync-flash-ws race-sync-mla-seesaw initcheck-mla \
-            torch-anchors bench-flash bench-mla ncu-mla ncu-flash ncu-mla-fp8 ncu-mla-fp8-reg ncu-mla-wgmma-ws \
-            ncu-mla-wgmma-seesaw ncu-flash-wgmma-ws ncu-prefill-64k bench-decode bench-moe-layouts bench-decode-16b; do
+for step in env kernels kernels-wgmma-ws kernels-wgmma-seesaw kernels-flash-ws kernels-flash-pipe kernels-repeat3 \
+            model-ops model-model tp-nccl memcheck-mla racecheck-mla race-sync-mla-ws race-sync-flash-ws \
+            race-sync-flash-pipe race-sync-mla-seesaw initcheck-mla torch-anchors bench-flash bench-mla ncu-mla \
+            ncu-flash ncu-mla-fp8 ncu-mla-fp8-reg ncu-mla-wgmma-ws ncu-mla-wgmma-seesaw ncu-flash-wgmma-ws \
+            ncu-flash-pipe ncu-flash-pipe-pp ncu-prefill-64k bench-decode bench-moe-layouts bench-decode-16b; do
   grep -Eq "^$step +(ok|DRY) " "$s" || { cat "$s"; fail "step $step is not listed as ok or DRY"; }
 done
 grep -Eq "^total: [0-9]+ ok, 0 FAIL/TIMEOUT" "$s" || { cat "$s"; fail "the dry run recorded a failure"; }
 n=$(find "$out/o" -type f | wc -l)
 [ "$n" -le 8 ] || fail "$n files in OUT (at most 8)"
+# --only: the steps it names run (here: are listed DRY), every other one but the setup is SKIP, naming why.
+OUT=$out/o2 MLARUN_BUILD_DIR=$out/build GPU_CHECK_PREBUILT=0 bash launch/gpu_check.sh --dry-run --budget 120 \
+  --skip '^(configure|build)$' --only 'flash-pipe' >"$out/stdout" 2>&1 ||
+  { cat "$out/stdout"; fail "the --only dry run exited non-zero"; }
+s2=$out/o2/summary.txt
+for step in kernels-flash-pipe race-sync-flash-pipe ncu-flash-pipe ncu-flash-pipe-pp; do
+  grep -Eq "^$step +DRY " "$s2" || { cat "$s2"; fail "--only 'flash-pipe': step $step is not listed DRY"; }
+done
+grep -Eq "^env +ok " "$s2" || { cat "$s2"; fail "--only skipped the env step"; }
+grep -Eq "^kernels +SKIP .*--only 'flash-pipe'" "$s2" ||
+  { cat "$s2"; fail "--only ran a step it leaves out, or did not say why it skipped it"; }
 # A packed build of other sources is refused (it would test and time other code), naming the fix.
 mkdir -p "$out/carry" && echo "sources: 0000000000000000" >"$out/carry/STAMP"
 msg=$(cd "$root" && prebuilt_tar=$out/stale.tar.xz && tar -C "$out/carry" -cJf "$prebuilt_tar" ./STAMP &&

@@ -37,14 +37,19 @@ using cuda::flash::DeviceRun;
 
 namespace {
 
-// The kernels the workbench times: stage A's, the Hopper one, its warp-specialized variant (d_v up to 128).
+// The kernels the workbench times: stage A's, the Hopper one, its warp-specialized and pipelined variants (d_v up
+// to 128), the last also with its warpgroups taking turns.
 struct FlashKernel {
-  bool wgmma, warp_specialized;
+  bool wgmma, warp_specialized, pipelined, pingpong;
   const char* suffix;  // of the row names
   const char* json;    // "kernel" in the JSON
+  bool ring() const { return warp_specialized || pipelined; }  // (d_v up to 128: config.h WgmmaRingTile)
 };
-constexpr FlashKernel kFlashKernels[] = {{false, false, "", "mma"}, {true, false, " wg", "wgmma"},
-                                         {true, true, " ws", "wgmma_ws"}};
+constexpr FlashKernel kFlashKernels[] = {{false, false, false, false, "", "mma"},
+                                         {true, false, false, false, " wg", "wgmma"},
+                                         {true, true, false, false, " ws", "wgmma_ws"},
+                                         {true, false, true, false, " pipe", "wgmma_pipelined"},
+                                         {true, false, true, true, " pp", "wgmma_pingpong"}};
 
 // splitmix64 hash of (seed, index) -> two uniforms -> one normal sample (Box-Muller), rounded to the dtype.
 __global__ void fill_normal(uint16_t* dst, int64_t n, uint64_t seed, bool bf16) {
@@ -160,15 +165,22 @@ int main(int argc, char** argv) {
     checks.push_back({"128/128 gqa 4:2 window 256", 128, 128, 4, 2, DType::BF16, true, 256, mixed, mixed});
     uint64_t salt = 0;
     if (!only.empty()) checks.clear();
-    for (size_t i = 0, n = checks.size(); i < n; ++i) {  // each again on the Hopper kernels (wgmma, and ws to d_v 128)
+    for (size_t i = 0, n = checks.size(); i < n; ++i) {  // each again on the Hopper kernels (ws, pipe: d_v <= 128)
       Case wg = checks[i];
       wg.name += " [wgmma]";
       wg.wgmma = true;
       checks.push_back(wg);
       if (wg.dv > 128) continue;
-      wg.name += " [ws]";
-      wg.warp_specialized = true;
-      checks.push_back(wg);
+      Case ws = wg, pipe = wg;
+      ws.name += " [ws]";
+      ws.warp_specialized = true;
+      checks.push_back(ws);
+      pipe.name += " [pipe]";
+      pipe.pipelined = true;
+      checks.push_back(pipe);
+      pipe.name += " [pp]";
+      pipe.pingpong = true;
+      checks.push_back(pipe);
     }
     for (const Case& pb : checks) {
       DeviceRun run = make_run(pb, seed + 16 * salt++);
@@ -184,11 +196,12 @@ int main(int argc, char** argv) {
     json::Value results = json::Value::array();
     std::printf("\n%-34s %9s %9s %11s %11s %8s\n", "shape (bf16, MHA)", "ms", "TFLOP/s", "torch FA2", "cuDNN",
                 "x cuDNN");
-    // Stage A's kernel, the Hopper one (rows ending in "wg") and its warp-specialized variant ("ws", d_v up to 128).
+    // Stage A's kernel, the Hopper one (rows ending in "wg") and its warp-specialized and pipelined variants ("ws",
+    // "pipe", "pp" with turns; d_v up to 128).
     for (const Timed& t : shapes)
     for (const FlashKernel kernel : kFlashKernels) {
       if (quick && t.s > 8192) continue;
-      if (kernel.warp_specialized && t.dv > 128) continue;
+      if (kernel.ring() && t.dv > 128) continue;
       const bool wgmma = kernel.wgmma;
       char name[96];
       std::snprintf(name, sizeof name, "b%d h%d s%d d%d/%d %s%s", t.b, t.h, t.s, t.d, t.dv,
@@ -198,6 +211,8 @@ int main(int argc, char** argv) {
               std::vector<int>(size_t(t.b), t.s)};
       pb.wgmma = wgmma;
       pb.warp_specialized = kernel.warp_specialized;
+      pb.pipelined = kernel.pipelined;
+      pb.pingpong = kernel.pingpong;
       DeviceRun run = make_run(pb, seed + 16 * salt++);
       const cuda::flash::Errors c = cuda::flash::validate(run, rows_to_check(pb, quick ? 4 : 12, rng));
       all_ok &= report("sample", pb, c);
@@ -239,6 +254,8 @@ int main(int argc, char** argv) {
       pb.longest_first = bt.lpt;
       pb.wgmma = kernel.wgmma;
       pb.warp_specialized = kernel.warp_specialized;
+      pb.pipelined = kernel.pipelined;
+      pb.pingpong = kernel.pingpong;
       if (&bt == &batches[0]) uniform_tflops = 0;
       DeviceRun run = make_run(pb, seed + 16 * salt++);
       const cuda::flash::Errors c = cuda::flash::validate(run, rows_to_check(pb, quick ? 4 : 12, rng));

@@ -132,6 +132,19 @@ std::vector<Case> cases() {
     c.warp_specialized = true;
     v.push_back(c);
   }
+  // And on the pipelined one (kernel_wgmma_pipelined.cuh), names ending in "_pipe", where d_v is up to 128; and
+  // again with its warpgroups taking turns ("_pingpong").
+  for (size_t i = all; i < with_wg; ++i) {
+    Case c = v[i];
+    if (c.dv > 128) continue;
+    const std::string base = c.name.substr(0, c.name.size() - 3);
+    c.name = base + "_pipe";
+    c.pipelined = true;
+    v.push_back(c);
+    c.name = base + "_pingpong";
+    c.pingpong = true;
+    v.push_back(c);
+  }
   return v;
 }
 
@@ -205,13 +218,15 @@ TEST(FlashPrefillTileOrder, ListsEveryTileOnceLongestFirstOrInThePlainOrder) {
 // 4 q heads over 2 kv heads (q heads 0, 1 read kv head 0). seq 0: q NaN (row 5, head 1); seq 1: k NaN (key 10,
 // kv head 0); seq 2: v NaN (key 0, kv head 1, column 7); seq 3: 20 queries over 5 keys (rows 0..14 see nothing)
 // with v NaN (key 0, kv head 0, column 2) in the one key tile that rows 15..19 share with them.
-// Stage A's kernel (0), the Hopper one (1), its warp-specialized variant (2).
+// Stage A's kernel (0), the Hopper one (1), its warp-specialized (2) and pipelined (3; 4 with turns) variants.
 class FlashPrefillNan : public ::testing::TestWithParam<int> {};
 TEST_P(FlashPrefillNan, ReachesTheRowsThatSeeItAndNoOthers) {
   if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
   Case c{"nan_propagation", 128, 128, 4, 2, DType::BF16, true, -1, {40, 70, 33, 20}, {40, 70, 33, 5}};
   c.wgmma = GetParam() >= 1;
   c.warp_specialized = GetParam() == 2;
+  c.pipelined = GetParam() >= 3;
+  c.pingpong = GetParam() == 4;
   const std::vector<int> cq = {0, 40, 110, 143, 163}, ck = {0, 40, 110, 143, 148};
   const int dv = c.dv, hq = c.hq;
   std::mt19937 rng(7);
@@ -272,9 +287,13 @@ TEST_P(FlashPrefillNan, ReachesTheRowsThatSeeItAndNoOthers) {
   EXPECT_EQ(wrong, 0) << "elements with NaN where none belongs, or none where one does";
   EXPECT_EQ(nan_out, int64_t(dv) + 60 * 2 * dv + 33 * 2 + 5 * 2);
 }
-INSTANTIATE_TEST_SUITE_P(Kernels, FlashPrefillNan, ::testing::Values(0, 1, 2),
+INSTANTIATE_TEST_SUITE_P(Kernels, FlashPrefillNan, ::testing::Values(0, 1, 2, 3, 4),
                          [](const ::testing::TestParamInfo<int>& info) {
-                           return std::string(info.param == 0 ? "mma" : info.param == 1 ? "wgmma" : "wgmma_ws");
+                           return std::string(info.param == 0   ? "mma"
+                                              : info.param == 1 ? "wgmma"
+                                              : info.param == 2 ? "wgmma_ws"
+                                              : info.param == 3 ? "wgmma_pipelined"
+                                                                : "wgmma_pingpong");
                          });
 
 // ---- API boundary: no GPU needed ----------------------------------------------------------------------------
@@ -360,6 +379,19 @@ TEST_F(FlashPrefillBoundary, RejectsScalarsOutOfRange) {
   expect_error("longest_first = 5 must be -1 (the kernel's default), 0, 1, 2, 3 or 4");
   p.longest_first = -1, p.batch = 0;
   expect_error("batch = 0 must be in [1, 65535]");
+}
+
+TEST_F(FlashPrefillBoundary, TakesOneHopperVariantAtATime) {
+  p.warp_specialized = true;
+  EXPECT_NO_THROW(cuda::check_flash_prefill(p));
+  p.pipelined = true;
+  expect_error("warp_specialized and pipelined are both set");
+  p.warp_specialized = false;
+  EXPECT_NO_THROW(cuda::check_flash_prefill(p));
+  p.pingpong = true;
+  EXPECT_NO_THROW(cuda::check_flash_prefill(p));
+  p.pipelined = false;
+  expect_error("pingpong is set without pipelined");
 }
 
 TEST_F(FlashPrefillBoundary, RejectsMisalignedBuffers) {

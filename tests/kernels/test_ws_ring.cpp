@@ -47,6 +47,10 @@ struct Protocol {
   bool a_releases_lo_before_its_product = false;  // A releases a lo half after its product from it
   bool b_releases_hi_before_its_product = false;  // B releases step n + 1's hi half after its P_n+1 V_n+1
   bool flash_releases_k_before_its_scores = false;  // flash_prefill releases a stage's K after its scores
+  bool pipelined_releases_v_before_its_product = false;  // ... the pipelined kernel a stage's V after its P V
+  bool pipelined_loads_v_a_turn_early = false;            // it loads V(i + 1) in turn i, not V(i + 2)
+  bool (*opens_first_turn)(int) = ws::opens_first_turn;   // ... and, with turns, these rules
+  bool (*hands_turn_over)(int, int, int) = ws::hands_turn_over;
 };
 
 struct Piece {
@@ -65,6 +69,11 @@ constexpr int res_hi(int s) { return kStages + s; }
 constexpr int res_slab8(int s) { return 2 * kStages + s; }
 constexpr int kResQ = 3 * kStages, kResPB = kResQ + 1, kResXA = kResQ + 2, kResXB = kResQ + 3;
 constexpr int kResLA = kResQ + 4, kResLB = kResQ + 5, kResources = kResQ + 6;
+// flash_prefill's pipelined kernel, where every computing thread copies its share of each tile: warpgroup g's share
+// of a stage's K (part kLo) or V (kHi), and of Q.
+constexpr int res_share(int s, int part, int g) { return kResources + 4 * s + 2 * part + (g - 1); }
+constexpr int res_q_share(int g) { return kResources + 4 * kStages + (g - 1); }
+constexpr int kAllResources = kResources + 4 * kStages + 2;
 // Barriers: full[s][half], empty[s][half], q_full, q_empty, then the seesaw's signals.
 constexpr int full_bar(int s, int h) { return 2 * s + h; }
 constexpr int empty_bar(int s, int h) { return 2 * kStages + 2 * s + h; }
@@ -73,7 +82,10 @@ constexpr int kPAReady = kQFull + 4, kLAReady = kQFull + 5, kLBReady = kQFull + 
 // And one per group for its collective operations: a warpgroup's wgmma completes for all of its threads, so none
 // passes the wait for it before every thread of the group has issued it (where the reads it models happen).
 constexpr int group_bar(int g) { return kQFull + 7 + g; }
-constexpr int kBarriers = kQFull + 7 + kGroups;
+// The pipelined flash kernel's turn barriers (named barriers, one per computing warpgroup: its own threads sync on it,
+// the other's arrive).
+constexpr int turn_bar(int g) { return kQFull + 7 + kGroups + (g - 1); }
+constexpr int kBarriers = kQFull + 7 + kGroups + 2;
 
 // wgmma.wait_group: every thread of group g has issued what it waits for.
 void collective(Program& p, int g) { mbarrier_model::collective_on(p, group_bar(g)); }
@@ -83,7 +95,7 @@ void collective(Program& p, int g) { mbarrier_model::collective_on(p, group_bar(
 constexpr int p_of_a(int use) { return 1000000 + use; }
 constexpr int p_of_b(int use) { return 2000000 + use; }
 
-enum class Kernel { OwnSteps, Seesaw, Flash };
+enum class Kernel { OwnSteps, Seesaw, Flash, FlashPipelined, FlashPingPong };
 
 // A loading thread of attend_wgmma_ws.cuh (ws_load_pieces): half a stage at a time, each once its readers have
 // released it, in the seesaw's order for its pairs; q with a piece's first half once q is released.
@@ -167,6 +179,84 @@ Program flash_program(const std::vector<Piece>& pieces, const Protocol& p, int g
       arrive(out, empty_bar(s, kHi));
     }
   }
+  return out;
+}
+
+// flash_prefill's pipelined kernel (kernel_wgmma_pipelined.cuh), one piece of `tiles` key tiles: a thread of
+// warpgroup g copies its share of Q and of each tile and reads both warpgroups' shares. Turn i reads K(i + 1) and
+// V(i), loads K(i + 2) into K(i)'s stage, releases K(i + 1) after the scores (wgmma.wait_group 1), loads V(i + 1)
+// into V(i - 1)'s stage and releases V(i) after the P V (wait_group 0). With `turns`, each issue of MMAs is a turn:
+// a sync on the warpgroup's own turn barrier before it, an arrival on the other's after it (ws_ring.h's rules).
+Program flash_pipelined_program(int tiles, const Protocol& p, int g, bool turns) {
+  Program out;
+  if (tiles == 0) return out;
+  const int other = g == kA ? kB : kA;
+  int syncs = 0;
+  const auto begin_turn = [&] {
+    if (!turns) return;
+    arrive(out, turn_bar(g));
+    wait(out, turn_bar(g), uint32_t(syncs++) & 1u);
+  };
+  const auto end_turn = [&](int turn) {
+    if (turns && p.hands_turn_over(g - 1, turn, tiles + 1)) arrive(out, turn_bar(other));
+  };
+  const auto load = [&](int n, int part) {
+    const int s = ws::stage_of(n, kStages);
+    wait(out, empty_bar(s, part), p.empty_parity(n, kStages));
+    store(out, res_share(s, part, g), n);
+    arrive(out, full_bar(s, part));
+  };
+  const auto begin_both = [&](int s, int part, int n) {
+    for (int w : {kA, kB}) read_begin(out, res_share(s, part, w), w, n);
+  };
+  const auto end_both = [&](int s, int part) {
+    for (int w : {kA, kB}) read_end(out, res_share(s, part, w));
+  };
+  const auto read_q = [&] {
+    for (int w : {kA, kB}) read(out, res_q_share(w), w, 0);
+  };
+  store(out, res_q_share(g), 0);
+  arrive(out, kQFull);
+  load(0, kLo);
+  if (tiles > 1) load(1, kLo);
+  load(0, kHi);
+  wait(out, kQFull, p.q_full_parity(0));
+  wait(out, full_bar(0, kLo), p.full_parity(0, kStages));
+  if (turns && p.opens_first_turn(g - 1)) arrive(out, turn_bar(other));
+  begin_turn();
+  begin_both(0, kLo, 0);
+  read_q();
+  end_turn(0);
+  collective(out, g);  // S(0)
+  end_both(0, kLo);
+  arrive(out, empty_bar(0, kLo));
+  for (int i = 0; i + 1 < tiles; ++i) {
+    const int next = ws::stage_of(i + 1, kStages), s = ws::stage_of(i, kStages);
+    wait(out, full_bar(next, kLo), p.full_parity(i + 1, kStages));
+    wait(out, full_bar(s, kHi), p.full_parity(i, kStages));
+    begin_turn();
+    begin_both(next, kLo, i + 1);
+    read_q();
+    begin_both(s, kHi, i);
+    end_turn(i + 1);
+    if (i + 2 < tiles) load(i + 2, kLo);
+    collective(out, g);  // wait_group 1: S(i + 1)
+    end_both(next, kLo);
+    arrive(out, empty_bar(next, kLo));
+    if (p.pipelined_releases_v_before_its_product) arrive(out, empty_bar(s, kHi));
+    if (!p.pipelined_loads_v_a_turn_early) load(i + 1, kHi);
+    else if (i + 2 < tiles) load(i + 2, kHi);
+    collective(out, g);  // wait_group 0: P(i) V(i)
+    end_both(s, kHi);
+    if (!p.pipelined_releases_v_before_its_product) arrive(out, empty_bar(s, kHi));
+  }
+  const int last = ws::stage_of(tiles - 1, kStages);
+  wait(out, full_bar(last, kHi), p.full_parity(tiles - 1, kStages));
+  begin_turn();
+  begin_both(last, kHi, tiles - 1);
+  end_turn(tiles);
+  collective(out, g);  // the last P V
+  end_both(last, kHi);
   return out;
 }
 
@@ -311,15 +401,19 @@ Outcome play(Kernel kernel, const std::vector<Piece>& pieces, const Protocol& p,
   std::vector<Program> programs;
   std::vector<int> groups;
   const bool flash = kernel == Kernel::Flash, seesaw = kernel == Kernel::Seesaw;
+  const bool turns = kernel == Kernel::FlashPingPong;
+  const bool pipelined = kernel == Kernel::FlashPipelined || turns;  // (no loading threads: `loaders` is ignored)
+  if (pipelined) loaders = 0;
   for (int i = 0; i < loaders; ++i) {
     programs.push_back(flash ? flash_loader_program(pieces, p) : loader_program(pieces, p, seesaw));
     groups.push_back(kLoader);
   }
   for (int g : {kA, kB})
     for (int i = 0; i < per_group; ++i) {
-      programs.push_back(seesaw  ? seesaw_program(pieces, p, g == kA)
-                         : flash ? flash_program(pieces, p, g)
-                                 : own_steps_program(pieces, p, g));
+      programs.push_back(seesaw      ? seesaw_program(pieces, p, g == kA)
+                         : flash     ? flash_program(pieces, p, g)
+                         : pipelined ? flash_pipelined_program(pieces.empty() ? 0 : pieces[0].steps, p, g, turns)
+                                     : own_steps_program(pieces, p, g));
       groups.push_back(g);
     }
   std::vector<MBarrier> bars;
@@ -327,9 +421,11 @@ Outcome play(Kernel kernel, const std::vector<Piece>& pieces, const Protocol& p,
     int count = per_group;  // the seesaw's signals and the computing groups' own: one warpgroup's threads
     if (b < 2 * kStages || b == kQFull || b == group_bar(kLoader)) count = loaders;  // full halves
     else if ((b < 4 * kStages && !seesaw) || b == kQEmpty) count = 2 * per_group;  // (the seesaw: one releaser)
+    if (pipelined && (b < 2 * kStages || b == kQFull)) count = 2 * per_group;  // every computing thread fills
+    if (b == turn_bar(kA) || b == turn_bar(kB)) count = 2 * per_group;  // one warpgroup syncs, the other arrives
     bars.push_back(mbarrier_model::barrier_of(count));
   }
-  return mbarrier_model::interleave(programs, groups, {"loader", "A", "B"}, bars, kResources, rng);
+  return mbarrier_model::interleave(programs, groups, {"loader", "A", "B"}, bars, kAllResources, rng);
 }
 
 std::vector<Piece> random_pieces(std::mt19937& rng, bool with_empty) {
@@ -364,7 +460,8 @@ void expect_caught(Kernel kernel, const char* name, const Protocol& p) {
     std::vector<Piece> pieces = random_pieces(rng, trial % 2 == 1);
     pieces.push_back({false, 3});
     pieces.push_back({false, 2});
-    if (kernel == Kernel::Flash) pieces = {{false, 1 + trial % 6}};  // one piece per CTA
+    if (kernel == Kernel::Flash || kernel == Kernel::FlashPipelined || kernel == Kernel::FlashPingPong)
+      pieces = {{false, 1 + trial % 6}};  // one piece per CTA
     const Outcome o = play(kernel, pieces, p, 2, 2, rng);
     caught = !o.finished || !o.hazard.empty();
   }
@@ -400,6 +497,23 @@ TEST(WsRing, OnePieceAsTheFlashKernelRunsIt) {
     }
 }
 
+// flash_prefill's pipelined kernel (kernel_wgmma_pipelined.cuh): no loading warpgroup; both computing warpgroups
+// copy their shares of every tile into the ring and read each other's, 0 to 9 key tiles; without and with turns
+// at issuing (FlashPrefillParams::pingpong).
+TEST(WsRing, PipelinedTurnsAsTheFlashKernelRunsThem) {
+  std::mt19937 rng(2029);
+  for (const Kernel kernel : {Kernel::FlashPipelined, Kernel::FlashPingPong}) {
+    for (int steps = 0; steps <= 9; ++steps)
+      for (int trial = 0; trial < 50; ++trial) {
+        const Outcome o = play(kernel, {{false, steps}}, Protocol{}, 0, 1 + trial % 3, rng);
+        ASSERT_TRUE(o.finished && o.hazard.empty()) << steps << " tiles, trial " << trial << ": " << o.hazard;
+      }
+    // The kernel's thread counts (128 in each warpgroup).
+    const Outcome o = play(kernel, {{false, 7}}, Protocol{}, 0, 128, rng);
+    EXPECT_TRUE(o.finished && o.hazard.empty()) << o.hazard;
+  }
+}
+
 TEST(WsRing, SeesawFinishesWithoutHazardsInRandomInterleavings) {
   expect_protocol_holds(Kernel::Seesaw, 2027);
 }
@@ -415,6 +529,19 @@ TEST(WsRing, BrokenProtocolsAreCaught) {
   Protocol flash_releases_k_early;
   flash_releases_k_early.flash_releases_k_before_its_scores = true;
   expect_caught(Kernel::Flash, "flash_prefill releases K before its scores", flash_releases_k_early);
+  for (const auto& [name, p] : broken_ring_protocols())
+    if (p.empty_parity != ws::empty_parity || p.full_parity != ws::full_parity)
+      expect_caught(Kernel::FlashPipelined, name, p);
+  Protocol releases_v_early, loads_v_early;
+  releases_v_early.pipelined_releases_v_before_its_product = true;
+  loads_v_early.pipelined_loads_v_a_turn_early = true;
+  expect_caught(Kernel::FlashPipelined, "the pipelined kernel releases V before its P V", releases_v_early);
+  expect_caught(Kernel::FlashPipelined, "the pipelined kernel loads V a turn early", loads_v_early);
+  Protocol wrong_opener, never_hands_over;
+  wrong_opener.opens_first_turn = [](int group) { return group == 0; };
+  never_hands_over.hands_turn_over = [](int, int, int) { return false; };
+  expect_caught(Kernel::FlashPingPong, "warpgroup 0 opens the first turn", wrong_opener);
+  expect_caught(Kernel::FlashPingPong, "no turn is handed over", never_hands_over);
   Protocol b_writes_l_first, a_skips_b_ready, a_writes_p_during_scores, a_releases_lo_early, b_releases_hi_early;
   b_writes_l_first.b_writes_l_first = true;
   a_skips_b_ready.a_skips_b_ready = true;

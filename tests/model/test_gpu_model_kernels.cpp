@@ -124,6 +124,7 @@ TEST(GpuModelKernels, EveryAttentionKernelIsWithinTwiceTheDefaultKernelsErrorAga
   for (const Choice& k : {Choice{"decode simt", 0, -1}, Choice{"decode mma", 1, -1}, Choice{"decode fitted", 2, -1},
                           Choice{"decode wgmma", 3, -1}, Choice{"decode wgmma-split", 4, -1},
                           Choice{"flash mma", -1, 0}, Choice{"flash wgmma", -1, 1}, Choice{"flash wgmma-ws", -1, 2},
+                          Choice{"flash wgmma-pipelined", -1, 3}, Choice{"flash wgmma-pingpong", -1, 4},
                           Choice{"decode wgmma-ws", 6, -1}, Choice{"decode wgmma-seesaw", 7, -1}}) {
     SCOPED_TRACE(k.name);
     const std::vector<Tensor> got = run_steps(model, Device::CUDA, k.decode_kernel, k.flash_kernel, kSteps, tokens);

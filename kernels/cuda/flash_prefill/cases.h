@@ -34,6 +34,8 @@ struct Case {
   int longest_first = 0;           // FlashPrefillParams::longest_first (0, or a tile order of tile_order.cuh)
   bool wgmma = false;              // FlashPrefillParams::wgmma (the Hopper kernel, kernel_wgmma.cuh)
   bool warp_specialized = false;   // FlashPrefillParams::warp_specialized (with wgmma: kernel_wgmma_ws.cuh)
+  bool pipelined = false;          // FlashPrefillParams::pipelined (with wgmma: kernel_wgmma_pipelined.cuh)
+  bool pingpong = false;           // FlashPrefillParams::pingpong (with pipelined: turns at the tensor cores)
 };
 
 // A validation passes when nothing is left unwritten, the output error is within twice the plain
@@ -86,6 +88,8 @@ struct DeviceRun {
     p.longest_first = c.longest_first;
     p.wgmma = c.wgmma;
     p.warp_specialized = c.warp_specialized;
+    p.pipelined = c.pipelined;
+    p.pingpong = c.pingpong;
     if (!c.offset.empty()) {
       doffset = int_tensor(std::vector<int32_t>(c.offset.begin(), c.offset.end()));
       p.causal_offset = doffset.data<int32_t>();

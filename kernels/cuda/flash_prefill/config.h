@@ -68,28 +68,45 @@ struct WgmmaTile {
   static_assert(kSmemBytes <= 227 * 1024, "227 KB of shared memory per CTA");
 };
 
-// The warp-specialized variant (FlashPrefillParams::warp_specialized, kernel_wgmma_ws.cuh): the same tiles and
-// computing warpgroups, with a third warpgroup that loads Q once and K and V into a two-stage ring handed over on
-// mbarriers. Off by default: on an H200 it passed its tests and sanitizers but ran 0.86-0.91x the kernel above at
-// d_v 128 (1.09x at 64/64; NOTES.md). Head dims up to 128 for V (192/128, 128/128, 64/64); 256/256 runs the kernel
-// above.
-constexpr bool kWarpSpecializedPrefill = false;
+// Q and a two-stage ring of K and V tiles in shared memory, K and V of a stage each with a `full` and an `empty`
+// mbarrier (kv_ring.cuh): what the two ring kernels below share. Head dims up to 128 for V (192/128, 128/128,
+// 64/64): at d_v 256 a computing thread holds 128 output accumulators, and ptxas serialized the ring kernels' wgmma
+// and spilled about 1 KB (the wgmma kernel above takes 254 registers there), so that pair keeps the kernel above.
 template <int kHeadDimQK, int kHeadDimV>
-struct WgmmaWsTile : WgmmaTile<kHeadDimQK, kHeadDimV> {
+struct WgmmaRingTile : WgmmaTile<kHeadDimQK, kHeadDimV> {
   using Base = WgmmaTile<kHeadDimQK, kHeadDimV>;
-  static constexpr int kThreads = 384, kStages = 2;
-  // Registers per thread after setmaxnreg, and the loader's load passes unrolled (all of them spilled at 56).
-  static constexpr int kLoaderRegs = 56, kMathRegs = 224, kLoaderUnroll = 4;
-  // d_v 256 holds 128 output accumulators a thread: at 240 registers ptxas serialized its wgmma and spilled ~1 KB
-  // (the unspecialized kernel takes 254), so that pair keeps the kernel above.
+  static constexpr int kStages = 2;
   static_assert(kHeadDimV <= 128, "d_v up to 128");
   static constexpr int kQBytes = Base::kBlockM * kHeadDimQK * 2;
   static constexpr int kKBytes = Base::kBlockN * kHeadDimQK * 2, kVBytes = Base::kBlockN * kHeadDimV * 2;
   static constexpr int kBarriers = 4 * kStages + 1;  // full[stage][K, V], empty[stage][K, V], q_full
   static constexpr int kSmemBytes = kQBytes + kStages * (kKBytes + kVBytes) + 1024 + 8 * kBarriers;
   static_assert(kSmemBytes <= 227 * 1024, "227 KB of shared memory per CTA");
+};
+
+// The warp-specialized variant (FlashPrefillParams::warp_specialized, kernel_wgmma_ws.cuh): the same tiles and
+// computing warpgroups, with a third warpgroup that loads Q once and K and V into the ring. Off by default: on an
+// H200 it passed its tests and sanitizers but ran 0.90-0.97x the kernel above at d_v 128 (1.04-1.07x at 64/64;
+// NOTES.md).
+constexpr bool kWarpSpecializedPrefill = false;
+template <int kHeadDimQK, int kHeadDimV>
+struct WgmmaWsTile : WgmmaRingTile<kHeadDimQK, kHeadDimV> {
+  static constexpr int kThreads = 384;
+  // Registers per thread after setmaxnreg, and the loader's load passes unrolled (all of them spilled at 56).
+  static constexpr int kLoaderRegs = 56, kMathRegs = 224, kLoaderUnroll = 4;
   static_assert(128 * kLoaderRegs + 256 * kMathRegs <= 65536 / kThreads / 8 * 8 * kThreads,
                 "setmaxnreg only moves the registers the CTA was launched with (65536 / 384, rounded down to 8)");
+};
+
+// The pipelined variant (FlashPrefillParams::pipelined, kernel_wgmma_pipelined.cuh): the same ring, no loading
+// warps (two warpgroups, so 255 registers a thread at launch), each warpgroup's scores of the next key tile and
+// P V of this one in flight together. Off by default until a GPU has run its tests and timed it.
+constexpr bool kPipelinedPrefill = false;
+// ... and its warpgroups' turns at the tensor cores (FlashPrefillParams::pingpong): off until measured.
+constexpr bool kPingPongPrefill = false;
+template <int kHeadDimQK, int kHeadDimV>
+struct WgmmaPipelinedTile : WgmmaRingTile<kHeadDimQK, kHeadDimV> {
+  static constexpr int kThreads = 256;
 };
 
 // The (d_qk, d_v) pairs that have an instantiation (one .cu each per dtype).

@@ -46,11 +46,15 @@ void check_cu_seqlens(const int32_t* cu, int batch, int64_t total, const char* n
 using LaunchFn = void (*)(const FlashPrefillParams&, int, cudaStream_t);
 
 template <int kQK, int kV>
-LaunchFn pick(bool bf16, bool wgmma, bool warp_specialized) {
-  if constexpr (kV <= 128)  // (config.h WgmmaWsTile: d_v 256 keeps the unspecialized kernel)
+LaunchFn pick(bool bf16, bool wgmma, bool warp_specialized, bool pipelined) {
+  if constexpr (kV <= 128) {  // (config.h WgmmaRingTile: d_v 256 keeps the wgmma kernel)
     if (wgmma && warp_specialized)
       return bf16 ? flash::launch_flash_prefill_wgmma_ws<kQK, kV, DType::BF16>
                   : flash::launch_flash_prefill_wgmma_ws<kQK, kV, DType::F16>;
+    if (wgmma && pipelined)
+      return bf16 ? flash::launch_flash_prefill_wgmma_pipelined<kQK, kV, DType::BF16>
+                  : flash::launch_flash_prefill_wgmma_pipelined<kQK, kV, DType::F16>;
+  }
   if (wgmma)
     return bf16 ? flash::launch_flash_prefill_wgmma<kQK, kV, DType::BF16>
                 : flash::launch_flash_prefill_wgmma<kQK, kV, DType::F16>;
@@ -85,6 +89,9 @@ void check_flash_prefill(const FlashPrefillParams& p) {
                " must be -1 (no window) or >= 0");
   MLARUN_CHECK(p.longest_first >= -1 && p.longest_first <= 4, "flash_prefill: longest_first = ", p.longest_first,
                " must be -1 (the kernel's default), 0, 1, 2, 3 or 4");
+  MLARUN_CHECK(!(p.warp_specialized && p.pipelined),
+               "flash_prefill: warp_specialized and pipelined are both set; they name two different kernels");
+  MLARUN_CHECK(!p.pingpong || p.pipelined, "flash_prefill: pingpong is set without pipelined (it is that kernel's)");
   MLARUN_CHECK(p.total_q >= 0 && p.total_q <= std::numeric_limits<int32_t>::max() && p.total_k >= 0 &&
                    p.total_k <= std::numeric_limits<int32_t>::max(),
                "flash_prefill: total_q = ", p.total_q, " and total_k = ", p.total_k, " must be in [0, 2^31)");
@@ -124,11 +131,12 @@ void flash_prefill(const FlashPrefillParams& p, cudaStream_t stream) {
 
   const bool bf16 = p.dtype == DType::BF16;
   const bool wgmma = p.wgmma && device_runs_wgmma();  // elsewhere the Hopper kernel would trap: stage A's
+  const bool ws = p.warp_specialized, pipe = p.pipelined;
   LaunchFn launch = nullptr;
-  if (p.head_dim_qk == 192 && p.head_dim_v == 128) launch = pick<192, 128>(bf16, wgmma, p.warp_specialized);
-  if (p.head_dim_qk == 128 && p.head_dim_v == 128) launch = pick<128, 128>(bf16, wgmma, p.warp_specialized);
-  if (p.head_dim_qk == 64 && p.head_dim_v == 64) launch = pick<64, 64>(bf16, wgmma, p.warp_specialized);
-  if (p.head_dim_qk == 256 && p.head_dim_v == 256) launch = pick<256, 256>(bf16, wgmma, p.warp_specialized);
+  if (p.head_dim_qk == 192 && p.head_dim_v == 128) launch = pick<192, 128>(bf16, wgmma, ws, pipe);
+  if (p.head_dim_qk == 128 && p.head_dim_v == 128) launch = pick<128, 128>(bf16, wgmma, ws, pipe);
+  if (p.head_dim_qk == 64 && p.head_dim_v == 64) launch = pick<64, 64>(bf16, wgmma, ws, pipe);
+  if (p.head_dim_qk == 256 && p.head_dim_v == 256) launch = pick<256, 256>(bf16, wgmma, ws, pipe);
   MLARUN_CHECK(launch != nullptr, "flash_prefill: no kernel for head dims (qk ", p.head_dim_qk, ", v ",
                p.head_dim_v, ") although they passed the check");
   launch(p, max_q, stream);

@@ -67,8 +67,16 @@ struct FlashPrefillParams {
   bool wgmma = flash::kWgmmaPrefill;
   // With `wgmma`: its warp-specialized variant (kernel_wgmma_ws.cuh: a loading warpgroup and a two-stage K/V ring on
   // mbarriers), for d_v up to 128 (256/256 keeps the wgmma kernel). Off by default (config.h
-  // kWarpSpecializedPrefill) until a GPU has run its tests and timed it.
+  // kWarpSpecializedPrefill): on an H200 it ran 0.90-0.97x the wgmma kernel.
   bool warp_specialized = flash::kWarpSpecializedPrefill;
+  // With `wgmma`: its pipelined variant (kernel_wgmma_pipelined.cuh: two warpgroups that load their own ring of K/V
+  // tiles and keep the next tile's scores and this one's P V in flight together), for d_v up to 128 (256/256 keeps
+  // the wgmma kernel). Off by default (config.h kPipelinedPrefill) until a GPU has run its tests and timed it. Not
+  // together with warp_specialized.
+  bool pipelined = flash::kPipelinedPrefill;
+  // With `pipelined`: its two warpgroups take turns at issuing their MMAs (FlashAttention-3's ping-pong: one's
+  // softmax under the other's MMAs). Off by default (config.h kPingPongPrefill).
+  bool pingpong = flash::kPingPongPrefill;
 };
 
 // Checks every field (throws mlarun::Error naming the value) without touching CUDA.
@@ -82,12 +90,14 @@ namespace flash {
 // One instantiation per (d_qk, d_v, dtype) in instantiations/flash_prefill_<qk>_<v>_<dtype>.cu; `p` is already checked.
 template <int kHeadDimQK, int kHeadDimV, DType kDType>
 void launch_flash_prefill(const FlashPrefillParams& p, int max_seqlen_q, cudaStream_t stream);
-// The same for the Hopper kernel and its warp-specialized variant, in instantiations/flash_prefill_wgmma_<qk>_<v>_
-// <dtype>.cu.
+// The same for the Hopper kernel and its warp-specialized and pipelined variants, in
+// instantiations/flash_prefill_wgmma_<qk>_<v>_<dtype>.cu.
 template <int kHeadDimQK, int kHeadDimV, DType kDType>
 void launch_flash_prefill_wgmma(const FlashPrefillParams& p, int max_seqlen_q, cudaStream_t stream);
 template <int kHeadDimQK, int kHeadDimV, DType kDType>
 void launch_flash_prefill_wgmma_ws(const FlashPrefillParams& p, int max_seqlen_q, cudaStream_t stream);
+template <int kHeadDimQK, int kHeadDimV, DType kDType>
+void launch_flash_prefill_wgmma_pipelined(const FlashPrefillParams& p, int max_seqlen_q, cudaStream_t stream);
 }  // namespace flash
 
 }  // namespace mlarun::ops::cuda

@@ -52,6 +52,7 @@ struct KernelArgs {
   const int2* tiles;     // nullptr: grid (m-blocks, heads, sequences); else grid (heads, tiles), tile blockIdx.y
                          // = {sequence, m-block} of the longest-first order (tile_order.cuh)
   int heads_outer;       // with tiles: grid (tiles, heads) instead, tile blockIdx.x (one head's tiles together)
+  int pingpong;          // the pipelined kernel's warpgroups take turns at issuing (FlashPrefillParams::pingpong)
 };
 
 // Element offset of 16-byte chunk `chunk` of row `row` in a tile with `kStride` elements per row. The chunk
@@ -350,6 +351,7 @@ inline KernelArgs kernel_args(const FlashPrefillParams& p) {
   args.window_left = p.window_left;
   args.tiles = nullptr;
   args.heads_outer = 0;
+  args.pingpong = p.pingpong ? 1 : 0;
   return args;
 }
 

@@ -40,10 +40,33 @@ __device__ __forceinline__ void load_slabs(uint32_t slabs, const uint16_t* g, in
   }
 }
 
-// S = Q K^T for one key tile: warpgroup `group`'s 64 rows of Q (at q_u32) against the kBlockN keys at k_u32, both
-// K-major in slabs of 64 columns; waited for.
+// load_slabs with stage A's thread mapping (kernel.cuh load_tile): 8 threads share a row, one 16-byte chunk of each
+// of its slabs apiece, and a pass moves kThreads / 8 rows on, so a thread's (row & 7) and chunk never change and
+// every copy is one source and one destination base plus a pass's offset. For a kernel that loads inside its MMA
+// loop, where load_slabs' per-copy addresses, hoisted out of the loop by the compiler, cost registers.
+template <int kRows, int kD, int kThreads>
+__device__ __forceinline__ void load_slabs_by_rows(uint32_t slabs, const uint16_t* g, int64_t stride,
+                                                   int valid_rows, int tid) {
+  constexpr int kRowsPerPass = kThreads / 8;
+  static_assert(kRowsPerPass % 8 == 0 && kRows % kRowsPerPass == 0, "passes must keep (row & 7) fixed");
+  const int row0 = tid / 8, lo = tid % 8;
+  const uint32_t dst0 = slabs + wg::chunk_offset(kRows, row0, lo);
+  const uint16_t* src0 = g + row0 * stride + lo * 8;
+#pragma unroll
+  for (int pass = 0; pass < kRows / kRowsPerPass; ++pass) {
+    const bool valid = row0 + pass * kRowsPerPass < valid_rows;
+    const uint16_t* src = valid ? src0 + pass * kRowsPerPass * stride : g;
+#pragma unroll
+    for (int slab = 0; slab < kD / 64; ++slab)
+      cp_async_16(dst0 + uint32_t((slab * kRows + pass * kRowsPerPass) * wgmma_sm90::kSlabRowBytes),
+                  src + slab * 64, valid ? 16 : 0);
+  }
+}
+
+// S = Q K^T for one key tile issued: warpgroup `group`'s 64 rows of Q (at q_u32) against the kBlockN keys at k_u32,
+// both K-major in slabs of 64 columns; fenced before, neither committed nor waited for.
 template <int kBlockM, int kBlockN, int kDQK, typename Element>
-__device__ __forceinline__ void scores_tile(float (&s)[kBlockN / 2], uint32_t q_u32, uint32_t k_u32, int group) {
+__device__ __forceinline__ void issue_scores(float (&s)[kBlockN / 2], uint32_t q_u32, uint32_t k_u32, int group) {
   using namespace wgmma_sm90;
 #pragma unroll
   for (int e = 0; e < kBlockN / 2; ++e) s[e] = 0.f;
@@ -54,6 +77,13 @@ __device__ __forceinline__ void scores_tile(float (&s)[kBlockN / 2], uint32_t q_
     for (int k = 0; k < 4; ++k)
       Mma<kBlockN>::template ss<0, Element>(s, wg::q_desc(q_u32, kBlockM, group, slab, k),
                                             wg::k_desc(k_u32, kBlockN, slab, k), slab + k > 0);
+}
+
+// The same, committed and waited for.
+template <int kBlockM, int kBlockN, int kDQK, typename Element>
+__device__ __forceinline__ void scores_tile(float (&s)[kBlockN / 2], uint32_t q_u32, uint32_t k_u32, int group) {
+  using namespace wgmma_sm90;
+  issue_scores<kBlockM, kBlockN, kDQK, Element>(s, q_u32, k_u32, group);
   wgmma_commit();
   wgmma_wait<0>();
   fence_registers(s);
@@ -61,15 +91,13 @@ __device__ __forceinline__ void scores_tile(float (&s)[kBlockN / 2], uint32_t q_
 
 // One key tile's scores of a thread's two rows (row_q: their index in the sequence), from masks to P, as stage A
 // does it: the mask only on tiles that cross the sequence end, the causal diagonal or the window's left edge; the
-// online softmax (row maxima in the unscaled domain, 2^x in one instruction: cuda_common.cuh exp2_ftz); the output
-// rescaled on every tile (skipping it when a warp's alphas were all 1, one vote a tile, measured 3-11 % slower on an
-// H200 at q/k dims 64, 192 and 256, and gained only where the other load order is faster: NOTES.md); P as the A
-// fragments of P V (k-step kk takes n8 tiles 2 kk and 2 kk + 1: wgmma_sm90.cuh acc_to_a).
-template <int kBlockM, int kBlockN, int kORegs, typename Element>
-__device__ __forceinline__ void softmax_tile(const KernelArgs& args, float (&s)[kBlockN / 2], float (&o)[kORegs],
-                                             uint32_t (&p)[kBlockN / 16][4], float (&row_max)[2],
-                                             float (&row_sum)[2], const int (&row_q)[2], int n0, int m0, int len_k,
-                                             int off, int lane) {
+// online softmax (row maxima in the unscaled domain, 2^x in one instruction: cuda_common.cuh exp2_ftz); P as the A
+// fragments of P V (pack_p); alpha[r]: the factor row r's output takes (rescale_rows). The last two are left to the
+// caller, which may have a P V in flight, reading P and adding into the output.
+template <int kBlockM, int kBlockN>
+__device__ __forceinline__ void softmax_scores(const KernelArgs& args, float (&s)[kBlockN / 2], float (&row_max)[2],
+                                               float (&row_sum)[2], float (&alpha)[2], const int (&row_q)[2], int n0,
+                                               int m0, int len_k, int off, int lane) {
   using namespace wgmma_sm90;
   constexpr int kSRegs = kBlockN / 2;
   const bool need_mask = n0 + kBlockN > len_k || (args.causal && n0 + kBlockN - 1 > m0 + off) ||
@@ -84,7 +112,6 @@ __device__ __forceinline__ void softmax_tile(const KernelArgs& args, float (&s)[
     }
   }
   // The thread's two rows: elements 4 i + 2 r and 4 i + 2 r + 1 of row r.
-  float alpha[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     float mx = row_max[r];
@@ -104,15 +131,40 @@ __device__ __forceinline__ void softmax_tile(const KernelArgs& args, float (&s)[
         row_sum[r] += s[e];
       }
   }
+}
+
+// P (the exponentiated scores) as the A fragments of P V: k-step kk takes n8 tiles 2 kk and 2 kk + 1
+// (wgmma_sm90.cuh acc_to_a).
+template <int kBlockN, typename Element>
+__device__ __forceinline__ void pack_p(const float (&s)[kBlockN / 2], uint32_t (&p)[kBlockN / 16][4]) {
+  using namespace wgmma_sm90;
+#pragma unroll
+  for (int kk = 0; kk < kBlockN / 16; ++kk)
+#pragma unroll
+    for (int i = 0; i < 4; ++i) p[kk][i] = pack2<Element>(s[acc_to_a(kk, i)], s[acc_to_a(kk, i) + 1]);
+}
+
+// The output's rows times their softmax factors: on every tile (skipping it when a warp's alphas were all 1, one
+// vote a tile, measured 3-11 % slower on an H200 at q/k dims 64, 192 and 256: NOTES.md).
+template <int kORegs>
+__device__ __forceinline__ void rescale_rows(float (&o)[kORegs], const float (&alpha)[2]) {
 #pragma unroll
   for (int i = 0; i < kORegs / 4; ++i) {
     o[4 * i] *= alpha[0], o[4 * i + 1] *= alpha[0];
     o[4 * i + 2] *= alpha[1], o[4 * i + 3] *= alpha[1];
   }
-#pragma unroll
-  for (int kk = 0; kk < kBlockN / 16; ++kk)
-#pragma unroll
-    for (int i = 0; i < 4; ++i) p[kk][i] = pack2<Element>(s[acc_to_a(kk, i)], s[acc_to_a(kk, i) + 1]);
+}
+
+// Both, for a warpgroup with no P V in flight.
+template <int kBlockM, int kBlockN, int kORegs, typename Element>
+__device__ __forceinline__ void softmax_tile(const KernelArgs& args, float (&s)[kBlockN / 2], float (&o)[kORegs],
+                                             uint32_t (&p)[kBlockN / 16][4], float (&row_max)[2],
+                                             float (&row_sum)[2], const int (&row_q)[2], int n0, int m0, int len_k,
+                                             int off, int lane) {
+  float alpha[2];
+  softmax_scores<kBlockM, kBlockN>(args, s, row_max, row_sum, alpha, row_q, n0, m0, len_k, off, lane);
+  pack_p<kBlockN, Element>(s, p);
+  rescale_rows(o, alpha);
 }
 
 // Stage A's epilogue (row sums over the quad; a row that saw no key writes zeros and lse -inf; NaN stays NaN),

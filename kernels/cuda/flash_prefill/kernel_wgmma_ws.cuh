@@ -16,6 +16,7 @@
 #pragma once
 
 #include "kernels/cuda/flash_prefill/kernel_wgmma.cuh"
+#include "kernels/cuda/flash_prefill/kv_ring.cuh"
 #include "kernels/cuda/tma_sm90.cuh"
 #include "kernels/cuda/ws_ring.h"
 
@@ -30,16 +31,7 @@ __global__ void __launch_bounds__(WgmmaWsTile<kDQK, kDV>::kThreads, 1)
   constexpr int kORegs = kDV / 2;
   constexpr int kLoaderUnroll = W::kLoaderUnroll;
   extern __shared__ __align__(16) unsigned char smem_raw[];
-  const uint32_t raw_u32 = smem_u32(smem_raw);
-  const uint32_t q_u32 = (raw_u32 + kAtomBytes - 1) & ~(kAtomBytes - 1);  // slabs need 1024-byte alignment
-  const uint32_t ring_u32 = q_u32 + uint32_t(W::kQBytes);
-  const auto k_of = [&](int stage) { return ring_u32 + uint32_t(stage * (W::kKBytes + W::kVBytes)); };
-  const auto v_of = [&](int stage) { return k_of(stage) + uint32_t(W::kKBytes); };
-  const uint32_t bars = ring_u32 + uint32_t(kStages * (W::kKBytes + W::kVBytes));
-  // full[stage][K, V], empty[stage][K, V], q_full
-  const auto full = [&](int stage, int v) { return bars + 8 * (2 * stage + v); };
-  const auto empty = [&](int stage, int v) { return bars + 8 * (2 * kStages + 2 * stage + v); };
-  const uint32_t q_full = bars + 8 * (4 * kStages);
+  const KvRing<W> ring(smem_u32(smem_raw));
 
   const TileOf t = tile_of(args, kBlockM);  // the tile, as stage A picks it
   if (t.m0 >= t.len_q) return;               // uniform over the CTA, before any barrier
@@ -49,14 +41,7 @@ __global__ void __launch_bounds__(WgmmaWsTile<kDQK, kDV>::kThreads, 1)
       tile_key_blocks(m0, len_q, len_k, off, args.causal != 0, args.window_left, kBlockM, kBlockN);
   const int n_begin = blocks.begin, n_end = blocks.end, tiles = n_end > n_begin ? n_end - n_begin : 0;
 
-  if (threadIdx.x == 0) {
-    for (int stage = 0; stage < kStages; ++stage)
-      for (int v = 0; v < 2; ++v) {
-        tma_sm90::mbarrier_init(full(stage, v), kLoaders);  // one arrival per loading thread, when its copies land
-        tma_sm90::mbarrier_init(empty(stage, v), 256);
-      }
-    tma_sm90::mbarrier_init(q_full, kLoaders);
-  }
+  if (threadIdx.x == 0) ring.init(kLoaders, 256);  // full: per loading thread, once its copies land
   __syncthreads();  // the last CTA-wide barrier: from here the warpgroups meet only at the mbarriers
 
   if (threadIdx.x < kLoaders) {  // warpgroup 0: Q before the first tile, then K and V tile by tile
@@ -68,19 +53,19 @@ __global__ void __launch_bounds__(WgmmaWsTile<kDQK, kDV>::kThreads, 1)
     const uint16_t* gV = args.v + (int64_t(k_start) * args.hkv + kv_head) * kDV;
     if (tiles > 0) {  // (rows past the tile are zero-filled by the copies themselves: no plain stores to fence)
       const uint16_t* gQ = args.q + (int64_t(q_start + m0) * args.hq + head) * kDQK;
-      load_slabs<kBlockM, kDQK, kLoaders, kLoaderUnroll>(q_u32, gQ, q_stride, len_q - m0, tid);
-      tma_sm90::mbarrier_arrive_on_copies(q_full);
+      load_slabs<kBlockM, kDQK, kLoaders, kLoaderUnroll>(ring.q, gQ, q_stride, len_q - m0, tid);
+      tma_sm90::mbarrier_arrive_on_copies(ring.q_full());
     }
     for (int i = 0; i < tiles; ++i) {
       const int stage = ws::stage_of(i, kStages), n0 = (n_end - 1 - i) * kBlockN;
-      tma_sm90::mbarrier_wait_bounded(empty(stage, 0), ws::empty_parity(i, kStages));
-      load_slabs<kBlockN, kDQK, kLoaders, kLoaderUnroll>(k_of(stage), gK + int64_t(n0) * k_stride, k_stride,
+      tma_sm90::mbarrier_wait_bounded(ring.empty(stage, 0), ws::empty_parity(i, kStages));
+      load_slabs<kBlockN, kDQK, kLoaders, kLoaderUnroll>(ring.k(stage), gK + int64_t(n0) * k_stride, k_stride,
                                                          len_k - n0, tid);
-      tma_sm90::mbarrier_arrive_on_copies(full(stage, 0));
-      tma_sm90::mbarrier_wait_bounded(empty(stage, 1), ws::empty_parity(i, kStages));
-      load_slabs<kBlockN, kDV, kLoaders, kLoaderUnroll>(v_of(stage), gV + int64_t(n0) * v_stride, v_stride,
+      tma_sm90::mbarrier_arrive_on_copies(ring.full(stage, 0));
+      tma_sm90::mbarrier_wait_bounded(ring.empty(stage, 1), ws::empty_parity(i, kStages));
+      load_slabs<kBlockN, kDV, kLoaders, kLoaderUnroll>(ring.v(stage), gV + int64_t(n0) * v_stride, v_stride,
                                                         len_k - n0, tid);
-      tma_sm90::mbarrier_arrive_on_copies(full(stage, 1));
+      tma_sm90::mbarrier_arrive_on_copies(ring.full(stage, 1));
     }
     cp_async_commit();  // no copy of this thread's still in flight when it exits
     cp_async_wait_all();
@@ -93,27 +78,27 @@ __global__ void __launch_bounds__(WgmmaWsTile<kDQK, kDV>::kThreads, 1)
     for (int e = 0; e < kORegs; ++e) o[e] = 0.f;
     float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
     const int row_q[2] = {m0 + 64 * group + acc_row(warp, lane, 0), m0 + 64 * group + acc_row(warp, lane, 2)};
-    if (tiles > 0) tma_sm90::mbarrier_wait_copies_landed(q_full, ws::q_full_parity(0));
+    if (tiles > 0) tma_sm90::mbarrier_wait_copies_landed(ring.q_full(), ws::q_full_parity(0));
     for (int i = 0; i < tiles; ++i) {
       const int stage = ws::stage_of(i, kStages), n0 = (n_end - 1 - i) * kBlockN;
-      tma_sm90::mbarrier_wait_copies_landed(full(stage, 0), ws::full_parity(i, kStages));
+      tma_sm90::mbarrier_wait_copies_landed(ring.full(stage, 0), ws::full_parity(i, kStages));
       float s[kBlockN / 2];
-      scores_tile<kBlockM, kBlockN, kDQK, Element>(s, q_u32, k_of(stage), group);
-      tma_sm90::mbarrier_arrive(empty(stage, 0));  // this warpgroup is done with the stage's K
+      scores_tile<kBlockM, kBlockN, kDQK, Element>(s, ring.q, ring.k(stage), group);
+      tma_sm90::mbarrier_arrive(ring.empty(stage, 0));  // this warpgroup is done with the stage's K
 
       uint32_t p[kBlockN / 16][4];
       softmax_tile<kBlockM, kBlockN, kORegs, Element>(args, s, o, p, row_max, row_sum, row_q, n0, m0, len_k, off,
                                                       lane);
 
-      tma_sm90::mbarrier_wait_copies_landed(full(stage, 1), ws::full_parity(i, kStages));
+      tma_sm90::mbarrier_wait_copies_landed(ring.full(stage, 1), ws::full_parity(i, kStages));
       wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < kBlockN / 16; ++kk)
-        Mma<kDV>::template rs<1, Element>(o, p[kk], wg::v_desc(v_of(stage), kBlockN, kk), 1);
+        Mma<kDV>::template rs<1, Element>(o, p[kk], wg::v_desc(ring.v(stage), kBlockN, kk), 1);
       wgmma_commit();
       wgmma_wait<0>();
       fence_registers(o);
-      tma_sm90::mbarrier_arrive(empty(stage, 1));  // ... and with its V
+      tma_sm90::mbarrier_arrive(ring.empty(stage, 1));  // ... and with its V
     }
     store_rows<kORegs, Element>(args, o, row_sum, row_max, row_q, len_q, q_start, head, lane);
   }

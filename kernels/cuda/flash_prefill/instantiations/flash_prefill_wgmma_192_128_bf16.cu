@@ -1,8 +1,11 @@
-// One instantiation of the Hopper flash prefill launchers, kernel_wgmma.cuh and its warp-specialized variant
-// (d_qk 192, d_v 128, bf16), one per file as for stage A.
+// One instantiation of the Hopper flash prefill launchers, kernel_wgmma.cuh and its warp-specialized and
+// pipelined variants (d_qk 192, d_v 128, bf16), one per file as for stage A.
+#include "kernels/cuda/flash_prefill/kernel_wgmma_pipelined.cuh"
 #include "kernels/cuda/flash_prefill/kernel_wgmma_ws.cuh"
 
 namespace mlarun::ops::cuda::flash {
 template void launch_flash_prefill_wgmma<192, 128, DType::BF16>(const FlashPrefillParams&, int, cudaStream_t);
 template void launch_flash_prefill_wgmma_ws<192, 128, DType::BF16>(const FlashPrefillParams&, int, cudaStream_t);
+template void launch_flash_prefill_wgmma_pipelined<192, 128, DType::BF16>(const FlashPrefillParams&, int,
+                                                                          cudaStream_t);
 }  // namespace mlarun::ops::cuda::flash
