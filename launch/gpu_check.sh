@@ -331,7 +331,7 @@ sub_bench_prefill() {
   # A 2048-token chunk over a 65536-token cached prefix on the naive path (the prefix up-projected in pieces of
   # --prefill-context-piece-tokens, merged by log-sum-exp), with each flash kernel: its attention rate by
   # FlashAttention's count, against bench-flash's uniform 192/128 rate in kernels.log (the target: >= 60%).
-  for k in mma wgmma wgmma-ws wgmma-pipelined wgmma-pingpong; do
+  for k in mma wgmma wgmma-ws wgmma-pipelined wgmma-pingpong wgmma-persistent wgmma-persistent-pingpong; do
     j=$GC_TMP/bench_prefill_64k_$k.json
     MLARUN_FLASH_PREFILL_KERNEL=$k "$GC_BUILD/launch/mlarun" bench prefill --config configs/config_16B.json \
       --layers 1 --device cuda --prefix-lens 65536 --chunk-lens 2048 --batch 1 --iters 3 --warmup 1 --json "$j" ||
@@ -493,18 +493,20 @@ else
 fi
 tests=$b/tests kb=$b/kernels
 race_mla="--gtest_filter='*MlaDecodeSplits*:*ScheduleIsReused*:*TensorCoreRuns*'"
-race_fa="--gtest_filter='*small_*-*_ws:*_pipe:*_pingpong'"
+race_fa="--gtest_filter='*small_*-*_ws:*_pipe:*_pingpong:*_persist:*_persist_pp'"
 # The Hopper flash kernel's cases under memcheck: the small and edge ones (all of its cases end in _wg).
 memcheck_fa_wg="--gtest_filter='*small_*_wg:*zero_length_sequences_wg:*fewer_keys_than_queries_wg:*Nan*wgmma'"
 # Its warp-specialized variant's (cases ending in _ws): alone in its process, then those under memcheck, racecheck
 # and synccheck, so a fault there leaves the other flash kernels' results.
 ws_fa="--gtest_filter='*_ws:*/wgmma_ws'" race_fa_ws="--gtest_filter='*small_*_ws'"
 memcheck_fa_ws="--gtest_filter='*small_*_ws:*zero_length_sequences_ws:*fewer_keys_than_queries_ws:*Nan*wgmma_ws'"
-# The same for its pipelined variant (cases ending in _pipe, and _pingpong with turns).
-pipe_fa="--gtest_filter='*_pipe:*_pingpong:*/wgmma_pipelined:*/wgmma_pingpong'"
-race_fa_pipe="--gtest_filter='*small_*_pipe:*small_*_pingpong'"
+# The same for its pipelined variant (cases ending in _pipe, _pingpong with turns, _persist and _persist_pp on a
+# persistent grid).
+pipe_fa="--gtest_filter='*_pipe:*_pingpong:*_persist:*_persist_pp:*/wgmma_p*'"
+race_fa_pipe="--gtest_filter='*small_*_pipe:*small_*_pingpong:*small_*_persist:*small_*_persist_pp'"
 memcheck_fa_pipe="--gtest_filter='*small_*_pipe:*zero_length_sequences_pipe:*fewer_keys_than_queries_pipe"
-memcheck_fa_pipe+=":*small_*_pingpong:*zero_length_sequences_pingpong:*Nan*wgmma_pipelined:*Nan*wgmma_pingpong'"
+memcheck_fa_pipe+=":*small_*_pingpong:*zero_length_sequences_pingpong:*small_*_persist*"
+memcheck_fa_pipe+=":*zero_length_sequences_persist*:*fewer_keys_than_queries_persist*:*Nan*wgmma_p*'"
 race_mla_small="--gtest_filter='*SanitizerSizedSplitsOnEveryKernel*'"  # racecheck needs minutes on race_mla's
 # The fitted and wgmma decode kernels' 166 small cases: repeated with race_mla, left out of memcheck and initcheck
 # (minutes there; SanitizerSized covers both kernels, the fitted one at its 16, 32 and 64-row tiles, under every
@@ -512,9 +514,9 @@ race_mla_small="--gtest_filter='*SanitizerSizedSplitsOnEveryKernel*'"  # raceche
 repeat_mla="--gtest_filter='*MlaDecodeSplits*:*ScheduleIsReused*:*TensorCoreRuns*:*MlaDecodeFitted*:*Wgmma*"
 repeat_mla+="-*WarpSpecialized*:*Seesaw*'"
 not_fitted="--gtest_filter='-*MlaDecodeFitted*:*MlaDecodeWgmma*:*WarpSpecialized*:*Seesaw*'"
-first_fa="--gtest_filter='-*_wg:*/wgmma:*_ws:*/wgmma_ws:*_pipe:*/wgmma_pipelined:*_pingpong:*/wgmma_pingpong'"
+first_fa="--gtest_filter='-*_wg:*/wgmma:*_ws:*/wgmma_ws:*_pipe:*_pingpong:*_persist:*_persist_pp:*/wgmma_p*'"
 wgmma_fa="--gtest_filter='*_wg:*/wgmma'"
-stage_a_fa="--gtest_filter='-*_wg:*_ws:*/wgmma_ws:*_pipe:*/wgmma_pipelined:*_pingpong:*/wgmma_pingpong'"
+stage_a_fa="--gtest_filter='-*_wg:*_ws:*/wgmma_ws:*_pipe:*_pingpong:*_persist:*_persist_pp:*/wgmma_p*'"
 first_mla="--gtest_filter='-*Fitted*:*Wgmma*:*EveryKernel*:*WarpSpecialized*:*Seesaw*'"
 fitted_mla="--gtest_filter='*MlaDecodeFitted*:*FittedKernel*'"
 wgmma_mla="--gtest_filter='*MlaDecodeWgmma*:*FittedAndWgmma*:*EveryKernel*-*WarpSpecialized*:*Seesaw*'"
@@ -675,6 +677,8 @@ if [ -n "$ncu" ] || [ $dry = 1 ]; then
     "'b1 h128 s4096 d192/128 causal pipe'"
   ncu_step ncu-flash-pipe-pp bench_flash_prefill 2 flash_prefill_wgmma_pipelined_kernel \
     "'b1 h128 s4096 d192/128 causal pp'"
+  ncu_step ncu-flash-pipe-perspp bench_flash_prefill 2 flash_prefill_wgmma_pipelined_kernel \
+    "'b1 h128 s4096 d192/128 causal perspp'"
   ncu_step ncu-flash-wgmma bench_flash_prefill 2 flash_prefill_wgmma_kernel "'b1 h128 s4096 d192/128 causal wg'"
   # The fp8 cache's fitted kernel at the TP 8 shape (0.72x the bf16 tokens/s on an H200: why), and the 64k
   # prefill chunk's kernels.

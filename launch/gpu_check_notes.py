@@ -11,7 +11,7 @@ Usage: gpu_check_notes.py KIND ARGS...
                              quantized codes read into registers against widened, the warp-specialized wgmma
                              kernel against the split one
   flash-verdict FILE         bench_flash_prefill's JSON: the wgmma kernel against stage A, its warp-specialized
-                             and pipelined variants (with and without turns) against it, shape by shape
+                             and pipelined variants (turns, persistent) against it, shape by shape
   prefill FILE KERNEL        a `bench prefill` JSON of one chunk over one prefix: the naive path's rate
   torch-step ANCHORS [FILE]  torch_anchors.py's decode-step records, beside `bench decode`'s batch-64 JSON
   ncu-kernels CSV            Nsight Compute's raw CSV (gpu__time_duration.sum): time per kernel name, largest first
@@ -80,23 +80,19 @@ def flash_verdict(path):
     def key(r):
         return (r["B"], r["H"], r["S"], r["D"], r["DV"], r["causal"])
 
-    base = {key(r): r for r in recs if r.get("kernel") == "mma"}
-    wg = {key(r): r for r in recs if r.get("kernel") == "wgmma"}
-    parts = ["b%d h%d s%d d%d/%d %.1f TFLOP/s %.2fx"
-             % (key(r)[:5] + (r["tflops"], r["tflops"] / base[key(r)]["tflops"]))
-             for r in recs if r.get("kernel") == "wgmma" and key(r) in base]
-    ws = ["b%d h%d s%d d%d/%d %.1f TFLOP/s %.2fx"
-          % (key(r)[:5] + (r["tflops"], r["tflops"] / wg[key(r)]["tflops"]))
-          for r in recs if r.get("kernel") == "wgmma_ws" and key(r) in wg]
-    def against_wg(kernel):
+    def against(kernel, base_kernel):
+        base = {key(r): r for r in recs if r.get("kernel") == base_kernel}
         return ["b%d h%d s%d d%d/%d %.1f TFLOP/s %.2fx"
-                % (key(r)[:5] + (r["tflops"], r["tflops"] / wg[key(r)]["tflops"]))
-                for r in recs if r.get("kernel") == kernel and key(r) in wg]
-    pipe, pp = against_wg("wgmma_pipelined"), against_wg("wgmma_pingpong")
-    return ("wgmma against stage A: " + ("; ".join(parts) or "no rows") +
-            ("; warp-specialized against wgmma: " + "; ".join(ws) if ws else "") +
-            ("; pipelined against wgmma: " + "; ".join(pipe) if pipe else "") +
-            ("; pipelined with turns against wgmma: " + "; ".join(pp) if pp else ""))
+                % (key(r)[:5] + (r["tflops"], r["tflops"] / base[key(r)]["tflops"]))
+                for r in recs if r.get("kernel") == kernel and key(r) in base]
+
+    out = "wgmma against stage A: " + ("; ".join(against("wgmma", "mma")) or "no rows")
+    for kernel, what in (("wgmma_ws", "warp-specialized"), ("wgmma_pipelined", "pipelined"),
+                         ("wgmma_pingpong", "pipelined with turns"), ("wgmma_persistent", "persistent pipelined"),
+                         ("wgmma_persistent_pingpong", "persistent pipelined with turns")):
+        rows = against(kernel, "wgmma")
+        out += "; %s against wgmma: %s" % (what, "; ".join(rows)) if rows else ""
+    return out
 
 
 def prefill(path, kernel):

@@ -21,7 +21,8 @@ for step in env kernels kernels-wgmma-ws kernels-wgmma-seesaw kernels-flash-ws k
             model-ops model-model tp-nccl memcheck-mla racecheck-mla race-sync-mla-ws race-sync-flash-ws \
             race-sync-flash-pipe race-sync-mla-seesaw initcheck-mla torch-anchors bench-flash bench-mla ncu-mla \
             ncu-flash ncu-mla-fp8 ncu-mla-fp8-reg ncu-mla-wgmma-ws ncu-mla-wgmma-seesaw ncu-flash-wgmma-ws \
-            ncu-flash-pipe ncu-flash-pipe-pp ncu-prefill-64k bench-decode bench-moe-layouts bench-decode-16b; do
+            ncu-flash-pipe ncu-flash-pipe-pp ncu-flash-pipe-perspp ncu-prefill-64k bench-decode bench-moe-layouts \
+            bench-decode-16b; do
   grep -Eq "^$step +(ok|DRY) " "$s" || { cat "$s"; fail "step $step is not listed as ok or DRY"; }
 done
 grep -Eq "^total: [0-9]+ ok, 0 FAIL/TIMEOUT" "$s" || { cat "$s"; fail "the dry run recorded a failure"; }
@@ -32,7 +33,7 @@ OUT=$out/o2 MLARUN_BUILD_DIR=$out/build GPU_CHECK_PREBUILT=0 bash launch/gpu_che
   --skip '^(configure|build)$' --only 'flash-pipe' >"$out/stdout" 2>&1 ||
   { cat "$out/stdout"; fail "the --only dry run exited non-zero"; }
 s2=$out/o2/summary.txt
-for step in kernels-flash-pipe race-sync-flash-pipe ncu-flash-pipe ncu-flash-pipe-pp; do
+for step in kernels-flash-pipe race-sync-flash-pipe ncu-flash-pipe ncu-flash-pipe-pp ncu-flash-pipe-perspp; do
   grep -Eq "^$step +DRY " "$s2" || { cat "$s2"; fail "--only 'flash-pipe': step $step is not listed DRY"; }
 done
 grep -Eq "^env +ok " "$s2" || { cat "$s2"; fail "--only skipped the env step"; }

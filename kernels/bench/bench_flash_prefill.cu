@@ -38,18 +38,21 @@ using cuda::flash::DeviceRun;
 namespace {
 
 // The kernels the workbench times: stage A's, the Hopper one, its warp-specialized and pipelined variants (d_v up
-// to 128), the last also with its warpgroups taking turns.
+// to 128), the last also with its warpgroups taking turns, and persistent (a CTA per SM) with and without them.
 struct FlashKernel {
   bool wgmma, warp_specialized, pipelined, pingpong;
+  int persistent;
   const char* suffix;  // of the row names
   const char* json;    // "kernel" in the JSON
   bool ring() const { return warp_specialized || pipelined; }  // (d_v up to 128: config.h WgmmaRingTile)
 };
-constexpr FlashKernel kFlashKernels[] = {{false, false, false, false, "", "mma"},
-                                         {true, false, false, false, " wg", "wgmma"},
-                                         {true, true, false, false, " ws", "wgmma_ws"},
-                                         {true, false, true, false, " pipe", "wgmma_pipelined"},
-                                         {true, false, true, true, " pp", "wgmma_pingpong"}};
+constexpr FlashKernel kFlashKernels[] = {{false, false, false, false, 0, "", "mma"},
+                                         {true, false, false, false, 0, " wg", "wgmma"},
+                                         {true, true, false, false, 0, " ws", "wgmma_ws"},
+                                         {true, false, true, false, 0, " pipe", "wgmma_pipelined"},
+                                         {true, false, true, true, 0, " pp", "wgmma_pingpong"},
+                                         {true, false, true, false, -1, " pers", "wgmma_persistent"},
+                                         {true, false, true, true, -1, " perspp", "wgmma_persistent_pingpong"}};
 
 // splitmix64 hash of (seed, index) -> two uniforms -> one normal sample (Box-Muller), rounded to the dtype.
 __global__ void fill_normal(uint16_t* dst, int64_t n, uint64_t seed, bool bf16) {
@@ -181,6 +184,9 @@ int main(int argc, char** argv) {
       pipe.name += " [pp]";
       pipe.pingpong = true;
       checks.push_back(pipe);
+      pipe.name += " [persistent]";
+      pipe.persistent = -1;
+      checks.push_back(pipe);
     }
     for (const Case& pb : checks) {
       DeviceRun run = make_run(pb, seed + 16 * salt++);
@@ -197,7 +203,7 @@ int main(int argc, char** argv) {
     std::printf("\n%-34s %9s %9s %11s %11s %8s\n", "shape (bf16, MHA)", "ms", "TFLOP/s", "torch FA2", "cuDNN",
                 "x cuDNN");
     // Stage A's kernel, the Hopper one (rows ending in "wg") and its warp-specialized and pipelined variants ("ws",
-    // "pipe", "pp" with turns; d_v up to 128).
+    // "pipe", "pp" with turns, "pers" and "perspp" persistent; d_v up to 128).
     for (const Timed& t : shapes)
     for (const FlashKernel kernel : kFlashKernels) {
       if (quick && t.s > 8192) continue;
@@ -213,6 +219,7 @@ int main(int argc, char** argv) {
       pb.warp_specialized = kernel.warp_specialized;
       pb.pipelined = kernel.pipelined;
       pb.pingpong = kernel.pingpong;
+      pb.persistent = kernel.persistent;
       DeviceRun run = make_run(pb, seed + 16 * salt++);
       const cuda::flash::Errors c = cuda::flash::validate(run, rows_to_check(pb, quick ? 4 : 12, rng));
       all_ok &= report("sample", pb, c);
@@ -256,6 +263,7 @@ int main(int argc, char** argv) {
       pb.warp_specialized = kernel.warp_specialized;
       pb.pipelined = kernel.pipelined;
       pb.pingpong = kernel.pingpong;
+      pb.persistent = kernel.persistent;
       if (&bt == &batches[0]) uniform_tflops = 0;
       DeviceRun run = make_run(pb, seed + 16 * salt++);
       const cuda::flash::Errors c = cuda::flash::validate(run, rows_to_check(pb, quick ? 4 : 12, rng));

@@ -110,11 +110,12 @@ size_t mla_decode_workspace(const StepPart& part, int64_t heads, int num_sms);
 // The kernels the model's attention uses, chosen by environment variables read once per process (as vLLM picks its
 // attention backend): MLARUN_MLA_DECODE_KERNEL = simt | mma | fitted | wgmma | wgmma-split | auto | wgmma-ws |
 // wgmma-seesaw (mla_decode's attend kernel, config.h AttendKernel 0..7) and MLARUN_FLASH_PREFILL_KERNEL = mma |
-// wgmma | wgmma-ws | wgmma-pipelined | wgmma-pingpong (0..4: FlashPrefillParams::wgmma, and with it
-// warp_specialized, pipelined, or pipelined with pingpong). Unset or empty: the defaults (auto; wgmma where the
-// device runs it). The parsers throw mlarun::Error naming the variable, the value and the choices.
+// wgmma | wgmma-ws | wgmma-pipelined | wgmma-pingpong | wgmma-persistent | wgmma-persistent-pingpong (0..6:
+// FlashPrefillParams::wgmma, and with it warp_specialized, or pipelined with or without pingpong, and from 5 on
+// persistent). Unset or empty: the defaults (auto; wgmma where the device runs it). The parsers throw
+// mlarun::Error naming the variable, the value and the choices.
 int32_t parse_mla_decode_kernel(const char* value);     // AttendKernel as an int
-int32_t parse_flash_prefill_kernel(const char* value);  // 0 mma, 1 wgmma, 2 wgmma-ws, 3 pipelined, 4 pingpong
+int32_t parse_flash_prefill_kernel(const char* value);  // 0 mma, 1 wgmma, 2 wgmma-ws, 3..6 pipelined variants
 // The choices in force: the environment's, unless a test or benchmark set them (-1: back to the environment's).
 // mla_decode plans record the kernel they were made with (ops::MlaDecodePlan::attend).
 int32_t mla_decode_kernel();

@@ -38,11 +38,13 @@ int32_t parse_mla_decode_kernel(const char* value) {
 int32_t parse_flash_prefill_kernel(const char* value) {
   const std::string v = value == nullptr ? "" : value;
   if (v.empty()) return flash::kWgmmaPrefill ? 1 : 0;
-  const char* names[] = {"mma", "wgmma", "wgmma-ws", "wgmma-pipelined", "wgmma-pingpong"};  // 0..4: cuda_ops.h
-  for (int32_t i = 0; i < 5; ++i)
+  const char* names[] = {"mma",           "wgmma",           "wgmma-ws", "wgmma-pipelined", "wgmma-pingpong",
+                         "wgmma-persistent", "wgmma-persistent-pingpong"};  // 0..6: cuda_ops.h
+  for (int32_t i = 0; i < 7; ++i)
     if (v == names[i]) return i;
   fail("MLARUN_FLASH_PREFILL_KERNEL = '", v,
-       "' is not one of mma, wgmma, wgmma-ws, wgmma-pipelined, wgmma-pingpong (unset: wgmma where the device runs it)");
+       "' is not one of mma, wgmma, wgmma-ws, wgmma-pipelined, wgmma-pingpong, wgmma-persistent, ",
+       "wgmma-persistent-pingpong (unset: wgmma where the device runs it)");
 }
 
 namespace {
@@ -70,9 +72,9 @@ void set_mla_decode_kernel(int32_t kernel) {
 }
 
 void set_flash_prefill_kernel(int32_t kernel) {
-  MLARUN_CHECK(kernel >= -1 && kernel <= 4, "set_flash_prefill_kernel: ", kernel,
-               " is not -1 (the environment's), 0 (mma), 1 (wgmma), 2 (wgmma-ws), 3 (wgmma-pipelined) or 4 ",
-               "(wgmma-pingpong)");
+  MLARUN_CHECK(kernel >= -1 && kernel <= 6, "set_flash_prefill_kernel: ", kernel,
+               " is not -1 (the environment's), 0 (mma), 1 (wgmma), 2 (wgmma-ws), 3 (wgmma-pipelined), 4 ",
+               "(wgmma-pingpong), 5 (wgmma-persistent) or 6 (wgmma-persistent-pingpong)");
   g_flash_prefill_kernel.store(kernel);
 }
 
@@ -97,7 +99,8 @@ FlashPrefillParams flash_params(const Tensor& q, const Tensor& k, const Tensor& 
   p.wgmma = kernel >= 1;
   p.warp_specialized = kernel == 2;
   p.pipelined = kernel >= 3;
-  p.pingpong = kernel == 4;
+  p.pingpong = kernel == 4 || kernel == 6;
+  p.persistent = kernel >= 5 ? -1 : 0;
   return p;
 }
 }  // namespace

@@ -132,8 +132,9 @@ std::vector<Case> cases() {
     c.warp_specialized = true;
     v.push_back(c);
   }
-  // And on the pipelined one (kernel_wgmma_pipelined.cuh), names ending in "_pipe", where d_v is up to 128; and
-  // again with its warpgroups taking turns ("_pingpong").
+  // And on the pipelined one (kernel_wgmma_pipelined.cuh), names ending in "_pipe", where d_v is up to 128; again
+  // with its warpgroups taking turns ("_pingpong"); and persistent, with and without turns ("_persist",
+  // "_persist_pp"), on 3 CTAs, so that each one walks many tiles (an SM's worth would give most cases one a CTA).
   for (size_t i = all; i < with_wg; ++i) {
     Case c = v[i];
     if (c.dv > 128) continue;
@@ -143,6 +144,12 @@ std::vector<Case> cases() {
     v.push_back(c);
     c.name = base + "_pingpong";
     c.pingpong = true;
+    v.push_back(c);
+    c.name = base + "_persist_pp";
+    c.persistent = 3;
+    v.push_back(c);
+    c.name = base + "_persist";
+    c.pingpong = false;
     v.push_back(c);
   }
   return v;
@@ -218,7 +225,8 @@ TEST(FlashPrefillTileOrder, ListsEveryTileOnceLongestFirstOrInThePlainOrder) {
 // 4 q heads over 2 kv heads (q heads 0, 1 read kv head 0). seq 0: q NaN (row 5, head 1); seq 1: k NaN (key 10,
 // kv head 0); seq 2: v NaN (key 0, kv head 1, column 7); seq 3: 20 queries over 5 keys (rows 0..14 see nothing)
 // with v NaN (key 0, kv head 0, column 2) in the one key tile that rows 15..19 share with them.
-// Stage A's kernel (0), the Hopper one (1), its warp-specialized (2) and pipelined (3; 4 with turns) variants.
+// Stage A's kernel (0), the Hopper one (1), its warp-specialized (2) and pipelined (3; 4 with turns) variants, the
+// last persistent on 2 CTAs (5; 6 with turns).
 class FlashPrefillNan : public ::testing::TestWithParam<int> {};
 TEST_P(FlashPrefillNan, ReachesTheRowsThatSeeItAndNoOthers) {
   if (!gpu_available()) GTEST_SKIP() << "no usable GPU: " << gpu_info().reason;
@@ -226,7 +234,8 @@ TEST_P(FlashPrefillNan, ReachesTheRowsThatSeeItAndNoOthers) {
   c.wgmma = GetParam() >= 1;
   c.warp_specialized = GetParam() == 2;
   c.pipelined = GetParam() >= 3;
-  c.pingpong = GetParam() == 4;
+  c.pingpong = GetParam() == 4 || GetParam() == 6;
+  c.persistent = GetParam() >= 5 ? 2 : 0;
   const std::vector<int> cq = {0, 40, 110, 143, 163}, ck = {0, 40, 110, 143, 148};
   const int dv = c.dv, hq = c.hq;
   std::mt19937 rng(7);
@@ -287,13 +296,15 @@ TEST_P(FlashPrefillNan, ReachesTheRowsThatSeeItAndNoOthers) {
   EXPECT_EQ(wrong, 0) << "elements with NaN where none belongs, or none where one does";
   EXPECT_EQ(nan_out, int64_t(dv) + 60 * 2 * dv + 33 * 2 + 5 * 2);
 }
-INSTANTIATE_TEST_SUITE_P(Kernels, FlashPrefillNan, ::testing::Values(0, 1, 2, 3, 4),
+INSTANTIATE_TEST_SUITE_P(Kernels, FlashPrefillNan, ::testing::Values(0, 1, 2, 3, 4, 5, 6),
                          [](const ::testing::TestParamInfo<int>& info) {
                            return std::string(info.param == 0   ? "mma"
                                               : info.param == 1 ? "wgmma"
                                               : info.param == 2 ? "wgmma_ws"
                                               : info.param == 3 ? "wgmma_pipelined"
-                                                                : "wgmma_pingpong");
+                                              : info.param == 4 ? "wgmma_pingpong"
+                                              : info.param == 5 ? "wgmma_persistent"
+                                                                : "wgmma_persistent_pingpong");
                          });
 
 // ---- API boundary: no GPU needed ----------------------------------------------------------------------------
@@ -388,10 +399,14 @@ TEST_F(FlashPrefillBoundary, TakesOneHopperVariantAtATime) {
   expect_error("warp_specialized and pipelined are both set");
   p.warp_specialized = false;
   EXPECT_NO_THROW(cuda::check_flash_prefill(p));
-  p.pingpong = true;
+  p.pingpong = true, p.persistent = -1;
   EXPECT_NO_THROW(cuda::check_flash_prefill(p));
-  p.pipelined = false;
+  p.persistent = -2;
+  expect_error("persistent = -2 must be -1 (a CTA per SM), 0 (off) or a number of CTAs");
+  p.persistent = 0, p.pipelined = false;
   expect_error("pingpong is set without pipelined");
+  p.pingpong = false, p.persistent = 4;
+  expect_error("persistent is set without pipelined");
 }
 
 TEST_F(FlashPrefillBoundary, RejectsMisalignedBuffers) {

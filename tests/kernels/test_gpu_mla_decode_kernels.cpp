@@ -79,10 +79,10 @@ TEST(MlaDecodeApi, KernelChoicesByEnvironmentParseAndNameBadValues) {
   cuda::set_mla_decode_kernel(-1);
   EXPECT_THROW(cuda::set_mla_decode_kernel(8), Error);
   EXPECT_THROW(cuda::set_mla_decode_kernel(-2), Error);
-  EXPECT_THROW(cuda::set_flash_prefill_kernel(5), Error);
+  EXPECT_THROW(cuda::set_flash_prefill_kernel(7), Error);
   EXPECT_THROW(cuda::set_flash_prefill_kernel(-2), Error);
-  cuda::set_flash_prefill_kernel(4);
-  EXPECT_EQ(cuda::flash_prefill_kernel(), 4);
+  cuda::set_flash_prefill_kernel(6);
+  EXPECT_EQ(cuda::flash_prefill_kernel(), 6);
   cuda::set_flash_prefill_kernel(-1);
   EXPECT_EQ(cuda::parse_flash_prefill_kernel(nullptr), 1);  // the Hopper kernel where the device runs it
   EXPECT_EQ(cuda::parse_flash_prefill_kernel("mma"), 0);
@@ -90,13 +90,15 @@ TEST(MlaDecodeApi, KernelChoicesByEnvironmentParseAndNameBadValues) {
   EXPECT_EQ(cuda::parse_flash_prefill_kernel("wgmma-ws"), 2);
   EXPECT_EQ(cuda::parse_flash_prefill_kernel("wgmma-pipelined"), 3);
   EXPECT_EQ(cuda::parse_flash_prefill_kernel("wgmma-pingpong"), 4);
+  EXPECT_EQ(cuda::parse_flash_prefill_kernel("wgmma-persistent"), 5);
+  EXPECT_EQ(cuda::parse_flash_prefill_kernel("wgmma-persistent-pingpong"), 6);
   try {
     cuda::parse_flash_prefill_kernel("fa3");
     ADD_FAILURE() << "accepted";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(
                   "MLARUN_FLASH_PREFILL_KERNEL = 'fa3' is not one of mma, wgmma, wgmma-ws, wgmma-pipelined, "
-                  "wgmma-pingpong"),
+                  "wgmma-pingpong, wgmma-persistent, wgmma-persistent-pingpong"),
               std::string::npos)
         << e.what();
   }

@@ -49,6 +49,7 @@ struct Protocol {
   bool flash_releases_k_before_its_scores = false;  // flash_prefill releases a stage's K after its scores
   bool pipelined_releases_v_before_its_product = false;  // ... the pipelined kernel a stage's V after its P V
   bool pipelined_loads_v_a_turn_early = false;            // it loads V(i + 1) in turn i, not V(i + 2)
+  bool pipelined_skips_q_empty = false;                   // it loads the next job's Q without waiting on q_empty
   bool (*opens_first_turn)(int) = ws::opens_first_turn;   // ... and, with turns, these rules
   bool (*hands_turn_over)(int, int, int) = ws::hands_turn_over;
 };
@@ -182,14 +183,16 @@ Program flash_program(const std::vector<Piece>& pieces, const Protocol& p, int g
   return out;
 }
 
-// flash_prefill's pipelined kernel (kernel_wgmma_pipelined.cuh), one piece of `tiles` key tiles: a thread of
-// warpgroup g copies its share of Q and of each tile and reads both warpgroups' shares. Turn i reads K(i + 1) and
-// V(i), loads K(i + 2) into K(i)'s stage, releases K(i + 1) after the scores (wgmma.wait_group 1), loads V(i + 1)
-// into V(i - 1)'s stage and releases V(i) after the P V (wait_group 0). With `turns`, each issue of MMAs is a turn:
-// a sync on the warpgroup's own turn barrier before it, an arrival on the other's after it (ws_ring.h's rules).
-Program flash_pipelined_program(int tiles, const Protocol& p, int g, bool turns) {
+// flash_prefill's pipelined kernel (kernel_wgmma_pipelined.cuh), its jobs (query tiles) in a row as a persistent
+// CTA takes them (one job without `persistent`; a skipped piece is an m-block past its sequence, a piece without
+// steps a tile that sees no key). A thread of warpgroup g copies its share of Q and of each key tile, and reads
+// both warpgroups' shares. Key tile i of a job is the CTA's tile c0 + i. Turn i reads K(i + 1) and V(i), loads
+// K(i + 2) into K(i)'s stage, releases K(i + 1) after the scores (wgmma.wait_group 1; Q too after the job's last),
+// loads V(i + 1) into V(i - 1)'s stage and releases V(i) after the P V (wait_group 0). The next job's Q, K(0),
+// K(1) and V(0) are loaded after the last P V is issued. With `turns`, each issue of MMAs is a turn: a sync on the
+// warpgroup's own turn barrier before it, an arrival on the other's after it (ws_ring.h's rules).
+Program flash_pipelined_program(const std::vector<Piece>& jobs, const Protocol& p, int g, bool turns) {
   Program out;
-  if (tiles == 0) return out;
   const int other = g == kA ? kB : kA;
   int syncs = 0;
   const auto begin_turn = [&] {
@@ -197,66 +200,93 @@ Program flash_pipelined_program(int tiles, const Protocol& p, int g, bool turns)
     arrive(out, turn_bar(g));
     wait(out, turn_bar(g), uint32_t(syncs++) & 1u);
   };
-  const auto end_turn = [&](int turn) {
-    if (turns && p.hands_turn_over(g - 1, turn, tiles + 1)) arrive(out, turn_bar(other));
-  };
-  const auto load = [&](int n, int part) {
-    const int s = ws::stage_of(n, kStages);
-    wait(out, empty_bar(s, part), p.empty_parity(n, kStages));
-    store(out, res_share(s, part, g), n);
+  const auto load = [&](int c, int part) {
+    const int s = ws::stage_of(c, kStages);
+    wait(out, empty_bar(s, part), p.empty_parity(c, kStages));
+    store(out, res_share(s, part, g), c);
     arrive(out, full_bar(s, part));
   };
-  const auto begin_both = [&](int s, int part, int n) {
-    for (int w : {kA, kB}) read_begin(out, res_share(s, part, w), w, n);
+  const auto begin_both = [&](int res_of_a, int res_of_b, int value) {
+    read_begin(out, res_of_a, kA, value);
+    read_begin(out, res_of_b, kB, value);
   };
-  const auto end_both = [&](int s, int part) {
-    for (int w : {kA, kB}) read_end(out, res_share(s, part, w));
+  const auto k_res = [](int c, int w) { return res_share(ws::stage_of(c, kStages), kLo, w); };
+  const auto v_res = [](int c, int w) { return res_share(ws::stage_of(c, kStages), kHi, w); };
+  const auto end_both = [&](int res_of_a, int res_of_b) {
+    read_end(out, res_of_a);
+    read_end(out, res_of_b);
   };
-  const auto read_q = [&] {
-    for (int w : {kA, kB}) read(out, res_q_share(w), w, 0);
+  const auto first_loads = [&](int c0, int q_use, int tiles) {
+    if (!p.pipelined_skips_q_empty) wait(out, kQEmpty, p.q_empty_parity(q_use));
+    store(out, res_q_share(g), q_use);
+    arrive(out, kQFull);
+    load(c0, kLo);
+    if (tiles > 1) load(c0 + 1, kLo);
+    load(c0, kHi);
   };
-  store(out, res_q_share(g), 0);
-  arrive(out, kQFull);
-  load(0, kLo);
-  if (tiles > 1) load(1, kLo);
-  load(0, kHi);
-  wait(out, kQFull, p.q_full_parity(0));
-  wait(out, full_bar(0, kLo), p.full_parity(0, kStages));
-  if (turns && p.opens_first_turn(g - 1)) arrive(out, turn_bar(other));
-  begin_turn();
-  begin_both(0, kLo, 0);
-  read_q();
-  end_turn(0);
-  collective(out, g);  // S(0)
-  end_both(0, kLo);
-  arrive(out, empty_bar(0, kLo));
-  for (int i = 0; i + 1 < tiles; ++i) {
-    const int next = ws::stage_of(i + 1, kStages), s = ws::stage_of(i, kStages);
-    wait(out, full_bar(next, kLo), p.full_parity(i + 1, kStages));
-    wait(out, full_bar(s, kHi), p.full_parity(i, kStages));
+  const auto tiles_of = [&](size_t j) { return jobs[j].skipped ? 0 : jobs[j].steps; };
+  int c0 = 0, q_use = 0;
+  bool loaded = false;
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    const int tiles = tiles_of(j);
+    if (tiles == 0) continue;
+    const auto end_turn = [&](int turn) {
+      if (turns && p.hands_turn_over(g - 1, turn, tiles + 1)) arrive(out, turn_bar(other));
+    };
+    const int q_a = res_q_share(kA), q_b = res_q_share(kB);
+    if (!loaded) first_loads(c0, q_use, tiles);
+    wait(out, kQFull, p.q_full_parity(q_use));
+    wait(out, full_bar(ws::stage_of(c0, kStages), kLo), p.full_parity(c0, kStages));
+    if (turns && p.opens_first_turn(g - 1)) arrive(out, turn_bar(other));
     begin_turn();
-    begin_both(next, kLo, i + 1);
-    read_q();
-    begin_both(s, kHi, i);
-    end_turn(i + 1);
-    if (i + 2 < tiles) load(i + 2, kLo);
-    collective(out, g);  // wait_group 1: S(i + 1)
-    end_both(next, kLo);
-    arrive(out, empty_bar(next, kLo));
-    if (p.pipelined_releases_v_before_its_product) arrive(out, empty_bar(s, kHi));
-    if (!p.pipelined_loads_v_a_turn_early) load(i + 1, kHi);
-    else if (i + 2 < tiles) load(i + 2, kHi);
-    collective(out, g);  // wait_group 0: P(i) V(i)
-    end_both(s, kHi);
-    if (!p.pipelined_releases_v_before_its_product) arrive(out, empty_bar(s, kHi));
+    begin_both(k_res(c0, kA), k_res(c0, kB), c0);
+    begin_both(q_a, q_b, q_use);
+    end_turn(0);
+    collective(out, g);  // S(0)
+    end_both(k_res(c0, kA), k_res(c0, kB));
+    end_both(q_a, q_b);
+    arrive(out, empty_bar(ws::stage_of(c0, kStages), kLo));
+    if (tiles == 1 || p.release_q_after_first_scores) arrive(out, kQEmpty);
+    for (int i = 0; i + 1 < tiles; ++i) {
+      const int c = c0 + i;
+      wait(out, full_bar(ws::stage_of(c + 1, kStages), kLo), p.full_parity(c + 1, kStages));
+      wait(out, full_bar(ws::stage_of(c, kStages), kHi), p.full_parity(c, kStages));
+      begin_turn();
+      begin_both(k_res(c + 1, kA), k_res(c + 1, kB), c + 1);
+      begin_both(q_a, q_b, q_use);
+      begin_both(v_res(c, kA), v_res(c, kB), c);
+      end_turn(i + 1);
+      if (i + 2 < tiles) load(c + 2, kLo);
+      collective(out, g);  // wait_group 1: S(i + 1)
+      end_both(k_res(c + 1, kA), k_res(c + 1, kB));
+      end_both(q_a, q_b);
+      arrive(out, empty_bar(ws::stage_of(c + 1, kStages), kLo));
+      if (i + 2 == tiles && !p.release_q_after_first_scores) arrive(out, kQEmpty);
+      if (p.pipelined_releases_v_before_its_product) arrive(out, empty_bar(ws::stage_of(c, kStages), kHi));
+      if (!p.pipelined_loads_v_a_turn_early) load(c + 1, kHi);
+      else if (i + 2 < tiles) load(c + 2, kHi);
+      collective(out, g);  // wait_group 0: P(i) V(i)
+      end_both(v_res(c, kA), v_res(c, kB));
+      if (!p.pipelined_releases_v_before_its_product) arrive(out, empty_bar(ws::stage_of(c, kStages), kHi));
+    }
+    const int last = c0 + tiles - 1;
+    wait(out, full_bar(ws::stage_of(last, kStages), kHi), p.full_parity(last, kStages));
+    begin_turn();
+    begin_both(v_res(last, kA), v_res(last, kB), last);
+    end_turn(tiles);
+    // The next job's first loads, under the last P V (a job after it that sees no key has none).
+    loaded = false;
+    for (size_t k = j + 1; k < jobs.size(); ++k)
+      if (tiles_of(k) > 0) {
+        first_loads(c0 + tiles, q_use + 1, tiles_of(k));
+        loaded = true;
+        break;
+      }
+    collective(out, g);  // the last P V
+    end_both(v_res(last, kA), v_res(last, kB));
+    arrive(out, empty_bar(ws::stage_of(last, kStages), kHi));
+    c0 += tiles, ++q_use;
   }
-  const int last = ws::stage_of(tiles - 1, kStages);
-  wait(out, full_bar(last, kHi), p.full_parity(tiles - 1, kStages));
-  begin_turn();
-  begin_both(last, kHi, tiles - 1);
-  end_turn(tiles);
-  collective(out, g);  // the last P V
-  end_both(last, kHi);
   return out;
 }
 
@@ -412,7 +442,7 @@ Outcome play(Kernel kernel, const std::vector<Piece>& pieces, const Protocol& p,
     for (int i = 0; i < per_group; ++i) {
       programs.push_back(seesaw      ? seesaw_program(pieces, p, g == kA)
                          : flash     ? flash_program(pieces, p, g)
-                         : pipelined ? flash_pipelined_program(pieces.empty() ? 0 : pieces[0].steps, p, g, turns)
+                         : pipelined ? flash_pipelined_program(pieces, p, g, turns)
                                      : own_steps_program(pieces, p, g));
       groups.push_back(g);
     }
@@ -460,8 +490,7 @@ void expect_caught(Kernel kernel, const char* name, const Protocol& p) {
     std::vector<Piece> pieces = random_pieces(rng, trial % 2 == 1);
     pieces.push_back({false, 3});
     pieces.push_back({false, 2});
-    if (kernel == Kernel::Flash || kernel == Kernel::FlashPipelined || kernel == Kernel::FlashPingPong)
-      pieces = {{false, 1 + trial % 6}};  // one piece per CTA
+    if (kernel == Kernel::Flash) pieces = {{false, 1 + trial % 6}};  // one piece per CTA
     const Outcome o = play(kernel, pieces, p, 2, 2, rng);
     caught = !o.finished || !o.hazard.empty();
   }
@@ -514,6 +543,21 @@ TEST(WsRing, PipelinedTurnsAsTheFlashKernelRunsThem) {
   }
 }
 
+// ... and with `persistent`: random runs of jobs (query tiles), m-blocks past their sequence and tiles that see no
+// key among them, the ring and Q handed on from job to job.
+TEST(WsRing, PersistentPipelinedJobsFinishWithoutHazards) {
+  std::mt19937 rng(2030);
+  for (const Kernel kernel : {Kernel::FlashPipelined, Kernel::FlashPingPong})
+    for (int trial = 0; trial < 1500; ++trial) {
+      const std::vector<Piece> jobs = random_pieces(rng, trial % 2 == 1);
+      const Outcome o = play(kernel, jobs, Protocol{}, 0, 1 + trial % 3, rng);
+      ASSERT_TRUE(o.finished && o.hazard.empty()) << "trial " << trial << ": " << o.hazard;
+    }
+  const std::vector<Piece> jobs = {{false, 3}, {true, 2}, {false, 0}, {false, 1}, {false, 4}, {false, 2}};
+  const Outcome o = play(Kernel::FlashPingPong, jobs, Protocol{}, 0, 128, rng);
+  EXPECT_TRUE(o.finished && o.hazard.empty()) << o.hazard;
+}
+
 TEST(WsRing, SeesawFinishesWithoutHazardsInRandomInterleavings) {
   expect_protocol_holds(Kernel::Seesaw, 2027);
 }
@@ -529,9 +573,17 @@ TEST(WsRing, BrokenProtocolsAreCaught) {
   Protocol flash_releases_k_early;
   flash_releases_k_early.flash_releases_k_before_its_scores = true;
   expect_caught(Kernel::Flash, "flash_prefill releases K before its scores", flash_releases_k_early);
+  // The pipelined kernel's, its jobs in a row as a persistent CTA runs them. (Q released after a job's first scores
+  // is no hazard there: the next job's Q goes out after the last P V's V has landed, which every thread loads after
+  // its last scores, but for one-tile jobs, where the first scores are the last.)
   for (const auto& [name, p] : broken_ring_protocols())
-    if (p.empty_parity != ws::empty_parity || p.full_parity != ws::full_parity)
+    if (!p.release_q_after_first_scores) {
       expect_caught(Kernel::FlashPipelined, name, p);
+      expect_caught(Kernel::FlashPingPong, name, p);
+    }
+  Protocol skips_q_empty;
+  skips_q_empty.pipelined_skips_q_empty = true;
+  expect_caught(Kernel::FlashPipelined, "the pipelined kernel loads Q without waiting on q_empty", skips_q_empty);
   Protocol releases_v_early, loads_v_early;
   releases_v_early.pipelined_releases_v_before_its_product = true;
   loads_v_early.pipelined_loads_v_a_turn_early = true;

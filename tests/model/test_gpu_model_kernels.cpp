@@ -125,6 +125,7 @@ TEST(GpuModelKernels, EveryAttentionKernelIsWithinTwiceTheDefaultKernelsErrorAga
                           Choice{"decode wgmma", 3, -1}, Choice{"decode wgmma-split", 4, -1},
                           Choice{"flash mma", -1, 0}, Choice{"flash wgmma", -1, 1}, Choice{"flash wgmma-ws", -1, 2},
                           Choice{"flash wgmma-pipelined", -1, 3}, Choice{"flash wgmma-pingpong", -1, 4},
+                          Choice{"flash wgmma-persistent", -1, 5}, Choice{"flash wgmma-persistent-pingpong", -1, 6},
                           Choice{"decode wgmma-ws", 6, -1}, Choice{"decode wgmma-seesaw", 7, -1}}) {
     SCOPED_TRACE(k.name);
     const std::vector<Tensor> got = run_steps(model, Device::CUDA, k.decode_kernel, k.flash_kernel, kSteps, tokens);

@@ -85,6 +85,14 @@ with tempfile.TemporaryDirectory() as tmp:
     rc, out = note("flash-verdict", fj)
     expect(out.strip() == "NOTE: wgmma against stage A: b1 h16 s8192 d128/128 400.0 TFLOP/s 2.00x; warp-specialized "
                           "against wgmma: b1 h16 s8192 d128/128 500.0 TFLOP/s 1.25x", "flash verdict, ws: " + out)
+    # ... and the pipelined variants' rows, each named, against the wgmma ones.
+    fj = write(tmp, "flash_pipe.json", [dict(shape, kernel="wgmma", tflops=400.0),
+                                        dict(shape, kernel="wgmma_pingpong", tflops=440.0),
+                                        dict(shape, kernel="wgmma_persistent", tflops=420.0)])
+    rc, out = note("flash-verdict", fj)
+    expect(out.strip() == "NOTE: wgmma against stage A: no rows; pipelined with turns against wgmma: b1 h16 s8192 "
+                          "d128/128 440.0 TFLOP/s 1.10x; persistent pipelined against wgmma: b1 h16 s8192 d128/128 "
+                          "420.0 TFLOP/s 1.05x", "flash verdict, pipelined: " + out)
 
     # The MoE layouts: one file missing is named in the line, the others still read.
     for b, cap, layout, ms in ((8, "0", "compact", 2.5), (8, "-1", "capacity", 1.5), (64, "0", "compact", 4.0)):

@@ -36,6 +36,7 @@ struct Case {
   bool warp_specialized = false;   // FlashPrefillParams::warp_specialized (with wgmma: kernel_wgmma_ws.cuh)
   bool pipelined = false;          // FlashPrefillParams::pipelined (with wgmma: kernel_wgmma_pipelined.cuh)
   bool pingpong = false;           // FlashPrefillParams::pingpong (with pipelined: turns at the tensor cores)
+  int persistent = 0;              // FlashPrefillParams::persistent (with pipelined: CTAs that walk the tiles)
 };
 
 // A validation passes when nothing is left unwritten, the output error is within twice the plain
@@ -90,6 +91,7 @@ struct DeviceRun {
     p.warp_specialized = c.warp_specialized;
     p.pipelined = c.pipelined;
     p.pingpong = c.pingpong;
+    p.persistent = c.persistent;
     if (!c.offset.empty()) {
       doffset = int_tensor(std::vector<int32_t>(c.offset.begin(), c.offset.end()));
       p.causal_offset = doffset.data<int32_t>();

@@ -79,7 +79,7 @@ struct WgmmaRingTile : WgmmaTile<kHeadDimQK, kHeadDimV> {
   static_assert(kHeadDimV <= 128, "d_v up to 128");
   static constexpr int kQBytes = Base::kBlockM * kHeadDimQK * 2;
   static constexpr int kKBytes = Base::kBlockN * kHeadDimQK * 2, kVBytes = Base::kBlockN * kHeadDimV * 2;
-  static constexpr int kBarriers = 4 * kStages + 1;  // full[stage][K, V], empty[stage][K, V], q_full
+  static constexpr int kBarriers = 4 * kStages + 2;  // full[stage][K, V], empty[stage][K, V], q_full, q_empty
   static constexpr int kSmemBytes = kQBytes + kStages * (kKBytes + kVBytes) + 1024 + 8 * kBarriers;
   static_assert(kSmemBytes <= 227 * 1024, "227 KB of shared memory per CTA");
 };
@@ -104,6 +104,8 @@ struct WgmmaWsTile : WgmmaRingTile<kHeadDimQK, kHeadDimV> {
 constexpr bool kPipelinedPrefill = false;
 // ... and its warpgroups' turns at the tensor cores (FlashPrefillParams::pingpong): off until measured.
 constexpr bool kPingPongPrefill = false;
+// ... and its persistent grid (FlashPrefillParams::persistent: -1 a CTA per SM): off (0) until measured.
+constexpr int kPersistentPrefill = 0;
 template <int kHeadDimQK, int kHeadDimV>
 struct WgmmaPipelinedTile : WgmmaRingTile<kHeadDimQK, kHeadDimV> {
   static constexpr int kThreads = 256;

@@ -92,6 +92,10 @@ void check_flash_prefill(const FlashPrefillParams& p) {
   MLARUN_CHECK(!(p.warp_specialized && p.pipelined),
                "flash_prefill: warp_specialized and pipelined are both set; they name two different kernels");
   MLARUN_CHECK(!p.pingpong || p.pipelined, "flash_prefill: pingpong is set without pipelined (it is that kernel's)");
+  MLARUN_CHECK(p.persistent >= -1, "flash_prefill: persistent = ", p.persistent,
+               " must be -1 (a CTA per SM), 0 (off) or a number of CTAs");
+  MLARUN_CHECK(p.persistent == 0 || p.pipelined,
+               "flash_prefill: persistent is set without pipelined (it is that kernel's)");
   MLARUN_CHECK(p.total_q >= 0 && p.total_q <= std::numeric_limits<int32_t>::max() && p.total_k >= 0 &&
                    p.total_k <= std::numeric_limits<int32_t>::max(),
                "flash_prefill: total_q = ", p.total_q, " and total_k = ", p.total_k, " must be in [0, 2^31)");

@@ -77,6 +77,10 @@ struct FlashPrefillParams {
   // With `pipelined`: its two warpgroups take turns at issuing their MMAs (FlashAttention-3's ping-pong: one's
   // softmax under the other's MMAs). Off by default (config.h kPingPongPrefill).
   bool pingpong = flash::kPingPongPrefill;
+  // With `pipelined`: CTAs that each walk many of the launch's tiles, each tile's first loads going out under the
+  // tile before it (kernel_wgmma_pipelined.cuh): -1 one CTA per SM, N > 0 at most N CTAs (the tests use few, so
+  // that every CTA takes many tiles), 0 off: a CTA per tile. Default config.h kPersistentPrefill (0).
+  int persistent = flash::kPersistentPrefill;
 };
 
 // Checks every field (throws mlarun::Error naming the value) without touching CUDA.

@@ -53,6 +53,8 @@ struct KernelArgs {
                          // = {sequence, m-block} of the longest-first order (tile_order.cuh)
   int heads_outer;       // with tiles: grid (tiles, heads) instead, tile blockIdx.x (one head's tiles together)
   int pingpong;          // the pipelined kernel's warpgroups take turns at issuing (FlashPrefillParams::pingpong)
+  int persistent;        // the pipelined kernel walks the tiles of grid_* (FlashPrefillParams::persistent), a CTA
+  int grid_x, grid_y, grid_z;  // per SM taking every gridDim.x-th block of it
 };
 
 // Element offset of 16-byte chunk `chunk` of row `row` in a tile with `kStride` elements per row. The chunk
@@ -116,21 +118,25 @@ struct LaneAddr {
 struct TileOf {
   int seq, head, m0, q_start, len_q, k_start, len_k, off;
 };
-__device__ __forceinline__ TileOf tile_of(const KernelArgs& args, int block_m) {
+// The tile of block `b` of a launch grid `grid` (the launch's own, or a persistent kernel's virtual one).
+__device__ __forceinline__ TileOf tile_at(const KernelArgs& args, int block_m, uint3 b, dim3 grid) {
   TileOf t;
   int m_block;
   if (args.tiles != nullptr) {
-    const int2 tile = args.tiles[args.heads_outer ? blockIdx.x : blockIdx.y];
-    t.seq = tile.x, m_block = tile.y, t.head = args.heads_outer ? blockIdx.y : blockIdx.x;
+    const int2 tile = args.tiles[args.heads_outer ? b.x : b.y];
+    t.seq = tile.x, m_block = tile.y, t.head = args.heads_outer ? b.y : b.x;
   } else {
-    m_block = args.causal ? int(gridDim.x) - 1 - int(blockIdx.x) : int(blockIdx.x);
-    t.head = blockIdx.y, t.seq = blockIdx.z;
+    m_block = args.causal ? int(grid.x) - 1 - int(b.x) : int(b.x);
+    t.head = b.y, t.seq = b.z;
   }
   t.q_start = args.cu_q[t.seq], t.len_q = args.cu_q[t.seq + 1] - t.q_start;
   t.m0 = m_block * block_m;
   t.k_start = args.cu_k[t.seq], t.len_k = args.cu_k[t.seq + 1] - t.k_start;
   t.off = args.causal_offset != nullptr ? args.causal_offset[t.seq] : t.len_k - t.len_q;
   return t;
+}
+__device__ __forceinline__ TileOf tile_of(const KernelArgs& args, int block_m) {
+  return tile_at(args, block_m, blockIdx, gridDim);
 }
 
 // The epilogue's rows: a thread's two rows (query index row_q in the sequence) get their sums completed over the
@@ -352,6 +358,7 @@ inline KernelArgs kernel_args(const FlashPrefillParams& p) {
   args.tiles = nullptr;
   args.heads_outer = 0;
   args.pingpong = p.pingpong ? 1 : 0;
+  args.persistent = 0, args.grid_x = args.grid_y = args.grid_z = 0;  // (set by the persistent launch)
   return args;
 }
 

@@ -17,9 +17,13 @@
 // The warpgroups meet only at the mbarriers, and a warpgroup waits for the other only when that one is a turn
 // behind; or, with `pingpong` (KernelArgs), they take turns at issuing their MMAs as well (FlashAttention-3's
 // ping-pong: a named barrier per warpgroup, ws_ring.h's turn rules), so that one's softmax runs under the other's
-// MMAs instead of both warpgroups' at once. Key tiles go last first, as in the other kernels; masks, NaN rules, lse and tile orders are theirs
-// (kernel_wgmma.cuh: issue_scores, softmax_scores, pack_p, rescale_rows, store_rows). A wait that never completes
-// traps instead of hanging the launch.
+// MMAs instead of both warpgroups' at once.
+// With `persistent` a CTA per SM walks the launch's tiles (every gridDim.x-th block of the virtual grid grid_*, in
+// the order the hardware would launch them), and the ring runs on across them: the next tile's Q, first two K and
+// first V are issued as soon as the current tile's last P V is, so that its loads land under that P V and the
+// epilogue instead of after a new CTA's start. Key tiles go last first, as in the other kernels; masks, NaN rules,
+// lse and tile orders are theirs (kernel_wgmma.cuh: issue_scores, softmax_scores, pack_p, rescale_rows,
+// store_rows). A wait that never completes traps instead of hanging the launch.
 #pragma once
 
 #include "kernels/cuda/flash_prefill/kernel_wgmma.cuh"
@@ -40,6 +44,24 @@ __device__ __forceinline__ void named_barrier_arrive() {
   asm volatile("bar.arrive %0, %1;\n" ::"n"(kId), "n"(kThreads) : "memory");
 }
 
+// One query tile of the launch as the pipelined kernel works it: which tile, and its key tiles (last one first).
+struct PipelinedJob {
+  TileOf t;
+  int n_end, tiles;  // key tiles n_end - tiles .. n_end - 1
+  __device__ bool empty() const { return t.m0 >= t.len_q; }  // an m-block past its sequence: nothing to do
+};
+__device__ __forceinline__ PipelinedJob pipelined_job(const KernelArgs& args, int block_m, int block_n, int v,
+                                                      dim3 grid) {
+  const uint3 b = make_uint3(unsigned(v) % grid.x, unsigned(v) / grid.x % grid.y, unsigned(v) / (grid.x * grid.y));
+  PipelinedJob j;
+  j.t = tile_at(args, block_m, b, grid);
+  const KeyBlocks k = j.empty() ? KeyBlocks{0, 0}
+                                : tile_key_blocks(j.t.m0, j.t.len_q, j.t.len_k, j.t.off, args.causal != 0,
+                                                  args.window_left, block_m, block_n);
+  j.n_end = k.end, j.tiles = k.end > k.begin ? k.end - k.begin : 0;
+  return j;
+}
+
 template <int kDQK, int kDV, typename Element>
 __global__ void __launch_bounds__(WgmmaPipelinedTile<kDQK, kDV>::kThreads, 1)
     flash_prefill_wgmma_pipelined_kernel(const KernelArgs args) {
@@ -51,20 +73,21 @@ __global__ void __launch_bounds__(WgmmaPipelinedTile<kDQK, kDV>::kThreads, 1)
   extern __shared__ __align__(16) unsigned char smem_raw[];
   const KvRing<W> ring(smem_u32(smem_raw));
 
-  const TileOf t = tile_of(args, kBlockM);  // the tile, as stage A picks it
-  if (t.m0 >= t.len_q) return;               // uniform over the CTA, before any barrier
-  const int head = t.head, q_start = t.q_start, len_q = t.len_q, m0 = t.m0, k_start = t.k_start, len_k = t.len_k,
-            off = t.off, kv_head = head / args.group;
-  const KeyBlocks blocks =
-      tile_key_blocks(m0, len_q, len_k, off, args.causal != 0, args.window_left, kBlockM, kBlockN);
-  const int n_end = blocks.end, tiles = blocks.end > blocks.begin ? blocks.end - blocks.begin : 0;
+  // This CTA's blocks v of the grid `grid`: its own one, or (persistent) every gridDim.x-th of the virtual grid.
+  const bool persistent = args.persistent != 0;
+  const dim3 grid = persistent ? dim3(args.grid_x, args.grid_y, args.grid_z) : gridDim;
+  const int first = persistent ? int(blockIdx.x) : int(blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z));
+  const int end = persistent ? int(grid.x * grid.y * grid.z) : first + 1, stride = persistent ? int(gridDim.x) : 1;
+  PipelinedJob job = pipelined_job(args, kBlockM, kBlockN, first, grid);
+  if (!persistent && job.empty()) return;  // uniform over the CTA, before any barrier
 
   if (threadIdx.x == 0) ring.init(kThreads, kThreads);  // every thread fills and reads
   __syncthreads();  // the last CTA-wide barrier: from here the warpgroups meet only at the mbarriers
 
   const int tid = threadIdx.x, group = tid / 128, warp = (tid / 32) % 4, lane = tid % 32;
-  // Turn t of this warpgroup: 0 is tile 0's scores, t in [1, tiles) tile t's scores with tile t - 1's P V, `tiles`
-  // the last P V. With pingpong each waits for the other warpgroup's turn before it (barriers 1 and 2).
+  // Turn t of this warpgroup in a tile of `tiles` key tiles: 0 is key tile 0's scores, t in [1, tiles) tile t's
+  // scores with tile t - 1's P V, `tiles` the last P V. With pingpong each waits for the other warpgroup's turn
+  // before it (barriers 1 and 2).
   const bool pingpong = args.pingpong != 0;
   const auto hand_over = [&] {  // arrive on the other warpgroup's barrier
     if (group == 0)
@@ -79,110 +102,163 @@ __global__ void __launch_bounds__(WgmmaPipelinedTile<kDQK, kDV>::kThreads, 1)
     else
       named_barrier_sync<2, kThreads>();
   };
-  const auto end_turn = [&](int turn) {
-    if (pingpong && ws::hands_turn_over(group, turn, tiles + 1)) hand_over();
-  };
-  const int64_t k_stride = int64_t(args.hkv) * kDQK, v_stride = int64_t(args.hkv) * kDV;
-  const uint16_t* gK = args.k + (int64_t(k_start) * args.hkv + kv_head) * kDQK;
-  const uint16_t* gV = args.v + (int64_t(k_start) * args.hkv + kv_head) * kDV;
-  const auto first_key = [&](int i) { return (n_end - 1 - i) * kBlockN; };  // of key tile i (last one first)
-  // This thread's share of key tile i's K (part 0) or V (part 1), once both warpgroups have released the stage's
-  // tile before it (for a stage's first use, the phase before the first, which has passed).
-  const auto load_tile = [&](int i, int part) {
-    const int stage = ws::stage_of(i, kStages), n0 = first_key(i);
-    tma_sm90::mbarrier_wait_bounded(ring.empty(stage, part), ws::empty_parity(i, kStages));
-    if (part == 0)
-      load_slabs_by_rows<kBlockN, kDQK, kThreads>(ring.k(stage), gK + n0 * k_stride, k_stride, len_k - n0, tid);
-    else
-      load_slabs_by_rows<kBlockN, kDV, kThreads>(ring.v(stage), gV + n0 * v_stride, v_stride, len_k - n0, tid);
+  // The ring: key tile i of a job is the CTA's key tile c0 + i (c0: the key tiles of its jobs before), which sets
+  // its stage and parities; Q's use q_use likewise.
+  const auto stage_of = [](int c) { return ws::stage_of(c, kStages); };
+  const auto full_parity = [](int c) { return ws::full_parity(c, kStages); };
+  // This thread's share of key tile i (ring position c) of job j: K (part 0) or V (part 1), once both warpgroups
+  // have released the stage's tile before it (for a stage's first use, the phase before the first, passed).
+  const auto load_tile = [&](const PipelinedJob& j, int c, int i, int part) {
+    const int stage = stage_of(c), n0 = (j.n_end - 1 - i) * kBlockN, kv_head = j.t.head / args.group;
+    tma_sm90::mbarrier_wait_bounded(ring.empty(stage, part), ws::empty_parity(c, kStages));
+    if (part == 0) {
+      const int64_t stride = int64_t(args.hkv) * kDQK;
+      const uint16_t* g = args.k + (int64_t(j.t.k_start + n0) * args.hkv + kv_head) * kDQK;
+      load_slabs_by_rows<kBlockN, kDQK, kThreads>(ring.k(stage), g, stride, j.t.len_k - n0, tid);
+    } else {
+      const int64_t stride = int64_t(args.hkv) * kDV;
+      const uint16_t* g = args.v + (int64_t(j.t.k_start + n0) * args.hkv + kv_head) * kDV;
+      load_slabs_by_rows<kBlockN, kDV, kThreads>(ring.v(stage), g, stride, j.t.len_k - n0, tid);
+    }
     tma_sm90::mbarrier_arrive_on_copies(ring.full(stage, part));
   };
-
-  float o[kORegs];
-#pragma unroll
-  for (int e = 0; e < kORegs; ++e) o[e] = 0.f;
-  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
-  // This thread's two rows (index in the sequence): accumulator elements with bit 1 clear, then set.
-  const int row_q[2] = {m0 + 64 * group + acc_row(warp, lane, 0), m0 + 64 * group + acc_row(warp, lane, 2)};
-
-  if (tiles > 0) {
-    // Q, K(0) and K(1) (the first two turns' scores), V(0); the copies of each go out without waiting.
-    const uint16_t* gQ = args.q + (int64_t(q_start + m0) * args.hq + head) * kDQK;
-    load_slabs_by_rows<kBlockM, kDQK, kThreads>(ring.q, gQ, int64_t(args.hq) * kDQK, len_q - m0, tid);
+  // A job's first loads: Q (once both warpgroups are done with the last one's), K(0) and K(1) (the first two turns'
+  // scores), V(0); the copies of each go out without waiting.
+  const auto first_loads = [&](const PipelinedJob& j, int c0, int q_use) {
+    tma_sm90::mbarrier_wait_bounded(ring.q_empty(), ws::q_empty_parity(q_use));
+    const uint16_t* gQ = args.q + (int64_t(j.t.q_start + j.t.m0) * args.hq + j.t.head) * kDQK;
+    load_slabs_by_rows<kBlockM, kDQK, kThreads>(ring.q, gQ, int64_t(args.hq) * kDQK, j.t.len_q - j.t.m0, tid);
     tma_sm90::mbarrier_arrive_on_copies(ring.q_full());
-    load_tile(0, 0);
-    if (tiles > 1) load_tile(1, 0);
-    load_tile(0, 1);
+    load_tile(j, c0, 0, 0);
+    if (j.tiles > 1) load_tile(j, c0 + 1, 1, 0);
+    load_tile(j, c0, 0, 1);
+  };
 
-    // Tile 0's scores and softmax, with nothing else in flight.
-    uint32_t p[kBlockN / 16][4];
-    float s[kBlockN / 2], alpha[2];
-    tma_sm90::mbarrier_wait_copies_landed(ring.q_full(), ws::q_full_parity(0));
-    tma_sm90::mbarrier_wait_copies_landed(ring.full(0, 0), ws::full_parity(0, kStages));
-    if (pingpong && ws::opens_first_turn(group)) hand_over();
-    begin_turn();
-    issue_scores<kBlockM, kBlockN, kDQK, Element>(s, ring.q, ring.k(0), group);
-    wgmma_commit();
-    end_turn(0);
-    wgmma_wait<0>();
-    fence_registers(s);
-    tma_sm90::mbarrier_arrive(ring.empty(0, 0));
-    softmax_scores<kBlockM, kBlockN>(args, s, row_max, row_sum, alpha, row_q, first_key(0), m0, len_k, off, lane);
-    pack_p<kBlockN, Element>(s, p);  // (O is still zero: nothing to rescale)
+  int c0 = 0, q_use = 0;
+  bool loaded = false;  // job's first loads are out (issued under the job before it)
+  for (int v = first; v < end; v += stride) {
+    const int tiles = job.tiles, m0 = job.t.m0, len_k = job.t.len_k, off = job.t.off;
+    const int next_v = v + stride;
+    float o[kORegs];
+#pragma unroll
+    for (int e = 0; e < kORegs; ++e) o[e] = 0.f;
+    float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.f, 0.f};
+    // This thread's two rows (index in the sequence): accumulator elements with bit 1 clear, then set.
+    const int row_q[2] = {m0 + 64 * group + acc_row(warp, lane, 0), m0 + 64 * group + acc_row(warp, lane, 2)};
+    const auto end_turn = [&](int turn) {
+      if (pingpong && ws::hands_turn_over(group, turn, tiles + 1)) hand_over();
+    };
+    PipelinedJob next = job;
 
-    // Turn i: S(i + 1) and P(i) V(i) in flight together; tile i + 1's softmax under the P V.
-    for (int i = 0; i + 1 < tiles; ++i) {
-      const int next = ws::stage_of(i + 1, kStages), stage = ws::stage_of(i, kStages);
-      tma_sm90::mbarrier_wait_copies_landed(ring.full(next, 0), ws::full_parity(i + 1, kStages));
-      tma_sm90::mbarrier_wait_copies_landed(ring.full(stage, 1), ws::full_parity(i, kStages));
+    if (tiles > 0) {
+      if (!loaded) first_loads(job, c0, q_use);
+      // Key tile 0's scores and softmax, with nothing else of this job in flight.
+      uint32_t p[kBlockN / 16][4];
+      float s[kBlockN / 2], alpha[2];
+      tma_sm90::mbarrier_wait_copies_landed(ring.q_full(), ws::q_full_parity(q_use));
+      tma_sm90::mbarrier_wait_copies_landed(ring.full(stage_of(c0), 0), full_parity(c0));
+      if (pingpong && ws::opens_first_turn(group)) hand_over();
       begin_turn();
-      issue_scores<kBlockM, kBlockN, kDQK, Element>(s, ring.q, ring.k(next), group);
+      issue_scores<kBlockM, kBlockN, kDQK, Element>(s, ring.q, ring.k(stage_of(c0)), group);
       wgmma_commit();
-      wgmma_fence();  // (ptxas put one here itself, with branches between the scores' fence and the P V)
+      end_turn(0);
+      wgmma_wait<0>();
+      fence_registers(s);
+      tma_sm90::mbarrier_arrive(ring.empty(stage_of(c0), 0));
+      if (tiles == 1) tma_sm90::mbarrier_arrive(ring.q_empty());  // the job's last scores
+      softmax_scores<kBlockM, kBlockN>(args, s, row_max, row_sum, alpha, row_q, (job.n_end - 1) * kBlockN, m0, len_k,
+                                       off, lane);
+      pack_p<kBlockN, Element>(s, p);  // (O is still zero: nothing to rescale)
+
+      // Turn i + 1: S(i + 1) and P(i) V(i) in flight together; key tile i + 1's softmax under the P V.
+      for (int i = 0; i + 1 < tiles; ++i) {
+        const int c = c0 + i;
+        tma_sm90::mbarrier_wait_copies_landed(ring.full(stage_of(c + 1), 0), full_parity(c + 1));
+        tma_sm90::mbarrier_wait_copies_landed(ring.full(stage_of(c), 1), full_parity(c));
+        begin_turn();
+        issue_scores<kBlockM, kBlockN, kDQK, Element>(s, ring.q, ring.k(stage_of(c + 1)), group);
+        wgmma_commit();
+        wgmma_fence();  // (ptxas put one here itself, with branches between the scores' fence and the P V)
+#pragma unroll
+        for (int kk = 0; kk < kBlockN / 16; ++kk)
+          Mma<kDV>::template rs<1, Element>(o, p[kk], wg::v_desc(ring.v(stage_of(c)), kBlockN, kk), 1);
+        wgmma_commit();
+        end_turn(i + 1);
+        // K(i + 2) into the stage K(i) left (released after S(i), a turn ago): the next turn's scores.
+        if (i + 2 < tiles) load_tile(job, c + 2, i + 2, 0);
+
+        wgmma_wait<1>();  // S(i + 1), committed first; the P V still in flight, reading p and adding into o
+        fence_registers(s);
+        tma_sm90::mbarrier_arrive(ring.empty(stage_of(c + 1), 0));
+        if (i + 2 == tiles) tma_sm90::mbarrier_arrive(ring.q_empty());  // the job's last scores
+        softmax_scores<kBlockM, kBlockN>(args, s, row_max, row_sum, alpha, row_q, (job.n_end - 2 - i) * kBlockN, m0,
+                                         len_k, off, lane);
+        fence_registers(s);
+        // V(i + 1) into the stage V(i - 1) left (released at the end of the turn before). Here, between the
+        // softmax and the wait for the P V: its `empty` wait keeps ptxas from hoisting that wait over the softmax.
+        load_tile(job, c + 1, i + 1, 1);
+        wgmma_wait<0>();
+        fence_registers(o);
+        tma_sm90::mbarrier_arrive(ring.empty(stage_of(c), 1));
+        pack_p<kBlockN, Element>(s, p);
+        rescale_rows(o, alpha);
+      }
+
+      // The last P V; under it (persistent) the next job's first loads.
+      const int last = c0 + tiles - 1;
+      tma_sm90::mbarrier_wait_copies_landed(ring.full(stage_of(last), 1), full_parity(last));
+      begin_turn();
+      wgmma_fence();
 #pragma unroll
       for (int kk = 0; kk < kBlockN / 16; ++kk)
-        Mma<kDV>::template rs<1, Element>(o, p[kk], wg::v_desc(ring.v(stage), kBlockN, kk), 1);
+        Mma<kDV>::template rs<1, Element>(o, p[kk], wg::v_desc(ring.v(stage_of(last)), kBlockN, kk), 1);
       wgmma_commit();
-      end_turn(i + 1);
-      // K(i + 2) into the stage K(i) left (released after S(i), a turn ago), V(i + 1) into the one V(i - 1) left
-      // (released at the end of the turn before): the tiles the next two turns wait for.
-      if (i + 2 < tiles) load_tile(i + 2, 0);
-
-      wgmma_wait<1>();  // S(i + 1), committed first; the P V still in flight, reading p and adding into o
-      fence_registers(s);
-      tma_sm90::mbarrier_arrive(ring.empty(next, 0));
-      softmax_scores<kBlockM, kBlockN>(args, s, row_max, row_sum, alpha, row_q, first_key(i + 1), m0, len_k, off,
-                                       lane);
-      fence_registers(s);
-      load_tile(i + 1, 1);
+      end_turn(tiles);
+      loaded = false;
+      if (next_v < end) {
+        next = pipelined_job(args, kBlockM, kBlockN, next_v, grid);
+        if (next.tiles > 0) first_loads(next, c0 + tiles, q_use + 1), loaded = true;
+      }
       wgmma_wait<0>();
       fence_registers(o);
-      tma_sm90::mbarrier_arrive(ring.empty(stage, 1));
-      pack_p<kBlockN, Element>(s, p);
-      rescale_rows(o, alpha);
+      tma_sm90::mbarrier_arrive(ring.empty(stage_of(last), 1));
+      c0 += tiles, ++q_use;
+    } else if (next_v < end) {
+      next = pipelined_job(args, kBlockM, kBlockN, next_v, grid);
     }
-
-    // The last tile's P V.
-    const int last = ws::stage_of(tiles - 1, kStages);
-    tma_sm90::mbarrier_wait_copies_landed(ring.full(last, 1), ws::full_parity(tiles - 1, kStages));
-    begin_turn();
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kBlockN / 16; ++kk)
-      Mma<kDV>::template rs<1, Element>(o, p[kk], wg::v_desc(ring.v(last), kBlockN, kk), 1);
-    wgmma_commit();
-    end_turn(tiles);
-    wgmma_wait<0>();
-    fence_registers(o);
+    if (!job.empty())
+      store_rows<kORegs, Element>(args, o, row_sum, row_max, row_q, job.t.len_q, job.t.q_start, job.t.head, lane);
+    job = next;
   }
-  store_rows<kORegs, Element>(args, o, row_sum, row_max, row_q, len_q, q_start, head, lane);
 }
 
+// The launcher flash_prefill.h declares: the grid and tile list of the other Hopper kernels; with `persistent`,
+// that grid becomes the virtual one, walked by a CTA per SM or by the number of CTAs asked for (at most one a
+// tile).
 template <int kHeadDimQK, int kHeadDimV, DType kDType>
 void launch_flash_prefill_wgmma_pipelined(const FlashPrefillParams& p, int max_seqlen_q, cudaStream_t stream) {
   using Element = typename ElementOf<kDType>::type;
-  launch_on_tiles<WgmmaPipelinedTile<kHeadDimQK, kHeadDimV>,
-                  flash_prefill_wgmma_pipelined_kernel<kHeadDimQK, kHeadDimV, Element>>(p, max_seqlen_q, stream);
+  using Tile = WgmmaPipelinedTile<kHeadDimQK, kHeadDimV>;
+  constexpr auto kKernel = flash_prefill_wgmma_pipelined_kernel<kHeadDimQK, kHeadDimV, Element>;
+  KernelArgs args = kernel_args(p);
+  allow_dynamic_smem<kKernel>(Tile::kSmemBytes);
+  Tensor order;  // the longest-first tile list; freed at return, stream-ordered after the kernel reads it
+  dim3 grid = launch_grid(p, kLongestFirstWgmma, Tile::kBlockM, Tile::kBlockN, max_seqlen_q, order, args, stream);
+  if (p.persistent != 0) {
+    int ctas = p.persistent;
+    if (ctas < 0) {
+      int device = 0;
+      MLARUN_CUDA_CHECK(cudaGetDevice(&device));
+      MLARUN_CUDA_CHECK(cudaDeviceGetAttribute(&ctas, cudaDevAttrMultiProcessorCount, device));
+    }
+    const int64_t blocks = int64_t(grid.x) * grid.y * grid.z;
+    MLARUN_CHECK(blocks <= int64_t(INT32_MAX), "flash_prefill: ", blocks, " tiles are more than a persistent ",
+                 "launch counts (2^31 - 1)");
+    args.persistent = 1, args.grid_x = int(grid.x), args.grid_y = int(grid.y), args.grid_z = int(grid.z);
+    grid = dim3(unsigned(std::min<int64_t>(blocks, std::max(ctas, 1))));
+  }
+  kKernel<<<grid, Tile::kThreads, Tile::kSmemBytes, stream>>>(args);
+  MLARUN_CUDA_CHECK(cudaGetLastError());
 }
 
 }  // namespace mlarun::ops::cuda::flash

@@ -1,6 +1,7 @@
 // The shared memory of the Hopper ring kernels (kernel_wgmma_ws.cuh, kernel_wgmma_pipelined.cuh): Q, then a ring of
 // config.h WgmmaRingTile::kStages stages of one K tile and one V tile (128-byte-swizzled slabs, wgmma_sm90.cuh), then
-// the mbarriers that hand them over: full and empty for each stage's K and for its V, and q_full. Key tile i of a CTA
+// the mbarriers that hand them over: full and empty for each stage's K and for its V, q_full, and q_empty (which a
+// kernel that loads Q more than once waits on before it does). Key tile i of a CTA
 // goes to stage i % kStages; the parities to wait for are kernels/cuda/ws_ring.h's. One place for the layout, so
 // the two kernels cannot disagree on it.
 #pragma once
@@ -30,6 +31,7 @@ struct KvRing {
   __device__ uint32_t full(int stage, int part) const { return bars() + 8 * (2 * stage + part); }
   __device__ uint32_t empty(int stage, int part) const { return bars() + 8 * (2 * kStages + 2 * stage + part); }
   __device__ uint32_t q_full() const { return bars() + 8 * (4 * kStages); }
+  __device__ uint32_t q_empty() const { return bars() + 8 * (4 * kStages + 1); }
 
   // One thread: `fillers` arrivals complete a full phase (one per loading thread), `readers` an empty one (one per
   // computing thread). A __syncthreads follows before anyone uses them.
@@ -40,6 +42,7 @@ struct KvRing {
         tma_sm90::mbarrier_init(empty(stage, part), readers);
       }
     tma_sm90::mbarrier_init(q_full(), fillers);
+    tma_sm90::mbarrier_init(q_empty(), readers);
   }
 };
 
