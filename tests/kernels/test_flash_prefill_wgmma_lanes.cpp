@@ -36,6 +36,32 @@ void store(Smem& s, uint32_t base, const Matrix& m) {
         s.put(base + flash::wg::chunk_offset(rows, r, c) + 2 * e, m[size_t(r)][size_t(8 * c + e)]);
 }
 
+// load_slabs_by_rows (the pipelined kernel's loads, kernel_wgmma.cuh) for every tile it loads there (Q, K and V at
+// each head-dim pair, 256 threads; 128 threads too): each (row, chunk) of the tile is copied by exactly one thread
+// and pass, to where load_slabs would put it (chunk_offset), and a copy's offset from the thread's first one is the
+// same for every thread (the kernel adds it as a constant).
+TEST(FlashPrefillWgmmaLanes, LoadsByRowsPutEveryChunkWhereTheDescriptorsReadIt) {
+  for (const int threads : {256, 128})
+    for (const int rows : {128, 64})
+      for (const int d : {64, 128, 192, 256}) {
+        if (rows % (threads / 8) != 0) continue;
+        SCOPED_TRACE(std::to_string(threads) + " threads, " + std::to_string(rows) + " x " + std::to_string(d));
+        std::vector<int> copies(size_t(rows * (d / 8)), 0);
+        for (int tid = 0; tid < threads; ++tid)
+          for (int pass = 0; pass < rows / (threads / 8); ++pass)
+            for (int slab = 0; slab < d / 64; ++slab) {
+              const flash::wg::ByRowsCopy c = flash::wg::by_rows_copy(rows, threads, tid, pass, slab);
+              ASSERT_TRUE(c.row >= 0 && c.row < rows && c.chunk >= 0 && c.chunk < d / 8);
+              ++copies[size_t(c.row * (d / 8) + c.chunk)];
+              EXPECT_EQ(flash::wg::chunk_offset(rows, tid / 8, tid % 8) + c.offset,
+                        flash::wg::chunk_offset(rows, c.row, c.chunk))
+                  << "tid " << tid << " pass " << pass << " slab " << slab;
+              EXPECT_EQ(c.offset, flash::wg::by_rows_copy(rows, threads, 0, pass, slab).offset);
+            }
+        for (size_t i = 0; i < copies.size(); ++i) ASSERT_EQ(copies[i], 1) << "chunk " << i;
+      }
+}
+
 template <int kDQK, int kDV>
 void replay_tile() {
   using W = flash::WgmmaTile<kDQK, kDV>;

@@ -57,9 +57,8 @@ __device__ __forceinline__ void load_slabs_by_rows(uint32_t slabs, const uint16_
     const bool valid = row0 + pass * kRowsPerPass < valid_rows;
     const uint16_t* src = valid ? src0 + pass * kRowsPerPass * stride : g;
 #pragma unroll
-    for (int slab = 0; slab < kD / 64; ++slab)
-      cp_async_16(dst0 + uint32_t((slab * kRows + pass * kRowsPerPass) * wgmma_sm90::kSlabRowBytes),
-                  src + slab * 64, valid ? 16 : 0);
+    for (int slab = 0; slab < kD / 64; ++slab)  // (wgmma_lanes.h by_rows_copy: row, chunk and offset of this copy)
+      cp_async_16(dst0 + wg::by_rows_copy(kRows, kThreads, tid, pass, slab).offset, src + slab * 64, valid ? 16 : 0);
   }
 }
 

@@ -18,6 +18,18 @@ MLARUN_HOST_DEVICE constexpr uint32_t chunk_offset(int rows, int row, int chunk)
   return uint32_t(chunk / 8) * uint32_t(rows) * sm90::kSlabRowBytes +
          sm90::swizzle128(sm90::slab_offset(row, (chunk % 8) * 8));
 }
+// kernel_wgmma.cuh load_slabs_by_rows' copy of pass `pass` into slab `slab` by thread `tid` of `threads` (8 threads
+// a row, a pass threads / 8 rows on): the tile's row and 16-byte chunk it moves, and where it lands, as an offset
+// from the thread's first copy (chunk_offset(rows, tid / 8, tid % 8)). The offset does not depend on tid, which is
+// what lets the kernel add it as a constant: the swizzle's XOR takes (row & 7), which a pass keeps.
+struct ByRowsCopy {
+  int row, chunk;
+  uint32_t offset;
+};
+MLARUN_HOST_DEVICE constexpr ByRowsCopy by_rows_copy(int rows, int threads, int tid, int pass, int slab) {
+  return {tid / 8 + pass * (threads / 8), 8 * slab + tid % 8,
+          uint32_t(slab * rows + pass * (threads / 8)) * sm90::kSlabRowBytes};
+}
 // S = Q K^T, k-step k of slab `slab`: warpgroup g's 64 of Q's block_m rows (A), all block_n keys of K (B).
 MLARUN_HOST_DEVICE constexpr uint64_t q_desc(uint32_t q_base, int block_m, int group, int slab, int k) {
   return sm90::k_major_desc(q_base + uint32_t(slab * block_m + 64 * group) * sm90::kSlabRowBytes, k);
