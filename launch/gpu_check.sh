@@ -690,7 +690,7 @@ else
   record ncu SKIP 0 "no ncu on this machine"
 fi
 need_bins bench-decode launch/mlarun && step bench-decode "$out/model.log" 15 130 1 "\"$self\" __bench_decode"
-need_bins bench-prefill launch/mlarun && step bench-prefill "$out/model.log" 10 70 1 "\"$self\" __bench_prefill"
+need_bins bench-prefill launch/mlarun && step bench-prefill "$out/model.log" 10 150 1 "\"$self\" __bench_prefill"
 need_bins bench-moe launch/mlarun && step bench-moe-layouts "$out/model.log" 20 60 1 "\"$self\" __bench_moe_layouts"
 need_bins bench-decode-16b launch/mlarun &&
   step bench-decode-16b "$out/model.log" 40 120 1 "\"$self\" __bench_decode_16b"
