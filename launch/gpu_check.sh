@@ -557,7 +557,7 @@ need_bins kernels-flash-ws tests/test_gpu_flash_prefill &&
     $(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer) --error-exitcode 86 --tool memcheck \
     $tests/test_gpu_flash_prefill --gtest_brief=1 $memcheck_fa_ws && exit \$r"
 need_bins kernels-flash-pipe tests/test_gpu_flash_prefill &&
-  step kernels-flash-pipe "$out/kernels.log" 10 60 1 "$tests/test_gpu_flash_prefill --gtest_brief=1 $pipe_fa; r=\$?;
+  step kernels-flash-pipe "$out/kernels.log" 10 150 1 "$tests/test_gpu_flash_prefill --gtest_brief=1 $pipe_fa; r=\$?;
     $(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer) --error-exitcode 86 --tool memcheck \
     $tests/test_gpu_flash_prefill --gtest_brief=1 $memcheck_fa_pipe && exit \$r"
 need_bins kernels-repeat3 tests/test_gpu_flash_prefill tests/test_gpu_mla_decode &&
@@ -589,7 +589,7 @@ need_bins sanitizer tests/test_gpu_flash_prefill tests/test_gpu_mla_decode && {
   step race-sync-flash-ws "$out/sanitizer.log" 10 45 1 \
     "$san racecheck --racecheck-report all $fa --gtest_brief=1 $race_fa_ws; r=\$?;
     $san synccheck $fa --gtest_brief=1 $race_fa_ws && exit \$r"
-  step race-sync-flash-pipe "$out/sanitizer.log" 10 45 1 \
+  step race-sync-flash-pipe "$out/sanitizer.log" 10 120 1 \
     "$san racecheck --racecheck-report all $fa --gtest_brief=1 $race_fa_pipe; r=\$?;
     $san synccheck $fa --gtest_brief=1 $race_fa_pipe && exit \$r"
   step race-sync-mla-seesaw "$out/sanitizer.log" 10 45 1 \
