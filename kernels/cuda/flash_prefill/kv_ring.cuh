@@ -1,9 +1,9 @@
 // The shared memory of the Hopper ring kernels (kernel_wgmma_ws.cuh, kernel_wgmma_pipelined.cuh): Q, then a ring of
 // config.h WgmmaRingTile::kStages stages of one K tile and one V tile (128-byte-swizzled slabs, wgmma_sm90.cuh), then
 // the mbarriers that hand them over: full and empty for each stage's K and for its V, q_full, and q_empty (which a
-// kernel that loads Q more than once waits on before it does). Key tile i of a CTA
-// goes to stage i % kStages; the parities to wait for are kernels/cuda/ws_ring.h's. One place for the layout, so
-// the two kernels cannot disagree on it.
+// kernel that loads Q more than once waits on before it does). Key tile i of a CTA goes to stage i % kStages; the
+// parities to wait for are kernels/cuda/ws_ring.h's. One place for the layout, so the two kernels cannot disagree
+// on it.
 #pragma once
 
 #include <cstdint>
