@@ -1,6 +1,6 @@
 // Host-side helpers the CUDA ops share: the current stream as a cudaStream_t, uploading small host index lists
-// (through the caching allocator, in stream order), grid sizes, and the dtype flag the kernels take (they read and
-// write f32 or bf16, chosen at run time, so each kernel is compiled once).
+// (through the caching allocator, in stream order), grid sizes, the device's multiprocessor count, and the dtype
+// flag the kernels take (they read and write f32 or bf16, chosen at run time, so each kernel is compiled once).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -44,6 +44,15 @@ inline bool is_bf16(const Tensor& t, const char* op) {
 // Blocks for a grid-stride loop over n items (capped: the loop covers the rest).
 inline unsigned grid_for(int64_t n, int threads) {
   return unsigned(std::max<int64_t>(1, std::min<int64_t>((n + threads - 1) / threads, int64_t(1) << 16)));
+}
+
+// Multiprocessors of the current device (a CUDA call; throws mlarun::Error when there is none): what persistent
+// and SM-balanced kernels size their grids by.
+inline int current_device_sm_count() {
+  int device = 0, sms = 0;
+  MLARUN_CUDA_CHECK(cudaGetDevice(&device));
+  MLARUN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  return sms;
 }
 
 }  // namespace mlarun::ops::cuda

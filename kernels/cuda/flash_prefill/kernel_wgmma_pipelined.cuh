@@ -26,6 +26,7 @@
 // store_rows). A wait that never completes traps instead of hanging the launch.
 #pragma once
 
+#include "kernels/cuda/cuda_common.h"
 #include "kernels/cuda/flash_prefill/kernel_wgmma.cuh"
 #include "kernels/cuda/flash_prefill/kv_ring.cuh"
 #include "kernels/cuda/tma_sm90.cuh"
@@ -245,12 +246,7 @@ void launch_flash_prefill_wgmma_pipelined(const FlashPrefillParams& p, int max_s
   Tensor order;  // the longest-first tile list; freed at return, stream-ordered after the kernel reads it
   dim3 grid = launch_grid(p, kLongestFirstWgmma, Tile::kBlockM, Tile::kBlockN, max_seqlen_q, order, args, stream);
   if (p.persistent != 0) {
-    int ctas = p.persistent;
-    if (ctas < 0) {
-      int device = 0;
-      MLARUN_CUDA_CHECK(cudaGetDevice(&device));
-      MLARUN_CUDA_CHECK(cudaDeviceGetAttribute(&ctas, cudaDevAttrMultiProcessorCount, device));
-    }
+    const int ctas = p.persistent < 0 ? current_device_sm_count() : p.persistent;
     const int64_t blocks = int64_t(grid.x) * grid.y * grid.z;
     MLARUN_CHECK(blocks <= int64_t(INT32_MAX), "flash_prefill: ", blocks, " tiles are more than a persistent ",
                  "launch counts (2^31 - 1)");

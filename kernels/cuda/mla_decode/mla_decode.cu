@@ -95,13 +95,6 @@ AttendGeometry attend_geometry_of(const MlaDecodeParams& p) {
 }
 }  // namespace mla
 
-int current_device_sm_count() {
-  int device = 0, sms = 0;
-  MLARUN_CUDA_CHECK(cudaGetDevice(&device));
-  MLARUN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
-  return sms;
-}
-
 void check_mla_decode(const MlaDecodeParams& p) {
   // Dimensions first: the pointer checks below mention sizes derived from them.
   MLARUN_CHECK(p.kv_lora_rank == mla::kKvLoraRank && p.rope_dim == mla::kRopeDim, kWho, "kv_lora_rank ",

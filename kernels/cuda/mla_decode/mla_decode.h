@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <string>
 
+#include "kernels/cuda/cuda_common.h"  // current_device_sm_count, which MlaDecodeParams::num_sms comes from
 #include "kernels/cuda/mla_decode/config.h"
 
 namespace mlarun::ops::cuda {
@@ -89,8 +90,6 @@ int mla_decode_num_parts(int num_heads, int max_q_per_seq, int num_sms,
 // The kernel that serves a call asking for `attend`: itself, or for AttendKernel::Auto config.h auto_attend on the
 // current device (a cached device attribute query: kernels/cuda/wgmma_device.h; graph-capture safe).
 mla::AttendKernel resolve_attend(mla::AttendKernel attend, bool quantized, int num_heads, int max_q_per_seq);
-// Multiprocessors of the current device (a CUDA call; throws mlarun::Error when there is none).
-int current_device_sm_count();
 
 // Checks, then runs schedule, attend and combine on `stream`. Asynchronous: launch errors throw
 // mlarun::Error; errors during execution surface at the next synchronising call. Values the host cannot see
