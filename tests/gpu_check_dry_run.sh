@@ -17,7 +17,8 @@ OUT=$out/o MLARUN_BUILD_DIR=$out/build GPU_CHECK_PREBUILT=0 \
   bash launch/gpu_check.sh --dry-run --budget 120 --skip '^(configure|build)$' >"$out/stdout" 2>&1 ||
   { cat "$out/stdout"; fail "the dry run exited non-zero"; }
 s=$out/o/summary.txt
-for step in env kernels kernels-wgmma-ws kernels-wgmma-seesaw kernels-flash-ws kernels-flash-pipe kernels-repeat3 \
+for step in env kernels kernels-wgmma-ws kernels-wgmma-seesaw kernels-flash-ws smoke-flash-pipe kernels-flash-pipe \
+            kernels-repeat3 \
             model-ops model-model tp-nccl memcheck-mla racecheck-mla race-sync-mla-ws race-sync-flash-ws \
             race-sync-flash-pipe race-sync-mla-seesaw initcheck-mla torch-anchors bench-flash bench-mla ncu-mla \
             ncu-flash ncu-mla-fp8 ncu-mla-fp8-reg ncu-mla-wgmma-ws ncu-mla-wgmma-seesaw ncu-flash-wgmma-ws \
@@ -33,7 +34,8 @@ OUT=$out/o2 MLARUN_BUILD_DIR=$out/build GPU_CHECK_PREBUILT=0 bash launch/gpu_che
   --skip '^(configure|build)$' --only 'flash-pipe' >"$out/stdout" 2>&1 ||
   { cat "$out/stdout"; fail "the --only dry run exited non-zero"; }
 s2=$out/o2/summary.txt
-for step in kernels-flash-pipe race-sync-flash-pipe ncu-flash-pipe ncu-flash-pipe-pp ncu-flash-pipe-perspp; do
+for step in smoke-flash-pipe kernels-flash-pipe race-sync-flash-pipe ncu-flash-pipe ncu-flash-pipe-pp \
+            ncu-flash-pipe-perspp; do
   grep -Eq "^$step +DRY " "$s2" || { cat "$s2"; fail "--only 'flash-pipe': step $step is not listed DRY"; }
 done
 grep -Eq "^env +ok " "$s2" || { cat "$s2"; fail "--only skipped the env step"; }
