@@ -187,10 +187,11 @@ Program flash_program(const std::vector<Piece>& pieces, const Protocol& p, int g
 // CTA takes them (one job without `persistent`; a skipped piece is an m-block past its sequence, a piece without
 // steps a tile that sees no key). A thread of warpgroup g copies its share of Q and of each key tile, and reads
 // both warpgroups' shares. Key tile i of a job is the CTA's tile c0 + i. Turn i reads K(i + 1) and V(i), loads
-// K(i + 2) into K(i)'s stage, releases K(i + 1) after the scores (wgmma.wait_group 1; Q too after the job's last),
-// loads V(i + 1) into V(i - 1)'s stage and releases V(i) after the P V (wait_group 0). The next job's Q, K(0),
-// K(1) and V(0) are loaded after the last P V is issued. With `turns`, each issue of MMAs is a turn: a sync on the
-// warpgroup's own turn barrier before it, an arrival on the other's after it (ws_ring.h's rules).
+// K(i + 2) into K(i)'s stage and V(i + 1) into V(i - 1)'s, releases K(i + 1) after the scores (wgmma.wait_group 1;
+// Q too after the job's last), waits on V(i + 1)'s `empty` again and releases V(i) after the P V (wait_group 0).
+// The next job's Q, K(0), K(1) and V(0) are loaded after the last P V is issued. With `turns`, each issue of MMAs
+// is a turn: a sync on the warpgroup's own turn barrier before it, an arrival on the other's after it (ws_ring.h's
+// rules).
 Program flash_pipelined_program(const std::vector<Piece>& jobs, const Protocol& p, int g, bool turns) {
   Program out;
   const int other = g == kA ? kB : kA;
@@ -257,14 +258,17 @@ Program flash_pipelined_program(const std::vector<Piece>& jobs, const Protocol& 
       begin_both(v_res(c, kA), v_res(c, kB), c);
       end_turn(i + 1);
       if (i + 2 < tiles) load(c + 2, kLo);
+      if (!p.pipelined_loads_v_a_turn_early) load(c + 1, kHi);
+      else if (i + 2 < tiles) load(c + 2, kHi);
       collective(out, g);  // wait_group 1: S(i + 1)
       end_both(k_res(c + 1, kA), k_res(c + 1, kB));
       end_both(q_a, q_b);
       arrive(out, empty_bar(ws::stage_of(c + 1, kStages), kLo));
       if (i + 2 == tiles && !p.release_q_after_first_scores) arrive(out, kQEmpty);
       if (p.pipelined_releases_v_before_its_product) arrive(out, empty_bar(ws::stage_of(c, kStages), kHi));
-      if (!p.pipelined_loads_v_a_turn_early) load(c + 1, kHi);
-      else if (i + 2 < tiles) load(c + 2, kHi);
+      // The kernel's scheduling fence: V(i + 1)'s `empty` wait again, which must still pass here.
+      if (!p.pipelined_loads_v_a_turn_early) wait(out, empty_bar(ws::stage_of(c + 1, kStages), kHi),
+                                                  p.empty_parity(c + 1, kStages));
       collective(out, g);  // wait_group 0: P(i) V(i)
       end_both(v_res(c, kA), v_res(c, kB));
       if (!p.pipelined_releases_v_before_its_product) arrive(out, empty_bar(ws::stage_of(c, kStages), kHi));

@@ -185,8 +185,10 @@ __global__ void __launch_bounds__(WgmmaPipelinedTile<kDQK, kDV>::kThreads, 1)
           Mma<kDV>::template rs<1, Element>(o, p[kk], wg::v_desc(ring.v(stage_of(c)), kBlockN, kk), 1);
         wgmma_commit();
         end_turn(i + 1);
-        // K(i + 2) into the stage K(i) left (released after S(i), a turn ago): the next turn's scores.
+        // K(i + 2) into the stage K(i) left (released after S(i), a turn ago) and V(i + 1) into the stage V(i - 1)
+        // left (released at the end of the turn before): the next turn's operands, a whole turn to land.
         if (i + 2 < tiles) load_tile(job, c + 2, i + 2, 0);
+        load_tile(job, c + 1, i + 1, 1);
 
         wgmma_wait<1>();  // S(i + 1), committed first; the P V still in flight, reading p and adding into o
         fence_registers(s);
@@ -195,9 +197,10 @@ __global__ void __launch_bounds__(WgmmaPipelinedTile<kDQK, kDV>::kThreads, 1)
         softmax_scores<kBlockM, kBlockN>(args, s, row_max, row_sum, alpha, row_q, (job.n_end - 2 - i) * kBlockN, m0,
                                          len_k, off, lane);
         fence_registers(s);
-        // V(i + 1) into the stage V(i - 1) left (released at the end of the turn before). Here, between the
-        // softmax and the wait for the P V: its `empty` wait keeps ptxas from hoisting that wait over the softmax.
-        load_tile(job, c + 1, i + 1, 1);
+        // V(i + 1)'s `empty` wait again (passed above; that barrier's next phase needs this thread's own release of
+        // V(i + 1), a turn later): a loop ptxas cannot move the wait for the P V above, so the softmax stays
+        // under the P V (without it, every exponential came after the wait in the SASS).
+        tma_sm90::mbarrier_wait_bounded(ring.empty(stage_of(c + 1), 1), ws::empty_parity(c + 1, kStages));
         wgmma_wait<0>();
         fence_registers(o);
         tma_sm90::mbarrier_arrive(ring.empty(stage_of(c), 1));
