@@ -331,7 +331,7 @@ sub_bench_prefill() {
   # A 2048-token chunk over a 65536-token cached prefix on the naive path (the prefix up-projected in pieces of
   # --prefill-context-piece-tokens, merged by log-sum-exp), with each flash kernel: its attention rate by
   # FlashAttention's count, against bench-flash's uniform 192/128 rate in kernels.log (the target: >= 60%).
-  local kernels="mma wgmma wgmma-ws wgmma-pipelined wgmma-pingpong wgmma-persistent wgmma-persistent-pingpong"
+  local kernels="auto mma wgmma wgmma-ws wgmma-pipelined wgmma-pingpong wgmma-persistent wgmma-persistent-pingpong"
   [ "${GC_PIPE_HUNG:-0}" = 1 ] && kernels="mma wgmma wgmma-ws"  # the pipelined kernel hung smoke-flash-pipe
   for k in $kernels; do
     j=$GC_TMP/bench_prefill_64k_$k.json

@@ -244,8 +244,8 @@ int main(int argc, char** argv) {
     // 3) Varlen against uniform (the goal: a mixed batch >= 90% of the uniform batch's TFLOP/s): 192/128, 16 heads,
     // causal, 16384 tokens either as 4 x 4096 or as lengths from 1 to 4096; the varlen batch also longest first
     // (FlashPrefillParams::longest_first 1), longest first one head after another (2), and in the plain order from
-    // a list without the empty m-blocks, one head after another (3) or each tile's heads together (4); the uniform
-    // batch also in order 3.
+    // a list without the empty m-blocks, one head after another (3) or each tile's heads together (4), and in the
+    // kernel's own order (-1: what FlashPrefillParams leaves it); the uniform batch also in order 3.
     const std::vector<int> varlen = {4096, 1, 2048, 17, 1024, 3000, 512, 2000, 1500, 128, 2058};
     struct Batch { const char* name; std::vector<int> lens; int lpt; };
     const std::vector<Batch> batches = {{"uniform 4 x 4096", std::vector<int>(4, 4096), 0},
@@ -254,6 +254,7 @@ int main(int argc, char** argv) {
                                         {"varlen 1..4096, by head", varlen, 2},
                                         {"varlen 1..4096, compact by head", varlen, 3},
                                         {"varlen 1..4096, compact", varlen, 4},
+                                        {"varlen 1..4096, kernel's order", varlen, -1},
                                         {"uniform 4 x 4096, compact by head", std::vector<int>(4, 4096), 3}};
     std::printf("\n%-38s %9s %9s %11s\n", "batch (192/128 bf16, h16, causal)", "ms", "TFLOP/s", "x uniform");
     double uniform_tflops = 0;

@@ -110,12 +110,18 @@ size_t mla_decode_workspace(const StepPart& part, int64_t heads, int num_sms);
 // The kernels the model's attention uses, chosen by environment variables read once per process (as vLLM picks its
 // attention backend): MLARUN_MLA_DECODE_KERNEL = simt | mma | fitted | wgmma | wgmma-split | auto | wgmma-ws |
 // wgmma-seesaw (mla_decode's attend kernel, config.h AttendKernel 0..7) and MLARUN_FLASH_PREFILL_KERNEL = mma |
-// wgmma | wgmma-ws | wgmma-pipelined | wgmma-pingpong | wgmma-persistent | wgmma-persistent-pingpong (0..6:
+// wgmma | wgmma-ws | wgmma-pipelined | wgmma-pingpong | wgmma-persistent | wgmma-persistent-pingpong | auto (0..6:
 // FlashPrefillParams::wgmma, and with it warp_specialized, or pipelined with or without pingpong, and from 5 on
-// persistent). Unset or empty: the defaults (auto; wgmma where the device runs it). The parsers throw
-// mlarun::Error naming the variable, the value and the choices.
+// persistent; 7 auto: per head dims, resolve_flash_prefill_kernel). Unset or empty: auto for both. The parsers
+// throw mlarun::Error naming the variable, the value and the choices.
 int32_t parse_mla_decode_kernel(const char* value);     // AttendKernel as an int
-int32_t parse_flash_prefill_kernel(const char* value);  // 0 mma, 1 wgmma, 2 wgmma-ws, 3..6 pipelined variants
+int32_t parse_flash_prefill_kernel(const char* value);  // 0 mma, 1 wgmma, 2 wgmma-ws, 3..6 pipelined, 7 auto
+constexpr int32_t kFlashPrefillAuto = 7;
+// The flash kernel `kernel` (0..7) names for q/k dim d_qk and v dim d_v: itself, or for auto the pipelined kernel
+// with turns (4) where it measured faster (flash/config.h pipelined_prefill_by_default: MLA's 192/128), else the
+// wgmma kernel (1; stage A's, 0, in a build without kWgmmaPrefill). The launch still falls back to stage A's kernel
+// on a device without wgmma (FlashPrefillParams::wgmma).
+int32_t resolve_flash_prefill_kernel(int32_t kernel, int64_t d_qk, int64_t d_v);
 // The choices in force: the environment's, unless a test or benchmark set them (-1: back to the environment's).
 // mla_decode plans record the kernel they were made with (ops::MlaDecodePlan::attend).
 int32_t mla_decode_kernel();

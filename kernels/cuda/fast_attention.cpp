@@ -37,14 +37,20 @@ int32_t parse_mla_decode_kernel(const char* value) {
 
 int32_t parse_flash_prefill_kernel(const char* value) {
   const std::string v = value == nullptr ? "" : value;
-  if (v.empty()) return flash::kWgmmaPrefill ? 1 : 0;
+  if (v.empty()) return kFlashPrefillAuto;
   const char* names[] = {"mma",           "wgmma",           "wgmma-ws", "wgmma-pipelined", "wgmma-pingpong",
-                         "wgmma-persistent", "wgmma-persistent-pingpong"};  // 0..6: cuda_ops.h
-  for (int32_t i = 0; i < 7; ++i)
+                         "wgmma-persistent", "wgmma-persistent-pingpong", "auto"};  // 0..7: cuda_ops.h
+  for (int32_t i = 0; i <= kFlashPrefillAuto; ++i)
     if (v == names[i]) return i;
   fail("MLARUN_FLASH_PREFILL_KERNEL = '", v,
        "' is not one of mma, wgmma, wgmma-ws, wgmma-pipelined, wgmma-pingpong, wgmma-persistent, ",
-       "wgmma-persistent-pingpong (unset: wgmma where the device runs it)");
+       "wgmma-persistent-pingpong, auto (unset: auto)");
+}
+
+int32_t resolve_flash_prefill_kernel(int32_t kernel, int64_t d_qk, int64_t d_v) {
+  if (kernel != kFlashPrefillAuto) return kernel;
+  if (!flash::kWgmmaPrefill) return 0;
+  return flash::pipelined_prefill_by_default(int(d_qk), int(d_v)) ? 4 : 1;  // wgmma-pingpong, else wgmma
 }
 
 namespace {
@@ -72,9 +78,9 @@ void set_mla_decode_kernel(int32_t kernel) {
 }
 
 void set_flash_prefill_kernel(int32_t kernel) {
-  MLARUN_CHECK(kernel >= -1 && kernel <= 6, "set_flash_prefill_kernel: ", kernel,
+  MLARUN_CHECK(kernel >= -1 && kernel <= kFlashPrefillAuto, "set_flash_prefill_kernel: ", kernel,
                " is not -1 (the environment's), 0 (mma), 1 (wgmma), 2 (wgmma-ws), 3 (wgmma-pipelined), 4 ",
-               "(wgmma-pingpong), 5 (wgmma-persistent) or 6 (wgmma-persistent-pingpong)");
+               "(wgmma-pingpong), 5 (wgmma-persistent), 6 (wgmma-persistent-pingpong) or 7 (auto)");
   g_flash_prefill_kernel.store(kernel);
 }
 
@@ -95,7 +101,7 @@ FlashPrefillParams flash_params(const Tensor& q, const Tensor& k, const Tensor& 
   p.dtype = q.dtype();
   p.softmax_scale = scale;
   p.causal = true;
-  const int32_t kernel = flash_prefill_kernel();
+  const int32_t kernel = resolve_flash_prefill_kernel(flash_prefill_kernel(), p.head_dim_qk, p.head_dim_v);
   p.wgmma = kernel >= 1;
   p.warp_specialized = kernel == 2;
   p.pipelined = kernel >= 3;

@@ -18,9 +18,9 @@
 
 namespace mlarun::ops::cuda::ws {
 
-MLARUN_HOST_DEVICE constexpr int stage_of(int n, int stages) { return n % stages; }
+MLARUN_HOST_DEVICE constexpr int stage_of(int n, int stages) { return int(unsigned(n) % unsigned(stages)); }
 // The computing warpgroups wait on full[stage_of(n)] for the phase that tile n's copies complete.
-MLARUN_HOST_DEVICE constexpr uint32_t full_parity(int n, int stages) { return uint32_t(n / stages) & 1u; }
+MLARUN_HOST_DEVICE constexpr uint32_t full_parity(int n, int stages) { return (unsigned(n) / unsigned(stages)) & 1u; }
 // The loader waits on empty[stage_of(n)] for the phase in which the stage's previous tile, n - stages, was released:
 // for the first use of a stage, the phase before the first, which has passed.
 MLARUN_HOST_DEVICE constexpr uint32_t empty_parity(int n, int stages) { return full_parity(n, stages) ^ 1u; }

@@ -79,12 +79,24 @@ TEST(MlaDecodeApi, KernelChoicesByEnvironmentParseAndNameBadValues) {
   cuda::set_mla_decode_kernel(-1);
   EXPECT_THROW(cuda::set_mla_decode_kernel(8), Error);
   EXPECT_THROW(cuda::set_mla_decode_kernel(-2), Error);
-  EXPECT_THROW(cuda::set_flash_prefill_kernel(7), Error);
+  EXPECT_THROW(cuda::set_flash_prefill_kernel(8), Error);
   EXPECT_THROW(cuda::set_flash_prefill_kernel(-2), Error);
   cuda::set_flash_prefill_kernel(6);
   EXPECT_EQ(cuda::flash_prefill_kernel(), 6);
   cuda::set_flash_prefill_kernel(-1);
-  EXPECT_EQ(cuda::parse_flash_prefill_kernel(nullptr), 1);  // the Hopper kernel where the device runs it
+  EXPECT_EQ(cuda::parse_flash_prefill_kernel(nullptr), cuda::kFlashPrefillAuto);
+  EXPECT_EQ(cuda::parse_flash_prefill_kernel(""), cuda::kFlashPrefillAuto);
+  EXPECT_EQ(cuda::parse_flash_prefill_kernel("auto"), 7);
+  // auto: the pipelined kernel with turns for MLA's 192/128 (and any q/k dim above 128 with d_v up to 128), the
+  // wgmma kernel for the pairs where it measured faster; a named kernel stays itself whatever the dims.
+  EXPECT_EQ(cuda::resolve_flash_prefill_kernel(7, 192, 128), 4);
+  EXPECT_EQ(cuda::resolve_flash_prefill_kernel(7, 128, 128), 1);
+  EXPECT_EQ(cuda::resolve_flash_prefill_kernel(7, 64, 64), 1);
+  EXPECT_EQ(cuda::resolve_flash_prefill_kernel(7, 256, 256), 1);
+  for (int32_t k = 0; k < 7; ++k) EXPECT_EQ(cuda::resolve_flash_prefill_kernel(k, 192, 128), k);
+  cuda::set_flash_prefill_kernel(7);
+  EXPECT_EQ(cuda::flash_prefill_kernel(), 7);
+  cuda::set_flash_prefill_kernel(-1);
   EXPECT_EQ(cuda::parse_flash_prefill_kernel("mma"), 0);
   EXPECT_EQ(cuda::parse_flash_prefill_kernel("wgmma"), 1);
   EXPECT_EQ(cuda::parse_flash_prefill_kernel("wgmma-ws"), 2);
@@ -98,7 +110,7 @@ TEST(MlaDecodeApi, KernelChoicesByEnvironmentParseAndNameBadValues) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(
                   "MLARUN_FLASH_PREFILL_KERNEL = 'fa3' is not one of mma, wgmma, wgmma-ws, wgmma-pipelined, "
-                  "wgmma-pingpong, wgmma-persistent, wgmma-persistent-pingpong"),
+                  "wgmma-pingpong, wgmma-persistent, wgmma-persistent-pingpong, auto"),
               std::string::npos)
         << e.what();
   }

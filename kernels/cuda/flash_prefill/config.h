@@ -100,12 +100,23 @@ struct WgmmaWsTile : WgmmaRingTile<kHeadDimQK, kHeadDimV> {
 
 // The pipelined variant (FlashPrefillParams::pipelined, kernel_wgmma_pipelined.cuh): the same ring, no loading
 // warps (two warpgroups, so 255 registers a thread at launch), each warpgroup's scores of the next key tile and
-// P V of this one in flight together. Off by default until a GPU has run its tests and timed it.
+// P V of this one in flight together. Off in FlashPrefillParams; the model's default kernel choice (`auto`,
+// kernels/cuda/fast_attention.cpp) takes it with turns where pipelined_prefill_by_default says (NOTES.md, H200
+// 2026-11-27: 1.07-1.09x the wgmma kernel at 192/128, 0.94-0.96x at 128/128, 0.76-0.82x at 64/64).
 constexpr bool kPipelinedPrefill = false;
-// ... and its warpgroups' turns at the tensor cores (FlashPrefillParams::pingpong): off until measured.
+constexpr bool pipelined_prefill_by_default(int head_dim_qk, int head_dim_v) {
+  return head_dim_qk > 128 && head_dim_v <= 128;
+}
+// ... and its warpgroups' turns at the tensor cores (FlashPrefillParams::pingpong): off in FlashPrefillParams, on in
+// `auto` (1.00-1.01x without turns at 192/128 on an H200, 1.08x at 64/64).
 constexpr bool kPingPongPrefill = false;
-// ... and its persistent grid (FlashPrefillParams::persistent: -1 a CTA per SM): off (0) until measured.
+// ... and its persistent grid (FlashPrefillParams::persistent: -1 a CTA per SM): off (0); it ran 0.56-0.97x the
+// wgmma kernel on an H200 (a CTA takes every gridDim.x-th tile, so the causal tiles' lengths do not even out).
 constexpr int kPersistentPrefill = 0;
+// ... and its tile order when FlashPrefillParams::longest_first is -1: the list without empty m-blocks, every head
+// of a tile together (4), where the batch's query lengths differ (the workbench's varlen batch: 0.90-0.92 of the
+// uniform batch's TFLOP/s against 0.86-0.87 in the plain order, H200), else the plain grid.
+constexpr int kPipelinedVarlenOrder = 4;
 template <int kHeadDimQK, int kHeadDimV>
 struct WgmmaPipelinedTile : WgmmaRingTile<kHeadDimQK, kHeadDimV> {
   static constexpr int kThreads = 256;

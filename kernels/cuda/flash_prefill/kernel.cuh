@@ -367,19 +367,20 @@ inline KernelArgs kernel_args(const FlashPrefillParams& p) {
 // device into `order` (longest first for 1 and 2, the plain order without empty m-blocks for 3 and 4) and set as
 // args.tiles, and a grid of (heads, tiles), or (tiles, heads) for 2 and 3 (one head's tiles, then the next
 // head's); otherwise (m-blocks, heads, sequences).
-inline dim3 launch_grid(const FlashPrefillParams& p, bool kernel_default, int block_m, int block_n, int max_seqlen_q,
+inline dim3 launch_grid(const FlashPrefillParams& p, int kernel_order, int block_m, int block_n, int max_seqlen_q,
                         Tensor& order, KernelArgs& args, cudaStream_t stream) {
   const dim3 plain((max_seqlen_q + block_m - 1) / block_m, p.num_heads_q, p.batch);
-  if (p.longest_first < 0 ? !kernel_default : p.longest_first == 0) return plain;
+  const int kind = p.longest_first < 0 ? kernel_order : p.longest_first;  // FlashPrefillParams::longest_first
+  if (kind == 0) return plain;
   int num_tiles = 0;
   for (int b = 0; b < p.batch; ++b)
     num_tiles += (p.cu_seqlens_q_host[b + 1] - p.cu_seqlens_q_host[b] + block_m - 1) / block_m;
   if (num_tiles == 0 || num_tiles > 65535 || tile_order_smem_bytes(p.batch) > 48 * 1024) return plain;
   order = Tensor::empty({2 * int64_t(num_tiles)}, DType::I32, Device::CUDA);
   args.tiles = reinterpret_cast<const int2*>(order.raw());
-  args.heads_outer = p.longest_first == 2 || p.longest_first == 3 ? 1 : 0;
+  args.heads_outer = kind == 2 || kind == 3 ? 1 : 0;
   order_tiles({p.cu_seqlens_q, p.cu_seqlens_k, p.causal_offset, p.batch, num_tiles, args.causal, p.window_left,
-               block_m, block_n, p.longest_first <= 2 ? 1 : 0},
+               block_m, block_n, kind <= 2 ? 1 : 0},
               reinterpret_cast<int2*>(order.raw()), stream);
   return args.heads_outer ? dim3(unsigned(num_tiles), unsigned(p.num_heads_q))
                           : dim3(unsigned(p.num_heads_q), unsigned(num_tiles));
@@ -394,7 +395,7 @@ void launch_flash_prefill(const FlashPrefillParams& p, int max_seqlen_q, cudaStr
   auto kernel = flash_prefill_kernel<kHeadDimQK, kHeadDimV, Element>;
   allow_dynamic_smem<flash_prefill_kernel<kHeadDimQK, kHeadDimV, Element>>(T::kSmemBytes);  // once per device
   Tensor order;  // the longest-first tile list; freed at return, stream-ordered after the kernel reads it
-  const dim3 grid = launch_grid(p, kLongestFirst, T::kBlockM, T::kBlockN, max_seqlen_q, order, args, stream);
+  const dim3 grid = launch_grid(p, kLongestFirst ? 1 : 0, T::kBlockM, T::kBlockN, max_seqlen_q, order, args, stream);
   kernel<<<grid, T::kThreads, T::kSmemBytes, stream>>>(args);
   MLARUN_CUDA_CHECK(cudaGetLastError());
 }

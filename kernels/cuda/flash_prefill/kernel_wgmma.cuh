@@ -276,7 +276,7 @@ void launch_on_tiles(const FlashPrefillParams& p, int max_seqlen_q, cudaStream_t
   allow_dynamic_smem<kKernel>(Tile::kSmemBytes);
   Tensor order;  // the longest-first tile list; freed at return, stream-ordered after the kernel reads it
   const dim3 grid =
-      launch_grid(p, kLongestFirstWgmma, Tile::kBlockM, Tile::kBlockN, max_seqlen_q, order, args, stream);
+      launch_grid(p, kLongestFirstWgmma ? 1 : 0, Tile::kBlockM, Tile::kBlockN, max_seqlen_q, order, args, stream);
   kKernel<<<grid, Tile::kThreads, Tile::kSmemBytes, stream>>>(args);
   MLARUN_CUDA_CHECK(cudaGetLastError());
 }

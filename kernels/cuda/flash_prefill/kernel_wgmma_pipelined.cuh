@@ -49,8 +49,10 @@ __device__ __forceinline__ void named_barrier_arrive() {
 struct PipelinedJob {
   TileOf t;
   int n_end, tiles;  // key tiles n_end - tiles .. n_end - 1
+  const uint16_t *k, *v;  // the job's sequence's first key row of its K/V head (the division by the group once)
   __device__ bool empty() const { return t.m0 >= t.len_q; }  // an m-block past its sequence: nothing to do
 };
+template <int kDQK, int kDV>
 __device__ __forceinline__ PipelinedJob pipelined_job(const KernelArgs& args, int block_m, int block_n, int v,
                                                       dim3 grid) {
   const uint3 b = make_uint3(unsigned(v) % grid.x, unsigned(v) / grid.x % grid.y, unsigned(v) / (grid.x * grid.y));
@@ -60,6 +62,8 @@ __device__ __forceinline__ PipelinedJob pipelined_job(const KernelArgs& args, in
                                 : tile_key_blocks(j.t.m0, j.t.len_q, j.t.len_k, j.t.off, args.causal != 0,
                                                   args.window_left, block_m, block_n);
   j.n_end = k.end, j.tiles = k.end > k.begin ? k.end - k.begin : 0;
+  const int64_t kv_row = int64_t(j.t.k_start) * args.hkv + j.t.head / args.group;
+  j.k = args.k + kv_row * kDQK, j.v = args.v + kv_row * kDV;
   return j;
 }
 
@@ -79,7 +83,7 @@ __global__ void __launch_bounds__(WgmmaPipelinedTile<kDQK, kDV>::kThreads, 1)
   const dim3 grid = persistent ? dim3(args.grid_x, args.grid_y, args.grid_z) : gridDim;
   const int first = persistent ? int(blockIdx.x) : int(blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z));
   const int end = persistent ? int(grid.x * grid.y * grid.z) : first + 1, stride = persistent ? int(gridDim.x) : 1;
-  PipelinedJob job = pipelined_job(args, kBlockM, kBlockN, first, grid);
+  PipelinedJob job = pipelined_job<kDQK, kDV>(args, kBlockM, kBlockN, first, grid);
   if (!persistent && job.empty()) return;  // uniform over the CTA, before any barrier
 
   if (threadIdx.x == 0) ring.init(kThreads, kThreads);  // every thread fills and reads
@@ -110,15 +114,15 @@ __global__ void __launch_bounds__(WgmmaPipelinedTile<kDQK, kDV>::kThreads, 1)
   // This thread's share of key tile i (ring position c) of job j: K (part 0) or V (part 1), once both warpgroups
   // have released the stage's tile before it (for a stage's first use, the phase before the first, passed).
   const auto load_tile = [&](const PipelinedJob& j, int c, int i, int part) {
-    const int stage = stage_of(c), n0 = (j.n_end - 1 - i) * kBlockN, kv_head = j.t.head / args.group;
+    const int stage = stage_of(c), n0 = (j.n_end - 1 - i) * kBlockN;
     tma_sm90::mbarrier_wait_bounded(ring.empty(stage, part), ws::empty_parity(c, kStages));
     if (part == 0) {
       const int64_t stride = int64_t(args.hkv) * kDQK;
-      const uint16_t* g = args.k + (int64_t(j.t.k_start + n0) * args.hkv + kv_head) * kDQK;
+      const uint16_t* g = j.k + n0 * stride;
       load_slabs_by_rows<kBlockN, kDQK, kThreads>(ring.k(stage), g, stride, j.t.len_k - n0, tid);
     } else {
       const int64_t stride = int64_t(args.hkv) * kDV;
-      const uint16_t* g = args.v + (int64_t(j.t.k_start + n0) * args.hkv + kv_head) * kDV;
+      const uint16_t* g = j.v + n0 * stride;
       load_slabs_by_rows<kBlockN, kDV, kThreads>(ring.v(stage), g, stride, j.t.len_k - n0, tid);
     }
     tma_sm90::mbarrier_arrive_on_copies(ring.full(stage, part));
@@ -220,7 +224,7 @@ __global__ void __launch_bounds__(WgmmaPipelinedTile<kDQK, kDV>::kThreads, 1)
       end_turn(tiles);
       loaded = false;
       if (next_v < end) {
-        next = pipelined_job(args, kBlockM, kBlockN, next_v, grid);
+        next = pipelined_job<kDQK, kDV>(args, kBlockM, kBlockN, next_v, grid);
         if (next.tiles > 0) first_loads(next, c0 + tiles, q_use + 1), loaded = true;
       }
       wgmma_wait<0>();
@@ -228,7 +232,7 @@ __global__ void __launch_bounds__(WgmmaPipelinedTile<kDQK, kDV>::kThreads, 1)
       tma_sm90::mbarrier_arrive(ring.empty(stage_of(last), 1));
       c0 += tiles, ++q_use;
     } else if (next_v < end) {
-      next = pipelined_job(args, kBlockM, kBlockN, next_v, grid);
+      next = pipelined_job<kDQK, kDV>(args, kBlockM, kBlockN, next_v, grid);
     }
     if (!job.empty())
       store_rows<kORegs, Element>(args, o, row_sum, row_max, row_q, job.t.len_q, job.t.q_start, job.t.head, lane);
@@ -247,7 +251,11 @@ void launch_flash_prefill_wgmma_pipelined(const FlashPrefillParams& p, int max_s
   KernelArgs args = kernel_args(p);
   allow_dynamic_smem<kKernel>(Tile::kSmemBytes);
   Tensor order;  // the longest-first tile list; freed at return, stream-ordered after the kernel reads it
-  dim3 grid = launch_grid(p, kLongestFirstWgmma, Tile::kBlockM, Tile::kBlockN, max_seqlen_q, order, args, stream);
+  const int32_t* cu = p.cu_seqlens_q_host;  // its own tile order: the compact list for a varlen batch (config.h)
+  bool lengths_differ = false;
+  for (int b = 1; b < p.batch && !lengths_differ; ++b) lengths_differ = cu[b + 1] - cu[b] != cu[1] - cu[0];
+  const int own_order = lengths_differ ? kPipelinedVarlenOrder : 0;
+  dim3 grid = launch_grid(p, own_order, Tile::kBlockM, Tile::kBlockN, max_seqlen_q, order, args, stream);
   if (p.persistent != 0) {
     const int ctas = p.persistent < 0 ? current_device_sm_count() : p.persistent;
     const int64_t blocks = int64_t(grid.x) * grid.y * grid.z;
