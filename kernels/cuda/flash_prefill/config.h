@@ -108,7 +108,7 @@ constexpr bool pipelined_prefill_by_default(int head_dim_qk, int head_dim_v) {
   return head_dim_qk > 128 && head_dim_v <= 128;
 }
 // ... and its warpgroups' turns at the tensor cores (FlashPrefillParams::pingpong): off in FlashPrefillParams, on in
-// `auto` (1.00-1.01x without turns at 192/128 on an H200, 1.08x at 64/64).
+// `auto` (on an H200: 0.99-1.01x the kernel without turns at 192/128, 1.07-1.08x at 64/64).
 constexpr bool kPingPongPrefill = false;
 // ... and its persistent grid (FlashPrefillParams::persistent: -1 a CTA per SM): off (0); it ran 0.56-0.97x the
 // wgmma kernel on an H200 (a CTA takes every gridDim.x-th tile, so the causal tiles' lengths do not even out).

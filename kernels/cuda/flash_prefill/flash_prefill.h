@@ -55,7 +55,8 @@ struct FlashPrefillParams {
   // Launch the query tiles longest first over all sequences and heads (tile_order.cuh: a device-side counting
   // sort by key blocks) instead of m-blocks x heads x sequences: 1 on, 0 off, -1 (the default) the kernel's own
   // default, which is what measured faster on the varlen workbench batch (config.h: kLongestFirst for stage A's
-  // kernel, on; kLongestFirstWgmma for the wgmma one, off). 2: longest first within each head, one head after
+  // kernel, on; kLongestFirstWgmma for the wgmma one, off; kPipelinedVarlenOrder, 4, for the pipelined one where
+  // the query lengths differ, else 0). 2: longest first within each head, one head after
   // another (every sequence's keys of one head stay in L2 together, and no CTA is launched for an empty m-block).
   // 3: the plain grid's order (sequence by sequence, the heaviest causal m-block first) from a list without the
   // empty m-blocks, one head after another; 4: the same list with every head of a tile launched together. The
@@ -71,11 +72,11 @@ struct FlashPrefillParams {
   bool warp_specialized = flash::kWarpSpecializedPrefill;
   // With `wgmma`: its pipelined variant (kernel_wgmma_pipelined.cuh: two warpgroups that load their own ring of K/V
   // tiles and keep the next tile's scores and this one's P V in flight together), for d_v up to 128 (256/256 keeps
-  // the wgmma kernel). Off by default (config.h kPipelinedPrefill) until a GPU has run its tests and timed it. Not
-  // together with warp_specialized.
+  // the wgmma kernel). Off here (config.h kPipelinedPrefill); the model's default choice takes it, with turns, for
+  // MLA's 192/128 (cuda_ops.h resolve_flash_prefill_kernel). Not together with warp_specialized.
   bool pipelined = flash::kPipelinedPrefill;
   // With `pipelined`: its two warpgroups take turns at issuing their MMAs (FlashAttention-3's ping-pong: one's
-  // softmax under the other's MMAs). Off by default (config.h kPingPongPrefill).
+  // softmax under the other's MMAs). Off here (config.h kPingPongPrefill), on in the model's default choice.
   bool pingpong = flash::kPingPongPrefill;
   // With `pipelined`: CTAs that each walk many of the launch's tiles, each tile's first loads going out under the
   // tile before it (kernel_wgmma_pipelined.cuh): -1 one CTA per SM, N > 0 at most N CTAs (the tests use few, so
