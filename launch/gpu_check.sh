@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The one-call check for a GPU machine (H100/H200, 16 cores): build what the check needs, validate (kernel
 # tests, race repeats, model/CLI parity, TP over MPI on one GPU, NCCL at world size 1, compute-sanitizer), then
-# time (PyTorch's anchors on this GPU, the two kernel workbenches beside them, Nsight Compute on each kernel, `mlarun
-# bench decode` at batch 64 and 1, `mlarun bench prefill`, the MoE layouts). Run a packed binary by hand there with
-# LD_LIBRARY_PATH=build/prebuilt-lib. Why
-# one script with a hard deadline: a GPU session is short and metered, so the whole run must end within 7 minutes
+# time (PyTorch's anchors on this GPU, the two kernel workbenches beside them, Nsight Compute on each kernel and
+# warp-stall sampling by SASS line on three, `mlarun bench decode` at batch 64 and 1, `mlarun bench prefill`, the MoE
+# layouts). Run a packed binary by hand there with LD_LIBRARY_PATH=build/prebuilt-lib. Why one script with a hard
+# deadline: a GPU session is short and metered, so the whole run must end within 7 minutes
 # whatever hangs, validation must come before speed, and the results must be a handful of files that are quick
 # to copy off.
 #
@@ -682,6 +682,15 @@ ncu_step() {
   need_bins "$1" "kernels/$2" && step "$1" "$out/kernels.log" 15 45 1 \
     "${ncu:-ncu} $ncu_opt --launch-skip $3 -k regex:$4 $kb/$2 --reps 3 --only $5"
 }
+# ncu_stall_step NAME BENCH SKIP KERNEL ONLY: the same launch with warp-stall sampling by SASS line (SourceCounters),
+# summed by reason, by opcode and by line (gpu_check_notes.py ncu-stalls): where a kernel's issue slots go.
+ncu_stall_step() {
+  need_bins "$1" "kernels/$2" && step "$1" "$out/kernels.log" 20 60 1 \
+    "${ncu:-ncu} --clock-control none --launch-count 1 --section WarpStateStats --section SourceCounters \
+      --import-source no -f -o \"$GC_TMP/$1\" --launch-skip $3 -k regex:$4 $kb/$2 --reps 3 --only $5 >/dev/null &&
+    ${ncu:-ncu} --import \"$GC_TMP/$1.ncu-rep\" --page source --csv --print-source sass >\"$GC_TMP/$1.csv\" &&
+    python3 \"$notes\" ncu-stalls \"$GC_TMP/$1.csv\""
+}
 if [ -n "$ncu" ] || [ $dry = 1 ]; then
   ncu_step ncu-mla bench_mla_decode 10 attend_mma tp8_b128_s8192_h16_mma
   ncu_step ncu-mla-fitted bench_mla_decode 10 attend_fitted tp8_b128_s8192_h16_fit
@@ -715,6 +724,14 @@ need_bins bench-prefill launch/mlarun && step bench-prefill "$out/model.log" 10 
 need_bins bench-moe launch/mlarun && step bench-moe-layouts "$out/model.log" 20 60 1 "\"$self\" __bench_moe_layouts"
 need_bins bench-decode-16b launch/mlarun &&
   step bench-decode-16b "$out/model.log" 40 120 1 "\"$self\" __bench_decode_16b"
+# Where the issue slots go (last, as the timings above come first): the default prefill kernel at MLA's shape, the
+# decode kernels at the TP 8 and 128-head shapes.
+if [ -n "$ncu" ] || [ $dry = 1 ]; then
+  ncu_stall_step ncu-stalls-flash bench_flash_prefill 2 flash_prefill_wgmma_pipelined_kernel \
+    "'b1 h128 s4096 d192/128 causal pp'"
+  ncu_stall_step ncu-stalls-mla-fitted bench_mla_decode 10 attend_fitted tp8_b128_s8192_h16_fit
+  ncu_stall_step ncu-stalls-mla-wgmma bench_mla_decode 10 attend_wgmma b64_s4096_h128_wgs
+fi
 
 wall=$(($(date +%s) - start))
 printf 'total: %d ok, %d FAIL/TIMEOUT, %d SKIP, %d DRY; %ds of the %ds budget; files: %s\n' "$n_ok" "$n_fail" \

@@ -15,6 +15,8 @@ Usage: gpu_check_notes.py KIND ARGS...
   prefill FILE KERNEL        a `bench prefill` JSON of one chunk over one prefix: the naive path's rate
   torch-step ANCHORS [FILE]  torch_anchors.py's decode-step records, beside `bench decode`'s batch-64 JSON
   ncu-kernels CSV            Nsight Compute's raw CSV (gpu__time_duration.sum): time per kernel name, largest first
+  ncu-stalls CSV             Nsight Compute's source page as CSV (--page source --print-source sass, a report with
+                             SourceCounters): warp-stall samples by reason, by opcode and by SASS line
 """
 import collections
 import csv
@@ -145,9 +147,44 @@ def ncu_kernels(path, top=30):
     return "\n".join(lines)
 
 
+def ncu_stalls(path, top=25):
+    with open(path) as f:
+        rows = list(csv.reader(f))
+    h = next(i for i, r in enumerate(rows) if "Source" in r and "Warp Stall Sampling (All Samples)" in r)
+    hdr = rows[h]
+    src, alls = hdr.index("Source"), hdr.index("Warp Stall Sampling (All Samples)")
+    reasons = [i for i, name in enumerate(hdr) if name.startswith("stall_") and "(Not Issued)" not in name]
+
+    def num(r, i):
+        try:
+            return float(r[i].replace(",", ""))
+        except (IndexError, ValueError):
+            return 0.0
+    lines = [r for r in rows[h + 1:] if len(r) == len(hdr)]
+    total = sum(num(r, alls) for r in lines)
+    if total <= 0:
+        return "no warp-stall samples in %s" % path
+    by_reason, by_op = collections.Counter(), collections.Counter()
+    for r in lines:
+        for i in reasons:
+            by_reason[hdr[i][len("stall_"):]] += num(r, i)
+        words = [w for w in r[src].split() if not w.startswith("@")]
+        by_op[words[0].split(".")[0] if words else "?"] += num(r, alls)
+
+    def share(counter, n):
+        return ", ".join("%s %.1f%%" % (k, 100 * v / total) for k, v in counter.most_common(n) if v > 0)
+    out = ["%d samples; by reason: %s; by opcode: %s" % (total, share(by_reason, 8), share(by_op, 8))]
+    out.append("the %d SASS lines with the most samples (share, the line, its top reasons):" % top)
+    for r in sorted(lines, key=lambda r: -num(r, alls))[:top]:
+        top3 = sorted(((num(r, i), hdr[i][len("stall_"):]) for i in reasons), reverse=True)[:3]
+        why = ", ".join("%s %d" % (name, v) for v, name in top3 if v > 0)
+        out.append("%5.1f%%  %-60s  %s" % (100 * num(r, alls) / total, r[src].strip()[:60], why))
+    return "\n".join(out)
+
+
 KINDS = {"decode": (decode, 2, 2), "moe-layouts": (moe_layouts, 1, 1), "mla-verdict": (mla_verdict, 1, 1),
          "flash-verdict": (flash_verdict, 1, 1), "prefill": (prefill, 2, 2), "torch-step": (torch_step, 1, 2),
-         "ncu-kernels": (ncu_kernels, 1, 1)}
+         "ncu-kernels": (ncu_kernels, 1, 1), "ncu-stalls": (ncu_stalls, 1, 1)}
 
 
 def main(argv):

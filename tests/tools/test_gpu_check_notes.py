@@ -125,6 +125,27 @@ with tempfile.TemporaryDirectory() as tmp:
     expect(len(lines) == 3 and lines[1].split() == ["2.000", "ms", "2", "void", "flash<192,", "128>"]
            and lines[2].split() == ["0.050", "ms", "1", "gemm_bf16"], "ncu rows: " + out)
 
+    # Nsight Compute's source page (the layout ncu 2025 writes): a kernel-name line first, thousands separators, the
+    # Not Issued columns left out of the reasons; shares of all samples by reason, opcode (predicate dropped), line.
+    sj = os.path.join(tmp, "source.csv")
+    with open(sj, "w") as f:
+        f.write('"Kernel Name","void flash<192, 128>(Args)",\n'
+                '"Address","Source","Warp Stall Sampling (All Samples)","Warp Stall Sampling (Not-issued Samples)",'
+                '"stall_wait","stall_selected","stall_long_sb","stall_wait (Not Issued)"\n'
+                '"0x10","HGMMA.64x128x16.F32.BF16 R24, gdesc[UR4], RZ","1,000","10","0","1,000","0","0"\n'
+                '"0x20","@!P1 IMAD.HI.U32 R7, R4, R197, RZ","600","500","500","0","100","400"\n'
+                '"0x30","IMAD R1, R2, R3, R4","400","300","300","100","0","300"\n'
+                '"0x40","NOP","0","0","0","0","0","0"\n')
+    rc, out = note("ncu-stalls", sj)
+    lines = out.splitlines()
+    expect(rc == 0 and lines[0] == "NOTE: 2000 samples; by reason: selected 55.0%, wait 40.0%, long_sb 5.0%; by "
+           "opcode: HGMMA 50.0%, IMAD 50.0%", "ncu stalls first line: " + out)
+    expect(len(lines) >= 5 and lines[2].split()[:2] == ["50.0%", "HGMMA.64x128x16.F32.BF16"]
+           and lines[3].split()[:3] == ["30.0%", "@!P1", "IMAD.HI.U32"] and lines[3].endswith("wait 500, long_sb 100"),
+           "ncu stalls lines: " + out)
+    rc, out = note("ncu-stalls", cj)  # a CSV of another page: says so, exit 0
+    expect(rc == 0 and out.startswith("NOTE: no ncu-stalls note: StopIteration"), "ncu stalls, wrong page: " + out)
+
     # Unreadable input: a NOTE that says so, exit 0 (a note never fails its step); a wrong call: exit 2.
     rc, out = note("mla-verdict", os.path.join(tmp, "absent.json"))
     expect(rc == 0 and out.startswith("NOTE: no mla-verdict note: FileNotFoundError"), "absent file: " + out)
