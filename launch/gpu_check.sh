@@ -567,13 +567,12 @@ smoke_fa_pipe+=":*/gqa_causal_128_128_bf16_persist:*/gqa_causal_128_128_bf16_per
 need_bins smoke-flash-pipe tests/test_gpu_flash_prefill &&
   { step smoke-flash-pipe "$out/kernels.log" 10 30 1 "$tests/test_gpu_flash_prefill $smoke_fa_pipe"
     case $? in 124 | 137) pipe_hung=1 ;; esac; }
-# pipe_step NAME ...: `step NAME ...`, or SKIP when the smoke step hung.
-pipe_step() {
-  [ $pipe_hung = 0 ] || { record "$1" SKIP 0 "smoke-flash-pipe hung"; return 3; }
-  step "$@"
+# pipe_ok NAME: whether a step of these kernels may run; when the smoke step hung, NAME is recorded SKIP instead.
+pipe_ok() {
+  [ $pipe_hung = 0 ] || { record "$1" SKIP 0 "smoke-flash-pipe hung"; return 1; }
 }
-need_bins kernels-flash-pipe tests/test_gpu_flash_prefill &&
-  pipe_step kernels-flash-pipe "$out/kernels.log" 10 150 1 "$tests/test_gpu_flash_prefill --gtest_brief=1 $pipe_fa; r=\$?;
+need_bins kernels-flash-pipe tests/test_gpu_flash_prefill && pipe_ok kernels-flash-pipe &&
+  step kernels-flash-pipe "$out/kernels.log" 10 150 1 "$tests/test_gpu_flash_prefill --gtest_brief=1 $pipe_fa; r=\$?;
     $(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer) --error-exitcode 86 --tool memcheck \
     $tests/test_gpu_flash_prefill --gtest_brief=1 $memcheck_fa_pipe && exit \$r"
 need_bins kernels-repeat3 tests/test_gpu_flash_prefill tests/test_gpu_mla_decode &&
@@ -605,7 +604,7 @@ need_bins sanitizer tests/test_gpu_flash_prefill tests/test_gpu_mla_decode && {
   step race-sync-flash-ws "$out/sanitizer.log" 10 45 1 \
     "$san racecheck --racecheck-report all $fa --gtest_brief=1 $race_fa_ws; r=\$?;
     $san synccheck $fa --gtest_brief=1 $race_fa_ws && exit \$r"
-  pipe_step race-sync-flash-pipe "$out/sanitizer.log" 10 120 1 \
+  pipe_ok race-sync-flash-pipe && step race-sync-flash-pipe "$out/sanitizer.log" 10 120 1 \
     "$san racecheck --racecheck-report all $fa --gtest_brief=1 $race_fa_pipe; r=\$?;
     $san synccheck $fa --gtest_brief=1 $race_fa_pipe && exit \$r"
   step race-sync-mla-seesaw "$out/sanitizer.log" 10 45 1 \
@@ -699,16 +698,14 @@ if [ -n "$ncu" ] || [ $dry = 1 ]; then
   ncu_step ncu-mla-wgmma-seesaw bench_mla_decode 10 ws_attend_kernel b64_s4096_h128_wgss
   ncu_step ncu-flash bench_flash_prefill 2 flash_prefill_kernel "'b1 h128 s4096 d192/128'"
   ncu_step ncu-flash-wgmma-ws bench_flash_prefill 2 flash_prefill_wgmma_ws_kernel "'b1 h128 s4096 d192/128 causal ws'"
-  if [ $pipe_hung = 1 ]; then
-    record ncu-flash-pipe SKIP 0 "smoke-flash-pipe hung"
-  else
+  pipe_ok ncu-flash-pipe && {
     ncu_step ncu-flash-pipe bench_flash_prefill 2 flash_prefill_wgmma_pipelined_kernel \
       "'b1 h128 s4096 d192/128 causal pipe'"
     ncu_step ncu-flash-pipe-pp bench_flash_prefill 2 flash_prefill_wgmma_pipelined_kernel \
       "'b1 h128 s4096 d192/128 causal pp'"
     ncu_step ncu-flash-pipe-perspp bench_flash_prefill 2 flash_prefill_wgmma_pipelined_kernel \
       "'b1 h128 s4096 d192/128 causal perspp'"
-  fi
+  }
   ncu_step ncu-flash-wgmma bench_flash_prefill 2 flash_prefill_wgmma_kernel "'b1 h128 s4096 d192/128 causal wg'"
   # The fp8 cache's fitted kernel at the TP 8 shape (0.72x the bf16 tokens/s on an H200: why), and the 64k
   # prefill chunk's kernels.
@@ -727,8 +724,8 @@ need_bins bench-decode-16b launch/mlarun &&
 # Where the issue slots go (last, as the timings above come first): the default prefill kernel at MLA's shape, the
 # decode kernels at the TP 8 and 128-head shapes.
 if [ -n "$ncu" ] || [ $dry = 1 ]; then
-  ncu_stall_step ncu-stalls-flash bench_flash_prefill 2 flash_prefill_wgmma_pipelined_kernel \
-    "'b1 h128 s4096 d192/128 causal pp'"
+  pipe_ok ncu-stalls-flash && ncu_stall_step ncu-stalls-flash bench_flash_prefill 2 \
+    flash_prefill_wgmma_pipelined_kernel "'b1 h128 s4096 d192/128 causal pp'"
   ncu_stall_step ncu-stalls-mla-fitted bench_mla_decode 10 attend_fitted tp8_b128_s8192_h16_fit
   ncu_stall_step ncu-stalls-mla-wgmma bench_mla_decode 10 attend_wgmma b64_s4096_h128_wgs
 fi

@@ -362,8 +362,8 @@ inline KernelArgs kernel_args(const FlashPrefillParams& p) {
   return args;
 }
 
-// The grid of a launch. When p asks for a tile list (longest_first 1-4, or -1 where the kernel's default,
-// `kernel_default`, is longest first) and the batch fits it: the list for (block_m, block_n) tiles, built on the
+// The grid of a launch. When p asks for a tile list (longest_first 1-4, or -1 where the kernel's own order,
+// `kernel_order`, is one of them) and the batch fits it: the list for (block_m, block_n) tiles, built on the
 // device into `order` (longest first for 1 and 2, the plain order without empty m-blocks for 3 and 4) and set as
 // args.tiles, and a grid of (heads, tiles), or (tiles, heads) for 2 and 3 (one head's tiles, then the next
 // head's); otherwise (m-blocks, heads, sequences).

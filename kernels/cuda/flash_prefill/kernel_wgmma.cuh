@@ -78,7 +78,18 @@ __device__ __forceinline__ void issue_scores(float (&s)[kBlockN / 2], uint32_t q
                                             wg::k_desc(k_u32, kBlockN, slab, k), slab + k > 0);
 }
 
-// The same, committed and waited for.
+// O += P V for one key tile issued: P's A fragments from registers against the kBlockN rows of V at v_u32 (N-major
+// slabs); fenced before, neither committed nor waited for.
+template <int kBlockN, int kDV, typename Element>
+__device__ __forceinline__ void issue_pv(float (&o)[kDV / 2], const uint32_t (&p)[kBlockN / 16][4], uint32_t v_u32) {
+  using namespace wgmma_sm90;
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < kBlockN / 16; ++kk)
+    Mma<kDV>::template rs<1, Element>(o, p[kk], wg::v_desc(v_u32, kBlockN, kk), 1);
+}
+
+// The scores, committed and waited for.
 template <int kBlockM, int kBlockN, int kDQK, typename Element>
 __device__ __forceinline__ void scores_tile(float (&s)[kBlockN / 2], uint32_t q_u32, uint32_t k_u32, int group) {
   using namespace wgmma_sm90;
@@ -251,10 +262,7 @@ __global__ void __launch_bounds__(WgmmaTile<kDQK, kDV>::kThreads, 1)
                                           len_k - (n0 - kBlockN), tid);
       cp_async_commit();
     }
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kBlockN / 16; ++kk)
-      Mma<kDV>::template rs<1, Element>(o, p[kk], wg::v_desc(v_u32, kBlockN, kk), 1);
+    issue_pv<kBlockN, kDV, Element>(o, p, v_u32);
     wgmma_commit();
     if (kLoadKAfterPV && n > n_begin) {
       load_slabs<kBlockN, kDQK, kThreads>(k_u32, gK + int64_t(n0 - kBlockN) * k_stride, k_stride,

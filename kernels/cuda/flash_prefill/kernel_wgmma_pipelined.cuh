@@ -183,10 +183,9 @@ __global__ void __launch_bounds__(WgmmaPipelinedTile<kDQK, kDV>::kThreads, 1)
         begin_turn();
         issue_scores<kBlockM, kBlockN, kDQK, Element>(s, ring.q, ring.k(stage_of(c + 1)), group);
         wgmma_commit();
-        wgmma_fence();  // (ptxas put one here itself, with branches between the scores' fence and the P V)
-#pragma unroll
-        for (int kk = 0; kk < kBlockN / 16; ++kk)
-          Mma<kDV>::template rs<1, Element>(o, p[kk], wg::v_desc(ring.v(stage_of(c)), kBlockN, kk), 1);
+        // (issue_pv fences first: without it ptxas put a fence here itself, with branches between the scores' fence and
+        // the P V)
+        issue_pv<kBlockN, kDV, Element>(o, p, ring.v(stage_of(c)));
         wgmma_commit();
         end_turn(i + 1);
         // K(i + 2) into the stage K(i) left (released after S(i), a turn ago) and V(i + 1) into the stage V(i - 1)
@@ -216,10 +215,7 @@ __global__ void __launch_bounds__(WgmmaPipelinedTile<kDQK, kDV>::kThreads, 1)
       const int last = c0 + tiles - 1;
       tma_sm90::mbarrier_wait_copies_landed(ring.full(stage_of(last), 1), full_parity(last));
       begin_turn();
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < kBlockN / 16; ++kk)
-        Mma<kDV>::template rs<1, Element>(o, p[kk], wg::v_desc(ring.v(stage_of(last)), kBlockN, kk), 1);
+      issue_pv<kBlockN, kDV, Element>(o, p, ring.v(stage_of(last)));
       wgmma_commit();
       end_turn(tiles);
       loaded = false;

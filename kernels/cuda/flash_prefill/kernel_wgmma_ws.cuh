@@ -91,10 +91,7 @@ __global__ void __launch_bounds__(WgmmaWsTile<kDQK, kDV>::kThreads, 1)
                                                       lane);
 
       tma_sm90::mbarrier_wait_copies_landed(ring.full(stage, 1), ws::full_parity(i, kStages));
-      wgmma_fence();
-#pragma unroll
-      for (int kk = 0; kk < kBlockN / 16; ++kk)
-        Mma<kDV>::template rs<1, Element>(o, p[kk], wg::v_desc(ring.v(stage), kBlockN, kk), 1);
+      issue_pv<kBlockN, kDV, Element>(o, p, ring.v(stage));
       wgmma_commit();
       wgmma_wait<0>();
       fence_registers(o);
