@@ -32,7 +32,8 @@
 # table and whole JSON), to the workbench JSONs beside each shape, and to the bench-decode NOTE.
 # Environment: OUT, MLARUN_BUILD_DIR (default build), GPU_CHECK_USE_CARRY=1 (take .carry/ before the system's
 # copies), GPU_CHECK_PREBUILT=0 (build even when .carry/prebuilt.tar.xz is there), GPU_CHECK_MLA_ARGS (the MLA
-# workbench's shape options, default the decode targets' shapes) and GPU_CHECK_MLA_CAP_S (its cap, default 160).
+# workbench's shape options, default the decode targets' shapes), GPU_CHECK_MLA_CAP_S (its cap, default 160) and
+# GPU_CHECK_AB_ROWS (the rows bench-mla-ab times by this build and by .carry/ab/'s earlier workbench).
 # The machine needs nvcc, cuBLAS, NCCL, OpenMPI, CMake and a C++ compiler; CLI11, yaml-cpp, GoogleTest and
 # nlohmann-json come from the system or, where missing, from .carry/ (env.txt says which).
 set -uo pipefail
@@ -670,6 +671,24 @@ need_bins bench-mla kernels/bench_mla_decode &&
   step bench-mla "$out/kernels.log" 15 "${GPU_CHECK_MLA_CAP_S:-160}" 1 \
     "$kb/bench_mla_decode ${GPU_CHECK_MLA_ARGS:-$mla_shapes} --json \"$out/mla_decode.json\"$mla_opt; r=\$?;
     python3 \"$notes\" mla-verdict \"$out/mla_decode.json\"; exit \$r"
+# The fitted kernel's rows by this build against an earlier one's workbench packed in .carry/ab/ (a stripped
+# bench_mla_decode.<commit>, copied from that commit's build: `cp build/kernels/bench_mla_decode
+# .carry/ab/bench_mla_decode.$(git rev-parse --short HEAD)` before the change), run base, new, new, base so that a
+# drift of the GPU's clocks falls on both; gpu_check_notes.py mla-ab gives each row's medians. Rows:
+# GPU_CHECK_AB_ROWS.
+ab_bin=$(ls "$root"/.carry/ab/bench_mla_decode.* 2>/dev/null | head -1)
+ab_rows="tp8_b128_s8192_h16_fit,tp8_b128_s8192_h16_fp8_fit_reg,tp8_b128_s8192_h16_int8_fit_reg"
+ab_rows+=",b64_s4096_h128_fp8_fit_reg,b64_s4096_h128_fit"
+if [ -n "$ab_bin" ] || [ $dry = 1 ]; then
+  need_bins bench-mla-ab kernels/bench_mla_decode &&
+    step bench-mla-ab "$out/kernels.log" 30 150 1 \
+      "d=\"$GC_TMP/mla_ab\"; mkdir -p \"\$d\"; i=0; r=0; echo \"base: ${ab_bin:-none}\";
+      for who in base new new base; do bin=$kb/bench_mla_decode; [ \$who = base ] && bin=\"$ab_bin\";
+        \"\$bin\" --only ${GPU_CHECK_AB_ROWS:-$ab_rows} --json \"\$d/\${who}_\$i.json\" || r=1; i=\$((i + 1));
+      done; python3 \"$notes\" mla-ab \"\$d\"; exit \$r"
+else
+  record bench-mla-ab SKIP 0 "no earlier workbench in .carry/ab"
+fi
 # Nsight Compute on one launch of each fast kernel at its headline shape (the TP 8 decode shape on tensor cores; MLA
 # prefill 192/128, 128 heads, 4k): throughput, occupancy, stall reasons. Clocks left alone (--clock-control none).
 ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)

@@ -10,6 +10,8 @@ Usage: gpu_check_notes.py KIND ARGS...
   mla-verdict FILE           bench_mla_decode's JSON: each newer kernel against the 32-row one, fp8, L2 prefetch,
                              quantized codes read into registers against widened, the warp-specialized wgmma
                              kernel against the split one
+  mla-ab DIR                 DIR/<label>_<n>.json from bench_mla_decode runs of two builds in turn (label `base` and
+                             `new`): each row's median whole-call time per build, and new against base
   flash-verdict FILE         bench_flash_prefill's JSON: the wgmma kernel against stage A, its warp-specialized
                              and pipelined variants (turns, persistent) against it, shape by shape
   prefill FILE KERNEL        a `bench prefill` JSON of one chunk over one prefix: the naive path's rate
@@ -20,7 +22,10 @@ Usage: gpu_check_notes.py KIND ARGS...
 """
 import collections
 import csv
+import glob
 import json
+import os
+import re
 import sys
 
 
@@ -74,6 +79,28 @@ def mla_verdict(path):
               for s in shapes if "speedup_vs_wgmma_split" in s]
     parts += ["schedule %s %.1f us" % (s["name"], 1e3 * s["schedule_ms"]) for s in shapes[:1] if "schedule_ms" in s]
     return "against the 32-row kernel: " + ("; ".join(parts) or "no rows")
+
+
+def mla_ab(folder):
+    runs = collections.defaultdict(lambda: collections.defaultdict(list))  # row -> label -> call ms per run
+    for path in sorted(glob.glob(os.path.join(folder, "*.json"))):
+        m = re.match(r"(base|new)_\d+\.json$", os.path.basename(path))
+        if not m:
+            continue
+        for s in load(path).get("shapes", []):
+            if s.get("validation_ok", True):
+                runs[s["name"]][m.group(1)].append(s["call_ms"])
+
+    def median(v):
+        v = sorted(v)
+        return 0.5 * (v[(len(v) - 1) // 2] + v[len(v) // 2])
+
+    parts = []
+    for name, by in runs.items():
+        if by["base"] and by["new"]:
+            b, n = median(by["base"]), median(by["new"])
+            parts.append("%s %.3f -> %.3f ms %.2fx (%d+%d runs)" % (name, b, n, b / n, len(by["base"]), len(by["new"])))
+    return "new build against base, whole call: " + ("; ".join(parts) or "no row ran in both")
 
 
 def flash_verdict(path):
@@ -183,7 +210,8 @@ def ncu_stalls(path, top=25):
 
 
 KINDS = {"decode": (decode, 2, 2), "moe-layouts": (moe_layouts, 1, 1), "mla-verdict": (mla_verdict, 1, 1),
-         "flash-verdict": (flash_verdict, 1, 1), "prefill": (prefill, 2, 2), "torch-step": (torch_step, 1, 2),
+         "mla-ab": (mla_ab, 1, 1), "flash-verdict": (flash_verdict, 1, 1), "prefill": (prefill, 2, 2),
+         "torch-step": (torch_step, 1, 2),
          "ncu-kernels": (ncu_kernels, 1, 1), "ncu-stalls": (ncu_stalls, 1, 1)}
 
 

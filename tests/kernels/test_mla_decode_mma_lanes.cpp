@@ -6,11 +6,13 @@
 // without a GPU.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <functional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/cuda/mla_decode/config.h"
@@ -136,6 +138,58 @@ TEST(MlaDecodeMmaLanes, FittedScoresCoverEveryRowAndTokenOncePerShare) {
           },
           1e-3, "score share");
     }
+  }
+}
+
+// The fitted kernel's walk of a share of the 576 values (share_scores in attend_mma_fitted.cu): a head, whole
+// 128-value tiles, a tail and k_pe's steps, from share_head_end / share_tail_begin / share_latent_end. At every
+// share the kernel has (and every other 32-aligned one), each 32-value step is taken once and in order, no latent
+// piece straddles a scale tile or reaches k_pe, and folding each piece's unscaled sum times the scale of the tile
+// it starts in gives the row's scaled dot product.
+TEST(MlaDecodeMmaLanes, FittedShareWalkFoldsEachScaleTileOnce) {
+  std::vector<std::pair<int, int>> shares;  // (k0, len)
+  for (int m : mla::kFitRows)
+    for (int w = 0; w < mla::kWarps; ++w) shares.emplace_back(lanes::fit_k0(m, w), lanes::fit_k_len(m));
+  for (int k0 = 0; k0 < mla::kHeadDimQK; k0 += 32)
+    for (int len = 32; k0 + len <= mla::kHeadDimQK; len += 32) shares.emplace_back(k0, len);
+  std::mt19937 rng(17);
+  std::uniform_real_distribution<double> value(-1.0, 1.0), scale(0.5, 4.0);
+  std::vector<double> q(mla::kHeadDimQK), code(mla::kHeadDimQK), tile_scale(mla::kKvLoraRank / mla::kQuantTile);
+  for (auto [k0, len] : shares) {
+    SCOPED_TRACE("share " + std::to_string(k0) + " + " + std::to_string(len));
+    for (double& x : q) x = value(rng);
+    for (double& x : code) x = value(rng);
+    for (double& x : tile_scale) x = scale(rng);
+    const int lat_end = lanes::share_latent_end(k0, len), head_end = lanes::share_head_end(k0, len);
+    const int tail_begin = lanes::share_tail_begin(k0, len);
+    std::vector<int> steps;
+    double score = 0;
+    const auto piece = [&](int from, int count) {  // latent_steps: one fold per piece
+      ASSERT_GE(count, 1);
+      ASSERT_LE(count, mla::kQuantTile / 32);
+      ASSERT_EQ(from / mla::kQuantTile, (from + 32 * count - 1) / mla::kQuantTile) << "a piece straddles a tile";
+      ASSERT_LE(from + 32 * count, mla::kKvLoraRank);
+      double part = 0;
+      for (int i = 0; i < count; ++i) {
+        steps.push_back(from + 32 * i);
+        for (int k = from + 32 * i; k < from + 32 * (i + 1); ++k) part += q[size_t(k)] * code[size_t(k)];
+      }
+      score += part * tile_scale[size_t(from / mla::kQuantTile)];
+    };
+    if (head_end > k0) piece(k0, (head_end - k0) / 32);
+    for (int kk = head_end; kk < tail_begin; kk += mla::kQuantTile) piece(kk, mla::kQuantTile / 32);
+    if (lat_end > tail_begin) piece(tail_begin, (lat_end - tail_begin) / 32);
+    for (int kk = std::max(k0, mla::kKvLoraRank); kk < k0 + len; kk += 32) {
+      steps.push_back(kk);
+      for (int k = kk; k < kk + 32; ++k) score += q[size_t(k)] * code[size_t(k)];
+    }
+    std::vector<int> want;
+    for (int kk = k0; kk < k0 + len; kk += 32) want.push_back(kk);
+    EXPECT_EQ(steps, want);
+    double direct = 0;
+    for (int k = k0; k < k0 + len; ++k)
+      direct += q[size_t(k)] * code[size_t(k)] * (k < mla::kKvLoraRank ? tile_scale[size_t(k / mla::kQuantTile)] : 1.0);
+    EXPECT_NEAR(score, direct, 1e-9);
   }
 }
 

@@ -71,6 +71,20 @@ with tempfile.TemporaryDirectory() as tmp:
                           "split wgmma kernel; schedule tp8_fit 7.8 us",
            "mla verdict: " + out)
 
+    # Two builds' bench_mla_decode runs in turn: medians per row and build; a row that failed validation, a row in
+    # one build only and a file of another name are left out.
+    ab = os.path.join(tmp, "ab")
+    os.mkdir(ab)
+    for i, (label, ms) in enumerate([("base", 0.40), ("new", 0.31), ("new", 0.29), ("base", 0.42)]):
+        write(ab, "%s_%d.json" % (label, i), {"shapes": [
+            {"name": "tp8_fp8", "call_ms": ms, "validation_ok": True},
+            {"name": "bad", "call_ms": ms, "validation_ok": label == "base"},
+            {"name": "only_" + label, "call_ms": ms, "validation_ok": True}]})
+    write(ab, "other.json", {"shapes": [{"name": "tp8_fp8", "call_ms": 9.0}]})
+    rc, out = note("mla-ab", ab)
+    expect(rc == 0 and out.strip() == "NOTE: new build against base, whole call: tp8_fp8 0.410 -> 0.300 ms 1.37x "
+           "(2+2 runs)", "mla a/b: " + out)
+
     # bench_flash_prefill's JSON: the wgmma row against stage A's row of the same shape; a row alone is left out.
     shape = {"kind": "prefill", "B": 1, "H": 16, "S": 8192, "D": 128, "DV": 128, "causal": True}
     fj = write(tmp, "flash.json", [dict(shape, kernel="mma", tflops=200.0), dict(shape, kernel="wgmma", tflops=400.0),

@@ -54,6 +54,7 @@ struct AttendArgs {
   float* lse;                        // [num_tokens, H], natural log: likewise
   int32_t* status;                   // [4]
   int num_heads, num_blocks, block_size, max_blocks_per_seq, max_rows;
+  int block_shift;                   // log2(block_size) for a power of two, else -1 (cached_row)
   int l2_prefetch_tiles;             // MlaDecodeParams::l2_prefetch_tiles
   float scale_log2;                  // softmax_scale * log2(e)
 };
@@ -76,12 +77,15 @@ struct WholeRows {
   }
 };
 
-// Token t's block id in `seq`'s table (`block`) and its cached row, or null when that id is outside the pool.
+// Token t's block id in `seq`'s table (`block`) and its cached row, or null when that id is outside the pool. A
+// power-of-two block size (the usual 16, 64, 256) takes a shift; any other an unsigned division (t >= 0).
 template <Format F>
 __device__ __forceinline__ const unsigned char* cached_row(const AttendArgs& a, int seq, int t, int32_t& block) {
-  block = __ldg(a.block_tables + int64_t(seq) * a.max_blocks_per_seq + t / a.block_size);
+  const unsigned ut = unsigned(t), bs = unsigned(a.block_size);
+  const unsigned index = a.block_shift >= 0 ? ut >> a.block_shift : ut / bs;
+  block = __ldg(a.block_tables + int64_t(seq) * a.max_blocks_per_seq + index);
   if (block < 0 || block >= a.num_blocks) return nullptr;
-  return a.kv_cache + (int64_t(block) * a.block_size + t % a.block_size) * RowOf<F>::kBytes;
+  return a.kv_cache + (int64_t(block) * a.block_size + (ut - index * bs)) * RowOf<F>::kBytes;
 }
 
 // Issues the loads of tokens [tok0, tok0 + kRows) of `seq` into one ring stage (by kNumThreads threads, placed by
@@ -260,8 +264,8 @@ struct SoftmaxRowsOf {
     const float sc = tok0 + lane < visible[j] ? score * scale_log2 : -INFINITY;
     const float m_new = fmaxf(m[j], warp_max(sc));
     const float m_use = m_new == -INFINITY ? 0.f : m_new;
-    const float p = exp2f(sc - m_use);
-    alpha = exp2f(m[j] - m_use);
+    const float p = exp2_ftz(sc - m_use);  // one MUFU.EX2: exp2f adds a fix-up for results below 2^-126
+    alpha = exp2_ftz(m[j] - m_use);
     l[j] = l[j] * alpha + (kLazySum ? p : warp_sum(p));
     m[j] = m_new;
     return p;
@@ -362,6 +366,9 @@ inline AttendArgs attend_args(const MlaDecodeParams& p, const WorkspaceLayout& w
   a.num_heads = p.num_heads;
   a.num_blocks = p.num_blocks;
   a.block_size = p.block_size;
+  a.block_shift = -1;
+  for (int shift = 0; shift < 31; ++shift)
+    if (p.block_size == 1 << shift) a.block_shift = shift;
   a.max_blocks_per_seq = p.max_blocks_per_seq;
   a.max_rows = int(w.max_rows);
   a.l2_prefetch_tiles = p.l2_prefetch_tiles;

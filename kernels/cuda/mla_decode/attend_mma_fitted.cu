@@ -12,7 +12,7 @@
 // issued after the barrier that opens the step before it is needed, so no barrier closes a step: three per tile.
 // Same schedule, masks, partials and whole-piece outputs as the other attend kernels. fp8/int8 rows as the 32-row
 // kernel reads them: codes widened to bf16 in a buffer of their own after the tile lands (one more barrier), each
-// 32-value step of the scores folded in times its tokens' 128-value-tile scale, one P per scale tile with the
+// 128-value tile's products of the scores folded in once times its tokens' scales, one P per scale tile with the
 // token's scale in it. Or, with MlaDecodeParams::codes_in_registers, each lane reads its fragments' codes from the
 // ring itself as f16 (quant_fragments.cuh): no widening pass, no bf16 codes, a ring of four tiles at 16 rows. On an
 // H100 it runs the TP 8 shape at 2.15 TB/s, 1.95x the 32-row kernel: AttendKernel::Auto's choice up to 63 rows and
@@ -63,20 +63,6 @@ static_assert(lanes::fit_k_splits(16) == fit_score_splits(16) && lanes::fit_k_sp
               "one score buffer per share of the 576 values");
 static_assert(kQuantTile % 32 == 0 && (kHeadDimQK / 2) % 32 == 0,
               "a 32-value step of the scores never straddles a scale tile, the latent's end or a warp's share");
-
-// One 32-value step of a quantized latent's scores (k-steps kk and kk + 16 of the cached tokens tok0 ..): its two
-// products alone, then folded into `c` times each token's scale for the step's 128-value tile.
-template <typename Elem, Format F>
-__device__ __forceinline__ void fold_scaled_step(float (&c)[4], const uint32_t (&qa0)[4], const uint32_t (&qa1)[4],
-                                                 const uint32_t (&kb)[4], const unsigned char* kv, int tok0, int lane,
-                                                 int kk) {
-  float part[2][4] = {{0.f, 0.f, 0.f, 0.f}, {0.f, 0.f, 0.f, 0.f}};
-  mma_16816<Elem>(part[0], qa0, kb[0], kb[1]);
-  mma_16816<Elem>(part[1], qa1, kb[2], kb[3]);
-#pragma unroll
-  for (int e = 0; e < 4; ++e)
-    c[e] = fmaf(part[0][e] + part[1][e], row_scale<F>(kv, tok0 + lanes::c_col(lane, e), kk / kQuantTile), c[e]);
-}
 
 // kRegCodes (quantized F only): codes read into the fragments as f16 (quant_fragments.cuh) instead of widened.
 template <int kM, Format F, bool kRegCodes>
@@ -180,45 +166,85 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
       const uint32_t lat_u32 = kWiden ? c_u32 : kv_u32;
 
       // Scores of this warp's tiles over its share of the 576 values: even k-steps into chain 0, odd into 1. A
-      // quantized latent is scaled per 128-value tile: each 32-value step (inside one tile) is folded into the
-      // score times its tokens' scale.
+      // quantized latent is scaled per 128-value tile: a tile's products are summed unscaled and folded into the
+      // score once, times its tokens' scales. The share's bounds are template arguments (share_scores), so the
+      // split of its steps into scale tiles and k_pe is fixed at compile time and no step branches on it.
       float c[kTokTiles][2][4];
 #pragma unroll
       for (int t = 0; t < kTokTiles; ++t)
 #pragma unroll
         for (int e = 0; e < 4; ++e) c[t][0][e] = c[t][1][e] = 0.f;
-#pragma unroll 3
-      for (int k = 0; k < kKLen; k += 32) {
-        const int kk = k0 + k;  // where this step starts in the 576
-        const bool rope = kk >= kKvLoraRank;
-        uint32_t qa0[4], qa1[4];
-        ldmatrix_x4(qa0, q_lane + k * 2);
-        ldmatrix_x4(qa1, q_lane + (k + 16) * 2);
+      // q's A fragments of the two k-steps of the 32-value step from value ks.
+      const auto q_step = [&](int ks, uint32_t(&qa0)[4], uint32_t(&qa1)[4]) {
+        ldmatrix_x4(qa0, q_lane + (ks - k0) * 2);
+        ldmatrix_x4(qa1, q_lane + (ks - k0 + 16) * 2);
+      };
+      // kSteps 32-value steps of the latent from value kk (one scale tile at most).
+      const auto latent_steps = [&](int kk, auto steps) {
+        constexpr int kSteps = decltype(steps)::value;
+        float part[kTokTiles][2][4];
 #pragma unroll
-        for (int t = 0; t < kTokTiles; ++t) {
-          const int tok = k_tok + 8 * t;  // the cached row this lane's ldmatrix row reads
-          uint32_t kb[4];
-          if constexpr (kQuant) {
-            if (!rope) {  // this step alone, then folded in with its tokens' scales
-              if constexpr (kF16) {  // the lane's codes of both k-steps, one word each (q_s holds q at q_code_col)
-                const unsigned char* word =
-                    kv + (s_n + 8 * t + lanes::code_word_tok(lane)) * kRowStride + kk + lanes::code_word_byte(lane);
-                codes4_to_f16x2<F>(lds32(word), kb[0], kb[1]);
-                codes4_to_f16x2<F>(lds32(word + 16), kb[2], kb[3]);
-              } else {
-                ldmatrix_x4(kb, lat_u32 + tok * kLatStride + (kk + k_col) * 2);
-              }
-              fold_scaled_step<std::conditional_t<kF16, __half, __nv_bfloat16>, F>(c[t][0], qa0, qa1, kb, kv,
-                                                                                  s_n + 8 * t, lane, kk);
-              continue;
+        for (int t = 0; t < kTokTiles; ++t)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) part[t][0][e] = part[t][1][e] = 0.f;
+#pragma unroll
+        for (int i = 0; i < kSteps; ++i) {
+          const int ks = kk + 32 * i;  // where this step starts in the 576
+          uint32_t qa0[4], qa1[4];
+          q_step(ks, qa0, qa1);
+#pragma unroll
+          for (int t = 0; t < kTokTiles; ++t) {
+            uint32_t kb[4];
+            if constexpr (kF16) {  // the lane's codes of both k-steps, one word each (q_s holds q at q_code_col)
+              const unsigned char* word =
+                  kv + (s_n + 8 * t + lanes::code_word_tok(lane)) * kRowStride + ks + lanes::code_word_byte(lane);
+              codes4_to_f16x2<F>(lds32(word), kb[0], kb[1]);
+              codes4_to_f16x2<F>(lds32(word + 16), kb[2], kb[3]);
+            } else {
+              ldmatrix_x4(kb, lat_u32 + (k_tok + 8 * t) * kLatStride + (ks + k_col) * 2);
             }
+            using Elem = std::conditional_t<kF16, __half, __nv_bfloat16>;
+            float(&sum)[2][4] = kQuant ? part[t] : c[t];
+            mma_16816<Elem>(sum[0], qa0, kb[0], kb[1]);
+            mma_16816<Elem>(sum[1], qa1, kb[2], kb[3]);
           }
-          ldmatrix_x4(kb, kv_u32 + tok * kRowStride + (rope ? kRopeOffset + (kk - kKvLoraRank) * 2 : kk * 2) +
-                              k_col * 2);
-          mma_16816<__nv_bfloat16>(c[t][0], qa0, kb[0], kb[1]);
-          mma_16816<__nv_bfloat16>(c[t][1], qa1, kb[2], kb[3]);
         }
-      }
+        if constexpr (kQuant) {
+#pragma unroll
+          for (int t = 0; t < kTokTiles; ++t)
+#pragma unroll
+            for (int e = 0; e < 4; ++e)
+              c[t][0][e] = fmaf(part[t][0][e] + part[t][1][e],
+                                row_scale<F>(kv, s_n + 8 * t + lanes::c_col(lane, e), kk / kQuantTile), c[t][0][e]);
+        }
+      };
+      const auto share_scores = [&](auto share) {
+        constexpr int kK0 = decltype(share)::value * kKLen, kEnd = kK0 + kKLen;  // k0 .. k0 + kKLen
+        constexpr int kLatEnd = lanes::share_latent_end(kK0, kKLen), kHeadEnd = lanes::share_head_end(kK0, kKLen);
+        constexpr int kTailBegin = lanes::share_tail_begin(kK0, kKLen);
+        if constexpr (kHeadEnd > kK0) latent_steps(kK0, std::integral_constant<int, (kHeadEnd - kK0) / 32>{});
+#pragma unroll 1
+        for (int kk = kHeadEnd; kk < kTailBegin; kk += kQuantTile)
+          latent_steps(kk, std::integral_constant<int, kQuantTile / 32>{});
+        if constexpr (kLatEnd > kTailBegin)
+          latent_steps(kTailBegin, std::integral_constant<int, (kLatEnd - kTailBegin) / 32>{});
+#pragma unroll
+        for (int kk = kK0 > kKvLoraRank ? kK0 : kKvLoraRank; kk < kEnd; kk += 32) {  // k_pe, bf16 in every format
+          uint32_t qa0[4], qa1[4];
+          q_step(kk, qa0, qa1);
+#pragma unroll
+          for (int t = 0; t < kTokTiles; ++t) {
+            uint32_t kb[4];
+            ldmatrix_x4(kb, kv_u32 + (k_tok + 8 * t) * kRowStride + kRopeOffset + (kk - kKvLoraRank + k_col) * 2);
+            mma_16816<__nv_bfloat16>(c[t][0], qa0, kb[0], kb[1]);
+            mma_16816<__nv_bfloat16>(c[t][1], qa1, kb[2], kb[3]);
+          }
+        }
+      };
+      if (kSplits == 1 || k0 == 0)
+        share_scores(std::integral_constant<int, 0>{});
+      else
+        share_scores(std::integral_constant<int, kSplits - 1>{});
 #pragma unroll
       for (int t = 0; t < kTokTiles; ++t)
 #pragma unroll
@@ -263,15 +289,24 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
       }
       __syncthreads();  // p_s and alpha_s complete
 
+      // The accumulators' rescaling, skipped by a warp whose factors are all 1 (most tiles once the row maxima
+      // settle; exact, and a NaN factor is not 1).
+      float a_lo[kMTiles], a_hi[kMTiles];
+      bool rescale = false;
 #pragma unroll
       for (int mt = 0; mt < kMTiles; ++mt) {
-        const float a_lo = alpha_s[mt * 16 + lanes::c_row(lane, 0)] * unit_shift;  // accumulator elements 0, 1
-        const float a_hi = alpha_s[mt * 16 + lanes::c_row(lane, 2)] * unit_shift;  // and 2, 3
+        a_lo[mt] = alpha_s[mt * 16 + lanes::c_row(lane, 0)] * unit_shift;  // accumulator elements 0, 1
+        a_hi[mt] = alpha_s[mt * 16 + lanes::c_row(lane, 2)] * unit_shift;  // and 2, 3
+        rescale |= a_lo[mt] != 1.f || a_hi[mt] != 1.f;
+      }
+      if (__any_sync(0xffffffffu, rescale)) {
 #pragma unroll
-        for (int nt = 0; nt < kVTiles; ++nt) {
-          acc[mt][nt][0] *= a_lo, acc[mt][nt][1] *= a_lo;
-          acc[mt][nt][2] *= a_hi, acc[mt][nt][3] *= a_hi;
-        }
+        for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+          for (int nt = 0; nt < kVTiles; ++nt) {
+            acc[mt][nt][0] *= a_lo[mt], acc[mt][nt][1] *= a_lo[mt];
+            acc[mt][nt][2] *= a_hi[mt], acc[mt][nt][3] *= a_hi[mt];
+          }
       }
 #pragma unroll
       for (int ks = 0; ks < kBlockN; ks += 16) {

@@ -51,6 +51,22 @@ MLARUN_HOST_DEVICE constexpr int fit_k_split(int m, int warp) {  // which share 
 }
 MLARUN_HOST_DEVICE constexpr int fit_k0(int m, int warp) { return fit_k_split(m, warp) * fit_k_len(m); }
 // P.V: warp w owns output columns [pv_col0(w), pv_col0(w) + 64) for all M / 16 row tiles, as in the 32-row kernel.
+// The scores walk a warp's share [k0, k0 + len) (multiples of 32) in 32-value steps, in pieces that never straddle a
+// 128-value scale tile of a quantized latent: each piece's products are summed unscaled and folded into the score
+// once, times its tile's scale. A head up to the first tile boundary, whole tiles, a tail from the last boundary
+// to the latent's end (share_latent_end), then the steps over k_pe. Compile-time bounds in the kernel.
+MLARUN_HOST_DEVICE constexpr int share_latent_end(int k0, int len) {
+  return k0 + len < kKvLoraRank ? k0 + len : kKvLoraRank;
+}
+MLARUN_HOST_DEVICE constexpr int share_head_end(int k0, int len) {
+  const int boundary = (k0 + kQuantTile - 1) / kQuantTile * kQuantTile;
+  const int lat_end = share_latent_end(k0, len) > k0 ? share_latent_end(k0, len) : k0;
+  return boundary < lat_end ? boundary : lat_end;
+}
+MLARUN_HOST_DEVICE constexpr int share_tail_begin(int k0, int len) {
+  const int boundary = share_latent_end(k0, len) / kQuantTile * kQuantTile;
+  return boundary > share_head_end(k0, len) ? boundary : share_head_end(k0, len);
+}
 
 // ---- The fitted kernel over quantized rows, codes read into registers (quant_fragments.cuh) -----------------
 // Scores: a lane's B fragment of one 16-value k-step (b0: k 2t, 2t + 1; b1: k 2t + 8, 2t + 9; t = lane % 4, token
