@@ -157,3 +157,29 @@ TEST(MlaDecodeWgmmaLanes, OneStepGivesTheProductsWithEveryWarpgroupScoringAllTok
 TEST(MlaDecodeWgmmaLanes, OneStepGivesTheProductsWithSplitScores) { replay_step(true); }
 
 }  // namespace
+
+// The loader's form of the slab placement (row_piece_base once per thread, row_piece_of_lane per piece) puts every
+// piece where row_piece does, at each split of a row between threads the loaders use (4 threads a row: the wgmma
+// kernels' 256; 2: the warp-specialized loader's 128 over half a stage from piece 0 or 32) and the others that
+// divide 8.
+template <int kPerRow, int kFirst>
+void expect_lane_pieces_match(int pieces) {
+  SCOPED_TRACE("threads per row " + std::to_string(kPerRow) + ", first piece " + std::to_string(kFirst));
+  for (int row = 0; row < kRows; ++row)
+    for (int lane_chunk = 0; lane_chunk < kPerRow; ++lane_chunk) {
+      const uint32_t base = wg::row_piece_base(row, lane_chunk);
+      for (int i = 0; lane_chunk + kPerRow * i < pieces; ++i) {
+        const int c = kFirst + lane_chunk + kPerRow * i;
+        ASSERT_EQ((wg::row_piece_of_lane<kPerRow, kFirst>(base, i)), wg::row_piece(row, 16 * c))
+            << "row " << row << ", piece " << c;
+      }
+    }
+}
+TEST(MlaDecodeWgmmaLanes, LoaderPiecePlacesMatchRowPiece) {
+  constexpr int kAll = kD / 8;  // 16-byte pieces of a row
+  expect_lane_pieces_match<4, 0>(kAll);
+  expect_lane_pieces_match<2, 0>(32);
+  expect_lane_pieces_match<2, 32>(kAll - 32);
+  expect_lane_pieces_match<1, 0>(kAll);
+  expect_lane_pieces_match<8, 0>(kAll);
+}

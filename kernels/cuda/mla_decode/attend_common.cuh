@@ -70,10 +70,19 @@ __device__ __forceinline__ void cp_async_wait() {
 }
 
 // Where the 16-byte piece at byte `off` of cached row `row` goes in a ring stage: rows kept whole, one after another.
+// The loader asks in two parts (load_kv_row_chunks): lane_base once per thread (its row, its first piece), then
+// piece kFirst + lane_chunk + kThreadsPerRow i at `piece<kThreadsPerRow, kFirst>(stage, base, i)`.
 template <Format F>
 struct WholeRows {
   __device__ __forceinline__ unsigned char* operator()(unsigned char* stage, int row, int off) const {
     return stage + row * RowOf<F>::kSmemStride + off;
+  }
+  __device__ __forceinline__ uint32_t lane_base(int row, int lane_chunk) const {
+    return uint32_t(row * RowOf<F>::kSmemStride + 16 * lane_chunk);
+  }
+  template <int kThreadsPerRow, int kFirst>
+  __device__ __forceinline__ unsigned char* piece(unsigned char* stage, uint32_t base, int i) const {
+    return stage + base + 16 * (kFirst + kThreadsPerRow * i);
   }
 };
 
@@ -102,21 +111,25 @@ __device__ __forceinline__ void load_kv_row_chunks(const AttendArgs& a, unsigned
   constexpr int kIters = lanes::load_iters(kRows, kNumThreads, kChunks);
   static_assert(kNumThreads % kRows == 0, "whole threads per row");
   static_assert(kFirstChunk >= 0 && kFirstChunk + kChunks <= RowOf<F>::kBytes / 16, "pieces of the row");
+  constexpr int kPerRow = lanes::load_threads_per_row(kRows, kNumThreads);
   const int row = lanes::load_row(kRows, kNumThreads, threadIdx.x);
+  const int lane_chunk = lanes::load_chunk(kRows, kNumThreads, threadIdx.x, 0);
+  const uint32_t base = place.lane_base(row, lane_chunk);
   const int t = tok0 + row;
   uint4 fill = make_uint4(0u, 0u, 0u, 0u);
   if (t < tok_end) {
     int32_t block;
     if (const unsigned char* src = cached_row<F>(a, seq, t, block)) {
+      src += 16 * (kFirstChunk + lane_chunk);
 #pragma unroll
       for (int i = 0; i < kIters; ++i) {
-        const int c = lanes::load_chunk(kRows, kNumThreads, threadIdx.x, i);
-        if (kChunks % (kNumThreads / kRows) == 0 || c < kChunks)
-          cp_async_16(place(stage, row, 16 * (kFirstChunk + c)), src + 16 * (kFirstChunk + c));
+        const int c = lane_chunk + kPerRow * i;  // lanes::load_chunk
+        if (kChunks % kPerRow == 0 || c < kChunks)
+          cp_async_16(place.template piece<kPerRow, kFirstChunk>(stage, base, i), src + 16 * kPerRow * i);
       }
       return;
     }
-    if (lanes::load_chunk(kRows, kNumThreads, threadIdx.x, 0) == 0 && atomicCAS(a.status, 0, Code::kBadBlockId) == 0) {
+    if (lane_chunk == 0 && atomicCAS(a.status, 0, Code::kBadBlockId) == 0) {
       a.status[1] = seq;
       a.status[2] = block;
     }
@@ -125,9 +138,9 @@ __device__ __forceinline__ void load_kv_row_chunks(const AttendArgs& a, unsigned
   }
 #pragma unroll
   for (int i = 0; i < kIters; ++i) {
-    const int c = lanes::load_chunk(kRows, kNumThreads, threadIdx.x, i);
-    if (kChunks % (kNumThreads / kRows) == 0 || c < kChunks)
-      *reinterpret_cast<uint4*>(place(stage, row, 16 * (kFirstChunk + c))) = fill;
+    const int c = lane_chunk + kPerRow * i;
+    if (kChunks % kPerRow == 0 || c < kChunks)
+      *reinterpret_cast<uint4*>(place.template piece<kPerRow, kFirstChunk>(stage, base, i)) = fill;
   }
 }
 template <Format F, int kRows = kBlockN, int kNumThreads = kThreads, class Place = WholeRows<F>>

@@ -22,6 +22,14 @@ struct SlabRows {
   __device__ __forceinline__ unsigned char* operator()(unsigned char* stage, int row, int off) const {
     return stage + wg::row_piece(row, off);
   }
+  // The loader's form (load_kv_row_chunks): a thread's per-row value once, then each piece by a compile-time term.
+  __device__ __forceinline__ uint32_t lane_base(int row, int lane_chunk) const {
+    return wg::row_piece_base(row, lane_chunk);
+  }
+  template <int kThreadsPerRow, int kFirst>
+  __device__ __forceinline__ unsigned char* piece(unsigned char* stage, uint32_t base, int i) const {
+    return stage + wg::row_piece_of_lane<kThreadsPerRow, kFirst>(base, i);
+  }
 };
 
 // The piece's 64 q rows from row0 (zeros past the sequence's rows) into the q slabs, by kNumThreads threads

@@ -19,6 +19,20 @@ namespace sm90 = wgmma_sm90;
 MLARUN_HOST_DEVICE constexpr uint32_t row_piece(int row, int off) {
   return uint32_t(off >> 7) * uint32_t(kWgSlabBytes) + sm90::swizzle128(sm90::slab_offset(row, (off & 127) >> 1));
 }
+// The same place for the loader's pieces (mma_lanes.h load_chunk): piece kFirst + lane_chunk + kThreadsPerRow i of
+// row `row`, lane_chunk < kThreadsPerRow. With kThreadsPerRow dividing 8 and kFirst a multiple of 8, the piece's
+// swizzled column is (lane_chunk ^ row % 8) ^ kThreadsPerRow (i % (8 / kThreadsPerRow)) (the two terms share no
+// bit) and its slab is kFirst / 8 + kThreadsPerRow i / 8: so a thread's pieces are two values it computes once
+// (row_piece_base, the first column) and a compile-time term each, not a swizzle per piece.
+MLARUN_HOST_DEVICE constexpr uint32_t row_piece_base(int row, int lane_chunk) {
+  return uint32_t(row) * sm90::kSlabRowBytes + (uint32_t(lane_chunk ^ (row & 7)) << 4);
+}
+template <int kThreadsPerRow, int kFirst>
+MLARUN_HOST_DEVICE constexpr uint32_t row_piece_of_lane(uint32_t base, int i) {
+  static_assert(8 % kThreadsPerRow == 0 && kFirst % 8 == 0, "whole 128-byte runs per slab row");
+  return (base ^ (uint32_t(kThreadsPerRow * (i % (8 / kThreadsPerRow))) << 4)) +
+         uint32_t(kFirst / 8 + kThreadsPerRow * i / 8) * uint32_t(kWgSlabBytes);
+}
 // The first of the step's tokens warpgroup `group` scores: all 64 from 0, or its 32 when the scores are split.
 MLARUN_HOST_DEVICE constexpr int score_tok0(bool split, int group) { return split ? group * (kWgBlockN / 2) : 0; }
 // Scores, k-step k of slab `slab`: Q (A, K-major) and the stage's rows from token `tok0` (B, K-major). Each is
