@@ -50,7 +50,6 @@ MLARUN_HOST_DEVICE constexpr int fit_k_split(int m, int warp) {  // which share 
   return (warp % fit_warps_per_mtile(m)) / (4 / fit_tok_tiles_per_warp(m));
 }
 MLARUN_HOST_DEVICE constexpr int fit_k0(int m, int warp) { return fit_k_split(m, warp) * fit_k_len(m); }
-// P.V: warp w owns output columns [pv_col0(w), pv_col0(w) + 64) for all M / 16 row tiles, as in the 32-row kernel.
 // The scores walk a warp's share [k0, k0 + len) (multiples of 32) in 32-value steps, in pieces that never straddle a
 // 128-value scale tile of a quantized latent: each piece's products are summed unscaled and folded into the score
 // once, times its tile's scale. A head up to the first tile boundary, whole tiles, a tail from the last boundary
@@ -67,6 +66,7 @@ MLARUN_HOST_DEVICE constexpr int share_tail_begin(int k0, int len) {
   const int boundary = share_latent_end(k0, len) / kQuantTile * kQuantTile;
   return boundary > share_head_end(k0, len) ? boundary : share_head_end(k0, len);
 }
+// P.V: warp w owns output columns [pv_col0(w), pv_col0(w) + 64) for all M / 16 row tiles, as in the 32-row kernel.
 
 // ---- The fitted kernel over quantized rows, codes read into registers (quant_fragments.cuh) -----------------
 // Scores: a lane's B fragment of one 16-value k-step (b0: k 2t, 2t + 1; b1: k 2t + 8, 2t + 9; t = lane % 4, token
