@@ -16,6 +16,8 @@
 #   launch/gpu_check.sh prepare                    on a machine that has them: copy CLI11, yaml-cpp, GoogleTest,
 #                                                  nlohmann-json, PCRE2 and cpp-httplib into the git-ignored .carry/ (alias:
 #                                                  prepare-carry); copy .carry/ along with the source tree
+#   launch/gpu_check.sh ab-base COMMIT             build COMMIT's bench_mla_decode into .carry/ab/: the earlier
+#                                                  build the bench-mla-ab step times this one against
 #   launch/gpu_check.sh pack                       build the check's targets here (sm_90a) and pack them, stripped, with
 #                                                  the Debian libraries they load (yaml-cpp, PCRE2, cpp-httplib,
 #                                                  brotli), into .carry/prebuilt.tar.xz:
@@ -146,6 +148,24 @@ pack() {
     echo "packed: $(date -u +%FT%TZ) on $(hostname)"; } >"$t/pb/STAMP"
   mkdir -p "$root/.carry" && tar -C "$t/pb" -cf - . | xz -9 -T0 >"$prebuilt" && rm -rf "$t" || return 1
   echo "pack: $(du -h "$prebuilt" | cut -f1) in .carry/prebuilt.tar.xz ($(git rev-parse --short HEAD)); carry .carry/"
+}
+
+# ---- ab-base: an earlier commit's MLA workbench, for the bench-mla-ab step -------------------------------------
+# Builds bench_mla_decode at COMMIT (a git worktree in a temporary folder, sm_90a, Release) and puts it, stripped,
+# in .carry/ab/ as bench_mla_decode.<short commit>, replacing any earlier one (the step takes the first it finds).
+ab_base() {
+  local rev=${1:?usage: launch/gpu_check.sh ab-base COMMIT} short t gen=()
+  short=$(git -C "$root" rev-parse --short "$rev^{commit}") || return 1
+  t=$(mktemp -d) && git -C "$root" worktree add --detach "$t/src" "$short" >/dev/null || return 1
+  command -v ninja >/dev/null && gen=(-G Ninja)
+  cmake -S "$t/src" -B "$t/build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90a \
+    -DMLARUN_CUDA=ON >"$t/configure.log" 2>&1 || { tail -20 "$t/configure.log"; return 1; }
+  cmake --build "$t/build" -j "$(nproc)" --target bench_mla_decode || return 1
+  mkdir -p "$root/.carry/ab" && rm -f "$root"/.carry/ab/bench_mla_decode.* &&
+    strip -o "$root/.carry/ab/bench_mla_decode.$short" "$t/build/kernels/bench_mla_decode" || return 1
+  git -C "$root" worktree remove --force "$t/src" && rm -rf "$t"
+  echo "ab-base: .carry/ab/bench_mla_decode.$short ($(du -h "$root/.carry/ab/bench_mla_decode.$short" | cut -f1));" \
+    "carry .carry/ and run the check with bench-mla-ab"
 }
 
 # ---- internal subcommands (each one step, run under timeout by the main script) ---------------------------
@@ -369,6 +389,7 @@ case ${1:-} in
   __prebuilt) sub_prebuilt; exit ;;
   prepare | prepare-carry) prepare; exit ;;
   pack) pack; exit ;;
+  ab-base) shift; ab_base "$@"; exit ;;
 esac
 
 # ---- arguments ---------------------------------------------------------------------------------------------
@@ -671,11 +692,9 @@ need_bins bench-mla kernels/bench_mla_decode &&
   step bench-mla "$out/kernels.log" 15 "${GPU_CHECK_MLA_CAP_S:-160}" 1 \
     "$kb/bench_mla_decode ${GPU_CHECK_MLA_ARGS:-$mla_shapes} --json \"$out/mla_decode.json\"$mla_opt; r=\$?;
     python3 \"$notes\" mla-verdict \"$out/mla_decode.json\"; exit \$r"
-# The fitted kernel's rows by this build against an earlier one's workbench packed in .carry/ab/ (a stripped
-# bench_mla_decode.<commit>, copied from that commit's build: `cp build/kernels/bench_mla_decode
-# .carry/ab/bench_mla_decode.$(git rev-parse --short HEAD)` before the change), run base, new, new, base so that a
-# drift of the GPU's clocks falls on both; gpu_check_notes.py mla-ab gives each row's medians. Rows:
-# GPU_CHECK_AB_ROWS.
+# The fitted kernel's rows by this build against an earlier one's workbench in .carry/ab/ (`gpu_check.sh ab-base
+# COMMIT` builds it), run base, new, new, base so that a drift of the GPU's clocks falls on both; gpu_check_notes.py
+# mla-ab gives each row's medians. Rows: GPU_CHECK_AB_ROWS.
 ab_bin=$(ls "$root"/.carry/ab/bench_mla_decode.* 2>/dev/null | head -1)
 ab_rows="tp8_b128_s8192_h16_fit,tp8_b128_s8192_h16_fp8_fit_reg,tp8_b128_s8192_h16_int8_fit_reg"
 ab_rows+=",b64_s4096_h128_fp8_fit_reg,b64_s4096_h128_fit"
