@@ -88,13 +88,23 @@ struct WholeRows {
 
 // Token t's block id in `seq`'s table (`block`) and its cached row, or null when that id is outside the pool. A
 // power-of-two block size (the usual 16, 64, 256) takes a shift; any other an unsigned division (t >= 0).
+// table_block is the read (a kernel may issue it a tile ahead, load_kv_row_chunks_of_block), block_row the rest.
+__device__ __forceinline__ unsigned block_index(const AttendArgs& a, int t) {
+  return a.block_shift >= 0 ? unsigned(t) >> a.block_shift : unsigned(t) / unsigned(a.block_size);
+}
+__device__ __forceinline__ int32_t table_block(const AttendArgs& a, int seq, int t) {
+  return __ldg(a.block_tables + int64_t(seq) * a.max_blocks_per_seq + block_index(a, t));
+}
+template <Format F>
+__device__ __forceinline__ const unsigned char* block_row(const AttendArgs& a, int32_t block, int t) {
+  if (block < 0 || block >= a.num_blocks) return nullptr;
+  const unsigned in_block = unsigned(t) - block_index(a, t) * unsigned(a.block_size);
+  return a.kv_cache + (int64_t(block) * a.block_size + in_block) * RowOf<F>::kBytes;
+}
 template <Format F>
 __device__ __forceinline__ const unsigned char* cached_row(const AttendArgs& a, int seq, int t, int32_t& block) {
-  const unsigned ut = unsigned(t), bs = unsigned(a.block_size);
-  const unsigned index = a.block_shift >= 0 ? ut >> a.block_shift : ut / bs;
-  block = __ldg(a.block_tables + int64_t(seq) * a.max_blocks_per_seq + index);
-  if (block < 0 || block >= a.num_blocks) return nullptr;
-  return a.kv_cache + (int64_t(block) * a.block_size + (ut - index * bs)) * RowOf<F>::kBytes;
+  block = table_block(a, seq, t);
+  return block_row<F>(a, block, t);
 }
 
 // Issues the loads of tokens [tok0, tok0 + kRows) of `seq` into one ring stage (by kNumThreads threads, placed by
@@ -105,9 +115,16 @@ __device__ __forceinline__ const unsigned char* cached_row(const AttendArgs& a, 
 // of each per 16-byte piece cost about 100 SASS instructions per piece, 18 pieces a thread per wgmma step.)
 // load_kv_row_chunks does this for the 16-byte pieces [kFirstChunk, kFirstChunk + kChunks) of each row (the
 // warp-specialized wgmma kernels load a stage half by half: attend_wgmma_ws.cuh); load_kv_rows for all of them.
+// load_kv_row_chunks_of_block takes the thread's block-table entry read beforehand (row_block: any value for a row
+// at or past tok_end), so that a kernel can issue that read a tile early and not wait on it.
+template <int kRows, int kNumThreads>
+__device__ __forceinline__ int32_t row_block(const AttendArgs& a, int seq, int tok0, int tok_end) {
+  const int t = tok0 + lanes::load_row(kRows, kNumThreads, threadIdx.x);
+  return t < tok_end ? table_block(a, seq, t) : 0;
+}
 template <Format F, int kRows, int kNumThreads, int kFirstChunk, int kChunks, class Place>
-__device__ __forceinline__ void load_kv_row_chunks(const AttendArgs& a, unsigned char* stage, int seq, int tok0,
-                                                   int tok_end, Place place) {
+__device__ __forceinline__ void load_kv_row_chunks_of_block(const AttendArgs& a, unsigned char* stage, int seq,
+                                                            int tok0, int tok_end, int32_t block, Place place) {
   constexpr int kIters = lanes::load_iters(kRows, kNumThreads, kChunks);
   static_assert(kNumThreads % kRows == 0, "whole threads per row");
   static_assert(kFirstChunk >= 0 && kFirstChunk + kChunks <= RowOf<F>::kBytes / 16, "pieces of the row");
@@ -118,8 +135,7 @@ __device__ __forceinline__ void load_kv_row_chunks(const AttendArgs& a, unsigned
   const int t = tok0 + row;
   uint4 fill = make_uint4(0u, 0u, 0u, 0u);
   if (t < tok_end) {
-    int32_t block;
-    if (const unsigned char* src = cached_row<F>(a, seq, t, block)) {
+    if (const unsigned char* src = block_row<F>(a, block, t)) {
       src += 16 * (kFirstChunk + lane_chunk);
 #pragma unroll
       for (int i = 0; i < kIters; ++i) {
@@ -143,6 +159,12 @@ __device__ __forceinline__ void load_kv_row_chunks(const AttendArgs& a, unsigned
       *reinterpret_cast<uint4*>(place.template piece<kPerRow, kFirstChunk>(stage, base, i)) = fill;
   }
 }
+template <Format F, int kRows, int kNumThreads, int kFirstChunk, int kChunks, class Place>
+__device__ __forceinline__ void load_kv_row_chunks(const AttendArgs& a, unsigned char* stage, int seq, int tok0,
+                                                   int tok_end, Place place) {
+  load_kv_row_chunks_of_block<F, kRows, kNumThreads, kFirstChunk, kChunks>(
+      a, stage, seq, tok0, tok_end, row_block<kRows, kNumThreads>(a, seq, tok0, tok_end), place);
+}
 template <Format F, int kRows = kBlockN, int kNumThreads = kThreads, class Place = WholeRows<F>>
 __device__ __forceinline__ void load_kv_rows(const AttendArgs& a, unsigned char* stage, int seq, int tok0,
                                              int tok_end, Place place = {}) {
@@ -163,11 +185,18 @@ __device__ __forceinline__ void prefetch_kv_rows_l2(const AttendArgs& a, int seq
   asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "n"(RowOf<F>::kBytes) : "memory");
 #endif
 }
-// The 32-row kernels' tile: tokens [tok0, tok0 + kBlockN) by the CTA's kThreads threads, rows whole.
+// The 32-row kernels' tile: tokens [tok0, tok0 + kBlockN) by the CTA's kThreads threads, rows whole; the _of_block
+// form with the thread's block-table entry read beforehand (row_block<kBlockN, kThreads>).
 template <Format F>
 __device__ __forceinline__ void load_kv_tile(const AttendArgs& a, unsigned char* stage, int seq, int tok0,
                                              int tok_end) {
   load_kv_rows<F>(a, stage, seq, tok0, tok_end);
+}
+template <Format F>
+__device__ __forceinline__ void load_kv_tile_of_block(const AttendArgs& a, unsigned char* stage, int seq, int tok0,
+                                                      int tok_end, int32_t block) {
+  load_kv_row_chunks_of_block<F, kBlockN, kThreads, 0, RowOf<F>::kBytes / 16>(a, stage, seq, tok0, tok_end, block,
+                                                                               WholeRows<F>{});
 }
 
 // 16 e4m3 codes -> 16 fp32, exactly (every e4m3 value is an fp16; NaN stays NaN). Byte i is value i.

@@ -147,13 +147,18 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[mt][nt][e] = 0.f;
 
+    // The block-table entry of this thread's row of the next tile to load, read a tile ahead: the read's latency
+    // passes during a tile's work instead of between the barrier and the scores.
+    int32_t next_block = row_block<kBlockN, kThreads>(a, pv.seq, pv.tok_begin + (kStages - 1) * kBlockN, pv.tok_end);
     for (int it = 0; it < pv.num_tiles; ++it) {
       cp_async_wait<kStages - 2>();  // this thread's loads of tile `it` have landed
       __syncthreads();               // everyone's (and q_s); every warp is past tile it - 1, so its stage is free
       const int next = it + kStages - 1;
       if (next < pv.num_tiles)
-        load_kv_tile<F>(a, kv_s + (next % kStages) * kStageBytes, pv.seq, pv.tok_begin + next * kBlockN, pv.tok_end);
+        load_kv_tile_of_block<F>(a, kv_s + (next % kStages) * kStageBytes, pv.seq, pv.tok_begin + next * kBlockN,
+                                 pv.tok_end, next_block);
       cp_async_commit();
+      next_block = row_block<kBlockN, kThreads>(a, pv.seq, pv.tok_begin + (next + 1) * kBlockN, pv.tok_end);
       if (a.l2_prefetch_tiles > 0 && next + a.l2_prefetch_tiles < pv.num_tiles)
         prefetch_kv_rows_l2<F>(a, pv.seq, pv.tok_begin + (next + a.l2_prefetch_tiles) * kBlockN, pv.tok_end);
       const int tok0 = pv.tok_begin + it * kBlockN;
