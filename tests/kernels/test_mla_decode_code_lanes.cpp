@@ -153,14 +153,17 @@ TEST(MlaDecodeMmaLanes, CodesScoresComputeQTimesCodes) {
 }
 
 // P.V with the codes in registers at M = 16, 32 and 64: four words per lane, k-step and 32-column half, paired by
-// byte interleaving into the B fragments of four n8 tiles; the accumulators stored where pv_code_out_col says (8
-// consecutive columns per row and half) equal P . codes, every element once, and pv_code_col agrees.
+// byte interleaving into the B fragments of four n8 tiles, P's A fragments multiplied by each token's scale where
+// a_pair_tok says their tokens are; the accumulators stored where pv_code_out_col says (8 consecutive columns per
+// row and half) equal P . diag(scale) . codes, every element once, and pv_code_col agrees.
 TEST(MlaDecodeMmaLanes, CodesPvComputesPTimesCodes) {
   for (int m : mla::kFitRows) {
     SCOPED_TRACE("M = " + std::to_string(m));
     std::mt19937 rng(uint32_t(11 + m));
     const Matrix p = random_matrix(m, mla::kBlockN, rng);
     const CodeStage stage(rng);
+    std::vector<float> scale(size_t(mla::kBlockN));
+    for (size_t t = 0; t < scale.size(); ++t) scale[t] = float(1 + t % 7) / 4.f;  // a wrong token shows
     Written o(m, mla::kHeadDimV);
     for (int w = 0; w < mla::kWarps; ++w) {
       const int c0 = lanes::pv_col0(w);
@@ -178,8 +181,12 @@ TEST(MlaDecodeMmaLanes, CodesPvComputesPTimesCodes) {
               return int8_codes4(paired)[size_t(i % 2)];
             };
             for (int mt = 0; mt < m / 16; ++mt) {
-              const Frag4 pa =
+              Frag4 pa =
                   ldmatrix_x4(p, [&](int l) { return at(mt * 16 + lanes::a_row(l), ks + lanes::a_col(l)); }, false);
+              for (int l = 0; l < 32; ++l)
+                for (int reg = 0; reg < 4; ++reg)
+                  for (int x = 0; x < 2; ++x)
+                    pa[size_t(l)][size_t(reg)][size_t(x)] *= scale[size_t(ks + lanes::a_pair_tok(l, reg) + x)];
               mma_16816(acc[size_t(mt)][size_t(4 * h + i)], pa, b);
             }
           }
@@ -198,7 +205,7 @@ TEST(MlaDecodeMmaLanes, CodesPvComputesPTimesCodes) {
     o.expect_equals(
         [&](int r, int c) {
           double want = 0;
-          for (int t = 0; t < mla::kBlockN; ++t) want += double(p.at(r, t)) * stage.code(t, c);
+          for (int t = 0; t < mla::kBlockN; ++t) want += double(p.at(r, t)) * scale[size_t(t)] * stage.code(t, c);
           return want;
         },
         1e-2, "output");

@@ -45,7 +45,7 @@ struct FitSmem {
   static constexpr bool kQuant = F != Format::Bf16;
   static constexpr bool kWiden = kQuant && !kRegCodes;  // codes widened to bf16 in shared memory
   static constexpr int kStages = kQuant && kRegCodes ? fit_stages_codes_in_registers(kM) : fit_stages(kM);
-  static constexpr int kPTiles = kQuant ? kQuantTiles : 1;
+  static constexpr int kPTiles = kWiden ? kQuantTiles : 1;  // codes in registers: P' is formed in P.V's fragments
   static constexpr size_t kRing = fit_smem_q_bytes(kM);
   static constexpr size_t kCodes = kRing + size_t(kStages) * kBlockN * RowOf<F>::kSmemStride;
   static constexpr size_t kScores = kCodes + (kWiden ? kSmemMmaCBytes : 0);
@@ -101,9 +101,9 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
   const uint32_t q_lane = smem_u32(q_s + (s_m + lanes::a_row(lane)) * kMmaQStride + k0 + lanes::a_col(lane));
   const int k_tok = s_n + lanes::k_tok(lane), k_col = lanes::k_col(lane);
   const uint32_t c_u32 = smem_u32(c_s);
-  const int p_tile = kQuant ? pv_col0 / kQuantTile : 0;  // the P this warp's columns take
-  const uint32_t p_lane =
-      smem_u32(p_s + (p_tile * kM + lanes::a_row(lane)) * kMmaPStride + lanes::a_col(lane));
+  const int p_tile = kQuant ? pv_col0 / kQuantTile : 0;  // the scale tile of this warp's columns
+  const uint32_t p_lane = smem_u32(p_s + ((S::kPTiles > 1 ? p_tile : 0) * kM + lanes::a_row(lane)) * kMmaPStride +
+                                   lanes::a_col(lane));
   const int v_lane_off = lanes::v_tok(lane) * kLatStride + (pv_col0 + lanes::v_col(lane)) * 2;  // bytes
   float* s_mine = s_s + lanes::fit_k_split(kM, warp) * kM * kMmaSStride;
 
@@ -258,16 +258,11 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
               c[t][0][e] + c[t][1][e];
       __syncthreads();  // the M x 32 scores are complete
 
-      // Online softmax of this warp's rows; P rounded to bf16 for the product (times the token's scale per tile).
-      // Codes in registers: P' = p x scale x 2^-E_t in f16, E_t the tile's scale exponent (below 2, no overflow).
-      int p_exp[S::kPTiles];  // codes in registers: E_t of each 128-value tile over this stage
-      float p_unit[S::kPTiles];
-#pragma unroll
-      for (int t = 0; t < S::kPTiles; ++t) {
-        p_exp[t] = 0;
-        if constexpr (kF16) p_exp[t] = stage_scale_exp<F>(kv, lane, t);
-        p_unit[t] = kF16 ? exp2_int(-p_exp[t]) : 1.f;
-      }
+      // Online softmax of this warp's rows; P rounded to bf16 for the product, times the token's scale per tile when
+      // the codes are widened (one P per scale tile). Codes in registers: one P, in f16; each warp forms P' = P x
+      // scale x 2^-E for its own columns' scale tile in its A fragments (below), E the exponent of that tile's
+      // largest scale over the stage (P' below 2).
+      const int own_exp = kF16 ? stage_scale_exp<F>(kv, lane, p_tile) : 0;
 #pragma unroll
       for (int j = 0; j < kRowsPerWarp; ++j) {
         const int r = warp + kWarps * j;
@@ -277,20 +272,17 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
         const float p = softmax.step(j, score, tok0, lane, a.scale_log2 * q_unit[j], alpha);
 #pragma unroll
         for (int t = 0; t < S::kPTiles; ++t) {
-          const float pt = kQuant ? p * (row_scale<F>(kv, lane, t) * p_unit[t]) : p;
+          const float pt = kWiden ? p * row_scale<F>(kv, lane, t) : p;
           p_s[(t * kM + r) * kMmaPStride + lane] = kF16 ? __half_as_ushort(__float2half_rn(pt))
                                                         : __bfloat16_as_ushort(__float2bfloat16_rn(pt));
         }
         if (lane == 0) alpha_s[r] = alpha;
       }
-      // Codes in registers: this warp's accumulators go from units of 2^E (last tile) to 2^E_t (this one).
+      // Codes in registers: this warp's accumulators go from units of 2^E (last tile) to 2^E of this one.
       float unit_shift = 1.f;
       if constexpr (kF16) {
-        int e = p_exp[0];  // E of this warp's columns' tile (p_tile), selected without indexing the registers
-#pragma unroll
-        for (int t = 1; t < S::kPTiles; ++t) e = t == p_tile ? p_exp[t] : e;
-        unit_shift = exp2_int(it == 0 ? 0 : max(-126, min(127, unit_exp - e)));
-        unit_exp = e;
+        unit_shift = exp2_int(it == 0 ? 0 : max(-126, min(127, unit_exp - own_exp)));
+        unit_exp = own_exp;
       }
       __syncthreads();  // p_s and alpha_s complete
 
@@ -319,6 +311,19 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
 #pragma unroll
         for (int mt = 0; mt < kMTiles; ++mt) ldmatrix_x4(pa[mt], p_lane + (mt * 16 * kMmaPStride + ks) * 2);
         if constexpr (kF16) {  // four n8 tiles per 32-column half from four words (columns: pv_code_col)
+          // P' = P x scale x 2^-E: A register i holds tokens a_pair_tok(lane, i) and the next of this k-step.
+          const float own_unit = exp2_int(-own_exp);
+          uint32_t scale2[2];
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            const int tok = ks + lanes::a_pair_tok(lane, 2 * h);
+            scale2[h] = pack2<__half>(row_scale<F>(kv, tok, p_tile) * own_unit,
+                                      row_scale<F>(kv, tok + 1, p_tile) * own_unit);
+          }
+#pragma unroll
+          for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) pa[mt][i] = hmul2_f16(pa[mt][i], scale2[i >> 1]);
 #pragma unroll
           for (int h = 0; h < kVTiles / 4; ++h) {
             uint32_t b0[4], b1[4];

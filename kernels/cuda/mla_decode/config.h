@@ -136,9 +136,10 @@ constexpr int fit_stages_codes_in_registers(int m) { return m == 16 ? 4 : m == 3
 // MlaDecodeParams::codes_in_registers's default: on. On an H200 its tests pass (memcheck clean) and it takes
 // 0.83x the widening's time at the TP 8 shape over fp8 and int8 rows (bench_mla_decode's _reg rows; NOTES.md).
 constexpr bool kCodesInRegisters = true;
+// One P (each warp scales it for its own columns' scale tile in registers).
 constexpr size_t fit_smem_codes_in_registers_bytes(int m) {
   return fit_smem_q_bytes(m) + size_t(fit_stages_codes_in_registers(m)) * kBlockN * kQuantRowBytes +
-         fit_smem_s_bytes(m) + kQuantTiles * fit_smem_p_bytes(m) + size_t(2) * m * 4;
+         fit_smem_s_bytes(m) + fit_smem_p_bytes(m) + size_t(2) * m * 4;
 }
 static_assert(fit_smem_bytes(16) * 2 + 2048 <= 228 * 1024 && fit_smem_quant_bytes(16) * 2 + 2048 <= 228 * 1024 &&
                   fit_smem_codes_in_registers_bytes(16) * 2 + 2048 <= 228 * 1024,

@@ -28,6 +28,9 @@ MLARUN_HOST_DEVICE constexpr int pv_col0(int warp) { return warp * 64; }
 // column offset within a pair of n8 tiles (matrices: b0, b1 of the first tile, then of the second).
 MLARUN_HOST_DEVICE constexpr int v_tok(int lane) { return (lane & 7) + ((lane >> 3) & 1) * 8; }
 MLARUN_HOST_DEVICE constexpr int v_col(int lane) { return (lane >> 4) * 8; }
+// A operand register i (0..3, ldmatrix.x4 at a_row / a_col): the first of its pair of k columns (row c_row(lane,
+// 2 (i & 1)); the pair is k, k + 1). In P.V the k columns are tokens.
+MLARUN_HOST_DEVICE constexpr int a_pair_tok(int lane, int i) { return (lane & 3) * 2 + (i >> 1) * 8; }
 // Accumulator element e (0..3) of an m16n8 tile: row and column within the tile.
 MLARUN_HOST_DEVICE constexpr int c_row(int lane, int e) { return (lane >> 2) + (e >> 1) * 8; }
 MLARUN_HOST_DEVICE constexpr int c_col(int lane, int e) { return (lane & 3) * 2 + (e & 1); }

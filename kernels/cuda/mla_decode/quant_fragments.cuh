@@ -8,7 +8,8 @@
 //   - scores: q's latent values are staged once per piece as f16 times a power of two per row (q_f16_exp, taken back
 //     out by the softmax) in the permuted order mma_lanes.h q_code_col gives, so one 32-bit load of four codes is a
 //     lane's whole B fragment of a k-step;
-//   - P.V: P' = p x scale x 2^-E per 128-value tile (scale_tile_exp keeps it below 2), the accumulators carried in
+//   - P.V: P' = p x scale x 2^-E per 128-value tile (scale_tile_exp keeps it below 2), formed by each warp in its
+//     A fragments for its own columns' tile from the one P in f16 (lanes::a_pair_tok), the accumulators carried in
 //     units of 2^E from tile to tile (the factor joins the softmax's rescaling); four 32-bit loads and four byte
 //     permutes give a lane's B fragments of four n8 tiles, whose columns are therefore interleaved
 //     (pv_code_col), and a lane stores 8 consecutive columns per row.
@@ -48,6 +49,12 @@ __device__ __forceinline__ void codes4_to_f16x2(uint32_t w, uint32_t& lo, uint32
     lo = *reinterpret_cast<const uint32_t*>(&l);
     hi = *reinterpret_cast<const uint32_t*>(&h);
   }
+}
+
+// The two f16 products of the pairs `a` and `b` (round to nearest), as one register.
+__device__ __forceinline__ uint32_t hmul2_f16(uint32_t a, uint32_t b) {
+  const __half2 r = __hmul2(*reinterpret_cast<const __half2*>(&a), *reinterpret_cast<const __half2*>(&b));
+  return *reinterpret_cast<const uint32_t*>(&r);
 }
 
 // 32-bit load from shared memory at a 4-byte-aligned address.
