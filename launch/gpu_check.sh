@@ -551,12 +551,14 @@ ws_mla="--gtest_filter='*WarpSpecialized*'" ws_mla_small="--gtest_filter='*Sanit
 ss_mla="--gtest_filter='*Seesaw*'" ss_mla_small="--gtest_filter='*SanitizerSizedSplitsOnSeesaw*'"
 
 # ---- validation: kernel tests, model and CLI, TP and NCCL, sanitizers ---------------------------------------
+sanitizer=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+memcheck_step="$sanitizer --error-exitcode 86 --tool memcheck"  # a kernel step's memcheck pass after its tests
 # The wgmma layer first (seconds): descriptors, swizzle and fragment maps on the tensor cores, and TMA copies counted
 # on an mbarrier, before any kernel that builds on them; memcheck on it right after, as its failures are the
 # cheapest to read.
 need_bins wgmma-probe tests/test_gpu_wgmma_probe &&
   step wgmma-probe "$out/kernels.log" 5 30 1 "$tests/test_gpu_wgmma_probe; r=\$?;
-    $(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer) --error-exitcode 86 --tool memcheck \
+    $memcheck_step \
     $tests/test_gpu_wgmma_probe --gtest_brief=1 && exit \$r"
 # The first kernels (stage A; SIMT and 32-row decode) with the shared cases, then each later kernel family in its
 # own process: a kernel that faults poisons its CUDA context, and would otherwise fail every later test of its binary.
@@ -570,15 +572,15 @@ need_bins kernels-wgmma tests/test_gpu_mla_decode tests/test_gpu_flash_prefill &
     $tests/test_gpu_flash_prefill --gtest_brief=1 $wgmma_fa && exit \$r"
 need_bins kernels-wgmma-ws tests/test_gpu_mla_decode &&
   step kernels-wgmma-ws "$out/kernels.log" 10 60 1 "$tests/test_gpu_mla_decode --gtest_brief=1 $ws_mla; r=\$?;
-    $(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer) --error-exitcode 86 --tool memcheck \
+    $memcheck_step \
     $tests/test_gpu_mla_decode --gtest_brief=1 $ws_mla_small && exit \$r"
 need_bins kernels-wgmma-seesaw tests/test_gpu_mla_decode &&
   step kernels-wgmma-seesaw "$out/kernels.log" 10 60 1 "$tests/test_gpu_mla_decode --gtest_brief=1 $ss_mla; r=\$?;
-    $(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer) --error-exitcode 86 --tool memcheck \
+    $memcheck_step \
     $tests/test_gpu_mla_decode --gtest_brief=1 $ss_mla_small && exit \$r"
 need_bins kernels-flash-ws tests/test_gpu_flash_prefill &&
   step kernels-flash-ws "$out/kernels.log" 10 60 1 "$tests/test_gpu_flash_prefill --gtest_brief=1 $ws_fa; r=\$?;
-    $(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer) --error-exitcode 86 --tool memcheck \
+    $memcheck_step \
     $tests/test_gpu_flash_prefill --gtest_brief=1 $memcheck_fa_ws && exit \$r"
 # A never-run kernel's likeliest fault is a hang (a barrier's parity off by one): one small case of each pipelined
 # variant first, 30 s at most, and when that hangs every later step of these kernels is left out (SKIP), the
@@ -595,7 +597,7 @@ pipe_ok() {
 }
 need_bins kernels-flash-pipe tests/test_gpu_flash_prefill && pipe_ok kernels-flash-pipe &&
   step kernels-flash-pipe "$out/kernels.log" 10 150 1 "$tests/test_gpu_flash_prefill --gtest_brief=1 $pipe_fa; r=\$?;
-    $(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer) --error-exitcode 86 --tool memcheck \
+    $memcheck_step \
     $tests/test_gpu_flash_prefill --gtest_brief=1 $memcheck_fa_pipe && exit \$r"
 need_bins kernels-repeat3 tests/test_gpu_flash_prefill tests/test_gpu_mla_decode &&
   step kernels-repeat3 "$out/kernels.log" 10 50 1 "$tests/test_gpu_mla_decode --gtest_brief=1 --gtest_repeat=3 \
@@ -607,8 +609,7 @@ for t in ops device model cli nccl; do
 done
 need_bins tp-nccl launch/mlarun && step tp-nccl "$out/model.log" 15 120 1 "\"$self\" __tp"
 
-san=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-san="$san --error-exitcode 86 --print-limit 20 --tool"
+san="$sanitizer --error-exitcode 86 --print-limit 20 --tool"
 fa=$tests/test_gpu_flash_prefill mla=$tests/test_gpu_mla_decode
 need_bins sanitizer tests/test_gpu_flash_prefill tests/test_gpu_mla_decode && {
   step memcheck-mla "$out/sanitizer.log" 20 75 1 "$san memcheck $mla --gtest_brief=1 $not_fitted"

@@ -45,6 +45,10 @@ struct FlashKernel {
   const char* suffix;  // of the row names
   const char* json;    // "kernel" in the JSON
   bool ring() const { return warp_specialized || pipelined; }  // (d_v up to 128: config.h WgmmaRingTile)
+  void choose_in(Case& c) const {  // this kernel for the case
+    c.wgmma = wgmma, c.warp_specialized = warp_specialized, c.pipelined = pipelined, c.pingpong = pingpong;
+    c.persistent = persistent;
+  }
 };
 constexpr FlashKernel kFlashKernels[] = {{false, false, false, false, 0, "", "mma"},
                                          {true, false, false, false, 0, " wg", "wgmma"},
@@ -212,18 +216,13 @@ int main(int argc, char** argv) {
       if (quick && t.s > 8192) continue;
       if (kernel.ring() && t.dv > 128) continue;
       if (no_pipelined && kernel.pipelined) continue;
-      const bool wgmma = kernel.wgmma;
       char name[96];
       std::snprintf(name, sizeof name, "b%d h%d s%d d%d/%d %s%s", t.b, t.h, t.s, t.d, t.dv,
                     t.causal ? "causal" : "full", kernel.suffix);
       if (!only.empty() && std::string(name).find(only) == std::string::npos) continue;
       Case pb{name, t.d, t.dv, t.h, t.h, DType::BF16, t.causal, -1, std::vector<int>(size_t(t.b), t.s),
               std::vector<int>(size_t(t.b), t.s)};
-      pb.wgmma = wgmma;
-      pb.warp_specialized = kernel.warp_specialized;
-      pb.pipelined = kernel.pipelined;
-      pb.pingpong = kernel.pingpong;
-      pb.persistent = kernel.persistent;
+      kernel.choose_in(pb);
       DeviceRun run = make_run(pb, seed + 16 * salt++);
       const cuda::flash::Errors c = cuda::flash::validate(run, rows_to_check(pb, quick ? 4 : 12, rng));
       all_ok &= report("sample", pb, c);
@@ -264,11 +263,7 @@ int main(int argc, char** argv) {
       const std::string name = std::string(bt.name) + kernel.suffix;
       Case pb{name, 192, 128, 16, 16, DType::BF16, true, -1, bt.lens, bt.lens};
       pb.longest_first = bt.lpt;
-      pb.wgmma = kernel.wgmma;
-      pb.warp_specialized = kernel.warp_specialized;
-      pb.pipelined = kernel.pipelined;
-      pb.pingpong = kernel.pingpong;
-      pb.persistent = kernel.persistent;
+      kernel.choose_in(pb);
       if (&bt == &batches[0]) uniform_tflops = 0;
       DeviceRun run = make_run(pb, seed + 16 * salt++);
       const cuda::flash::Errors c = cuda::flash::validate(run, rows_to_check(pb, quick ? 4 : 12, rng));
