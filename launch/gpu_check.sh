@@ -517,16 +517,19 @@ else
 fi
 tests=$b/tests kb=$b/kernels
 race_mla="--gtest_filter='*MlaDecodeSplits*:*ScheduleIsReused*:*TensorCoreRuns*'"
-race_fa="--gtest_filter='*small_*-*_ws:*_pipe:*_pingpong:*_persist:*_persist_pp'"
+# The flash kernel's pipelined variant's case names: _pipe, _pingpong with turns, _persist and _persist_pp on a
+# persistent grid; pipe_all adds its NaN tests (*/wgmma_pipelined, ..._pingpong, ..._persistent[_pingpong]).
+pipe_cases='*_pipe:*_pingpong:*_persist:*_persist_pp'
+pipe_all="$pipe_cases:*/wgmma_p*"
+race_fa="--gtest_filter='*small_*-*_ws:$pipe_cases'"
 # The Hopper flash kernel's cases under memcheck: the small and edge ones (all of its cases end in _wg).
 memcheck_fa_wg="--gtest_filter='*small_*_wg:*zero_length_sequences_wg:*fewer_keys_than_queries_wg:*Nan*wgmma'"
 # Its warp-specialized variant's (cases ending in _ws): alone in its process, then those under memcheck, racecheck
 # and synccheck, so a fault there leaves the other flash kernels' results.
 ws_fa="--gtest_filter='*_ws:*/wgmma_ws'" race_fa_ws="--gtest_filter='*small_*_ws'"
 memcheck_fa_ws="--gtest_filter='*small_*_ws:*zero_length_sequences_ws:*fewer_keys_than_queries_ws:*Nan*wgmma_ws'"
-# The same for its pipelined variant (cases ending in _pipe, _pingpong with turns, _persist and _persist_pp on a
-# persistent grid).
-pipe_fa="--gtest_filter='*_pipe:*_pingpong:*_persist:*_persist_pp:*/wgmma_p*'"
+# The same for its pipelined variant (pipe_cases).
+pipe_fa="--gtest_filter='$pipe_all'"
 race_fa_pipe="--gtest_filter='*small_*_pipe:*small_*_pingpong:*small_*_persist:*small_*_persist_pp'"
 memcheck_fa_pipe="--gtest_filter='*small_*_pipe:*zero_length_sequences_pipe:*fewer_keys_than_queries_pipe"
 memcheck_fa_pipe+=":*small_*_pingpong:*zero_length_sequences_pingpong:*small_*_persist*"
@@ -538,9 +541,9 @@ race_mla_small="--gtest_filter='*SanitizerSizedSplitsOnEveryKernel*'"  # raceche
 repeat_mla="--gtest_filter='*MlaDecodeSplits*:*ScheduleIsReused*:*TensorCoreRuns*:*MlaDecodeFitted*:*Wgmma*"
 repeat_mla+="-*WarpSpecialized*:*Seesaw*'"
 not_fitted="--gtest_filter='-*MlaDecodeFitted*:*MlaDecodeWgmma*:*WarpSpecialized*:*Seesaw*'"
-first_fa="--gtest_filter='-*_wg:*/wgmma:*_ws:*/wgmma_ws:*_pipe:*_pingpong:*_persist:*_persist_pp:*/wgmma_p*'"
+first_fa="--gtest_filter='-*_wg:*/wgmma:*_ws:*/wgmma_ws:$pipe_all'"
 wgmma_fa="--gtest_filter='*_wg:*/wgmma'"
-stage_a_fa="--gtest_filter='-*_wg:*_ws:*/wgmma_ws:*_pipe:*_pingpong:*_persist:*_persist_pp:*/wgmma_p*'"
+stage_a_fa="--gtest_filter='-*_wg:*_ws:*/wgmma_ws:$pipe_all'"
 first_mla="--gtest_filter='-*Fitted*:*Wgmma*:*EveryKernel*:*WarpSpecialized*:*Seesaw*'"
 fitted_mla="--gtest_filter='*MlaDecodeFitted*:*FittedKernel*'"
 wgmma_mla="--gtest_filter='*MlaDecodeWgmma*:*FittedAndWgmma*:*EveryKernel*-*WarpSpecialized*:*Seesaw*'"

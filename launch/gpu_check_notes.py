@@ -26,6 +26,7 @@ import glob
 import json
 import os
 import re
+import statistics
 import sys
 
 
@@ -91,14 +92,10 @@ def mla_ab(folder):
             if s.get("validation_ok", True):
                 runs[s["name"]][m.group(1)].append(s["call_ms"])
 
-    def median(v):
-        v = sorted(v)
-        return 0.5 * (v[(len(v) - 1) // 2] + v[len(v) // 2])
-
     parts = []
     for name, by in runs.items():
         if by["base"] and by["new"]:
-            b, n = median(by["base"]), median(by["new"])
+            b, n = statistics.median(by["base"]), statistics.median(by["new"])
             parts.append("%s %.3f -> %.3f ms %.2fx (%d+%d runs)" % (name, b, n, b / n, len(by["base"]), len(by["new"])))
     return "new build against base, whole call: " + ("; ".join(parts) or "no row ran in both")
 
