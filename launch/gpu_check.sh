@@ -2,7 +2,7 @@
 # The one-call check for a GPU machine (H100/H200, 16 cores): build what the check needs, validate (kernel
 # tests, race repeats, model/CLI parity, TP over MPI on one GPU, NCCL at world size 1, compute-sanitizer), then
 # time (PyTorch's anchors on this GPU, the two kernel workbenches beside them, Nsight Compute on each kernel and
-# warp-stall sampling by SASS line on three, `mlarun bench decode` at batch 64 and 1, `mlarun bench prefill`, the MoE
+# warp-stall sampling by SASS line on four, `mlarun bench decode` at batch 64 and 1, `mlarun bench prefill`, the MoE
 # layouts). Run a packed binary by hand there with LD_LIBRARY_PATH=build/prebuilt-lib. Why one script with a hard
 # deadline: a GPU session is short and metered, so the whole run must end within 7 minutes
 # whatever hangs, validation must come before speed, and the results must be a handful of files that are quick
@@ -764,11 +764,12 @@ need_bins bench-moe launch/mlarun && step bench-moe-layouts "$out/model.log" 20 
 need_bins bench-decode-16b launch/mlarun &&
   step bench-decode-16b "$out/model.log" 40 120 1 "\"$self\" __bench_decode_16b"
 # Where the issue slots go (last, as the timings above come first): the default prefill kernel at MLA's shape, the
-# decode kernels at the TP 8 and 128-head shapes.
+# decode kernels at the TP 8 shape (bf16 and fp8 cache) and the 128-head shape.
 if [ -n "$ncu" ] || [ $dry = 1 ]; then
   pipe_ok ncu-stalls-flash && ncu_stall_step ncu-stalls-flash bench_flash_prefill 2 \
     flash_prefill_wgmma_pipelined_kernel "'b1 h128 s4096 d192/128 causal pp'"
   ncu_stall_step ncu-stalls-mla-fitted bench_mla_decode 10 attend_fitted tp8_b128_s8192_h16_fit
+  ncu_stall_step ncu-stalls-mla-fp8 bench_mla_decode 10 attend_fitted tp8_b128_s8192_h16_fp8_fit_reg
   ncu_stall_step ncu-stalls-mla-wgmma bench_mla_decode 10 attend_wgmma b64_s4096_h128_wgs
 fi
 

@@ -23,7 +23,7 @@ for step in env kernels kernels-wgmma-ws kernels-wgmma-seesaw kernels-flash-ws s
             race-sync-flash-pipe race-sync-mla-seesaw initcheck-mla torch-anchors bench-flash bench-mla ncu-mla \
             ncu-flash ncu-mla-fp8 ncu-mla-fp8-reg ncu-mla-wgmma-ws ncu-mla-wgmma-seesaw ncu-flash-wgmma-ws \
             ncu-flash-pipe ncu-flash-pipe-pp ncu-flash-pipe-perspp ncu-stalls-flash ncu-stalls-mla-fitted \
-            ncu-stalls-mla-wgmma ncu-prefill-64k bench-decode bench-moe-layouts \
+            ncu-stalls-mla-fp8 ncu-stalls-mla-wgmma ncu-prefill-64k bench-decode bench-moe-layouts \
             bench-decode-16b; do
   grep -Eq "^$step +(ok|DRY) " "$s" || { cat "$s"; fail "step $step is not listed as ok or DRY"; }
 done

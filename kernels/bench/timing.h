@@ -6,6 +6,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <functional>
 #include <vector>
 
 #include "runtime/cuda_check.h"
@@ -32,6 +33,35 @@ double median_ms(int warmup, int reps, Fn&& fn) {
   MLARUN_CUDA_CHECK(cudaEventDestroy(stop));
   std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
   return ms[ms.size() / 2];
+}
+
+// The same for several calls timed in turn within each repetition (call 0, 1, ..., then again), so that a drift of
+// the GPU's clocks (a power-capped GPU slowing down under sustained tensor-core work) falls on all of them alike
+// instead of on whichever was timed last. Returns each call's median, in the order given.
+inline std::vector<double> median_ms_interleaved(int warmup, int reps,
+                                                 const std::vector<std::function<void(int)>>& fns) {
+  for (int i = 0; i < warmup; ++i)
+    for (const auto& fn : fns) fn(i);
+  cudaEvent_t start, stop;
+  MLARUN_CUDA_CHECK(cudaEventCreate(&start));
+  MLARUN_CUDA_CHECK(cudaEventCreate(&stop));
+  std::vector<std::vector<float>> ms(fns.size(), std::vector<float>(static_cast<size_t>(std::max(reps, 1))));
+  for (size_t i = 0; i < ms[0].size(); ++i)
+    for (size_t k = 0; k < fns.size(); ++k) {
+      MLARUN_CUDA_CHECK(cudaEventRecord(start));
+      fns[k](int(i));
+      MLARUN_CUDA_CHECK(cudaEventRecord(stop));
+      MLARUN_CUDA_CHECK(cudaEventSynchronize(stop));
+      MLARUN_CUDA_CHECK(cudaEventElapsedTime(&ms[k][i], start, stop));
+    }
+  MLARUN_CUDA_CHECK(cudaEventDestroy(start));
+  MLARUN_CUDA_CHECK(cudaEventDestroy(stop));
+  std::vector<double> medians;
+  for (auto& m : ms) {
+    std::nth_element(m.begin(), m.begin() + m.size() / 2, m.end());
+    medians.push_back(m[m.size() / 2]);
+  }
+  return medians;
 }
 
 }  // namespace mlarun::ops::cuda::bench

@@ -301,16 +301,35 @@ struct SoftmaxRowsOf {
       visible[j] = r < pv.rows ? min(pv.tok_end, pv.seq_len - pv.n_q + r / a.num_heads + 1) : 0;
     }
   }
-  // Row j's raw score for token tok0 + lane: returns its p and sets `alpha`, the factor for what came before.
-  __device__ __forceinline__ float step(int j, float score, int tok0, int lane, float scale_log2, float& alpha) {
-    const float sc = tok0 + lane < visible[j] ? score * scale_log2 : -INFINITY;
-    const float m_new = fmaxf(m[j], warp_max(sc));
+  // Row j's raw scores for tokens tok0 + 32 i + lane (i < kN): sets their p and `alpha`, the factor for what came
+  // before; one row maximum over all kN tokens.
+  template <int kN>
+  __device__ __forceinline__ void step_tokens(int j, const float (&score)[kN], int tok0, int lane, float scale_log2,
+                                              float& alpha, float (&p)[kN]) {
+    float sc[kN];
+#pragma unroll
+    for (int i = 0; i < kN; ++i) sc[i] = tok0 + 32 * i + lane < visible[j] ? score[i] * scale_log2 : -INFINITY;
+    float top = sc[0];
+#pragma unroll
+    for (int i = 1; i < kN; ++i) top = fmaxf(top, sc[i]);
+    const float m_new = fmaxf(m[j], warp_max(top));
     const float m_use = m_new == -INFINITY ? 0.f : m_new;
-    const float p = exp2_ftz(sc - m_use);  // one MUFU.EX2: exp2f adds a fix-up for results below 2^-126
+    float sum = 0.f;
+#pragma unroll
+    for (int i = 0; i < kN; ++i) {
+      p[i] = exp2_ftz(sc[i] - m_use);  // one MUFU.EX2: exp2f adds a fix-up for results below 2^-126
+      sum = i == 0 ? p[i] : sum + p[i];
+    }
     alpha = exp2_ftz(m[j] - m_use);
-    l[j] = l[j] * alpha + (kLazySum ? p : warp_sum(p));
+    l[j] = l[j] * alpha + (kLazySum ? sum : warp_sum(sum));
     m[j] = m_new;
-    return p;
+  }
+  // The same for one token, tok0 + lane: returns its p.
+  __device__ __forceinline__ float step(int j, float score, int tok0, int lane, float scale_log2, float& alpha) {
+    const float scores[1] = {score};
+    float p[1];
+    step_tokens<1>(j, scores, tok0, lane, scale_log2, alpha, p);
+    return p[0];
   }
   // Each row's lse (-inf for a row that saw no token) and 1 / l into inv_l_s: the final lse (natural log) of a
   // whole piece, else the piece's partial (log2).

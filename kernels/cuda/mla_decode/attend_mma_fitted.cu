@@ -14,9 +14,11 @@
 // kernel reads them: codes widened to bf16 in a buffer of their own after the tile lands (one more barrier), each
 // 128-value tile's products of the scores folded in once times its tokens' scales, one P per scale tile with the
 // token's scale in it. Or, with MlaDecodeParams::codes_in_registers, each lane reads its fragments' codes from the
-// ring itself as f16 (quant_fragments.cuh): no widening pass, no bf16 codes, a ring of four tiles at 16 rows. On an
-// H100 it runs the TP 8 shape at 2.15 TB/s, 1.95x the 32-row kernel: AttendKernel::Auto's choice up to 63 rows and
-// over quantized rows (NOTES.md in this folder).
+// ring itself as f16 (quant_fragments.cuh): no widening pass, no bf16 codes, a ring of four tiles at 16 rows, taken
+// two tiles a step there (fit_step_tiles_codes_in_registers: each warp scores 8 tokens of each, one q fragment for
+// both; one row maximum, scale exponent and three barriers per 64 tokens). On an H100 it runs the TP 8 shape at
+// 2.15 TB/s, 1.95x the 32-row kernel: AttendKernel::Auto's choice up to 63 rows and over quantized rows (NOTES.md in
+// this folder).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -39,17 +41,20 @@ using namespace mla;
 using namespace mma_sm80;
 
 // Shared memory with M rows per CTA for format F: q | ring | [codes as bf16, unless kRegCodes] | scores (one buffer
-// per share of the 576) | P (one, or one per 128-value scale tile) | alpha, 1/l.
+// per tile of a step and share of the 576) | P (one per tile of a step, or one per 128-value scale tile) | alpha,
+// 1/l.
 template <int kM, Format F, bool kRegCodes>
 struct FitSmem {
   static constexpr bool kQuant = F != Format::Bf16;
   static constexpr bool kWiden = kQuant && !kRegCodes;  // codes widened to bf16 in shared memory
   static constexpr int kStages = kQuant && kRegCodes ? fit_stages_codes_in_registers(kM) : fit_stages(kM);
-  static constexpr int kPTiles = kWiden ? kQuantTiles : 1;  // codes in registers: P' is formed in P.V's fragments
+  static constexpr int kStepTiles = kQuant && kRegCodes ? fit_step_tiles_codes_in_registers(kM) : 1;
+  static constexpr int kPTiles = kWiden ? kQuantTiles : kStepTiles;  // codes in registers: P' is formed in P.V's
+                                                                      // fragments
   static constexpr size_t kRing = fit_smem_q_bytes(kM);
   static constexpr size_t kCodes = kRing + size_t(kStages) * kBlockN * RowOf<F>::kSmemStride;
   static constexpr size_t kScores = kCodes + (kWiden ? kSmemMmaCBytes : 0);
-  static constexpr size_t kP = kScores + fit_smem_s_bytes(kM);
+  static constexpr size_t kP = kScores + kStepTiles * fit_smem_s_bytes(kM);
   static constexpr size_t kRows = kP + kPTiles * fit_smem_p_bytes(kM);
   static constexpr size_t kBytes = kRows + size_t(2) * kM * 4;
 };
@@ -70,8 +75,11 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
   using S = FitSmem<kM, F, kRegCodes>;
   constexpr bool kQuant = S::kQuant, kWiden = S::kWiden, kF16 = kQuant && kRegCodes;
   constexpr int kStages = S::kStages;
+  constexpr int kStepTiles = S::kStepTiles;  // cached tiles per step: adjacent stages of the ring
   constexpr int kMTiles = kM / 16;
-  constexpr int kTokTiles = lanes::fit_tok_tiles_per_warp(kM);  // score tiles of a warp (one q fragment)
+  constexpr int kTokTiles = lanes::fit_tok_tiles_per_warp(kM);  // a warp's score tiles in one cached tile
+  constexpr int kWarpTiles = kTokTiles * kStepTiles;            // ... in a step (one q fragment serves them all)
+  constexpr int kChains = kStepTiles > 1 ? 1 : 2;  // accumulator chains per score tile (even and odd k-steps)
   constexpr int kKLen = lanes::fit_k_len(kM);                   // values of the 576 a warp's scores cover
   constexpr int kSplits = lanes::fit_k_splits(kM);
   constexpr int kRowsPerWarp = kM / kWarps;                     // softmax rows
@@ -83,11 +91,13 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
   static_assert(kKLen % 32 == 0 && kM % 16 == 0 && kRowsPerWarp >= 1, "whole k pairs, whole m16 tiles");
   static_assert(kSplits <= 2, "the softmax adds at most two score buffers");
   static_assert(!kRegCodes || kQuant, "codes in registers: quantized rows only");
+  static_assert(kStages % kStepTiles == 0 && kStages >= 2 * kStepTiles && (kStepTiles == 1 || kF16),
+                "a step's tiles are adjacent stages, one step loads while another computes; codes in registers");
   extern __shared__ __align__(16) unsigned char smem[];
   uint16_t* q_s = reinterpret_cast<uint16_t*>(smem);              // [kM][kMmaQStride] bf16
   unsigned char* kv_s = smem + S::kRing;                          // [kStages][32] cached rows as stored
   uint16_t* c_s = reinterpret_cast<uint16_t*>(smem + S::kCodes);  // kWiden: [32][kMmaCStride] bf16 codes
-  float* s_s = reinterpret_cast<float*>(smem + S::kScores);       // [kSplits][kM][kMmaSStride]
+  float* s_s = reinterpret_cast<float*>(smem + S::kScores);       // [kStepTiles][kSplits][kM][kMmaSStride]
   uint16_t* p_s = reinterpret_cast<uint16_t*>(smem + S::kP);      // [kPTiles][kM][kMmaPStride] Elem
   float* alpha_s = reinterpret_cast<float*>(smem + S::kRows);     // [kM]
   float* inv_l_s = alpha_s + kM;                                  // [kM]
@@ -102,7 +112,7 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
   const int k_tok = s_n + lanes::k_tok(lane), k_col = lanes::k_col(lane);
   const uint32_t c_u32 = smem_u32(c_s);
   const int p_tile = kQuant ? pv_col0 / kQuantTile : 0;  // the scale tile of this warp's columns
-  const uint32_t p_lane = smem_u32(p_s + ((S::kPTiles > 1 ? p_tile : 0) * kM + lanes::a_row(lane)) * kMmaPStride +
+  const uint32_t p_lane = smem_u32(p_s + ((kWiden ? p_tile : 0) * kM + lanes::a_row(lane)) * kMmaPStride +
                                    lanes::a_col(lane));
   const int v_lane_off = lanes::v_tok(lane) * kLatStride + (pv_col0 + lanes::v_col(lane)) * 2;  // bytes
   float* s_mine = s_s + lanes::fit_k_split(kM, warp) * kM * kMmaSStride;
@@ -112,10 +122,13 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
     const int rows = pv.rows;
     if (row0 >= rows) continue;  // uniform over the CTA
 
-    // The ring's first kStages - 1 tiles, one commit group each (empty past the piece, so the counts hold).
+    // The ring's first kStages - kStepTiles tiles, one commit group each (empty past the piece, so the counts hold).
+    // A step's tiles past the piece's last are loaded too, as zeros (every row past tok_end is), so that the step's
+    // masked tokens read zeros and not a stale tile's values (NaN among them).
+    const int tiles_loaded = (pv.num_tiles + kStepTiles - 1) / kStepTiles * kStepTiles;
 #pragma unroll
-    for (int st = 0; st < kStages - 1; ++st) {
-      if (st < pv.num_tiles)
+    for (int st = 0; st < kStages - kStepTiles; ++st) {
+      if (st < tiles_loaded)
         load_kv_tile<F>(a, kv_s + st * kStageBytes, pv.seq, pv.tok_begin + st * kBlockN, pv.tok_end);
       cp_async_commit();
     }
@@ -135,7 +148,7 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
         *reinterpret_cast<uint4*>(q_s + r * kMmaQStride + col) = v;
       }
     }
-    int unit_exp = 0;  // codes in registers: the accumulators are in units of 2^unit_exp (stage_scale_exp)
+    int unit_exp = 0;  // codes in registers: the accumulators are in units of 2^unit_exp (step_scale_exp)
 
     SoftmaxRowsOf<kRowsPerWarp, true> softmax;  // this warp's rows
     softmax.start(a, pv, row0, warp);
@@ -147,20 +160,28 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
 #pragma unroll
         for (int e = 0; e < 4; ++e) acc[mt][nt][e] = 0.f;
 
-    // The block-table entry of this thread's row of the next tile to load, read a tile ahead: the read's latency
-    // passes during a tile's work instead of between the barrier and the scores.
-    int32_t next_block = row_block<kBlockN, kThreads>(a, pv.seq, pv.tok_begin + (kStages - 1) * kBlockN, pv.tok_end);
-    for (int it = 0; it < pv.num_tiles; ++it) {
-      cp_async_wait<kStages - 2>();  // this thread's loads of tile `it` have landed
-      __syncthreads();               // everyone's (and q_s); every warp is past tile it - 1, so its stage is free
-      const int next = it + kStages - 1;
-      if (next < pv.num_tiles)
-        load_kv_tile_of_block<F>(a, kv_s + (next % kStages) * kStageBytes, pv.seq, pv.tok_begin + next * kBlockN,
-                                 pv.tok_end, next_block);
-      cp_async_commit();
-      next_block = row_block<kBlockN, kThreads>(a, pv.seq, pv.tok_begin + (next + 1) * kBlockN, pv.tok_end);
-      if (a.l2_prefetch_tiles > 0 && next + a.l2_prefetch_tiles < pv.num_tiles)
-        prefetch_kv_rows_l2<F>(a, pv.seq, pv.tok_begin + (next + a.l2_prefetch_tiles) * kBlockN, pv.tok_end);
+    // The block-table entries of this thread's rows of the next step's loads, read a step ahead: the reads'
+    // latency passes during a step's work instead of between the barrier and the scores.
+    int32_t next_block[kStepTiles];
+#pragma unroll
+    for (int t = 0; t < kStepTiles; ++t)
+      next_block[t] = row_block<kBlockN, kThreads>(a, pv.seq, pv.tok_begin + (kStages - kStepTiles + t) * kBlockN,
+                                                   pv.tok_end);
+    for (int it = 0; it < pv.num_tiles; it += kStepTiles) {
+      cp_async_wait<kStages - 2 * kStepTiles>();  // this thread's loads of the step's tiles `it`.. have landed
+      __syncthreads();  // everyone's (and q_s); every warp is past the step before, so its stages are free
+#pragma unroll
+      for (int t = 0; t < kStepTiles; ++t) {
+        const int next = it + kStages - kStepTiles + t;
+        if (next < tiles_loaded)
+          load_kv_tile_of_block<F>(a, kv_s + (next % kStages) * kStageBytes, pv.seq, pv.tok_begin + next * kBlockN,
+                                   pv.tok_end, next_block[t]);
+        cp_async_commit();
+        next_block[t] = row_block<kBlockN, kThreads>(a, pv.seq, pv.tok_begin + (next + kStepTiles) * kBlockN,
+                                                     pv.tok_end);
+        if (a.l2_prefetch_tiles > 0 && next + a.l2_prefetch_tiles < pv.num_tiles)
+          prefetch_kv_rows_l2<F>(a, pv.seq, pv.tok_begin + (next + a.l2_prefetch_tiles) * kBlockN, pv.tok_end);
+      }
       const int tok0 = pv.tok_begin + it * kBlockN;
       const unsigned char* kv = kv_s + (it % kStages) * kStageBytes;
       const uint32_t kv_u32 = smem_u32(kv);
@@ -174,11 +195,15 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
       // quantized latent is scaled per 128-value tile: a tile's products are summed unscaled and folded into the
       // score once, times its tokens' scales. The share's bounds are template arguments (share_scores), so the
       // split of its steps into scale tiles and k_pe is fixed at compile time and no step branches on it.
-      float c[kTokTiles][2][4];
+      // Score tile t of the warp: tokens tile_tok(t) .. + 8 of the step (stage t / kTokTiles of its tiles).
+      const auto tile_tok = [&](int t) { return s_n + 8 * (t % kTokTiles) + kBlockN * (t / kTokTiles); };
+      float c[kWarpTiles][kChains][4];
 #pragma unroll
-      for (int t = 0; t < kTokTiles; ++t)
+      for (int t = 0; t < kWarpTiles; ++t)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) c[t][0][e] = c[t][1][e] = 0.f;
+        for (int ch = 0; ch < kChains; ++ch)
+#pragma unroll
+          for (int e = 0; e < 4; ++e) c[t][ch][e] = 0.f;
       // q's A fragments of the two k-steps of the 32-value step from value ks.
       const auto q_step = [&](int ks, uint32_t(&qa0)[4], uint32_t(&qa1)[4]) {
         ldmatrix_x4(qa0, q_lane + (ks - k0) * 2);
@@ -187,40 +212,42 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
       // kSteps 32-value steps of the latent from value kk (one scale tile at most).
       const auto latent_steps = [&](int kk, auto steps) {
         constexpr int kSteps = decltype(steps)::value;
-        float part[kTokTiles][2][4];
+        float part[kWarpTiles][kChains][4];
 #pragma unroll
-        for (int t = 0; t < kTokTiles; ++t)
+        for (int t = 0; t < kWarpTiles; ++t)
 #pragma unroll
-          for (int e = 0; e < 4; ++e) part[t][0][e] = part[t][1][e] = 0.f;
+          for (int ch = 0; ch < kChains; ++ch)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) part[t][ch][e] = 0.f;
 #pragma unroll
         for (int i = 0; i < kSteps; ++i) {
           const int ks = kk + 32 * i;  // where this step starts in the 576
           uint32_t qa0[4], qa1[4];
           q_step(ks, qa0, qa1);
 #pragma unroll
-          for (int t = 0; t < kTokTiles; ++t) {
+          for (int t = 0; t < kWarpTiles; ++t) {
             uint32_t kb[4];
             if constexpr (kF16) {  // the lane's codes of both k-steps, one word each (q_s holds q at q_code_col)
               const unsigned char* word =
-                  kv + (s_n + 8 * t + lanes::code_word_tok(lane)) * kRowStride + ks + lanes::code_word_byte(lane);
+                  kv + (tile_tok(t) + lanes::code_word_tok(lane)) * kRowStride + ks + lanes::code_word_byte(lane);
               codes4_to_f16x2<F>(lds32(word), kb[0], kb[1]);
               codes4_to_f16x2<F>(lds32(word + 16), kb[2], kb[3]);
             } else {
-              ldmatrix_x4(kb, lat_u32 + (k_tok + 8 * t) * kLatStride + (ks + k_col) * 2);
+              ldmatrix_x4(kb, lat_u32 + (k_tok + tile_tok(t) - s_n) * kLatStride + (ks + k_col) * 2);
             }
             using Elem = std::conditional_t<kF16, __half, __nv_bfloat16>;
-            float(&sum)[2][4] = kQuant ? part[t] : c[t];
+            float(&sum)[kChains][4] = kQuant ? part[t] : c[t];
             mma_16816<Elem>(sum[0], qa0, kb[0], kb[1]);
-            mma_16816<Elem>(sum[1], qa1, kb[2], kb[3]);
+            mma_16816<Elem>(sum[kChains - 1], qa1, kb[2], kb[3]);
           }
         }
         if constexpr (kQuant) {
 #pragma unroll
-          for (int t = 0; t < kTokTiles; ++t)
+          for (int t = 0; t < kWarpTiles; ++t)
 #pragma unroll
             for (int e = 0; e < 4; ++e)
-              c[t][0][e] = fmaf(part[t][0][e] + part[t][1][e],
-                                row_scale<F>(kv, s_n + 8 * t + lanes::c_col(lane, e), kk / kQuantTile), c[t][0][e]);
+              c[t][0][e] = fmaf(kChains == 2 ? part[t][0][e] + part[t][kChains - 1][e] : part[t][0][e],
+                                row_scale<F>(kv, tile_tok(t) + lanes::c_col(lane, e), kk / kQuantTile), c[t][0][e]);
         }
       };
       const auto share_scores = [&](auto share) {
@@ -238,11 +265,12 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
           uint32_t qa0[4], qa1[4];
           q_step(kk, qa0, qa1);
 #pragma unroll
-          for (int t = 0; t < kTokTiles; ++t) {
+          for (int t = 0; t < kWarpTiles; ++t) {
             uint32_t kb[4];
-            ldmatrix_x4(kb, kv_u32 + (k_tok + 8 * t) * kRowStride + kRopeOffset + (kk - kKvLoraRank + k_col) * 2);
+            ldmatrix_x4(kb, kv_u32 + (k_tok + tile_tok(t) - s_n) * kRowStride + kRopeOffset +
+                                (kk - kKvLoraRank + k_col) * 2);
             mma_16816<__nv_bfloat16>(c[t][0], qa0, kb[0], kb[1]);
-            mma_16816<__nv_bfloat16>(c[t][1], qa1, kb[2], kb[3]);
+            mma_16816<__nv_bfloat16>(c[t][kChains - 1], qa1, kb[2], kb[3]);
           }
         }
       };
@@ -251,28 +279,32 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
       else
         share_scores(std::integral_constant<int, kSplits - 1>{});
 #pragma unroll
-      for (int t = 0; t < kTokTiles; ++t)
+      for (int t = 0; t < kWarpTiles; ++t)
 #pragma unroll
-        for (int e = 0; e < 4; ++e)
-          s_mine[(s_m + lanes::c_row(lane, e)) * kMmaSStride + s_n + 8 * t + lanes::c_col(lane, e)] =
-              c[t][0][e] + c[t][1][e];
-      __syncthreads();  // the M x 32 scores are complete
+        for (int e = 0; e < 4; ++e)  // stage t / kTokTiles of the step has its own buffers
+          s_mine[((t / kTokTiles) * kSplits * kM + s_m + lanes::c_row(lane, e)) * kMmaSStride + tile_tok(t) % kBlockN +
+                 lanes::c_col(lane, e)] = kChains == 2 ? c[t][0][e] + c[t][kChains - 1][e] : c[t][0][e];
+      __syncthreads();  // the M x (32 kStepTiles) scores are complete
 
       // Online softmax of this warp's rows; P rounded to bf16 for the product, times the token's scale per tile when
-      // the codes are widened (one P per scale tile). Codes in registers: one P, in f16; each warp forms P' = P x
-      // scale x 2^-E for its own columns' scale tile in its A fragments (below), E the exponent of that tile's
-      // largest scale over the stage (P' below 2).
-      const int own_exp = kF16 ? stage_scale_exp<F>(kv, lane, p_tile) : 0;
+      // the codes are widened (one P per scale tile). Codes in registers: one P per tile of the step, in f16; each
+      // warp forms P' = P x scale x 2^-E for its own columns' scale tile in its A fragments (below), E the exponent
+      // of that tile's largest scale over the step's tokens (P' below 2).
+      const int own_exp = kF16 ? step_scale_exp<F, kStepTiles>(kv, lane, p_tile) : 0;
 #pragma unroll
       for (int j = 0; j < kRowsPerWarp; ++j) {
         const int r = warp + kWarps * j;
-        float score = s_s[r * kMmaSStride + lane];
-        if constexpr (kSplits == 2) score += s_s[(kM + r) * kMmaSStride + lane];
+        float score[kStepTiles], p[kStepTiles];
+#pragma unroll
+        for (int t = 0; t < kStepTiles; ++t) {  // token t * 32 + lane of the step
+          const float* s_t = s_s + (t * kSplits * kM + r) * kMmaSStride + lane;
+          score[t] = kSplits == 2 ? s_t[0] + s_t[kM * kMmaSStride] : s_t[0];
+        }
         float alpha;
-        const float p = softmax.step(j, score, tok0, lane, a.scale_log2 * q_unit[j], alpha);
+        softmax.step_tokens<kStepTiles>(j, score, tok0, lane, a.scale_log2 * q_unit[j], alpha, p);
 #pragma unroll
         for (int t = 0; t < S::kPTiles; ++t) {
-          const float pt = kWiden ? p * row_scale<F>(kv, lane, t) : p;
+          const float pt = kWiden ? p[0] * row_scale<F>(kv, lane, t) : p[kWiden ? 0 : t];
           p_s[(t * kM + r) * kMmaPStride + lane] = kF16 ? __half_as_ushort(__float2half_rn(pt))
                                                         : __bfloat16_as_ushort(__float2bfloat16_rn(pt));
         }
@@ -306,10 +338,11 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
           }
       }
 #pragma unroll
-      for (int ks = 0; ks < kBlockN; ks += 16) {
+      for (int ks = 0; ks < kBlockN * kStepTiles; ks += 16) {  // tokens of the step (its stages are adjacent)
         uint32_t pa[kMTiles][4];
 #pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt) ldmatrix_x4(pa[mt], p_lane + (mt * 16 * kMmaPStride + ks) * 2);
+        for (int mt = 0; mt < kMTiles; ++mt)
+          ldmatrix_x4(pa[mt], p_lane + (((ks / kBlockN) * kM + mt * 16) * kMmaPStride + ks % kBlockN) * 2);
         if constexpr (kF16) {  // four n8 tiles per 32-column half from four words (columns: pv_code_col)
           // P' = P x scale x 2^-E: A register i holds tokens a_pair_tok(lane, i) and the next of this k-step.
           const float own_unit = exp2_int(-own_exp);

@@ -106,11 +106,14 @@ __device__ __forceinline__ void stage_q_rows_f16(const uint16_t* q_tile, int val
   }
 }
 
-// The power-of-two exponent (lanes::scale_tile_exp) of 128-value tile t's scales over a stage's 32 tokens, one per
-// lane; the same in every warp that asks.
-template <Format F>
-__device__ __forceinline__ int stage_scale_exp(const unsigned char* kv, int lane, int t) {
-  const uint32_t bits = __float_as_uint(row_scale<F>(kv, lane, t)) & 0x7fffffffu;
+// The power-of-two exponent (lanes::scale_tile_exp) of 128-value tile t's scales over a step's 32 kTiles tokens
+// (from the rows `kv`, adjacent stages), kTiles per lane; the same in every warp that asks.
+template <Format F, int kTiles>
+__device__ __forceinline__ int step_scale_exp(const unsigned char* kv, int lane, int t) {
+  uint32_t bits = 0;
+#pragma unroll
+  for (int i = 0; i < kTiles; ++i)
+    bits = max(bits, __float_as_uint(row_scale<F>(kv, lane + kBlockN * i, t)) & 0x7fffffffu);
   return lanes::scale_tile_exp(__reduce_max_sync(0xffffffffu, bits));
 }
 
