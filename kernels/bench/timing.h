@@ -35,9 +35,9 @@ double median_ms(int warmup, int reps, Fn&& fn) {
   return ms[ms.size() / 2];
 }
 
-// The same for several calls timed in turn within each repetition (call 0, 1, ..., then again), so that a drift of
-// the GPU's clocks (a power-capped GPU slowing down under sustained tensor-core work) falls on all of them alike
-// instead of on whichever was timed last. Returns each call's median, in the order given.
+// The same for several calls timed in turn within each repetition (call 0, 1, ..., then again), so that whatever
+// drifts over a run (the GPU's clocks, its temperature) falls on all of them alike instead of on whichever was timed
+// last. Returns each call's median, in the order given.
 inline std::vector<double> median_ms_interleaved(int warmup, int reps,
                                                  const std::vector<std::function<void(int)>>& fns) {
   for (int i = 0; i < warmup; ++i)

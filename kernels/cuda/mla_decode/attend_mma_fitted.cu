@@ -49,8 +49,9 @@ struct FitSmem {
   static constexpr bool kWiden = kQuant && !kRegCodes;  // codes widened to bf16 in shared memory
   static constexpr int kStages = kQuant && kRegCodes ? fit_stages_codes_in_registers(kM) : fit_stages(kM);
   static constexpr int kStepTiles = kQuant && kRegCodes ? fit_step_tiles_codes_in_registers(kM) : 1;
-  static constexpr int kPTiles = kWiden ? kQuantTiles : kStepTiles;  // codes in registers: P' is formed in P.V's
-                                                                      // fragments
+  // One P per scale tile when the codes are widened, else one per tile of the step (codes in registers: each warp
+  // forms P' in P.V's fragments).
+  static constexpr int kPTiles = kWiden ? kQuantTiles : kStepTiles;
   static constexpr size_t kRing = fit_smem_q_bytes(kM);
   static constexpr size_t kCodes = kRing + size_t(kStages) * kBlockN * RowOf<F>::kSmemStride;
   static constexpr size_t kScores = kCodes + (kWiden ? kSmemMmaCBytes : 0);

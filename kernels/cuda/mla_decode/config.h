@@ -133,8 +133,9 @@ constexpr size_t fit_smem_quant_bytes(int m) {
 // the ring deepens: at 16 rows four tiles instead of two (still two CTAs per SM), six and five at 32 and 64 rows
 // (a 656-byte-row tile is 57 % of a bf16 one: this keeps as many cached tokens in flight as bf16's ring, or more).
 constexpr int fit_stages_codes_in_registers(int m) { return m == 16 ? 4 : m == 32 ? 6 : 5; }
-// MlaDecodeParams::codes_in_registers's default: on. On an H200 its tests pass (memcheck clean) and it takes
-// 0.83x the widening's time at the TP 8 shape over fp8 and int8 rows (bench_mla_decode's _reg rows; NOTES.md).
+// MlaDecodeParams::codes_in_registers's default: on. On an H200 its tests pass (memcheck clean) and, with two tiles
+// a step at 16 rows, it takes 0.57x the widening's time at the TP 8 shape over fp8 rows (bench_mla_decode's _reg
+// rows; NOTES.md).
 constexpr bool kCodesInRegisters = true;
 // Cached tiles per step (between one opening barrier and the next): two at 16 rows over codes in registers, where
 // an H200 ran the kernel latency-bound (0.41 instructions issued a cycle per scheduler, 4 warps each): each warp's
