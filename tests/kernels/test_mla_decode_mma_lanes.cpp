@@ -9,7 +9,9 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <functional>
+#include <limits>
 #include <random>
 #include <string>
 #include <utility>
@@ -233,5 +235,59 @@ TEST(MlaDecodeMmaLanes, RowLoaderIssuesEveryPieceOfEveryRowOnce) {
         if (lanes::load_row(u.rows, u.threads, tid) != lanes::load_row(u.rows, u.threads, tid - 1)) continue;
         EXPECT_EQ(lanes::load_chunk(u.rows, u.threads, tid, 0), lanes::load_chunk(u.rows, u.threads, tid - 1, 0) + 1);
       }
+  }
+}
+
+// The softmax's row maximum by one redux.sync (attend_common.cuh warp_max_by_key): the keys order as the floats do
+// (-0 just below +0), the key map is its own inverse, and the largest key of a warp's 32 values maps back to
+// fmaxf's maximum of them, masked lanes (-inf) and all. A NaN orders above +inf with the sign bit clear, below -inf
+// with it set.
+TEST(MlaDecodeMmaLanes, FloatOrderKeyOrdersLikeTheFloats) {
+  const auto bits = [](float f) {
+    int32_t b;
+    std::memcpy(&b, &f, sizeof(b));
+    return b;
+  };
+  const auto key = [&](float f) { return lanes::float_order_key(bits(f)); };
+  const auto from_key = [](int32_t k) {
+    const int32_t b = lanes::float_order_key(k);
+    float f;
+    std::memcpy(&f, &b, sizeof(f));
+    return f;
+  };
+  const float inf = std::numeric_limits<float>::infinity();
+  using limits = std::numeric_limits<float>;
+  std::vector<float> values = {-inf, -limits::max(), -1.5f, -1.f, -limits::min(), -limits::denorm_min(), -0.f,
+                               0.f,  limits::denorm_min(), limits::min(), 1.f, 1.5f, limits::max(), inf};
+  std::mt19937 rng(17);
+  std::uniform_int_distribution<uint32_t> any_bits;
+  while (values.size() < 3000) {  // random bit patterns (NaNs skipped) spread over every exponent
+    const uint32_t b = any_bits(rng);
+    float f;
+    std::memcpy(&f, &b, sizeof(f));
+    if (!std::isnan(f)) values.push_back(f);
+  }
+  for (float a : values) {
+    ASSERT_EQ(lanes::float_order_key(key(a)), bits(a)) << a;
+    for (size_t i = 0; i < values.size(); i += 7) {
+      const float b = values[i];
+      if (a < b) ASSERT_LT(key(a), key(b)) << a << " " << b;
+      if (a > b) ASSERT_GT(key(a), key(b)) << a << " " << b;
+    }
+  }
+  EXPECT_EQ(key(-0.f) + 1, key(0.f));
+  EXPECT_GT(key(std::numeric_limits<float>::quiet_NaN()), key(inf));
+  EXPECT_LT(key(-std::numeric_limits<float>::quiet_NaN()), key(-inf));
+  std::uniform_real_distribution<float> score(-300.f, 300.f);
+  for (int trial = 0; trial < 2000; ++trial) {
+    int32_t top_key = std::numeric_limits<int32_t>::min();
+    float top = -inf;
+    const int masked_from = trial % 33;  // lanes at or past it are masked, as past a row's visible tokens
+    for (int lane = 0; lane < 32; ++lane) {
+      const float v = lane < masked_from ? score(rng) : -inf;
+      top_key = std::max(top_key, key(v));
+      top = std::fmax(top, v);
+    }
+    ASSERT_EQ(from_key(top_key), top) << "trial " << trial;
   }
 }

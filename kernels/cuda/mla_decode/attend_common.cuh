@@ -283,6 +283,14 @@ __device__ __forceinline__ const unsigned char* ring_tile(const AttendArgs& a, u
   return kv_s + (it % kKvStages) * kStageBytes;
 }
 
+// The largest of the warp's values, by one redux.sync over lanes::float_order_key: on an H200 ten of the fitted fp8
+// kernel's 25 hottest SASS lines were FMNMX, mostly of the shuffle tree (warp_max). A NaN with the sign bit clear
+// wins here where fmaxf would drop it; the row it is in gets NaN either way (its p, so its l, is NaN).
+__device__ __forceinline__ float warp_max_by_key(float v) {
+  const int32_t top = __reduce_max_sync(0xffffffffu, lanes::float_order_key(__float_as_int(v)));
+  return __int_as_float(lanes::float_order_key(top));
+}
+
 // The online softmax (base 2, fp32) of one warp's kRows rows warp + kWarps j of the CTA's M tile, one cached token
 // per lane; a row sees tokens [tok_begin, visible) of the piece (causal among the queries). A fully masked row keeps
 // m = -inf, l = 0 and gives p = 0, alpha = 0; a NaN score makes l NaN, which stays NaN. kLazySum keeps each lane's
@@ -312,7 +320,7 @@ struct SoftmaxRowsOf {
     float top = sc[0];
 #pragma unroll
     for (int i = 1; i < kN; ++i) top = fmaxf(top, sc[i]);
-    const float m_new = fmaxf(m[j], warp_max(top));
+    const float m_new = fmaxf(m[j], warp_max_by_key(top));
     const float m_use = m_new == -INFINITY ? 0.f : m_new;
     float sum = 0.f;
 #pragma unroll

@@ -132,6 +132,12 @@ MLARUN_HOST_DEVICE constexpr int scale_tile_exp(uint32_t max_bits) {
   return e < -126 ? -126 : e > 126 ? 126 : e;
 }
 
+// ---- The softmax's row maximum (attend_common.cuh warp_max_by_key) ----------------------------------------------
+// The float with bits `b` as an int whose signed order is the float's: negative values get their lower 31 bits
+// flipped, so that a warp's maximum is one redux.sync.max.s32 instead of five shuffles and five FMNMX. Its own
+// inverse. -0 orders just below +0; a NaN with the sign bit clear orders above +inf, one with it set below -inf.
+MLARUN_HOST_DEVICE constexpr int32_t float_order_key(int32_t b) { return b ^ int32_t(uint32_t(b >> 31) >> 1); }
+
 // ---- The cached-row loader of every attend kernel (attend_common.cuh load_kv_rows) --------------------------
 // `threads` threads load `rows` rows of `chunks` 16-byte pieces: thread t serves row t / (threads / rows) and its
 // pieces t % (threads / rows) + i * (threads / rows) for i < load_iters (the last ones past `chunks` skipped), so a
