@@ -7,37 +7,17 @@
 
 #include <algorithm>
 #include <functional>
+#include <utility>
 #include <vector>
 
 #include "runtime/cuda_check.h"
 
 namespace mlarun::ops::cuda::bench {
 
-// Calls fn(i) for i in [0, warmup) untimed, then times fn(i) for i in [0, reps) one by one (a start and a stop
-// event around each); returns the median in milliseconds. fn gets i so a caller can rotate input sets.
-template <typename Fn>
-double median_ms(int warmup, int reps, Fn&& fn) {
-  for (int i = 0; i < warmup; ++i) fn(i);
-  cudaEvent_t start, stop;
-  MLARUN_CUDA_CHECK(cudaEventCreate(&start));
-  MLARUN_CUDA_CHECK(cudaEventCreate(&stop));
-  std::vector<float> ms(static_cast<size_t>(std::max(reps, 1)));
-  for (size_t i = 0; i < ms.size(); ++i) {
-    MLARUN_CUDA_CHECK(cudaEventRecord(start));
-    fn(int(i));
-    MLARUN_CUDA_CHECK(cudaEventRecord(stop));
-    MLARUN_CUDA_CHECK(cudaEventSynchronize(stop));
-    MLARUN_CUDA_CHECK(cudaEventElapsedTime(&ms[i], start, stop));
-  }
-  MLARUN_CUDA_CHECK(cudaEventDestroy(start));
-  MLARUN_CUDA_CHECK(cudaEventDestroy(stop));
-  std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
-  return ms[ms.size() / 2];
-}
-
-// The same for several calls timed in turn within each repetition (call 0, 1, ..., then again), so that whatever
-// drifts over a run (the GPU's clocks, its temperature) falls on all of them alike instead of on whichever was timed
-// last. Returns each call's median, in the order given.
+// Calls each fns[k](i) for i in [0, warmup) untimed, then times them in turn within each repetition i in [0, reps)
+// (call 0, 1, ..., then again; a start and a stop event around each), so that whatever drifts over a run (the GPU's
+// clocks, its temperature) falls on all of them alike instead of on whichever was timed last. Returns each call's
+// median in milliseconds, in the order given. fns get i so a caller can rotate input sets.
 inline std::vector<double> median_ms_interleaved(int warmup, int reps,
                                                  const std::vector<std::function<void(int)>>& fns) {
   for (int i = 0; i < warmup; ++i)
@@ -62,6 +42,12 @@ inline std::vector<double> median_ms_interleaved(int warmup, int reps,
     medians.push_back(m[m.size() / 2]);
   }
   return medians;
+}
+
+// The same for one call: its median in milliseconds.
+template <typename Fn>
+double median_ms(int warmup, int reps, Fn&& fn) {
+  return median_ms_interleaved(warmup, reps, {std::function<void(int)>(std::forward<Fn>(fn))})[0];
 }
 
 }  // namespace mlarun::ops::cuda::bench

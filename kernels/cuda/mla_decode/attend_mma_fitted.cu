@@ -198,13 +198,22 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
       // split of its steps into scale tiles and k_pe is fixed at compile time and no step branches on it.
       // Score tile t of the warp: tokens tile_tok(t) .. + 8 of the step (stage t / kTokTiles of its tiles).
       const auto tile_tok = [&](int t) { return s_n + 8 * (t % kTokTiles) + kBlockN * (t / kTokTiles); };
-      float c[kWarpTiles][kChains][4];
+      // Score accumulators: kChains chains per score tile, added once the tile's share is done.
+      using ScoreAcc = float[kWarpTiles][kChains][4];
+      const auto clear = [](ScoreAcc& x) {
 #pragma unroll
-      for (int t = 0; t < kWarpTiles; ++t)
+        for (int t = 0; t < kWarpTiles; ++t)
 #pragma unroll
-        for (int ch = 0; ch < kChains; ++ch)
+          for (int ch = 0; ch < kChains; ++ch)
 #pragma unroll
-          for (int e = 0; e < 4; ++e) c[t][ch][e] = 0.f;
+            for (int e = 0; e < 4; ++e) x[t][ch][e] = 0.f;
+      };
+      const auto chains_sum = [](const float(&x)[kChains][4], int e) {
+        if constexpr (kChains == 2) return x[0][e] + x[1][e];
+        else return x[0][e];
+      };
+      ScoreAcc c;
+      clear(c);
       // q's A fragments of the two k-steps of the 32-value step from value ks.
       const auto q_step = [&](int ks, uint32_t(&qa0)[4], uint32_t(&qa1)[4]) {
         ldmatrix_x4(qa0, q_lane + (ks - k0) * 2);
@@ -213,13 +222,8 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
       // kSteps 32-value steps of the latent from value kk (one scale tile at most).
       const auto latent_steps = [&](int kk, auto steps) {
         constexpr int kSteps = decltype(steps)::value;
-        float part[kWarpTiles][kChains][4];
-#pragma unroll
-        for (int t = 0; t < kWarpTiles; ++t)
-#pragma unroll
-          for (int ch = 0; ch < kChains; ++ch)
-#pragma unroll
-            for (int e = 0; e < 4; ++e) part[t][ch][e] = 0.f;
+        ScoreAcc part;
+        clear(part);
 #pragma unroll
         for (int i = 0; i < kSteps; ++i) {
           const int ks = kk + 32 * i;  // where this step starts in the 576
@@ -247,7 +251,7 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
           for (int t = 0; t < kWarpTiles; ++t)
 #pragma unroll
             for (int e = 0; e < 4; ++e)
-              c[t][0][e] = fmaf(kChains == 2 ? part[t][0][e] + part[t][kChains - 1][e] : part[t][0][e],
+              c[t][0][e] = fmaf(chains_sum(part[t], e),
                                 row_scale<F>(kv, tile_tok(t) + lanes::c_col(lane, e), kk / kQuantTile), c[t][0][e]);
         }
       };
@@ -284,7 +288,7 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
 #pragma unroll
         for (int e = 0; e < 4; ++e)  // stage t / kTokTiles of the step has its own buffers
           s_mine[((t / kTokTiles) * kSplits * kM + s_m + lanes::c_row(lane, e)) * kMmaSStride + tile_tok(t) % kBlockN +
-                 lanes::c_col(lane, e)] = kChains == 2 ? c[t][0][e] + c[t][kChains - 1][e] : c[t][0][e];
+                 lanes::c_col(lane, e)] = chains_sum(c[t], e);
       __syncthreads();  // the M x (32 kStepTiles) scores are complete
 
       // Online softmax of this warp's rows; P rounded to bf16 for the product, times the token's scale per tile when
