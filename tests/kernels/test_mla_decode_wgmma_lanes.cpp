@@ -1,8 +1,9 @@
 // One step of the wgmma attend kernel (attend_wgmma.cu) replayed on the CPU: q rows and a cached tile stored where
 // the kernel stores them (wgmma_lanes.h row_piece), the scores read through the kernel's descriptors by an
 // emulation of wgmma (tests/kernels/wgmma_emulation.h: the ISA's view of shared memory, written independently of
-// the kernel's headers), the score accumulators turned into P the kernel's way (registers, or the split variant's
-// shared slab), and P.V through the kernel's V descriptors. S and O must be the plain products (exact: inputs are
+// the kernel's headers), the score accumulators turned into P the kernel's way (registers; the split variant also
+// writes its half to a shared slab, and P.V takes its own half from registers, the other from the slab), and P.V
+// through the kernel's V descriptors. S and O must be the plain products (exact: inputs are
 // small multiples of 1/8 and the emulation sums in double), every element once, for both variants; and a pair of
 // steps of the seesaw kernel (attend_wgmma_seesaw.cu), its P tiles over the stages' slab 8.
 #include <gtest/gtest.h>
@@ -66,9 +67,11 @@ void replay_step(bool split) {
   const int score_n = split ? kTokens / 2 : kTokens;
 
   Matrix p_full = zeros(kRows, kTokens);  // P as the two warpgroups hold it (here P = S, to check indices exactly)
+  std::array<Matrix, 2> p_regs;          // each warpgroup's own scores, as its registers hold them
   for (int g = 0; g < 2; ++g) {
     const int tok0 = wg::score_tok0(split, g);
-    Matrix sc = zeros(64, score_n);
+    Matrix& sc = p_regs[size_t(g)];
+    sc = zeros(64, score_n);
     for (int slab = 0; slab < mla::kWgSlabs; ++slab)
       for (int k = 0; k < 4; ++k)
         emu::mma_ss(sc, s, wg::q_desc(q_base, slab, k), wg::k_desc(stage, slab, k, tok0), false, score_n);
@@ -84,14 +87,18 @@ void replay_step(bool split) {
 
   for (int g = 0; g < 2; ++g) {
     Matrix o = zeros(64, 256);
-    for (int kk = 0; kk < 4; ++kk) {
-      if (split) {
+    std::array<int, 4> k_steps_done{};
+    for (int i = 0; i < 4; ++i) {
+      const int kk = split ? wg::split_pv_kstep(g, i) : i;  // the k-step of the stage's tokens
+      ++k_steps_done[size_t(kk)];
+      if (split && i >= score_n / 16) {  // the other warpgroup's tokens, from the P slab
         emu::mma_ss(o, s, wg::p_desc(p_base, kk), wg::v_desc(stage, g, kk), true, 256);
         continue;
       }
-      // The register P of k-step kk, built as the kernel builds it from its own S (P here).
-      emu::mma_rs(o, emu::a_from_acc(p_full, kk), s, wg::v_desc(stage, g, kk), 256);
+      // The register P of register k-step i, built as the kernel builds it from its own S (P here).
+      emu::mma_rs(o, emu::a_from_acc(p_regs[size_t(g)], i), s, wg::v_desc(stage, g, kk), 256);
     }
+    for (int kk = 0; kk < 4; ++kk) ASSERT_EQ(k_steps_done[size_t(kk)], 1) << "k-step " << kk << " of P.V once";
     for (int m = 0; m < kRows; ++m)
       for (int c = 0; c < 256; ++c) {
         double want = 0;

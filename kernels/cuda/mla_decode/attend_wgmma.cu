@@ -39,8 +39,9 @@ using namespace wgmma_sm90;
 constexpr Format kF = Format::Bf16;
 
 // kSplit: each warpgroup scores only its half of the step's 64 tokens (m64n32k16), the two exchange their row
-// maxima and write P into one shared slab, and P.V reads P from there (both operands in shared memory): a third
-// fewer MMAs per step than every warpgroup scoring all 64 tokens, for two more barriers.
+// maxima and write P into one shared slab; P.V takes a warpgroup's own half of P from its registers and, after the
+// barrier that publishes the slab, the other half from there: a third fewer MMAs per step than every warpgroup
+// scoring all 64 tokens, for two more barriers.
 template <bool kSplit>
 __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(const AttendArgs a) {
   constexpr int kScoreN = kSplit ? kWgBlockN / 2 : kWgBlockN;  // tokens a warpgroup scores
@@ -131,17 +132,24 @@ __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(
             *reinterpret_cast<uint32_t*>(p_s + wg::p_offset(r, col)) = p[kk][i];
           }
         fence_async_smem();
-        __syncthreads();  // P complete for the tensor cores
       }
       rescale_o(o, alpha);
 
+      // P.V, this warpgroup's 256 columns. Split: its own tokens' half from the P in its registers first, so the
+      // tensor cores have work while the barrier waits for the other warpgroup's half of the P slab.
       wgmma_fence();
 #pragma unroll
-      for (int kk = 0; kk < 4; ++kk) {  // this warpgroup's 256 columns
-        if constexpr (kSplit)
+      for (int kk = 0; kk < kScoreN / 16; ++kk) {
+        const int v_kk = kSplit ? wg::split_pv_kstep(group, kk) : kk;
+        Mma<256>::rs<1>(o, p[kk], wg::v_desc(stage_u32, group, v_kk), 1);
+      }
+      if constexpr (kSplit) {
+        __syncthreads();  // P complete for the tensor cores
+#pragma unroll
+        for (int i = kScoreN / 16; i < kWgBlockN / 16; ++i) {
+          const int kk = wg::split_pv_kstep(group, i);
           Mma<256>::ss<1>(o, wg::p_desc(p_u32, kk), wg::v_desc(stage_u32, group, kk), 1);
-        else
-          Mma<256>::rs<1>(o, p[kk], wg::v_desc(stage_u32, group, kk), 1);
+        }
       }
       wgmma_commit();
       wgmma_wait<0>();  // before the next step's barrier frees this stage (and P)

@@ -35,6 +35,12 @@ MLARUN_HOST_DEVICE constexpr uint32_t row_piece_of_lane(uint32_t base, int i) {
 }
 // The first of the step's tokens warpgroup `group` scores: all 64 from 0, or its 32 when the scores are split.
 MLARUN_HOST_DEVICE constexpr int score_tok0(bool split, int group) { return split ? group * (kWgBlockN / 2) : 0; }
+// The split variant's P.V k-steps (16 tokens each, kWgBlockN / 16 a step) in the order warpgroup `group` issues
+// them: first the two over its own tokens, whose P it holds in registers (register k-step i of them), then the
+// two over the other warpgroup's tokens, read from the shared P slab once the barrier has published it.
+MLARUN_HOST_DEVICE constexpr int split_pv_kstep(int group, int i) {
+  return (score_tok0(true, group) / 16 + i) % (kWgBlockN / 16);
+}
 // Scores, k-step k of slab `slab`: Q (A, K-major) and the stage's rows from token `tok0` (B, K-major). Each is
 // the descriptor of its operand's first k-step, the same in every (slab, k) of a step's unrolled loop (so made
 // once), advanced by a compile-time offset (sm90::desc_advance).
