@@ -717,6 +717,11 @@ fi
 ncu=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
 ncu_opt="--clock-control none --launch-count 1 --section SpeedOfLight --section Occupancy --section WarpStateStats"
 ncu_opt+=" --section SchedulerStats --section LaunchStats --section MemoryWorkloadAnalysis"
+# Shared memory: its wavefronts and bank conflicts (the tables), and how busy its banks are, which also counts the
+# wgmma operands the tensor cores read from it (the wgmma kernels' scores may be bound by that).
+ncu_opt+=" --section MemoryWorkloadAnalysis_Tables"
+ncu_opt+=" --metrics l1tex__data_bank_reads.avg.pct_of_peak_sustained_elapsed"
+ncu_opt+=",l1tex__data_bank_writes.avg.pct_of_peak_sustained_elapsed"
 # ncu_step NAME BENCH SKIP KERNEL ONLY: one launch of the kernels matching KERNEL (after SKIP of them) in workbench
 # kernels/BENCH, running the rows ONLY (quoted for the shell where it holds spaces).
 ncu_step() {
@@ -735,7 +740,7 @@ ncu_stall_step() {
 if [ -n "$ncu" ] || [ $dry = 1 ]; then
   ncu_step ncu-mla bench_mla_decode 10 attend_mma tp8_b128_s8192_h16_mma
   ncu_step ncu-mla-fitted bench_mla_decode 10 attend_fitted tp8_b128_s8192_h16_fit
-  ncu_step ncu-mla-wgmma bench_mla_decode 10 attend_wgmma b64_s4096_h128_wg
+  ncu_step ncu-mla-wgmma bench_mla_decode 10 attend_wgmma b64_s4096_h128_wgs
   ncu_step ncu-mla-wgmma-ws bench_mla_decode 10 ws_attend_kernel b64_s4096_h128_wgws
   ncu_step ncu-mla-wgmma-seesaw bench_mla_decode 10 ws_attend_kernel b64_s4096_h128_wgss
   ncu_step ncu-flash bench_flash_prefill 2 flash_prefill_kernel "'b1 h128 s4096 d192/128'"
