@@ -198,11 +198,23 @@ def ncu_stalls(path, top=25):
     def share(counter, n):
         return ", ".join("%s %.1f%%" % (k, 100 * v / total) for k, v in counter.most_common(n) if v > 0)
     out = ["%d samples; by reason: %s; by opcode: %s" % (total, share(by_reason, 8), share(by_op, 8))]
-    out.append("the %d SASS lines with the most samples (share, the line, its top reasons):" % top)
+    # Each line's offset in the kernel (its address less the first line's), as cuobjdump -sass prints it, so that a
+    # line that occurs several times (a wait, a barrier) can be told apart.
+    addr = hdr.index("Address") if "Address" in hdr else None
+
+    def address(r):
+        try:
+            return int(r[addr], 16)
+        except (TypeError, ValueError):
+            return None
+    start = min((a for a in map(address, lines) if a is not None), default=None)
+    out.append("the %d SASS lines with the most samples (share, offset, the line, its top reasons):" % top)
     for r in sorted(lines, key=lambda r: -num(r, alls))[:top]:
         top3 = sorted(((num(r, i), hdr[i][len("stall_"):]) for i in reasons), reverse=True)[:3]
         why = ", ".join("%s %d" % (name, v) for v, name in top3 if v > 0)
-        out.append("%5.1f%%  %-60s  %s" % (100 * num(r, alls) / total, r[src].strip()[:60], why))
+        a = address(r)
+        where = "%05x" % (a - start) if a is not None and start is not None else "?"
+        out.append("%5.1f%%  %s  %-60s  %s" % (100 * num(r, alls) / total, where, r[src].strip()[:60], why))
     return "\n".join(out)
 
 

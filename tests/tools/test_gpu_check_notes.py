@@ -140,7 +140,8 @@ with tempfile.TemporaryDirectory() as tmp:
            and lines[2].split() == ["0.050", "ms", "1", "gemm_bf16"], "ncu rows: " + out)
 
     # Nsight Compute's source page (the layout ncu 2025 writes): a kernel-name line first, thousands separators, the
-    # Not Issued columns left out of the reasons; shares of all samples by reason, opcode (predicate dropped), line.
+    # Not Issued columns left out of the reasons; shares of all samples by reason, opcode (predicate dropped), line
+    # (with its offset from the kernel's first address).
     sj = os.path.join(tmp, "source.csv")
     with open(sj, "w") as f:
         f.write('"Kernel Name","void flash<192, 128>(Args)",\n'
@@ -154,9 +155,9 @@ with tempfile.TemporaryDirectory() as tmp:
     lines = out.splitlines()
     expect(rc == 0 and lines[0] == "NOTE: 2000 samples; by reason: selected 55.0%, wait 40.0%, long_sb 5.0%; by "
            "opcode: HGMMA 50.0%, IMAD 50.0%", "ncu stalls first line: " + out)
-    expect(len(lines) >= 5 and lines[2].split()[:2] == ["50.0%", "HGMMA.64x128x16.F32.BF16"]
-           and lines[3].split()[:3] == ["30.0%", "@!P1", "IMAD.HI.U32"] and lines[3].endswith("wait 500, long_sb 100"),
-           "ncu stalls lines: " + out)
+    expect(len(lines) >= 5 and lines[2].split()[:3] == ["50.0%", "00000", "HGMMA.64x128x16.F32.BF16"]
+           and lines[3].split()[:4] == ["30.0%", "00010", "@!P1", "IMAD.HI.U32"]
+           and lines[3].endswith("wait 500, long_sb 100"), "ncu stalls lines (offsets from the first address): " + out)
     rc, out = note("ncu-stalls", cj)  # a CSV of another page: says so, exit 0
     expect(rc == 0 and out.startswith("NOTE: no ncu-stalls note: StopIteration"), "ncu stalls, wrong page: " + out)
 
