@@ -3,9 +3,9 @@
 // emulation of wgmma (tests/kernels/wgmma_emulation.h: the ISA's view of shared memory, written independently of
 // the kernel's headers), the score accumulators turned into P the kernel's way (registers; the split variant also
 // writes its half to a shared slab, and P.V takes its own half from registers, the other from the slab), and P.V
-// through the kernel's V descriptors. S and O must be the plain products (exact: inputs are
-// small multiples of 1/8 and the emulation sums in double), every element once, for both variants; and a pair of
-// steps of the seesaw kernel (attend_wgmma_seesaw.cu), its P tiles over the stages' slab 8.
+// through the kernel's V descriptors. S and O must be the plain products (exact: inputs are small multiples of 1/8
+// and the emulation sums in double), every element once, for both variants; and a pair of steps of the seesaw
+// kernel (attend_wgmma_seesaw.cu), its P tiles over the stages' slab 8.
 #include <gtest/gtest.h>
 
 #include <array>
