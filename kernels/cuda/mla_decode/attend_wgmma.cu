@@ -103,17 +103,17 @@ __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(
       float s[kSRegs];
 #pragma unroll
       for (int e = 0; e < kSRegs; ++e) s[e] = 0.f;
+      wgmma_fence();
       const auto slab_scores = [&](auto slab_c) {
         constexpr int kSlab = decltype(slab_c)::value;
-        wgmma_fence();  // per slab: the copies' registers come between the slabs' MMAs (ptxas would put it there)
 #pragma unroll
         for (int k = 0; k < 4; ++k)
           Mma<kScoreN>::template ss<0>(s, wg::q_desc(q_u32, kSlab, k), wg::k_desc(stage_u32, kSlab, k, tok_lane),
                                        kSlab + k > 0);
-        if constexpr (kSlab == kWgSlabs - 1) wgmma_commit();  // the step's scores: one group
         if (load_next) loads.template issue<wg::slab_first_piece(kSlab), wg::kSlabPieces>(next_stage, SlabRows{});
       };
       unrolled_for<kWgSlabs>(slab_scores);
+      wgmma_commit();
       cp_async_commit();
       if (load_next)  // the entry for the step after next (0, unread, past the piece)
         next_block = row_block<kWgBlockN, kWgThreads>(a, pv.seq, pv.tok_begin + (it + 2) * kWgBlockN, pv.tok_end);
