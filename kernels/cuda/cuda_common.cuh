@@ -8,8 +8,6 @@
 
 #include <atomic>
 #include <cstdint>
-#include <type_traits>
-#include <utility>
 
 #include "runtime/cuda_check.h"
 
@@ -29,17 +27,6 @@ __device__ __forceinline__ void store_f(void* p, int64_t i, float v, bool bf16) 
 // v as the storage dtype would hold it (identity for f32).
 __device__ __forceinline__ float round_to(float v, bool bf16) {
   return bf16 ? __bfloat162float(__float2bfloat16_rn(v)) : v;
-}
-
-// f(std::integral_constant<int, i>{}) for i = 0 .. kN - 1, in order: an unrolled loop whose index can be a
-// template argument (a slab's compile-time offsets, say).
-template <class F, int... kI>
-__device__ __forceinline__ void unrolled_for_each(F&& f, std::integer_sequence<int, kI...>) {
-  (f(std::integral_constant<int, kI>{}), ...);
-}
-template <int kN, class F>
-__device__ __forceinline__ void unrolled_for(F&& f) {
-  unrolled_for_each(f, std::make_integer_sequence<int, kN>{});
 }
 
 // 2^x in one MUFU.EX2, for softmax weights: exp2f without fast math adds a range fix-up (a compare, a select and

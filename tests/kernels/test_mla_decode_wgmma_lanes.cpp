@@ -12,7 +12,6 @@
 #include <cstdint>
 #include <random>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "kernels/cuda/mla_decode/config.h"
@@ -183,12 +182,6 @@ void expect_lane_pieces_match(int pieces) {
       }
     }
 }
-// The wgmma kernels' slab-by-slab issue of a stage (RowLoads::issue<slab_first_piece(s), kSlabPieces>, 4 threads a
-// row): each slab's run where row_piece puts it, and the runs tiling the row.
-template <int... kSlabs>
-void expect_slab_runs_match(std::integer_sequence<int, kSlabs...>) {
-  (expect_lane_pieces_match<4, wg::slab_first_piece(kSlabs)>(wg::kSlabPieces), ...);
-}
 TEST(MlaDecodeWgmmaLanes, LoaderPiecePlacesMatchRowPiece) {
   constexpr int kAll = kD / 8;  // 16-byte pieces of a row
   expect_lane_pieces_match<4, 0>(kAll);
@@ -196,8 +189,4 @@ TEST(MlaDecodeWgmmaLanes, LoaderPiecePlacesMatchRowPiece) {
   expect_lane_pieces_match<2, 32>(kAll - 32);
   expect_lane_pieces_match<1, 0>(kAll);
   expect_lane_pieces_match<8, 0>(kAll);
-  expect_slab_runs_match(std::make_integer_sequence<int, mla::kWgSlabs>{});
-  for (int slab = 0; slab < mla::kWgSlabs; ++slab)
-    EXPECT_EQ(wg::slab_first_piece(slab), slab * wg::kSlabPieces) << "slab " << slab;
-  EXPECT_EQ(wg::slab_first_piece(mla::kWgSlabs), kAll) << "the slabs' runs end at the row's end";
 }

@@ -122,30 +122,27 @@ __device__ __forceinline__ int32_t row_block(const AttendArgs& a, int seq, int t
   const int t = tok0 + lanes::load_row(kRows, kNumThreads, threadIdx.x);
   return t < tok_end ? table_block(a, seq, t) : 0;
 }
-// A thread's share of one stage's loads, looked up once (start: its row's source, or the fill of a row past tok_end
-// or outside the pool, reported) and issued in runs of pieces (issue<kFirstChunk, kChunks>), so that a kernel can
-// spread a stage's cp.async among its other instructions: the wgmma kernels issue each slab's between the score
-// MMAs of a step (attend_wgmma.cu).
-template <Format F, int kRows, int kNumThreads, class Place>
-struct RowLoads {
+template <Format F, int kRows, int kNumThreads, int kFirstChunk, int kChunks, class Place>
+__device__ __forceinline__ void load_kv_row_chunks_of_block(const AttendArgs& a, unsigned char* stage, int seq,
+                                                            int tok0, int tok_end, int32_t block, Place place) {
+  constexpr int kIters = lanes::load_iters(kRows, kNumThreads, kChunks);
   static_assert(kNumThreads % kRows == 0, "whole threads per row");
-  static constexpr int kPerRow = lanes::load_threads_per_row(kRows, kNumThreads);
-  const unsigned char* src;  // the thread's first piece of its cached row, or null: write `fill`
-  uint32_t base;             // place.lane_base of the thread's row and first piece
-  uint4 fill;
-
-  __device__ __forceinline__ void start(const AttendArgs& a, int seq, int tok0, int tok_end, int32_t block,
-                                        Place place) {
-    const int row = lanes::load_row(kRows, kNumThreads, threadIdx.x);
-    const int lane_chunk = lanes::load_chunk(kRows, kNumThreads, threadIdx.x, 0);
-    const int t = tok0 + row;
-    base = place.lane_base(row, lane_chunk);
-    src = nullptr;
-    fill = make_uint4(0u, 0u, 0u, 0u);
-    if (t >= tok_end) return;
-    src = block_row<F>(a, block, t);
-    if (src != nullptr) {
-      src += 16 * lane_chunk;
+  static_assert(kFirstChunk >= 0 && kFirstChunk + kChunks <= RowOf<F>::kBytes / 16, "pieces of the row");
+  constexpr int kPerRow = lanes::load_threads_per_row(kRows, kNumThreads);
+  const int row = lanes::load_row(kRows, kNumThreads, threadIdx.x);
+  const int lane_chunk = lanes::load_chunk(kRows, kNumThreads, threadIdx.x, 0);
+  const uint32_t base = place.lane_base(row, lane_chunk);
+  const int t = tok0 + row;
+  uint4 fill = make_uint4(0u, 0u, 0u, 0u);
+  if (t < tok_end) {
+    if (const unsigned char* src = block_row<F>(a, block, t)) {
+      src += 16 * (kFirstChunk + lane_chunk);
+#pragma unroll
+      for (int i = 0; i < kIters; ++i) {
+        const int c = lane_chunk + kPerRow * i;  // lanes::load_chunk
+        if (kChunks % kPerRow == 0 || c < kChunks)
+          cp_async_16(place.template piece<kPerRow, kFirstChunk>(stage, base, i), src + 16 * kPerRow * i);
+      }
       return;
     }
     if (lane_chunk == 0 && atomicCAS(a.status, 0, Code::kBadBlockId) == 0) {
@@ -155,33 +152,12 @@ struct RowLoads {
     fill = F == Format::Bf16 ? make_uint4(0x7fc07fc0u, 0x7fc07fc0u, 0x7fc07fc0u, 0x7fc07fc0u)  // bf16 NaN
                              : make_uint4(~0u, ~0u, ~0u, ~0u);  // NaN scales (and NaN e4m3 codes)
   }
-  // Pieces [kFirstChunk, kFirstChunk + kChunks) of the thread's row: cp.async, or the fill stored.
-  template <int kFirstChunk, int kChunks>
-  __device__ __forceinline__ void issue(unsigned char* stage, Place place) const {
-    static_assert(kFirstChunk >= 0 && kFirstChunk + kChunks <= RowOf<F>::kBytes / 16, "pieces of the row");
-    constexpr int kIters = lanes::load_iters(kRows, kNumThreads, kChunks);
-    const int lane_chunk = lanes::load_chunk(kRows, kNumThreads, threadIdx.x, 0);
-    // Whether piece i is one of the run's (lanes::load_chunk; the last iteration may pass its end).
-    const auto in_run = [&](int i) { return kChunks % kPerRow == 0 || lane_chunk + kPerRow * i < kChunks; };
-    if (src != nullptr) {
 #pragma unroll
-      for (int i = 0; i < kIters; ++i)
-        if (in_run(i))
-          cp_async_16(place.template piece<kPerRow, kFirstChunk>(stage, base, i),
-                      src + 16 * (kFirstChunk + kPerRow * i));
-    } else {
-#pragma unroll
-      for (int i = 0; i < kIters; ++i)
-        if (in_run(i)) *reinterpret_cast<uint4*>(place.template piece<kPerRow, kFirstChunk>(stage, base, i)) = fill;
-    }
+  for (int i = 0; i < kIters; ++i) {
+    const int c = lane_chunk + kPerRow * i;
+    if (kChunks % kPerRow == 0 || c < kChunks)
+      *reinterpret_cast<uint4*>(place.template piece<kPerRow, kFirstChunk>(stage, base, i)) = fill;
   }
-};
-template <Format F, int kRows, int kNumThreads, int kFirstChunk, int kChunks, class Place>
-__device__ __forceinline__ void load_kv_row_chunks_of_block(const AttendArgs& a, unsigned char* stage, int seq,
-                                                            int tok0, int tok_end, int32_t block, Place place) {
-  RowLoads<F, kRows, kNumThreads, Place> loads;
-  loads.start(a, seq, tok0, tok_end, block, place);
-  loads.template issue<kFirstChunk, kChunks>(stage, place);
 }
 template <Format F, int kRows, int kNumThreads, int kFirstChunk, int kChunks, class Place>
 __device__ __forceinline__ void load_kv_row_chunks(const AttendArgs& a, unsigned char* stage, int seq, int tok0,

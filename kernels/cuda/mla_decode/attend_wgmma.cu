@@ -9,11 +9,11 @@
 //           slabs read N-major; warpgroup g owns columns [256 g, 256 g + 256) (128 fp32 accumulators a thread).
 // The cached tiles come by cp.async into a two-stage ring (placed into the slabs as they land), published to the
 // tensor cores by fence.proxy.async and one barrier per step; a step's MMAs are waited for before that barrier, so
-// the stage they read is free for the loads issued after it, which go out a slab at a time between the step's
-// score MMAs (each row's block-table entry read a step ahead). Schedule, masks, partials and whole-piece outputs
-// are the other attend kernels'. bf16 rows (quantized rows run attend_mma.cu). The wgmma probe
-// (kernels/cuda/wgmma_probe.h) checks its building blocks first. On an H100 the split variant decodes 128 heads
-// 2.6x faster than the 32-row kernel: AttendKernel::Auto's choice from 64 bf16 rows up (NOTES.md in this folder).
+// the stage they read is free for the loads issued after it, which go out while the tensor cores compute the
+// step's scores. Schedule, masks, partials and whole-piece outputs are the other attend kernels'. bf16 rows
+// (quantized rows run attend_mma.cu). The wgmma probe (kernels/cuda/wgmma_probe.h) checks its building blocks
+// first. On an H100 the split variant decodes 128 heads 2.6x faster than the 32-row kernel: AttendKernel::Auto's
+// choice from 64 bf16 rows up (NOTES.md in this folder).
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
@@ -21,7 +21,6 @@
 
 #include <cuda_runtime_api.h>
 
-#include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/mla_decode/attend_common.cuh"
 #include "kernels/cuda/mla_decode/attend_wgmma_rows.cuh"
 #include "kernels/cuda/mla_decode/mla_decode.h"
@@ -80,9 +79,6 @@ __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(
     float o[128];
 #pragma unroll
     for (int e = 0; e < 128; ++e) o[e] = 0.f;
-    // The block-table entry of this thread's row of the next step's loads, read a step ahead: its latency passes
-    // during a step's work instead of between the score MMAs and the loads.
-    int32_t next_block = row_block<kWgBlockN, kWgThreads>(a, pv.seq, pv.tok_begin + kWgBlockN, pv.tok_end);
 
     for (int it = 0; it < num_steps; ++it) {
       cp_async_wait<0>();  // this thread's pieces of step it (and of q) have landed
@@ -91,32 +87,23 @@ __global__ void __launch_bounds__(kWgThreads, 1) mla_decode_attend_wgmma_kernel(
       const uint32_t stage_u32 = ring_u32 + uint32_t((it % kWgStages) * kWgStageBytes);
       const int tok0 = pv.tok_begin + it * kWgBlockN + tok_lane;  // token of this warpgroup's score column 0
 
-      // The next step's loads fill the other stage, whose last readers (step it - 1's P.V) were waited for before
-      // the barrier above. They are issued a slab at a time between the score MMAs: while the tensor cores hold
-      // the MMAs back, the warp issues its copies instead of waiting (it issued them all after the MMAs before).
-      const bool load_next = it + 1 < num_steps;
-      unsigned char* next_stage = ring + ((it + 1) % kWgStages) * kWgStageBytes;
-      RowLoads<kF, kWgBlockN, kWgThreads, SlabRows> loads{};
-      if (load_next)
-        loads.start(a, pv.seq, pv.tok_begin + (it + 1) * kWgBlockN, pv.tok_end, next_block, SlabRows{});
-
       float s[kSRegs];
 #pragma unroll
       for (int e = 0; e < kSRegs; ++e) s[e] = 0.f;
       wgmma_fence();
-      const auto slab_scores = [&](auto slab_c) {
-        constexpr int kSlab = decltype(slab_c)::value;
+#pragma unroll
+      for (int slab = 0; slab < kWgSlabs; ++slab)
 #pragma unroll
         for (int k = 0; k < 4; ++k)
-          Mma<kScoreN>::template ss<0>(s, wg::q_desc(q_u32, kSlab, k), wg::k_desc(stage_u32, kSlab, k, tok_lane),
-                                       kSlab + k > 0);
-        if (load_next) loads.template issue<wg::slab_first_piece(kSlab), wg::kSlabPieces>(next_stage, SlabRows{});
-      };
-      unrolled_for<kWgSlabs>(slab_scores);
+          Mma<kScoreN>::template ss<0>(s, wg::q_desc(q_u32, slab, k), wg::k_desc(stage_u32, slab, k, tok_lane),
+                                       slab + k > 0);
       wgmma_commit();
+      // The next step's loads are issued while the tensor cores compute the scores: they fill the other stage,
+      // whose last readers (step it - 1's P.V) were waited for before the barrier above.
+      if (it + 1 < num_steps)
+        load_kv_rows<kF, kWgBlockN, kWgThreads>(a, ring + ((it + 1) % kWgStages) * kWgStageBytes, pv.seq,
+                                                pv.tok_begin + (it + 1) * kWgBlockN, pv.tok_end, SlabRows{});
       cp_async_commit();
-      if (load_next)  // the entry for the step after next (0, unread, past the piece)
-        next_block = row_block<kWgBlockN, kWgThreads>(a, pv.seq, pv.tok_begin + (it + 2) * kWgBlockN, pv.tok_end);
       if (const int ahead = (a.l2_prefetch_tiles + 1) / 2; ahead > 0 && it + 1 + ahead < num_steps)  // in steps
         prefetch_kv_rows_l2<kF, kWgBlockN, kWgThreads>(a, pv.seq, pv.tok_begin + (it + 1 + ahead) * kWgBlockN,
                                                        pv.tok_end);

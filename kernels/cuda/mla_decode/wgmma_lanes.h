@@ -33,10 +33,6 @@ MLARUN_HOST_DEVICE constexpr uint32_t row_piece_of_lane(uint32_t base, int i) {
   return (base ^ (uint32_t(kThreadsPerRow * (i % (8 / kThreadsPerRow))) << 4)) +
          uint32_t(kFirst / 8 + kThreadsPerRow * i / 8) * uint32_t(kWgSlabBytes);
 }
-// A cached row's 16-byte pieces per slab (64 bf16 columns), and the first piece of slab `slab`: the kernels issue
-// a stage's loads slab by slab (RowLoads::issue<slab_first_piece(slab), kSlabPieces>) between the score MMAs.
-constexpr int kSlabPieces = int(sm90::kSlabRowBytes) / 16;
-MLARUN_HOST_DEVICE constexpr int slab_first_piece(int slab) { return slab * kSlabPieces; }
 // The first of the step's tokens warpgroup `group` scores: all 64 from 0, or its 32 when the scores are split.
 MLARUN_HOST_DEVICE constexpr int score_tok0(bool split, int group) { return split ? group * (kWgBlockN / 2) : 0; }
 // The split variant's P.V k-steps (16 tokens each, kWgBlockN / 16 a step) in the order warpgroup `group` issues
