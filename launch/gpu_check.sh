@@ -696,7 +696,7 @@ need_bins bench-mla kernels/bench_mla_decode &&
   step bench-mla "$out/kernels.log" 15 "${GPU_CHECK_MLA_CAP_S:-160}" 1 \
     "$kb/bench_mla_decode ${GPU_CHECK_MLA_ARGS:-$mla_shapes} --json \"$out/mla_decode.json\"$mla_opt; r=\$?;
     python3 \"$notes\" mla-verdict \"$out/mla_decode.json\"; exit \$r"
-# The fitted kernel's rows by this build against an earlier one's workbench in .carry/ab/ (`gpu_check.sh ab-base
+# The MLA workbench's rows by this build against an earlier one's workbench in .carry/ab/ (`gpu_check.sh ab-base
 # COMMIT` builds it), run base, new, new, base so that a drift of the GPU's clocks falls on both; gpu_check_notes.py
 # mla-ab gives each row's medians. Rows: GPU_CHECK_AB_ROWS.
 ab_bin=$(ls "$root"/.carry/ab/bench_mla_decode.* 2>/dev/null | head -1)

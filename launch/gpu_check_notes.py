@@ -203,9 +203,11 @@ def ncu_stalls(path, top=25):
     addr = hdr.index("Address") if "Address" in hdr else None
 
     def address(r):
+        if addr is None:
+            return None
         try:
             return int(r[addr], 16)
-        except (TypeError, ValueError):
+        except ValueError:
             return None
     start = min((a for a in map(address, lines) if a is not None), default=None)
     out.append("the %d SASS lines with the most samples (share, offset, the line, its top reasons):" % top)
