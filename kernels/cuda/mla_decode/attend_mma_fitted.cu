@@ -309,7 +309,8 @@ __global__ void __launch_bounds__(kThreads, fit_ctas_per_sm(kM)) mla_decode_atte
         softmax.step_tokens<kStepTiles>(j, score, tok0, lane, a.scale_log2 * q_unit[j], alpha, p);
 #pragma unroll
         for (int t = 0; t < S::kPTiles; ++t) {
-          const float pt = kWiden ? p[0] * row_scale<F>(kv, lane, t) : p[kWiden ? 0 : t];
+          // Widening: the step is one tile (p[0]), and scale tile t's P is p times the token's scale of that tile.
+          const float pt = p[kWiden ? 0 : t] * (kWiden ? row_scale<F>(kv, lane, t) : 1.f);
           p_s[(t * kM + r) * kMmaPStride + lane] = kF16 ? __half_as_ushort(__float2half_rn(pt))
                                                         : __bfloat16_as_ushort(__float2bfloat16_rn(pt));
         }
